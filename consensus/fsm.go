@@ -1,0 +1,370 @@
+package consensus
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/meshward/meshward/intel"
+)
+
+// fsm is the replicated state machine. Every method that changes state runs
+// only from raft's apply goroutine; queries take the read lock.
+//
+// Determinism: Apply uses only the entry's bytes and the state. "Now" is the
+// latest Command.At applied so far (a monotone clock that every replica
+// computes identically); maps are walked in sorted key order wherever the
+// walk can affect a result.
+type fsm struct {
+	mu        sync.RWMutex
+	policies  map[string]intel.Policy
+	protected map[netip.Prefix]struct{}
+	roster    map[string]Member
+	clock     time.Time // max Command.At applied
+
+	onChange func() // called after every apply and restore, outside the lock
+}
+
+var _ raft.FSM = (*fsm)(nil)
+
+func newFSM(onChange func()) *fsm {
+	if onChange == nil {
+		onChange = func() {}
+	}
+	return &fsm{
+		policies:  map[string]intel.Policy{},
+		protected: map[netip.Prefix]struct{}{},
+		roster:    map[string]Member{},
+		onChange:  onChange,
+	}
+}
+
+// applyFunc applies one command of a known type and returns the entry's
+// response: nil or an error refusing it.
+type applyFunc func(f *fsm, c *Command, now time.Time) error
+
+// handlers is the dispatch table, indexed by command type.
+var handlers = [256]applyFunc{
+	CmdPutPolicy:    (*fsm).putPolicy,
+	CmdRevokePolicy: (*fsm).revokePolicy,
+	CmdProtect:      (*fsm).protect,
+	CmdUnprotect:    (*fsm).unprotect,
+	CmdAdmit:        (*fsm).admit,
+	CmdRemoveMember: (*fsm).removeMember,
+}
+
+// Apply implements raft.FSM. It panics on a command type it does not know
+// unless the type carries IgnoreUnknownFlag: a replica that cannot apply an
+// entry must stop rather than diverge.
+func (f *fsm) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand || len(l.Data) == 0 {
+		return nil
+	}
+	t := CommandType(l.Data[0])
+	h := handlers[t]
+	if h == nil {
+		if t&IgnoreUnknownFlag != 0 {
+			return nil
+		}
+		panic(fmt.Sprintf("consensus: log entry %d has unknown command type %d; upgrade this node", l.Index, uint8(t)))
+	}
+	c, err := DecodeCommand(l.Data)
+	if err == nil {
+		err = c.validate()
+	}
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	if c.At.After(f.clock) {
+		f.clock = c.At
+	}
+	now := f.clock
+	f.prune(now)
+	err = h(f, &c, now)
+	f.mu.Unlock()
+	f.onChange()
+	return err
+}
+
+// prune drops policies that have expired at now.
+func (f *fsm) prune(now time.Time) {
+	maps.DeleteFunc(f.policies, func(_ string, p intel.Policy) bool { return !p.Active(now) })
+}
+
+func (f *fsm) putPolicy(c *Command, now time.Time) error {
+	p := *c.Policy
+	if !p.Active(now) {
+		return nil // already expired: nothing to hold
+	}
+	ind := p.Indicator
+	switch p.Action {
+	case intel.ActionBlock:
+		if q, ok := ind.Prefix(); ok {
+			for _, r := range sortedPrefixes(f.protected) {
+				if q.Overlaps(r) {
+					return fmt.Errorf("%w: block of %s overlaps protected %s", ErrProtected, ind, r)
+				}
+			}
+		}
+		for _, id := range slices.Sorted(maps.Keys(f.policies)) {
+			o := f.policies[id]
+			if o.Action == intel.ActionAllow && ind.Overlaps(o.Indicator) {
+				return fmt.Errorf("%w: block of %s overlaps allow %s (policy %s)", ErrAllowed, ind, o.Indicator, o.ID)
+			}
+		}
+	case intel.ActionAllow:
+		maps.DeleteFunc(f.policies, func(_ string, o intel.Policy) bool {
+			return o.Action == intel.ActionBlock && o.Indicator.Overlaps(ind)
+		})
+	}
+	if old, ok := f.policies[p.ID]; ok {
+		merged := old
+		if old.ExpiresAt.IsZero() || p.ExpiresAt.IsZero() {
+			merged.ExpiresAt = time.Time{}
+		} else if p.ExpiresAt.After(old.ExpiresAt) {
+			merged.ExpiresAt = p.ExpiresAt
+		}
+		if merged.Reason == "" {
+			merged.Reason = p.Reason
+		}
+		merged.Evidence = mergeEvidence(old.Evidence, p.Evidence)
+		f.policies[p.ID] = merged
+		return nil
+	}
+	p.Evidence = mergeEvidence(nil, p.Evidence)
+	f.policies[p.ID] = p
+	return nil
+}
+
+// mergeEvidence returns a new slice: the union of a and b without
+// duplicates (same origin and sequence number), oldest first, bounded to
+// maxEvidence entries (the earliest are kept: they explain the decision).
+func mergeEvidence(a, b []intel.Evidence) []intel.Evidence {
+	if len(a)+len(b) == 0 {
+		return nil
+	}
+	out := make([]intel.Evidence, 0, len(a)+len(b))
+	out = append(append(out, a...), b...)
+	slices.SortFunc(out, func(x, y intel.Evidence) int {
+		return cmp.Or(x.Seen.Compare(y.Seen), cmp.Compare(x.Origin, y.Origin), cmp.Compare(x.Seq, y.Seq), cmp.Compare(x.Detector, y.Detector))
+	})
+	out = slices.CompactFunc(out, func(x, y intel.Evidence) bool { return x.Origin == y.Origin && x.Seq == y.Seq })
+	if len(out) > maxEvidence {
+		out = out[:maxEvidence]
+	}
+	return slices.Clip(out)
+}
+
+func (f *fsm) revokePolicy(c *Command, _ time.Time) error {
+	delete(f.policies, c.PolicyID)
+	return nil
+}
+
+func (f *fsm) protect(c *Command, _ time.Time) error {
+	p, err := parsePrefix(c.Prefix)
+	if err != nil {
+		return err
+	}
+	f.protected[p] = struct{}{}
+	maps.DeleteFunc(f.policies, func(_ string, o intel.Policy) bool {
+		q, ok := o.Indicator.Prefix()
+		return o.Action == intel.ActionBlock && ok && q.Overlaps(p)
+	})
+	return nil
+}
+
+func (f *fsm) unprotect(c *Command, _ time.Time) error {
+	p, err := parsePrefix(c.Prefix)
+	if err != nil {
+		return err
+	}
+	delete(f.protected, p)
+	return nil
+}
+
+func (f *fsm) admit(c *Command, _ time.Time) error {
+	m := *c.Member
+	m.Addrs = slices.Clone(m.Addrs)
+	if old, ok := f.roster[m.ID]; ok && !old.AdmittedAt.IsZero() {
+		m.AdmittedAt = old.AdmittedAt
+	}
+	if m.AdmittedAt.IsZero() {
+		m.AdmittedAt = c.At
+	}
+	f.roster[m.ID] = m
+	return nil
+}
+
+func (f *fsm) removeMember(c *Command, _ time.Time) error {
+	delete(f.roster, c.Member.ID)
+	return nil
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%w: prefix %q: %v", ErrInvalidCommand, s, err)
+	}
+	return p.Masked(), nil
+}
+
+func sortedPrefixes(m map[netip.Prefix]struct{}) []netip.Prefix {
+	out := slices.Collect(maps.Keys(m))
+	slices.SortFunc(out, func(a, b netip.Prefix) int {
+		return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+	})
+	return out
+}
+
+// --- queries -------------------------------------------------------------
+
+func (f *fsm) activePolicies(now time.Time) []intel.Policy {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make([]intel.Policy, 0, len(f.policies))
+	for _, p := range f.policies {
+		if p.Active(now) {
+			p.Evidence = slices.Clone(p.Evidence)
+			out = append(out, p)
+		}
+	}
+	slices.SortFunc(out, func(a, b intel.Policy) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+func (f *fsm) protectedPrefixes() []netip.Prefix {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return sortedPrefixes(f.protected)
+}
+
+func (f *fsm) members() []Member {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make([]Member, 0, len(f.roster))
+	for _, m := range f.roster {
+		m.Addrs = slices.Clone(m.Addrs)
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(a, b Member) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+func (f *fsm) member(id string) (Member, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	m, ok := f.roster[id]
+	return m, ok
+}
+
+func (f *fsm) counts() (policies, protected, members int) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return len(f.policies), len(f.protected), len(f.roster)
+}
+
+// --- snapshots -----------------------------------------------------------
+
+// snapshotState is the JSON form of the whole state, every list sorted.
+type snapshotState struct {
+	Version   int            `json:"version"`
+	Clock     time.Time      `json:"clock"`
+	Policies  []intel.Policy `json:"policies"`
+	Protected []netip.Prefix `json:"protected"`
+	Roster    []Member       `json:"roster"`
+}
+
+const snapshotVersion = 1
+
+// fsmSnapshot holds a copy of the state taken under the lock; Persist
+// encodes it outside the lock, concurrently with Apply. Policy and member
+// values are copied; their slices are never mutated in place by the FSM, so
+// sharing them is safe.
+type fsmSnapshot struct {
+	clock     time.Time
+	policies  map[string]intel.Policy
+	protected map[netip.Prefix]struct{}
+	roster    map[string]Member
+}
+
+// Snapshot implements raft.FSM: a cheap copy under the lock.
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return &fsmSnapshot{
+		clock:     f.clock,
+		policies:  maps.Clone(f.policies),
+		protected: maps.Clone(f.protected),
+		roster:    maps.Clone(f.roster),
+	}, nil
+}
+
+func (s *fsmSnapshot) state() snapshotState {
+	st := snapshotState{
+		Version:   snapshotVersion,
+		Clock:     s.clock,
+		Policies:  make([]intel.Policy, 0, len(s.policies)),
+		Protected: sortedPrefixes(s.protected),
+		Roster:    make([]Member, 0, len(s.roster)),
+	}
+	for _, id := range slices.Sorted(maps.Keys(s.policies)) {
+		st.Policies = append(st.Policies, s.policies[id])
+	}
+	for _, id := range slices.Sorted(maps.Keys(s.roster)) {
+		st.Roster = append(st.Roster, s.roster[id])
+	}
+	return st
+}
+
+// Persist implements raft.FSMSnapshot.
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := json.NewEncoder(sink).Encode(s.state()); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("persist snapshot: %w", err)
+	}
+	if err := sink.Close(); err != nil {
+		return fmt.Errorf("close snapshot sink: %w", err)
+	}
+	return nil
+}
+
+// Release implements raft.FSMSnapshot.
+func (s *fsmSnapshot) Release() {}
+
+// Restore implements raft.FSM: it replaces the whole state.
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	var st snapshotState
+	if err := json.NewDecoder(rc).Decode(&st); err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	if st.Version != snapshotVersion {
+		return fmt.Errorf("restore snapshot: version %d, this node reads %d", st.Version, snapshotVersion)
+	}
+	policies := make(map[string]intel.Policy, len(st.Policies))
+	for _, p := range st.Policies {
+		policies[p.ID] = p
+	}
+	protected := make(map[netip.Prefix]struct{}, len(st.Protected))
+	for _, p := range st.Protected {
+		protected[p.Masked()] = struct{}{}
+	}
+	roster := make(map[string]Member, len(st.Roster))
+	for _, m := range st.Roster {
+		roster[m.ID] = m
+	}
+	f.mu.Lock()
+	f.clock, f.policies, f.protected, f.roster = st.Clock, policies, protected, roster
+	f.mu.Unlock()
+	f.onChange()
+	return nil
+}

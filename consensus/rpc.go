@@ -1,0 +1,219 @@
+package consensus
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// The raft-rpc protocol: one request and one response per stream, each a
+// 4-byte big-endian length followed by that many bytes of JSON.
+const (
+	maxRPCSize = 1 << 20
+	// maxHops bounds how often a request is forwarded towards the leader.
+	maxHops = 3
+	// rpcTimeout bounds one call when the caller's context has no deadline,
+	// and how long a server spends on one request.
+	rpcTimeout = 10 * time.Second
+)
+
+type rpcKind string
+
+const (
+	rpcJoin    rpcKind = "join"
+	rpcPropose rpcKind = "propose"
+)
+
+type rpcRequest struct {
+	Kind rpcKind `json:"kind"`
+	// Hops counts forwards so far: 0 when sent by the originator.
+	Hops int `json:"hops"`
+
+	// Join.
+	Token string   `json:"token,omitempty"`
+	Node  string   `json:"node,omitempty"`
+	Site  string   `json:"site,omitempty"`
+	Addrs []string `json:"addrs,omitempty"`
+
+	// Propose: an encoded Command.
+	Command []byte `json:"command,omitempty"`
+}
+
+type rpcResponse struct {
+	Code  string `json:"code,omitempty"` // empty on success
+	Error string `json:"error,omitempty"`
+}
+
+// errorCodes carry sentinel errors across the wire, so that errors.Is works
+// on the proposer for an error raised on the leader.
+var errorCodes = []struct {
+	code string
+	err  error
+}{
+	{"protected", ErrProtected},
+	{"allowed", ErrAllowed},
+	{"not_member", ErrNotMember},
+	{"bad_token", ErrBadToken},
+	{"join_disabled", ErrJoinDisabled},
+	{"invalid", ErrInvalidCommand},
+	{"no_leader", ErrNoLeader},
+	{"too_many_hops", ErrTooManyHops},
+}
+
+func responseFor(err error) rpcResponse {
+	if err == nil {
+		return rpcResponse{}
+	}
+	for _, c := range errorCodes {
+		if errors.Is(err, c.err) {
+			return rpcResponse{Code: c.code, Error: err.Error()}
+		}
+	}
+	return rpcResponse{Code: "internal", Error: err.Error()}
+}
+
+func (r rpcResponse) err(from peer.ID) error {
+	if r.Code == "" {
+		return nil
+	}
+	for _, c := range errorCodes {
+		if r.Code == c.code {
+			return &remoteError{sentinel: c.err, msg: r.Error, from: from}
+		}
+	}
+	return &remoteError{msg: r.Error, from: from}
+}
+
+// remoteError is an error reported by another node. It unwraps to the
+// sentinel its code named, if any.
+type remoteError struct {
+	sentinel error
+	msg      string
+	from     peer.ID
+}
+
+func (e *remoteError) Error() string {
+	return fmt.Sprintf("node %s: %s", shortID(e.from.String()), e.msg)
+}
+func (e *remoteError) Unwrap() error { return e.sentinel }
+
+func writeMsg(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode rpc message: %w", err)
+	}
+	if len(b) > maxRPCSize {
+		return fmt.Errorf("rpc message is %d bytes, limit %d", len(b), maxRPCSize)
+	}
+	buf := make([]byte, 4+len(b))
+	binary.BigEndian.PutUint32(buf, uint32(len(b)))
+	copy(buf[4:], b)
+	if _, err := w.Write(buf); err != nil {
+		return fmt.Errorf("write rpc message: %w", err)
+	}
+	return nil
+}
+
+func readMsg(r io.Reader, v any) error {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return fmt.Errorf("read rpc header: %w", err)
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n > maxRPCSize {
+		return fmt.Errorf("rpc message is %d bytes, limit %d", n, maxRPCSize)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return fmt.Errorf("read rpc body: %w", err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("decode rpc message: %w", err)
+	}
+	return nil
+}
+
+// call sends req to a peer and returns the error it answered with.
+// Cancelling ctx resets the stream.
+func (c *Consensus) call(ctx context.Context, to peer.ID, req *rpcRequest) error {
+	if to == c.h.ID() {
+		return fmt.Errorf("%s rpc to ourselves", req.Kind)
+	}
+	s, err := c.h.NewStream(ctx, to, RPCProtocol)
+	if err != nil {
+		return fmt.Errorf("open %s stream to %s: %w", req.Kind, shortID(to.String()), err)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
+	defer stop()
+	dl, ok := ctx.Deadline()
+	if !ok {
+		dl = time.Now().Add(rpcTimeout)
+	}
+	_ = s.SetDeadline(dl)
+	if err := writeMsg(s, req); err != nil {
+		_ = s.Reset()
+		return fmt.Errorf("%s to %s: %w", req.Kind, shortID(to.String()), err)
+	}
+	_ = s.CloseWrite()
+	var resp rpcResponse
+	if err := readMsg(s, &resp); err != nil {
+		_ = s.Reset()
+		return fmt.Errorf("%s to %s: %w", req.Kind, shortID(to.String()), err)
+	}
+	_ = s.Close()
+	return resp.err(to)
+}
+
+// handleRPC serves one raft-rpc stream.
+func (c *Consensus) handleRPC(s network.Stream) {
+	if !c.track() {
+		_ = s.Reset()
+		return
+	}
+	defer c.wg.Done()
+	_ = s.SetDeadline(time.Now().Add(rpcTimeout + 2*time.Second))
+	var req rpcRequest
+	if err := readMsg(io.LimitReader(s, maxRPCSize+4), &req); err != nil {
+		c.log.Debug("rpc refused", "from", s.Conn().RemotePeer(), "err", err)
+		_ = s.Reset()
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, rpcTimeout)
+	defer cancel()
+	err := c.serve(ctx, s.Conn().RemotePeer(), &req)
+	if err != nil {
+		c.log.Debug("rpc failed", "kind", req.Kind, "from", s.Conn().RemotePeer(), "hops", req.Hops, "err", err)
+	}
+	if err := writeMsg(s, responseFor(err)); err != nil {
+		_ = s.Reset()
+		return
+	}
+	_ = s.Close()
+}
+
+func (c *Consensus) serve(ctx context.Context, from peer.ID, req *rpcRequest) error {
+	if req.Hops < 0 || req.Hops > maxHops {
+		return fmt.Errorf("%w: %d hops", ErrTooManyHops, req.Hops)
+	}
+	// A forwarded request must come from a member; so must any proposal.
+	if (req.Hops > 0 || req.Kind == rpcPropose) && !c.knownPeer(from.String()) {
+		return fmt.Errorf("%w: %s sent a %s (hops %d)", ErrNotMember, from, req.Kind, req.Hops)
+	}
+	switch req.Kind {
+	case rpcPropose:
+		return c.proposeOnce(ctx, req.Command, req.Hops)
+	case rpcJoin:
+		if req.Hops == 0 && req.Node != from.String() {
+			return fmt.Errorf("%w: join for %s sent by %s", ErrInvalidCommand, req.Node, from)
+		}
+		return c.joinOnce(ctx, req)
+	}
+	return fmt.Errorf("%w: unknown rpc %q", ErrInvalidCommand, req.Kind)
+}
