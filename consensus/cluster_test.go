@@ -1,0 +1,362 @@
+package consensus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/meshward/meshward/intel"
+)
+
+const testToken = "s3cret-join-token"
+
+// tbWriter sends log lines to t.Log until the test is over.
+type tbWriter struct {
+	tb   testing.TB
+	done atomic.Bool
+}
+
+func (w *tbWriter) Write(p []byte) (int, error) {
+	if !w.done.Load() {
+		w.tb.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+func testLogger(tb testing.TB) *slog.Logger {
+	w := &tbWriter{tb: tb}
+	tb.Cleanup(func() { w.done.Store(true) }) // registered first: runs last
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+func newTestHost(tb testing.TB) host.Host {
+	tb.Helper()
+	k, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	h, err := libp2p.New(libp2p.Identity(k), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay(), libp2p.DisableMetrics())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = h.Close() })
+	return h
+}
+
+type testNode struct {
+	h host.Host
+	c *Consensus
+}
+
+func (n *testNode) info() peer.AddrInfo { return peer.AddrInfo{ID: n.h.ID(), Addrs: n.h.Addrs()} }
+func (n *testNode) id() string          { return n.h.ID().String() }
+
+func newTestNode(tb testing.TB, log *slog.Logger, bootstrap bool, token string) *testNode {
+	tb.Helper()
+	h := newTestHost(tb)
+	store := raft.NewInmemStore()
+	c, err := New(context.Background(), h, store, store, raft.NewInmemSnapshotStore(), Config{
+		LocalID:            h.ID().String(),
+		Site:               "site-" + h.ID().String()[len(h.ID().String())-4:],
+		Bootstrap:          bootstrap,
+		JoinToken:          token,
+		HeartbeatTimeout:   150 * time.Millisecond,
+		ElectionTimeout:    150 * time.Millisecond,
+		LeaderLeaseTimeout: 75 * time.Millisecond,
+		CommitTimeout:      5 * time.Millisecond,
+		Logger:             log.With("node", shortID(h.ID().String())),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			tb.Errorf("close: %v", err)
+		}
+	})
+	return &testNode{h: h, c: c}
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(tb testing.TB, d time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// newCluster bootstraps one node and joins n-1 more, the k-th through node
+// k-1 (so joins are forwarded to the leader), and waits until every node
+// sees the full roster.
+func newCluster(tb testing.TB, n int) []*testNode {
+	tb.Helper()
+	log := testLogger(tb)
+	nodes := []*testNode{newTestNode(tb, log, true, testToken)}
+	waitFor(tb, 10*time.Second, "the founder to lead and admit itself", func() bool {
+		return nodes[0].c.IsLeader() && nodes[0].c.IsMember(nodes[0].id())
+	})
+	for i := 1; i < n; i++ {
+		nd := newTestNode(tb, log, false, testToken)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err := nd.c.Join(ctx, nodes[i-1].info())
+		cancel()
+		if err != nil {
+			tb.Fatalf("node %d join: %v", i, err)
+		}
+		nodes = append(nodes, nd)
+	}
+	waitFor(tb, 10*time.Second, "every node to see the full roster", func() bool {
+		for _, nd := range nodes {
+			if len(nd.c.Roster()) != n {
+				return false
+			}
+		}
+		return true
+	})
+	return nodes
+}
+
+func leaderOf(nodes []*testNode) *testNode {
+	for _, n := range nodes {
+		if n.c.IsLeader() {
+			return n
+		}
+	}
+	return nil
+}
+
+func followerOf(nodes []*testNode) *testNode {
+	for _, n := range nodes {
+		if !n.c.IsLeader() {
+			return n
+		}
+	}
+	return nil
+}
+
+func hasPolicy(c *Consensus, id string) bool {
+	for _, p := range c.Policies(time.Now()) {
+		if p.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+func TestClusterJoinProposeAndRefuse(t *testing.T) {
+	nodes := newCluster(t, 3)
+
+	for _, n := range nodes {
+		roster := n.c.Roster()
+		for _, m := range roster {
+			if !m.Voter || m.AdmittedAt.IsZero() || m.Site == "" || (m.ID != n.id() && len(m.Addrs) == 0) {
+				t.Errorf("node %s roster entry %+v: want a voter with site, time and addresses", shortID(n.id()), m)
+			}
+		}
+		if !n.c.IsMember(nodes[2].id()) {
+			t.Errorf("node %s does not list the last joiner", shortID(n.id()))
+		}
+	}
+	leader := leaderOf(nodes)
+	if leader == nil {
+		t.Fatal("no leader")
+	}
+	for _, n := range nodes {
+		if n.c.Leader() != leader.id() {
+			t.Errorf("node %s names leader %q, want %s", shortID(n.id()), n.c.Leader(), leader.id())
+		}
+	}
+
+	// A proposal from a follower commits and reaches every node.
+	f := followerOf(nodes)
+	drain(f.c.Changes())
+	p := intel.NewPolicy(intel.ActionBlock, mustIndicator(t, "203.0.113.50"), "test", f.id(), time.Now(), time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := f.c.Propose(ctx, Command{Type: CmdPutPolicy, Policy: &p}); err != nil {
+		t.Fatalf("propose from follower: %v", err)
+	}
+	for _, n := range nodes {
+		waitFor(t, 5*time.Second, "the policy on "+shortID(n.id()), func() bool { return hasPolicy(n.c, p.ID) })
+	}
+	select {
+	case <-f.c.Changes():
+	default:
+		t.Error("no change notification on the proposing follower")
+	}
+
+	// The FSM's refusal on the leader comes back to the follower as the
+	// sentinel error.
+	if err := f.c.Propose(ctx, Command{Type: CmdProtect, Prefix: "198.51.100.0/24"}); err != nil {
+		t.Fatalf("protect: %v", err)
+	}
+	bad := intel.NewPolicy(intel.ActionBlock, mustIndicator(t, "198.51.100.1"), "test", f.id(), time.Now(), time.Hour)
+	err := f.c.Propose(ctx, Command{Type: CmdPutPolicy, Policy: &bad})
+	if !errors.Is(err, ErrProtected) {
+		t.Fatalf("block of a protected address from a follower: err %v, want ErrProtected", err)
+	}
+	for _, n := range nodes {
+		waitFor(t, 5*time.Second, "the protected range on "+shortID(n.id()), func() bool { return len(n.c.Protected()) == 1 })
+		if hasPolicy(n.c, bad.ID) {
+			t.Errorf("refused policy present on %s", shortID(n.id()))
+		}
+	}
+
+	// A joiner with the wrong token is refused with ErrBadToken, through a
+	// follower, promptly.
+	intruder := newTestNode(t, testLogger(t), false, "wrong-token")
+	jctx, jcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer jcancel()
+	err = intruder.c.Join(jctx, f.info())
+	if !errors.Is(err, ErrBadToken) {
+		t.Fatalf("join with a wrong token: err %v, want ErrBadToken", err)
+	}
+	if jctx.Err() != nil {
+		t.Fatal("a wrong token should be refused, not retried until the deadline")
+	}
+	for _, n := range nodes {
+		if n.c.IsMember(intruder.id()) || n.c.knownInConfig(intruder.id()) {
+			t.Errorf("intruder admitted on %s", shortID(n.id()))
+		}
+	}
+
+	// A node that is not a member cannot propose through a member.
+	ev := intel.NewPolicy(intel.ActionBlock, mustIndicator(t, "203.0.113.99"), "x", intruder.id(), time.Now(), time.Hour)
+	data, _ := Command{Type: CmdPutPolicy, At: time.Now(), Policy: &ev}.Encode()
+	intruder.h.Peerstore().AddAddrs(f.h.ID(), f.h.Addrs(), time.Minute)
+	err = intruder.c.call(ctx, f.h.ID(), &rpcRequest{Kind: rpcPropose, Command: data})
+	if !errors.Is(err, ErrNotMember) {
+		t.Fatalf("proposal from a non-member: err %v, want ErrNotMember", err)
+	}
+}
+
+func drain(ch <-chan struct{}) {
+	for {
+		select {
+		case <-ch:
+		default:
+			return
+		}
+	}
+}
+
+func TestLeaderFailover(t *testing.T) {
+	nodes := newCluster(t, 3)
+	old := leaderOf(nodes)
+	if old == nil {
+		t.Fatal("no leader")
+	}
+	var survivors []*testNode
+	for _, n := range nodes {
+		if n != old {
+			survivors = append(survivors, n)
+		}
+	}
+	if err := old.c.Close(); err != nil {
+		t.Fatalf("close leader: %v", err)
+	}
+	if err := old.c.Close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+	_ = old.h.Close()
+
+	waitFor(t, 15*time.Second, "a new leader among the survivors", func() bool {
+		l := leaderOf(survivors)
+		return l != nil && survivors[0].c.Leader() == l.id() && survivors[1].c.Leader() == l.id()
+	})
+	// Propose from whichever survivor follows, if one does by now; else from
+	// the leader.
+	from := followerOf(survivors)
+	if from == nil {
+		from = survivors[0]
+	}
+	p := intel.NewPolicy(intel.ActionBlock, mustIndicator(t, "192.0.2.200"), "after failover", from.id(), time.Now(), time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := from.c.Propose(ctx, Command{Type: CmdPutPolicy, Policy: &p}); err != nil {
+		t.Fatalf("propose after failover: %v", err)
+	}
+	for _, n := range survivors {
+		waitFor(t, 5*time.Second, "the policy on "+shortID(n.id()), func() bool { return hasPolicy(n.c, p.ID) })
+	}
+	if s := survivors[0].c.Stats(); s["members"] != "3" || s["state"] == "" {
+		t.Errorf("stats: %v", s)
+	}
+}
+
+func TestProposeHonoursContext(t *testing.T) {
+	// A lone node that never joined has no leader: Propose retries until
+	// the context ends and says so.
+	n := newTestNode(t, testLogger(t), false, testToken)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	p := intel.NewPolicy(intel.ActionBlock, mustIndicator(t, "192.0.2.1"), "x", n.id(), time.Now(), time.Hour)
+	err := n.c.Propose(ctx, Command{Type: CmdPutPolicy, Policy: &p})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err %v, want DeadlineExceeded", err)
+	}
+	if err := n.c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.c.Propose(context.Background(), Command{Type: CmdPutPolicy, Policy: &p}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("after Close: err %v, want ErrClosed", err)
+	}
+}
+
+func BenchmarkCommit3Voters(b *testing.B) {
+	nodes := newCluster(b, 3)
+	leader := leaderOf(nodes)
+	if leader == nil {
+		b.Fatal("no leader")
+	}
+	ctx := context.Background()
+	now := time.Now()
+	var mu sync.Mutex
+	i := 0
+	next := func() Command {
+		mu.Lock()
+		defer mu.Unlock()
+		i++
+		ind, _ := intel.NewIndicator(intel.IPv4, fmt.Sprintf("10.%d.%d.%d", (i>>16)&255, (i>>8)&255, i&255))
+		p := intel.NewPolicy(intel.ActionBlock, ind, "bench", leader.id(), now, time.Hour)
+		return Command{Type: CmdPutPolicy, At: now, Policy: &p}
+	}
+	b.Run("sequential", func(b *testing.B) {
+		start := time.Now()
+		for b.Loop() {
+			if err := leader.c.Propose(ctx, next()); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "commits/s")
+	})
+	b.Run("parallel", func(b *testing.B) {
+		start := time.Now()
+		b.SetParallelism(8)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := leader.c.Propose(ctx, next()); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "commits/s")
+	})
+}
