@@ -1,0 +1,87 @@
+package gossip
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+)
+
+// DefaultListenAddrs are the addresses a host listens on when HostConfig
+// names none: TCP and QUIC on port 7946 on every IPv4 interface.
+var DefaultListenAddrs = []string{"/ip4/0.0.0.0/tcp/7946", "/ip4/0.0.0.0/udp/7946/quic-v1"}
+
+// Connection manager defaults: above ConnHigh connections the host trims
+// unprotected connections down to ConnLow; new connections are exempt for
+// connGrace.
+const (
+	DefaultConnLow  = 160
+	DefaultConnHigh = 192
+	connGrace       = time.Minute
+)
+
+// HostConfig configures NewHost.
+type HostConfig struct {
+	// Key is the node identity (see LoadOrCreateIdentity). Required.
+	Key crypto.PrivKey
+	// ListenAddrs are multiaddrs to listen on; nil means DefaultListenAddrs.
+	// Only /tcp and /udp/.../quic-v1 addresses can be served.
+	ListenAddrs []string
+	// ConnLow and ConnHigh are the connection manager's watermarks; zero
+	// means DefaultConnLow and DefaultConnHigh.
+	ConnLow, ConnHigh int
+}
+
+// NewHost builds the node's libp2p host: TCP and QUIC transports only
+// (giving any Transport option replaces libp2p's default set), Noise and
+// TLS security, yamux, relay disabled, libp2p's own Prometheus metrics
+// disabled (they would go to the global registry), and a connection manager.
+// The caller closes the host.
+func NewHost(cfg HostConfig) (host.Host, error) {
+	if cfg.Key == nil {
+		return nil, errors.New("new host: HostConfig.Key is required")
+	}
+	addrs := cfg.ListenAddrs
+	if addrs == nil {
+		addrs = DefaultListenAddrs
+	}
+	low, high := cfg.ConnLow, cfg.ConnHigh
+	if low == 0 {
+		low = DefaultConnLow
+	}
+	if high == 0 {
+		high = DefaultConnHigh
+	}
+	if low < 0 || high < low {
+		return nil, fmt.Errorf("new host: connection watermarks low=%d high=%d: want 0 <= low <= high", low, high)
+	}
+	cm, err := connmgr.NewConnManager(low, high, connmgr.WithGracePeriod(connGrace))
+	if err != nil {
+		return nil, fmt.Errorf("new host: connection manager: %w", err)
+	}
+	h, err := libp2p.New(
+		libp2p.Identity(cfg.Key),
+		libp2p.ListenAddrStrings(addrs...),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(quic.NewTransport),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Security(libp2ptls.ID, libp2ptls.New),
+		libp2p.DisableRelay(),
+		libp2p.DisableMetrics(),
+		libp2p.ConnectionManager(cm),
+		libp2p.UserAgent("meshward"),
+	)
+	if err != nil {
+		cm.Close()
+		return nil, fmt.Errorf("new host: %w", err)
+	}
+	return h, nil
+}

@@ -1,0 +1,92 @@
+package gossip
+
+import (
+	"encoding/binary"
+	"sync"
+	"time"
+)
+
+// replayCache remembers (origin, seq) pairs of accepted envelopes until the
+// envelope would be stale anyway, so a replay inside the freshness window is
+// caught here and one outside it by the freshness check. It holds at most
+// capacity entries; when full it forgets the oldest insertions first, and
+// the Handler's own idempotence is the backstop.
+type replayCache struct {
+	mu       sync.Mutex
+	capacity int
+	gen      uint64
+	entries  map[string]replayEntry
+	ring     []replaySlot // insertion order
+	head, n  int
+}
+
+type replayEntry struct {
+	expires time.Time
+	gen     uint64 // the ring slot that owns this entry
+}
+
+type replaySlot struct {
+	key string
+	gen uint64
+}
+
+func newReplayCache(capacity int) *replayCache {
+	return &replayCache{
+		capacity: capacity,
+		entries:  make(map[string]replayEntry, min(capacity, 1024)),
+		ring:     make([]replaySlot, capacity),
+	}
+}
+
+func replayKey(origin []byte, seq uint64) string {
+	var b [40]byte
+	copy(b[:32], origin)
+	binary.BigEndian.PutUint64(b[32:], seq)
+	return string(b[:])
+}
+
+// reserve records key until expires and reports whether it was new. An
+// entry whose expiry has passed counts as new.
+func (c *replayCache) reserve(key string, expires, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.entries[key]; ok && now.Before(e.expires) {
+		return false
+	}
+	// Pop the front slot while the ring is full or the front is dead
+	// (released, superseded or expired).
+	for c.n > 0 {
+		s := c.ring[c.head]
+		e, ok := c.entries[s.key]
+		live := ok && e.gen == s.gen && now.Before(e.expires)
+		if live && c.n < c.capacity {
+			break
+		}
+		if ok && e.gen == s.gen {
+			delete(c.entries, s.key)
+		}
+		c.ring[c.head] = replaySlot{}
+		c.head = (c.head + 1) % c.capacity
+		c.n--
+	}
+	c.gen++
+	c.ring[(c.head+c.n)%c.capacity] = replaySlot{key: key, gen: c.gen}
+	c.n++
+	c.entries[key] = replayEntry{expires: expires, gen: c.gen}
+	return true
+}
+
+// release forgets key, so that an envelope whose handling failed can be
+// accepted when it arrives again. Its ring slot is reclaimed when it
+// reaches the front.
+func (c *replayCache) release(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.entries, key)
+}
+
+func (c *replayCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries)
+}
