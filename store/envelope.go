@@ -1,0 +1,322 @@
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/meshward/meshward/intel"
+)
+
+// SightingRecord is a stored sighting with where and when it came from.
+type SightingRecord struct {
+	Origin   string         // node ID of the signer
+	Seq      uint64         // the envelope's per-origin sequence number
+	Sighting intel.Sighting // the decoded payload
+	Received time.Time      // when this node stored it
+	Sent     time.Time      // the envelope's timestamp (env.Time)
+}
+
+// PutEnvelope stores env.Raw verbatim under its origin and sequence number,
+// and for a sighting also indexes it by indicator and arrival time, all in
+// one transaction. It returns added=false and no error when an envelope
+// with that origin and sequence number is already stored, whatever its
+// bytes: the first one stored wins.
+//
+// env must come from intel.Open (or be equally well formed); a sighting
+// whose payload does not decode is refused.
+func (s *Store) PutEnvelope(env *intel.Envelope, received time.Time) (added bool, err error) {
+	if env == nil || len(env.Raw) == 0 {
+		return false, errors.New("put envelope: empty envelope")
+	}
+	origin := env.OriginID()
+	if err := checkOrigin(origin); err != nil {
+		return false, fmt.Errorf("put envelope: %w", err)
+	}
+	if env.Seq == 0 {
+		return false, errors.New("put envelope: sequence number 0")
+	}
+	var sightKeys [][]byte
+	var sightVal []byte
+	if env.Kind == intel.KindSighting {
+		sg, err := intel.DecodeSighting(env)
+		if err != nil {
+			return false, fmt.Errorf("put envelope %s/%d: %w", origin, env.Seq, err)
+		}
+		rec := SightingRecord{Origin: origin, Seq: env.Seq, Sighting: sg, Received: received.UTC(), Sent: env.Time.UTC()}
+		if sightVal, err = json.Marshal(rec); err != nil {
+			return false, fmt.Errorf("put envelope %s/%d: encode sighting: %w", origin, env.Seq, err)
+		}
+		sightKeys = [][]byte{
+			sightingIndKey(sg.Indicator.Key(), sg.LastSeen, origin, env.Seq),
+			sightingTimeKey(received, origin, env.Seq),
+		}
+	}
+	if err := s.acquire(); err != nil {
+		return false, err
+	}
+	defer s.release()
+
+	key := envelopeKey(origin, env.Seq)
+	hwKey := highWaterKey(origin)
+	err = s.update(func(txn *badger.Txn) error {
+		added = false
+		switch _, err := txn.Get(key); {
+		case err == nil:
+			return nil
+		case !errors.Is(err, badger.ErrKeyNotFound):
+			return err
+		}
+		if err := txn.Set(key, env.Raw); err != nil {
+			return err
+		}
+		hw, err := getUint64(txn, hwKey)
+		if err != nil {
+			return err
+		}
+		if env.Seq > hw {
+			if err := txn.Set(hwKey, appendUint64(nil, env.Seq)); err != nil {
+				return err
+			}
+		}
+		for _, k := range sightKeys {
+			if err := txn.Set(k, sightVal); err != nil {
+				return err
+			}
+		}
+		added = true
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("put envelope %s/%d: %w", origin, env.Seq, err)
+	}
+	return added, nil
+}
+
+// GetEnvelope returns the stored bytes of one envelope, or ErrNotFound.
+func (s *Store) GetEnvelope(origin string, seq uint64) ([]byte, error) {
+	if err := checkOrigin(origin); err != nil {
+		return nil, fmt.Errorf("get envelope: %w", err)
+	}
+	if err := s.acquire(); err != nil {
+		return nil, err
+	}
+	defer s.release()
+	var raw []byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		it, err := txn.Get(envelopeKey(origin, seq))
+		if err != nil {
+			return err
+		}
+		raw, err = it.ValueCopy(nil)
+		return err
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, fmt.Errorf("get envelope %s/%d: %w", origin, seq, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get envelope %s/%d: %w", origin, seq, err)
+	}
+	return raw, nil
+}
+
+// HighWater returns, for every origin with an envelope stored, the highest
+// sequence number stored. Lower numbers may be missing; anti-entropy asks
+// for what lies above a peer's mark.
+func (s *Store) HighWater() (map[string]uint64, error) {
+	if err := s.acquire(); err != nil {
+		return nil, err
+	}
+	defer s.release()
+	out := make(map[string]uint64)
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefixHighWater
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			origin := string(item.Key()[len(prefixHighWater):])
+			err := item.Value(func(v []byte) error {
+				if len(v) != 8 {
+					return fmt.Errorf("high-water mark of %s is %d bytes", origin, len(v))
+				}
+				out[origin] = binary.BigEndian.Uint64(v)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read high-water marks: %w", err)
+	}
+	return out, nil
+}
+
+// ScanEnvelopes calls fn with every stored envelope of origin whose
+// sequence number is above afterSeq, in sequence order. raw is a copy that
+// fn may keep. An error from fn stops the scan and is returned as is.
+func (s *Store) ScanEnvelopes(origin string, afterSeq uint64, fn func(raw []byte) error) error {
+	if err := checkOrigin(origin); err != nil {
+		return fmt.Errorf("scan envelopes: %w", err)
+	}
+	if afterSeq == ^uint64(0) {
+		return nil
+	}
+	if err := s.acquire(); err != nil {
+		return err
+	}
+	defer s.release()
+	var fnErr error
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = envelopePrefix(origin)
+		opts.PrefetchSize = 16
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(envelopeKey(origin, afterSeq+1)); it.Valid(); it.Next() {
+			raw, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			if err := fn(raw); err != nil {
+				fnErr = err
+				return err
+			}
+		}
+		return nil
+	})
+	if fnErr != nil {
+		return fnErr
+	}
+	if err != nil {
+		return fmt.Errorf("scan envelopes of %s: %w", origin, err)
+	}
+	return nil
+}
+
+// CountEnvelopes returns how many envelopes are stored. It walks the keys,
+// so it costs time proportional to the count.
+func (s *Store) CountEnvelopes() (int, error) {
+	if err := s.acquire(); err != nil {
+		return 0, err
+	}
+	defer s.release()
+	n := 0
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefixEnvelope
+		opts.PrefetchValues = false
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("count envelopes: %w", err)
+	}
+	return n, nil
+}
+
+// SightingsFor returns the stored sightings of ind whose LastSeen is at or
+// after since, oldest LastSeen first. The indicator must be canonical
+// (intel.NewIndicator), as sightings are.
+func (s *Store) SightingsFor(ind intel.Indicator, since time.Time) ([]SightingRecord, error) {
+	if err := s.acquire(); err != nil {
+		return nil, err
+	}
+	defer s.release()
+	prefix := indicatorPrefix(ind.Key())
+	var out []SightingRecord
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(appendTime(join(prefix), since)); it.Valid(); it.Next() {
+			rec, err := decodeSightingRecord(it.Item())
+			if err != nil {
+				return err
+			}
+			out = append(out, rec)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read sightings of %s: %w", ind.Key(), err)
+	}
+	return out, nil
+}
+
+// Sightings returns up to limit stored sightings, most recently received
+// first. limit <= 0 means all of them.
+func (s *Store) Sightings(limit int) ([]SightingRecord, error) {
+	if err := s.acquire(); err != nil {
+		return nil, err
+	}
+	defer s.release()
+	var out []SightingRecord
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefixSightTime
+		opts.Reverse = true
+		if limit > 0 && limit < opts.PrefetchSize {
+			opts.PrefetchSize = limit
+		}
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(reverseSeekKey(prefixSightTime)); it.Valid(); it.Next() {
+			if limit > 0 && len(out) >= limit {
+				break
+			}
+			rec, err := decodeSightingRecord(it.Item())
+			if err != nil {
+				return err
+			}
+			out = append(out, rec)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read sightings: %w", err)
+	}
+	return out, nil
+}
+
+func decodeSightingRecord(item *badger.Item) (SightingRecord, error) {
+	var rec SightingRecord
+	err := item.Value(func(v []byte) error { return json.Unmarshal(v, &rec) })
+	if err != nil {
+		return rec, fmt.Errorf("decode sighting record %q: %w", item.Key(), err)
+	}
+	return rec, nil
+}
+
+// getUint64 reads an 8-byte big-endian value; a missing key reads as 0.
+func getUint64(txn *badger.Txn, key []byte) (uint64, error) {
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var v uint64
+	err = item.Value(func(b []byte) error {
+		if len(b) != 8 {
+			return fmt.Errorf("value of %q is %d bytes, want 8", key, len(b))
+		}
+		v = binary.BigEndian.Uint64(b)
+		return nil
+	})
+	return v, err
+}

@@ -1,0 +1,125 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Key layout. Every family has its own prefix, and every integer is
+// big-endian so that a prefix scan visits keys in numeric order. Strings
+// inside keys are length-prefixed, so no prefix of one family member is a
+// prefix of another.
+//
+//	env/  <origin> <seq>                        -> envelope Raw
+//	hw/   <origin>                              -> highest seq stored (8 bytes)
+//	sgi/  <indicator key> <last seen> <origin> <seq> -> SightingRecord (JSON)
+//	sgt/  <received> <origin> <seq>             -> SightingRecord (JSON)
+//	meta/seq                                    -> last sequence number handed out
+//	dec/  <policy id>                           -> intel.Policy (JSON)
+//	raft/log/    <index>                        -> encoded raft.Log
+//	raft/stable/ <key>                          -> value
+//
+// <origin> is a one-byte length and the node ID; <indicator key> a two-byte
+// length and intel.Indicator.Key(); times are Unix nanoseconds with the
+// sign bit flipped, so that they sort in time order.
+var (
+	prefixEnvelope   = []byte("env/")
+	prefixHighWater  = []byte("hw/")
+	prefixSightInd   = []byte("sgi/")
+	prefixSightTime  = []byte("sgt/")
+	keySeq           = []byte("meta/seq")
+	prefixDecision   = []byte("dec/")
+	prefixRaftLog    = []byte("raft/log/")
+	prefixRaftStable = []byte("raft/stable/")
+)
+
+const maxOriginLen = 255
+
+var errBadOrigin = errors.New("origin must be 1 to 255 bytes")
+
+func checkOrigin(origin string) error {
+	if len(origin) == 0 || len(origin) > maxOriginLen {
+		return fmt.Errorf("%w, got %d", errBadOrigin, len(origin))
+	}
+	return nil
+}
+
+func join(parts ...[]byte) []byte {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	b := make([]byte, 0, n)
+	for _, p := range parts {
+		b = append(b, p...)
+	}
+	return b
+}
+
+func appendOrigin(b []byte, origin string) []byte {
+	b = append(b, byte(len(origin)))
+	return append(b, origin...)
+}
+
+func appendUint64(b []byte, v uint64) []byte { return binary.BigEndian.AppendUint64(b, v) }
+
+// appendTime encodes t so that byte order is time order, including times
+// before 1970.
+func appendTime(b []byte, t time.Time) []byte {
+	return appendUint64(b, uint64(t.UnixNano())^(1<<63))
+}
+
+// envelopePrefix is the prefix of all envelopes of one origin.
+func envelopePrefix(origin string) []byte {
+	return appendOrigin(join(prefixEnvelope), origin)
+}
+
+func envelopeKey(origin string, seq uint64) []byte {
+	return appendUint64(envelopePrefix(origin), seq)
+}
+
+func highWaterKey(origin string) []byte {
+	return join(prefixHighWater, []byte(origin))
+}
+
+// indicatorPrefix is the prefix of all sightings of one indicator key.
+func indicatorPrefix(indKey string) []byte {
+	b := join(prefixSightInd)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(indKey)))
+	return append(b, indKey...)
+}
+
+func sightingIndKey(indKey string, lastSeen time.Time, origin string, seq uint64) []byte {
+	b := appendTime(indicatorPrefix(indKey), lastSeen)
+	b = appendOrigin(b, origin)
+	return appendUint64(b, seq)
+}
+
+func sightingTimeKey(received time.Time, origin string, seq uint64) []byte {
+	b := appendTime(join(prefixSightTime), received)
+	b = appendOrigin(b, origin)
+	return appendUint64(b, seq)
+}
+
+func decisionKey(id string) []byte { return join(prefixDecision, []byte(id)) }
+
+func raftLogKey(index uint64) []byte { return appendUint64(join(prefixRaftLog), index) }
+
+func raftStableKey(k []byte) []byte { return join(prefixRaftStable, k) }
+
+// maxSuffix is longer than the part after its family prefix of any key.
+const maxSuffix = 8 + 1 + maxOriginLen + 8 + 16
+
+// reverseSeekKey is the key to Seek a reverse iterator to, so that it lands
+// on the last key with prefix p: a reverse Seek finds the largest key at
+// most its argument, and p followed by 0xff bytes is above them all.
+func reverseSeekKey(p []byte) []byte {
+	b := make([]byte, len(p), len(p)+maxSuffix)
+	copy(b, p)
+	for range maxSuffix {
+		b = append(b, 0xff)
+	}
+	return b
+}

@@ -1,0 +1,248 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Errors callers branch on.
+var (
+	// ErrNotFound is returned when a requested record is not stored.
+	ErrNotFound = errors.New("not found")
+	// ErrClosed is returned by every method called after Close.
+	ErrClosed = errors.New("store closed")
+)
+
+// Memory profile. Several nodes run in one process in tests, so the
+// defaults stay small (STACK.md, "Edge profile").
+const (
+	defaultMemTableSize = 16 << 20
+	minMemTableSize     = 4 << 20
+	numMemtables        = 2
+	blockCacheSize      = 16 << 20
+	indexCacheSize      = 8 << 20
+	valueLogFileSize    = 64 << 20
+	numCompactors       = 2
+
+	// DefaultGCInterval is how often the value log is garbage-collected
+	// when Options.GCInterval is zero.
+	DefaultGCInterval = 5 * time.Minute
+	gcDiscardRatio    = 0.5
+
+	// maxConflictRetries bounds how often a write transaction that lost a
+	// race with a concurrent writer is retried.
+	maxConflictRetries = 16
+)
+
+// Options configures a Store.
+type Options struct {
+	// Dir is the data directory for Badger; ignored when InMemory.
+	Dir string
+	// InMemory keeps everything in memory; for tests.
+	InMemory bool
+	// SyncWrites fsyncs every commit before it returns (true in
+	// DefaultOptions). Without it a commit survives a process crash but
+	// not a power loss.
+	SyncWrites bool
+	// Logger receives Badger's messages (its info messages at debug
+	// level) and the store's own. nil discards them.
+	Logger *slog.Logger
+	// MemTableSize is the size of each of Badger's two memtables. Zero
+	// means 16 MiB; values below 4 MiB are raised to 4 MiB. Smaller
+	// tables make many in-process nodes cheaper, at the cost of more
+	// frequent flushes.
+	MemTableSize int64
+	// GCInterval is how often the value log is garbage-collected; zero
+	// means DefaultGCInterval, negative disables the collector. It never
+	// runs in memory.
+	GCInterval time.Duration
+}
+
+// DefaultOptions returns the options of a durable on-disk store in dir.
+func DefaultOptions(dir string) Options {
+	return Options{Dir: dir, SyncWrites: true}
+}
+
+// Store is Meshward's persistent state. Its methods are safe for
+// concurrent use.
+type Store struct {
+	db  *badger.DB
+	log *slog.Logger
+	raw *RaftStore
+
+	// seqMu serialises NextSeq so that the counter never conflicts with
+	// itself.
+	seqMu sync.Mutex
+
+	// mu guards closed; ops counts operations in flight, which Close
+	// waits for before it closes the database.
+	mu     sync.RWMutex
+	closed bool
+	ops    sync.WaitGroup
+
+	cancel    context.CancelFunc
+	bg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens (creating if needed) the store described by opts and starts
+// its value-log collector.
+func Open(opts Options) (*Store, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if !opts.InMemory && opts.Dir == "" {
+		return nil, errors.New("open store: Dir is required unless InMemory")
+	}
+	mt := opts.MemTableSize
+	switch {
+	case mt == 0:
+		mt = defaultMemTableSize
+	case mt < minMemTableSize:
+		mt = minMemTableSize
+	}
+	dir := opts.Dir
+	if opts.InMemory {
+		dir = ""
+	}
+	bo := badger.DefaultOptions(dir).
+		WithInMemory(opts.InMemory).
+		WithSyncWrites(opts.SyncWrites).
+		WithLogger(badgerLogger{log.With("part", "badger")}).
+		WithMemTableSize(mt).
+		WithNumMemtables(numMemtables).
+		// ValueThreshold must stay at most 15% of a memtable; 1/16
+		// keeps every envelope (at most 64 KiB) in the LSM tree.
+		WithValueThreshold(mt / 16).
+		WithBlockCacheSize(blockCacheSize).
+		WithIndexCacheSize(indexCacheSize).
+		WithValueLogFileSize(valueLogFileSize).
+		WithNumCompactors(numCompactors).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(8).
+		WithMetricsEnabled(false)
+	db, err := badger.Open(bo)
+	if err != nil {
+		if opts.InMemory {
+			return nil, fmt.Errorf("open in-memory store: %w", err)
+		}
+		return nil, fmt.Errorf("open store %s: %w", opts.Dir, err)
+	}
+	s := &Store{db: db, log: log}
+	s.raw = &RaftStore{s: s}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	interval := opts.GCInterval
+	if interval == 0 {
+		interval = DefaultGCInterval
+	}
+	if !opts.InMemory && interval > 0 {
+		s.bg.Add(1)
+		go func() {
+			defer s.bg.Done()
+			s.gcLoop(ctx, interval)
+		}()
+	}
+	return s, nil
+}
+
+// Close stops the value-log collector, waits for operations in flight and
+// closes the database. It is idempotent; later calls return the first
+// call's result. Methods called after Close return ErrClosed. Shut raft
+// down before closing the store that holds its log.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.cancel()
+		s.bg.Wait()
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		s.ops.Wait()
+		if err := s.db.Close(); err != nil {
+			s.closeErr = fmt.Errorf("close store: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+// acquire registers an operation in flight, or returns ErrClosed. Every
+// successful acquire must be paired with release. Nested operations (a
+// callback of ScanEnvelopes calling the store) are safe: once Close has
+// begun they fail with ErrClosed instead of blocking.
+func (s *Store) acquire() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.ops.Add(1)
+	return nil
+}
+
+func (s *Store) release() { s.ops.Done() }
+
+// update runs fn in a read-write transaction, retrying when it loses a race
+// with a concurrent transaction. fn must be safe to run more than once.
+func (s *Store) update(fn func(txn *badger.Txn) error) error {
+	var err error
+	for range maxConflictRetries {
+		err = s.db.Update(fn)
+		if !errors.Is(err, badger.ErrConflict) {
+			return err
+		}
+	}
+	return err
+}
+
+func (s *Store) gcLoop(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n := 0
+		for ctx.Err() == nil {
+			err := s.db.RunValueLogGC(gcDiscardRatio)
+			if err != nil {
+				if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
+					s.log.Warn("value log GC", "err", err)
+				}
+				break
+			}
+			n++
+		}
+		if n > 0 {
+			s.log.Debug("value log GC rewrote files", "files", n)
+		}
+	}
+}
+
+// badgerLogger adapts slog to Badger's logger. Badger's info messages are
+// routine (tables opened, compactions), so they go to debug.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error(trimf(f, a)) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn(trimf(f, a)) }
+func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug(trimf(f, a)) }
+func (b badgerLogger) Debugf(f string, a ...any)   { b.l.Debug(trimf(f, a)) }
+
+func trimf(f string, a []any) string {
+	m := fmt.Sprintf(f, a...)
+	for len(m) > 0 && m[len(m)-1] == '\n' {
+		m = m[:len(m)-1]
+	}
+	return m
+}
