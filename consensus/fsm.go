@@ -30,6 +30,11 @@ type fsm struct {
 	roster    map[string]Member
 	clock     time.Time // max Command.At applied
 
+	// Derived indexes, rebuilt on restore: they keep Apply from scanning
+	// every policy on every entry.
+	allows     int       // number of allow policies held
+	nextExpiry time.Time // earliest ExpiresAt among held policies (zero: none)
+
 	onChange func() // called after every apply and restore, outside the lock
 }
 
@@ -95,9 +100,60 @@ func (f *fsm) Apply(l *raft.Log) any {
 	return err
 }
 
-// prune drops policies that have expired at now.
+// prune drops policies that have expired at now. It scans only when the
+// earliest expiry has passed.
 func (f *fsm) prune(now time.Time) {
-	maps.DeleteFunc(f.policies, func(_ string, p intel.Policy) bool { return !p.Active(now) })
+	if f.nextExpiry.IsZero() || now.Before(f.nextExpiry) {
+		return
+	}
+	f.deleteWhere(func(p intel.Policy) bool { return !p.Active(now) })
+	f.reindex()
+}
+
+// set stores p, keeping the indexes up to date.
+func (f *fsm) set(p intel.Policy) {
+	if old, ok := f.policies[p.ID]; ok && old.Action == intel.ActionAllow {
+		f.allows--
+	}
+	f.policies[p.ID] = p
+	if p.Action == intel.ActionAllow {
+		f.allows++
+	}
+	if !p.ExpiresAt.IsZero() && (f.nextExpiry.IsZero() || p.ExpiresAt.Before(f.nextExpiry)) {
+		f.nextExpiry = p.ExpiresAt
+	}
+}
+
+// deleteWhere deletes the policies matching pred. nextExpiry may be left
+// early, which only costs a scan.
+func (f *fsm) deleteWhere(pred func(intel.Policy) bool) {
+	for id, p := range f.policies {
+		if pred(p) {
+			f.del(id)
+		}
+	}
+}
+
+func (f *fsm) del(id string) {
+	if p, ok := f.policies[id]; ok {
+		if p.Action == intel.ActionAllow {
+			f.allows--
+		}
+		delete(f.policies, id)
+	}
+}
+
+// reindex recomputes the derived indexes from the policies.
+func (f *fsm) reindex() {
+	f.allows, f.nextExpiry = 0, time.Time{}
+	for _, p := range f.policies {
+		if p.Action == intel.ActionAllow {
+			f.allows++
+		}
+		if !p.ExpiresAt.IsZero() && (f.nextExpiry.IsZero() || p.ExpiresAt.Before(f.nextExpiry)) {
+			f.nextExpiry = p.ExpiresAt
+		}
+	}
 }
 
 func (f *fsm) putPolicy(c *Command, now time.Time) error {
@@ -115,14 +171,22 @@ func (f *fsm) putPolicy(c *Command, now time.Time) error {
 				}
 			}
 		}
-		for _, id := range slices.Sorted(maps.Keys(f.policies)) {
-			o := f.policies[id]
-			if o.Action == intel.ActionAllow && ind.Overlaps(o.Indicator) {
-				return fmt.Errorf("%w: block of %s overlaps allow %s (policy %s)", ErrAllowed, ind, o.Indicator, o.ID)
+		// Name the conflicting allow with the smallest ID, so that the
+		// response does not depend on map order; no sort on the hot path.
+		var conflict *intel.Policy
+		for _, o := range f.policies {
+			if f.allows == 0 {
+				break // no allow held: skip the scan
+			}
+			if o.Action == intel.ActionAllow && (conflict == nil || o.ID < conflict.ID) && ind.Overlaps(o.Indicator) {
+				conflict = &o
 			}
 		}
+		if conflict != nil {
+			return fmt.Errorf("%w: block of %s overlaps allow %s (policy %s)", ErrAllowed, ind, conflict.Indicator, conflict.ID)
+		}
 	case intel.ActionAllow:
-		maps.DeleteFunc(f.policies, func(_ string, o intel.Policy) bool {
+		f.deleteWhere(func(o intel.Policy) bool {
 			return o.Action == intel.ActionBlock && o.Indicator.Overlaps(ind)
 		})
 	}
@@ -137,11 +201,11 @@ func (f *fsm) putPolicy(c *Command, now time.Time) error {
 			merged.Reason = p.Reason
 		}
 		merged.Evidence = mergeEvidence(old.Evidence, p.Evidence)
-		f.policies[p.ID] = merged
+		f.set(merged)
 		return nil
 	}
 	p.Evidence = mergeEvidence(nil, p.Evidence)
-	f.policies[p.ID] = p
+	f.set(p)
 	return nil
 }
 
@@ -165,7 +229,7 @@ func mergeEvidence(a, b []intel.Evidence) []intel.Evidence {
 }
 
 func (f *fsm) revokePolicy(c *Command, _ time.Time) error {
-	delete(f.policies, c.PolicyID)
+	f.del(c.PolicyID)
 	return nil
 }
 
@@ -175,7 +239,7 @@ func (f *fsm) protect(c *Command, _ time.Time) error {
 		return err
 	}
 	f.protected[p] = struct{}{}
-	maps.DeleteFunc(f.policies, func(_ string, o intel.Policy) bool {
+	f.deleteWhere(func(o intel.Policy) bool {
 		q, ok := o.Indicator.Prefix()
 		return o.Action == intel.ActionBlock && ok && q.Overlaps(p)
 	})
@@ -364,6 +428,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	f.mu.Lock()
 	f.clock, f.policies, f.protected, f.roster = st.Clock, policies, protected, roster
+	f.reindex()
 	f.mu.Unlock()
 	f.onChange()
 	return nil

@@ -140,6 +140,12 @@ func TestFSMAllowBeatsBlock(t *testing.T) {
 		t.Fatalf("block of a subdomain under allow: err %v, want ErrAllowed", err)
 	}
 
+	// Revoking the domain allow lets the subdomain block through.
+	a.mustApply(Command{Type: CmdRevokePolicy, At: t0.Add(4 * time.Second), PolicyID: intel.PolicyID(intel.ActionAllow, mustIndicator(t, "example.com"))})
+	if err := a.apply(put(policy(t, intel.ActionBlock, "evil.example.com", t0, time.Hour), t0.Add(4*time.Second))); err != nil {
+		t.Fatalf("block after the allow was revoked: %v", err)
+	}
+
 	// Once the allow expires, the block goes through.
 	later := t0.Add(2 * time.Hour)
 	if err := a.apply(put(policy(t, intel.ActionBlock, "198.51.100.77", later, time.Hour), later)); err != nil {
