@@ -1,0 +1,104 @@
+package responders
+
+import (
+	"context"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+
+	"github.com/meshward/meshward/intel"
+)
+
+// Backend enforces blocks somewhere: a firewall set, a DNS sinkhole, a
+// webhook. The reconciler is its only caller and never calls it
+// concurrently.
+type Backend interface {
+	// Name identifies the backend in logs, metrics and the timeline.
+	Name() string
+	// Current returns the entries the backend holds now, keyed by
+	// Indicator.Key(): only entries it created, never foreign ones.
+	Current(ctx context.Context) (map[string]intel.Indicator, error)
+	// Apply adds and removes entries. Adding an entry that is present and
+	// removing one that is absent are not errors. On error, part of the
+	// change may have been applied; the next pass corrects it.
+	Apply(ctx context.Context, add []intel.Policy, remove []intel.Indicator) error
+}
+
+// TypeFilter is implemented by a backend that enforces only some indicator
+// types (a firewall has no use for domains). The reconciler hands such a
+// backend only the types it supports. A backend without it gets all.
+type TypeFilter interface {
+	Supports(t intel.IndicatorType) bool
+}
+
+// DryRun is the backend that blocks nothing: it records what it would
+// block and logs every change. It is safe for concurrent use.
+type DryRun struct {
+	log *slog.Logger
+
+	mu      sync.Mutex
+	blocked map[string]intel.Policy
+}
+
+var _ Backend = (*DryRun)(nil)
+
+// NewDryRun returns an empty dry-run backend. A nil logger discards.
+func NewDryRun(logger *slog.Logger) *DryRun {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &DryRun{log: logger, blocked: make(map[string]intel.Policy)}
+}
+
+// Name implements Backend.
+func (d *DryRun) Name() string { return "dry-run" }
+
+// Current implements Backend.
+func (d *DryRun) Current(ctx context.Context) (map[string]intel.Indicator, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make(map[string]intel.Indicator, len(d.blocked))
+	for k, p := range d.blocked {
+		out[k] = p.Indicator
+	}
+	return out, nil
+}
+
+// Apply implements Backend.
+func (d *DryRun) Apply(ctx context.Context, add []intel.Policy, remove []intel.Indicator) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, ind := range remove {
+		k := ind.Key()
+		if _, ok := d.blocked[k]; ok {
+			delete(d.blocked, k)
+			d.log.Info("would unblock", "indicator", ind.Key())
+		}
+	}
+	for _, p := range add {
+		d.blocked[p.Indicator.Key()] = p
+		d.log.Info("would block", "indicator", p.Indicator.Key(), "policy", p.ID,
+			"author", p.Author, "expires", p.ExpiresAt, "reason", p.Reason)
+	}
+	return nil
+}
+
+// Blocked returns what the backend would block now, sorted by key.
+func (d *DryRun) Blocked() []intel.Indicator {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]intel.Indicator, 0, len(d.blocked))
+	for _, k := range slices.Sorted(maps.Keys(d.blocked)) {
+		out = append(out, d.blocked[k].Indicator)
+	}
+	return out
+}
+
+// Has reports whether the backend would block ind now.
+func (d *DryRun) Has(ind intel.Indicator) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.blocked[ind.Key()]
+	return ok
+}
