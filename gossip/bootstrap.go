@@ -130,7 +130,9 @@ func (b *Bootstrapper) keep(ctx context.Context, ai peer.AddrInfo) {
 	}
 	for {
 		if b.h.Network().Connectedness(ai.ID) != network.Connected {
-			dctx, cancel := context.WithTimeout(ctx, b.dialTimeout)
+			// We back off ourselves; the swarm's own dial backoff would
+			// otherwise hold a restarted peer unreachable for seconds.
+			dctx, cancel := context.WithTimeout(network.WithForceDirectDial(ctx, "meshward bootstrap"), b.dialTimeout)
 			err := b.h.Connect(dctx, ai)
 			cancel()
 			if ctx.Err() != nil {

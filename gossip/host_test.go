@@ -1,0 +1,118 @@
+package gossip
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+)
+
+func TestNewHostTransports(t *testing.T) {
+	sk, _ := newKey(t)
+	if _, err := NewHost(HostConfig{}); err == nil {
+		t.Fatal("host without a key accepted")
+	}
+	h, err := NewHost(HostConfig{Key: sk, ListenAddrs: loopback})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	var tcp, quic bool
+	for _, a := range h.Addrs() {
+		s := a.String()
+		tcp = tcp || strings.Contains(s, "/tcp/")
+		quic = quic || strings.Contains(s, "/quic-v1")
+	}
+	if !tcp || !quic {
+		t.Fatalf("want TCP and QUIC listeners, got %v", h.Addrs())
+	}
+	// Only TCP and QUIC are built: a websocket address has no transport.
+	sk2, _ := newKey(t)
+	if h2, err := NewHost(HostConfig{Key: sk2, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0/ws"}}); err == nil {
+		h2.Close()
+		t.Fatal("websocket listen address accepted; the default transport set is still in use")
+	}
+}
+
+func TestBootstrapperRejectsBadAddress(t *testing.T) {
+	h, _ := newTestHost(t)
+	for _, bad := range []string{"not-a-multiaddr", "/ip4/127.0.0.1/tcp/1"} {
+		_, err := NewBootstrapper(h, []string{bad}, nil)
+		if err == nil || !strings.Contains(err.Error(), bad) {
+			t.Errorf("address %q: err %v, want an error naming it", bad, err)
+		}
+	}
+}
+
+func TestBootstrapperConnectsAndReconnects(t *testing.T) {
+	a, _ := newTestHost(t)
+	b, _ := newTestHost(t)
+	// The list holds a itself as well: it must be skipped.
+	bs, err := NewBootstrapper(a, []string{p2pAddr(b), p2pAddr(a)}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := bs.Peers(); len(got) != 1 || got[0].ID != b.ID() {
+		t.Fatalf("bootstrap peers %v, want only %s", got, b.ID())
+	}
+	bs.minBackoff, bs.maxBackoff = 20*time.Millisecond, 100*time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	bs.Start(ctx)
+	bs.Start(ctx) // no-op
+	connected := func() bool { return a.Network().Connectedness(b.ID()) == network.Connected }
+	waitFor(t, 10*time.Second, "initial connection", connected)
+	if !a.ConnManager().IsProtected(b.ID(), bootstrapTag) {
+		t.Fatal("bootstrap peer is not protected from the connection manager")
+	}
+	for i := range 3 {
+		if err := b.Network().ClosePeer(a.ID()); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 5*time.Second, "disconnect to be seen", func() bool { return !connected() })
+		waitFor(t, 10*time.Second, "reconnection", connected)
+		t.Logf("reconnected after drop %d", i+1)
+	}
+	if err := bs.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := bs.Close(); err != nil {
+		t.Fatal("second Close:", err)
+	}
+	if a.ConnManager().IsProtected(b.ID(), bootstrapTag) {
+		t.Fatal("protection left behind after Close")
+	}
+}
+
+func TestBootstrapperRetriesUnreachablePeer(t *testing.T) {
+	a, _ := newTestHost(t)
+	b, _ := newTestHost(t)
+	addr := p2pAddr(b)
+	bID := b.ID()
+	// Take b down, start bootstrapping to it, then bring a host with b's key
+	// up on the same port: the bootstrapper must keep trying until it
+	// connects.
+	sk := b.Peerstore().PrivKey(bID)
+	listen := []string{b.Addrs()[0].String()}
+	b.Close()
+	bs, err := NewBootstrapper(a, []string{addr}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs.minBackoff, bs.maxBackoff, bs.dialTimeout = 20*time.Millisecond, 100*time.Millisecond, time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	bs.Start(ctx)
+	defer bs.Close()
+	time.Sleep(150 * time.Millisecond) // let a few dials fail; not an assertion
+	b2, err := NewHost(HostConfig{Key: sk, ListenAddrs: listen})
+	if err != nil {
+		t.Skipf("could not rebind %s: %v", listen[0], err)
+	}
+	defer b2.Close()
+	waitFor(t, 10*time.Second, "connection to the restarted peer", func() bool {
+		return a.Network().Connectedness(bID) == network.Connected
+	})
+}
