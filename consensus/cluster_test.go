@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -64,10 +65,18 @@ func (n *testNode) info() peer.AddrInfo { return peer.AddrInfo{ID: n.h.ID(), Add
 func (n *testNode) id() string          { return n.h.ID().String() }
 
 func newTestNode(tb testing.TB, log *slog.Logger, bootstrap bool, token string) *testNode {
+	return newTestNodeWith(tb, log, bootstrap, token, func(*Config) {})
+}
+
+func newTestNodeWith(tb testing.TB, log *slog.Logger, bootstrap bool, token string, opt func(*Config)) *testNode {
 	tb.Helper()
 	h := newTestHost(tb)
 	store := raft.NewInmemStore()
-	c, err := New(context.Background(), h, store, store, raft.NewInmemSnapshotStore(), Config{
+	snaps, err := raft.NewFileSnapshotStore(tb.TempDir(), 2, io.Discard)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg := Config{
 		LocalID:            h.ID().String(),
 		Site:               "site-" + h.ID().String()[len(h.ID().String())-4:],
 		Bootstrap:          bootstrap,
@@ -77,7 +86,9 @@ func newTestNode(tb testing.TB, log *slog.Logger, bootstrap bool, token string) 
 		LeaderLeaseTimeout: 75 * time.Millisecond,
 		CommitTimeout:      5 * time.Millisecond,
 		Logger:             log.With("node", shortID(h.ID().String())),
-	})
+	}
+	opt(&cfg)
+	c, err := New(context.Background(), h, store, store, snaps, cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -359,4 +370,47 @@ func BenchmarkCommit3Voters(b *testing.B) {
 		})
 		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "commits/s")
 	})
+}
+
+func TestJoinerCatchesUpFromSnapshot(t *testing.T) {
+	// The founder compacts its log into a snapshot, so a joiner can only
+	// catch up through InstallSnapshot over the libp2p transport and Restore.
+	log := testLogger(t)
+	small := func(c *Config) { c.SnapshotThreshold, c.TrailingLogs = 4, 1 }
+	founder := newTestNodeWith(t, log, true, testToken, small)
+	waitFor(t, 10*time.Second, "the founder to lead and admit itself", func() bool {
+		return founder.c.IsLeader() && founder.c.IsMember(founder.id())
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var ids []string
+	for i := range 20 {
+		ind, _ := intel.NewIndicator(intel.IPv4, fmt.Sprintf("192.0.2.%d", i+1))
+		p := intel.NewPolicy(intel.ActionBlock, ind, "snap", founder.id(), time.Now(), time.Hour)
+		if err := founder.c.Propose(ctx, Command{Type: CmdPutPolicy, Policy: &p}); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, p.ID)
+	}
+	if err := founder.c.Propose(ctx, Command{Type: CmdProtect, Prefix: "10.0.0.0/8"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := founder.c.raft.Snapshot().Error(); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	joiner := newTestNodeWith(t, log, false, testToken, small)
+	if err := joiner.c.Join(ctx, founder.info()); err != nil {
+		t.Fatalf("join: %v", err)
+	}
+	waitFor(t, 10*time.Second, "the joiner to hold the founder's state", func() bool {
+		return len(joiner.c.Policies(time.Now())) == len(ids) && len(joiner.c.Protected()) == 1 && len(joiner.c.Roster()) == 2
+	})
+	if s := joiner.c.Stats()["last_snapshot_index"]; s == "" || s == "0" {
+		t.Fatalf("joiner's last_snapshot_index = %q: it caught up without installing a snapshot", s)
+	}
+	for _, id := range ids {
+		if !hasPolicy(joiner.c, id) {
+			t.Fatalf("policy %s missing on the joiner", id)
+		}
+	}
 }
