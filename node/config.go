@@ -1,0 +1,340 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/multiformats/go-multiaddr"
+	"gopkg.in/yaml.v3"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Config is one node's configuration: one YAML file, every field with a
+// default (DefaultConfig), checked by Validate with errors that name the
+// field.
+type Config struct {
+	// DataDir holds the node key, the Badger store and Raft snapshots.
+	DataDir string `yaml:"data_dir"`
+	// Site is a human name for where the node runs, shown to operators
+	// and carried in sightings.
+	Site string `yaml:"site"`
+	// Listen are the libp2p listen multiaddrs (TCP and QUIC).
+	Listen []string `yaml:"listen"`
+	// Peers are gossip bootstrap peers: multiaddrs ending in /p2p/<id>.
+	Peers []string `yaml:"peers"`
+	// Protected are ranges no block may ever cover (resolvers, the
+	// mesh's own networks).
+	Protected []string `yaml:"protected"`
+
+	Consensus     ConsensusConfig     `yaml:"consensus"`
+	Corroboration CorroborationConfig `yaml:"corroboration"`
+	LocalBlock    LocalBlockConfig    `yaml:"local_block"`
+	Detectors     DetectorsConfig     `yaml:"detectors"`
+	Responders    RespondersConfig    `yaml:"responders"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `yaml:"log_level"`
+}
+
+// ConsensusConfig says how the node takes part in Raft.
+type ConsensusConfig struct {
+	// Bootstrap makes this node found a new mesh when it has no Raft
+	// state yet. Exactly one node of a new mesh sets it.
+	Bootstrap bool `yaml:"bootstrap"`
+	// Join lists members (multiaddrs ending in /p2p/<id>) to ask for
+	// admission when the node is not yet in the mesh.
+	Join []string `yaml:"join"`
+	// JoinToken is the shared secret joiners must present. Required on
+	// every node that admits others or joins.
+	JoinToken string `yaml:"join_token"`
+	// MaxVoters bounds the Raft voter set; the rest are non-voters. Odd.
+	MaxVoters int `yaml:"max_voters"`
+}
+
+// CorroborationConfig is the rule that turns sightings into a mesh-wide
+// block proposal: at least MinNodes distinct roster nodes sighting the same
+// indicator within Window.
+type CorroborationConfig struct {
+	MinNodes int           `yaml:"min_nodes"`
+	Window   time.Duration `yaml:"window"`
+	// BlockTTL is how long a corroborated mesh-wide block lasts.
+	BlockTTL time.Duration `yaml:"block_ttl"`
+}
+
+// LocalBlockConfig is the first tier: block at once on this node's own
+// evidence, bounded in time.
+type LocalBlockConfig struct {
+	Enabled bool          `yaml:"enabled"`
+	TTL     time.Duration `yaml:"ttl"`
+}
+
+// DetectorsConfig configures the log detectors.
+type DetectorsConfig struct {
+	SSH SSHDetectorConfig `yaml:"ssh"`
+}
+
+// SSHDetectorConfig configures the OpenSSH brute-force detector.
+type SSHDetectorConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// Path is the auth log to follow.
+	Path string `yaml:"path"`
+	// FromStart replays the file from its beginning instead of its end.
+	FromStart bool `yaml:"from_start"`
+	// Threshold failures from one source within Window make a detection.
+	Threshold int           `yaml:"threshold"`
+	Window    time.Duration `yaml:"window"`
+	// PollInterval is how often the file is checked for new lines.
+	PollInterval time.Duration `yaml:"poll_interval"`
+}
+
+// RespondersConfig chooses the enforcement backends.
+type RespondersConfig struct {
+	// Backend is "dry-run" (records only).
+	Backend string `yaml:"backend"`
+	// Resync is the period of the level-triggered reconcile pass.
+	Resync time.Duration `yaml:"resync"`
+}
+
+// DefaultConfig returns a configuration with every default filled in.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:   "/var/lib/meshward",
+		Site:      hostname(),
+		Listen:    []string{"/ip4/0.0.0.0/tcp/7946", "/ip4/0.0.0.0/udp/7946/quic-v1"},
+		Consensus: ConsensusConfig{MaxVoters: 5},
+		Corroboration: CorroborationConfig{
+			MinNodes: 2,
+			Window:   10 * time.Minute,
+			BlockTTL: 24 * time.Hour,
+		},
+		LocalBlock: LocalBlockConfig{Enabled: true, TTL: time.Hour},
+		Detectors: DetectorsConfig{SSH: SSHDetectorConfig{
+			Enabled:      true,
+			Path:         "/var/log/auth.log",
+			Threshold:    5,
+			Window:       60 * time.Second,
+			PollInterval: 250 * time.Millisecond,
+		}},
+		Responders: RespondersConfig{Backend: "dry-run", Resync: 30 * time.Second},
+		LogLevel:   "info",
+	}
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "meshward"
+	}
+	return h
+}
+
+// LoadConfig reads a YAML file over the defaults. Unknown keys are errors.
+func LoadConfig(path string) (Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := ParseConfig(b)
+	if err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ParseConfig decodes YAML over the defaults and validates the result.
+func ParseConfig(b []byte) (Config, error) {
+	cfg := DefaultConfig()
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) { // an empty file means all defaults
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return Config{}, fmt.Errorf("decode: %w", err)
+		}
+		// Type errors leave the rest decoded: report them with every
+		// other problem of the file at once.
+		return Config{}, errors.Join(nameFields(b, te), cfg.Validate())
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// FieldError names the configuration field that is wrong.
+type FieldError struct {
+	Field string
+	Value any
+	Msg   string
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("%s: %s (got %v)", e.Field, e.Msg, e.Value)
+}
+
+// Validate checks every field and returns all problems found, joined.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(field string, v any, msg string) {
+		errs = append(errs, &FieldError{Field: field, Value: v, Msg: msg})
+	}
+	if c.DataDir == "" {
+		bad("data_dir", `""`, "must be a directory path")
+	}
+	if len(c.Listen) == 0 {
+		bad("listen", "[]", "needs at least one multiaddr")
+	}
+	for i, a := range c.Listen {
+		if _, err := multiaddr.NewMultiaddr(a); err != nil {
+			bad(fmt.Sprintf("listen[%d]", i), a, "not a multiaddr: "+err.Error())
+		}
+	}
+	checkPeers := func(field string, list []string) {
+		for i, a := range list {
+			if _, err := peer.AddrInfoFromString(a); err != nil {
+				bad(fmt.Sprintf("%s[%d]", field, i), a, "want a multiaddr ending in /p2p/<peer id>: "+err.Error())
+			}
+		}
+	}
+	checkPeers("peers", c.Peers)
+	checkPeers("consensus.join", c.Consensus.Join)
+	for i, p := range c.Protected {
+		if _, err := parsePrefix(p); err != nil {
+			bad(fmt.Sprintf("protected[%d]", i), p, "want an IP address or CIDR")
+		}
+	}
+	if c.Consensus.Bootstrap && len(c.Consensus.Join) > 0 {
+		bad("consensus.join", c.Consensus.Join, "a bootstrapping node founds a mesh and joins none; set one of consensus.bootstrap and consensus.join")
+	}
+	if len(c.Consensus.Join) > 0 && c.Consensus.JoinToken == "" {
+		bad("consensus.join_token", `""`, "required to join a mesh")
+	}
+	if c.Consensus.MaxVoters < 1 || c.Consensus.MaxVoters%2 == 0 {
+		bad("consensus.max_voters", c.Consensus.MaxVoters, "must be odd and at least 1")
+	}
+	if c.Corroboration.MinNodes < 1 {
+		bad("corroboration.min_nodes", c.Corroboration.MinNodes, "must be at least 1")
+	}
+	if c.Corroboration.Window <= 0 {
+		bad("corroboration.window", c.Corroboration.Window, "must be positive")
+	}
+	if c.Corroboration.BlockTTL <= 0 {
+		bad("corroboration.block_ttl", c.Corroboration.BlockTTL, "must be positive")
+	}
+	if c.LocalBlock.Enabled && c.LocalBlock.TTL <= 0 {
+		bad("local_block.ttl", c.LocalBlock.TTL, "must be positive when local_block.enabled")
+	}
+	if s := c.Detectors.SSH; s.Enabled {
+		if s.Path == "" {
+			bad("detectors.ssh.path", `""`, "required when detectors.ssh.enabled")
+		}
+		if s.Threshold < 1 {
+			bad("detectors.ssh.threshold", s.Threshold, "must be at least 1")
+		}
+		if s.Window <= 0 {
+			bad("detectors.ssh.window", s.Window, "must be positive")
+		}
+		if s.PollInterval <= 0 {
+			bad("detectors.ssh.poll_interval", s.PollInterval, "must be positive")
+		}
+	}
+	switch c.Responders.Backend {
+	case "dry-run":
+	default:
+		bad("responders.backend", c.Responders.Backend, "allowed values: dry-run")
+	}
+	if c.Responders.Resync <= 0 {
+		bad("responders.resync", c.Responders.Resync, "must be positive")
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log_level", c.LogLevel, "allowed values: debug, info, warn, error")
+	}
+	return errors.Join(errs...)
+}
+
+// ProtectedPrefixes returns the configured protected ranges, parsed.
+func (c Config) ProtectedPrefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range c.Protected {
+		if p, err := parsePrefix(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// nameFields rewrites YAML decoding errors, which name only a line, so that
+// each also names the field at that line ("corroboration.min_nodes (line
+// 3): cannot unmarshal ...").
+func nameFields(src []byte, te *yaml.TypeError) error {
+	var root yaml.Node
+	if yaml.Unmarshal(src, &root) != nil {
+		return te
+	}
+	paths := make(map[int]string)
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				p := k.Value
+				if path != "" {
+					p = path + "." + k.Value
+				}
+				paths[k.Line] = p
+				walk(v, p)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				p := fmt.Sprintf("%s[%d]", path, i)
+				if _, ok := paths[c.Line]; !ok || c.Kind == yaml.ScalarNode {
+					paths[c.Line] = p
+				}
+				walk(c, p)
+			}
+		}
+	}
+	walk(&root, "")
+	var errs []error
+	for _, msg := range te.Errors {
+		var line int
+		rest := msg
+		if _, scanErr := fmt.Sscanf(msg, "line %d:", &line); scanErr == nil {
+			if i := strings.Index(msg, ": "); i >= 0 {
+				rest = msg[i+2:]
+			}
+			if p, ok := paths[line]; ok {
+				errs = append(errs, fmt.Errorf("%s (line %d): %s", p, line, rest))
+				continue
+			}
+		}
+		errs = append(errs, errors.New(msg))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,526 @@
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/multiformats/go-multiaddr"
+
+	"github.com/meshward/meshward/consensus"
+	"github.com/meshward/meshward/detectors"
+	"github.com/meshward/meshward/gossip"
+	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/responders"
+	"github.com/meshward/meshward/store"
+)
+
+// Options are the parts of a node that are not configuration.
+type Options struct {
+	// Logger receives the node's logs; nil discards them.
+	Logger *slog.Logger
+	// ConsensusTimeouts, when set, replace the Raft timing defaults
+	// (tests and the testnet use shorter ones on loopback).
+	ConsensusTimeouts *ConsensusTimeouts
+}
+
+// ConsensusTimeouts are Raft's timing knobs.
+type ConsensusTimeouts struct {
+	Heartbeat, Election, LeaderLease, Commit time.Duration
+}
+
+// Stats are a node's counters.
+type Stats struct {
+	Detections       uint64 `json:"detections"`
+	SightingsStored  uint64 `json:"sightings_stored"`
+	Evaluations      uint64 `json:"evaluations"`
+	EvaluationsDrop  uint64 `json:"evaluations_dropped"`
+	Proposals        uint64 `json:"proposals"`
+	ProposalsRefused uint64 `json:"proposals_refused"`
+	ProposalErrors   uint64 `json:"proposal_errors"`
+	LocalDecisions   uint64 `json:"local_decisions"`
+}
+
+// Node is one running Meshward node.
+type Node struct {
+	cfg  Config
+	log  *slog.Logger
+	id   string
+	key  ed25519.PrivateKey
+	host host.Host
+
+	store  *store.Store
+	gossip *gossip.Gossip
+	boot   *gossip.Bootstrapper
+	cons   *consensus.Consensus
+	recon  *responders.Reconciler
+	dryrun *responders.DryRun
+
+	protected []netip.Prefix
+	timelines *timelines
+	evalCh    chan intel.Indicator
+
+	mu        sync.Mutex
+	inflight  map[string]bool // indicator keys with a proposal under way
+	lastLocal []intel.Policy  // last local decisions read, kept if a read fails
+
+	stats struct {
+		detections, stored, evals, evalDrops, proposals, refused, propErrs, local atomic.Uint64
+	}
+
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start builds and starts a node. It returns once every subsystem is
+// running; joining the mesh and connecting to peers continue in the
+// background. Close stops it.
+func Start(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	n := &Node{
+		cfg:       cfg,
+		protected: cfg.ProtectedPrefixes(),
+		timelines: newTimelines(10000),
+		evalCh:    make(chan intel.Indicator, 1024),
+		inflight:  make(map[string]bool),
+	}
+	n.ctx, n.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+
+	libKey, edKey, err := gossip.LoadOrCreateIdentity(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	n.key = edKey
+	n.id = intel.NodeID(edKey.Public().(ed25519.PublicKey))
+	n.log = log.With("node", shortID(n.id), "site", cfg.Site)
+
+	n.store, err = store.Open(store.DefaultOptions(filepath.Join(cfg.DataDir, "store")))
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	n.host, err = gossip.NewHost(gossip.HostConfig{Key: libKey, ListenAddrs: cfg.Listen})
+	if err != nil {
+		return nil, fmt.Errorf("start libp2p host: %w", err)
+	}
+
+	snaps, err := raft.NewFileSnapshotStore(filepath.Join(cfg.DataDir, "raft"), 2, io.Discard)
+	if err != nil {
+		return nil, fmt.Errorf("open snapshot store: %w", err)
+	}
+	ccfg := consensus.Config{
+		LocalID:   n.id,
+		Site:      cfg.Site,
+		Bootstrap: cfg.Consensus.Bootstrap,
+		JoinToken: cfg.Consensus.JoinToken,
+		MaxVoters: cfg.Consensus.MaxVoters,
+		Logger:    n.log.With("part", "consensus"),
+	}
+	if t := opts.ConsensusTimeouts; t != nil {
+		ccfg.HeartbeatTimeout, ccfg.ElectionTimeout = t.Heartbeat, t.Election
+		ccfg.LeaderLeaseTimeout, ccfg.CommitTimeout = t.LeaderLease, t.Commit
+	}
+	rs := n.store.RaftStore()
+	n.cons, err = consensus.New(n.ctx, n.host, rs, rs, snaps, ccfg)
+	if err != nil {
+		return nil, fmt.Errorf("start consensus: %w", err)
+	}
+
+	n.gossip, err = gossip.New(n.ctx, n.host, gossip.Options{
+		Handler: n,
+		Logger:  n.log.With("part", "gossip"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start gossip: %w", err)
+	}
+	// Members we join through are gossip peers too.
+	peers := slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(cfg.Peers), cfg.Consensus.Join...))))
+	n.boot, err = gossip.NewBootstrapper(n.host, peers, n.log.With("part", "bootstrap"))
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap peers: %w", err)
+	}
+	n.boot.Start(n.ctx)
+
+	n.dryrun = responders.NewDryRun(n.log.With("part", "dry-run"))
+	n.recon = responders.NewReconciler(n, []responders.Backend{n.dryrun}, responders.Options{
+		Interval:   cfg.Responders.Resync,
+		Logger:     n.log.With("part", "responders"),
+		OnEnforced: n.onEnforced,
+	})
+	n.recon.Start(n.ctx)
+
+	n.goroutine(n.evaluateLoop)
+	n.goroutine(n.watchConsensus)
+	if len(cfg.Consensus.Join) > 0 {
+		n.goroutine(n.join)
+	}
+	if cfg.Detectors.SSH.Enabled {
+		if err := n.startSSHDetector(); err != nil {
+			return nil, err
+		}
+	}
+	n.log.Info("node started", "id", n.id, "addrs", n.Addrs())
+	return n, nil
+}
+
+func (n *Node) goroutine(f func()) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+}
+
+func (n *Node) startSSHDetector() error {
+	c := n.cfg.Detectors.SSH
+	rule := detectors.DefaultSSHRule()
+	rule.Threshold, rule.Window = c.Threshold, c.Window
+	eng, err := detectors.NewEngine(rule, detectors.EngineOptions{Allow: n.protected})
+	if err != nil {
+		return fmt.Errorf("ssh detector: %w", err)
+	}
+	src := &detectors.FileSource{Path: c.Path, FromStart: c.FromStart, PollInterval: c.PollInterval}
+	n.goroutine(func() {
+		if err := detectors.Run(n.ctx, src, eng, n.onDetection); err != nil && n.ctx.Err() == nil {
+			n.log.Error("ssh detector stopped", "path", c.Path, "err", err)
+		}
+	})
+	return nil
+}
+
+// join asks the configured members to admit this node, until one does.
+func (n *Node) join() {
+	for _, a := range n.cfg.Consensus.Join {
+		ai, err := peer.AddrInfoFromString(a)
+		if err != nil {
+			continue // rejected by Validate already
+		}
+		if err := n.cons.Join(n.ctx, *ai); err != nil {
+			if n.ctx.Err() != nil {
+				return
+			}
+			n.log.Warn("join failed", "via", a, "err", err)
+			continue
+		}
+		n.log.Info("joined the mesh", "via", shortID(ai.ID.String()))
+		return
+	}
+}
+
+// onDetection is the first tier: this node's own evidence. It may block
+// locally at once, and it signs, stores and publishes the sighting.
+func (n *Node) onDetection(s intel.Sighting) {
+	now := time.Now()
+	key := s.Indicator.Key()
+	n.stats.detections.Add(1)
+	n.timelines.mark(key, now, detected)
+	s.Site = n.cfg.Site
+	n.log.Info("detection", "indicator", s.Indicator.Value, "detector", s.Detector, "count", s.Count)
+
+	if n.cfg.LocalBlock.Enabled {
+		p := intel.NewPolicy(intel.ActionBlock, s.Indicator, "local detection by "+s.Detector, "local:"+n.id, now, n.cfg.LocalBlock.TTL)
+		if err := n.store.PutDecision(p); err != nil {
+			n.log.Error("store local decision", "indicator", s.Indicator.Value, "err", err)
+		} else {
+			n.stats.local.Add(1)
+			n.recon.Trigger()
+		}
+	}
+
+	seq, err := n.store.NextSeq()
+	if err != nil {
+		n.log.Error("next sequence number", "err", err)
+		return
+	}
+	raw, err := intel.SealJSON(n.key, intel.KindSighting, seq, now, s)
+	if err != nil {
+		n.log.Error("seal sighting", "err", err)
+		return
+	}
+	env, err := intel.Open(raw)
+	if err != nil {
+		n.log.Error("open own sighting", "err", err)
+		return
+	}
+	// On disk before it leaves the node.
+	if _, err := n.store.PutEnvelope(env, now); err != nil {
+		n.log.Error("store own sighting", "err", err)
+		return
+	}
+	n.stats.stored.Add(1)
+	n.timelines.mark(key, now, received)
+	if err := n.gossip.Publish(n.ctx, raw); err != nil {
+		n.log.Warn("publish sighting", "indicator", s.Indicator.Value, "err", err)
+	}
+	n.enqueueEvaluation(s.Indicator)
+}
+
+// HandleEnvelope implements gossip.Handler: it is called for every
+// envelope that passed validation, before it is forwarded.
+func (n *Node) HandleEnvelope(_ context.Context, env *intel.Envelope, _ peer.ID) error {
+	now := time.Now()
+	added, err := n.store.PutEnvelope(env, now)
+	if err != nil {
+		return fmt.Errorf("store envelope: %w", err)
+	}
+	if !added || env.Kind != intel.KindSighting {
+		return nil
+	}
+	s, err := intel.DecodeSighting(env)
+	if err != nil {
+		return err
+	}
+	n.stats.stored.Add(1)
+	n.timelines.mark(s.Indicator.Key(), now, received)
+	n.enqueueEvaluation(s.Indicator)
+	return nil
+}
+
+func (n *Node) enqueueEvaluation(ind intel.Indicator) {
+	select {
+	case n.evalCh <- ind:
+	default:
+		n.stats.evalDrops.Add(1)
+		n.log.Warn("evaluation queue full; indicator will be evaluated on its next sighting", "indicator", ind.Value)
+	}
+}
+
+func (n *Node) evaluateLoop() {
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case ind := <-n.evalCh:
+			n.evaluate(ind)
+			n.stats.evals.Add(1)
+		}
+	}
+}
+
+// evaluate applies the corroboration rule to one indicator: when at least
+// MinNodes distinct roster nodes sighted it within Window, and no mesh-wide
+// block of it is active, propose one.
+func (n *Node) evaluate(ind intel.Indicator) {
+	now := time.Now()
+	c := n.cfg.Corroboration
+	recs, err := n.store.SightingsFor(ind, now.Add(-c.Window))
+	if err != nil {
+		n.log.Error("read sightings", "indicator", ind.Value, "err", err)
+		return
+	}
+	origins := make(map[string]bool)
+	var evidence []intel.Evidence
+	for _, r := range recs {
+		if origins[r.Origin] || !n.cons.IsMember(r.Origin) {
+			continue
+		}
+		origins[r.Origin] = true
+		evidence = append(evidence, intel.Evidence{Origin: r.Origin, Seq: r.Seq, Detector: r.Sighting.Detector, Seen: r.Sighting.LastSeen})
+	}
+	if len(origins) < c.MinNodes {
+		return
+	}
+	id := intel.PolicyID(intel.ActionBlock, ind)
+	for _, p := range n.cons.Policies(now) {
+		if p.ID == id {
+			return
+		}
+	}
+	key := ind.Key()
+	n.mu.Lock()
+	if n.inflight[key] {
+		n.mu.Unlock()
+		return
+	}
+	n.inflight[key] = true
+	n.mu.Unlock()
+
+	sort.Slice(evidence, func(i, j int) bool { return evidence[i].Origin < evidence[j].Origin })
+	p := intel.NewPolicy(intel.ActionBlock, ind,
+		fmt.Sprintf("corroborated by %d nodes (%s)", len(origins), evidence[0].Detector),
+		n.id, now, c.BlockTTL)
+	p.Evidence = evidence
+	n.stats.proposals.Add(1)
+	n.goroutine(func() {
+		defer func() {
+			n.mu.Lock()
+			delete(n.inflight, key)
+			n.mu.Unlock()
+		}()
+		ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
+		defer cancel()
+		err := n.cons.Propose(ctx, consensus.Command{Type: consensus.CmdPutPolicy, At: now, Policy: &p})
+		switch {
+		case err == nil:
+			n.log.Info("mesh-wide block committed", "indicator", ind.Value, "nodes", len(origins))
+		case errors.Is(err, consensus.ErrProtected), errors.Is(err, consensus.ErrAllowed):
+			n.stats.refused.Add(1)
+			n.log.Warn("mesh-wide block refused", "indicator", ind.Value, "err", err)
+		default:
+			n.stats.propErrs.Add(1)
+			if n.ctx.Err() == nil {
+				n.log.Error("propose mesh-wide block", "indicator", ind.Value, "err", err)
+			}
+		}
+	})
+}
+
+// watchConsensus turns every consensus change into a reconcile pass and
+// records when each mesh-wide block was first seen committed here.
+func (n *Node) watchConsensus() {
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-n.cons.Changes():
+			now := time.Now()
+			for _, p := range n.cons.Policies(now) {
+				if p.Action == intel.ActionBlock {
+					n.timelines.mark(p.Indicator.Key(), now, committed)
+				}
+			}
+			n.recon.Trigger()
+		}
+	}
+}
+
+func (n *Node) onEnforced(_ string, p intel.Policy, at time.Time) {
+	n.timelines.mark(p.Indicator.Key(), at, enforced)
+}
+
+// MeshPolicies implements responders.StateSource.
+func (n *Node) MeshPolicies(now time.Time) []intel.Policy { return n.cons.Policies(now) }
+
+// LocalDecisions implements responders.StateSource. If the store cannot be
+// read, the last decisions read are returned, so that a transient error
+// never lifts a block.
+func (n *Node) LocalDecisions(now time.Time) []intel.Policy {
+	ds, err := n.store.Decisions(now)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err != nil {
+		n.log.Error("read local decisions", "err", err)
+		return n.lastLocal
+	}
+	n.lastLocal = ds
+	return ds
+}
+
+// Protected implements responders.StateSource: configured ranges plus
+// those committed to the mesh.
+func (n *Node) Protected() []netip.Prefix {
+	return append(append([]netip.Prefix{}, n.protected...), n.cons.Protected()...)
+}
+
+// ID is the node's ID (its libp2p peer ID).
+func (n *Node) ID() string { return n.id }
+
+// Site is the configured site name.
+func (n *Node) Site() string { return n.cfg.Site }
+
+// Addrs are the node's listen addresses with its /p2p/ ID appended, as
+// other nodes' peers and consensus.join entries take them.
+func (n *Node) Addrs() []string {
+	var out []string
+	p2p, err := multiaddr.NewComponent("p2p", n.host.ID().String())
+	if err != nil {
+		return nil
+	}
+	for _, a := range n.host.Addrs() {
+		out = append(out, a.Encapsulate(p2p.Multiaddr()).String())
+	}
+	return out
+}
+
+// Consensus exposes the node's consensus participant (read-only use).
+func (n *Node) Consensus() *consensus.Consensus { return n.cons }
+
+// Gossip exposes the node's gossip layer.
+func (n *Node) Gossip() *gossip.Gossip { return n.gossip }
+
+// Store exposes the node's store.
+func (n *Node) Store() *store.Store { return n.store }
+
+// Enforcing reports whether this node's responders hold a block of ind.
+func (n *Node) Enforcing(ind intel.Indicator) bool { return n.dryrun.Has(ind) }
+
+// Timeline returns this node's timeline of an indicator.
+func (n *Node) Timeline(ind intel.Indicator) (Timeline, bool) {
+	return n.timelines.get(ind.Key())
+}
+
+// Stats returns the node's counters.
+func (n *Node) Stats() Stats {
+	return Stats{
+		Detections:       n.stats.detections.Load(),
+		SightingsStored:  n.stats.stored.Load(),
+		Evaluations:      n.stats.evals.Load(),
+		EvaluationsDrop:  n.stats.evalDrops.Load(),
+		Proposals:        n.stats.proposals.Load(),
+		ProposalsRefused: n.stats.refused.Load(),
+		ProposalErrors:   n.stats.propErrs.Load(),
+		LocalDecisions:   n.stats.local.Load(),
+	}
+}
+
+// Close stops the node: intake first, then the subsystems in reverse order
+// of their dependencies. It is idempotent and waits for every goroutine.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.cancel()
+		var errs []error
+		closeIf := func(name string, c io.Closer, ok bool) {
+			if ok {
+				if err := c.Close(); err != nil {
+					errs = append(errs, fmt.Errorf("close %s: %w", name, err))
+				}
+			}
+		}
+		closeIf("reconciler", n.recon, n.recon != nil)
+		closeIf("bootstrapper", n.boot, n.boot != nil)
+		closeIf("gossip", n.gossip, n.gossip != nil)
+		n.wg.Wait()
+		closeIf("consensus", n.cons, n.cons != nil)
+		closeIf("host", n.host, n.host != nil)
+		closeIf("store", n.store, n.store != nil)
+		n.closeErr = errors.Join(errs...)
+	})
+	return n.closeErr
+}
+
+func shortID(id string) string {
+	if len(id) > 8 {
+		return id[len(id)-8:]
+	}
+	return id
+}

@@ -1,0 +1,221 @@
+package testnet
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/netip"
+	"slices"
+	"text/tabwriter"
+	"time"
+
+	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/node"
+)
+
+// ScenarioOptions configure the brute-force scenario.
+type ScenarioOptions struct {
+	Options
+	// Attacked is how many nodes the attacker hits (default 2).
+	Attacked int
+	// Attacker is the source address (default 203.0.113.66, TEST-NET-3).
+	Attacker netip.Addr
+	// Failures per attacked node (default 12).
+	Failures int
+	// Timeout bounds the whole scenario (default 2 minutes).
+	Timeout time.Duration
+}
+
+// Percentiles summarise a latency distribution in milliseconds.
+type Percentiles struct {
+	P50 float64 `json:"p50"`
+	P99 float64 `json:"p99"`
+	Max float64 `json:"max"`
+}
+
+// NodeReport is one node's view of the scenario.
+type NodeReport struct {
+	Site          string  `json:"site"`
+	ID            string  `json:"id"`
+	Attacked      bool    `json:"attacked"`
+	Detected      bool    `json:"detected"`
+	PropagationMs float64 `json:"propagation_ms"` // first detection anywhere → this node holds a sighting
+	CommitMs      float64 `json:"commit_ms"`      // first detection → mesh-wide block seen committed here
+	EnforceMs     float64 `json:"enforce_ms"`     // first detection → block enforced here
+	Enforcing     bool    `json:"enforcing"`
+}
+
+// Report is the result of a scenario run.
+type Report struct {
+	Nodes           int          `json:"nodes"`
+	Attacked        int          `json:"attacked"`
+	Indicator       string       `json:"indicator"`
+	PolicyCommitted bool         `json:"policy_committed"`
+	PolicyID        string       `json:"policy_id,omitempty"`
+	EnforcedOn      int          `json:"enforced_on"`
+	PropagationMs   Percentiles  `json:"propagation_ms"`
+	CommitMs        Percentiles  `json:"commit_ms"`
+	EnforceMs       Percentiles  `json:"enforce_ms"`
+	StartupMs       float64      `json:"startup_ms"`
+	PerNode         []NodeReport `json:"per_node"`
+	Error           string       `json:"error,omitempty"`
+	firstDetection  time.Time
+}
+
+// OK reports whether every node enforces the mesh-wide block.
+func (r *Report) OK() bool { return r.PolicyCommitted && r.EnforcedOn == r.Nodes }
+
+// RunBruteForce starts a mesh, replays an SSH brute force into the first
+// Attacked nodes' logs, and waits until every node enforces a mesh-wide
+// block of the attacker (or the timeout passes). The report is returned in
+// both cases; err is non-nil when the mesh did not converge.
+func RunBruteForce(ctx context.Context, o ScenarioOptions) (*Report, error) {
+	if o.Attacked == 0 {
+		o.Attacked = 2
+	}
+	if !o.Attacker.IsValid() {
+		o.Attacker = netip.MustParseAddr("203.0.113.66")
+	}
+	if o.Failures == 0 {
+		o.Failures = 12
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 2 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+
+	t0 := time.Now()
+	m, err := Start(ctx, o.Options)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	if o.Attacked > len(m.Nodes) {
+		return nil, fmt.Errorf("testnet: %d attacked nodes but only %d nodes", o.Attacked, len(m.Nodes))
+	}
+	ind := intel.IndicatorFromAddr(o.Attacker)
+	rep := &Report{Nodes: len(m.Nodes), Attacked: o.Attacked, Indicator: ind.Value,
+		PolicyID: intel.PolicyID(intel.ActionBlock, ind), StartupMs: ms(time.Since(t0))}
+
+	for i := range o.Attacked {
+		if err := m.InjectSSHBruteForce(i, o.Attacker, o.Failures); err != nil {
+			return nil, err
+		}
+	}
+	werr := Poll(ctx, 10*time.Millisecond, func() (bool, string) {
+		for i, n := range m.Nodes {
+			tl, _ := n.Timeline(ind)
+			if tl.MeshEnforced().IsZero() || !n.Enforcing(ind) {
+				return false, fmt.Sprintf("node %d (%s) does not yet enforce a mesh-wide block of %s", i, n.Site(), ind.Value)
+			}
+		}
+		return true, ""
+	})
+	rep.fill(m, ind, o.Attacked)
+	if werr != nil {
+		rep.Error = werr.Error()
+		return rep, fmt.Errorf("testnet: mesh did not converge: %w", werr)
+	}
+	return rep, nil
+}
+
+func (r *Report) fill(m *Mesh, ind intel.Indicator, attacked int) {
+	tls := make([]node.Timeline, len(m.Nodes))
+	for i, n := range m.Nodes {
+		tls[i], _ = n.Timeline(ind)
+		if d := tls[i].Detected; !d.IsZero() && (r.firstDetection.IsZero() || d.Before(r.firstDetection)) {
+			r.firstDetection = d
+		}
+	}
+	var prop, commit, enf []float64
+	for i, n := range m.Nodes {
+		tl := tls[i]
+		nr := NodeReport{Site: n.Site(), ID: n.ID(), Attacked: i < attacked, Detected: !tl.Detected.IsZero(),
+			PropagationMs: -1, CommitMs: -1, EnforceMs: -1, Enforcing: n.Enforcing(ind)}
+		if !r.firstDetection.IsZero() {
+			if !tl.Received.IsZero() {
+				nr.PropagationMs = ms(tl.Received.Sub(r.firstDetection))
+				prop = append(prop, nr.PropagationMs)
+			}
+			if !tl.Committed.IsZero() {
+				nr.CommitMs = ms(tl.Committed.Sub(r.firstDetection))
+				commit = append(commit, nr.CommitMs)
+			}
+			if e := tl.MeshEnforced(); !e.IsZero() && nr.Enforcing {
+				nr.EnforceMs = ms(e.Sub(r.firstDetection))
+				enf = append(enf, nr.EnforceMs)
+				r.EnforcedOn++
+			}
+		}
+		r.PerNode = append(r.PerNode, nr)
+	}
+	for _, p := range m.Nodes[0].Consensus().Policies(time.Now()) {
+		if p.ID == r.PolicyID {
+			r.PolicyCommitted = true
+		}
+	}
+	r.PropagationMs, r.CommitMs, r.EnforceMs = percentiles(prop), percentiles(commit), percentiles(enf)
+}
+
+func ms(d time.Duration) float64 { return math.Round(float64(d.Microseconds())) / 1000 }
+
+// percentiles uses the nearest-rank method.
+func percentiles(v []float64) Percentiles {
+	if len(v) == 0 {
+		return Percentiles{P50: -1, P99: -1, Max: -1}
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	rank := func(p float64) float64 {
+		i := int(math.Ceil(p*float64(len(s)))) - 1
+		return s[max(i, 0)]
+	}
+	return Percentiles{P50: rank(0.50), P99: rank(0.99), Max: s[len(s)-1]}
+}
+
+// WriteJSON writes the report as one JSON object.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// WriteText writes the report as a human-readable timeline.
+func (r *Report) WriteText(w io.Writer) error {
+	fmt.Fprintf(w, "Meshward testnet: %d nodes on loopback, SSH brute force from %s replayed into %d of them\n\n", r.Nodes, r.Indicator, r.Attacked)
+	fmt.Fprintf(w, "mesh formed in %.0f ms (Raft roster and GossipSub topic complete)\n\n", r.StartupMs)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tATTACKED\tDETECTED\tSIGHTING HELD\tBLOCK COMMITTED\tENFORCED\t")
+	for _, n := range r.PerNode {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", n.Site, yesNo(n.Attacked), yesNo(n.Detected),
+			at(n.PropagationMs), at(n.CommitMs), at(n.EnforceMs))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\n(times are milliseconds after the first detection anywhere in the mesh)\n\n")
+	fmt.Fprintf(w, "propagation  p50 %7.1f ms  p99 %7.1f ms  max %7.1f ms\n", r.PropagationMs.P50, r.PropagationMs.P99, r.PropagationMs.Max)
+	fmt.Fprintf(w, "commit       p50 %7.1f ms  p99 %7.1f ms  max %7.1f ms\n", r.CommitMs.P50, r.CommitMs.P99, r.CommitMs.Max)
+	fmt.Fprintf(w, "enforcement  p50 %7.1f ms  p99 %7.1f ms  max %7.1f ms\n\n", r.EnforceMs.P50, r.EnforceMs.P99, r.EnforceMs.Max)
+	if r.OK() {
+		fmt.Fprintf(w, "OK: policy %s (block %s) committed through Raft and enforced on %d/%d nodes\n", r.PolicyID, r.Indicator, r.EnforcedOn, r.Nodes)
+	} else {
+		fmt.Fprintf(w, "FAILED: policy committed=%v, enforced on %d/%d nodes: %s\n", r.PolicyCommitted, r.EnforcedOn, r.Nodes, r.Error)
+	}
+	return nil
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "-"
+}
+
+func at(v float64) string {
+	if v < 0 {
+		return "never"
+	}
+	return fmt.Sprintf("+%.1f ms", v)
+}

@@ -1,0 +1,206 @@
+package testnet
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/meshward/meshward/node"
+)
+
+// Options configure a local mesh.
+type Options struct {
+	// Nodes is the number of nodes (default 5).
+	Nodes int
+	// Dir holds the nodes' data directories; empty means a fresh temporary
+	// directory that Close removes.
+	Dir string
+	// Logger receives every node's logs; nil discards them.
+	Logger *slog.Logger
+	// MinNodes is the corroboration threshold k (default 2).
+	MinNodes int
+	// LocalBlock enables the first-tier local block on detecting nodes.
+	LocalBlock bool
+	// Configure, if set, may adjust each node's configuration before it
+	// starts (i is the node's index).
+	Configure func(i int, cfg *node.Config)
+}
+
+// Mesh is a running local mesh.
+type Mesh struct {
+	Nodes []*node.Node
+
+	opts    Options
+	dir     string
+	tempDir bool
+	logs    []string // each node's auth.log
+	mu      sync.Mutex
+}
+
+// Timeouts tuned for a mesh whose every link is loopback.
+var loopbackTimeouts = &node.ConsensusTimeouts{
+	Heartbeat:   300 * time.Millisecond,
+	Election:    300 * time.Millisecond,
+	LeaderLease: 150 * time.Millisecond,
+	Commit:      20 * time.Millisecond,
+}
+
+// Start launches the mesh: node 0 founds it, every other node joins
+// through node 0 and gossips with every node started before it. Start
+// returns when every node is on the roster and connected to the topic.
+func Start(ctx context.Context, opts Options) (_ *Mesh, err error) {
+	if opts.Nodes == 0 {
+		opts.Nodes = 5
+	}
+	if opts.Nodes < 1 {
+		return nil, fmt.Errorf("testnet: nodes must be at least 1, got %d", opts.Nodes)
+	}
+	if opts.MinNodes == 0 {
+		opts.MinNodes = 2
+	}
+	m := &Mesh{opts: opts, dir: opts.Dir}
+	if m.dir == "" {
+		if m.dir, err = os.MkdirTemp("", "meshward-testnet-"); err != nil {
+			return nil, fmt.Errorf("testnet: temp dir: %w", err)
+		}
+		m.tempDir = true
+	}
+	defer func() {
+		if err != nil {
+			m.Close()
+		}
+	}()
+	token := randomToken()
+	var addrs []string
+	for i := range opts.Nodes {
+		dir := filepath.Join(m.dir, fmt.Sprintf("node-%02d", i))
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("testnet: %w", err)
+		}
+		authLog := filepath.Join(dir, "auth.log")
+		if err := os.WriteFile(authLog, nil, 0o600); err != nil {
+			return nil, fmt.Errorf("testnet: %w", err)
+		}
+		cfg := node.DefaultConfig()
+		cfg.DataDir = dir
+		cfg.Site = fmt.Sprintf("site-%02d", i)
+		cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
+		cfg.Peers = append([]string{}, addrs...)
+		cfg.Consensus.JoinToken = token
+		if i == 0 {
+			cfg.Consensus.Bootstrap = true
+		} else {
+			cfg.Consensus.Join = []string{m.Nodes[0].Addrs()[0]}
+		}
+		cfg.Corroboration.MinNodes = opts.MinNodes
+		cfg.LocalBlock.Enabled = opts.LocalBlock
+		cfg.Detectors.SSH.Path = authLog
+		cfg.Detectors.SSH.FromStart = true
+		cfg.Detectors.SSH.PollInterval = 20 * time.Millisecond
+		cfg.Responders.Resync = 5 * time.Second
+		if opts.Configure != nil {
+			opts.Configure(i, &cfg)
+		}
+		logger := opts.Logger
+		if logger == nil {
+			logger = slog.New(slog.DiscardHandler)
+		}
+		n, err := node.Start(ctx, cfg, node.Options{Logger: logger, ConsensusTimeouts: loopbackTimeouts})
+		if err != nil {
+			return nil, fmt.Errorf("testnet: start node %d: %w", i, err)
+		}
+		m.Nodes = append(m.Nodes, n)
+		m.logs = append(m.logs, authLog)
+		addrs = append(addrs, n.Addrs()[0])
+	}
+	if err := m.WaitReady(ctx); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// WaitReady waits until every node is on every node's roster and every
+// node sees all others in the gossip topic.
+func (m *Mesh) WaitReady(ctx context.Context) error {
+	return Poll(ctx, 20*time.Millisecond, func() (bool, string) {
+		for i, n := range m.Nodes {
+			for _, o := range m.Nodes {
+				if !n.Consensus().IsMember(o.ID()) {
+					return false, fmt.Sprintf("node %d does not yet have %s on its roster", i, o.Site())
+				}
+			}
+			if got := len(n.Gossip().Peers()); got < len(m.Nodes)-1 {
+				return false, fmt.Sprintf("node %d has %d of %d gossip peers", i, got, len(m.Nodes)-1)
+			}
+		}
+		return true, ""
+	})
+}
+
+// Poll calls cond every interval until it returns true or ctx ends; the
+// error then carries cond's last explanation.
+func Poll(ctx context.Context, interval time.Duration, cond func() (bool, string)) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		ok, why := cond()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %s", ctx.Err(), why)
+		case <-t.C:
+		}
+	}
+}
+
+// InjectSSHBruteForce appends failures failed-password lines from attacker
+// to node i's auth.log, interleaved with other daemons' lines, as an
+// OpenSSH server under a password-guessing attack would log them.
+func (m *Mesh) InjectSSHBruteForce(i int, attacker netip.Addr, failures int) error {
+	if i < 0 || i >= len(m.logs) {
+		return fmt.Errorf("testnet: no node %d", i)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, err := os.OpenFile(m.logs[i], os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("testnet: open auth.log: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.Write(SSHBruteForceLog(m.Nodes[i].Site(), attacker, failures, time.Now())); err != nil {
+		return fmt.Errorf("testnet: write auth.log: %w", err)
+	}
+	return nil
+}
+
+// Close stops every node and removes a temporary data directory.
+func (m *Mesh) Close() error {
+	var errs []error
+	for i := len(m.Nodes) - 1; i >= 0; i-- {
+		if err := m.Nodes[i].Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close node %d: %w", i, err))
+		}
+	}
+	if m.tempDir {
+		if err := os.RemoveAll(m.dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func randomToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,117 @@
+package testnet
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/meshward/meshward/intel"
+)
+
+func testLogger(t *testing.T) *slog.Logger {
+	if testing.Verbose() && os.Getenv("MESHWARD_TEST_LOGS") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// TestFiveNodeBruteForceEnforcedEverywhere is the walking skeleton end to
+// end: two nodes see the attack, all five enforce the mesh-wide block.
+func TestFiveNodeBruteForceEnforcedEverywhere(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 5-node mesh")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := RunBruteForce(ctx, ScenarioOptions{
+		Options:  Options{Nodes: 5, Dir: t.TempDir(), Logger: testLogger(t)},
+		Attacked: 2,
+		Attacker: netip.MustParseAddr("203.0.113.7"),
+	})
+	if err != nil {
+		t.Fatalf("scenario: %v", err)
+	}
+	if !rep.PolicyCommitted || rep.EnforcedOn != 5 || !rep.OK() {
+		t.Fatalf("committed=%v enforced_on=%d, want true and 5", rep.PolicyCommitted, rep.EnforcedOn)
+	}
+	detected := 0
+	for _, n := range rep.PerNode {
+		if n.Detected {
+			detected++
+			if !n.Attacked {
+				t.Errorf("node %s detected an attack it never saw", n.Site)
+			}
+		}
+		if !n.Enforcing || n.EnforceMs < 0 || n.PropagationMs < 0 {
+			t.Errorf("node %s: enforcing=%v enforce_ms=%v propagation_ms=%v", n.Site, n.Enforcing, n.EnforceMs, n.PropagationMs)
+		}
+	}
+	if detected != 2 {
+		t.Errorf("%d nodes detected the attack, want the 2 attacked ones", detected)
+	}
+	if rep.EnforceMs.P50 < 0 || rep.EnforceMs.Max < rep.EnforceMs.P50 {
+		t.Errorf("enforce percentiles inconsistent: %+v", rep.EnforceMs)
+	}
+}
+
+// TestSingleWitnessDoesNotBlockMeshWide: one node alone can never block an
+// address mesh-wide, however loud its evidence.
+func TestSingleWitnessDoesNotBlockMeshWide(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 5-node mesh")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	m, err := Start(ctx, Options{Nodes: 5, Dir: t.TempDir(), Logger: testLogger(t), LocalBlock: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+
+	attacker := netip.MustParseAddr("198.51.100.23")
+	ind := intel.IndicatorFromAddr(attacker)
+	if err := m.InjectSSHBruteForce(0, attacker, 50); err != nil {
+		t.Fatal(err)
+	}
+	// Every node must hold the sighting and have evaluated it; only then is
+	// the absence of a policy meaningful.
+	err = Poll(ctx, 10*time.Millisecond, func() (bool, string) {
+		for _, n := range m.Nodes {
+			recs, err := n.Store().SightingsFor(ind, time.Now().Add(-time.Hour))
+			if err != nil || len(recs) == 0 {
+				return false, "node " + n.Site() + " has not received the sighting"
+			}
+			tl, _ := n.Timeline(ind)
+			if tl.Received.IsZero() || n.Stats().Evaluations == 0 {
+				return false, "node " + n.Site() + " has not evaluated the sighting"
+			}
+		}
+		return true, ""
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The witness blocks locally (first tier) ...
+	if err := Poll(ctx, 10*time.Millisecond, func() (bool, string) {
+		return m.Nodes[0].Enforcing(ind), "the witness does not block locally"
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// ... but nothing is proposed or committed, and no other node blocks.
+	for i, n := range m.Nodes {
+		if s := n.Stats(); s.Proposals != 0 {
+			t.Errorf("node %d proposed %d mesh-wide blocks on one witness", i, s.Proposals)
+		}
+		for _, p := range n.Consensus().Policies(time.Now()) {
+			if p.Indicator == ind {
+				t.Errorf("node %d holds mesh-wide policy %+v", i, p)
+			}
+		}
+		if i > 0 && n.Enforcing(ind) {
+			t.Errorf("node %d enforces a block it has no mesh policy or own evidence for", i)
+		}
+	}
+}
