@@ -29,6 +29,7 @@ func TestConformance(t *testing.T) {
 		{"ScanEnvelopes", testScanEnvelopes},
 		{"SightingsFor", testSightingsFor},
 		{"SightingsNewestFirst", testSightingsNewestFirst},
+		{"Prune", testPrune},
 		{"NextSeq", testNextSeq},
 		{"Decisions", testDecisions},
 		{"RaftLogStore", testRaftLogStore},
@@ -348,6 +349,57 @@ func testSightingsNewestFirst(t *testing.T, s *Store) {
 	}
 }
 
+func testPrune(t *testing.T, s *Store) {
+	a, b := newKey(t), newKey(t)
+	ind := mustIndicator(t, "192.0.2.77")
+	// a's envelopes arrive an hour before b's.
+	put(t, s, sighting(t, a, 1, ind, t0), t0.Add(-time.Hour))
+	put(t, s, heartbeat(t, a, 2), t0.Add(-time.Hour))
+	put(t, s, sighting(t, b, 1, ind, t0), t0)
+	put(t, s, heartbeat(t, b, 2), t0)
+	if n, err := s.Prune(t0.Add(-2 * time.Hour)); err != nil || n != 0 {
+		t.Fatalf("Prune before everything = %d, %v", n, err)
+	}
+	n, err := s.Prune(t0) // the cutoff is exclusive
+	if err != nil || n != 2 {
+		t.Fatalf("Prune = %d, %v; want 2", n, err)
+	}
+	if _, err := s.GetEnvelope(nodeID(a), 1); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("pruned envelope still stored: %v", err)
+	}
+	if _, err := s.GetEnvelope(nodeID(b), 2); err != nil {
+		t.Fatalf("kept envelope gone: %v", err)
+	}
+	if c, _ := s.CountEnvelopes(); c != 2 {
+		t.Fatalf("CountEnvelopes after prune = %d, want 2", c)
+	}
+	recs, _ := s.SightingsFor(ind, time.Time{})
+	if len(recs) != 1 || recs[0].Origin != nodeID(b) {
+		t.Fatalf("SightingsFor after prune = %+v", recs)
+	}
+	if all, _ := s.Sightings(0); len(all) != 1 || all[0].Origin != nodeID(b) {
+		t.Fatalf("Sightings after prune = %+v", all)
+	}
+	// High-water marks survive, and a pruned envelope can come back.
+	if hw, _ := s.HighWater(); hw[nodeID(a)] != 2 {
+		t.Fatalf("HighWater after prune = %v", hw)
+	}
+	if !put(t, s, heartbeat(t, a, 2), t0) {
+		t.Fatal("re-put of a pruned envelope not added")
+	}
+	// Many at once, across several transactions.
+	k := newKey(t)
+	for i := range 1200 {
+		put(t, s, heartbeat(t, k, uint64(i+1)), t0.Add(time.Duration(i)*time.Millisecond))
+	}
+	if n, err := s.Prune(t0.Add(time.Hour)); err != nil || n != 1200+3 {
+		t.Fatalf("bulk Prune = %d, %v; want %d", n, err, 1203)
+	}
+	if c, _ := s.CountEnvelopes(); c != 0 {
+		t.Fatalf("CountEnvelopes after bulk prune = %d", c)
+	}
+}
+
 func testNextSeq(t *testing.T, s *Store) {
 	const workers, each = 4, 25
 	var mu sync.Mutex
@@ -635,6 +687,7 @@ func testClosed(t *testing.T, s *Store) {
 		"SightingsFor":   func() error { _, err := s.SightingsFor(mustIndicator(t, "1.2.3.4"), t0); return err }(),
 		"Sightings":      func() error { _, err := s.Sightings(1); return err }(),
 		"CountEnvelopes": func() error { _, err := s.CountEnvelopes(); return err }(),
+		"Prune":          func() error { _, err := s.Prune(t0); return err }(),
 		"NextSeq":        func() error { _, err := s.NextSeq(); return err }(),
 		"PutDecision":    s.PutDecision(intel.Policy{ID: "x"}),
 		"Decisions":      func() error { _, err := s.Decisions(t0); return err }(),

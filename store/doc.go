@@ -8,7 +8,8 @@
 //     sequence number, stored as the exact bytes that were signed, with a
 //     per-origin high-water mark for anti-entropy;
 //   - an index of sightings by indicator and by arrival time, written in the
-//     same transaction as the envelope that carries them;
+//     same transaction as the envelope that carries them, and an index of
+//     every envelope by arrival time so that Prune can enforce retention;
 //   - the node's own envelope sequence counter, which survives restarts and
 //     never hands out a number twice;
 //   - local decisions: node-local, time-bounded policies;

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -41,7 +42,7 @@ func (s *Store) PutEnvelope(env *intel.Envelope, received time.Time) (added bool
 		return false, errors.New("put envelope: sequence number 0")
 	}
 	var sightKeys [][]byte
-	var sightVal []byte
+	var sightVal, indKey []byte
 	if env.Kind == intel.KindSighting {
 		sg, err := intel.DecodeSighting(env)
 		if err != nil {
@@ -51,10 +52,8 @@ func (s *Store) PutEnvelope(env *intel.Envelope, received time.Time) (added bool
 		if sightVal, err = json.Marshal(rec); err != nil {
 			return false, fmt.Errorf("put envelope %s/%d: encode sighting: %w", origin, env.Seq, err)
 		}
-		sightKeys = [][]byte{
-			sightingIndKey(sg.Indicator.Key(), sg.LastSeen, origin, env.Seq),
-			sightingTimeKey(received, origin, env.Seq),
-		}
+		indKey = sightingIndKey(sg.Indicator.Key(), sg.LastSeen, origin, env.Seq)
+		sightKeys = [][]byte{indKey, sightingTimeKey(received, origin, env.Seq)}
 	}
 	if err := s.acquire(); err != nil {
 		return false, err
@@ -63,6 +62,7 @@ func (s *Store) PutEnvelope(env *intel.Envelope, received time.Time) (added bool
 
 	key := envelopeKey(origin, env.Seq)
 	hwKey := highWaterKey(origin)
+	rcvKey := receivedKey(received, origin, env.Seq)
 	err = s.update(func(txn *badger.Txn) error {
 		added = false
 		switch _, err := txn.Get(key); {
@@ -72,6 +72,9 @@ func (s *Store) PutEnvelope(env *intel.Envelope, received time.Time) (added bool
 			return err
 		}
 		if err := txn.Set(key, env.Raw); err != nil {
+			return err
+		}
+		if err := txn.Set(rcvKey, indKey); err != nil {
 			return err
 		}
 		hw, err := getUint64(txn, hwKey)
@@ -319,4 +322,71 @@ func getUint64(txn *badger.Txn, key []byte) (uint64, error) {
 		return nil
 	})
 	return v, err
+}
+
+// pruneChunk is how many envelopes Prune deletes per transaction.
+const pruneChunk = 512
+
+// Prune deletes the envelopes received before cutoff, with their sighting
+// index entries, and returns how many it deleted. High-water marks are
+// kept, so anti-entropy does not fetch pruned envelopes again. It runs in
+// several transactions; an interrupted Prune leaves a consistent store and
+// can simply be run again.
+func (s *Store) Prune(cutoff time.Time) (int, error) {
+	if err := s.acquire(); err != nil {
+		return 0, err
+	}
+	defer s.release()
+	end := appendTime(join(prefixReceived), cutoff)
+	total := 0
+	for {
+		type victim struct{ rcv, ind []byte }
+		var vs []victim
+		err := s.db.View(func(txn *badger.Txn) error {
+			opts := badger.DefaultIteratorOptions
+			opts.Prefix = prefixReceived
+			it := txn.NewIterator(opts)
+			defer it.Close()
+			for it.Rewind(); it.Valid() && len(vs) < pruneChunk; it.Next() {
+				item := it.Item()
+				if bytes.Compare(item.Key(), end) >= 0 {
+					break
+				}
+				ind, err := item.ValueCopy(nil)
+				if err != nil {
+					return err
+				}
+				vs = append(vs, victim{rcv: item.KeyCopy(nil), ind: ind})
+			}
+			return nil
+		})
+		if err != nil {
+			return total, fmt.Errorf("prune envelopes: %w", err)
+		}
+		if len(vs) == 0 {
+			return total, nil
+		}
+		err = s.update(func(txn *badger.Txn) error {
+			for _, v := range vs {
+				suffix, origin, seq, err := parseReceivedKey(v.rcv)
+				if err != nil {
+					return err
+				}
+				keys := [][]byte{v.rcv, envelopeKey(origin, seq)}
+				if len(v.ind) > 0 {
+					keys = append(keys, v.ind, join(prefixSightTime, suffix))
+				}
+				for _, k := range keys {
+					if err := txn.Delete(k); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return total, fmt.Errorf("prune envelopes: %w", err)
+		}
+		total += len(vs)
+	}
 }

@@ -16,6 +16,7 @@ import (
 //	hw/   <origin>                              -> highest seq stored (8 bytes)
 //	sgi/  <indicator key> <last seen> <origin> <seq> -> SightingRecord (JSON)
 //	sgt/  <received> <origin> <seq>             -> SightingRecord (JSON)
+//	rcv/  <received> <origin> <seq>             -> its sgi/ key, or empty
 //	meta/seq                                    -> last sequence number handed out
 //	dec/  <policy id>                           -> intel.Policy (JSON)
 //	raft/log/    <index>                        -> encoded raft.Log
@@ -29,6 +30,7 @@ var (
 	prefixHighWater  = []byte("hw/")
 	prefixSightInd   = []byte("sgi/")
 	prefixSightTime  = []byte("sgt/")
+	prefixReceived   = []byte("rcv/")
 	keySeq           = []byte("meta/seq")
 	prefixDecision   = []byte("dec/")
 	prefixRaftLog    = []byte("raft/log/")
@@ -101,6 +103,23 @@ func sightingTimeKey(received time.Time, origin string, seq uint64) []byte {
 	b := appendTime(join(prefixSightTime), received)
 	b = appendOrigin(b, origin)
 	return appendUint64(b, seq)
+}
+
+func receivedKey(received time.Time, origin string, seq uint64) []byte {
+	b := appendTime(join(prefixReceived), received)
+	b = appendOrigin(b, origin)
+	return appendUint64(b, seq)
+}
+
+// parseReceivedKey splits a rcv/ key into its parts.
+func parseReceivedKey(k []byte) (suffix []byte, origin string, seq uint64, err error) {
+	suffix = k[len(prefixReceived):]
+	if len(suffix) < 8+1+8 || len(suffix) != 8+1+int(suffix[8])+8 {
+		return nil, "", 0, fmt.Errorf("malformed received key %q", k)
+	}
+	origin = string(suffix[9 : 9+int(suffix[8])])
+	seq = binary.BigEndian.Uint64(suffix[len(suffix)-8:])
+	return suffix, origin, seq, nil
 }
 
 func decisionKey(id string) []byte { return join(prefixDecision, []byte(id)) }

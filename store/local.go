@@ -40,6 +40,10 @@ func (s *Store) NextSeq() (uint64, error) {
 	return next, nil
 }
 
+// maxLazyDeletes bounds how many expired decisions one Decisions call
+// deletes, so that the deleting transaction stays small.
+const maxLazyDeletes = 1024
+
 // PutDecision stores a local decision, replacing any with the same ID.
 func (s *Store) PutDecision(p intel.Policy) error {
 	if p.ID == "" {
@@ -81,7 +85,7 @@ func (s *Store) Decisions(now time.Time) ([]intel.Policy, error) {
 			}
 			if p.Active(now) {
 				active = append(active, p)
-			} else {
+			} else if len(expired) < maxLazyDeletes {
 				expired = append(expired, item.KeyCopy(nil))
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -234,15 +235,15 @@ func (s *Store) gcLoop(ctx context.Context, interval time.Duration) {
 // routine (tables opened, compactions), so they go to debug.
 type badgerLogger struct{ l *slog.Logger }
 
-func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error(trimf(f, a)) }
-func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn(trimf(f, a)) }
-func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug(trimf(f, a)) }
-func (b badgerLogger) Debugf(f string, a ...any)   { b.l.Debug(trimf(f, a)) }
+func (b badgerLogger) Errorf(f string, a ...any)   { b.logf(slog.LevelError, f, a) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.logf(slog.LevelWarn, f, a) }
+func (b badgerLogger) Infof(f string, a ...any)    { b.logf(slog.LevelDebug, f, a) }
+func (b badgerLogger) Debugf(f string, a ...any)   { b.logf(slog.LevelDebug, f, a) }
 
-func trimf(f string, a []any) string {
-	m := fmt.Sprintf(f, a...)
-	for len(m) > 0 && m[len(m)-1] == '\n' {
-		m = m[:len(m)-1]
+func (b badgerLogger) logf(level slog.Level, f string, a []any) {
+	ctx := context.Background()
+	if !b.l.Enabled(ctx, level) {
+		return
 	}
-	return m
+	b.l.Log(ctx, level, strings.TrimRight(fmt.Sprintf(f, a...), "\n"))
 }
