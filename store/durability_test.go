@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -87,6 +88,11 @@ func TestOpenLocked(t *testing.T) {
 	}
 	if _, err := Open(Options{}); err == nil {
 		t.Fatal("Open without Dir or InMemory succeeded")
+	}
+	// A directory that does not exist yet is created.
+	nested := openStore(t, DefaultOptions(filepath.Join(t.TempDir(), "a", "b")))
+	if _, err := nested.NextSeq(); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -14,7 +14,8 @@ import (
 // NextSeq returns this node's next envelope sequence number: 1 on a fresh
 // store, then one more than the last number returned, across restarts. The
 // new value is committed before it is returned, so a number is never
-// handed out twice (a crash may skip one).
+// handed out twice (a crash may skip one). That holds across power loss
+// only with Options.SyncWrites, as in DefaultOptions.
 func (s *Store) NextSeq() (uint64, error) {
 	if err := s.acquire(); err != nil {
 		return 0, err
