@@ -16,9 +16,11 @@
 //   - the Raft log and stable store (RaftStore), which satisfy
 //     hashicorp/raft's LogStore and StableStore.
 //
-// Every write is one Badger transaction, and by default every commit is
-// synced to disk before it returns, so what a caller was told is stored
-// survives a crash or a power loss.
+// Every write is one Badger transaction, except bulk work that may not fit
+// in one (DeleteRange, Prune, an oversized StoreLogs batch), which is split
+// in an order that leaves the store consistent if interrupted. By default
+// every commit is synced to disk before it returns, so what a caller was
+// told is stored survives a crash or a power loss.
 //
 // It must never:
 //
