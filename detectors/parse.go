@@ -55,7 +55,7 @@ func splitSyslog(line string) (stamp, rest string) {
 	case len(line) >= 16 && line[3] == ' ' && line[6] == ' ' && line[9] == ':' && line[12] == ':' && line[15] == ' ':
 		return line[:15], line[16:]
 	case len(line) >= 20 && isDigit(line[0]) && line[4] == '-' && line[10] == 'T':
-		if i := strings.IndexByte(line, ' '); i > 0 {
+		if i := strings.IndexByte(line, ' '); i >= 19 {
 			return line[:i], line[i+1:]
 		}
 	}
@@ -111,6 +111,7 @@ func sshdTag(s string) (string, bool) {
 
 // parseSSH recognises OpenSSH authentication failures in a syslog line.
 func parseSSH(line string) (event, parseResult) {
+	line = strings.TrimSuffix(line, "\r")
 	stamp, rest := splitSyslog(line)
 	msg, ok := sshdMessage(rest, stamp != "")
 	if !ok {
@@ -186,12 +187,14 @@ func parsePort(s string) (uint16, bool) {
 // parseStamp turns a raw syslog timestamp into a time. A classic stamp
 // has no year and no zone: it is read in now's location, in now's year,
 // or in the previous year if that would put it more than a day ahead of
-// now (a December line read in January).
+// now (a December line read in January), or in the next year if that
+// still puts it less than a day ahead (a January line read on New Year's
+// Eve).
 func parseStamp(stamp string, now time.Time) (time.Time, bool) {
 	if stamp == "" {
 		return time.Time{}, false
 	}
-	if stamp[3] != ' ' { // RFC 3339
+	if len(stamp) != 15 || stamp[3] != ' ' { // RFC 3339
 		t, err := time.Parse(time.RFC3339Nano, stamp)
 		return t, err == nil
 	}
@@ -209,9 +212,11 @@ func parseStamp(stamp string, now time.Time) (time.Time, bool) {
 	loc := now.Location()
 	year := now.In(loc).Year()
 	t := time.Date(year, mon, day, h, m, s, 0, loc)
-	if t.After(now.Add(24 * time.Hour)) {
-		year--
-		t = time.Date(year, mon, day, h, m, s, 0, loc)
+	ahead := now.Add(24 * time.Hour)
+	if t.After(ahead) {
+		t = time.Date(year-1, mon, day, h, m, s, 0, loc)
+	} else if next := time.Date(year+1, mon, day, h, m, s, 0, loc); !next.After(ahead) {
+		t = next // a January line from a sender whose clock is ahead of ours at New Year
 	}
 	if t.Day() != day { // e.g. Feb 30, normalised by time.Date
 		return time.Time{}, false

@@ -50,7 +50,7 @@ type FileSource struct {
 	// this length, emitted, and counted in FileSourceStats.Truncated.
 	MaxLineBytes int
 
-	lines, truncated, rotations, truncations atomic.Uint64
+	lines, truncated, rotations, truncations, polls atomic.Uint64
 }
 
 var _ Source = (*FileSource)(nil)
@@ -61,6 +61,7 @@ type FileSourceStats struct {
 	Truncated   uint64 // lines cut to MaxLineBytes
 	Rotations   uint64 // new files followed at Path
 	Truncations uint64 // times the file shrank and was read again from its start
+	Polls       uint64 // checks of the file completed
 }
 
 // Stats returns the source's counters.
@@ -70,6 +71,7 @@ func (f *FileSource) Stats() FileSourceStats {
 		Truncated:   f.truncated.Load(),
 		Rotations:   f.rotations.Load(),
 		Truncations: f.truncations.Load(),
+		Polls:       f.polls.Load(),
 	}
 }
 
@@ -117,6 +119,7 @@ func (f *FileSource) Run(ctx context.Context, out chan<- string) error {
 		if err := r.step(); err != nil {
 			return fmt.Errorf("file source %s: %w", f.Path, err)
 		}
+		f.polls.Add(1)
 		select {
 		case <-ctx.Done():
 			return nil
