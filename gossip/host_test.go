@@ -68,11 +68,32 @@ func TestBootstrapperConnectsAndReconnects(t *testing.T) {
 		t.Fatal("bootstrap peer is not protected from the connection manager")
 	}
 	for i := range 3 {
-		if err := b.Network().ClosePeer(a.ID()); err != nil {
+		old := map[string]bool{}
+		for _, c := range a.Network().ConnsToPeer(b.ID()) {
+			old[c.ID()] = true
+		}
+		// b may register the connection a moment after a does; closing
+		// before then would close nothing.
+		waitFor(t, 5*time.Second, "b to see the connection", func() bool {
+			return b.Network().Connectedness(a.ID()) == network.Connected
+		})
+		closer, other := b, a // drop from the remote side, then the local one
+		if i%2 == 1 {
+			closer, other = a, b
+		}
+		if err := closer.Network().ClosePeer(other.ID()); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 5*time.Second, "disconnect to be seen", func() bool { return !connected() })
-		waitFor(t, 10*time.Second, "reconnection", connected)
+		// The redial may be quicker than any poll, so look for a new
+		// connection rather than for the gap.
+		waitFor(t, 10*time.Second, "reconnection", func() bool {
+			for _, c := range a.Network().ConnsToPeer(b.ID()) {
+				if !old[c.ID()] && !c.IsClosed() {
+					return true
+				}
+			}
+			return false
+		})
 		t.Logf("reconnected after drop %d", i+1)
 	}
 	if err := bs.Close(); err != nil {
