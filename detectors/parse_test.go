@@ -76,7 +76,9 @@ func TestParseSSH(t *testing.T) {
 }
 
 func TestParseStamp(t *testing.T) {
-	utc := func(y int, m time.Month, d, hh, mm, ss int) time.Time { return time.Date(y, m, d, hh, mm, ss, 0, time.UTC) }
+	utc := func(y int, m time.Month, d, hh, mm, ss int) time.Time {
+		return time.Date(y, m, d, hh, mm, ss, 0, time.UTC)
+	}
 	tests := []struct {
 		stamp string
 		now   time.Time
