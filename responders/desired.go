@@ -12,20 +12,27 @@ import (
 // overlaps an active allow policy (allow beats block) or a protected
 // prefix. The result is keyed by Indicator.Key(); when both lists block
 // the same indicator, the policy that lasts longer is kept (a mesh policy
-// on a tie). Desired does not modify its inputs.
+// on a tie). Blocks whose indicator is not valid and canonical are
+// skipped. Desired does not modify its inputs.
 func Desired(now time.Time, mesh, local []intel.Policy, protected []netip.Prefix) map[string]intel.Policy {
-	var allows []intel.Indicator
+	var v veto
+	v.protected = protected
 	for _, list := range [][]intel.Policy{mesh, local} {
 		for _, p := range list {
 			if p.Action == intel.ActionAllow && p.Active(now) {
-				allows = append(allows, p.Indicator)
+				v.add(p.Indicator)
 			}
 		}
 	}
 	out := make(map[string]intel.Policy)
 	for _, list := range [][]intel.Policy{mesh, local} {
 		for _, p := range list {
-			if p.Action != intel.ActionBlock || !p.Active(now) || vetoed(p.Indicator, allows, protected) {
+			if p.Action != intel.ActionBlock || !p.Active(now) {
+				continue
+			}
+			// A malformed indicator cannot be enforced, and handing it to
+			// a backend could fail the whole batch it travels in.
+			if p.Indicator.Validate() != nil || v.covers(p.Indicator) {
 				continue
 			}
 			k := p.Indicator.Key()
@@ -38,23 +45,60 @@ func Desired(now time.Time, mesh, local []intel.Policy, protected []netip.Prefix
 	return out
 }
 
-// vetoed reports whether an allow or a protected range covers any part of
-// ind.
-func vetoed(ind intel.Indicator, allows []intel.Indicator, protected []netip.Prefix) bool {
-	for _, a := range allows {
-		if ind.Overlaps(a) {
-			return true
+// veto holds what no block may overlap: active allows and protected
+// ranges. Single-address allows are kept in a set so that checking an
+// address block costs a lookup plus a scan of the network allows, not a
+// scan of every allow.
+type veto struct {
+	addrs     map[string]struct{} // keys of ipv4 and ipv6 allows
+	nets      []netip.Prefix      // cidr allows
+	others    []intel.Indicator   // every other allow
+	all       []intel.Indicator
+	protected []netip.Prefix
+}
+
+func (v *veto) add(ind intel.Indicator) {
+	v.all = append(v.all, ind)
+	switch ind.Type {
+	case intel.IPv4, intel.IPv6:
+		if v.addrs == nil {
+			v.addrs = make(map[string]struct{})
+		}
+		v.addrs[ind.Key()] = struct{}{}
+	case intel.CIDR:
+		if p, ok := ind.Prefix(); ok {
+			v.nets = append(v.nets, p)
+		}
+	default:
+		v.others = append(v.others, ind)
+	}
+}
+
+// covers reports whether an allow or a protected range overlaps any part
+// of ind.
+func (v *veto) covers(ind intel.Indicator) bool {
+	p, isNet := ind.Prefix()
+	if isNet {
+		for _, q := range v.protected {
+			if q.IsValid() && p.Overlaps(q) {
+				return true
+			}
 		}
 	}
-	if len(protected) == 0 {
+	switch ind.Type {
+	case intel.IPv4, intel.IPv6:
+		if _, ok := v.addrs[ind.Key()]; ok {
+			return true
+		}
+		for _, q := range v.nets {
+			if q.Contains(p.Addr()) {
+				return true
+			}
+		}
 		return false
 	}
-	p, ok := ind.Prefix()
-	if !ok {
-		return false
-	}
-	for _, q := range protected {
-		if q.IsValid() && p.Overlaps(q) {
+	for _, a := range v.all {
+		if ind.Overlaps(a) {
 			return true
 		}
 	}

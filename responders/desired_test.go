@@ -75,6 +75,12 @@ func TestDesired(t *testing.T) {
 			want: []string{"ipv6:2001:db9::1"}},
 		{name: "protected does not touch domains", mesh: []intel.Policy{block("bad.example.com")}, protected: []string{"0.0.0.0/0"},
 			want: []string{"domain:bad.example.com"}},
+		{name: "malformed indicator skipped", mesh: []intel.Policy{block("203.0.113.8"), {Action: intel.ActionBlock, Indicator: intel.Indicator{Type: intel.IPv4, Value: "not-an-ip"}}},
+			want: []string{"ipv4:203.0.113.8"}},
+		{name: "non-canonical indicator skipped", mesh: []intel.Policy{{Action: intel.ActionBlock, Indicator: intel.Indicator{Type: intel.IPv6, Value: "2001:DB8::1"}}},
+			want: nil},
+		{name: "ipv6 allow cidr covers block", mesh: []intel.Policy{block("2001:db8::7"), allow("2001:db8::/64")},
+			want: nil},
 		{name: "allow parent domain vetoes subdomain", mesh: []intel.Policy{block("x.example.com")}, local: []intel.Policy{allow("example.com")},
 			want: nil},
 	}
@@ -126,5 +132,25 @@ func TestDesiredDoesNotModifyInputs(t *testing.T) {
 	responders.Desired(t0, mesh, nil, nil)
 	if mesh[0].ID != before[0].ID || !mesh[0].ExpiresAt.Equal(before[0].ExpiresAt) {
 		t.Fatal("Desired modified its input")
+	}
+}
+
+func BenchmarkDesired(b *testing.B) {
+	var mesh, local []intel.Policy
+	for i := range 100000 {
+		a := netip.AddrFrom4([4]byte{198, byte(16 + i>>16), byte(i >> 8), byte(i)})
+		mesh = append(mesh, intel.NewPolicy(intel.ActionBlock, intel.IndicatorFromAddr(a), "", "operator:bench", t0, time.Hour))
+	}
+	for i := range 1000 {
+		a := netip.AddrFrom4([4]byte{198, byte(16 + i>>16), byte(i >> 8), byte(i)})
+		local = append(local, intel.NewPolicy(intel.ActionAllow, intel.IndicatorFromAddr(a), "", "operator:bench", t0, time.Hour))
+	}
+	local = append(local, pol(b, intel.ActionAllow, "198.16.200.0/24", t0, time.Hour))
+	prot := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.0.0/16")}
+	b.ReportAllocs()
+	for b.Loop() {
+		if n := len(responders.Desired(t0, mesh, local, prot)); n != 100000-1000-256 {
+			b.Fatalf("%d desired", n)
+		}
 	}
 }
