@@ -16,6 +16,12 @@
 // skipped is counted in EngineStats. Per-source state is bounded
 // (EngineOptions.MaxSources) and evicts the least recently active source.
 //
+// OpenSSH user names are chosen by the attacker and may contain
+// " from <addr> port <n>"; the parser trusts only the last " from " of a
+// message, which sshd writes after the user name. One invalid-user
+// connection logs both "Invalid user" and "Failed ... for invalid user"
+// for its first attempt; the engine counts that attempt once.
+//
 // The package must never sign, store, publish or enforce anything: it hands
 // sightings to a callback and the node decides what they mean. It must never
 // report an address in EngineOptions.Allow.
