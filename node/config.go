@@ -38,6 +38,7 @@ type Config struct {
 	LocalBlock    LocalBlockConfig    `yaml:"local_block"`
 	Detectors     DetectorsConfig     `yaml:"detectors"`
 	Responders    RespondersConfig    `yaml:"responders"`
+	Store         StoreConfig         `yaml:"store"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
 }
@@ -101,6 +102,14 @@ type RespondersConfig struct {
 	Resync time.Duration `yaml:"resync"`
 }
 
+// StoreConfig bounds what the node keeps on disk.
+type StoreConfig struct {
+	// Retention is how long received envelopes (sightings) are kept.
+	// It must cover the corroboration window, and it bounds how far back
+	// a node that was away can catch up.
+	Retention time.Duration `yaml:"retention"`
+}
+
 // DefaultConfig returns a configuration with every default filled in.
 func DefaultConfig() Config {
 	return Config{
@@ -122,6 +131,7 @@ func DefaultConfig() Config {
 			PollInterval: 250 * time.Millisecond,
 		}},
 		Responders: RespondersConfig{Backend: "dry-run", Resync: 30 * time.Second},
+		Store:      StoreConfig{Retention: 7 * 24 * time.Hour},
 		LogLevel:   "info",
 	}
 }
@@ -251,6 +261,9 @@ func (c Config) Validate() error {
 	}
 	if c.Responders.Resync <= 0 {
 		bad("responders.resync", c.Responders.Resync, "must be positive")
+	}
+	if c.Store.Retention < c.Corroboration.Window {
+		bad("store.retention", c.Store.Retention, fmt.Sprintf("must cover corroboration.window (%s)", c.Corroboration.Window))
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":

@@ -20,6 +20,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshward/meshward/consensus"
 	"github.com/meshward/meshward/detectors"
@@ -71,6 +72,7 @@ type Node struct {
 	dryrun *responders.DryRun
 
 	protected []netip.Prefix
+	metrics   *prometheus.Registry
 	timelines *timelines
 	evalCh    chan intel.Indicator
 
@@ -109,6 +111,7 @@ func Start(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 		timelines: newTimelines(10000),
 		evalCh:    make(chan intel.Indicator, 1024),
 		inflight:  make(map[string]bool),
+		metrics:   prometheus.NewRegistry(),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer func() {
@@ -157,8 +160,10 @@ func Start(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 	}
 
 	n.gossip, err = gossip.New(n.ctx, n.host, gossip.Options{
-		Handler: n,
-		Logger:  n.log.With("part", "gossip"),
+		Handler:    n,
+		Roster:     n.cons, // only admitted nodes speak
+		Registerer: n.metrics,
+		Logger:     n.log.With("part", "gossip"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start gossip: %w", err)
@@ -180,6 +185,7 @@ func Start(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 	n.recon.Start(n.ctx)
 
 	n.goroutine(n.evaluateLoop)
+	n.goroutine(n.pruneLoop)
 	n.goroutine(n.watchConsensus)
 	if len(cfg.Consensus.Join) > 0 {
 		n.goroutine(n.join)
@@ -395,6 +401,24 @@ func (n *Node) evaluate(ind intel.Indicator) {
 	})
 }
 
+// pruneLoop deletes envelopes older than the retention period, hourly.
+func (n *Node) pruneLoop() {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if removed, err := n.store.Prune(time.Now().Add(-n.cfg.Store.Retention)); err != nil {
+			n.log.Error("prune store", "err", err)
+		} else if removed > 0 {
+			n.log.Info("pruned old envelopes", "count", removed, "retention", n.cfg.Store.Retention)
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // watchConsensus turns every consensus change into a reconcile pass and
 // records when each mesh-wide block was first seen committed here.
 func (n *Node) watchConsensus() {
@@ -470,6 +494,9 @@ func (n *Node) Gossip() *gossip.Gossip { return n.gossip }
 
 // Store exposes the node's store.
 func (n *Node) Store() *store.Store { return n.store }
+
+// Metrics is the node's Prometheus registry.
+func (n *Node) Metrics() *prometheus.Registry { return n.metrics }
 
 // Enforcing reports whether this node's responders hold a block of ind.
 func (n *Node) Enforcing(ind intel.Indicator) bool { return n.dryrun.Has(ind) }
