@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,7 +15,9 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/net/conngater"
 
 	"github.com/meshward/meshward/intel"
 )
@@ -42,13 +43,22 @@ func testLogger(tb testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-func newTestHost(tb testing.TB) host.Host {
+func newKey(tb testing.TB) crypto.PrivKey {
 	tb.Helper()
 	k, _, err := crypto.GenerateEd25519Key(nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	h, err := libp2p.New(libp2p.Identity(k), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay(), libp2p.DisableMetrics())
+	return k
+}
+
+func newTestHost(tb testing.TB, k crypto.PrivKey, gater *conngater.BasicConnectionGater) host.Host {
+	tb.Helper()
+	opts := []libp2p.Option{libp2p.Identity(k), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay(), libp2p.DisableMetrics(), libp2p.ResourceManager(&network.NullResourceManager{})}
+	if gater != nil {
+		opts = append(opts, libp2p.ConnectionGater(gater))
+	}
+	h, err := libp2p.New(opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -56,13 +66,26 @@ func newTestHost(tb testing.TB) host.Host {
 	return h
 }
 
+// testNode is one participant. Its key, log store and snapshot directory
+// outlive a stop, so that restart brings the same node back.
 type testNode struct {
-	h host.Host
-	c *Consensus
+	h     host.Host
+	c     *Consensus
+	key   crypto.PrivKey
+	store *raft.InmemStore
+	snaps string
+	gater *conngater.BasicConnectionGater
+	cfg   Config
 }
 
 func (n *testNode) info() peer.AddrInfo { return peer.AddrInfo{ID: n.h.ID(), Addrs: n.h.Addrs()} }
 func (n *testNode) id() string          { return n.h.ID().String() }
+
+// fastTiming is the raft timing of small test clusters.
+func fastTiming(c *Config) {
+	c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout, c.CommitTimeout = 150*time.Millisecond, 150*time.Millisecond, 75*time.Millisecond, 5*time.Millisecond
+	c.PromoteAfter, c.MembershipInterval = 200*time.Millisecond, 50*time.Millisecond
+}
 
 func newTestNode(tb testing.TB, log *slog.Logger, bootstrap bool, token string) *testNode {
 	return newTestNodeWith(tb, log, bootstrap, token, func(*Config) {})
@@ -70,34 +93,71 @@ func newTestNode(tb testing.TB, log *slog.Logger, bootstrap bool, token string) 
 
 func newTestNodeWith(tb testing.TB, log *slog.Logger, bootstrap bool, token string, opt func(*Config)) *testNode {
 	tb.Helper()
-	h := newTestHost(tb)
-	store := raft.NewInmemStore()
-	snaps, err := raft.NewFileSnapshotStore(tb.TempDir(), 2, io.Discard)
+	n := &testNode{key: newKey(tb), store: raft.NewInmemStore(), snaps: tb.TempDir(), gater: mustGater(tb)}
+	n.h = newTestHost(tb, n.key, n.gater)
+	n.cfg = Config{
+		LocalID:   n.h.ID().String(),
+		Site:      "site-" + shortID(n.h.ID().String())[4:],
+		Bootstrap: bootstrap,
+		JoinToken: token,
+		Logger:    log.With("node", shortID(n.h.ID().String())),
+	}
+	fastTiming(&n.cfg)
+	opt(&n.cfg)
+	n.start(tb)
+	return n
+}
+
+func mustGater(tb testing.TB) *conngater.BasicConnectionGater {
+	g, err := conngater.NewBasicConnectionGater(nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cfg := Config{
-		LocalID:            h.ID().String(),
-		Site:               "site-" + h.ID().String()[len(h.ID().String())-4:],
-		Bootstrap:          bootstrap,
-		JoinToken:          token,
-		HeartbeatTimeout:   150 * time.Millisecond,
-		ElectionTimeout:    150 * time.Millisecond,
-		LeaderLeaseTimeout: 75 * time.Millisecond,
-		CommitTimeout:      5 * time.Millisecond,
-		Logger:             log.With("node", shortID(h.ID().String())),
-	}
-	opt(&cfg)
-	c, err := New(context.Background(), h, store, store, snaps, cfg)
+	return g
+}
+
+func (n *testNode) start(tb testing.TB) {
+	tb.Helper()
+	snaps, err := raft.NewFileSnapshotStore(n.snaps, 2, io.Discard)
 	if err != nil {
 		tb.Fatal(err)
 	}
+	c, err := New(context.Background(), n.h, n.store, n.store, snaps, n.cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	n.c = c
 	tb.Cleanup(func() {
 		if err := c.Close(); err != nil {
 			tb.Errorf("close: %v", err)
 		}
 	})
-	return &testNode{h: h, c: c}
+}
+
+// stop kills the node: raft and host go, the stores stay.
+func (n *testNode) stop(tb testing.TB) {
+	tb.Helper()
+	if err := n.c.Close(); err != nil {
+		tb.Errorf("close %s: %v", shortID(n.id()), err)
+	}
+	_ = n.h.Close()
+}
+
+// restart brings a stopped node back on a fresh host with the same key
+// and stores, connected to peers (as the node's bootstrapper would).
+func (n *testNode) restart(tb testing.TB, peers []*testNode) {
+	tb.Helper()
+	n.gater = mustGater(tb)
+	n.h = newTestHost(tb, n.key, n.gater)
+	n.start(tb)
+	for _, p := range peers {
+		if p == n {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = n.h.Connect(ctx, p.info())
+		cancel()
+	}
 }
 
 // waitFor polls cond until it holds or the deadline passes.
@@ -112,19 +172,33 @@ func waitFor(tb testing.TB, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// newCluster bootstraps one node and joins n-1 more, the k-th through node
-// k-1 (so joins are forwarded to the leader), and waits until every node
-// sees the full roster.
+// expectedVoters is the voter count the membership loop settles on for n
+// healthy nodes: at most MaxVoters, odd.
+func expectedVoters(n, maxVoters int) int {
+	v := min(n, maxVoters)
+	if v%2 == 0 {
+		v--
+	}
+	return v
+}
+
 func newCluster(tb testing.TB, n int) []*testNode {
+	return newClusterWith(tb, n, func(*Config) {})
+}
+
+// newClusterWith bootstraps one node and joins n-1 more, the k-th through
+// node k-1 (so joins are forwarded to the leader), and waits until every
+// node sees the full roster and the voter set has grown to its target.
+func newClusterWith(tb testing.TB, n int, opt func(*Config)) []*testNode {
 	tb.Helper()
 	log := testLogger(tb)
-	nodes := []*testNode{newTestNode(tb, log, true, testToken)}
+	nodes := []*testNode{newTestNodeWith(tb, log, true, testToken, opt)}
 	waitFor(tb, 10*time.Second, "the founder to lead and admit itself", func() bool {
 		return nodes[0].c.IsLeader() && nodes[0].c.IsMember(nodes[0].id())
 	})
 	for i := 1; i < n; i++ {
-		nd := newTestNode(tb, log, false, testToken)
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		nd := newTestNodeWith(tb, log, false, testToken, opt)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		err := nd.c.Join(ctx, nodes[i-1].info())
 		cancel()
 		if err != nil {
@@ -132,15 +206,27 @@ func newCluster(tb testing.TB, n int) []*testNode {
 		}
 		nodes = append(nodes, nd)
 	}
-	waitFor(tb, 10*time.Second, "every node to see the full roster", func() bool {
+	want := expectedVoters(n, nodes[0].c.cfg.MaxVoters)
+	waitFor(tb, 60*time.Second, fmt.Sprintf("every node to see %d members, %d of them voters", n, want), func() bool {
 		for _, nd := range nodes {
-			if len(nd.c.Roster()) != n {
+			if len(nd.c.Roster()) != n || countVoters(nd.c, true) != want {
 				return false
 			}
 		}
 		return true
 	})
 	return nodes
+}
+
+// countVoters counts voters in the configuration, or in the roster.
+func countVoters(c *Consensus, roster bool) int {
+	v := 0
+	for _, m := range c.Members() {
+		if m.Suffrage == SuffrageVoter && (!roster || m.Voter) {
+			v++
+		}
+	}
+	return v
 }
 
 func leaderOf(nodes []*testNode) *testNode {
@@ -328,48 +414,6 @@ func TestProposeHonoursContext(t *testing.T) {
 	if err := n.c.Propose(context.Background(), Command{Type: CmdPutPolicy, Policy: &p}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("after Close: err %v, want ErrClosed", err)
 	}
-}
-
-func BenchmarkCommit3Voters(b *testing.B) {
-	nodes := newCluster(b, 3)
-	leader := leaderOf(nodes)
-	if leader == nil {
-		b.Fatal("no leader")
-	}
-	ctx := context.Background()
-	now := time.Now()
-	var mu sync.Mutex
-	i := 0
-	next := func() Command {
-		mu.Lock()
-		defer mu.Unlock()
-		i++
-		ind, _ := intel.NewIndicator(intel.IPv4, fmt.Sprintf("10.%d.%d.%d", (i>>16)&255, (i>>8)&255, i&255))
-		p := intel.NewPolicy(intel.ActionBlock, ind, "bench", leader.id(), now, time.Hour)
-		return Command{Type: CmdPutPolicy, At: now, Policy: &p}
-	}
-	b.Run("sequential", func(b *testing.B) {
-		start := time.Now()
-		for b.Loop() {
-			if err := leader.c.Propose(ctx, next()); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "commits/s")
-	})
-	b.Run("parallel", func(b *testing.B) {
-		start := time.Now()
-		b.SetParallelism(8)
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				if err := leader.c.Propose(ctx, next()); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "commits/s")
-	})
 }
 
 func TestJoinerCatchesUpFromSnapshot(t *testing.T) {

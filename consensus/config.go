@@ -22,9 +22,23 @@ type Config struct {
 	// constant time) and the one this node presents when it joins. Empty
 	// disables admitting joiners through this node when it leads.
 	JoinToken string
-	// MaxVoters bounds the voter set: joiners become voters while there are
-	// fewer voters than this, non-voters otherwise. Default 5.
+	// MaxVoters bounds the voter set. Joiners are admitted as non-voters;
+	// the leader promotes healthy non-voters while there are fewer voters
+	// than this, keeping the count odd where it can. Default 5; an odd
+	// value is recommended (an even one is honoured as its odd floor when
+	// growing).
 	MaxVoters int
+	// DeadVoterTimeout is how long a voter may fail the leader's heartbeats
+	// before the leader demotes it to non-voter in favour of a healthy
+	// non-voter. A dead voter with no replacement keeps its vote. Default
+	// 30s.
+	DeadVoterTimeout time.Duration
+	// PromoteAfter is how long the leader must have heard from a non-voter
+	// without a failed heartbeat before promoting it. Default 2s.
+	PromoteAfter time.Duration
+	// MembershipInterval is how often the leader reviews the voter set.
+	// Default 500ms.
+	MembershipInterval time.Duration
 
 	// Raft timing. Zero values take LAN defaults (500ms, 500ms, 250ms, 50ms).
 	HeartbeatTimeout   time.Duration
@@ -44,6 +58,9 @@ type Config struct {
 // Defaults for Config fields left zero.
 const (
 	DefaultMaxVoters          = 5
+	DefaultDeadVoterTimeout   = 30 * time.Second
+	DefaultPromoteAfter       = 2 * time.Second
+	DefaultMembershipInterval = 500 * time.Millisecond
 	DefaultHeartbeatTimeout   = 500 * time.Millisecond
 	DefaultElectionTimeout    = 500 * time.Millisecond
 	DefaultLeaderLeaseTimeout = 250 * time.Millisecond
@@ -54,6 +71,15 @@ const (
 func (c Config) withDefaults() Config {
 	if c.MaxVoters == 0 {
 		c.MaxVoters = DefaultMaxVoters
+	}
+	if c.DeadVoterTimeout == 0 {
+		c.DeadVoterTimeout = DefaultDeadVoterTimeout
+	}
+	if c.PromoteAfter == 0 {
+		c.PromoteAfter = DefaultPromoteAfter
+	}
+	if c.MembershipInterval == 0 {
+		c.MembershipInterval = DefaultMembershipInterval
 	}
 	if c.HeartbeatTimeout == 0 {
 		c.HeartbeatTimeout = DefaultHeartbeatTimeout
@@ -88,7 +114,7 @@ func (c Config) Validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"HeartbeatTimeout", c.HeartbeatTimeout}, {"ElectionTimeout", c.ElectionTimeout}, {"LeaderLeaseTimeout", c.LeaderLeaseTimeout}, {"CommitTimeout", c.CommitTimeout}} {
+	}{{"DeadVoterTimeout", c.DeadVoterTimeout}, {"PromoteAfter", c.PromoteAfter}, {"MembershipInterval", c.MembershipInterval}, {"HeartbeatTimeout", c.HeartbeatTimeout}, {"ElectionTimeout", c.ElectionTimeout}, {"LeaderLeaseTimeout", c.LeaderLeaseTimeout}, {"CommitTimeout", c.CommitTimeout}} {
 		if d.v < 0 {
 			bad(d.name, d.v, "must not be negative")
 		}

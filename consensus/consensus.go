@@ -30,6 +30,10 @@ const (
 	// clock; beyond it the leader refuses the command.
 	maxClockSkew = 5 * time.Minute
 	maxSiteLen   = 128
+	// observationBuffer holds heartbeat observations between membership
+	// ticks; raft drops (and counts) what does not fit, and a lost
+	// "resumed" is healed by staleFailure.
+	observationBuffer = 256
 )
 
 // Consensus is one node's raft participant and its view of the replicated
@@ -44,6 +48,12 @@ type Consensus struct {
 
 	changes chan struct{} // external, coalescing
 	sync    chan struct{} // internal: roster changed, refresh peerstore
+
+	// Voter management (membership.go).
+	observations chan raft.Observation
+	observer     *raft.Observer
+	health       healthTracker
+	membershipCounters
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -132,9 +142,20 @@ func New(ctx context.Context, h host.Host, logs raft.LogStore, stable raft.Stabl
 		return fail(fmt.Errorf("start raft: %w", err))
 	}
 	c.raft = r
+	c.health.reset()
+	c.observations = make(chan raft.Observation, observationBuffer)
+	c.observer = raft.NewObserver(c.observations, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation:
+			return true
+		}
+		return false
+	})
+	r.RegisterObserver(c.observer)
 	h.SetStreamHandler(RPCProtocol, c.handleRPC)
 	c.goroutine(c.leaderLoop)
 	c.goroutine(c.peerLoop)
+	c.goroutine(c.membershipLoop)
 	return c, nil
 }
 
@@ -464,11 +485,11 @@ func (c *Consensus) joinOnce(ctx context.Context, req *rpcRequest) error {
 	if err := cf.Error(); err != nil {
 		return fmt.Errorf("read configuration: %w", err)
 	}
-	voters, voter, present := 0, false, false
+	// A joiner starts as a non-voter; the membership loop promotes it once
+	// it has proven reachable (membership.go). A node already in the
+	// configuration (a retried join) keeps its suffrage.
+	voter, present := false, false
 	for _, s := range cf.Configuration().Servers {
-		if s.Suffrage == raft.Voter {
-			voters++
-		}
 		if string(s.ID) == req.Node {
 			present, voter = true, s.Suffrage == raft.Voter
 		}
@@ -479,16 +500,10 @@ func (c *Consensus) joinOnce(ctx context.Context, req *rpcRequest) error {
 			timeout = max(time.Until(dl), time.Millisecond)
 		}
 		sid, saddr := raft.ServerID(req.Node), raft.ServerAddress(req.Node)
-		var f raft.IndexFuture
-		if voters < c.cfg.MaxVoters {
-			f, voter = c.raft.AddVoter(sid, saddr, 0, timeout), true
-		} else {
-			f = c.raft.AddNonvoter(sid, saddr, 0, timeout)
-		}
-		if err := f.Error(); err != nil {
+		if err := c.raft.AddNonvoter(sid, saddr, 0, timeout).Error(); err != nil {
 			return fmt.Errorf("add %s to the configuration: %w", shortID(req.Node), err)
 		}
-		c.log.Info("added to the configuration", "node", req.Node, "site", req.Site, "voter", voter)
+		c.log.Info("added to the configuration as a non-voter", "node", req.Node, "site", req.Site)
 	}
 	return c.applyLocal(ctx, c.admitCommand(req.Node, req.Site, voter, addrStrs))
 }
@@ -553,6 +568,22 @@ func (c *Consensus) Stats() map[string]string {
 	s["members"] = strconv.Itoa(m)
 	s["leader_id"] = c.Leader()
 	s["local_id"] = c.cfg.LocalID
+	voters, nonvoters := 0, 0
+	if f := c.raft.GetConfiguration(); f.Error() == nil {
+		for _, srv := range f.Configuration().Servers {
+			if srv.Suffrage == raft.Voter {
+				voters++
+			} else {
+				nonvoters++
+			}
+		}
+	}
+	s["voters"] = strconv.Itoa(voters)
+	s["nonvoters"] = strconv.Itoa(nonvoters)
+	s["promotions"] = strconv.FormatUint(c.promotions.Load(), 10)
+	s["demotions"] = strconv.FormatUint(c.demotions.Load(), 10)
+	s["removals"] = strconv.FormatUint(c.removals.Load(), 10)
+	s["observations_dropped"] = strconv.FormatUint(c.observer.GetNumDropped(), 10)
 	return s
 }
 
@@ -566,6 +597,7 @@ func (c *Consensus) Close() error {
 		c.mu.Unlock()
 		c.cancel()
 		c.h.RemoveStreamHandler(RPCProtocol)
+		c.raft.DeregisterObserver(c.observer)
 		if err := c.raft.Shutdown().Error(); err != nil {
 			c.closeErr = fmt.Errorf("shut down raft: %w", err)
 		}

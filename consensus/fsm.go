@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/multiformats/go-multiaddr"
 
 	"github.com/meshward/meshward/intel"
 )
@@ -29,6 +30,12 @@ type fsm struct {
 	protected map[netip.Prefix]struct{}
 	roster    map[string]Member
 	clock     time.Time // max Command.At applied
+	index     uint64    // raft index of the last command entry applied
+
+	// memberIPs are the host prefixes (/32, /128) of the members' routable
+	// listen addresses: protected like the explicit ranges, derived from
+	// the roster on every admit, removal and restore.
+	memberIPs map[netip.Prefix]struct{}
 
 	// Derived indexes, rebuilt on restore: they keep Apply from scanning
 	// every policy on every entry.
@@ -48,6 +55,7 @@ func newFSM(onChange func()) *fsm {
 		policies:  map[string]intel.Policy{},
 		protected: map[netip.Prefix]struct{}{},
 		roster:    map[string]Member{},
+		memberIPs: map[netip.Prefix]struct{}{},
 		onChange:  onChange,
 	}
 }
@@ -73,6 +81,9 @@ func (f *fsm) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand || len(l.Data) == 0 {
 		return nil
 	}
+	f.mu.Lock()
+	f.index = l.Index
+	f.mu.Unlock()
 	t := CommandType(l.Data[0])
 	h := handlers[t]
 	if h == nil {
@@ -170,6 +181,11 @@ func (f *fsm) putPolicy(c *Command, now time.Time) error {
 					return fmt.Errorf("%w: block of %s overlaps protected %s", ErrProtected, ind, r)
 				}
 			}
+			for _, r := range sortedPrefixes(f.memberIPs) {
+				if q.Overlaps(r) {
+					return fmt.Errorf("%w: block of %s overlaps the mesh member address %s", ErrProtected, ind, r.Addr())
+				}
+			}
 		}
 		// Name the conflicting allow with the smallest ID, so that the
 		// response does not depend on map order; no sort on the hot path.
@@ -239,11 +255,75 @@ func (f *fsm) protect(c *Command, _ time.Time) error {
 		return err
 	}
 	f.protected[p] = struct{}{}
+	f.dropBlocksOverlapping(p)
+	return nil
+}
+
+// dropBlocksOverlapping deletes the block policies that cover any of ps.
+func (f *fsm) dropBlocksOverlapping(ps ...netip.Prefix) {
 	f.deleteWhere(func(o intel.Policy) bool {
 		q, ok := o.Indicator.Prefix()
-		return o.Action == intel.ActionBlock && ok && q.Overlaps(p)
+		if o.Action != intel.ActionBlock || !ok {
+			return false
+		}
+		for _, p := range ps {
+			if q.Overlaps(p) {
+				return true
+			}
+		}
+		return false
 	})
-	return nil
+}
+
+// rebuildMemberIPs recomputes memberIPs from the roster and returns the
+// prefixes that were not protected before.
+func (f *fsm) rebuildMemberIPs() []netip.Prefix {
+	next := map[netip.Prefix]struct{}{}
+	var added []netip.Prefix
+	for _, m := range f.roster {
+		for _, p := range MemberPrefixes(m.Addrs) {
+			next[p] = struct{}{}
+			if _, ok := f.memberIPs[p]; !ok {
+				added = append(added, p)
+			}
+		}
+	}
+	f.memberIPs = next
+	return added
+}
+
+// MemberPrefixes returns the host prefixes of the routable IP addresses in
+// a member's listen multiaddrs, sorted and without duplicates. Unspecified,
+// loopback, link-local and multicast addresses are skipped: they name no
+// host of the mesh from anywhere else, and loopback stays blockable so that
+// a test mesh on 127.0.0.1 can still exercise enforcement. Multiaddrs that
+// do not parse, or carry a DNS name instead of an IP, contribute nothing.
+// The result depends only on addrs, so every replica derives the same set.
+func MemberPrefixes(addrs []string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range addrs {
+		a, err := multiaddr.NewMultiaddr(s)
+		if err != nil {
+			continue
+		}
+		for _, proto := range []int{multiaddr.P_IP4, multiaddr.P_IP6} {
+			v, err := a.ValueForProtocol(proto)
+			if err != nil {
+				continue
+			}
+			ip, err := netip.ParseAddr(v)
+			if err != nil {
+				continue
+			}
+			ip = ip.Unmap()
+			if ip.IsUnspecified() || ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsMulticast() || ip.IsLinkLocalMulticast() || ip.IsInterfaceLocalMulticast() {
+				continue
+			}
+			out = append(out, netip.PrefixFrom(ip, ip.BitLen()))
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	return slices.Compact(out)
 }
 
 func (f *fsm) unprotect(c *Command, _ time.Time) error {
@@ -265,11 +345,15 @@ func (f *fsm) admit(c *Command, _ time.Time) error {
 		m.AdmittedAt = c.At
 	}
 	f.roster[m.ID] = m
+	if added := f.rebuildMemberIPs(); len(added) > 0 {
+		f.dropBlocksOverlapping(added...)
+	}
 	return nil
 }
 
 func (f *fsm) removeMember(c *Command, _ time.Time) error {
 	delete(f.roster, c.Member.ID)
+	f.rebuildMemberIPs()
 	return nil
 }
 
@@ -305,10 +389,22 @@ func (f *fsm) activePolicies(now time.Time) []intel.Policy {
 	return out
 }
 
+// protectedPrefixes returns the explicit protected ranges and the member
+// addresses, sorted and without duplicates.
 func (f *fsm) protectedPrefixes() []netip.Prefix {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return sortedPrefixes(f.protected)
+	all := maps.Clone(f.protected)
+	maps.Copy(all, f.memberIPs)
+	return sortedPrefixes(all)
+}
+
+// appliedIndex is the raft index of the last command applied (or of the
+// snapshot restored).
+func (f *fsm) appliedIndex() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.index
 }
 
 func (f *fsm) members() []Member {
@@ -342,6 +438,7 @@ func (f *fsm) counts() (policies, protected, members int) {
 type snapshotState struct {
 	Version   int            `json:"version"`
 	Clock     time.Time      `json:"clock"`
+	Index     uint64         `json:"index,omitempty"`
 	Policies  []intel.Policy `json:"policies"`
 	Protected []netip.Prefix `json:"protected"`
 	Roster    []Member       `json:"roster"`
@@ -355,6 +452,7 @@ const snapshotVersion = 1
 // sharing them is safe.
 type fsmSnapshot struct {
 	clock     time.Time
+	index     uint64
 	policies  map[string]intel.Policy
 	protected map[netip.Prefix]struct{}
 	roster    map[string]Member
@@ -366,6 +464,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	defer f.mu.RUnlock()
 	return &fsmSnapshot{
 		clock:     f.clock,
+		index:     f.index,
 		policies:  maps.Clone(f.policies),
 		protected: maps.Clone(f.protected),
 		roster:    maps.Clone(f.roster),
@@ -376,6 +475,7 @@ func (s *fsmSnapshot) state() snapshotState {
 	st := snapshotState{
 		Version:   snapshotVersion,
 		Clock:     s.clock,
+		Index:     s.index,
 		Policies:  make([]intel.Policy, 0, len(s.policies)),
 		Protected: sortedPrefixes(s.protected),
 		Roster:    make([]Member, 0, len(s.roster)),
@@ -428,6 +528,8 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	f.mu.Lock()
 	f.clock, f.policies, f.protected, f.roster = st.Clock, policies, protected, roster
+	f.index = st.Index
+	f.rebuildMemberIPs()
 	f.reindex()
 	f.mu.Unlock()
 	f.onChange()

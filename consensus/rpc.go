@@ -29,6 +29,10 @@ type rpcKind string
 const (
 	rpcJoin    rpcKind = "join"
 	rpcPropose rpcKind = "propose"
+	// rpcRemove asks the leader to remove Node from the mesh.
+	rpcRemove rpcKind = "remove"
+	// rpcReadIndex asks the leader for a read index (see ReadPolicies).
+	rpcReadIndex rpcKind = "read_index"
 )
 
 type rpcRequest struct {
@@ -36,7 +40,7 @@ type rpcRequest struct {
 	// Hops counts forwards so far: 0 when sent by the originator.
 	Hops int `json:"hops"`
 
-	// Join.
+	// Join, remove.
 	Token string   `json:"token,omitempty"`
 	Node  string   `json:"node,omitempty"`
 	Site  string   `json:"site,omitempty"`
@@ -49,6 +53,8 @@ type rpcRequest struct {
 type rpcResponse struct {
 	Code  string `json:"code,omitempty"` // empty on success
 	Error string `json:"error,omitempty"`
+	// Index answers a read_index request.
+	Index uint64 `json:"index,omitempty"`
 }
 
 // errorCodes carry sentinel errors across the wire, so that errors.Is works
@@ -65,6 +71,7 @@ var errorCodes = []struct {
 	{"invalid", ErrInvalidCommand},
 	{"no_leader", ErrNoLeader},
 	{"too_many_hops", ErrTooManyHops},
+	{"last_voter", ErrLastVoter},
 }
 
 func responseFor(err error) rpcResponse {
@@ -143,12 +150,18 @@ func readMsg(r io.Reader, v any) error {
 // call sends req to a peer and returns the error it answered with.
 // Cancelling ctx resets the stream.
 func (c *Consensus) call(ctx context.Context, to peer.ID, req *rpcRequest) error {
+	_, err := c.callResp(ctx, to, req)
+	return err
+}
+
+// callResp is call that also returns the response.
+func (c *Consensus) callResp(ctx context.Context, to peer.ID, req *rpcRequest) (rpcResponse, error) {
 	if to == c.h.ID() {
-		return fmt.Errorf("%s rpc to ourselves", req.Kind)
+		return rpcResponse{}, fmt.Errorf("%s rpc to ourselves", req.Kind)
 	}
 	s, err := c.h.NewStream(ctx, to, RPCProtocol)
 	if err != nil {
-		return fmt.Errorf("open %s stream to %s: %w", req.Kind, shortID(to.String()), err)
+		return rpcResponse{}, fmt.Errorf("open %s stream to %s: %w", req.Kind, shortID(to.String()), err)
 	}
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
 	defer stop()
@@ -159,16 +172,16 @@ func (c *Consensus) call(ctx context.Context, to peer.ID, req *rpcRequest) error
 	_ = s.SetDeadline(dl)
 	if err := writeMsg(s, req); err != nil {
 		_ = s.Reset()
-		return fmt.Errorf("%s to %s: %w", req.Kind, shortID(to.String()), err)
+		return rpcResponse{}, fmt.Errorf("%s to %s: %w", req.Kind, shortID(to.String()), err)
 	}
 	_ = s.CloseWrite()
 	var resp rpcResponse
 	if err := readMsg(s, &resp); err != nil {
 		_ = s.Reset()
-		return fmt.Errorf("%s to %s: %w", req.Kind, shortID(to.String()), err)
+		return rpcResponse{}, fmt.Errorf("%s to %s: %w", req.Kind, shortID(to.String()), err)
 	}
 	_ = s.Close()
-	return resp.err(to)
+	return resp, resp.err(to)
 }
 
 // handleRPC serves one raft-rpc stream.
@@ -187,33 +200,45 @@ func (c *Consensus) handleRPC(s network.Stream) {
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, rpcTimeout)
 	defer cancel()
-	err := c.serve(ctx, s.Conn().RemotePeer(), &req)
+	index, err := c.serve(ctx, s.Conn().RemotePeer(), &req)
 	if err != nil {
 		c.log.Debug("rpc failed", "kind", req.Kind, "from", s.Conn().RemotePeer(), "hops", req.Hops, "err", err)
 	}
-	if err := writeMsg(s, responseFor(err)); err != nil {
+	resp := responseFor(err)
+	if err == nil {
+		resp.Index = index
+	}
+	if err := writeMsg(s, resp); err != nil {
 		_ = s.Reset()
 		return
 	}
 	_ = s.Close()
 }
 
-func (c *Consensus) serve(ctx context.Context, from peer.ID, req *rpcRequest) error {
+// serve answers one request: an error, and for read_index the index.
+func (c *Consensus) serve(ctx context.Context, from peer.ID, req *rpcRequest) (uint64, error) {
 	if req.Hops < 0 || req.Hops > maxHops {
-		return fmt.Errorf("%w: %d hops", ErrTooManyHops, req.Hops)
+		return 0, fmt.Errorf("%w: %d hops", ErrTooManyHops, req.Hops)
 	}
-	// A forwarded request must come from a member; so must any proposal.
-	if (req.Hops > 0 || req.Kind == rpcPropose) && !c.knownPeer(from.String()) {
-		return fmt.Errorf("%w: %s sent a %s (hops %d)", ErrNotMember, from, req.Kind, req.Hops)
+	// Only a join may come from outside the mesh, and only first-hand.
+	if (req.Hops > 0 || req.Kind != rpcJoin) && !c.knownPeer(from.String()) {
+		return 0, fmt.Errorf("%w: %s sent a %s (hops %d)", ErrNotMember, from, req.Kind, req.Hops)
 	}
 	switch req.Kind {
 	case rpcPropose:
-		return c.proposeOnce(ctx, req.Command, req.Hops)
+		return 0, c.proposeOnce(ctx, req.Command, req.Hops)
 	case rpcJoin:
 		if req.Hops == 0 && req.Node != from.String() {
-			return fmt.Errorf("%w: join for %s sent by %s", ErrInvalidCommand, req.Node, from)
+			return 0, fmt.Errorf("%w: join for %s sent by %s", ErrInvalidCommand, req.Node, from)
 		}
-		return c.joinOnce(ctx, req)
+		return 0, c.joinOnce(ctx, req)
+	case rpcRemove:
+		if req.Node == "" || len(req.Node) > maxIDLen {
+			return 0, fmt.Errorf("%w: remove without a node id", ErrInvalidCommand)
+		}
+		return 0, c.removeOnce(ctx, req.Node, req.Hops)
+	case rpcReadIndex:
+		return c.readIndexOnce(ctx, req.Hops)
 	}
-	return fmt.Errorf("%w: unknown rpc %q", ErrInvalidCommand, req.Kind)
+	return 0, fmt.Errorf("%w: unknown rpc %q", ErrInvalidCommand, req.Kind)
 }
