@@ -2,81 +2,29 @@ package detectors
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"hash/maphash"
 	"net/netip"
 	"sync"
 	"time"
+	"unicode/utf8"
+	"unsafe"
 
 	"github.com/meshward/meshward/intel"
 )
 
-// ErrInvalidRule is wrapped by every rule validation error.
-var ErrInvalidRule = errors.New("invalid rule")
-
-// Rule is a sliding-window threshold: when one source address produces
-// Threshold matching events within Window, the engine reports it, then
-// keeps quiet about that address for Cooldown.
-type Rule struct {
-	Name       string         // detector name carried by sightings, e.g. "ssh-bruteforce"
-	Technique  string         // MITRE ATT&CK technique, e.g. "T1110.001"
-	Severity   intel.Severity // severity carried by sightings
-	Confidence int            // 0..100, carried by sightings
-	Threshold  int            // events within Window that fire the rule; at least 1
-	Window     time.Duration  // sliding window; positive
-	Cooldown   time.Duration  // quiet time per source after firing; 0 fires on every event past the threshold
-}
-
-// DefaultSSHRule is the OpenSSH brute-force rule: 5 failed logins from one
-// address within 60 s.
-func DefaultSSHRule() Rule {
-	return Rule{
-		Name:       "ssh-bruteforce",
-		Technique:  "T1110.001",
-		Severity:   intel.SeverityHigh,
-		Confidence: 80,
-		Threshold:  5,
-		Window:     60 * time.Second,
-		Cooldown:   60 * time.Second,
-	}
-}
-
-// Validate checks the rule's fields; the error names the field at fault.
-func (r Rule) Validate() error {
-	switch {
-	case r.Name == "" || len(r.Name) > 128:
-		return fmt.Errorf("%w: name must be 1 to 128 bytes, got %d", ErrInvalidRule, len(r.Name))
-	case len(r.Technique) > 32:
-		return fmt.Errorf("%w %q: technique is %d bytes, limit 32", ErrInvalidRule, r.Name, len(r.Technique))
-	case r.Confidence < 0 || r.Confidence > 100:
-		return fmt.Errorf("%w %q: confidence %d out of range 0..100", ErrInvalidRule, r.Name, r.Confidence)
-	case r.Threshold < 1:
-		return fmt.Errorf("%w %q: threshold %d, want at least 1", ErrInvalidRule, r.Name, r.Threshold)
-	case r.Window <= 0:
-		return fmt.Errorf("%w %q: window %s, want a positive duration", ErrInvalidRule, r.Name, r.Window)
-	case r.Cooldown < 0:
-		return fmt.Errorf("%w %q: cooldown %s, want zero or a positive duration", ErrInvalidRule, r.Name, r.Cooldown)
-	}
-	switch r.Severity {
-	case intel.SeverityLow, intel.SeverityMedium, intel.SeverityHigh, intel.SeverityCritical:
-	default:
-		return fmt.Errorf("%w %q: severity %q (want low, medium, high or critical)", ErrInvalidRule, r.Name, r.Severity)
-	}
-	return nil
-}
-
-// DefaultMaxSources bounds the per-source state of an engine.
+// DefaultMaxSources bounds the per-rule group state of an engine.
 const DefaultMaxSources = 100000
 
-// maxEventsPerSource bounds the event times kept for one source; a
-// sighting's Count never exceeds max(Threshold, maxEventsPerSource).
+// maxEventsPerSource bounds the events kept for one group; a sighting's
+// Count never exceeds max(Threshold, maxEventsPerSource).
 const maxEventsPerSource = 64
 
 // EngineOptions tune an Engine. The zero value is usable.
 type EngineOptions struct {
-	// MaxSources bounds the addresses tracked at once (default
-	// DefaultMaxSources). Beyond it the least recently active address is
-	// evicted and counted in EngineStats.Evicted.
+	// MaxSources bounds the groups (usually source addresses) each rule
+	// tracks at once (default DefaultMaxSources). Beyond it the least
+	// recently active group is evicted and counted in Stats.
 	MaxSources int
 	// Allow lists sources that are never reported (the mesh's own
 	// addresses, bastions, scanners the operator runs).
@@ -89,63 +37,108 @@ type EngineOptions struct {
 // EngineStats counts what an engine did with its lines.
 type EngineStats struct {
 	Lines     uint64 // lines fed
-	Matched   uint64 // lines recognised as failures with a readable source
-	Skipped   uint64 // failure lines that could not be read (malformed)
+	Matched   uint64 // lines whose event at least one rule counts
+	Skipped   uint64 // lines of a known kind that could not be read (malformed)
 	Allowed   uint64 // matched lines from an allowed source, not counted
 	Coalesced uint64 // "Failed ... for invalid user" lines folded into the "Invalid user" line of the same connection
 	Fired     uint64 // sightings emitted
-	Evicted   uint64 // sources dropped because MaxSources was reached
-	Expired   uint64 // idle sources dropped
-	Sources   int    // sources tracked now
+	Evicted   uint64 // groups dropped because MaxSources was reached
+	Expired   uint64 // idle groups dropped
+	Sources   int    // groups tracked now, all rules
+	// NonUTF8 counts matched lines that are not valid UTF-8 (an attacker's
+	// user name). They are counted by the rules all the same: skipping
+	// them would let an attacker hide by adding one bad byte.
+	NonUTF8 uint64
+	// Parsed counts lines that gave an event, matched by a rule or not.
+	Parsed uint64
+	// Cap is MaxSources, the per-rule bound on Sources.
+	Cap   int
+	Rules []RuleStats
 }
 
-// Engine applies one rule to a stream of lines. It is safe for concurrent
-// use, though one goroutine usually feeds it.
+// RuleStats counts what one rule did.
+type RuleStats struct {
+	Rule    string
+	Matched uint64 // events counted
+	Fired   uint64
+	Evicted uint64
+	Expired uint64
+	Sources int // groups tracked now
+}
+
+// Engine applies a set of rules to a stream of lines. It is safe for
+// concurrent use, though one goroutine usually feeds it.
 type Engine struct {
-	rule    Rule
-	allow   []netip.Prefix
-	now     func() time.Time
-	max     int
-	keep    int
-	window  int64
-	cooling int64
+	rules  []*ruleState
+	byKind [numKinds][]*ruleState
+	allow  []netip.Prefix
+	now    func() time.Time
+	max    int
+	seed   maphash.Seed
 
-	mu      sync.Mutex
-	sources map[netip.Addr]*sourceState
-	lru     sourceState // sentinel: lru.next is the most recently active
-	stats   EngineStats
+	mu        sync.Mutex
+	stats     EngineStats
+	stampBuf  [40]byte // the last stamp parsed, and its time
+	stampLen  int
+	stampWeb  bool
+	stampTime int64
 }
 
-// sourceState is what the engine remembers about one address.
-type sourceState struct {
-	addr       netip.Addr
-	times      []int64 // event times, unix ns, oldest first, within the window
-	last       int64   // newest event time
+// ruleState is one rule and its groups.
+type ruleState struct {
+	*compiledRule
+	groups  map[groupKey]*group
+	lru     group // sentinel: lru.next is the most recently active
+	free    *group
+	matched uint64
+	fired   uint64
+	evicted uint64
+	expired uint64
+}
+
+// groupKey identifies a group: the source address and a hash of the
+// rule's other group_by fields.
+type groupKey struct {
+	addr netip.Addr
+	h    uint64
+}
+
+// group is what a rule remembers about one group.
+type group struct {
+	key        groupKey
+	ents       []entry // window rules: events (or distinct values), oldest first
+	last       int64   // newest event time, unix ns
 	quietUntil int64   // cooldown end, unix ns
+	level      float64 // bucket rules: current level
+	count      int     // bucket rules: events since the bucket was last empty
+	first      int64   // bucket rules: time of the first of those events
 	// invalidPort is the port of the last "Invalid user" line not yet
 	// followed by its "Failed ... for invalid user" line.
 	invalidPort    uint16
 	invalidPending bool
-	prev, next     *sourceState
+	prev, next     *group
 }
 
-// NewEngine validates rule and returns an engine for OpenSSH auth logs.
+type entry struct {
+	t int64  // unix ns
+	h uint64 // distinct value's hash
+}
+
+// NewEngine validates rule and returns an engine that applies it alone.
 func NewEngine(rule Rule, opts EngineOptions) (*Engine, error) {
-	if err := rule.Validate(); err != nil {
+	rs, err := NewRuleSet(rule)
+	if err != nil {
 		return nil, err
 	}
+	return NewRulesEngine(rs, opts)
+}
+
+// NewRulesEngine returns an engine that applies every rule of rs.
+func NewRulesEngine(rs *RuleSet, opts EngineOptions) (*Engine, error) {
 	if opts.MaxSources < 0 {
 		return nil, fmt.Errorf("engine options: max_sources %d, want zero (default) or positive", opts.MaxSources)
 	}
-	e := &Engine{
-		rule:    rule,
-		now:     opts.Now,
-		max:     opts.MaxSources,
-		keep:    max(rule.Threshold, maxEventsPerSource),
-		window:  int64(rule.Window),
-		cooling: int64(rule.Cooldown),
-		sources: make(map[netip.Addr]*sourceState),
-	}
+	e := &Engine{now: opts.Now, max: opts.MaxSources, seed: maphash.MakeSeed()}
 	for i, p := range opts.Allow {
 		if !p.IsValid() {
 			return nil, fmt.Errorf("engine options: allow[%d] is not a valid prefix", i)
@@ -158,38 +151,90 @@ func NewEngine(rule Rule, opts EngineOptions) (*Engine, error) {
 	if e.max == 0 {
 		e.max = DefaultMaxSources
 	}
-	e.lru.next, e.lru.prev = &e.lru, &e.lru
+	for _, r := range rs.rules {
+		c, err := compileRule(r)
+		if err != nil {
+			return nil, err
+		}
+		st := &ruleState{compiledRule: c, groups: make(map[groupKey]*group)}
+		st.lru.next, st.lru.prev = &st.lru, &st.lru
+		e.rules = append(e.rules, st)
+		for k := Kind(1); k < numKinds; k++ {
+			if c.kinds&(1<<k) != 0 {
+				e.byKind[k] = append(e.byKind[k], st)
+			}
+		}
+	}
+	e.stats.Cap = e.max
 	return e, nil
 }
 
-// Rule returns the engine's rule.
-func (e *Engine) Rule() Rule { return e.rule }
+// Rules returns the engine's rules.
+func (e *Engine) Rules() []Rule {
+	out := make([]Rule, len(e.rules))
+	for i, r := range e.rules {
+		out[i] = r.Rule
+	}
+	return out
+}
 
-// Feed gives the engine one log line. It returns a sighting when the
-// line's source crosses the rule's threshold and is not cooling down.
+// Feed gives the engine one log line. It returns the first sighting the
+// line caused, if any; use Process to receive every one.
 func (e *Engine) Feed(line string) (intel.Sighting, bool) {
-	ev, res := parseSSH(line)
+	var first intel.Sighting
+	var ok bool
+	e.process(line, func(s intel.Sighting) {
+		if !ok {
+			first, ok = s, true
+		}
+	})
+	return first, ok
+}
+
+// Process gives the engine one log line and calls emit, before it
+// returns, for every sighting the line causes. It does not keep line and
+// does not allocate unless a rule fires.
+func (e *Engine) Process(line []byte, emit func(intel.Sighting)) {
+	e.process(unsafe.String(unsafe.SliceData(line), len(line)), emit)
+}
+
+func (e *Engine) process(line string, emit func(intel.Sighting)) {
+	var ev Event
+	res := parseLine(line, &ev)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.stats.Lines++
 	switch res {
 	case resIgnored:
-		return intel.Sighting{}, false
+		return
 	case resMalformed:
 		e.stats.Skipped++
-		return intel.Sighting{}, false
+		return
 	}
-	e.stats.Matched++
-	if e.allowed(ev.addr) {
-		e.stats.Allowed++
-		return intel.Sighting{}, false
+	e.stats.Parsed++
+	var t int64
+	matched := false
+	for _, r := range e.byKind[ev.Kind] {
+		if !r.matches(&ev) {
+			continue
+		}
+		if !matched {
+			matched = true
+			e.stats.Matched++
+			if e.allowed(ev.Src) {
+				e.stats.Allowed++
+				return
+			}
+			if !utf8.ValidString(line) {
+				e.stats.NonUTF8++
+			}
+			t = e.eventTime(&ev)
+		}
+		r.matched++
+		if s, ok := e.record(r, &ev, t); ok {
+			emit(s)
+		}
 	}
-	now := e.now()
-	t, ok := parseStamp(ev.stamp, now)
-	if !ok {
-		t = now
-	}
-	return e.record(ev, t.UnixNano())
 }
 
 func (e *Engine) allowed(a netip.Addr) bool {
@@ -201,99 +246,205 @@ func (e *Engine) allowed(a netip.Addr) bool {
 	return false
 }
 
-// record counts one event at time t (unix ns) for ev.addr.
-func (e *Engine) record(ev event, t int64) (intel.Sighting, bool) {
-	e.expireIdle(t)
-	s := e.sources[ev.addr]
-	if s == nil {
-		if len(e.sources) >= e.max {
-			e.remove(e.lru.prev)
-			e.stats.Evicted++
+// eventTime returns the time of ev (unix ns): its stamp, or now. The last
+// stamp parsed is cached, since consecutive lines mostly share it.
+func (e *Engine) eventTime(ev *Event) int64 {
+	if ev.Stamp == "" || len(ev.Stamp) > len(e.stampBuf) {
+		if ev.Stamp == "" {
+			return e.now().UnixNano()
 		}
-		s = &sourceState{addr: ev.addr}
-		e.sources[ev.addr] = s
-	} else {
-		e.unlink(s)
+	} else if e.stampLen == len(ev.Stamp) && e.stampWeb == ev.web && string(e.stampBuf[:e.stampLen]) == ev.Stamp {
+		return e.stampTime
 	}
-	e.pushFront(s)
+	var t time.Time
+	var ok bool
+	if ev.web {
+		t, ok = parseWebStamp(ev.Stamp)
+	} else {
+		t, ok = parseStamp(ev.Stamp, e.now())
+	}
+	if !ok {
+		return e.now().UnixNano()
+	}
+	ns := t.UnixNano()
+	if len(ev.Stamp) <= len(e.stampBuf) {
+		e.stampLen = copy(e.stampBuf[:], ev.Stamp)
+		e.stampWeb, e.stampTime = ev.web, ns
+	}
+	return ns
+}
 
-	// One invalid-user connection logs "Invalid user" and then "Failed
-	// password for invalid user" for its first attempt: count it once.
-	switch ev.kind {
-	case kindInvalidUser:
-		s.invalidPort, s.invalidPending = ev.port, true
-	case kindFailedInvalid:
-		if s.invalidPending && s.invalidPort == ev.port {
-			s.invalidPending = false
-			e.stats.Coalesced++
+// hashStr hashes a string field value; numbers and addresses hash by value.
+func (e *Engine) hashField(ev *Event, f Field) uint64 {
+	switch f.typ() {
+	case typeNumber:
+		return uint64(ev.num(f)) | 1<<63
+	case typeAddr:
+		b := ev.addr(f).As16()
+		return maphash.Bytes(e.seed, b[:])
+	}
+	return maphash.String(e.seed, ev.str(f))
+}
+
+// record counts ev at time t (unix ns) for rule r.
+func (e *Engine) record(r *ruleState, ev *Event, t int64) (intel.Sighting, bool) {
+	key := groupKey{addr: ev.Src}
+	for _, f := range r.group {
+		key.h = key.h*31 + e.hashField(ev, f)
+	}
+	e.expireIdle(r, t)
+	g := r.groups[key]
+	if g == nil {
+		g = e.newGroup(r, key)
+	} else {
+		unlink(g)
+	}
+	pushFront(&r.lru, g)
+
+	if r.coalesce {
+		// One invalid-user connection logs "Invalid user" and then
+		// "Failed password for invalid user" for its first attempt:
+		// count it once.
+		switch {
+		case ev.Kind == KindSSHInvalidUser:
+			g.invalidPort, g.invalidPending = ev.Port, true
+		case ev.Kind == KindSSHFailed && ev.invalid:
+			if g.invalidPending && g.invalidPort == ev.Port {
+				g.invalidPending = false
+				e.stats.Coalesced++
+				return intel.Sighting{}, false
+			}
+		}
+	}
+
+	// Events of one group are kept in order; a line stamped earlier than
+	// the newest (clock steps, merged files) counts at the newest time.
+	if t < g.last {
+		t = g.last
+	}
+	g.last = t
+
+	var count int
+	var first int64
+	if r.bucket {
+		if g.count > 0 {
+			g.level -= float64(t-g.ents[0].t) * r.leak
+			if g.level <= 0 {
+				g.level, g.count = 0, 0
+			}
+		}
+		if g.count == 0 {
+			g.first = t
+		}
+		g.level++
+		g.count++
+		g.ents = append(g.ents[:0], entry{t: t}) // time of the last leak
+		if g.level <= r.capacity {
 			return intel.Sighting{}, false
 		}
+		count, first = g.count, g.first
+	} else {
+		cut := t - r.window
+		k := 0
+		for k < len(g.ents) && g.ents[k].t < cut {
+			k++
+		}
+		if k > 0 {
+			g.ents = g.ents[:copy(g.ents, g.ents[k:])]
+		}
+		var h uint64
+		if r.distinct != FieldNone {
+			h = e.hashField(ev, r.distinct)
+			for i := range g.ents {
+				if g.ents[i].h == h { // seen in the window: refresh it
+					g.ents = append(g.ents[:i], g.ents[i+1:]...)
+					break
+				}
+			}
+		}
+		if len(g.ents) == r.keep {
+			g.ents = g.ents[:copy(g.ents, g.ents[1:])]
+		}
+		g.ents = append(g.ents, entry{t: t, h: h})
+		if len(g.ents) < r.Threshold {
+			return intel.Sighting{}, false
+		}
+		count, first = len(g.ents), g.ents[0].t
 	}
-
-	// Events of one source are kept in order; a line stamped earlier than
-	// the newest (clock steps, merged files) counts at the newest time.
-	if t < s.last {
-		t = s.last
-	}
-	s.last = t
-	cut := t - e.window
-	k := 0
-	for k < len(s.times) && s.times[k] < cut {
-		k++
-	}
-	if k == 0 && len(s.times) == e.keep {
-		k = 1
-	}
-	if k > 0 {
-		s.times = s.times[:copy(s.times, s.times[k:])]
-	}
-	s.times = append(s.times, t)
-
-	if len(s.times) < e.rule.Threshold || t < s.quietUntil {
+	if t < g.quietUntil {
 		return intel.Sighting{}, false
 	}
-	s.quietUntil = t + e.cooling
+	g.quietUntil = t + r.cooling
 	e.stats.Fired++
+	r.fired++
 	return intel.Sighting{
-		Indicator:  intel.IndicatorFromAddr(ev.addr),
-		Detector:   e.rule.Name,
-		Technique:  e.rule.Technique,
-		Severity:   e.rule.Severity,
-		Confidence: e.rule.Confidence,
-		Count:      len(s.times),
-		FirstSeen:  time.Unix(0, s.times[0]).UTC(),
+		Indicator:  intel.IndicatorFromAddr(ev.Src),
+		Detector:   r.Name,
+		Technique:  r.Technique,
+		Severity:   r.Severity,
+		Confidence: r.Confidence,
+		Count:      count,
+		FirstSeen:  time.Unix(0, first).UTC(),
 		LastSeen:   time.Unix(0, t).UTC(),
 	}, true
 }
 
-// expireIdle drops up to two least recently active sources that have no
+// newGroup adds a group for key, evicting the least recently active one
+// when the rule is at its cap; the evicted group's memory is reused.
+func (e *Engine) newGroup(r *ruleState, key groupKey) *group {
+	var g *group
+	if len(r.groups) >= e.max {
+		old := r.lru.prev
+		r.remove(old)
+		e.stats.Evicted++
+		r.evicted++
+		g = old
+	} else if r.free != nil {
+		g, r.free = r.free, r.free.next
+	}
+	if g == nil {
+		g = &group{ents: make([]entry, 0, 4)}
+	} else {
+		*g = group{ents: g.ents[:0]}
+	}
+	g.key = key
+	r.groups[key] = g
+	return g
+}
+
+// expireIdle drops up to two least recently active groups that have no
 // event in the window and no cooldown left at time t, so that memory
-// follows the attack rather than its history.
-func (e *Engine) expireIdle(t int64) {
+// follows the attack rather than its history. Their memory is kept on a
+// free list of at most one entry per expiry, reused by newGroup.
+func (e *Engine) expireIdle(r *ruleState, t int64) {
 	for range 2 {
-		s := e.lru.prev
-		if s == &e.lru || s.last >= t-e.window || s.quietUntil > t {
+		g := r.lru.prev
+		if g == &r.lru || g.last >= t-r.window || g.quietUntil > t {
 			return
 		}
-		e.remove(s)
+		r.remove(g)
 		e.stats.Expired++
+		r.expired++
+		if r.free == nil {
+			g.next, r.free = nil, g
+		}
 	}
 }
 
-func (e *Engine) remove(s *sourceState) {
-	e.unlink(s)
-	delete(e.sources, s.addr)
+func (r *ruleState) remove(g *group) {
+	unlink(g)
+	delete(r.groups, g.key)
 }
 
-func (e *Engine) unlink(s *sourceState) {
-	s.prev.next, s.next.prev = s.next, s.prev
-	s.prev, s.next = nil, nil
+func unlink(g *group) {
+	g.prev.next, g.next.prev = g.next, g.prev
+	g.prev, g.next = nil, nil
 }
 
-func (e *Engine) pushFront(s *sourceState) {
-	s.prev, s.next = &e.lru, e.lru.next
-	e.lru.next.prev = s
-	e.lru.next = s
+func pushFront(head, g *group) {
+	g.prev, g.next = head, head.next
+	head.next.prev = g
+	head.next = g
 }
 
 // Stats returns the engine's counters.
@@ -301,7 +452,11 @@ func (e *Engine) Stats() EngineStats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	st := e.stats
-	st.Sources = len(e.sources)
+	st.Rules = make([]RuleStats, len(e.rules))
+	for i, r := range e.rules {
+		st.Rules[i] = RuleStats{Rule: r.Name, Matched: r.matched, Fired: r.fired, Evicted: r.evicted, Expired: r.expired, Sources: len(r.groups)}
+		st.Sources += len(r.groups)
+	}
 	return st
 }
 
@@ -317,21 +472,16 @@ func Run(ctx context.Context, src Source, eng *Engine, emit func(intel.Sighting)
 	lines := make(chan string, lineBuffer)
 	done := make(chan error, 1)
 	go func() { done <- src.Run(ctx, lines) }()
-	feed := func(l string) {
-		if s, ok := eng.Feed(l); ok {
-			emit(s)
-		}
-	}
 	for {
 		select {
 		case l := <-lines:
-			feed(l)
+			eng.process(l, emit)
 		case err := <-done:
 			// The source stopped: what it queued is still ours.
 			for {
 				select {
 				case l := <-lines:
-					feed(l)
+					eng.process(l, emit)
 					continue
 				default:
 				}

@@ -6,6 +6,42 @@ import (
 	"time"
 )
 
+// oldKind classifies the OpenSSH failure events as these cases name them.
+type eventKind uint8
+
+const (
+	kindFailed eventKind = iota + 1
+	kindFailedInvalid
+	kindInvalidUser
+)
+
+func parseSSH(line string) (struct {
+	kind eventKind
+	addr netip.Addr
+	port uint16
+}, parseResult) {
+	var ev Event
+	res := parseLine(line, &ev)
+	var out struct {
+		kind eventKind
+		addr netip.Addr
+		port uint16
+	}
+	switch {
+	case res != resMatched:
+	case ev.Kind == KindSSHFailed && ev.invalid:
+		out.kind = kindFailedInvalid
+	case ev.Kind == KindSSHFailed:
+		out.kind = kindFailed
+	case ev.Kind == KindSSHInvalidUser:
+		out.kind = kindInvalidUser
+	default:
+		return out, resIgnored // another kind: not a failure these cases are about
+	}
+	out.addr, out.port = ev.Src, ev.Port
+	return out, res
+}
+
 func TestParseSSH(t *testing.T) {
 	const h = "Nov 28 12:00:01 web-1 sshd[1234]: "
 	tests := []struct {
@@ -113,16 +149,23 @@ func FuzzParseSSH(f *testing.F) {
 	f.Add("<38>2024-11-28T12:00:01Z h sshd: Failed x for y from 1.2.3.4")
 	f.Add("\xff")
 	now := time.Date(2024, 11, 28, 12, 0, 0, 0, time.UTC)
+	f.Add("203.0.113.7 - - [10/Oct/2000:13:55:36 -0700] \"GET /a HTTP/1.1\" 404 1 \"-\" \"x\"")
+	f.Add("Nov 28 12:00:01 fw kernel: [1.2] [UFW BLOCK] IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 PROTO=TCP SPT=1 DPT=22")
 	f.Fuzz(func(t *testing.T, line string) {
-		ev, res := parseSSH(line)
+		var ev Event
+		res := parseLine(line, &ev)
 		if res == resMatched {
-			if !ev.addr.IsValid() || ev.addr.Zone() != "" || ev.addr.Is4In6() {
-				t.Fatalf("matched with address %v", ev.addr)
+			if !ev.Src.IsValid() || ev.Src.Zone() != "" || ev.Src.Is4In6() {
+				t.Fatalf("matched with address %v", ev.Src)
 			}
-			if ev.kind == 0 {
+			if ev.Kind == KindNone {
 				t.Fatal("matched without a kind")
 			}
-			parseStamp(ev.stamp, now)
+			if ev.web {
+				parseWebStamp(ev.Stamp)
+			} else {
+				parseStamp(ev.Stamp, now)
+			}
 		}
 	})
 }
