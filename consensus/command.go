@@ -166,7 +166,7 @@ var (
 
 // final reports whether err is an answer rather than a reason to retry.
 func final(err error) bool {
-	for _, e := range []error{ErrProtected, ErrAllowed, ErrNotMember, ErrBadToken, ErrJoinDisabled, ErrInvalidCommand, ErrClosed} {
+	for _, e := range []error{ErrProtected, ErrAllowed, ErrNotMember, ErrBadToken, ErrJoinDisabled, ErrInvalidCommand, ErrClosed, ErrLastVoter} {
 		if errors.Is(err, e) {
 			return true
 		}
