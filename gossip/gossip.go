@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"github.com/meshward/meshward/intel"
 )
@@ -24,6 +26,13 @@ const (
 	DefaultMaxClockSkew   = 10 * time.Minute
 	DefaultHandlerTimeout = 10 * time.Second
 	DefaultReplayCapacity = 1 << 18
+	// DefaultRateLimit and DefaultRateBurst shape the token bucket each
+	// forwarding peer gets: generous, since an honest hub relays the
+	// sightings of every node.
+	DefaultRateLimit          = rate.Limit(200)
+	DefaultRateBurst          = 2000
+	DefaultMaxRateBuckets     = 4096
+	DefaultScoreInspectPeriod = 10 * time.Second
 )
 
 // ErrClosed is returned by Publish after Close.
@@ -80,6 +89,36 @@ type Options struct {
 	// ReplayCapacity bounds the (origin, seq) pairs remembered to catch
 	// replays; 0 means DefaultReplayCapacity.
 	ReplayCapacity int
+
+	// Log, when set, turns on anti-entropy (SyncProtocol): sessions with
+	// every peer that connects and with a random peer every SyncInterval.
+	// Nil disables it.
+	Log Log
+	// SyncInterval is the mean time between periodic anti-entropy sessions;
+	// 0 means DefaultSyncInterval.
+	SyncInterval time.Duration
+	// SyncMaxSession bounds the envelopes one session carries; 0 means
+	// DefaultSyncMaxSession.
+	SyncMaxSession int
+	// SyncTimeout bounds one session; 0 means DefaultSyncTimeout.
+	SyncTimeout time.Duration
+
+	// RateLimit is the messages per second each forwarding peer may have
+	// validated across the gossip topics, with bursts of RateBurst; excess
+	// messages are Ignored (counted "rate_limited") and lower the peer's
+	// score. 0 means DefaultRateLimit and DefaultRateBurst; rate.Inf
+	// disables the limit.
+	RateLimit rate.Limit
+	RateBurst int
+	// MaxRateBuckets bounds the peers tracked by the rate limiter; 0 means
+	// DefaultMaxRateBuckets.
+	MaxRateBuckets int
+	// ScoreInspectPeriod is how often PeerScores is refreshed; 0 means
+	// DefaultScoreInspectPeriod.
+	ScoreInspectPeriod time.Duration
+
+	// Heartbeats, when set, joins the heartbeat topic; nil leaves it off.
+	Heartbeats *HeartbeatOptions
 }
 
 func (o *Options) setDefaults() error {
@@ -113,6 +152,44 @@ func (o *Options) setDefaults() error {
 	if o.ReplayCapacity < 0 {
 		return fmt.Errorf("gossip: Options.ReplayCapacity %d is negative", o.ReplayCapacity)
 	}
+	if o.SyncInterval == 0 {
+		o.SyncInterval = DefaultSyncInterval
+	}
+	if o.SyncMaxSession == 0 {
+		o.SyncMaxSession = DefaultSyncMaxSession
+	}
+	if o.SyncTimeout == 0 {
+		o.SyncTimeout = DefaultSyncTimeout
+	}
+	if o.SyncInterval < 0 || o.SyncMaxSession < 0 || o.SyncTimeout < 0 {
+		return fmt.Errorf("gossip: anti-entropy interval %s, session limit %d and timeout %s must not be negative",
+			o.SyncInterval, o.SyncMaxSession, o.SyncTimeout)
+	}
+	if o.RateLimit == 0 {
+		o.RateLimit, o.RateBurst = DefaultRateLimit, max(o.RateBurst, DefaultRateBurst)
+	}
+	if o.RateBurst == 0 {
+		o.RateBurst = max(1, int(min(o.RateLimit, 1<<20)))
+	}
+	if o.MaxRateBuckets == 0 {
+		o.MaxRateBuckets = DefaultMaxRateBuckets
+	}
+	if o.RateLimit < 0 || o.RateBurst < 0 || o.MaxRateBuckets < 0 {
+		return fmt.Errorf("gossip: rate limit %v, burst %d and buckets %d must not be negative", o.RateLimit, o.RateBurst, o.MaxRateBuckets)
+	}
+	if o.ScoreInspectPeriod == 0 {
+		o.ScoreInspectPeriod = DefaultScoreInspectPeriod
+	}
+	if o.ScoreInspectPeriod < 0 {
+		return fmt.Errorf("gossip: Options.ScoreInspectPeriod %s is negative", o.ScoreInspectPeriod)
+	}
+	if o.Heartbeats != nil {
+		hb := *o.Heartbeats
+		if err := hb.setDefaults(); err != nil {
+			return err
+		}
+		o.Heartbeats = &hb
+	}
 	return nil
 }
 
@@ -127,6 +204,14 @@ type Gossip struct {
 	replay *replayCache
 	now    func() time.Time
 
+	limiter *peerLimiter // nil when the rate is unlimited
+	syncM   *metrics     // anti-entropy rejections
+	sync    *syncer      // nil when Options.Log is nil
+	hb      *heartbeats  // nil when Options.Heartbeats is nil
+	have    *holdings    // nil when anti-entropy is off
+	scoreMu sync.Mutex
+	scores  map[peer.ID]float64
+
 	cancel context.CancelFunc
 	loop   sync.WaitGroup
 
@@ -135,15 +220,21 @@ type Gossip struct {
 	inflight sync.WaitGroup
 }
 
-// New starts GossipSub on h (flood publishing on, strict signing), registers
-// the envelope validator, joins the topic and subscribes, so the node is in
-// the mesh. A host carries one Gossip: GossipSub owns the host's pubsub
+// New starts GossipSub on h (flood publishing on, strict signing, peer
+// scoring), registers the envelope validator, joins the topic and
+// subscribes, so the node is in the mesh; with Options.Heartbeats it does
+// the same for the heartbeat topic, and with Options.Log it serves and runs
+// anti-entropy. A host carries one Gossip: GossipSub owns the host's pubsub
 // protocols. Close stops it; ctx ending stops it too.
 func New(ctx context.Context, h host.Host, opts Options) (*Gossip, error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
 	}
 	m, err := newMetrics(opts.Registerer, opts.Topic)
+	if err != nil {
+		return nil, fmt.Errorf("gossip: %w", err)
+	}
+	syncM, err := newMetrics(opts.Registerer, string(SyncProtocol))
 	if err != nil {
 		return nil, fmt.Errorf("gossip: %w", err)
 	}
@@ -155,7 +246,22 @@ func New(ctx context.Context, h host.Host, opts Options) (*Gossip, error) {
 		replay: newReplayCache(opts.ReplayCapacity),
 		now:    time.Now,
 		cancel: cancel,
+		syncM:  syncM,
 	}
+	if opts.RateLimit != rate.Inf {
+		g.limiter = newPeerLimiter(opts.RateLimit, opts.RateBurst, opts.MaxRateBuckets)
+	}
+	scored := []string{opts.Topic}
+	if opts.Heartbeats != nil {
+		hm, err := newMetrics(opts.Registerer, opts.Heartbeats.Topic)
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("gossip: %w", err)
+		}
+		g.hb = &heartbeats{opts: *opts.Heartbeats, m: hm, started: time.Now(), latest: make(map[string]NodeHeartbeat)}
+		scored = append(scored, opts.Heartbeats.Topic)
+	}
+	params, thresholds := scoreParams(g.appScore, scored...)
 	fail := func(what string, err error) (*Gossip, error) {
 		cancel()
 		return nil, fmt.Errorf("gossip: %s: %w", what, err)
@@ -164,6 +270,8 @@ func New(ctx context.Context, h host.Host, opts Options) (*Gossip, error) {
 		pubsub.WithFloodPublish(true),
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
 		pubsub.WithRawTracer(&tracer{topic: opts.Topic, m: m}),
+		pubsub.WithPeerScore(params, thresholds),
+		pubsub.WithPeerScoreInspect(pubsub.PeerScoreInspectFn(g.setScores), opts.ScoreInspectPeriod),
 	)
 	if err != nil {
 		return fail("start gossipsub", err)
@@ -179,6 +287,17 @@ func New(ctx context.Context, h host.Host, opts Options) (*Gossip, error) {
 	}
 	g.loop.Add(1)
 	go g.drain(ctx)
+	if g.hb != nil {
+		if err := g.startHeartbeats(ctx); err != nil {
+			g.Close()
+			return nil, fmt.Errorf("gossip: %w", err)
+		}
+	}
+	if opts.Log != nil {
+		g.sync = newSyncer(g, opts.Log)
+		g.have = g.sync.have
+		g.sync.start(ctx)
+	}
 	return g, nil
 }
 
@@ -217,6 +336,29 @@ func (g *Gossip) Accepted() uint64 { return g.m.acceptedN.Load() }
 // Peers returns the peers known to be in the topic.
 func (g *Gossip) Peers() []peer.ID { return g.topic.ListPeers() }
 
+// PeerScores returns the GossipSub scores of connected peers as last
+// inspected (every Options.ScoreInspectPeriod).
+func (g *Gossip) PeerScores() map[peer.ID]float64 {
+	g.scoreMu.Lock()
+	defer g.scoreMu.Unlock()
+	return maps.Clone(g.scores)
+}
+
+func (g *Gossip) setScores(s map[peer.ID]float64) {
+	g.scoreMu.Lock()
+	g.scores = s
+	g.scoreMu.Unlock()
+}
+
+// appScore is the application-specific part of a peer's score: the rate
+// limiter's penalty.
+func (g *Gossip) appScore(p peer.ID) float64 {
+	if g.limiter == nil {
+		return 0
+	}
+	return g.limiter.score(p)
+}
+
 // Topic returns the topic name.
 func (g *Gossip) Topic() string { return g.opts.Topic }
 
@@ -231,7 +373,13 @@ func (g *Gossip) Close() error {
 	g.closed = true
 	g.mu.Unlock()
 	g.sub.Cancel()
+	if g.hb != nil && g.hb.sub != nil {
+		g.hb.sub.Cancel()
+	}
 	g.cancel()
+	if g.sync != nil {
+		g.sync.close()
+	}
 	g.loop.Wait()
 	g.inflight.Wait()
 	return nil
@@ -255,6 +403,9 @@ func (g *Gossip) validate(ctx context.Context, src peer.ID, msg *pubsub.Message)
 	}
 	defer g.inflight.Done()
 	author := msg.GetFrom()
+	if src != g.h.ID() && g.limiter != nil && !g.limiter.allow(src, g.now()) {
+		return g.drop(pubsub.ValidationIgnore, ReasonRateLimited, src, author, nil)
+	}
 
 	env, err := intel.Open(msg.GetData())
 	if err != nil {
@@ -288,18 +439,25 @@ func (g *Gossip) validate(ctx context.Context, src peer.ID, msg *pubsub.Message)
 		g.replay.release(key)
 		return g.drop(pubsub.ValidationIgnore, ReasonHandlerError, src, author, err)
 	}
+	if g.have != nil {
+		g.have.add(env.OriginID(), env.Seq)
+	}
 	g.m.accept()
 	return pubsub.ValidationAccept
 }
 
 func (g *Gossip) drop(res pubsub.ValidationResult, reason string, src, author peer.ID, err error) pubsub.ValidationResult {
-	g.m.reject(reason)
+	return g.dropOn(g.m, g.opts.Topic, res, reason, src, author, err)
+}
+
+func (g *Gossip) dropOn(m *metrics, topic string, res pubsub.ValidationResult, reason string, src, author peer.ID, err error) pubsub.ValidationResult {
+	m.reject(reason)
 	verdict := "reject"
 	if res == pubsub.ValidationIgnore {
 		verdict = "ignore"
 	}
 	g.opts.Logger.Debug("gossip message dropped",
-		"topic", g.opts.Topic, "reason", reason, "verdict", verdict, "author", author, "via", src, "err", err)
+		"topic", topic, "reason", reason, "verdict", verdict, "author", author, "via", src, "err", err)
 	return res
 }
 

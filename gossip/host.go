@@ -6,9 +6,10 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	cmgr "github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
@@ -38,6 +39,9 @@ type HostConfig struct {
 	// ConnLow and ConnHigh are the connection manager's watermarks; zero
 	// means DefaultConnLow and DefaultConnHigh.
 	ConnLow, ConnHigh int
+	// ConnectionGater, when set, vets every connection (for example a
+	// conngater.BasicConnectionGater that blocks peers); nil admits all.
+	ConnectionGater connmgr.ConnectionGater
 }
 
 // NewHost builds the node's libp2p host: TCP and QUIC transports only
@@ -63,11 +67,11 @@ func NewHost(cfg HostConfig) (host.Host, error) {
 	if low < 0 || high < low {
 		return nil, fmt.Errorf("new host: connection watermarks low=%d high=%d: want 0 <= low <= high", low, high)
 	}
-	cm, err := connmgr.NewConnManager(low, high, connmgr.WithGracePeriod(connGrace))
+	cm, err := cmgr.NewConnManager(low, high, cmgr.WithGracePeriod(connGrace))
 	if err != nil {
 		return nil, fmt.Errorf("new host: connection manager: %w", err)
 	}
-	h, err := libp2p.New(
+	opts := []libp2p.Option{
 		libp2p.Identity(cfg.Key),
 		libp2p.ListenAddrStrings(addrs...),
 		libp2p.Transport(tcp.NewTCPTransport),
@@ -78,7 +82,11 @@ func NewHost(cfg HostConfig) (host.Host, error) {
 		libp2p.DisableMetrics(),
 		libp2p.ConnectionManager(cm),
 		libp2p.UserAgent("meshward"),
-	)
+	}
+	if cfg.ConnectionGater != nil {
+		opts = append(opts, libp2p.ConnectionGater(cfg.ConnectionGater))
+	}
+	h, err := libp2p.New(opts...)
 	if err != nil {
 		cm.Close()
 		return nil, fmt.Errorf("new host: %w", err)

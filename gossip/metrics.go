@@ -27,6 +27,7 @@ const (
 	ReasonReplay         = "replay"
 	ReasonHandlerError   = "handler_error"
 	ReasonShuttingDown   = "shutting_down"
+	ReasonRateLimited    = "rate_limited"
 	// Decided by GossipSub before or around our validator.
 	ReasonPubsubSignature = "pubsub_signature" // missing or invalid message signature
 	ReasonQueueFull       = "queue_full"       // validation queue full
@@ -39,7 +40,7 @@ const (
 var allReasons = []string{
 	ReasonOversized, ReasonMalformed, ReasonUnknownVersion, ReasonBadSignature,
 	ReasonAuthorMismatch, ReasonNotMember, ReasonStale, ReasonUnexpectedKind,
-	ReasonReplay, ReasonHandlerError, ReasonShuttingDown,
+	ReasonReplay, ReasonHandlerError, ReasonShuttingDown, ReasonRateLimited,
 	ReasonPubsubSignature, ReasonQueueFull, ReasonThrottled, ReasonBlacklisted,
 	ReasonSelfOrigin, ReasonUndeliverable,
 }

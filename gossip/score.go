@@ -1,0 +1,163 @@
+package gossip
+
+import (
+	"math"
+	"net"
+	"sync"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/time/rate"
+)
+
+// Peer-scoring thresholds. A peer below GossipThreshold gets no gossip from
+// us, below PublishThreshold none of our publishes, and below
+// GraylistThreshold everything it sends is ignored.
+const (
+	GossipThreshold   = -100
+	PublishThreshold  = -200
+	GraylistThreshold = -400
+)
+
+// Weights of the score components we use.
+const (
+	// invalidWeight is multiplied by the square of a peer's (decaying) count
+	// of Rejected messages: seven forgeries cross the graylist threshold.
+	invalidWeight = -10
+	// ratePenalty is the application score lost per message dropped by the
+	// rate limiter; it decays with penaltyHalfLife.
+	ratePenalty     = 1.0
+	penaltyHalfLife = time.Minute
+)
+
+// scoreParams returns GossipSub peer-score parameters for topics: invalid
+// messages (Rejected by a validator) are penalised heavily, first deliveries
+// earn a small capped bonus, mesh-delivery deficits are not penalised
+// (sightings are sparse, so a quiet peer is not a bad one), and app is the
+// application-specific score (the rate limiter's penalty). Addresses in
+// 127.0.0.0/8 are exempt from the IP-colocation penalty so that local
+// testnets, where every node shares one address, score normally.
+func scoreParams(app func(peer.ID) float64, topics ...string) (*pubsub.PeerScoreParams, *pubsub.PeerScoreThresholds) {
+	_, loop, _ := net.ParseCIDR("127.0.0.0/8")
+	p := &pubsub.PeerScoreParams{
+		Topics:                      make(map[string]*pubsub.TopicScoreParams, len(topics)),
+		AppSpecificScore:            app,
+		AppSpecificWeight:           1,
+		IPColocationFactorWeight:    -5,
+		IPColocationFactorThreshold: 10,
+		IPColocationFactorWhitelist: []*net.IPNet{loop},
+		BehaviourPenaltyWeight:      -1,
+		BehaviourPenaltyThreshold:   10,
+		BehaviourPenaltyDecay:       pubsub.ScoreParameterDecay(10 * time.Minute),
+		DecayInterval:               time.Second,
+		DecayToZero:                 0.01,
+		RetainScore:                 10 * time.Minute,
+	}
+	for _, t := range topics {
+		p.Topics[t] = &pubsub.TopicScoreParams{
+			TopicWeight:                    1,
+			TimeInMeshWeight:               0.01,
+			TimeInMeshQuantum:              time.Second,
+			TimeInMeshCap:                  300,
+			FirstMessageDeliveriesWeight:   0.5,
+			FirstMessageDeliveriesDecay:    pubsub.ScoreParameterDecay(10 * time.Minute),
+			FirstMessageDeliveriesCap:      100,
+			InvalidMessageDeliveriesWeight: invalidWeight,
+			InvalidMessageDeliveriesDecay:  pubsub.ScoreParameterDecay(time.Hour),
+		}
+	}
+	th := &pubsub.PeerScoreThresholds{
+		GossipThreshold:             GossipThreshold,
+		PublishThreshold:            PublishThreshold,
+		GraylistThreshold:           GraylistThreshold,
+		AcceptPXThreshold:           100,
+		OpportunisticGraftThreshold: 5,
+	}
+	return p, th
+}
+
+// peerLimiter is a token bucket per forwarding peer, with a decaying count
+// of the messages each bucket refused that feeds the peer's application
+// score. It holds at most max buckets; when full it evicts a bucket that is
+// full again (an idle peer), else the least recently used one.
+type peerLimiter struct {
+	limit rate.Limit
+	burst int
+	max   int
+
+	mu      sync.Mutex
+	buckets map[peer.ID]*bucket
+}
+
+type bucket struct {
+	lim      *rate.Limiter
+	penalty  float64   // decaying count of refused messages
+	decayed  time.Time // when penalty was last decayed
+	lastUsed time.Time
+}
+
+func newPeerLimiter(limit rate.Limit, burst, max int) *peerLimiter {
+	return &peerLimiter{limit: limit, burst: burst, max: max, buckets: make(map[peer.ID]*bucket)}
+}
+
+// allow takes a token from p's bucket, or records a refusal.
+func (l *peerLimiter) allow(p peer.ID, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.buckets[p]
+	if !ok {
+		if len(l.buckets) >= l.max {
+			l.evict(now)
+		}
+		b = &bucket{lim: rate.NewLimiter(l.limit, l.burst), decayed: now}
+		l.buckets[p] = b
+	}
+	b.lastUsed = now
+	if b.lim.AllowN(now, 1) {
+		return true
+	}
+	b.decay(now)
+	b.penalty += ratePenalty
+	return false
+}
+
+func (l *peerLimiter) evict(now time.Time) {
+	var victim peer.ID
+	var oldest time.Time
+	for p, b := range l.buckets {
+		if b.lim.TokensAt(now) >= float64(l.burst) && b.penalty < 1 {
+			delete(l.buckets, p)
+			return
+		}
+		if victim == "" || b.lastUsed.Before(oldest) {
+			victim, oldest = p, b.lastUsed
+		}
+	}
+	delete(l.buckets, victim)
+}
+
+// score is p's application-specific score: minus its decayed refusals.
+func (l *peerLimiter) score(p peer.ID) float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.buckets[p]
+	if !ok {
+		return 0
+	}
+	b.decay(time.Now())
+	return -b.penalty
+}
+
+func (l *peerLimiter) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.buckets)
+}
+
+func (b *bucket) decay(now time.Time) {
+	if dt := now.Sub(b.decayed); dt > 0 {
+		b.penalty *= math.Exp2(-dt.Seconds() / penaltyHalfLife.Seconds())
+		b.decayed = now
+	}
+}

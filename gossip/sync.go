@@ -1,0 +1,446 @@
+package gossip
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/meshward/meshward/intel"
+)
+
+// SyncProtocol is the anti-entropy stream protocol.
+const SyncProtocol = protocol.ID("/meshward/sync/1")
+
+// Anti-entropy defaults and bounds.
+const (
+	DefaultSyncInterval    = 30 * time.Second
+	DefaultSyncMaxSession  = 1024 // envelopes one session carries
+	DefaultSyncTimeout     = 30 * time.Second
+	syncMaxRequest         = 1 << 20 // bytes of one summary
+	syncMaxSpans           = 64      // spans per origin in a summary
+	syncMaxRounds          = 64      // back-to-back sessions while a peer has more
+	syncMaxConcurrentPulls = 4
+	syncMaxConcurrentServe = 8
+)
+
+// Log is the part of the envelope store that anti-entropy reads. ScanEnvelopes
+// calls fn, in sequence order, with every stored envelope of origin whose
+// sequence number is above afterSeq; an error from fn stops the scan and is
+// returned. HighWater lists every origin with an envelope stored.
+type Log interface {
+	HighWater() (map[string]uint64, error)
+	ScanEnvelopes(origin string, afterSeq uint64, fn func(raw []byte) error) error
+}
+
+// SyncStats counts anti-entropy sessions.
+type SyncStats struct {
+	Pulls, PullsFailed   uint64 // sessions this node started
+	Served, ServedFailed uint64 // sessions peers started
+	Received, Sent       uint64 // envelopes that crossed, accepted or not
+}
+
+// syncRequest is the puller's summary: for each origin, the spans of
+// sequence numbers it holds. The server sends every envelope it holds that
+// lies in none of them, at most Max.
+type syncRequest struct {
+	Have map[string][]span `json:"have"`
+	Max  int               `json:"max"`
+}
+
+var errSessionFull = errors.New("session limit reached")
+
+type syncer struct {
+	g       *Gossip
+	log     Log
+	have    *holdings
+	notify  *network.NotifyBundle
+	pullSem chan struct{}
+
+	pulls, pullsFailed, served, servedFailed, received, sent atomic.Uint64
+
+	mu      sync.Mutex
+	closed  bool
+	pulling map[peer.ID]bool
+	serving map[peer.ID]bool
+	wg      sync.WaitGroup
+}
+
+func newSyncer(g *Gossip, log Log) *syncer {
+	return &syncer{
+		g:       g,
+		log:     log,
+		have:    newHoldings(),
+		pullSem: make(chan struct{}, syncMaxConcurrentPulls),
+		pulling: make(map[peer.ID]bool),
+		serving: make(map[peer.ID]bool),
+	}
+}
+
+// start serves the protocol, pulls from every peer that connects and from
+// a random peer every interval (jittered).
+func (s *syncer) start(ctx context.Context) {
+	s.g.h.SetStreamHandler(SyncProtocol, func(st network.Stream) { s.serve(ctx, st) })
+	s.notify = &network.NotifyBundle{
+		ConnectedF: func(_ network.Network, c network.Conn) { s.trigger(ctx, c.RemotePeer()) },
+	}
+	s.g.h.Network().Notify(s.notify)
+	for _, p := range s.g.h.Network().Peers() {
+		s.trigger(ctx, p)
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for sleep(ctx, jitter(s.g.opts.SyncInterval)) {
+			var cands []peer.ID
+			for _, p := range s.g.h.Network().Peers() {
+				if ok, _ := s.g.h.Peerstore().SupportsProtocols(p, SyncProtocol); len(ok) > 0 {
+					cands = append(cands, p)
+				}
+			}
+			if len(cands) > 0 {
+				s.trigger(ctx, cands[rand.N(len(cands))])
+			}
+		}
+	}()
+}
+
+// close stops new sessions and waits for running ones; ctx must be done.
+func (s *syncer) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.g.h.RemoveStreamHandler(SyncProtocol)
+	if s.notify != nil {
+		s.g.h.Network().StopNotify(s.notify)
+	}
+	s.wg.Wait()
+}
+
+// trigger starts a pull from p unless one is running.
+func (s *syncer) trigger(ctx context.Context, p peer.ID) {
+	if p == s.g.h.ID() {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.pulling[p] || ctx.Err() != nil {
+		return
+	}
+	s.pulling[p] = true
+	s.wg.Add(1)
+	go func() {
+		defer func() {
+			s.mu.Lock()
+			delete(s.pulling, p)
+			s.mu.Unlock()
+			s.wg.Done()
+		}()
+		select {
+		case s.pullSem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		defer func() { <-s.pullSem }()
+		for range syncMaxRounds {
+			n, err := s.pull(ctx, p)
+			if err != nil {
+				s.pullsFailed.Add(1)
+				s.g.opts.Logger.Debug("anti-entropy pull failed", "peer", p, "err", err)
+				return
+			}
+			s.pulls.Add(1)
+			if n < s.g.opts.SyncMaxSession {
+				return
+			}
+		}
+	}()
+}
+
+// Sync runs one anti-entropy session pulling from p now, and returns how
+// many envelopes p sent. It is for callers that know p has news (and for
+// tests); sessions also run on their own.
+func (g *Gossip) Sync(ctx context.Context, p peer.ID) (int, error) {
+	if g.sync == nil {
+		return 0, errors.New("anti-entropy disabled: Options.Log is nil")
+	}
+	if !g.enter() {
+		return 0, ErrClosed
+	}
+	defer g.inflight.Done()
+	return g.sync.pull(ctx, p)
+}
+
+// pull asks p for what this node lacks and hands each envelope to the
+// Handler after the same checks as gossip, freshness excepted.
+func (s *syncer) pull(ctx context.Context, p peer.ID) (int, error) {
+	if err := s.have.build(s.log); err != nil {
+		return 0, fmt.Errorf("read local log: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.g.opts.SyncTimeout)
+	defer cancel()
+	st, err := s.g.h.NewStream(ctx, p, SyncProtocol)
+	if err != nil {
+		return 0, fmt.Errorf("open stream: %w", err)
+	}
+	defer st.Close()
+	deadline, _ := ctx.Deadline()
+	if err := st.SetDeadline(deadline); err != nil {
+		st.Reset()
+		return 0, fmt.Errorf("set deadline: %w", err)
+	}
+	req, err := json.Marshal(syncRequest{Have: s.have.summary(syncMaxSpans), Max: s.g.opts.SyncMaxSession})
+	if err != nil {
+		st.Reset()
+		return 0, fmt.Errorf("encode summary: %w", err)
+	}
+	if len(req) > syncMaxRequest {
+		st.Reset()
+		return 0, fmt.Errorf("summary of %d bytes exceeds %d", len(req), syncMaxRequest)
+	}
+	w := bufio.NewWriter(st)
+	err = writeFrame(w, req)
+	if err == nil {
+		err = w.Flush()
+	}
+	if err != nil {
+		st.Reset()
+		return 0, fmt.Errorf("send summary: %w", err)
+	}
+	if err := st.CloseWrite(); err != nil {
+		st.Reset()
+		return 0, fmt.Errorf("send summary: %w", err)
+	}
+	r := bufio.NewReader(st)
+	n := 0
+	for {
+		raw, err := readFrame(r, intel.MaxEnvelopeSize)
+		if errors.Is(err, errFrameTooBig) {
+			s.g.syncM.reject(ReasonOversized)
+			st.Reset()
+			return n, fmt.Errorf("envelope %d: %w", n+1, err)
+		}
+		if err != nil {
+			st.Reset()
+			return n, fmt.Errorf("read envelope %d: %w", n+1, err)
+		}
+		if len(raw) == 0 {
+			return n, nil // end of session
+		}
+		if n++; n > s.g.opts.SyncMaxSession {
+			st.Reset()
+			return n, fmt.Errorf("peer sent more than the %d envelopes asked for", s.g.opts.SyncMaxSession)
+		}
+		s.received.Add(1)
+		s.accept(ctx, raw, p)
+	}
+}
+
+// accept verifies one envelope received by anti-entropy and hands it to the
+// Handler: the gossip validator's checks, except that an old timestamp is
+// fine (catching up on old envelopes is the point) while one from the
+// future is not. It reports whether the Handler took it.
+func (s *syncer) accept(ctx context.Context, raw []byte, from peer.ID) bool {
+	g := s.g
+	m := g.syncM
+	env, err := intel.Open(raw)
+	if err != nil {
+		return g.dropSync(m, openReason(err), from, "", err)
+	}
+	origin := env.OriginID()
+	if g.opts.Roster != nil && !g.opts.Roster.IsMember(origin) {
+		return g.dropSync(m, ReasonNotMember, from, origin, nil)
+	}
+	now := g.now()
+	if ahead := env.Time.Sub(now); ahead > g.opts.MaxClockSkew {
+		return g.dropSync(m, ReasonStale, from, origin, fmt.Errorf("timestamp %s ahead", ahead.Round(time.Millisecond)))
+	}
+	if !slices.Contains(g.opts.AcceptKinds, env.Kind) {
+		return g.dropSync(m, ReasonUnexpectedKind, from, origin, fmt.Errorf("kind %s", env.Kind))
+	}
+	if env.Kind == intel.KindSighting {
+		if _, err := intel.DecodeSighting(env); err != nil {
+			return g.dropSync(m, ReasonMalformed, from, origin, err)
+		}
+	}
+	if s.have.contains(origin, env.Seq) {
+		return g.dropSync(m, ReasonReplay, from, origin, fmt.Errorf("seq %d held", env.Seq))
+	}
+	key := replayKey(env.Origin, env.Seq)
+	if !g.replay.reserve(key, now.Add(g.opts.MaxClockSkew), now) {
+		return g.dropSync(m, ReasonReplay, from, origin, fmt.Errorf("seq %d seen before", env.Seq))
+	}
+	hctx, cancel := context.WithTimeout(ctx, g.opts.HandlerTimeout)
+	err = g.opts.Handler.HandleEnvelope(hctx, env, from)
+	cancel()
+	if err != nil {
+		g.replay.release(key)
+		return g.dropSync(m, ReasonHandlerError, from, origin, err)
+	}
+	s.have.add(origin, env.Seq)
+	m.accept()
+	return true
+}
+
+func (g *Gossip) dropSync(m *metrics, reason string, from peer.ID, origin string, err error) bool {
+	m.reject(reason)
+	g.opts.Logger.Debug("anti-entropy envelope dropped", "reason", reason, "origin", origin, "via", from, "err", err)
+	return false
+}
+
+// serve answers one pull: it reads the peer's summary and streams back what
+// the peer lacks, at most the session limit, then an empty frame.
+func (s *syncer) serve(ctx context.Context, st network.Stream) {
+	p := st.Conn().RemotePeer()
+	s.mu.Lock()
+	if s.closed || s.serving[p] || len(s.serving) >= syncMaxConcurrentServe {
+		s.mu.Unlock()
+		st.Reset()
+		s.servedFailed.Add(1)
+		return
+	}
+	s.serving[p] = true
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.serving, p)
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+	if err := s.serveStream(ctx, st); err != nil {
+		st.Reset()
+		s.servedFailed.Add(1)
+		s.g.opts.Logger.Debug("anti-entropy serve failed", "peer", p, "err", err)
+		return
+	}
+	st.Close()
+	s.served.Add(1)
+}
+
+func (s *syncer) serveStream(ctx context.Context, st network.Stream) error {
+	if err := st.SetDeadline(time.Now().Add(s.g.opts.SyncTimeout)); err != nil {
+		return fmt.Errorf("set deadline: %w", err)
+	}
+	b, err := readFrame(bufio.NewReader(st), syncMaxRequest)
+	if err != nil {
+		return fmt.Errorf("read summary: %w", err)
+	}
+	var req syncRequest
+	if err := json.Unmarshal(b, &req); err != nil {
+		return fmt.Errorf("decode summary: %w", err)
+	}
+	limit := s.g.opts.SyncMaxSession
+	if req.Max > 0 && req.Max < limit {
+		limit = req.Max
+	}
+	hw, err := s.log.HighWater()
+	if err != nil {
+		return fmt.Errorf("read high-water marks: %w", err)
+	}
+	origins := make([]string, 0, len(hw))
+	for o := range hw {
+		origins = append(origins, o)
+	}
+	slices.Sort(origins)
+	w := bufio.NewWriter(st)
+	n := 0
+	for _, origin := range origins {
+		have := normalize(req.Have[origin])
+		var after uint64
+		if len(have) > 0 && have[0].Lo == 1 {
+			after = have[0].Hi // the contiguous prefix the peer holds
+		}
+		err := s.log.ScanEnvelopes(origin, after, func(raw []byte) error {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if seq, ok := rawSeq(raw); !ok || have.contains(seq) {
+				return nil
+			}
+			if n >= limit {
+				return errSessionFull
+			}
+			if err := writeFrame(w, raw); err != nil {
+				return err
+			}
+			n++
+			s.sent.Add(1)
+			return nil
+		})
+		if errors.Is(err, errSessionFull) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("send envelopes of %s: %w", origin, err)
+		}
+	}
+	if err := writeFrame(w, nil); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+var errFrameTooBig = errors.New("frame too big")
+
+// writeFrame writes a uvarint length and b; an empty frame ends a session.
+// It flushes only when the buffer fills, and for the empty frame.
+func writeFrame(w *bufio.Writer, b []byte) error {
+	var hdr [binary.MaxVarintLen64]byte
+	if _, err := w.Write(hdr[:binary.PutUvarint(hdr[:], uint64(len(b)))]); err != nil {
+		return err
+	}
+	if _, err := w.Write(b); err != nil {
+		return err
+	}
+	if len(b) == 0 {
+		return w.Flush()
+	}
+	return nil
+}
+
+func readFrame(r *bufio.Reader, limit int) ([]byte, error) {
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return nil, err
+	}
+	if n > uint64(limit) {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", errFrameTooBig, n, limit)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// SyncStats returns anti-entropy counters; zero when it is disabled.
+func (g *Gossip) SyncStats() SyncStats {
+	if g.sync == nil {
+		return SyncStats{}
+	}
+	s := g.sync
+	return SyncStats{
+		Pulls: s.pulls.Load(), PullsFailed: s.pullsFailed.Load(),
+		Served: s.served.Load(), ServedFailed: s.servedFailed.Load(),
+		Received: s.received.Load(), Sent: s.sent.Load(),
+	}
+}
+
+// SyncRejected returns the envelopes anti-entropy dropped, by reason.
+func (g *Gossip) SyncRejected() map[string]uint64 { return g.syncM.snapshot() }
+
+// SyncAccepted returns how many envelopes anti-entropy handed to the Handler.
+func (g *Gossip) SyncAccepted() uint64 { return g.syncM.acceptedN.Load() }
