@@ -47,7 +47,7 @@ func BenchmarkFeed(b *testing.B) {
 		e.Feed(lines[i%len(lines)])
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "lines/s")
-	if st := e.Stats(); st.Matched < st.Lines/6 || st.Fired == 0 {
+	if st := e.Stats(); b.N >= 1000 && (st.Matched < st.Lines/6 || st.Fired == 0) {
 		b.Fatalf("the generated log did not exercise the rule: %+v", st)
 	}
 }
