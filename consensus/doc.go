@@ -11,8 +11,44 @@
 //   - bootstrapping the first node, admitting joiners that present the join
 //     token, and keeping the voter set bounded (MaxVoters voters, the rest
 //     non-voters);
-//   - forwarding joins and proposals from any node to the leader (protocol
-//     /meshward/raft-rpc/1).
+//   - forwarding joins, proposals, removals and read-index requests from any
+//     node to the leader (protocol /meshward/raft-rpc/1).
+//
+// Voter management (membership.go). Joiners enter the configuration as
+// non-voters. The leader watches its followers through raft's heartbeat
+// observations and, every MembershipInterval, makes at most one change: it
+// demotes a voter that has failed heartbeats for DeadVoterTimeout when a
+// healthy non-voter can replace it (a dead voter without a replacement keeps
+// its vote: shrinking the set would not add fault tolerance); otherwise it
+// promotes the longest-admitted non-voter that has been healthy for
+// PromoteAfter while voters < MaxVoters, growing only towards an odd count
+// (1, 3, 5); and it mirrors suffrage into the roster's Voter flag. Demoted
+// nodes stay members and can be promoted again once healthy. Health is the
+// leader's view only; Members reports HealthUnknown for peers elsewhere.
+// RemoveMember (operator) and Leave (graceful shutdown) remove a server from
+// the configuration, then from the roster; a leader hands leadership over
+// before removing itself; the last voter cannot leave (ErrLastVoter). Any
+// member may ask for a removal, exactly as any member may propose
+// CmdRemoveMember: authorisation belongs to the admin API in front of it.
+//
+// Reads. Policies, Protected and Roster answer from local state at once,
+// which is what enforcement needs (a minority keeps enforcing the last
+// committed policies). ReadPolicies and WaitConsistent are linearizable by
+// the read-index protocol: the leader commits a barrier and returns the index
+// of the last command it applied; the caller waits until its own FSM has
+// applied that far.
+//
+// Mesh addresses are protected automatically, in Apply: the IPs found in a
+// member's listen multiaddrs (Member.Addrs) become host prefixes that no
+// block may cover, and admitting a member drops blocks that cover it. They
+// are derived from the roster on every admit, removal and restore rather
+// than written as CmdProtect entries, so they follow the roster exactly (a
+// removed node's address becomes blockable again, a changed address moves
+// its protection) and cannot be unprotected by hand while the member
+// stands. Unspecified, loopback, link-local and multicast addresses are
+// skipped: they name no mesh host from elsewhere, and loopback stays
+// blockable for tests and local testnets. Protected returns the explicit
+// ranges and the member prefixes together.
 //
 // It must never:
 //
