@@ -2,25 +2,40 @@
 //
 // It owns three layers, each replaceable on its own:
 //
-//   - Sources yield raw lines (FileSource follows a file across rotation and
-//     truncation, like tail -F, by polling).
-//   - Parsers recognise the lines a rule cares about and extract the source
-//     address and the event time (the OpenSSH parser scans bytes; no regexp
-//     runs on the hot path).
-//   - The Engine applies a Rule, a sliding-window threshold kept as data, to
-//     the parsed events and emits an intel.Sighting when one address crosses
-//     it, then holds that address in cooldown.
+//   - Sources yield raw lines: FileSource follows a file across rotation
+//     and truncation, like tail -F, by polling; GlobSource follows every
+//     file matching glob patterns, one FileSource each; ReaderSource reads
+//     an io.Reader (standard input). ReadLines is the allocation-free line
+//     splitter used for offline runs.
+//   - Parsers turn a line into an Event with a small fixed set of named
+//     fields (kind, program, src, port, dst, dst_port, user, method, path,
+//     status, proto, tag): OpenSSH failures and hostile connections, web
+//     access logs (nginx and Apache combined format, plain or via syslog),
+//     and kernel firewall LOG lines. They scan bytes; no regexp runs on
+//     the hot path, and a line is not copied.
+//   - Rules are data (YAML, decoded strictly; see Rule): conditions on
+//     event fields, a group (the source address by default), a threshold
+//     of events or of distinct values over a sliding window, or a leaky
+//     bucket, and a cooldown. A pack is embedded (rules/builtin.yaml:
+//     ssh-bruteforce, ssh-user-enum, web-path-scan, web-login-bruteforce,
+//     port-scan); LoadRules adds a directory's rules or replaces built-in
+//     ones by name. The Engine applies a RuleSet and emits an
+//     intel.Sighting when a group crosses a rule.
 //
-// Everything an attacker writes into a log (user names, bad UTF-8, absurdly
-// long lines) is data: no input line is ever fatal, and every line that is
-// skipped is counted in EngineStats. Per-source state is bounded
-// (EngineOptions.MaxSources) and evicts the least recently active source.
+// Everything an attacker writes into a log (user names, paths, bad UTF-8,
+// absurdly long lines) is data: no input line is ever fatal, and every
+// line that is skipped is counted (EngineStats.Skipped, LineStats and the
+// sources' Truncated). Lines that are not valid UTF-8 are counted
+// (EngineStats.NonUTF8) but still counted by the rules, so that one bad
+// byte in a user name does not hide an attack. State is bounded per rule
+// (EngineOptions.MaxSources) and evicts the least recently active group,
+// reusing its memory; evictions are counted per rule.
 //
 // OpenSSH user names are chosen by the attacker and may contain
-// " from <addr> port <n>"; the parser trusts only the last " from " of a
-// message, which sshd writes after the user name. One invalid-user
+// " from <addr> port <n>"; the parser trusts only the address sshd writes
+// after the user name, found from the end of the message. One invalid-user
 // connection logs both "Invalid user" and "Failed ... for invalid user"
-// for its first attempt; the engine counts that attempt once.
+// for its first attempt; a rule counting both counts that attempt once.
 //
 // The package must never sign, store, publish or enforce anything: it hands
 // sightings to a callback and the node decides what they mean. It must never

@@ -1,0 +1,52 @@
+package detectors
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestRuleFileErrorsNameFileRuleField(t *testing.T) {
+	cases := map[string]struct{ yaml, want string }{
+		"unknown key":           {"rules:\n  - name: a\n    match: [{field: kind, equals: ssh_failed}]\n    threshold: 5\n    window: 60s\n    thresold: 3\n", `rule "a": field "thresold" (line 6): unknown field`},
+		"unknown condition key": {"rules:\n  - name: b\n    match:\n      - field: kind\n        eq: ssh_failed\n", `rule "b": field "eq"`},
+		"bad type":              {"rules:\n  - name: c\n    threshold: many\n", `rule "c": field "threshold" (line 3)`},
+		"bad field":             {"rules:\n  - name: d\n    match: [{field: colour, equals: red}]\n    threshold: 5\n    window: 60s\n    severity: low\n", `rule "d": field "match[0].field": unknown field "colour"`},
+		"window without unit":   {"rules:\n  - name: e\n    match: [{field: kind, equals: ssh_failed}]\n    threshold: 5\n    window: 60\n    severity: low\n", `field "window"`},
+		"unknown kind":          {"rules:\n  - name: f\n    match: [{field: kind, in: [ssh_oops]}]\n    threshold: 5\n    window: 60s\n    severity: low\n", `unknown kind "ssh_oops"`},
+		"top-level key":         {"rulez: []\n", `field "rulez"`},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "custom.yaml")
+			if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := LoadRules(dir)
+			if !errors.Is(err, ErrInvalidRule) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v\nwant it to name %s and contain %s", err, path, tc.want)
+			}
+		})
+	}
+}
+
+func TestBuiltinPack(t *testing.T) {
+	rs := BuiltinRules()
+	want := []string{"ssh-bruteforce", "ssh-user-enum", "web-path-scan", "web-login-bruteforce", "port-scan"}
+	var got []string
+	for _, r := range rs.Rules() {
+		got = append(got, r.Name)
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("pack %v, want %v", got, want)
+	}
+	if _, err := rs.Select("nope"); err == nil {
+		t.Fatal("unknown rule selected")
+	}
+	if _, err := NewRulesEngine(rs, EngineOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
