@@ -383,4 +383,3 @@ func TestFSMMemberAddressesAreProtected(t *testing.T) {
 	}
 	a.mustApply(put(policy(t, intel.ActionBlock, "203.0.113.9", t0, time.Hour), t0))
 }
-
