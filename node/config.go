@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -75,23 +76,25 @@ type LocalBlockConfig struct {
 	TTL     time.Duration `yaml:"ttl"`
 }
 
-// DetectorsConfig configures the log detectors.
+// DetectorsConfig configures the log sources and the detection rules.
 type DetectorsConfig struct {
-	SSH SSHDetectorConfig `yaml:"ssh"`
-}
-
-// SSHDetectorConfig configures the OpenSSH brute-force detector.
-type SSHDetectorConfig struct {
 	Enabled bool `yaml:"enabled"`
-	// Path is the auth log to follow.
-	Path string `yaml:"path"`
-	// FromStart replays the file from its beginning instead of its end.
+	// Paths are the log files to follow (glob patterns allowed): auth
+	// logs, web access logs, kernel firewall logs. Every rule sees every
+	// line; each parser recognises its own.
+	Paths []string `yaml:"paths"`
+	// FromStart replays the files from their beginning instead of their end.
 	FromStart bool `yaml:"from_start"`
-	// Threshold failures from one source within Window make a detection.
-	Threshold int           `yaml:"threshold"`
-	Window    time.Duration `yaml:"window"`
-	// PollInterval is how often the file is checked for new lines.
+	// PollInterval is how often the files are checked for new lines.
 	PollInterval time.Duration `yaml:"poll_interval"`
+	// RulesDir adds rules to the built-in pack, or replaces them by name.
+	RulesDir string `yaml:"rules_dir"`
+	// Rules selects rules by name; empty means all of them.
+	Rules []string `yaml:"rules"`
+	// MaxSources caps the sources each rule tracks at once; past it the
+	// oldest are evicted, so a flood of spoofed sources cannot exhaust
+	// memory.
+	MaxSources int `yaml:"max_sources"`
 }
 
 // RespondersConfig chooses the enforcement backends.
@@ -123,13 +126,12 @@ func DefaultConfig() Config {
 			BlockTTL: 24 * time.Hour,
 		},
 		LocalBlock: LocalBlockConfig{Enabled: true, TTL: time.Hour},
-		Detectors: DetectorsConfig{SSH: SSHDetectorConfig{
+		Detectors: DetectorsConfig{
 			Enabled:      true,
-			Path:         "/var/log/auth.log",
-			Threshold:    5,
-			Window:       60 * time.Second,
+			Paths:        []string{"/var/log/auth.log"},
 			PollInterval: 250 * time.Millisecond,
-		}},
+			MaxSources:   100000,
+		},
 		Responders: RespondersConfig{Backend: "dry-run", Resync: 30 * time.Second},
 		Store:      StoreConfig{Retention: 7 * 24 * time.Hour},
 		LogLevel:   "info",
@@ -240,18 +242,20 @@ func (c Config) Validate() error {
 	if c.LocalBlock.Enabled && c.LocalBlock.TTL <= 0 {
 		bad("local_block.ttl", c.LocalBlock.TTL, "must be positive when local_block.enabled")
 	}
-	if s := c.Detectors.SSH; s.Enabled {
-		if s.Path == "" {
-			bad("detectors.ssh.path", `""`, "required when detectors.ssh.enabled")
+	if d := c.Detectors; d.Enabled {
+		if len(d.Paths) == 0 {
+			bad("detectors.paths", "[]", "needs at least one log file when detectors.enabled")
 		}
-		if s.Threshold < 1 {
-			bad("detectors.ssh.threshold", s.Threshold, "must be at least 1")
+		for i, p := range d.Paths {
+			if _, err := filepath.Match(p, ""); err != nil || p == "" {
+				bad(fmt.Sprintf("detectors.paths[%d]", i), p, "want a file path or glob pattern")
+			}
 		}
-		if s.Window <= 0 {
-			bad("detectors.ssh.window", s.Window, "must be positive")
+		if d.PollInterval <= 0 {
+			bad("detectors.poll_interval", d.PollInterval, "must be positive")
 		}
-		if s.PollInterval <= 0 {
-			bad("detectors.ssh.poll_interval", s.PollInterval, "must be positive")
+		if d.MaxSources < 1 {
+			bad("detectors.max_sources", d.MaxSources, "must be at least 1")
 		}
 	}
 	switch c.Responders.Backend {

@@ -23,9 +23,8 @@ corroboration:
   min_nodes: 3
   window: 5m
 detectors:
-  ssh:
-    path: /var/log/secure
-    window: 2m
+  paths: [/var/log/secure, /var/log/nginx/access.log]
+  poll_interval: 1s
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +32,7 @@ detectors:
 	if cfg.Site != "branch-07" || cfg.Corroboration.MinNodes != 3 || cfg.Corroboration.Window != 5*time.Minute {
 		t.Errorf("overrides not applied: %+v", cfg)
 	}
-	if cfg.Detectors.SSH.Window != 2*time.Minute || cfg.Detectors.SSH.Threshold != 5 || cfg.Corroboration.BlockTTL != 24*time.Hour {
+	if len(cfg.Detectors.Paths) != 2 || cfg.Detectors.PollInterval != time.Second || cfg.Detectors.MaxSources != 100000 || cfg.Corroboration.BlockTTL != 24*time.Hour {
 		t.Errorf("defaults lost: %+v", cfg)
 	}
 	if _, err := ParseConfig(nil); err != nil {
@@ -43,24 +42,26 @@ detectors:
 
 func TestConfigErrorsNameTheField(t *testing.T) {
 	cases := map[string]string{
-		"unknown key":       "bogus: 1",
-		"wrong type":        "corroboration:\n  min_nodes: lots",
-		"bad multiaddr":     "peers: [\"/ip4/1.2.3.4/tcp/x\"]",
-		"peer without id":   "peers: [\"/ip4/1.2.3.4/tcp/7946\"]",
-		"even voters":       "consensus:\n  max_voters: 4",
-		"join and boot":     "consensus:\n  bootstrap: true\n  join_token: x\n  join: [\"/ip4/127.0.0.1/tcp/1/p2p/12D3KooWRawPbxPtP1eZaJpumGnyWX2DcUyd3RQnydr3eAto4Az7\"]",
-		"join without tok":  "consensus:\n  join: [\"/ip4/127.0.0.1/tcp/1/p2p/12D3KooWRawPbxPtP1eZaJpumGnyWX2DcUyd3RQnydr3eAto4Az7\"]",
-		"bad protected":     "protected: [\"10.0.0.0/99\"]",
-		"bad backend":       "responders:\n  backend: iptables",
-		"bad log level":     "log_level: loud",
-		"negative window":   "corroboration:\n  window: -1s",
-		"zero ssh treshold": "detectors:\n  ssh:\n    threshold: 0",
+		"unknown key":      "bogus: 1",
+		"wrong type":       "corroboration:\n  min_nodes: lots",
+		"bad multiaddr":    "peers: [\"/ip4/1.2.3.4/tcp/x\"]",
+		"peer without id":  "peers: [\"/ip4/1.2.3.4/tcp/7946\"]",
+		"even voters":      "consensus:\n  max_voters: 4",
+		"join and boot":    "consensus:\n  bootstrap: true\n  join_token: x\n  join: [\"/ip4/127.0.0.1/tcp/1/p2p/12D3KooWRawPbxPtP1eZaJpumGnyWX2DcUyd3RQnydr3eAto4Az7\"]",
+		"join without tok": "consensus:\n  join: [\"/ip4/127.0.0.1/tcp/1/p2p/12D3KooWRawPbxPtP1eZaJpumGnyWX2DcUyd3RQnydr3eAto4Az7\"]",
+		"bad protected":    "protected: [\"10.0.0.0/99\"]",
+		"bad backend":      "responders:\n  backend: iptables",
+		"bad log level":    "log_level: loud",
+		"negative window":  "corroboration:\n  window: -1s",
+		"zero max sources": "detectors:\n  max_sources: 0",
+		"bad glob":         "detectors:\n  paths: [\"/var/log/[\"]",
 	}
 	fields := map[string]string{
 		"unknown key": "bogus", "wrong type": "min_nodes", "bad multiaddr": "peers[0]", "peer without id": "peers[0]",
 		"even voters": "consensus.max_voters", "join and boot": "consensus.join", "join without tok": "consensus.join_token",
 		"bad protected": "protected[0]", "bad backend": "responders.backend", "bad log level": "log_level",
-		"negative window": "corroboration.window", "zero ssh treshold": "detectors.ssh.threshold",
+		"negative window": "corroboration.window", "zero max sources": "detectors.max_sources",
+		"bad glob": "detectors.paths[0]",
 	}
 	for name, y := range cases {
 		_, err := ParseConfig([]byte(y))

@@ -190,8 +190,8 @@ func Start(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 	if len(cfg.Consensus.Join) > 0 {
 		n.goroutine(n.join)
 	}
-	if cfg.Detectors.SSH.Enabled {
-		if err := n.startSSHDetector(); err != nil {
+	if cfg.Detectors.Enabled {
+		if err := n.startDetectors(); err != nil {
 			return nil, err
 		}
 	}
@@ -207,18 +207,24 @@ func (n *Node) goroutine(f func()) {
 	}()
 }
 
-func (n *Node) startSSHDetector() error {
-	c := n.cfg.Detectors.SSH
-	rule := detectors.DefaultSSHRule()
-	rule.Threshold, rule.Window = c.Threshold, c.Window
-	eng, err := detectors.NewEngine(rule, detectors.EngineOptions{Allow: n.protected})
-	if err != nil {
-		return fmt.Errorf("ssh detector: %w", err)
+// startDetectors loads the rule pack and follows the configured logs.
+func (n *Node) startDetectors() error {
+	c := n.cfg.Detectors
+	rs, err := detectors.LoadRules(c.RulesDir)
+	if err == nil && len(c.Rules) > 0 {
+		rs, err = rs.Select(c.Rules...)
 	}
-	src := &detectors.FileSource{Path: c.Path, FromStart: c.FromStart, PollInterval: c.PollInterval}
+	if err != nil {
+		return fmt.Errorf("detectors: %w", err)
+	}
+	eng, err := detectors.NewRulesEngine(rs, detectors.EngineOptions{Allow: n.protected, MaxSources: c.MaxSources})
+	if err != nil {
+		return fmt.Errorf("detectors: %w", err)
+	}
+	src := &detectors.GlobSource{Patterns: c.Paths, FromStart: c.FromStart, PollInterval: c.PollInterval}
 	n.goroutine(func() {
 		if err := detectors.Run(n.ctx, src, eng, n.onDetection); err != nil && n.ctx.Err() == nil {
-			n.log.Error("ssh detector stopped", "path", c.Path, "err", err)
+			n.log.Error("detectors stopped", "paths", c.Paths, "err", err)
 		}
 	})
 	return nil

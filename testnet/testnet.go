@@ -102,9 +102,9 @@ func Start(ctx context.Context, opts Options) (_ *Mesh, err error) {
 		}
 		cfg.Corroboration.MinNodes = opts.MinNodes
 		cfg.LocalBlock.Enabled = opts.LocalBlock
-		cfg.Detectors.SSH.Path = authLog
-		cfg.Detectors.SSH.FromStart = true
-		cfg.Detectors.SSH.PollInterval = 20 * time.Millisecond
+		cfg.Detectors.Paths = []string{authLog}
+		cfg.Detectors.FromStart = true
+		cfg.Detectors.PollInterval = 20 * time.Millisecond
 		cfg.Responders.Resync = 5 * time.Second
 		if opts.Configure != nil {
 			opts.Configure(i, &cfg)
