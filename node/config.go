@@ -57,6 +57,15 @@ type ConsensusConfig struct {
 	JoinToken string `yaml:"join_token"`
 	// MaxVoters bounds the Raft voter set; the rest are non-voters. Odd.
 	MaxVoters int `yaml:"max_voters"`
+	// DeadVoterTimeout is how long a voter may fail heartbeats before the
+	// leader replaces it with a healthy non-voter.
+	DeadVoterTimeout time.Duration `yaml:"dead_voter_timeout"`
+	// PromoteAfter is how long a non-voter must be healthy before it may
+	// be promoted.
+	PromoteAfter time.Duration `yaml:"promote_after"`
+	// LeaveOnShutdown makes a clean shutdown remove this node from the
+	// mesh for good (it must join again with the token to come back).
+	LeaveOnShutdown bool `yaml:"leave_on_shutdown"`
 }
 
 // CorroborationConfig is the rule that turns sightings into a mesh-wide
@@ -119,7 +128,7 @@ func DefaultConfig() Config {
 		DataDir:   "/var/lib/meshward",
 		Site:      hostname(),
 		Listen:    []string{"/ip4/0.0.0.0/tcp/7946", "/ip4/0.0.0.0/udp/7946/quic-v1"},
-		Consensus: ConsensusConfig{MaxVoters: 5},
+		Consensus: ConsensusConfig{MaxVoters: 5, DeadVoterTimeout: 30 * time.Second, PromoteAfter: 2 * time.Second},
 		Corroboration: CorroborationConfig{
 			MinNodes: 2,
 			Window:   10 * time.Minute,
@@ -229,6 +238,12 @@ func (c Config) Validate() error {
 	}
 	if c.Consensus.MaxVoters < 1 || c.Consensus.MaxVoters%2 == 0 {
 		bad("consensus.max_voters", c.Consensus.MaxVoters, "must be odd and at least 1")
+	}
+	if c.Consensus.DeadVoterTimeout <= 0 {
+		bad("consensus.dead_voter_timeout", c.Consensus.DeadVoterTimeout, "must be positive")
+	}
+	if c.Consensus.PromoteAfter <= 0 {
+		bad("consensus.promote_after", c.Consensus.PromoteAfter, "must be positive")
 	}
 	if c.Corroboration.MinNodes < 1 {
 		bad("corroboration.min_nodes", c.Corroboration.MinNodes, "must be at least 1")

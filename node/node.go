@@ -142,12 +142,14 @@ func Start(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 		return nil, fmt.Errorf("open snapshot store: %w", err)
 	}
 	ccfg := consensus.Config{
-		LocalID:   n.id,
-		Site:      cfg.Site,
-		Bootstrap: cfg.Consensus.Bootstrap,
-		JoinToken: cfg.Consensus.JoinToken,
-		MaxVoters: cfg.Consensus.MaxVoters,
-		Logger:    n.log.With("part", "consensus"),
+		LocalID:          n.id,
+		Site:             cfg.Site,
+		Bootstrap:        cfg.Consensus.Bootstrap,
+		JoinToken:        cfg.Consensus.JoinToken,
+		MaxVoters:        cfg.Consensus.MaxVoters,
+		DeadVoterTimeout: cfg.Consensus.DeadVoterTimeout,
+		PromoteAfter:     cfg.Consensus.PromoteAfter,
+		Logger:           n.log.With("part", "consensus"),
 	}
 	if t := opts.ConsensusTimeouts; t != nil {
 		ccfg.HeartbeatTimeout, ccfg.ElectionTimeout = t.Heartbeat, t.Election
@@ -530,8 +532,15 @@ func (n *Node) Stats() Stats {
 // of their dependencies. It is idempotent and waits for every goroutine.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
-		n.cancel()
 		var errs []error
+		if n.cons != nil && n.cfg.Consensus.LeaveOnShutdown {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := n.cons.Leave(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("leave the mesh: %w", err))
+			}
+			cancel()
+		}
+		n.cancel()
 		closeIf := func(name string, c io.Closer, ok bool) {
 			if ok {
 				if err := c.Close(); err != nil {
