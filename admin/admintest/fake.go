@@ -1,0 +1,237 @@
+// Package admintest provides an in-memory admin.Node and a helper that
+// serves the admin API on a temporary Unix socket, for tests of the API
+// and of its clients.
+package admintest
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshward/meshward/admin"
+	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/store"
+)
+
+// Node is an in-memory admin.Node. Its fields may be set before it is
+// used; afterwards use its methods, which are safe for concurrent use.
+type Node struct {
+	mu        sync.Mutex
+	NodeID    string
+	St        admin.Status
+	MemberSet []admin.Member
+	PeerSet   []admin.Peer
+	mesh      map[string]intel.Policy
+	local     map[string]intel.Policy
+	sightings []store.SightingRecord // newest received first
+	// ProposeErr, when set, is returned by ProposePolicy.
+	ProposeErr error
+}
+
+var _ admin.Node = (*Node)(nil)
+
+// NewNode returns a fake node with the given ID and a healthy status.
+func NewNode(id string) *Node {
+	return &Node{
+		NodeID: id,
+		St: admin.Status{
+			Node:   admin.NodeStatus{ID: id, Site: "test"},
+			Mesh:   admin.MeshStatus{Leader: id, IsLeader: true, RaftState: "Leader", Voters: []string{id}, Members: 1},
+			Health: admin.Health{OK: true},
+		},
+		MemberSet: []admin.Member{{ID: id, Site: "test", Voter: true, Leader: true}},
+		mesh:      map[string]intel.Policy{},
+		local:     map[string]intel.Policy{},
+	}
+}
+
+// ID implements admin.Node.
+func (n *Node) ID() string { return n.NodeID }
+
+// Status implements admin.Node.
+func (n *Node) Status(context.Context) (admin.Status, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.St, nil
+}
+
+// Members implements admin.Node.
+func (n *Node) Members(context.Context) ([]admin.Member, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.MemberSet), nil
+}
+
+// RemoveMember implements admin.Node.
+func (n *Node) RemoveMember(_ context.Context, id string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	i := slices.IndexFunc(n.MemberSet, func(m admin.Member) bool { return m.ID == id })
+	if i < 0 {
+		return fmt.Errorf("member %s: %w", id, admin.ErrNotFound)
+	}
+	n.MemberSet = slices.Delete(n.MemberSet, i, i+1)
+	return nil
+}
+
+// Peers implements admin.Node.
+func (n *Node) Peers(context.Context) ([]admin.Peer, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.PeerSet), nil
+}
+
+func active(m map[string]intel.Policy, now time.Time) []intel.Policy {
+	var out []intel.Policy
+	for _, p := range m {
+		if p.Active(now) {
+			out = append(out, p)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// MeshPolicies implements admin.Node.
+func (n *Node) MeshPolicies(now time.Time) []intel.Policy {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return active(n.mesh, now)
+}
+
+// LocalDecisions implements admin.Node.
+func (n *Node) LocalDecisions(now time.Time) []intel.Policy {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return active(n.local, now)
+}
+
+// ProposePolicy implements admin.Node.
+func (n *Node) ProposePolicy(_ context.Context, p intel.Policy) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ProposeErr != nil {
+		return n.ProposeErr
+	}
+	n.mesh[p.ID] = p
+	return nil
+}
+
+// RevokePolicy implements admin.Node.
+func (n *Node) RevokePolicy(_ context.Context, id string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.mesh, id)
+	return nil
+}
+
+// PutLocalDecision implements admin.Node.
+func (n *Node) PutLocalDecision(_ context.Context, p intel.Policy) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.local[p.ID] = p
+	return nil
+}
+
+// DeleteLocalDecision implements admin.Node.
+func (n *Node) DeleteLocalDecision(_ context.Context, id string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.local, id)
+	return nil
+}
+
+// AddSighting records a sighting as received now-newest.
+func (n *Node) AddSighting(r store.SightingRecord) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.sightings = append([]store.SightingRecord{r}, n.sightings...)
+}
+
+// AddPolicy adds a mesh-wide (local=false) or local policy directly.
+func (n *Node) AddPolicy(p intel.Policy, local bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if local {
+		n.local[p.ID] = p
+	} else {
+		n.mesh[p.ID] = p
+	}
+}
+
+// Sightings implements admin.Node.
+func (n *Node) Sightings(_ context.Context, limit int) ([]store.SightingRecord, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := slices.Clone(n.sightings)
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// SightingsFor implements admin.Node.
+func (n *Node) SightingsFor(_ context.Context, ind intel.Indicator) ([]store.SightingRecord, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []store.SightingRecord
+	for i := len(n.sightings) - 1; i >= 0; i-- {
+		if n.sightings[i].Sighting.Indicator == ind {
+			out = append(out, n.sightings[i])
+		}
+	}
+	return out, nil
+}
+
+// Env is a running admin API over a fake node and an in-memory store.
+type Env struct {
+	Node   *Node
+	Store  *store.Store
+	Server *admin.Server
+	Socket string
+	// AdminToken is the local admin token the server wrote.
+	AdminToken string
+}
+
+// Start serves the admin API for node on a Unix socket in a temporary
+// directory, over an in-memory store; opts may adjust the options (its
+// Node, Store and SocketPath are set here). Everything is closed when the
+// test ends.
+func Start(t testing.TB, node *Node, opts admin.Options) *Env {
+	t.Helper()
+	st, err := store.Open(store.Options{InMemory: true})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return StartWithStore(t, node, st, opts)
+}
+
+// StartWithStore is Start over a given store, which the caller closes.
+func StartWithStore(t testing.TB, node *Node, st *store.Store, opts admin.Options) *Env {
+	t.Helper()
+	dir := t.TempDir()
+	opts.Node, opts.Store = node, st
+	if opts.SocketPath == "" {
+		opts.SocketPath = filepath.Join(dir, "admin.sock")
+	}
+	srv, err := admin.Start(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("start admin API: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Close(); err != nil {
+			t.Errorf("close admin API: %v", err)
+		}
+	})
+	tok, err := admin.ReadTokenFile(srv.TokenFile())
+	if err != nil {
+		t.Fatalf("read admin token: %v", err)
+	}
+	return &Env{Node: node, Store: st, Server: srv, Socket: opts.SocketPath, AdminToken: tok}
+}

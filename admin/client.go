@@ -1,0 +1,333 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// APIError is an error answer of the API.
+type APIError struct {
+	Status  int    // HTTP status
+	Code    string // machine code: unauthorized, forbidden, not_found...
+	Message string
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("%s (%s, HTTP %d)", e.Message, e.Code, e.Status)
+}
+
+// ClientOptions configures a Client.
+type ClientOptions struct {
+	// CAFile is a PEM bundle to verify an HTTPS node's certificate
+	// against, instead of the system roots.
+	CAFile string
+	// Timeout bounds each request; zero means 2 minutes.
+	Timeout time.Duration
+}
+
+// Client talks to one node's admin API.
+type Client struct {
+	target string
+	base   string
+	token  string
+	hc     *http.Client
+}
+
+// IsUnixTarget reports whether target names a Unix socket rather than an
+// https:// URL.
+func IsUnixTarget(target string) bool {
+	return !strings.HasPrefix(target, "https://") && !strings.HasPrefix(target, "http://")
+}
+
+// NewClient returns a client of the node at target: a Unix socket path
+// ("unix://" prefix optional) or an https://host:port URL. Plain http is
+// refused, so that a token never crosses a network in the clear.
+func NewClient(target, token string, opts ClientOptions) (*Client, error) {
+	timeout := opts.Timeout
+	if timeout == 0 {
+		timeout = 2 * time.Minute
+	}
+	c := &Client{target: target, token: token}
+	switch {
+	case strings.HasPrefix(target, "http://"):
+		return nil, fmt.Errorf("node %s: plain http is not supported; use https:// or a Unix socket path", target)
+	case strings.HasPrefix(target, "https://"):
+		u, err := url.Parse(target)
+		if err != nil || u.Host == "" {
+			return nil, fmt.Errorf("node %q: want https://host:port", target)
+		}
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if opts.CAFile != "" {
+			pem, err := os.ReadFile(opts.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("read CA file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("CA file %s holds no PEM certificate", opts.CAFile)
+			}
+			tc.RootCAs = pool
+		}
+		c.base = "https://" + u.Host
+		c.hc = &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true}}
+	default:
+		path := strings.TrimPrefix(target, "unix://")
+		if path == "" {
+			return nil, errors.New("node: empty socket path")
+		}
+		c.target = path
+		c.base = "http://meshward"
+		d := &net.Dialer{Timeout: 5 * time.Second}
+		c.hc = &http.Client{Timeout: timeout, Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return d.DialContext(ctx, "unix", path)
+			},
+		}}
+	}
+	return c, nil
+}
+
+// Target is the socket path or URL the client talks to.
+func (c *Client) Target() string { return c.target }
+
+// Close releases idle connections.
+func (c *Client) Close() { c.hc.CloseIdleConnections() }
+
+// do sends one request and decodes a JSON answer into out (if non-nil).
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	u := c.base + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return fmt.Errorf("build request: %w", err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach node at %s: %w", c.target, unwrapURLError(err))
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("read answer from %s: %w", c.target, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var eb errorBody
+		if json.Unmarshal(b, &eb) != nil || eb.Error == "" {
+			eb = errorBody{Error: strings.TrimSpace(string(b)), Code: http.StatusText(resp.StatusCode)}
+		}
+		return &APIError{Status: resp.StatusCode, Code: eb.Code, Message: eb.Error}
+	}
+	if out == nil {
+		return nil
+	}
+	if raw, ok := out.(*[]byte); ok {
+		*raw = b
+		return nil
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("decode answer from %s: %w", c.target, err)
+	}
+	return nil
+}
+
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+func limitQuery(limit int) url.Values {
+	q := url.Values{}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	return q
+}
+
+// Status returns the node's status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var st Status
+	return st, c.do(ctx, "GET", "/v1/status", nil, nil, &st)
+}
+
+// Members lists the roster.
+func (c *Client) Members(ctx context.Context) ([]Member, error) {
+	var ms []Member
+	return ms, c.do(ctx, "GET", "/v1/members", nil, nil, &ms)
+}
+
+// RemoveMember removes a node from the mesh.
+func (c *Client) RemoveMember(ctx context.Context, id string) error {
+	return c.do(ctx, "DELETE", "/v1/members/"+url.PathEscape(id), nil, nil, nil)
+}
+
+// Peers lists connected peers.
+func (c *Client) Peers(ctx context.Context) ([]Peer, error) {
+	var ps []Peer
+	return ps, c.do(ctx, "GET", "/v1/peers", nil, nil, &ps)
+}
+
+// Policies lists policies in force; scope "" means both scopes.
+func (c *Client) Policies(ctx context.Context, scope string) ([]PolicyView, error) {
+	q := url.Values{}
+	if scope != "" {
+		q.Set("scope", scope)
+	}
+	var ps []PolicyView
+	return ps, c.do(ctx, "GET", "/v1/policies", q, nil, &ps)
+}
+
+// Policy returns one policy.
+func (c *Client) Policy(ctx context.Context, id, scope string) (PolicyView, error) {
+	q := url.Values{}
+	if scope != "" {
+		q.Set("scope", scope)
+	}
+	var p PolicyView
+	return p, c.do(ctx, "GET", "/v1/policies/"+url.PathEscape(id), q, nil, &p)
+}
+
+// Propose commits a mesh-wide block or allow policy.
+func (c *Client) Propose(ctx context.Context, req PolicyRequest) (PolicyView, error) {
+	var p PolicyView
+	return p, c.do(ctx, "POST", "/v1/policies", nil, req, &p)
+}
+
+// Revoke revokes a mesh-wide policy.
+func (c *Client) Revoke(ctx context.Context, id string) error {
+	return c.do(ctx, "DELETE", "/v1/policies/"+url.PathEscape(id), nil, nil, nil)
+}
+
+// LocalBlock stores a local decision on the node.
+func (c *Client) LocalBlock(ctx context.Context, req PolicyRequest) (PolicyView, error) {
+	var p PolicyView
+	return p, c.do(ctx, "POST", "/v1/local-decisions", nil, req, &p)
+}
+
+// DeleteLocal deletes a local decision.
+func (c *Client) DeleteLocal(ctx context.Context, id string) error {
+	return c.do(ctx, "DELETE", "/v1/local-decisions/"+url.PathEscape(id), nil, nil, nil)
+}
+
+// IOCQuery selects indicators.
+type IOCQuery struct {
+	Text  string // case-insensitive substring of the value
+	Type  string
+	Limit int
+}
+
+// IOCs lists indicators.
+func (c *Client) IOCs(ctx context.Context, iq IOCQuery) ([]IOC, error) {
+	q := limitQuery(iq.Limit)
+	if iq.Text != "" {
+		q.Set("q", iq.Text)
+	}
+	if iq.Type != "" {
+		q.Set("type", iq.Type)
+	}
+	var out []IOC
+	return out, c.do(ctx, "GET", "/v1/iocs", q, nil, &out)
+}
+
+// IOC returns one indicator in detail; typ "" guesses the type.
+func (c *Client) IOC(ctx context.Context, value, typ string) (IOCDetail, error) {
+	q := url.Values{}
+	if typ != "" {
+		q.Set("type", typ)
+	}
+	var d IOCDetail
+	return d, c.do(ctx, "GET", "/v1/iocs/"+url.PathEscape(value), q, nil, &d)
+}
+
+// Sightings lists stored sightings, newest first.
+func (c *Client) Sightings(ctx context.Context, limit int) ([]Sighting, error) {
+	var out []Sighting
+	return out, c.do(ctx, "GET", "/v1/sightings", limitQuery(limit), nil, &out)
+}
+
+// Detections lists this node's own detections, newest first.
+func (c *Client) Detections(ctx context.Context, limit int) ([]Sighting, error) {
+	var out []Sighting
+	return out, c.do(ctx, "GET", "/v1/detections", limitQuery(limit), nil, &out)
+}
+
+// Audit lists the audit trail, newest first.
+func (c *Client) Audit(ctx context.Context, limit int) ([]AuditEntry, error) {
+	var out []AuditEntry
+	return out, c.do(ctx, "GET", "/v1/audit", limitQuery(limit), nil, &out)
+}
+
+// Tokens lists tokens.
+func (c *Client) Tokens(ctx context.Context) ([]Token, error) {
+	var out []Token
+	return out, c.do(ctx, "GET", "/v1/tokens", nil, nil, &out)
+}
+
+// CreateToken creates a token; the secret is in the answer only.
+func (c *Client) CreateToken(ctx context.Context, req TokenRequest) (CreatedToken, error) {
+	var out CreatedToken
+	return out, c.do(ctx, "POST", "/v1/tokens", nil, req, &out)
+}
+
+// RevokeToken revokes a token.
+func (c *Client) RevokeToken(ctx context.Context, id string) error {
+	return c.do(ctx, "DELETE", "/v1/tokens/"+url.PathEscape(id), nil, nil, nil)
+}
+
+// OpenAPIDoc fetches the node's OpenAPI document.
+func (c *Client) OpenAPIDoc(ctx context.Context) ([]byte, error) {
+	var b []byte
+	return b, c.do(ctx, "GET", "/v1/openapi.yaml", nil, nil, &b)
+}
+
+// ReadTokenFile reads a token file as the server writes it.
+func ReadTokenFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read token file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("token file %s is empty", path)
+	}
+	return tok, nil
+}
+
+// DefaultTokenFile is the token file the CLI reads for a Unix socket
+// target: admin.token in the socket's directory.
+func DefaultTokenFile(socket string) string {
+	return filepath.Join(filepath.Dir(strings.TrimPrefix(socket, "unix://")), DefaultTokenFileName)
+}

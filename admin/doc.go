@@ -1,0 +1,63 @@
+// Package admin is Meshward's admin API: HTTP and JSON on a Unix socket
+// and, optionally, on TCP with TLS, with a Go client that the meshward CLI
+// uses. The API is described by openapi.yaml, embedded in the package and
+// served at /v1/openapi.yaml; a test keeps it and the routes in step.
+//
+// # Who may do what
+//
+// Every request but the OpenAPI document carries a bearer token
+// ("Authorization: Bearer mwt_<id>_<secret>"). A token holds one role:
+//
+//   - viewer reads everything (status, members, peers, policies,
+//     indicators, sightings, detections, the audit trail);
+//   - responder also adds and removes local decisions (node-local,
+//     time-bounded blocks);
+//   - admin also changes the mesh: block and allow policies, revocations,
+//     member removal, and tokens.
+//
+// A missing or invalid token gets 401, a valid token whose role is too
+// weak gets 403; every error body is {"error": "<message>", "code":
+// "<machine code>"}.
+//
+// Tokens are random: a 16-hex-digit ID and a 256-bit secret. The store
+// keeps the ID, the role and SHA-256(domain, ID, secret), never the
+// secret, which is shown once, when the token is created. A request's
+// token is looked up by its ID (one key read) and its hash compared in
+// constant time.
+//
+// # The first token
+//
+// Whoever can read the node's data directory already owns the node (its
+// identity key and database are there). So at every start the server makes
+// sure that the file Options.TokenFile (by default admin.token next to the
+// socket, in the data directory) holds a valid admin token, creating one
+// named "local-admin" and writing the file with mode 0600 when the file is
+// missing or its token no longer works. The CLI reads that file when it
+// talks to a Unix socket and neither --token nor MESHWARD_TOKEN is set, so
+// the node's owner (root, or the meshward user) can run
+// `meshward token create --role viewer` straight away. Revoking
+// local-admin locks it out until the next restart.
+//
+// # The Unix socket
+//
+// The socket is created with mode 0600: it is bound inside a fresh 0700
+// directory next to its final path, chmodded, then renamed into place, so
+// it is never reachable with wider permissions. A stale socket left by a
+// crashed node is replaced; a socket another process still answers on, or
+// a file that is not a socket, is an error.
+//
+// # Audit
+//
+// Every request that changes something (any method but GET) is written to
+// the audit trail in the store — who (token ID and name), what, on what,
+// when, and the result — whether it succeeded, failed or was denied for
+// its role. Requests without a valid token are not audited (they are
+// counted), so that anyone who can reach the socket cannot fill the trail.
+//
+// # What it talks to
+//
+// The server reaches the node through the Node interface, declared here and
+// implemented by the node, and keeps its tokens and audit trail through
+// Store, implemented by *store.Store. It must never hold node state of its
+// own, decide policy (the node and consensus do), or log a token secret.
+package admin

@@ -1,0 +1,10 @@
+package admin
+
+// RouteKeys lists "METHOD /pattern" for every registered route.
+func RouteKeys() []string {
+	var out []string
+	for _, r := range (&Server{}).routes() {
+		out = append(out, r.method+" "+r.pattern)
+	}
+	return out
+}

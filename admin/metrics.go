@@ -1,0 +1,30 @@
+package admin
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	requests      *prometheus.CounterVec
+	authFailures  *prometheus.CounterVec
+	auditFailures prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "meshward", Subsystem: "admin", Name: "requests_total",
+			Help: "Admin API requests by route and HTTP status.",
+		}, []string{"route", "code"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "meshward", Subsystem: "admin", Name: "auth_failures_total",
+			Help: "Admin API requests refused: unauthenticated (401) or forbidden (403).",
+		}, []string{"reason"}),
+		auditFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "meshward", Subsystem: "admin", Name: "audit_failures_total",
+			Help: "Audit entries that could not be written.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.authFailures, m.auditFailures)
+	}
+	return m
+}

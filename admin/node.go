@@ -1,0 +1,79 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/store"
+)
+
+// Errors a Node wraps so that the API answers with the right status.
+// Errors wrapping none of them (nor store.ErrNotFound, nor a context
+// error) are answered with 500 and logged.
+var (
+	// ErrNotFound: the member, policy or decision asked for does not
+	// exist (404).
+	ErrNotFound = errors.New("not found")
+	// ErrRefused: the mesh refused the change, e.g. a block covering a
+	// protected range or an allowed indicator (409).
+	ErrRefused = errors.New("refused")
+	// ErrUnavailable: the change cannot be made now, e.g. no leader or no
+	// quorum (503).
+	ErrUnavailable = errors.New("unavailable")
+	// ErrInvalid: the request is malformed (400).
+	ErrInvalid = errors.New("invalid request")
+)
+
+// Node is what the admin API needs of a running node. Reads should be
+// cheap; writes block until done or until ctx ends.
+type Node interface {
+	// ID is the node's ID.
+	ID() string
+	// Status reports this node and the mesh as this node sees it.
+	Status(ctx context.Context) (Status, error)
+	// Members lists the roster.
+	Members(ctx context.Context) ([]Member, error)
+	// RemoveMember removes a node from the roster and from the Raft
+	// configuration, through consensus.
+	RemoveMember(ctx context.Context, id string) error
+	// Peers lists the connected libp2p peers.
+	Peers(ctx context.Context) ([]Peer, error)
+
+	// MeshPolicies are the mesh-wide policies active at now.
+	MeshPolicies(now time.Time) []intel.Policy
+	// LocalDecisions are this node's local decisions active at now.
+	LocalDecisions(now time.Time) []intel.Policy
+	// ProposePolicy commits a mesh-wide policy (built and validated by
+	// the server, authored "operator:<token name>") through consensus.
+	ProposePolicy(ctx context.Context, p intel.Policy) error
+	// RevokePolicy deletes a mesh-wide policy through consensus.
+	RevokePolicy(ctx context.Context, id string) error
+	// PutLocalDecision stores a local decision and has the responders
+	// enforce it.
+	PutLocalDecision(ctx context.Context, p intel.Policy) error
+	// DeleteLocalDecision deletes a local decision and has the responders
+	// lift it.
+	DeleteLocalDecision(ctx context.Context, id string) error
+
+	// Sightings returns up to limit stored sightings, most recently
+	// received first (store.Store.Sightings).
+	Sightings(ctx context.Context, limit int) ([]store.SightingRecord, error)
+	// SightingsFor returns the stored sightings of one canonical
+	// indicator, oldest first (store.Store.SightingsFor with a zero
+	// since).
+	SightingsFor(ctx context.Context, ind intel.Indicator) ([]store.SightingRecord, error)
+}
+
+// Store keeps tokens and the audit trail; *store.Store implements it.
+type Store interface {
+	CreateToken(store.TokenRecord) error
+	Token(id string) (store.TokenRecord, error)
+	Tokens() ([]store.TokenRecord, error)
+	DeleteToken(id string) error
+	AppendAudit(store.AuditEntry) error
+	Audit(limit int) ([]store.AuditEntry, error)
+}
+
+var _ Store = (*store.Store)(nil)

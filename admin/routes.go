@@ -1,0 +1,227 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/meshward/meshward/store"
+)
+
+// caller is the authenticated holder of a token.
+type caller struct {
+	id, name string
+	role     Role
+}
+
+func (c caller) actor() string { return c.id + " (" + c.name + ")" }
+
+// call is one request being served: who made it and, for the audit trail,
+// what it acted on.
+type call struct {
+	r      *http.Request
+	who    caller
+	target string
+	detail string
+}
+
+// handlerFunc serves one route; it returns the response body.
+type handlerFunc func(s *Server, c *call) (any, error)
+
+// route is one entry of the API. Role "" means no token is needed; Action
+// names the change for the audit trail ("" for reads).
+type route struct {
+	method  string
+	pattern string
+	role    Role
+	action  string
+	handle  handlerFunc
+}
+
+type routeTable []route
+
+// routes is every route of the API; openapi.yaml must describe exactly
+// these.
+func (s *Server) routes() routeTable {
+	return routeTable{
+		{"GET", "/v1/openapi.yaml", "", "", getOpenAPI},
+		{"GET", "/v1/status", RoleViewer, "", getStatus},
+		{"GET", "/v1/members", RoleViewer, "", getMembers},
+		{"DELETE", "/v1/members/{id}", RoleAdmin, "member.remove", deleteMember},
+		{"GET", "/v1/peers", RoleViewer, "", getPeers},
+		{"GET", "/v1/policies", RoleViewer, "", getPolicies},
+		{"POST", "/v1/policies", RoleAdmin, "policy.create", postPolicy},
+		{"GET", "/v1/policies/{id}", RoleViewer, "", getPolicy},
+		{"DELETE", "/v1/policies/{id}", RoleAdmin, "policy.revoke", deletePolicy},
+		{"POST", "/v1/local-decisions", RoleResponder, "local.block", postLocalDecision},
+		{"DELETE", "/v1/local-decisions/{id}", RoleResponder, "local.delete", deleteLocalDecision},
+		{"GET", "/v1/iocs", RoleViewer, "", getIOCs},
+		{"GET", "/v1/iocs/{indicator}", RoleViewer, "", getIOC},
+		{"GET", "/v1/sightings", RoleViewer, "", getSightings},
+		{"GET", "/v1/detections", RoleViewer, "", getDetections},
+		{"GET", "/v1/audit", RoleViewer, "", getAudit},
+		{"GET", "/v1/tokens", RoleAdmin, "", getTokens},
+		{"POST", "/v1/tokens", RoleAdmin, "token.create", postToken},
+		{"DELETE", "/v1/tokens/{id}", RoleAdmin, "token.revoke", deleteToken},
+	}
+}
+
+func (rt routeTable) mux(s *Server) *http.ServeMux {
+	mux := http.NewServeMux()
+	for _, r := range rt {
+		mux.Handle(r.method+" "+r.pattern, s.wrap(r))
+	}
+	return mux
+}
+
+// maxBody bounds a request body.
+const maxBody = 64 << 10
+
+// wrap authenticates, authorizes, runs the handler, writes the response
+// and the audit entry, and counts the outcome.
+func (s *Server) wrap(rt route) http.Handler {
+	name := rt.method + " " + rt.pattern
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		c := &call{r: r}
+		if rt.role != "" {
+			who, err := s.authenticate(bearer(r))
+			if err != nil {
+				s.metrics.authFailures.WithLabelValues("unauthenticated").Inc()
+				s.log.Debug("admin API: unauthenticated request", "route", name, "err", err)
+				w.Header().Set("WWW-Authenticate", `Bearer realm="meshward"`)
+				s.writeError(w, name, http.StatusUnauthorized, "unauthorized", "missing or invalid token")
+				return
+			}
+			c.who = who
+			if !who.role.Allows(rt.role) {
+				s.metrics.authFailures.WithLabelValues("forbidden").Inc()
+				msg := fmt.Sprintf("role %s may not %s %s (needs %s)", who.role, rt.method, r.URL.Path, rt.role)
+				if rt.action != "" {
+					s.audit(AuditEntry{Time: s.now().UTC(), Actor: who.actor(), Role: string(who.role), Action: rt.action,
+						Target: r.PathValue("id"), Result: "denied", Error: msg, Status: http.StatusForbidden})
+				}
+				s.writeError(w, name, http.StatusForbidden, "forbidden", msg)
+				return
+			}
+		}
+		body, err := rt.handle(s, c)
+		status := http.StatusOK
+		if err != nil {
+			var code string
+			status, code = statusOf(err)
+			if status == http.StatusInternalServerError {
+				s.log.Error("admin API request failed", "route", name, "actor", c.who.actor(), "err", err)
+			}
+			if rt.action != "" {
+				s.audit(AuditEntry{Time: s.now().UTC(), Actor: c.who.actor(), Role: string(c.who.role), Action: rt.action,
+					Target: c.target, Detail: c.detail, Result: "error", Error: err.Error(), Status: status})
+			}
+			s.writeError(w, name, status, code, err.Error())
+			return
+		}
+		if rt.action != "" {
+			s.audit(AuditEntry{Time: s.now().UTC(), Actor: c.who.actor(), Role: string(c.who.role), Action: rt.action,
+				Target: c.target, Detail: c.detail, Result: "ok", Status: status})
+		}
+		s.metrics.requests.WithLabelValues(name, codeLabel(status)).Inc()
+		if raw, ok := body.(rawBody); ok {
+			w.Header().Set("Content-Type", raw.contentType)
+			w.WriteHeader(status)
+			w.Write(raw.b)
+			return
+		}
+		writeJSON(w, status, body)
+	})
+}
+
+// rawBody is a response that is not JSON.
+type rawBody struct {
+	contentType string
+	b           []byte
+}
+
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return strings.TrimSpace(tok)
+}
+
+var errBadToken = errors.New("invalid token")
+
+// authenticate returns the holder of a bearer token.
+func (s *Server) authenticate(tok string) (caller, error) {
+	id, secret, err := splitToken(tok)
+	if err != nil {
+		return caller{}, err
+	}
+	rec, err := s.opts.Store.Token(id)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return caller{}, errBadToken
+		}
+		return caller{}, err
+	}
+	if !hashMatches(rec.Hash, id, secret) {
+		return caller{}, errBadToken
+	}
+	role := Role(rec.Role)
+	if !role.Valid() {
+		return caller{}, fmt.Errorf("token %s has unknown role %q", id, rec.Role)
+	}
+	return caller{id: rec.ID, name: rec.Name, role: role}, nil
+}
+
+// audit writes an entry; a failure is logged and counted, never returned:
+// the change it records is already made.
+func (s *Server) audit(e AuditEntry) {
+	if err := s.opts.Store.AppendAudit(e); err != nil {
+		s.metrics.auditFailures.Inc()
+		s.log.Error("write audit entry", "action", e.Action, "actor", e.Actor, "err", err)
+	}
+}
+
+func (s *Server) writeError(w http.ResponseWriter, route string, status int, code, msg string) {
+	s.metrics.requests.WithLabelValues(route, codeLabel(status)).Inc()
+	writeJSON(w, status, errorBody{Error: msg, Code: code})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		status = http.StatusInternalServerError
+		b, _ = json.Marshal(errorBody{Error: "encode response: " + err.Error(), Code: "internal"})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// statusOf maps an error to its HTTP status and machine code.
+func statusOf(err error) (int, string) {
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.Is(err, ErrInvalid), errors.As(err, &mbe):
+		return http.StatusBadRequest, "bad_request"
+	case errors.Is(err, ErrNotFound), errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound, "not_found"
+	case errors.Is(err, ErrRefused), errors.Is(err, store.ErrExists):
+		return http.StatusConflict, "conflict"
+	case errors.Is(err, ErrUnavailable):
+		return http.StatusServiceUnavailable, "unavailable"
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout, "timeout"
+	case errors.Is(err, context.Canceled):
+		return 499, "canceled"
+	}
+	return http.StatusInternalServerError, "internal"
+}
+
+func codeLabel(status int) string { return fmt.Sprintf("%d", status) }

@@ -1,0 +1,350 @@
+package admin
+
+import (
+	"context"
+	"crypto/tls"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+//go:embed openapi.yaml
+var openAPI []byte
+
+// OpenAPI returns the OpenAPI 3 document of the API.
+func OpenAPI() []byte { return append([]byte(nil), openAPI...) }
+
+// ErrSocketInUse is returned by Start when another process answers on the
+// socket path.
+var ErrSocketInUse = errors.New("admin socket in use by another process")
+
+// Server timeouts and limits.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 30 * time.Second
+	writeTimeout      = 2 * time.Minute // a proposal may wait for a leader
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 16 << 10
+	shutdownTimeout   = 5 * time.Second
+
+	// LocalAdminName is the name of the token written to the token file.
+	LocalAdminName = "local-admin"
+	// DefaultTokenFileName is the token file's name next to the socket.
+	DefaultTokenFileName = "admin.token"
+)
+
+// Options configures a Server.
+type Options struct {
+	// Node is the node the API serves. Required.
+	Node Node
+	// Store keeps tokens and the audit trail. Required.
+	Store Store
+	// SocketPath is the Unix socket to listen on; "" for none.
+	SocketPath string
+	// TokenFile receives the local admin token (see the package doc).
+	// Empty means admin.token in the socket's directory; with no socket
+	// and no TokenFile, no token is written.
+	TokenFile string
+	// TCPAddr is a host:port to serve HTTPS on; "" for none. It needs
+	// TLSCertFile and TLSKeyFile.
+	TCPAddr     string
+	TLSCertFile string
+	TLSKeyFile  string
+	// Version is reported in Status when the node leaves it empty.
+	Version string
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
+	// Registerer receives the server's metrics; nil keeps them
+	// unregistered.
+	Registerer prometheus.Registerer
+	// Now is the clock; nil means time.Now. For tests.
+	Now func() time.Time
+}
+
+func (o *Options) validate() error {
+	var errs []error
+	if o.Node == nil {
+		errs = append(errs, errors.New("Node is required"))
+	}
+	if o.Store == nil {
+		errs = append(errs, errors.New("Store is required"))
+	}
+	if o.SocketPath == "" && o.TCPAddr == "" {
+		errs = append(errs, errors.New("one of SocketPath and TCPAddr is required"))
+	}
+	if o.TCPAddr != "" && (o.TLSCertFile == "" || o.TLSKeyFile == "") {
+		errs = append(errs, errors.New("TCPAddr needs TLSCertFile and TLSKeyFile: the API is served over TCP only with TLS"))
+	}
+	return errors.Join(errs...)
+}
+
+// Server serves the admin API. Start it with Start; Close stops it.
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	now     func() time.Time
+	handler http.Handler
+	metrics *metrics
+
+	sockInfo  os.FileInfo
+	tcp       net.Listener
+	listeners []net.Listener
+
+	srv       *http.Server
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start listens on the configured socket and TCP address, makes sure the
+// token file holds a valid admin token, and serves until Close. ctx is the
+// parent of every request's context; cancelling it does not stop the
+// server.
+func Start(ctx context.Context, opts Options) (_ *Server, err error) {
+	if err := opts.validate(); err != nil {
+		return nil, fmt.Errorf("admin API: %w", err)
+	}
+	s := newServer(opts)
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if tf := s.tokenFile(); tf != "" {
+		if err := s.ensureLocalAdmin(tf); err != nil {
+			return nil, err
+		}
+	}
+	var tlsConf *tls.Config
+	if opts.TCPAddr != "" {
+		cert, err := tls.LoadX509KeyPair(opts.TLSCertFile, opts.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("admin API: load TLS key pair: %w", err)
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	if opts.SocketPath != "" {
+		l, fi, err := listenUnix(opts.SocketPath)
+		if err != nil {
+			return nil, fmt.Errorf("admin API: %w", err)
+		}
+		s.sockInfo = fi
+		s.listeners = append(s.listeners, l)
+	}
+	if opts.TCPAddr != "" {
+		l, err := net.Listen("tcp", opts.TCPAddr)
+		if err != nil {
+			return nil, fmt.Errorf("admin API: listen on %s: %w", opts.TCPAddr, err)
+		}
+		s.tcp = tls.NewListener(l, tlsConf)
+		s.listeners = append(s.listeners, s.tcp)
+	}
+	base := context.WithoutCancel(ctx)
+	s.srv = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		BaseContext:       func(net.Listener) context.Context { return base },
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	for _, l := range s.listeners {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("admin API stopped serving", "addr", l.Addr(), "err", err)
+			}
+		}()
+	}
+	s.log.Info("admin API listening", "socket", opts.SocketPath, "tcp", s.TCPAddr())
+	return s, nil
+}
+
+func newServer(opts Options) *Server {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	s := &Server{opts: opts, log: log, now: now, metrics: newMetrics(opts.Registerer)}
+	s.handler = s.routes().mux(s)
+	return s
+}
+
+func (s *Server) tokenFile() string {
+	if s.opts.TokenFile != "" {
+		return s.opts.TokenFile
+	}
+	if s.opts.SocketPath != "" {
+		return filepath.Join(filepath.Dir(s.opts.SocketPath), DefaultTokenFileName)
+	}
+	return ""
+}
+
+// TokenFile is the path of the local admin token file, or "".
+func (s *Server) TokenFile() string { return s.tokenFile() }
+
+// TCPAddr is the address the HTTPS listener is bound to, or "".
+func (s *Server) TCPAddr() string {
+	if s.tcp == nil {
+		return ""
+	}
+	return s.tcp.Addr().String()
+}
+
+// Handler is the API's HTTP handler, for embedding it elsewhere.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Close stops the listeners, lets requests in flight finish for a few
+// seconds, removes the socket and waits for the serving goroutines. It is
+// idempotent.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		var errs []error
+		if s.srv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			if err := s.srv.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("shut down admin API: %w", err))
+				s.srv.Close()
+			}
+			cancel()
+		} else {
+			for _, l := range s.listeners {
+				l.Close()
+			}
+		}
+		s.wg.Wait()
+		if s.sockInfo != nil {
+			// Remove the socket only if it is still ours.
+			if fi, err := os.Lstat(s.opts.SocketPath); err == nil && os.SameFile(fi, s.sockInfo) {
+				if err := os.Remove(s.opts.SocketPath); err != nil {
+					errs = append(errs, fmt.Errorf("remove admin socket: %w", err))
+				}
+			}
+		}
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
+}
+
+// listenUnix binds a Unix socket at path with mode 0600, never visible
+// with wider permissions: it is bound in a fresh 0700 directory, chmodded
+// and renamed into place. A stale socket at path is replaced.
+func listenUnix(path string) (*net.UnixListener, os.FileInfo, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&fs.ModeSocket == 0 {
+			return nil, nil, fmt.Errorf("socket path %s exists and is not a socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, nil, fmt.Errorf("%w: %s", ErrSocketInUse, path)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, fmt.Errorf("socket path: %w", err)
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(path), ".admin-sock-")
+	if err != nil {
+		return nil, nil, fmt.Errorf("create socket: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	tp := filepath.Join(tmp, "s")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: tp, Net: "unix"})
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	l.SetUnlinkOnClose(false)
+	fail := func(err error) (*net.UnixListener, os.FileInfo, error) {
+		l.Close()
+		return nil, nil, err
+	}
+	if err := os.Chmod(tp, 0o600); err != nil {
+		return fail(fmt.Errorf("chmod socket: %w", err))
+	}
+	if err := os.Rename(tp, path); err != nil {
+		return fail(fmt.Errorf("move socket into place: %w", err))
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return fail(fmt.Errorf("stat socket: %w", err))
+	}
+	return l, fi, nil
+}
+
+// ensureLocalAdmin makes sure path holds a working admin token.
+func (s *Server) ensureLocalAdmin(path string) error {
+	if b, err := os.ReadFile(path); err == nil {
+		if c, err := s.authenticate(strings.TrimSpace(string(b))); err == nil && c.role == RoleAdmin {
+			return nil
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("admin API: read token file: %w", err)
+	}
+	// The old local admin tokens can no longer be read by anyone.
+	toks, err := s.opts.Store.Tokens()
+	if err != nil {
+		return fmt.Errorf("admin API: %w", err)
+	}
+	for _, t := range toks {
+		if t.Name == LocalAdminName {
+			if err := s.opts.Store.DeleteToken(t.ID); err != nil {
+				return fmt.Errorf("admin API: delete stale local admin token: %w", err)
+			}
+		}
+	}
+	ct, err := s.createToken(LocalAdminName, RoleAdmin, "server")
+	if err != nil {
+		return fmt.Errorf("admin API: %w", err)
+	}
+	if err := writeFileAtomic(path, []byte(ct.Secret+"\n")); err != nil {
+		return fmt.Errorf("admin API: write token file: %w", err)
+	}
+	s.audit(AuditEntry{
+		Time: s.now().UTC(), Actor: "server", Action: "token.create", Target: ct.ID,
+		Detail: "local admin token written to " + path, Result: "ok",
+	})
+	s.log.Info("wrote local admin token", "file", path, "token_id", ct.ID)
+	return nil
+}
+
+// writeFileAtomic writes b to path with mode 0600, replacing it whole.
+func writeFileAtomic(path string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".admin-token-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}

@@ -1,0 +1,520 @@
+package admin_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"io"
+	"io/fs"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshward/meshward/admin"
+	"github.com/meshward/meshward/admin/admintest"
+	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/store"
+)
+
+const nodeID = "12D3KooWTestNodeAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+
+func client(t *testing.T, env *admintest.Env, token string) *admin.Client {
+	t.Helper()
+	c, err := admin.NewClient(env.Socket, token, admin.ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// rawRequest sends a request on the socket and returns status and body.
+func rawRequest(t *testing.T, socket, method, path, token, body string) (int, []byte) {
+	t.Helper()
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", socket)
+	}}}
+	defer hc.CloseIdleConnections()
+	req, err := http.NewRequest(method, "http://meshward"+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func wantAPIError(t *testing.T, err error, status int, code string) {
+	t.Helper()
+	var ae *admin.APIError
+	if !errors.As(err, &ae) {
+		t.Fatalf("err = %v, want an API error %d", err, status)
+	}
+	if ae.Status != status || ae.Code != code {
+		t.Fatalf("API error %d %q (%s), want %d %q", ae.Status, ae.Code, ae.Message, status, code)
+	}
+}
+
+func TestUnauthenticated(t *testing.T) {
+	env := admintest.Start(t, admintest.NewNode(nodeID), admin.Options{})
+	for _, tok := range []string{"", "garbage", "mwt_0011223344556677_" + strings.Repeat("A", 43)} {
+		status, body := rawRequest(t, env.Socket, "GET", "/v1/status", tok, "")
+		if status != http.StatusUnauthorized {
+			t.Fatalf("token %q: status %d, want 401", tok, status)
+		}
+		var eb struct{ Error, Code string }
+		if err := json.Unmarshal(body, &eb); err != nil || eb.Code != "unauthorized" || eb.Error == "" {
+			t.Fatalf("token %q: body %s, want a JSON error with code unauthorized", tok, body)
+		}
+	}
+	// A tampered secret of a real token is refused too.
+	bad := env.AdminToken[:len(env.AdminToken)-1] + "x"
+	if bad == env.AdminToken {
+		bad = env.AdminToken[:len(env.AdminToken)-1] + "y"
+	}
+	_, err := client(t, env, bad).Status(context.Background())
+	wantAPIError(t, err, 401, "unauthorized")
+	// The OpenAPI document needs no token.
+	if status, body := rawRequest(t, env.Socket, "GET", "/v1/openapi.yaml", "", ""); status != 200 || !bytes.Equal(body, admin.OpenAPI()) {
+		t.Fatalf("openapi.yaml: status %d", status)
+	}
+}
+
+func TestRoles(t *testing.T) {
+	node := admintest.NewNode(nodeID)
+	env := admintest.Start(t, node, admin.Options{})
+	ctx := context.Background()
+	adm := client(t, env, env.AdminToken)
+
+	viewerTok, err := adm.CreateToken(ctx, admin.TokenRequest{Name: "grafana", Role: admin.RoleViewer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	respTok, err := adm.CreateToken(ctx, admin.TokenRequest{Name: "oncall", Role: admin.RoleResponder})
+	if err != nil {
+		t.Fatal(err)
+	}
+	viewer, responder := client(t, env, viewerTok.Secret), client(t, env, respTok.Secret)
+
+	// A viewer reads but may not block.
+	if _, err := viewer.Status(ctx); err != nil {
+		t.Fatalf("viewer status: %v", err)
+	}
+	_, err = viewer.Propose(ctx, admin.PolicyRequest{Action: intel.ActionBlock, Indicator: "203.0.113.7", TTL: "1h"})
+	wantAPIError(t, err, 403, "forbidden")
+	_, err = viewer.LocalBlock(ctx, admin.PolicyRequest{Indicator: "203.0.113.7", TTL: "1h"})
+	wantAPIError(t, err, 403, "forbidden")
+	_, err = viewer.Tokens(ctx)
+	wantAPIError(t, err, 403, "forbidden")
+	if len(node.MeshPolicies(time.Now())) != 0 || len(node.LocalDecisions(time.Now())) != 0 {
+		t.Fatal("a forbidden request changed the node")
+	}
+
+	// A responder blocks locally but not mesh-wide.
+	if _, err := responder.LocalBlock(ctx, admin.PolicyRequest{Indicator: "203.0.113.8", TTL: "30m", Reason: "scan"}); err != nil {
+		t.Fatalf("responder local block: %v", err)
+	}
+	_, err = responder.Propose(ctx, admin.PolicyRequest{Action: intel.ActionBlock, Indicator: "203.0.113.8"})
+	wantAPIError(t, err, 403, "forbidden")
+	// A local block must expire.
+	_, err = responder.LocalBlock(ctx, admin.PolicyRequest{Indicator: "203.0.113.9"})
+	wantAPIError(t, err, 400, "bad_request")
+
+	// An admin blocks mesh-wide.
+	p, err := adm.Propose(ctx, admin.PolicyRequest{Action: intel.ActionBlock, Indicator: "203.0.113.7", TTL: "24h", Reason: "brute force"})
+	if err != nil {
+		t.Fatalf("admin block: %v", err)
+	}
+	if p.Scope != admin.ScopeMesh || p.Author != "operator:"+admin.LocalAdminName || p.ExpiresAt.Sub(p.CreatedAt) != 24*time.Hour {
+		t.Fatalf("policy %+v", p)
+	}
+	if got := node.MeshPolicies(time.Now()); len(got) != 1 || got[0].ID != p.ID {
+		t.Fatalf("node mesh policies %+v", got)
+	}
+	status, _ := rawRequest(t, env.Socket, "POST", "/v1/policies", env.AdminToken, `{"action":"block","indicator":"198.51.100.0/24"}`)
+	if status != 200 {
+		t.Fatalf("admin block: status %d, want 200", status)
+	}
+
+	// Revoked tokens stop working.
+	if err := adm.RevokeToken(ctx, viewerTok.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = viewer.Status(ctx)
+	wantAPIError(t, err, 401, "unauthorized")
+}
+
+func TestAudit(t *testing.T) {
+	node := admintest.NewNode(nodeID)
+	env := admintest.Start(t, node, admin.Options{})
+	ctx := context.Background()
+	adm := client(t, env, env.AdminToken)
+	vt, err := adm.CreateToken(ctx, admin.TokenRequest{Name: "ro", Role: admin.RoleViewer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	viewer := client(t, env, vt.Secret)
+	p, err := adm.Propose(ctx, admin.PolicyRequest{Action: intel.ActionBlock, Indicator: "203.0.113.7", TTL: "1h", Reason: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := viewer.Propose(ctx, admin.PolicyRequest{Action: intel.ActionBlock, Indicator: "203.0.113.8"}); err == nil {
+		t.Fatal("viewer block succeeded")
+	}
+	if err := adm.Revoke(ctx, p.ID); err != nil {
+		t.Fatal(err)
+	}
+	wantAPIError(t, adm.Revoke(ctx, p.ID), 404, "not_found")
+	node.ProposeErr = errors.Join(admin.ErrRefused, errors.New("indicator overlaps a protected range"))
+	_, err = adm.Propose(ctx, admin.PolicyRequest{Action: intel.ActionBlock, Indicator: "10.0.0.1"})
+	wantAPIError(t, err, 409, "conflict")
+	if _, err := viewer.Status(ctx); err != nil { // reads are not audited
+		t.Fatal(err)
+	}
+
+	es, err := viewer.Audit(ctx, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range es {
+		got = append(got, e.Action+" "+e.Result+" "+e.Target)
+		if e.Time.IsZero() || e.Actor == "" {
+			t.Errorf("entry without time or actor: %+v", e)
+		}
+	}
+	want := []string{ // newest first
+		"policy.create error ipv4:10.0.0.1",
+		"policy.revoke error " + p.ID,
+		"policy.revoke ok " + p.ID,
+		"policy.create denied ",
+		"policy.create ok ipv4:203.0.113.7",
+		"token.create ok " + vt.ID,
+		"token.create ok " + strings.Split(env.AdminToken, "_")[1],
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("audit trail:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if a := es[4].Actor; !strings.Contains(a, admin.LocalAdminName) {
+		t.Errorf("block audited as %q, want the local admin token", a)
+	}
+	if a := es[3].Actor; !strings.Contains(a, vt.ID) || es[3].Status != 403 {
+		t.Errorf("denied block audited as %+v", es[3])
+	}
+}
+
+func TestSocketAndTokenFileModes(t *testing.T) {
+	env := admintest.Start(t, admintest.NewNode(nodeID), admin.Options{})
+	fi, err := os.Lstat(env.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode()&fs.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket mode %v, want a socket with 0600", fi.Mode())
+	}
+	fi, err = os.Stat(env.Server.TokenFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file mode %v, want 0600", fi.Mode())
+	}
+	// No temporary directory or file is left beside them.
+	ents, _ := os.ReadDir(filepath.Dir(env.Socket))
+	if len(ents) != 2 {
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Fatalf("data dir holds %v, want the socket and the token file", names)
+	}
+}
+
+func TestSocketLifecycle(t *testing.T) {
+	st, err := store.Open(store.Options{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	node := admintest.NewNode(nodeID)
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "admin.sock")
+
+	// A stale socket, left by a process that died, is replaced.
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetUnlinkOnClose(false)
+	l.Close()
+	srv, err := admin.Start(context.Background(), admin.Options{Node: node, Store: st, SocketPath: sock})
+	if err != nil {
+		t.Fatalf("start over a stale socket: %v", err)
+	}
+	// A live one is not.
+	_, err = admin.Start(context.Background(), admin.Options{Node: node, Store: st, SocketPath: sock})
+	if !errors.Is(err, admin.ErrSocketInUse) {
+		t.Fatalf("start over a live socket: %v, want ErrSocketInUse", err)
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := os.Lstat(sock); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("socket left after Close: %v", err)
+	}
+	// A regular file is never removed.
+	if err := os.WriteFile(sock, []byte("data"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Start(context.Background(), admin.Options{Node: node, Store: st, SocketPath: sock}); err == nil {
+		t.Fatal("start over a regular file succeeded")
+	}
+}
+
+func TestLocalAdminToken(t *testing.T) {
+	st, err := store.Open(store.Options{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	node := admintest.NewNode(nodeID)
+	sock := filepath.Join(t.TempDir(), "admin.sock")
+	start := func() *admin.Server {
+		srv, err := admin.Start(context.Background(), admin.Options{Node: node, Store: st, SocketPath: sock})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return srv
+	}
+	srv := start()
+	first, err := admin.ReadTokenFile(srv.TokenFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Close()
+	// A restart keeps a token that still works.
+	srv = start()
+	if again, _ := admin.ReadTokenFile(srv.TokenFile()); again != first {
+		t.Fatal("restart replaced a working local admin token")
+	}
+	srv.Close()
+	// A lost file gets a new token, and the unreachable one is deleted.
+	os.Remove(srv.TokenFile())
+	srv = start()
+	defer srv.Close()
+	second, _ := admin.ReadTokenFile(srv.TokenFile())
+	if second == first {
+		t.Fatal("token not replaced")
+	}
+	toks, _ := st.Tokens()
+	if len(toks) != 1 || !strings.Contains(second, toks[0].ID) {
+		t.Fatalf("tokens after replacement: %+v", toks)
+	}
+}
+
+func TestTokensStoredHashed(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(store.DefaultOptions(filepath.Join(dir, "store")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := admintest.StartWithStore(t, admintest.NewNode(nodeID), st, admin.Options{SocketPath: filepath.Join(dir, "admin.sock")})
+	ct, err := client(t, env, env.AdminToken).CreateToken(context.Background(), admin.TokenRequest{Role: admin.RoleViewer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := st.Token(ct.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Hash == "" || strings.Contains(rec.Hash, ct.Secret) || rec.Role != "viewer" {
+		t.Fatalf("stored record %+v", rec)
+	}
+	secrets := []string{ct.Secret, strings.Split(ct.Secret, "_")[2], env.AdminToken, strings.Split(env.AdminToken, "_")[2]}
+	scan := func(wantHash bool) {
+		t.Helper()
+		sawHash := false
+		filepath.WalkDir(filepath.Join(dir, "store"), func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range secrets {
+				if bytes.Contains(b, []byte(s)) {
+					t.Fatalf("secret %q found in %s", s, p)
+				}
+			}
+			sawHash = sawHash || bytes.Contains(b, []byte(rec.Hash))
+			return nil
+		})
+		if wantHash && !sawHash {
+			t.Fatal("hash not found in the database files: the scan does not see the records")
+		}
+	}
+	scan(true) // the write-ahead log holds the record as written
+	env.Server.Close()
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	scan(false)
+}
+
+func TestPoliciesAndIOCs(t *testing.T) {
+	node := admintest.NewNode(nodeID)
+	env := admintest.Start(t, node, admin.Options{})
+	ctx := context.Background()
+	c := client(t, env, env.AdminToken)
+	now := time.Now().UTC()
+	for _, v := range []string{"2001:db8::1", "https://evil.example/a/b?c=d", "203.0.113.7"} {
+		ind, err := intel.ParseIndicator(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		node.AddSighting(store.SightingRecord{Origin: nodeID, Seq: 1, Received: now, Sent: now,
+			Sighting: intel.Sighting{Indicator: ind, Detector: "ssh-bruteforce", Count: 5, Confidence: 80, FirstSeen: now, LastSeen: now}})
+		d, err := c.IOC(ctx, v, "")
+		if err != nil {
+			t.Fatalf("show %s: %v", v, err)
+		}
+		if d.Indicator != ind || d.Sightings != 1 || len(d.SightingList) != 1 {
+			t.Fatalf("show %s: %+v", v, d)
+		}
+	}
+	_, err := c.IOC(ctx, "198.51.100.1", "")
+	wantAPIError(t, err, 404, "not_found")
+	_, err = c.IOC(ctx, "not a thing!", "")
+	wantAPIError(t, err, 400, "bad_request")
+	iocs, err := c.IOCs(ctx, admin.IOCQuery{Text: "EVIL"})
+	if err != nil || len(iocs) != 1 || iocs[0].Indicator.Type != intel.URL {
+		t.Fatalf("search: %+v, %v", iocs, err)
+	}
+	iocs, err = c.IOCs(ctx, admin.IOCQuery{Type: "ipv6"})
+	if err != nil || len(iocs) != 1 {
+		t.Fatalf("list ipv6: %+v, %v", iocs, err)
+	}
+	ds, err := c.Detections(ctx, 10)
+	if err != nil || len(ds) != 3 {
+		t.Fatalf("detections: %d, %v", len(ds), err)
+	}
+
+	lp, err := c.LocalBlock(ctx, admin.PolicyRequest{Indicator: "203.0.113.7", TTL: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp, err := c.Propose(ctx, admin.PolicyRequest{Action: intel.ActionBlock, Indicator: "203.0.113.7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lp.ID != mp.ID {
+		t.Fatal("local and mesh blocks of one indicator should share an ID")
+	}
+	ps, err := c.Policies(ctx, "")
+	if err != nil || len(ps) != 2 || ps[0].Scope != admin.ScopeMesh || ps[1].Scope != admin.ScopeLocal {
+		t.Fatalf("policies: %+v, %v", ps, err)
+	}
+	if p, err := c.Policy(ctx, mp.ID, admin.ScopeLocal); err != nil || p.Scope != admin.ScopeLocal {
+		t.Fatalf("show local: %+v, %v", p, err)
+	}
+	d, err := c.IOC(ctx, "203.0.113.7", "")
+	if err != nil || !slices.Equal(d.Policies, []string{"mesh:block", "local:block"}) {
+		t.Fatalf("ioc policies: %+v, %v", d.Policies, err)
+	}
+	if err := c.DeleteLocal(ctx, lp.ID); err != nil {
+		t.Fatal(err)
+	}
+	if ps, _ := c.Policies(ctx, admin.ScopeLocal); len(ps) != 0 {
+		t.Fatalf("local decisions after delete: %+v", ps)
+	}
+	_, err = c.Propose(ctx, admin.PolicyRequest{Action: "observe", Indicator: "203.0.113.7"})
+	wantAPIError(t, err, 400, "bad_request")
+	status, _ := rawRequest(t, env.Socket, "POST", "/v1/policies", env.AdminToken, `{"action":"block","indicator":"203.0.113.7","extra":1}`)
+	if status != 400 {
+		t.Fatalf("unknown field: status %d, want 400", status)
+	}
+	if err := c.RemoveMember(ctx, nodeID); err != nil {
+		t.Fatal(err)
+	}
+	wantAPIError(t, c.RemoveMember(ctx, nodeID), 404, "not_found")
+}
+
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writeSelfSigned(t, certFile, keyFile)
+	env := admintest.Start(t, admintest.NewNode(nodeID), admin.Options{
+		TCPAddr: "127.0.0.1:0", TLSCertFile: certFile, TLSKeyFile: keyFile,
+	})
+	c, err := admin.NewClient("https://"+env.Server.TCPAddr(), env.AdminToken, admin.ClientOptions{CAFile: certFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	st, err := c.Status(context.Background())
+	if err != nil || st.Node.ID != nodeID {
+		t.Fatalf("status over TLS: %+v, %v", st, err)
+	}
+	// Without the CA the certificate is refused.
+	c2, _ := admin.NewClient("https://"+env.Server.TCPAddr(), env.AdminToken, admin.ClientOptions{})
+	defer c2.Close()
+	if _, err := c2.Status(context.Background()); err == nil {
+		t.Fatal("self-signed certificate accepted without a CA file")
+	}
+	if _, err := admin.NewClient("http://"+env.Server.TCPAddr(), "", admin.ClientOptions{}); err == nil {
+		t.Fatal("plain http accepted")
+	}
+}
+
+func writeSelfSigned(t *testing.T, certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "meshward test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+}

@@ -1,0 +1,155 @@
+package admin
+
+import (
+	"time"
+
+	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/store"
+)
+
+// Status is one node's view of itself and of the mesh.
+type Status struct {
+	Node   NodeStatus `json:"node"`
+	Mesh   MeshStatus `json:"mesh"`
+	Health Health     `json:"health"`
+}
+
+// NodeStatus describes the node answering.
+type NodeStatus struct {
+	ID        string    `json:"id"`
+	Site      string    `json:"site"`
+	Version   string    `json:"version,omitempty"`
+	Addrs     []string  `json:"addrs,omitempty"`
+	StartedAt time.Time `json:"started_at,omitzero"`
+	// Counters are the node's counters by name (detections, proposals...).
+	Counters map[string]uint64 `json:"counters,omitempty"`
+}
+
+// MeshStatus is what the node knows of the mesh.
+type MeshStatus struct {
+	Leader       string   `json:"leader"` // node ID, "" when none is known
+	IsLeader     bool     `json:"is_leader"`
+	RaftState    string   `json:"raft_state"` // Leader, Follower, Candidate, Shutdown
+	Term         uint64   `json:"term"`
+	CommitIndex  uint64   `json:"commit_index"`
+	AppliedIndex uint64   `json:"applied_index"`
+	Voters       []string `json:"voters"`
+	Members      int      `json:"members"`
+	Peers        int      `json:"peers"` // connected libp2p peers
+	Policies     int      `json:"policies"`
+	Protected    []string `json:"protected,omitempty"`
+}
+
+// Health sums up whether the node is doing its job.
+type Health struct {
+	OK       bool     `json:"ok"`
+	Problems []string `json:"problems,omitempty"`
+}
+
+// Member is one node admitted to the mesh.
+type Member struct {
+	ID         string    `json:"id"`
+	Site       string    `json:"site,omitempty"`
+	Voter      bool      `json:"voter"`
+	Leader     bool      `json:"leader"`
+	Connected  bool      `json:"connected"` // this node has a libp2p connection to it
+	AdmittedAt time.Time `json:"admitted_at,omitzero"`
+	Addrs      []string  `json:"addrs,omitempty"`
+}
+
+// Peer is one libp2p peer this node is connected to.
+type Peer struct {
+	ID     string   `json:"id"`
+	Addrs  []string `json:"addrs,omitempty"`
+	Member bool     `json:"member"` // on the roster
+	Site   string   `json:"site,omitempty"`
+}
+
+// Policy scopes.
+const (
+	ScopeMesh  = "mesh"  // committed through consensus
+	ScopeLocal = "local" // a local decision of this node
+)
+
+// PolicyView is a policy with where it is in force.
+type PolicyView struct {
+	intel.Policy
+	Scope string `json:"scope"`
+}
+
+// PolicyRequest asks for a mesh-wide block or allow policy, or a local
+// block. Indicator is written as an operator would write it ("203.0.113.7",
+// "198.51.100.0/24", "evil.example"); Type forces its type. TTL is a Go
+// duration ("24h"); empty or "0" means no expiry, except for local blocks,
+// which must expire.
+type PolicyRequest struct {
+	Action    intel.Action `json:"action,omitempty"` // block or allow; local decisions are blocks
+	Indicator string       `json:"indicator"`
+	Type      string       `json:"type,omitempty"`
+	TTL       string       `json:"ttl,omitempty"`
+	Reason    string       `json:"reason,omitempty"`
+}
+
+// Sighting is one stored sighting and where it came from.
+type Sighting struct {
+	Origin   string         `json:"origin"` // node ID of the signer
+	Seq      uint64         `json:"seq"`
+	Received time.Time      `json:"received"`
+	Sent     time.Time      `json:"sent"`
+	Sighting intel.Sighting `json:"sighting"`
+}
+
+func sightingFrom(r store.SightingRecord) Sighting {
+	return Sighting{Origin: r.Origin, Seq: r.Seq, Received: r.Received, Sent: r.Sent, Sighting: r.Sighting}
+}
+
+// IOC sums up what this node holds about one indicator.
+type IOC struct {
+	Indicator intel.Indicator `json:"indicator"`
+	Sightings int             `json:"sightings"`
+	Origins   int             `json:"origins"` // distinct reporting nodes
+	Detectors []string        `json:"detectors,omitempty"`
+	FirstSeen time.Time       `json:"first_seen"`
+	LastSeen  time.Time       `json:"last_seen"`
+	// Policies are the IDs of policies in force on exactly this
+	// indicator, with their scope and action ("mesh:block").
+	Policies []string `json:"policies,omitempty"`
+}
+
+// IOCDetail is an IOC with its sightings and policies.
+type IOCDetail struct {
+	IOC
+	SightingList []Sighting   `json:"sighting_list"`
+	PolicyList   []PolicyView `json:"policy_list"`
+}
+
+// Token is a token as the API shows it: never its secret, except once in
+// CreatedToken.
+type Token struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Role      Role      `json:"role"`
+	CreatedAt time.Time `json:"created_at"`
+	CreatedBy string    `json:"created_by,omitempty"`
+}
+
+// TokenRequest asks for a new token.
+type TokenRequest struct {
+	Name string `json:"name,omitempty"`
+	Role Role   `json:"role"`
+}
+
+// CreatedToken is a new token with its secret, shown this once.
+type CreatedToken struct {
+	Token
+	Secret string `json:"token"`
+}
+
+// AuditEntry is one entry of the audit trail.
+type AuditEntry = store.AuditEntry
+
+// errorBody is every error response.
+type errorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}

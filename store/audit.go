@@ -1,0 +1,158 @@
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// The audit trail lives under its own prefix, in time order:
+//
+//	aud/ <time> <n> -> AuditEntry (JSON)
+//
+// <time> is the entry's Time encoded like every other time key; <n> is a
+// four-byte counter that tells apart entries written at the same
+// nanosecond.
+var prefixAudit = []byte("aud/")
+
+// AuditEntry is one change attempted through the admin API: who asked,
+// what, when, and how it ended.
+type AuditEntry struct {
+	Time   time.Time `json:"time"`
+	Actor  string    `json:"actor"`            // token ID and name, "id (name)"
+	Role   string    `json:"role,omitempty"`   // the role the actor held
+	Action string    `json:"action"`           // e.g. "policy.block"
+	Target string    `json:"target,omitempty"` // what it acted on: an indicator, a policy or token ID
+	Detail string    `json:"detail,omitempty"` // parameters worth keeping (TTL, reason)
+	Result string    `json:"result"`           // "ok", "denied" or "error"
+	Error  string    `json:"error,omitempty"`
+	Status int       `json:"status,omitempty"` // the HTTP status returned
+}
+
+func auditKey(at time.Time, n uint32) []byte {
+	return binary.BigEndian.AppendUint32(appendTime(join(prefixAudit), at), n)
+}
+
+// maxAuditSameTime bounds how many entries may share one timestamp.
+const maxAuditSameTime = 1 << 16
+
+// AppendAudit adds an entry to the audit trail under e.Time, which the
+// caller sets. Entries with equal times are all kept, in the order they
+// were appended.
+func (s *Store) AppendAudit(e AuditEntry) error {
+	if e.Time.IsZero() {
+		return errors.New("append audit entry: zero time")
+	}
+	v, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("append audit entry: %w", err)
+	}
+	if err := s.acquire(); err != nil {
+		return err
+	}
+	defer s.release()
+	err = s.update(func(txn *badger.Txn) error {
+		for n := uint32(0); n < maxAuditSameTime; n++ {
+			k := auditKey(e.Time, n)
+			_, err := txn.Get(k)
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				return txn.Set(k, v)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return fmt.Errorf("more than %d entries at %s", maxAuditSameTime, e.Time.Format(time.RFC3339Nano))
+	})
+	if err != nil {
+		return fmt.Errorf("append audit entry: %w", err)
+	}
+	return nil
+}
+
+// Audit returns up to limit audit entries, newest first. limit <= 0 means
+// all of them.
+func (s *Store) Audit(limit int) ([]AuditEntry, error) {
+	if err := s.acquire(); err != nil {
+		return nil, err
+	}
+	defer s.release()
+	var out []AuditEntry
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefixAudit
+		opts.Reverse = true
+		if limit > 0 && limit < opts.PrefetchSize {
+			opts.PrefetchSize = limit
+		}
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(reverseSeekKey(prefixAudit)); it.Valid(); it.Next() {
+			if limit > 0 && len(out) >= limit {
+				break
+			}
+			var e AuditEntry
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
+				return fmt.Errorf("decode audit entry %q: %w", it.Item().Key(), err)
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read audit trail: %w", err)
+	}
+	return out, nil
+}
+
+// PruneAudit deletes the audit entries older than cutoff and returns how
+// many it deleted. It deletes in batches of one transaction each, oldest
+// first, so an interrupted prune leaves a trail with no gaps.
+func (s *Store) PruneAudit(cutoff time.Time) (int, error) {
+	if err := s.acquire(); err != nil {
+		return 0, err
+	}
+	defer s.release()
+	end := appendTime(join(prefixAudit), cutoff)
+	total := 0
+	for {
+		var keys [][]byte
+		err := s.db.View(func(txn *badger.Txn) error {
+			opts := badger.DefaultIteratorOptions
+			opts.Prefix = prefixAudit
+			opts.PrefetchValues = false
+			it := txn.NewIterator(opts)
+			defer it.Close()
+			for it.Rewind(); it.Valid() && len(keys) < maxLazyDeletes; it.Next() {
+				k := it.Item().Key()
+				if string(k) >= string(end) {
+					break
+				}
+				keys = append(keys, it.Item().KeyCopy(nil))
+			}
+			return nil
+		})
+		if err != nil {
+			return total, fmt.Errorf("prune audit trail: %w", err)
+		}
+		if len(keys) == 0 {
+			return total, nil
+		}
+		err = s.update(func(txn *badger.Txn) error {
+			for _, k := range keys {
+				if err := txn.Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return total, fmt.Errorf("prune audit trail: %w", err)
+		}
+		total += len(keys)
+	}
+}
