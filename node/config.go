@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -40,6 +41,7 @@ type Config struct {
 	Detectors     DetectorsConfig     `yaml:"detectors"`
 	Responders    RespondersConfig    `yaml:"responders"`
 	Store         StoreConfig         `yaml:"store"`
+	Admin         AdminConfig         `yaml:"admin"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
 }
@@ -114,6 +116,27 @@ type RespondersConfig struct {
 	Resync time.Duration `yaml:"resync"`
 }
 
+// AdminConfig configures the admin API the CLI and dashboard talk to.
+type AdminConfig struct {
+	// Socket is the Unix socket (mode 0600); empty means admin.sock in
+	// data_dir. The local admin token is written beside it (admin.token).
+	Socket string `yaml:"socket"`
+	// Listen is an optional host:port for HTTPS; it needs TLSCert and TLSKey.
+	Listen  string `yaml:"listen"`
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// AuditRetention is how long audit entries are kept.
+	AuditRetention time.Duration `yaml:"audit_retention"`
+}
+
+// SocketPath is the admin socket's path with the default applied.
+func (c Config) SocketPath() string {
+	if c.Admin.Socket != "" {
+		return c.Admin.Socket
+	}
+	return filepath.Join(c.DataDir, "admin.sock")
+}
+
 // StoreConfig bounds what the node keeps on disk.
 type StoreConfig struct {
 	// Retention is how long received envelopes (sightings) are kept.
@@ -143,6 +166,7 @@ func DefaultConfig() Config {
 		},
 		Responders: RespondersConfig{Backend: "dry-run", Resync: 30 * time.Second},
 		Store:      StoreConfig{Retention: 7 * 24 * time.Hour},
+		Admin:      AdminConfig{AuditRetention: 90 * 24 * time.Hour},
 		LogLevel:   "info",
 	}
 }
@@ -283,6 +307,17 @@ func (c Config) Validate() error {
 	}
 	if c.Store.Retention < c.Corroboration.Window {
 		bad("store.retention", c.Store.Retention, fmt.Sprintf("must cover corroboration.window (%s)", c.Corroboration.Window))
+	}
+	if c.Admin.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
+			bad("admin.listen", c.Admin.Listen, "want host:port")
+		}
+		if c.Admin.TLSCert == "" || c.Admin.TLSKey == "" {
+			bad("admin.tls_cert", c.Admin.TLSCert, "admin.listen serves HTTPS only: set admin.tls_cert and admin.tls_key")
+		}
+	}
+	if c.Admin.AuditRetention <= 0 {
+		bad("admin.audit_retention", c.Admin.AuditRetention, "must be positive")
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":

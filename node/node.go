@@ -22,6 +22,7 @@ import (
 	"github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshward/meshward/admin"
 	"github.com/meshward/meshward/consensus"
 	"github.com/meshward/meshward/detectors"
 	"github.com/meshward/meshward/gossip"
@@ -34,6 +35,8 @@ import (
 type Options struct {
 	// Logger receives the node's logs; nil discards them.
 	Logger *slog.Logger
+	// Version is reported by the admin API.
+	Version string
 	// ConsensusTimeouts, when set, replace the Raft timing defaults
 	// (tests and the testnet use shorter ones on loopback).
 	ConsensusTimeouts *ConsensusTimeouts
@@ -69,8 +72,11 @@ type Node struct {
 	boot   *gossip.Bootstrapper
 	cons   *consensus.Consensus
 	recon  *responders.Reconciler
+	admin  *admin.Server
 	dryrun *responders.DryRun
 
+	version   string
+	started   time.Time
 	protected []netip.Prefix
 	metrics   *prometheus.Registry
 	timelines *timelines
@@ -112,6 +118,8 @@ func Start(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 		evalCh:    make(chan intel.Indicator, 1024),
 		inflight:  make(map[string]bool),
 		metrics:   prometheus.NewRegistry(),
+		version:   opts.Version,
+		started:   time.Now(),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer func() {
@@ -197,7 +205,21 @@ func Start(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 			return nil, err
 		}
 	}
-	n.log.Info("node started", "id", n.id, "addrs", n.Addrs())
+	n.admin, err = admin.Start(n.ctx, admin.Options{
+		Node:        n,
+		Store:       n.store,
+		SocketPath:  cfg.SocketPath(),
+		TCPAddr:     cfg.Admin.Listen,
+		TLSCertFile: cfg.Admin.TLSCert,
+		TLSKeyFile:  cfg.Admin.TLSKey,
+		Version:     opts.Version,
+		Logger:      n.log.With("part", "admin"),
+		Registerer:  n.metrics,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start admin API: %w", err)
+	}
+	n.log.Info("node started", "id", n.id, "addrs", n.Addrs(), "admin", cfg.SocketPath())
 	return n, nil
 }
 
@@ -419,6 +441,9 @@ func (n *Node) pruneLoop() {
 		} else if removed > 0 {
 			n.log.Info("pruned old envelopes", "count", removed, "retention", n.cfg.Store.Retention)
 		}
+		if _, err := n.store.PruneAudit(time.Now().Add(-n.cfg.Admin.AuditRetention)); err != nil {
+			n.log.Error("prune audit trail", "err", err)
+		}
 		select {
 		case <-n.ctx.Done():
 			return
@@ -548,6 +573,7 @@ func (n *Node) Close() error {
 				}
 			}
 		}
+		closeIf("admin API", n.admin, n.admin != nil)
 		closeIf("reconciler", n.recon, n.recon != nil)
 		closeIf("bootstrapper", n.boot, n.boot != nil)
 		closeIf("gossip", n.gossip, n.gossip != nil)

@@ -38,7 +38,7 @@ enforces mesh-wide policies until it receives SIGINT or SIGTERM.`,
 				}
 			}
 			logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: parseLevel(cfg.LogLevel)}))
-			n, err := node.Start(cmd.Context(), cfg, node.Options{Logger: logger})
+			n, err := node.Start(cmd.Context(), cfg, node.Options{Logger: logger, Version: version})
 			if err != nil {
 				return err
 			}

@@ -43,6 +43,7 @@ Raft, and enforces them on each host.`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(newAgentCmd(), newTestnetCmd(), newVersionCmd(), newRulesCmd())
+	root.AddCommand(newAdminCmds()...)
 	return root
 }
 

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestTwoAgentProcesses runs two `meshward agent` processes from the built
+// binary, joins the second to the first with a token, blocks an address
+// through the first node's admin API with `meshward policy block`, sees the
+// policy on the second node with `meshward policy list -o json`, and reads
+// the audit entry.
+func TestTwoAgentProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs two agents")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("the go command is not on PATH; cannot build the binary")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "meshward")
+	build := exec.Command(goBin, "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+
+	const token = "e2e-join-token-0123456789"
+	d1, d2 := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	writeConfig(t, d1, "site-a", "  bootstrap: true\n  join_token: "+token+"\n")
+	startAgent(t, bin, d1)
+	sock1, sock2 := filepath.Join(d1, "admin.sock"), filepath.Join(d2, "admin.sock")
+
+	var st struct {
+		Node struct{ Addrs []string } `json:"node"`
+		Mesh struct {
+			Leader  string `json:"leader"`
+			Members int    `json:"members"`
+		} `json:"mesh"`
+	}
+	poll(t, ctx, "node a to lead a mesh of one", func() bool {
+		out, err := cli(bin, "status", "--node", sock1, "-o", "json", "--timeout", "2s")
+		return err == nil && json.Unmarshal(out, &st) == nil && st.Mesh.Leader != "" && st.Mesh.Members == 1 && len(st.Node.Addrs) > 0
+	})
+	join := st.Node.Addrs[0]
+	writeConfig(t, d2, "site-b", fmt.Sprintf("  join: [%q]\n  join_token: %s\n", join, token))
+	startAgent(t, bin, d2)
+	poll(t, ctx, "node b to be admitted", func() bool {
+		out, err := cli(bin, "status", "--node", sock2, "-o", "json", "--timeout", "2s")
+		return err == nil && json.Unmarshal(out, &st) == nil && st.Mesh.Members == 2 && st.Mesh.Leader != ""
+	})
+
+	if out, err := cli(bin, "policy", "block", "203.0.113.9", "--reason", "e2e test", "--node", sock1); err != nil {
+		t.Fatalf("policy block: %v\n%s", err, out)
+	}
+	poll(t, ctx, "node b to hold the block", func() bool {
+		out, err := cli(bin, "policy", "list", "-o", "json", "--node", sock2, "--timeout", "2s")
+		if err != nil {
+			return false
+		}
+		var ps []struct {
+			Action    string `json:"action"`
+			Scope     string `json:"scope"`
+			Indicator struct{ Value string }
+		}
+		if json.Unmarshal(out, &ps) != nil {
+			return false
+		}
+		for _, p := range ps {
+			if p.Indicator.Value == "203.0.113.9" && p.Action == "block" && p.Scope == "mesh" {
+				return true
+			}
+		}
+		return false
+	})
+
+	out, err := cli(bin, "audit", "-o", "json", "--node", sock1)
+	if err != nil {
+		t.Fatalf("audit: %v\n%s", err, out)
+	}
+	if !bytes.Contains(out, []byte("203.0.113.9")) || !bytes.Contains(out, []byte("local-admin")) {
+		t.Fatalf("audit trail does not record the block by the local admin token:\n%s", out)
+	}
+	// A wrong token is refused with 401 and a non-zero exit.
+	bad := filepath.Join(dir, "bad.token")
+	if err := os.WriteFile(bad, []byte("mwt_0000000000000000_nope\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := cli(bin, "policy", "list", "--node", sock1, "--token-file", bad); err == nil || !strings.Contains(string(out), "401") {
+		t.Fatalf("bad token: err %v, output %s", err, out)
+	}
+}
+
+func writeConfig(t *testing.T, dir, site, consensus string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`data_dir: %s
+site: %s
+listen: [/ip4/127.0.0.1/tcp/0]
+consensus:
+%sdetectors:
+  paths: [%s]
+log_level: debug
+`, dir, site, consensus, filepath.Join(dir, "auth.log"))
+	if err := os.WriteFile(filepath.Join(dir, "node.yaml"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func startAgent(t *testing.T, bin, dir string) {
+	t.Helper()
+	logf, err := os.Create(filepath.Join(dir, "agent.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "agent", "--config", filepath.Join(dir, "node.yaml"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("agent in %s exited with %v", dir, err)
+			}
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+			t.Errorf("agent in %s did not stop within 30s of SIGTERM", dir)
+		}
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("agent log %s:\n%s", dir, b)
+		}
+	})
+}
+
+func cli(bin string, args ...string) ([]byte, error) {
+	var out bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Env = append(os.Environ(), "MESHWARD_TOKEN=")
+	err := cmd.Run()
+	return out.Bytes(), err
+}
+
+func poll(t *testing.T, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s", what)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
