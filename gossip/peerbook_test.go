@@ -1,0 +1,42 @@
+package gossip
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+func TestPeerBookRemembersPeers(t *testing.T) {
+	dir := t.TempDir()
+	a, _ := newTestHost(t)
+	b, _ := newTestHost(t)
+	connect(t, a, b)
+	book, err := NewPeerBook(a, dir, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ais, err := book.Load(); err != nil || len(ais) != 0 {
+		t.Fatalf("empty book: %v, %v", ais, err)
+	}
+	book.Start(context.Background())
+	if err := book.Close(); err != nil { // saves
+		t.Fatal(err)
+	}
+	if err := book.Close(); err != nil {
+		t.Fatal("second Close:", err)
+	}
+	ais, err := book.Load()
+	if err != nil || len(ais) != 1 || ais[0].ID != b.ID() || len(ais[0].Addrs) == 0 {
+		t.Fatalf("book holds %v, %v; want %s", ais, err, b.ID())
+	}
+
+	// A restarted node (a fresh host) with the same directory finds b.
+	c, _ := newTestHost(t)
+	book2, err := NewPeerBook(c, dir, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	book2.Start(context.Background())
+	t.Cleanup(func() { book2.Close() })
+	waitFor(t, 10*time.Second, "the restarted node to reach the remembered peer", func() bool { return connected(c, b) })
+}
