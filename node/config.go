@@ -35,6 +35,7 @@ type Config struct {
 	// mesh's own networks).
 	Protected []string `yaml:"protected"`
 
+	Gossip        GossipConfig        `yaml:"gossip"`
 	Consensus     ConsensusConfig     `yaml:"consensus"`
 	Corroboration CorroborationConfig `yaml:"corroboration"`
 	LocalBlock    LocalBlockConfig    `yaml:"local_block"`
@@ -44,6 +45,20 @@ type Config struct {
 	Admin         AdminConfig         `yaml:"admin"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
+}
+
+// GossipConfig tunes the spreading of signed intelligence.
+type GossipConfig struct {
+	// SyncInterval is how often anti-entropy runs with a random peer (it
+	// also runs on every new connection).
+	SyncInterval time.Duration `yaml:"sync_interval"`
+	// HeartbeatInterval is how often the node announces its health.
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	// RateLimit and RateBurst bound the messages per second accepted from
+	// one forwarding peer; excess is dropped, counted and lowers the
+	// peer's score.
+	RateLimit float64 `yaml:"rate_limit"`
+	RateBurst int     `yaml:"rate_burst"`
 }
 
 // ConsensusConfig says how the node takes part in Raft.
@@ -151,6 +166,7 @@ func DefaultConfig() Config {
 		DataDir:   "/var/lib/meshward",
 		Site:      hostname(),
 		Listen:    []string{"/ip4/0.0.0.0/tcp/7946", "/ip4/0.0.0.0/udp/7946/quic-v1"},
+		Gossip:    GossipConfig{SyncInterval: 30 * time.Second, HeartbeatInterval: 10 * time.Second, RateLimit: 200, RateBurst: 2000},
 		Consensus: ConsensusConfig{MaxVoters: 5, DeadVoterTimeout: 30 * time.Second, PromoteAfter: 2 * time.Second},
 		Corroboration: CorroborationConfig{
 			MinNodes: 2,
@@ -253,6 +269,18 @@ func (c Config) Validate() error {
 		if _, err := parsePrefix(p); err != nil {
 			bad(fmt.Sprintf("protected[%d]", i), p, "want an IP address or CIDR")
 		}
+	}
+	if c.Gossip.SyncInterval <= 0 {
+		bad("gossip.sync_interval", c.Gossip.SyncInterval, "must be positive")
+	}
+	if c.Gossip.HeartbeatInterval <= 0 {
+		bad("gossip.heartbeat_interval", c.Gossip.HeartbeatInterval, "must be positive")
+	}
+	if c.Gossip.RateLimit <= 0 {
+		bad("gossip.rate_limit", c.Gossip.RateLimit, "must be positive (messages per second per peer)")
+	}
+	if c.Gossip.RateBurst < 1 {
+		bad("gossip.rate_burst", c.Gossip.RateBurst, "must be at least 1")
 	}
 	if c.Consensus.Bootstrap && len(c.Consensus.Join) > 0 {
 		bad("consensus.join", c.Consensus.Join, "a bootstrapping node founds a mesh and joins none; set one of consensus.bootstrap and consensus.join")

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +23,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"github.com/meshward/meshward/admin"
 	"github.com/meshward/meshward/consensus"
@@ -70,6 +73,7 @@ type Node struct {
 	store  *store.Store
 	gossip *gossip.Gossip
 	boot   *gossip.Bootstrapper
+	book   *gossip.PeerBook
 	cons   *consensus.Consensus
 	recon  *responders.Reconciler
 	admin  *admin.Server
@@ -170,8 +174,19 @@ func Start(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 	}
 
 	n.gossip, err = gossip.New(n.ctx, n.host, gossip.Options{
-		Handler:    n,
-		Roster:     n.cons, // only admitted nodes speak
+		Handler:      n,
+		Roster:       n.cons,  // only admitted nodes speak
+		Log:          n.store, // anti-entropy serves and fills gaps from the store
+		SyncInterval: cfg.Gossip.SyncInterval,
+		RateLimit:    rate.Limit(cfg.Gossip.RateLimit),
+		RateBurst:    cfg.Gossip.RateBurst,
+		Heartbeats: &gossip.HeartbeatOptions{
+			Key:      edKey,
+			Interval: cfg.Gossip.HeartbeatInterval,
+			Info: func() gossip.Heartbeat {
+				return gossip.Heartbeat{Version: n.version, Site: cfg.Site, Sightings: n.stats.stored.Load(), Load: loadAverage()}
+			},
+		},
 		Registerer: n.metrics,
 		Logger:     n.log.With("part", "gossip"),
 	})
@@ -185,6 +200,11 @@ func Start(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 		return nil, fmt.Errorf("bootstrap peers: %w", err)
 	}
 	n.boot.Start(n.ctx)
+	n.book, err = gossip.NewPeerBook(n.host, filepath.Join(cfg.DataDir, "peers"), n.log.With("part", "peerbook"))
+	if err != nil {
+		return nil, fmt.Errorf("peer book: %w", err)
+	}
+	n.book.Start(n.ctx)
 
 	n.dryrun = responders.NewDryRun(n.log.With("part", "dry-run"))
 	n.recon = responders.NewReconciler(n, []responders.Backend{n.dryrun}, responders.Options{
@@ -577,6 +597,7 @@ func (n *Node) Close() error {
 		closeIf("reconciler", n.recon, n.recon != nil)
 		closeIf("bootstrapper", n.boot, n.boot != nil)
 		closeIf("gossip", n.gossip, n.gossip != nil)
+		closeIf("peer book", n.book, n.book != nil)
 		n.wg.Wait()
 		closeIf("consensus", n.cons, n.cons != nil)
 		closeIf("host", n.host, n.host != nil)
@@ -584,6 +605,16 @@ func (n *Node) Close() error {
 		n.closeErr = errors.Join(errs...)
 	})
 	return n.closeErr
+}
+
+// loadAverage is the one-minute load average, or 0 where unknown.
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f, _ := strconv.ParseFloat(strings.Fields(string(b) + " 0")[0], 64)
+	return f
 }
 
 func shortID(id string) string {

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -47,6 +49,16 @@ enforces mesh-wide policies until it receives SIGINT or SIGTERM.`,
 				fmt.Fprintf(cmd.ErrOrStderr(), "  %s\n", a)
 			}
 			<-cmd.Context().Done()
+			// Stop intake and close cleanly; a second signal forces exit.
+			force := make(chan os.Signal, 1)
+			signal.Notify(force, os.Interrupt, syscall.SIGTERM)
+			defer signal.Stop(force)
+			go func() {
+				if _, ok := <-force; ok {
+					fmt.Fprintln(os.Stderr, "meshward: second signal, exiting without a clean shutdown")
+					os.Exit(1)
+				}
+			}()
 			logger.Info("shutting down")
 			return n.Close()
 		},
