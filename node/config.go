@@ -43,6 +43,9 @@ type Config struct {
 	Responders    RespondersConfig    `yaml:"responders"`
 	Store         StoreConfig         `yaml:"store"`
 	Admin         AdminConfig         `yaml:"admin"`
+	// MetricsListen is a host:port serving Prometheus /metrics over plain
+	// HTTP; empty means off. Keep it on loopback or a management network.
+	MetricsListen string `yaml:"metrics_listen"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
 }
@@ -342,6 +345,11 @@ func (c Config) Validate() error {
 		}
 		if c.Admin.TLSCert == "" || c.Admin.TLSKey == "" {
 			bad("admin.tls_cert", c.Admin.TLSCert, "admin.listen serves HTTPS only: set admin.tls_cert and admin.tls_key")
+		}
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			bad("metrics_listen", c.MetricsListen, "want host:port")
 		}
 	}
 	if c.Admin.AuditRetention <= 0 {

@@ -83,8 +83,12 @@ type Node struct {
 	started   time.Time
 	protected []netip.Prefix
 	metrics   *prometheus.Registry
-	timelines *timelines
-	evalCh    chan intel.Indicator
+	metricsLn *metricsServer
+	// enforceLatency observes, per mesh-wide block, the time from its
+	// creation by the proposer to its enforcement here.
+	enforceLatency prometheus.Histogram
+	timelines      *timelines
+	evalCh         chan intel.Indicator
 
 	mu        sync.Mutex
 	inflight  map[string]bool // indicator keys with a proposal under way
@@ -124,6 +128,11 @@ func Start(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 		metrics:   prometheus.NewRegistry(),
 		version:   opts.Version,
 		started:   time.Now(),
+		enforceLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "meshward_policy_enforce_seconds",
+			Help:    "Time from a mesh-wide block's creation to its enforcement on this node.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+		}),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer func() {
@@ -239,6 +248,12 @@ func Start(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("start admin API: %w", err)
 	}
+	n.registerMetrics()
+	if cfg.MetricsListen != "" {
+		if n.metricsLn, err = startMetricsServer(cfg.MetricsListen, n.metrics); err != nil {
+			return nil, err
+		}
+	}
 	n.log.Info("node started", "id", n.id, "addrs", n.Addrs(), "admin", cfg.SocketPath())
 	return n, nil
 }
@@ -265,6 +280,7 @@ func (n *Node) startDetectors() error {
 	if err != nil {
 		return fmt.Errorf("detectors: %w", err)
 	}
+	n.registerEngineMetrics(eng)
 	src := &detectors.GlobSource{Patterns: c.Paths, FromStart: c.FromStart, PollInterval: c.PollInterval}
 	n.goroutine(func() {
 		if err := detectors.Run(n.ctx, src, eng, n.onDetection); err != nil && n.ctx.Err() == nil {
@@ -493,6 +509,17 @@ func (n *Node) watchConsensus() {
 
 func (n *Node) onEnforced(_ string, p intel.Policy, at time.Time) {
 	n.timelines.mark(p.Indicator.Key(), at, enforced)
+	if !strings.HasPrefix(p.Author, "local:") {
+		n.enforceLatency.Observe(at.Sub(p.CreatedAt).Seconds())
+	}
+}
+
+// MetricsAddr is the address /metrics is served on, or "" when off.
+func (n *Node) MetricsAddr() string {
+	if n.metricsLn == nil {
+		return ""
+	}
+	return n.metricsLn.Addr()
 }
 
 // MeshPolicies implements responders.StateSource.
@@ -594,6 +621,7 @@ func (n *Node) Close() error {
 			}
 		}
 		closeIf("admin API", n.admin, n.admin != nil)
+		closeIf("metrics listener", n.metricsLn, n.metricsLn != nil)
 		closeIf("reconciler", n.recon, n.recon != nil)
 		closeIf("bootstrapper", n.boot, n.boot != nil)
 		closeIf("gossip", n.gossip, n.gossip != nil)

@@ -1,0 +1,122 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/meshward/meshward/detectors"
+)
+
+// registerMetrics exposes the node's counters, and those of subsystems
+// that keep plain counters, on the node's registry. Values are read at
+// scrape time, so the hot paths only bump atomics.
+func (n *Node) registerMetrics() {
+	counter := func(name, help string, f func() uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
+	}
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
+	}
+	n.metrics.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		counter("meshward_detections_total", "Detections by this node's own rules.", n.stats.detections.Load),
+		counter("meshward_sightings_stored_total", "Sightings (own and received) newly written to the store.", n.stats.stored.Load),
+		counter("meshward_evaluations_total", "Corroboration evaluations run.", n.stats.evals.Load),
+		counter("meshward_evaluations_dropped_total", "Evaluations dropped because the queue was full.", n.stats.evalDrops.Load),
+		counter("meshward_proposals_total", "Mesh-wide block proposals made by this node.", n.stats.proposals.Load),
+		counter("meshward_proposals_refused_total", "Proposals refused by a protected range or an allow policy.", n.stats.refused.Load),
+		counter("meshward_proposal_errors_total", "Proposals that failed to commit.", n.stats.propErrs.Load),
+		counter("meshward_local_decisions_total", "Local (first-tier) blocks taken.", n.stats.local.Load),
+		gauge("meshward_mesh_policies", "Active mesh-wide policies.", func() float64 { return float64(len(n.cons.Policies(time.Now()))) }),
+		gauge("meshward_mesh_members", "Nodes on the roster.", func() float64 { return float64(len(n.cons.Roster())) }),
+		gauge("meshward_raft_leader", "1 when this node is the Raft leader.", func() float64 {
+			if n.cons.IsLeader() {
+				return 1
+			}
+			return 0
+		}),
+	)
+	n.metrics.MustRegister(n.enforceLatency)
+}
+
+// registerEngineMetrics exposes a detector engine's counters.
+func (n *Node) registerEngineMetrics(eng *detectors.Engine) {
+	n.metrics.MustRegister(&engineCollector{eng: eng})
+}
+
+var (
+	engLines   = prometheus.NewDesc("meshward_detector_lines_total", "Log lines fed to the detectors.", nil, nil)
+	engSkipped = prometheus.NewDesc("meshward_detector_lines_skipped_total", "Lines of a known kind that could not be parsed (malformed), skipped.", nil, nil)
+	engFired   = prometheus.NewDesc("meshward_detector_fired_total", "Sightings emitted, by rule.", []string{"rule"}, nil)
+	engEvicted = prometheus.NewDesc("meshward_detector_evicted_total", "Per-source states evicted because the cap was reached, by rule.", []string{"rule"}, nil)
+	engSources = prometheus.NewDesc("meshward_detector_sources", "Sources tracked now, by rule.", []string{"rule"}, nil)
+	engCap     = prometheus.NewDesc("meshward_detector_sources_cap", "Cap on the sources each rule tracks.", nil, nil)
+)
+
+type engineCollector struct{ eng *detectors.Engine }
+
+func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{engLines, engSkipped, engFired, engEvicted, engSources, engCap} {
+		ch <- d
+	}
+}
+
+func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.eng.Stats()
+	ch <- prometheus.MustNewConstMetric(engLines, prometheus.CounterValue, float64(st.Lines))
+	ch <- prometheus.MustNewConstMetric(engSkipped, prometheus.CounterValue, float64(st.Skipped))
+	ch <- prometheus.MustNewConstMetric(engCap, prometheus.GaugeValue, float64(st.Cap))
+	for _, r := range st.Rules {
+		ch <- prometheus.MustNewConstMetric(engFired, prometheus.CounterValue, float64(r.Fired), r.Rule)
+		ch <- prometheus.MustNewConstMetric(engEvicted, prometheus.CounterValue, float64(r.Evicted), r.Rule)
+		ch <- prometheus.MustNewConstMetric(engSources, prometheus.GaugeValue, float64(r.Sources), r.Rule)
+	}
+}
+
+// metricsServer serves /metrics on a plain HTTP listener.
+type metricsServer struct {
+	srv  *http.Server
+	ln   net.Listener
+	done chan struct{}
+}
+
+func startMetricsServer(addr string, reg *prometheus.Registry) (*metricsServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	m := &metricsServer{
+		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second},
+		ln:   ln,
+		done: make(chan struct{}),
+	}
+	go func() {
+		defer close(m.done)
+		_ = m.srv.Serve(ln)
+	}()
+	return m, nil
+}
+
+func (m *metricsServer) Addr() string { return m.ln.Addr().String() }
+
+func (m *metricsServer) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := m.srv.Shutdown(ctx)
+	<-m.done
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}

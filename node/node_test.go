@@ -1,0 +1,160 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshward/meshward/intel"
+)
+
+// startSingle starts a one-node mesh in a temporary directory.
+func startSingle(t *testing.T, mutate func(*Config)) *Node {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.DataDir = dir
+	cfg.Site = "solo"
+	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	cfg.Consensus.Bootstrap = true
+	cfg.Consensus.JoinToken = "t"
+	cfg.Corroboration.MinNodes = 1
+	cfg.Detectors.Paths = []string{filepath.Join(dir, "auth.log")}
+	cfg.Detectors.FromStart = true
+	cfg.Detectors.PollInterval = 10 * time.Millisecond
+	cfg.MetricsListen = "127.0.0.1:0"
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	if err := os.WriteFile(cfg.Detectors.Paths[0], nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n, err := Start(context.Background(), cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := n.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return n
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func appendLog(t *testing.T, path string, lines ...string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, l := range lines {
+		if _, err := fmt.Fprintln(f, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func bruteForce(host, src string, n int) []string {
+	var out []string
+	now := time.Now()
+	for i := range n {
+		ts := now.Add(time.Duration(i-n) * time.Second).Format(time.Stamp)
+		out = append(out, fmt.Sprintf("%s %s sshd[%d]: Failed password for root from %s port %d ssh2", ts, host, 100+i, src, 40000+i))
+	}
+	return out
+}
+
+// With k=1 a lone node's own detection is enough for a mesh-wide block;
+// the local block comes first, and the metrics show both.
+func TestSingleNodeDetectsBlocksAndReports(t *testing.T) {
+	n := startSingle(t, nil)
+	waitFor(t, "the node to admit itself", func() bool { return n.Consensus().IsMember(n.ID()) })
+
+	ind := intel.IndicatorFromAddr(netip.MustParseAddr("203.0.113.50"))
+	appendLog(t, n.cfg.Detectors.Paths[0], bruteForce("solo", "203.0.113.50", 6)...)
+	waitFor(t, "the mesh-wide block to be enforced", func() bool {
+		tl, _ := n.Timeline(ind)
+		return n.Enforcing(ind) && !tl.MeshEnforced().IsZero()
+	})
+	tl, _ := n.Timeline(ind)
+	if tl.Detected.IsZero() || tl.Received.Before(tl.Detected) || tl.Committed.Before(tl.Detected) {
+		t.Errorf("timeline out of order: %+v", tl)
+	}
+	if s := n.Stats(); s.Detections != 1 || s.LocalDecisions != 1 || s.Proposals != 1 {
+		t.Errorf("stats %+v, want one detection, one local decision, one proposal", s)
+	}
+	found := false
+	for _, p := range n.Consensus().Policies(time.Now()) {
+		found = found || (p.Indicator == ind && p.Action == intel.ActionBlock && len(p.Evidence) == 1 && p.Evidence[0].Origin == n.ID())
+	}
+	if !found {
+		t.Errorf("no mesh-wide block with this node's evidence: %+v", n.Consensus().Policies(time.Now()))
+	}
+
+	resp, err := http.Get("http://" + n.MetricsAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		"meshward_detections_total 1",
+		"meshward_proposals_total 1",
+		`meshward_detector_fired_total{rule="ssh-bruteforce"} 1`,
+		"meshward_gossip_rejected_total",
+		"meshward_policy_enforce_seconds_count",
+		"meshward_mesh_policies 1",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+
+	fi, err := os.Stat(n.cfg.SocketPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
+		t.Errorf("admin socket mode %v, want a 0600 socket", fi.Mode())
+	}
+}
+
+// A protected range vetoes the mesh-wide block and the local one.
+func TestProtectedRangeIsNeverBlocked(t *testing.T) {
+	n := startSingle(t, func(c *Config) { c.Protected = []string{"203.0.113.0/24"} })
+	waitFor(t, "the node to admit itself", func() bool { return n.Consensus().IsMember(n.ID()) })
+	ind := intel.IndicatorFromAddr(netip.MustParseAddr("203.0.113.51"))
+	other := intel.IndicatorFromAddr(netip.MustParseAddr("198.51.100.51"))
+	appendLog(t, n.cfg.Detectors.Paths[0], bruteForce("solo", "203.0.113.51", 6)...)
+	appendLog(t, n.cfg.Detectors.Paths[0], bruteForce("solo", "198.51.100.51", 6)...)
+	// The unprotected attacker is blocked; by then the protected one has
+	// been read, as it comes first in the log.
+	waitFor(t, "the other attacker to be blocked", func() bool { return n.Enforcing(other) })
+	if n.Enforcing(ind) {
+		t.Fatal("a protected address is blocked")
+	}
+	for _, p := range n.Consensus().Policies(time.Now()) {
+		if p.Indicator == ind {
+			t.Fatalf("mesh-wide policy covers a protected address: %+v", p)
+		}
+	}
+}
