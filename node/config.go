@@ -62,6 +62,11 @@ type GossipConfig struct {
 	// peer's score.
 	RateLimit float64 `yaml:"rate_limit"`
 	RateBurst int     `yaml:"rate_burst"`
+	// MDNS finds and connects to other nodes on the local network. Off by
+	// default: bootstrap peers are the primary discovery.
+	MDNS bool `yaml:"mdns"`
+	// MDNSService is the DNS-SD service name; one per mesh on a LAN.
+	MDNSService string `yaml:"mdns_service"`
 }
 
 // ConsensusConfig says how the node takes part in Raft.
@@ -169,7 +174,7 @@ func DefaultConfig() Config {
 		DataDir:   "/var/lib/meshward",
 		Site:      hostname(),
 		Listen:    []string{"/ip4/0.0.0.0/tcp/7946", "/ip4/0.0.0.0/udp/7946/quic-v1"},
-		Gossip:    GossipConfig{SyncInterval: 30 * time.Second, HeartbeatInterval: 10 * time.Second, RateLimit: 200, RateBurst: 2000},
+		Gossip:    GossipConfig{SyncInterval: 30 * time.Second, HeartbeatInterval: 10 * time.Second, RateLimit: 200, RateBurst: 2000, MDNSService: "_meshward._udp"},
 		Consensus: ConsensusConfig{MaxVoters: 5, DeadVoterTimeout: 30 * time.Second, PromoteAfter: 2 * time.Second},
 		Corroboration: CorroborationConfig{
 			MinNodes: 2,

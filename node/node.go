@@ -74,6 +74,7 @@ type Node struct {
 	gossip *gossip.Gossip
 	boot   *gossip.Bootstrapper
 	book   *gossip.PeerBook
+	mdns   *gossip.MDNS
 	cons   *consensus.Consensus
 	recon  *responders.Reconciler
 	admin  *admin.Server
@@ -214,6 +215,11 @@ func Start(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 		return nil, fmt.Errorf("peer book: %w", err)
 	}
 	n.book.Start(n.ctx)
+	if cfg.Gossip.MDNS {
+		if n.mdns, err = gossip.StartMDNS(n.host, cfg.Gossip.MDNSService, n.log.With("part", "mdns")); err != nil {
+			return nil, err
+		}
+	}
 
 	n.dryrun = responders.NewDryRun(n.log.With("part", "dry-run"))
 	n.recon = responders.NewReconciler(n, []responders.Backend{n.dryrun}, responders.Options{
@@ -624,6 +630,7 @@ func (n *Node) Close() error {
 		closeIf("metrics listener", n.metricsLn, n.metricsLn != nil)
 		closeIf("reconciler", n.recon, n.recon != nil)
 		closeIf("bootstrapper", n.boot, n.boot != nil)
+		closeIf("mDNS", n.mdns, n.mdns != nil)
 		closeIf("gossip", n.gossip, n.gossip != nil)
 		closeIf("peer book", n.book, n.book != nil)
 		n.wg.Wait()
