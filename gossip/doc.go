@@ -43,6 +43,11 @@
 // process; it must still treat a known envelope as success. The spans are
 // read from the Log once and then kept from what the Handler accepts.
 //
+// Discovery: bootstrap peers from configuration (Bootstrapper, which
+// reconnects with backoff), peers remembered across restarts (PeerBook,
+// peers.json in the data directory), and optionally multicast DNS on the
+// LAN (StartMDNS), off by default.
+//
 // The package must never re-encode an envelope (it relays the exact bytes it
 // received), never block or drop a message without counting it, never touch
 // the global Prometheus registry, and never decide policy: it reports what
