@@ -1,0 +1,647 @@
+package detectors
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults of SyslogSource.
+const (
+	// DefaultSyslogAddr is where a SyslogSource listens when neither
+	// address is set: the loopback interface only.
+	DefaultSyslogAddr            = "127.0.0.1:5514"
+	DefaultSyslogMaxMessageBytes = 8 << 10
+	DefaultSyslogMaxConns        = 256
+	DefaultSyslogIdleTimeout     = 5 * time.Minute
+)
+
+// ErrSyslogRunning is returned by Run on a SyslogSource that is already
+// running.
+var ErrSyslogRunning = errors.New("syslog source: already running")
+
+// SyslogSource receives syslog messages over the network, RFC 3164 (BSD)
+// and RFC 5424, over UDP (one message a datagram) and TCP (RFC 6587: each
+// frame is either octet-counted, "LEN SP MSG", or ends with a newline;
+// the framing is recognised frame by frame from its first byte, a digit
+// or not). Every message is turned into the line shape the parsers read:
+// an RFC 3164 message loses its "<PRI>" and is otherwise passed on; an
+// RFC 5424 one becomes "TIMESTAMP HOST APP[PROCID]: MSG", its structured
+// data and message ID dropped, "-" (NILVALUE) fields left out where they
+// can be and a UTF-8 byte order mark removed. Newlines inside a message
+// become spaces.
+//
+// Anyone who can reach the listener can write lines the rules count, so
+// it listens on the loopback interface unless told otherwise; point a
+// local rsyslog or syslog-ng at it, or set an address on a trusted
+// network deliberately.
+//
+// Every bound is counted: messages longer than MaxMessageBytes are cut
+// (SyslogStats.Cut), messages that are not syslog are skipped
+// (Malformed), connections beyond MaxConns are closed at once (Refused),
+// and a connection that completes no message within IdleTimeout is
+// closed (IdleClosed). No input is ever fatal.
+//
+// Set the fields before Run; do not copy a SyslogSource after first use.
+type SyslogSource struct {
+	// UDPAddr and TCPAddr are the listen addresses ("host:port"); an empty
+	// one is not listened on. When both are empty both default to
+	// DefaultSyslogAddr. Port 0 picks a free port; see Addrs.
+	UDPAddr string
+	TCPAddr string
+	// MaxMessageBytes bounds a message (default 8 KiB); a longer one is
+	// cut to this length, passed on and counted.
+	MaxMessageBytes int
+	// MaxConns bounds the TCP connections open at once (default 256).
+	MaxConns int
+	// IdleTimeout closes a TCP connection that completes no message for
+	// this long (default 5 minutes).
+	IdleTimeout time.Duration
+
+	mu          sync.Mutex
+	ready       chan struct{}
+	readyClosed bool
+	running     bool
+	udpBound    net.Addr
+	tcpBound    net.Addr
+
+	messages, bytes, cut, malformed     atomic.Uint64
+	conns, refused, idleClosed, acceptE atomic.Uint64
+	open                                atomic.Int64
+}
+
+var _ Source = (*SyslogSource)(nil)
+
+// SyslogStats counts what a SyslogSource did.
+type SyslogStats struct {
+	Messages     uint64 // messages passed on as lines
+	Bytes        uint64 // message bytes received, framing excluded
+	Cut          uint64 // messages cut to MaxMessageBytes
+	Malformed    uint64 // messages (or TCP frame headers) that are not syslog, skipped
+	Connections  uint64 // TCP connections accepted
+	Refused      uint64 // TCP connections closed at once: MaxConns were open
+	IdleClosed   uint64 // TCP connections closed after IdleTimeout without a message
+	AcceptErrors uint64 // failed accepts (retried after a pause)
+	Open         int    // TCP connections open now
+}
+
+// Stats returns the source's counters.
+func (s *SyslogSource) Stats() SyslogStats {
+	return SyslogStats{
+		Messages:     s.messages.Load(),
+		Bytes:        s.bytes.Load(),
+		Cut:          s.cut.Load(),
+		Malformed:    s.malformed.Load(),
+		Connections:  s.conns.Load(),
+		Refused:      s.refused.Load(),
+		IdleClosed:   s.idleClosed.Load(),
+		AcceptErrors: s.acceptE.Load(),
+		Open:         int(s.open.Load()),
+	}
+}
+
+// Ready returns a channel that is closed once Run has bound its listeners
+// (then Addrs reports them) or has failed to.
+func (s *SyslogSource) Ready() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.readyLocked()
+}
+
+func (s *SyslogSource) readyLocked() chan struct{} {
+	if s.ready == nil {
+		s.ready = make(chan struct{})
+	}
+	return s.ready
+}
+
+// Addrs returns the addresses Run is listening on; nil for a protocol it
+// does not listen on, or before Ready.
+func (s *SyslogSource) Addrs() (udp, tcp net.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.udpBound, s.tcpBound
+}
+
+// syslogConfig is one Run's settings, defaults applied.
+type syslogConfig struct {
+	maxMsg   int
+	maxConns int
+	idle     time.Duration
+}
+
+// Run listens until ctx ends and passes every message on as a line. It
+// returns an error when a listener cannot be opened or fails; it returns
+// only after every connection it accepted is closed.
+func (s *SyslogSource) Run(ctx context.Context, out chan<- string) error {
+	s.mu.Lock()
+	if s.running {
+		s.mu.Unlock()
+		return ErrSyslogRunning
+	}
+	s.running = true
+	if s.readyClosed { // a previous Run's
+		s.ready, s.readyClosed = nil, false
+	}
+	ready := s.readyLocked()
+	s.mu.Unlock()
+	var once sync.Once
+	markReady := func() {
+		once.Do(func() {
+			s.mu.Lock()
+			close(ready)
+			s.readyClosed = true
+			s.mu.Unlock()
+		})
+	}
+	defer func() {
+		markReady()
+		s.mu.Lock()
+		s.running, s.udpBound, s.tcpBound = false, nil, nil
+		s.mu.Unlock()
+	}()
+
+	cfg := syslogConfig{maxMsg: s.MaxMessageBytes, maxConns: s.MaxConns, idle: s.IdleTimeout}
+	if cfg.maxMsg <= 0 {
+		cfg.maxMsg = DefaultSyslogMaxMessageBytes
+	}
+	if cfg.maxConns <= 0 {
+		cfg.maxConns = DefaultSyslogMaxConns
+	}
+	if cfg.idle <= 0 {
+		cfg.idle = DefaultSyslogIdleTimeout
+	}
+	udpAddr, tcpAddr := s.UDPAddr, s.TCPAddr
+	if udpAddr == "" && tcpAddr == "" {
+		udpAddr, tcpAddr = DefaultSyslogAddr, DefaultSyslogAddr
+	}
+
+	var lc net.ListenConfig
+	var pc net.PacketConn
+	var ln net.Listener
+	var err error
+	if udpAddr != "" {
+		if pc, err = lc.ListenPacket(ctx, "udp", udpAddr); err != nil {
+			return fmt.Errorf("syslog source: listen udp %s: %w", udpAddr, err)
+		}
+		defer pc.Close()
+		if uc, ok := pc.(*net.UDPConn); ok {
+			_ = uc.SetReadBuffer(1 << 20) // best effort: absorbs bursts
+		}
+	}
+	if tcpAddr != "" {
+		if ln, err = lc.Listen(ctx, "tcp", tcpAddr); err != nil {
+			return fmt.Errorf("syslog source: listen tcp %s: %w", tcpAddr, err)
+		}
+		defer ln.Close()
+	}
+	s.mu.Lock()
+	if pc != nil {
+		s.udpBound = pc.LocalAddr()
+	}
+	if ln != nil {
+		s.tcpBound = ln.Addr()
+	}
+	s.mu.Unlock()
+	markReady()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	var wg sync.WaitGroup
+	if pc != nil {
+		wg.Go(func() {
+			if err := s.serveUDP(ctx, pc, out, cfg); err != nil {
+				errc <- err
+				cancel()
+			}
+		})
+	}
+	if ln != nil {
+		wg.Go(func() {
+			if err := s.serveTCP(ctx, ln, out, cfg); err != nil {
+				errc <- err
+				cancel()
+			}
+		})
+	}
+	<-ctx.Done()
+	if pc != nil {
+		pc.Close()
+	}
+	if ln != nil {
+		ln.Close()
+	}
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+func (s *SyslogSource) serveUDP(ctx context.Context, pc net.PacketConn, out chan<- string, cfg syslogConfig) error {
+	buf := make([]byte, 64<<10) // the largest datagram
+	var line []byte
+	for {
+		n, _, err := pc.ReadFrom(buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("syslog source: read udp: %w", err)
+		}
+		line = s.deliver(ctx, out, buf[:n], n, cfg.maxMsg, line)
+	}
+}
+
+func (s *SyslogSource) serveTCP(ctx context.Context, ln net.Listener, out chan<- string, cfg syslogConfig) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns = make(map[net.Conn]struct{})
+	)
+	defer wg.Wait()
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for c := range conns {
+			c.Close()
+		}
+	})
+	defer stop()
+	var pause time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("syslog source: accept: %w", err)
+			}
+			// Out of file descriptors and the like: wait and retry, as
+			// net/http does.
+			s.acceptE.Add(1)
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			select {
+			case <-time.After(pause):
+			case <-ctx.Done():
+				return nil
+			}
+			continue
+		}
+		pause = 0
+		mu.Lock()
+		if ctx.Err() != nil {
+			mu.Unlock()
+			c.Close()
+			return nil
+		}
+		if len(conns) >= cfg.maxConns {
+			mu.Unlock()
+			c.Close()
+			s.refused.Add(1)
+			continue
+		}
+		conns[c] = struct{}{}
+		mu.Unlock()
+		s.conns.Add(1)
+		s.open.Add(1)
+		wg.Go(func() {
+			defer func() {
+				mu.Lock()
+				delete(conns, c)
+				mu.Unlock()
+				c.Close()
+				s.open.Add(-1)
+			}()
+			s.readConn(ctx, c, out, cfg)
+		})
+	}
+}
+
+// readConn reads frames from one TCP connection until it ends, fails,
+// idles out or ctx ends.
+func (s *SyslogSource) readConn(ctx context.Context, c net.Conn, out chan<- string, cfg syslogConfig) {
+	br := bufio.NewReaderSize(c, 16<<10)
+	msg := make([]byte, 0, min(cfg.maxMsg, 4<<10))
+	var line []byte
+	for {
+		if err := c.SetReadDeadline(time.Now().Add(cfg.idle)); err != nil {
+			return
+		}
+		first, err := br.ReadByte()
+		if err != nil {
+			s.connDone(err)
+			return
+		}
+		if first == '\n' || first == '\r' {
+			continue // an empty line between frames
+		}
+		var n int
+		if first >= '1' && first <= '9' {
+			// Octet counting: "LEN SP MSG".
+			size, ok, err := readOctetCount(br, first)
+			if err != nil {
+				s.connDone(err)
+				return
+			}
+			if !ok {
+				// Not a frame header: skip to the end of the line and
+				// read on with newline framing.
+				s.malformed.Add(1)
+				if _, _, err := readLF(br, msg[:0], 0); err != nil {
+					s.connDone(err)
+					return
+				}
+				continue
+			}
+			keep := min(size, cfg.maxMsg)
+			msg = growTo(msg, keep)
+			if _, err := io.ReadFull(br, msg); err != nil {
+				s.connDone(err)
+				return
+			}
+			if size > keep {
+				if _, err := br.Discard(size - keep); err != nil {
+					s.connDone(err)
+					return
+				}
+			}
+			n = size
+		} else {
+			// Newline framing.
+			br.UnreadByte()
+			msg, n, err = readLF(br, msg[:0], cfg.maxMsg)
+			if err != nil && !(errors.Is(err, io.EOF) && n > 0) {
+				s.connDone(err)
+				return
+			}
+			// A last message without its newline is still a message.
+		}
+		line = s.deliver(ctx, out, msg, n, cfg.maxMsg, line)
+		if err != nil || ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// connDone counts why a connection ended.
+func (s *SyslogSource) connDone(err error) {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		s.idleClosed.Add(1)
+	}
+}
+
+// readOctetCount reads the rest of an octet-counting header whose first
+// digit was first. ok is false when the bytes are not a header.
+func readOctetCount(br *bufio.Reader, first byte) (size int, ok bool, err error) {
+	size = int(first - '0')
+	for range 10 {
+		c, err := br.ReadByte()
+		if err != nil {
+			return 0, false, err
+		}
+		switch {
+		case c == ' ':
+			return size, true, nil
+		case c >= '0' && c <= '9':
+			size = size*10 + int(c-'0')
+		default:
+			br.UnreadByte()
+			return 0, false, nil
+		}
+	}
+	return 0, false, nil // more digits than any sane length
+}
+
+// readLF reads up to the next newline and appends at most limit bytes of
+// it, without the newline, to dst. n is the length of the whole message.
+func readLF(br *bufio.Reader, dst []byte, limit int) (msg []byte, n int, err error) {
+	for {
+		chunk, err := br.ReadSlice('\n')
+		done := err == nil
+		if done {
+			chunk = chunk[:len(chunk)-1]
+		}
+		n += len(chunk)
+		if room := limit - len(dst); room > 0 {
+			dst = append(dst, chunk[:min(room, len(chunk))]...)
+		}
+		if done {
+			return dst, n, nil
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return dst, n, err
+		}
+	}
+}
+
+func growTo(b []byte, n int) []byte {
+	if cap(b) < n {
+		return make([]byte, n)
+	}
+	return b[:n]
+}
+
+// deliver converts one message (its first bytes, whole length n) and
+// passes it on. buf is scratch space, returned for reuse.
+func (s *SyslogSource) deliver(ctx context.Context, out chan<- string, msg []byte, n, maxMsg int, buf []byte) []byte {
+	s.bytes.Add(uint64(n))
+	if len(msg) > maxMsg {
+		msg = msg[:maxMsg]
+	}
+	if n > maxMsg {
+		s.cut.Add(1)
+	}
+	buf, ok := AppendSyslogLine(buf[:0], msg)
+	if !ok {
+		s.malformed.Add(1)
+		return buf
+	}
+	select {
+	case out <- string(buf):
+		s.messages.Add(1)
+	case <-ctx.Done():
+	}
+	return buf
+}
+
+// AppendSyslogLine appends to dst the line the parsers read for one
+// syslog message (RFC 3164 or RFC 5424, without framing) and reports
+// whether msg is syslog at all: it must start with a valid "<PRI>" and
+// carry something after it.
+func AppendSyslogLine(dst, msg []byte) ([]byte, bool) {
+	msg = bytes.TrimRight(msg, "\r\n\x00")
+	if len(msg) < 3 || msg[0] != '<' {
+		return dst, false
+	}
+	pri, i := 0, 1
+	for ; i < len(msg) && i <= 4 && isDigit(msg[i]); i++ {
+		pri = pri*10 + int(msg[i]-'0')
+	}
+	if i == 1 || i > 4 || i >= len(msg) || msg[i] != '>' || pri > 191 {
+		return dst, false
+	}
+	rest := msg[i+1:]
+	if len(rest) >= 2 && rest[0] == '1' && rest[1] == ' ' {
+		return append5424(dst, rest[2:])
+	}
+	if len(bytes.TrimSpace(rest)) == 0 {
+		return dst, false
+	}
+	// RFC 3164. Some senders leave the host name out after a classic
+	// stamp ("<13>Nov  2 10:00:00 sshd[1]: ..."); the parsers expect one.
+	if len(rest) >= 16 && rest[3] == ' ' && rest[6] == ' ' && rest[9] == ':' && rest[12] == ':' && rest[15] == ' ' {
+		if _, _, ok := syslogTag(string(rest[16:])); ok {
+			dst = appendClean(dst, rest[:16])
+			dst = append(dst, "- "...)
+			return appendClean(dst, rest[16:]), true
+		}
+	}
+	return appendClean(dst, rest), true
+}
+
+// append5424 converts the part of an RFC 5424 message after its version.
+func append5424(dst, b []byte) ([]byte, bool) {
+	var stamp, host, app, procid []byte
+	var ok bool
+	if stamp, b, ok = field5424(b, 64); !ok {
+		return dst, false
+	}
+	if host, b, ok = field5424(b, 255); !ok {
+		return dst, false
+	}
+	if app, b, ok = field5424(b, 48); !ok {
+		return dst, false
+	}
+	if procid, b, ok = field5424(b, 128); !ok {
+		return dst, false
+	}
+	if _, b, ok = field5424(b, 32); !ok { // MSGID
+		return dst, false
+	}
+	msg, ok := skipStructuredData(b)
+	if !ok {
+		return dst, false
+	}
+	msg = bytes.TrimPrefix(msg, []byte("\xef\xbb\xbf"))
+	nilStamp := string(stamp) == "-"
+	if !nilStamp {
+		if _, err := time.Parse(time.RFC3339Nano, string(stamp)); err != nil {
+			return dst, false
+		}
+		dst = append(dst, stamp...)
+		dst = append(dst, ' ')
+	}
+	// Without a stamp the parsers find the tag after the first word, so
+	// the host stays even when it is "-".
+	dst = append(dst, host...)
+	dst = append(dst, ' ')
+	if string(app) != "-" {
+		dst = append(dst, app...)
+		if allDigits(procid) {
+			dst = append(dst, '[')
+			dst = append(dst, procid...)
+			dst = append(dst, ']')
+		}
+		dst = append(dst, ": "...)
+	}
+	return appendClean(dst, msg), true
+}
+
+// field5424 splits a header field, which must be printable ASCII without
+// spaces, at most limit bytes long, and followed by a space.
+func field5424(b []byte, limit int) (field, rest []byte, ok bool) {
+	i := bytes.IndexByte(b, ' ')
+	if i <= 0 || i > limit {
+		return nil, nil, false
+	}
+	for _, c := range b[:i] {
+		if c < 33 || c > 126 {
+			return nil, nil, false
+		}
+	}
+	return b[:i], b[i+1:], true
+}
+
+// skipStructuredData skips "-" or one or more "[id k="v" ...]" elements
+// (with \" \\ \] escapes in values) and returns the message after them.
+func skipStructuredData(b []byte) (msg []byte, ok bool) {
+	switch {
+	case len(b) == 0:
+		return nil, false
+	case b[0] == '-':
+		b = b[1:]
+	case b[0] == '[':
+		for len(b) > 0 && b[0] == '[' {
+			i, quoted := 1, false
+			for ; i < len(b); i++ {
+				c := b[i]
+				if quoted {
+					if c == '\\' {
+						i++
+					} else if c == '"' {
+						quoted = false
+					}
+					continue
+				}
+				if c == '"' {
+					quoted = true
+				} else if c == ']' {
+					break
+				}
+			}
+			if i >= len(b) {
+				return nil, false
+			}
+			b = b[i+1:]
+		}
+	default:
+		return nil, false
+	}
+	if len(b) == 0 {
+		return nil, true
+	}
+	if b[0] != ' ' {
+		return nil, false
+	}
+	return b[1:], true
+}
+
+func allDigits(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if !isDigit(c) {
+			return false
+		}
+	}
+	return true
+}
+
+// appendClean appends b with line breaks and NULs turned into spaces: one
+// message is one line.
+func appendClean(dst, b []byte) []byte {
+	for len(b) > 0 {
+		i := bytes.IndexAny(b, "\r\n\x00")
+		if i < 0 {
+			return append(dst, b...)
+		}
+		dst = append(dst, b[:i]...)
+		dst = append(dst, ' ')
+		b = b[i+1:]
+	}
+	return dst
+}
