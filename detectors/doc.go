@@ -5,8 +5,12 @@
 //   - Sources yield raw lines: FileSource follows a file across rotation
 //     and truncation, like tail -F, by polling; GlobSource follows every
 //     file matching glob patterns, one FileSource each; ReaderSource reads
-//     an io.Reader (standard input). ReadLines is the allocation-free line
-//     splitter used for offline runs.
+//     an io.Reader (standard input); SyslogSource listens for RFC 3164 and
+//     RFC 5424 messages over UDP and TCP (loopback by default) and
+//     JournaldSource follows the systemd journal through journalctl, both
+//     turning messages into the syslog line shape the parsers read;
+//     MultiSource runs several sources into one engine. ReadLines is the
+//     allocation-free line splitter used for offline runs.
 //   - Parsers turn a line into an Event with a small fixed set of named
 //     fields (kind, program, src, port, dst, dst_port, user, method, path,
 //     status, proto, tag): OpenSSH failures and hostile connections, web

@@ -128,7 +128,7 @@ func TestJournaldFollow(t *testing.T) {
 	src := &JournaldSource{Command: helperCommand(t, "follow"), Matches: []string{"_SYSTEMD_UNIT=ssh.service", "+", "SYSLOG_IDENTIFIER=sshd"}}
 	r := startJournal(t, src)
 	r.expect(t, journalWant...)
-	waitUntil(t, "every entry to be counted", func() bool { return src.Stats().Entries == uint64(len(journalLines)) })
+	waitUntil(t, "every entry to be counted", func() bool { st := src.Stats(); return st.Entries == uint64(len(journalLines)) && st.Lines == 4 })
 	if st := src.Stats(); st.Lines != 4 || st.Malformed != 1 || st.NoMessage != 1 || st.Cut != 0 {
 		t.Fatalf("stats %+v", st)
 	}

@@ -155,6 +155,7 @@ func TestSyslogUDP(t *testing.T) {
 	write(t, c, "not syslog")
 	write(t, c, "<38>1 2024-11-28T12:00:01Z web-1 sshd 42 - - two\n")
 	r.expect(t, "Nov 28 12:00:01 web-1 sshd[42]: one", "2024-11-28T12:00:01Z web-1 sshd[42]: two")
+	waitUntil(t, "the messages to be counted", func() bool { return r.src.Stats().Messages == 2 })
 	st := r.src.Stats()
 	if st.Messages != 2 || st.Malformed != 1 || st.Bytes != uint64(39+10+49) {
 		t.Fatalf("stats %+v", st)
@@ -212,6 +213,7 @@ func TestSyslogTCPOctetCounting(t *testing.T) {
 	write(t, c, f1[10:])
 	write(t, c, frame(m2)+frame(m3))
 	r.expect(t, "Nov 28 12:00:01 web-1 sshd[42]: one", "2024-11-28T12:00:01Z web-1 sshd[42]: two lines", "Nov 28 12:00:03 web-1 sshd[42]: three")
+	waitUntil(t, "the messages to be counted", func() bool { return r.src.Stats().Messages == 3 })
 	if st := r.src.Stats(); st.Messages != 3 || st.Connections != 1 || st.Malformed != 0 || st.Bytes != uint64(len(m1)+len(m2)+len(m3)) {
 		t.Fatalf("stats %+v", st)
 	}
@@ -244,6 +246,7 @@ func TestSyslogOversizedCut(t *testing.T) {
 	c2 := dialT(t, "tcp", r.tcp)
 	write(t, c2, long+"\n<38>short two\n")
 	r.expect(t, want, "short two")
+	waitUntil(t, "the messages to be counted", func() bool { return r.src.Stats().Messages == 5 })
 	if st := r.src.Stats(); st.Cut != 3 || st.Messages != 5 {
 		t.Fatalf("stats %+v", st)
 	}
@@ -265,6 +268,7 @@ func TestSyslogMalformedSkipped(t *testing.T) {
 	write(t, u, "\x00\xff\xfe")
 	write(t, u, "<38>ok udp")
 	r.expect(t, "ok udp")
+	waitUntil(t, "the messages to be counted", func() bool { return r.src.Stats().Messages == 2 })
 	if st := r.src.Stats(); st.Malformed != 5 || st.Messages != 2 {
 		t.Fatalf("stats %+v", st)
 	}
