@@ -1,0 +1,1014 @@
+// Package nft is the nftables backend of the responders: it enforces
+// address, IPv6 and CIDR blocks in a table of its own, through netlink.
+//
+// The table (default "inet meshward") holds four sets, "v4" and "v6" for
+// single addresses and the interval sets "v4net" and "v6net" for networks,
+// all with per-element timeouts set from the policy's expiry (elements of
+// policies that never expire get none), and two base chains, "input" and
+// "forward", each dropping and counting packets whose source address is in
+// one of the sets.
+//
+// Nothing outside that table is ever read or written: Teardown deletes the
+// table and only it. Current repairs the structure (table, sets, chains,
+// rules) before reading the sets back, so a table deleted or flushed
+// behind Meshward's back shows as missing entries and the next reconcile
+// pass restores them.
+package nft
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+
+	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/responders"
+)
+
+// DefaultTable is the name of the inet table the backend owns.
+const DefaultTable = "meshward"
+
+// DefaultBatchSize is how many set elements one netlink batch (one Flush)
+// carries. A batch must stay under the netlink socket's send buffer.
+const DefaultBatchSize = 2048
+
+// elementsPerMessage bounds the elements of one netlink message: its
+// element list is a nested attribute whose length is 16 bits.
+const elementsPerMessage = 512
+
+// Set and chain names inside the table.
+const (
+	setV4    = "v4"
+	setV6    = "v6"
+	setV4Net = "v4net"
+	setV6Net = "v6net"
+)
+
+// ErrClosed is returned by every method called after Close.
+var ErrClosed = errors.New("nftables backend closed")
+
+// Option configures a Firewall.
+type Option func(*config) error
+
+type config struct {
+	table     string
+	netns     int
+	now       func() time.Time
+	batchSize int
+	seen      map[string]bool
+}
+
+func (c *config) once(name string) error {
+	if c.seen[name] {
+		return fmt.Errorf("option %s given twice", name)
+	}
+	c.seen[name] = true
+	return nil
+}
+
+// WithTable sets the name of the inet table (default "meshward").
+func WithTable(name string) Option {
+	return func(c *config) error {
+		if err := c.once("WithTable"); err != nil {
+			return err
+		}
+		if name == "" || len(name) > 255 {
+			return fmt.Errorf("table name %q must be 1 to 255 bytes", name)
+		}
+		c.table = name
+		return nil
+	}
+}
+
+// WithNetNS makes the backend work in the network namespace open as fd
+// instead of the caller's. The caller keeps fd open while the backend is.
+func WithNetNS(fd int) Option {
+	return func(c *config) error {
+		if err := c.once("WithNetNS"); err != nil {
+			return err
+		}
+		if fd <= 0 {
+			return fmt.Errorf("netns fd %d is not valid", fd)
+		}
+		c.netns = fd
+		return nil
+	}
+}
+
+// WithClock sets the clock element timeouts are computed from (default
+// time.Now).
+func WithClock(now func() time.Time) Option {
+	return func(c *config) error {
+		if err := c.once("WithClock"); err != nil {
+			return err
+		}
+		if now == nil {
+			return errors.New("clock is nil")
+		}
+		c.now = now
+		return nil
+	}
+}
+
+// WithBatchSize sets how many elements one netlink batch carries (default
+// DefaultBatchSize).
+func WithBatchSize(n int) Option {
+	return func(c *config) error {
+		if err := c.once("WithBatchSize"); err != nil {
+			return err
+		}
+		if n < 1 || n > 16384 {
+			return fmt.Errorf("batch size %d out of range 1..16384", n)
+		}
+		c.batchSize = n
+		return nil
+	}
+}
+
+// Stats counts the backend's work.
+type Stats struct {
+	Batches       uint64 // netlink batches sent
+	Added         uint64 // elements added
+	Removed       uint64 // elements removed
+	Repairs       uint64 // times the table, a set, a chain or a rule was (re)created
+	Errors        uint64 // failed netlink operations
+	SkippedExpiry uint64 // additions skipped because the policy had already expired
+	UnstableReads uint64 // set dumps that disagreed with the one before (see stableElements)
+}
+
+// Firewall is the nftables backend. The reconciler calls it from one
+// goroutine; Teardown, List and Counters may be called concurrently with
+// it (calls are serialised).
+type Firewall struct {
+	cfg   config
+	conn  *nftables.Conn
+	table *nftables.Table
+	sets  map[string]*nftables.Set
+
+	mu     sync.Mutex
+	closed bool
+	// nested holds CIDR blocks that lie inside a wider CIDR block in the
+	// kernel: an interval set cannot hold overlapping ranges, so they are
+	// enforced by the wider one and kept here until it goes.
+	nested map[string]intel.Policy
+
+	batches, added, removed, repairs, errs, skipped, unstable atomic.Uint64
+}
+
+var (
+	_ responders.Backend    = (*Firewall)(nil)
+	_ responders.TypeFilter = (*Firewall)(nil)
+)
+
+// New returns a backend for the table named by the options. It opens a
+// netlink socket but changes nothing until Current or Apply.
+func New(opts ...Option) (*Firewall, error) {
+	cfg := config{table: DefaultTable, now: time.Now, batchSize: DefaultBatchSize, seen: map[string]bool{}}
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, fmt.Errorf("nftables backend: %w", err)
+		}
+	}
+	copts := []nftables.ConnOption{nftables.AsLasting()}
+	if cfg.netns > 0 {
+		copts = append(copts, nftables.WithNetNSFd(cfg.netns))
+	}
+	conn, err := nftables.New(copts...)
+	if err != nil {
+		return nil, fmt.Errorf("nftables backend: open netlink: %w", err)
+	}
+	f := &Firewall{
+		cfg:    cfg,
+		conn:   conn,
+		table:  &nftables.Table{Name: cfg.table, Family: nftables.TableFamilyINet},
+		nested: make(map[string]intel.Policy),
+	}
+	f.sets = map[string]*nftables.Set{
+		setV4:    {Table: f.table, Name: setV4, KeyType: nftables.TypeIPAddr, HasTimeout: true},
+		setV6:    {Table: f.table, Name: setV6, KeyType: nftables.TypeIP6Addr, HasTimeout: true},
+		setV4Net: {Table: f.table, Name: setV4Net, KeyType: nftables.TypeIPAddr, HasTimeout: true, Interval: true},
+		setV6Net: {Table: f.table, Name: setV6Net, KeyType: nftables.TypeIP6Addr, HasTimeout: true, Interval: true},
+	}
+	return f, nil
+}
+
+// Name implements responders.Backend.
+func (f *Firewall) Name() string { return "nftables" }
+
+// Supports implements responders.TypeFilter: addresses and networks.
+func (f *Firewall) Supports(t intel.IndicatorType) bool {
+	return t == intel.IPv4 || t == intel.IPv6 || t == intel.CIDR
+}
+
+// Table returns the name of the inet table the backend owns.
+func (f *Firewall) Table() string { return f.cfg.table }
+
+// Stats returns the backend's counters.
+func (f *Firewall) Stats() Stats {
+	return Stats{
+		Batches: f.batches.Load(), Added: f.added.Load(), Removed: f.removed.Load(),
+		Repairs: f.repairs.Load(), Errors: f.errs.Load(), SkippedExpiry: f.skipped.Load(),
+		UnstableReads: f.unstable.Load(),
+	}
+}
+
+// Close releases the netlink socket. It leaves the table in place, so
+// that blocks survive a restart; Teardown removes it. Idempotent.
+func (f *Firewall) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil
+	}
+	f.closed = true
+	if err := f.conn.CloseLasting(); err != nil {
+		return fmt.Errorf("close netlink: %w", err)
+	}
+	return nil
+}
+
+func (f *Firewall) lock() error {
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+// Teardown deletes the backend's table, with its sets, chains and
+// counters, and nothing else. A missing table is not an error.
+func (f *Firewall) Teardown(ctx context.Context) error {
+	if err := f.lock(); err != nil {
+		return err
+	}
+	defer f.mu.Unlock()
+	ok, err := f.tableExists()
+	if err != nil || !ok {
+		return err
+	}
+	f.conn.DelTable(f.table)
+	if err := f.flush(); err != nil {
+		return fmt.Errorf("delete table inet %s: %w", f.cfg.table, err)
+	}
+	clear(f.nested)
+	return nil
+}
+
+// Current implements responders.Backend. It first recreates whatever part
+// of the table's structure is missing, then reads the sets back.
+func (f *Firewall) Current(ctx context.Context) (map[string]intel.Indicator, error) {
+	if err := f.lock(); err != nil {
+		return nil, err
+	}
+	defer f.mu.Unlock()
+	if err := f.ensure(); err != nil {
+		return nil, err
+	}
+	st, err := f.read()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]intel.Indicator, len(st.addrs)+len(st.nets)+len(f.nested))
+	for k, ind := range st.addrs {
+		out[k] = ind
+	}
+	for k, ind := range st.nets {
+		out[k] = ind
+	}
+	for k, p := range f.nested {
+		if st.covered(p.Indicator) {
+			out[k] = p.Indicator
+		}
+	}
+	return out, nil
+}
+
+// Apply implements responders.Backend. Elements travel in batches of the
+// configured size, one Flush each; on error the batches already sent stay
+// applied.
+func (f *Firewall) Apply(ctx context.Context, add []intel.Policy, remove []intel.Indicator) error {
+	if err := f.lock(); err != nil {
+		return err
+	}
+	defer f.mu.Unlock()
+	if err := f.ensure(); err != nil {
+		return err
+	}
+	// Read back only the sets this change needs: removing an absent
+	// element fails its batch, and networks are planned against what the
+	// interval sets hold.
+	var needAddrs, needNets bool
+	for _, ind := range remove {
+		needAddrs = needAddrs || ind.Type == intel.IPv4 || ind.Type == intel.IPv6
+		needNets = needNets || ind.Type == intel.CIDR
+	}
+	for _, p := range add {
+		needNets = needNets || p.Indicator.Type == intel.CIDR
+	}
+	st, err := f.readSets(needAddrs, needNets)
+	if err != nil {
+		return err
+	}
+	now := f.cfg.now()
+	var b batcher
+	b.f = f
+
+	// Single addresses: remove only what is present (deleting an absent
+	// element fails the whole batch), add everything asked.
+	for _, ind := range remove {
+		if _, ok := st.addrs[ind.Key()]; !ok {
+			continue
+		}
+		a, err := netip.ParseAddr(ind.Value)
+		if err != nil {
+			continue
+		}
+		b.del(f.addrSet(a), nftables.SetElement{Key: a.AsSlice()})
+	}
+	var cidrAdd []intel.Policy
+	for _, p := range add {
+		switch p.Indicator.Type {
+		case intel.IPv4, intel.IPv6:
+			a, err := netip.ParseAddr(p.Indicator.Value)
+			if err != nil {
+				return fmt.Errorf("add %s: %w", p.Indicator.Key(), err)
+			}
+			to, ok := f.timeout(p, now)
+			if !ok {
+				continue
+			}
+			b.add(f.addrSet(a), nftables.SetElement{Key: a.AsSlice(), Timeout: to})
+		case intel.CIDR:
+			cidrAdd = append(cidrAdd, p)
+		}
+	}
+	if err := f.applyNets(&b, st, cidrAdd, remove, now); err != nil {
+		return err
+	}
+	return b.done(ctx)
+}
+
+// applyNets plans the CIDR changes. Networks either nest or are disjoint,
+// so the kernel holds the outermost of the wanted networks and the rest
+// wait in f.nested.
+func (f *Firewall) applyNets(b *batcher, st *state, add []intel.Policy, remove []intel.Indicator, now time.Time) error {
+	held := make(map[string]intel.Policy) // every CIDR held, in kernel or nested
+	for k, ind := range st.nets {
+		held[k] = intel.Policy{Indicator: ind, ExpiresAt: st.netExpiry[k]}
+	}
+	for k, p := range f.nested {
+		if st.covered(p.Indicator) {
+			held[k] = p
+		}
+	}
+	changed := false
+	for _, ind := range remove {
+		if ind.Type == intel.CIDR {
+			if _, ok := held[ind.Key()]; ok {
+				delete(held, ind.Key())
+				changed = true
+			}
+		}
+	}
+	for _, p := range add {
+		if _, ok := f.timeout(p, now); !ok {
+			continue
+		}
+		if _, ok := p.Indicator.Prefix(); !ok {
+			return fmt.Errorf("add %s: not a network", p.Indicator.Key())
+		}
+		held[p.Indicator.Key()] = p
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	outer, inner := outermost(held)
+	clear(f.nested)
+	for _, p := range inner {
+		f.nested[p.Indicator.Key()] = p
+	}
+	want := make(map[string]bool, len(outer))
+	for _, p := range outer {
+		want[p.Indicator.Key()] = true
+	}
+	for k, ind := range st.nets {
+		if !want[k] {
+			pfx, _ := ind.Prefix()
+			b.del(f.netSet(pfx), intervalElems(pfx, 0)...)
+		}
+	}
+	for _, p := range outer {
+		if _, ok := st.nets[p.Indicator.Key()]; ok {
+			continue
+		}
+		to, ok := f.timeout(p, now)
+		if !ok {
+			continue
+		}
+		pfx, _ := p.Indicator.Prefix()
+		b.add(f.netSet(pfx), intervalElems(pfx, to)...)
+	}
+	return nil
+}
+
+// outermost splits held into the networks no other held network contains,
+// and the rest.
+func outermost(held map[string]intel.Policy) (outer, inner []intel.Policy) {
+	type item struct {
+		p   intel.Policy
+		pfx netip.Prefix
+	}
+	items := make([]item, 0, len(held))
+	for _, p := range held {
+		pfx, _ := p.Indicator.Prefix()
+		items = append(items, item{p, pfx})
+	}
+	slices.SortFunc(items, func(a, b item) int {
+		if c := a.pfx.Addr().Compare(b.pfx.Addr()); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.pfx.Bits(), b.pfx.Bits())
+	})
+	var cur netip.Prefix
+	for _, it := range items {
+		if cur.IsValid() && cur.Addr().BitLen() == it.pfx.Addr().BitLen() && cur.Contains(it.pfx.Addr()) {
+			inner = append(inner, it.p)
+			continue
+		}
+		cur = it.pfx
+		outer = append(outer, it.p)
+	}
+	return outer, inner
+}
+
+// intervalElems returns the elements of pfx in an interval set: its first
+// address, and the address after its last as the interval end (omitted
+// when the network reaches the top of the address space).
+func intervalElems(pfx netip.Prefix, timeout time.Duration) []nftables.SetElement {
+	first := pfx.Masked().Addr()
+	els := []nftables.SetElement{{Key: first.AsSlice(), Timeout: timeout}}
+	if end := lastAddr(pfx).Next(); end.IsValid() {
+		els = append(els, nftables.SetElement{Key: end.AsSlice(), IntervalEnd: true})
+	}
+	return els
+}
+
+func lastAddr(pfx netip.Prefix) netip.Addr {
+	b := pfx.Masked().Addr().AsSlice()
+	for i := pfx.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// timeout returns the element timeout for p at now: zero for a policy
+// that never expires; ok is false if it has already expired.
+func (f *Firewall) timeout(p intel.Policy, now time.Time) (time.Duration, bool) {
+	if p.ExpiresAt.IsZero() {
+		return 0, true
+	}
+	d := p.ExpiresAt.Sub(now)
+	if d <= 0 {
+		f.skipped.Add(1)
+		return 0, false
+	}
+	// The kernel counts in milliseconds; round up so that an element
+	// never expires before its policy.
+	return (d + time.Millisecond - 1).Truncate(time.Millisecond), true
+}
+
+func (f *Firewall) addrSet(a netip.Addr) *nftables.Set {
+	if a.Is4() {
+		return f.sets[setV4]
+	}
+	return f.sets[setV6]
+}
+
+func (f *Firewall) netSet(p netip.Prefix) *nftables.Set {
+	if p.Addr().Is4() {
+		return f.sets[setV4Net]
+	}
+	return f.sets[setV6Net]
+}
+
+func (f *Firewall) flush() error {
+	f.batches.Add(1)
+	if err := f.conn.Flush(); err != nil {
+		f.errs.Add(1)
+		return err
+	}
+	return nil
+}
+
+// batcher queues element changes and flushes every batchSize elements.
+type batcher struct {
+	f       *Firewall
+	pending int
+	adds    int
+	dels    int
+	err     error
+	byKind  []op
+}
+
+type op struct {
+	set *nftables.Set
+	del bool
+	els []nftables.SetElement
+}
+
+func (b *batcher) add(s *nftables.Set, els ...nftables.SetElement) {
+	b.byKind = append(b.byKind, op{set: s, els: els})
+}
+
+func (b *batcher) del(s *nftables.Set, els ...nftables.SetElement) {
+	b.byKind = append(b.byKind, op{set: s, del: true, els: els})
+}
+
+// done sends the queued changes: deletions first, so that a network can
+// be replaced by a wider one, then additions. Consecutive changes to the
+// same set share netlink messages.
+func (b *batcher) done(ctx context.Context) error {
+	f := b.f
+	ops := slices.Clone(b.byKind)
+	slices.SortStableFunc(ops, func(x, y op) int {
+		if x.del != y.del {
+			if x.del {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Compare(x.set.Name, y.set.Name)
+	})
+	var (
+		curSet              *nftables.Set
+		curDel              bool
+		msg                 []nftables.SetElement
+		inBatch, adds, dels int
+	)
+	sendMsg := func() error {
+		if len(msg) == 0 {
+			return nil
+		}
+		var err error
+		if curDel {
+			err = f.conn.SetDeleteElements(curSet, msg)
+		} else {
+			err = f.conn.SetAddElements(curSet, msg)
+		}
+		msg = nil
+		return err
+	}
+	flush := func() error {
+		if err := sendMsg(); err != nil {
+			return err
+		}
+		if inBatch == 0 {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := f.flush(); err != nil {
+			return fmt.Errorf("apply batch of %d elements: %w", inBatch, err)
+		}
+		f.added.Add(uint64(adds))
+		f.removed.Add(uint64(dels))
+		inBatch, adds, dels = 0, 0, 0
+		return nil
+	}
+	for _, o := range ops {
+		// Keep an interval's start and end in one message and batch.
+		if curSet != o.set || curDel != o.del || len(msg)+len(o.els) > elementsPerMessage {
+			if err := sendMsg(); err != nil {
+				return err
+			}
+			curSet, curDel = o.set, o.del
+		}
+		if inBatch > 0 && inBatch+len(o.els) > f.cfg.batchSize {
+			if err := flush(); err != nil {
+				return err
+			}
+			curSet, curDel = o.set, o.del
+		}
+		msg = append(msg, o.els...)
+		inBatch += len(o.els)
+		if o.del {
+			dels++
+		} else {
+			adds++
+		}
+	}
+	return flush()
+}
+
+// tableExists reports whether the backend's table is in the kernel.
+func (f *Firewall) tableExists() (bool, error) {
+	tables, err := f.conn.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		f.errs.Add(1)
+		return false, fmt.Errorf("list inet tables: %w", err)
+	}
+	for _, t := range tables {
+		if t.Name == f.cfg.table {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+var hooks = []struct {
+	name string
+	hook *nftables.ChainHook
+}{
+	{"input", nftables.ChainHookInput},
+	{"forward", nftables.ChainHookForward},
+}
+
+// ensure creates whatever part of the table is missing: the table, a set,
+// a chain, or a chain's rules (a chain whose rules differ is flushed and
+// refilled). Elements are not its business.
+func (f *Firewall) ensure() error {
+	ok, err := f.tableExists()
+	if err != nil {
+		return err
+	}
+	repairs := 0
+	if !ok {
+		f.conn.AddTable(f.table)
+		repairs++
+	}
+	have := map[string]bool{}
+	if ok {
+		sets, err := f.conn.GetSets(f.table)
+		if err != nil {
+			f.errs.Add(1)
+			return fmt.Errorf("list sets of inet %s: %w", f.cfg.table, err)
+		}
+		for _, s := range sets {
+			have[s.Name] = true
+		}
+	}
+	for _, name := range []string{setV4, setV6, setV4Net, setV6Net} {
+		if have[name] {
+			continue
+		}
+		if err := f.conn.AddSet(f.sets[name], nil); err != nil {
+			return fmt.Errorf("add set %s: %w", name, err)
+		}
+		repairs++
+	}
+	chains := map[string]bool{}
+	if ok {
+		cs, err := f.conn.ListChainsOfTableFamily(nftables.TableFamilyINet)
+		if err != nil {
+			f.errs.Add(1)
+			return fmt.Errorf("list chains of inet %s: %w", f.cfg.table, err)
+		}
+		for _, c := range cs {
+			if c.Table.Name == f.cfg.table {
+				chains[c.Name] = true
+			}
+		}
+	}
+	for _, h := range hooks {
+		ch := &nftables.Chain{Name: h.name, Table: f.table, Type: nftables.ChainTypeFilter, Hooknum: h.hook, Priority: nftables.ChainPriorityFilter}
+		if chains[h.name] {
+			rules, err := f.conn.GetRules(f.table, ch)
+			if err != nil {
+				f.errs.Add(1)
+				return fmt.Errorf("list rules of chain %s: %w", h.name, err)
+			}
+			if rulesIntact(rules) {
+				continue
+			}
+			f.conn.FlushChain(ch)
+		} else {
+			f.conn.AddChain(ch)
+		}
+		repairs++
+		for _, name := range []string{setV4, setV6, setV4Net, setV6Net} {
+			f.conn.AddRule(&nftables.Rule{Table: f.table, Chain: ch, Exprs: dropExprs(f.sets[name])})
+		}
+	}
+	if repairs == 0 {
+		return nil
+	}
+	f.repairs.Add(1)
+	if err := f.flush(); err != nil {
+		return fmt.Errorf("create table inet %s: %w", f.cfg.table, err)
+	}
+	return nil
+}
+
+// rulesIntact reports whether a chain holds exactly the four drop rules.
+func rulesIntact(rules []*nftables.Rule) bool {
+	if len(rules) != 4 {
+		return false
+	}
+	want := map[string]bool{setV4: true, setV6: true, setV4Net: true, setV6Net: true}
+	for _, r := range rules {
+		found := false
+		for _, e := range r.Exprs {
+			if l, ok := e.(*expr.Lookup); ok && want[l.SetName] {
+				delete(want, l.SetName)
+				found = true
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return len(want) == 0
+}
+
+// dropExprs is "meta nfproto ipvX; ipX saddr @set counter drop".
+func dropExprs(s *nftables.Set) []expr.Any {
+	proto, off, n := byte(unix.NFPROTO_IPV4), uint32(12), uint32(4)
+	if s.KeyType == nftables.TypeIP6Addr {
+		proto, off, n = unix.NFPROTO_IPV6, 8, 16
+	}
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
+		&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID},
+		&expr.Counter{},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	}
+}
+
+// state is what the kernel's sets hold.
+type state struct {
+	addrs     map[string]intel.Indicator
+	addrLeft  map[string]time.Duration // life left; absent: no timeout
+	nets      map[string]intel.Indicator
+	netExpiry map[string]time.Time
+	netLeft   map[string]time.Duration
+	prefixes  []netip.Prefix
+}
+
+// covered reports whether a network in the kernel contains ind.
+func (s *state) covered(ind intel.Indicator) bool {
+	p, ok := ind.Prefix()
+	if !ok {
+		return false
+	}
+	for _, q := range s.prefixes {
+		if q.Bits() <= p.Bits() && q.Contains(p.Addr()) {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *Firewall) read() (*state, error) { return f.readSets(true, true) }
+
+func (f *Firewall) readSets(addrs, nets bool) (*state, error) {
+	st := &state{
+		addrs: map[string]intel.Indicator{}, addrLeft: map[string]time.Duration{},
+		nets: map[string]intel.Indicator{}, netExpiry: map[string]time.Time{}, netLeft: map[string]time.Duration{},
+	}
+	now := f.cfg.now()
+	var addrSets, netSets []string
+	if addrs {
+		addrSets = []string{setV4, setV6}
+	}
+	if nets {
+		netSets = []string{setV4Net, setV6Net}
+	}
+	for _, name := range addrSets {
+		els, err := f.stableElements(f.sets[name])
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range els {
+			a, ok := netip.AddrFromSlice(e.Key)
+			if !ok {
+				continue
+			}
+			ind := intel.IndicatorFromAddr(a)
+			st.addrs[ind.Key()] = ind
+			if e.Timeout > 0 {
+				st.addrLeft[ind.Key()] = e.Expires
+			}
+		}
+	}
+	for _, name := range netSets {
+		els, err := f.stableElements(f.sets[name])
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range ranges(els) {
+			ind := intel.Indicator{Type: intel.CIDR, Value: r.pfx.String()}
+			st.nets[ind.Key()] = ind
+			st.prefixes = append(st.prefixes, r.pfx)
+			if r.timeout > 0 {
+				st.netLeft[ind.Key()] = r.expires
+				st.netExpiry[ind.Key()] = now.Add(r.expires)
+			}
+		}
+	}
+	return st, nil
+}
+
+// A dump of a set larger than one netlink message resumes by position, so
+// one that overlaps a resize of the kernel's hash table (which runs
+// deferred, after a large insert) can skip some elements and repeat
+// others. A dump with a repeated element is therefore read again.
+const maxDumps = 5
+
+func (f *Firewall) stableElements(s *nftables.Set) ([]nftables.SetElement, error) {
+	var els []nftables.SetElement
+	for range maxDumps {
+		var err error
+		els, err = f.conn.GetSetElements(s)
+		if err != nil {
+			f.errs.Add(1)
+			return nil, fmt.Errorf("read set %s: %w", s.Name, err)
+		}
+		keys := make(map[string]struct{}, len(els))
+		for _, e := range els {
+			keys[elemKey(e)] = struct{}{}
+		}
+		if len(keys) == len(els) {
+			return els, nil
+		}
+		f.unstable.Add(1)
+	}
+	return els, nil
+}
+
+func elemKey(e nftables.SetElement) string {
+	if e.IntervalEnd {
+		return "e" + string(e.Key)
+	}
+	return "s" + string(e.Key)
+}
+
+type netRange struct {
+	pfx              netip.Prefix
+	timeout, expires time.Duration
+}
+
+// ranges pairs the start and end elements of an interval set (the kernel
+// dumps them in any order) and returns those that form a prefix.
+func ranges(els []nftables.SetElement) []netRange {
+	type el struct {
+		a                netip.Addr
+		end              bool
+		timeout, expires time.Duration
+	}
+	list := make([]el, 0, len(els))
+	for _, e := range els {
+		a, ok := netip.AddrFromSlice(e.Key)
+		if !ok {
+			continue
+		}
+		list = append(list, el{a, e.IntervalEnd, e.Timeout, e.Expires})
+	}
+	slices.SortFunc(list, func(x, y el) int {
+		if c := x.a.Compare(y.a); c != 0 {
+			return c
+		}
+		switch {
+		case x.end == y.end:
+			return 0
+		case x.end:
+			return -1
+		}
+		return 1
+	})
+	var out []netRange
+	for i, e := range list {
+		if e.end {
+			continue
+		}
+		var next netip.Addr // zero: open to the top
+		if i+1 < len(list) && list[i+1].end {
+			next = list[i+1].a
+		}
+		if pfx, ok := rangePrefix(e.a, next); ok {
+			out = append(out, netRange{pfx, e.timeout, e.expires})
+		}
+	}
+	return out
+}
+
+// rangePrefix returns the prefix covering exactly [first, end), where an
+// invalid end means the top of the address space.
+func rangePrefix(first, end netip.Addr) (netip.Prefix, bool) {
+	for bits := first.BitLen(); bits >= 0; bits-- {
+		p := netip.PrefixFrom(first, bits)
+		if p.Masked().Addr() != first {
+			break
+		}
+		next := lastAddr(p).Next()
+		if next == end || (!end.IsValid() && !next.IsValid()) {
+			return p, true
+		}
+	}
+	return netip.Prefix{}, false
+}
+
+// ErrNoTable is returned by List and Counters when the table does not
+// exist.
+var ErrNoTable = errors.New("table does not exist")
+
+// Entry is one block the table holds.
+type Entry struct {
+	Indicator intel.Indicator
+	// Expires is the life the element has left; zero means no timeout.
+	Expires time.Duration
+	// Nested is true for a network held inside a wider one (not itself
+	// an element of the interval set).
+	Nested bool
+}
+
+// List returns what the table holds, sorted by key. It changes nothing.
+func (f *Firewall) List(ctx context.Context) ([]Entry, error) {
+	if err := f.lock(); err != nil {
+		return nil, err
+	}
+	defer f.mu.Unlock()
+	ok, err := f.tableExists()
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("inet %s: %w", f.cfg.table, ErrNoTable)
+	}
+	st, err := f.read()
+	if err != nil {
+		return nil, err
+	}
+	var out []Entry
+	for k, ind := range st.addrs {
+		out = append(out, Entry{Indicator: ind, Expires: st.addrLeft[k]})
+	}
+	for k, ind := range st.nets {
+		out = append(out, Entry{Indicator: ind, Expires: st.netLeft[k]})
+	}
+	for _, p := range f.nested {
+		if st.covered(p.Indicator) {
+			out = append(out, Entry{Indicator: p.Indicator, Nested: true})
+		}
+	}
+	slices.SortFunc(out, func(a, b Entry) int { return cmp.Compare(a.Indicator.Key(), b.Indicator.Key()) })
+	return out, nil
+}
+
+// RuleCounter is the counter of one drop rule.
+type RuleCounter struct {
+	Chain   string // "input" or "forward"
+	Set     string // the set the rule looks up
+	Packets uint64
+	Bytes   uint64
+}
+
+// Counters returns the packets and bytes each drop rule has dropped.
+func (f *Firewall) Counters(ctx context.Context) ([]RuleCounter, error) {
+	if err := f.lock(); err != nil {
+		return nil, err
+	}
+	defer f.mu.Unlock()
+	ok, err := f.tableExists()
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("inet %s: %w", f.cfg.table, ErrNoTable)
+	}
+	var out []RuleCounter
+	for _, h := range hooks {
+		rules, err := f.conn.GetRules(f.table, &nftables.Chain{Name: h.name, Table: f.table})
+		if err != nil {
+			f.errs.Add(1)
+			return nil, fmt.Errorf("list rules of chain %s: %w", h.name, err)
+		}
+		for _, r := range rules {
+			rc := RuleCounter{Chain: h.name}
+			for _, e := range r.Exprs {
+				switch e := e.(type) {
+				case *expr.Lookup:
+					rc.Set = e.SetName
+				case *expr.Counter:
+					rc.Packets, rc.Bytes = e.Packets, e.Bytes
+				}
+			}
+			out = append(out, rc)
+		}
+	}
+	return out, nil
+}
