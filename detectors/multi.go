@@ -14,8 +14,9 @@ type MultiSource []Source
 var _ Source = MultiSource(nil)
 
 // Run runs every source until ctx ends, all of them have ended, or one
-// fails. It returns once every source has returned, with the errors of
-// those that failed (errors.Join).
+// fails. It returns once every source has returned, with the error of the
+// first that failed, joined (errors.Join) with those of any others that
+// failed before they were told to stop.
 func (m MultiSource) Run(ctx context.Context, out chan<- string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
