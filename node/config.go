@@ -129,6 +129,32 @@ type DetectorsConfig struct {
 	// oldest are evicted, so a flood of spoofed sources cannot exhaust
 	// memory.
 	MaxSources int `yaml:"max_sources"`
+	// Syslog receives RFC 3164/5424 messages. Anyone who can reach the
+	// port can write lines the rules count: keep it on loopback and
+	// forward to it from the local rsyslog or syslog-ng.
+	Syslog SyslogConfig `yaml:"syslog"`
+	// Journald follows the systemd journal through journalctl.
+	Journald JournaldConfig `yaml:"journald"`
+}
+
+// SyslogConfig configures the syslog listener.
+type SyslogConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// UDP and TCP are host:port to listen on; empty turns that one off.
+	UDP             string        `yaml:"udp"`
+	TCP             string        `yaml:"tcp"`
+	MaxMessageBytes int           `yaml:"max_message_bytes"`
+	MaxConns        int           `yaml:"max_conns"`
+	IdleTimeout     time.Duration `yaml:"idle_timeout"`
+}
+
+// JournaldConfig configures the journal follower.
+type JournaldConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// Matches are journalctl FIELD=VALUE filters. Filter on _SYSTEMD_UNIT,
+	// which journald sets itself, not on SYSLOG_IDENTIFIER, which any
+	// local user can forge with logger -t.
+	Matches []string `yaml:"matches"`
 }
 
 // RespondersConfig chooses the enforcement backends.
@@ -187,6 +213,9 @@ func DefaultConfig() Config {
 			Paths:        []string{"/var/log/auth.log"},
 			PollInterval: 250 * time.Millisecond,
 			MaxSources:   100000,
+			Syslog: SyslogConfig{UDP: "127.0.0.1:5514", TCP: "127.0.0.1:5514", MaxMessageBytes: 8192,
+				MaxConns: 256, IdleTimeout: 5 * time.Minute},
+			Journald: JournaldConfig{Matches: []string{"_SYSTEMD_UNIT=ssh.service"}},
 		},
 		Responders: RespondersConfig{Backend: "dry-run", Resync: 30 * time.Second},
 		Store:      StoreConfig{Retention: 7 * 24 * time.Hour},
@@ -318,8 +347,27 @@ func (c Config) Validate() error {
 		bad("local_block.ttl", c.LocalBlock.TTL, "must be positive when local_block.enabled")
 	}
 	if d := c.Detectors; d.Enabled {
-		if len(d.Paths) == 0 {
-			bad("detectors.paths", "[]", "needs at least one log file when detectors.enabled")
+		if len(d.Paths) == 0 && !d.Syslog.Enabled && !d.Journald.Enabled {
+			bad("detectors.paths", "[]", "needs at least one log file, or detectors.syslog or detectors.journald enabled")
+		}
+		if sl := d.Syslog; sl.Enabled {
+			if sl.UDP == "" && sl.TCP == "" {
+				bad("detectors.syslog.udp", `""`, "set detectors.syslog.udp or detectors.syslog.tcp when syslog is enabled")
+			}
+			for field, a := range map[string]string{"detectors.syslog.udp": sl.UDP, "detectors.syslog.tcp": sl.TCP} {
+				if _, _, err := net.SplitHostPort(a); a != "" && err != nil {
+					bad(field, a, "want host:port")
+				}
+			}
+			if sl.MaxMessageBytes < 480 {
+				bad("detectors.syslog.max_message_bytes", sl.MaxMessageBytes, "must be at least 480 (RFC 5424's minimum)")
+			}
+			if sl.MaxConns < 1 {
+				bad("detectors.syslog.max_conns", sl.MaxConns, "must be at least 1")
+			}
+			if sl.IdleTimeout <= 0 {
+				bad("detectors.syslog.idle_timeout", sl.IdleTimeout, "must be positive")
+			}
 		}
 		for i, p := range d.Paths {
 			if _, err := filepath.Match(p, ""); err != nil || p == "" {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -75,6 +76,7 @@ type Node struct {
 	boot   *gossip.Bootstrapper
 	book   *gossip.PeerBook
 	mdns   *gossip.MDNS
+	syslog *detectors.SyslogSource
 	cons   *consensus.Consensus
 	recon  *responders.Reconciler
 	admin  *admin.Server
@@ -287,13 +289,49 @@ func (n *Node) startDetectors() error {
 		return fmt.Errorf("detectors: %w", err)
 	}
 	n.registerEngineMetrics(eng)
-	src := &detectors.GlobSource{Patterns: c.Paths, FromStart: c.FromStart, PollInterval: c.PollInterval}
-	n.goroutine(func() {
-		if err := detectors.Run(n.ctx, src, eng, n.onDetection); err != nil && n.ctx.Err() == nil {
-			n.log.Error("detectors stopped", "paths", c.Paths, "err", err)
+	// Each source feeds the shared engine on its own, so that one failing
+	// (a port in use, journalctl missing) does not stop the others.
+	run := func(name string, src detectors.Source) {
+		n.goroutine(func() {
+			if err := detectors.Run(n.ctx, src, eng, n.onDetection); err != nil && n.ctx.Err() == nil {
+				if errors.Is(err, detectors.ErrJournalctlMissing) {
+					err = fmt.Errorf("detectors.journald is enabled but journalctl is not installed: %w", err)
+				}
+				n.log.Error("log source stopped", "source", name, "err", err)
+			}
+		})
+	}
+	if len(c.Paths) > 0 {
+		run("files", &detectors.GlobSource{Patterns: c.Paths, FromStart: c.FromStart, PollInterval: c.PollInterval})
+	}
+	if c.Journald.Enabled {
+		run("journald", &detectors.JournaldSource{Matches: c.Journald.Matches})
+	}
+	if sl := c.Syslog; sl.Enabled {
+		sys := &detectors.SyslogSource{UDPAddr: sl.UDP, TCPAddr: sl.TCP, MaxMessageBytes: sl.MaxMessageBytes,
+			MaxConns: sl.MaxConns, IdleTimeout: sl.IdleTimeout}
+		run("syslog", sys)
+		select {
+		case <-sys.Ready():
+		case <-n.ctx.Done():
+			return n.ctx.Err()
 		}
-	})
+		udp, tcp := sys.Addrs()
+		if (sl.UDP != "" && udp == nil) || (sl.TCP != "" && tcp == nil) {
+			return fmt.Errorf("detectors.syslog: cannot listen on udp %q / tcp %q (see the log)", sl.UDP, sl.TCP)
+		}
+		n.syslog = sys
+		n.log.Info("syslog listening", "udp", udp, "tcp", tcp)
+	}
 	return nil
+}
+
+// SyslogAddrs are the syslog listener's bound addresses (nil when off).
+func (n *Node) SyslogAddrs() (udp, tcp net.Addr) {
+	if n.syslog == nil {
+		return nil, nil
+	}
+	return n.syslog.Addrs()
 }
 
 // join asks the configured members to admit this node, until one does.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -33,8 +34,10 @@ func startSingle(t *testing.T, mutate func(*Config)) *Node {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	if err := os.WriteFile(cfg.Detectors.Paths[0], nil, 0o600); err != nil {
-		t.Fatal(err)
+	for _, p := range cfg.Detectors.Paths {
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	n, err := Start(context.Background(), cfg, Options{})
 	if err != nil {
@@ -157,4 +160,30 @@ func TestProtectedRangeIsNeverBlocked(t *testing.T) {
 			t.Fatalf("mesh-wide policy covers a protected address: %+v", p)
 		}
 	}
+}
+
+// Sightings can arrive over syslog instead of a file.
+func TestSyslogSourceFeedsDetection(t *testing.T) {
+	n := startSingle(t, func(c *Config) {
+		c.Detectors.Paths = nil
+		c.Detectors.Syslog.Enabled = true
+		c.Detectors.Syslog.UDP = "127.0.0.1:0"
+		c.Detectors.Syslog.TCP = ""
+	})
+	udp, tcp := n.SyslogAddrs()
+	if udp == nil || tcp != nil {
+		t.Fatalf("syslog addrs udp=%v tcp=%v, want UDP only", udp, tcp)
+	}
+	conn, err := net.Dial("udp", udp.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ind := intel.IndicatorFromAddr(netip.MustParseAddr("192.0.2.77"))
+	for _, l := range bruteForce("gw", "192.0.2.77", 6) {
+		if _, err := conn.Write([]byte("<38>" + l)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "a detection from syslog", func() bool { tl, _ := n.Timeline(ind); return !tl.Detected.IsZero() })
 }
