@@ -1,0 +1,296 @@
+// Package webhook delivers security events to a SOAR or any HTTP
+// receiver: each event is POSTed as JSON, signed with HMAC-SHA256 over
+// the exact body, and identified by its event ID so that the receiver can
+// drop duplicates.
+//
+// Events pass through a durable queue first (the Queue interface; the
+// store package implements it on Badger), so nothing is lost while the
+// receiver is down or across a restart. Delivery is in order, one event at
+// a time, retried with exponential backoff; an event the receiver rejects
+// for good (a 4xx other than 408 and 429) is dropped and counted.
+// Delivery is at least once: a crash between the receiver's answer and
+// the acknowledgement in the queue sends that event again, with the same
+// ID.
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/meshward/meshward/responders/siem"
+)
+
+// Header names.
+const (
+	HeaderSignature = "X-Meshward-Signature" // "sha256=" + hex HMAC-SHA256 of the body
+	HeaderEventID   = "X-Meshward-Event-Id"
+)
+
+// Queue is the durable queue events wait in. ids[i] and bodies[i] of Peek
+// belong together, oldest first. Enqueue of an id already queued must do
+// nothing; Ack of an absent id must not fail.
+type Queue interface {
+	Enqueue(id string, body []byte) error
+	Peek(n int) (ids []string, bodies [][]byte, err error)
+	Ack(id string) error
+}
+
+// Config configures a Webhook.
+type Config struct {
+	URL    string // http or https endpoint
+	Secret []byte // HMAC key; required
+	// Timeout bounds one POST (default 10s).
+	Timeout time.Duration
+	// MinBackoff and MaxBackoff bound the delay between retries (defaults
+	// 500ms and 1m); the delay doubles after each failure.
+	MinBackoff, MaxBackoff time.Duration
+	// Client sends the requests (default: a client with Timeout).
+	Client *http.Client
+	Logger *slog.Logger
+}
+
+func (c *Config) validate() error {
+	u, err := url.Parse(c.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("webhook url %q: want an absolute http or https URL", c.URL)
+	}
+	if len(c.Secret) < 16 {
+		return fmt.Errorf("webhook secret is %d bytes, want at least 16", len(c.Secret))
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 10 * time.Second
+	}
+	if c.MinBackoff == 0 {
+		c.MinBackoff = 500 * time.Millisecond
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = time.Minute
+	}
+	if c.Timeout < 0 || c.MinBackoff < 0 || c.MaxBackoff < c.MinBackoff {
+		return fmt.Errorf("webhook timeout %v, backoff %v..%v: want positive and min <= max", c.Timeout, c.MinBackoff, c.MaxBackoff)
+	}
+	if c.Client == nil {
+		c.Client = &http.Client{Timeout: c.Timeout}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Stats counts a webhook's work.
+type Stats struct {
+	Queued    uint64 // events written to the queue
+	Delivered uint64 // events the receiver accepted (2xx)
+	Retries   uint64 // failed attempts that will be retried
+	Rejected  uint64 // events dropped because the receiver refused them for good
+	Errors    uint64 // queue errors
+}
+
+// Webhook is a siem.Sink that queues events durably and delivers them in
+// the background until Close.
+type Webhook struct {
+	cfg   Config
+	queue Queue
+	wake  chan struct{}
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+
+	queued, delivered, retries, rejected, qerrs atomic.Uint64
+}
+
+var _ siem.Sink = (*Webhook)(nil)
+
+// New starts delivering what q holds to cfg.URL. Events queued by an
+// earlier run are sent first.
+func New(cfg Config, q Queue) (*Webhook, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if q == nil {
+		return nil, errors.New("webhook: queue is nil")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &Webhook{cfg: cfg, queue: q, wake: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
+	go w.run(ctx)
+	return w, nil
+}
+
+// Name implements siem.Sink.
+func (w *Webhook) Name() string { return "webhook" }
+
+// Write implements siem.Sink: it queues e durably and returns; delivery
+// happens later.
+func (w *Webhook) Write(ctx context.Context, e siem.Event) error {
+	if e.ID == "" {
+		return errors.New("webhook: event has no ID")
+	}
+	body, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("webhook: encode event %s: %w", e.ID, err)
+	}
+	return w.Enqueue(e.ID, body)
+}
+
+// Enqueue queues a raw JSON body under id.
+func (w *Webhook) Enqueue(id string, body []byte) error {
+	if err := w.queue.Enqueue(id, body); err != nil {
+		w.qerrs.Add(1)
+		return fmt.Errorf("webhook: %w", err)
+	}
+	w.queued.Add(1)
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Stats returns the counters.
+func (w *Webhook) Stats() Stats {
+	return Stats{Queued: w.queued.Load(), Delivered: w.delivered.Load(), Retries: w.retries.Load(),
+		Rejected: w.rejected.Load(), Errors: w.qerrs.Load()}
+}
+
+// Close stops delivery, waiting for a request in flight (whose outcome is
+// recorded). Undelivered events stay queued. Idempotent.
+func (w *Webhook) Close() error {
+	w.once.Do(func() {
+		w.cancel()
+		<-w.done
+	})
+	return nil
+}
+
+// Sign returns the signature header value for body.
+func Sign(secret, body []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// Verify reports whether sig is the signature of body; for receivers.
+func Verify(secret, body []byte, sig string) bool {
+	return hmac.Equal([]byte(sig), []byte(Sign(secret, body)))
+}
+
+const peekBatch = 64
+
+func (w *Webhook) run(ctx context.Context) {
+	defer close(w.done)
+	backoff := time.Duration(0)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for ctx.Err() == nil {
+		ids, bodies, err := w.queue.Peek(peekBatch)
+		if err != nil {
+			w.qerrs.Add(1)
+			w.cfg.Logger.Warn("webhook queue", "err", err)
+		}
+		failed := err != nil
+		for i := 0; i < len(ids) && !failed && ctx.Err() == nil; i++ {
+			switch w.deliver(ctx, ids[i], bodies[i]) {
+			case outcomeRetry:
+				failed = true
+				continue
+			case outcomeRejected:
+				w.rejected.Add(1)
+			case outcomeDelivered:
+				w.delivered.Add(1)
+			}
+			if err := w.queue.Ack(ids[i]); err != nil {
+				w.qerrs.Add(1)
+				w.cfg.Logger.Warn("webhook ack", "id", ids[i], "err", err)
+				failed = true
+			}
+			backoff = 0
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		var wait time.Duration
+		switch {
+		case failed:
+			backoff = min(max(2*backoff, w.cfg.MinBackoff), w.cfg.MaxBackoff)
+			wait = backoff
+		case len(ids) == peekBatch:
+			continue // more to send
+		default:
+			wait = time.Hour // idle until Enqueue wakes us
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case <-w.wake:
+			if failed {
+				// Keep backing off; a new event does not heal the receiver.
+				select {
+				case <-ctx.Done():
+					return
+				case <-timer.C:
+				}
+			}
+		}
+	}
+}
+
+type outcome int
+
+const (
+	outcomeDelivered outcome = iota
+	outcomeRetry
+	outcomeRejected
+)
+
+// deliver POSTs one event. The request is not tied to ctx: Close waits for
+// it (bounded by the client timeout), so that its outcome is acknowledged
+// and a receiver that accepted it does not see it again.
+func (w *Webhook) deliver(ctx context.Context, id string, body []byte) outcome {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, w.cfg.URL, bytes.NewReader(body))
+	if err != nil {
+		w.cfg.Logger.Error("webhook request", "err", err)
+		return outcomeRetry
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "meshward-webhook")
+	req.Header.Set(HeaderEventID, id)
+	req.Header.Set(HeaderSignature, Sign(w.cfg.Secret, body))
+	resp, err := w.cfg.Client.Do(req)
+	if err != nil {
+		w.retries.Add(1)
+		w.cfg.Logger.Debug("webhook delivery failed", "id", id, "err", err)
+		return outcomeRetry
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	switch c := resp.StatusCode; {
+	case c >= 200 && c < 300:
+		return outcomeDelivered
+	case c == http.StatusRequestTimeout || c == http.StatusTooManyRequests || c >= 500:
+		w.retries.Add(1)
+		w.cfg.Logger.Debug("webhook delivery refused, will retry", "id", id, "status", c)
+		return outcomeRetry
+	default:
+		w.cfg.Logger.Warn("webhook event rejected", "id", id, "status", c)
+		return outcomeRejected
+	}
+}
