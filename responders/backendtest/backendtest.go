@@ -41,6 +41,7 @@ func Run(t *testing.T, b responders.Backend) {
 		{intel.IPv6, "2001:db8::7"},
 		{intel.CIDR, "192.0.2.0/24"},
 		{intel.Domain, "bad.example.com"},
+		{intel.Domain, "evil.example.net"},
 	} {
 		if f, ok := b.(responders.TypeFilter); ok && !f.Supports(c.typ) {
 			continue
