@@ -971,10 +971,10 @@ func (f *Firewall) List(ctx context.Context) ([]Entry, error) {
 
 // RuleCounter is the counter of one drop rule.
 type RuleCounter struct {
-	Chain   string // "input" or "forward"
-	Set     string // the set the rule looks up
-	Packets uint64
-	Bytes   uint64
+	Chain   string `json:"chain"` // "input" or "forward"
+	Set     string `json:"set"`   // the set the rule looks up
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
 }
 
 // Counters returns the packets and bytes each drop rule has dropped.
