@@ -6,12 +6,26 @@
 // policy or a protected range covers), asks each Backend what it holds,
 // and applies the difference. A missed event, a restart or an entry
 // removed behind Meshward's back is therefore healed by the next pass;
-// nothing depends on seeing every change.
+// nothing depends on seeing every change. The reconciler counts its work
+// overall (Stats) and per backend (BackendStats), and reports each
+// enforcement through Options.OnEnforced.
 //
 // Backends are small (Backend has three methods) and grow by optional
 // interfaces (TypeFilter). DryRun records what it would block and is the
-// safe default. The conformance suite in responders/backendtest is run
-// against every backend.
+// safe default. Each other backend is a subpackage named for what it
+// wraps:
+//
+//   - nft: an nftables table of its own (sets with element timeouts,
+//     counted drop rules in the input and forward hooks);
+//   - dns: a DNS sinkhole (Unbound include file, RPZ zone) for domains;
+//   - exec: an operator's command per added and removed block.
+//
+// Events for a SIEM or a SOAR are not backends: siem defines the Event
+// type and its outputs (CEF over syslog, JSON lines), and webhook delivers
+// events to an HTTP receiver from a durable queue.
+//
+// The conformance suite in responders/backendtest is run against every
+// backend.
 //
 // The package must never decide what is malicious, never block an address
 // that an active allow policy or a protected range covers, and never touch

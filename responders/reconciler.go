@@ -74,6 +74,19 @@ type Reconciler struct {
 	wg      sync.WaitGroup
 
 	passes, failures, added, removed atomic.Uint64
+	perBackend                       []backendCounters // parallel to backends
+}
+
+// BackendStats counts one backend's work in the reconciler.
+type BackendStats struct {
+	Applies  uint64 // Apply calls that succeeded
+	Failures uint64 // failed Current or Apply calls
+	Added    uint64 // entries added
+	Removed  uint64 // entries removed
+}
+
+type backendCounters struct {
+	applies, failures, added, removed atomic.Uint64
 }
 
 // NewReconciler returns a reconciler of backends, fed by src. Nothing runs
@@ -94,6 +107,8 @@ func NewReconciler(src StateSource, backends []Backend, opts Options) *Reconcile
 		opts:     opts,
 		log:      opts.Logger,
 		trigger:  make(chan struct{}, 1),
+
+		perBackend: make([]backendCounters, len(backends)),
 	}
 }
 
@@ -149,6 +164,16 @@ func (r *Reconciler) Stats() ReconcilerStats {
 	}
 }
 
+// BackendStats returns each backend's counters, keyed by its Name.
+func (r *Reconciler) BackendStats() map[string]BackendStats {
+	out := make(map[string]BackendStats, len(r.backends))
+	for i, b := range r.backends {
+		c := &r.perBackend[i]
+		out[b.Name()] = BackendStats{Applies: c.applies.Load(), Failures: c.failures.Load(), Added: c.added.Load(), Removed: c.removed.Load()}
+	}
+	return out
+}
+
 func (r *Reconciler) loop(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -202,12 +227,13 @@ func (r *Reconciler) pass(ctx context.Context) (time.Time, error) {
 		}
 	}
 	var errs []error
-	for _, b := range r.backends {
+	for i, b := range r.backends {
 		if err := ctx.Err(); err != nil {
 			errs = append(errs, err)
 			break
 		}
-		if err := r.reconcile(ctx, b, desired); err != nil {
+		if err := r.reconcile(ctx, b, &r.perBackend[i], desired); err != nil {
+			r.perBackend[i].failures.Add(1)
 			errs = append(errs, fmt.Errorf("backend %s: %w", b.Name(), err))
 		}
 	}
@@ -219,7 +245,7 @@ func (r *Reconciler) pass(ctx context.Context) (time.Time, error) {
 }
 
 // reconcile brings one backend to desired.
-func (r *Reconciler) reconcile(ctx context.Context, b Backend, desired map[string]intel.Policy) error {
+func (r *Reconciler) reconcile(ctx context.Context, b Backend, c *backendCounters, desired map[string]intel.Policy) error {
 	cur, err := b.Current(ctx)
 	if err != nil {
 		return fmt.Errorf("read current entries: %w", err)
@@ -251,6 +277,9 @@ func (r *Reconciler) reconcile(ctx context.Context, b Backend, desired map[strin
 	at := r.opts.Now()
 	r.added.Add(uint64(len(add)))
 	r.removed.Add(uint64(len(remove)))
+	c.applies.Add(1)
+	c.added.Add(uint64(len(add)))
+	c.removed.Add(uint64(len(remove)))
 	r.log.Debug("reconciled", "backend", b.Name(), "added", len(add), "removed", len(remove))
 	if r.opts.OnEnforced != nil {
 		for _, p := range add {

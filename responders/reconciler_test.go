@@ -251,6 +251,13 @@ func TestFailingBackendDoesNotStopOthers(t *testing.T) {
 	if st := r.Stats(); st.Failures != 1 {
 		t.Fatalf("stats %+v", st)
 	}
+	bs := r.BackendStats()
+	if bs["failing"].Failures != 1 || bs["failing"].Applies != 0 {
+		t.Errorf("failing backend stats %+v", bs["failing"])
+	}
+	if bs["dry-run"].Failures != 0 || bs["dry-run"].Applies != 1 || bs["dry-run"].Added != 1 {
+		t.Errorf("dry-run backend stats %+v", bs["dry-run"])
+	}
 }
 
 func TestFailingBackendRetriedSooner(t *testing.T) {
