@@ -60,6 +60,9 @@ type Stats struct {
 type Sinkhole struct {
 	cfg Config
 	mu  sync.Mutex
+	// reloadPending is set while the files are newer than what the
+	// resolver has loaded (the last reload failed).
+	reloadPending bool
 
 	writes, reloads, reloadFailures atomic.Uint64
 }
@@ -104,9 +107,15 @@ func (s *Sinkhole) Stats() Stats {
 // Current implements responders.Backend: the domains in every configured
 // file. A domain missing from one file counts as missing, so that the
 // next Apply rewrites both.
+//
+// While a failed reload is pending, Current reports nothing, so that the
+// next pass calls Apply again, which retries the reload.
 func (s *Sinkhole) Current(ctx context.Context) (map[string]intel.Indicator, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.reloadPending {
+		return map[string]intel.Indicator{}, nil
+	}
 	return s.read()
 }
 
@@ -185,8 +194,9 @@ func (s *Sinkhole) parseRPZ(line string) (string, bool) {
 
 // Apply implements responders.Backend: it rewrites the files with the new
 // set of domains and runs the reload command. A failed reload fails Apply
-// (the files are written; the next pass reloads again only if something
-// changes, so the error is logged by the reconciler and counted here).
+// (the files are written; the resolver reloads on a later pass, as
+// changes; until a reload succeeds Current reports nothing, so the next
+// pass tries again).
 func (s *Sinkhole) Apply(ctx context.Context, add []intel.Policy, remove []intel.Indicator) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -221,7 +231,9 @@ func (s *Sinkhole) Apply(ctx context.Context, add []intel.Policy, remove []intel
 		}
 	}
 	s.writes.Add(1)
-	return s.reload(ctx)
+	err = s.reload(ctx)
+	s.reloadPending = err != nil
+	return err
 }
 
 func (s *Sinkhole) reload(ctx context.Context) error {

@@ -108,6 +108,11 @@ func TestReloadFailureAndTimeout(t *testing.T) {
 			if s.Stats().ReloadFailure != 1 {
 				t.Errorf("stats %+v", s.Stats())
 			}
+			// Until a reload succeeds, nothing counts as held, so the
+			// next pass applies (and reloads) again.
+			if cur, err := s.Current(t.Context()); err != nil || len(cur) != 0 {
+				t.Errorf("Current with a reload pending = %v, %v; want empty", cur, err)
+			}
 		})
 	}
 }
