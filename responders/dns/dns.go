@@ -194,9 +194,8 @@ func (s *Sinkhole) parseRPZ(line string) (string, bool) {
 
 // Apply implements responders.Backend: it rewrites the files with the new
 // set of domains and runs the reload command. A failed reload fails Apply
-// (the files are written; the resolver reloads on a later pass, as
-// changes; until a reload succeeds Current reports nothing, so the next
-// pass tries again).
+// (the files stay written; until a reload succeeds Current reports
+// nothing, so the next pass applies and reloads again).
 func (s *Sinkhole) Apply(ctx context.Context, add []intel.Policy, remove []intel.Indicator) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
