@@ -15,6 +15,8 @@ import (
 	"github.com/multiformats/go-multiaddr"
 	"gopkg.in/yaml.v3"
 
+	"github.com/meshward/meshward/intel"
+
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -41,6 +43,7 @@ type Config struct {
 	LocalBlock    LocalBlockConfig    `yaml:"local_block"`
 	Detectors     DetectorsConfig     `yaml:"detectors"`
 	Responders    RespondersConfig    `yaml:"responders"`
+	Events        EventsConfig        `yaml:"events"`
 	Store         StoreConfig         `yaml:"store"`
 	Admin         AdminConfig         `yaml:"admin"`
 	// MetricsListen is a host:port serving Prometheus /metrics over plain
@@ -157,12 +160,77 @@ type JournaldConfig struct {
 	Matches []string `yaml:"matches"`
 }
 
-// RespondersConfig chooses the enforcement backends.
+// RespondersConfig chooses the enforcement backends. Every enabled backend
+// receives the same desired state; each takes the indicator types it can
+// enforce (nftables: addresses and networks; dns: domains).
 type RespondersConfig struct {
-	// Backend is "dry-run" (records only).
-	Backend string `yaml:"backend"`
 	// Resync is the period of the level-triggered reconcile pass.
 	Resync time.Duration `yaml:"resync"`
+	// DryRun records what would be blocked, and nothing else. It is the
+	// default, so that a node never touches the firewall unasked.
+	DryRun   bool           `yaml:"dry_run"`
+	Nftables NftablesConfig `yaml:"nftables"`
+	DNS      DNSConfig      `yaml:"dns"`
+	Exec     []ExecConfig   `yaml:"exec"`
+}
+
+// NftablesConfig enforces address and network blocks in the kernel, in a
+// table of Meshward's own (inet <table>); needs CAP_NET_ADMIN.
+type NftablesConfig struct {
+	Enabled bool   `yaml:"enabled"`
+	Table   string `yaml:"table"`
+}
+
+// DNSConfig sinkholes domain blocks through an Unbound include file and an
+// RPZ zone.
+type DNSConfig struct {
+	Enabled       bool          `yaml:"enabled"`
+	UnboundPath   string        `yaml:"unbound_path"`
+	RPZPath       string        `yaml:"rpz_path"`
+	RPZOrigin     string        `yaml:"rpz_origin"`
+	Reload        []string      `yaml:"reload"` // argv, e.g. [unbound-control, reload]
+	ReloadTimeout time.Duration `yaml:"reload_timeout"`
+}
+
+// ExecConfig runs a command for every block added and removed.
+type ExecConfig struct {
+	Name      string                `yaml:"name"`
+	Add       []string              `yaml:"add"`    // argv; {indicator} {type} {key} {expires} are filled in
+	Remove    []string              `yaml:"remove"` // argv; empty: removals only forget
+	Types     []intel.IndicatorType `yaml:"types"`
+	Timeout   time.Duration         `yaml:"timeout"`
+	StatePath string                `yaml:"state_path"`
+}
+
+// EventsConfig sends detections, sightings and policy steps to a SIEM and
+// to SOAR webhooks.
+type EventsConfig struct {
+	// Syslog destinations receive CEF records in RFC 5424 messages.
+	Syslog []SyslogSinkConfig `yaml:"syslog"`
+	// JSONLines is a file receiving one JSON object per event.
+	JSONLines string `yaml:"json_lines"`
+	// QueueSize bounds the events waiting for delivery; past it they are
+	// dropped and counted.
+	QueueSize int           `yaml:"queue_size"`
+	Webhook   WebhookConfig `yaml:"webhook"`
+}
+
+// SyslogSinkConfig is one SIEM syslog destination.
+type SyslogSinkConfig struct {
+	Network  string `yaml:"network"` // udp or tcp
+	Address  string `yaml:"address"` // host:port
+	Facility int    `yaml:"facility"`
+}
+
+// WebhookConfig posts every event, signed with HMAC-SHA256, through a
+// queue kept in the store so nothing is lost while the receiver is down.
+type WebhookConfig struct {
+	URL string `yaml:"url"`
+	// SecretFile holds the HMAC key (at least 16 bytes).
+	SecretFile string        `yaml:"secret_file"`
+	Timeout    time.Duration `yaml:"timeout"`
+	MinBackoff time.Duration `yaml:"min_backoff"`
+	MaxBackoff time.Duration `yaml:"max_backoff"`
 }
 
 // AdminConfig configures the admin API the CLI and dashboard talk to.
@@ -217,10 +285,17 @@ func DefaultConfig() Config {
 				MaxConns: 256, IdleTimeout: 5 * time.Minute},
 			Journald: JournaldConfig{Matches: []string{"_SYSTEMD_UNIT=ssh.service"}},
 		},
-		Responders: RespondersConfig{Backend: "dry-run", Resync: 30 * time.Second},
-		Store:      StoreConfig{Retention: 7 * 24 * time.Hour},
-		Admin:      AdminConfig{AuditRetention: 90 * 24 * time.Hour},
-		LogLevel:   "info",
+		Responders: RespondersConfig{
+			Resync:   30 * time.Second,
+			DryRun:   true,
+			Nftables: NftablesConfig{Table: "meshward"},
+			DNS:      DNSConfig{RPZOrigin: "rpz.meshward.", ReloadTimeout: 30 * time.Second},
+		},
+		Events: EventsConfig{QueueSize: 4096, Webhook: WebhookConfig{
+			Timeout: 10 * time.Second, MinBackoff: 500 * time.Millisecond, MaxBackoff: time.Minute}},
+		Store:    StoreConfig{Retention: 7 * 24 * time.Hour},
+		Admin:    AdminConfig{AuditRetention: 90 * 24 * time.Hour},
+		LogLevel: "info",
 	}
 }
 
@@ -381,14 +456,7 @@ func (c Config) Validate() error {
 			bad("detectors.max_sources", d.MaxSources, "must be at least 1")
 		}
 	}
-	switch c.Responders.Backend {
-	case "dry-run":
-	default:
-		bad("responders.backend", c.Responders.Backend, "allowed values: dry-run")
-	}
-	if c.Responders.Resync <= 0 {
-		bad("responders.resync", c.Responders.Resync, "must be positive")
-	}
+	c.validateResponders(bad)
 	if c.Store.Retention < c.Corroboration.Window {
 		bad("store.retention", c.Store.Retention, fmt.Sprintf("must cover corroboration.window (%s)", c.Corroboration.Window))
 	}
@@ -493,4 +561,71 @@ func nameFields(src []byte, te *yaml.TypeError) error {
 		errs = append(errs, errors.New(msg))
 	}
 	return errors.Join(errs...)
+}
+
+func (c Config) validateResponders(bad func(field string, v any, msg string)) {
+	r := c.Responders
+	if r.Resync <= 0 {
+		bad("responders.resync", r.Resync, "must be positive")
+	}
+	if !r.DryRun && !r.Nftables.Enabled && !r.DNS.Enabled && len(r.Exec) == 0 {
+		bad("responders.dry_run", false, "no responder is enabled: enable dry_run, nftables, dns or exec")
+	}
+	if r.Nftables.Enabled && r.Nftables.Table == "" {
+		bad("responders.nftables.table", `""`, "required when nftables is enabled")
+	}
+	if d := r.DNS; d.Enabled {
+		if d.UnboundPath == "" && d.RPZPath == "" {
+			bad("responders.dns.unbound_path", `""`, "set unbound_path or rpz_path when dns is enabled")
+		}
+		if d.ReloadTimeout <= 0 {
+			bad("responders.dns.reload_timeout", d.ReloadTimeout, "must be positive")
+		}
+	}
+	names := map[string]bool{}
+	for i, e := range r.Exec {
+		f := fmt.Sprintf("responders.exec[%d]", i)
+		if len(e.Add) == 0 {
+			bad(f+".add", "[]", "needs a command (argv)")
+		}
+		if e.Timeout < 0 {
+			bad(f+".timeout", e.Timeout, "must not be negative")
+		}
+		if names[e.Name] {
+			bad(f+".name", e.Name, "must be unique among exec responders")
+		}
+		names[e.Name] = true
+		for j, t := range e.Types {
+			if _, err := intel.NewIndicator(t, "x"); err != nil && strings.Contains(err.Error(), "unknown type") {
+				bad(fmt.Sprintf("%s.types[%d]", f, j), t, "allowed values: ipv4, ipv6, cidr, domain, url, sha256")
+			}
+		}
+	}
+	ev := c.Events
+	for i, s := range ev.Syslog {
+		f := fmt.Sprintf("events.syslog[%d]", i)
+		if s.Network != "udp" && s.Network != "tcp" {
+			bad(f+".network", s.Network, "allowed values: udp, tcp")
+		}
+		if _, _, err := net.SplitHostPort(s.Address); err != nil {
+			bad(f+".address", s.Address, "want host:port")
+		}
+		if s.Facility < 0 || s.Facility > 23 {
+			bad(f+".facility", s.Facility, "must be 0..23")
+		}
+	}
+	if ev.QueueSize < 1 {
+		bad("events.queue_size", ev.QueueSize, "must be at least 1")
+	}
+	if w := ev.Webhook; w.URL != "" {
+		if _, err := intel.NewIndicator(intel.URL, w.URL); err != nil {
+			bad("events.webhook.url", w.URL, "want an absolute http or https URL")
+		}
+		if w.SecretFile == "" {
+			bad("events.webhook.secret_file", `""`, "required with events.webhook.url: receivers verify the HMAC signature")
+		}
+		if w.Timeout <= 0 || w.MinBackoff <= 0 || w.MaxBackoff < w.MinBackoff {
+			bad("events.webhook.timeout", w.Timeout, "timeout and min_backoff must be positive, max_backoff at least min_backoff")
+		}
+	}
 }

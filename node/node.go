@@ -32,6 +32,8 @@ import (
 	"github.com/meshward/meshward/gossip"
 	"github.com/meshward/meshward/intel"
 	"github.com/meshward/meshward/responders"
+	"github.com/meshward/meshward/responders/nft"
+	"github.com/meshward/meshward/responders/siem"
 	"github.com/meshward/meshward/store"
 )
 
@@ -41,6 +43,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Version is reported by the admin API.
 	Version string
+	// NftablesNetNS, when positive, is a network namespace fd the
+	// nftables backend works in instead of the process's own (tests).
+	NftablesNetNS int
 	// ConsensusTimeouts, when set, replace the Raft timing defaults
 	// (tests and the testnet use shorter ones on loopback).
 	ConsensusTimeouts *ConsensusTimeouts
@@ -79,10 +84,16 @@ type Node struct {
 	syslog *detectors.SyslogSource
 	cons   *consensus.Consensus
 	recon  *responders.Reconciler
-	admin  *admin.Server
-	dryrun *responders.DryRun
+	// backends enforce; events carries detections and policy steps to
+	// SIEM and SOAR (nil when none is configured).
+	backends []responders.Backend
+	firewall *nft.Firewall
+	events   *siem.Output
+	admin    *admin.Server
+	dryrun   *responders.DryRun
 
 	version   string
+	nftNetNS  int
 	started   time.Time
 	protected []netip.Prefix
 	metrics   *prometheus.Registry
@@ -130,6 +141,7 @@ func Start(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 		inflight:  make(map[string]bool),
 		metrics:   prometheus.NewRegistry(),
 		version:   opts.Version,
+		nftNetNS:  opts.NftablesNetNS,
 		started:   time.Now(),
 		enforceLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "meshward_policy_enforce_seconds",
@@ -223,8 +235,13 @@ func Start(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 		}
 	}
 
-	n.dryrun = responders.NewDryRun(n.log.With("part", "dry-run"))
-	n.recon = responders.NewReconciler(n, []responders.Backend{n.dryrun}, responders.Options{
+	if n.backends, err = n.buildBackends(); err != nil {
+		return nil, err
+	}
+	if n.events, err = n.buildEvents(); err != nil {
+		return nil, err
+	}
+	n.recon = responders.NewReconciler(n, n.backends, responders.Options{
 		Interval:   cfg.Responders.Resync,
 		Logger:     n.log.With("part", "responders"),
 		OnEnforced: n.onEnforced,
@@ -361,6 +378,7 @@ func (n *Node) onDetection(s intel.Sighting) {
 	n.stats.detections.Add(1)
 	n.timelines.mark(key, now, detected)
 	s.Site = n.cfg.Site
+	n.emit(siem.DetectionEvent(n.id, s, now))
 	n.log.Info("detection", "indicator", s.Indicator.Value, "detector", s.Detector, "count", s.Count)
 
 	if n.cfg.LocalBlock.Enabled {
@@ -418,6 +436,7 @@ func (n *Node) HandleEnvelope(_ context.Context, env *intel.Envelope, _ peer.ID)
 	}
 	n.stats.stored.Add(1)
 	n.timelines.mark(s.Indicator.Key(), now, received)
+	n.emit(siem.SightingEvent(n.id, env.OriginID(), s, now))
 	n.enqueueEvaluation(s.Indicator)
 	return nil
 }
@@ -532,27 +551,28 @@ func (n *Node) pruneLoop() {
 	}
 }
 
-// watchConsensus turns every consensus change into a reconcile pass and
-// records when each mesh-wide block was first seen committed here.
+// watchConsensus turns every consensus change into a reconcile pass, and
+// reports policies as they are committed and expire.
 func (n *Node) watchConsensus() {
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	active := map[string]intel.Policy{}
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
 		case <-n.cons.Changes():
-			now := time.Now()
-			for _, p := range n.cons.Policies(now) {
-				if p.Action == intel.ActionBlock {
-					n.timelines.mark(p.Indicator.Key(), now, committed)
-				}
-			}
+			active = n.watchPolicies(active)
 			n.recon.Trigger()
+		case <-tick.C:
+			active = n.watchPolicies(active)
 		}
 	}
 }
 
-func (n *Node) onEnforced(_ string, p intel.Policy, at time.Time) {
+func (n *Node) onEnforced(backend string, p intel.Policy, at time.Time) {
 	n.timelines.mark(p.Indicator.Key(), at, enforced)
+	n.emit(siem.PolicyEvent(siem.KindPolicyEnforced, n.id, p, backend, at))
 	if !strings.HasPrefix(p.Author, "local:") {
 		n.enforceLatency.Observe(at.Sub(p.CreatedAt).Seconds())
 	}
@@ -622,9 +642,6 @@ func (n *Node) Store() *store.Store { return n.store }
 // Metrics is the node's Prometheus registry.
 func (n *Node) Metrics() *prometheus.Registry { return n.metrics }
 
-// Enforcing reports whether this node's responders hold a block of ind.
-func (n *Node) Enforcing(ind intel.Indicator) bool { return n.dryrun.Has(ind) }
-
 // Timeline returns this node's timeline of an indicator.
 func (n *Node) Timeline(ind intel.Indicator) (Timeline, bool) {
 	return n.timelines.get(ind.Key())
@@ -667,6 +684,14 @@ func (n *Node) Close() error {
 		closeIf("admin API", n.admin, n.admin != nil)
 		closeIf("metrics listener", n.metricsLn, n.metricsLn != nil)
 		closeIf("reconciler", n.recon, n.recon != nil)
+		if n.events != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := n.events.Close(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("close events: %w", err))
+			}
+			cancel()
+		}
+		closeIf("nftables", n.firewall, n.firewall != nil)
 		closeIf("bootstrapper", n.boot, n.boot != nil)
 		closeIf("mDNS", n.mdns, n.mdns != nil)
 		closeIf("gossip", n.gossip, n.gossip != nil)

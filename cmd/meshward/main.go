@@ -42,7 +42,7 @@ Raft, and enforces them on each host.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newAgentCmd(), newTestnetCmd(), newVersionCmd(), newRulesCmd())
+	root.AddCommand(newAgentCmd(), newTestnetCmd(), newVersionCmd(), newRulesCmd(), newFirewallCmd())
 	root.AddCommand(newAdminCmds()...)
 	return root
 }
