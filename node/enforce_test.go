@@ -56,6 +56,7 @@ func TestNodeEnforcesInNftablesAndReportsEvents(t *testing.T) {
 	cfg.Detectors.Paths = []string{filepath.Join(dir, "auth.log")}
 	cfg.Detectors.FromStart = true
 	cfg.Detectors.PollInterval = 10 * time.Millisecond
+	cfg.LocalBlock.Enabled = false // the mesh path alone
 	cfg.Responders.DryRun = false
 	cfg.Responders.Nftables.Enabled = true
 	cfg.Events.JSONLines = events
@@ -86,6 +87,7 @@ func TestNodeEnforcesInNftablesAndReportsEvents(t *testing.T) {
 		_, ok := held[ind.Key()]
 		return err == nil && ok
 	})
+	waitFor(t, "the commit on the timeline", func() bool { tl, _ := n.Timeline(ind); return !tl.MeshEnforced().IsZero() })
 	if !n.Enforcing(ind) {
 		t.Error("Enforcing does not see the kernel's block")
 	}
