@@ -16,6 +16,7 @@ import (
 func newAgentCmd() *cobra.Command {
 	var configPath string
 	var join []string
+	var leave bool
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run a Meshward node",
@@ -23,7 +24,8 @@ func newAgentCmd() *cobra.Command {
 detects attacks in its logs, gossips signed sightings, takes part in Raft and
 enforces mesh-wide policies until it receives SIGINT or SIGTERM.`,
 		Example: `  meshward agent --config /etc/meshward/node.yaml
-  meshward agent --config node.yaml --join /ip4/10.0.0.1/tcp/7946/p2p/12D3KooW...`,
+  meshward agent --config node.yaml --join /ip4/10.0.0.1/tcp/7946/p2p/12D3KooW...
+  meshward agent --config node.yaml --leave-on-shutdown   # decommissioning a site`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := node.DefaultConfig()
@@ -32,6 +34,9 @@ enforces mesh-wide policies until it receives SIGINT or SIGTERM.`,
 				if cfg, err = node.LoadConfig(configPath); err != nil {
 					return err
 				}
+			}
+			if leave {
+				cfg.Consensus.LeaveOnShutdown = true
 			}
 			if len(join) > 0 {
 				cfg.Consensus.Join = append(cfg.Consensus.Join, join...)
@@ -64,6 +69,7 @@ enforces mesh-wide policies until it receives SIGINT or SIGTERM.`,
 		},
 	}
 	cmd.Flags().StringVarP(&configPath, "config", "c", "", "node configuration file (YAML)")
+	cmd.Flags().BoolVar(&leave, "leave-on-shutdown", false, "leave the mesh for good on SIGINT/SIGTERM (consensus.leave_on_shutdown)")
 	cmd.Flags().StringSliceVar(&join, "join", nil, "multiaddr of a mesh member to join through (adds to consensus.join)")
 	return cmd
 }
