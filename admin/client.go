@@ -278,10 +278,34 @@ func (c *Client) Sightings(ctx context.Context, limit int) ([]Sighting, error) {
 	return out, c.do(ctx, "GET", "/v1/sightings", limitQuery(limit), nil, &out)
 }
 
-// Detections lists this node's own detections, newest first.
-func (c *Client) Detections(ctx context.Context, limit int) ([]Sighting, error) {
-	var out []Sighting
-	return out, c.do(ctx, "GET", "/v1/detections", limitQuery(limit), nil, &out)
+// DetectionQuery selects detections.
+type DetectionQuery struct {
+	Limit int
+	// Acknowledged, when set, keeps only the detections that are (true)
+	// or are not (false) acknowledged.
+	Acknowledged *bool
+}
+
+// Detections lists this node's own detections, newest first, with their
+// acknowledgements.
+func (c *Client) Detections(ctx context.Context, dq DetectionQuery) ([]Detection, error) {
+	q := limitQuery(dq.Limit)
+	if dq.Acknowledged != nil {
+		q.Set("acknowledged", strconv.FormatBool(*dq.Acknowledged))
+	}
+	var out []Detection
+	return out, c.do(ctx, "GET", "/v1/detections", q, nil, &out)
+}
+
+// Ack acknowledges a detection, with an optional note.
+func (c *Client) Ack(ctx context.Context, id, note string) (Detection, error) {
+	var out Detection
+	return out, c.do(ctx, "POST", "/v1/detections/"+url.PathEscape(id)+"/ack", nil, AckRequest{Note: note}, &out)
+}
+
+// Unack withdraws the acknowledgement of a detection.
+func (c *Client) Unack(ctx context.Context, id string) error {
+	return c.do(ctx, "DELETE", "/v1/detections/"+url.PathEscape(id)+"/ack", nil, nil, nil)
 }
 
 // Audit lists the audit trail, newest first.

@@ -11,7 +11,7 @@
 //   - viewer reads everything (status, members, peers, policies,
 //     indicators, sightings, detections, the audit trail);
 //   - responder also adds and removes local decisions (node-local,
-//     time-bounded blocks);
+//     time-bounded blocks) and acknowledges detections;
 //   - admin also changes the mesh: block and allow policies, revocations,
 //     member removal, and tokens.
 //
@@ -46,6 +46,18 @@
 // crashed node is replaced; a socket another process still answers on, or
 // a file that is not a socket, is an error.
 //
+// # Detections and acknowledgements
+//
+// A detection is one of this node's own sightings (GET /v1/detections
+// lists those among the most recent 10000). Its ID, DetectionID, is 16 hex
+// digits of a hash of the sighting's origin and sequence number, so it is
+// the same in every request and after a restart. A responder acknowledges
+// a detection (POST /v1/detections/{id}/ack, with an optional note) so
+// that the team sees it is handled; the acknowledgement — who, when, the
+// note — is kept in the store (one key per detection), shown with the
+// detection, and may be withdrawn (DELETE). A detection is acknowledged
+// once: a second acknowledgement is refused (409) and names the first.
+//
 // # Audit
 //
 // Every request that changes something (any method but GET) is written to
@@ -57,7 +69,7 @@
 // # What it talks to
 //
 // The server reaches the node through the Node interface, declared here and
-// implemented by the node, and keeps its tokens and audit trail through
-// Store, implemented by *store.Store. It must never hold node state of its
+// implemented by the node, and keeps its tokens, audit trail and
+// acknowledgements through Store, implemented by *store.Store. It must never hold node state of its
 // own, decide policy (the node and consensus do), or log a token secret.
 package admin

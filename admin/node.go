@@ -66,7 +66,8 @@ type Node interface {
 	SightingsFor(ctx context.Context, ind intel.Indicator) ([]store.SightingRecord, error)
 }
 
-// Store keeps tokens and the audit trail; *store.Store implements it.
+// Store keeps tokens, the audit trail and the acknowledgements of
+// detections; *store.Store implements it.
 type Store interface {
 	CreateToken(store.TokenRecord) error
 	Token(id string) (store.TokenRecord, error)
@@ -74,6 +75,16 @@ type Store interface {
 	DeleteToken(id string) error
 	AppendAudit(store.AuditEntry) error
 	Audit(limit int) ([]store.AuditEntry, error)
+
+	// CreateAck stores an acknowledgement, or returns store.ErrExists
+	// when the detection is already acknowledged.
+	CreateAck(store.AckRecord) error
+	// Ack returns a detection's acknowledgement or store.ErrNotFound.
+	Ack(id string) (store.AckRecord, error)
+	// AcksFor returns the acknowledgements of those of ids that have one.
+	AcksFor(ids []string) (map[string]store.AckRecord, error)
+	// DeleteAck removes an acknowledgement or returns store.ErrNotFound.
+	DeleteAck(id string) error
 }
 
 var _ Store = (*store.Store)(nil)

@@ -62,6 +62,8 @@ func (s *Server) routes() routeTable {
 		{"GET", "/v1/iocs/{indicator}", RoleViewer, "", getIOC},
 		{"GET", "/v1/sightings", RoleViewer, "", getSightings},
 		{"GET", "/v1/detections", RoleViewer, "", getDetections},
+		{"POST", "/v1/detections/{id}/ack", RoleResponder, "detection.ack", postAck},
+		{"DELETE", "/v1/detections/{id}/ack", RoleResponder, "detection.unack", deleteAck},
 		{"GET", "/v1/audit", RoleViewer, "", getAudit},
 		{"GET", "/v1/tokens", RoleAdmin, "", getTokens},
 		{"POST", "/v1/tokens", RoleAdmin, "token.create", postToken},

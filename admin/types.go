@@ -1,6 +1,9 @@
 package admin
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"time"
 
 	"github.com/meshward/meshward/intel"
@@ -153,3 +156,47 @@ type errorBody struct {
 	Error string `json:"error"`
 	Code  string `json:"code"`
 }
+
+// Detection is one of this node's own sightings with its ID, stable across
+// requests and restarts (DetectionID), and its acknowledgement, if any.
+type Detection struct {
+	ID string `json:"id"`
+	Sighting
+	Acknowledged bool `json:"acknowledged"`
+	Ack          *Ack `json:"ack,omitempty"`
+}
+
+// Ack says that an analyst has acknowledged a detection: who (the token's
+// name and ID), when, and an optional note.
+type Ack struct {
+	By      string    `json:"by"`
+	TokenID string    `json:"token_id,omitempty"`
+	Note    string    `json:"note,omitempty"`
+	At      time.Time `json:"at"`
+}
+
+// AckRequest acknowledges a detection; its body is optional.
+type AckRequest struct {
+	Note string `json:"note,omitempty"`
+}
+
+func ackFrom(r store.AckRecord) *Ack {
+	return &Ack{By: r.By, TokenID: r.TokenID, Note: r.Note, At: r.At}
+}
+
+// DetectionID is the ID of the detection carried by the sighting that
+// origin signed with sequence number seq: 16 hex digits of a SHA-256 over
+// both. An origin never signs two envelopes with one sequence number, so
+// the ID names one detection, the same in every request and after a
+// restart.
+func DetectionID(origin string, seq uint64) string {
+	b := make([]byte, 0, len(detectionDomain)+len(origin)+1+8)
+	b = append(b, detectionDomain...)
+	b = append(b, origin...)
+	b = append(b, 0)
+	b = binary.BigEndian.AppendUint64(b, seq)
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:8])
+}
+
+const detectionDomain = "meshward/detection\x00"
