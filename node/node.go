@@ -543,6 +543,10 @@ func (n *Node) pruneLoop() {
 		if _, err := n.store.PruneAudit(time.Now().Add(-n.cfg.Admin.AuditRetention)); err != nil {
 			n.log.Error("prune audit trail", "err", err)
 		}
+		// Acknowledgements outlive the sightings they acknowledge by nothing.
+		if _, err := n.store.PruneAcks(time.Now().Add(-n.cfg.Store.Retention)); err != nil {
+			n.log.Error("prune acknowledgements", "err", err)
+		}
 		select {
 		case <-n.ctx.Done():
 			return
