@@ -14,7 +14,10 @@
 //     never hands out a number twice;
 //   - local decisions: node-local, time-bounded policies;
 //   - the Raft log and stable store (RaftStore), which satisfy
-//     hashicorp/raft's LogStore and StableStore.
+//     hashicorp/raft's LogStore and StableStore;
+//   - the admin API's tokens (hashed, never the secret), its audit trail and
+//     detection acknowledgements;
+//   - durable delivery queues (Queue), e.g. for webhook events.
 //
 // Every write is one Badger transaction, except bulk work that may not fit
 // in one (DeleteRange, Prune, an oversized StoreLogs batch), which is split

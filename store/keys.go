@@ -21,6 +21,10 @@ import (
 //	dec/  <policy id>                           -> intel.Policy (JSON)
 //	raft/log/    <index>                        -> encoded raft.Log
 //	raft/stable/ <key>                          -> value
+//	tok/  <token id>                            -> TokenRecord (hash only; tokens.go)
+//	aud/  <time> <n>                            -> AuditRecord (audit.go)
+//	ack/  <detection id>                        -> AckRecord (acks.go)
+//	qe/ qi/ qs/  <queue name> ...               -> durable delivery queues (queue.go)
 //
 // <origin> is a one-byte length and the node ID; <indicator key> a two-byte
 // length and intel.Indicator.Key(); times are Unix nanoseconds with the
