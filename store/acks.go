@@ -148,35 +148,7 @@ func (s *Store) AcksFor(ids []string) (map[string]AckRecord, error) {
 // Acks returns up to limit acknowledgements, ordered by detection ID.
 // limit <= 0 means all of them.
 func (s *Store) Acks(limit int) ([]AckRecord, error) {
-	if err := s.acquire(); err != nil {
-		return nil, err
-	}
-	defer s.release()
-	var out []AckRecord
-	err := s.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = prefixAck
-		if limit > 0 && limit < opts.PrefetchSize {
-			opts.PrefetchSize = limit
-		}
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			if limit > 0 && len(out) >= limit {
-				break
-			}
-			var a AckRecord
-			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &a) }); err != nil {
-				return fmt.Errorf("decode acknowledgement %q: %w", it.Item().Key(), err)
-			}
-			out = append(out, a)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read acknowledgements: %w", err)
-	}
-	return out, nil
+	return list(s, "acknowledgements", prefixAck, false, limit, jsonValue[AckRecord]("acknowledgement"))
 }
 
 // DeleteAck removes the acknowledgement of a detection; it returns

@@ -77,36 +77,7 @@ func (s *Store) AppendAudit(e AuditEntry) error {
 // Audit returns up to limit audit entries, newest first. limit <= 0 means
 // all of them.
 func (s *Store) Audit(limit int) ([]AuditEntry, error) {
-	if err := s.acquire(); err != nil {
-		return nil, err
-	}
-	defer s.release()
-	var out []AuditEntry
-	err := s.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = prefixAudit
-		opts.Reverse = true
-		if limit > 0 && limit < opts.PrefetchSize {
-			opts.PrefetchSize = limit
-		}
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Seek(reverseSeekKey(prefixAudit)); it.Valid(); it.Next() {
-			if limit > 0 && len(out) >= limit {
-				break
-			}
-			var e AuditEntry
-			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
-				return fmt.Errorf("decode audit entry %q: %w", it.Item().Key(), err)
-			}
-			out = append(out, e)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read audit trail: %w", err)
-	}
-	return out, nil
+	return list(s, "audit trail", prefixAudit, true, limit, jsonValue[AuditEntry]("audit entry"))
 }
 
 // PruneAudit deletes the audit entries older than cutoff and returns how

@@ -263,36 +263,7 @@ func (s *Store) SightingsFor(ind intel.Indicator, since time.Time) ([]SightingRe
 // Sightings returns up to limit stored sightings, most recently received
 // first. limit <= 0 means all of them.
 func (s *Store) Sightings(limit int) ([]SightingRecord, error) {
-	if err := s.acquire(); err != nil {
-		return nil, err
-	}
-	defer s.release()
-	var out []SightingRecord
-	err := s.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = prefixSightTime
-		opts.Reverse = true
-		if limit > 0 && limit < opts.PrefetchSize {
-			opts.PrefetchSize = limit
-		}
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Seek(reverseSeekKey(prefixSightTime)); it.Valid(); it.Next() {
-			if limit > 0 && len(out) >= limit {
-				break
-			}
-			rec, err := decodeSightingRecord(it.Item())
-			if err != nil {
-				return err
-			}
-			out = append(out, rec)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read sightings: %w", err)
-	}
-	return out, nil
+	return list(s, "sightings", prefixSightTime, true, limit, decodeSightingRecord)
 }
 
 func decodeSightingRecord(item *badger.Item) (SightingRecord, error) {
