@@ -9,17 +9,36 @@
 // one of the sets.
 //
 // Nothing outside that table is ever read or written: Teardown deletes the
-// table and only it. Current repairs the structure (table, sets, chains,
-// rules) before reading the sets back, so a table deleted or flushed
-// behind Meshward's back shows as missing entries and the next reconcile
-// pass restores them.
+// table and only it.
+//
+// The backend is the only writer of its table, so it keeps a view of what
+// the sets hold and answers Current from it. Reading a set of 100,000
+// elements back from the kernel takes seconds (the kernel restarts its
+// walk for every dump chunk), so the view is checked cheaply on every
+// call: the kernel's ruleset generation, which every committed change to
+// any table advances, must be the one recorded after the backend's own
+// last change. If another process changed the ruleset (deleted the table,
+// flushed a set, deleted an element by hand, or only touched another
+// table), or a change of the backend's own failed, the next Current
+// repairs the structure (table, sets, chains, rules) and reads the sets
+// back in full, so the reconcile pass restores what is missing. Current
+// also reads in full every WithFullReadEvery passes or interval, whichever
+// comes first, which bounds any drift the generation check could miss.
+//
+// Elements expire in the kernel by themselves; the view drops them at the
+// same time. A policy whose expiry is extended must reach the kernel
+// element too: Apply and Refresh replace an element whose expiry is
+// earlier than the policy's by deleting and re-adding it in one
+// transaction, so the address is never unblocked in between.
 package nft
 
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -28,6 +47,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/meshward/meshward/intel"
@@ -40,6 +60,19 @@ const DefaultTable = "meshward"
 // DefaultBatchSize is how many set elements one netlink batch (one Flush)
 // carries. A batch must stay under the netlink socket's send buffer.
 const DefaultBatchSize = 2048
+
+// Defaults of WithFullReadEvery: Current reads the sets back in full at
+// least every DefaultFullReadPasses calls or DefaultFullReadInterval.
+const (
+	DefaultFullReadPasses   = 10
+	DefaultFullReadInterval = 10 * time.Minute
+)
+
+// refreshSlack is how much later than the kernel element's expiry a
+// policy's must be for the element to be replaced. It absorbs the
+// kernel's rounding of the life left (jiffies, milliseconds); an element
+// whose policy is extended by less expires at most this early.
+const refreshSlack = time.Second
 
 // elementsPerMessage bounds the elements of one netlink message: its
 // element list is a nested attribute whose length is 16 bits.
@@ -64,6 +97,8 @@ type config struct {
 	netns     int
 	now       func() time.Time
 	batchSize int
+	fullEvery int
+	fullAfter time.Duration
 	seen      map[string]bool
 }
 
@@ -134,6 +169,27 @@ func WithBatchSize(n int) Option {
 	}
 }
 
+// WithFullReadEvery makes Current read the sets back from the kernel in
+// full at least every passes calls or every interval, whichever comes
+// first (defaults DefaultFullReadPasses and DefaultFullReadInterval), on
+// top of the reads a changed ruleset generation forces. One pass reads in
+// full on every call, as a backend without a view would.
+func WithFullReadEvery(passes int, interval time.Duration) Option {
+	return func(c *config) error {
+		if err := c.once("WithFullReadEvery"); err != nil {
+			return err
+		}
+		if passes < 1 {
+			return fmt.Errorf("full read every %d passes: must be at least 1", passes)
+		}
+		if interval <= 0 {
+			return fmt.Errorf("full read interval %v must be positive", interval)
+		}
+		c.fullEvery, c.fullAfter = passes, interval
+		return nil
+	}
+}
+
 // Stats counts the backend's work.
 type Stats struct {
 	Batches       uint64 // netlink batches sent
@@ -143,6 +199,10 @@ type Stats struct {
 	Errors        uint64 // failed netlink operations
 	SkippedExpiry uint64 // additions skipped because the policy had already expired
 	UnstableReads uint64 // set dumps that disagreed with the one before (see stableElements)
+	Refreshed     uint64 // elements replaced to extend their timeout
+	FullReads     uint64 // times the sets were read back from the kernel in full
+	ViewReads     uint64 // checks that found the ruleset unchanged and kept the view
+	Drifts        uint64 // checks that found the ruleset changed by another writer
 }
 
 // Firewall is the nftables backend. The reconciler calls it from one
@@ -160,9 +220,29 @@ type Firewall struct {
 	// kernel: an interval set cannot hold overlapping ranges, so they are
 	// enforced by the wider one and kept here until it goes.
 	nested map[string]intel.Policy
+	// view is what the kernel's sets hold as of ruleset generation gen;
+	// nil when unknown. dirty means a change of ours may not have landed
+	// as planned, or another writer committed in between.
+	view  *state
+	gen   uint32
+	dirty bool
+	// sinceFull counts Current calls since the last full read, at lastFull.
+	sinceFull int
+	lastFull  time.Time
+	genConn   *netlink.Conn // lazily dialled; asks for the ruleset generation
 
 	batches, added, removed, repairs, errs, skipped, unstable atomic.Uint64
+	refreshed, fullReads, viewReads, drifts                   atomic.Uint64
 }
+
+// Refresher is the optional method a reconciler calls once per pass with
+// the desired policies whose indicators Current reported as held, so that
+// an extended expiry reaches the kernel element.
+type Refresher interface {
+	Refresh(ctx context.Context, held []intel.Policy) (int, error)
+}
+
+var _ Refresher = (*Firewall)(nil)
 
 var (
 	_ responders.Backend    = (*Firewall)(nil)
@@ -172,7 +252,10 @@ var (
 // New returns a backend for the table named by the options. It opens a
 // netlink socket but changes nothing until Current or Apply.
 func New(opts ...Option) (*Firewall, error) {
-	cfg := config{table: DefaultTable, now: time.Now, batchSize: DefaultBatchSize, seen: map[string]bool{}}
+	cfg := config{
+		table: DefaultTable, now: time.Now, batchSize: DefaultBatchSize,
+		fullEvery: DefaultFullReadPasses, fullAfter: DefaultFullReadInterval, seen: map[string]bool{},
+	}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
 			return nil, fmt.Errorf("nftables backend: %w", err)
@@ -217,7 +300,8 @@ func (f *Firewall) Stats() Stats {
 	return Stats{
 		Batches: f.batches.Load(), Added: f.added.Load(), Removed: f.removed.Load(),
 		Repairs: f.repairs.Load(), Errors: f.errs.Load(), SkippedExpiry: f.skipped.Load(),
-		UnstableReads: f.unstable.Load(),
+		UnstableReads: f.unstable.Load(), Refreshed: f.refreshed.Load(), FullReads: f.fullReads.Load(),
+		ViewReads: f.viewReads.Load(), Drifts: f.drifts.Load(),
 	}
 }
 
@@ -230,7 +314,11 @@ func (f *Firewall) Close() error {
 		return nil
 	}
 	f.closed = true
-	if err := f.conn.CloseLasting(); err != nil {
+	var gerr error
+	if f.genConn != nil {
+		gerr = f.genConn.Close()
+	}
+	if err := errors.Join(f.conn.CloseLasting(), gerr); err != nil {
 		return fmt.Errorf("close netlink: %w", err)
 	}
 	return nil
@@ -257,6 +345,7 @@ func (f *Firewall) Teardown(ctx context.Context) error {
 		return err
 	}
 	f.conn.DelTable(f.table)
+	f.view = nil
 	if err := f.flush(); err != nil {
 		return fmt.Errorf("delete table inet %s: %w", f.cfg.table, err)
 	}
@@ -264,76 +353,203 @@ func (f *Firewall) Teardown(ctx context.Context) error {
 	return nil
 }
 
-// Current implements responders.Backend. It first recreates whatever part
-// of the table's structure is missing, then reads the sets back.
+// Current implements responders.Backend. It answers from the view,
+// after checking the ruleset generation; when that shows another writer,
+// or a full read is due, it first recreates whatever part of the table's
+// structure is missing and reads the sets back.
 func (f *Firewall) Current(ctx context.Context) (map[string]intel.Indicator, error) {
 	if err := f.lock(); err != nil {
 		return nil, err
 	}
 	defer f.mu.Unlock()
-	if err := f.ensure(); err != nil {
+	now := f.cfg.now()
+	f.sinceFull++
+	due := f.sinceFull >= f.cfg.fullEvery || now.Sub(f.lastFull) >= f.cfg.fullAfter
+	if err := f.sync(due); err != nil {
 		return nil, err
 	}
-	st, err := f.read()
-	if err != nil {
-		return nil, err
+	v := f.view
+	v.prune(now)
+	out := make(map[string]intel.Indicator, len(v.addrs)+len(v.nets)+len(f.nested))
+	for k, e := range v.addrs {
+		out[k] = e.ind
 	}
-	out := make(map[string]intel.Indicator, len(st.addrs)+len(st.nets)+len(f.nested))
-	for k, ind := range st.addrs {
-		out[k] = ind
-	}
-	for k, ind := range st.nets {
-		out[k] = ind
+	for k, e := range v.nets {
+		out[k] = e.ind
 	}
 	for k, p := range f.nested {
-		if st.covered(p.Indicator) {
+		if v.covered(p.Indicator) {
 			out[k] = p.Indicator
 		}
 	}
 	return out, nil
 }
 
+// sync makes f.view current: it keeps it if the ruleset generation is the
+// one recorded after the backend's own last change and full is false;
+// otherwise it repairs the structure and reads the sets back.
+func (f *Firewall) sync(full bool) error {
+	g, err := f.generation()
+	if err != nil {
+		return err
+	}
+	if f.view != nil && !f.dirty {
+		if g == f.gen && !full {
+			f.viewReads.Add(1)
+			return nil
+		}
+		if g != f.gen {
+			f.drifts.Add(1)
+		}
+	}
+	f.view = nil
+	if err := f.ensure(); err != nil {
+		return err
+	}
+	// The generation is taken before the dump: a change committed during
+	// the dump shows as a different generation at the next check.
+	if g, err = f.generation(); err != nil {
+		return err
+	}
+	st, err := f.read()
+	if err != nil {
+		return err
+	}
+	f.view, f.gen, f.dirty = st, g, false
+	f.sinceFull, f.lastFull = 0, f.cfg.now()
+	f.fullReads.Add(1)
+	return nil
+}
+
+// generation returns the kernel's ruleset generation, which every
+// committed nftables transaction in the namespace advances.
+func (f *Firewall) generation() (uint32, error) {
+	if f.genConn == nil {
+		c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: f.cfg.netns})
+		if err != nil {
+			f.errs.Add(1)
+			return 0, fmt.Errorf("open netlink for the ruleset generation: %w", err)
+		}
+		f.genConn = c
+	}
+	msgs, err := f.genConn.Execute(netlink.Message{
+		Header: netlink.Header{
+			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN),
+			Flags: netlink.Request,
+		},
+		Data: []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
+	})
+	if err != nil {
+		f.errs.Add(1)
+		return 0, fmt.Errorf("read the ruleset generation: %w", err)
+	}
+	for _, m := range msgs {
+		if len(m.Data) < 4 {
+			continue
+		}
+		ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+		if err != nil {
+			return 0, fmt.Errorf("decode the ruleset generation: %w", err)
+		}
+		ad.ByteOrder = binary.BigEndian
+		for ad.Next() {
+			if ad.Type() == unix.NFTA_GEN_ID {
+				return ad.Uint32(), nil
+			}
+		}
+		if err := ad.Err(); err != nil {
+			return 0, fmt.Errorf("decode the ruleset generation: %w", err)
+		}
+	}
+	return 0, errors.New("read the ruleset generation: no generation in the reply")
+}
+
 // Apply implements responders.Backend. Elements travel in batches of the
 // configured size, one Flush each; on error the batches already sent stay
-// applied.
+// applied. An element already held with an earlier expiry than its
+// policy's is replaced (deleted and re-added in one batch).
 func (f *Firewall) Apply(ctx context.Context, add []intel.Policy, remove []intel.Indicator) error {
 	if err := f.lock(); err != nil {
 		return err
 	}
 	defer f.mu.Unlock()
-	if err := f.ensure(); err != nil {
+	if err := f.sync(false); err != nil {
 		return err
 	}
-	// Read back only the sets this change needs: removing an absent
-	// element fails its batch, and networks are planned against what the
-	// interval sets hold.
-	var needAddrs, needNets bool
-	for _, ind := range remove {
-		needAddrs = needAddrs || ind.Type == intel.IPv4 || ind.Type == intel.IPv6
-		needNets = needNets || ind.Type == intel.CIDR
+	return f.apply(ctx, add, remove)
+}
+
+// Refresh extends the kernel timeout of every held element whose policy
+// in held expires later than the element (by more than a second), and
+// returns how many it replaced. Policies whose indicators are not held
+// are ignored: adding is Apply's business. A reconciler calls it once per
+// pass with the desired policies Current reported, since Apply only
+// receives the missing ones.
+func (f *Firewall) Refresh(ctx context.Context, held []intel.Policy) (int, error) {
+	if err := f.lock(); err != nil {
+		return 0, err
 	}
-	for _, p := range add {
-		needNets = needNets || p.Indicator.Type == intel.CIDR
-	}
-	st, err := f.readSets(needAddrs, needNets)
-	if err != nil {
-		return err
+	defer f.mu.Unlock()
+	if err := f.sync(false); err != nil {
+		return 0, err
 	}
 	now := f.cfg.now()
-	var b batcher
-	b.f = f
+	v := f.view
+	var ext []intel.Policy
+	for _, p := range held {
+		k := p.Indicator.Key()
+		switch p.Indicator.Type {
+		case intel.IPv4, intel.IPv6:
+			if e, ok := v.addrs[k]; ok && e.alive(now) && later(p, e) {
+				ext = append(ext, p)
+			}
+		case intel.CIDR:
+			if e, ok := v.nets[k]; ok && e.alive(now) && later(p, e) {
+				ext = append(ext, p)
+			} else if q, ok := f.nested[k]; ok && later(p, entry{expires: q.ExpiresAt}) {
+				ext = append(ext, p)
+			}
+		}
+	}
+	if len(ext) == 0 {
+		return 0, nil
+	}
+	before := f.refreshed.Load()
+	err := f.apply(ctx, ext, nil)
+	return int(f.refreshed.Load() - before), err
+}
 
-	// Single addresses: remove only what is present (deleting an absent
-	// element fails the whole batch), add everything asked.
+// later reports whether p should replace the element e: p never expires
+// while e does, or p expires more than refreshSlack after e.
+func later(p intel.Policy, e entry) bool {
+	if e.expires.IsZero() {
+		return false
+	}
+	return p.ExpiresAt.IsZero() || p.ExpiresAt.After(e.expires.Add(refreshSlack))
+}
+
+// apply plans the change against the view and sends it. f.view is valid.
+func (f *Firewall) apply(ctx context.Context, add []intel.Policy, remove []intel.Indicator) error {
+	v := f.view
+	now := f.cfg.now()
+	v.prune(now)
+	b := batcher{f: f}
+
+	// Single addresses: remove only what is held (deleting an absent
+	// element fails the whole batch); add what is not held, and replace
+	// what is held with an earlier expiry.
 	for _, ind := range remove {
-		if _, ok := st.addrs[ind.Key()]; !ok {
+		if ind.Type != intel.IPv4 && ind.Type != intel.IPv6 {
+			continue
+		}
+		if _, ok := v.addrs[ind.Key()]; !ok {
 			continue
 		}
 		a, err := netip.ParseAddr(ind.Value)
 		if err != nil {
 			continue
 		}
-		b.del(f.addrSet(a), nftables.SetElement{Key: a.AsSlice()})
+		b.queue(op{kind: opDel, set: f.addrSet(a), key: ind.Key(), els: []nftables.SetElement{{Key: a.AsSlice()}}})
 	}
 	var cidrAdd []intel.Policy
 	for _, p := range add {
@@ -347,27 +563,46 @@ func (f *Firewall) Apply(ctx context.Context, add []intel.Policy, remove []intel
 			if !ok {
 				continue
 			}
-			b.add(f.addrSet(a), nftables.SetElement{Key: a.AsSlice(), Timeout: to})
+			k := p.Indicator.Key()
+			kind := opAdd
+			if e, held := v.addrs[k]; held {
+				if !later(p, e) {
+					continue
+				}
+				kind = opReplace
+			}
+			b.queue(op{kind: kind, set: f.addrSet(a), key: k,
+				ent: entry{ind: p.Indicator, expires: expiry(now, to)},
+				els: []nftables.SetElement{{Key: a.AsSlice(), Timeout: to}}})
 		case intel.CIDR:
 			cidrAdd = append(cidrAdd, p)
 		}
 	}
-	if err := f.applyNets(&b, st, cidrAdd, remove, now); err != nil {
+	if err := f.applyNets(&b, v, cidrAdd, remove, now); err != nil {
 		return err
 	}
 	return b.done(ctx)
 }
 
+// expiry is the view's expiry of an element added at now with timeout to
+// (zero: none). The kernel's is no earlier.
+func expiry(now time.Time, to time.Duration) time.Time {
+	if to == 0 {
+		return time.Time{}
+	}
+	return now.Add(to)
+}
+
 // applyNets plans the CIDR changes. Networks either nest or are disjoint,
 // so the kernel holds the outermost of the wanted networks and the rest
 // wait in f.nested.
-func (f *Firewall) applyNets(b *batcher, st *state, add []intel.Policy, remove []intel.Indicator, now time.Time) error {
+func (f *Firewall) applyNets(b *batcher, v *state, add []intel.Policy, remove []intel.Indicator, now time.Time) error {
 	held := make(map[string]intel.Policy) // every CIDR held, in kernel or nested
-	for k, ind := range st.nets {
-		held[k] = intel.Policy{Indicator: ind, ExpiresAt: st.netExpiry[k]}
+	for k, e := range v.nets {
+		held[k] = intel.Policy{Indicator: e.ind, ExpiresAt: e.expires}
 	}
 	for k, p := range f.nested {
-		if st.covered(p.Indicator) {
+		if v.covered(p.Indicator) {
 			held[k] = p
 		}
 	}
@@ -380,6 +615,7 @@ func (f *Firewall) applyNets(b *batcher, st *state, add []intel.Policy, remove [
 			}
 		}
 	}
+	replace := make(map[string]bool)
 	for _, p := range add {
 		if _, ok := f.timeout(p, now); !ok {
 			continue
@@ -387,7 +623,16 @@ func (f *Firewall) applyNets(b *batcher, st *state, add []intel.Policy, remove [
 		if _, ok := p.Indicator.Prefix(); !ok {
 			return fmt.Errorf("add %s: not a network", p.Indicator.Key())
 		}
-		held[p.Indicator.Key()] = p
+		k := p.Indicator.Key()
+		if q, ok := held[k]; ok {
+			if !later(p, entry{expires: q.ExpiresAt}) {
+				continue
+			}
+			if _, inKernel := v.nets[k]; inKernel {
+				replace[k] = true
+			}
+		}
+		held[k] = p
 		changed = true
 	}
 	if !changed {
@@ -402,22 +647,27 @@ func (f *Firewall) applyNets(b *batcher, st *state, add []intel.Policy, remove [
 	for _, p := range outer {
 		want[p.Indicator.Key()] = true
 	}
-	for k, ind := range st.nets {
+	for k, e := range v.nets {
 		if !want[k] {
-			pfx, _ := ind.Prefix()
-			b.del(f.netSet(pfx), intervalElems(pfx, 0)...)
+			b.queue(op{kind: opDel, net: true, set: f.netSet(e.pfx), key: k, els: intervalElems(e.pfx, 0)})
 		}
 	}
 	for _, p := range outer {
-		if _, ok := st.nets[p.Indicator.Key()]; ok {
-			continue
+		k := p.Indicator.Key()
+		kind := opAdd
+		if _, ok := v.nets[k]; ok {
+			if !replace[k] {
+				continue
+			}
+			kind = opReplace
 		}
 		to, ok := f.timeout(p, now)
 		if !ok {
 			continue
 		}
 		pfx, _ := p.Indicator.Prefix()
-		b.add(f.netSet(pfx), intervalElems(pfx, to)...)
+		b.queue(op{kind: kind, net: true, set: f.netSet(pfx), key: k,
+			ent: entry{ind: p.Indicator, pfx: pfx, expires: expiry(now, to)}, els: intervalElems(pfx, to)})
 	}
 	return nil
 }
@@ -512,105 +762,175 @@ func (f *Firewall) flush() error {
 	return nil
 }
 
-// batcher queues element changes and flushes every batchSize elements.
+// batcher queues element changes and sends them in batches of at most
+// batchSize elements, one transaction each.
 type batcher struct {
-	f       *Firewall
-	pending int
-	adds    int
-	dels    int
-	err     error
-	byKind  []op
+	f   *Firewall
+	ops []op
 }
+
+type opKind int
+
+// Deletions go first, so that a network can be replaced by a wider one;
+// an element is replaced by deleting and re-adding it in one batch.
+const (
+	opDel opKind = iota
+	opReplace
+	opAdd
+)
 
 type op struct {
-	set *nftables.Set
-	del bool
-	els []nftables.SetElement
+	kind opKind
+	net  bool // an element of an interval set
+	set  *nftables.Set
+	key  string
+	ent  entry // what the view holds after an add or replace
+	els  []nftables.SetElement
 }
 
-func (b *batcher) add(s *nftables.Set, els ...nftables.SetElement) {
-	b.byKind = append(b.byKind, op{set: s, els: els})
+func (o op) weight() int {
+	if o.kind == opReplace {
+		return 2 * len(o.els)
+	}
+	return len(o.els)
 }
 
-func (b *batcher) del(s *nftables.Set, els ...nftables.SetElement) {
-	b.byKind = append(b.byKind, op{set: s, del: true, els: els})
-}
+func (b *batcher) queue(o op) { b.ops = append(b.ops, o) }
 
-// done sends the queued changes: deletions first, so that a network can
-// be replaced by a wider one, then additions. Consecutive changes to the
-// same set share netlink messages.
+// done sends the queued changes: deletions first, then replacements,
+// then additions, each batch keeping an op whole. Consecutive changes to
+// the same set share netlink messages.
 func (b *batcher) done(ctx context.Context) error {
-	f := b.f
-	ops := slices.Clone(b.byKind)
+	ops := slices.Clone(b.ops)
 	slices.SortStableFunc(ops, func(x, y op) int {
-		if x.del != y.del {
-			if x.del {
-				return -1
-			}
-			return 1
+		if c := cmp.Compare(x.kind, y.kind); c != 0 {
+			return c
 		}
 		return cmp.Compare(x.set.Name, y.set.Name)
 	})
-	var (
-		curSet              *nftables.Set
-		curDel              bool
-		msg                 []nftables.SetElement
-		inBatch, adds, dels int
-	)
-	sendMsg := func() error {
-		if len(msg) == 0 {
-			return nil
+	var batch []op
+	n := 0
+	for _, o := range ops {
+		if n > 0 && n+o.weight() > b.f.cfg.batchSize {
+			if err := b.send(ctx, batch, n); err != nil {
+				return err
+			}
+			batch, n = nil, 0
 		}
-		var err error
-		if curDel {
-			err = f.conn.SetDeleteElements(curSet, msg)
-		} else {
-			err = f.conn.SetAddElements(curSet, msg)
-		}
-		msg = nil
-		return err
+		batch = append(batch, o)
+		n += o.weight()
 	}
-	flush := func() error {
-		if err := sendMsg(); err != nil {
-			return err
-		}
-		if inBatch == 0 {
-			return nil
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := f.flush(); err != nil {
-			return fmt.Errorf("apply batch of %d elements: %w", inBatch, err)
-		}
-		f.added.Add(uint64(adds))
-		f.removed.Add(uint64(dels))
-		inBatch, adds, dels = 0, 0, 0
+	if n == 0 {
 		return nil
 	}
-	for _, o := range ops {
-		// Keep an interval's start and end in one message and batch.
-		if curSet != o.set || curDel != o.del || len(msg)+len(o.els) > elementsPerMessage {
-			if err := sendMsg(); err != nil {
-				return err
+	return b.send(ctx, batch, n)
+}
+
+// send commits one batch (deletions before additions) and records it in
+// the view.
+func (b *batcher) send(ctx context.Context, batch []op, n int) error {
+	f := b.f
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	g0, err := f.generation()
+	if err != nil {
+		f.dirty = true
+		return err
+	}
+	for _, del := range []bool{true, false} {
+		var (
+			cur *nftables.Set
+			msg []nftables.SetElement
+		)
+		sendMsg := func() error {
+			if len(msg) == 0 {
+				return nil
 			}
-			curSet, curDel = o.set, o.del
-		}
-		if inBatch > 0 && inBatch+len(o.els) > f.cfg.batchSize {
-			if err := flush(); err != nil {
-				return err
+			var err error
+			if del {
+				err = f.conn.SetDeleteElements(cur, msg)
+			} else {
+				err = f.conn.SetAddElements(cur, msg)
 			}
-			curSet, curDel = o.set, o.del
+			msg = nil
+			return err
 		}
-		msg = append(msg, o.els...)
-		inBatch += len(o.els)
-		if o.del {
-			dels++
-		} else {
-			adds++
+		for _, o := range batch {
+			if (del && o.kind == opAdd) || (!del && o.kind == opDel) {
+				continue
+			}
+			els := o.els
+			if del && o.kind == opReplace {
+				els = withoutTimeout(els)
+			}
+			// Keep an interval's start and end in one message.
+			if cur != o.set || len(msg)+len(els) > elementsPerMessage {
+				if err := sendMsg(); err != nil {
+					f.dirty = true
+					return err
+				}
+				cur = o.set
+			}
+			msg = append(msg, els...)
+		}
+		if err := sendMsg(); err != nil {
+			f.dirty = true
+			return err
 		}
 	}
-	return flush()
+	if err := f.commit(g0); err != nil {
+		return fmt.Errorf("apply batch of %d elements: %w", n, err)
+	}
+	v := f.view
+	for _, o := range batch {
+		m := v.addrs
+		if o.net {
+			m = v.nets
+		}
+		switch o.kind {
+		case opDel:
+			delete(m, o.key)
+			f.removed.Add(1)
+		case opReplace:
+			m[o.key] = o.ent
+			f.refreshed.Add(1)
+		case opAdd:
+			m[o.key] = o.ent
+			f.added.Add(1)
+		}
+	}
+	return nil
+}
+
+func withoutTimeout(els []nftables.SetElement) []nftables.SetElement {
+	out := slices.Clone(els)
+	for i := range out {
+		out[i].Timeout = 0
+	}
+	return out
+}
+
+// commit sends the queued batch as one transaction. g0 is the ruleset
+// generation read before the batch was queued: if it is not the view's,
+// or the transaction did not advance it by exactly one, another writer
+// committed in between and the view is marked dirty, so that the next
+// check reads the sets back. A failed transaction marks it dirty too.
+func (f *Firewall) commit(g0 uint32) error {
+	if err := f.flush(); err != nil {
+		f.dirty = true
+		return err
+	}
+	g1, err := f.generation()
+	if err != nil {
+		f.dirty = true
+		return err
+	}
+	if g0 != f.gen || g1 != g0+1 {
+		f.dirty = true
+	}
+	f.gen = g1
+	return nil
 }
 
 // tableExists reports whether the backend's table is in the kernel.
@@ -751,12 +1071,24 @@ func dropExprs(s *nftables.Set) []expr.Any {
 
 // state is what the kernel's sets hold.
 type state struct {
-	addrs     map[string]intel.Indicator
-	addrLeft  map[string]time.Duration // life left; absent: no timeout
-	nets      map[string]intel.Indicator
-	netExpiry map[string]time.Time
-	netLeft   map[string]time.Duration
-	prefixes  []netip.Prefix
+	addrs map[string]entry
+	nets  map[string]entry // the interval sets' elements
+}
+
+// entry is one element of a set.
+type entry struct {
+	ind     intel.Indicator
+	pfx     netip.Prefix // of a network
+	expires time.Time    // zero: no timeout
+}
+
+func (e entry) alive(now time.Time) bool { return e.expires.IsZero() || e.expires.After(now) }
+
+// prune drops the elements the kernel has expired by now.
+func (s *state) prune(now time.Time) {
+	for _, m := range []map[string]entry{s.addrs, s.nets} {
+		maps.DeleteFunc(m, func(_ string, e entry) bool { return !e.alive(now) })
+	}
 }
 
 // covered reports whether a network in the kernel contains ind.
@@ -765,30 +1097,19 @@ func (s *state) covered(ind intel.Indicator) bool {
 	if !ok {
 		return false
 	}
-	for _, q := range s.prefixes {
-		if q.Bits() <= p.Bits() && q.Contains(p.Addr()) {
+	for _, e := range s.nets {
+		if q := e.pfx; q.Bits() <= p.Bits() && q.Contains(p.Addr()) {
 			return true
 		}
 	}
 	return false
 }
 
-func (f *Firewall) read() (*state, error) { return f.readSets(true, true) }
-
-func (f *Firewall) readSets(addrs, nets bool) (*state, error) {
-	st := &state{
-		addrs: map[string]intel.Indicator{}, addrLeft: map[string]time.Duration{},
-		nets: map[string]intel.Indicator{}, netExpiry: map[string]time.Time{}, netLeft: map[string]time.Duration{},
-	}
+// read reads the sets back from the kernel.
+func (f *Firewall) read() (*state, error) {
+	st := &state{addrs: map[string]entry{}, nets: map[string]entry{}}
 	now := f.cfg.now()
-	var addrSets, netSets []string
-	if addrs {
-		addrSets = []string{setV4, setV6}
-	}
-	if nets {
-		netSets = []string{setV4Net, setV6Net}
-	}
-	for _, name := range addrSets {
+	for _, name := range []string{setV4, setV6} {
 		els, err := f.stableElements(f.sets[name])
 		if err != nil {
 			return nil, err
@@ -799,25 +1120,25 @@ func (f *Firewall) readSets(addrs, nets bool) (*state, error) {
 				continue
 			}
 			ind := intel.IndicatorFromAddr(a)
-			st.addrs[ind.Key()] = ind
+			ent := entry{ind: ind}
 			if e.Timeout > 0 {
-				st.addrLeft[ind.Key()] = e.Expires
+				ent.expires = now.Add(e.Expires)
 			}
+			st.addrs[ind.Key()] = ent
 		}
 	}
-	for _, name := range netSets {
+	for _, name := range []string{setV4Net, setV6Net} {
 		els, err := f.stableElements(f.sets[name])
 		if err != nil {
 			return nil, err
 		}
 		for _, r := range ranges(els) {
 			ind := intel.Indicator{Type: intel.CIDR, Value: r.pfx.String()}
-			st.nets[ind.Key()] = ind
-			st.prefixes = append(st.prefixes, r.pfx)
+			ent := entry{ind: ind, pfx: r.pfx}
 			if r.timeout > 0 {
-				st.netLeft[ind.Key()] = r.expires
-				st.netExpiry[ind.Key()] = now.Add(r.expires)
+				ent.expires = now.Add(r.expires)
 			}
+			st.nets[ind.Key()] = ent
 		}
 	}
 	return st, nil
@@ -953,12 +1274,19 @@ func (f *Firewall) List(ctx context.Context) ([]Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []Entry
-	for k, ind := range st.addrs {
-		out = append(out, Entry{Indicator: ind, Expires: st.addrLeft[k]})
+	now := f.cfg.now()
+	left := func(e entry) time.Duration {
+		if e.expires.IsZero() {
+			return 0
+		}
+		return max(e.expires.Sub(now), time.Millisecond)
 	}
-	for k, ind := range st.nets {
-		out = append(out, Entry{Indicator: ind, Expires: st.netLeft[k]})
+	var out []Entry
+	for _, e := range st.addrs {
+		out = append(out, Entry{Indicator: e.ind, Expires: left(e)})
+	}
+	for _, e := range st.nets {
+		out = append(out, Entry{Indicator: e.ind, Expires: left(e)})
 	}
 	for _, p := range f.nested {
 		if st.covered(p.Indicator) {
