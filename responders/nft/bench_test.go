@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/responders/nft"
 )
 
 // addrPolicies returns n block policies for distinct IPv4 addresses in
@@ -68,11 +69,11 @@ func BenchmarkApply1kTo100k(b *testing.B) {
 	}
 }
 
-// BenchmarkCurrent100k reads back a set of 100,000 addresses, as every
-// reconcile pass does.
-func BenchmarkCurrent100k(b *testing.B) {
+// benchCurrent reads back a set of 100,000 addresses, as every reconcile
+// pass does, with the given options.
+func benchCurrent(b *testing.B, opts ...nft.Option) {
 	ns := newNS(b)
-	f := newFirewall(b, ns)
+	f := newFirewall(b, ns, opts...)
 	ctx := b.Context()
 	if err := f.Apply(ctx, addrPolicies(100_000, 0), nil); err != nil {
 		b.Fatal(err)
@@ -84,6 +85,44 @@ func BenchmarkCurrent100k(b *testing.B) {
 		}
 		if len(cur) != 100_000 {
 			b.Fatalf("Current has %d entries", len(cur))
+		}
+	}
+	st := f.Stats()
+	b.ReportMetric(float64(st.FullReads), "fullreads")
+}
+
+// BenchmarkCurrent100k uses the default full-read schedule (one pass in
+// DefaultFullReadPasses reads the sets back).
+func BenchmarkCurrent100k(b *testing.B) { benchCurrent(b) }
+
+// BenchmarkCurrent100kView answers every call from the view after the
+// generation check.
+func BenchmarkCurrent100kView(b *testing.B) {
+	benchCurrent(b, nft.WithFullReadEvery(1<<30, 24*time.Hour))
+}
+
+// BenchmarkCurrent100kFull reads the sets back on every call.
+func BenchmarkCurrent100kFull(b *testing.B) {
+	benchCurrent(b, nft.WithFullReadEvery(1, 24*time.Hour))
+}
+
+// BenchmarkRefresh100k is the per-pass Refresh of 100,000 held policies,
+// none extended.
+func BenchmarkRefresh100k(b *testing.B) {
+	ns := newNS(b)
+	f := newFirewall(b, ns)
+	ctx := b.Context()
+	held := addrPolicies(100_000, 0)
+	if err := f.Apply(ctx, held, nil); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		n, err := f.Refresh(ctx, held)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n != 0 {
+			b.Fatalf("Refresh replaced %d", n)
 		}
 	}
 }
