@@ -18,6 +18,9 @@ import (
 	"github.com/meshward/meshward/responders/webhook"
 )
 
+// The kernel firewall's elements carry their own timeouts.
+var _ responders.Refresher = (*nft.Firewall)(nil)
+
 // buildBackends makes the enabled enforcement backends.
 func (n *Node) buildBackends() ([]responders.Backend, error) {
 	r := n.cfg.Responders

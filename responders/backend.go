@@ -102,3 +102,12 @@ func (d *DryRun) Has(ind intel.Indicator) bool {
 	_, ok := d.blocked[ind.Key()]
 	return ok
 }
+
+// Refresher is an optional interface for backends whose entries carry an
+// expiry of their own (kernel element timeouts): on every pass the
+// reconciler hands it the desired policies of the entries it already
+// holds, so that an extended policy does not lapse at its old expiry. It
+// returns how many entries it updated.
+type Refresher interface {
+	Refresh(ctx context.Context, held []intel.Policy) (int, error)
+}

@@ -83,10 +83,12 @@ type BackendStats struct {
 	Failures uint64 // failed Current or Apply calls
 	Added    uint64 // entries added
 	Removed  uint64 // entries removed
+	// Refreshed counts held entries given a later expiry (Refresher).
+	Refreshed uint64
 }
 
 type backendCounters struct {
-	applies, failures, added, removed atomic.Uint64
+	applies, failures, added, removed, refreshed atomic.Uint64
 }
 
 // NewReconciler returns a reconciler of backends, fed by src. Nothing runs
@@ -169,7 +171,7 @@ func (r *Reconciler) BackendStats() map[string]BackendStats {
 	out := make(map[string]BackendStats, len(r.backends))
 	for i, b := range r.backends {
 		c := &r.perBackend[i]
-		out[b.Name()] = BackendStats{Applies: c.applies.Load(), Failures: c.failures.Load(), Added: c.added.Load(), Removed: c.removed.Load()}
+		out[b.Name()] = BackendStats{Applies: c.applies.Load(), Failures: c.failures.Load(), Added: c.added.Load(), Removed: c.removed.Load(), Refreshed: c.refreshed.Load()}
 	}
 	return out
 }
@@ -264,6 +266,24 @@ func (r *Reconciler) reconcile(ctx context.Context, b Backend, c *backendCounter
 	for k, ind := range cur {
 		if _, ok := desired[k]; !ok {
 			remove = append(remove, ind)
+		}
+	}
+	if rf, ok := b.(Refresher); ok {
+		// Entries already held may need a later expiry than the backend
+		// gave them (a policy extended since); only the backend knows.
+		var held []intel.Policy
+		for k, p := range desired {
+			if _, ok := cur[k]; ok {
+				held = append(held, p)
+			}
+		}
+		n, err := rf.Refresh(ctx, held)
+		if err != nil {
+			return fmt.Errorf("refresh %d held entries: %w", len(held), err)
+		}
+		if n > 0 {
+			c.refreshed.Add(uint64(n))
+			r.log.Debug("refreshed", "backend", b.Name(), "entries", n)
 		}
 	}
 	if len(add) == 0 && len(remove) == 0 {
