@@ -2,8 +2,9 @@
 // identity key, the libp2p host (TCP and QUIC only, optional connection
 // gater), the bootstrap loop that keeps a node connected to its configured
 // peers, the peer book that remembers peers across restarts, the GossipSub
-// topics on which nodes exchange signed sightings and heartbeats, and the
-// anti-entropy protocol that repairs what gossip missed.
+// topics on which nodes exchange signed sightings, indicator reports and
+// heartbeats, and the anti-entropy protocol that repairs what gossip
+// missed.
 //
 // Every message on the sightings topic is checked by a topic validator
 // before it is delivered or forwarded: the forwarding peer must be within
@@ -17,7 +18,7 @@
 // counted (Prometheus and Rejected) and logged at debug level with its
 // reason.
 //
-// GossipSub peer scoring is on for both topics: Rejected messages cost a
+// GossipSub peer scoring is on for every topic: Rejected messages cost a
 // peer heavily (the count squared), the rate limiter's refusals lower its
 // application score, and below GraylistThreshold everything it sends is
 // ignored. Loopback addresses are exempt from the IP-colocation penalty.
@@ -27,6 +28,15 @@
 // (a replay is one whose sequence number is not above the last one kept),
 // never reach the Handler, and only the latest per node is kept, for at
 // most a bounded number of nodes (Heartbeats).
+//
+// Indicator reports (Options.Indicators, topic /meshward/indicators/1) are
+// intel.IndicatorReport payloads of intel.KindIndicator envelopes that
+// operators and threat feeds share mesh-wide (PublishIndicator). They pass
+// the sightings topic's checks, with their payload bounded by
+// MaxIndicatorPayload and strictly decoded, and are counted under their
+// own topic label (IndicatorRejected); accepted ones reach the same
+// Handler and travel through anti-entropy like sightings. They are
+// intelligence, never policy: nothing here acts on them.
 //
 // Anti-entropy (Options.Log, protocol /meshward/sync/1) runs when a peer
 // connects and with a random peer every SyncInterval (jittered), one

@@ -119,6 +119,10 @@ type Options struct {
 
 	// Heartbeats, when set, joins the heartbeat topic; nil leaves it off.
 	Heartbeats *HeartbeatOptions
+	// Indicators, when set, joins the indicator topic, whose envelopes
+	// reach the Handler (and anti-entropy) like sightings; nil leaves it
+	// off.
+	Indicators *IndicatorOptions
 }
 
 func (o *Options) setDefaults() error {
@@ -208,6 +212,7 @@ type Gossip struct {
 	syncM   *metrics     // anti-entropy rejections
 	sync    *syncer      // nil when Options.Log is nil
 	hb      *heartbeats  // nil when Options.Heartbeats is nil
+	ind     *indicators  // nil when Options.Indicators is nil
 	have    *holdings    // nil when anti-entropy is off
 	scoreMu sync.Mutex
 	scores  map[peer.ID]float64
@@ -261,13 +266,20 @@ func New(ctx context.Context, h host.Host, opts Options) (*Gossip, error) {
 		g.hb = &heartbeats{opts: *opts.Heartbeats, m: hm, started: time.Now(), latest: make(map[string]NodeHeartbeat)}
 		scored = append(scored, opts.Heartbeats.Topic)
 	}
+	if opts.Indicators != nil {
+		if g.ind, err = newIndicators(opts.Registerer, *opts.Indicators); err != nil {
+			cancel()
+			return nil, fmt.Errorf("gossip: %w", err)
+		}
+		scored = append(scored, g.ind.opts.Topic)
+	}
 	params, thresholds := scoreParams(g.appScore, scored...)
 	const validateQueueSize = 1024
 	fail := func(what string, err error) (*Gossip, error) {
 		cancel()
 		return nil, fmt.Errorf("gossip: %s: %w", what, err)
 	}
-	g.ps, err = pubsub.NewGossipSub(ctx, h,
+	psOpts := []pubsub.Option{
 		pubsub.WithFloodPublish(true),
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
 		pubsub.WithRawTracer(&tracer{topic: opts.Topic, m: m}),
@@ -278,7 +290,11 @@ func New(ctx context.Context, h host.Host, opts Options) (*Gossip, error) {
 		// seen by many sites, heartbeats of a large mesh). Overflow is
 		// still bounded, and counted as queue_full.
 		pubsub.WithValidateQueueSize(validateQueueSize),
-	)
+	}
+	if g.ind != nil {
+		psOpts = append(psOpts, pubsub.WithRawTracer(g.ind.tracer()))
+	}
+	g.ps, err = pubsub.NewGossipSub(ctx, h, psOpts...)
 	if err != nil {
 		return fail("start gossipsub", err)
 	}
@@ -295,6 +311,12 @@ func New(ctx context.Context, h host.Host, opts Options) (*Gossip, error) {
 	go g.drain(ctx)
 	if g.hb != nil {
 		if err := g.startHeartbeats(ctx); err != nil {
+			g.Close()
+			return nil, fmt.Errorf("gossip: %w", err)
+		}
+	}
+	if g.ind != nil {
+		if err := g.startIndicators(ctx); err != nil {
 			g.Close()
 			return nil, fmt.Errorf("gossip: %w", err)
 		}

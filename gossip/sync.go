@@ -267,13 +267,11 @@ func (s *syncer) accept(ctx context.Context, raw []byte, from peer.ID) bool {
 	if ahead := env.Time.Sub(now); ahead > g.opts.MaxClockSkew {
 		return g.dropSync(m, ReasonStale, from, origin, fmt.Errorf("timestamp %s ahead", ahead.Round(time.Millisecond)))
 	}
-	if !slices.Contains(g.opts.AcceptKinds, env.Kind) {
+	if !g.syncAccepts(env.Kind) {
 		return g.dropSync(m, ReasonUnexpectedKind, from, origin, fmt.Errorf("kind %s", env.Kind))
 	}
-	if env.Kind == intel.KindSighting {
-		if _, err := intel.DecodeSighting(env); err != nil {
-			return g.dropSync(m, ReasonMalformed, from, origin, err)
-		}
+	if err := checkPayload(env); err != nil {
+		return g.dropSync(m, openReason(err), from, origin, err)
 	}
 	if s.have.contains(origin, env.Seq) {
 		return g.dropSync(m, ReasonReplay, from, origin, fmt.Errorf("seq %d held", env.Seq))

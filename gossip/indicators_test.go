@@ -1,0 +1,393 @@
+package gossip
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshward/meshward/intel"
+)
+
+func testReport(value string) intel.IndicatorReport {
+	return intel.IndicatorReport{
+		Indicator:   intel.Indicator{Type: intel.Domain, Value: value},
+		Source:      "operator:alice",
+		Confidence:  70,
+		Labels:      []string{"botnet", "c2"},
+		Technique:   "T1071.001",
+		Description: "command and control",
+		ValidFrom:   time.Now().UTC().Truncate(time.Second),
+	}
+}
+
+func sealReport(t testing.TB, key ed25519.PrivateKey, seq uint64, ts time.Time, r intel.IndicatorReport) []byte {
+	t.Helper()
+	b, err := intel.SealJSON(key, intel.KindIndicator, seq, ts, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func indicatorMessage(author peer.ID, data []byte) *pubsub.Message {
+	topic := DefaultIndicatorTopic
+	return &pubsub.Message{Message: &pb.Message{From: []byte(author), Data: data, Topic: &topic}}
+}
+
+// TestIndicatorValidator runs the indicator topic's validator on every kind
+// of bad message and checks each is dropped, counted under its reason and
+// topic label, and kept from the Handler.
+func TestIndicatorValidator(t *testing.T) {
+	h, key := newTestHost(t)
+	self := h.ID()
+	_, otherKey := newKey(t)
+	otherID := must(peer.Decode(intel.NodeID(otherKey.Public().(ed25519.PublicKey))))
+	_, strangerKey := newKey(t)
+	strangerID := must(peer.Decode(intel.NodeID(strangerKey.Public().(ed25519.PublicKey))))
+
+	rec := newRecorder()
+	reg := prometheus.NewRegistry()
+	roster := rosterSet{self.String(): true, otherID.String(): true}
+	g := newTestGossip(t, h, Options{Handler: rec, Roster: roster, Registerer: reg, Indicators: &IndicatorOptions{}})
+	src := peer.ID("neighbour")
+	now := time.Now()
+
+	good := sealReport(t, key, 1, now, testReport("c2.example.net"))
+	flipped := bytes.Clone(sealReport(t, key, 2, now, testReport("c2.example.net")))
+	flipped[60] ^= 1
+	invalid := testReport("c2.example.net")
+	invalid.Confidence = 101
+	unknownField, _ := intel.Seal(key, intel.KindIndicator, 4, now,
+		[]byte(`{"indicator":{"type":"domain","value":"c2.example.net"},"source":"x","confidence":1,"valid_from":"2026-01-01T00:00:00Z","action":"block"}`))
+	big := testReport("c2.example.net")
+	big.Description = strings.Repeat("d", MaxIndicatorPayload)
+
+	cases := []struct {
+		name   string
+		author peer.ID
+		data   []byte
+		want   pubsub.ValidationResult
+		reason string // "" means accepted
+	}{
+		{"valid", self, good, pubsub.ValidationAccept, ""},
+		{"payload byte flipped", self, flipped, pubsub.ValidationReject, ReasonBadSignature},
+		{"valid report of another node, published by us", self, sealReport(t, otherKey, 3, now, testReport("a.example")), pubsub.ValidationReject, ReasonAuthorMismatch},
+		{"not a member", strangerID, sealReport(t, strangerKey, 1, now, testReport("a.example")), pubsub.ValidationReject, ReasonNotMember},
+		{"garbage", self, []byte("hello"), pubsub.ValidationReject, ReasonMalformed},
+		{"invalid report", self, sealReport(t, key, 3, now, invalid), pubsub.ValidationReject, ReasonMalformed},
+		{"unknown field", self, unknownField, pubsub.ValidationReject, ReasonMalformed},
+		{"oversized report", self, sealReport(t, key, 5, now, big), pubsub.ValidationReject, ReasonOversized},
+		{"stale", self, sealReport(t, key, 6, now.Add(-time.Hour), testReport("a.example")), pubsub.ValidationIgnore, ReasonStale},
+		{"a sighting", self, seal(t, key, 7, now), pubsub.ValidationReject, ReasonUnexpectedKind},
+		{"replay", self, good, pubsub.ValidationIgnore, ReasonReplay},
+		{"valid of another member", otherID, sealReport(t, otherKey, 8, now, testReport("b.example")), pubsub.ValidationAccept, ""},
+	}
+	wantRejected := map[string]uint64{}
+	for _, c := range cases {
+		before := rec.total()
+		if got := g.validateIndicator(context.Background(), src, indicatorMessage(c.author, c.data)); got != c.want {
+			t.Errorf("%s: result %v, want %v", c.name, got, c.want)
+		}
+		handled := rec.total() - before
+		if c.reason == "" {
+			if handled != 1 {
+				t.Errorf("%s: handler called %d times, want 1", c.name, handled)
+			}
+			continue
+		}
+		if handled != 0 {
+			t.Errorf("%s: dropped message reached the handler", c.name)
+		}
+		wantRejected[c.reason]++
+	}
+	if got := g.IndicatorRejected(); !maps.Equal(got, wantRejected) {
+		t.Errorf("IndicatorRejected() = %v, want %v", got, wantRejected)
+	}
+	for reason, n := range wantRejected {
+		v := counterValue(t, reg, "meshward_gossip_rejected_total", map[string]string{"topic": DefaultIndicatorTopic, "reason": reason})
+		if uint64(v) != n {
+			t.Errorf("metric rejected{topic=%s,reason=%s} = %v, want %d", DefaultIndicatorTopic, reason, v, n)
+		}
+	}
+	if v := counterValue(t, reg, "meshward_gossip_accepted_total", map[string]string{"topic": DefaultIndicatorTopic}); v != 2 || g.IndicatorAccepted() != 2 {
+		t.Errorf("accepted: metric %v, IndicatorAccepted() %d; want 2", v, g.IndicatorAccepted())
+	}
+	if len(g.Rejected()) != 0 || g.Accepted() != 0 {
+		t.Errorf("sightings counters moved: rejected %v, accepted %d", g.Rejected(), g.Accepted())
+	}
+
+	// A report is not a sighting: the sightings topic refuses it.
+	if got := g.validate(context.Background(), src, message(self, sealReport(t, key, 9, now, testReport("c.example")))); got != pubsub.ValidationReject {
+		t.Errorf("report on the sightings topic: %v, want reject", got)
+	}
+	if g.Rejected()[ReasonUnexpectedKind] != 1 {
+		t.Errorf("sightings topic rejections %v, want one unexpected_kind", g.Rejected())
+	}
+}
+
+func TestPublishIndicator(t *testing.T) {
+	h, key := newTestHost(t)
+	rec := newRecorder()
+	off := newTestGossip(t, h, Options{Handler: rec})
+	ctx := context.Background()
+	if err := off.PublishIndicator(ctx, sealReport(t, key, 1, time.Now(), testReport("a.example"))); !errors.Is(err, ErrIndicatorsOff) {
+		t.Fatalf("PublishIndicator with the topic off: %v, want ErrIndicatorsOff", err)
+	}
+	if off.IndicatorRejected() != nil || off.IndicatorAccepted() != 0 || off.IndicatorPeers() != nil {
+		t.Fatal("indicator accessors report something with the topic off")
+	}
+	off.Close()
+
+	h2, key2 := newTestHost(t)
+	g := newTestGossip(t, h2, Options{Handler: rec, Indicators: &IndicatorOptions{}})
+	if err := g.PublishIndicator(ctx, sealReport(t, key2, 1, time.Now(), testReport("a.example"))); err != nil {
+		t.Fatal(err)
+	}
+	if rec.count(h2.ID().String(), 1) != 1 {
+		t.Fatal("own report did not reach the handler")
+	}
+	// A report the node itself would refuse is not sent.
+	bad := testReport("a.example")
+	bad.Source = ""
+	if err := g.PublishIndicator(ctx, sealReport(t, key2, 2, time.Now(), bad)); err == nil {
+		t.Fatal("invalid local report published")
+	}
+	if g.IndicatorRejected()[ReasonMalformed] != 1 {
+		t.Fatalf("rejections %v, want one malformed", g.IndicatorRejected())
+	}
+	g.Close()
+	if err := g.PublishIndicator(ctx, sealReport(t, key2, 3, time.Now(), testReport("a.example"))); !errors.Is(err, ErrClosed) {
+		t.Fatalf("PublishIndicator after Close: %v, want ErrClosed", err)
+	}
+}
+
+func withIndicators(l *memLog) Options {
+	return Options{Log: l, Indicators: &IndicatorOptions{}}
+}
+
+// publishReport seals a report of value from n with its next seq and
+// publishes it on the indicator topic.
+func (n *meshNode) publishReport(t testing.TB, value string) uint64 {
+	t.Helper()
+	n.seq++
+	if err := n.g.PublishIndicator(context.Background(), sealReport(t, n.key, n.seq, time.Now(), testReport(value))); err != nil {
+		t.Fatalf("publish report seq %d: %v", n.seq, err)
+	}
+	return n.seq
+}
+
+// TestIndicatorReachesEveryNodeOnce: a report published on a leaf of a
+// five-node star reaches every node's Handler exactly once, as a
+// KindIndicator envelope, and nothing is rejected.
+func TestIndicatorReachesEveryNodeOnce(t *testing.T) {
+	const n = 5
+	nodes := make([]*meshNode, n)
+	for i := range nodes {
+		l := newMemLog()
+		nodes[i] = startMeshNode(t, nil, l, withIndicators(l))
+		if i > 0 {
+			connect(t, nodes[i].h, nodes[0].h)
+		}
+	}
+	waitFor(t, 15*time.Second, "every node to see the hub in the indicator topic", func() bool {
+		if len(nodes[0].g.IndicatorPeers()) != n-1 {
+			return false
+		}
+		for _, nd := range nodes[1:] {
+			if len(nd.g.IndicatorPeers()) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	pub := nodes[3] // a leaf: its report must be relayed by the hub
+	// Warm up until the hub has its leaves in its mesh.
+	deadline := time.Now().Add(30 * time.Second)
+	for warm := false; !warm; {
+		pub.publishReport(t, "warm.example")
+		roundEnd := time.Now().Add(time.Second)
+		for !warm && time.Now().Before(roundEnd) {
+			warm = true
+			for _, nd := range nodes {
+				warm = warm && nd.log.count(pub.id()) > 0
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if !warm && time.Now().After(deadline) {
+			t.Fatal("warm-up reports never reached every node")
+		}
+	}
+	seq := pub.publishReport(t, "c2.example.net")
+	waitFor(t, 15*time.Second, "the report at every node", func() bool {
+		for _, nd := range nodes {
+			if !nd.log.has(pub.id(), seq) {
+				return false
+			}
+		}
+		return true
+	})
+	// Let any duplicate arrive (gossip and anti-entropy race), then check
+	// exactly once. Sleeping makes the test stricter, never flakier.
+	time.Sleep(1500 * time.Millisecond)
+	for i, nd := range nodes {
+		if d := nd.log.dupCount(); d != 0 {
+			t.Errorf("node %d handled %d envelopes twice", i, d)
+		}
+		nd.log.mu.Lock()
+		raw := nd.log.envs[pub.id()][seq]
+		nd.log.mu.Unlock()
+		env, err := intel.Open(raw)
+		if err != nil {
+			t.Fatalf("node %d stored an unreadable envelope: %v", i, err)
+		}
+		if r, err := intel.DecodeIndicatorReport(env); err != nil || r.Indicator.Value != "c2.example.net" {
+			t.Errorf("node %d holds %+v, %v", i, r, err)
+		}
+		if r := nd.g.IndicatorRejected(); len(r) != 0 {
+			t.Errorf("node %d rejected reports: %v", i, r)
+		}
+	}
+}
+
+// TestIndicatorForgeriesOverTheNetwork: forged, non-member and malformed
+// reports sent by a bare GossipSub peer are rejected and counted per
+// reason; a genuine one sent afterwards arrives.
+func TestIndicatorForgeriesOverTheNetwork(t *testing.T) {
+	_, memberKey := newKey(t)
+	memberID := intel.NodeID(memberKey.Public().(ed25519.PublicKey))
+	h, rogueKey := newTestHost(t)
+	rogueID := h.ID().String()
+	roster := &switchRoster{}
+	roster.set(rosterSet{rogueID: true, memberID: true})
+	l := newMemLog()
+	victim := startMeshNode(t, nil, l, Options{Roster: roster, Indicators: &IndicatorOptions{}})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithFloodPublish(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic, err := ps.Join(DefaultIndicatorTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := topic.Subscribe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sub.Cancel)
+	connect(t, h, victim.h)
+	waitFor(t, 10*time.Second, "rogue and victim in the indicator topic", func() bool {
+		return len(topic.ListPeers()) == 1 && len(victim.g.IndicatorPeers()) == 1
+	})
+
+	now := time.Now()
+	forged := bytes.Clone(sealReport(t, rogueKey, 1, now, testReport("a.example")))
+	forged[60] ^= 1
+	bad := testReport("a.example")
+	bad.Labels = []string{"c2", "c2"}
+	sends := [][]byte{
+		forged, // bad_signature
+		sealReport(t, memberKey, 1, now, testReport("a.example")), // author_mismatch
+		sealReport(t, rogueKey, 2, now, bad),                      // malformed
+	}
+	for _, b := range sends {
+		if err := topic.Publish(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string]uint64{ReasonBadSignature: 1, ReasonAuthorMismatch: 1, ReasonMalformed: 1}
+	waitFor(t, 10*time.Second, "the three bad reports to be counted", func() bool {
+		return maps.Equal(victim.g.IndicatorRejected(), want)
+	})
+	if err := topic.Publish(ctx, sealReport(t, rogueKey, 3, now, testReport("b.example"))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the genuine report", func() bool { return l.has(rogueID, 3) })
+	// Once off the roster, the rogue's reports are refused.
+	roster.set(rosterSet{memberID: true})
+	if err := topic.Publish(ctx, sealReport(t, rogueKey, 4, now, testReport("c.example"))); err != nil {
+		t.Fatal(err)
+	}
+	want[ReasonNotMember] = 1
+	waitFor(t, 10*time.Second, "the non-member report to be counted", func() bool {
+		return maps.Equal(victim.g.IndicatorRejected(), want)
+	})
+	if got := l.count(rogueID); got != 1 || len(l.envs) != 1 {
+		t.Fatalf("handler holds %d reports of the rogue (%d origins), want only the genuine one", got, len(l.envs))
+	}
+}
+
+// TestIndicatorAntiEntropy: a node that was down while reports were
+// published catches up on them through /meshward/sync/1; a node with the
+// indicator topic off refuses them there as unexpected_kind.
+func TestIndicatorAntiEntropy(t *testing.T) {
+	la, lb, lc := newMemLog(), newMemLog(), newMemLog()
+	a := startMeshNode(t, nil, la, withIndicators(la))
+	b := startMeshNode(t, nil, lb, withIndicators(lb))
+	c := startMeshNode(t, nil, lc, withIndicators(lc))
+	connect(t, b.h, a.h)
+	connect(t, c.h, a.h)
+	waitFor(t, 10*time.Second, "b in a's indicator topic", func() bool { return len(a.g.IndicatorPeers()) == 2 })
+	c.stop()
+
+	const reports = 20
+	for i := range reports {
+		a.publishReport(t, fmt.Sprintf("r%d.example", i))
+	}
+	waitFor(t, 30*time.Second, "the reports at b", func() bool { return lb.count(a.id()) == reports })
+
+	c2 := startMeshNode(t, c.sk, lc, withIndicators(lc))
+	connect(t, c2.h, b.h)
+	waitFor(t, 30*time.Second, "the restarted node to catch up", func() bool { return lc.count(a.id()) == reports })
+	if got := c2.g.SyncAccepted(); got != reports {
+		t.Errorf("anti-entropy accepted %d envelopes, want %d", got, reports)
+	}
+	if r := c2.g.SyncRejected(); len(r) != 0 {
+		t.Errorf("anti-entropy rejections at the restarted node: %v", r)
+	}
+	if d := lc.dupCount(); d != 0 {
+		t.Errorf("restarted node handled %d envelopes twice", d)
+	}
+
+	ld := newMemLog()
+	d := startMeshNode(t, nil, ld, Options{Log: ld})
+	connect(t, d.h, b.h)
+	waitFor(t, 30*time.Second, "a node without the topic to refuse the reports", func() bool {
+		return d.g.SyncRejected()[ReasonUnexpectedKind] >= reports
+	})
+	if ld.count(a.id()) != 0 {
+		t.Errorf("a node without the indicator topic took %d reports", ld.count(a.id()))
+	}
+}
+
+// switchRoster is a Roster a test can change while validators run.
+type switchRoster struct {
+	mu sync.Mutex
+	m  rosterSet
+}
+
+func (r *switchRoster) set(m rosterSet) {
+	r.mu.Lock()
+	r.m = m
+	r.mu.Unlock()
+}
+
+func (r *switchRoster) IsMember(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.m[id]
+}
