@@ -17,9 +17,10 @@ import (
 // Indicator topic defaults and bounds.
 const (
 	DefaultIndicatorTopic = "/meshward/indicators/1"
-	// MaxIndicatorPayload bounds an indicator report's JSON payload; a
-	// report at every field's limit (intel.MaxReport*) fits with room.
-	MaxIndicatorPayload = 8 << 10
+	// MaxIndicatorPayload bounds an indicator report's JSON payload: a
+	// report at every field's limit (intel.MaxReport*, a 2 KiB URL) fits
+	// even with every character JSON-escaped.
+	MaxIndicatorPayload = 32 << 10
 )
 
 // ErrIndicatorsOff is returned by PublishIndicator when the indicator topic
