@@ -47,6 +47,7 @@ func (n *Node) Status(context.Context) (admin.Status, error) {
 				"evaluations": st.Evaluations, "evaluations_dropped": st.EvaluationsDrop,
 				"proposals": st.Proposals, "proposals_refused": st.ProposalsRefused,
 				"proposal_errors": st.ProposalErrors, "local_decisions": st.LocalDecisions,
+				"indicator_reports": st.IndicatorReports,
 			},
 		},
 		Mesh: admin.MeshStatus{

@@ -65,6 +65,9 @@ type GossipConfig struct {
 	// peer's score.
 	RateLimit float64 `yaml:"rate_limit"`
 	RateBurst int     `yaml:"rate_burst"`
+	// Indicators carries indicator reports (IOCs from operators and
+	// feeds) on their own topic; they inform, they never block.
+	Indicators bool `yaml:"indicators"`
 	// MDNS finds and connects to other nodes on the local network. Off by
 	// default: bootstrap peers are the primary discovery.
 	MDNS bool `yaml:"mdns"`
@@ -268,7 +271,7 @@ func DefaultConfig() Config {
 		DataDir:   "/var/lib/meshward",
 		Site:      hostname(),
 		Listen:    []string{"/ip4/0.0.0.0/tcp/7946", "/ip4/0.0.0.0/udp/7946/quic-v1"},
-		Gossip:    GossipConfig{SyncInterval: 30 * time.Second, HeartbeatInterval: 10 * time.Second, RateLimit: 200, RateBurst: 2000, MDNSService: "_meshward._udp"},
+		Gossip:    GossipConfig{SyncInterval: 30 * time.Second, HeartbeatInterval: 10 * time.Second, RateLimit: 200, RateBurst: 2000, Indicators: true, MDNSService: "_meshward._udp"},
 		Consensus: ConsensusConfig{MaxVoters: 5, DeadVoterTimeout: 30 * time.Second, PromoteAfter: 2 * time.Second},
 		Corroboration: CorroborationConfig{
 			MinNodes: 2,

@@ -66,6 +66,7 @@ type Stats struct {
 	ProposalsRefused uint64 `json:"proposals_refused"`
 	ProposalErrors   uint64 `json:"proposal_errors"`
 	LocalDecisions   uint64 `json:"local_decisions"`
+	IndicatorReports uint64 `json:"indicator_reports"`
 }
 
 // Node is one running Meshward node.
@@ -109,7 +110,7 @@ type Node struct {
 	lastLocal []intel.Policy  // last local decisions read, kept if a read fails
 
 	stats struct {
-		detections, stored, evals, evalDrops, proposals, refused, propErrs, local atomic.Uint64
+		detections, stored, evals, evalDrops, proposals, refused, propErrs, local, reports atomic.Uint64
 	}
 
 	ctx       context.Context
@@ -204,6 +205,7 @@ func Start(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 		SyncInterval: cfg.Gossip.SyncInterval,
 		RateLimit:    rate.Limit(cfg.Gossip.RateLimit),
 		RateBurst:    cfg.Gossip.RateBurst,
+		Indicators:   indicatorOptions(cfg.Gossip.Indicators),
 		Heartbeats: &gossip.HeartbeatOptions{
 			Key:      edKey,
 			Interval: cfg.Gossip.HeartbeatInterval,
@@ -419,6 +421,51 @@ func (n *Node) onDetection(s intel.Sighting) {
 	n.enqueueEvaluation(s.Indicator)
 }
 
+func indicatorOptions(on bool) *gossip.IndicatorOptions {
+	if !on {
+		return nil
+	}
+	return &gossip.IndicatorOptions{}
+}
+
+// PublishReport signs, stores and gossips an indicator report. It is on
+// disk before it leaves the node; if gossip cannot take it now,
+// anti-entropy carries it later.
+func (n *Node) PublishReport(ctx context.Context, r intel.IndicatorReport) (uint64, error) {
+	if err := r.Validate(); err != nil {
+		return 0, fmt.Errorf("%w: %w", admin.ErrInvalid, err)
+	}
+	if !n.cfg.Gossip.Indicators {
+		return 0, fmt.Errorf("%w: gossip.indicators is off on this node", admin.ErrUnavailable)
+	}
+	now := time.Now()
+	seq, err := n.store.NextSeq()
+	if err != nil {
+		return 0, fmt.Errorf("next sequence number: %w", err)
+	}
+	raw, err := intel.SealJSON(n.key, intel.KindIndicator, seq, now, r)
+	if err != nil {
+		return 0, fmt.Errorf("seal indicator report: %w", err)
+	}
+	env, err := intel.Open(raw)
+	if err != nil {
+		return 0, fmt.Errorf("open own report: %w", err)
+	}
+	if _, err := n.store.PutEnvelope(env, now); err != nil {
+		return 0, fmt.Errorf("store own report: %w", err)
+	}
+	n.stats.reports.Add(1)
+	if err := n.gossip.PublishIndicator(ctx, raw); err != nil {
+		n.log.Warn("publish indicator report; anti-entropy will carry it", "indicator", r.Indicator.Value, "err", err)
+	}
+	return seq, nil
+}
+
+// Reports returns up to limit indicator reports held here, newest first.
+func (n *Node) Reports(_ context.Context, limit int) ([]store.ReportRecord, error) {
+	return n.store.IndicatorReports(limit)
+}
+
 // HandleEnvelope implements gossip.Handler: it is called for every
 // envelope that passed validation, before it is forwarded.
 func (n *Node) HandleEnvelope(_ context.Context, env *intel.Envelope, _ peer.ID) error {
@@ -426,6 +473,12 @@ func (n *Node) HandleEnvelope(_ context.Context, env *intel.Envelope, _ peer.ID)
 	added, err := n.store.PutEnvelope(env, now)
 	if err != nil {
 		return fmt.Errorf("store envelope: %w", err)
+	}
+	if env.Kind == intel.KindIndicator {
+		if added {
+			n.stats.reports.Add(1)
+		}
+		return nil // intelligence only: no evaluation, no block
 	}
 	if !added || env.Kind != intel.KindSighting {
 		return nil
@@ -662,6 +715,7 @@ func (n *Node) Stats() Stats {
 		ProposalsRefused: n.stats.refused.Load(),
 		ProposalErrors:   n.stats.propErrs.Load(),
 		LocalDecisions:   n.stats.local.Load(),
+		IndicatorReports: n.stats.reports.Load(),
 	}
 }
 

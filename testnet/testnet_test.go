@@ -115,3 +115,48 @@ func TestSingleWitnessDoesNotBlockMeshWide(t *testing.T) {
 		}
 	}
 }
+
+// An operator's indicator report reaches every node's store, and blocks
+// nothing: intelligence is not policy.
+func TestIndicatorReportSharedNotEnforced(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node mesh")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	m, err := Start(ctx, Options{Nodes: 3, Dir: t.TempDir(), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ind, err := intel.ParseIndicator("c2.evil.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := intel.IndicatorReport{Indicator: ind, Source: "operator:test", Confidence: 90,
+		Labels: []string{"c2"}, ValidFrom: time.Now().UTC()}
+	seq, err := m.Nodes[1].PublishReport(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = Poll(ctx, 10*time.Millisecond, func() (bool, string) {
+		for _, n := range m.Nodes {
+			recs, err := n.Reports(ctx, 10)
+			if err != nil || len(recs) != 1 {
+				return false, "node " + n.Site() + " does not hold exactly the one report"
+			}
+			if recs[0].Origin != m.Nodes[1].ID() || recs[0].Seq != seq || recs[0].Report.Indicator != ind {
+				t.Fatalf("node %s holds %+v", n.Site(), recs[0])
+			}
+		}
+		return true, ""
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range m.Nodes {
+		if len(n.Consensus().Policies(time.Now())) != 0 || n.Enforcing(ind) || n.Stats().Proposals != 0 {
+			t.Errorf("node %s acted on a report: policies %v", n.Site(), n.Consensus().Policies(time.Now()))
+		}
+	}
+}
