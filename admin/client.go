@@ -272,6 +272,30 @@ func (c *Client) IOC(ctx context.Context, value, typ string) (IOCDetail, error) 
 	return d, c.do(ctx, "GET", "/v1/iocs/"+url.PathEscape(value), q, nil, &d)
 }
 
+// ReportQuery selects indicator reports.
+type ReportQuery struct {
+	Limit int // 1 to 1000; 0 means the server's default (100)
+	// Active, when set, keeps only the reports that are (true) or are not
+	// (false) valid now.
+	Active *bool
+}
+
+// Reports lists the indicator reports the node holds, newest first.
+func (c *Client) Reports(ctx context.Context, rq ReportQuery) ([]Report, error) {
+	q := limitQuery(rq.Limit)
+	if rq.Active != nil {
+		q.Set("active", strconv.FormatBool(*rq.Active))
+	}
+	var out []Report
+	return out, c.do(ctx, "GET", "/v1/reports", q, nil, &out)
+}
+
+// PublishReport publishes an indicator report mesh-wide.
+func (c *Client) PublishReport(ctx context.Context, req ReportRequest) (Report, error) {
+	var out Report
+	return out, c.do(ctx, "POST", "/v1/reports", nil, req, &out)
+}
+
 // Sightings lists stored sightings, newest first.
 func (c *Client) Sightings(ctx context.Context, limit int) ([]Sighting, error) {
 	var out []Sighting

@@ -393,7 +393,11 @@ func getIOC(s *Server, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := IOCDetail{IOC: IOC{Indicator: ind}, SightingList: []Sighting{}, PolicyList: []PolicyView{}}
+	reports, err := s.reportsOf(c, ind)
+	if err != nil {
+		return nil, err
+	}
+	d := IOCDetail{IOC: IOC{Indicator: ind}, SightingList: []Sighting{}, PolicyList: []PolicyView{}, ReportList: reports}
 	if sum := summarize(recs, ps); len(sum) > 0 {
 		d.IOC = sum[0]
 	}
@@ -406,7 +410,7 @@ func getIOC(s *Server, c *call) (any, error) {
 			d.PolicyList = append(d.PolicyList, p)
 		}
 	}
-	if len(d.SightingList) == 0 && len(d.PolicyList) == 0 {
+	if len(d.SightingList) == 0 && len(d.PolicyList) == 0 && len(d.ReportList) == 0 {
 		return nil, fmt.Errorf("indicator %s: %w", ind.Value, ErrNotFound)
 	}
 	return d, nil

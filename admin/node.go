@@ -64,6 +64,14 @@ type Node interface {
 	// indicator, oldest first (store.Store.SightingsFor with a zero
 	// since).
 	SightingsFor(ctx context.Context, ind intel.Indicator) ([]store.SightingRecord, error)
+
+	// PublishReport signs, stores and gossips an indicator report mesh-wide;
+	// it returns the envelope's sequence number. Reports inform; they never
+	// block by themselves.
+	PublishReport(ctx context.Context, r intel.IndicatorReport) (seq uint64, err error)
+	// Reports returns up to limit indicator reports this node holds (its own
+	// and other nodes'), most recently received first.
+	Reports(ctx context.Context, limit int) ([]store.ReportRecord, error)
 }
 
 // Store keeps tokens, the audit trail and the acknowledgements of

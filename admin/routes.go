@@ -60,6 +60,8 @@ func (s *Server) routes() routeTable {
 		{"DELETE", "/v1/local-decisions/{id}", RoleResponder, "local.delete", deleteLocalDecision},
 		{"GET", "/v1/iocs", RoleViewer, "", getIOCs},
 		{"GET", "/v1/iocs/{indicator}", RoleViewer, "", getIOC},
+		{"GET", "/v1/reports", RoleViewer, "", getReports},
+		{"POST", "/v1/reports", RoleResponder, "report.publish", postReport},
 		{"GET", "/v1/sightings", RoleViewer, "", getSightings},
 		{"GET", "/v1/detections", RoleViewer, "", getDetections},
 		{"POST", "/v1/detections/{id}/ack", RoleResponder, "detection.ack", postAck},

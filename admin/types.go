@@ -119,11 +119,46 @@ type IOC struct {
 	Policies []string `json:"policies,omitempty"`
 }
 
-// IOCDetail is an IOC with its sightings and policies.
+// IOCDetail is an IOC with its sightings, policies and reports.
 type IOCDetail struct {
 	IOC
 	SightingList []Sighting   `json:"sighting_list"`
 	PolicyList   []PolicyView `json:"policy_list"`
+	// ReportList are the indicator reports of exactly this indicator
+	// among the most recent ones this node holds, newest first.
+	ReportList []Report `json:"report_list"`
+}
+
+// ReportRequest publishes an indicator report mesh-wide. Indicator is
+// written as an operator would write it; Type forces its type. ValidFor is
+// a Go duration ("720h"); empty or "0" means the report does not expire.
+// The server sets the source ("operator:<token name>") and the validity
+// start (now).
+type ReportRequest struct {
+	Indicator   string   `json:"indicator"`
+	Type        string   `json:"type,omitempty"`
+	Confidence  int      `json:"confidence"` // 0..100
+	Labels      []string `json:"labels,omitempty"`
+	Technique   string   `json:"technique,omitempty"`
+	Description string   `json:"description,omitempty"`
+	ValidFor    string   `json:"valid_for,omitempty"`
+}
+
+// Report is one indicator report and where and when it came from.
+type Report struct {
+	Origin string `json:"origin"` // node ID of the signer
+	Seq    uint64 `json:"seq"`
+	// Site is the origin's site, when the roster knows it.
+	Site     string                `json:"site,omitempty"`
+	Received time.Time             `json:"received"`
+	Sent     time.Time             `json:"sent,omitzero"`
+	Active   bool                  `json:"active"` // valid now
+	Report   intel.IndicatorReport `json:"report"`
+}
+
+func reportFrom(r store.ReportRecord, sites map[string]string, now time.Time) Report {
+	return Report{Origin: r.Origin, Seq: r.Seq, Site: sites[r.Origin], Received: r.Received, Sent: r.Sent,
+		Active: r.Report.ActiveAt(now), Report: r.Report}
 }
 
 // Token is a token as the API shows it: never its secret, except once in

@@ -29,6 +29,10 @@ type Node struct {
 	mesh      map[string]intel.Policy
 	local     map[string]intel.Policy
 	sightings []store.SightingRecord // newest received first
+	reports   []store.ReportRecord   // newest received first
+	seq       uint64
+	// Clock stamps the reports PublishReport stores; nil means time.Now.
+	Clock func() time.Time
 	// ProposeErr, when set, is returned by ProposePolicy.
 	ProposeErr error
 }
@@ -184,6 +188,43 @@ func (n *Node) SightingsFor(_ context.Context, ind intel.Indicator) ([]store.Sig
 		if n.sightings[i].Sighting.Indicator == ind {
 			out = append(out, n.sightings[i])
 		}
+	}
+	return out, nil
+}
+
+// AddReport records an indicator report as received now-newest.
+func (n *Node) AddReport(r store.ReportRecord) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.reports = append([]store.ReportRecord{r}, n.reports...)
+}
+
+// PublishReport implements admin.Node: it validates the report as the
+// node does (wrapping admin.ErrInvalid) and stores it as this node's,
+// with the next sequence number.
+func (n *Node) PublishReport(_ context.Context, r intel.IndicatorReport) (uint64, error) {
+	if err := r.Validate(); err != nil {
+		return 0, fmt.Errorf("%w: %w", admin.ErrInvalid, err)
+	}
+	now := time.Now
+	if n.Clock != nil {
+		now = n.Clock
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.seq++
+	t := now()
+	n.reports = append([]store.ReportRecord{{Origin: n.NodeID, Seq: n.seq, Report: r, Received: t, Sent: t}}, n.reports...)
+	return n.seq, nil
+}
+
+// Reports implements admin.Node.
+func (n *Node) Reports(_ context.Context, limit int) ([]store.ReportRecord, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := slices.Clone(n.reports)
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
 	}
 	return out, nil
 }
