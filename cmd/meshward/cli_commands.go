@@ -293,8 +293,8 @@ func newIOCsCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "iocs",
 		Aliases: []string{"ioc", "indicators"},
-		Short:   "List, show and search indicators of compromise",
-		Example: "  meshward iocs list\n  meshward iocs show 203.0.113.7\n  meshward iocs search example.com",
+		Short:   "List, show, search and share indicators of compromise",
+		Example: "  meshward iocs list\n  meshward iocs show 203.0.113.7\n  meshward iocs search example.com\n  meshward iocs publish 198.51.100.23 --confidence 80 --label scanner\n  meshward iocs reports --active",
 		Args:    cobra.NoArgs,
 		RunE:    func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
@@ -331,7 +331,7 @@ func newIOCsCmd() *cobra.Command {
 	var showType string
 	show := &cobra.Command{
 		Use:     "show INDICATOR",
-		Short:   "Show one indicator: its sightings and the policies that cover it",
+		Short:   "Show one indicator: its sightings, the policies that cover it and its reports",
 		Example: "  meshward iocs show 203.0.113.7\n  meshward iocs show https://evil.example/payload -o json",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -349,11 +349,16 @@ func newIOCsCmd() *cobra.Command {
 					fmt.Fprintln(w)
 				}
 				printSightings(w, d.SightingList)
+				if len(d.ReportList) > 0 {
+					fmt.Fprintln(w)
+					printReports(w, d.ReportList)
+				}
 			})
 		},
 	}
 	show.Flags().StringVar(&showType, "type", "", "indicator type; guessed when empty")
 	cmd.AddCommand(list, show, search)
+	cmd.AddCommand(newReportCmds(&f)...)
 	return cmd
 }
 

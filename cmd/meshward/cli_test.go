@@ -56,6 +56,11 @@ func cliEnvWith(t *testing.T, opts admin.Options) *admintest.Env {
 		n.AddSighting(store.SightingRecord{Origin: origin, Seq: uint64(i + 1), Received: fixed.Add(time.Duration(i) * time.Minute), Sent: fixed,
 			Sighting: intel.Sighting{Indicator: ind, Detector: "ssh-bruteforce", Count: 5 + i, Confidence: 80, FirstSeen: fixed.Add(-time.Minute), LastSeen: fixed, Site: "s" + string(rune('a'+i))}})
 	}
+	// A peer's report of the blocked indicator, valid without end.
+	n.AddReport(store.ReportRecord{Origin: cliPeerID, Seq: 9, Received: fixed.Add(2 * time.Minute), Sent: fixed.Add(2 * time.Minute),
+		Report: intel.IndicatorReport{Indicator: ind, Source: "feed:abuse-ch", Confidence: 70, Labels: []string{"scanner", "ssh"},
+			Technique: "T1110", ValidFrom: fixed.Add(-24 * time.Hour)}})
+	n.Clock = opts.Now
 	return admintest.Start(t, n, opts)
 }
 
