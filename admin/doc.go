@@ -9,9 +9,11 @@
 // ("Authorization: Bearer mwt_<id>_<secret>"). A token holds one role:
 //
 //   - viewer reads everything (status, members, peers, policies,
-//     indicators, sightings, detections, the audit trail);
+//     indicators, indicator reports, sightings, detections, the audit
+//     trail);
 //   - responder also adds and removes local decisions (node-local,
-//     time-bounded blocks) and acknowledges detections;
+//     time-bounded blocks), acknowledges detections and publishes
+//     indicator reports;
 //   - admin also changes the mesh: block and allow policies, revocations,
 //     member removal, and tokens.
 //
@@ -57,6 +59,20 @@
 // note — is kept in the store (one key per detection), shown with the
 // detection, and may be withdrawn (DELETE). A detection is acknowledged
 // once: a second acknowledgement is refused (409) and names the first.
+//
+// # Indicator reports
+//
+// An indicator report is intelligence shared mesh-wide (intel.IndicatorReport):
+// it informs analysts and scoring and never blocks by itself. A responder
+// publishes one (POST /v1/reports) with an indicator written as an operator
+// writes it, a confidence, labels, a technique, a description and how long
+// it applies; the server canonicalises the indicator, sets the source to
+// "operator:<token name>" and the validity to [now, now+valid_for), and
+// answers 400 naming the field that fails validation before the node signs
+// and gossips it. GET /v1/reports lists the reports the node holds, its own
+// and other nodes', newest first (at most 1000), optionally only those
+// valid now (or not); GET /v1/iocs/{indicator} lists an indicator's reports
+// among the 1000 most recent.
 //
 // # Audit
 //
