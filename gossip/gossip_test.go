@@ -333,22 +333,8 @@ func TestSightingReachesEveryNodeOnce(t *testing.T) {
 func rogue(t *testing.T, target host.Host, targetG *Gossip) (host.Host, ed25519.PrivateKey, *pubsub.Topic) {
 	t.Helper()
 	h, key := newTestHost(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithFloodPublish(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	topic, err := ps.Join(DefaultTopic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub, err := topic.Subscribe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sub.Cancel)
-	if err := h.Connect(ctx, peer.AddrInfo{ID: target.ID(), Addrs: target.Addrs()}); err != nil {
+	topic := bareJoin(t, h, DefaultTopic)
+	if err := h.Connect(context.Background(), peer.AddrInfo{ID: target.ID(), Addrs: target.Addrs()}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "rogue and target to see each other in the topic", func() bool {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -141,3 +142,26 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 type rosterSet map[string]bool
 
 func (r rosterSet) IsMember(id string) bool { return r[id] }
+
+// bareJoin joins topic on h with a bare GossipSub and no validator, so a
+// test can publish what a Meshward node would refuse to send. Everything
+// stops when the test ends.
+func bareJoin(t *testing.T, h host.Host, topic string) *pubsub.Topic {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithFloodPublish(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp, err := ps.Join(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := tp.Subscribe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sub.Cancel)
+	return tp
+}

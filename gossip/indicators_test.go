@@ -274,21 +274,8 @@ func TestIndicatorForgeriesOverTheNetwork(t *testing.T) {
 	l := newMemLog()
 	victim := startMeshNode(t, nil, l, Options{Roster: roster, Indicators: &IndicatorOptions{}})
 
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithFloodPublish(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	topic, err := ps.Join(DefaultIndicatorTopic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub, err := topic.Subscribe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sub.Cancel)
+	ctx := context.Background()
+	topic := bareJoin(t, h, DefaultIndicatorTopic)
 	connect(t, h, victim.h)
 	waitFor(t, 10*time.Second, "rogue and victim in the indicator topic", func() bool {
 		return len(topic.ListPeers()) == 1 && len(victim.g.IndicatorPeers()) == 1

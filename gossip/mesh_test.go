@@ -247,21 +247,7 @@ func floodPeer(t *testing.T, targets ...*meshNode) (host.Host, ed25519.PrivateKe
 }
 
 func bareTopic(t *testing.T, h host.Host, key ed25519.PrivateKey, targets []*meshNode) (host.Host, ed25519.PrivateKey, *pubsub.Topic) {
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithFloodPublish(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	topic, err := ps.Join(DefaultTopic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub, err := topic.Subscribe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sub.Cancel)
+	topic := bareJoin(t, h, DefaultTopic)
 	for _, n := range targets {
 		connect(t, h, n.h)
 	}
