@@ -43,7 +43,7 @@ func (n *Node) Status(context.Context) (admin.Status, error) {
 		Node: admin.NodeStatus{
 			ID: n.id, Site: n.cfg.Site, Version: n.version, Addrs: n.Addrs(), StartedAt: n.started,
 			Counters: map[string]uint64{
-				"detections": st.Detections, "sightings_stored": st.SightingsStored,
+				"detections": st.Detections, "detections_suppressed": st.Suppressed, "sightings_stored": st.SightingsStored,
 				"evaluations": st.Evaluations, "evaluations_dropped": st.EvaluationsDrop,
 				"proposals": st.Proposals, "proposals_refused": st.ProposalsRefused,
 				"proposal_errors": st.ProposalErrors, "local_decisions": st.LocalDecisions,

@@ -29,6 +29,7 @@ func (n *Node) registerMetrics() {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		counter("meshward_detections_total", "Detections by this node's own rules.", n.stats.detections.Load),
+		counter("meshward_detections_suppressed_total", "Detections of the mesh's own (protected) addresses, not reported.", n.stats.suppressed.Load),
 		counter("meshward_sightings_stored_total", "Sightings (own and received) newly written to the store.", n.stats.stored.Load),
 		counter("meshward_evaluations_total", "Corroboration evaluations run.", n.stats.evals.Load),
 		counter("meshward_evaluations_dropped_total", "Evaluations dropped because the queue was full.", n.stats.evalDrops.Load),

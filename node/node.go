@@ -59,6 +59,7 @@ type ConsensusTimeouts struct {
 // Stats are a node's counters.
 type Stats struct {
 	Detections       uint64 `json:"detections"`
+	Suppressed       uint64 `json:"detections_suppressed"` // of the mesh's own (protected) addresses
 	SightingsStored  uint64 `json:"sightings_stored"`
 	Evaluations      uint64 `json:"evaluations"`
 	EvaluationsDrop  uint64 `json:"evaluations_dropped"`
@@ -110,7 +111,7 @@ type Node struct {
 	lastLocal []intel.Policy  // last local decisions read, kept if a read fails
 
 	stats struct {
-		detections, stored, evals, evalDrops, proposals, refused, propErrs, local, reports atomic.Uint64
+		detections, suppressed, stored, evals, evalDrops, proposals, refused, propErrs, local, reports atomic.Uint64
 	}
 
 	ctx       context.Context
@@ -377,6 +378,16 @@ func (n *Node) join() {
 func (n *Node) onDetection(s intel.Sighting) {
 	now := time.Now()
 	key := s.Indicator.Key()
+	// The detectors' allowlist holds the configured protected ranges; the
+	// mesh's own addresses join the roster at run time, so they are
+	// checked here: a node never reports another node of its mesh.
+	for _, p := range n.cons.Protected() {
+		if q, ok := s.Indicator.Prefix(); ok && p.Overlaps(q) {
+			n.stats.suppressed.Add(1)
+			n.log.Debug("detection of a protected address suppressed", "indicator", s.Indicator.Value, "protected", p)
+			return
+		}
+	}
 	n.stats.detections.Add(1)
 	n.timelines.mark(key, now, detected)
 	s.Site = n.cfg.Site
@@ -708,6 +719,7 @@ func (n *Node) Timeline(ind intel.Indicator) (Timeline, bool) {
 func (n *Node) Stats() Stats {
 	return Stats{
 		Detections:       n.stats.detections.Load(),
+		Suppressed:       n.stats.suppressed.Load(),
 		SightingsStored:  n.stats.stored.Load(),
 		Evaluations:      n.stats.evals.Load(),
 		EvaluationsDrop:  n.stats.evalDrops.Load(),

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshward/meshward/consensus"
 	"github.com/meshward/meshward/intel"
 )
 
@@ -186,4 +187,28 @@ func TestSyslogSourceFeedsDetection(t *testing.T) {
 		}
 	}
 	waitFor(t, "a detection from syslog", func() bool { tl, _ := n.Timeline(ind); return !tl.Detected.IsZero() })
+}
+
+// Ranges protected through consensus (the mesh's own addresses, or an
+// operator's) are never reported, though the detectors were built before
+// they were known.
+func TestDetectionOfMeshProtectedRangeSuppressed(t *testing.T) {
+	n := startSingle(t, nil)
+	waitFor(t, "the node to lead", func() bool { return n.Consensus().IsLeader() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := n.Consensus().Propose(ctx, consensus.Command{Type: consensus.CmdProtect, Prefix: "198.18.0.0/15"}); err != nil {
+		t.Fatal(err)
+	}
+	appendLog(t, n.cfg.Detectors.Paths[0], bruteForce("solo", "198.18.0.5", 6)...)
+	appendLog(t, n.cfg.Detectors.Paths[0], bruteForce("solo", "203.0.113.60", 6)...)
+	other := intel.IndicatorFromAddr(netip.MustParseAddr("203.0.113.60"))
+	waitFor(t, "the unprotected attacker's detection", func() bool { tl, _ := n.Timeline(other); return !tl.Detected.IsZero() })
+	st := n.Stats()
+	if st.Suppressed != 1 || st.Detections != 1 {
+		t.Fatalf("stats %+v, want 1 suppressed and 1 detection", st)
+	}
+	if tl, ok := n.Timeline(intel.IndicatorFromAddr(netip.MustParseAddr("198.18.0.5"))); ok {
+		t.Fatalf("protected address has a timeline: %+v", tl)
+	}
 }
