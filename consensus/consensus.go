@@ -534,6 +534,11 @@ func (c *Consensus) knownPeer(id string) bool {
 // zero), sorted by ID. The result is a copy.
 func (c *Consensus) Policies(now time.Time) []intel.Policy { return c.fsm.activePolicies(now) }
 
+// Policy returns the active policy with this ID, from local state.
+func (c *Consensus) Policy(id string, now time.Time) (intel.Policy, bool) {
+	return c.fsm.activePolicy(id, now)
+}
+
 // Protected returns the committed protected ranges, sorted.
 func (c *Consensus) Protected() []netip.Prefix { return c.fsm.protectedPrefixes() }
 

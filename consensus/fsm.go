@@ -389,6 +389,18 @@ func (f *fsm) activePolicies(now time.Time) []intel.Policy {
 	return out
 }
 
+// activePolicy returns the policy with this ID if it is held and active at now.
+func (f *fsm) activePolicy(id string, now time.Time) (intel.Policy, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	p, ok := f.policies[id]
+	if !ok || !p.Active(now) {
+		return intel.Policy{}, false
+	}
+	p.Evidence = slices.Clone(p.Evidence)
+	return p, true
+}
+
 // protectedPrefixes returns the explicit protected ranges and the member
 // addresses, sorted and without duplicates.
 func (f *fsm) protectedPrefixes() []netip.Prefix {

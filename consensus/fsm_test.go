@@ -344,3 +344,19 @@ func TestFSMRejectsInvalidCommands(t *testing.T) {
 		}
 	}
 }
+
+func TestActivePolicyLookup(t *testing.T) {
+	a := newApplier(t)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := policy(t, intel.ActionBlock, "203.0.113.1", t0, time.Hour)
+	a.mustApply(put(p, t0))
+	if got, ok := a.f.activePolicy(p.ID, t0.Add(time.Minute)); !ok || got.ID != p.ID {
+		t.Fatalf("active policy not found: %v %v", got, ok)
+	}
+	if _, ok := a.f.activePolicy(p.ID, t0.Add(2*time.Hour)); ok {
+		t.Fatal("expired policy returned")
+	}
+	if _, ok := a.f.activePolicy("nope", t0); ok {
+		t.Fatal("unknown policy returned")
+	}
+}

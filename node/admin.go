@@ -119,11 +119,7 @@ func (n *Node) ProposePolicy(ctx context.Context, p intel.Policy) error {
 
 // RevokePolicy implements admin.Node.
 func (n *Node) RevokePolicy(ctx context.Context, id string) error {
-	found := false
-	for _, p := range n.cons.Policies(time.Now()) {
-		found = found || p.ID == id
-	}
-	if !found {
+	if _, ok := n.cons.Policy(id, time.Now()); !ok {
 		return fmt.Errorf("%w: no active mesh-wide policy %q", admin.ErrNotFound, id)
 	}
 	return adminError(n.cons.Propose(ctx, consensus.Command{Type: consensus.CmdRevokePolicy, PolicyID: id}))

@@ -549,11 +549,8 @@ func (n *Node) evaluate(ind intel.Indicator) {
 	if len(origins) < c.MinNodes {
 		return
 	}
-	id := intel.PolicyID(intel.ActionBlock, ind)
-	for _, p := range n.cons.Policies(now) {
-		if p.ID == id {
-			return
-		}
+	if _, ok := n.cons.Policy(intel.PolicyID(intel.ActionBlock, ind), now); ok {
+		return // already blocked mesh-wide
 	}
 	key := ind.Key()
 	n.mu.Lock()
