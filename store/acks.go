@@ -222,14 +222,7 @@ func (s *Store) PruneAcks(cutoff time.Time) (int, error) {
 			return total, fmt.Errorf("prune acknowledgements: %w", err)
 		}
 		if len(keys) > 0 {
-			err = s.update(func(txn *badger.Txn) error {
-				for _, k := range keys {
-					if err := txn.Delete(k); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
+			err = s.deleteKeys(keys)
 			if err != nil {
 				return total, fmt.Errorf("prune acknowledgements: %w", err)
 			}

@@ -113,14 +113,7 @@ func (s *Store) PruneAudit(cutoff time.Time) (int, error) {
 		if len(keys) == 0 {
 			return total, nil
 		}
-		err = s.update(func(txn *badger.Txn) error {
-			for _, k := range keys {
-				if err := txn.Delete(k); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+		err = s.deleteKeys(keys)
 		if err != nil {
 			return total, fmt.Errorf("prune audit trail: %w", err)
 		}

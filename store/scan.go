@@ -59,3 +59,15 @@ func jsonValue[T any](what string) func(*badger.Item) (T, error) {
 		return v, nil
 	}
 }
+
+// deleteKeys deletes keys in one transaction.
+func (s *Store) deleteKeys(keys [][]byte) error {
+	return s.update(func(txn *badger.Txn) error {
+		for _, k := range keys {
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
