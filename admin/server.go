@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshward/meshward/internal/atomicfile"
 )
 
 //go:embed openapi.yaml
@@ -313,7 +315,7 @@ func (s *Server) ensureLocalAdmin(path string) error {
 	if err != nil {
 		return fmt.Errorf("admin API: %w", err)
 	}
-	if err := writeFileAtomic(path, []byte(ct.Secret+"\n")); err != nil {
+	if err := atomicfile.Write(path, []byte(ct.Secret+"\n"), 0o600); err != nil {
 		return fmt.Errorf("admin API: write token file: %w", err)
 	}
 	s.audit(AuditEntry{
@@ -322,29 +324,4 @@ func (s *Server) ensureLocalAdmin(path string) error {
 	})
 	s.log.Info("wrote local admin token", "file", path, "token_id", ct.ID)
 	return nil
-}
-
-// writeFileAtomic writes b to path with mode 0600, replacing it whole.
-func writeFileAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".admin-token-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -357,12 +358,17 @@ func (f *fsm) removeMember(c *Command, _ time.Time) error {
 	return nil
 }
 
+// parsePrefix reads a command's range. Commands carry CIDR notation only:
+// what the FSM accepts must not change between versions.
 func parsePrefix(s string) (netip.Prefix, error) {
-	p, err := netip.ParsePrefix(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%w: prefix %q: %v", ErrInvalidCommand, s, err)
+	if !strings.Contains(s, "/") {
+		return netip.Prefix{}, fmt.Errorf("%w: prefix %q: want CIDR notation", ErrInvalidCommand, s)
 	}
-	return p.Masked(), nil
+	p, err := intel.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%w: %v", ErrInvalidCommand, err)
+	}
+	return p, nil
 }
 
 func sortedPrefixes(m map[netip.Prefix]struct{}) []netip.Prefix {

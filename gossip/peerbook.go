@@ -16,6 +16,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
+
+	"github.com/meshward/meshward/internal/atomicfile"
 )
 
 // PeerBook defaults.
@@ -85,35 +87,7 @@ func (b *PeerBook) Save() error {
 	if err != nil {
 		return fmt.Errorf("peer book: %w", err)
 	}
-	return writeAtomic(b.path, data)
-}
-
-func writeAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".peers-*.tmp")
-	if err != nil {
-		return fmt.Errorf("peer book: %w", err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("peer book: write %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.Write(b.path, data, 0o600)
 }
 
 // Start dials every peer in the book (in the background, best effort) and

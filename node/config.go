@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/internal/confcheck"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -335,7 +336,7 @@ func ParseConfig(b []byte) (Config, error) {
 		}
 		// Type errors leave the rest decoded: report them with every
 		// other problem of the file at once.
-		return Config{}, errors.Join(nameFields(b, te), cfg.Validate())
+		return Config{}, errors.Join(confcheck.TypeErrors(b, te), cfg.Validate())
 	}
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
@@ -344,15 +345,7 @@ func ParseConfig(b []byte) (Config, error) {
 }
 
 // FieldError names the configuration field that is wrong.
-type FieldError struct {
-	Field string
-	Value any
-	Msg   string
-}
-
-func (e *FieldError) Error() string {
-	return fmt.Sprintf("%s: %s (got %v)", e.Field, e.Msg, e.Value)
-}
+type FieldError = confcheck.FieldError
 
 // Validate checks every field and returns all problems found, joined.
 func (c Config) Validate() error {
@@ -381,7 +374,7 @@ func (c Config) Validate() error {
 	checkPeers("peers", c.Peers)
 	checkPeers("consensus.join", c.Consensus.Join)
 	for i, p := range c.Protected {
-		if _, err := parsePrefix(p); err != nil {
+		if _, err := intel.ParsePrefix(p); err != nil {
 			bad(fmt.Sprintf("protected[%d]", i), p, "want an IP address or CIDR")
 		}
 	}
@@ -491,79 +484,11 @@ func (c Config) Validate() error {
 func (c Config) ProtectedPrefixes() []netip.Prefix {
 	var out []netip.Prefix
 	for _, s := range c.Protected {
-		if p, err := parsePrefix(s); err == nil {
+		if p, err := intel.ParsePrefix(s); err == nil {
 			out = append(out, p)
 		}
 	}
 	return out
-}
-
-func parsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		return p.Masked(), err
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
-}
-
-// nameFields rewrites YAML decoding errors, which name only a line, so that
-// each also names the field at that line ("corroboration.min_nodes (line
-// 3): cannot unmarshal ...").
-func nameFields(src []byte, te *yaml.TypeError) error {
-	var root yaml.Node
-	if yaml.Unmarshal(src, &root) != nil {
-		return te
-	}
-	paths := make(map[int]string)
-	var walk func(n *yaml.Node, path string)
-	walk = func(n *yaml.Node, path string) {
-		switch n.Kind {
-		case yaml.DocumentNode:
-			for _, c := range n.Content {
-				walk(c, path)
-			}
-		case yaml.MappingNode:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				k, v := n.Content[i], n.Content[i+1]
-				p := k.Value
-				if path != "" {
-					p = path + "." + k.Value
-				}
-				paths[k.Line] = p
-				walk(v, p)
-			}
-		case yaml.SequenceNode:
-			for i, c := range n.Content {
-				p := fmt.Sprintf("%s[%d]", path, i)
-				if _, ok := paths[c.Line]; !ok || c.Kind == yaml.ScalarNode {
-					paths[c.Line] = p
-				}
-				walk(c, p)
-			}
-		}
-	}
-	walk(&root, "")
-	var errs []error
-	for _, msg := range te.Errors {
-		var line int
-		rest := msg
-		if _, scanErr := fmt.Sscanf(msg, "line %d:", &line); scanErr == nil {
-			if i := strings.Index(msg, ": "); i >= 0 {
-				rest = msg[i+2:]
-			}
-			if p, ok := paths[line]; ok {
-				errs = append(errs, fmt.Errorf("%s (line %d): %s", p, line, rest))
-				continue
-			}
-		}
-		errs = append(errs, errors.New(msg))
-	}
-	return errors.Join(errs...)
 }
 
 func (c Config) validateResponders(bad func(field string, v any, msg string)) {

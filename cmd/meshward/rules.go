@@ -4,10 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"sort"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -123,7 +121,7 @@ error.`,
 			}
 			opts := detectors.EngineOptions{}
 			for _, a := range allow {
-				p, err := parsePrefix(a)
+				p, err := intel.ParsePrefix(a)
 				if err != nil {
 					return fmt.Errorf("--allow %q: %w", a, err)
 				}
@@ -225,16 +223,4 @@ func effectiveMaxLine(n int) int {
 		return detectors.DefaultMaxLineBytes
 	}
 	return n
-}
-
-// parsePrefix reads an address or a prefix.
-func parsePrefix(s string) (netip.Prefix, error) {
-	if !strings.Contains(s, "/") {
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return netip.Prefix{}, err
-		}
-		return netip.PrefixFrom(a, a.BitLen()), nil
-	}
-	return netip.ParsePrefix(s)
 }

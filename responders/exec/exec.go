@@ -27,8 +27,8 @@ import (
 	"time"
 
 	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/internal/atomicfile"
 	"github.com/meshward/meshward/responders"
-	"github.com/meshward/meshward/responders/internal/atomicfile"
 )
 
 // Config configures a Command backend.
