@@ -1,7 +1,7 @@
 GO ?= go
 BIN := bin/meshward
 
-.PHONY: all build test vet race bench fuzz clean testnet
+.PHONY: all build test vet race bench fuzz fmt-check clean testnet
 
 all: build
 
@@ -18,8 +18,20 @@ test: vet
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+# Every fuzz target in the module, each for FUZZTIME (one at a time: go test
+# fuzzes one target per run).
+FUZZTIME ?= 10s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzOpen -fuzztime 30s ./intel
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do \
+	  for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+	    echo "== $$t ($$(dirname $$f))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./$$(dirname $$f) || exit 1; \
+	  done; \
+	done
+
+# Fails when any Go file is not gofmt-formatted.
+fmt-check:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 testnet:
 	$(GO) run ./cmd/meshward testnet
