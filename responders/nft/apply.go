@@ -1,0 +1,303 @@
+package nft
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/google/nftables"
+
+	"github.com/meshward/meshward/intel"
+)
+
+// Apply implements responders.Backend. Elements travel in batches of the
+// configured size, one Flush each; on error the batches already sent stay
+// applied. An element already held with an earlier expiry than its
+// policy's is replaced (deleted and re-added in one batch).
+func (f *Firewall) Apply(ctx context.Context, add []intel.Policy, remove []intel.Indicator) error {
+	if err := f.lock(); err != nil {
+		return err
+	}
+	defer f.mu.Unlock()
+	if err := f.sync(false); err != nil {
+		return err
+	}
+	return f.apply(ctx, add, remove)
+}
+
+// Refresh extends the kernel timeout of every held element whose policy
+// in held expires later than the element (by more than a second), and
+// returns how many it replaced. Policies whose indicators are not held
+// are ignored: adding is Apply's business. A reconciler calls it once per
+// pass with the desired policies Current reported, since Apply only
+// receives the missing ones.
+func (f *Firewall) Refresh(ctx context.Context, held []intel.Policy) (int, error) {
+	if err := f.lock(); err != nil {
+		return 0, err
+	}
+	defer f.mu.Unlock()
+	if err := f.sync(false); err != nil {
+		return 0, err
+	}
+	now := f.cfg.now()
+	v := f.view
+	var ext []intel.Policy
+	for _, p := range held {
+		k := p.Indicator.Key()
+		switch p.Indicator.Type {
+		case intel.IPv4, intel.IPv6:
+			if e, ok := v.addrs[k]; ok && e.alive(now) && later(p, e) {
+				ext = append(ext, p)
+			}
+		case intel.CIDR:
+			if e, ok := v.nets[k]; ok && e.alive(now) && later(p, e) {
+				ext = append(ext, p)
+			} else if q, ok := f.nested[k]; ok && later(p, entry{expires: q.ExpiresAt}) {
+				ext = append(ext, p)
+			}
+		}
+	}
+	if len(ext) == 0 {
+		return 0, nil
+	}
+	before := f.refreshed.Load()
+	err := f.apply(ctx, ext, nil)
+	return int(f.refreshed.Load() - before), err
+}
+
+// later reports whether p should replace the element e: p never expires
+// while e does, or p expires more than refreshSlack after e.
+func later(p intel.Policy, e entry) bool {
+	if e.expires.IsZero() {
+		return false
+	}
+	return p.ExpiresAt.IsZero() || p.ExpiresAt.After(e.expires.Add(refreshSlack))
+}
+
+// apply plans the change against the view and sends it. f.view is valid.
+func (f *Firewall) apply(ctx context.Context, add []intel.Policy, remove []intel.Indicator) error {
+	v := f.view
+	now := f.cfg.now()
+	v.prune(now)
+	b := batcher{f: f}
+
+	// Single addresses: remove only what is held (deleting an absent
+	// element fails the whole batch); add what is not held, and replace
+	// what is held with an earlier expiry.
+	for _, ind := range remove {
+		if ind.Type != intel.IPv4 && ind.Type != intel.IPv6 {
+			continue
+		}
+		if _, ok := v.addrs[ind.Key()]; !ok {
+			continue
+		}
+		a, err := netip.ParseAddr(ind.Value)
+		if err != nil {
+			continue
+		}
+		b.queue(op{kind: opDel, set: f.addrSet(a), key: ind.Key(), els: []nftables.SetElement{{Key: a.AsSlice()}}})
+	}
+	var cidrAdd []intel.Policy
+	for _, p := range add {
+		switch p.Indicator.Type {
+		case intel.IPv4, intel.IPv6:
+			a, err := netip.ParseAddr(p.Indicator.Value)
+			if err != nil {
+				return fmt.Errorf("add %s: %w", p.Indicator.Key(), err)
+			}
+			to, ok := f.timeout(p, now)
+			if !ok {
+				continue
+			}
+			k := p.Indicator.Key()
+			kind := opAdd
+			if e, held := v.addrs[k]; held {
+				if !later(p, e) {
+					continue
+				}
+				kind = opReplace
+			}
+			b.queue(op{kind: kind, set: f.addrSet(a), key: k,
+				ent: entry{ind: p.Indicator, expires: expiry(now, to)},
+				els: []nftables.SetElement{{Key: a.AsSlice(), Timeout: to}}})
+		case intel.CIDR:
+			cidrAdd = append(cidrAdd, p)
+		}
+	}
+	if err := f.applyNets(&b, v, cidrAdd, remove, now); err != nil {
+		return err
+	}
+	return b.done(ctx)
+}
+
+// expiry is the view's expiry of an element added at now with timeout to
+// (zero: none). The kernel's is no earlier.
+func expiry(now time.Time, to time.Duration) time.Time {
+	if to == 0 {
+		return time.Time{}
+	}
+	return now.Add(to)
+}
+
+// applyNets plans the CIDR changes. Networks either nest or are disjoint,
+// so the kernel holds the outermost of the wanted networks and the rest
+// wait in f.nested.
+func (f *Firewall) applyNets(b *batcher, v *state, add []intel.Policy, remove []intel.Indicator, now time.Time) error {
+	held := make(map[string]intel.Policy) // every CIDR held, in kernel or nested
+	for k, e := range v.nets {
+		held[k] = intel.Policy{Indicator: e.ind, ExpiresAt: e.expires}
+	}
+	for k, p := range f.nested {
+		if v.covered(p.Indicator) {
+			held[k] = p
+		}
+	}
+	changed := false
+	for _, ind := range remove {
+		if ind.Type == intel.CIDR {
+			if _, ok := held[ind.Key()]; ok {
+				delete(held, ind.Key())
+				changed = true
+			}
+		}
+	}
+	replace := make(map[string]bool)
+	for _, p := range add {
+		if _, ok := f.timeout(p, now); !ok {
+			continue
+		}
+		if _, ok := p.Indicator.Prefix(); !ok {
+			return fmt.Errorf("add %s: not a network", p.Indicator.Key())
+		}
+		k := p.Indicator.Key()
+		if q, ok := held[k]; ok {
+			if !later(p, entry{expires: q.ExpiresAt}) {
+				continue
+			}
+			if _, inKernel := v.nets[k]; inKernel {
+				replace[k] = true
+			}
+		}
+		held[k] = p
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	outer, inner := outermost(held)
+	clear(f.nested)
+	for _, p := range inner {
+		f.nested[p.Indicator.Key()] = p
+	}
+	want := make(map[string]bool, len(outer))
+	for _, p := range outer {
+		want[p.Indicator.Key()] = true
+	}
+	for k, e := range v.nets {
+		if !want[k] {
+			b.queue(op{kind: opDel, net: true, set: f.netSet(e.pfx), key: k, els: intervalElems(e.pfx, 0)})
+		}
+	}
+	for _, p := range outer {
+		k := p.Indicator.Key()
+		kind := opAdd
+		if _, ok := v.nets[k]; ok {
+			if !replace[k] {
+				continue
+			}
+			kind = opReplace
+		}
+		to, ok := f.timeout(p, now)
+		if !ok {
+			continue
+		}
+		pfx, _ := p.Indicator.Prefix()
+		b.queue(op{kind: kind, net: true, set: f.netSet(pfx), key: k,
+			ent: entry{ind: p.Indicator, pfx: pfx, expires: expiry(now, to)}, els: intervalElems(pfx, to)})
+	}
+	return nil
+}
+
+// outermost splits held into the networks no other held network contains,
+// and the rest.
+func outermost(held map[string]intel.Policy) (outer, inner []intel.Policy) {
+	type item struct {
+		p   intel.Policy
+		pfx netip.Prefix
+	}
+	items := make([]item, 0, len(held))
+	for _, p := range held {
+		pfx, _ := p.Indicator.Prefix()
+		items = append(items, item{p, pfx})
+	}
+	slices.SortFunc(items, func(a, b item) int {
+		if c := a.pfx.Addr().Compare(b.pfx.Addr()); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.pfx.Bits(), b.pfx.Bits())
+	})
+	var cur netip.Prefix
+	for _, it := range items {
+		if cur.IsValid() && cur.Addr().BitLen() == it.pfx.Addr().BitLen() && cur.Contains(it.pfx.Addr()) {
+			inner = append(inner, it.p)
+			continue
+		}
+		cur = it.pfx
+		outer = append(outer, it.p)
+	}
+	return outer, inner
+}
+
+// intervalElems returns the elements of pfx in an interval set: its first
+// address, and the address after its last as the interval end (omitted
+// when the network reaches the top of the address space).
+func intervalElems(pfx netip.Prefix, timeout time.Duration) []nftables.SetElement {
+	first := pfx.Masked().Addr()
+	els := []nftables.SetElement{{Key: first.AsSlice(), Timeout: timeout}}
+	if end := lastAddr(pfx).Next(); end.IsValid() {
+		els = append(els, nftables.SetElement{Key: end.AsSlice(), IntervalEnd: true})
+	}
+	return els
+}
+
+func lastAddr(pfx netip.Prefix) netip.Addr {
+	b := pfx.Masked().Addr().AsSlice()
+	for i := pfx.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// timeout returns the element timeout for p at now: zero for a policy
+// that never expires; ok is false if it has already expired.
+func (f *Firewall) timeout(p intel.Policy, now time.Time) (time.Duration, bool) {
+	if p.ExpiresAt.IsZero() {
+		return 0, true
+	}
+	d := p.ExpiresAt.Sub(now)
+	if d <= 0 {
+		f.skipped.Add(1)
+		return 0, false
+	}
+	// The kernel counts in milliseconds; round up so that an element
+	// never expires before its policy.
+	return (d + time.Millisecond - 1).Truncate(time.Millisecond), true
+}
+
+func (f *Firewall) addrSet(a netip.Addr) *nftables.Set {
+	if a.Is4() {
+		return f.sets[setV4]
+	}
+	return f.sets[setV6]
+}
+
+func (f *Firewall) netSet(p netip.Prefix) *nftables.Set {
+	if p.Addr().Is4() {
+		return f.sets[setV4Net]
+	}
+	return f.sets[setV6Net]
+}

@@ -1,0 +1,33 @@
+// Package nft is the nftables backend of the responders: it enforces
+// address, IPv6 and CIDR blocks in a table of its own, through netlink.
+//
+// The table (default "inet meshward") holds four sets, "v4" and "v6" for
+// single addresses and the interval sets "v4net" and "v6net" for networks,
+// all with per-element timeouts set from the policy's expiry (elements of
+// policies that never expire get none), and two base chains, "input" and
+// "forward", each dropping and counting packets whose source address is in
+// one of the sets.
+//
+// Nothing outside that table is ever read or written: Teardown deletes the
+// table and only it.
+//
+// The backend is the only writer of its table, so it keeps a view of what
+// the sets hold and answers Current from it. Reading a set of 100,000
+// elements back from the kernel takes seconds (the kernel restarts its
+// walk for every dump chunk), so the view is checked cheaply on every
+// call: the kernel's ruleset generation, which every committed change to
+// any table advances, must be the one recorded after the backend's own
+// last change. If another process changed the ruleset (deleted the table,
+// flushed a set, deleted an element by hand, or only touched another
+// table), or a change of the backend's own failed, the next Current
+// repairs the structure (table, sets, chains, rules) and reads the sets
+// back in full, so the reconcile pass restores what is missing. Current
+// also reads in full every WithFullReadEvery passes or interval, whichever
+// comes first, which bounds any drift the generation check could miss.
+//
+// Elements expire in the kernel by themselves; the view drops them at the
+// same time. A policy whose expiry is extended must reach the kernel
+// element too: Apply and Refresh replace an element whose expiry is
+// earlier than the policy's by deleting and re-adding it in one
+// transaction, so the address is never unblocked in between.
+package nft
