@@ -16,6 +16,8 @@ func TestRuleFileErrorsNameFileRuleField(t *testing.T) {
 		"bad field":             {"rules:\n  - name: d\n    match: [{field: colour, equals: red}]\n    threshold: 5\n    window: 60s\n    severity: low\n", `rule "d": field "match[0].field": unknown field "colour"`},
 		"window without unit":   {"rules:\n  - name: e\n    match: [{field: kind, equals: ssh_failed}]\n    threshold: 5\n    window: 60\n    severity: low\n", `field "window"`},
 		"unknown kind":          {"rules:\n  - name: f\n    match: [{field: kind, in: [ssh_oops]}]\n    threshold: 5\n    window: 60s\n    severity: low\n", `unknown kind "ssh_oops"`},
+		"nested bad type":       {"rules:\n  - name: g\n    match:\n      - field: port\n        min: lots\n", `rule "g": field "match[0].min" (line 5): cannot unmarshal`},
+		"second rule":           {"rules:\n  - name: h\n  - name: i\n    bucket: {capacity: x}\n", `rule "i": field "bucket.capacity" (line 4)`},
 		"top-level key":         {"rulez: []\n", `field "rulez"`},
 	}
 	for name, tc := range cases {
