@@ -2,11 +2,9 @@ package detectors
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -339,55 +337,23 @@ func (s *SyslogSource) readConn(ctx context.Context, c net.Conn, out chan<- stri
 		if err := c.SetReadDeadline(time.Now().Add(cfg.idle)); err != nil {
 			return
 		}
-		first, err := br.ReadByte()
-		if err != nil {
+		var (
+			n    int
+			kind frameKind
+			err  error
+		)
+		msg, n, kind, err = readFrame(br, msg, cfg.maxMsg)
+		if kind == frameMalformed {
+			s.malformed.Add(1)
+		}
+		if err != nil && kind != frameMessage {
 			s.connDone(err)
 			return
 		}
-		if first == '\n' || first == '\r' {
-			continue // an empty line between frames
+		if kind != frameMessage {
+			continue
 		}
-		var n int
-		if first >= '1' && first <= '9' {
-			// Octet counting: "LEN SP MSG".
-			size, ok, err := readOctetCount(br, first)
-			if err != nil {
-				s.connDone(err)
-				return
-			}
-			if !ok {
-				// Not a frame header: skip to the end of the line and
-				// read on with newline framing.
-				s.malformed.Add(1)
-				if _, _, err := readLF(br, msg[:0], 0); err != nil {
-					s.connDone(err)
-					return
-				}
-				continue
-			}
-			keep := min(size, cfg.maxMsg)
-			msg = growTo(msg, keep)
-			if _, err := io.ReadFull(br, msg); err != nil {
-				s.connDone(err)
-				return
-			}
-			if size > keep {
-				if _, err := br.Discard(size - keep); err != nil {
-					s.connDone(err)
-					return
-				}
-			}
-			n = size
-		} else {
-			// Newline framing.
-			br.UnreadByte()
-			msg, n, err = readLF(br, msg[:0], cfg.maxMsg)
-			if err != nil && !(errors.Is(err, io.EOF) && n > 0) {
-				s.connDone(err)
-				return
-			}
-			// A last message without its newline is still a message.
-		}
+		// A last message without its newline is still a message.
 		line = s.deliver(ctx, out, msg, n, cfg.maxMsg, line)
 		if err != nil || ctx.Err() != nil {
 			return
@@ -401,57 +367,6 @@ func (s *SyslogSource) connDone(err error) {
 	if errors.As(err, &ne) && ne.Timeout() {
 		s.idleClosed.Add(1)
 	}
-}
-
-// readOctetCount reads the rest of an octet-counting header whose first
-// digit was first. ok is false when the bytes are not a header.
-func readOctetCount(br *bufio.Reader, first byte) (size int, ok bool, err error) {
-	size = int(first - '0')
-	for range 10 {
-		c, err := br.ReadByte()
-		if err != nil {
-			return 0, false, err
-		}
-		switch {
-		case c == ' ':
-			return size, true, nil
-		case c >= '0' && c <= '9':
-			size = size*10 + int(c-'0')
-		default:
-			br.UnreadByte()
-			return 0, false, nil
-		}
-	}
-	return 0, false, nil // more digits than any sane length
-}
-
-// readLF reads up to the next newline and appends at most limit bytes of
-// it, without the newline, to dst. n is the length of the whole message.
-func readLF(br *bufio.Reader, dst []byte, limit int) (msg []byte, n int, err error) {
-	for {
-		chunk, err := br.ReadSlice('\n')
-		done := err == nil
-		if done {
-			chunk = chunk[:len(chunk)-1]
-		}
-		n += len(chunk)
-		if room := limit - len(dst); room > 0 {
-			dst = append(dst, chunk[:min(room, len(chunk))]...)
-		}
-		if done {
-			return dst, n, nil
-		}
-		if !errors.Is(err, bufio.ErrBufferFull) {
-			return dst, n, err
-		}
-	}
-}
-
-func growTo(b []byte, n int) []byte {
-	if cap(b) < n {
-		return make([]byte, n)
-	}
-	return b[:n]
 }
 
 // deliver converts one message (its first bytes, whole length n) and
@@ -475,173 +390,4 @@ func (s *SyslogSource) deliver(ctx context.Context, out chan<- string, msg []byt
 	case <-ctx.Done():
 	}
 	return buf
-}
-
-// AppendSyslogLine appends to dst the line the parsers read for one
-// syslog message (RFC 3164 or RFC 5424, without framing) and reports
-// whether msg is syslog at all: it must start with a valid "<PRI>" and
-// carry something after it.
-func AppendSyslogLine(dst, msg []byte) ([]byte, bool) {
-	msg = bytes.TrimRight(msg, "\r\n\x00")
-	if len(msg) < 3 || msg[0] != '<' {
-		return dst, false
-	}
-	pri, i := 0, 1
-	for ; i < len(msg) && i <= 4 && isDigit(msg[i]); i++ {
-		pri = pri*10 + int(msg[i]-'0')
-	}
-	if i == 1 || i > 4 || i >= len(msg) || msg[i] != '>' || pri > 191 {
-		return dst, false
-	}
-	rest := msg[i+1:]
-	if len(rest) >= 2 && rest[0] == '1' && rest[1] == ' ' {
-		return append5424(dst, rest[2:])
-	}
-	if len(bytes.TrimSpace(rest)) == 0 {
-		return dst, false
-	}
-	// RFC 3164. Some senders leave the host name out after a classic
-	// stamp ("<13>Nov  2 10:00:00 sshd[1]: ..."); the parsers expect one.
-	if len(rest) >= 16 && rest[3] == ' ' && rest[6] == ' ' && rest[9] == ':' && rest[12] == ':' && rest[15] == ' ' {
-		if _, _, ok := syslogTag(string(rest[16:])); ok {
-			dst = appendClean(dst, rest[:16])
-			dst = append(dst, "- "...)
-			return appendClean(dst, rest[16:]), true
-		}
-	}
-	return appendClean(dst, rest), true
-}
-
-// append5424 converts the part of an RFC 5424 message after its version.
-func append5424(dst, b []byte) ([]byte, bool) {
-	var stamp, host, app, procid []byte
-	var ok bool
-	if stamp, b, ok = field5424(b, 64); !ok {
-		return dst, false
-	}
-	if host, b, ok = field5424(b, 255); !ok {
-		return dst, false
-	}
-	if app, b, ok = field5424(b, 48); !ok {
-		return dst, false
-	}
-	if procid, b, ok = field5424(b, 128); !ok {
-		return dst, false
-	}
-	if _, b, ok = field5424(b, 32); !ok { // MSGID
-		return dst, false
-	}
-	msg, ok := skipStructuredData(b)
-	if !ok {
-		return dst, false
-	}
-	msg = bytes.TrimPrefix(msg, []byte("\xef\xbb\xbf"))
-	nilStamp := string(stamp) == "-"
-	if !nilStamp {
-		if _, err := time.Parse(time.RFC3339Nano, string(stamp)); err != nil {
-			return dst, false
-		}
-		dst = append(dst, stamp...)
-		dst = append(dst, ' ')
-	}
-	// Without a stamp the parsers find the tag after the first word, so
-	// the host stays even when it is "-".
-	dst = append(dst, host...)
-	dst = append(dst, ' ')
-	if string(app) != "-" {
-		dst = append(dst, app...)
-		if allDigits(procid) {
-			dst = append(dst, '[')
-			dst = append(dst, procid...)
-			dst = append(dst, ']')
-		}
-		dst = append(dst, ": "...)
-	}
-	return appendClean(dst, msg), true
-}
-
-// field5424 splits a header field, which must be printable ASCII without
-// spaces, at most limit bytes long, and followed by a space.
-func field5424(b []byte, limit int) (field, rest []byte, ok bool) {
-	i := bytes.IndexByte(b, ' ')
-	if i <= 0 || i > limit {
-		return nil, nil, false
-	}
-	for _, c := range b[:i] {
-		if c < 33 || c > 126 {
-			return nil, nil, false
-		}
-	}
-	return b[:i], b[i+1:], true
-}
-
-// skipStructuredData skips "-" or one or more "[id k="v" ...]" elements
-// (with \" \\ \] escapes in values) and returns the message after them.
-func skipStructuredData(b []byte) (msg []byte, ok bool) {
-	switch {
-	case len(b) == 0:
-		return nil, false
-	case b[0] == '-':
-		b = b[1:]
-	case b[0] == '[':
-		for len(b) > 0 && b[0] == '[' {
-			i, quoted := 1, false
-			for ; i < len(b); i++ {
-				c := b[i]
-				if quoted {
-					if c == '\\' {
-						i++
-					} else if c == '"' {
-						quoted = false
-					}
-					continue
-				}
-				if c == '"' {
-					quoted = true
-				} else if c == ']' {
-					break
-				}
-			}
-			if i >= len(b) {
-				return nil, false
-			}
-			b = b[i+1:]
-		}
-	default:
-		return nil, false
-	}
-	if len(b) == 0 {
-		return nil, true
-	}
-	if b[0] != ' ' {
-		return nil, false
-	}
-	return b[1:], true
-}
-
-func allDigits(b []byte) bool {
-	if len(b) == 0 {
-		return false
-	}
-	for _, c := range b {
-		if !isDigit(c) {
-			return false
-		}
-	}
-	return true
-}
-
-// appendClean appends b with line breaks and NULs turned into spaces: one
-// message is one line.
-func appendClean(dst, b []byte) []byte {
-	for len(b) > 0 {
-		i := bytes.IndexAny(b, "\r\n\x00")
-		if i < 0 {
-			return append(dst, b...)
-		}
-		dst = append(dst, b[:i]...)
-		dst = append(dst, ' ')
-		b = b[i+1:]
-	}
-	return dst
 }
