@@ -26,13 +26,31 @@ var (
 	ErrInvalid = errors.New("invalid request")
 )
 
-// Node is what the admin API needs of a running node. Reads should be
-// cheap; writes block until done or until ctx ends.
+// Node is what the admin API needs of a running node: one role interface
+// per noun of the API, so that a node may implement each with its own
+// small type and embed them. Reads should be cheap; writes block until
+// done or until ctx ends.
 type Node interface {
+	StatusService
+	MemberService
+	PolicyService
+	SightingService
+	ReportService
+}
+
+// StatusService is who this node is and how it and the mesh are; the
+// status route, the detections (this node's own sightings) and the
+// reports this node publishes need it.
+type StatusService interface {
 	// ID is the node's ID.
 	ID() string
 	// Status reports this node and the mesh as this node sees it.
 	Status(ctx context.Context) (Status, error)
+}
+
+// MemberService is the roster and the connected peers, for the members
+// and peers routes (and the sites shown with reports).
+type MemberService interface {
 	// Members lists the roster.
 	Members(ctx context.Context) ([]Member, error)
 	// RemoveMember removes a node from the roster and from the Raft
@@ -40,7 +58,12 @@ type Node interface {
 	RemoveMember(ctx context.Context, id string) error
 	// Peers lists the connected libp2p peers.
 	Peers(ctx context.Context) ([]Peer, error)
+}
 
+// PolicyService is the mesh-wide policies and this node's local
+// decisions, for the policies and local-decisions routes (and the
+// policies shown with indicators).
+type PolicyService interface {
 	// MeshPolicies are the mesh-wide policies active at now.
 	MeshPolicies(now time.Time) []intel.Policy
 	// LocalDecisions are this node's local decisions active at now.
@@ -56,7 +79,11 @@ type Node interface {
 	// DeleteLocalDecision deletes a local decision and has the responders
 	// lift it.
 	DeleteLocalDecision(ctx context.Context, id string) error
+}
 
+// SightingService is the stored sightings, for the sightings, indicators
+// and detections routes.
+type SightingService interface {
 	// Sightings returns up to limit stored sightings, most recently
 	// received first (store.Store.Sightings).
 	Sightings(ctx context.Context, limit int) ([]store.SightingRecord, error)
@@ -64,7 +91,11 @@ type Node interface {
 	// indicator, oldest first (store.Store.SightingsFor with a zero
 	// since).
 	SightingsFor(ctx context.Context, ind intel.Indicator) ([]store.SightingRecord, error)
+}
 
+// ReportService is the indicator reports, for the reports routes (and the
+// reports shown with indicators).
+type ReportService interface {
 	// PublishReport signs, stores and gossips an indicator report mesh-wide;
 	// it returns the envelope's sequence number. Reports inform; they never
 	// block by themselves.
@@ -77,13 +108,27 @@ type Node interface {
 // Store keeps tokens, the audit trail and the acknowledgements of
 // detections; *store.Store implements it.
 type Store interface {
+	TokenStore
+	AuditStore
+	AckStore
+}
+
+// TokenStore keeps the tokens' records (never their secrets).
+type TokenStore interface {
 	CreateToken(store.TokenRecord) error
 	Token(id string) (store.TokenRecord, error)
 	Tokens() ([]store.TokenRecord, error)
 	DeleteToken(id string) error
+}
+
+// AuditStore keeps the audit trail.
+type AuditStore interface {
 	AppendAudit(store.AuditEntry) error
 	Audit(limit int) ([]store.AuditEntry, error)
+}
 
+// AckStore keeps the acknowledgements of detections.
+type AckStore interface {
 	// CreateAck stores an acknowledgement, or returns store.ErrExists
 	// when the detection is already acknowledged.
 	CreateAck(store.AckRecord) error

@@ -23,7 +23,7 @@ const (
 // sites maps member node IDs to their sites; a roster that cannot be read
 // leaves the sites out rather than failing the request.
 func (s *Server) sites(c *call) map[string]string {
-	ms, err := s.opts.Node.Members(c.r.Context())
+	ms, err := s.memberSvc.Members(c.r.Context())
 	if err != nil {
 		s.log.Debug("admin API: roster unavailable for report sites", "err", err)
 		return nil
@@ -83,11 +83,11 @@ func postReport(s *Server, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	seq, err := s.opts.Node.PublishReport(c.r.Context(), r)
+	seq, err := s.reportSvc.PublishReport(c.r.Context(), r)
 	if err != nil {
 		return nil, fmt.Errorf("publish report of %s: %w", r.Indicator.Value, err)
 	}
-	self := s.opts.Node.ID()
+	self := s.statusSvc.ID()
 	c.target = fmt.Sprintf("%s seq %d", r.Indicator.Key(), seq)
 	rec := store.ReportRecord{Origin: self, Seq: seq, Report: r, Received: r.ValidFrom, Sent: r.ValidFrom}
 	return reportFrom(rec, s.sites(c), s.now()), nil
@@ -126,7 +126,7 @@ func getReports(s *Server, c *call) (any, error) {
 	if want != nil {
 		scan = reportScan
 	}
-	recs, err := s.opts.Node.Reports(c.r.Context(), scan)
+	recs, err := s.reportSvc.Reports(c.r.Context(), scan)
 	if err != nil {
 		return nil, fmt.Errorf("reports: %w", err)
 	}
@@ -148,7 +148,7 @@ func getReports(s *Server, c *call) (any, error) {
 // reportsOf returns the reports of exactly ind among the reportScan most
 // recent, newest first.
 func (s *Server) reportsOf(c *call, ind intel.Indicator) ([]Report, error) {
-	recs, err := s.opts.Node.Reports(c.r.Context(), reportScan)
+	recs, err := s.reportSvc.Reports(c.r.Context(), reportScan)
 	if err != nil {
 		return nil, fmt.Errorf("reports: %w", err)
 	}

@@ -165,7 +165,7 @@ func (s *Server) authenticate(tok string) (caller, error) {
 	if err != nil {
 		return caller{}, err
 	}
-	rec, err := s.opts.Store.Token(id)
+	rec, err := s.tokenStore.Token(id)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return caller{}, errBadToken
@@ -180,15 +180,6 @@ func (s *Server) authenticate(tok string) (caller, error) {
 		return caller{}, fmt.Errorf("token %s has unknown role %q", id, rec.Role)
 	}
 	return caller{id: rec.ID, name: rec.Name, role: role}, nil
-}
-
-// audit writes an entry; a failure is logged and counted, never returned:
-// the change it records is already made.
-func (s *Server) audit(e AuditEntry) {
-	if err := s.opts.Store.AppendAudit(e); err != nil {
-		s.metrics.auditFailures.Inc()
-		s.log.Error("write audit entry", "action", e.Action, "actor", e.Actor, "err", err)
-	}
 }
 
 func (s *Server) writeError(w http.ResponseWriter, route string, status int, code, msg string) {

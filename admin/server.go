@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshward/meshward/internal/atomicfile"
+	"github.com/meshward/meshward/internal/routine"
 )
 
 //go:embed openapi.yaml
@@ -92,7 +93,8 @@ func (o *Options) validate() error {
 	return errors.Join(errs...)
 }
 
-// Server serves the admin API. Start it with Start; Close stops it.
+// Server serves the admin API: New builds it, Start serves it, Close
+// stops it.
 type Server struct {
 	opts    Options
 	log     *slog.Logger
@@ -100,47 +102,92 @@ type Server struct {
 	handler http.Handler
 	metrics *metrics
 
+	// What each noun of the API needs, taken from Options.Node and
+	// Options.Store.
+	statusSvc   StatusService
+	memberSvc   MemberService
+	policySvc   PolicyService
+	sightingSvc SightingService
+	reportSvc   ReportService
+	tokenStore  TokenStore
+	auditStore  AuditStore
+	ackStore    AckStore
+
+	mu        sync.Mutex // guards what follows; held through Start and Close
+	started   bool
+	closed    bool
+	closeErr  error
 	sockInfo  os.FileInfo
 	tcp       net.Listener
 	listeners []net.Listener
-
 	srv       *http.Server
-	wg        sync.WaitGroup
-	closeOnce sync.Once
-	closeErr  error
+	serving   *routine.Group
 }
 
-// Start listens on the configured socket and TCP address, makes sure the
-// token file holds a valid admin token, and serves until Close. ctx is the
-// parent of every request's context; cancelling it does not stop the
-// server.
-func Start(ctx context.Context, opts Options) (_ *Server, err error) {
+// New checks opts and returns a server that serves nothing until Start.
+// It starts no goroutine and touches no file.
+func New(opts Options) (*Server, error) {
 	if err := opts.validate(); err != nil {
 		return nil, fmt.Errorf("admin API: %w", err)
 	}
-	s := newServer(opts)
-	defer func() {
-		if err != nil {
-			s.Close()
-		}
-	}()
+	return newServer(opts), nil
+}
+
+// Start is New followed by Server.Start.
+func Start(ctx context.Context, opts Options) (*Server, error) {
+	s, err := New(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Start(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Start makes sure the token file holds a valid admin token, listens on
+// the configured socket and TCP address, and serves until Close. ctx is
+// the parent of every request's context; cancelling it does not stop the
+// server, Close does. A server starts once; one that failed to start is
+// closed, with nothing left listening.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed:
+		return errors.New("admin API: start after Close")
+	case s.started:
+		return errors.New("admin API: already started")
+	}
+	s.started = true
+	if err := s.start(ctx); err != nil {
+		s.closed = true
+		s.closeErr = s.shutdown()
+		return err
+	}
+	return nil
+}
+
+// start does the work of Start with s.mu held.
+func (s *Server) start(ctx context.Context) error {
+	opts := s.opts
 	if tf := s.tokenFile(); tf != "" {
 		if err := s.ensureLocalAdmin(tf); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	var tlsConf *tls.Config
 	if opts.TCPAddr != "" {
 		cert, err := tls.LoadX509KeyPair(opts.TLSCertFile, opts.TLSKeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("admin API: load TLS key pair: %w", err)
+			return fmt.Errorf("admin API: load TLS key pair: %w", err)
 		}
 		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	if opts.SocketPath != "" {
 		l, fi, err := listenUnix(opts.SocketPath)
 		if err != nil {
-			return nil, fmt.Errorf("admin API: %w", err)
+			return fmt.Errorf("admin API: %w", err)
 		}
 		s.sockInfo = fi
 		s.listeners = append(s.listeners, l)
@@ -148,7 +195,7 @@ func Start(ctx context.Context, opts Options) (_ *Server, err error) {
 	if opts.TCPAddr != "" {
 		l, err := net.Listen("tcp", opts.TCPAddr)
 		if err != nil {
-			return nil, fmt.Errorf("admin API: listen on %s: %w", opts.TCPAddr, err)
+			return fmt.Errorf("admin API: listen on %s: %w", opts.TCPAddr, err)
 		}
 		s.tcp = tls.NewListener(l, tlsConf)
 		s.listeners = append(s.listeners, s.tcp)
@@ -164,17 +211,16 @@ func Start(ctx context.Context, opts Options) (_ *Server, err error) {
 		BaseContext:       func(net.Listener) context.Context { return base },
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
+	s.serving = routine.New(ctx)
 	for _, l := range s.listeners {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
+		s.serving.Go(func(context.Context) {
 			if err := s.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.log.Error("admin API stopped serving", "addr", l.Addr(), "err", err)
 			}
-		}()
+		})
 	}
-	s.log.Info("admin API listening", "socket", opts.SocketPath, "tcp", s.TCPAddr())
-	return s, nil
+	s.log.Info("admin API listening", "socket", opts.SocketPath, "tcp", s.tcpAddr())
+	return nil
 }
 
 func newServer(opts Options) *Server {
@@ -186,7 +232,11 @@ func newServer(opts Options) *Server {
 	if now == nil {
 		now = time.Now
 	}
-	s := &Server{opts: opts, log: log, now: now, metrics: newMetrics(opts.Registerer)}
+	s := &Server{
+		opts: opts, log: log, now: now, metrics: newMetrics(opts.Registerer),
+		statusSvc: opts.Node, memberSvc: opts.Node, policySvc: opts.Node, sightingSvc: opts.Node, reportSvc: opts.Node,
+		tokenStore: opts.Store, auditStore: opts.Store, ackStore: opts.Store,
+	}
 	s.handler = s.routes().mux(s)
 	return s
 }
@@ -206,6 +256,12 @@ func (s *Server) TokenFile() string { return s.tokenFile() }
 
 // TCPAddr is the address the HTTPS listener is bound to, or "".
 func (s *Server) TCPAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tcpAddr()
+}
+
+func (s *Server) tcpAddr() string {
 	if s.tcp == nil {
 		return ""
 	}
@@ -217,34 +273,44 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 // Close stops the listeners, lets requests in flight finish for a few
 // seconds, removes the socket and waits for the serving goroutines. It is
-// idempotent.
+// idempotent, and a server that was never started needs none.
 func (s *Server) Close() error {
-	s.closeOnce.Do(func() {
-		var errs []error
-		if s.srv != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-			if err := s.srv.Shutdown(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("shut down admin API: %w", err))
-				s.srv.Close()
-			}
-			cancel()
-		} else {
-			for _, l := range s.listeners {
-				l.Close()
-			}
-		}
-		s.wg.Wait()
-		if s.sockInfo != nil {
-			// Remove the socket only if it is still ours.
-			if fi, err := os.Lstat(s.opts.SocketPath); err == nil && os.SameFile(fi, s.sockInfo) {
-				if err := os.Remove(s.opts.SocketPath); err != nil {
-					errs = append(errs, fmt.Errorf("remove admin socket: %w", err))
-				}
-			}
-		}
-		s.closeErr = errors.Join(errs...)
-	})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.closed = true
+		s.closeErr = s.shutdown()
+	}
 	return s.closeErr
+}
+
+// shutdown stops whatever start set up, with s.mu held.
+func (s *Server) shutdown() error {
+	var errs []error
+	if s.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		if err := s.srv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("shut down admin API: %w", err))
+			s.srv.Close()
+		}
+		cancel()
+	} else {
+		for _, l := range s.listeners {
+			l.Close()
+		}
+	}
+	if s.serving != nil {
+		s.serving.Close()
+	}
+	if s.sockInfo != nil {
+		// Remove the socket only if it is still ours.
+		if fi, err := os.Lstat(s.opts.SocketPath); err == nil && os.SameFile(fi, s.sockInfo) {
+			if err := os.Remove(s.opts.SocketPath); err != nil {
+				errs = append(errs, fmt.Errorf("remove admin socket: %w", err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // listenUnix binds a Unix socket at path with mode 0600, never visible
@@ -300,13 +366,13 @@ func (s *Server) ensureLocalAdmin(path string) error {
 		return fmt.Errorf("admin API: read token file: %w", err)
 	}
 	// The old local admin tokens can no longer be read by anyone.
-	toks, err := s.opts.Store.Tokens()
+	toks, err := s.tokenStore.Tokens()
 	if err != nil {
 		return fmt.Errorf("admin API: %w", err)
 	}
 	for _, t := range toks {
 		if t.Name == LocalAdminName {
-			if err := s.opts.Store.DeleteToken(t.ID); err != nil {
+			if err := s.tokenStore.DeleteToken(t.ID); err != nil {
 				return fmt.Errorf("admin API: delete stale local admin token: %w", err)
 			}
 		}

@@ -8,7 +8,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
+
+	"github.com/meshward/meshward/store"
 )
 
 // Role is what a token may do.
@@ -100,4 +103,87 @@ func hashToken(id, secret string) string {
 // in constant time.
 func hashMatches(stored, id, secret string) bool {
 	return subtle.ConstantTimeCompare([]byte(stored), []byte(hashToken(id, secret))) == 1
+}
+
+func tokenFrom(r store.TokenRecord) Token {
+	return Token{ID: r.ID, Name: r.Name, Role: Role(r.Role), CreatedAt: r.CreatedAt, CreatedBy: r.CreatedBy}
+}
+
+func getTokens(s *Server, _ *call) (any, error) {
+	recs, err := s.tokenStore.Tokens()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Token, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, tokenFrom(r))
+	}
+	return out, nil
+}
+
+var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]*$`)
+
+func postToken(s *Server, c *call) (any, error) {
+	var req TokenRequest
+	if err := decode(c, &req); err != nil {
+		return nil, err
+	}
+	role, err := ParseRole(string(req.Role))
+	if err != nil {
+		return nil, err
+	}
+	c.detail = "role=" + string(role) + " name=" + req.Name
+	if req.Name != "" && (len(req.Name) > maxNameLen || !validName.MatchString(req.Name)) {
+		return nil, fmt.Errorf("%w: name %q: want 1 to %d letters, digits, '.', '_', '@' or '-'", ErrInvalid, req.Name, maxNameLen)
+	}
+	if req.Name == LocalAdminName {
+		return nil, fmt.Errorf("%w: name %q is reserved", ErrInvalid, req.Name)
+	}
+	ct, err := s.createToken(req.Name, role, c.who.actor())
+	if err != nil {
+		return nil, err
+	}
+	c.target = ct.ID
+	return ct, nil
+}
+
+// createToken makes and stores a new token; name "" means token-<id>.
+func (s *Server) createToken(name string, role Role, by string) (CreatedToken, error) {
+	for range 3 { // an ID collision is astronomically unlikely; retry anyway
+		id, secret, err := newToken()
+		if err != nil {
+			return CreatedToken{}, err
+		}
+		n := name
+		if n == "" {
+			n = "token-" + id[:8]
+		}
+		rec := store.TokenRecord{ID: id, Name: n, Role: string(role), Hash: hashToken(id, secretOf(secret)),
+			CreatedAt: s.now().UTC(), CreatedBy: by}
+		err = s.tokenStore.CreateToken(rec)
+		if errors.Is(err, store.ErrExists) {
+			continue
+		}
+		if err != nil {
+			return CreatedToken{}, fmt.Errorf("create token: %w", err)
+		}
+		return CreatedToken{Token: tokenFrom(rec), Secret: secret}, nil
+	}
+	return CreatedToken{}, errors.New("create token: could not find a free ID")
+}
+
+// secretOf returns the secret part of a full bearer token made by
+// newToken.
+func secretOf(bearer string) string {
+	_, secret, _ := splitToken(bearer)
+	return secret
+}
+
+func deleteToken(s *Server, c *call) (any, error) {
+	id := c.r.PathValue("id")
+	c.target = id
+	if err := s.tokenStore.DeleteToken(id); err != nil {
+		return nil, fmt.Errorf("revoke token %s: %w", id, err)
+	}
+	return map[string]string{"revoked": id}, nil
 }

@@ -1,0 +1,97 @@
+package admin
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/meshward/meshward/intel"
+)
+
+// Limits on list queries.
+const (
+	defaultLimit = 100
+	maxLimit     = 10000
+	// iocScan is how many of the most recent sightings the indicator
+	// list and the detections list are computed from.
+	iocScan    = 10000
+	maxNameLen = 64
+)
+
+// decode reads a JSON request body strictly.
+func decode(c *call, v any) error {
+	dec := json.NewDecoder(c.r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return fmt.Errorf("%w: request body over %d bytes", ErrInvalid, maxBody)
+		}
+		return fmt.Errorf("%w: decode body: %v", ErrInvalid, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: trailing data after the JSON body", ErrInvalid)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%w: trailing data after the JSON body", ErrInvalid)
+	}
+	return nil
+}
+
+// decodeOptional is decode for a body that may be empty.
+func decodeOptional(c *call, v any) error {
+	b, err := io.ReadAll(c.r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return fmt.Errorf("%w: request body over %d bytes", ErrInvalid, maxBody)
+		}
+		return fmt.Errorf("%w: read body: %v", ErrInvalid, err)
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil
+	}
+	c.r.Body = io.NopCloser(bytes.NewReader(b))
+	return decode(c, v)
+}
+
+// parseIndicator reads an indicator as an operator writes it.
+func parseIndicator(value, typ string) (intel.Indicator, error) {
+	var ind intel.Indicator
+	var err error
+	if typ != "" {
+		ind, err = intel.NewIndicator(intel.IndicatorType(strings.ToLower(typ)), strings.TrimSpace(value))
+	} else {
+		ind, err = intel.ParseIndicator(value)
+	}
+	if err != nil {
+		return intel.Indicator{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return ind, nil
+}
+
+// limit reads the limit query parameter.
+func limit(c *call) (int, error) {
+	v := c.r.URL.Query().Get("limit")
+	if v == "" {
+		return defaultLimit, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > maxLimit {
+		return 0, fmt.Errorf("%w: limit %q: want 1 to %d", ErrInvalid, v, maxLimit)
+	}
+	return n, nil
+}
+
+// nonNil makes an empty list encode as [] rather than null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
