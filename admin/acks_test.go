@@ -50,7 +50,7 @@ func TestDetectionIDs(t *testing.T) {
 	}
 
 	env, want := ackEnv(t)
-	c := client(t, env, env.AdminToken)
+	c := env.Client(t, env.AdminToken)
 	for range 2 { // the same IDs in every request
 		ds, err := c.Detections(context.Background(), admin.DetectionQuery{})
 		if err != nil {
@@ -72,19 +72,12 @@ func TestDetectionIDs(t *testing.T) {
 func TestAckDetection(t *testing.T) {
 	env, ids := ackEnv(t)
 	ctx := context.Background()
-	adm := client(t, env, env.AdminToken)
-	vt, err := adm.CreateToken(ctx, admin.TokenRequest{Name: "grafana", Role: admin.RoleViewer})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := adm.CreateToken(ctx, admin.TokenRequest{Name: "oncall", Role: admin.RoleResponder})
-	if err != nil {
-		t.Fatal(err)
-	}
-	viewer, responder := client(t, env, vt.Secret), client(t, env, rt.Secret)
+	adm := env.Client(t, env.AdminToken)
+	vt, rt := env.NewToken(t, admin.RoleViewer, "grafana"), env.NewToken(t, admin.RoleResponder, "oncall")
+	viewer, responder := env.Client(t, vt.Secret), env.Client(t, rt.Secret)
 
 	// A viewer may not acknowledge.
-	_, err = viewer.Ack(ctx, ids[0], "mine")
+	_, err := viewer.Ack(ctx, ids[0], "mine")
 	wantAPIError(t, err, 403, "forbidden")
 
 	// A responder may, once.

@@ -36,21 +36,14 @@ func TestPublishReport(t *testing.T) {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	env := reportEnv(t, now)
 	ctx := context.Background()
-	adm := client(t, env, env.AdminToken)
-	vt, err := adm.CreateToken(ctx, admin.TokenRequest{Name: "grafana", Role: admin.RoleViewer})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := adm.CreateToken(ctx, admin.TokenRequest{Name: "oncall", Role: admin.RoleResponder})
-	if err != nil {
-		t.Fatal(err)
-	}
-	viewer, responder := client(t, env, vt.Secret), client(t, env, rt.Secret)
+	adm := env.Client(t, env.AdminToken)
+	vt, rt := env.NewToken(t, admin.RoleViewer, "grafana"), env.NewToken(t, admin.RoleResponder, "oncall")
+	viewer, responder := env.Client(t, vt.Secret), env.Client(t, rt.Secret)
 	req := admin.ReportRequest{Indicator: " Evil.Example. ", Confidence: 75, Labels: []string{"c2", "botnet"},
 		Technique: "T1071", Description: "beaconing every 60s", ValidFor: "720h"}
 
 	// A viewer may not publish.
-	_, err = viewer.PublishReport(ctx, req)
+	_, err := viewer.PublishReport(ctx, req)
 	wantAPIError(t, err, 403, "forbidden")
 
 	// Bad reports: 400 naming the field.
@@ -128,12 +121,8 @@ func TestListReports(t *testing.T) {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	env := reportEnv(t, now)
 	ctx := context.Background()
-	adm := client(t, env, env.AdminToken)
-	vt, err := adm.CreateToken(ctx, admin.TokenRequest{Name: "grafana", Role: admin.RoleViewer})
-	if err != nil {
-		t.Fatal(err)
-	}
-	viewer := client(t, env, vt.Secret)
+	vt := env.NewToken(t, admin.RoleViewer, "grafana")
+	viewer := env.Client(t, vt.Secret)
 
 	rs, err := viewer.Reports(ctx, admin.ReportQuery{})
 	if err != nil || len(rs) != 2 {

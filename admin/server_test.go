@@ -31,16 +31,6 @@ import (
 
 const nodeID = "12D3KooWTestNodeAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 
-func client(t *testing.T, env *admintest.Env, token string) *admin.Client {
-	t.Helper()
-	c, err := admin.NewClient(env.Socket, token, admin.ClientOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c
-}
-
 // rawRequest sends a request on the socket and returns status and body.
 func rawRequest(t *testing.T, socket, method, path, token, body string) (int, []byte) {
 	t.Helper()
@@ -92,7 +82,7 @@ func TestUnauthenticated(t *testing.T) {
 	if bad == env.AdminToken {
 		bad = env.AdminToken[:len(env.AdminToken)-1] + "y"
 	}
-	_, err := client(t, env, bad).Status(context.Background())
+	_, err := env.Client(t, bad).Status(context.Background())
 	wantAPIError(t, err, 401, "unauthorized")
 	// The OpenAPI document needs no token.
 	if status, body := rawRequest(t, env.Socket, "GET", "/v1/openapi.yaml", "", ""); status != 200 || !bytes.Equal(body, admin.OpenAPI()) {
@@ -104,23 +94,16 @@ func TestRoles(t *testing.T) {
 	node := admintest.NewNode(nodeID)
 	env := admintest.Start(t, node, admin.Options{})
 	ctx := context.Background()
-	adm := client(t, env, env.AdminToken)
+	adm := env.Client(t, env.AdminToken)
 
-	viewerTok, err := adm.CreateToken(ctx, admin.TokenRequest{Name: "grafana", Role: admin.RoleViewer})
-	if err != nil {
-		t.Fatal(err)
-	}
-	respTok, err := adm.CreateToken(ctx, admin.TokenRequest{Name: "oncall", Role: admin.RoleResponder})
-	if err != nil {
-		t.Fatal(err)
-	}
-	viewer, responder := client(t, env, viewerTok.Secret), client(t, env, respTok.Secret)
+	viewerTok := env.NewToken(t, admin.RoleViewer, "grafana")
+	viewer, responder := env.Client(t, viewerTok.Secret), env.Client(t, env.NewToken(t, admin.RoleResponder, "oncall").Secret)
 
 	// A viewer reads but may not block.
 	if _, err := viewer.Status(ctx); err != nil {
 		t.Fatalf("viewer status: %v", err)
 	}
-	_, err = viewer.Propose(ctx, admin.PolicyRequest{Action: intel.ActionBlock, Indicator: "203.0.113.7", TTL: "1h"})
+	_, err := viewer.Propose(ctx, admin.PolicyRequest{Action: intel.ActionBlock, Indicator: "203.0.113.7", TTL: "1h"})
 	wantAPIError(t, err, 403, "forbidden")
 	_, err = viewer.LocalBlock(ctx, admin.PolicyRequest{Indicator: "203.0.113.7", TTL: "1h"})
 	wantAPIError(t, err, 403, "forbidden")
@@ -168,12 +151,9 @@ func TestAudit(t *testing.T) {
 	node := admintest.NewNode(nodeID)
 	env := admintest.Start(t, node, admin.Options{})
 	ctx := context.Background()
-	adm := client(t, env, env.AdminToken)
-	vt, err := adm.CreateToken(ctx, admin.TokenRequest{Name: "ro", Role: admin.RoleViewer})
-	if err != nil {
-		t.Fatal(err)
-	}
-	viewer := client(t, env, vt.Secret)
+	adm := env.Client(t, env.AdminToken)
+	vt := env.NewToken(t, admin.RoleViewer, "ro")
+	viewer := env.Client(t, vt.Secret)
 	p, err := adm.Propose(ctx, admin.PolicyRequest{Action: intel.ActionBlock, Indicator: "203.0.113.7", TTL: "1h", Reason: "x"})
 	if err != nil {
 		t.Fatal(err)
@@ -251,11 +231,7 @@ func TestSocketAndTokenFileModes(t *testing.T) {
 }
 
 func TestSocketLifecycle(t *testing.T) {
-	st, err := store.Open(store.Options{InMemory: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := admintest.OpenStore(t)
 	node := admintest.NewNode(nodeID)
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "admin.sock")
@@ -295,11 +271,7 @@ func TestSocketLifecycle(t *testing.T) {
 }
 
 func TestLocalAdminToken(t *testing.T) {
-	st, err := store.Open(store.Options{InMemory: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := admintest.OpenStore(t)
 	node := admintest.NewNode(nodeID)
 	sock := filepath.Join(t.TempDir(), "admin.sock")
 	start := func() *admin.Server {
@@ -342,10 +314,7 @@ func TestTokensStoredHashed(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := admintest.StartWithStore(t, admintest.NewNode(nodeID), st, admin.Options{SocketPath: filepath.Join(dir, "admin.sock")})
-	ct, err := client(t, env, env.AdminToken).CreateToken(context.Background(), admin.TokenRequest{Role: admin.RoleViewer})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ct := env.NewToken(t, admin.RoleViewer, "")
 	rec, err := st.Token(ct.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -390,7 +359,7 @@ func TestPoliciesAndIOCs(t *testing.T) {
 	node := admintest.NewNode(nodeID)
 	env := admintest.Start(t, node, admin.Options{})
 	ctx := context.Background()
-	c := client(t, env, env.AdminToken)
+	c := env.Client(t, env.AdminToken)
 	now := time.Now().UTC()
 	for _, v := range []string{"2001:db8::1", "https://evil.example/a/b?c=d", "203.0.113.7"} {
 		ind, err := intel.ParseIndicator(v)
@@ -518,4 +487,82 @@ func writeSelfSigned(t *testing.T, certFile, keyFile string) {
 	}
 	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+}
+
+func TestNewStartClose(t *testing.T) {
+	st := admintest.OpenStore(t)
+	node := admintest.NewNode(nodeID)
+	sock := filepath.Join(t.TempDir(), "admin.sock")
+	if _, err := admin.New(admin.Options{Node: node, Store: st}); err == nil {
+		t.Fatal("New without a socket or TCP address succeeded")
+	}
+
+	// New touches nothing; a server never started closes cleanly.
+	srv, err := admin.New(admin.Options{Node: node, Store: st, SocketPath: sock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(filepath.Dir(sock)); len(ents) != 0 {
+		t.Fatalf("New created %d files", len(ents))
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatalf("Close before Start: %v", err)
+	}
+	if err := srv.Start(context.Background()); err == nil {
+		t.Fatal("Start after Close succeeded")
+	}
+
+	// Start serves until Close, once.
+	srv, err = admin.New(admin.Options{Node: node, Store: st, SocketPath: sock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(ctx); err == nil {
+		t.Fatal("second Start succeeded")
+	}
+	tok, err := admin.ReadTokenFile(srv.TokenFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel() // the server outlives its start context; Close stops it
+	c, err := admin.NewClient(sock, tok, admin.ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Status(context.Background()); err != nil {
+		t.Fatalf("status after the start context ended: %v", err)
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Status(context.Background()); err == nil {
+		t.Fatal("status answered after Close")
+	}
+	if _, err := os.Lstat(sock); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("socket left after Close: %v", err)
+	}
+
+	// A failed Start leaves nothing listening and the server closed.
+	srv, err = admin.New(admin.Options{Node: node, Store: st, SocketPath: sock, TCPAddr: "127.0.0.1:0",
+		TLSCertFile: filepath.Join(t.TempDir(), "missing.pem"), TLSKeyFile: filepath.Join(t.TempDir(), "missing.pem")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(context.Background()); err == nil {
+		t.Fatal("Start with a missing certificate succeeded")
+	}
+	if _, err := os.Lstat(sock); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("socket left after a failed Start: %v", err)
+	}
+	if err := srv.Start(context.Background()); err == nil {
+		t.Fatal("Start after a failed Start succeeded")
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
 }

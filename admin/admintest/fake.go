@@ -1,16 +1,14 @@
-// Package admintest provides an in-memory admin.Node and a helper that
-// serves the admin API on a temporary Unix socket, for tests of the API
-// and of its clients.
+// Package admintest provides an in-memory admin.Node, a helper that serves
+// the admin API on a temporary Unix socket, and helpers that make tokens,
+// token files and clients of it, for tests of the API and of its clients.
 package admintest
 
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"sort"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/meshward/meshward/admin"
@@ -227,52 +225,4 @@ func (n *Node) Reports(_ context.Context, limit int) ([]store.ReportRecord, erro
 		out = out[:limit]
 	}
 	return out, nil
-}
-
-// Env is a running admin API over a fake node and an in-memory store.
-type Env struct {
-	Node   *Node
-	Store  *store.Store
-	Server *admin.Server
-	Socket string
-	// AdminToken is the local admin token the server wrote.
-	AdminToken string
-}
-
-// Start serves the admin API for node on a Unix socket in a temporary
-// directory, over an in-memory store; opts may adjust the options (its
-// Node, Store and SocketPath are set here). Everything is closed when the
-// test ends.
-func Start(t testing.TB, node *Node, opts admin.Options) *Env {
-	t.Helper()
-	st, err := store.Open(store.Options{InMemory: true})
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return StartWithStore(t, node, st, opts)
-}
-
-// StartWithStore is Start over a given store, which the caller closes.
-func StartWithStore(t testing.TB, node *Node, st *store.Store, opts admin.Options) *Env {
-	t.Helper()
-	dir := t.TempDir()
-	opts.Node, opts.Store = node, st
-	if opts.SocketPath == "" {
-		opts.SocketPath = filepath.Join(dir, "admin.sock")
-	}
-	srv, err := admin.Start(context.Background(), opts)
-	if err != nil {
-		t.Fatalf("start admin API: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := srv.Close(); err != nil {
-			t.Errorf("close admin API: %v", err)
-		}
-	})
-	tok, err := admin.ReadTokenFile(srv.TokenFile())
-	if err != nil {
-		t.Fatalf("read admin token: %v", err)
-	}
-	return &Env{Node: node, Store: st, Server: srv, Socket: opts.SocketPath, AdminToken: tok}
 }
