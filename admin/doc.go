@@ -82,10 +82,27 @@
 // its role. Requests without a valid token are not audited (they are
 // counted), so that anyone who can reach the socket cannot fill the trail.
 //
+// # Configuration and lifecycle
+//
+// Config is the node configuration's admin section (socket, listen,
+// tls_cert, tls_key, audit_retention) with DefaultConfig and Validate;
+// SocketPathIn applies the default socket, admin.sock in the data
+// directory. New checks Options and builds a server without starting
+// anything; Start(ctx) writes the token file, listens and serves; Close
+// shuts the listeners down, waits for the serving goroutines and removes
+// the socket. The start context is the parent of every request's context,
+// but cancelling it does not stop the server: Close does.
+//
 // # What it talks to
 //
-// The server reaches the node through the Node interface, declared here and
-// implemented by the node, and keeps its tokens, audit trail and
-// acknowledgements through Store, implemented by *store.Store. It must never hold node state of its
-// own, decide policy (the node and consensus do), or log a token secret.
+// The server reaches the node through the Node interface, declared here
+// and implemented by the node. Node is the union of one small interface
+// per noun of the API — StatusService, MemberService, PolicyService,
+// SightingService, ReportService — and each handler uses only the one it
+// needs. Tokens, the audit trail and acknowledgements are kept through
+// Store (TokenStore, AuditStore, AckStore), implemented by *store.Store.
+// The handlers live in one file per noun (status, members, policies,
+// iocs, reports, sightings, detections, audit, token). The server must
+// never hold node state of its own, decide policy (the node and consensus
+// do), or log a token secret.
 package admin
