@@ -98,9 +98,10 @@ type v4only struct{ *responders.DryRun }
 
 func (v4only) Supports(t intel.IndicatorType) bool { return t == intel.IPv4 }
 
+// waitFor polls cond until it holds; the deadline only bounds a failure.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -219,18 +220,92 @@ func TestExpiryWithInjectedClock(t *testing.T) {
 	}
 }
 
+// expiresAfterFirstLook is a StateSource with one local block that expires
+// ttl after the first pass looks at it: however late that pass runs, it
+// sees the block active.
+type expiresAfterFirstLook struct {
+	ind intel.Indicator
+	ttl time.Duration
+
+	mu sync.Mutex
+	p  *intel.Policy
+}
+
+func (s *expiresAfterFirstLook) policy(now time.Time) intel.Policy {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.p == nil {
+		p := intel.NewPolicy(intel.ActionBlock, s.ind, "", "operator:test", now, s.ttl)
+		s.p = &p
+	}
+	return *s.p
+}
+
+func (s *expiresAfterFirstLook) MeshPolicies(time.Time) []intel.Policy { return nil }
+func (s *expiresAfterFirstLook) LocalDecisions(now time.Time) []intel.Policy {
+	return []intel.Policy{s.policy(now)}
+}
+func (s *expiresAfterFirstLook) Protected() []netip.Prefix { return nil }
+
+// removalClock is a dry run that records when watch was removed.
+type removalClock struct {
+	*responders.DryRun
+	watch intel.Indicator
+
+	mu      sync.Mutex
+	removed time.Time
+}
+
+func (b *removalClock) Apply(ctx context.Context, add []intel.Policy, remove []intel.Indicator) error {
+	for _, ind := range remove {
+		if ind == b.watch {
+			b.mu.Lock()
+			b.removed = time.Now()
+			b.mu.Unlock()
+		}
+	}
+	return b.DryRun.Apply(ctx, add, remove)
+}
+
+func (b *removalClock) removedAt() time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.removed
+}
+
 // TestExpiryWithoutTrigger runs the loop with an hour-long interval: only
-// the loop's own expiry timer can remove the entry.
+// the loop's own expiry timer can remove the entry. The block must first
+// be enforced, then removed no earlier than its expiry.
 func TestExpiryWithoutTrigger(t *testing.T) {
 	a := mustInd(t, "203.0.113.7")
-	now := time.Now()
-	p := intel.NewPolicy(intel.ActionBlock, a, "", "operator:test", now, 300*time.Millisecond)
-	dry := responders.NewDryRun(nil)
-	r := responders.NewReconciler(&state{local: []intel.Policy{p}}, []responders.Backend{dry}, responders.Options{Interval: time.Hour})
+	src := &expiresAfterFirstLook{ind: a, ttl: 500 * time.Millisecond}
+	dry := &removalClock{DryRun: responders.NewDryRun(nil), watch: a}
+	enforcedc := make(chan bool, 1)
+	r := responders.NewReconciler(src, []responders.Backend{dry}, responders.Options{
+		Interval: time.Hour,
+		OnEnforced: func(_ string, p intel.Policy, _ time.Time) {
+			if p.Indicator == a {
+				select {
+				case enforcedc <- dry.Has(a):
+				default:
+				}
+			}
+		},
+	})
 	defer r.Close()
 	r.Start(t.Context())
-	waitFor(t, "enforcement", func() bool { return dry.Has(a) || time.Now().After(p.ExpiresAt) })
-	waitFor(t, "expiry", func() bool { return !dry.Has(a) && time.Now().After(p.ExpiresAt) })
+	select {
+	case held := <-enforcedc:
+		if !held {
+			t.Fatal("enforcement reported, but the backend does not hold the block")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the block was never enforced")
+	}
+	waitFor(t, "expiry", func() bool { return !dry.Has(a) })
+	if removed, expires := dry.removedAt(), src.policy(time.Now()).ExpiresAt; removed.Before(expires) {
+		t.Fatalf("the block was removed at %v, before its expiry at %v", removed, expires)
+	}
 	if n := r.Stats().Passes; n < 2 || n > 5 {
 		t.Fatalf("%d passes, want a handful", n)
 	}

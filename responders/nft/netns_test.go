@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"runtime"
 	"strings"
@@ -13,22 +12,14 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/meshward/meshward/internal/testenv"
 )
 
 // netNS is a network namespace made for one test.
 type netNS struct {
 	name string
 	fd   int
-}
-
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (CAP_NET_ADMIN) to create network namespaces and nftables tables")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs the ip command (Debian package iproute2) to create network namespaces")
-	}
 }
 
 func run(t testing.TB, args ...string) {
@@ -45,23 +36,13 @@ func uniq() string {
 	return hex.EncodeToString(b)
 }
 
-// newNS creates an empty namespace with lo up, removed when t ends. It
-// skips t if namespaces cannot be created here.
+// newNS creates an empty namespace with lo up, removed when t ends. Where
+// namespaces cannot be created it skips t, or fails it when privileged
+// tests are required (testenv).
 func newNS(t testing.TB) *netNS {
 	t.Helper()
-	requireRoot(t)
 	name := "mwt-" + uniq()
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Skipf("cannot create a network namespace (ip netns add): %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	fd, err := unix.Open("/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatalf("open namespace %s: %v", name, err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	run(t, "ip", "-n", name, "link", "set", "lo", "up")
-	return &netNS{name: name, fd: fd}
+	return &netNS{name: name, fd: testenv.NetNS(t, name)}
 }
 
 // pair is two namespaces joined by a veth pair, with private addresses.
@@ -140,10 +121,11 @@ func dial(ns *netNS, addr string) error {
 	})
 }
 
-// waitDial polls until a connection from ns to addr succeeds.
+// waitDial polls until a connection from ns to addr succeeds; the
+// deadline only bounds a failure.
 func waitDial(t testing.TB, ns *netNS, addr string) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		err := dial(ns, addr)
 		if err == nil {
@@ -152,5 +134,6 @@ func waitDial(t testing.TB, ns *netNS, addr string) {
 		if time.Now().After(deadline) {
 			t.Fatalf("connecting from %s to %s: %v", ns.name, addr, err)
 		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

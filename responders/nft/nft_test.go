@@ -109,9 +109,7 @@ func TestBlocksTraffic(t *testing.T) {
 			if err := r.ReconcileOnce(ctx); err != nil {
 				t.Fatal(err)
 			}
-			if err := dial(p.a, addr); err != nil {
-				t.Fatalf("after unblocking: %v", err)
-			}
+			waitDial(t, p.a, addr) // after unblocking
 			cnt, err := f.Counters(ctx)
 			if err != nil {
 				t.Fatal(err)

@@ -2,6 +2,7 @@ package nft_test
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -148,19 +149,24 @@ func TestFullReadBound(t *testing.T) {
 	}
 }
 
-// TestExtendedExpiryReachesKernel adds blocks that expire in 2s, extends
-// them to an hour (through Apply and through Refresh) and checks, until
-// well after the first expiry, that the kernel still holds them.
+// TestExtendedExpiryReachesKernel adds blocks that expire in a few
+// seconds, extends them to an hour (through Apply and through Refresh)
+// and checks, once the kernel has expired a canary added with them and
+// never extended, that the kernel still holds them.
 func TestExtendedExpiryReachesKernel(t *testing.T) {
 	ns := newNS(t)
 	f := newFirewall(t, ns)
 	ctx := t.Context()
+	// Long enough for the extensions below to land before it ends, even
+	// on a loaded machine; the test waits for it once.
+	const ttl = 5 * time.Second
 	short := []intel.Policy{
-		block(t, "203.0.113.20", 2*time.Second), block(t, "203.0.113.21", 2*time.Second),
-		block(t, "2001:db8::20", 2*time.Second), block(t, "198.51.100.0/24", 2*time.Second),
-		block(t, "10.0.0.0/8", 2*time.Second), block(t, "10.1.0.0/16", 2*time.Second), // nested
+		block(t, "203.0.113.20", ttl), block(t, "203.0.113.21", ttl),
+		block(t, "2001:db8::20", ttl), block(t, "198.51.100.0/24", ttl),
+		block(t, "10.0.0.0/8", ttl), block(t, "10.1.0.0/16", ttl), // nested
 	}
-	if err := f.Apply(ctx, short, nil); err != nil {
+	canary := block(t, "203.0.113.29", ttl)
+	if err := f.Apply(ctx, append(slices.Clone(short), canary), nil); err != nil {
 		t.Fatal(err)
 	}
 	long := func(ps ...intel.Policy) []intel.Policy {
@@ -188,15 +194,19 @@ func TestExtendedExpiryReachesKernel(t *testing.T) {
 	if f.Stats().Refreshed != 5 {
 		t.Errorf("Refreshed = %d, want 5", f.Stats().Refreshed)
 	}
-	deadline := time.Now().Add(3500 * time.Millisecond) // past the first expiry
-	for time.Now().Before(deadline) {
-		got := kernelKeys(t, ns)
-		for _, k := range []string{short[0].Indicator.Key(), short[1].Indicator.Key(), short[2].Indicator.Key(), "start:198.51.100.0", "start:10.0.0.0"} {
-			if !got[k] {
-				t.Fatalf("%s left the kernel at its old expiry: %v", k, got)
-			}
+	// The canary leaving the kernel shows the original expiry has passed.
+	deadline := time.Now().Add(30 * time.Second)
+	for kernelKeys(t, ns)[canary.Indicator.Key()] {
+		if time.Now().After(deadline) {
+			t.Fatalf("the canary %s never expired", canary.Indicator)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	got := kernelKeys(t, ns)
+	for _, k := range []string{short[0].Indicator.Key(), short[1].Indicator.Key(), short[2].Indicator.Key(), "start:198.51.100.0", "start:10.0.0.0"} {
+		if !got[k] {
+			t.Fatalf("%s left the kernel at its old expiry: %v", k, got)
+		}
 	}
 	expectKeys(t, f, short...)
 	entries, err := f.List(ctx)
