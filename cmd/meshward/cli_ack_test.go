@@ -1,8 +1,6 @@
 package main
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,19 +14,7 @@ import (
 func TestCLIAcknowledge(t *testing.T) {
 	env := cliEnvWith(t, admin.Options{Version: "test", Now: func() time.Time { return fixed.Add(time.Hour) }})
 	id := admin.DetectionID(cliNodeID, 2) // the fixture's own sighting
-	tokenFile := func(role string) string {
-		t.Helper()
-		secret, _, err := runCLI(t, env, "token", "create", "--role", role, "--name", role+"-1")
-		if err != nil {
-			t.Fatalf("token create --role %s: %v", role, err)
-		}
-		p := filepath.Join(t.TempDir(), role+".token")
-		if err := os.WriteFile(p, []byte(secret), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	viewer, responder := tokenFile("viewer"), tokenFile("responder")
+	viewer, responder := env.TokenFile(t, admin.RoleViewer, "viewer-1"), env.TokenFile(t, admin.RoleResponder, "responder-1")
 
 	_, _, err := runCLI(t, env, "detections", "ack", id, "--token-file", viewer)
 	if err == nil || !strings.Contains(err.Error(), "permission denied") || !strings.Contains(err.Error(), "403") {

@@ -172,3 +172,14 @@ func truncate(s string, n int) string {
 	}
 	return string(r[:n-1]) + "…"
 }
+
+// nounCmd makes cmd a noun that groups verbs: run without one, it prints
+// its help. f, when not nil, receives the client flags its verbs share.
+func nounCmd(cmd *cobra.Command, f *clientFlags) *cobra.Command {
+	cmd.Args = cobra.NoArgs
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	if f != nil {
+		f.register(cmd)
+	}
+	return cmd
+}

@@ -2,8 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,19 +14,7 @@ import (
 func TestCLIReports(t *testing.T) {
 	now := fixed.Add(time.Hour)
 	env := cliEnvWith(t, admin.Options{Version: "test", Now: func() time.Time { return now }})
-	tokenFile := func(role string) string {
-		t.Helper()
-		secret, _, err := runCLI(t, env, "token", "create", "--role", role, "--name", role+"-1")
-		if err != nil {
-			t.Fatalf("token create --role %s: %v", role, err)
-		}
-		p := filepath.Join(t.TempDir(), role+".token")
-		if err := os.WriteFile(p, []byte(secret), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	viewer, responder := tokenFile("viewer"), tokenFile("responder")
+	viewer, responder := env.TokenFile(t, admin.RoleViewer, "viewer-1"), env.TokenFile(t, admin.RoleResponder, "responder-1")
 
 	_, _, err := runCLI(t, env, "iocs", "publish", "198.51.100.23", "--token-file", viewer)
 	if err == nil || !strings.Contains(err.Error(), "permission denied") || !strings.Contains(err.Error(), "403") {

@@ -160,8 +160,7 @@ func TestCLIChangesAndRoles(t *testing.T) {
 	if err != nil || !strings.HasPrefix(secret, "mwt_") || !strings.Contains(errOut, "shown only this once") {
 		t.Fatalf("token create: %v %q %q", err, secret, errOut)
 	}
-	tokFile := filepath.Join(t.TempDir(), "viewer.token")
-	os.WriteFile(tokFile, []byte(secret), 0o600)
+	tokFile := admintest.WriteTokenFile(t, strings.TrimSpace(secret))
 	if _, _, err := runCLI(t, env, "status", "--token-file", tokFile); err != nil {
 		t.Fatalf("viewer status: %v", err)
 	}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/meshward/meshward/admin"
+)
+
+func newIOCsCmd() *cobra.Command {
+	var f clientFlags
+	cmd := nounCmd(&cobra.Command{
+		Use:     "iocs",
+		Aliases: []string{"ioc", "indicators"},
+		Short:   "List, show, search and share indicators of compromise",
+		Example: "  meshward iocs list\n  meshward iocs show 203.0.113.7\n  meshward iocs search example.com\n  meshward iocs publish 198.51.100.23 --confidence 80 --label scanner\n  meshward iocs reports --active",
+	}, &f)
+	var typ string
+	var limit int
+	list := &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List indicators from the most recent sightings, most recently seen first",
+		Example: "  meshward iocs list\n  meshward iocs list --type ipv6 --limit 20",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return run(cmd, &f, func(c *admin.Client) ([]admin.IOC, error) {
+				return c.IOCs(cmd.Context(), admin.IOCQuery{Type: typ, Limit: limit})
+			}, printIOCs)
+		},
+	}
+	search := &cobra.Command{
+		Use:     "search TEXT",
+		Short:   "List indicators whose value contains TEXT (case-insensitive)",
+		Example: "  meshward iocs search 203.0.113.\n  meshward iocs search evil --type domain",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return run(cmd, &f, func(c *admin.Client) ([]admin.IOC, error) {
+				return c.IOCs(cmd.Context(), admin.IOCQuery{Text: args[0], Type: typ, Limit: limit})
+			}, printIOCs)
+		},
+	}
+	for _, c := range []*cobra.Command{list, search} {
+		c.Flags().StringVar(&typ, "type", "", "only this indicator type (ipv4, ipv6, cidr, domain, url, sha256)")
+		c.Flags().IntVar(&limit, "limit", 100, "at most this many indicators")
+	}
+	var showType string
+	show := &cobra.Command{
+		Use:     "show INDICATOR",
+		Short:   "Show one indicator: its sightings, the policies that cover it and its reports",
+		Example: "  meshward iocs show 203.0.113.7\n  meshward iocs show https://evil.example/payload -o json",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return run(cmd, &f, func(c *admin.Client) (admin.IOCDetail, error) {
+				return c.IOC(cmd.Context(), args[0], showType)
+			}, func(w io.Writer, d admin.IOCDetail) {
+				fmt.Fprintf(w, "Indicator:\t%s (%s)\n", d.Indicator.Value, d.Indicator.Type)
+				fmt.Fprintf(w, "Sightings:\t%d from %d nodes\n", d.Sightings, d.Origins)
+				fmt.Fprintf(w, "First seen:\t%s\n", timeCell(d.FirstSeen))
+				fmt.Fprintf(w, "Last seen:\t%s\n", timeCell(d.LastSeen))
+				fmt.Fprintf(w, "Detectors:\t%s\n", orDash(strings.Join(d.Detectors, ", ")))
+				fmt.Fprintln(w)
+				if len(d.PolicyList) > 0 {
+					printPolicies(w, d.PolicyList)
+					fmt.Fprintln(w)
+				}
+				printSightings(w, d.SightingList)
+				if len(d.ReportList) > 0 {
+					fmt.Fprintln(w)
+					printReports(w, d.ReportList)
+				}
+			})
+		},
+	}
+	show.Flags().StringVar(&showType, "type", "", "indicator type; guessed when empty")
+	cmd.AddCommand(list, show, search)
+	cmd.AddCommand(newReportCmds(&f)...)
+	return cmd
+}
+
+func printIOCs(w io.Writer, iocs []admin.IOC) {
+	fmt.Fprintln(w, "INDICATOR\tTYPE\tSIGHTINGS\tNODES\tLAST SEEN\tDETECTORS\tPOLICIES")
+	for _, i := range iocs {
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\t%s\t%s\n", truncate(i.Indicator.Value, 64), i.Indicator.Type, i.Sightings, i.Origins,
+			timeCell(i.LastSeen), orDash(strings.Join(i.Detectors, ",")), orDash(strings.Join(i.Policies, ",")))
+	}
+}
