@@ -10,7 +10,14 @@
 //     JournaldSource follows the systemd journal through journalctl, both
 //     turning messages into the syslog line shape the parsers read;
 //     MultiSource runs several sources into one engine. ReadLines is the
-//     allocation-free line splitter used for offline runs.
+//     allocation-free line splitter used for offline runs. Each kind a
+//     node configures registers a factory under its name from its own
+//     file (RegisterSource: "files", "journald", "syslog"); NewSources
+//     builds every kind the detectors section (Config) enables, so the
+//     node knows no kind by name. A source that binds something as it
+//     starts (the syslog listener) is a ReadySource; WaitReady waits for
+//     it. The syslog wire format (RFC 6587 framing, RFC 3164/5424) lives
+//     in syslog_format.go, apart from the listener.
 //   - Parsers turn a line into an Event with a small fixed set of named
 //     fields (kind, program, src, port, dst, dst_port, user, method, path,
 //     status, proto, tag): OpenSSH failures and hostile connections, web
@@ -23,8 +30,15 @@
 //     bucket, and a cooldown. A pack is embedded (rules/builtin.yaml:
 //     ssh-bruteforce, ssh-user-enum, web-path-scan, web-login-bruteforce,
 //     port-scan); LoadRules adds a directory's rules or replaces built-in
-//     ones by name. The Engine applies a RuleSet and emits an
-//     intel.Sighting when a group crosses a rule.
+//     ones by name. Loading (rules.go) is apart from compilation
+//     (compile.go), which turns a Rule into its matcher. The Engine
+//     applies a RuleSet and emits an intel.Sighting when a group crosses
+//     a rule; Run feeds a source's lines to any Processor (an Engine, or
+//     a caller's wrapper that swaps engines at run time).
+//
+// Config is the detectors section of a node's configuration, with its
+// defaults (DefaultConfig) and checks (Validate, whose field paths are
+// relative to the section).
 //
 // Everything an attacker writes into a log (user names, paths, bad UTF-8,
 // absurdly long lines) is data: no input line is ever fatal, and every
@@ -40,6 +54,9 @@
 // after the user name, found from the end of the message. One invalid-user
 // connection logs both "Invalid user" and "Failed ... for invalid user"
 // for its first attempt; a rule counting both counts that attempt once.
+//
+// Sources start no goroutine until Run, which takes the context that
+// stops them and returns only once everything it started has ended.
 //
 // The package must never sign, store, publish or enforce anything: it hands
 // sightings to a callback and the node decides what they mean. It must never

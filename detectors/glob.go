@@ -10,6 +10,16 @@ import (
 	"time"
 )
 
+func init() { RegisterSource("files", newFilesSource) }
+
+// newFilesSource follows the section's paths, when it lists any.
+func newFilesSource(c Config) (Source, error) {
+	if len(c.Paths) == 0 {
+		return nil, nil
+	}
+	return &GlobSource{Patterns: c.Paths, FromStart: c.FromStart, PollInterval: c.PollInterval}, nil
+}
+
 // GlobSource follows every file that matches its patterns, each with a
 // FileSource (so rotation, truncation and partial lines are handled per
 // file), and starts following files that match later. Patterns should

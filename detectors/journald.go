@@ -15,6 +15,16 @@ import (
 	"time"
 )
 
+func init() { RegisterSource("journald", newJournaldSource) }
+
+// newJournaldSource follows the journal when the section enables it.
+func newJournaldSource(c Config) (Source, error) {
+	if !c.Journald.Enabled {
+		return nil, nil
+	}
+	return &JournaldSource{Matches: c.Journald.Matches}, nil
+}
+
 // ErrJournalctlMissing is returned by JournaldSource.Run when the
 // journalctl program is not installed (a system without systemd).
 var ErrJournalctlMissing = errors.New("journald source: journalctl not found")

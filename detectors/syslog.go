@@ -21,6 +21,18 @@ const (
 	DefaultSyslogIdleTimeout     = 5 * time.Minute
 )
 
+func init() { RegisterSource("syslog", newSyslogSource) }
+
+// newSyslogSource listens for syslog when the section enables it.
+func newSyslogSource(c Config) (Source, error) {
+	sl := c.Syslog
+	if !sl.Enabled {
+		return nil, nil
+	}
+	return &SyslogSource{UDPAddr: sl.UDP, TCPAddr: sl.TCP, MaxMessageBytes: sl.MaxMessageBytes,
+		MaxConns: sl.MaxConns, IdleTimeout: sl.IdleTimeout}, nil
+}
+
 // ErrSyslogRunning is returned by Run on a SyslogSource that is already
 // running.
 var ErrSyslogRunning = errors.New("syslog source: already running")
@@ -69,13 +81,14 @@ type SyslogSource struct {
 	running     bool
 	udpBound    net.Addr
 	tcpBound    net.Addr
+	listenErr   error // why the last Run could not listen
 
 	messages, bytes, cut, malformed     atomic.Uint64
 	conns, refused, idleClosed, acceptE atomic.Uint64
 	open                                atomic.Int64
 }
 
-var _ Source = (*SyslogSource)(nil)
+var _ ReadySource = (*SyslogSource)(nil)
 
 // SyslogStats counts what a SyslogSource did.
 type SyslogStats struct {
@@ -106,7 +119,7 @@ func (s *SyslogSource) Stats() SyslogStats {
 }
 
 // Ready returns a channel that is closed once Run has bound its listeners
-// (then Addrs reports them) or has failed to.
+// (then Addrs reports them) or has failed to (then ReadyErr says why).
 func (s *SyslogSource) Ready() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -118,6 +131,14 @@ func (s *SyslogSource) readyLocked() chan struct{} {
 		s.ready = make(chan struct{})
 	}
 	return s.ready
+}
+
+// ReadyErr reports why the last Run could not open its listeners, once
+// Ready is closed; nil when they are open.
+func (s *SyslogSource) ReadyErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.listenErr
 }
 
 // Addrs returns the addresses Run is listening on; nil for a protocol it
@@ -144,7 +165,7 @@ func (s *SyslogSource) Run(ctx context.Context, out chan<- string) error {
 		s.mu.Unlock()
 		return ErrSyslogRunning
 	}
-	s.running = true
+	s.running, s.listenErr = true, nil
 	if s.readyClosed { // a previous Run's
 		s.ready, s.readyClosed = nil, false
 	}
@@ -187,7 +208,7 @@ func (s *SyslogSource) Run(ctx context.Context, out chan<- string) error {
 	var err error
 	if udpAddr != "" {
 		if pc, err = lc.ListenPacket(ctx, "udp", udpAddr); err != nil {
-			return fmt.Errorf("syslog source: listen udp %s: %w", udpAddr, err)
+			return s.listenFailed(fmt.Errorf("syslog source: listen udp %s: %w", udpAddr, err))
 		}
 		defer pc.Close()
 		if uc, ok := pc.(*net.UDPConn); ok {
@@ -196,7 +217,7 @@ func (s *SyslogSource) Run(ctx context.Context, out chan<- string) error {
 	}
 	if tcpAddr != "" {
 		if ln, err = lc.Listen(ctx, "tcp", tcpAddr); err != nil {
-			return fmt.Errorf("syslog source: listen tcp %s: %w", tcpAddr, err)
+			return s.listenFailed(fmt.Errorf("syslog source: listen tcp %s: %w", tcpAddr, err))
 		}
 		defer ln.Close()
 	}
@@ -244,6 +265,14 @@ func (s *SyslogSource) Run(ctx context.Context, out chan<- string) error {
 	default:
 		return nil
 	}
+}
+
+// listenFailed records err for ReadyErr and returns it.
+func (s *SyslogSource) listenFailed(err error) error {
+	s.mu.Lock()
+	s.listenErr = err
+	s.mu.Unlock()
+	return err
 }
 
 func (s *SyslogSource) serveUDP(ctx context.Context, pc net.PacketConn, out chan<- string, cfg syslogConfig) error {
