@@ -18,17 +18,50 @@ import (
 	"github.com/meshward/meshward/store"
 )
 
-// The node is what the admin API serves.
-var _ admin.Node = (*Node)(nil)
+// adminAPI is the node as the admin API sees it: one small type per noun
+// of the API, each a view of the node.
+type adminAPI struct {
+	statusAPI
+	memberAPI
+	policyAPI
+	sightingAPI
+	reportAPI
+}
 
-// Status implements admin.Node.
-func (n *Node) Status(context.Context) (admin.Status, error) {
-	now := time.Now()
+type (
+	statusAPI   struct{ n *Node }
+	memberAPI   struct{ n *Node }
+	policyAPI   struct{ n *Node }
+	sightingAPI struct{ n *Node }
+	reportAPI   struct{ n *Node }
+)
+
+var (
+	_ admin.Node            = (*adminAPI)(nil)
+	_ admin.StatusService   = statusAPI{}
+	_ admin.MemberService   = memberAPI{}
+	_ admin.PolicyService   = policyAPI{}
+	_ admin.SightingService = sightingAPI{}
+	_ admin.ReportService   = reportAPI{}
+)
+
+func newAdminAPI(n *Node) *adminAPI {
+	return &adminAPI{statusAPI{n}, memberAPI{n}, policyAPI{n}, sightingAPI{n}, reportAPI{n}}
+}
+
+// ID is the node's ID.
+func (a statusAPI) ID() string { return a.n.deps.ID }
+
+// Status reports this node and the mesh as this node sees it.
+func (a statusAPI) Status(context.Context) (admin.Status, error) {
+	n := a.n
+	now := n.now()
 	st := n.Stats()
-	cs := n.cons.Stats()
+	cons := n.deps.Consensus
+	cs := cons.Stats()
 	num := func(k string) uint64 { v, _ := strconv.ParseUint(cs[k], 10, 64); return v }
 	var voters []string
-	roster := n.cons.Roster()
+	roster := cons.Roster()
 	for _, m := range roster {
 		if m.Voter {
 			voters = append(voters, m.ID)
@@ -36,32 +69,26 @@ func (n *Node) Status(context.Context) (admin.Status, error) {
 	}
 	sort.Strings(voters)
 	var protected []string
-	for _, p := range n.Protected() {
+	for _, p := range n.state.Protected() {
 		protected = append(protected, p.String())
 	}
 	s := admin.Status{
 		Node: admin.NodeStatus{
-			ID: n.id, Site: n.cfg.Site, Version: n.version, Addrs: n.Addrs(), StartedAt: n.started,
-			Counters: map[string]uint64{
-				"detections": st.Detections, "detections_suppressed": st.Suppressed, "sightings_stored": st.SightingsStored,
-				"evaluations": st.Evaluations, "evaluations_dropped": st.EvaluationsDrop,
-				"proposals": st.Proposals, "proposals_refused": st.ProposalsRefused,
-				"proposal_errors": st.ProposalErrors, "local_decisions": st.LocalDecisions,
-				"indicator_reports": st.IndicatorReports,
-			},
+			ID: n.deps.ID, Site: n.deps.Config.Site, Version: n.deps.Options.Version, Addrs: n.Addrs(), StartedAt: n.started,
+			Counters: st.counterMap(),
 		},
 		Mesh: admin.MeshStatus{
-			Leader: n.cons.Leader(), IsLeader: n.cons.IsLeader(), RaftState: cs["state"],
+			Leader: cons.Leader(), IsLeader: cons.IsLeader(), RaftState: cs["state"],
 			Term: num("term"), CommitIndex: num("commit_index"), AppliedIndex: num("applied_index"),
-			Voters: voters, Members: len(roster), Peers: len(n.host.Network().Peers()),
-			Policies: len(n.cons.Policies(now)), Protected: protected,
+			Voters: voters, Members: len(roster), Peers: len(n.deps.Host.Network().Peers()),
+			Policies: len(cons.Policies(now)), Protected: protected,
 		},
 		Health: admin.Health{OK: true},
 	}
 	if s.Mesh.Leader == "" {
 		s.Health.Problems = append(s.Health.Problems, "no leader known: mesh-wide changes cannot commit")
 	}
-	if !n.cons.IsMember(n.id) {
+	if !cons.IsMember(n.deps.ID) {
 		s.Health.Problems = append(s.Health.Problems, "this node is not on the roster yet: its sightings are not heard")
 	}
 	if s.Mesh.Peers == 0 && len(roster) > 1 {
@@ -71,38 +98,40 @@ func (n *Node) Status(context.Context) (admin.Status, error) {
 	return s, nil
 }
 
-// Members implements admin.Node.
-func (n *Node) Members(context.Context) ([]admin.Member, error) {
-	leader := n.cons.Leader()
+// Members lists the roster.
+func (a memberAPI) Members(context.Context) ([]admin.Member, error) {
+	n := a.n
+	leader := n.deps.Consensus.Leader()
 	var out []admin.Member
-	for _, m := range n.cons.Roster() {
+	for _, m := range n.deps.Consensus.Roster() {
 		am := admin.Member{ID: m.ID, Site: m.Site, Voter: m.Voter, Leader: m.ID == leader,
 			AdmittedAt: m.AdmittedAt, Addrs: m.Addrs}
-		if m.ID == n.id {
+		if m.ID == n.deps.ID {
 			am.Connected = true
 		} else if pid, err := peer.Decode(m.ID); err == nil {
-			am.Connected = n.host.Network().Connectedness(pid) == network.Connected
+			am.Connected = n.deps.Host.Network().Connectedness(pid) == network.Connected
 		}
 		out = append(out, am)
 	}
 	return out, nil
 }
 
-// RemoveMember implements admin.Node.
-func (n *Node) RemoveMember(ctx context.Context, id string) error {
-	return adminError(n.cons.RemoveMember(ctx, id))
+// RemoveMember removes a node from the roster through consensus.
+func (a memberAPI) RemoveMember(ctx context.Context, id string) error {
+	return adminError(a.n.deps.Consensus.RemoveMember(ctx, id))
 }
 
-// Peers implements admin.Node.
-func (n *Node) Peers(context.Context) ([]admin.Peer, error) {
+// Peers lists the connected libp2p peers.
+func (a memberAPI) Peers(context.Context) ([]admin.Peer, error) {
+	cons, nw := a.n.deps.Consensus, a.n.deps.Host.Network()
 	sites := make(map[string]string)
-	for _, m := range n.cons.Roster() {
+	for _, m := range cons.Roster() {
 		sites[m.ID] = m.Site
 	}
 	var out []admin.Peer
-	for _, p := range n.host.Network().Peers() {
-		ap := admin.Peer{ID: p.String(), Member: n.cons.IsMember(p.String()), Site: sites[p.String()]}
-		for _, c := range n.host.Network().ConnsToPeer(p) {
+	for _, p := range nw.Peers() {
+		ap := admin.Peer{ID: p.String(), Member: cons.IsMember(p.String()), Site: sites[p.String()]}
+		for _, c := range nw.ConnsToPeer(p) {
 			ap.Addrs = append(ap.Addrs, c.RemoteMultiaddr().String())
 		}
 		out = append(out, ap)
@@ -111,50 +140,64 @@ func (n *Node) Peers(context.Context) ([]admin.Peer, error) {
 	return out, nil
 }
 
-// ProposePolicy implements admin.Node.
-func (n *Node) ProposePolicy(ctx context.Context, p intel.Policy) error {
-	err := n.cons.Propose(ctx, consensus.Command{Type: consensus.CmdPutPolicy, At: p.CreatedAt, Policy: &p})
+// MeshPolicies are the mesh-wide policies in force at now.
+func (a policyAPI) MeshPolicies(now time.Time) []intel.Policy { return a.n.state.MeshPolicies(now) }
+
+// LocalDecisions are this node's local decisions in force at now.
+func (a policyAPI) LocalDecisions(now time.Time) []intel.Policy { return a.n.state.LocalDecisions(now) }
+
+// ProposePolicy commits a mesh-wide policy through consensus.
+func (a policyAPI) ProposePolicy(ctx context.Context, p intel.Policy) error {
+	err := a.n.deps.Consensus.Propose(ctx, consensus.Command{Type: consensus.CmdPutPolicy, At: p.CreatedAt, Policy: &p})
 	return adminError(err)
 }
 
-// RevokePolicy implements admin.Node.
-func (n *Node) RevokePolicy(ctx context.Context, id string) error {
-	if _, ok := n.cons.Policy(id, time.Now()); !ok {
+// RevokePolicy deletes a mesh-wide policy through consensus.
+func (a policyAPI) RevokePolicy(ctx context.Context, id string) error {
+	cons := a.n.deps.Consensus
+	if _, ok := cons.Policy(id, a.n.now()); !ok {
 		return fmt.Errorf("%w: no active mesh-wide policy %q", admin.ErrNotFound, id)
 	}
-	return adminError(n.cons.Propose(ctx, consensus.Command{Type: consensus.CmdRevokePolicy, PolicyID: id}))
+	return adminError(cons.Propose(ctx, consensus.Command{Type: consensus.CmdRevokePolicy, PolicyID: id}))
 }
 
-// PutLocalDecision implements admin.Node.
-func (n *Node) PutLocalDecision(_ context.Context, p intel.Policy) error {
-	if err := n.store.PutDecision(p); err != nil {
-		return err
-	}
-	n.stats.local.Add(1)
-	n.recon.Trigger()
-	return nil
+// PutLocalDecision stores a local decision and has the responders
+// enforce it.
+func (a policyAPI) PutLocalDecision(_ context.Context, p intel.Policy) error {
+	return a.n.putDecision(p)
 }
 
-// DeleteLocalDecision implements admin.Node.
-func (n *Node) DeleteLocalDecision(_ context.Context, id string) error {
-	if err := n.store.DeleteDecision(id); err != nil {
+// DeleteLocalDecision deletes a local decision and has the responders
+// lift it.
+func (a policyAPI) DeleteLocalDecision(_ context.Context, id string) error {
+	if err := a.n.deps.Store.DeleteDecision(id); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("%w: no local decision %q", admin.ErrNotFound, id)
 		}
-		return err
+		return fmt.Errorf("delete local decision: %w", err)
 	}
-	n.recon.Trigger()
+	a.n.recon.Trigger()
 	return nil
 }
 
-// Sightings implements admin.Node.
-func (n *Node) Sightings(_ context.Context, limit int) ([]store.SightingRecord, error) {
-	return n.store.Sightings(limit)
+// Sightings returns up to limit stored sightings, newest first.
+func (a sightingAPI) Sightings(_ context.Context, limit int) ([]store.SightingRecord, error) {
+	return a.n.deps.Store.Sightings(limit)
 }
 
-// SightingsFor implements admin.Node.
-func (n *Node) SightingsFor(_ context.Context, ind intel.Indicator) ([]store.SightingRecord, error) {
-	return n.store.SightingsFor(ind, time.Time{})
+// SightingsFor returns the stored sightings of one indicator.
+func (a sightingAPI) SightingsFor(_ context.Context, ind intel.Indicator) ([]store.SightingRecord, error) {
+	return a.n.deps.Store.SightingsFor(ind, time.Time{})
+}
+
+// PublishReport signs, stores and gossips an indicator report.
+func (a reportAPI) PublishReport(ctx context.Context, r intel.IndicatorReport) (uint64, error) {
+	return a.n.PublishReport(ctx, r)
+}
+
+// Reports returns up to limit indicator reports held here, newest first.
+func (a reportAPI) Reports(_ context.Context, limit int) ([]store.ReportRecord, error) {
+	return a.n.deps.Store.IndicatorReports(limit)
 }
 
 // adminError maps consensus errors onto the admin API's classes.

@@ -7,44 +7,19 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/internal/testenv"
 	"github.com/meshward/meshward/responders/nft"
 )
-
-// netNS creates a network namespace for the nftables backend, removed when
-// the test ends; it skips where that is impossible.
-func netNS(t *testing.T) int {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("nftables enforcement needs root (CAP_NET_ADMIN) for a network namespace; CI runs it as root")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs the ip command (Debian package iproute2) to create a network namespace")
-	}
-	name := fmt.Sprintf("mwnode-%d", os.Getpid()) // unique among concurrent test processes
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Skipf("cannot create a network namespace: %v: %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	fd, err := unix.Open("/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	return fd
-}
 
 // A node with the nftables backend and a JSON-lines event output: its own
 // detection ends in the kernel set, and the SIEM sees every step.
 func TestNodeEnforcesInNftablesAndReportsEvents(t *testing.T) {
-	fd := netNS(t)
+	fd := testenv.NetNS(t, fmt.Sprintf("mwnode-%d", os.Getpid())) // unique among concurrent test processes
 	events := filepath.Join(t.TempDir(), "events.jsonl")
 	dir := t.TempDir()
 	cfg := DefaultConfig()

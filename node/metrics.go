@@ -11,8 +11,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/meshward/meshward/detectors"
 )
 
 // registerMetrics exposes the node's counters, and those of subsystems
@@ -25,7 +23,8 @@ func (n *Node) registerMetrics() {
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
-	n.metrics.MustRegister(
+	cons := n.deps.Consensus
+	n.deps.Metrics.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		counter("meshward_detections_total", "Detections by this node's own rules.", n.stats.detections.Load),
@@ -37,21 +36,21 @@ func (n *Node) registerMetrics() {
 		counter("meshward_proposals_refused_total", "Proposals refused by a protected range or an allow policy.", n.stats.refused.Load),
 		counter("meshward_proposal_errors_total", "Proposals that failed to commit.", n.stats.propErrs.Load),
 		counter("meshward_local_decisions_total", "Local (first-tier) blocks taken.", n.stats.local.Load),
-		gauge("meshward_mesh_policies", "Active mesh-wide policies.", func() float64 { return float64(len(n.cons.Policies(time.Now()))) }),
-		gauge("meshward_mesh_members", "Nodes on the roster.", func() float64 { return float64(len(n.cons.Roster())) }),
+		counter("meshward_config_reloads_total", "Configuration reloads applied.", n.stats.reloads.Load),
+		counter("meshward_config_reload_failures_total", "Configuration reloads refused (the configuration in force stays).", n.stats.reloadFailures.Load),
+		gauge("meshward_mesh_policies", "Active mesh-wide policies.", func() float64 { return float64(len(cons.Policies(n.now()))) }),
+		gauge("meshward_mesh_members", "Nodes on the roster.", func() float64 { return float64(len(cons.Roster())) }),
 		gauge("meshward_raft_leader", "1 when this node is the Raft leader.", func() float64 {
-			if n.cons.IsLeader() {
+			if cons.IsLeader() {
 				return 1
 			}
 			return 0
 		}),
 	)
-	n.metrics.MustRegister(n.enforceLatency)
-}
-
-// registerEngineMetrics exposes a detector engine's counters.
-func (n *Node) registerEngineMetrics(eng *detectors.Engine) {
-	n.metrics.MustRegister(&engineCollector{eng: eng})
+	n.deps.Metrics.MustRegister(n.enforceLatency)
+	if d := n.deps.Detectors; d != nil {
+		n.deps.Metrics.MustRegister(&engineCollector{d: d})
+	}
 }
 
 var (
@@ -63,7 +62,10 @@ var (
 	engCap     = prometheus.NewDesc("meshward_detector_sources_cap", "Cap on the sources each rule tracks.", nil, nil)
 )
 
-type engineCollector struct{ eng *detectors.Engine }
+// engineCollector exposes the counters of the detector engine in force.
+type engineCollector struct{ d *Detectors }
+
+var _ prometheus.Collector = (*engineCollector)(nil)
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{engLines, engSkipped, engFired, engEvicted, engSources, engCap} {
@@ -72,7 +74,7 @@ func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
-	st := c.eng.Stats()
+	st := c.d.engine.Load().Stats()
 	ch <- prometheus.MustNewConstMetric(engLines, prometheus.CounterValue, float64(st.Lines))
 	ch <- prometheus.MustNewConstMetric(engSkipped, prometheus.CounterValue, float64(st.Skipped))
 	ch <- prometheus.MustNewConstMetric(engCap, prometheus.GaugeValue, float64(st.Cap))

@@ -94,7 +94,7 @@ func TestSingleNodeDetectsBlocksAndReports(t *testing.T) {
 	waitFor(t, "the node to admit itself", func() bool { return n.Consensus().IsMember(n.ID()) })
 
 	ind := intel.IndicatorFromAddr(netip.MustParseAddr("203.0.113.50"))
-	appendLog(t, n.cfg.Detectors.Paths[0], bruteForce("solo", "203.0.113.50", 6)...)
+	appendLog(t, n.deps.Config.Detectors.Paths[0], bruteForce("solo", "203.0.113.50", 6)...)
 	waitFor(t, "the mesh-wide block to be enforced", func() bool {
 		tl, _ := n.Timeline(ind)
 		return n.Enforcing(ind) && !tl.MeshEnforced().IsZero()
@@ -133,7 +133,7 @@ func TestSingleNodeDetectsBlocksAndReports(t *testing.T) {
 		}
 	}
 
-	fi, err := os.Stat(n.cfg.SocketPath())
+	fi, err := os.Stat(n.deps.Config.SocketPath())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,8 +148,8 @@ func TestProtectedRangeIsNeverBlocked(t *testing.T) {
 	waitFor(t, "the node to admit itself", func() bool { return n.Consensus().IsMember(n.ID()) })
 	ind := intel.IndicatorFromAddr(netip.MustParseAddr("203.0.113.51"))
 	other := intel.IndicatorFromAddr(netip.MustParseAddr("198.51.100.51"))
-	appendLog(t, n.cfg.Detectors.Paths[0], bruteForce("solo", "203.0.113.51", 6)...)
-	appendLog(t, n.cfg.Detectors.Paths[0], bruteForce("solo", "198.51.100.51", 6)...)
+	appendLog(t, n.deps.Config.Detectors.Paths[0], bruteForce("solo", "203.0.113.51", 6)...)
+	appendLog(t, n.deps.Config.Detectors.Paths[0], bruteForce("solo", "198.51.100.51", 6)...)
 	// The unprotected attacker is blocked; by then the protected one has
 	// been read, as it comes first in the log.
 	waitFor(t, "the other attacker to be blocked", func() bool { return n.Enforcing(other) })
@@ -200,8 +200,8 @@ func TestDetectionOfMeshProtectedRangeSuppressed(t *testing.T) {
 	if err := n.Consensus().Propose(ctx, consensus.Command{Type: consensus.CmdProtect, Prefix: "198.18.0.0/15"}); err != nil {
 		t.Fatal(err)
 	}
-	appendLog(t, n.cfg.Detectors.Paths[0], bruteForce("solo", "198.18.0.5", 6)...)
-	appendLog(t, n.cfg.Detectors.Paths[0], bruteForce("solo", "203.0.113.60", 6)...)
+	appendLog(t, n.deps.Config.Detectors.Paths[0], bruteForce("solo", "198.18.0.5", 6)...)
+	appendLog(t, n.deps.Config.Detectors.Paths[0], bruteForce("solo", "203.0.113.60", 6)...)
 	other := intel.IndicatorFromAddr(netip.MustParseAddr("203.0.113.60"))
 	waitFor(t, "the unprotected attacker's detection", func() bool { tl, _ := n.Timeline(other); return !tl.Detected.IsZero() })
 	st := n.Stats()

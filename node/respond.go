@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -16,54 +17,59 @@ import (
 	"github.com/meshward/meshward/responders/nft"
 	"github.com/meshward/meshward/responders/siem"
 	"github.com/meshward/meshward/responders/webhook"
+	"github.com/meshward/meshward/store"
 )
 
 // The kernel firewall's elements carry their own timeouts.
 var _ responders.Refresher = (*nft.Firewall)(nil)
 
-// buildBackends makes the enabled enforcement backends.
-func (n *Node) buildBackends() ([]responders.Backend, error) {
-	r := n.cfg.Responders
-	var out []responders.Backend
+// newResponders makes the enabled enforcement backends.
+func newResponders(r RespondersConfig, nftNetNS int, log *slog.Logger) (*Responders, error) {
+	out := &Responders{}
 	if r.DryRun {
-		n.dryrun = responders.NewDryRun(n.log.With("part", "dry-run"))
-		out = append(out, n.dryrun)
+		out.DryRun = responders.NewDryRun(log.With("part", "dry-run"))
+		out.Backends = append(out.Backends, out.DryRun)
+	}
+	fail := func(err error) (*Responders, error) {
+		if out.Firewall != nil {
+			_ = out.Firewall.Close()
+		}
+		return nil, err
 	}
 	if r.Nftables.Enabled {
 		opts := []nft.Option{nft.WithTable(r.Nftables.Table)}
-		if n.nftNetNS > 0 {
-			opts = append(opts, nft.WithNetNS(n.nftNetNS))
+		if nftNetNS > 0 {
+			opts = append(opts, nft.WithNetNS(nftNetNS))
 		}
 		fw, err := nft.New(opts...)
 		if err != nil {
-			return nil, fmt.Errorf("responders.nftables: %w", err)
+			return fail(fmt.Errorf("responders.nftables: %w", err))
 		}
-		n.firewall = fw
-		out = append(out, fw)
+		out.Firewall = fw
+		out.Backends = append(out.Backends, fw)
 	}
 	if d := r.DNS; d.Enabled {
 		sink, err := dns.New(dns.Config{UnboundPath: d.UnboundPath, RPZPath: d.RPZPath, RPZOrigin: d.RPZOrigin,
 			Reload: d.Reload, ReloadTimeout: d.ReloadTimeout})
 		if err != nil {
-			return nil, fmt.Errorf("responders.dns: %w", err)
+			return fail(fmt.Errorf("responders.dns: %w", err))
 		}
-		out = append(out, sink)
+		out.Backends = append(out.Backends, sink)
 	}
 	for i, e := range r.Exec {
 		c, err := rexec.New(rexec.Config{Name: e.Name, Add: e.Add, Remove: e.Remove, Types: e.Types,
 			Timeout: e.Timeout, StatePath: e.StatePath})
 		if err != nil {
-			return nil, fmt.Errorf("responders.exec[%d]: %w", i, err)
+			return fail(fmt.Errorf("responders.exec[%d]: %w", i, err))
 		}
-		out = append(out, c)
+		out.Backends = append(out.Backends, c)
 	}
 	return out, nil
 }
 
-// buildEvents makes the SIEM and SOAR event output; nil when none is
+// newEvents makes the SIEM and SOAR event output; nil when none is
 // configured.
-func (n *Node) buildEvents() (*siem.Output, error) {
-	ev := n.cfg.Events
+func newEvents(ev EventsConfig, site, version string, st *store.Store, reg prometheus.Registerer, log *slog.Logger) (*siem.Output, error) {
 	var sinks []siem.Sink
 	closeAll := func() {
 		for _, s := range sinks {
@@ -72,7 +78,7 @@ func (n *Node) buildEvents() (*siem.Output, error) {
 	}
 	for i, s := range ev.Syslog {
 		sl, err := siem.NewSyslog(siem.SyslogConfig{Network: s.Network, Address: s.Address, Facility: s.Facility,
-			Hostname: n.cfg.Site, Version: n.version})
+			Hostname: site, Version: version})
 		if err != nil {
 			closeAll()
 			return nil, fmt.Errorf("events.syslog[%d]: %w", i, err)
@@ -93,13 +99,13 @@ func (n *Node) buildEvents() (*siem.Output, error) {
 			closeAll()
 			return nil, fmt.Errorf("events.webhook.secret_file: %w", err)
 		}
-		q, err := n.store.Queue("webhook")
+		q, err := st.Queue("webhook")
 		if err != nil {
 			closeAll()
 			return nil, fmt.Errorf("events.webhook: %w", err)
 		}
 		wh, err := webhook.New(webhook.Config{URL: w.URL, Secret: bytes.TrimSpace(secret), Timeout: w.Timeout,
-			MinBackoff: w.MinBackoff, MaxBackoff: w.MaxBackoff, Logger: n.log.With("part", "webhook")}, q)
+			MinBackoff: w.MinBackoff, MaxBackoff: w.MaxBackoff, Logger: log.With("part", "webhook")}, q)
 		if err != nil {
 			closeAll()
 			return nil, fmt.Errorf("events.webhook: %w", err)
@@ -109,8 +115,8 @@ func (n *Node) buildEvents() (*siem.Output, error) {
 	if len(sinks) == 0 {
 		return nil, nil
 	}
-	out := siem.NewOutput(sinks, ev.QueueSize, n.log.With("part", "events"))
-	n.metrics.MustRegister(
+	out := siem.NewOutput(sinks, ev.QueueSize, log.With("part", "events"))
+	reg.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meshward_events_dropped_total",
 			Help: "SIEM/SOAR events dropped because the output queue was full."},
 			func() float64 { return float64(out.Stats().Dropped) }),
@@ -120,8 +126,8 @@ func (n *Node) buildEvents() (*siem.Output, error) {
 
 // emit hands an event to the SIEM and SOAR output, if any.
 func (n *Node) emit(e siem.Event) {
-	if n.events != nil {
-		n.events.Emit(e)
+	if ev := n.deps.Events; ev != nil {
+		ev.Emit(e)
 	}
 }
 
@@ -129,20 +135,20 @@ func (n *Node) emit(e siem.Event) {
 // they expire or are revoked, by comparing the active set on every
 // consensus change and every few seconds (expiry needs no change).
 func (n *Node) watchPolicies(active map[string]intel.Policy) map[string]intel.Policy {
-	now := time.Now()
+	now := n.now()
 	next := make(map[string]intel.Policy)
-	for _, p := range n.cons.Policies(now) {
+	for _, p := range n.deps.Consensus.Policies(now) {
 		next[p.ID] = p
 		if _, ok := active[p.ID]; !ok {
 			if p.Action == intel.ActionBlock {
 				n.timelines.mark(p.Indicator.Key(), now, committed)
 			}
-			n.emit(siem.PolicyEvent(siem.KindPolicyCommitted, n.id, p, "", now))
+			n.emit(siem.PolicyEvent(siem.KindPolicyCommitted, n.deps.ID, p, "", now))
 		}
 	}
 	for id, p := range active {
 		if _, ok := next[id]; !ok {
-			n.emit(siem.PolicyEvent(siem.KindPolicyExpired, n.id, p, "", now))
+			n.emit(siem.PolicyEvent(siem.KindPolicyExpired, n.deps.ID, p, "", now))
 		}
 	}
 	return next
@@ -151,12 +157,13 @@ func (n *Node) watchPolicies(active map[string]intel.Policy) map[string]intel.Po
 // Enforcing reports whether any of this node's responders holds a block
 // of ind.
 func (n *Node) Enforcing(ind intel.Indicator) bool {
-	if n.dryrun != nil {
-		return n.dryrun.Has(ind)
+	r := n.deps.Responders
+	if r.DryRun != nil {
+		return r.DryRun.Has(ind)
 	}
-	ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	for _, b := range n.backends {
+	for _, b := range r.Backends {
 		if f, ok := b.(responders.TypeFilter); ok && !f.Supports(ind.Type) {
 			continue
 		}
