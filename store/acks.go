@@ -181,55 +181,13 @@ func (s *Store) DeleteAck(id string) error {
 // outlive nothing useful once their detections have been pruned, so a
 // caller prunes them with the same retention.
 func (s *Store) PruneAcks(cutoff time.Time) (int, error) {
-	if err := s.acquire(); err != nil {
-		return 0, err
-	}
-	defer s.release()
-	total := 0
-	var after []byte // resume the scan past the last key examined
-	for {
-		var keys [][]byte
-		done := true
-		err := s.db.View(func(txn *badger.Txn) error {
-			opts := badger.DefaultIteratorOptions
-			opts.Prefix = prefixAck
-			it := txn.NewIterator(opts)
-			defer it.Close()
-			it.Rewind()
-			if after != nil {
-				it.Seek(after)
-				if it.Valid() && string(it.Item().Key()) == string(after) {
-					it.Next()
-				}
-			}
-			for ; it.Valid(); it.Next() {
-				if len(keys) >= maxLazyDeletes {
-					done = false
-					break
-				}
-				var a AckRecord
-				if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &a) }); err != nil {
-					return fmt.Errorf("decode acknowledgement %q: %w", it.Item().Key(), err)
-				}
-				after = it.Item().KeyCopy(after[:0])
-				if a.At.Before(cutoff) {
-					keys = append(keys, it.Item().KeyCopy(nil))
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return total, fmt.Errorf("prune acknowledgements: %w", err)
+	decode := jsonValue[AckRecord]("acknowledgement")
+	n, err := s.prune(scan{prefix: prefixAck}, maxLazyDeletes, func(item *badger.Item) ([][]byte, bool, error) {
+		a, err := decode(item)
+		if err != nil || !a.At.Before(cutoff) {
+			return nil, false, err
 		}
-		if len(keys) > 0 {
-			err = s.deleteKeys(keys)
-			if err != nil {
-				return total, fmt.Errorf("prune acknowledgements: %w", err)
-			}
-			total += len(keys)
-		}
-		if done {
-			return total, nil
-		}
-	}
+		return [][]byte{item.KeyCopy(nil)}, false, nil
+	}, s.deleteKeys)
+	return n, wrap("prune acknowledgements", err)
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -84,39 +85,12 @@ func (s *Store) Audit(limit int) ([]AuditEntry, error) {
 // many it deleted. It deletes in batches of one transaction each, oldest
 // first, so an interrupted prune leaves a trail with no gaps.
 func (s *Store) PruneAudit(cutoff time.Time) (int, error) {
-	if err := s.acquire(); err != nil {
-		return 0, err
-	}
-	defer s.release()
 	end := appendTime(join(prefixAudit), cutoff)
-	total := 0
-	for {
-		var keys [][]byte
-		err := s.db.View(func(txn *badger.Txn) error {
-			opts := badger.DefaultIteratorOptions
-			opts.Prefix = prefixAudit
-			opts.PrefetchValues = false
-			it := txn.NewIterator(opts)
-			defer it.Close()
-			for it.Rewind(); it.Valid() && len(keys) < maxLazyDeletes; it.Next() {
-				k := it.Item().Key()
-				if string(k) >= string(end) {
-					break
-				}
-				keys = append(keys, it.Item().KeyCopy(nil))
-			}
-			return nil
-		})
-		if err != nil {
-			return total, fmt.Errorf("prune audit trail: %w", err)
+	n, err := s.prune(scan{prefix: prefixAudit, keysOnly: true}, maxLazyDeletes, func(item *badger.Item) ([][]byte, bool, error) {
+		if bytes.Compare(item.Key(), end) >= 0 {
+			return nil, true, nil
 		}
-		if len(keys) == 0 {
-			return total, nil
-		}
-		err = s.deleteKeys(keys)
-		if err != nil {
-			return total, fmt.Errorf("prune audit trail: %w", err)
-		}
-		total += len(keys)
-	}
+		return [][]byte{item.KeyCopy(nil)}, false, nil
+	}, s.deleteKeys)
+	return n, wrap("prune audit trail", err)
 }

@@ -105,12 +105,8 @@ func (s *Store) GetEnvelope(origin string, seq uint64) ([]byte, error) {
 	if err := checkOrigin(origin); err != nil {
 		return nil, fmt.Errorf("get envelope: %w", err)
 	}
-	if err := s.acquire(); err != nil {
-		return nil, err
-	}
-	defer s.release()
 	var raw []byte
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		it, err := txn.Get(envelopeKey(origin, seq))
 		if err != nil {
 			return err
@@ -119,10 +115,10 @@ func (s *Store) GetEnvelope(origin string, seq uint64) ([]byte, error) {
 		return err
 	})
 	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, fmt.Errorf("get envelope %s/%d: %w", origin, seq, ErrNotFound)
+		err = ErrNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("get envelope %s/%d: %w", origin, seq, err)
+		return nil, wrap(fmt.Sprintf("get envelope %s/%d", origin, seq), err)
 	}
 	return raw, nil
 }
@@ -131,34 +127,21 @@ func (s *Store) GetEnvelope(origin string, seq uint64) ([]byte, error) {
 // sequence number stored. Lower numbers may be missing; anti-entropy asks
 // for what lies above a peer's mark.
 func (s *Store) HighWater() (map[string]uint64, error) {
-	if err := s.acquire(); err != nil {
-		return nil, err
-	}
-	defer s.release()
 	out := make(map[string]uint64)
-	err := s.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = prefixHighWater
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			item := it.Item()
+	err := s.view(func(txn *badger.Txn) error {
+		return scan{prefix: prefixHighWater}.each(txn, func(item *badger.Item) error {
 			origin := string(item.Key()[len(prefixHighWater):])
-			err := item.Value(func(v []byte) error {
+			return item.Value(func(v []byte) error {
 				if len(v) != 8 {
 					return fmt.Errorf("high-water mark of %s is %d bytes", origin, len(v))
 				}
 				out[origin] = binary.BigEndian.Uint64(v)
 				return nil
 			})
-			if err != nil {
-				return err
-			}
-		}
-		return nil
+		})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read high-water marks: %w", err)
+		return nil, wrap("read high-water marks", err)
 	}
 	return out, nil
 }
@@ -173,19 +156,11 @@ func (s *Store) ScanEnvelopes(origin string, afterSeq uint64, fn func(raw []byte
 	if afterSeq == ^uint64(0) {
 		return nil
 	}
-	if err := s.acquire(); err != nil {
-		return err
-	}
-	defer s.release()
 	var fnErr error
-	err := s.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = envelopePrefix(origin)
-		opts.PrefetchSize = 16
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Seek(envelopeKey(origin, afterSeq+1)); it.Valid(); it.Next() {
-			raw, err := it.Item().ValueCopy(nil)
+	sc := scan{prefix: envelopePrefix(origin), start: envelopeKey(origin, afterSeq+1), prefetch: 16}
+	err := s.view(func(txn *badger.Txn) error {
+		return sc.each(txn, func(item *badger.Item) error {
+			raw, err := item.ValueCopy(nil)
 			if err != nil {
 				return err
 			}
@@ -193,71 +168,30 @@ func (s *Store) ScanEnvelopes(origin string, afterSeq uint64, fn func(raw []byte
 				fnErr = err
 				return err
 			}
-		}
-		return nil
+			return nil
+		})
 	})
 	if fnErr != nil {
 		return fnErr
 	}
-	if err != nil {
-		return fmt.Errorf("scan envelopes of %s: %w", origin, err)
-	}
-	return nil
+	return wrap("scan envelopes of "+origin, err)
 }
 
 // CountEnvelopes returns how many envelopes are stored. It walks the keys,
 // so it costs time proportional to the count.
 func (s *Store) CountEnvelopes() (int, error) {
-	if err := s.acquire(); err != nil {
-		return 0, err
-	}
-	defer s.release()
-	n := 0
-	err := s.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = prefixEnvelope
-		opts.PrefetchValues = false
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			n++
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("count envelopes: %w", err)
-	}
-	return n, nil
+	n, err := s.count(prefixEnvelope)
+	return n, wrap("count envelopes", err)
 }
 
 // SightingsFor returns the stored sightings of ind whose LastSeen is at or
 // after since, oldest LastSeen first. The indicator must be canonical
 // (intel.NewIndicator), as sightings are.
 func (s *Store) SightingsFor(ind intel.Indicator, since time.Time) ([]SightingRecord, error) {
-	if err := s.acquire(); err != nil {
-		return nil, err
-	}
-	defer s.release()
 	prefix := indicatorPrefix(ind.Key())
-	var out []SightingRecord
-	err := s.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = prefix
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Seek(appendTime(join(prefix), since)); it.Valid(); it.Next() {
-			rec, err := decodeSightingRecord(it.Item())
-			if err != nil {
-				return err
-			}
-			out = append(out, rec)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read sightings of %s: %w", ind.Key(), err)
-	}
-	return out, nil
+	sc := scan{prefix: prefix, start: appendTime(join(prefix), since)}
+	out, err := collect(s, sc, 0, decodeSightingRecord)
+	return out, wrap("read sightings of "+ind.Key(), err)
 }
 
 // Sightings returns up to limit stored sightings, most recently received
@@ -304,60 +238,25 @@ const pruneChunk = 512
 // several transactions; an interrupted Prune leaves a consistent store and
 // can simply be run again.
 func (s *Store) Prune(cutoff time.Time) (int, error) {
-	if err := s.acquire(); err != nil {
-		return 0, err
-	}
-	defer s.release()
 	end := appendTime(join(prefixReceived), cutoff)
-	total := 0
-	for {
-		type victim struct{ rcv, ind []byte }
-		var vs []victim
-		err := s.db.View(func(txn *badger.Txn) error {
-			opts := badger.DefaultIteratorOptions
-			opts.Prefix = prefixReceived
-			it := txn.NewIterator(opts)
-			defer it.Close()
-			for it.Rewind(); it.Valid() && len(vs) < pruneChunk; it.Next() {
-				item := it.Item()
-				if bytes.Compare(item.Key(), end) >= 0 {
-					break
-				}
-				ind, err := item.ValueCopy(nil)
-				if err != nil {
-					return err
-				}
-				vs = append(vs, victim{rcv: item.KeyCopy(nil), ind: ind})
-			}
-			return nil
-		})
+	n, err := s.prune(scan{prefix: prefixReceived}, pruneChunk, func(item *badger.Item) ([][]byte, bool, error) {
+		if bytes.Compare(item.Key(), end) >= 0 {
+			return nil, true, nil
+		}
+		rcv := item.KeyCopy(nil)
+		ind, err := item.ValueCopy(nil)
 		if err != nil {
-			return total, fmt.Errorf("prune envelopes: %w", err)
+			return nil, false, err
 		}
-		if len(vs) == 0 {
-			return total, nil
-		}
-		err = s.update(func(txn *badger.Txn) error {
-			for _, v := range vs {
-				suffix, origin, seq, err := parseReceivedKey(v.rcv)
-				if err != nil {
-					return err
-				}
-				keys := [][]byte{v.rcv, envelopeKey(origin, seq)}
-				if len(v.ind) > 0 {
-					keys = append(keys, v.ind, join(prefixSightTime, suffix))
-				}
-				for _, k := range keys {
-					if err := txn.Delete(k); err != nil {
-						return err
-					}
-				}
-			}
-			return nil
-		})
+		suffix, origin, seq, err := parseReceivedKey(rcv)
 		if err != nil {
-			return total, fmt.Errorf("prune envelopes: %w", err)
+			return nil, false, err
 		}
-		total += len(vs)
-	}
+		keys := [][]byte{rcv, envelopeKey(origin, seq)}
+		if len(ind) > 0 {
+			keys = append(keys, ind, join(prefixSightTime, suffix))
+		}
+		return keys, false, nil
+	}, s.deleteKeys)
+	return n, wrap("prune envelopes", err)
 }

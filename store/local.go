@@ -70,30 +70,26 @@ func (s *Store) Decisions(now time.Time) ([]intel.Policy, error) {
 	if err := s.acquire(); err != nil {
 		return nil, err
 	}
-	defer s.release()
+	defer s.release() // held until the expired ones are deleted
 	var active []intel.Policy
 	var expired [][]byte
+	decode := jsonValue[intel.Policy]("decision")
 	err := s.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = prefixDecision
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			item := it.Item()
-			var p intel.Policy
-			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &p) }); err != nil {
-				return fmt.Errorf("decode decision %q: %w", item.Key(), err)
+		return scan{prefix: prefixDecision}.each(txn, func(item *badger.Item) error {
+			p, err := decode(item)
+			if err != nil {
+				return err
 			}
 			if p.Active(now) {
 				active = append(active, p)
 			} else if len(expired) < maxLazyDeletes {
 				expired = append(expired, item.KeyCopy(nil))
 			}
-		}
-		return nil
+			return nil
+		})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read decisions: %w", err)
+		return nil, wrap("read decisions", err)
 	}
 	if len(expired) > 0 {
 		// Best effort: a decision that fails to go now goes next time,

@@ -99,32 +99,27 @@ func (q *Queue) Enqueue(id string, body []byte) error {
 // Peek returns up to n of the oldest items, oldest first, without
 // removing them: ids[i] and bodies[i] belong together.
 func (q *Queue) Peek(n int) (ids []string, bodies [][]byte, err error) {
-	if err := q.s.acquire(); err != nil {
-		return nil, nil, err
-	}
-	defer q.s.release()
-	err = q.s.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = q.key(prefixQueueEntry, nil)
-		opts.PrefetchSize = min(max(n, 1), 100)
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Rewind(); it.Valid() && len(ids) < n; it.Next() {
-			v, err := it.Item().ValueCopy(nil)
+	sc := scan{prefix: q.key(prefixQueueEntry, nil), prefetch: min(max(n, 1), 100)}
+	err = q.s.view(func(txn *badger.Txn) error {
+		return sc.each(txn, func(item *badger.Item) error {
+			if len(ids) >= n {
+				return errStop
+			}
+			v, err := item.ValueCopy(nil)
 			if err != nil {
 				return err
 			}
 			if len(v) < 2 || len(v) < 2+int(binary.BigEndian.Uint16(v)) {
-				return fmt.Errorf("malformed queue entry %q", it.Item().Key())
+				return fmt.Errorf("malformed queue entry %q", item.Key())
 			}
 			l := int(binary.BigEndian.Uint16(v))
 			ids = append(ids, string(v[2:2+l]))
 			bodies = append(bodies, v[2+l:])
-		}
-		return nil
+			return nil
+		})
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("peek %s: %w", q.name, err)
+		return nil, nil, wrap("peek "+q.name, err)
 	}
 	return ids, bodies, nil
 }
@@ -162,24 +157,6 @@ func (q *Queue) Ack(id string) error {
 
 // Len returns the number of queued items.
 func (q *Queue) Len() (int, error) {
-	if err := q.s.acquire(); err != nil {
-		return 0, err
-	}
-	defer q.s.release()
-	n := 0
-	err := q.s.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = q.key(prefixQueueIndex, nil)
-		opts.PrefetchValues = false
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			n++
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("length of %s: %w", q.name, err)
-	}
-	return n, nil
+	n, err := q.s.count(q.key(prefixQueueIndex, nil))
+	return n, wrap("length of "+q.name, err)
 }

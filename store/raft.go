@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hashicorp/raft"
@@ -46,30 +45,16 @@ func (r *RaftStore) LastIndex() (uint64, error) {
 }
 
 func (r *RaftStore) edgeIndex(last bool) (uint64, error) {
-	s := r.s
-	if err := s.acquire(); err != nil {
-		return 0, err
-	}
-	defer s.release()
 	var idx uint64
-	err := s.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = prefixRaftLog
-		opts.PrefetchValues = false
-		opts.Reverse = last
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		if last {
-			it.Seek(reverseSeekKey(prefixRaftLog))
-		} else {
-			it.Rewind()
-		}
-		if !it.Valid() {
-			return nil
-		}
-		var err error
-		idx, err = parseRaftLogKey(it.Item().Key())
-		return err
+	err := r.s.view(func(txn *badger.Txn) error {
+		return scan{prefix: prefixRaftLog, reverse: last, keysOnly: true}.each(txn, func(item *badger.Item) error {
+			var err error
+			idx, err = parseRaftLogKey(item.Key())
+			if err != nil {
+				return err
+			}
+			return errStop
+		})
 	})
 	return idx, err
 }
@@ -83,12 +68,7 @@ func parseRaftLogKey(k []byte) (uint64, error) {
 
 // GetLog reads the entry at index into log, or returns raft.ErrLogNotFound.
 func (r *RaftStore) GetLog(index uint64, log *raft.Log) error {
-	s := r.s
-	if err := s.acquire(); err != nil {
-		return err
-	}
-	defer s.release()
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := r.s.view(func(txn *badger.Txn) error {
 		item, err := txn.Get(raftLogKey(index))
 		if err != nil {
 			return err
@@ -133,44 +113,9 @@ func (r *RaftStore) StoreLogs(logs []*raft.Log) error {
 		}
 		vals[i] = v
 	}
-	err := s.update(func(txn *badger.Txn) error {
-		for i := range keys {
-			if err := txn.Set(keys[i], vals[i]); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if errors.Is(err, badger.ErrTxnTooBig) {
-		err = r.storeChunked(keys, vals)
-	}
+	err := s.writeInOrder(len(keys), func(txn *badger.Txn, i int) error { return txn.Set(keys[i], vals[i]) })
 	if err != nil {
 		return fmt.Errorf("raft store logs %d-%d: %w", logs[0].Index, logs[len(logs)-1].Index, err)
-	}
-	return nil
-}
-
-func (r *RaftStore) storeChunked(keys, vals [][]byte) error {
-	for len(keys) > 0 {
-		n := 0
-		err := r.s.update(func(txn *badger.Txn) error {
-			n = 0
-			for n < len(keys) {
-				err := txn.Set(keys[n], vals[n])
-				if errors.Is(err, badger.ErrTxnTooBig) && n > 0 {
-					return nil // commit what fits
-				}
-				if err != nil {
-					return err
-				}
-				n++
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		keys, vals = keys[n:], vals[n:]
 	}
 	return nil
 }
@@ -188,81 +133,28 @@ func (r *RaftStore) DeleteRange(min, max uint64) error {
 	if err != nil {
 		return fmt.Errorf("raft delete range %d-%d: %w", min, max, err)
 	}
-	s := r.s
-	if err := s.acquire(); err != nil {
-		return err
-	}
-	defer s.release()
 	fromBack := min > first
-	for {
-		keys, err := r.collect(min, max, fromBack)
-		if err != nil {
-			return fmt.Errorf("raft delete range %d-%d: %w", min, max, err)
-		}
-		if len(keys) == 0 {
-			return nil
-		}
-		if err := r.deleteKeys(keys); err != nil {
-			return fmt.Errorf("raft delete range %d-%d: %w", min, max, err)
-		}
+	sc := scan{prefix: prefixRaftLog, start: raftLogKey(min), keysOnly: true}
+	if fromBack {
+		sc.start, sc.reverse = raftLogKey(max), true
 	}
-}
-
-// collect returns up to deleteChunk log keys in [min, max], from the
-// front or from the back.
-func (r *RaftStore) collect(min, max uint64, fromBack bool) ([][]byte, error) {
-	var keys [][]byte
-	err := r.s.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = prefixRaftLog
-		opts.PrefetchValues = false
-		opts.Reverse = fromBack
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		if fromBack {
-			it.Seek(raftLogKey(max))
-		} else {
-			it.Seek(raftLogKey(min))
+	_, err = r.s.prune(sc, deleteChunk, func(item *badger.Item) ([][]byte, bool, error) {
+		idx, err := parseRaftLogKey(item.Key())
+		if err != nil || idx < min || idx > max {
+			return nil, true, err
 		}
-		for ; it.Valid() && len(keys) < deleteChunk; it.Next() {
-			k := it.Item().KeyCopy(nil)
-			idx, err := parseRaftLogKey(k)
-			if err != nil {
-				return err
-			}
-			if idx < min || idx > max {
-				break
-			}
-			keys = append(keys, k)
-		}
-		return nil
-	})
-	return keys, err
-}
-
-func (r *RaftStore) deleteKeys(keys [][]byte) error {
-	for len(keys) > 0 {
-		n := 0
-		err := r.s.update(func(txn *badger.Txn) error {
-			n = 0
-			for n < len(keys) {
-				err := txn.Delete(keys[n])
-				if errors.Is(err, badger.ErrTxnTooBig) && n > 0 {
-					return nil
-				}
-				if err != nil {
-					return err
-				}
-				n++
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		keys = keys[n:]
+		return [][]byte{item.KeyCopy(nil)}, false, nil
+	}, r.deleteInOrder)
+	if err != nil {
+		return wrap(fmt.Sprintf("raft delete range %d-%d", min, max), err)
 	}
 	return nil
+}
+
+// deleteInOrder deletes keys in order, in as few transactions as hold
+// them.
+func (r *RaftStore) deleteInOrder(keys [][]byte) error {
+	return r.s.writeInOrder(len(keys), func(txn *badger.Txn, i int) error { return txn.Delete(keys[i]) })
 }
 
 // Set stores a stable value.
@@ -281,13 +173,8 @@ func (r *RaftStore) Set(key, val []byte) error {
 
 // Get returns a stable value, or (nil, nil) if key was never set.
 func (r *RaftStore) Get(key []byte) ([]byte, error) {
-	s := r.s
-	if err := s.acquire(); err != nil {
-		return nil, err
-	}
-	defer s.release()
 	var val []byte
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := r.s.view(func(txn *badger.Txn) error {
 		item, err := txn.Get(raftStableKey(key))
 		if err != nil {
 			return err
@@ -319,129 +206,4 @@ func (r *RaftStore) GetUint64(key []byte) (uint64, error) {
 		return 0, fmt.Errorf("raft stable get %q: value is %d bytes, want 8", key, len(v))
 	}
 	return binary.BigEndian.Uint64(v), nil
-}
-
-// Raft log encoding, version 1:
-//
-//	1 byte   format version (1)
-//	uvarint  Index
-//	uvarint  Term
-//	1 byte   Type
-//	uvarint  length of AppendedAt's MarshalBinary form, then those bytes
-//	         (0: the zero time)
-//	uvarint  0 for nil Data, else len(Data)+1, then Data
-//	uvarint  0 for nil Extensions, else len(Extensions)+1, then Extensions
-const logFormatV1 = 1
-
-func encodeLog(l *raft.Log) ([]byte, error) {
-	var ts []byte
-	if !l.AppendedAt.IsZero() {
-		var err error
-		if ts, err = l.AppendedAt.MarshalBinary(); err != nil {
-			return nil, fmt.Errorf("encode appended-at: %w", err)
-		}
-	}
-	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+1+len(ts)+len(l.Data)+len(l.Extensions)+2*binary.MaxVarintLen64)
-	b = append(b, logFormatV1)
-	b = binary.AppendUvarint(b, l.Index)
-	b = binary.AppendUvarint(b, l.Term)
-	b = append(b, byte(l.Type))
-	b = binary.AppendUvarint(b, uint64(len(ts)))
-	b = append(b, ts...)
-	b = appendNullableBytes(b, l.Data)
-	b = appendNullableBytes(b, l.Extensions)
-	return b, nil
-}
-
-func appendNullableBytes(b, v []byte) []byte {
-	if v == nil {
-		return append(b, 0)
-	}
-	b = binary.AppendUvarint(b, uint64(len(v))+1)
-	return append(b, v...)
-}
-
-var errBadLog = errors.New("malformed raft log entry")
-
-// decodeLog decodes b into l. b belongs to Badger and is only valid during
-// the call, so every slice is copied.
-func decodeLog(b []byte, l *raft.Log) error {
-	if len(b) == 0 || b[0] != logFormatV1 {
-		return fmt.Errorf("%w: unknown format", errBadLog)
-	}
-	d := decoder{b: b[1:]}
-	idx := d.uvarint()
-	term := d.uvarint()
-	typ := d.byte()
-	var at time.Time
-	if ts := d.bytes(d.uvarint()); len(ts) > 0 && d.err == nil {
-		if err := at.UnmarshalBinary(ts); err != nil {
-			return fmt.Errorf("%w: appended-at: %w", errBadLog, err)
-		}
-	}
-	data := d.nullableBytes()
-	ext := d.nullableBytes()
-	if d.err != nil {
-		return d.err
-	}
-	if len(d.b) != 0 {
-		return fmt.Errorf("%w: %d trailing bytes", errBadLog, len(d.b))
-	}
-	*l = raft.Log{Index: idx, Term: term, Type: raft.LogType(typ), Data: data, Extensions: ext, AppendedAt: at}
-	return nil
-}
-
-type decoder struct {
-	b   []byte
-	err error
-}
-
-func (d *decoder) fail() {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: truncated", errBadLog)
-	}
-	d.b = nil
-}
-
-func (d *decoder) uvarint() uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail()
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) byte() byte {
-	if len(d.b) < 1 {
-		d.fail()
-		return 0
-	}
-	c := d.b[0]
-	d.b = d.b[1:]
-	return c
-}
-
-// bytes returns the next n bytes, not copied.
-func (d *decoder) bytes(n uint64) []byte {
-	if uint64(len(d.b)) < n {
-		d.fail()
-		return nil
-	}
-	v := d.b[:n]
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) nullableBytes() []byte {
-	n := d.uvarint()
-	if n == 0 || d.err != nil {
-		return nil
-	}
-	v := d.bytes(n - 1)
-	if d.err != nil {
-		return nil
-	}
-	return append([]byte{}, v...)
 }

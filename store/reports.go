@@ -30,25 +30,14 @@ type ReportRecord struct {
 // received since the limit-th newest report, and one envelope read and
 // signature check per report returned.
 func (s *Store) IndicatorReports(limit int) ([]ReportRecord, error) {
-	if err := s.acquire(); err != nil {
-		return nil, err
-	}
-	defer s.release()
 	var out []ReportRecord
-	err := s.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = prefixReceived
-		opts.Reverse = true
-		opts.PrefetchValues = false
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Seek(reverseSeekKey(prefixReceived)); it.Valid(); it.Next() {
+	err := s.view(func(txn *badger.Txn) error {
+		return scan{prefix: prefixReceived, reverse: true, keysOnly: true}.each(txn, func(item *badger.Item) error {
 			if limit > 0 && len(out) >= limit {
-				break
+				return errStop
 			}
-			item := it.Item()
 			if item.ValueSize() != 0 {
-				continue // a sighting: its value is its index key
+				return nil // a sighting: its value is its index key
 			}
 			rec, ok, err := readReport(txn, item.Key())
 			if err != nil {
@@ -57,11 +46,11 @@ func (s *Store) IndicatorReports(limit int) ([]ReportRecord, error) {
 			if ok {
 				out = append(out, rec)
 			}
-		}
-		return nil
+			return nil
+		})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read indicator reports: %w", err)
+		return nil, wrap("read indicator reports", err)
 	}
 	return out, nil
 }

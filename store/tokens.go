@@ -102,29 +102,7 @@ func (s *Store) Token(id string) (TokenRecord, error) {
 
 // Tokens returns every stored token record, ordered by ID.
 func (s *Store) Tokens() ([]TokenRecord, error) {
-	if err := s.acquire(); err != nil {
-		return nil, err
-	}
-	defer s.release()
-	var out []TokenRecord
-	err := s.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = prefixToken
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			var t TokenRecord
-			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &t) }); err != nil {
-				return fmt.Errorf("decode token %q: %w", it.Item().Key(), err)
-			}
-			out = append(out, t)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read tokens: %w", err)
-	}
-	return out, nil
+	return list(s, "tokens", prefixToken, false, 0, jsonValue[TokenRecord]("token"))
 }
 
 // DeleteToken removes a token record; it returns ErrNotFound if none is
