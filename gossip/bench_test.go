@@ -37,6 +37,7 @@ func benchValidate(b *testing.B, parallel bool) {
 		b.Fatal(err)
 	}
 	defer g.Close()
+	validate := g.validator(g.sightings)
 	msgs := make([]*pubsub.Message, pool)
 	now := time.Now()
 	for i := range msgs {
@@ -53,7 +54,7 @@ func benchValidate(b *testing.B, parallel bool) {
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				i := next.Add(1)
-				if g.validate(context.Background(), "n", msgs[i%pool]) == pubsub.ValidationReject {
+				if validate(context.Background(), "n", msgs[i%pool]) == pubsub.ValidationReject {
 					b.Error("rejected")
 					return
 				}
@@ -66,7 +67,7 @@ func benchValidate(b *testing.B, parallel bool) {
 				g.replay = newReplayCache(4 * pool)
 				b.StartTimer()
 			}
-			if g.validate(context.Background(), "n", msgs[i%pool]) != pubsub.ValidationAccept {
+			if validate(context.Background(), "n", msgs[i%pool]) != pubsub.ValidationAccept {
 				b.Fatal("not accepted")
 			}
 		}

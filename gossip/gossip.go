@@ -1,13 +1,11 @@
 package gossip
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
-	"slices"
 	"sync"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/internal/routine"
 )
 
 // Defaults for Options.
@@ -197,28 +196,28 @@ func (o *Options) setDefaults() error {
 	return nil
 }
 
-// Gossip is one node's membership in the sightings topic.
+// Gossip is one node's membership in the sightings topic, and optionally
+// the heartbeat and indicator topics and anti-entropy.
 type Gossip struct {
-	h      host.Host
-	opts   Options
-	ps     *pubsub.PubSub
-	topic  *pubsub.Topic
-	sub    *pubsub.Subscription
-	m      *metrics
-	replay *replayCache
-	now    func() time.Time
-
+	h       host.Host
+	opts    Options
+	ps      *pubsub.PubSub
+	topic   *pubsub.Topic
+	replay  *replayCache
+	now     func() time.Time
 	limiter *peerLimiter // nil when the rate is unlimited
-	syncM   *metrics     // anti-entropy rejections
-	sync    *syncer      // nil when Options.Log is nil
-	hb      *heartbeats  // nil when Options.Heartbeats is nil
-	ind     *indicators  // nil when Options.Indicators is nil
-	have    *holdings    // nil when anti-entropy is off
-	scoreMu sync.Mutex
-	scores  map[peer.ID]float64
+	tracer  *tracer      // counts what GossipSub drops on its own
 
-	cancel context.CancelFunc
-	loop   sync.WaitGroup
+	sightings *topicSpec  // admission on the sightings topic
+	syncSpec  *topicSpec  // admission of what anti-entropy receives
+	sync      *syncer     // nil when Options.Log is nil
+	hb        *heartbeats // nil when Options.Heartbeats is nil
+	ind       *indicators // nil when Options.Indicators is nil
+	have      *holdings   // nil when anti-entropy is off
+	scoreMu   sync.Mutex
+	scores    map[peer.ID]float64
+
+	routines *routine.Group // subscription readers, heartbeats, anti-entropy
 
 	mu       sync.Mutex
 	closed   bool
@@ -228,61 +227,66 @@ type Gossip struct {
 // New starts GossipSub on h (flood publishing on, strict signing, peer
 // scoring), registers the envelope validator, joins the topic and
 // subscribes, so the node is in the mesh; with Options.Heartbeats it does
-// the same for the heartbeat topic, and with Options.Log it serves and runs
-// anti-entropy. A host carries one Gossip: GossipSub owns the host's pubsub
-// protocols. Close stops it; ctx ending stops it too.
+// the same for the heartbeat topic, with Options.Indicators for the
+// indicator topic, and with Options.Log it serves and runs anti-entropy.
+// A host carries one Gossip: GossipSub owns the host's pubsub protocols.
+// Everything New starts runs until Close or until ctx ends; ctx ending
+// also abandons a start that is stuck.
 func New(ctx context.Context, h host.Host, opts Options) (*Gossip, error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
 	}
-	m, err := newMetrics(opts.Registerer, opts.Topic)
-	if err != nil {
-		return nil, fmt.Errorf("gossip: %w", err)
-	}
-	syncM, err := newMetrics(opts.Registerer, string(SyncProtocol))
-	if err != nil {
-		return nil, fmt.Errorf("gossip: %w", err)
-	}
-	ctx, cancel := context.WithCancel(ctx)
 	g := &Gossip{
 		h:      h,
 		opts:   opts,
-		m:      m,
 		replay: newReplayCache(opts.ReplayCapacity),
 		now:    time.Now,
-		cancel: cancel,
-		syncM:  syncM,
 	}
 	if opts.RateLimit != rate.Inf {
 		g.limiter = newPeerLimiter(opts.RateLimit, opts.RateBurst, opts.MaxRateBuckets)
 	}
-	scored := []string{opts.Topic}
+	var err error
+	if g.sightings, err = g.newSpec(opts.Topic, true, kindsOf(opts.AcceptKinds...), freshWindow, g.handOn(false)); err != nil {
+		return nil, err
+	}
+	if g.syncSpec, err = g.newSpec(string(SyncProtocol), false, g.syncAccepts, freshNotAhead, g.handOn(true)); err != nil {
+		return nil, err
+	}
+	specs := []*topicSpec{g.sightings}
 	if opts.Heartbeats != nil {
-		hm, err := newMetrics(opts.Registerer, opts.Heartbeats.Topic)
-		if err != nil {
-			cancel()
-			return nil, fmt.Errorf("gossip: %w", err)
+		g.hb = &heartbeats{opts: *opts.Heartbeats, started: time.Now(), latest: make(map[string]NodeHeartbeat)}
+		if g.hb.spec, err = g.newSpec(g.hb.opts.Topic, true, kindsOf(intel.KindHeartbeat), freshWindow, g.hb.keep); err != nil {
+			return nil, err
 		}
-		g.hb = &heartbeats{opts: *opts.Heartbeats, m: hm, started: time.Now(), latest: make(map[string]NodeHeartbeat)}
-		scored = append(scored, opts.Heartbeats.Topic)
+		specs = append(specs, g.hb.spec)
 	}
 	if opts.Indicators != nil {
-		if g.ind, err = newIndicators(opts.Registerer, *opts.Indicators); err != nil {
-			cancel()
-			return nil, fmt.Errorf("gossip: %w", err)
+		g.ind = &indicators{opts: *opts.Indicators}
+		g.ind.opts.setDefaults()
+		if g.ind.spec, err = g.newSpec(g.ind.opts.Topic, true, kindsOf(intel.KindIndicator), freshWindow, g.handOn(false)); err != nil {
+			return nil, err
 		}
-		scored = append(scored, g.ind.opts.Topic)
+		specs = append(specs, g.ind.spec)
 	}
-	params, thresholds := scoreParams(g.appScore, scored...)
+
+	g.routines = routine.New(ctx)
+	ok := false
+	defer func() {
+		if !ok {
+			g.Close()
+		}
+	}()
+	g.tracer = newTracer(specs...)
+	labels := make([]string, len(specs))
+	for i, s := range specs {
+		labels[i] = s.label
+	}
+	params, thresholds := scoreParams(g.appScore, labels...)
 	const validateQueueSize = 1024
-	fail := func(what string, err error) (*Gossip, error) {
-		cancel()
-		return nil, fmt.Errorf("gossip: %s: %w", what, err)
-	}
-	psOpts := []pubsub.Option{
+	g.ps, err = pubsub.NewGossipSub(g.routines.Context(), h,
 		pubsub.WithFloodPublish(true),
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
-		pubsub.WithRawTracer(&tracer{topic: opts.Topic, m: m}),
+		pubsub.WithRawTracer(g.tracer),
 		pubsub.WithPeerScore(params, thresholds),
 		pubsub.WithPeerScoreInspect(pubsub.PeerScoreInspectFn(g.setScores), opts.ScoreInspectPeriod),
 		// Signature checks dominate validation (~35 µs each); the default
@@ -290,76 +294,95 @@ func New(ctx context.Context, h host.Host, opts Options) (*Gossip, error) {
 		// seen by many sites, heartbeats of a large mesh). Overflow is
 		// still bounded, and counted as queue_full.
 		pubsub.WithValidateQueueSize(validateQueueSize),
-	}
-	if g.ind != nil {
-		psOpts = append(psOpts, pubsub.WithRawTracer(g.ind.tracer()))
-	}
-	g.ps, err = pubsub.NewGossipSub(ctx, h, psOpts...)
+	)
 	if err != nil {
-		return fail("start gossipsub", err)
+		return nil, fmt.Errorf("gossip: start gossipsub: %w", err)
 	}
-	if err := g.ps.RegisterTopicValidator(opts.Topic, g.validate, pubsub.WithValidatorTimeout(opts.HandlerTimeout)); err != nil {
-		return fail("register validator", err)
+	if g.topic, err = g.join(g.sightings); err != nil {
+		return nil, err
 	}
-	if g.topic, err = g.ps.Join(opts.Topic); err != nil {
-		return fail("join "+opts.Topic, err)
-	}
-	if g.sub, err = g.topic.Subscribe(); err != nil {
-		return fail("subscribe "+opts.Topic, err)
-	}
-	g.loop.Add(1)
-	go g.drain(ctx)
 	if g.hb != nil {
-		if err := g.startHeartbeats(ctx); err != nil {
-			g.Close()
-			return nil, fmt.Errorf("gossip: %w", err)
+		if g.hb.topic, err = g.join(g.hb.spec); err != nil {
+			return nil, err
+		}
+		if g.hb.opts.Key != nil {
+			g.routines.Go(g.heartbeatLoop)
 		}
 	}
 	if g.ind != nil {
-		if err := g.startIndicators(ctx); err != nil {
-			g.Close()
-			return nil, fmt.Errorf("gossip: %w", err)
+		if g.ind.topic, err = g.join(g.ind.spec); err != nil {
+			return nil, err
 		}
 	}
 	if opts.Log != nil {
 		g.sync = newSyncer(g, opts.Log)
 		g.have = g.sync.have
-		g.sync.start(ctx)
+		g.sync.start(g.routines)
 	}
+	ok = true
 	return g, nil
 }
 
-// drain keeps the subscription read. Messages were handled by the validator
-// already; the subscription exists so that the node is in the mesh.
-func (g *Gossip) drain(ctx context.Context) {
-	defer g.loop.Done()
-	for {
-		if _, err := g.sub.Next(ctx); err != nil {
-			return
-		}
+// newSpec builds a topic's admission spec and its counters.
+func (g *Gossip) newSpec(label string, gossiped bool, kinds func(intel.Kind) bool, fresh freshness,
+	keep func(context.Context, *admission) (string, error)) (*topicSpec, error) {
+	m, err := newMetrics(g.opts.Registerer, label)
+	if err != nil {
+		return nil, fmt.Errorf("gossip: %w", err)
 	}
+	return &topicSpec{label: label, m: m, gossiped: gossiped, kinds: kinds, fresh: fresh, keep: keep}, nil
+}
+
+// join registers spec's validator, joins its topic and keeps the
+// subscription read until Close: messages were handled by the validator
+// already; the subscription exists so that the node is in the mesh.
+func (g *Gossip) join(spec *topicSpec) (*pubsub.Topic, error) {
+	if err := g.ps.RegisterTopicValidator(spec.label, g.validator(spec), pubsub.WithValidatorTimeout(g.opts.HandlerTimeout)); err != nil {
+		return nil, fmt.Errorf("gossip: register validator of %s: %w", spec.label, err)
+	}
+	t, err := g.ps.Join(spec.label)
+	if err != nil {
+		return nil, fmt.Errorf("gossip: join %s: %w", spec.label, err)
+	}
+	sub, err := t.Subscribe()
+	if err != nil {
+		return nil, fmt.Errorf("gossip: subscribe %s: %w", spec.label, err)
+	}
+	g.routines.Go(func(ctx context.Context) {
+		defer sub.Cancel()
+		for {
+			if _, err := sub.Next(ctx); err != nil {
+				return
+			}
+		}
+	})
+	return t, nil
 }
 
 // Publish sends raw, an intel.Seal output, verbatim. The local validator
 // runs first, so an envelope this node would reject is not sent and the
 // error says why (the reason is also counted).
 func (g *Gossip) Publish(ctx context.Context, raw []byte) error {
+	return g.publish(ctx, g.topic, g.sightings, raw)
+}
+
+func (g *Gossip) publish(ctx context.Context, t *pubsub.Topic, spec *topicSpec, raw []byte) error {
 	if !g.enter() {
 		return ErrClosed
 	}
 	defer g.inflight.Done()
-	if err := g.topic.Publish(ctx, raw); err != nil {
-		return fmt.Errorf("publish on %s: %w", g.opts.Topic, err)
+	if err := t.Publish(ctx, raw); err != nil {
+		return fmt.Errorf("publish on %s: %w", spec.label, err)
 	}
 	return nil
 }
 
 // Rejected returns the count of dropped messages by reason (see the
 // Reason constants); reasons never seen are absent.
-func (g *Gossip) Rejected() map[string]uint64 { return g.m.snapshot() }
+func (g *Gossip) Rejected() map[string]uint64 { return g.sightings.m.snapshot() }
 
 // Accepted returns how many envelopes passed validation and were handled.
-func (g *Gossip) Accepted() uint64 { return g.m.acceptedN.Load() }
+func (g *Gossip) Accepted() uint64 { return g.sightings.m.acceptedN.Load() }
 
 // Peers returns the peers known to be in the topic.
 func (g *Gossip) Peers() []peer.ID { return g.topic.ListPeers() }
@@ -390,8 +413,9 @@ func (g *Gossip) appScore(p peer.ID) float64 {
 // Topic returns the topic name.
 func (g *Gossip) Topic() string { return g.opts.Topic }
 
-// Close stops the subscription and GossipSub, and waits until no Publish
-// or Handler call is running. It is idempotent. It does not close the host.
+// Close stops GossipSub, the subscriptions, heartbeats and anti-entropy,
+// and waits until none of their goroutines and no Publish or Handler call
+// is running. It is idempotent. It does not close the host.
 func (g *Gossip) Close() error {
 	g.mu.Lock()
 	if g.closed {
@@ -400,15 +424,10 @@ func (g *Gossip) Close() error {
 	}
 	g.closed = true
 	g.mu.Unlock()
-	g.sub.Cancel()
-	if g.hb != nil && g.hb.sub != nil {
-		g.hb.sub.Cancel()
-	}
-	g.cancel()
+	g.routines.Close()
 	if g.sync != nil {
 		g.sync.close()
 	}
-	g.loop.Wait()
 	g.inflight.Wait()
 	return nil
 }
@@ -421,96 +440,4 @@ func (g *Gossip) enter() bool {
 	}
 	g.inflight.Add(1)
 	return true
-}
-
-// validate is the topic validator. src is the neighbour that delivered the
-// message; msg.GetFrom() is its signed GossipSub author.
-func (g *Gossip) validate(ctx context.Context, src peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
-	if !g.enter() {
-		return g.drop(pubsub.ValidationIgnore, ReasonShuttingDown, src, msg.GetFrom(), nil)
-	}
-	defer g.inflight.Done()
-	author := msg.GetFrom()
-	if src != g.h.ID() && g.limiter != nil && !g.limiter.allow(src, g.now()) {
-		return g.drop(pubsub.ValidationIgnore, ReasonRateLimited, src, author, nil)
-	}
-
-	env, err := intel.Open(msg.GetData())
-	if err != nil {
-		return g.drop(pubsub.ValidationReject, openReason(err), src, author, err)
-	}
-	if !isAuthor(author, env.Origin) {
-		return g.drop(pubsub.ValidationReject, ReasonAuthorMismatch, src, author,
-			fmt.Errorf("envelope signed by %s", env.OriginID()))
-	}
-	if g.opts.Roster != nil && !g.opts.Roster.IsMember(author.String()) {
-		return g.drop(pubsub.ValidationReject, ReasonNotMember, src, author, nil)
-	}
-	now := g.now()
-	if skew := now.Sub(env.Time); skew > g.opts.MaxClockSkew || skew < -g.opts.MaxClockSkew {
-		return g.drop(pubsub.ValidationIgnore, ReasonStale, src, author,
-			fmt.Errorf("timestamp %s is %s from local clock", env.Time.Format(time.RFC3339Nano), skew.Round(time.Millisecond)))
-	}
-	if !slices.Contains(g.opts.AcceptKinds, env.Kind) {
-		return g.drop(pubsub.ValidationReject, ReasonUnexpectedKind, src, author, fmt.Errorf("kind %s", env.Kind))
-	}
-	if env.Kind == intel.KindSighting {
-		if _, err := intel.DecodeSighting(env); err != nil {
-			return g.drop(pubsub.ValidationReject, ReasonMalformed, src, author, err)
-		}
-	}
-	key := replayKey(env.Origin, env.Seq)
-	if !g.replay.reserve(key, env.Time.Add(g.opts.MaxClockSkew), now) {
-		return g.drop(pubsub.ValidationIgnore, ReasonReplay, src, author, fmt.Errorf("seq %d seen before", env.Seq))
-	}
-	if err := g.opts.Handler.HandleEnvelope(ctx, env, src); err != nil {
-		g.replay.release(key)
-		return g.drop(pubsub.ValidationIgnore, ReasonHandlerError, src, author, err)
-	}
-	if g.have != nil {
-		g.have.add(env.OriginID(), env.Seq)
-	}
-	g.m.accept()
-	return pubsub.ValidationAccept
-}
-
-func (g *Gossip) drop(res pubsub.ValidationResult, reason string, src, author peer.ID, err error) pubsub.ValidationResult {
-	return g.dropOn(g.m, g.opts.Topic, res, reason, src, author, err)
-}
-
-func (g *Gossip) dropOn(m *metrics, topic string, res pubsub.ValidationResult, reason string, src, author peer.ID, err error) pubsub.ValidationResult {
-	m.reject(reason)
-	verdict := "reject"
-	if res == pubsub.ValidationIgnore {
-		verdict = "ignore"
-	}
-	g.opts.Logger.Debug("gossip message dropped",
-		"topic", topic, "reason", reason, "verdict", verdict, "author", author, "via", src, "err", err)
-	return res
-}
-
-// ed25519PeerIDPrefix is the identity multihash header of a libp2p peer ID
-// that embeds an ed25519 public key (see intel.NodeID).
-var ed25519PeerIDPrefix = []byte{0x00, 36, 0x08, 0x01, 0x12, 32}
-
-// isAuthor reports whether the peer ID is the one of the ed25519 key pub;
-// it is intel.NodeID(pub) == author.String() without the base58 round trip.
-func isAuthor(author peer.ID, pub []byte) bool {
-	b := []byte(author)
-	return len(b) == len(ed25519PeerIDPrefix)+32 &&
-		bytes.Equal(b[:len(ed25519PeerIDPrefix)], ed25519PeerIDPrefix) &&
-		bytes.Equal(b[len(ed25519PeerIDPrefix):], pub)
-}
-
-func openReason(err error) string {
-	switch {
-	case errors.Is(err, intel.ErrOversized):
-		return ReasonOversized
-	case errors.Is(err, intel.ErrUnknownVersion):
-		return ReasonUnknownVersion
-	case errors.Is(err, intel.ErrBadSignature):
-		return ReasonBadSignature
-	default:
-		return ReasonMalformed
-	}
 }

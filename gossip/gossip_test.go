@@ -61,101 +61,14 @@ func counterValue(t testing.TB, reg *prometheus.Registry, name string, labels ma
 	return 0
 }
 
-func TestValidator(t *testing.T) {
-	h, key := newTestHost(t)
-	self := h.ID()
-	_, otherKey := newKey(t)
-	otherID := must(peer.Decode(intel.NodeID(otherKey.Public().(ed25519.PublicKey))))
-	_, strangerKey := newKey(t)
-	strangerID := must(peer.Decode(intel.NodeID(strangerKey.Public().(ed25519.PublicKey))))
-
-	rec := newRecorder()
-	reg := prometheus.NewRegistry()
-	roster := rosterSet{self.String(): true, otherID.String(): true}
-	g := newTestGossip(t, h, Options{Handler: rec, Roster: roster, Registerer: reg})
-	src := peer.ID("neighbour")
-	now := time.Now()
-
-	good := seal(t, key, 1, now)
-	flipped := bytes.Clone(seal(t, key, 2, now))
-	flipped[60] ^= 1 // a payload byte, after sealing
-	// Sealed by otherKey, with self's public key written over the origin.
-	impostor := bytes.Clone(seal(t, otherKey, 3, now))
-	copy(impostor[2:34], key.Public().(ed25519.PublicKey))
-	badSighting := testSighting("203.0.113.9")
-	badSighting.Count = 0
-	invalidSighting, _ := intel.SealJSON(key, intel.KindSighting, 9, now, badSighting)
-	heartbeat, _ := intel.Seal(key, intel.KindHeartbeat, 10, now, []byte(`{}`))
-	unknownVersion := bytes.Clone(seal(t, key, 11, now))
-	unknownVersion[0] = 9
-
-	cases := []struct {
-		name   string
-		author peer.ID
-		data   []byte
-		want   pubsub.ValidationResult
-		reason string // "" means accepted
-	}{
-		{"valid", self, good, pubsub.ValidationAccept, ""},
-		{"payload byte flipped", self, flipped, pubsub.ValidationReject, ReasonBadSignature},
-		{"signed by another key claiming the publisher", self, impostor, pubsub.ValidationReject, ReasonBadSignature},
-		{"valid envelope of another node, published by us", self, seal(t, otherKey, 4, now), pubsub.ValidationReject, ReasonAuthorMismatch},
-		{"valid envelope of ours, published by another node", otherID, seal(t, key, 5, now), pubsub.ValidationReject, ReasonAuthorMismatch},
-		{"oversized", self, make([]byte, intel.MaxEnvelopeSize+1), pubsub.ValidationReject, ReasonOversized},
-		{"garbage", self, []byte("hello"), pubsub.ValidationReject, ReasonMalformed},
-		{"unknown version", self, unknownVersion, pubsub.ValidationReject, ReasonUnknownVersion},
-		{"not a member", strangerID, seal(t, strangerKey, 1, now), pubsub.ValidationReject, ReasonNotMember},
-		{"stale", self, seal(t, key, 6, now.Add(-time.Hour)), pubsub.ValidationIgnore, ReasonStale},
-		{"from the future", self, seal(t, key, 7, now.Add(time.Hour)), pubsub.ValidationIgnore, ReasonStale},
-		{"invalid sighting", self, invalidSighting, pubsub.ValidationReject, ReasonMalformed},
-		{"unexpected kind", self, heartbeat, pubsub.ValidationReject, ReasonUnexpectedKind},
-		{"replay", self, good, pubsub.ValidationIgnore, ReasonReplay},
-		{"valid of another member", otherID, seal(t, otherKey, 8, now), pubsub.ValidationAccept, ""},
-	}
-
-	wantRejected := map[string]uint64{}
-	for _, c := range cases {
-		before := rec.total()
-		got := g.validate(context.Background(), src, message(c.author, c.data))
-		if got != c.want {
-			t.Errorf("%s: result %v, want %v", c.name, got, c.want)
-		}
-		handled := rec.total() - before
-		if c.reason == "" {
-			if handled != 1 {
-				t.Errorf("%s: handler called %d times, want 1", c.name, handled)
-			}
-			continue
-		}
-		if handled != 0 {
-			t.Errorf("%s: dropped message reached the handler", c.name)
-		}
-		wantRejected[c.reason]++
-		if n := g.Rejected()[c.reason]; n != wantRejected[c.reason] {
-			t.Errorf("%s: Rejected()[%s] = %d, want %d", c.name, c.reason, n, wantRejected[c.reason])
-		}
-	}
-	for reason, n := range wantRejected {
-		v := counterValue(t, reg, "meshward_gossip_rejected_total", map[string]string{"topic": DefaultTopic, "reason": reason})
-		if uint64(v) != n {
-			t.Errorf("metric rejected{reason=%s} = %v, want %d", reason, v, n)
-		}
-	}
-	if v := counterValue(t, reg, "meshward_gossip_accepted_total", map[string]string{"topic": DefaultTopic}); v != 2 || g.Accepted() != 2 {
-		t.Errorf("accepted: metric %v, Accepted() %d; want 2", v, g.Accepted())
-	}
-	if rec.count(self.String(), 1) != 1 || rec.count(otherID.String(), 8) != 1 {
-		t.Errorf("handler saw %v", rec.seen)
-	}
-}
-
 func TestValidatorHandlerError(t *testing.T) {
 	h, key := newTestHost(t)
 	rec := newRecorder()
 	g := newTestGossip(t, h, Options{Handler: rec})
 	env := seal(t, key, 1, time.Now())
+	validate := g.validator(g.sightings)
 	rec.setFail(errors.New("disk full"))
-	if got := g.validate(context.Background(), "n", message(h.ID(), env)); got != pubsub.ValidationIgnore {
+	if got := validate(context.Background(), "n", message(h.ID(), env)); got != pubsub.ValidationIgnore {
 		t.Fatalf("handler error: result %v, want Ignore", got)
 	}
 	if g.Rejected()[ReasonHandlerError] != 1 {
@@ -163,10 +76,10 @@ func TestValidatorHandlerError(t *testing.T) {
 	}
 	// The failed envelope is not remembered as seen: a later copy is taken.
 	rec.setFail(nil)
-	if got := g.validate(context.Background(), "n", message(h.ID(), env)); got != pubsub.ValidationAccept {
+	if got := validate(context.Background(), "n", message(h.ID(), env)); got != pubsub.ValidationAccept {
 		t.Fatalf("retry after handler error: result %v, want Accept", got)
 	}
-	if got := g.validate(context.Background(), "n", message(h.ID(), env)); got != pubsub.ValidationIgnore {
+	if got := validate(context.Background(), "n", message(h.ID(), env)); got != pubsub.ValidationIgnore {
 		t.Fatalf("replay after acceptance: result %v, want Ignore", got)
 	}
 }
@@ -174,10 +87,11 @@ func TestValidatorHandlerError(t *testing.T) {
 func TestValidatorClockSkewOption(t *testing.T) {
 	h, key := newTestHost(t)
 	g := newTestGossip(t, h, Options{Handler: newRecorder(), MaxClockSkew: time.Minute})
-	if got := g.validate(context.Background(), "n", message(h.ID(), seal(t, key, 1, time.Now().Add(-2*time.Minute)))); got != pubsub.ValidationIgnore {
+	validate := g.validator(g.sightings)
+	if got := validate(context.Background(), "n", message(h.ID(), seal(t, key, 1, time.Now().Add(-2*time.Minute)))); got != pubsub.ValidationIgnore {
 		t.Fatalf("2 min old envelope with 1 min skew: %v, want Ignore", got)
 	}
-	if got := g.validate(context.Background(), "n", message(h.ID(), seal(t, key, 2, time.Now().Add(-30*time.Second)))); got != pubsub.ValidationAccept {
+	if got := validate(context.Background(), "n", message(h.ID(), seal(t, key, 2, time.Now().Add(-30*time.Second)))); got != pubsub.ValidationAccept {
 		t.Fatalf("30 s old envelope with 1 min skew: %v, want Accept", got)
 	}
 	if g.Rejected()[ReasonStale] != 1 {

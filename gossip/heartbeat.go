@@ -3,7 +3,6 @@ package gossip
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
-	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/meshward/meshward/intel"
 )
@@ -84,8 +82,7 @@ func (o *HeartbeatOptions) setDefaults() error {
 type heartbeats struct {
 	opts    HeartbeatOptions
 	topic   *pubsub.Topic
-	sub     *pubsub.Subscription
-	m       *metrics
+	spec    *topicSpec
 	started time.Time
 
 	mu      sync.Mutex
@@ -115,45 +112,18 @@ func (g *Gossip) HeartbeatRejected() map[string]uint64 {
 	if g.hb == nil {
 		return nil
 	}
-	return g.hb.m.snapshot()
+	return g.hb.spec.m.snapshot()
 }
 
-func (g *Gossip) startHeartbeats(ctx context.Context) error {
-	hb := g.hb
-	if err := g.ps.RegisterTopicValidator(hb.opts.Topic, g.validateHeartbeat, pubsub.WithValidatorTimeout(g.opts.HandlerTimeout)); err != nil {
-		return fmt.Errorf("register heartbeat validator: %w", err)
-	}
-	var err error
-	if hb.topic, err = g.ps.Join(hb.opts.Topic); err != nil {
-		return fmt.Errorf("join %s: %w", hb.opts.Topic, err)
-	}
-	if hb.sub, err = hb.topic.Subscribe(); err != nil {
-		return fmt.Errorf("subscribe %s: %w", hb.opts.Topic, err)
-	}
-	g.loop.Add(1)
-	go func() {
-		defer g.loop.Done()
-		for {
-			if _, err := hb.sub.Next(ctx); err != nil {
-				return
-			}
+// heartbeatLoop publishes this node's heartbeat every interval until ctx
+// ends. The first beat goes out after a short jittered delay, so that a
+// node announces itself soon after joining.
+func (g *Gossip) heartbeatLoop(ctx context.Context) {
+	for d := jitter(min(time.Second, g.hb.opts.Interval)); sleep(ctx, d); d = g.hb.opts.Interval {
+		if err := g.publishHeartbeat(ctx); err != nil && ctx.Err() == nil {
+			g.opts.Logger.Debug("heartbeat not published", "err", err)
 		}
-	}()
-	if hb.opts.Key == nil {
-		return nil
 	}
-	g.loop.Add(1)
-	go func() {
-		defer g.loop.Done()
-		// The first beat goes out after a short jittered delay, so that a
-		// node announces itself soon after joining.
-		for d := jitter(min(time.Second, hb.opts.Interval)); sleep(ctx, d); d = hb.opts.Interval {
-			if err := g.publishHeartbeat(ctx); err != nil && ctx.Err() == nil {
-				g.opts.Logger.Debug("heartbeat not published", "err", err)
-			}
-		}
-	}()
-	return nil
 }
 
 func (g *Gossip) publishHeartbeat(ctx context.Context) error {
@@ -174,56 +144,21 @@ func (g *Gossip) publishHeartbeat(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if !g.enter() {
-		return ErrClosed
-	}
-	defer g.inflight.Done()
-	return hb.topic.Publish(ctx, raw)
+	return g.publish(ctx, hb.topic, hb.spec, raw)
 }
 
-// validateHeartbeat checks a heartbeat like a sighting (signature, author,
-// roster, freshness, rate) and keeps it if it is newer than the last one
-// from its node. Heartbeats never reach the Handler.
-func (g *Gossip) validateHeartbeat(_ context.Context, src peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
-	hb := g.hb
-	author := msg.GetFrom()
-	if !g.enter() {
-		return g.dropOn(hb.m, hb.opts.Topic, pubsub.ValidationIgnore, ReasonShuttingDown, src, author, nil)
-	}
-	defer g.inflight.Done()
-	now := g.now()
-	if src != g.h.ID() && g.limiter != nil && !g.limiter.allow(src, now) {
-		return g.dropOn(hb.m, hb.opts.Topic, pubsub.ValidationIgnore, ReasonRateLimited, src, author, nil)
-	}
-	env, err := intel.Open(msg.GetData())
-	if err != nil {
-		return g.dropOn(hb.m, hb.opts.Topic, pubsub.ValidationReject, openReason(err), src, author, err)
-	}
-	if !isAuthor(author, env.Origin) {
-		return g.dropOn(hb.m, hb.opts.Topic, pubsub.ValidationReject, ReasonAuthorMismatch, src, author, nil)
-	}
-	node := author.String()
-	if g.opts.Roster != nil && !g.opts.Roster.IsMember(node) {
-		return g.dropOn(hb.m, hb.opts.Topic, pubsub.ValidationReject, ReasonNotMember, src, author, nil)
-	}
-	if skew := now.Sub(env.Time); skew > g.opts.MaxClockSkew || skew < -g.opts.MaxClockSkew {
-		return g.dropOn(hb.m, hb.opts.Topic, pubsub.ValidationIgnore, ReasonStale, src, author, nil)
-	}
-	if env.Kind != intel.KindHeartbeat {
-		return g.dropOn(hb.m, hb.opts.Topic, pubsub.ValidationReject, ReasonUnexpectedKind, src, author, fmt.Errorf("kind %s", env.Kind))
-	}
-	if len(env.Payload) > MaxHeartbeatPayload {
-		return g.dropOn(hb.m, hb.opts.Topic, pubsub.ValidationReject, ReasonOversized, src, author, nil)
-	}
-	var beat Heartbeat
-	if err := json.Unmarshal(env.Payload, &beat); err != nil {
-		return g.dropOn(hb.m, hb.opts.Topic, pubsub.ValidationReject, ReasonMalformed, src, author, err)
-	}
+// keep is the heartbeat topic's last stage: a heartbeat whose sequence
+// number is not above the last one kept from its node is a replay;
+// otherwise it becomes the node's latest, evicting the stalest node's when
+// MaxNodes are kept. Heartbeats never reach the Handler.
+func (hb *heartbeats) keep(_ context.Context, a *admission) (string, error) {
+	beat, _ := a.payload.(Heartbeat)
+	node := a.origin
 	hb.mu.Lock()
 	defer hb.mu.Unlock()
 	prev, ok := hb.latest[node]
-	if ok && env.Seq <= prev.Seq {
-		return g.dropOn(hb.m, hb.opts.Topic, pubsub.ValidationIgnore, ReasonReplay, src, author, nil)
+	if ok && a.env.Seq <= prev.Seq {
+		return ReasonReplay, fmt.Errorf("seq %d not above %d", a.env.Seq, prev.Seq)
 	}
 	if !ok && len(hb.latest) >= hb.opts.MaxNodes {
 		var stalest string
@@ -234,7 +169,6 @@ func (g *Gossip) validateHeartbeat(_ context.Context, src peer.ID, msg *pubsub.M
 		}
 		delete(hb.latest, stalest)
 	}
-	hb.latest[node] = NodeHeartbeat{Node: node, Heartbeat: beat, Sent: env.Time, Received: now, Seq: env.Seq}
-	hb.m.accept()
-	return pubsub.ValidationAccept
+	hb.latest[node] = NodeHeartbeat{Node: node, Heartbeat: beat, Sent: a.env.Time, Received: a.now, Seq: a.env.Seq}
+	return "", nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -11,11 +12,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	pubsub "github.com/libp2p/go-libp2p-pubsub"
-	pb "github.com/libp2p/go-libp2p-pubsub/pb"
-	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshward/meshward/intel"
 )
@@ -41,99 +37,37 @@ func sealReport(t testing.TB, key ed25519.PrivateKey, seq uint64, ts time.Time, 
 	return b
 }
 
-func indicatorMessage(author peer.ID, data []byte) *pubsub.Message {
-	topic := DefaultIndicatorTopic
-	return &pubsub.Message{Message: &pb.Message{From: []byte(author), Data: data, Topic: &topic}}
-}
-
-// TestIndicatorValidator runs the indicator topic's validator on every kind
-// of bad message and checks each is dropped, counted under its reason and
-// topic label, and kept from the Handler.
-func TestIndicatorValidator(t *testing.T) {
-	h, key := newTestHost(t)
-	self := h.ID()
-	_, otherKey := newKey(t)
-	otherID := must(peer.Decode(intel.NodeID(otherKey.Public().(ed25519.PublicKey))))
-	_, strangerKey := newKey(t)
-	strangerID := must(peer.Decode(intel.NodeID(strangerKey.Public().(ed25519.PublicKey))))
-
-	rec := newRecorder()
-	reg := prometheus.NewRegistry()
-	roster := rosterSet{self.String(): true, otherID.String(): true}
-	g := newTestGossip(t, h, Options{Handler: rec, Roster: roster, Registerer: reg, Indicators: &IndicatorOptions{}})
-	src := peer.ID("neighbour")
+// TestCheckPayload: each kind's payload is decoded strictly and bounded
+// before an envelope is handed on, whatever path it came by.
+func TestCheckPayload(t *testing.T) {
+	_, key := newKey(t)
 	now := time.Now()
-
-	good := sealReport(t, key, 1, now, testReport("c2.example.net"))
-	flipped := bytes.Clone(sealReport(t, key, 2, now, testReport("c2.example.net")))
-	flipped[60] ^= 1
-	invalid := testReport("c2.example.net")
-	invalid.Confidence = 101
-	unknownField, _ := intel.Seal(key, intel.KindIndicator, 4, now,
-		[]byte(`{"indicator":{"type":"domain","value":"c2.example.net"},"source":"x","confidence":1,"valid_from":"2026-01-01T00:00:00Z","action":"block"}`))
 	big := testReport("c2.example.net")
 	big.Description = strings.Repeat("d", MaxIndicatorPayload)
-
-	cases := []struct {
-		name   string
-		author peer.ID
-		data   []byte
-		want   pubsub.ValidationResult
-		reason string // "" means accepted
+	for _, c := range []struct {
+		name    string
+		kind    intel.Kind
+		payload []byte
+		want    string // "" means it passes
 	}{
-		{"valid", self, good, pubsub.ValidationAccept, ""},
-		{"payload byte flipped", self, flipped, pubsub.ValidationReject, ReasonBadSignature},
-		{"valid report of another node, published by us", self, sealReport(t, otherKey, 3, now, testReport("a.example")), pubsub.ValidationReject, ReasonAuthorMismatch},
-		{"not a member", strangerID, sealReport(t, strangerKey, 1, now, testReport("a.example")), pubsub.ValidationReject, ReasonNotMember},
-		{"garbage", self, []byte("hello"), pubsub.ValidationReject, ReasonMalformed},
-		{"invalid report", self, sealReport(t, key, 3, now, invalid), pubsub.ValidationReject, ReasonMalformed},
-		{"unknown field", self, unknownField, pubsub.ValidationReject, ReasonMalformed},
-		{"oversized report", self, sealReport(t, key, 5, now, big), pubsub.ValidationReject, ReasonOversized},
-		{"stale", self, sealReport(t, key, 6, now.Add(-time.Hour), testReport("a.example")), pubsub.ValidationIgnore, ReasonStale},
-		{"a sighting", self, seal(t, key, 7, now), pubsub.ValidationReject, ReasonUnexpectedKind},
-		{"replay", self, good, pubsub.ValidationIgnore, ReasonReplay},
-		{"valid of another member", otherID, sealReport(t, otherKey, 8, now, testReport("b.example")), pubsub.ValidationAccept, ""},
-	}
-	wantRejected := map[string]uint64{}
-	for _, c := range cases {
-		before := rec.total()
-		if got := g.validateIndicator(context.Background(), src, indicatorMessage(c.author, c.data)); got != c.want {
-			t.Errorf("%s: result %v, want %v", c.name, got, c.want)
+		{"sighting", intel.KindSighting, must(json.Marshal(testSighting("203.0.113.7"))), ""},
+		{"report", intel.KindIndicator, must(json.Marshal(testReport("c2.example.net"))), ""},
+		{"report with an unknown field", intel.KindIndicator,
+			[]byte(`{"indicator":{"type":"domain","value":"c2.example.net"},"source":"x","confidence":1,"valid_from":"2026-01-01T00:00:00Z","action":"block"}`), ReasonMalformed},
+		{"report over its bound", intel.KindIndicator, must(json.Marshal(big)), ReasonOversized},
+		{"heartbeat", intel.KindHeartbeat, []byte(`{"site":"lab"}`), ""},
+		{"heartbeat not JSON", intel.KindHeartbeat, []byte(`{`), ReasonMalformed},
+		{"heartbeat over its bound", intel.KindHeartbeat, bytes.Repeat([]byte(" "), MaxHeartbeatPayload+1), ReasonOversized},
+	} {
+		env := must(intel.Open(must(intel.Seal(key, c.kind, 1, now, c.payload))))
+		_, err := checkPayload(env)
+		got := ""
+		if err != nil {
+			got = openReason(err)
 		}
-		handled := rec.total() - before
-		if c.reason == "" {
-			if handled != 1 {
-				t.Errorf("%s: handler called %d times, want 1", c.name, handled)
-			}
-			continue
+		if got != c.want {
+			t.Errorf("%s: %q (%v), want %q", c.name, got, err, c.want)
 		}
-		if handled != 0 {
-			t.Errorf("%s: dropped message reached the handler", c.name)
-		}
-		wantRejected[c.reason]++
-	}
-	if got := g.IndicatorRejected(); !maps.Equal(got, wantRejected) {
-		t.Errorf("IndicatorRejected() = %v, want %v", got, wantRejected)
-	}
-	for reason, n := range wantRejected {
-		v := counterValue(t, reg, "meshward_gossip_rejected_total", map[string]string{"topic": DefaultIndicatorTopic, "reason": reason})
-		if uint64(v) != n {
-			t.Errorf("metric rejected{topic=%s,reason=%s} = %v, want %d", DefaultIndicatorTopic, reason, v, n)
-		}
-	}
-	if v := counterValue(t, reg, "meshward_gossip_accepted_total", map[string]string{"topic": DefaultIndicatorTopic}); v != 2 || g.IndicatorAccepted() != 2 {
-		t.Errorf("accepted: metric %v, IndicatorAccepted() %d; want 2", v, g.IndicatorAccepted())
-	}
-	if len(g.Rejected()) != 0 || g.Accepted() != 0 {
-		t.Errorf("sightings counters moved: rejected %v, accepted %d", g.Rejected(), g.Accepted())
-	}
-
-	// A report is not a sighting: the sightings topic refuses it.
-	if got := g.validate(context.Background(), src, message(self, sealReport(t, key, 9, now, testReport("c.example")))); got != pubsub.ValidationReject {
-		t.Errorf("report on the sightings topic: %v, want reject", got)
-	}
-	if g.Rejected()[ReasonUnexpectedKind] != 1 {
-		t.Errorf("sightings topic rejections %v, want one unexpected_kind", g.Rejected())
 	}
 }
 

@@ -124,37 +124,50 @@ func (m *metrics) snapshot() map[string]uint64 {
 }
 
 // tracer counts the drops GossipSub decides on its own, so that nothing on
-// our topic is dropped uncounted. Our validator's own verdicts arrive here
-// as "validation failed/ignored" and are already counted.
+// our topics is dropped uncounted; each is counted under its topic's
+// label. Our validators' own verdicts arrive here as "validation
+// failed/ignored" and are already counted.
 type tracer struct {
-	topic string
-	m     *metrics
+	topics map[string]*metrics // read-only after construction
 }
 
 var _ pubsub.RawTracer = (*tracer)(nil)
 
+func newTracer(specs ...*topicSpec) *tracer {
+	t := &tracer{topics: make(map[string]*metrics, len(specs))}
+	for _, s := range specs {
+		t.topics[s.label] = s.m
+	}
+	return t
+}
+
+// pubsubReasons maps the reasons GossipSub drops a message for to ours;
+// reasons absent here are our validators' own verdicts.
+var pubsubReasons = map[string]string{
+	pubsub.RejectMissingSignature:    ReasonPubsubSignature,
+	pubsub.RejectInvalidSignature:    ReasonPubsubSignature,
+	pubsub.RejectUnexpectedSignature: ReasonPubsubSignature,
+	pubsub.RejectUnexpectedAuthInfo:  ReasonPubsubSignature,
+	pubsub.RejectValidationQueueFull: ReasonQueueFull,
+	pubsub.RejectValidationThrottled: ReasonThrottled,
+	pubsub.RejectBlacklstedPeer:      ReasonBlacklisted,
+	pubsub.RejectBlacklistedSource:   ReasonBlacklisted,
+	pubsub.RejectSelfOrigin:          ReasonSelfOrigin,
+}
+
 func (t *tracer) RejectMessage(msg *pubsub.Message, reason string) {
-	if msg.GetTopic() != t.topic {
+	m, ok := t.topics[msg.GetTopic()]
+	if !ok {
 		return
 	}
-	switch reason {
-	case pubsub.RejectMissingSignature, pubsub.RejectInvalidSignature,
-		pubsub.RejectUnexpectedSignature, pubsub.RejectUnexpectedAuthInfo:
-		t.m.reject(ReasonPubsubSignature)
-	case pubsub.RejectValidationQueueFull:
-		t.m.reject(ReasonQueueFull)
-	case pubsub.RejectValidationThrottled:
-		t.m.reject(ReasonThrottled)
-	case pubsub.RejectBlacklstedPeer, pubsub.RejectBlacklistedSource:
-		t.m.reject(ReasonBlacklisted)
-	case pubsub.RejectSelfOrigin:
-		t.m.reject(ReasonSelfOrigin)
+	if r, ok := pubsubReasons[reason]; ok {
+		m.reject(r)
 	}
 }
 
 func (t *tracer) UndeliverableMessage(msg *pubsub.Message) {
-	if msg.GetTopic() == t.topic {
-		t.m.reject(ReasonUndeliverable)
+	if m, ok := t.topics[msg.GetTopic()]; ok {
+		m.reject(ReasonUndeliverable)
 	}
 }
 

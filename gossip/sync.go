@@ -19,6 +19,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/internal/routine"
 )
 
 // SyncProtocol is the anti-entropy stream protocol.
@@ -68,6 +69,7 @@ type syncer struct {
 	have    *holdings
 	notify  *network.NotifyBundle
 	pullSem chan struct{}
+	rg      *routine.Group // pulls and the periodic loop; owned by Gossip
 
 	pulls, pullsFailed, served, servedFailed, received, sent atomic.Uint64
 
@@ -75,7 +77,7 @@ type syncer struct {
 	closed  bool
 	pulling map[peer.ID]bool
 	serving map[peer.ID]bool
-	wg      sync.WaitGroup
+	serves  sync.WaitGroup // serve runs on the host's stream goroutines
 }
 
 func newSyncer(g *Gossip, log Log) *syncer {
@@ -90,19 +92,19 @@ func newSyncer(g *Gossip, log Log) *syncer {
 }
 
 // start serves the protocol, pulls from every peer that connects and from
-// a random peer every interval (jittered).
-func (s *syncer) start(ctx context.Context) {
+// a random peer every interval (jittered), on rg's goroutines.
+func (s *syncer) start(rg *routine.Group) {
+	s.rg = rg
+	ctx := rg.Context()
 	s.g.h.SetStreamHandler(SyncProtocol, func(st network.Stream) { s.serve(ctx, st) })
 	s.notify = &network.NotifyBundle{
-		ConnectedF: func(_ network.Network, c network.Conn) { s.trigger(ctx, c.RemotePeer()) },
+		ConnectedF: func(_ network.Network, c network.Conn) { s.trigger(c.RemotePeer()) },
 	}
 	s.g.h.Network().Notify(s.notify)
 	for _, p := range s.g.h.Network().Peers() {
-		s.trigger(ctx, p)
+		s.trigger(p)
 	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	rg.Go(func(ctx context.Context) {
 		for sleep(ctx, jitter(s.g.opts.SyncInterval)) {
 			var cands []peer.ID
 			for _, p := range s.g.h.Network().Peers() {
@@ -111,13 +113,14 @@ func (s *syncer) start(ctx context.Context) {
 				}
 			}
 			if len(cands) > 0 {
-				s.trigger(ctx, cands[rand.N(len(cands))])
+				s.trigger(cands[rand.N(len(cands))])
 			}
 		}
-	}()
+	})
 }
 
-// close stops new sessions and waits for running ones; ctx must be done.
+// close stops serving and waits for sessions being served; the pulls end
+// with the routine group, which must be closed first.
 func (s *syncer) close() {
 	s.mu.Lock()
 	s.closed = true
@@ -126,27 +129,25 @@ func (s *syncer) close() {
 	if s.notify != nil {
 		s.g.h.Network().StopNotify(s.notify)
 	}
-	s.wg.Wait()
+	s.serves.Wait()
 }
 
 // trigger starts a pull from p unless one is running.
-func (s *syncer) trigger(ctx context.Context, p peer.ID) {
+func (s *syncer) trigger(p peer.ID) {
 	if p == s.g.h.ID() {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.pulling[p] || ctx.Err() != nil {
+	if s.closed || s.pulling[p] {
 		return
 	}
 	s.pulling[p] = true
-	s.wg.Add(1)
-	go func() {
+	started := s.rg.Go(func(ctx context.Context) {
 		defer func() {
 			s.mu.Lock()
 			delete(s.pulling, p)
 			s.mu.Unlock()
-			s.wg.Done()
 		}()
 		select {
 		case s.pullSem <- struct{}{}:
@@ -166,7 +167,10 @@ func (s *syncer) trigger(ctx context.Context, p peer.ID) {
 				return
 			}
 		}
-	}()
+	})
+	if !started {
+		delete(s.pulling, p)
+	}
 }
 
 // Sync runs one anti-entropy session pulling from p now, and returns how
@@ -229,7 +233,7 @@ func (s *syncer) pull(ctx context.Context, p peer.ID) (int, error) {
 	for {
 		raw, err := readFrame(r, intel.MaxEnvelopeSize)
 		if errors.Is(err, errFrameTooBig) {
-			s.g.syncM.reject(ReasonOversized)
+			s.g.dropped(s.g.syncSpec, ReasonOversized, p, "", err)
 			st.Reset()
 			return n, fmt.Errorf("envelope %d: %w", n+1, err)
 		}
@@ -245,58 +249,8 @@ func (s *syncer) pull(ctx context.Context, p peer.ID) (int, error) {
 			return n, fmt.Errorf("peer sent more than the %d envelopes asked for", s.g.opts.SyncMaxSession)
 		}
 		s.received.Add(1)
-		s.accept(ctx, raw, p)
+		s.g.admit(ctx, s.g.syncSpec, raw, p, "")
 	}
-}
-
-// accept verifies one envelope received by anti-entropy and hands it to the
-// Handler: the gossip validator's checks, except that an old timestamp is
-// fine (catching up on old envelopes is the point) while one from the
-// future is not. It reports whether the Handler took it.
-func (s *syncer) accept(ctx context.Context, raw []byte, from peer.ID) bool {
-	g := s.g
-	m := g.syncM
-	env, err := intel.Open(raw)
-	if err != nil {
-		return g.dropSync(m, openReason(err), from, "", err)
-	}
-	origin := env.OriginID()
-	if g.opts.Roster != nil && !g.opts.Roster.IsMember(origin) {
-		return g.dropSync(m, ReasonNotMember, from, origin, nil)
-	}
-	now := g.now()
-	if ahead := env.Time.Sub(now); ahead > g.opts.MaxClockSkew {
-		return g.dropSync(m, ReasonStale, from, origin, fmt.Errorf("timestamp %s ahead", ahead.Round(time.Millisecond)))
-	}
-	if !g.syncAccepts(env.Kind) {
-		return g.dropSync(m, ReasonUnexpectedKind, from, origin, fmt.Errorf("kind %s", env.Kind))
-	}
-	if err := checkPayload(env); err != nil {
-		return g.dropSync(m, openReason(err), from, origin, err)
-	}
-	if s.have.contains(origin, env.Seq) {
-		return g.dropSync(m, ReasonReplay, from, origin, fmt.Errorf("seq %d held", env.Seq))
-	}
-	key := replayKey(env.Origin, env.Seq)
-	if !g.replay.reserve(key, now.Add(g.opts.MaxClockSkew), now) {
-		return g.dropSync(m, ReasonReplay, from, origin, fmt.Errorf("seq %d seen before", env.Seq))
-	}
-	hctx, cancel := context.WithTimeout(ctx, g.opts.HandlerTimeout)
-	err = g.opts.Handler.HandleEnvelope(hctx, env, from)
-	cancel()
-	if err != nil {
-		g.replay.release(key)
-		return g.dropSync(m, ReasonHandlerError, from, origin, err)
-	}
-	s.have.add(origin, env.Seq)
-	m.accept()
-	return true
-}
-
-func (g *Gossip) dropSync(m *metrics, reason string, from peer.ID, origin string, err error) bool {
-	m.reject(reason)
-	g.opts.Logger.Debug("anti-entropy envelope dropped", "reason", reason, "origin", origin, "via", from, "err", err)
-	return false
 }
 
 // serve answers one pull: it reads the peer's summary and streams back what
@@ -311,13 +265,13 @@ func (s *syncer) serve(ctx context.Context, st network.Stream) {
 		return
 	}
 	s.serving[p] = true
-	s.wg.Add(1)
+	s.serves.Add(1)
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		delete(s.serving, p)
 		s.mu.Unlock()
-		s.wg.Done()
+		s.serves.Done()
 	}()
 	if err := s.serveStream(ctx, st); err != nil {
 		st.Reset()
@@ -439,7 +393,7 @@ func (g *Gossip) SyncStats() SyncStats {
 }
 
 // SyncRejected returns the envelopes anti-entropy dropped, by reason.
-func (g *Gossip) SyncRejected() map[string]uint64 { return g.syncM.snapshot() }
+func (g *Gossip) SyncRejected() map[string]uint64 { return g.syncSpec.m.snapshot() }
 
 // SyncAccepted returns how many envelopes anti-entropy handed to the Handler.
-func (g *Gossip) SyncAccepted() uint64 { return g.syncM.acceptedN.Load() }
+func (g *Gossip) SyncAccepted() uint64 { return g.syncSpec.m.acceptedN.Load() }
