@@ -1,6 +1,8 @@
 // Command meshward is the single Meshward binary: `meshward agent` runs a
 // node, `meshward testnet` runs a local mesh; further subcommands are the
-// operator's admin CLI.
+// operator's admin CLI, `meshward <noun> <verb>`, each noun in its own
+// cli_<noun>.go and all of them clients of a node's admin API through the
+// flags, output and helpers of cli_client.go.
 package main
 
 import (
