@@ -1,0 +1,214 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshward/meshward/consensus"
+	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/store"
+)
+
+// fakeSightings holds sightings and answers SightingsFor like the store:
+// the records of ind last seen at or after since.
+type fakeSightings struct {
+	recs []store.SightingRecord
+	err  error
+}
+
+func (f *fakeSightings) SightingsFor(ind intel.Indicator, since time.Time) ([]store.SightingRecord, error) {
+	var out []store.SightingRecord
+	for _, r := range f.recs {
+		if r.Sighting.Indicator == ind && !r.Sighting.LastSeen.Before(since) {
+			out = append(out, r)
+		}
+	}
+	return out, f.err
+}
+
+type fakeMesh struct {
+	members  map[string]bool
+	policies map[string]bool
+}
+
+func (f *fakeMesh) IsMember(id string) bool { return f.members[id] }
+func (f *fakeMesh) Policy(id string, _ time.Time) (intel.Policy, bool) {
+	return intel.Policy{ID: id}, f.policies[id]
+}
+
+// fakeProposer records proposals; with block set it holds each until
+// block is closed.
+type fakeProposer struct {
+	mu    sync.Mutex
+	got   []consensus.Command
+	err   error
+	block chan struct{}
+}
+
+func (f *fakeProposer) Propose(ctx context.Context, cmd consensus.Command) error {
+	f.mu.Lock()
+	f.got = append(f.got, cmd)
+	f.mu.Unlock()
+	if f.block != nil {
+		select {
+		case <-f.block:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return f.err
+}
+
+func (f *fakeProposer) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.got)
+}
+
+func TestCorroborationRule(t *testing.T) {
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	ind := intel.IndicatorFromAddr(netip.MustParseAddr("203.0.113.5"))
+	other := intel.IndicatorFromAddr(netip.MustParseAddr("203.0.113.6"))
+	rule := CorroborationConfig{MinNodes: 2, Window: 10 * time.Minute, BlockTTL: time.Hour}
+	seen := func(origin string, ago time.Duration, what intel.Indicator) store.SightingRecord {
+		return store.SightingRecord{Origin: origin, Seq: 1, Received: now.Add(-ago),
+			Sighting: intel.Sighting{Indicator: what, Detector: "ssh-bruteforce", LastSeen: now.Add(-ago)}}
+	}
+	members := map[string]bool{"a": true, "b": true, "c": true}
+	for _, tc := range []struct {
+		name     string
+		recs     []store.SightingRecord
+		blocked  bool
+		want     bool
+		evidence []string
+	}{
+		{name: "two members within the window", recs: []store.SightingRecord{seen("a", time.Minute, ind), seen("b", 2*time.Minute, ind)},
+			want: true, evidence: []string{"a", "b"}},
+		{name: "one member", recs: []store.SightingRecord{seen("a", time.Minute, ind)}},
+		{name: "duplicates from one member count once", recs: []store.SightingRecord{seen("a", time.Minute, ind), seen("a", 2*time.Minute, ind), seen("a", 3*time.Minute, ind)}},
+		{name: "non-members are ignored", recs: []store.SightingRecord{seen("a", time.Minute, ind), seen("stranger", time.Minute, ind)}},
+		{name: "a sighting just outside the window does not count", recs: []store.SightingRecord{seen("a", time.Minute, ind), seen("b", 10*time.Minute+time.Nanosecond, ind)}},
+		{name: "a sighting on the window's edge counts", recs: []store.SightingRecord{seen("a", time.Minute, ind), seen("b", 10*time.Minute, ind)},
+			want: true, evidence: []string{"a", "b"}},
+		{name: "another indicator's sightings do not count", recs: []store.SightingRecord{seen("a", time.Minute, ind), seen("b", time.Minute, other)}},
+		{name: "three members, evidence sorted", recs: []store.SightingRecord{seen("c", time.Minute, ind), seen("a", time.Minute, ind), seen("b", time.Minute, ind)},
+			want: true, evidence: []string{"a", "b", "c"}},
+		{name: "already blocked mesh-wide", recs: []store.SightingRecord{seen("a", time.Minute, ind), seen("b", time.Minute, ind)}, blocked: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mesh := &fakeMesh{members: members, policies: map[string]bool{}}
+			if tc.blocked {
+				mesh.policies[intel.PolicyID(intel.ActionBlock, ind)] = true
+			}
+			c := newCorroborator("self", rule, &fakeSightings{recs: tc.recs}, mesh, &fakeProposer{},
+				func() time.Time { return now }, slog.New(slog.DiscardHandler), &counters{})
+			p, ok, err := c.decide(ind, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok != tc.want {
+				t.Fatalf("propose = %v, want %v", ok, tc.want)
+			}
+			if !ok {
+				return
+			}
+			var origins []string
+			for _, e := range p.Evidence {
+				origins = append(origins, e.Origin)
+			}
+			if len(origins) != len(tc.evidence) {
+				t.Fatalf("evidence from %v, want %v", origins, tc.evidence)
+			}
+			for i := range origins {
+				if origins[i] != tc.evidence[i] {
+					t.Fatalf("evidence from %v, want %v", origins, tc.evidence)
+				}
+			}
+			if p.Action != intel.ActionBlock || p.Indicator != ind || p.Author != "self" || !p.CreatedAt.Equal(now) || !p.ExpiresAt.Equal(now.Add(rule.BlockTTL)) {
+				t.Errorf("policy %+v", p)
+			}
+		})
+	}
+}
+
+// One proposal per indicator at a time: evaluations while it is under
+// way propose nothing; after it ends, the next evaluation may.
+func TestCorroboratorInflightDedupe(t *testing.T) {
+	now := time.Now()
+	ind := intel.IndicatorFromAddr(netip.MustParseAddr("203.0.113.8"))
+	recs := []store.SightingRecord{
+		{Origin: "a", Sighting: intel.Sighting{Indicator: ind, Detector: "d", LastSeen: now}},
+		{Origin: "b", Sighting: intel.Sighting{Indicator: ind, Detector: "d", LastSeen: now}},
+	}
+	prop := &fakeProposer{block: make(chan struct{})}
+	st := &counters{}
+	c := newCorroborator("self", CorroborationConfig{MinNodes: 2, Window: time.Hour, BlockTTL: time.Hour},
+		&fakeSightings{recs: recs}, &fakeMesh{members: map[string]bool{"a": true, "b": true}}, prop,
+		time.Now, slog.New(slog.DiscardHandler), st)
+	p, ok := c.evaluate(ind)
+	if !ok {
+		t.Fatal("no proposal")
+	}
+	done := make(chan struct{})
+	go func() { c.propose(context.Background(), p); close(done) }()
+	for range 3 {
+		if _, ok := c.evaluate(ind); ok {
+			t.Fatal("a second proposal while the first is under way")
+		}
+	}
+	close(prop.block)
+	<-done
+	if _, ok := c.evaluate(ind); !ok {
+		t.Fatal("no proposal after the first one ended")
+	}
+	if got := st.proposals.Load(); got != 2 {
+		t.Errorf("proposals counted %d, want 2", got)
+	}
+}
+
+// A proposal refused by a protected range or an allow policy is counted
+// as refused; other failures as errors.
+func TestCorroboratorCountsRefusals(t *testing.T) {
+	ind := intel.IndicatorFromAddr(netip.MustParseAddr("203.0.113.9"))
+	for _, tc := range []struct {
+		err              error
+		refused, errored uint64
+	}{
+		{err: consensus.ErrProtected, refused: 1},
+		{err: consensus.ErrAllowed, refused: 1},
+		{err: errors.New("no quorum"), errored: 1},
+		{err: nil},
+	} {
+		st := &counters{}
+		prop := &fakeProposer{err: tc.err}
+		c := newCorroborator("self", CorroborationConfig{MinNodes: 1, Window: time.Hour, BlockTTL: time.Hour},
+			&fakeSightings{}, &fakeMesh{}, prop, time.Now, slog.New(slog.DiscardHandler), st)
+		c.inflight[ind.Key()] = true
+		c.propose(context.Background(), intel.NewPolicy(intel.ActionBlock, ind, "r", "self", time.Now(), time.Hour))
+		if st.refused.Load() != tc.refused || st.propErrs.Load() != tc.errored || prop.count() != 1 {
+			t.Errorf("err %v: refused %d errors %d proposals %d", tc.err, st.refused.Load(), st.propErrs.Load(), prop.count())
+		}
+		if c.inflight[ind.Key()] {
+			t.Errorf("err %v: indicator still in flight after the proposal ended", tc.err)
+		}
+	}
+}
+
+// A full evaluation queue drops and counts instead of blocking.
+func TestCorroboratorQueueFullIsCounted(t *testing.T) {
+	st := &counters{}
+	c := newCorroborator("self", CorroborationConfig{MinNodes: 1}, &fakeSightings{}, &fakeMesh{}, &fakeProposer{},
+		time.Now, slog.New(slog.DiscardHandler), st)
+	ind := intel.IndicatorFromAddr(netip.MustParseAddr("203.0.113.10"))
+	for range evalQueueSize + 3 {
+		c.enqueue(ind)
+	}
+	if got := st.evalDrops.Load(); got != 3 {
+		t.Errorf("dropped %d, want 3", got)
+	}
+}
