@@ -51,8 +51,17 @@ func NewDryRun(logger *slog.Logger) *DryRun {
 	return &DryRun{log: logger, blocked: make(map[string]intel.Policy)}
 }
 
+// DryRunName is the dry-run backend's name, and its name in the registry.
+const DryRunName = "dry-run"
+
+func init() {
+	Register(DryRunName, func(_ Config, deps Deps) ([]Backend, error) {
+		return []Backend{NewDryRun(deps.Logger.With("part", DryRunName))}, nil
+	})
+}
+
 // Name implements Backend.
-func (d *DryRun) Name() string { return "dry-run" }
+func (d *DryRun) Name() string { return DryRunName }
 
 // Current implements Backend.
 func (d *DryRun) Current(ctx context.Context) (map[string]intel.Indicator, error) {

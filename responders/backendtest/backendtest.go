@@ -1,5 +1,7 @@
 // Package backendtest is the conformance suite every responders.Backend
 // must pass. A backend's tests call Run with a fresh, empty instance.
+// Register puts a test's own factory in the backend registry for the
+// length of one test.
 //
 // It only reads and writes through the Backend interface, so it runs as
 // well against a dry run as against a firewall in a network namespace.
@@ -127,4 +129,12 @@ func absentLike(ind intel.Indicator) intel.Indicator {
 		intel.Domain: "absent.example.org",
 	}[ind.Type]
 	return intel.Indicator{Type: ind.Type, Value: v}
+}
+
+// Register registers f under name in the responders registry until t
+// ends, when the previous registration (or none) is restored. A nil f
+// removes the registration for that time.
+func Register(t testing.TB, name string, f responders.Factory) {
+	t.Helper()
+	t.Cleanup(responders.Override(name, f))
 }

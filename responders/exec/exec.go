@@ -76,7 +76,7 @@ func New(cfg Config) (*Command, error) {
 		return nil, errors.New("exec backend: Add command is required")
 	}
 	if cfg.Name == "" {
-		cfg.Name = "exec"
+		cfg.Name = responders.DefaultExecName
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
