@@ -19,6 +19,14 @@
 //     detection acknowledgements;
 //   - durable delivery queues (Queue), e.g. for webhook events.
 //
+// Every read that walks keys is one scan (scan.go), and every prune one
+// batched walk that deletes what it selects, so that iteration, batching
+// and resumption are written once for every family.
+//
+// Open starts nothing; Start runs the value-log collector until its
+// context ends or Close, which waits for it and for operations in flight.
+// Config is the node's YAML section "store" (retention).
+//
 // Every write is one Badger transaction, except bulk work that may not fit
 // in one (DeleteRange, Prune, an oversized StoreLogs batch), which is split
 // in an order that leaves the store consistent if interrupted. By default

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/meshward/meshward/internal/routine"
 )
 
 // Errors callers branch on.
@@ -50,7 +52,8 @@ type Options struct {
 	InMemory bool
 	// SyncWrites fsyncs every commit before it returns (true in
 	// DefaultOptions). Without it a commit survives a process crash but
-	// not a power loss.
+	// not a power loss: a store that acknowledges writes (envelopes, the
+	// raft log) must keep it on.
 	SyncWrites bool
 	// Logger receives Badger's messages (its info messages at debug
 	// level) and the store's own. nil discards them.
@@ -61,8 +64,8 @@ type Options struct {
 	// frequent flushes.
 	MemTableSize int64
 	// GCInterval is how often the value log is garbage-collected; zero
-	// means DefaultGCInterval, negative disables the collector. It never
-	// runs in memory.
+	// means DefaultGCInterval, negative disables the collector. It runs
+	// from Start to Close, never in memory.
 	GCInterval time.Duration
 }
 
@@ -88,14 +91,17 @@ type Store struct {
 	closed bool
 	ops    sync.WaitGroup
 
-	cancel    context.CancelFunc
-	bg        sync.WaitGroup
+	// gcInterval is how often Start's collector runs; 0 never.
+	gcInterval time.Duration
+	bgMu       sync.Mutex
+	bg         *routine.Group // the value-log collector, once started
+
 	closeOnce sync.Once
 	closeErr  error
 }
 
-// Open opens (creating if needed) the store described by opts and starts
-// its value-log collector.
+// Open opens (creating if needed) the store described by opts. It starts
+// no goroutine of its own: Start runs the value-log collector.
 func Open(opts Options) (*Store, error) {
 	log := opts.Logger
 	if log == nil {
@@ -140,22 +146,41 @@ func Open(opts Options) (*Store, error) {
 	}
 	s := &Store{db: db, log: log}
 	s.raw = &RaftStore{s: s}
-
-	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
-	interval := opts.GCInterval
-	if interval == 0 {
-		interval = DefaultGCInterval
+	s.gcInterval = opts.GCInterval
+	if s.gcInterval == 0 {
+		s.gcInterval = DefaultGCInterval
 	}
-	if !opts.InMemory && interval > 0 {
-		s.bg.Add(1)
-		go func() {
-			defer s.bg.Done()
-			s.gcLoop(ctx, interval)
-		}()
+	if opts.InMemory || s.gcInterval < 0 {
+		s.gcInterval = 0
 	}
 	return s, nil
 }
+
+// Start runs the value-log collector (Options.GCInterval) until ctx ends
+// or Close. It does nothing in memory, when the collector is disabled,
+// after Close, or when already started.
+func (s *Store) Start(ctx context.Context) {
+	if s.gcInterval == 0 {
+		return
+	}
+	s.bgMu.Lock()
+	defer s.bgMu.Unlock()
+	if s.bg != nil || s.isClosed() {
+		return
+	}
+	s.bg = routine.New(ctx)
+	s.bg.Go(func(ctx context.Context) { s.gcLoop(ctx, s.gcInterval) })
+}
+
+func (s *Store) isClosed() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.closed
+}
+
+// SyncWrites reports whether every commit is synced to disk before it
+// returns, as Badger was opened. Callers that acknowledge writes assert it.
+func (s *Store) SyncWrites() bool { return s.db.Opts().SyncWrites }
 
 // Close stops the value-log collector, waits for operations in flight and
 // closes the database. It is idempotent; later calls return the first
@@ -163,11 +188,15 @@ func Open(opts Options) (*Store, error) {
 // down before closing the store that holds its log.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		s.cancel()
-		s.bg.Wait()
+		s.bgMu.Lock()
 		s.mu.Lock()
 		s.closed = true
 		s.mu.Unlock()
+		bg := s.bg
+		s.bgMu.Unlock()
+		if bg != nil {
+			bg.Close()
+		}
 		s.ops.Wait()
 		if err := s.db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("close store: %w", err)
