@@ -37,34 +37,73 @@ type OutputStats struct {
 	Failed  uint64 // failed sink writes
 }
 
-// Output fans events out to sinks from a bounded queue.
+// Starter is implemented by a sink that runs in the background (the
+// webhook's delivery loop): Output.Start starts it with its own context.
+type Starter interface {
+	Start(ctx context.Context)
+}
+
+// Output fans events out to sinks from a bounded queue. Nothing is
+// delivered until Start; Close drains the queue and waits.
 type Output struct {
 	sinks []Sink
 	log   *slog.Logger
 	queue chan Event
 
-	mu     sync.RWMutex
-	closed bool
-	cancel context.CancelFunc
-	done   chan struct{}
-	once   sync.Once
+	mu      sync.RWMutex
+	started bool
+	closed  bool               // intake stopped, queue closed
+	abort   context.CancelFunc // cuts the writes of the drain short
+	done    chan struct{}      // closed when run returns
+	once    sync.Once
 
 	emitted, dropped, written, failed atomic.Uint64
 }
 
-// NewOutput starts an output that delivers to sinks. queueSize <= 0 means
-// DefaultQueueSize; a nil logger discards.
-func NewOutput(sinks []Sink, queueSize int, logger *slog.Logger) *Output {
+// New returns an output that will deliver to sinks. queueSize <= 0 means
+// DefaultQueueSize; a nil logger discards. Events emitted before Start
+// wait in the queue.
+func New(sinks []Sink, queueSize int, logger *slog.Logger) *Output {
 	if queueSize <= 0 {
 		queueSize = DefaultQueueSize
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	o := &Output{sinks: sinks, log: logger, queue: make(chan Event, queueSize), cancel: cancel, done: make(chan struct{})}
-	go o.run(ctx)
+	return &Output{sinks: sinks, log: logger, queue: make(chan Event, queueSize), done: make(chan struct{})}
+}
+
+// NewOutput returns an output that is already delivering, as New followed
+// by Start on a context that never ends.
+//
+// Deprecated: use New and Start, so that the delivery goroutine belongs to
+// the caller's context.
+func NewOutput(sinks []Sink, queueSize int, logger *slog.Logger) *Output {
+	o := New(sinks, queueSize, logger)
+	o.Start(context.Background())
 	return o
+}
+
+// Start starts delivery, and every sink that implements Starter, under
+// ctx. When ctx ends, intake stops and what is queued is still written
+// (each write bounded by its own timeout), as Close would; Close waits for
+// it. Calling Start again, or after Close, does nothing.
+func (o *Output) Start(ctx context.Context) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.started || o.closed {
+		return
+	}
+	o.started = true
+	for _, s := range o.sinks {
+		if st, ok := s.(Starter); ok {
+			st.Start(ctx)
+		}
+	}
+	// The drain outlives ctx: only Close's own deadline cuts it short.
+	wctx, abort := context.WithCancel(context.WithoutCancel(ctx))
+	o.abort = abort
+	go o.run(ctx, wctx)
 }
 
 // Emit queues e without blocking; it reports false, and counts a drop,
@@ -91,12 +130,24 @@ func (o *Output) Stats() OutputStats {
 	return OutputStats{Emitted: o.emitted.Load(), Dropped: o.dropped.Load(), Written: o.written.Load(), Failed: o.failed.Load()}
 }
 
-func (o *Output) run(ctx context.Context) {
+// stopIntake closes the queue once; run drains it and returns.
+func (o *Output) stopIntake() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.closed {
+		o.closed = true
+		close(o.queue)
+	}
+}
+
+func (o *Output) run(ctx, wctx context.Context) {
 	defer close(o.done)
+	stop := context.AfterFunc(ctx, o.stopIntake)
+	defer stop()
 	for e := range o.queue {
 		for _, s := range o.sinks {
-			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			err := s.Write(wctx, e)
+			tctx, cancel := context.WithTimeout(wctx, 5*time.Second)
+			err := s.Write(tctx, e)
 			cancel()
 			if err != nil {
 				o.failed.Add(1)
@@ -114,17 +165,19 @@ func (o *Output) run(ctx context.Context) {
 func (o *Output) Close(ctx context.Context) error {
 	var errs []error
 	o.once.Do(func() {
-		o.mu.Lock()
-		o.closed = true
-		close(o.queue)
-		o.mu.Unlock()
-		select {
-		case <-o.done:
-		case <-ctx.Done():
-			o.cancel()
-			<-o.done
+		o.stopIntake()
+		o.mu.RLock()
+		started, abort := o.started, o.abort
+		o.mu.RUnlock()
+		if started {
+			select {
+			case <-o.done:
+			case <-ctx.Done():
+				abort()
+				<-o.done
+			}
+			abort()
 		}
-		o.cancel()
 		for _, s := range o.sinks {
 			if err := s.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("close sink %s: %w", s.Name(), err))

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -133,7 +134,8 @@ func TestSyslogUDP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	out := siem.NewOutput([]siem.Sink{newSyslog(t, "udp", pc.LocalAddr().String())}, 0, nil)
+	out := siem.New([]siem.Sink{newSyslog(t, "udp", pc.LocalAddr().String())}, 0, nil)
+	out.Start(t.Context())
 	e := testEvent()
 	if !out.Emit(e) {
 		t.Fatal("Emit refused")
@@ -185,7 +187,8 @@ func TestSyslogTCP(t *testing.T) {
 			msgs <- string(b)
 		}
 	}()
-	out := siem.NewOutput([]siem.Sink{newSyslog(t, "tcp", ln.Addr().String())}, 0, nil)
+	out := siem.New([]siem.Sink{newSyslog(t, "tcp", ln.Addr().String())}, 0, nil)
+	out.Start(t.Context())
 	defer out.Close(t.Context())
 	e1, e2 := testEvent(), testEvent()
 	out.Emit(e1)
@@ -206,7 +209,8 @@ func TestJSONLines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := siem.NewOutput([]siem.Sink{sink}, 0, nil)
+	out := siem.New([]siem.Sink{sink}, 0, nil)
+	out.Start(t.Context())
 	ind, _ := intel.NewIndicator(intel.Domain, "bad.example.com")
 	p := intel.NewPolicy(intel.ActionBlock, ind, "phishing", "operator:ann", time.Now(), time.Hour)
 	events := []siem.Event{
@@ -246,7 +250,8 @@ func TestJSONLines(t *testing.T) {
 
 func TestEmitDropsWhenFull(t *testing.T) {
 	block := make(chan struct{})
-	out := siem.NewOutput([]siem.Sink{blockingSink{block}}, 1, nil)
+	out := siem.New([]siem.Sink{blockingSink{block}}, 1, nil)
+	out.Start(t.Context())
 	n := 0
 	for range 10 {
 		if out.Emit(testEvent()) {
@@ -272,3 +277,95 @@ func (b blockingSink) Write(ctx context.Context, e siem.Event) error {
 	return nil
 }
 func (b blockingSink) Close() error { return nil }
+
+// memSink records what it is given.
+type memSink struct {
+	mu     sync.Mutex
+	ids    []string
+	closed bool
+}
+
+func (m *memSink) Name() string { return "mem" }
+func (m *memSink) Write(_ context.Context, e siem.Event) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.ids = append(m.ids, e.ID)
+	return nil
+}
+func (m *memSink) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	return nil
+}
+func (m *memSink) count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.ids)
+}
+
+// startedSink records the context it was started with.
+type startedSink struct {
+	memSink
+	ctx chan context.Context
+}
+
+func (s *startedSink) Start(ctx context.Context) { s.ctx <- ctx }
+
+var _ siem.Starter = (*startedSink)(nil)
+
+// Nothing is written before Start; what waited is written after it, and
+// the end of Start's context stops intake and drains the queue.
+func TestStartAndContextEnd(t *testing.T) {
+	sink := &startedSink{ctx: make(chan context.Context, 1)}
+	out := siem.New([]siem.Sink{sink}, 0, nil)
+	for range 3 {
+		out.Emit(testEvent())
+	}
+	if sink.count() != 0 {
+		t.Fatal("written before Start")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	out.Start(ctx)
+	out.Start(ctx) // idempotent
+	select {
+	case got := <-sink.ctx:
+		if got != ctx {
+			t.Error("the sink was started with another context")
+		}
+	default:
+		t.Fatal("Start did not start the sink")
+	}
+	cancel()
+	deadline := time.Now().Add(30 * time.Second)
+	for out.Emit(testEvent()) {
+		if time.Now().After(deadline) {
+			t.Fatal("intake still open after the context ended")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := out.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	st := out.Stats()
+	if sink.count() != int(st.Emitted) || st.Written != st.Emitted || st.Emitted < 3 {
+		t.Errorf("wrote %d of %+v", sink.count(), st)
+	}
+	if !sink.closed {
+		t.Error("sink not closed")
+	}
+}
+
+// Close without Start neither hangs nor writes; it closes the sinks.
+func TestCloseWithoutStart(t *testing.T) {
+	sink := &memSink{}
+	out := siem.New([]siem.Sink{sink}, 0, nil)
+	out.Emit(testEvent())
+	if err := out.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	out.Start(t.Context()) // after Close: nothing
+	if sink.count() != 0 || !sink.closed {
+		t.Errorf("wrote %d, closed %v", sink.count(), sink.closed)
+	}
+}

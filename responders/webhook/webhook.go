@@ -30,6 +30,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meshward/meshward/internal/routine"
 	"github.com/meshward/meshward/responders/siem"
 )
 
@@ -100,23 +101,28 @@ type Stats struct {
 	Errors    uint64 // queue errors
 }
 
-// Webhook is a siem.Sink that queues events durably and delivers them in
-// the background until Close.
+// Webhook is a siem.Sink that queues events durably and, from Start
+// until Close, delivers them in the background.
 type Webhook struct {
 	cfg   Config
 	queue Queue
 	wake  chan struct{}
 
-	cancel context.CancelFunc
-	done   chan struct{}
-	once   sync.Once
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	group   *routine.Group // the delivery loop, from Start
 
 	queued, delivered, retries, rejected, qerrs atomic.Uint64
 }
 
-var _ siem.Sink = (*Webhook)(nil)
+var (
+	_ siem.Sink    = (*Webhook)(nil)
+	_ siem.Starter = (*Webhook)(nil)
+)
 
-// New starts delivering what q holds to cfg.URL. Events queued by an
+// New validates cfg and returns a webhook that queues into q. Delivery
+// begins with Start (siem.Output.Start calls it); events queued by an
 // earlier run are sent first.
 func New(cfg Config, q Queue) (*Webhook, error) {
 	if err := cfg.validate(); err != nil {
@@ -125,10 +131,20 @@ func New(cfg Config, q Queue) (*Webhook, error) {
 	if q == nil {
 		return nil, errors.New("webhook: queue is nil")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	w := &Webhook{cfg: cfg, queue: q, wake: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
-	go w.run(ctx)
-	return w, nil
+	return &Webhook{cfg: cfg, queue: q, wake: make(chan struct{}, 1)}, nil
+}
+
+// Start delivers what the queue holds, in the background, until ctx ends
+// or Close is called. Calling it again, or after Close, does nothing.
+func (w *Webhook) Start(ctx context.Context) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.started || w.closed {
+		return
+	}
+	w.started = true
+	w.group = routine.New(ctx)
+	w.group.Go(w.run)
 }
 
 // Name implements siem.Sink.
@@ -168,12 +184,15 @@ func (w *Webhook) Stats() Stats {
 }
 
 // Close stops delivery, waiting for a request in flight (whose outcome is
-// recorded). Undelivered events stay queued. Idempotent.
+// recorded). Undelivered events stay queued. Idempotent; always nil.
 func (w *Webhook) Close() error {
-	w.once.Do(func() {
-		w.cancel()
-		<-w.done
-	})
+	w.mu.Lock()
+	w.closed = true
+	g := w.group
+	w.mu.Unlock()
+	if g != nil {
+		g.Close()
+	}
 	return nil
 }
 
@@ -192,7 +211,6 @@ func Verify(secret, body []byte, sig string) bool {
 const peekBatch = 64
 
 func (w *Webhook) run(ctx context.Context) {
-	defer close(w.done)
 	backoff := time.Duration(0)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()

@@ -1,6 +1,7 @@
 package webhook_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -77,6 +78,15 @@ func newHook(t *testing.T, s *store.Store, url string) *webhook.Webhook {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { w.Close() })
+	return w
+}
+
+// startHook is newHook, delivering until the test ends or Close.
+func startHook(t *testing.T, s *store.Store, url string) *webhook.Webhook {
+	t.Helper()
+	w := newHook(t, s, url)
+	w.Start(t.Context())
 	return w
 }
 
@@ -107,7 +117,7 @@ func TestDeliveryAcrossOutageAndRestart(t *testing.T) {
 	dir := t.TempDir()
 
 	s := openStore(t, dir)
-	w := newHook(t, s, srv.URL)
+	w := startHook(t, s, srv.URL)
 	var want []string
 	for i := range 20 {
 		e := event(i)
@@ -133,7 +143,7 @@ func TestDeliveryAcrossOutageAndRestart(t *testing.T) {
 	// Restart: a new store handle on the same directory.
 	s = openStore(t, dir)
 	defer s.Close()
-	w = newHook(t, s, srv.URL)
+	w = startHook(t, s, srv.URL)
 	defer w.Close()
 	for i := 20; i < 30; i++ {
 		e := event(i)
@@ -187,7 +197,7 @@ func TestRejectedEventIsDroppedAndCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	w := newHook(t, s, srv.URL)
+	w := startHook(t, s, srv.URL)
 	defer w.Close()
 	w.Write(t.Context(), event(1))
 	w.Write(t.Context(), event(2))
@@ -251,5 +261,36 @@ func TestConfigValidation(t *testing.T) {
 		if _, err := webhook.New(c, q); err == nil {
 			t.Errorf("config %+v accepted", c)
 		}
+	}
+}
+
+// A webhook delivers nothing until Start; what it queued before is
+// delivered by the next one started on the same store.
+func TestDeliveryWaitsForStart(t *testing.T) {
+	rcv := &receiver{got: map[string]int{}}
+	srv := httptest.NewServer(rcv)
+	defer srv.Close()
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	w := newHook(t, s, srv.URL)
+	for i := range 3 {
+		if err := w.Write(t.Context(), event(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w.Start(t.Context()) // after Close: nothing
+	if n := rcv.count(); n != 0 {
+		t.Fatalf("%d deliveries without Start", n)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	w = newHook(t, s, srv.URL)
+	w.Start(ctx)
+	waitFor(t, "the queued events", func() bool { return rcv.count() == 3 })
+	cancel() // the context's end stops delivery; Close still waits
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
