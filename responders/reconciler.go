@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/internal/routine"
 )
 
 // StateSource supplies the inputs of Desired. Its methods are called once
@@ -70,8 +71,7 @@ type Reconciler struct {
 	mu      sync.Mutex
 	started bool
 	closed  bool
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	group   *routine.Group // the loop, from Start
 
 	passes, failures, added, removed atomic.Uint64
 	perBackend                       []backendCounters // parallel to backends
@@ -135,12 +135,8 @@ func (r *Reconciler) Start(ctx context.Context) {
 		return
 	}
 	r.started = true
-	ctx, r.cancel = context.WithCancel(ctx)
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		r.loop(ctx)
-	}()
+	r.group = routine.New(ctx)
+	r.group.Go(r.loop)
 }
 
 // Close stops the loop and waits for it, including a pass in progress
@@ -148,11 +144,11 @@ func (r *Reconciler) Start(ctx context.Context) {
 func (r *Reconciler) Close() error {
 	r.mu.Lock()
 	r.closed = true
-	if r.cancel != nil {
-		r.cancel()
-	}
+	g := r.group
 	r.mu.Unlock()
-	r.wg.Wait()
+	if g != nil {
+		g.Close()
+	}
 	return nil
 }
 
