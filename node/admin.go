@@ -176,7 +176,7 @@ func (a policyAPI) DeleteLocalDecision(_ context.Context, id string) error {
 		}
 		return fmt.Errorf("delete local decision: %w", err)
 	}
-	a.n.recon.Trigger()
+	a.n.reconciler().Trigger()
 	return nil
 }
 

@@ -166,9 +166,13 @@ func NewDeps(ctx context.Context, cfg Config, opts Options) (_ *Deps, err error)
 	if d.Responders, err = newResponders(cfg.Responders, opts.NftablesNetNS, d.Logger); err != nil {
 		return nil, err
 	}
-	if d.Responders.Firewall != nil {
-		d.onClose("nftables", d.Responders.Firewall.Close)
-	}
+	d.onClose("nftables", func() error {
+		// Reload may have replaced the responders: close those in force.
+		if fw := d.Responders.Firewall; fw != nil {
+			return fw.Close()
+		}
+		return nil
+	})
 	if d.Events, err = newEvents(cfg.Events, cfg.Site, opts.Version, d.Store, d.Metrics, d.Logger); err != nil {
 		return nil, err
 	}

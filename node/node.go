@@ -39,6 +39,7 @@ type Node struct {
 	outbox    *outbox
 	corr      *corroborator
 	state     *stateSource
+	respMu    sync.RWMutex // guards recon and deps.Responders, which Reload may replace
 	recon     *responders.Reconciler
 	admin     *admin.Server
 	// enforceLatency observes, per mesh-wide block, the time from its
@@ -211,7 +212,7 @@ func (n *Node) putDecision(p intel.Policy) error {
 		return fmt.Errorf("store local decision: %w", err)
 	}
 	n.stats.local.Add(1)
-	n.recon.Trigger()
+	n.reconciler().Trigger()
 	return nil
 }
 
@@ -277,7 +278,7 @@ func (n *Node) watchConsensus(ctx context.Context) {
 			return
 		case <-n.deps.Consensus.Changes():
 			active = n.watchPolicies(active)
-			n.recon.Trigger()
+			n.reconciler().Trigger()
 		case <-tick.C:
 			active = n.watchPolicies(active)
 		}
@@ -367,7 +368,7 @@ func (n *Node) Close() error {
 	}
 	closeIf("admin API", n.admin, n.admin != nil)
 	closeIf("metrics listener", n.metricsLn, n.metricsLn != nil)
-	closeIf("reconciler", n.recon, n.recon != nil)
+	closeIf("reconciler", n.reconciler(), true)
 	closeIf("mDNS", n.mdns, n.mdns != nil)
 	if n.group != nil {
 		n.group.Close()

@@ -20,6 +20,12 @@ import (
 // startSingle starts a one-node mesh in a temporary directory.
 func startSingle(t *testing.T, mutate func(*Config)) *Node {
 	t.Helper()
+	return startSingleWith(t, Options{}, mutate)
+}
+
+// startSingleWith is startSingle with options.
+func startSingleWith(t *testing.T, opts Options, mutate func(*Config)) *Node {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := DefaultConfig()
 	cfg.DataDir = dir
@@ -40,7 +46,7 @@ func startSingle(t *testing.T, mutate func(*Config)) *Node {
 			t.Fatal(err)
 		}
 	}
-	n, err := Start(context.Background(), cfg, Options{})
+	n, err := Start(context.Background(), cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -157,7 +157,7 @@ func (n *Node) watchPolicies(active map[string]intel.Policy) map[string]intel.Po
 // Enforcing reports whether any of this node's responders holds a block
 // of ind.
 func (n *Node) Enforcing(ind intel.Indicator) bool {
-	r := n.deps.Responders
+	r := n.responders()
 	if r.DryRun != nil {
 		return r.DryRun.Has(ind)
 	}

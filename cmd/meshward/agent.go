@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -22,30 +21,49 @@ func newAgentCmd() *cobra.Command {
 		Short: "Run a Meshward node",
 		Long: `Run a Meshward node with the configuration in --config (YAML). The node
 detects attacks in its logs, gossips signed sightings, takes part in Raft and
-enforces mesh-wide policies until it receives SIGINT or SIGTERM.`,
+enforces mesh-wide policies until it receives SIGINT or SIGTERM. SIGHUP
+reloads the rules, the protected ranges, the log level and the responders
+from --config; an invalid file changes nothing (the error is logged and
+counted in meshward_config_reload_failures_total).`,
 		Example: `  meshward agent --config /etc/meshward/node.yaml
   meshward agent --config node.yaml --join /ip4/10.0.0.1/tcp/7946/p2p/12D3KooW...
   meshward agent --config node.yaml --leave-on-shutdown   # decommissioning a site`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := node.DefaultConfig()
-			if configPath != "" {
-				var err error
-				if cfg, err = node.LoadConfig(configPath); err != nil {
-					return err
+			// load reads the file and applies the flags, at start and on
+			// every SIGHUP.
+			load := func() (node.Config, error) {
+				cfg := node.DefaultConfig()
+				if configPath != "" {
+					var err error
+					if cfg, err = node.LoadConfig(configPath); err != nil {
+						return node.Config{}, err
+					}
 				}
-			}
-			if leave {
-				cfg.Consensus.LeaveOnShutdown = true
-			}
-			if len(join) > 0 {
-				cfg.Consensus.Join = append(cfg.Consensus.Join, join...)
-				if err := cfg.Validate(); err != nil {
-					return fmt.Errorf("config: %w", err)
+				if leave {
+					cfg.Consensus.LeaveOnShutdown = true
 				}
+				if len(join) > 0 {
+					cfg.Consensus.Join = append(cfg.Consensus.Join, join...)
+					if err := cfg.Validate(); err != nil {
+						return node.Config{}, fmt.Errorf("config: %w", err)
+					}
+				}
+				return cfg, nil
 			}
-			logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: parseLevel(cfg.LogLevel)}))
-			n, err := node.Start(cmd.Context(), cfg, node.Options{Logger: logger, Version: version})
+			cfg, err := load()
+			if err != nil {
+				return err
+			}
+			level := new(slog.LevelVar)
+			level.Set(node.ParseLogLevel(cfg.LogLevel))
+			logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			// SIGHUP reloads what can change at run time; registered before
+			// the node starts, so that an early one does not kill it.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			n, err := node.Start(cmd.Context(), cfg, node.Options{Logger: logger, LogLevel: level, Version: version})
 			if err != nil {
 				return err
 			}
@@ -53,7 +71,16 @@ enforces mesh-wide policies until it receives SIGINT or SIGTERM.`,
 			for _, a := range n.Addrs() {
 				fmt.Fprintf(cmd.ErrOrStderr(), "  %s\n", a)
 			}
-			<-cmd.Context().Done()
+		wait:
+			for {
+				select {
+				case <-cmd.Context().Done():
+					break wait
+				case <-hup:
+					logger.Info("SIGHUP: reloading the configuration", "path", configPath)
+					_ = n.Reload(load) // logged and counted by the node
+				}
+			}
 			// Stop intake and close cleanly; a second signal forces exit.
 			force := make(chan os.Signal, 1)
 			signal.Notify(force, os.Interrupt, syscall.SIGTERM)
@@ -72,16 +99,4 @@ enforces mesh-wide policies until it receives SIGINT or SIGTERM.`,
 	cmd.Flags().BoolVar(&leave, "leave-on-shutdown", false, "leave the mesh for good on SIGINT/SIGTERM (consensus.leave_on_shutdown)")
 	cmd.Flags().StringSliceVar(&join, "join", nil, "multiaddr of a mesh member to join through (adds to consensus.join)")
 	return cmd
-}
-
-func parseLevel(s string) slog.Level {
-	switch strings.ToLower(s) {
-	case "debug":
-		return slog.LevelDebug
-	case "warn":
-		return slog.LevelWarn
-	case "error":
-		return slog.LevelError
-	}
-	return slog.LevelInfo
 }
