@@ -29,7 +29,7 @@ type ReadySource interface {
 }
 
 // The source kinds, registered by the file of each kind from its init
-// through RegisterSource, and replaced only by tests (swapSource).
+// through RegisterSource, and replaced only by tests (OverrideSource).
 var (
 	kindsMu sync.Mutex
 	kinds   = map[string]SourceFactory{}
@@ -50,10 +50,11 @@ func RegisterSource(name string, f SourceFactory) {
 	kinds[name] = f
 }
 
-// swapSource registers f as the factory of name (nil removes the kind)
-// and returns a function that restores the previous registration. It is
-// the door for tests.
-func swapSource(name string, f SourceFactory) (restore func()) {
+// OverrideSource registers f as the factory of name whether or not one is
+// registered there (a nil f removes the kind), and returns the function
+// that restores the previous state. It is for tests, which pass restore
+// to t.Cleanup.
+func OverrideSource(name string, f SourceFactory) (restore func()) {
 	kindsMu.Lock()
 	defer kindsMu.Unlock()
 	prev, had := kinds[name]

@@ -15,7 +15,7 @@ import (
 // kind) until the test ends.
 func registerForTest(t *testing.T, name string, f SourceFactory) {
 	t.Helper()
-	t.Cleanup(swapSource(name, f))
+	t.Cleanup(OverrideSource(name, f))
 }
 
 func sourceNames(srcs []NamedSource) []string {
