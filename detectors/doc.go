@@ -12,7 +12,8 @@
 //     MultiSource runs several sources into one engine. ReadLines is the
 //     allocation-free line splitter used for offline runs. Each kind a
 //     node configures registers a factory under its name from its own
-//     file (RegisterSource: "files", "journald", "syslog"); NewSources
+//     file (RegisterSource: "files", "journald", "syslog"; tests swap
+//     one with OverrideSource); NewSources
 //     builds every kind the detectors section (Config) enables, so the
 //     node knows no kind by name. A source that binds something as it
 //     starts (the syslog listener) is a ReadySource; WaitReady waits for
