@@ -12,13 +12,14 @@
 //     MultiSource runs several sources into one engine. ReadLines is the
 //     allocation-free line splitter used for offline runs. Each kind a
 //     node configures registers a factory under its name from its own
-//     file (RegisterSource: "files", "journald", "syslog"; tests swap
-//     one with OverrideSource); NewSources
-//     builds every kind the detectors section (Config) enables, so the
-//     node knows no kind by name. A source that binds something as it
-//     starts (the syslog listener) is a ReadySource; WaitReady waits for
-//     it. The syslog wire format (RFC 6587 framing, RFC 3164/5424) lives
-//     in syslog_format.go, apart from the listener.
+//     file (RegisterSource: "files", "journald", "syslog"; tests swap one
+//     with OverrideSource); NewSources builds every kind the detectors
+//     section (Config) enables, so the node knows no kind by name. A
+//     source that binds something as it starts (the syslog listener) is
+//     a ReadySource; WaitReady waits for it. The syslog wire format
+//     (RFC 6587 framing, RFC 3164/5424) lives in syslog_format.go, apart
+//     from the listener; the parsers live in parse_*.go, one file per
+//     log family.
 //   - Parsers turn a line into an Event with a small fixed set of named
 //     fields (kind, program, src, port, dst, dst_port, user, method, path,
 //     status, proto, tag): OpenSSH failures and hostile connections, web
