@@ -306,3 +306,58 @@ func ExampleConfig_Validate() {
 	// rate_limit: must be positive (messages per second per peer) (got 0)
 	// rate_burst: must be at least 1 (got 0)
 }
+
+// TestGossipSubDecidedDrops: drops GossipSub decides before our validator
+// runs are counted under the topic they came on. Here, on every topic, a
+// message without a pubsub signature: our signature policy is strict.
+func TestGossipSubDecidedDrops(t *testing.T) {
+	for _, topic := range []string{DefaultTopic, DefaultIndicatorTopic, DefaultHeartbeatTopic} {
+		t.Run(topic, func(t *testing.T) {
+			l := newMemLog()
+			victim := startMeshNode(t, nil, l, Options{Indicators: &IndicatorOptions{}, Heartbeats: &HeartbeatOptions{Interval: time.Hour}})
+			r := newRogue(t, nil, topic, pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign), pubsub.WithNoAuthor())
+			r.reach(t, victim.h)
+			rejected := map[string]func() map[string]uint64{
+				DefaultTopic: victim.g.Rejected, DefaultIndicatorTopic: victim.g.IndicatorRejected,
+				DefaultHeartbeatTopic: victim.g.HeartbeatRejected,
+			}[topic]
+			var raw []byte
+			switch topic {
+			case DefaultTopic:
+				raw = seal(t, r.key, 1, time.Now())
+			case DefaultIndicatorTopic:
+				raw = sealReport(t, r.key, 1, time.Now(), testReport("a.example"))
+			default:
+				raw = must(intel.SealJSON(r.key, intel.KindHeartbeat, 1, time.Now(), Heartbeat{}))
+			}
+			// GossipSub may drop an early publish; send until one is counted.
+			deadline := time.Now().Add(10 * time.Second)
+			for rejected()[ReasonPubsubSignature] == 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s never counted: %v", ReasonPubsubSignature, rejected())
+				}
+				r.publish(t, raw)
+				waitUntil(time.Second, func() bool { return rejected()[ReasonPubsubSignature] > 0 })
+			}
+			if got := bugRejections(rejected(), ReasonPubsubSignature); len(got) != 0 {
+				t.Errorf("other rejections: %v", got)
+			}
+			if victim.g.Accepted()+victim.g.IndicatorAccepted() != 0 || l.count(r.id()) != 0 || len(victim.g.Heartbeats()) != 0 {
+				t.Error("an unsigned message was accepted")
+			}
+		})
+	}
+}
+
+func TestBugRejections(t *testing.T) {
+	r := map[string]uint64{ReasonQueueFull: 3, ReasonThrottled: 1, ReasonRateLimited: 2, ReasonReplay: 1, ReasonBadSignature: 1}
+	if got := bugRejections(r, ReasonReplay); !maps.Equal(got, map[string]uint64{ReasonBadSignature: 1}) {
+		t.Errorf("bugRejections = %v", got)
+	}
+	if got := bugRejections(r); !maps.Equal(got, map[string]uint64{ReasonReplay: 1, ReasonBadSignature: 1}) {
+		t.Errorf("bugRejections without extras = %v", got)
+	}
+	if len(r) != 5 {
+		t.Error("bugRejections changed its argument")
+	}
+}

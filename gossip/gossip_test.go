@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
-	"fmt"
 	"testing"
 	"time"
 
@@ -236,32 +235,28 @@ func TestSightingReachesEveryNodeOnce(t *testing.T) {
 		if c := nd.rec.count(origin, seq); c != 1 {
 			t.Errorf("node %d handled the sighting %d times, want 1", i, c)
 		}
-		if r := nd.g.Rejected(); len(r) != 0 {
+		if r := bugRejections(nd.g.Rejected()); len(r) != 0 {
 			t.Errorf("node %d rejected messages: %v", i, r)
 		}
 	}
 }
 
-// rogue is a host with a bare GossipSub and no validator, so it can publish
-// what a Meshward node would refuse to send.
-func rogue(t *testing.T, target host.Host, targetG *Gossip) (host.Host, ed25519.PrivateKey, *pubsub.Topic) {
+// rogueOf starts a rogue on the sightings topic and waits until it and
+// the target see each other there.
+func rogueOf(t *testing.T, target host.Host, targetG *Gossip) *rogue {
 	t.Helper()
-	h, key := newTestHost(t)
-	topic := bareJoin(t, h, DefaultTopic)
-	if err := h.Connect(context.Background(), peer.AddrInfo{ID: target.ID(), Addrs: target.Addrs()}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 10*time.Second, "rogue and target to see each other in the topic", func() bool {
-		return len(topic.ListPeers()) == 1 && len(targetG.Peers()) == 1
-	})
-	return h, key, topic
+	r := newRogue(t, nil, DefaultTopic)
+	r.reach(t, target)
+	waitFor(t, 10*time.Second, "the target to see the rogue in the topic", func() bool { return len(targetG.Peers()) == 1 })
+	return r
 }
 
 func TestForgedEnvelopesOverTheNetwork(t *testing.T) {
 	victim, _ := newTestHost(t)
 	rec := newRecorder()
 	g := newTestGossip(t, victim, Options{Handler: rec})
-	_, rogueKey, topic := rogue(t, victim, g)
+	r := rogueOf(t, victim, g)
+	rogueKey, topic := r.key, r.topic
 	_, otherKey := newKey(t)
 	ctx := context.Background()
 
@@ -294,7 +289,8 @@ func TestRosterRejectsOverTheNetwork(t *testing.T) {
 	victim, _ := newTestHost(t)
 	rec := newRecorder()
 	g := newTestGossip(t, victim, Options{Handler: rec, Roster: rosterSet{victim.ID().String(): true}})
-	_, rogueKey, topic := rogue(t, victim, g)
+	r := rogueOf(t, victim, g)
+	rogueKey, topic := r.key, r.topic
 	if err := topic.Publish(context.Background(), seal(t, rogueKey, 1, time.Now())); err != nil {
 		t.Fatal(err)
 	}
@@ -302,11 +298,4 @@ func TestRosterRejectsOverTheNetwork(t *testing.T) {
 	if rec.total() != 0 {
 		t.Fatalf("non-member envelope reached the handler: %v", rec.seen)
 	}
-}
-
-func must[T any](v T, err error) T {
-	if err != nil {
-		panic(fmt.Sprint(err))
-	}
-	return v
 }

@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -130,27 +132,35 @@ func envKey(origin string, seq uint64) string { return fmt.Sprintf("%s/%d", orig
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
+	if !waitUntil(timeout, cond) {
+		t.Fatalf("timed out after %s waiting for %s", timeout, what)
+	}
+}
+
+// waitUntil polls cond until it holds (true) or timeout passes (false).
+func waitUntil(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+			return false
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	return true
 }
 
 type rosterSet map[string]bool
 
 func (r rosterSet) IsMember(id string) bool { return r[id] }
 
-// bareJoin joins topic on h with a bare GossipSub and no validator, so a
-// test can publish what a Meshward node would refuse to send. Everything
-// stops when the test ends.
-func bareJoin(t *testing.T, h host.Host, topic string) *pubsub.Topic {
+// bareJoin joins topic on h with a bare GossipSub (options opts) and no
+// validator, so a test can publish what a Meshward node would refuse to
+// send. Everything stops when the test ends.
+func bareJoin(t testing.TB, h host.Host, topic string, opts ...pubsub.Option) *pubsub.Topic {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithFloodPublish(true))
+	ps, err := pubsub.NewGossipSub(ctx, h, append([]pubsub.Option{pubsub.WithFloodPublish(true)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,4 +174,73 @@ func bareJoin(t *testing.T, h host.Host, topic string) *pubsub.Topic {
 	}
 	t.Cleanup(sub.Cancel)
 	return tp
+}
+
+// rogue is a peer with a bare GossipSub and no validator on one topic, so
+// that it can send what a Meshward node would refuse to send.
+type rogue struct {
+	h     host.Host
+	key   ed25519.PrivateKey
+	topic *pubsub.Topic
+}
+
+// newRogue starts a rogue host on loopback with key (nil means a fresh
+// one) and joins topic with GossipSub options opts.
+func newRogue(t testing.TB, key ed25519.PrivateKey, topic string, opts ...pubsub.Option) *rogue {
+	t.Helper()
+	var sk crypto.PrivKey
+	if key == nil {
+		sk, key = newKey(t)
+	} else {
+		sk = must(crypto.UnmarshalEd25519PrivateKey(key))
+	}
+	h, err := NewHost(HostConfig{Key: sk, ListenAddrs: loopback})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return &rogue{h: h, key: key, topic: bareJoin(t, h, topic, opts...)}
+}
+
+// reach connects the rogue to hosts and waits until it sees every one of
+// them in its topic.
+func (r *rogue) reach(t testing.TB, hosts ...host.Host) {
+	t.Helper()
+	for _, h := range hosts {
+		connect(t, r.h, h)
+	}
+	waitFor(t, 10*time.Second, "the rogue's targets in its topic", func() bool { return len(r.topic.ListPeers()) == len(hosts) })
+}
+
+// publish sends raw on the rogue's topic.
+func (r *rogue) publish(t testing.TB, raw []byte) {
+	t.Helper()
+	if err := r.topic.Publish(context.Background(), raw); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (r *rogue) id() string { return r.h.ID().String() }
+
+// loadReasons are the drops a busy machine causes without any bug: the
+// validation queue or its throttle overflowing, and the rate limiter
+// refusing a burst. What they drop, gossip repeats and anti-entropy
+// repairs.
+var loadReasons = []string{ReasonQueueFull, ReasonThrottled, ReasonRateLimited}
+
+// bugRejections returns the rejections in r that a correct mesh never
+// makes, whatever the load: every reason but loadReasons and also.
+func bugRejections(r map[string]uint64, also ...string) map[string]uint64 {
+	out := maps.Clone(r)
+	for _, k := range slices.Concat(loadReasons, also) {
+		delete(out, k)
+	}
+	return out
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(fmt.Sprint(err))
+	}
+	return v
 }

@@ -189,7 +189,7 @@ func TestIndicatorReachesEveryNodeOnce(t *testing.T) {
 		if r, err := intel.DecodeIndicatorReport(env); err != nil || r.Indicator.Value != "c2.example.net" {
 			t.Errorf("node %d holds %+v, %v", i, r, err)
 		}
-		if r := nd.g.IndicatorRejected(); len(r) != 0 {
+		if r := bugRejections(nd.g.IndicatorRejected()); len(r) != 0 {
 			t.Errorf("node %d rejected reports: %v", i, r)
 		}
 	}
@@ -201,18 +201,17 @@ func TestIndicatorReachesEveryNodeOnce(t *testing.T) {
 func TestIndicatorForgeriesOverTheNetwork(t *testing.T) {
 	_, memberKey := newKey(t)
 	memberID := intel.NodeID(memberKey.Public().(ed25519.PublicKey))
-	h, rogueKey := newTestHost(t)
-	rogueID := h.ID().String()
+	r := newRogue(t, nil, DefaultIndicatorTopic)
+	rogueKey, rogueID, topic := r.key, r.id(), r.topic
 	roster := &switchRoster{}
 	roster.set(rosterSet{rogueID: true, memberID: true})
 	l := newMemLog()
 	victim := startMeshNode(t, nil, l, Options{Roster: roster, Indicators: &IndicatorOptions{}})
 
 	ctx := context.Background()
-	topic := bareJoin(t, h, DefaultIndicatorTopic)
-	connect(t, h, victim.h)
-	waitFor(t, 10*time.Second, "rogue and victim in the indicator topic", func() bool {
-		return len(topic.ListPeers()) == 1 && len(victim.g.IndicatorPeers()) == 1
+	r.reach(t, victim.h)
+	waitFor(t, 10*time.Second, "the victim to see the rogue in the indicator topic", func() bool {
+		return len(victim.g.IndicatorPeers()) == 1
 	})
 
 	now := time.Now()

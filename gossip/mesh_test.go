@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -91,15 +90,16 @@ func TestTwentyNodes(t *testing.T) {
 		// A sighting that came by anti-entropy first is ignored as a
 		// replay when GossipSub delivers it too (and the other way
 		// round); the handler still saw it once (dupCount above).
-		r := nd.g.Rejected()
-		delete(r, ReasonReplay)
-		if len(r) != 0 {
+		if r := bugRejections(nd.g.Rejected(), ReasonReplay); len(r) != 0 {
 			t.Errorf("node %d rejected sightings: %v", i, r)
 		}
-		r = nd.g.SyncRejected()
-		delete(r, ReasonReplay) // gossip may win the race with a sync session
-		if len(r) != 0 {
+		// Gossip may win the race with a sync session.
+		if r := bugRejections(nd.g.SyncRejected(), ReasonReplay); len(r) != 0 {
 			t.Errorf("node %d anti-entropy rejected: %v", i, r)
+		}
+		// A heartbeat overtaken by the node's next one is a replay.
+		if r := bugRejections(nd.g.HeartbeatRejected(), ReasonReplay); len(r) != 0 {
+			t.Errorf("node %d rejected heartbeats: %v", i, r)
 		}
 	}
 	for _, hb := range nodes[0].g.Heartbeats() {
@@ -239,22 +239,6 @@ func TestSyncRejectsBadEnvelopes(t *testing.T) {
 	}
 }
 
-// floodPeer is a bare GossipSub host (no validator) connected to targets.
-func floodPeer(t *testing.T, targets ...*meshNode) (host.Host, ed25519.PrivateKey, *pubsub.Topic) {
-	t.Helper()
-	h, key := newTestHost(t)
-	return bareTopic(t, h, key, targets)
-}
-
-func bareTopic(t *testing.T, h host.Host, key ed25519.PrivateKey, targets []*meshNode) (host.Host, ed25519.PrivateKey, *pubsub.Topic) {
-	topic := bareJoin(t, h, DefaultTopic)
-	for _, n := range targets {
-		connect(t, h, n.h)
-	}
-	waitFor(t, 10*time.Second, "the rogue in the topic", func() bool { return len(topic.ListPeers()) == len(targets) })
-	return h, key, topic
-}
-
 // TestFloodAndForgeryGraylisted: a member that floods far over the rate
 // limit and a peer that sends forgeries both fall below the graylist
 // threshold at their neighbours, while honest sightings reach every node.
@@ -280,8 +264,12 @@ func TestFloodAndForgeryGraylisted(t *testing.T) {
 	warmMesh(t, nodes, nodes[3])
 
 	// The flooder is a roster member: only the rate limit stands in its way.
-	fh, _, ftopic := floodPeerWithKey(t, flooderKey, nodes[0], nodes[1])
-	forger, forgerKey, gtopic := floodPeer(t, nodes[1], nodes[2])
+	flooder := newRogue(t, flooderKey, DefaultTopic)
+	flooder.reach(t, nodes[0].h, nodes[1].h)
+	forger := newRogue(t, nil, DefaultTopic)
+	forger.reach(t, nodes[1].h, nodes[2].h)
+	fh, ftopic := flooder.h, flooder.topic
+	forgerKey, gtopic := forger.key, forger.topic
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
@@ -309,13 +297,13 @@ func TestFloodAndForgeryGraylisted(t *testing.T) {
 	}
 	waitFor(t, 60*time.Second, "flooder and forger graylisted by their neighbours", func() bool {
 		return below(nodes[0], fh.ID()) && below(nodes[1], fh.ID()) &&
-			below(nodes[1], forger.ID()) && below(nodes[2], forger.ID())
+			below(nodes[1], forger.h.ID()) && below(nodes[2], forger.h.ID())
 	})
 	cancel()
 	wg.Wait()
 	for i, nd := range nodes {
 		for p, s := range nd.g.PeerScores() {
-			if p != fh.ID() && p != forger.ID() && s < 0 {
+			if p != fh.ID() && p != forger.h.ID() && s < 0 {
 				t.Errorf("node %d scores honest peer %s at %.1f", i, p, s)
 			}
 		}
@@ -332,20 +320,6 @@ func TestFloodAndForgeryGraylisted(t *testing.T) {
 		}
 		return true
 	})
-}
-
-func floodPeerWithKey(t *testing.T, key ed25519.PrivateKey, targets ...*meshNode) (host.Host, ed25519.PrivateKey, *pubsub.Topic) {
-	t.Helper()
-	sk, err := crypto.UnmarshalEd25519PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := NewHost(HostConfig{Key: sk, ListenAddrs: loopback})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	return bareTopic(t, h, key, targets)
 }
 
 // TestPartitionHeals: 10 nodes split 6 + 4 by connection gaters; each side

@@ -13,8 +13,30 @@ import (
 // keeps its bucket and its penalty.
 func TestPeerLimiterBounded(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
-	l := newPeerLimiter(1, 10, 2) // 1 token/s, burst 10, two peers
 	busy, idle, fresh := peer.ID("busy"), peer.ID("idle"), peer.ID("fresh")
+	// Map order is random: repeat so that a wrong pick cannot pass by luck.
+	for range 20 {
+		l := newPeerLimiter(1, 10, 2) // 1 token/s, burst 10, two peers
+		for range 10 {
+			l.allow(busy, t0) // empties busy's bucket: 10 s to refill
+		}
+		l.allow(busy, t0)
+		l.allow(busy, t0) // two refusals: a penalty of 2
+		l.allow(idle, t0.Add(time.Second))
+		// Both buckets are full again; only idle is without penalty.
+		if !l.allow(fresh, t0.Add(11*time.Second)) {
+			t.Fatal("a new peer was refused")
+		}
+		l.mu.Lock()
+		_, busyKept := l.buckets[busy]
+		_, idleKept := l.buckets[idle]
+		l.mu.Unlock()
+		if !busyKept || idleKept {
+			t.Fatalf("refilled buckets: evicted the wrong peer: penalised kept %v, idle kept %v", busyKept, idleKept)
+		}
+	}
+
+	l := newPeerLimiter(1, 10, 2)
 	for range 10 {
 		l.allow(busy, t0) // empties busy's bucket: 10 s to refill
 	}
