@@ -5,54 +5,73 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/meshward/meshward/internal/confcheck"
 )
 
-// Config configures one consensus participant.
+// Config configures one consensus participant. The fields with a yaml tag
+// are the node's YAML section "consensus", whose defaults are DefaultConfig
+// and whose rules are Validate; the others are set by the node when it
+// starts (its identity, its logger) or by tests (timing), and cannot be
+// written in YAML.
 type Config struct {
-	// LocalID is this node's libp2p peer ID string. It is also the raft
-	// ServerID and ServerAddress. Required; must match the host's ID.
-	LocalID string
-	// Site is the operator's name for where this node runs; it is recorded
-	// in the roster.
-	Site string
 	// Bootstrap makes this node found a new mesh: if the stores hold no raft
 	// state, it bootstraps a single-voter cluster and admits itself.
-	Bootstrap bool
+	// Exactly one node of a new mesh sets it.
+	Bootstrap bool `yaml:"bootstrap"`
+	// Join lists members (multiaddrs ending in /p2p/<id>) to ask for
+	// admission when the node is not yet in the mesh. New does not read
+	// it: the node calls Join with each until one admits it.
+	Join []string `yaml:"join"`
 	// JoinToken is the shared secret joiners must present (compared in
 	// constant time) and the one this node presents when it joins. Empty
-	// disables admitting joiners through this node when it leads.
-	JoinToken string
-	// MaxVoters bounds the voter set. Joiners are admitted as non-voters;
-	// the leader promotes healthy non-voters while there are fewer voters
-	// than this, keeping the count odd where it can. Default 5; an odd
-	// value is recommended (an even one is honoured as its odd floor when
-	// growing).
-	MaxVoters int
+	// disables admitting joiners through this node when it leads; required
+	// to join.
+	JoinToken string `yaml:"join_token"`
+	// MaxVoters bounds the voter set; the rest are non-voters. Joiners are
+	// admitted as non-voters; the leader promotes healthy non-voters while
+	// there are fewer voters than this. Odd, so that every voter adds
+	// fault tolerance. Default 5.
+	MaxVoters int `yaml:"max_voters"`
 	// DeadVoterTimeout is how long a voter may fail the leader's heartbeats
 	// before the leader demotes it to non-voter in favour of a healthy
 	// non-voter. A dead voter with no replacement keeps its vote. Default
 	// 30s.
-	DeadVoterTimeout time.Duration
+	DeadVoterTimeout time.Duration `yaml:"dead_voter_timeout"`
 	// PromoteAfter is how long the leader must have heard from a non-voter
 	// without a failed heartbeat before promoting it. Default 2s.
-	PromoteAfter time.Duration
+	PromoteAfter time.Duration `yaml:"promote_after"`
+	// LeaveOnShutdown makes a clean shutdown remove this node from the
+	// mesh for good (it must join again with the token to come back). New
+	// does not read it: the node calls Leave before Close.
+	LeaveOnShutdown bool `yaml:"leave_on_shutdown"`
+
+	// LocalID is this node's libp2p peer ID string. It is also the raft
+	// ServerID and ServerAddress. Required by New; must match the host's
+	// ID.
+	LocalID string `yaml:"-"`
+	// Site is the operator's name for where this node runs; it is recorded
+	// in the roster.
+	Site string `yaml:"-"`
 	// MembershipInterval is how often the leader reviews the voter set.
 	// Default 500ms.
-	MembershipInterval time.Duration
+	MembershipInterval time.Duration `yaml:"-"`
 
 	// Raft timing. Zero values take LAN defaults (500ms, 500ms, 250ms, 50ms).
-	HeartbeatTimeout   time.Duration
-	ElectionTimeout    time.Duration
-	LeaderLeaseTimeout time.Duration
-	CommitTimeout      time.Duration
+	HeartbeatTimeout   time.Duration `yaml:"-"`
+	ElectionTimeout    time.Duration `yaml:"-"`
+	LeaderLeaseTimeout time.Duration `yaml:"-"`
+	CommitTimeout      time.Duration `yaml:"-"`
 
 	// SnapshotThreshold and TrailingLogs override raft's defaults when set.
-	SnapshotThreshold uint64
-	TrailingLogs      uint64
+	SnapshotThreshold uint64 `yaml:"-"`
+	TrailingLogs      uint64 `yaml:"-"`
 
 	// Logger receives this package's logs and raft's (raft's at warn and
 	// above unless the logger is enabled for debug). Nil discards.
-	Logger *slog.Logger
+	Logger *slog.Logger `yaml:"-"`
 }
 
 // Defaults for Config fields left zero.
@@ -67,16 +86,27 @@ const (
 	DefaultCommitTimeout      = 50 * time.Millisecond
 )
 
+// DefaultConfig returns the defaults of the YAML section. The fields set
+// at run time stay zero; New gives them their defaults.
+func DefaultConfig() Config {
+	return Config{
+		MaxVoters:        DefaultMaxVoters,
+		DeadVoterTimeout: DefaultDeadVoterTimeout,
+		PromoteAfter:     DefaultPromoteAfter,
+	}
+}
+
 // withDefaults returns a copy of c with zero fields defaulted.
 func (c Config) withDefaults() Config {
+	d := DefaultConfig()
 	if c.MaxVoters == 0 {
-		c.MaxVoters = DefaultMaxVoters
+		c.MaxVoters = d.MaxVoters
 	}
 	if c.DeadVoterTimeout == 0 {
-		c.DeadVoterTimeout = DefaultDeadVoterTimeout
+		c.DeadVoterTimeout = d.DeadVoterTimeout
 	}
 	if c.PromoteAfter == 0 {
-		c.PromoteAfter = DefaultPromoteAfter
+		c.PromoteAfter = d.PromoteAfter
 	}
 	if c.MembershipInterval == 0 {
 		c.MembershipInterval = DefaultMembershipInterval
@@ -99,22 +129,51 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Validate reports the first invalid field, naming it and its value.
+// Validate checks the YAML section and returns every problem, joined, each
+// a *confcheck.FieldError naming the field relative to the section
+// ("max_voters", "join[0]"). It does not look at the fields set at run
+// time: New checks those.
 func (c Config) Validate() error {
+	var p confcheck.Problems
+	for i, a := range c.Join {
+		if _, err := peer.AddrInfoFromString(a); err != nil {
+			p.Add(fmt.Sprintf("join[%d]", i), a, "want a multiaddr ending in /p2p/<peer id>: "+err.Error())
+		}
+	}
+	if c.Bootstrap && len(c.Join) > 0 {
+		p.Add("join", c.Join, "a bootstrapping node founds a mesh and joins none; set one of consensus.bootstrap and consensus.join")
+	}
+	if len(c.Join) > 0 && c.JoinToken == "" {
+		p.Add("join_token", `""`, "required to join a mesh")
+	}
+	// An even count adds a voter without adding fault tolerance (four
+	// voters survive one failure, as three do), so it is refused here
+	// rather than silently rounded down when the leader grows the set.
+	if c.MaxVoters < 1 || c.MaxVoters%2 == 0 {
+		p.Add("max_voters", c.MaxVoters, "must be odd and at least 1")
+	}
+	if c.DeadVoterTimeout <= 0 {
+		p.Add("dead_voter_timeout", c.DeadVoterTimeout, "must be positive")
+	}
+	if c.PromoteAfter <= 0 {
+		p.Add("promote_after", c.PromoteAfter, "must be positive")
+	}
+	return p.Err()
+}
+
+// validateRuntime checks the fields the node sets when it starts.
+func (c Config) validateRuntime() error {
 	var errs []error
 	bad := func(field string, v any, why string) {
-		errs = append(errs, fmt.Errorf("consensus config: %s = %v: %s", field, v, why))
+		errs = append(errs, fmt.Errorf("%s = %v: %s", field, v, why))
 	}
 	if c.LocalID == "" {
 		bad("LocalID", `""`, "required (the libp2p peer ID of this node)")
 	}
-	if c.MaxVoters < 0 {
-		bad("MaxVoters", c.MaxVoters, "must be at least 1")
-	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"DeadVoterTimeout", c.DeadVoterTimeout}, {"PromoteAfter", c.PromoteAfter}, {"MembershipInterval", c.MembershipInterval}, {"HeartbeatTimeout", c.HeartbeatTimeout}, {"ElectionTimeout", c.ElectionTimeout}, {"LeaderLeaseTimeout", c.LeaderLeaseTimeout}, {"CommitTimeout", c.CommitTimeout}} {
+	}{{"MembershipInterval", c.MembershipInterval}, {"HeartbeatTimeout", c.HeartbeatTimeout}, {"ElectionTimeout", c.ElectionTimeout}, {"LeaderLeaseTimeout", c.LeaderLeaseTimeout}, {"CommitTimeout", c.CommitTimeout}} {
 		if d.v < 0 {
 			bad(d.name, d.v, "must not be negative")
 		}
@@ -126,4 +185,13 @@ func (c Config) Validate() error {
 		bad("ElectionTimeout", c.ElectionTimeout, fmt.Sprintf("must be at least HeartbeatTimeout (%s)", c.HeartbeatTimeout))
 	}
 	return errors.Join(errs...)
+}
+
+// check is New's validation: the section and the run-time fields, after
+// defaults.
+func (c Config) check() error {
+	if err := errors.Join(c.Validate(), c.validateRuntime()); err != nil {
+		return fmt.Errorf("consensus config: %w", err)
+	}
+	return nil
 }

@@ -130,12 +130,12 @@ func (t *healthTracker) view(id raft.ServerID, now time.Time, stale time.Duratio
 
 // membershipLoop runs on every node; while this node leads it tracks its
 // followers' heartbeats and keeps the voter set full, odd and alive.
-func (c *Consensus) membershipLoop() {
+func (c *Consensus) membershipLoop(ctx context.Context) {
 	tick := time.NewTicker(c.cfg.MembershipInterval)
 	defer tick.Stop()
 	for {
 		select {
-		case <-c.ctx.Done():
+		case <-ctx.Done():
 			return
 		case o := <-c.observations:
 			c.health.observe(o, time.Now())
@@ -149,8 +149,8 @@ func (c *Consensus) membershipLoop() {
 				c.health.leaderSince = time.Now()
 			}
 			c.health.mu.Unlock()
-			ctx, cancel := context.WithTimeout(c.ctx, attemptTimeout)
-			if err := c.reconcileVoters(ctx); err != nil && c.ctx.Err() == nil {
+			rctx, cancel := context.WithTimeout(ctx, attemptTimeout)
+			if err := c.reconcileVoters(rctx); err != nil && ctx.Err() == nil {
 				c.log.Warn("review voter set", "err", err)
 			}
 			cancel()

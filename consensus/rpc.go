@@ -184,13 +184,21 @@ func (c *Consensus) callResp(ctx context.Context, to peer.ID, req *rpcRequest) (
 	return resp, resp.err(to)
 }
 
-// handleRPC serves one raft-rpc stream.
+// handleRPC serves one raft-rpc stream, as a goroutine of the group so
+// that Close waits for it.
 func (c *Consensus) handleRPC(s network.Stream) {
-	if !c.track() {
+	done := make(chan struct{})
+	if c.isClosed() || !c.group.Go(func(ctx context.Context) {
+		defer close(done)
+		c.serveStream(ctx, s)
+	}) {
 		_ = s.Reset()
 		return
 	}
-	defer c.wg.Done()
+	<-done
+}
+
+func (c *Consensus) serveStream(ctx context.Context, s network.Stream) {
 	_ = s.SetDeadline(time.Now().Add(rpcTimeout + 2*time.Second))
 	var req rpcRequest
 	if err := readMsg(io.LimitReader(s, maxRPCSize+4), &req); err != nil {
@@ -198,7 +206,7 @@ func (c *Consensus) handleRPC(s network.Stream) {
 		_ = s.Reset()
 		return
 	}
-	ctx, cancel := context.WithTimeout(c.ctx, rpcTimeout)
+	ctx, cancel := context.WithTimeout(ctx, rpcTimeout)
 	defer cancel()
 	index, err := c.serve(ctx, s.Conn().RemotePeer(), &req)
 	if err != nil {

@@ -3,6 +3,7 @@ package consensus
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
@@ -26,22 +27,47 @@ const (
 // so that trimming never cuts the cluster apart.
 const connProtectTag = "meshward-raft"
 
+// closeWait bounds how long Close waits for raft's transport to let go of
+// the connections the layer handed it.
+const closeWait = 5 * time.Second
+
 // streamLayer is a raft.StreamLayer over libp2p streams. Raft addresses are
 // peer ID strings; dialing needs the peer's addresses in the peerstore.
+//
+// It owns every stream it hands raft: Close resets them all, and
+// closeAndWait then waits until raft's transport has closed each accepted
+// one (its connection handlers return on the reset) and has seen Accept
+// fail (its listener returns), so that no goroutine of the transport
+// outlives the participant.
 type streamLayer struct {
-	h       host.Host
-	ctx     context.Context // cancelled by Close, ending dials in progress
-	cancel  context.CancelFunc
-	accept  chan network.Stream
-	done    chan struct{}
-	closeMu sync.Once
+	h      host.Host
+	log    *slog.Logger
+	ctx    context.Context // ends dials in progress; cancelled by Close
+	cancel context.CancelFunc
+	accept chan network.Stream
+	done   chan struct{}
+
+	mu        sync.Mutex
+	closed    bool
+	conns     map[*streamConn]struct{} // handed to raft and not closed yet
+	accepted  sync.WaitGroup           // accepted conns not closed yet
+	listening chan struct{}            // closed when Accept has failed after Close
+	closeOnce sync.Once
+	quietOnce sync.Once
 }
 
 var _ raft.StreamLayer = (*streamLayer)(nil)
 
-func newStreamLayer(h host.Host) *streamLayer {
-	ctx, cancel := context.WithCancel(context.Background())
-	l := &streamLayer{h: h, ctx: ctx, cancel: cancel, accept: make(chan network.Stream), done: make(chan struct{})}
+// newStreamLayer serves RaftProtocol on h until Close; ctx bounds its dials.
+func newStreamLayer(ctx context.Context, h host.Host, log *slog.Logger) *streamLayer {
+	ctx, cancel := context.WithCancel(ctx)
+	l := &streamLayer{
+		h: h, log: log, ctx: ctx, cancel: cancel,
+		accept:    make(chan network.Stream),
+		done:      make(chan struct{}),
+		conns:     map[*streamConn]struct{}{},
+		listening: make(chan struct{}),
+	}
 	h.SetStreamHandler(RaftProtocol, l.handle)
 	return l
 }
@@ -59,21 +85,93 @@ func (l *streamLayer) handle(s network.Stream) {
 func (l *streamLayer) Accept() (net.Conn, error) {
 	select {
 	case s := <-l.accept:
+		c, ok := l.own(s, true)
+		if !ok {
+			l.quiet()
+			return nil, net.ErrClosed
+		}
 		l.h.ConnManager().Protect(s.Conn().RemotePeer(), connProtectTag)
-		return newStreamConn(s), nil
+		return c, nil
 	case <-l.done:
+		l.quiet()
 		return nil, net.ErrClosed
 	}
 }
 
-// Close implements net.Listener. It is idempotent.
+// quiet records that Accept has failed after Close: raft's listener stops
+// on the first failure once the transport is shut down.
+func (l *streamLayer) quiet() { l.quietOnce.Do(func() { close(l.listening) }) }
+
+// own wraps s as a connection the layer tracks, or resets it if the layer
+// is closed.
+func (l *streamLayer) own(s network.Stream, inbound bool) (*streamConn, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		_ = s.Reset()
+		return nil, false
+	}
+	c := newStreamConn(s)
+	c.layer, c.inbound = l, inbound
+	l.conns[c] = struct{}{}
+	if inbound {
+		l.accepted.Add(1)
+	}
+	return c, true
+}
+
+// release forgets a connection raft closed.
+func (l *streamLayer) release(c *streamConn) {
+	l.mu.Lock()
+	delete(l.conns, c)
+	l.mu.Unlock()
+	if c.inbound {
+		l.accepted.Done()
+	}
+}
+
+// Close implements net.Listener: it stops serving RaftProtocol, ends dials
+// in progress and resets every connection raft still holds. It is
+// idempotent and does not wait; see closeAndWait.
 func (l *streamLayer) Close() error {
-	l.closeMu.Do(func() {
+	l.closeOnce.Do(func() {
 		l.h.RemoveStreamHandler(RaftProtocol)
 		l.cancel()
 		close(l.done)
+		l.mu.Lock()
+		l.closed = true
+		conns := make([]*streamConn, 0, len(l.conns))
+		for c := range l.conns {
+			conns = append(conns, c)
+		}
+		l.mu.Unlock()
+		for _, c := range conns {
+			_ = c.Reset()
+		}
 	})
 	return nil
+}
+
+// closeAndWait closes the layer and waits, at most closeWait, until raft's
+// transport has closed every accepted connection and seen Accept fail.
+// Call it after the transport is shut down.
+func (l *streamLayer) closeAndWait() {
+	_ = l.Close()
+	released := make(chan struct{})
+	go func() {
+		l.accepted.Wait()
+		close(released)
+	}()
+	timer := time.NewTimer(closeWait)
+	defer timer.Stop()
+	for _, ch := range []chan struct{}{released, l.listening} {
+		select {
+		case <-ch:
+		case <-timer.C:
+			l.log.Warn("raft transport still holds connections after close", "waited", closeWait)
+			return
+		}
+	}
 }
 
 // Addr implements net.Listener: our peer ID, which raft advertises as our
@@ -102,13 +200,21 @@ func (l *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 	if err != nil {
 		return nil, fmt.Errorf("dial raft peer %s: %w", shortID(string(address)), err)
 	}
-	return newStreamConn(s), nil
+	c, ok := l.own(s, false)
+	if !ok {
+		return nil, net.ErrClosed
+	}
+	return c, nil
 }
 
 // streamConn makes a libp2p stream a net.Conn.
 type streamConn struct {
 	network.Stream
 	local, remote net.Addr
+
+	layer     *streamLayer // nil when not tracked
+	inbound   bool
+	closeOnce sync.Once
 }
 
 func newStreamConn(s network.Stream) *streamConn {
@@ -121,6 +227,17 @@ func newStreamConn(s network.Stream) *streamConn {
 
 func (c *streamConn) LocalAddr() net.Addr  { return c.local }
 func (c *streamConn) RemoteAddr() net.Addr { return c.remote }
+
+// Close closes the stream; the layer stops tracking it.
+func (c *streamConn) Close() error {
+	err := c.Stream.Close()
+	c.closeOnce.Do(func() {
+		if c.layer != nil {
+			c.layer.release(c)
+		}
+	})
+	return err
+}
 
 // peerAddr is a net.Addr naming a libp2p peer.
 type peerAddr peer.ID

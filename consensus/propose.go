@@ -1,0 +1,137 @@
+package consensus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Propose commits cmd to the mesh from any node: it is applied directly on
+// the leader, or forwarded over libp2p to the leader, and retried across
+// leader changes until ctx ends. It returns once the command is committed
+// and applied on the leader, with the FSM's refusal if it refused it
+// (ErrProtected, ErrAllowed, ErrInvalidCommand; test with errors.Is).
+// Propose fills cmd.At with the local clock when it is zero.
+//
+// Cancelling ctx stops the wait, not the commit: a command handed to raft
+// may still be committed after Propose returned ctx's error. Every command
+// is idempotent, so proposing it again is safe.
+func (c *Consensus) Propose(ctx context.Context, cmd Command) error {
+	if cmd.At.IsZero() {
+		cmd.At = time.Now().UTC()
+	}
+	if err := cmd.validate(); err != nil {
+		return fmt.Errorf("propose %s: %w", cmd.Type, err)
+	}
+	data, err := cmd.Encode()
+	if err != nil {
+		return fmt.Errorf("propose: %w", err)
+	}
+	if err := c.retry(ctx, func(ctx context.Context) error { return c.proposeOnce(ctx, data, 0) }); err != nil {
+		return fmt.Errorf("propose %s: %w", cmd.Type, err)
+	}
+	return nil
+}
+
+// retry runs attempt until it succeeds, fails finally, or ctx ends.
+func (c *Consensus) retry(ctx context.Context, attempt func(context.Context) error) error {
+	backoff := 20 * time.Millisecond
+	for {
+		if c.isClosed() {
+			return ErrClosed
+		}
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		err := attempt(actx)
+		cancel()
+		if err == nil || final(err) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w (last attempt: %v)", ctx.Err(), err)
+		}
+		c.log.Debug("retrying", "err", err, "after", backoff)
+		if !sleepCtx(ctx, backoff) {
+			return fmt.Errorf("%w (last attempt: %v)", ctx.Err(), err)
+		}
+		backoff = min(2*backoff, 500*time.Millisecond)
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// proposeOnce applies data here if we lead, or forwards it to the leader.
+func (c *Consensus) proposeOnce(ctx context.Context, data []byte, hops int) error {
+	if c.raft.State() == raft.Leader {
+		return c.applyLocal(ctx, data)
+	}
+	leader, err := c.leaderPeer()
+	if err != nil {
+		return err
+	}
+	if hops >= maxHops {
+		return fmt.Errorf("%w: %d", ErrTooManyHops, hops)
+	}
+	return c.call(ctx, leader, &rpcRequest{Kind: rpcPropose, Hops: hops + 1, Command: data})
+}
+
+func (c *Consensus) leaderPeer() (peer.ID, error) {
+	_, id := c.raft.LeaderWithID()
+	if id == "" {
+		return "", ErrNoLeader
+	}
+	p, err := peer.Decode(string(id))
+	if err != nil {
+		return "", fmt.Errorf("leader id %q: %w", id, err)
+	}
+	if p == c.h.ID() {
+		return "", fmt.Errorf("%w: we are named leader but are not leading", ErrNoLeader)
+	}
+	return p, nil
+}
+
+// applyLocal appends data to the log (we must be leader) and waits for it
+// to be applied, returning the FSM's response error.
+func (c *Consensus) applyLocal(ctx context.Context, data []byte) error {
+	cmd, err := DecodeCommand(data)
+	if err != nil {
+		return err
+	}
+	if skew := time.Since(cmd.At); skew > maxClockSkew || skew < -maxClockSkew {
+		return fmt.Errorf("%w: %s timestamp %s is %s from the leader's clock", ErrInvalidCommand, cmd.Type, cmd.At.Format(time.RFC3339), skew.Round(time.Second))
+	}
+	enqueue := attemptTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		enqueue = max(time.Until(dl), time.Millisecond)
+	}
+	f := c.raft.Apply(data, enqueue)
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }() // raft resolves every future, at the latest on shutdown
+	select {
+	case err := <-done:
+		if errors.Is(err, raft.ErrRaftShutdown) {
+			return ErrClosed
+		}
+		if err != nil {
+			return fmt.Errorf("apply %s: %w", cmd.Type, err)
+		}
+		if rerr, ok := f.Response().(error); ok && rerr != nil {
+			return rerr
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
