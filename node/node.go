@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -321,6 +322,9 @@ func (n *Node) Addrs() []string {
 	}
 	return out
 }
+
+// Host exposes the node's libp2p host.
+func (n *Node) Host() host.Host { return n.deps.Host }
 
 // Consensus exposes the node's consensus participant (read-only use).
 func (n *Node) Consensus() *consensus.Consensus { return n.deps.Consensus }

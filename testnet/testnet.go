@@ -42,6 +42,7 @@ type Mesh struct {
 	dir     string
 	tempDir bool
 	logs    []string // each node's auth.log
+	gaters  []*gater // each node's connection gater (Partition)
 	mu      sync.Mutex
 }
 
@@ -113,11 +114,13 @@ func Start(ctx context.Context, opts Options) (_ *Mesh, err error) {
 		if logger == nil {
 			logger = slog.New(slog.DiscardHandler)
 		}
-		n, err := node.Start(ctx, cfg, node.Options{Logger: logger, ConsensusTimeouts: loopbackTimeouts})
+		g := newGater()
+		n, err := node.Start(ctx, cfg, node.Options{Logger: logger, ConsensusTimeouts: loopbackTimeouts, ConnectionGater: g})
 		if err != nil {
 			return nil, fmt.Errorf("testnet: start node %d: %w", i, err)
 		}
 		m.Nodes = append(m.Nodes, n)
+		m.gaters = append(m.gaters, g)
 		m.logs = append(m.logs, authLog)
 		addrs = append(addrs, n.Addrs()[0])
 	}

@@ -2,12 +2,17 @@ package testnet
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/meshward/meshward/consensus"
 	"github.com/meshward/meshward/intel"
 )
 
@@ -158,5 +163,74 @@ func TestIndicatorReportSharedNotEnforced(t *testing.T) {
 		if len(n.Consensus().Policies(time.Now())) != 0 || n.Enforcing(ind) || n.Stats().Proposals != 0 {
 			t.Errorf("node %s acted on a report: policies %v", n.Site(), n.Consensus().Policies(time.Now()))
 		}
+	}
+}
+
+// A partitioned minority keeps what it had and misses what the majority
+// commits meanwhile; once the partition heals it catches up.
+func TestPartitionedMinorityCatchesUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node mesh")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	m, err := Start(ctx, Options{Nodes: 3, Dir: t.TempDir(), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	block := func(addr string) intel.Indicator {
+		t.Helper()
+		ind := intel.IndicatorFromAddr(netip.MustParseAddr(addr))
+		now := time.Now()
+		p := intel.NewPolicy(intel.ActionBlock, ind, "testnet partition", "operator:test", now, time.Hour)
+		if err := m.Nodes[0].Consensus().Propose(ctx, consensus.Command{Type: consensus.CmdPutPolicy, At: now, Policy: &p}); err != nil {
+			t.Fatal(err)
+		}
+		return ind
+	}
+	enforced := func(ind intel.Indicator, nodes ...int) error {
+		return Poll(ctx, 20*time.Millisecond, func() (bool, string) {
+			for _, i := range nodes {
+				if !m.Nodes[i].Enforcing(ind) {
+					return false, fmt.Sprintf("node %d does not enforce %s", i, ind.Value)
+				}
+			}
+			return true, ""
+		})
+	}
+	before := block("203.0.113.21")
+	if err := enforced(before, 0, 1, 2); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := m.Partition([]int{0, 1}, []int{2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := Poll(ctx, 20*time.Millisecond, func() (bool, string) {
+		id, _ := peer.Decode(m.Nodes[2].ID())
+		for _, i := range []int{0, 1} {
+			if m.Nodes[i].Host().Network().Connectedness(id) == network.Connected {
+				return false, fmt.Sprintf("node %d still connected to node 2", i)
+			}
+		}
+		return true, ""
+	}); err != nil {
+		t.Fatal(err)
+	}
+	during := block("203.0.113.22")
+	if err := enforced(during, 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	if m.Nodes[2].Enforcing(during) {
+		t.Fatal("the cut-off node enforces a block committed after the partition")
+	}
+	if !m.Nodes[2].Enforcing(before) {
+		t.Fatal("the cut-off node stopped enforcing what it had")
+	}
+
+	m.Heal()
+	if err := enforced(during, 2); err != nil {
+		t.Fatal(err)
 	}
 }
