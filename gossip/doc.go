@@ -6,17 +6,25 @@
 // heartbeats, and the anti-entropy protocol that repairs what gossip
 // missed.
 //
-// Every message on the sightings topic is checked by a topic validator
-// before it is delivered or forwarded: the forwarding peer must be within
-// its rate limit (a token bucket per forwarding peer; excess is Ignored and
-// counted "rate_limited"), the envelope must open (intel.Open: size,
-// format, version, signature), its signer must be the GossipSub author,
-// the signer must be on the roster, its timestamp must be fresh, its
-// payload must decode, and it must not be a replay. Only then is it handed
-// to the Handler, which persists it; forwarding happens after the Handler
-// returns, so what a node relays it has already stored. Every rejection is
-// counted (Prometheus and Rejected) and logged at debug level with its
-// reason.
+// Admission is one pipeline (admission.go) for every topic and for
+// anti-entropy alike, in the manner of GossipSub's validation pipeline
+// with per-topic validators: the node must not be closing, the forwarding
+// peer must be within its rate limit (a token bucket per forwarding peer,
+// GossipSub only; excess is Ignored and counted "rate_limited"), the
+// envelope must open (intel.Open: size, format, version, signature), its
+// signer must be the GossipSub author (GossipSub only), the signer must be
+// on the roster, its timestamp fresh, its kind one the topic carries, its
+// payload must decode and validate as its kind requires (checkPayload),
+// and it must not be a replay; then the topic's last stage keeps it. What
+// differs between topics is a small spec (topicSpec: allowed kinds,
+// freshness mode, last stage, counter label); what each reason costs the
+// sender (Reject or Ignore) is one table (verdicts). On the sightings and
+// indicator topics the last stage is the Handler, which persists the
+// envelope; forwarding happens after the Handler returns, so what a node
+// relays it has already stored. Every rejection is counted (Prometheus
+// meshward_gossip_rejected_total{topic,reason} and Rejected and its
+// siblings) and logged at debug level with its reason, and so are the
+// drops GossipSub decides on its own on our topics (tracer).
 //
 // GossipSub peer scoring is on for every topic: Rejected messages cost a
 // peer heavily (the count squared), the rate limiter's refusals lower its
@@ -24,10 +32,11 @@
 // ignored. Loopback addresses are exempt from the IP-colocation penalty.
 //
 // Heartbeats (Options.Heartbeats) are small signed JSON reports each node
-// publishes every interval on their own topic; they pass the same checks
-// (a replay is one whose sequence number is not above the last one kept),
-// never reach the Handler, and only the latest per node is kept, for at
-// most a bounded number of nodes (Heartbeats).
+// publishes every interval on their own topic; they pass the same pipeline
+// (their payload bounded by MaxHeartbeatPayload; a replay is one whose
+// sequence number is not above the last one kept), never reach the
+// Handler, and only the latest per node is kept, for at most a bounded
+// number of nodes (Heartbeats).
 //
 // Indicator reports (Options.Indicators, topic /meshward/indicators/1) are
 // intel.IndicatorReport payloads of intel.KindIndicator envelopes that
@@ -46,17 +55,28 @@
 // lies in none of those spans, at most SyncMaxSession per session, each a
 // length-prefixed frame no larger than intel.MaxEnvelopeSize, under a
 // deadline. The puller repeats while sessions come back full. Received
-// envelopes pass the validator's checks (signature, roster, kind, payload,
-// replay, size) except freshness: old envelopes are the point, though ones
-// from the future are refused. An envelope already held is counted as a
+// envelopes pass the same pipeline, counted under the label
+// /meshward/sync/1, without the GossipSub-only stages and with another
+// freshness mode: old envelopes are the point, though ones from the
+// future are refused. An envelope already held is counted as a
 // replay and not handed on, so the Handler sees each at most once per
 // process; it must still treat a known envelope as success. The spans are
 // read from the Log once and then kept from what the Handler accepts.
 //
+// Configuration: Config is the node's "gossip" YAML section, with
+// DefaultConfig and Validate (field paths relative to the section);
+// Config.Options gives the Options it sets, and the node adds the rest.
+//
+// Lifecycle: New(ctx, ...) starts GossipSub, the subscription readers,
+// heartbeats and anti-entropy on one routine.Group derived from ctx; Close
+// (idempotent) cancels it and waits for all of them and for every Publish
+// and Handler call. Bootstrapper, PeerBook and MDNS start in Start(ctx)
+// and stop in an idempotent Close that waits for their goroutines.
+//
 // Discovery: bootstrap peers from configuration (Bootstrapper, which
 // reconnects with backoff), peers remembered across restarts (PeerBook,
 // peers.json in the data directory), and optionally multicast DNS on the
-// LAN (StartMDNS), off by default.
+// LAN (NewMDNS), off by default.
 //
 // The package must never re-encode an envelope (it relays the exact bytes it
 // received), never block or drop a message without counting it, never touch

@@ -10,6 +10,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+
+	"github.com/meshward/meshward/internal/routine"
 )
 
 // DefaultMDNSService is the DNS-SD service name Meshward nodes announce on
@@ -24,32 +26,54 @@ const DefaultMDNSService = "_meshward._udp"
 type MDNS struct {
 	h       host.Host
 	log     *slog.Logger
-	svc     mdns.Service
+	service string
 	timeout time.Duration
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	once   sync.Once
+	mu       sync.Mutex
+	svc      mdns.Service   // nil until Start
+	routines *routine.Group // connection attempts; nil until Start
+	closed   bool
 }
 
 var _ mdns.Notifee = (*MDNS)(nil)
 
-// StartMDNS announces h under service (DefaultMDNSService when empty) and
-// connects to every node it hears of, until Close.
-func StartMDNS(h host.Host, service string, logger *slog.Logger) (*MDNS, error) {
+// NewMDNS prepares announcing h under service (DefaultMDNSService when
+// empty); nothing runs until Start.
+func NewMDNS(h host.Host, service string, logger *slog.Logger) *MDNS {
 	if service == "" {
 		service = DefaultMDNSService
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	m := &MDNS{h: h, log: logger, timeout: 10 * time.Second}
-	m.ctx, m.cancel = context.WithCancel(context.Background())
-	m.svc = mdns.NewMdnsService(h, service, m)
+	return &MDNS{h: h, log: logger, service: service, timeout: 10 * time.Second}
+}
+
+// Start announces the host and connects to every node it hears of, until
+// ctx ends or Close. Calling it again, or after Close, does nothing.
+func (m *MDNS) Start(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed || m.svc != nil {
+		return nil
+	}
+	m.routines = routine.New(ctx)
+	m.svc = mdns.NewMdnsService(m.h, m.service, m)
 	if err := m.svc.Start(); err != nil {
-		m.cancel()
-		return nil, fmt.Errorf("start mDNS: %w", err)
+		m.routines.Close()
+		m.svc = nil
+		return fmt.Errorf("start mDNS: %w", err)
+	}
+	return nil
+}
+
+// StartMDNS is NewMDNS then Start with a context that only Close ends.
+//
+// Deprecated: use NewMDNS and Start, so that the caller's context bounds it.
+func StartMDNS(h host.Host, service string, logger *slog.Logger) (*MDNS, error) {
+	m := NewMDNS(h, service, logger)
+	if err := m.Start(context.Background()); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
@@ -57,29 +81,41 @@ func StartMDNS(h host.Host, service string, logger *slog.Logger) (*MDNS, error) 
 // HandlePeerFound implements mdns.Notifee: it connects to the peer in the
 // background (mDNS calls it from its own goroutine and must not block).
 func (m *MDNS) HandlePeerFound(ai peer.AddrInfo) {
-	if ai.ID == m.h.ID() || m.ctx.Err() != nil {
+	m.mu.Lock()
+	rg := m.routines
+	m.mu.Unlock()
+	if ai.ID == m.h.ID() || rg == nil {
 		return
 	}
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		ctx, cancel := context.WithTimeout(m.ctx, m.timeout)
+	rg.Go(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, m.timeout)
 		defer cancel()
 		if err := m.h.Connect(ctx, ai); err != nil {
 			m.log.Debug("mDNS peer unreachable", "peer", ai.ID, "err", err)
 			return
 		}
 		m.log.Info("connected to a peer found by mDNS", "peer", ai.ID)
-	}()
+	})
 }
 
-// Close stops announcing and waits for connection attempts in flight.
+// Close stops announcing and waits for connection attempts in flight. It
+// is idempotent.
 func (m *MDNS) Close() error {
-	var err error
-	m.once.Do(func() {
-		err = m.svc.Close()
-		m.cancel()
-		m.wg.Wait()
-	})
-	return err
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	svc, rg := m.svc, m.routines
+	m.mu.Unlock()
+	if svc == nil {
+		return nil
+	}
+	err := svc.Close()
+	rg.Close()
+	if err != nil {
+		return fmt.Errorf("stop mDNS: %w", err)
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -13,19 +14,18 @@ import (
 func TestMDNSConnectsToFoundPeers(t *testing.T) {
 	a, _ := newTestHost(t)
 	b, _ := newTestHost(t)
-	m, err := StartMDNS(a, "_meshward-test._udp", nil)
-	if err != nil {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m := NewMDNS(a, "_meshward-test._udp", nil)
+	m.HandlePeerFound(peer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()}) // before Start: ignored
+	if err := m.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	m.HandlePeerFound(peer.AddrInfo{ID: a.ID(), Addrs: a.Addrs()}) // itself: ignored
 	m.HandlePeerFound(peer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()})
-	deadline := time.Now().Add(20 * time.Second)
-	for a.Network().Connectedness(b.ID()) != network.Connected {
-		if time.Now().After(deadline) {
-			t.Fatal("did not connect to the peer mDNS found")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, 20*time.Second, "a connection to the peer mDNS found", func() bool {
+		return a.Network().Connectedness(b.ID()) == network.Connected
+	})
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -33,4 +33,27 @@ func TestMDNSConnectsToFoundPeers(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 	m.HandlePeerFound(peer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()}) // after Close: no goroutine, no panic
+}
+
+// TestMDNSClosedStaysClosed: Close after Start's context ended returns at
+// once, and a Start after Close starts nothing.
+func TestMDNSClosedStaysClosed(t *testing.T) {
+	a, _ := newTestHost(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	m := NewMDNS(a, "_meshward-test._udp", nil)
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.routines.Go(func(context.Context) {}) {
+		t.Error("a connection attempt started after Close")
+	}
 }
