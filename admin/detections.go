@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -55,13 +54,9 @@ func getDetections(s *Server, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	var want *bool
-	if v := c.r.URL.Query().Get("acknowledged"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return nil, fmt.Errorf("%w: acknowledged %q: want true or false", ErrInvalid, v)
-		}
-		want = &b
+	want, err := boolParam(c, "acknowledged")
+	if err != nil {
+		return nil, err
 	}
 	ds, err := s.detections(c)
 	if err != nil {

@@ -2,7 +2,6 @@ package admin
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -93,34 +92,17 @@ func postReport(s *Server, c *call) (any, error) {
 	return reportFrom(rec, s.sites(c), s.now()), nil
 }
 
-// reportLimit reads the limit query parameter of the reports list.
-func reportLimit(c *call) (int, error) {
-	v := c.r.URL.Query().Get("limit")
-	if v == "" {
-		return defaultReportLimit, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 || n > maxReportLimit {
-		return 0, fmt.Errorf("%w: limit %q: want 1 to %d", ErrInvalid, v, maxReportLimit)
-	}
-	return n, nil
-}
-
 // getReports lists the indicator reports this node holds, newest first;
 // the active query parameter (true or false) keeps only those that are,
 // or are not, valid now, among the reportScan most recent.
 func getReports(s *Server, c *call) (any, error) {
-	n, err := reportLimit(c)
+	n, err := limitParam(c, defaultReportLimit, maxReportLimit)
 	if err != nil {
 		return nil, err
 	}
-	var want *bool
-	if v := c.r.URL.Query().Get("active"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return nil, fmt.Errorf("%w: active %q: want true or false", ErrInvalid, v)
-		}
-		want = &b
+	want, err := boolParam(c, "active")
+	if err != nil {
+		return nil, err
 	}
 	scan := n
 	if want != nil {

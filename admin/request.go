@@ -75,17 +75,35 @@ func parseIndicator(value, typ string) (intel.Indicator, error) {
 	return ind, nil
 }
 
-// limit reads the limit query parameter.
-func limit(c *call) (int, error) {
+// limit reads the limit query parameter of most lists.
+func limit(c *call) (int, error) { return limitParam(c, defaultLimit, maxLimit) }
+
+// limitParam reads the limit query parameter: def when absent, else 1 to
+// most.
+func limitParam(c *call, def, most int) (int, error) {
 	v := c.r.URL.Query().Get("limit")
 	if v == "" {
-		return defaultLimit, nil
+		return def, nil
 	}
 	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 || n > maxLimit {
-		return 0, fmt.Errorf("%w: limit %q: want 1 to %d", ErrInvalid, v, maxLimit)
+	if err != nil || n < 1 || n > most {
+		return 0, fmt.Errorf("%w: limit %q: want 1 to %d", ErrInvalid, v, most)
 	}
 	return n, nil
+}
+
+// boolParam reads an optional true-or-false query parameter; nil when
+// absent.
+func boolParam(c *call, name string) (*bool, error) {
+	v := c.r.URL.Query().Get(name)
+	if v == "" {
+		return nil, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s %q: want true or false", ErrInvalid, name, v)
+	}
+	return &b, nil
 }
 
 // nonNil makes an empty list encode as [] rather than null.
