@@ -23,16 +23,8 @@ func TestTwoAgentProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs two agents")
 	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("the go command is not on PATH; cannot build the binary")
-	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "meshward")
-	build := exec.Command(goBin, "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
@@ -104,25 +96,47 @@ func TestTwoAgentProcesses(t *testing.T) {
 
 func writeConfig(t *testing.T, dir, site, consensus string) {
 	t.Helper()
+	writeAgentConfig(t, dir, site, "/ip4/127.0.0.1/tcp/0", consensus)
+}
+
+// writeAgentConfig writes dir/node.yaml for an agent listening on listen.
+func writeAgentConfig(t *testing.T, dir, site, listen, consensus string) {
+	t.Helper()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	cfg := fmt.Sprintf(`data_dir: %s
 site: %s
-listen: [/ip4/127.0.0.1/tcp/0]
+listen: [%s]
 consensus:
 %sdetectors:
   paths: [%s]
 log_level: debug
-`, dir, site, consensus, filepath.Join(dir, "auth.log"))
+`, dir, site, listen, consensus, filepath.Join(dir, "auth.log"))
 	if err := os.WriteFile(filepath.Join(dir, "node.yaml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func startAgent(t *testing.T, bin, dir string) {
+// agentProc is a running agent process.
+type agentProc struct {
+	cmd    *exec.Cmd
+	killed bool
+}
+
+// kill ends the agent with SIGKILL, as a crash would, and waits for it.
+func (a *agentProc) kill(t *testing.T) {
 	t.Helper()
-	logf, err := os.Create(filepath.Join(dir, "agent.log"))
+	if err := a.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = a.cmd.Wait()
+	a.killed = true
+}
+
+func startAgent(t *testing.T, bin, dir string) *agentProc {
+	t.Helper()
+	logf, err := os.OpenFile(filepath.Join(dir, "agent.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +145,12 @@ func startAgent(t *testing.T, bin, dir string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	a := &agentProc{cmd: cmd}
 	t.Cleanup(func() {
+		if a.killed {
+			logf.Close()
+			return
+		}
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
@@ -151,6 +170,7 @@ func startAgent(t *testing.T, bin, dir string) {
 			t.Logf("agent log %s:\n%s", dir, b)
 		}
 	})
+	return a
 }
 
 func cli(bin string, args ...string) ([]byte, error) {
@@ -171,4 +191,19 @@ func poll(t *testing.T, ctx context.Context, what string, cond func() bool) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// buildBinary builds meshward into dir; it skips where go is missing.
+func buildBinary(t *testing.T, dir string) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("the go command is not on PATH; cannot build the binary")
+	}
+	bin := filepath.Join(dir, "meshward")
+	build := exec.Command(goBin, "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
 }
