@@ -142,8 +142,9 @@ func (n *Node) Start(ctx context.Context) error {
 	n.started = n.now()
 	n.group = routine.New(context.WithoutCancel(ctx))
 	run := n.group.Context()
-	// A start that hangs (a syslog port, a server) ends with ctx.
-	stop := context.AfterFunc(ctx, func() { go n.group.Close() })
+	// A start that hangs (a syslog port, a server) ends with ctx; the
+	// caller then closes the node.
+	stop := context.AfterFunc(ctx, n.group.Close)
 	defer stop()
 	d, cfg := n.deps, n.deps.Config
 
@@ -178,8 +179,8 @@ func (n *Node) Start(ctx context.Context) error {
 		}
 		n.metricsLn = m
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("start node: %w", err)
+	if !stop() { // ctx ended: the node's goroutines are stopping
+		return fmt.Errorf("start node: %w", context.Cause(ctx))
 	}
 	n.log.Info("node started", "id", d.ID, "addrs", n.Addrs(), "admin", cfg.SocketPath())
 	return nil

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -216,5 +217,44 @@ func TestDetectionOfMeshProtectedRangeSuppressed(t *testing.T) {
 	}
 	if tl, ok := n.Timeline(intel.IndicatorFromAddr(netip.MustParseAddr("198.18.0.5"))); ok {
 		t.Fatalf("protected address has a timeline: %+v", tl)
+	}
+}
+
+// Start gives up when its context ends, and the node still closes
+// cleanly: both while building the dependencies and while starting.
+func TestStartHonoursContext(t *testing.T) {
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	newCfg := func() Config {
+		cfg := DefaultConfig()
+		cfg.DataDir = t.TempDir()
+		cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+		cfg.Consensus.Bootstrap = true
+		return cfg
+	}
+	if n, err := Start(cancelled, newCfg(), Options{}); !errors.Is(err, context.Canceled) {
+		if err == nil {
+			n.Close()
+		}
+		t.Fatalf("Start with a cancelled context: %v, want context.Canceled", err)
+	}
+
+	d, err := NewDeps(context.Background(), newCfg(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(d)
+	if err != nil {
+		d.Close()
+		t.Fatal(err)
+	}
+	if err := n.Start(cancelled); !errors.Is(err, context.Canceled) {
+		t.Errorf("Node.Start with a cancelled context: %v, want context.Canceled", err)
+	}
+	if err := n.Close(); err != nil {
+		t.Errorf("close: %v", err)
+	}
+	if err := n.Close(); err != nil {
+		t.Errorf("second close: %v", err)
 	}
 }

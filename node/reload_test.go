@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"net/netip"
@@ -79,21 +78,4 @@ func TestReload(t *testing.T) {
 		t.Fatalf("responders after reload: %+v, want the exec backend alone", r)
 	}
 	waitFor(t, "the exec backend to hold the block", func() bool { return n.Enforcing(other) })
-}
-
-// Start gives up when its context ends, and closes what it built.
-func TestStartHonoursContext(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	dir := t.TempDir()
-	cfg := DefaultConfig()
-	cfg.DataDir = dir
-	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
-	cfg.Consensus.Bootstrap = true
-	if n, err := Start(ctx, cfg, Options{}); err == nil {
-		n.Close()
-		t.Fatal("Start with a cancelled context succeeded")
-	} else if !errors.Is(err, context.Canceled) {
-		t.Fatalf("Start: %v, want context.Canceled", err)
-	}
 }
