@@ -9,6 +9,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -159,7 +160,14 @@ func (c *Consensus) callResp(ctx context.Context, to peer.ID, req *rpcRequest) (
 	if to == c.h.ID() {
 		return rpcResponse{}, fmt.Errorf("%s rpc to ourselves", req.Kind)
 	}
-	s, err := c.h.NewStream(ctx, to, RPCProtocol)
+	return callPeer(ctx, c.h, to, req)
+}
+
+// callPeer sends req from h to a peer over RPCProtocol and returns the
+// response and the error it answered with. Cancelling ctx resets the
+// stream.
+func callPeer(ctx context.Context, h host.Host, to peer.ID, req *rpcRequest) (rpcResponse, error) {
+	s, err := h.NewStream(ctx, to, RPCProtocol)
 	if err != nil {
 		return rpcResponse{}, fmt.Errorf("open %s stream to %s: %w", req.Kind, shortID(to.String()), err)
 	}

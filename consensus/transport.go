@@ -3,6 +3,7 @@ package consensus
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -174,6 +175,15 @@ func (l *streamLayer) closeAndWait() {
 	}
 }
 
+func (l *streamLayer) isClosed() bool {
+	select {
+	case <-l.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // Addr implements net.Listener: our peer ID, which raft advertises as our
 // ServerAddress.
 func (l *streamLayer) Addr() net.Addr { return peerAddr(l.h.ID()) }
@@ -227,6 +237,17 @@ func newStreamConn(s network.Stream) *streamConn {
 
 func (c *streamConn) LocalAddr() net.Addr  { return c.local }
 func (c *streamConn) RemoteAddr() net.Addr { return c.remote }
+
+// Read reads from the stream. Once the layer is closed, a failed read
+// reads as the end of the stream: the layer reset it, and raft's
+// connection handler returns quietly on EOF.
+func (c *streamConn) Read(b []byte) (int, error) {
+	n, err := c.Stream.Read(b)
+	if err != nil && c.layer != nil && c.layer.isClosed() {
+		err = io.EOF
+	}
+	return n, err
+}
 
 // Close closes the stream; the layer stops tracking it.
 func (c *streamConn) Close() error {
