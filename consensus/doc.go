@@ -14,6 +14,20 @@
 //   - forwarding joins, proposals, removals and read-index requests from any
 //     node to the leader (protocol /meshward/raft-rpc/1).
 //
+// Configuration and lifecycle. Config is both the node's YAML section
+// "consensus" (the fields with yaml tags: DefaultConfig, Validate) and what
+// New needs at run time (the node's identity, logger and timing, which
+// YAML cannot set). New(ctx) starts raft and the participant's loops on
+// ctx, never on a context of its own; a start whose ctx has ended stops
+// and returns its error. Close shuts raft down and waits for every
+// goroutine: the loops and RPC handlers (one routine.Group) and the raft
+// transport's connections, which the stream layer resets and counts.
+//
+// Files: consensus.go (lifecycle, loops, local reads), propose.go and
+// join.go (the write paths, forwarded to the leader), rpc.go (the
+// raft-rpc protocol), transport.go (the StreamLayer), membership.go,
+// read.go, fsm.go and command.go.
+//
 // Voter management (membership.go). Joiners enter the configuration as
 // non-voters. The leader watches its followers through raft's heartbeat
 // observations and, every MembershipInterval, makes at most one change: it
