@@ -70,24 +70,7 @@ func (s *Store) CreateAck(a AckRecord) error {
 	if err != nil {
 		return fmt.Errorf("acknowledge detection %s: %w", a.Detection, err)
 	}
-	if err := s.acquire(); err != nil {
-		return err
-	}
-	defer s.release()
-	err = s.update(func(txn *badger.Txn) error {
-		_, err := txn.Get(ackKey(a.Detection))
-		switch {
-		case err == nil:
-			return ErrExists
-		case !errors.Is(err, badger.ErrKeyNotFound):
-			return err
-		}
-		return txn.Set(ackKey(a.Detection), v)
-	})
-	if err != nil {
-		return fmt.Errorf("acknowledge detection %s: %w", a.Detection, err)
-	}
-	return nil
+	return wrap("acknowledge detection "+a.Detection, s.insert(ackKey(a.Detection), v))
 }
 
 // Ack returns the acknowledgement of a detection, or ErrNotFound.
@@ -114,12 +97,8 @@ func (s *Store) AcksFor(ids []string) (map[string]AckRecord, error) {
 	if len(ids) > MaxAckLookup {
 		return nil, fmt.Errorf("read acknowledgements: %d ids, at most %d", len(ids), MaxAckLookup)
 	}
-	if err := s.acquire(); err != nil {
-		return nil, err
-	}
-	defer s.release()
 	out := make(map[string]AckRecord)
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		for _, id := range ids {
 			if id == "" || len(id) > MaxAckIDLen {
 				continue
@@ -140,7 +119,7 @@ func (s *Store) AcksFor(ids []string) (map[string]AckRecord, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read acknowledgements: %w", err)
+		return nil, wrap("read acknowledgements", err)
 	}
 	return out, nil
 }
@@ -157,23 +136,7 @@ func (s *Store) DeleteAck(id string) error {
 	if id == "" || len(id) > MaxAckIDLen {
 		return fmt.Errorf("delete acknowledgement: %w", ErrNotFound)
 	}
-	if err := s.acquire(); err != nil {
-		return err
-	}
-	defer s.release()
-	err := s.update(func(txn *badger.Txn) error {
-		if _, err := txn.Get(ackKey(id)); err != nil {
-			if errors.Is(err, badger.ErrKeyNotFound) {
-				return ErrNotFound
-			}
-			return err
-		}
-		return txn.Delete(ackKey(id))
-	})
-	if err != nil {
-		return fmt.Errorf("delete acknowledgement of %s: %w", id, err)
-	}
-	return nil
+	return wrap("delete acknowledgement of "+id, s.remove(ackKey(id)))
 }
 
 // PruneAcks deletes the acknowledgements made before cutoff and returns

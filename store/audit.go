@@ -52,11 +52,7 @@ func (s *Store) AppendAudit(e AuditEntry) error {
 	if err != nil {
 		return fmt.Errorf("append audit entry: %w", err)
 	}
-	if err := s.acquire(); err != nil {
-		return err
-	}
-	defer s.release()
-	err = s.update(func(txn *badger.Txn) error {
+	err = s.write(func(txn *badger.Txn) error {
 		for n := uint32(0); n < maxAuditSameTime; n++ {
 			k := auditKey(e.Time, n)
 			_, err := txn.Get(k)
@@ -70,7 +66,7 @@ func (s *Store) AppendAudit(e AuditEntry) error {
 		return fmt.Errorf("more than %d entries at %s", maxAuditSameTime, e.Time.Format(time.RFC3339Nano))
 	})
 	if err != nil {
-		return fmt.Errorf("append audit entry: %w", err)
+		return wrap("append audit entry", err)
 	}
 	return nil
 }

@@ -55,15 +55,10 @@ func (s *Store) PutEnvelope(env *intel.Envelope, received time.Time) (added bool
 		indKey = sightingIndKey(sg.Indicator.Key(), sg.LastSeen, origin, env.Seq)
 		sightKeys = [][]byte{indKey, sightingTimeKey(received, origin, env.Seq)}
 	}
-	if err := s.acquire(); err != nil {
-		return false, err
-	}
-	defer s.release()
-
 	key := envelopeKey(origin, env.Seq)
 	hwKey := highWaterKey(origin)
 	rcvKey := receivedKey(received, origin, env.Seq)
-	err = s.update(func(txn *badger.Txn) error {
+	err = s.write(func(txn *badger.Txn) error {
 		added = false
 		switch _, err := txn.Get(key); {
 		case err == nil:
@@ -95,7 +90,7 @@ func (s *Store) PutEnvelope(env *intel.Envelope, received time.Time) (added bool
 		return nil
 	})
 	if err != nil {
-		return false, fmt.Errorf("put envelope %s/%d: %w", origin, env.Seq, err)
+		return false, wrap(fmt.Sprintf("put envelope %s/%d", origin, env.Seq), err)
 	}
 	return added, nil
 }

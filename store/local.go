@@ -17,14 +17,10 @@ import (
 // handed out twice (a crash may skip one). That holds across power loss
 // only with Options.SyncWrites, as in DefaultOptions.
 func (s *Store) NextSeq() (uint64, error) {
-	if err := s.acquire(); err != nil {
-		return 0, err
-	}
-	defer s.release()
 	s.seqMu.Lock()
 	defer s.seqMu.Unlock()
 	var next uint64
-	err := s.update(func(txn *badger.Txn) error {
+	err := s.write(func(txn *badger.Txn) error {
 		cur, err := getUint64(txn, keySeq)
 		if err != nil {
 			return err
@@ -36,7 +32,7 @@ func (s *Store) NextSeq() (uint64, error) {
 		return txn.Set(keySeq, appendUint64(nil, next))
 	})
 	if err != nil {
-		return 0, fmt.Errorf("next sequence number: %w", err)
+		return 0, wrap("next sequence number", err)
 	}
 	return next, nil
 }
@@ -54,14 +50,7 @@ func (s *Store) PutDecision(p intel.Policy) error {
 	if err != nil {
 		return fmt.Errorf("put decision %s: %w", p.ID, err)
 	}
-	if err := s.acquire(); err != nil {
-		return err
-	}
-	defer s.release()
-	if err := s.update(func(txn *badger.Txn) error { return txn.Set(decisionKey(p.ID), v) }); err != nil {
-		return fmt.Errorf("put decision %s: %w", p.ID, err)
-	}
-	return nil
+	return wrap("put decision "+p.ID, s.write(func(txn *badger.Txn) error { return txn.Set(decisionKey(p.ID), v) }))
 }
 
 // Decisions returns the local decisions active at now, ordered by ID.
@@ -133,12 +122,5 @@ func (s *Store) DeleteDecision(id string) error {
 	if id == "" {
 		return errors.New("delete decision: empty policy ID")
 	}
-	if err := s.acquire(); err != nil {
-		return err
-	}
-	defer s.release()
-	if err := s.update(func(txn *badger.Txn) error { return txn.Delete(decisionKey(id)) }); err != nil {
-		return fmt.Errorf("delete decision %s: %w", id, err)
-	}
-	return nil
+	return wrap("delete decision "+id, s.write(func(txn *badger.Txn) error { return txn.Delete(decisionKey(id)) }))
 }

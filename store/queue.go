@@ -61,15 +61,11 @@ func (q *Queue) Enqueue(id string, body []byte) error {
 	if len(body) > maxQueueBody {
 		return fmt.Errorf("enqueue %s: body is %d bytes, limit %d", id, len(body), maxQueueBody)
 	}
-	if err := q.s.acquire(); err != nil {
-		return err
-	}
-	defer q.s.release()
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	idxKey := q.key(prefixQueueIndex, []byte(id))
 	seqKey := q.key(prefixQueueSeq, nil)
-	err := q.s.update(func(txn *badger.Txn) error {
+	err := q.s.write(func(txn *badger.Txn) error {
 		if _, err := txn.Get(idxKey); err == nil {
 			return nil
 		} else if !errors.Is(err, badger.ErrKeyNotFound) {
@@ -91,7 +87,7 @@ func (q *Queue) Enqueue(id string, body []byte) error {
 		return txn.Set(seqKey, seq)
 	})
 	if err != nil {
-		return fmt.Errorf("enqueue %s on %s: %w", id, q.name, err)
+		return wrap(fmt.Sprintf("enqueue %s on %s", id, q.name), err)
 	}
 	return nil
 }
@@ -127,12 +123,8 @@ func (q *Queue) Peek(n int) (ids []string, bodies [][]byte, err error) {
 // Ack removes the item id. Acking an id that is not queued is not an
 // error.
 func (q *Queue) Ack(id string) error {
-	if err := q.s.acquire(); err != nil {
-		return err
-	}
-	defer q.s.release()
 	idxKey := q.key(prefixQueueIndex, []byte(id))
-	err := q.s.update(func(txn *badger.Txn) error {
+	err := q.s.write(func(txn *badger.Txn) error {
 		item, err := txn.Get(idxKey)
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return nil
@@ -150,7 +142,7 @@ func (q *Queue) Ack(id string) error {
 		return txn.Delete(idxKey)
 	})
 	if err != nil {
-		return fmt.Errorf("ack %s on %s: %w", id, q.name, err)
+		return wrap(fmt.Sprintf("ack %s on %s", id, q.name), err)
 	}
 	return nil
 }

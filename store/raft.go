@@ -159,16 +159,8 @@ func (r *RaftStore) deleteInOrder(keys [][]byte) error {
 
 // Set stores a stable value.
 func (r *RaftStore) Set(key, val []byte) error {
-	s := r.s
-	if err := s.acquire(); err != nil {
-		return err
-	}
-	defer s.release()
 	v := append([]byte{}, val...)
-	if err := s.update(func(txn *badger.Txn) error { return txn.Set(raftStableKey(key), v) }); err != nil {
-		return fmt.Errorf("raft stable set %q: %w", key, err)
-	}
-	return nil
+	return wrap(fmt.Sprintf("raft stable set %q", key), r.s.write(func(txn *badger.Txn) error { return txn.Set(raftStableKey(key), v) }))
 }
 
 // Get returns a stable value, or (nil, nil) if key was never set.

@@ -73,6 +73,43 @@ func (s *Store) view(fn func(txn *badger.Txn) error) error {
 	return s.db.View(fn)
 }
 
+// write runs fn in a read-write transaction (see update) as one operation
+// of the store.
+func (s *Store) write(fn func(txn *badger.Txn) error) error {
+	if err := s.acquire(); err != nil {
+		return err
+	}
+	defer s.release()
+	return s.update(fn)
+}
+
+// insert stores v under key, or returns ErrExists and stores nothing if
+// key is already stored.
+func (s *Store) insert(key, v []byte) error {
+	return s.write(func(txn *badger.Txn) error {
+		switch _, err := txn.Get(key); {
+		case err == nil:
+			return ErrExists
+		case !errors.Is(err, badger.ErrKeyNotFound):
+			return err
+		}
+		return txn.Set(key, v)
+	})
+}
+
+// remove deletes key, or returns ErrNotFound if it is not stored.
+func (s *Store) remove(key []byte) error {
+	return s.write(func(txn *badger.Txn) error {
+		if _, err := txn.Get(key); err != nil {
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				return ErrNotFound
+			}
+			return err
+		}
+		return txn.Delete(key)
+	})
+}
+
 // list decodes up to limit values stored under prefix, in key order or,
 // with newestFirst, in reverse key order (newest first for the families
 // keyed by time). limit <= 0 means all of them. what names the family in

@@ -54,24 +54,7 @@ func (s *Store) CreateToken(t TokenRecord) error {
 	if err != nil {
 		return fmt.Errorf("create token %s: %w", t.ID, err)
 	}
-	if err := s.acquire(); err != nil {
-		return err
-	}
-	defer s.release()
-	err = s.update(func(txn *badger.Txn) error {
-		_, err := txn.Get(tokenKey(t.ID))
-		switch {
-		case err == nil:
-			return ErrExists
-		case !errors.Is(err, badger.ErrKeyNotFound):
-			return err
-		}
-		return txn.Set(tokenKey(t.ID), v)
-	})
-	if err != nil {
-		return fmt.Errorf("create token %s: %w", t.ID, err)
-	}
-	return nil
+	return wrap("create token "+t.ID, s.insert(tokenKey(t.ID), v))
 }
 
 // Token returns the token record with the given ID, or ErrNotFound.
@@ -79,12 +62,8 @@ func (s *Store) Token(id string) (TokenRecord, error) {
 	if err := checkTokenID(id); err != nil {
 		return TokenRecord{}, fmt.Errorf("read token: %w", ErrNotFound)
 	}
-	if err := s.acquire(); err != nil {
-		return TokenRecord{}, err
-	}
-	defer s.release()
 	var t TokenRecord
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		item, err := txn.Get(tokenKey(id))
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return ErrNotFound
@@ -95,7 +74,7 @@ func (s *Store) Token(id string) (TokenRecord, error) {
 		return item.Value(func(v []byte) error { return json.Unmarshal(v, &t) })
 	})
 	if err != nil {
-		return TokenRecord{}, fmt.Errorf("read token %s: %w", id, err)
+		return TokenRecord{}, wrap("read token "+id, err)
 	}
 	return t, nil
 }
@@ -111,21 +90,5 @@ func (s *Store) DeleteToken(id string) error {
 	if err := checkTokenID(id); err != nil {
 		return fmt.Errorf("delete token: %w", ErrNotFound)
 	}
-	if err := s.acquire(); err != nil {
-		return err
-	}
-	defer s.release()
-	err := s.update(func(txn *badger.Txn) error {
-		if _, err := txn.Get(tokenKey(id)); err != nil {
-			if errors.Is(err, badger.ErrKeyNotFound) {
-				return ErrNotFound
-			}
-			return err
-		}
-		return txn.Delete(tokenKey(id))
-	})
-	if err != nil {
-		return fmt.Errorf("delete token %s: %w", id, err)
-	}
-	return nil
+	return wrap("delete token "+id, s.remove(tokenKey(id)))
 }
