@@ -83,6 +83,15 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 // New wires a node from its dependencies. It starts nothing: Start does.
 // The node owns d from here on; Close closes it.
 func New(d *Deps) (*Node, error) {
+	if d.Responders == nil {
+		d.Responders = &Responders{}
+	}
+	if d.Options.Clock == nil {
+		d.Options.Clock = time.Now
+	}
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
 	n := &Node{
 		deps:      d,
 		log:       d.Logger,
@@ -121,7 +130,9 @@ func New(d *Deps) (*Node, error) {
 	}
 	n.admin = srv
 	n.registerMetrics()
-	d.inbound.bind(&gossipHandler{n})
+	if d.inbound != nil { // gossip built by NewDeps hands its envelopes to n from now on
+		d.inbound.bind(&gossipHandler{n})
+	}
 	return n, nil
 }
 
