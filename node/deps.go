@@ -73,10 +73,11 @@ type Deps struct {
 	Store     *store.Store
 	Consensus *consensus.Consensus
 	Gossip    *gossip.Gossip
-	// Bootstrap and PeerBook keep the node connected; Node.Start starts
-	// them.
+	// Bootstrap, PeerBook and MDNS (nil when off) keep the node
+	// connected; Node.Start starts them.
 	Bootstrap *gossip.Bootstrapper
 	PeerBook  *gossip.PeerBook
+	MDNS      *gossip.MDNS
 	// Detectors are the rule engine and the log sources; Node.Start runs
 	// the sources.
 	Detectors *Detectors
@@ -248,7 +249,7 @@ func (d *Deps) newGossip(ctx context.Context) (*gossip.Gossip, error) {
 }
 
 // newDiscovery builds what keeps the node connected: the bootstrap peers
-// (members we join through are gossip peers too) and the peer book.
+// (members we join through are gossip peers too), the peer book and mDNS.
 func (d *Deps) newDiscovery() (err error) {
 	cfg := d.Config
 	peers := slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(cfg.Peers), cfg.Consensus.Join...))))
@@ -260,6 +261,10 @@ func (d *Deps) newDiscovery() (err error) {
 		return fmt.Errorf("peer book: %w", err)
 	}
 	d.onClose("peer book", d.PeerBook.Close)
+	if cfg.Gossip.MDNS {
+		d.MDNS = gossip.NewMDNS(d.Host, cfg.Gossip.MDNSService, d.Logger.With("part", "mdns"))
+		d.onClose("mDNS", d.MDNS.Close)
+	}
 	return nil
 }
 

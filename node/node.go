@@ -48,7 +48,6 @@ type Node struct {
 	enforceLatency prometheus.Histogram
 
 	group     *routine.Group // set by Start
-	mdns      *gossip.MDNS
 	metricsLn *metricsServer
 	started   time.Time
 
@@ -161,12 +160,10 @@ func (n *Node) Start(ctx context.Context) error {
 
 	d.Bootstrap.Start(run)
 	d.PeerBook.Start(run)
-	if cfg.Gossip.MDNS {
-		m, err := gossip.StartMDNS(d.Host, cfg.Gossip.MDNSService, n.log.With("part", "mdns"))
-		if err != nil {
-			return fmt.Errorf("mDNS: %w", err)
+	if d.MDNS != nil {
+		if err := d.MDNS.Start(run); err != nil {
+			return err
 		}
-		n.mdns = m
 	}
 	n.recon.Start(run)
 	n.group.Go(func(ctx context.Context) { n.corr.run(ctx, n.group.Go) })
@@ -385,7 +382,6 @@ func (n *Node) Close() error {
 	closeIf("admin API", n.admin, n.admin != nil)
 	closeIf("metrics listener", n.metricsLn, n.metricsLn != nil)
 	closeIf("reconciler", n.reconciler(), true)
-	closeIf("mDNS", n.mdns, n.mdns != nil)
 	if n.group != nil {
 		n.group.Close()
 	}
