@@ -165,6 +165,9 @@ func (n *Node) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	if d.Events != nil {
+		d.Events.Start(run)
+	}
 	n.recon.Start(run)
 	n.group.Go(func(ctx context.Context) { n.corr.run(ctx, n.group.Go) })
 	n.group.Go(n.pruneLoop)

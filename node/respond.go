@@ -68,7 +68,7 @@ func newResponders(r RespondersConfig, nftNetNS int, log *slog.Logger) (*Respond
 }
 
 // newEvents makes the SIEM and SOAR event output; nil when none is
-// configured.
+// configured. Node.Start starts its delivery.
 func newEvents(ev EventsConfig, site, version string, st *store.Store, reg prometheus.Registerer, log *slog.Logger) (*siem.Output, error) {
 	var sinks []siem.Sink
 	closeAll := func() {
@@ -115,7 +115,7 @@ func newEvents(ev EventsConfig, site, version string, st *store.Store, reg prome
 	if len(sinks) == 0 {
 		return nil, nil
 	}
-	out := siem.NewOutput(sinks, ev.QueueSize, log.With("part", "events"))
+	out := siem.New(sinks, ev.QueueSize, log.With("part", "events"))
 	reg.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meshward_events_dropped_total",
 			Help: "SIEM/SOAR events dropped because the output queue was full."},
