@@ -24,7 +24,6 @@ import (
 	"github.com/meshward/meshward/gossip"
 	"github.com/meshward/meshward/intel"
 	"github.com/meshward/meshward/responders"
-	"github.com/meshward/meshward/responders/nft"
 	"github.com/meshward/meshward/responders/siem"
 	"github.com/meshward/meshward/store"
 )
@@ -167,13 +166,8 @@ func NewDeps(ctx context.Context, cfg Config, opts Options) (_ *Deps, err error)
 	if d.Responders, err = newResponders(cfg.Responders, opts.NftablesNetNS, d.Logger); err != nil {
 		return nil, err
 	}
-	d.onClose("nftables", func() error {
-		// Reload may have replaced the responders: close those in force.
-		if fw := d.Responders.Firewall; fw != nil {
-			return fw.Close()
-		}
-		return nil
-	})
+	// Reload may have replaced the responders: close those in force.
+	d.onClose("responders", func() error { return d.Responders.Close() })
 	if d.Events, err = newEvents(cfg.Events, cfg.Site, opts.Version, d.Store, d.Metrics, d.Logger); err != nil {
 		return nil, err
 	}
@@ -197,16 +191,9 @@ func (d *Deps) newConsensus(ctx context.Context) (*consensus.Consensus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open snapshot store: %w", err)
 	}
-	ccfg := consensus.Config{
-		LocalID:          d.ID,
-		Site:             cfg.Site,
-		Bootstrap:        cfg.Consensus.Bootstrap,
-		JoinToken:        cfg.Consensus.JoinToken,
-		MaxVoters:        cfg.Consensus.MaxVoters,
-		DeadVoterTimeout: cfg.Consensus.DeadVoterTimeout,
-		PromoteAfter:     cfg.Consensus.PromoteAfter,
-		Logger:           d.Logger.With("part", "consensus"),
-	}
+	ccfg := cfg.Consensus
+	ccfg.LocalID, ccfg.Site = d.ID, cfg.Site
+	ccfg.Logger = d.Logger.With("part", "consensus")
 	if t := d.Options.ConsensusTimeouts; t != nil {
 		ccfg.HeartbeatTimeout, ccfg.ElectionTimeout = t.Heartbeat, t.Election
 		ccfg.LeaderLeaseTimeout, ccfg.CommitTimeout = t.LeaderLease, t.Commit
@@ -317,10 +304,6 @@ func (in *inbound) heartbeat() gossip.Heartbeat {
 	return hb
 }
 
-// Responders are a node's enforcement backends.
-type Responders struct {
-	Backends []responders.Backend
-	// DryRun and Firewall are also in Backends when enabled.
-	DryRun   *responders.DryRun
-	Firewall *nft.Firewall
-}
+// Responders are a node's enforcement backends, built through the
+// responders registry.
+type Responders = responders.Backends

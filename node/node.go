@@ -106,7 +106,7 @@ func New(d *Deps) (*Node, error) {
 	n.corr = newCorroborator(d.ID, d.Config.Corroboration, d.Store, d.Consensus, d.Consensus,
 		n.now, d.Logger, &n.stats)
 	n.state = &stateSource{n: n}
-	n.recon = responders.NewReconciler(n.state, d.Responders.Backends, responders.Options{
+	n.recon = responders.NewReconciler(n.state, d.Responders.List, responders.Options{
 		Interval:   d.Config.Responders.Resync,
 		Logger:     d.Logger.With("part", "responders"),
 		OnEnforced: n.onEnforced,
@@ -158,6 +158,7 @@ func (n *Node) Start(ctx context.Context) error {
 	defer stop()
 	d, cfg := n.deps, n.deps.Config
 
+	d.Store.Start(run) // value-log collection
 	d.Bootstrap.Start(run)
 	d.PeerBook.Start(run)
 	if d.MDNS != nil {

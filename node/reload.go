@@ -105,8 +105,8 @@ func (n *Node) reload(load func() (Config, error)) error {
 // swapResponders puts a new set of backends in force: a new reconciler
 // over them starts, then the old one stops and its firewall handle closes
 // (the kernel table stays, as on a restart).
-func (n *Node) swapResponders(r *Responders, cfg RespondersConfig) {
-	recon := responders.NewReconciler(n.state, r.Backends, responders.Options{
+func (n *Node) swapResponders(r *Responders, cfg responders.Config) {
+	recon := responders.NewReconciler(n.state, r.List, responders.Options{
 		Interval:   cfg.Resync,
 		Logger:     n.log.With("part", "responders"),
 		OnEnforced: n.onEnforced,
@@ -119,10 +119,8 @@ func (n *Node) swapResponders(r *Responders, cfg RespondersConfig) {
 	if err := old.Close(); err != nil {
 		n.log.Warn("close the previous reconciler", "err", err)
 	}
-	if oldResp.Firewall != nil {
-		if err := oldResp.Firewall.Close(); err != nil {
-			n.log.Warn("close the previous nftables handle", "err", err)
-		}
+	if err := oldResp.Close(); err != nil {
+		n.log.Warn("close the previous responders", "err", err)
 	}
 	recon.Trigger()
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/responders"
 )
 
 // A reload that fails keeps the configuration in force and is counted; a
@@ -69,12 +70,12 @@ func TestReload(t *testing.T) {
 	// reconciler brings the block to it.
 	execOnly := good
 	execOnly.Responders.DryRun = false
-	execOnly.Responders.Exec = []ExecConfig{{Name: "noop", Add: []string{"true"}, Remove: []string{"true"},
+	execOnly.Responders.Exec = []responders.ExecConfig{{Name: "noop", Add: []string{"true"}, Remove: []string{"true"},
 		StatePath: filepath.Join(t.TempDir(), "exec.state")}}
 	if err := n.Reload(func() (Config, error) { return execOnly, nil }); err != nil {
 		t.Fatal(err)
 	}
-	if r := n.responders(); r.DryRun != nil || len(r.Backends) != 1 {
+	if r := n.responders(); r.DryRun != nil || len(r.List) != 1 {
 		t.Fatalf("responders after reload: %+v, want the exec backend alone", r)
 	}
 	waitFor(t, "the exec backend to hold the block", func() bool { return n.Enforcing(other) })
