@@ -1,0 +1,231 @@
+package intel
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// OperatorOp names an operator command.
+type OperatorOp string
+
+// The operator commands. Block, allow and revoke need the responder role
+// (a wide block or allow, past the breadth floor, needs admin); the rest
+// need admin.
+const (
+	OpBlock            OperatorOp = "block"
+	OpAllow            OperatorOp = "allow"
+	OpRevoke           OperatorOp = "revoke"
+	OpProtect          OperatorOp = "protect"
+	OpUnprotect        OperatorOp = "unprotect"
+	OpRemoveMember     OperatorOp = "remove_member"
+	OpSetCorroboration OperatorOp = "set_corroboration"
+	OpSetFloors        OperatorOp = "set_floors"
+	OpAddOperator      OperatorOp = "add_operator"
+	OpRemoveOperator   OperatorOp = "remove_operator"
+	OpCreateJoinToken  OperatorOp = "create_join_token"
+)
+
+// Bounds of operator command fields.
+const (
+	MaxOperatorName    = 64
+	MaxJoinTokenUses   = 1000
+	MaxJoinTokenTTL    = 30 * 24 * time.Hour
+	MinJoinTokenSecret = 32
+)
+
+// OperatorCommand is the body an operator signs: the header that binds it
+// to one mesh and one moment, the operation, and that operation's fields
+// (the others stay empty). Durations are whole seconds so that the JSON is
+// exact.
+type OperatorCommand struct {
+	Header OperatorHeader `json:"header"`
+	Op     OperatorOp     `json:"op"`
+
+	// Block, allow: the indicator, its TTL (0: no expiry), the reason,
+	// and Wide to pass the breadth floor (admin only).
+	Indicator  *Indicator `json:"indicator,omitempty"`
+	TTLSeconds int64      `json:"ttl_seconds,omitempty"`
+	Reason     string     `json:"reason,omitempty"`
+	Wide       bool       `json:"wide,omitempty"`
+	// Revoke: the policy.
+	PolicyID string `json:"policy_id,omitempty"`
+	// Protect, unprotect: an address range in CIDR notation.
+	Prefix string `json:"prefix,omitempty"`
+	// Remove member: the node ID.
+	Member string `json:"member,omitempty"`
+	// Set corroboration: k distinct members within the window.
+	MinNodes      int   `json:"min_nodes,omitempty"`
+	WindowSeconds int64 `json:"window_seconds,omitempty"`
+	// Set floors.
+	Floors *Floors `json:"floors,omitempty"`
+	// Add operator: the key, its role and a name; remove operator: the key
+	// ID (OperatorKeyID).
+	OperatorKey   []byte       `json:"operator_key,omitempty"`
+	OperatorRole  OperatorRole `json:"operator_role,omitempty"`
+	OperatorName  string       `json:"operator_name,omitempty"`
+	OperatorKeyID string       `json:"operator_key_id,omitempty"`
+	// Create join token: the SHA-256 of the secret (the secret itself
+	// never enters the log), how many joins it admits, and for how long.
+	TokenHash       []byte `json:"token_hash,omitempty"`
+	TokenUses       int    `json:"token_uses,omitempty"`
+	TokenTTLSeconds int64  `json:"token_ttl_seconds,omitempty"`
+}
+
+// TTL is TTLSeconds as a duration.
+func (c OperatorCommand) TTL() time.Duration { return time.Duration(c.TTLSeconds) * time.Second }
+
+// Window is WindowSeconds as a duration.
+func (c OperatorCommand) Window() time.Duration { return time.Duration(c.WindowSeconds) * time.Second }
+
+// TokenTTL is TokenTTLSeconds as a duration.
+func (c OperatorCommand) TokenTTL() time.Duration {
+	return time.Duration(c.TokenTTLSeconds) * time.Second
+}
+
+// RequiredRole is the least role that may sign c.
+func (c OperatorCommand) RequiredRole() OperatorRole {
+	switch c.Op {
+	case OpBlock, OpAllow:
+		if c.Wide {
+			return OperatorAdmin
+		}
+		return OperatorResponder
+	case OpRevoke:
+		return OperatorResponder
+	}
+	return OperatorAdmin
+}
+
+// Permits reports whether role r may sign c.
+func (r OperatorRole) Permits(c OperatorCommand) bool {
+	return r == OperatorAdmin || (r == OperatorResponder && c.RequiredRole() == OperatorResponder)
+}
+
+// Validate checks the header and that the operation's fields are present,
+// well formed and bounded. It does not check the command against the
+// state of the mesh (the FSM does that).
+func (c OperatorCommand) Validate() error {
+	if err := c.Header.Validate(); err != nil {
+		return err
+	}
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrOperatorMalformed, c.Op, fmt.Sprintf(format, args...))
+	}
+	if len(c.Reason) > 1024 {
+		return bad("reason is %d bytes, limit 1024", len(c.Reason))
+	}
+	switch c.Op {
+	case OpBlock, OpAllow:
+		if c.Indicator == nil {
+			return bad("indicator is required")
+		}
+		if err := c.Indicator.Validate(); err != nil {
+			return bad("%v", err)
+		}
+		if c.TTLSeconds < 0 {
+			return bad("ttl_seconds must not be negative")
+		}
+	case OpRevoke:
+		if len(c.PolicyID) != 16 {
+			return bad("policy_id must be 16 hex digits")
+		}
+		if _, err := hex.DecodeString(c.PolicyID); err != nil {
+			return bad("policy_id must be 16 hex digits")
+		}
+	case OpProtect, OpUnprotect:
+		if p, err := ParsePrefix(c.Prefix); err != nil || p.String() != c.Prefix {
+			return bad("prefix %q: want a canonical CIDR", c.Prefix)
+		}
+	case OpRemoveMember:
+		if c.Member == "" || len(c.Member) > 128 {
+			return bad("member is required")
+		}
+	case OpSetCorroboration:
+		if c.MinNodes < 1 || c.MinNodes > 64 {
+			return bad("min_nodes %d: want 1..64", c.MinNodes)
+		}
+		if c.WindowSeconds < 1 || c.Window() > 7*24*time.Hour {
+			return bad("window_seconds %d: want 1s..7d", c.WindowSeconds)
+		}
+	case OpSetFloors:
+		if c.Floors == nil {
+			return bad("floors are required")
+		}
+		if err := c.Floors.Validate(); err != nil {
+			return bad("%v", err)
+		}
+	case OpAddOperator:
+		if len(c.OperatorKey) != ed25519.PublicKeySize {
+			return bad("operator_key must be an ed25519 public key")
+		}
+		if !c.OperatorRole.Valid() {
+			return bad("operator_role %q: want responder or admin", c.OperatorRole)
+		}
+		if c.OperatorName == "" || len(c.OperatorName) > MaxOperatorName {
+			return bad("operator_name must be 1 to %d bytes", MaxOperatorName)
+		}
+	case OpRemoveOperator:
+		if c.OperatorKeyID == "" || len(c.OperatorKeyID) > 64 {
+			return bad("operator_key_id is required")
+		}
+	case OpCreateJoinToken:
+		if len(c.TokenHash) != sha256.Size {
+			return bad("token_hash must be a SHA-256")
+		}
+		if c.TokenUses < 1 || c.TokenUses > MaxJoinTokenUses {
+			return bad("token_uses %d: want 1..%d", c.TokenUses, MaxJoinTokenUses)
+		}
+		if c.TokenTTLSeconds < 1 || c.TokenTTL() > MaxJoinTokenTTL {
+			return bad("token_ttl_seconds %d: want 1s..%s", c.TokenTTLSeconds, MaxJoinTokenTTL)
+		}
+	default:
+		return fmt.Errorf("%w: unknown op %q", ErrOperatorMalformed, c.Op)
+	}
+	return nil
+}
+
+// JoinTokenHash is the hash under which a join token's secret is kept.
+func JoinTokenHash(secret string) []byte {
+	h := sha256.Sum256([]byte("meshward/join-token/v1\x00" + secret))
+	return h[:]
+}
+
+// SignOperatorCommand validates c, encodes it and signs it.
+func SignOperatorCommand(priv ed25519.PrivateKey, c OperatorCommand) (OperatorSigned, error) {
+	if err := c.Validate(); err != nil {
+		return OperatorSigned{}, err
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return OperatorSigned{}, fmt.Errorf("encode operator command: %w", err)
+	}
+	return SignOperator(priv, b), nil
+}
+
+// OpenOperatorCommand verifies s's signature and decodes its body strictly
+// (an unknown field is an error) into a validated command. Whether the key
+// is an operator's, with a role that permits the command, is the caller's
+// check.
+func OpenOperatorCommand(s OperatorSigned) (OperatorCommand, error) {
+	if err := s.Verify(); err != nil {
+		return OperatorCommand{}, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(s.Body))
+	dec.DisallowUnknownFields()
+	var c OperatorCommand
+	if err := dec.Decode(&c); err != nil {
+		return OperatorCommand{}, fmt.Errorf("%w: body: %v", ErrOperatorMalformed, err)
+	}
+	if dec.More() {
+		return OperatorCommand{}, fmt.Errorf("%w: body: trailing data", ErrOperatorMalformed)
+	}
+	if err := c.Validate(); err != nil {
+		return OperatorCommand{}, err
+	}
+	return c, nil
+}
