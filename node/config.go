@@ -17,6 +17,7 @@ import (
 	"github.com/meshward/meshward/admin"
 	"github.com/meshward/meshward/consensus"
 	"github.com/meshward/meshward/detectors"
+	"github.com/meshward/meshward/gossip"
 	"github.com/meshward/meshward/intel"
 	"github.com/meshward/meshward/internal/confcheck"
 	"github.com/meshward/meshward/responders"
@@ -43,7 +44,7 @@ type Config struct {
 	// mesh's own networks).
 	Protected []string `yaml:"protected"`
 
-	Gossip        GossipConfig        `yaml:"gossip"`
+	Gossip        gossip.Config       `yaml:"gossip"`
 	Consensus     consensus.Config    `yaml:"consensus"`
 	Corroboration CorroborationConfig `yaml:"corroboration"`
 	LocalBlock    LocalBlockConfig    `yaml:"local_block"`
@@ -57,28 +58,6 @@ type Config struct {
 	MetricsListen string `yaml:"metrics_listen"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
-}
-
-// GossipConfig tunes the spreading of signed intelligence.
-type GossipConfig struct {
-	// SyncInterval is how often anti-entropy runs with a random peer (it
-	// also runs on every new connection).
-	SyncInterval time.Duration `yaml:"sync_interval"`
-	// HeartbeatInterval is how often the node announces its health.
-	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
-	// RateLimit and RateBurst bound the messages per second accepted from
-	// one forwarding peer; excess is dropped, counted and lowers the
-	// peer's score.
-	RateLimit float64 `yaml:"rate_limit"`
-	RateBurst int     `yaml:"rate_burst"`
-	// Indicators carries indicator reports (IOCs from operators and
-	// feeds) on their own topic; they inform, they never block.
-	Indicators bool `yaml:"indicators"`
-	// MDNS finds and connects to other nodes on the local network. Off by
-	// default: bootstrap peers are the primary discovery.
-	MDNS bool `yaml:"mdns"`
-	// MDNSService is the DNS-SD service name; one per mesh on a LAN.
-	MDNSService string `yaml:"mdns_service"`
 }
 
 // CorroborationConfig is the rule that turns sightings into a mesh-wide
@@ -107,7 +86,7 @@ func DefaultConfig() Config {
 		DataDir:   "/var/lib/meshward",
 		Site:      hostname(),
 		Listen:    []string{"/ip4/0.0.0.0/tcp/7946", "/ip4/0.0.0.0/udp/7946/quic-v1"},
-		Gossip:    GossipConfig{SyncInterval: 30 * time.Second, HeartbeatInterval: 10 * time.Second, RateLimit: 200, RateBurst: 2000, Indicators: true, MDNSService: "_meshward._udp"},
+		Gossip:    gossip.DefaultConfig(),
 		Consensus: consensus.DefaultConfig(),
 		Corroboration: CorroborationConfig{
 			MinNodes: 2,
@@ -196,18 +175,7 @@ func (c Config) Validate() error {
 			bad(fmt.Sprintf("protected[%d]", i), p, "want an IP address or CIDR")
 		}
 	}
-	if c.Gossip.SyncInterval <= 0 {
-		bad("gossip.sync_interval", c.Gossip.SyncInterval, "must be positive")
-	}
-	if c.Gossip.HeartbeatInterval <= 0 {
-		bad("gossip.heartbeat_interval", c.Gossip.HeartbeatInterval, "must be positive")
-	}
-	if c.Gossip.RateLimit <= 0 {
-		bad("gossip.rate_limit", c.Gossip.RateLimit, "must be positive (messages per second per peer)")
-	}
-	if c.Gossip.RateBurst < 1 {
-		bad("gossip.rate_burst", c.Gossip.RateBurst, "must be at least 1")
-	}
+	sections.Join("gossip", c.Gossip.Validate())
 	sections.Join("consensus", c.Consensus.Validate())
 	sections.Join("store", c.Store.Validate())
 	if c.Corroboration.MinNodes < 1 {
