@@ -3,7 +3,6 @@ package intel
 import (
 	"bytes"
 	"crypto/ed25519"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -69,9 +68,10 @@ type OperatorCommand struct {
 	OperatorRole  OperatorRole `json:"operator_role,omitempty"`
 	OperatorName  string       `json:"operator_name,omitempty"`
 	OperatorKeyID string       `json:"operator_key_id,omitempty"`
-	// Create join token: the SHA-256 of the secret (the secret itself
-	// never enters the log), how many joins it admits, and for how long.
-	TokenHash       []byte `json:"token_hash,omitempty"`
+	// Create join token: the public half of the token's key (see
+	// JoinTokenKey; the secret never enters the log), how many joins it
+	// admits, and for how long.
+	TokenKey        []byte `json:"token_key,omitempty"`
 	TokenUses       int    `json:"token_uses,omitempty"`
 	TokenTTLSeconds int64  `json:"token_ttl_seconds,omitempty"`
 }
@@ -174,8 +174,8 @@ func (c OperatorCommand) Validate() error {
 			return bad("operator_key_id is required")
 		}
 	case OpCreateJoinToken:
-		if len(c.TokenHash) != sha256.Size {
-			return bad("token_hash must be a SHA-256")
+		if len(c.TokenKey) != ed25519.PublicKeySize {
+			return bad("token_key must be an ed25519 public key")
 		}
 		if c.TokenUses < 1 || c.TokenUses > MaxJoinTokenUses {
 			return bad("token_uses %d: want 1..%d", c.TokenUses, MaxJoinTokenUses)
@@ -187,12 +187,6 @@ func (c OperatorCommand) Validate() error {
 		return fmt.Errorf("%w: unknown op %q", ErrOperatorMalformed, c.Op)
 	}
 	return nil
-}
-
-// JoinTokenHash is the hash under which a join token's secret is kept.
-func JoinTokenHash(secret string) []byte {
-	h := sha256.Sum256([]byte("meshward/join-token/v1\x00" + secret))
-	return h[:]
 }
 
 // SignOperatorCommand validates c, encodes it and signs it.

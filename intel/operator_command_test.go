@@ -59,7 +59,7 @@ func TestOperatorCommandValidateAndRoles(t *testing.T) {
 		"floors":     {Op: OpSetFloors, Floors: &Floors{MinIPv4Bits: 20, MinIPv6Bits: 48}},
 		"add op":     {Op: OpAddOperator, OperatorKey: pub, OperatorRole: OperatorResponder, OperatorName: "bob"},
 		"rm op":      {Op: OpRemoveOperator, OperatorKeyID: OperatorKeyID(pub)},
-		"token":      {Op: OpCreateJoinToken, TokenHash: JoinTokenHash(strings.Repeat("s", 32)), TokenUses: 1, TokenTTLSeconds: 3600},
+		"token":      {Op: OpCreateJoinToken, TokenKey: pub, TokenUses: 1, TokenTTLSeconds: 3600},
 	}
 	for name, c := range good {
 		c.Header = h
@@ -84,9 +84,9 @@ func TestOperatorCommandValidateAndRoles(t *testing.T) {
 		"add bad role":     {Op: OpAddOperator, OperatorKey: pub, OperatorRole: "root", OperatorName: "x"},
 		"add no name":      {Op: OpAddOperator, OperatorKey: pub, OperatorRole: OperatorAdmin},
 		"rm op empty":      {Op: OpRemoveOperator},
-		"token short hash": {Op: OpCreateJoinToken, TokenHash: []byte{1}, TokenUses: 1, TokenTTLSeconds: 1},
-		"token no uses":    {Op: OpCreateJoinToken, TokenHash: JoinTokenHash("x"), TokenTTLSeconds: 1},
-		"token forever":    {Op: OpCreateJoinToken, TokenHash: JoinTokenHash("x"), TokenUses: 1, TokenTTLSeconds: int64(MaxJoinTokenTTL/time.Second) + 1},
+		"token short key":  {Op: OpCreateJoinToken, TokenKey: []byte{1}, TokenUses: 1, TokenTTLSeconds: 1},
+		"token no uses":    {Op: OpCreateJoinToken, TokenKey: pub, TokenTTLSeconds: 1},
+		"token forever":    {Op: OpCreateJoinToken, TokenKey: pub, TokenUses: 1, TokenTTLSeconds: int64(MaxJoinTokenTTL/time.Second) + 1},
 		"long reason":      {Op: OpBlock, Indicator: &ind, Reason: strings.Repeat("r", 1025)},
 	}
 	for name, c := range bad {
