@@ -67,17 +67,6 @@ func (m *MDNS) Start(ctx context.Context) error {
 	return nil
 }
 
-// StartMDNS is NewMDNS then Start with a context that only Close ends.
-//
-// Deprecated: use NewMDNS and Start, so that the caller's context bounds it.
-func StartMDNS(h host.Host, service string, logger *slog.Logger) (*MDNS, error) {
-	m := NewMDNS(h, service, logger)
-	if err := m.Start(context.Background()); err != nil {
-		return nil, err
-	}
-	return m, nil
-}
-
 // HandlePeerFound implements mdns.Notifee: it connects to the peer in the
 // background (mDNS calls it from its own goroutine and must not block).
 func (m *MDNS) HandlePeerFound(ai peer.AddrInfo) {

@@ -18,7 +18,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/time/rate"
 
 	"github.com/meshward/meshward/consensus"
 	"github.com/meshward/meshward/gossip"
@@ -209,26 +208,14 @@ func (d *Deps) newConsensus(ctx context.Context) (*consensus.Consensus, error) {
 func (d *Deps) newGossip(ctx context.Context) (*gossip.Gossip, error) {
 	cfg := d.Config
 	d.inbound = &inbound{version: d.Options.Version, site: cfg.Site}
-	var indicators *gossip.IndicatorOptions
-	if cfg.Gossip.Indicators {
-		indicators = &gossip.IndicatorOptions{}
-	}
-	g, err := gossip.New(ctx, d.Host, gossip.Options{
-		Handler:      d.inbound,
-		Roster:       d.Consensus, // only admitted nodes speak
-		Log:          d.Store,     // anti-entropy serves and fills gaps from the store
-		SyncInterval: cfg.Gossip.SyncInterval,
-		RateLimit:    rate.Limit(cfg.Gossip.RateLimit),
-		RateBurst:    cfg.Gossip.RateBurst,
-		Indicators:   indicators,
-		Heartbeats: &gossip.HeartbeatOptions{
-			Key:      d.Key,
-			Interval: cfg.Gossip.HeartbeatInterval,
-			Info:     d.inbound.heartbeat,
-		},
-		Registerer: d.Metrics,
-		Logger:     d.Logger.With("part", "gossip"),
-	})
+	opts := cfg.Gossip.Options()
+	opts.Handler = d.inbound
+	opts.Roster = d.Consensus // only admitted nodes speak
+	opts.Log = d.Store        // anti-entropy serves and fills gaps from the store
+	opts.Heartbeats.Key, opts.Heartbeats.Info = d.Key, d.inbound.heartbeat
+	opts.Registerer = d.Metrics
+	opts.Logger = d.Logger.With("part", "gossip")
+	g, err := gossip.New(ctx, d.Host, opts)
 	if err != nil {
 		return nil, fmt.Errorf("start gossip: %w", err)
 	}

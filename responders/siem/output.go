@@ -73,17 +73,6 @@ func New(sinks []Sink, queueSize int, logger *slog.Logger) *Output {
 	return &Output{sinks: sinks, log: logger, queue: make(chan Event, queueSize), done: make(chan struct{})}
 }
 
-// NewOutput returns an output that is already delivering, as New followed
-// by Start on a context that never ends.
-//
-// Deprecated: use New and Start, so that the delivery goroutine belongs to
-// the caller's context.
-func NewOutput(sinks []Sink, queueSize int, logger *slog.Logger) *Output {
-	o := New(sinks, queueSize, logger)
-	o.Start(context.Background())
-	return o
-}
-
 // Start starts delivery, and every sink that implements Starter, under
 // ctx. When ctx ends, intake stops and what is queued is still written
 // (each write bounded by its own timeout), as Close would; Close waits for
