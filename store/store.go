@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -67,6 +68,15 @@ type Options struct {
 	// means DefaultGCInterval, negative disables the collector. It runs
 	// from Start to Close, never in memory.
 	GCInterval time.Duration
+	// EncryptionKey, when set, is the AES-256 key (KeySize bytes) the
+	// store is encrypted with (Badger encrypts tables and value log with
+	// data keys kept under it). Opening an encrypted store without it, or
+	// with another key, or an unencrypted store with one, fails with
+	// ErrKeyRequired, ErrWrongKey or ErrNotEncrypted: never a new store.
+	EncryptionKey []byte
+	// EncryptionKeyRotation is how often a new data key is made; zero
+	// means DefaultKeyRotation.
+	EncryptionKeyRotation time.Duration
 }
 
 // DefaultOptions returns the options of a durable on-disk store in dir.
@@ -137,12 +147,26 @@ func Open(opts Options) (*Store, error) {
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(8).
 		WithMetricsEnabled(false)
+	if len(opts.EncryptionKey) > 0 {
+		if len(opts.EncryptionKey) != KeySize {
+			return nil, fmt.Errorf("open store: encryption key is %d bytes, want %d (AES-256)", len(opts.EncryptionKey), KeySize)
+		}
+		rot := opts.EncryptionKeyRotation
+		if rot <= 0 {
+			rot = DefaultKeyRotation
+		}
+		// Badger requires an index cache with encryption: decrypted
+		// indices are cached rather than all kept in memory.
+		bo = bo.WithEncryptionKey(bytes.Clone(opts.EncryptionKey)).
+			WithEncryptionKeyRotationDuration(rot).
+			WithIndexCacheSize(indexCacheSize)
+	}
 	db, err := badger.Open(bo)
 	if err != nil {
 		if opts.InMemory {
 			return nil, fmt.Errorf("open in-memory store: %w", err)
 		}
-		return nil, fmt.Errorf("open store %s: %w", opts.Dir, err)
+		return nil, fmt.Errorf("open store %s: %w", opts.Dir, classifyOpenError(opts.Dir, opts.EncryptionKey, err))
 	}
 	s := &Store{db: db, log: log}
 	s.raw = &RaftStore{s: s}
