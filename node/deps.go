@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -13,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/raft"
 	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -88,6 +86,8 @@ type Deps struct {
 
 	// inbound is gossip's Handler until a Node binds itself to it.
 	inbound *inbound
+	// storeKey encrypts the store and the Raft snapshots (atrest.go).
+	storeKey store.Key
 	// cancel ends the context the subsystems run on.
 	cancel  context.CancelFunc
 	closers []namedCloser
@@ -137,8 +137,11 @@ func NewDeps(ctx context.Context, cfg Config, opts Options) (_ *Deps, err error)
 	d.ID = intel.NodeID(edKey.Public().(ed25519.PublicKey))
 	d.Logger = opts.Logger.With("node", shortID(d.ID), "site", cfg.Site)
 
+	if d.storeKey, err = loadStoreKey(cfg.Store); err != nil {
+		return nil, err
+	}
 	if d.Store = opts.Store; d.Store == nil {
-		if d.Store, err = store.Open(store.DefaultOptions(filepath.Join(cfg.DataDir, "store"))); err != nil {
+		if d.Store, err = openStore(cfg.DataDir, cfg.Store, d.storeKey); err != nil {
 			return nil, fmt.Errorf("open store: %w", err)
 		}
 		d.onClose("store", d.Store.Close)
@@ -186,9 +189,9 @@ func (d *Deps) onClose(name string, f func() error) {
 
 func (d *Deps) newConsensus(ctx context.Context) (*consensus.Consensus, error) {
 	cfg := d.Config
-	snaps, err := raft.NewFileSnapshotStore(filepath.Join(cfg.DataDir, "raft"), 2, io.Discard)
+	snaps, err := openSnapshots(cfg.DataDir, d.storeKey)
 	if err != nil {
-		return nil, fmt.Errorf("open snapshot store: %w", err)
+		return nil, err
 	}
 	ccfg := cfg.Consensus
 	ccfg.LocalID, ccfg.Site = d.ID, cfg.Site

@@ -1,0 +1,138 @@
+package node
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/meshward/meshward/store"
+)
+
+func writeStoreKey(t *testing.T, dir, name string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(hex.EncodeToString(store.NewKey())+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestNodeStoreEncryption starts a node on an encrypted store, stops it,
+// and starts it again with another key and with none: both refuse with an
+// error naming the key file or the fields to set, never a new store; with
+// the right key, the node starts on the same Raft state.
+func TestNodeStoreEncryption(t *testing.T) {
+	dir := t.TempDir()
+	keys := t.TempDir()
+	right := writeStoreKey(t, keys, "right.key")
+	wrong := writeStoreKey(t, keys, "wrong.key")
+	cfg := DefaultConfig()
+	cfg.DataDir = dir
+	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	cfg.Consensus.Bootstrap = true
+	cfg.Store.EncryptionKeyFile = right
+	start := func(c Config) (*Node, error) { return Start(context.Background(), c, Options{}) }
+
+	n, err := start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := n.deps.Store.RaftStore().LastIndex()
+	if err != nil || first == 0 {
+		t.Fatalf("last index %d, %v", first, err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	bad := cfg
+	bad.Store.EncryptionKeyFile = wrong
+	if n, err := start(bad); err == nil || !errors.Is(err, store.ErrWrongKey) || !strings.Contains(err.Error(), wrong) {
+		if n != nil {
+			n.Close()
+		}
+		t.Fatalf("wrong key: %v", err)
+	}
+	none := cfg
+	none.Store.EncryptionKeyFile = ""
+	if n, err := start(none); err == nil || !errors.Is(err, store.ErrKeyRequired) || !strings.Contains(err.Error(), "store.encryption_key_file") {
+		if n != nil {
+			n.Close()
+		}
+		t.Fatalf("no key: %v", err)
+	}
+	env := cfg
+	env.Store.EncryptionKeyFile = ""
+	env.Store.EncryptionKeyEnv = "MESHWARD_TEST_NODE_STORE_KEY"
+	if n, err := start(env); err == nil || !strings.Contains(err.Error(), "MESHWARD_TEST_NODE_STORE_KEY is not set") {
+		if n != nil {
+			n.Close()
+		}
+		t.Fatalf("unset variable: %v", err)
+	}
+	if err := os.Chmod(right, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := start(cfg); !errors.Is(err, store.ErrKeyPermissions) {
+		if n != nil {
+			n.Close()
+		}
+		t.Fatalf("loose key file: %v", err)
+	}
+	if err := os.Chmod(right, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	n, err = start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if again, err := n.deps.Store.RaftStore().LastIndex(); err != nil || again < first {
+		t.Fatalf("after reopening, last index %d (%v) < %d: a new store?", again, err, first)
+	}
+}
+
+// TestOpenSnapshotsChecksTheKey: a snapshot under another key, or not
+// encrypted, stops the start with an error that says so.
+func TestOpenSnapshotsChecksTheKey(t *testing.T) {
+	dir := t.TempDir()
+	keyA := store.Key{Bytes: store.NewKey(), Source: "key A"}
+	keyB := store.Key{Bytes: store.NewKey(), Source: "key B"}
+	write := func(k store.Key) {
+		t.Helper()
+		snaps, err := openSnapshots(dir, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sink, err := snaps.Create(1, 5, 1, raft.Configuration{}, 1, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sink.Write([]byte("state")); err != nil {
+			t.Fatal(err)
+		}
+		if err := sink.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(keyA)
+	if _, err := openSnapshots(dir, keyA); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openSnapshots(dir, keyB); !errors.Is(err, store.ErrSnapshotWrongKey) || !strings.Contains(err.Error(), "key B") {
+		t.Fatalf("another key: %v", err)
+	}
+	plain := t.TempDir()
+	dir, keyA = plain, store.Key{}
+	write(keyA)
+	if _, err := openSnapshots(plain, keyB); !errors.Is(err, store.ErrSnapshotNotEncrypted) {
+		t.Fatalf("plaintext snapshot: %v", err)
+	}
+}
