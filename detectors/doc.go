@@ -52,8 +52,15 @@
 // reusing its memory; evictions are counted per rule.
 //
 // OpenSSH user names are chosen by the attacker and may contain
-// " from <addr> port <n>"; the parser trusts only the address sshd writes
-// after the user name, found from the end of the message. One invalid-user
+// " from <addr> port <n>"; so may what sshd writes after the source of a
+// failed login ("ssh2: <key>": a certificate's key ID, a hostbased
+// client's names, a GSSAPI principal), and sshd cuts long messages
+// anywhere in it. The parser strips that key information before it looks
+// for the source from the end: every place the source may be ("... from
+// <addr> port <n> ssh2" at the end of the message or before ": ") is a
+// candidate, the one sshd wrote always among them, so a line with two
+// candidates is malformed (counted in EngineStats.Skipped, never
+// attributed), and each message must end as sshd ends it. One invalid-user
 // connection logs both "Invalid user" and "Failed ... for invalid user"
 // for its first attempt; a rule counting both counts that attempt once.
 //

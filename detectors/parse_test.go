@@ -73,7 +73,15 @@ func TestParseSSH(t *testing.T) {
 		{"injection in user name", h + "Invalid user x from 10.0.0.1 port 22 from 203.0.113.7 port 4242", resMatched, kindInvalidUser, "203.0.113.7", 4242},
 		{"injection in failed user", h + "Failed password for invalid user x from 10.0.0.1 port 22 ssh2 from 203.0.113.7 port 4242 ssh2", resMatched, kindFailedInvalid, "203.0.113.7", 4242},
 		{"non-utf8 user", h + "Invalid user \xff\xfe\xc0 from 203.0.113.7 port 22", resMatched, kindInvalidUser, "203.0.113.7", 22},
-		{"crlf line", h + "Failed password for root from 203.0.113.7 port 22\r", resMatched, kindFailed, "203.0.113.7", 22},
+		{"crlf line", h + "Failed password for root from 203.0.113.7 port 22 ssh2\r", resMatched, kindFailed, "203.0.113.7", 22},
+		{"certificate", h + "Failed publickey for alice from 198.51.100.4 port 52311 ssh2: ED25519-CERT SHA256:YWJj ID alice (serial 7) CA ED25519 SHA256:ZGVm", resMatched, kindFailed, "198.51.100.4", 52311},
+		{"certificate ID names a source", h + "Failed publickey for alice from 198.51.100.4 port 52311 ssh2: ED25519-CERT SHA256:YWJj ID evil from 10.0.0.1 (serial 7) CA ED25519 SHA256:ZGVm", resMatched, kindFailed, "198.51.100.4", 52311},
+		{"certificate ID names a source and port", h + "Failed publickey for alice from 198.51.100.4 port 52311 ssh2: RSA-CERT SHA256:YWJj ID evil from 10.0.0.1 port 22 (serial 7) CA RSA SHA256:ZGVm", resMatched, kindFailed, "198.51.100.4", 52311},
+		{"certificate of OpenSSH before 6.8", h + "Failed publickey for alice from 198.51.100.4 port 1 ssh2: RSA-CERT ID evil from 10.0.0.1 port 22 (serial 7) CA RSA 3f:1a:22", resMatched, kindFailed, "198.51.100.4", 1},
+		{"key with info", h + "Failed hostbased for alice from 198.51.100.4 port 1 ssh2: RSA SHA256:YWJj, client user \"a from 10.0.0.1 port 2 ssh2\", client host \"h\"", resMatched, kindFailed, "198.51.100.4", 1},
+		{"gssapi principal", h + "Failed gssapi-with-mic for alice from 198.51.100.4 port 1 ssh2: alice@EXAMPLE.ORG", resMatched, kindFailed, "198.51.100.4", 1},
+		{"password: nothing after ssh2 is sshd's", h + "Failed password for x from 10.0.0.1 port 22 ssh2: RSA SHA256:YWJj from 198.51.100.4 port 1 ssh2", resMatched, kindFailed, "198.51.100.4", 1},
+		{"user named like a source", h + "Invalid user from 10.0.0.1 from 203.0.113.9 port 22", resMatched, kindInvalidUser, "203.0.113.9", 22},
 
 		{"accepted", h + "Accepted password for bob from 203.0.113.7 port 22 ssh2", resIgnored, 0, "", 0},
 		{"connection closed", h + "Connection closed by invalid user admin 203.0.113.7 port 22 [preauth]", resIgnored, 0, "", 0},
@@ -94,6 +102,16 @@ func TestParseSSH(t *testing.T) {
 		{"bad port", h + "Failed password for root from 203.0.113.7 port abc ssh2", resMalformed, 0, "", 0},
 		{"port too large", h + "Failed password for root from 203.0.113.7 port 65536 ssh2", resMalformed, 0, "", 0},
 		{"junk after address", h + "Invalid user a from 203.0.113.7 junk", resMalformed, 0, "", 0},
+		{"junk after port", h + "Invalid user a from 203.0.113.7 port 22 junk", resMalformed, 0, "", 0},
+		{"failed without ssh2", h + "Failed password for root from 203.0.113.7 port 22", resMalformed, 0, "", 0},
+		{"junk after ssh2", h + "Failed password for root from 203.0.113.7 port 22 ssh2 junk", resMalformed, 0, "", 0},
+		{"certificate ID names a second source", h + "Failed publickey for alice from 198.51.100.4 port 52311 ssh2: ED25519-CERT SHA256:YWJj ID evil from 10.0.0.1 port 22 ssh2: ED25519 SHA256:eA (serial 7) CA ED25519 SHA256:ZGVm", resMalformed, 0, "", 0},
+		{"certificate ID cut after a second source", h + "Failed publickey for alice from 198.51.100.4 port 52311 ssh2: ED25519-CERT SHA256:YWJj ID evil from 10.0.0.1 port 22 ssh2", resMalformed, 0, "", 0},
+		{"user and ID each name a source", h + "Failed publickey for invalid user x from 10.0.0.1 port 22 ssh2: RSA-CERT ID y from 198.51.100.4 port 1 ssh2: RSA-CERT SHA256:YWJj ID z (serial 1) CA RSA SHA256:ZGVm", resMalformed, 0, "", 0},
+		{"publickey extra that is no key", h + "Failed publickey for alice from 198.51.100.4 port 52311 ssh2: not a key from 10.0.0.1 port 22 ssh2", resMalformed, 0, "", 0},
+		{"publickey extra that is no key, alone", h + "Failed publickey for alice from 198.51.100.4 port 52311 ssh2: not a key", resMalformed, 0, "", 0},
+		{"gssapi principal names a second source", h + "Failed gssapi-with-mic for alice from 198.51.100.4 port 1 ssh2: x from 10.0.0.1 port 22 ssh2", resMalformed, 0, "", 0},
+		{"max auth with junk", h + "error: maximum authentication attempts exceeded for root from 203.0.113.7 port 12 ssh2 from 10.0.0.1 [preauth]", resMalformed, 0, "", 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -148,6 +166,14 @@ func FuzzParseSSH(f *testing.F) {
 	f.Add("Nov 28 12:00:01 web-1 sshd[1234]: Invalid user admin from 2001:db8::1 port 1")
 	f.Add("<38>2024-11-28T12:00:01Z h sshd: Failed x for y from 1.2.3.4")
 	f.Add("\xff")
+	f.Add("Nov 28 12:00:01 web-1 sshd[1]: Failed publickey for alice from 198.51.100.4 port 52311 ssh2: ED25519-CERT SHA256:YWJj ID evil from 10.0.0.1 (serial 7) CA ED25519 SHA256:ZGVm")
+	f.Add("Nov 28 12:00:01 web-1 sshd[1]: Failed publickey for alice from 198.51.100.4 port 52311 ssh2: RSA-CERT SHA256:YWJj ID evil from 10.0.0.1 port 22 ssh2: RSA SHA256:eA (serial 7) CA RSA SHA256:ZGVm")
+	f.Add("Nov 28 12:00:01 web-1 sshd[1]: Failed publickey for alice from 198.51.100.4 port 52311 ssh2: RSA-CERT ID evil from 10.0.0.1 port 22 ssh2")
+	f.Add("Nov 28 12:00:01 web-1 sshd[1]: Accepted publickey for alice from 198.51.100.4 port 52311 ssh2: ED25519-CERT SHA256:YWJj ID evil from 10.0.0.1 (serial 7) CA ED25519 SHA256:ZGVm")
+	f.Add("Nov 28 12:00:01 web-1 sshd[1]: Failed hostbased for a from 198.51.100.4 port 1 ssh2: RSA SHA256:YWJj, client user \"u\", client host \"x from 10.0.0.1 port 2 ssh2\"")
+	f.Add("Nov 28 12:00:01 web-1 sshd[1]: Failed gssapi-with-mic for a from 198.51.100.4 port 1 ssh2: a@EXAMPLE.ORG")
+	f.Add("Nov 28 12:00:01 web-1 sshd[1]: Invalid user from 10.0.0.1 from 203.0.113.9 port 22")
+	f.Add("Nov 28 12:00:01 web-1 sshd[1]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=203.0.113.9  user=x rhost=10.0.0.1")
 	now := time.Date(2024, 11, 28, 12, 0, 0, 0, time.UTC)
 	f.Add("203.0.113.7 - - [10/Oct/2000:13:55:36 -0700] \"GET /a HTTP/1.1\" 404 1 \"-\" \"x\"")
 	f.Add("Nov 28 12:00:01 fw kernel: [1.2] [UFW BLOCK] IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 PROTO=TCP SPT=1 DPT=22")
