@@ -120,6 +120,36 @@ func Open(opts Options) (*Store, error) {
 	if !opts.InMemory && opts.Dir == "" {
 		return nil, errors.New("open store: Dir is required unless InMemory")
 	}
+	if !opts.InMemory {
+		if err := checkInterruptedRekey(opts.Dir); err != nil {
+			return nil, fmt.Errorf("open store %s: %w", opts.Dir, err)
+		}
+	}
+	bo, err := badgerOptions(opts, log)
+	if err != nil {
+		return nil, err
+	}
+	db, err := badger.Open(bo)
+	if err != nil {
+		if opts.InMemory {
+			return nil, fmt.Errorf("open in-memory store: %w", err)
+		}
+		return nil, fmt.Errorf("open store %s: %w", opts.Dir, classifyOpenError(opts.Dir, opts.EncryptionKey, err))
+	}
+	s := &Store{db: db, log: log}
+	s.raw = &RaftStore{s: s}
+	s.gcInterval = opts.GCInterval
+	if s.gcInterval == 0 {
+		s.gcInterval = DefaultGCInterval
+	}
+	if opts.InMemory || s.gcInterval < 0 {
+		s.gcInterval = 0
+	}
+	return s, nil
+}
+
+// badgerOptions are the Badger options of the store opts describes.
+func badgerOptions(opts Options, log *slog.Logger) (badger.Options, error) {
 	mt := opts.MemTableSize
 	switch {
 	case mt == 0:
@@ -149,35 +179,20 @@ func Open(opts Options) (*Store, error) {
 		WithMetricsEnabled(false)
 	if len(opts.EncryptionKey) > 0 {
 		if len(opts.EncryptionKey) != KeySize {
-			return nil, fmt.Errorf("open store: encryption key is %d bytes, want %d (AES-256)", len(opts.EncryptionKey), KeySize)
+			return badger.Options{}, fmt.Errorf("open store: encryption key is %d bytes, want %d (AES-256)", len(opts.EncryptionKey), KeySize)
 		}
 		rot := opts.EncryptionKeyRotation
 		if rot <= 0 {
 			rot = DefaultKeyRotation
 		}
-		// Badger requires an index cache with encryption: decrypted
-		// indices are cached rather than all kept in memory.
+		// Badger requires an index cache with encryption (decrypted
+		// indices are cached, not all kept in memory); the profile has
+		// one anyway, set again here so that it cannot be lost.
 		bo = bo.WithEncryptionKey(bytes.Clone(opts.EncryptionKey)).
 			WithEncryptionKeyRotationDuration(rot).
 			WithIndexCacheSize(indexCacheSize)
 	}
-	db, err := badger.Open(bo)
-	if err != nil {
-		if opts.InMemory {
-			return nil, fmt.Errorf("open in-memory store: %w", err)
-		}
-		return nil, fmt.Errorf("open store %s: %w", opts.Dir, classifyOpenError(opts.Dir, opts.EncryptionKey, err))
-	}
-	s := &Store{db: db, log: log}
-	s.raw = &RaftStore{s: s}
-	s.gcInterval = opts.GCInterval
-	if s.gcInterval == 0 {
-		s.gcInterval = DefaultGCInterval
-	}
-	if opts.InMemory || s.gcInterval < 0 {
-		s.gcInterval = 0
-	}
-	return s, nil
+	return bo, nil
 }
 
 // Start runs the value-log collector (Options.GCInterval) until ctx ends
