@@ -9,6 +9,17 @@ import (
 // ErrInvalidSighting is wrapped by every sighting validation error.
 var ErrInvalidSighting = errors.New("invalid sighting")
 
+// ErrSightingFromFuture is wrapped by CheckSightingAt's error: the
+// sighting says it saw something after the envelope that carries it was
+// sealed.
+var ErrSightingFromFuture = errors.New("sighting seen after its envelope was sealed")
+
+// SightingSkew is how far a sighting's times may lie after its envelope's
+// time. A node reports its detections at its own clock and seals them
+// after, so only clock steps and rounding need room; a sighting further
+// ahead would stay fresh for corroboration windows it never lived in.
+const SightingSkew = 2 * time.Minute
+
 // Severity of a detection, as a SOC would triage it.
 type Severity string
 
@@ -63,4 +74,38 @@ func (s Sighting) Validate() error {
 		return fmt.Errorf("%w: severity %q (want low, medium, high or critical)", ErrInvalidSighting, s.Severity)
 	}
 	return nil
+}
+
+// CheckSightingAt checks that s saw nothing after at, the time of the
+// envelope that carries it, plus skew (a negative skew counts as 0): a
+// FirstSeen or LastSeen beyond it is refused with an error that wraps
+// ErrSightingFromFuture and ErrInvalidSighting and names the field, its
+// time and the bound. It does not run Validate.
+func CheckSightingAt(s Sighting, at time.Time, skew time.Duration) error {
+	bound := at.Add(max(skew, 0))
+	for _, f := range [...]struct {
+		name string
+		t    time.Time
+	}{{"last_seen", s.LastSeen}, {"first_seen", s.FirstSeen}} {
+		if f.t.After(bound) {
+			return fmt.Errorf("%w: %w: %s %s is %s after the envelope time %s (skew %s)", ErrInvalidSighting, ErrSightingFromFuture,
+				f.name, f.t.UTC().Format(time.RFC3339Nano), f.t.Sub(at), at.UTC().Format(time.RFC3339Nano), max(skew, 0))
+		}
+	}
+	return nil
+}
+
+// DecodeSightingAt is DecodeSighting followed by CheckSightingAt against
+// the envelope's own time: what a node receiving a sighting, by gossip or
+// anti-entropy, or checking one as evidence, should call. Every error
+// wraps ErrMalformed; one from the future also ErrSightingFromFuture.
+func DecodeSightingAt(e *Envelope, skew time.Duration) (Sighting, error) {
+	s, err := DecodeSighting(e)
+	if err != nil {
+		return s, err
+	}
+	if err := CheckSightingAt(s, e.Time, skew); err != nil {
+		return s, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	return s, nil
 }

@@ -1,6 +1,7 @@
 package intel
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"strings"
 	"testing"
@@ -76,5 +77,87 @@ func TestSightingValidateKeepsIndicatorError(t *testing.T) {
 	s.Indicator = Indicator{Type: IPv4, Value: "300.1.1.1"}
 	if err := s.Validate(); !errors.Is(err, ErrInvalidSighting) || !errors.Is(err, ErrInvalidIndicator) {
 		t.Fatalf("got %v, want both ErrInvalidSighting and ErrInvalidIndicator", err)
+	}
+}
+
+func TestCheckSightingAt(t *testing.T) {
+	at := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name        string
+		first, last time.Duration // from at
+		skew        time.Duration
+		want        string // a part of the error; "" means accepted
+	}{
+		{"both before", -time.Minute, -time.Second, SightingSkew, ""},
+		{"last at the envelope time", -time.Minute, 0, SightingSkew, ""},
+		{"last within the skew", -time.Minute, time.Minute, SightingSkew, ""},
+		{"last at the skew", -time.Minute, SightingSkew, SightingSkew, ""},
+		{"last past the skew", -time.Minute, SightingSkew + time.Nanosecond, SightingSkew, "last_seen 2026-11-28T12:02:00.000000001Z is 2m0.000000001s after the envelope time 2026-11-28T12:00:00Z (skew 2m0s)"},
+		{"last a day ahead", -time.Minute, 24 * time.Hour, SightingSkew, "last_seen 2026-11-29T12:00:00Z"},
+		{"first past the skew", 3 * time.Minute, 3 * time.Minute, SightingSkew, "last_seen"},
+		{"first alone past the skew", 3 * time.Minute, time.Minute, SightingSkew, "first_seen 2026-11-28T12:03:00Z"},
+		{"no skew", -time.Minute, time.Nanosecond, 0, "(skew 0s)"},
+		{"negative skew counts as none", -time.Minute, 0, -time.Hour, ""},
+		{"negative skew, ahead", -time.Minute, time.Second, -time.Hour, "(skew 0s)"},
+		{"long ago", -365 * 24 * time.Hour, -364 * 24 * time.Hour, SightingSkew, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := testSighting()
+			s.FirstSeen, s.LastSeen = at.Add(tc.first), at.Add(tc.last)
+			err := CheckSightingAt(s, at, tc.skew)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("accepted, want an error with %q", tc.want)
+			}
+			if !errors.Is(err, ErrSightingFromFuture) || !errors.Is(err, ErrInvalidSighting) {
+				t.Errorf("%v does not wrap ErrSightingFromFuture and ErrInvalidSighting", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestDecodeSightingAt(t *testing.T) {
+	_, key, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	open := func(s Sighting) *Envelope {
+		t.Helper()
+		raw, err := SealJSON(key, KindSighting, 1, at, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, err := Open(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return env
+	}
+	s := testSighting()
+	s.FirstSeen, s.LastSeen = at.Add(-time.Minute), at.Add(time.Minute)
+	if got, err := DecodeSightingAt(open(s), SightingSkew); err != nil || got.Detector != s.Detector {
+		t.Fatalf("sighting within the skew: %+v, %v", got, err)
+	}
+	s.LastSeen = at.Add(time.Hour)
+	_, err = DecodeSightingAt(open(s), SightingSkew)
+	if !errors.Is(err, ErrSightingFromFuture) || !errors.Is(err, ErrMalformed) {
+		t.Fatalf("sighting an hour ahead: %v, want ErrSightingFromFuture and ErrMalformed", err)
+	}
+	if _, err := DecodeSighting(open(s)); err != nil {
+		t.Fatalf("DecodeSighting alone checks no time: %v", err)
+	}
+	s.Count = 0
+	if _, err := DecodeSightingAt(open(s), SightingSkew); !errors.Is(err, ErrMalformed) || errors.Is(err, ErrSightingFromFuture) {
+		t.Fatalf("invalid sighting: %v, want ErrMalformed from validation first", err)
 	}
 }
