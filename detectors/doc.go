@@ -36,7 +36,10 @@
 //     (compile.go), which turns a Rule into its matcher. The Engine
 //     applies a RuleSet and emits an intel.Sighting when a group crosses
 //     a rule; Run feeds a source's lines to any Processor (an Engine, or
-//     a caller's wrapper that swaps engines at run time).
+//     a caller's wrapper that swaps engines at run time). A sighting never
+//     reports a time after the engine's clock: lines stamped ahead of it
+//     are reported at the clock and counted (EngineStats.Ahead), since the
+//     mesh refuses sightings seen after their envelope was sealed.
 //
 // Config is the detectors section of a node's configuration, with its
 // defaults (DefaultConfig) and checks (Validate, whose field paths are

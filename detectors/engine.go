@@ -50,6 +50,9 @@ type EngineStats struct {
 	NonUTF8 uint64
 	// Parsed counts lines that gave an event, matched by a rule or not.
 	Parsed uint64
+	// Ahead counts sightings whose lines were stamped after the engine's
+	// clock; they are reported at the clock instead.
+	Ahead uint64
 	// Cap is MaxSources, the per-rule bound on Sources.
 	Cap   int
 	Rules []RuleStats
@@ -376,6 +379,13 @@ func (e *Engine) record(r *ruleState, ev *Event, t int64) (intel.Sighting, bool)
 	g.quietUntil = t + r.cooling
 	e.stats.Fired++
 	r.fired++
+	// A log stamped ahead of the engine's clock (a sender's clock or zone
+	// off) is reported at the clock: the mesh refuses a sighting seen after
+	// the envelope that carries it (intel.CheckSightingAt).
+	if now := e.now().UnixNano(); t > now {
+		e.stats.Ahead++
+		t, first = now, min(first, now)
+	}
 	return intel.Sighting{
 		Indicator:  intel.IndicatorFromAddr(ev.Src),
 		Detector:   r.Name,

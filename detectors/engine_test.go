@@ -305,3 +305,40 @@ func TestRuleValidation(t *testing.T) {
 		t.Errorf("invalid allow prefix: err = %v", err)
 	}
 }
+
+// TestSightingNotAheadOfClock: lines stamped after the engine's clock (a
+// sender's clock or zone off) give a sighting at the clock, which the
+// mesh's check against the envelope time accepts, and are counted.
+func TestSightingNotAheadOfClock(t *testing.T) {
+	now := base
+	e := newTestEngine(t, DefaultSSHRule(), EngineOptions{Now: func() time.Time { return now }})
+	var got []intel.Sighting
+	for i := range 5 {
+		got = append(got, feedAll(e, failAt(3*time.Hour+time.Duration(i)*time.Second, "203.0.113.7"))...)
+	}
+	if len(got) != 1 {
+		t.Fatalf("%d sightings, want 1", len(got))
+	}
+	s := got[0]
+	if !s.LastSeen.Equal(now) || s.FirstSeen.After(now) {
+		t.Fatalf("first %s last %s, want both at or before the clock %s", s.FirstSeen, s.LastSeen, now)
+	}
+	if err := intel.CheckSightingAt(s, now, 0); err != nil {
+		t.Fatalf("sealed at the clock: %v", err)
+	}
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.Stats(); st.Ahead != 1 {
+		t.Fatalf("Ahead %d, want 1", st.Ahead)
+	}
+	// In the past, times are the lines' own.
+	got = feedAll(e, failAt(-time.Hour, "203.0.113.8"), failAt(-time.Hour+time.Second, "203.0.113.8"), failAt(-time.Hour+2*time.Second, "203.0.113.8"),
+		failAt(-time.Hour+3*time.Second, "203.0.113.8"), failAt(-time.Hour+4*time.Second, "203.0.113.8"))
+	if len(got) != 1 || !got[0].LastSeen.Equal(base.Add(-time.Hour+4*time.Second)) || !got[0].FirstSeen.Equal(base.Add(-time.Hour)) {
+		t.Fatalf("past sighting %+v", got)
+	}
+	if st := e.Stats(); st.Ahead != 1 {
+		t.Fatalf("Ahead %d after a past sighting, want 1", st.Ahead)
+	}
+}
