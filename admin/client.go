@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/meshward/meshward/intel"
 )
 
 // APIError is an error answer of the API.
@@ -189,11 +191,6 @@ func (c *Client) Members(ctx context.Context) ([]Member, error) {
 	return ms, c.do(ctx, "GET", "/v1/members", nil, nil, &ms)
 }
 
-// RemoveMember removes a node from the mesh.
-func (c *Client) RemoveMember(ctx context.Context, id string) error {
-	return c.do(ctx, "DELETE", "/v1/members/"+url.PathEscape(id), nil, nil, nil)
-}
-
 // Peers lists connected peers.
 func (c *Client) Peers(ctx context.Context) ([]Peer, error) {
 	var ps []Peer
@@ -218,17 +215,6 @@ func (c *Client) Policy(ctx context.Context, id, scope string) (PolicyView, erro
 	}
 	var p PolicyView
 	return p, c.do(ctx, "GET", "/v1/policies/"+url.PathEscape(id), q, nil, &p)
-}
-
-// Propose commits a mesh-wide block or allow policy.
-func (c *Client) Propose(ctx context.Context, req PolicyRequest) (PolicyView, error) {
-	var p PolicyView
-	return p, c.do(ctx, "POST", "/v1/policies", nil, req, &p)
-}
-
-// Revoke revokes a mesh-wide policy.
-func (c *Client) Revoke(ctx context.Context, id string) error {
-	return c.do(ctx, "DELETE", "/v1/policies/"+url.PathEscape(id), nil, nil, nil)
 }
 
 // LocalBlock stores a local decision on the node.
@@ -353,6 +339,19 @@ func (c *Client) CreateToken(ctx context.Context, req TokenRequest) (CreatedToke
 // RevokeToken revokes a token.
 func (c *Client) RevokeToken(ctx context.Context, id string) error {
 	return c.do(ctx, "DELETE", "/v1/tokens/"+url.PathEscape(id), nil, nil, nil)
+}
+
+// Operator returns the mesh's ID, operators and join tokens.
+func (c *Client) Operator(ctx context.Context) (OperatorState, error) {
+	var out OperatorState
+	return out, c.do(ctx, "GET", "/v1/operator", nil, nil, &out)
+}
+
+// SubmitOperator commits an operator-signed command mesh-wide (see
+// intel.SignOperatorCommand).
+func (c *Client) SubmitOperator(ctx context.Context, s intel.OperatorSigned) (OperatorResult, error) {
+	var out OperatorResult
+	return out, c.do(ctx, "POST", "/v1/operator/commands", nil, s, &out)
 }
 
 // OpenAPIDoc fetches the node's OpenAPI document.

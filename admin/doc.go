@@ -12,10 +12,10 @@
 //     indicators, indicator reports, sightings, detections, the audit
 //     trail);
 //   - responder also adds and removes local decisions (node-local,
-//     time-bounded blocks), acknowledges detections and publishes
-//     indicator reports;
-//   - admin also changes the mesh: block and allow policies, revocations,
-//     member removal, and tokens.
+//     time-bounded blocks), acknowledges detections, publishes indicator
+//     reports and submits the operator commands a responder operator may
+//     sign (block, allow, revoke);
+//   - admin also manages tokens and submits every operator command.
 //
 // A missing or invalid token gets 401, a valid token whose role is too
 // weak gets 403; every error body is {"error": "<message>", "code":
@@ -74,6 +74,27 @@
 // valid now (or not); GET /v1/iocs/{indicator} lists an indicator's reports
 // among the 1000 most recent.
 //
+// # Operator commands
+//
+// The mesh changes only through operator commands (intel.OperatorCommand):
+// block, allow, revoke, protect, unprotect, remove a member, set the
+// corroboration rule or the safety floors, add or remove an operator key,
+// create a join token. The operator signs each on their own machine with
+// an ed25519 operator key (the meshward CLI does it); the node's key never
+// signs one. GET /v1/operator names the mesh, whose ID the command's
+// header must carry, and lists the operator keys and join tokens. POST
+// /v1/operator/commands takes an intel.OperatorSigned: the server verifies
+// the signature and decodes the body strictly (400 naming what is wrong,
+// 403 for a signature that does not verify), checks that the request's
+// token holds the role the command needs (TokenRole: responder for block,
+// allow and revoke, admin otherwise), so that a mesh-wide change needs
+// both a token and an operator signature, and hands it to the node
+// (OperatorService), whose consensus checks that the key is an operator's
+// whose role permits the command, the mesh, the time window and the
+// nonce. The audit trail records the action as operator.<op>, the target
+// (an indicator, policy, prefix, member, key or join token) and, in the
+// detail, the operator key ID and the command's parameters.
+//
 // # Audit
 //
 // Every request that changes something (any method but GET) is written to
@@ -99,10 +120,12 @@
 // and implemented by the node. Node is the union of one small interface
 // per noun of the API — StatusService, MemberService, PolicyService,
 // SightingService, ReportService — and each handler uses only the one it
-// needs. Tokens, the audit trail and acknowledgements are kept through
+// needs. OperatorService (operator commands, operators and join tokens)
+// is used when the node implements it; without it those routes answer
+// 503. Tokens, the audit trail and acknowledgements are kept through
 // Store (TokenStore, AuditStore, AckStore), implemented by *store.Store.
 // The handlers live in one file per noun (status, members, policies,
-// iocs, reports, sightings, detections, audit, token). The server must
-// never hold node state of its own, decide policy (the node and consensus
-// do), or log a token secret.
+// iocs, reports, sightings, detections, audit, token, operator). The
+// server must never hold node state of its own, decide policy (the node
+// and consensus do), or log a token secret.
 package admin

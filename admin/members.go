@@ -1,9 +1,6 @@
 package admin
 
-import (
-	"fmt"
-	"slices"
-)
+import "fmt"
 
 func getMembers(s *Server, c *call) (any, error) {
 	ms, err := s.memberSvc.Members(c.r.Context())
@@ -11,23 +8,6 @@ func getMembers(s *Server, c *call) (any, error) {
 		return nil, fmt.Errorf("members: %w", err)
 	}
 	return nonNil(ms), nil
-}
-
-func deleteMember(s *Server, c *call) (any, error) {
-	id := c.r.PathValue("id")
-	c.target = id
-	ctx := c.r.Context()
-	ms, err := s.memberSvc.Members(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("members: %w", err)
-	}
-	if !slices.ContainsFunc(ms, func(m Member) bool { return m.ID == id }) {
-		return nil, fmt.Errorf("member %s: %w", id, ErrNotFound)
-	}
-	if err := s.memberSvc.RemoveMember(ctx, id); err != nil {
-		return nil, fmt.Errorf("remove member %s: %w", id, err)
-	}
-	return map[string]string{"removed": id}, nil
 }
 
 func getPeers(s *Server, c *call) (any, error) {

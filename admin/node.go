@@ -24,6 +24,10 @@ var (
 	ErrUnavailable = errors.New("unavailable")
 	// ErrInvalid: the request is malformed (400).
 	ErrInvalid = errors.New("invalid request")
+	// ErrForbidden: the mesh refused the operator's signature: an unknown
+	// operator key, a role that does not permit the command, a replayed
+	// command (403).
+	ErrForbidden = errors.New("forbidden")
 )
 
 // Node is what the admin API needs of a running node: one role interface
@@ -49,30 +53,24 @@ type StatusService interface {
 }
 
 // MemberService is the roster and the connected peers, for the members
-// and peers routes (and the sites shown with reports).
+// and peers routes (and the sites shown with reports). Removing a member
+// is an operator command (OperatorService).
 type MemberService interface {
 	// Members lists the roster.
 	Members(ctx context.Context) ([]Member, error)
-	// RemoveMember removes a node from the roster and from the Raft
-	// configuration, through consensus.
-	RemoveMember(ctx context.Context, id string) error
 	// Peers lists the connected libp2p peers.
 	Peers(ctx context.Context) ([]Peer, error)
 }
 
 // PolicyService is the mesh-wide policies and this node's local
 // decisions, for the policies and local-decisions routes (and the
-// policies shown with indicators).
+// policies shown with indicators). Mesh-wide policies change only through
+// operator commands (OperatorService).
 type PolicyService interface {
 	// MeshPolicies are the mesh-wide policies active at now.
 	MeshPolicies(now time.Time) []intel.Policy
 	// LocalDecisions are this node's local decisions active at now.
 	LocalDecisions(now time.Time) []intel.Policy
-	// ProposePolicy commits a mesh-wide policy (built and validated by
-	// the server, authored "operator:<token name>") through consensus.
-	ProposePolicy(ctx context.Context, p intel.Policy) error
-	// RevokePolicy deletes a mesh-wide policy through consensus.
-	RevokePolicy(ctx context.Context, id string) error
 	// PutLocalDecision stores a local decision and has the responders
 	// enforce it.
 	PutLocalDecision(ctx context.Context, p intel.Policy) error

@@ -82,39 +82,6 @@ func (s *Server) newPolicy(c *call, req PolicyRequest, action intel.Action) (int
 	return p, nil
 }
 
-func postPolicy(s *Server, c *call) (any, error) {
-	var req PolicyRequest
-	if err := decode(c, &req); err != nil {
-		return nil, err
-	}
-	switch req.Action {
-	case intel.ActionBlock, intel.ActionAllow:
-	default:
-		return nil, fmt.Errorf("%w: action %q (want block or allow)", ErrInvalid, req.Action)
-	}
-	c.detail = "action=" + string(req.Action)
-	p, err := s.newPolicy(c, req, req.Action)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.policySvc.ProposePolicy(c.r.Context(), p); err != nil {
-		return nil, fmt.Errorf("propose %s of %s: %w", p.Action, p.Indicator.Value, err)
-	}
-	return PolicyView{Policy: p, Scope: ScopeMesh}, nil
-}
-
-func deletePolicy(s *Server, c *call) (any, error) {
-	id := c.r.PathValue("id")
-	c.target = id
-	if !slices.ContainsFunc(s.policySvc.MeshPolicies(s.now()), func(p intel.Policy) bool { return p.ID == id }) {
-		return nil, fmt.Errorf("mesh policy %s: %w", id, ErrNotFound)
-	}
-	if err := s.policySvc.RevokePolicy(c.r.Context(), id); err != nil {
-		return nil, fmt.Errorf("revoke policy %s: %w", id, err)
-	}
-	return map[string]string{"revoked": id}, nil
-}
-
 func postLocalDecision(s *Server, c *call) (any, error) {
 	var req PolicyRequest
 	if err := decode(c, &req); err != nil {

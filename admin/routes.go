@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/meshward/meshward/intel"
 	"github.com/meshward/meshward/store"
 )
 
@@ -26,6 +27,9 @@ type call struct {
 	who    caller
 	target string
 	detail string
+	// action, when set by the handler, names the change for the audit
+	// trail instead of the route's action.
+	action string
 }
 
 // handlerFunc serves one route; it returns the response body.
@@ -50,12 +54,9 @@ func (s *Server) routes() routeTable {
 		{"GET", "/v1/openapi.yaml", "", "", getOpenAPI},
 		{"GET", "/v1/status", RoleViewer, "", getStatus},
 		{"GET", "/v1/members", RoleViewer, "", getMembers},
-		{"DELETE", "/v1/members/{id}", RoleAdmin, "member.remove", deleteMember},
 		{"GET", "/v1/peers", RoleViewer, "", getPeers},
 		{"GET", "/v1/policies", RoleViewer, "", getPolicies},
-		{"POST", "/v1/policies", RoleAdmin, "policy.create", postPolicy},
 		{"GET", "/v1/policies/{id}", RoleViewer, "", getPolicy},
-		{"DELETE", "/v1/policies/{id}", RoleAdmin, "policy.revoke", deletePolicy},
 		{"POST", "/v1/local-decisions", RoleResponder, "local.block", postLocalDecision},
 		{"DELETE", "/v1/local-decisions/{id}", RoleResponder, "local.delete", deleteLocalDecision},
 		{"GET", "/v1/iocs", RoleViewer, "", getIOCs},
@@ -70,6 +71,9 @@ func (s *Server) routes() routeTable {
 		{"GET", "/v1/tokens", RoleAdmin, "", getTokens},
 		{"POST", "/v1/tokens", RoleAdmin, "token.create", postToken},
 		{"DELETE", "/v1/tokens/{id}", RoleAdmin, "token.revoke", deleteToken},
+		{"GET", "/v1/operator", RoleViewer, "", getOperator},
+		// The handler checks the token's role against the command's.
+		{"POST", "/v1/operator/commands", RoleResponder, "operator.command", postOperatorCommand},
 	}
 }
 
@@ -120,15 +124,19 @@ func (s *Server) wrap(rt route) http.Handler {
 			if status == http.StatusInternalServerError {
 				s.log.Error("admin API request failed", "route", name, "actor", c.who.actor(), "err", err)
 			}
-			if rt.action != "" {
-				s.audit(AuditEntry{Time: s.now().UTC(), Actor: c.who.actor(), Role: string(c.who.role), Action: rt.action,
-					Target: c.target, Detail: c.detail, Result: "error", Error: err.Error(), Status: status})
+			if action := c.auditAction(rt); action != "" {
+				result := "error"
+				if isDenied(err) {
+					result = "denied"
+				}
+				s.audit(AuditEntry{Time: s.now().UTC(), Actor: c.who.actor(), Role: string(c.who.role), Action: action,
+					Target: c.target, Detail: c.detail, Result: result, Error: err.Error(), Status: status})
 			}
 			s.writeError(w, name, status, code, err.Error())
 			return
 		}
-		if rt.action != "" {
-			s.audit(AuditEntry{Time: s.now().UTC(), Actor: c.who.actor(), Role: string(c.who.role), Action: rt.action,
+		if action := c.auditAction(rt); action != "" {
+			s.audit(AuditEntry{Time: s.now().UTC(), Actor: c.who.actor(), Role: string(c.who.role), Action: action,
 				Target: c.target, Detail: c.detail, Result: "ok", Status: status})
 		}
 		s.metrics.requests.WithLabelValues(name, codeLabel(status)).Inc()
@@ -140,6 +148,14 @@ func (s *Server) wrap(rt route) http.Handler {
 		}
 		writeJSON(w, status, body)
 	})
+}
+
+// auditAction names the change a call made for the audit trail.
+func (c *call) auditAction(rt route) string {
+	if c.action != "" && rt.action != "" {
+		return c.action
+	}
+	return rt.action
 }
 
 // rawBody is a response that is not JSON.
@@ -203,7 +219,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func statusOf(err error) (int, string) {
 	var mbe *http.MaxBytesError
 	switch {
-	case errors.Is(err, ErrInvalid), errors.As(err, &mbe):
+	case errors.Is(err, ErrForbidden), errors.Is(err, intel.ErrOperatorSignature):
+		return http.StatusForbidden, "forbidden"
+	case errors.Is(err, ErrInvalid), errors.Is(err, intel.ErrOperatorMalformed), errors.As(err, &mbe):
 		return http.StatusBadRequest, "bad_request"
 	case errors.Is(err, ErrNotFound), errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound, "not_found"

@@ -109,6 +109,7 @@ type Server struct {
 	policySvc   PolicyService
 	sightingSvc SightingService
 	reportSvc   ReportService
+	operatorSvc OperatorService // nil when the node serves no operator commands
 	tokenStore  TokenStore
 	auditStore  AuditStore
 	ackStore    AckStore
@@ -237,6 +238,7 @@ func newServer(opts Options) *Server {
 		statusSvc: opts.Node, memberSvc: opts.Node, policySvc: opts.Node, sightingSvc: opts.Node, reportSvc: opts.Node,
 		tokenStore: opts.Store, auditStore: opts.Store, ackStore: opts.Store,
 	}
+	s.operatorSvc, _ = opts.Node.(OperatorService)
 	s.handler = s.routes().mux(s)
 	return s
 }

@@ -3,6 +3,7 @@ package admin_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"io"
@@ -96,9 +97,7 @@ func TestRoles(t *testing.T) {
 	if _, err := viewer.Status(ctx); err != nil {
 		t.Fatalf("viewer status: %v", err)
 	}
-	_, err := viewer.Propose(ctx, admin.PolicyRequest{Action: intel.ActionBlock, Indicator: "203.0.113.7", TTL: "1h"})
-	wantAPIError(t, err, 403, "forbidden")
-	_, err = viewer.LocalBlock(ctx, admin.PolicyRequest{Indicator: "203.0.113.7", TTL: "1h"})
+	_, err := viewer.LocalBlock(ctx, admin.PolicyRequest{Indicator: "203.0.113.7", TTL: "1h"})
 	wantAPIError(t, err, 403, "forbidden")
 	_, err = viewer.Tokens(ctx)
 	wantAPIError(t, err, 403, "forbidden")
@@ -110,27 +109,11 @@ func TestRoles(t *testing.T) {
 	if _, err := responder.LocalBlock(ctx, admin.PolicyRequest{Indicator: "203.0.113.8", TTL: "30m", Reason: "scan"}); err != nil {
 		t.Fatalf("responder local block: %v", err)
 	}
-	_, err = responder.Propose(ctx, admin.PolicyRequest{Action: intel.ActionBlock, Indicator: "203.0.113.8"})
+	_, err = responder.Tokens(ctx)
 	wantAPIError(t, err, 403, "forbidden")
 	// A local block must expire.
 	_, err = responder.LocalBlock(ctx, admin.PolicyRequest{Indicator: "203.0.113.9"})
 	wantAPIError(t, err, 400, "bad_request")
-
-	// An admin blocks mesh-wide.
-	p, err := adm.Propose(ctx, admin.PolicyRequest{Action: intel.ActionBlock, Indicator: "203.0.113.7", TTL: "24h", Reason: "brute force"})
-	if err != nil {
-		t.Fatalf("admin block: %v", err)
-	}
-	if p.Scope != admin.ScopeMesh || p.Author != "operator:"+admin.LocalAdminName || p.ExpiresAt.Sub(p.CreatedAt) != 24*time.Hour {
-		t.Fatalf("policy %+v", p)
-	}
-	if got := node.MeshPolicies(time.Now()); len(got) != 1 || got[0].ID != p.ID {
-		t.Fatalf("node mesh policies %+v", got)
-	}
-	status, _ := rawRequest(t, env.Socket, "POST", "/v1/policies", env.AdminToken, `{"action":"block","indicator":"198.51.100.0/24"}`)
-	if status != 200 {
-		t.Fatalf("admin block: status %d, want 200", status)
-	}
 
 	// Revoked tokens stop working.
 	if err := adm.RevokeToken(ctx, viewerTok.ID); err != nil {
@@ -147,20 +130,19 @@ func TestAudit(t *testing.T) {
 	adm := env.Client(t, env.AdminToken)
 	vt := env.NewToken(t, admin.RoleViewer, "ro")
 	viewer := env.Client(t, vt.Secret)
-	p, err := adm.Propose(ctx, admin.PolicyRequest{Action: intel.ActionBlock, Indicator: "203.0.113.7", TTL: "1h", Reason: "x"})
+	p, err := adm.LocalBlock(ctx, admin.PolicyRequest{Indicator: "203.0.113.7", TTL: "1h", Reason: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := viewer.Propose(ctx, admin.PolicyRequest{Action: intel.ActionBlock, Indicator: "203.0.113.8"}); err == nil {
+	if _, err := viewer.LocalBlock(ctx, admin.PolicyRequest{Indicator: "203.0.113.8", TTL: "1h"}); err == nil {
 		t.Fatal("viewer block succeeded")
 	}
-	if err := adm.Revoke(ctx, p.ID); err != nil {
+	if err := adm.DeleteLocal(ctx, p.ID); err != nil {
 		t.Fatal(err)
 	}
-	wantAPIError(t, adm.Revoke(ctx, p.ID), 404, "not_found")
-	node.ProposeErr = errors.Join(admin.ErrRefused, errors.New("indicator overlaps a protected range"))
-	_, err = adm.Propose(ctx, admin.PolicyRequest{Action: intel.ActionBlock, Indicator: "10.0.0.1"})
-	wantAPIError(t, err, 409, "conflict")
+	wantAPIError(t, adm.DeleteLocal(ctx, p.ID), 404, "not_found")
+	_, err = adm.LocalBlock(ctx, admin.PolicyRequest{Indicator: "10.0.0.1"})
+	wantAPIError(t, err, 400, "bad_request")
 	if _, err := viewer.Status(ctx); err != nil { // reads are not audited
 		t.Fatal(err)
 	}
@@ -177,11 +159,11 @@ func TestAudit(t *testing.T) {
 		}
 	}
 	want := []string{ // newest first
-		"policy.create error ipv4:10.0.0.1",
-		"policy.revoke error " + p.ID,
-		"policy.revoke ok " + p.ID,
-		"policy.create denied ",
-		"policy.create ok ipv4:203.0.113.7",
+		"local.block error ipv4:10.0.0.1",
+		"local.delete error " + p.ID,
+		"local.delete ok " + p.ID,
+		"local.block denied ",
+		"local.block ok ipv4:203.0.113.7",
 		"token.create ok " + vt.ID,
 		"token.create ok " + strings.Split(env.AdminToken, "_")[1],
 	}
@@ -286,10 +268,14 @@ func TestPoliciesAndIOCs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mp, err := c.Propose(ctx, admin.PolicyRequest{Action: intel.ActionBlock, Indicator: "203.0.113.7"})
-	if err != nil {
-		t.Fatal(err)
+	op := admintest.OperatorKey("alice")
+	node.AddOperator(op.Public().(ed25519.PublicKey), intel.OperatorAdmin, "alice")
+	ind, _ := intel.ParseIndicator("203.0.113.7")
+	res, err := c.SubmitOperator(ctx, admintest.Signed(t, op, node.MeshID(), time.Now(), intel.OperatorCommand{Op: intel.OpBlock, Indicator: &ind}))
+	if err != nil || res.Policy == nil {
+		t.Fatalf("signed block: %+v, %v", res, err)
 	}
+	mp := res.Policy
 	if lp.ID != mp.ID {
 		t.Fatal("local and mesh blocks of one indicator should share an ID")
 	}
@@ -310,14 +296,10 @@ func TestPoliciesAndIOCs(t *testing.T) {
 	if ps, _ := c.Policies(ctx, admin.ScopeLocal); len(ps) != 0 {
 		t.Fatalf("local decisions after delete: %+v", ps)
 	}
-	_, err = c.Propose(ctx, admin.PolicyRequest{Action: "observe", Indicator: "203.0.113.7"})
+	_, err = c.LocalBlock(ctx, admin.PolicyRequest{Action: "observe", Indicator: "203.0.113.7", TTL: "1h"})
 	wantAPIError(t, err, 400, "bad_request")
-	status, _ := rawRequest(t, env.Socket, "POST", "/v1/policies", env.AdminToken, `{"action":"block","indicator":"203.0.113.7","extra":1}`)
+	status, _ := rawRequest(t, env.Socket, "POST", "/v1/local-decisions", env.AdminToken, `{"indicator":"203.0.113.7","ttl":"1h","extra":1}`)
 	if status != 400 {
 		t.Fatalf("unknown field: status %d, want 400", status)
 	}
-	if err := c.RemoveMember(ctx, nodeID); err != nil {
-		t.Fatal(err)
-	}
-	wantAPIError(t, c.RemoveMember(ctx, nodeID), 404, "not_found")
 }

@@ -80,13 +80,12 @@ type PolicyView struct {
 	Scope string `json:"scope"`
 }
 
-// PolicyRequest asks for a mesh-wide block or allow policy, or a local
-// block. Indicator is written as an operator would write it ("203.0.113.7",
+// PolicyRequest asks for a local block (mesh-wide policies are operator
+// commands). Indicator is written as an operator would write it ("203.0.113.7",
 // "198.51.100.0/24", "evil.example"); Type forces its type. TTL is a Go
-// duration ("24h"); empty or "0" means no expiry, except for local blocks,
-// which must expire.
+// duration ("24h"); a local block must expire.
 type PolicyRequest struct {
-	Action    intel.Action `json:"action,omitempty"` // block or allow; local decisions are blocks
+	Action    intel.Action `json:"action,omitempty"` // local decisions are blocks
 	Indicator string       `json:"indicator"`
 	Type      string       `json:"type,omitempty"`
 	TTL       string       `json:"ttl,omitempty"`

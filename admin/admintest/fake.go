@@ -29,13 +29,33 @@ type Node struct {
 	sightings []store.SightingRecord // newest received first
 	reports   []store.ReportRecord   // newest received first
 	seq       uint64
-	// Clock stamps the reports PublishReport stores; nil means time.Now.
+	// Clock stamps the reports PublishReport stores and is the time at
+	// which SubmitOperator commits; nil means time.Now.
 	Clock func() time.Time
-	// ProposeErr, when set, is returned by ProposePolicy.
-	ProposeErr error
+	// Mesh is the mesh ID operator commands must name.
+	Mesh string
+	// OperatorSet and TokenSet are the mesh's operator keys and join
+	// tokens (AddOperator registers a key).
+	OperatorSet []admin.OperatorInfo
+	TokenSet    []admin.JoinTokenInfo
+	// Corroboration and Floors record the last set_corroboration and
+	// set_floors commands.
+	Corroboration struct {
+		MinNodes int
+		Window   time.Duration
+	}
+	Floors intel.Floors
+	// SubmitErr, when set, is returned by SubmitOperator once the command
+	// is verified, before it changes anything.
+	SubmitErr error
+	commands  []intel.OperatorCommand
+	nonces    map[string]bool
 }
 
-var _ admin.Node = (*Node)(nil)
+var (
+	_ admin.Node            = (*Node)(nil)
+	_ admin.OperatorService = (*Node)(nil)
+)
 
 // NewNode returns a fake node with the given ID and a healthy status.
 func NewNode(id string) *Node {
@@ -47,8 +67,11 @@ func NewNode(id string) *Node {
 			Health: admin.Health{OK: true},
 		},
 		MemberSet: []admin.Member{{ID: id, Site: "test", Voter: true, Leader: true}},
+		Mesh:      "mesh-" + id,
+		Floors:    intel.DefaultFloors(),
 		mesh:      map[string]intel.Policy{},
 		local:     map[string]intel.Policy{},
+		nonces:    map[string]bool{},
 	}
 }
 
@@ -67,18 +90,6 @@ func (n *Node) Members(context.Context) ([]admin.Member, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return slices.Clone(n.MemberSet), nil
-}
-
-// RemoveMember implements admin.Node.
-func (n *Node) RemoveMember(_ context.Context, id string) error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	i := slices.IndexFunc(n.MemberSet, func(m admin.Member) bool { return m.ID == id })
-	if i < 0 {
-		return fmt.Errorf("member %s: %w", id, admin.ErrNotFound)
-	}
-	n.MemberSet = slices.Delete(n.MemberSet, i, i+1)
-	return nil
 }
 
 // Peers implements admin.Node.
@@ -111,25 +122,6 @@ func (n *Node) LocalDecisions(now time.Time) []intel.Policy {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return active(n.local, now)
-}
-
-// ProposePolicy implements admin.Node.
-func (n *Node) ProposePolicy(_ context.Context, p intel.Policy) error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.ProposeErr != nil {
-		return n.ProposeErr
-	}
-	n.mesh[p.ID] = p
-	return nil
-}
-
-// RevokePolicy implements admin.Node.
-func (n *Node) RevokePolicy(_ context.Context, id string) error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	delete(n.mesh, id)
-	return nil
 }
 
 // PutLocalDecision implements admin.Node.
@@ -204,14 +196,10 @@ func (n *Node) PublishReport(_ context.Context, r intel.IndicatorReport) (uint64
 	if err := r.Validate(); err != nil {
 		return 0, fmt.Errorf("%w: %w", admin.ErrInvalid, err)
 	}
-	now := time.Now
-	if n.Clock != nil {
-		now = n.Clock
-	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.seq++
-	t := now()
+	t := n.now()
 	n.reports = append([]store.ReportRecord{{Origin: n.NodeID, Seq: n.seq, Report: r, Received: t, Sent: t}}, n.reports...)
 	return n.seq, nil
 }

@@ -1,0 +1,210 @@
+package admin
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/meshward/meshward/intel"
+)
+
+// OperatorService commits operator-signed commands and lists the mesh's
+// operators and join tokens.
+//
+// SubmitOperator returns once the command is committed (or refused). Its
+// errors wrap the sentinels of this package so that the API answers with
+// the right status: ErrForbidden (403) when the mesh refuses the signature
+// — an unknown operator key, a role that does not permit the command, a
+// replayed nonce —, ErrRefused (409) when the command is well signed but
+// the mesh's rules refuse it (a protected range, an allow policy, a safety
+// floor), ErrInvalid (400) when it is malformed or outside its time window,
+// ErrNotFound (404) when what it names does not exist, ErrUnavailable
+// (503) when it cannot be committed now. intel.ErrOperatorSignature (403)
+// and intel.ErrOperatorMalformed (400) may be wrapped as they are.
+type OperatorService interface {
+	// MeshID is the ID of the mesh this node belongs to, the one operator
+	// commands name in their header; "" while the node is not in a mesh.
+	MeshID() string
+	// SubmitOperator commits an operator-signed command mesh-wide.
+	SubmitOperator(ctx context.Context, s intel.OperatorSigned) error
+	// Operators lists the mesh's operator keys.
+	Operators() []OperatorInfo
+	// JoinTokens lists the mesh's join tokens (never their secrets, which
+	// the mesh does not hold).
+	JoinTokens() []JoinTokenInfo
+}
+
+// OperatorInfo is one operator key of the mesh.
+type OperatorInfo struct {
+	// KeyID is intel.OperatorKeyID of the key ("op:" and 16 hex digits).
+	KeyID string             `json:"key_id"`
+	Name  string             `json:"name"`
+	Role  intel.OperatorRole `json:"role"`
+	// PublicKey is the key in its text form (intel.FormatOperatorPublicKey).
+	PublicKey string    `json:"public_key"`
+	AddedAt   time.Time `json:"added_at,omitzero"`
+	// AddedBy is the key ID of the operator who added it, or "bootstrap".
+	AddedBy string `json:"added_by,omitempty"`
+}
+
+// JoinTokenInfo is one join token of the mesh: how many joins it admits,
+// how many it has admitted, until when.
+type JoinTokenInfo struct {
+	// ID is intel.JoinTokenID of the token's public key ("jt:" and 16 hex
+	// digits).
+	ID      string    `json:"id"`
+	Uses    int       `json:"uses"`
+	Used    int       `json:"used"`
+	Expires time.Time `json:"expires"`
+	// CreatedBy is the key ID of the operator who created it.
+	CreatedBy string `json:"created_by,omitempty"`
+}
+
+// OperatorState is the answer of GET /v1/operator: the mesh's ID, which a
+// signed command must name, its operators and its join tokens.
+type OperatorState struct {
+	Mesh       string          `json:"mesh"`
+	Operators  []OperatorInfo  `json:"operators"`
+	JoinTokens []JoinTokenInfo `json:"join_tokens"`
+}
+
+// OperatorResult is the answer to a committed operator command.
+type OperatorResult struct {
+	Op intel.OperatorOp `json:"op"`
+	// KeyID is the operator key that signed the command.
+	KeyID string `json:"key_id"`
+	// Target is what the command acts on: an indicator ("ipv4:203.0.113.7"),
+	// a policy ID, a prefix, a member, an operator key ID or a join token
+	// ID; empty for the mesh's rules and floors.
+	Target string `json:"target,omitempty"`
+	Nonce  string `json:"nonce"`
+	// Policy is the policy a block or allow made, when this node already
+	// holds it.
+	Policy *PolicyView `json:"policy,omitempty"`
+}
+
+// TokenRole is the least API token role that may submit c: a mesh-wide
+// change needs both an operator signature and a token whose role matches
+// the command's (responder for block, allow and revoke; admin otherwise).
+func TokenRole(c intel.OperatorCommand) Role {
+	if c.RequiredRole() == intel.OperatorResponder {
+		return RoleResponder
+	}
+	return RoleAdmin
+}
+
+// OperatorTarget is what c acts on, as the audit trail and OperatorResult
+// name it.
+func OperatorTarget(c intel.OperatorCommand) string {
+	switch c.Op {
+	case intel.OpBlock, intel.OpAllow:
+		if c.Indicator != nil {
+			return c.Indicator.Key()
+		}
+	case intel.OpRevoke:
+		return c.PolicyID
+	case intel.OpProtect, intel.OpUnprotect:
+		return c.Prefix
+	case intel.OpRemoveMember:
+		return c.Member
+	case intel.OpAddOperator:
+		if len(c.OperatorKey) == ed25519.PublicKeySize {
+			return intel.OperatorKeyID(ed25519.PublicKey(c.OperatorKey))
+		}
+	case intel.OpRemoveOperator:
+		return c.OperatorKeyID
+	case intel.OpCreateJoinToken:
+		if len(c.TokenKey) == ed25519.PublicKeySize {
+			return intel.JoinTokenID(ed25519.PublicKey(c.TokenKey))
+		}
+	}
+	return ""
+}
+
+// operatorDetail is the audit trail's account of c's parameters.
+func operatorDetail(keyID string, c intel.OperatorCommand) string {
+	d := fmt.Sprintf("operator=%s op=%s", keyID, c.Op)
+	switch c.Op {
+	case intel.OpBlock, intel.OpAllow:
+		d += fmt.Sprintf(" ttl=%s wide=%t reason=%q", c.TTL(), c.Wide, c.Reason)
+	case intel.OpSetCorroboration:
+		d += fmt.Sprintf(" min_nodes=%d window=%s", c.MinNodes, c.Window())
+	case intel.OpSetFloors:
+		if c.Floors != nil {
+			d += fmt.Sprintf(" min_ipv4_bits=%d min_ipv6_bits=%d", c.Floors.MinIPv4Bits, c.Floors.MinIPv6Bits)
+		}
+	case intel.OpAddOperator:
+		d += fmt.Sprintf(" role=%s name=%q", c.OperatorRole, c.OperatorName)
+	case intel.OpCreateJoinToken:
+		d += fmt.Sprintf(" uses=%d ttl=%s", c.TokenUses, c.TokenTTL())
+	}
+	if c.Reason != "" && c.Op != intel.OpBlock && c.Op != intel.OpAllow {
+		d += fmt.Sprintf(" reason=%q", c.Reason)
+	}
+	return d
+}
+
+var errNoOperatorService = fmt.Errorf("%w: this node does not serve operator commands", ErrUnavailable)
+
+func getOperator(s *Server, _ *call) (any, error) {
+	if s.operatorSvc == nil {
+		return nil, errNoOperatorService
+	}
+	ops := slices.Clone(s.operatorSvc.Operators())
+	slices.SortFunc(ops, func(a, b OperatorInfo) int { return strings.Compare(a.KeyID, b.KeyID) })
+	toks := slices.Clone(s.operatorSvc.JoinTokens())
+	slices.SortFunc(toks, func(a, b JoinTokenInfo) int { return strings.Compare(a.ID, b.ID) })
+	return OperatorState{Mesh: s.operatorSvc.MeshID(), Operators: nonNil(ops), JoinTokens: nonNil(toks)}, nil
+}
+
+func postOperatorCommand(s *Server, c *call) (any, error) {
+	if s.operatorSvc == nil {
+		return nil, errNoOperatorService
+	}
+	var signed intel.OperatorSigned
+	if err := decode(c, &signed); err != nil {
+		return nil, err
+	}
+	cmd, err := intel.OpenOperatorCommand(signed)
+	if err != nil {
+		if len(signed.Key) == ed25519.PublicKeySize {
+			c.detail = "operator=" + signed.KeyID()
+		}
+		return nil, fmt.Errorf("operator command: %w", err)
+	}
+	keyID := signed.KeyID()
+	c.action = "operator." + string(cmd.Op)
+	c.target = OperatorTarget(cmd)
+	c.detail = operatorDetail(keyID, cmd)
+	if need := TokenRole(cmd); !c.who.role.Allows(need) {
+		return nil, fmt.Errorf("%w: a %s token may not submit %s: it needs a token of role %s as well as the operator's signature",
+			ErrForbidden, c.who.role, cmd.Op, need)
+	}
+	if mesh := s.operatorSvc.MeshID(); mesh != "" && cmd.Header.Mesh != mesh {
+		return nil, fmt.Errorf("%w: the command is for mesh %q, this node is in mesh %q", ErrInvalid, cmd.Header.Mesh, mesh)
+	}
+	if err := s.operatorSvc.SubmitOperator(c.r.Context(), signed); err != nil {
+		return nil, fmt.Errorf("%s signed by %s: %w", cmd.Op, keyID, err)
+	}
+	res := OperatorResult{Op: cmd.Op, KeyID: keyID, Target: c.target, Nonce: cmd.Header.Nonce}
+	if (cmd.Op == intel.OpBlock || cmd.Op == intel.OpAllow) && cmd.Indicator != nil {
+		id := intel.PolicyID(intel.Action(cmd.Op), *cmd.Indicator)
+		for _, p := range s.policySvc.MeshPolicies(s.now()) {
+			if p.ID == id {
+				res.Policy = &PolicyView{Policy: p, Scope: ScopeMesh}
+				break
+			}
+		}
+	}
+	return res, nil
+}
+
+// isDenied reports whether err refuses a request for who made it rather
+// than for what it asks.
+func isDenied(err error) bool {
+	return errors.Is(err, ErrForbidden) || errors.Is(err, intel.ErrOperatorSignature)
+}
