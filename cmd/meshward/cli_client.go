@@ -24,11 +24,14 @@ const (
 
 // newAdminCmds returns the operator's commands, each a client of a node's
 // admin API.
-func newAdminCmds() []*cobra.Command {
+func newAdminCmds() []*cobra.Command { return newAdminCmdsWith(defaultCLIDeps()) }
+
+// newAdminCmdsWith is newAdminCmds with the given clock and randomness.
+func newAdminCmdsWith(deps cliDeps) []*cobra.Command {
 	return []*cobra.Command{
-		newStatusCmd(), newMembersCmd(), newPeersCmd(), newPolicyCmd(),
+		newStatusCmd(), newMembersCmd(deps), newPeersCmd(), newPolicyCmd(deps),
 		newIOCsCmd(), newSightingsCmd(), newDetectionsCmd(), newAuditCmd(),
-		newTokenCmd(), newConfigCmd(),
+		newTokenCmd(deps), newConfigCmd(), newOperatorCmd(deps), newProtectCmd(deps), newMeshCmd(deps),
 	}
 }
 

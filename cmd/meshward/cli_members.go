@@ -7,9 +7,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshward/meshward/admin"
+	"github.com/meshward/meshward/intel"
 )
 
-func newMembersCmd() *cobra.Command {
+func newMembersCmd(deps cliDeps) *cobra.Command {
 	var f clientFlags
 	cmd := nounCmd(&cobra.Command{
 		Use:     "members",
@@ -32,20 +33,21 @@ func newMembersCmd() *cobra.Command {
 				})
 		},
 	}
+	s := &signer{deps: deps}
 	remove := &cobra.Command{
 		Use:     "remove NODE-ID",
 		Aliases: []string{"rm"},
-		Short:   "Remove a node from the mesh (admin)",
+		Short:   "Remove a node from the mesh (signed by an admin operator key)",
 		Long: `Remove a node from the roster and the Raft configuration, through consensus.
-Its envelopes are no longer accepted; it must join again with a join token.`,
+Its envelopes are no longer accepted; it must join again with a join token.
+The command is signed with your operator key.`,
 		Example: "  meshward members remove 12D3KooWAbc...",
 		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return run(cmd, &f, func(c *admin.Client) (map[string]string, error) {
-				return map[string]string{"removed": args[0]}, c.RemoveMember(cmd.Context(), args[0])
-			}, func(w io.Writer, _ map[string]string) { fmt.Fprintf(w, "removed member %s\n", args[0]) })
-		},
+		RunE: signedCmd(&f, s, func(_ *cobra.Command, args []string) (intel.OperatorCommand, error) {
+			return intel.OperatorCommand{Op: intel.OpRemoveMember, Member: args[0]}, nil
+		}, nil),
 	}
+	s.key.register(remove.Flags())
 	cmd.AddCommand(list, remove)
 	return cmd
 }

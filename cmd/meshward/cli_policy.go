@@ -1,8 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -10,13 +13,15 @@ import (
 	"github.com/meshward/meshward/intel"
 )
 
-func newPolicyCmd() *cobra.Command {
+func newPolicyCmd(deps cliDeps) *cobra.Command {
 	var f clientFlags
 	cmd := nounCmd(&cobra.Command{
 		Use:   "policy",
 		Short: "List, show, block, allow and revoke policies",
 		Long: `Mesh-wide policies are committed through consensus and enforced on every
-node; local decisions are blocks of this node only, bounded in time.`,
+node; changing one is an operator command, signed with your operator key
+(see meshward operator). Local decisions are blocks of this node only,
+bounded in time, and need no operator key.`,
 		Example: `  meshward policy list
   meshward policy block 203.0.113.7 --ttl 24h --reason "credential stuffing"
   meshward policy revoke 3f2a9c0d11e4b7a8`,
@@ -47,77 +52,100 @@ node; local decisions are blocks of this node only, bounded in time.`,
 	}
 	show.Flags().StringVar(&showScope, "scope", "", "mesh or local, when both have this ID (default: mesh first)")
 
-	cmd.AddCommand(list, show, newPolicyChangeCmd(&f, intel.ActionBlock), newPolicyChangeCmd(&f, intel.ActionAllow), newPolicyRevokeCmd(&f))
+	cmd.AddCommand(list, show, newPolicyChangeCmd(&f, deps, intel.ActionBlock), newPolicyChangeCmd(&f, deps, intel.ActionAllow), newPolicyRevokeCmd(&f, deps))
 	return cmd
 }
 
-func newPolicyChangeCmd(f *clientFlags, action intel.Action) *cobra.Command {
-	var ttl, reason, typ string
-	var local bool
+func newPolicyChangeCmd(f *clientFlags, deps cliDeps, action intel.Action) *cobra.Command {
+	var ttl time.Duration
+	var reason, typ string
+	var local, wide bool
+	s := &signer{deps: deps}
 	cmd := &cobra.Command{
 		Use:  string(action) + " INDICATOR",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req := admin.PolicyRequest{Action: action, Indicator: args[0], Type: typ, TTL: ttl, Reason: reason}
-			return run(cmd, f, func(c *admin.Client) (admin.PolicyView, error) {
-				if local {
-					if req.TTL == "" {
-						req.TTL = "1h"
-					}
-					return c.LocalBlock(cmd.Context(), req)
+			if local {
+				if wide {
+					return errors.New("--wide is for mesh-wide policies, not --local blocks")
 				}
-				return c.Propose(cmd.Context(), req)
-			}, printPolicy)
+				req := admin.PolicyRequest{Action: action, Indicator: args[0], Type: typ, TTL: ttl.String(), Reason: reason}
+				if !cmd.Flags().Changed("ttl") {
+					req.TTL = "1h"
+				}
+				return run(cmd, f, func(c *admin.Client) (admin.PolicyView, error) { return c.LocalBlock(cmd.Context(), req) }, printPolicy)
+			}
+			return signedCmd(f, s, func(*cobra.Command, []string) (intel.OperatorCommand, error) {
+				ind, err := parseIndicatorArg(args[0], typ)
+				if err != nil {
+					return intel.OperatorCommand{}, err
+				}
+				secs, err := seconds("ttl", ttl)
+				if err != nil {
+					return intel.OperatorCommand{}, err
+				}
+				return intel.OperatorCommand{Op: intel.OperatorOp(action), Indicator: &ind, TTLSeconds: secs, Reason: reason, Wide: wide}, nil
+			}, nil)(cmd, args)
 		},
 	}
 	if action == intel.ActionBlock {
-		cmd.Short = "Block an indicator mesh-wide (admin) or on this node only (--local, responder)"
+		cmd.Short = "Block an indicator mesh-wide (signed by an operator key) or on this node only (--local)"
 		cmd.Long = `Block an indicator (an address, CIDR, domain, URL or SHA-256 hash) on every
-node, through consensus, or with --local on this node only. A block that
-would cover a protected range or an allowed indicator is refused.`
+node: the command is signed with your operator key and committed through
+consensus (a responder operator's block must expire within 7 days; a block
+wider than the safety floors needs --wide and an admin operator). A block
+that would cover a protected range or an allowed indicator is refused.
+With --local the block holds on this node only, needs no operator key,
+and expires (default 1h).`
 		cmd.Example = `  meshward policy block 203.0.113.7 --ttl 24h --reason "ssh brute force"
-  meshward policy block 198.51.100.0/24
+  meshward policy block 198.51.100.0/24 --operator-key ~/keys/oncall.key
   meshward policy block 203.0.113.9 --local --ttl 30m`
-		cmd.Flags().StringVar(&ttl, "ttl", "24h", "how long the block lasts; 0 means until revoked (local blocks default to 1h and must expire)")
-		cmd.Flags().BoolVar(&local, "local", false, "block on this node only, as a local decision")
-		cmd.PreRun = func(cmd *cobra.Command, _ []string) {
-			if local && !cmd.Flags().Changed("ttl") {
-				ttl = ""
-			}
-		}
+		cmd.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "how long the block lasts; 0 means until revoked (admin operators only; local blocks default to 1h and must expire)")
+		cmd.Flags().BoolVar(&local, "local", false, "block on this node only, as a local decision (unsigned)")
 	} else {
-		cmd.Short = "Allow an indicator mesh-wide: no block may cover it (admin)"
+		cmd.Short = "Allow an indicator mesh-wide: no block may cover it (signed by an operator key)"
 		cmd.Example = `  meshward policy allow 192.0.2.10 --reason "partner scanner"
   meshward policy allow 192.0.2.0/24 --ttl 720h`
-		cmd.Flags().StringVar(&ttl, "ttl", "0", "how long the allow lasts; 0 means until revoked")
+		cmd.Flags().DurationVar(&ttl, "ttl", 0, "how long the allow lasts; 0 means until revoked (admin operators only)")
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit trail and other operators")
 	cmd.Flags().StringVar(&typ, "type", "", "indicator type (ipv4, ipv6, cidr, domain, url, sha256); guessed when empty")
+	cmd.Flags().BoolVar(&wide, "wide", false, "pass the breadth floor (a range wider than the mesh's floors; admin operators only)")
+	s.key.register(cmd.Flags())
 	return cmd
 }
 
-func newPolicyRevokeCmd(f *clientFlags) *cobra.Command {
+// parseIndicatorArg reads an indicator as an operator writes it; typ, when
+// set, forces its type.
+func parseIndicatorArg(value, typ string) (intel.Indicator, error) {
+	if typ != "" {
+		return intel.NewIndicator(intel.IndicatorType(strings.ToLower(typ)), strings.TrimSpace(value))
+	}
+	return intel.ParseIndicator(value)
+}
+
+func newPolicyRevokeCmd(f *clientFlags, deps cliDeps) *cobra.Command {
 	var local bool
+	s := &signer{deps: deps}
 	cmd := &cobra.Command{
 		Use:   "revoke POLICY-ID",
-		Short: "Revoke a mesh-wide policy (admin) or delete a local decision (--local, responder)",
+		Short: "Revoke a mesh-wide policy (signed by an operator key) or delete a local decision (--local)",
 		Example: `  meshward policy revoke 3f2a9c0d11e4b7a8
   meshward policy revoke 3f2a9c0d11e4b7a8 --local`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return run(cmd, f, func(c *admin.Client) (map[string]string, error) {
-				if local {
+			if local {
+				return run(cmd, f, func(c *admin.Client) (map[string]string, error) {
 					return map[string]string{"deleted": args[0]}, c.DeleteLocal(cmd.Context(), args[0])
-				}
-				return map[string]string{"revoked": args[0]}, c.Revoke(cmd.Context(), args[0])
-			}, func(w io.Writer, m map[string]string) {
-				for k, v := range m {
-					fmt.Fprintf(w, "%s policy %s\n", k, v)
-				}
-			})
+				}, func(w io.Writer, _ map[string]string) { fmt.Fprintf(w, "deleted local decision %s\n", args[0]) })
+			}
+			return signedCmd(f, s, func(*cobra.Command, []string) (intel.OperatorCommand, error) {
+				return intel.OperatorCommand{Op: intel.OpRevoke, PolicyID: args[0]}, nil
+			}, nil)(cmd, args)
 		},
 	}
-	cmd.Flags().BoolVar(&local, "local", false, "delete this node's local decision instead")
+	cmd.Flags().BoolVar(&local, "local", false, "delete this node's local decision instead (unsigned)")
+	s.key.register(cmd.Flags())
 	return cmd
 }
 

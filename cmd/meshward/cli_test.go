@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"flag"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,11 +66,38 @@ func cliEnvWith(t *testing.T, opts admin.Options) *admintest.Env {
 	return admintest.Start(t, n, opts)
 }
 
-// runCLI runs one admin command in process.
+// testDeps are a fixed clock (fixed), a seeded random stream and a fixed
+// join token secret, so that what the commands sign and print is the same
+// in every run. Share one value across the commands of a test: each
+// command draws its nonce from the stream.
+func testDeps() cliDeps {
+	var seed [32]byte
+	copy(seed[:], "meshward cli test random stream")
+	return cliDeps{
+		now:  func() time.Time { return fixed },
+		rand: mrand.NewChaCha8(seed),
+		newJoinToken: func() (string, ed25519.PublicKey, error) {
+			const secret = "mwjoin_clitestsecret0123456789abcdefghijklmnop"
+			priv, err := intel.JoinTokenKey(secret)
+			if err != nil {
+				return "", nil, err
+			}
+			return secret, priv.Public().(ed25519.PublicKey), nil
+		},
+	}
+}
+
+// runCLI runs one admin command in process, with testDeps.
 func runCLI(t *testing.T, env *admintest.Env, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
+	return runCLIWith(t, env, testDeps(), args...)
+}
+
+// runCLIWith is runCLI with the given dependencies.
+func runCLIWith(t *testing.T, env *admintest.Env, deps cliDeps, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
 	root := &cobra.Command{Use: "meshward", SilenceUsage: true, SilenceErrors: true}
-	root.AddCommand(newAdminCmds()...)
+	root.AddCommand(newAdminCmdsWith(deps)...)
 	var out, errb bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&errb)
@@ -91,7 +120,7 @@ func golden(t *testing.T, name, got string) {
 	}
 	want, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%v (run go test -run TestCLIGolden -update)", err)
+		t.Fatalf("%v (run go test -run '^%s$' -update)", err, strings.Split(t.Name(), "/")[0])
 	}
 	if got != string(want) {
 		t.Errorf("%s output:\n%s\nwant:\n%s", name, got, want)
@@ -141,63 +170,70 @@ func TestCLIJSON(t *testing.T) {
 }
 
 func TestCLIChangesAndRoles(t *testing.T) {
-	env := cliEnv(t)
-	// The local admin token beside the socket is used by default.
-	out, _, err := runCLI(t, env, "policy", "block", "198.51.100.0/24", "--ttl", "2h", "--reason", "scanner")
+	env := cliEnvWith(t, admin.Options{Version: "test", Now: func() time.Time { return fixed.Add(time.Minute) }})
+	deps := testDeps()
+	run := func(args ...string) (string, string, error) { return runCLIWith(t, env, deps, args...) }
+	keyFile := operatorKeyFile(t, env, "alice", intel.OperatorAdmin)
+	t.Setenv(envOperatorKey, keyFile)
+
+	// The local admin token beside the socket is used by default; the
+	// mesh-wide block is signed with the operator key.
+	out, _, err := run("policy", "block", "198.51.100.0/24", "--ttl", "2h", "--reason", "scanner")
 	if err != nil {
 		t.Fatalf("block: %v", err)
 	}
-	if !strings.Contains(out, "198.51.100.0/24 (cidr)") || !strings.Contains(out, "operator:"+admin.LocalAdminName) {
+	if !strings.Contains(out, "198.51.100.0/24 (cidr)") || !strings.Contains(out, "Signed by:  op:") {
 		t.Fatalf("block output:\n%s", out)
 	}
-	out, _, err = runCLI(t, env, "policy", "block", "192.0.2.1", "--local")
+	out, _, err = run("policy", "block", "192.0.2.1", "--local")
 	if err != nil || !strings.Contains(out, "Scope:      local") {
 		t.Fatalf("local block: %v\n%s", err, out)
 	}
 
-	// A viewer token from `token create` may read, not block.
-	secret, errOut, err := runCLI(t, env, "token", "create", "--role", "viewer", "--name", "ro")
+	// A viewer token from `token create` may read, not block, even with
+	// an admin operator's signature.
+	secret, errOut, err := run("token", "create", "--role", "viewer", "--name", "ro")
 	if err != nil || !strings.HasPrefix(secret, "mwt_") || !strings.Contains(errOut, "shown only this once") {
 		t.Fatalf("token create: %v %q %q", err, secret, errOut)
 	}
 	tokFile := admintest.WriteTokenFile(t, strings.TrimSpace(secret))
-	if _, _, err := runCLI(t, env, "status", "--token-file", tokFile); err != nil {
+	if _, _, err := run("status", "--token-file", tokFile); err != nil {
 		t.Fatalf("viewer status: %v", err)
 	}
 	t.Setenv(envToken, strings.TrimSpace(secret))
-	_, _, err = runCLI(t, env, "policy", "block", "203.0.113.99")
+	_, _, err = run("policy", "block", "203.0.113.99")
 	if err == nil || !strings.Contains(err.Error(), "permission denied") || !strings.Contains(err.Error(), "403") {
 		t.Fatalf("viewer block: %v, want permission denied (403)", err)
 	}
 	t.Setenv(envToken, "mwt_0011223344556677_"+strings.Repeat("A", 43))
-	_, _, err = runCLI(t, env, "status")
+	_, _, err = run("status")
 	if err == nil || !strings.Contains(err.Error(), "401") || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("bad token: %v, want one line with 401", err)
 	}
 	t.Setenv(envToken, "")
 
-	out, _, err = runCLI(t, env, "token", "list")
+	out, _, err = run("token", "list")
 	if err != nil || !strings.Contains(out, "ro") || !strings.Contains(out, admin.LocalAdminName) || strings.Contains(out, "mwt_") {
 		t.Fatalf("token list: %v\n%s", err, out)
 	}
-	out, _, err = runCLI(t, env, "audit")
+	pid := intel.PolicyID(intel.ActionBlock, intel.Indicator{Type: intel.CIDR, Value: "198.51.100.0/24"})
+	if out, _, err := run("policy", "revoke", pid); err != nil || !strings.Contains(out, "committed revoke "+pid) {
+		t.Fatalf("revoke: %v %q", err, out)
+	}
+	if _, _, err := run("policy", "revoke", pid); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("second revoke: %v, want 404", err)
+	}
+	if out, _, err := run("members", "remove", cliPeerID); err != nil || !strings.Contains(out, "committed remove_member "+cliPeerID) {
+		t.Fatalf("members remove: %v %q", err, out)
+	}
+	out, _, err = run("audit")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"policy.create", "local.block", "token.create", "denied"} {
+	for _, want := range []string{"operator.block", "operator.revoke", "operator.remove_member", "local.block", "token.create", "denied"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("audit output lacks %q:\n%s", want, out)
 		}
-	}
-	pid := intel.PolicyID(intel.ActionBlock, intel.Indicator{Type: intel.CIDR, Value: "198.51.100.0/24"})
-	if out, _, err := runCLI(t, env, "policy", "revoke", pid); err != nil || !strings.Contains(out, "revoked policy "+pid) {
-		t.Fatalf("revoke: %v %q", err, out)
-	}
-	if _, _, err := runCLI(t, env, "policy", "revoke", pid); err == nil || !strings.Contains(err.Error(), "404") {
-		t.Fatalf("second revoke: %v, want 404", err)
-	}
-	if out, _, err := runCLI(t, env, "members", "remove", cliPeerID); err != nil || !strings.Contains(out, "removed member") {
-		t.Fatalf("members remove: %v %q", err, out)
 	}
 }
 

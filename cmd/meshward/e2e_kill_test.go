@@ -14,7 +14,8 @@ import (
 )
 
 // TestAgentKilledAndRestarted runs three `meshward agent` processes (one
-// founds the mesh, two join with the token), commits a block, kills one
+// founds the mesh with an operator key, two join with a join token that
+// operator made), commits a block signed with the operator key, kills one
 // agent with SIGKILL while log traffic flows, and checks that the other two
 // keep enforcing and still commit a new block (two of three voters), and
 // that the killed agent, restarted from its data directory, catches up on
@@ -28,7 +29,7 @@ func TestAgentKilledAndRestarted(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	const token = "e2e-kill-join-token-0123456789"
+	opKey, opPub := operatorKeygen(t, bin, dir)
 	dirs := []string{filepath.Join(dir, "a"), filepath.Join(dir, "b"), filepath.Join(dir, "c")}
 	socks := make([]string, len(dirs))
 	for i, d := range dirs {
@@ -37,13 +38,13 @@ func TestAgentKilledAndRestarted(t *testing.T) {
 	// The agent that is killed comes back on the same port.
 	listenC := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(t))
 
-	writeConfig(t, dirs[0], "site-a", "  bootstrap: true\n  join_token: "+token+"\n")
+	writeConfig(t, dirs[0], "site-a", founderConsensus(opPub))
 	a := startAgent(t, bin, dirs[0])
 	var st statusJSON
 	poll30(t, ctx, "node a to lead a mesh of one", func() bool {
 		return status(bin, socks[0], &st) && st.Mesh.Leader != "" && len(st.Node.Addrs) > 0
 	})
-	join := fmt.Sprintf("  join: [%q]\n  join_token: %s\n", st.Node.Addrs[0], token)
+	join := fmt.Sprintf("  join: [%q]\n  join_token: %q\n", st.Node.Addrs[0], joinToken(t, ctx, bin, socks[0], opKey, 2))
 	writeConfig(t, dirs[1], "site-b", join)
 	startAgent(t, bin, dirs[1])
 	writeAgentConfig(t, dirs[2], "site-c", listenC, join)
@@ -54,7 +55,7 @@ func TestAgentKilledAndRestarted(t *testing.T) {
 		})
 	}
 
-	block(t, ctx, bin, socks[0], "203.0.113.31")
+	block(t, ctx, bin, socks[0], opKey, "203.0.113.31")
 	for i := range dirs {
 		poll30(t, ctx, fmt.Sprintf("node %d to hold the first block", i), func() bool { return holds(bin, socks[i], "203.0.113.31") })
 	}
@@ -93,7 +94,7 @@ func TestAgentKilledAndRestarted(t *testing.T) {
 		}
 	}
 	poll30(t, ctx, "a block to commit with two of three voters", func() bool {
-		out, err := cli(bin, "policy", "block", "203.0.113.32", "--reason", "while c is down", "--node", socks[1], "--timeout", "5s")
+		out, err := cli(bin, "policy", "block", "203.0.113.32", "--reason", "while c is down", "--node", socks[1], "--operator-key", opKey, "--timeout", "5s")
 		if err != nil {
 			t.Logf("policy block while c is down: %v: %s", err, out)
 		}
@@ -144,10 +145,12 @@ func status(bin, sock string, st *statusJSON) bool {
 	return err == nil && json.Unmarshal(out, st) == nil
 }
 
-func block(t *testing.T, ctx context.Context, bin, sock, addr string) {
+// block blocks addr mesh-wide through the node behind sock, signed with
+// the operator key opKey.
+func block(t *testing.T, ctx context.Context, bin, sock, opKey, addr string) {
 	t.Helper()
 	poll30(t, ctx, "block "+addr, func() bool {
-		out, err := cli(bin, "policy", "block", addr, "--reason", "e2e kill test", "--node", sock, "--timeout", "5s")
+		out, err := cli(bin, "policy", "block", addr, "--reason", "e2e kill test", "--node", sock, "--operator-key", opKey, "--timeout", "5s")
 		if err != nil {
 			t.Logf("policy block %s: %v: %s", addr, err, out)
 		}

@@ -12,13 +12,17 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meshward/meshward/intel"
 )
 
 // TestTwoAgentProcesses runs two `meshward agent` processes from the built
-// binary, joins the second to the first with a token, blocks an address
-// through the first node's admin API with `meshward policy block`, sees the
-// policy on the second node with `meshward policy list -o json`, and reads
-// the audit entry.
+// binary: the first founds the mesh with an operator key made by `meshward
+// operator keygen` as its bootstrap operator; a join token made with
+// `meshward token create --join` admits the second. It blocks an address
+// through the first node's admin API with `meshward policy block`, signed
+// with the operator key, sees the policy on the second node with `meshward
+// policy list -o json`, and reads the audit entry.
 func TestTwoAgentProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs two agents")
@@ -28,9 +32,9 @@ func TestTwoAgentProcesses(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
-	const token = "e2e-join-token-0123456789"
+	opKey, opPub := operatorKeygen(t, bin, dir)
 	d1, d2 := filepath.Join(dir, "a"), filepath.Join(dir, "b")
-	writeConfig(t, d1, "site-a", "  bootstrap: true\n  join_token: "+token+"\n")
+	writeConfig(t, d1, "site-a", founderConsensus(opPub))
 	startAgent(t, bin, d1)
 	sock1, sock2 := filepath.Join(d1, "admin.sock"), filepath.Join(d2, "admin.sock")
 
@@ -46,14 +50,15 @@ func TestTwoAgentProcesses(t *testing.T) {
 		return err == nil && json.Unmarshal(out, &st) == nil && st.Mesh.Leader != "" && st.Mesh.Members == 1 && len(st.Node.Addrs) > 0
 	})
 	join := st.Node.Addrs[0]
-	writeConfig(t, d2, "site-b", fmt.Sprintf("  join: [%q]\n  join_token: %s\n", join, token))
+	token := joinToken(t, ctx, bin, sock1, opKey, 1)
+	writeConfig(t, d2, "site-b", fmt.Sprintf("  join: [%q]\n  join_token: %q\n", join, token))
 	startAgent(t, bin, d2)
 	poll(t, ctx, "node b to be admitted", func() bool {
 		out, err := cli(bin, "status", "--node", sock2, "-o", "json", "--timeout", "2s")
 		return err == nil && json.Unmarshal(out, &st) == nil && st.Mesh.Members == 2 && st.Mesh.Leader != ""
 	})
 
-	if out, err := cli(bin, "policy", "block", "203.0.113.9", "--reason", "e2e test", "--node", sock1); err != nil {
+	if out, err := cli(bin, "policy", "block", "203.0.113.9", "--reason", "e2e test", "--node", sock1, "--operator-key", opKey); err != nil {
 		t.Fatalf("policy block: %v\n%s", err, out)
 	}
 	poll(t, ctx, "node b to hold the block", func() bool {
@@ -81,8 +86,15 @@ func TestTwoAgentProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatalf("audit: %v\n%s", err, out)
 	}
-	if !bytes.Contains(out, []byte("203.0.113.9")) || !bytes.Contains(out, []byte("local-admin")) {
-		t.Fatalf("audit trail does not record the block by the local admin token:\n%s", out)
+	if !bytes.Contains(out, []byte("203.0.113.9")) || !bytes.Contains(out, []byte("local-admin")) ||
+		!bytes.Contains(out, []byte("operator.block")) || !bytes.Contains(out, []byte("operator="+opKeyID(t, opPub))) {
+		t.Fatalf("audit trail does not record the block by the local admin token and the operator key:\n%s", out)
+	}
+	// Without an operator key, a mesh-wide block is refused with the way
+	// to make one.
+	out, err = cli(bin, "policy", "block", "203.0.113.10", "--node", sock1, "--operator-key", filepath.Join(dir, "none.key"))
+	if err == nil || !strings.Contains(string(out), "meshward operator keygen") {
+		t.Fatalf("block without an operator key: err %v, output %s", err, out)
 	}
 	// A wrong token is refused with 401 and a non-zero exit.
 	bad := filepath.Join(dir, "bad.token")
@@ -92,6 +104,60 @@ func TestTwoAgentProcesses(t *testing.T) {
 	if out, err := cli(bin, "policy", "list", "--node", sock1, "--token-file", bad); err == nil || !strings.Contains(string(out), "401") {
 		t.Fatalf("bad token: err %v, output %s", err, out)
 	}
+}
+
+// operatorKeygen makes an operator key with `meshward operator keygen
+// --out` in dir and returns its file and public key text.
+func operatorKeygen(t *testing.T, bin, dir string) (keyFile, pub string) {
+	t.Helper()
+	keyFile = filepath.Join(dir, "operator.key")
+	out, err := cli(bin, "operator", "keygen", "--out", keyFile, "-o", "json")
+	if err != nil {
+		t.Fatalf("operator keygen: %v\n%s", err, out)
+	}
+	var v struct {
+		PublicKey string `json:"public_key"`
+	}
+	if err := json.Unmarshal(out, &v); err != nil || v.PublicKey == "" {
+		t.Fatalf("operator keygen -o json: %v\n%s", err, out)
+	}
+	return keyFile, v.PublicKey
+}
+
+// opKeyID is the key ID of an operator public key in text form, as
+// `meshward operator pubkey -o json` would name it.
+func opKeyID(t *testing.T, pub string) string {
+	t.Helper()
+	k, err := intel.ParseOperatorPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return intel.OperatorKeyID(k)
+}
+
+// founderConsensus is the consensus section of a node that founds a mesh
+// with pub as its first operator key.
+func founderConsensus(pub string) string {
+	return fmt.Sprintf("  bootstrap: true\n  bootstrap_operators: [%q]\n", pub)
+}
+
+// joinToken creates a join token for uses nodes through the node behind
+// sock, signed with the operator key, and returns its secret.
+func joinToken(t *testing.T, ctx context.Context, bin, sock, opKey string, uses int) string {
+	t.Helper()
+	var v struct {
+		Token string `json:"token"`
+	}
+	poll(t, ctx, "a join token", func() bool {
+		out, err := cli(bin, "token", "create", "--join", "--ttl", "10m", "--uses", fmt.Sprint(uses),
+			"--node", sock, "--operator-key", opKey, "-o", "json", "--timeout", "5s")
+		if err != nil {
+			t.Logf("token create --join: %v: %s", err, out)
+			return false
+		}
+		return json.Unmarshal(out, &v) == nil && v.Token != ""
+	})
+	return v.Token
 }
 
 func writeConfig(t *testing.T, dir, site, consensus string) {

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/meshward/meshward/intel"
+)
+
+func newMeshCmd(deps cliDeps) *cobra.Command {
+	var f clientFlags
+	cmd := nounCmd(&cobra.Command{
+		Use:   "mesh",
+		Short: "Change the mesh's corroboration rule and safety floors (admin operator)",
+		Long: `The corroboration rule (how many distinct nodes must sight an indicator within
+a window before it is blocked mesh-wide) and the safety floors (the widest
+address range a block or allow may name) are held by consensus; changing
+them is an operator command, signed with an admin operator key.`,
+		Example: `  meshward mesh rules set --min-nodes 3 --window 15m
+  meshward mesh floors set --ipv4 16 --ipv6 32`,
+	}, &f)
+
+	rules := nounCmd(&cobra.Command{
+		Use:     "rules",
+		Short:   "The corroboration rule: k distinct nodes within a window",
+		Example: "  meshward mesh rules set --min-nodes 2 --window 10m",
+	}, nil)
+	var minNodes int
+	var window time.Duration
+	rs := &signer{deps: deps}
+	rulesSet := &cobra.Command{
+		Use:     "set --min-nodes K --window DURATION",
+		Short:   "Set how many distinct nodes within what window make a mesh-wide block",
+		Example: "  meshward mesh rules set --min-nodes 3 --window 15m",
+		Args:    cobra.NoArgs,
+		RunE: signedCmd(&f, rs, func(*cobra.Command, []string) (intel.OperatorCommand, error) {
+			secs, err := seconds("window", window)
+			if err != nil {
+				return intel.OperatorCommand{}, err
+			}
+			return intel.OperatorCommand{Op: intel.OpSetCorroboration, MinNodes: minNodes, WindowSeconds: secs}, nil
+		}, nil),
+	}
+	rulesSet.Flags().IntVar(&minNodes, "min-nodes", 0, "distinct nodes that must sight an indicator (required)")
+	rulesSet.Flags().DurationVar(&window, "window", 0, "within this window (required)")
+	rulesSet.MarkFlagRequired("min-nodes")
+	rulesSet.MarkFlagRequired("window")
+	rs.key.register(rulesSet.Flags())
+	rules.AddCommand(rulesSet)
+
+	floors := nounCmd(&cobra.Command{
+		Use:     "floors",
+		Short:   "The safety floors: the widest range a block or allow may name",
+		Example: "  meshward mesh floors set --ipv4 16 --ipv6 32",
+	}, nil)
+	var v4, v6 int
+	fs := &signer{deps: deps}
+	floorsSet := &cobra.Command{
+		Use:   "set --ipv4 BITS --ipv6 BITS",
+		Short: "Set the shortest IPv4 and IPv6 prefixes a policy may name without --wide",
+		Example: `  meshward mesh floors set --ipv4 16 --ipv6 32
+  meshward mesh floors set --ipv4 24 --ipv6 48`,
+		Args: cobra.NoArgs,
+		RunE: signedCmd(&f, fs, func(*cobra.Command, []string) (intel.OperatorCommand, error) {
+			return intel.OperatorCommand{Op: intel.OpSetFloors, Floors: &intel.Floors{MinIPv4Bits: v4, MinIPv6Bits: v6}}, nil
+		}, nil),
+	}
+	floorsSet.Flags().IntVar(&v4, "ipv4", 0, "shortest IPv4 prefix length, 0 to 32 (required; the default floor is 16)")
+	floorsSet.Flags().IntVar(&v6, "ipv6", 0, "shortest IPv6 prefix length, 0 to 128 (required; the default floor is 32)")
+	floorsSet.MarkFlagRequired("ipv4")
+	floorsSet.MarkFlagRequired("ipv6")
+	fs.key.register(floorsSet.Flags())
+	floors.AddCommand(floorsSet)
+
+	cmd.AddCommand(rules, floors)
+	return cmd
+}
