@@ -82,3 +82,22 @@ func openSnapshots(dataDir string, key store.Key) (raft.SnapshotStore, error) {
 	}
 	return snaps, nil
 }
+
+// Rekey changes the key a stopped node's store (data_dir/store) and Raft
+// snapshots (data_dir/raft) are encrypted with (store.Rekey); a zero Key
+// means not encrypted. Errors name where the offending key came from.
+func Rekey(dataDir string, oldKey, newKey store.Key, rewrite bool) (store.RekeyReport, error) {
+	rep, err := store.Rekey(store.RekeyOptions{
+		Dir:         filepath.Join(dataDir, "store"),
+		SnapshotDir: filepath.Join(dataDir, "raft"),
+		OldKey:      oldKey.Bytes,
+		NewKey:      newKey.Bytes,
+		Rewrite:     rewrite,
+	})
+	switch {
+	case err == nil:
+	case oldKey.Encrypted() && (errors.Is(err, store.ErrWrongKey) || errors.Is(err, store.ErrNotEncrypted) || errors.Is(err, store.ErrSnapshotWrongKey)):
+		err = fmt.Errorf("%w (old key from %s)", err, oldKey.Source)
+	}
+	return rep, err
+}

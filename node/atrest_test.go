@@ -93,9 +93,45 @@ func TestNodeStoreEncryption(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if again, err := n.deps.Store.RaftStore().LastIndex(); err != nil || again < first {
+		n.Close()
+		t.Fatalf("after reopening, last index %d (%v) < %d: a new store?", again, err, first)
+	}
+
+	// Rekeyed while stopped, it starts with the new key only.
+	if _, err := Rekey(dir, n.deps.storeKey, store.Key{Bytes: store.NewKey()}, false); !errors.Is(err, store.ErrStoreInUse) {
+		t.Errorf("rekey of a running node: %v", err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	oldKey, err := loadStoreKey(cfg.Store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newPath := writeStoreKey(t, keys, "new.key")
+	newKey, err := loadStoreKey(store.Config{EncryptionKeyFile: newPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := Rekey(dir, oldKey, newKey, false); err != nil || rep.Store != store.RekeyRotated {
+		t.Fatalf("rekey: %+v, %v", rep, err)
+	}
+	if n, err := start(cfg); !errors.Is(err, store.ErrWrongKey) {
+		if n != nil {
+			n.Close()
+		}
+		t.Fatalf("old key after rekey: %v", err)
+	}
+	rekeyed := cfg
+	rekeyed.Store.EncryptionKeyFile = newPath
+	n, err = start(rekeyed)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer n.Close()
 	if again, err := n.deps.Store.RaftStore().LastIndex(); err != nil || again < first {
-		t.Fatalf("after reopening, last index %d (%v) < %d: a new store?", again, err, first)
+		t.Fatalf("after rekey, last index %d (%v) < %d", again, err, first)
 	}
 }
 
