@@ -25,7 +25,31 @@
 //
 // Open starts nothing; Start runs the value-log collector until its
 // context ends or Close, which waits for it and for operations in flight.
-// Config is the node's YAML section "store" (retention).
+// Config is the node's YAML section "store": retention, and encryption at
+// rest (encryption_key_file, encryption_key_env, encryption_key_rotation).
+//
+// Encryption at rest (atrest.go, snapshot.go, rekey.go). With a key
+// (AES-256; LoadKey reads it from a 0600 file as 32 raw bytes, 64 hex
+// digits or base64, or from an environment variable as hex or base64,
+// the variable winning when set) Badger encrypts every table, value log
+// and write-ahead log, so the Raft log and stable store too, under data
+// keys it makes every encryption_key_rotation and keeps in its key
+// registry encrypted under the key. Open refuses, by a sentinel error,
+// an encrypted store without a key (ErrKeyRequired), with another key
+// (ErrWrongKey) and an unencrypted store with a key (ErrNotEncrypted):
+// it never starts an empty store in their place.
+// EncryptedSnapshotStore wraps raft's snapshot store: each snapshot is
+// AES-256-GCM in 64 KiB chunks under a key derived (HKDF-SHA256) from
+// the store key and a per-snapshot random salt, with a random nonce
+// prefix, a chunk counter and a last-chunk flag, so that altered,
+// reordered and truncated snapshots fail (ErrSnapshotCorrupt) and a
+// snapshot under another key or none is named as such. Raft's meta.json
+// beside it (index, term, the node IDs of the configuration) stays
+// plaintext. Rekey changes the key offline under the store's directory
+// lock: key to key by re-encrypting the key registry (or, with Rewrite,
+// every table under fresh data keys), encrypt and decrypt by streaming
+// into a new store that replaces the old; it re-encrypts the snapshots
+// one by one and completes an interrupted run when run again.
 //
 // Every write is one Badger transaction, except bulk work that may not fit
 // in one (DeleteRange, Prune, an oversized StoreLogs batch), which is split
