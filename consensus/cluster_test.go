@@ -96,11 +96,15 @@ func newTestNodeWith(tb testing.TB, log *slog.Logger, bootstrap bool, token stri
 	n := &testNode{key: newKey(tb), store: raft.NewInmemStore(), snaps: tb.TempDir(), gater: mustGater(tb)}
 	n.h = newTestHost(tb, n.key, n.gater)
 	n.cfg = Config{
-		LocalID:   n.h.ID().String(),
-		Site:      "site-" + shortID(n.h.ID().String())[4:],
-		Bootstrap: bootstrap,
-		JoinToken: token,
-		Logger:    log.With("node", shortID(n.h.ID().String())),
+		LocalID:        n.h.ID().String(),
+		Site:           "site-" + shortID(n.h.ID().String())[4:],
+		Bootstrap:      bootstrap,
+		JoinToken:      token,
+		BootstrapRules: &Rules{MinNodes: 2, Window: 10 * time.Minute, BlockTTL: 24 * time.Hour, Floors: intel.DefaultFloors()},
+		Logger:         log.With("node", shortID(n.h.ID().String())),
+	}
+	if bootstrap {
+		n.cfg.BootstrapOperators = []string{bootstrapOperatorText(testOperatorKey)}
 	}
 	fastTiming(&n.cfg)
 	opt(&n.cfg)
@@ -283,10 +287,11 @@ func TestClusterJoinProposeAndRefuse(t *testing.T) {
 	// A proposal from a follower commits and reaches every node.
 	f := followerOf(nodes)
 	drain(f.c.Changes())
-	p := intel.NewPolicy(intel.ActionBlock, mustIndicator(t, "203.0.113.50"), "test", f.id(), time.Now(), time.Hour)
+	cmd := proveBlock(t, "203.0.113.50", nodes[0], nodes[1])
+	p := *cmd.Policy
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := f.c.Propose(ctx, Command{Type: CmdPutPolicy, Policy: &p}); err != nil {
+	if err := f.c.Propose(ctx, cmd); err != nil {
 		t.Fatalf("propose from follower: %v", err)
 	}
 	for _, n := range nodes {
@@ -300,11 +305,12 @@ func TestClusterJoinProposeAndRefuse(t *testing.T) {
 
 	// The FSM's refusal on the leader comes back to the follower as the
 	// sentinel error.
-	if err := f.c.Propose(ctx, Command{Type: CmdProtect, Prefix: "198.51.100.0/24"}); err != nil {
+	if err := f.operate(ctx, intel.OperatorCommand{Op: intel.OpProtect, Prefix: "198.51.100.0/24"}); err != nil {
 		t.Fatalf("protect: %v", err)
 	}
-	bad := intel.NewPolicy(intel.ActionBlock, mustIndicator(t, "198.51.100.1"), "test", f.id(), time.Now(), time.Hour)
-	err := f.c.Propose(ctx, Command{Type: CmdPutPolicy, Policy: &bad})
+	badCmd := proveBlock(t, "198.51.100.1", nodes[1], nodes[2])
+	bad := *badCmd.Policy
+	err := f.c.Propose(ctx, badCmd)
 	if !errors.Is(err, ErrProtected) {
 		t.Fatalf("block of a protected address from a follower: err %v, want ErrProtected", err)
 	}
@@ -334,8 +340,7 @@ func TestClusterJoinProposeAndRefuse(t *testing.T) {
 	}
 
 	// A node that is not a member cannot propose through a member.
-	ev := intel.NewPolicy(intel.ActionBlock, mustIndicator(t, "203.0.113.99"), "x", intruder.id(), time.Now(), time.Hour)
-	data, _ := Command{Type: CmdPutPolicy, At: time.Now(), Policy: &ev}.Encode()
+	data, _ := proveBlock(t, "203.0.113.99", nodes[0], nodes[1]).Encode()
 	intruder.h.Peerstore().AddAddrs(f.h.ID(), f.h.Addrs(), time.Minute)
 	err = intruder.c.call(ctx, f.h.ID(), &rpcRequest{Kind: rpcPropose, Command: data})
 	if !errors.Is(err, ErrNotMember) {
@@ -383,10 +388,11 @@ func TestLeaderFailover(t *testing.T) {
 	if from == nil {
 		from = survivors[0]
 	}
-	p := intel.NewPolicy(intel.ActionBlock, mustIndicator(t, "192.0.2.200"), "after failover", from.id(), time.Now(), time.Hour)
+	cmd := proveBlock(t, "192.0.2.200", survivors...)
+	p := *cmd.Policy
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if err := from.c.Propose(ctx, Command{Type: CmdPutPolicy, Policy: &p}); err != nil {
+	if err := from.c.Propose(ctx, cmd); err != nil {
 		t.Fatalf("propose after failover: %v", err)
 	}
 	for _, n := range survivors {
@@ -403,15 +409,15 @@ func TestProposeHonoursContext(t *testing.T) {
 	n := newTestNode(t, testLogger(t), false, testToken)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	p := intel.NewPolicy(intel.ActionBlock, mustIndicator(t, "192.0.2.1"), "x", n.id(), time.Now(), time.Hour)
-	err := n.c.Propose(ctx, Command{Type: CmdPutPolicy, Policy: &p})
+	cmd := proveBlock(t, "192.0.2.1", n)
+	err := n.c.Propose(ctx, cmd)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err %v, want DeadlineExceeded", err)
 	}
 	if err := n.c.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.c.Propose(context.Background(), Command{Type: CmdPutPolicy, Policy: &p}); !errors.Is(err, ErrClosed) {
+	if err := n.c.Propose(context.Background(), cmd); !errors.Is(err, ErrClosed) {
 		t.Fatalf("after Close: err %v, want ErrClosed", err)
 	}
 }
@@ -429,14 +435,13 @@ func TestJoinerCatchesUpFromSnapshot(t *testing.T) {
 	defer cancel()
 	var ids []string
 	for i := range 20 {
-		ind, _ := intel.NewIndicator(intel.IPv4, fmt.Sprintf("192.0.2.%d", i+1))
-		p := intel.NewPolicy(intel.ActionBlock, ind, "snap", founder.id(), time.Now(), time.Hour)
-		if err := founder.c.Propose(ctx, Command{Type: CmdPutPolicy, Policy: &p}); err != nil {
+		ip := fmt.Sprintf("192.0.2.%d", i+1)
+		if err := founder.operate(ctx, blockOp(t, ip, time.Hour)); err != nil {
 			t.Fatal(err)
 		}
-		ids = append(ids, p.ID)
+		ids = append(ids, intel.PolicyID(intel.ActionBlock, mustIndicator(t, ip)))
 	}
-	if err := founder.c.Propose(ctx, Command{Type: CmdProtect, Prefix: "10.0.0.0/8"}); err != nil {
+	if err := founder.operate(ctx, intel.OperatorCommand{Op: intel.OpProtect, Prefix: "10.0.0.0/8"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := founder.c.raft.Snapshot().Error(); err != nil {

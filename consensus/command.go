@@ -19,12 +19,15 @@ const IgnoreUnknownFlag CommandType = 0x80
 
 // Command types. Values are part of the log format: never renumber.
 const (
-	CmdPutPolicy    CommandType = 1 // Policy: add or merge
-	CmdRevokePolicy CommandType = 2 // PolicyID: delete
-	CmdProtect      CommandType = 3 // Prefix: add a protected range (drops overlapping blocks)
-	CmdUnprotect    CommandType = 4 // Prefix: remove a protected range
-	CmdAdmit        CommandType = 5 // Member: add to or update in the roster
-	CmdRemoveMember CommandType = 6 // Member.ID: remove from the roster
+	CmdPutPolicy    CommandType = 1 // Policy + Proofs: an automatic block, proven by signed sightings
+	CmdRevokePolicy CommandType = 2 // refused: an operator command now
+	CmdProtect      CommandType = 3 // refused: an operator command now
+	CmdUnprotect    CommandType = 4 // refused: an operator command now
+	CmdAdmit        CommandType = 5 // Member: the leader's roster entry (voter flag; legacy admission)
+	CmdRemoveMember CommandType = 6 // refused: an operator command now
+	CmdInit         CommandType = 7 // Init: found the mesh (the first command, once)
+	CmdOperator     CommandType = 8 // Operator: an operator-signed command
+	CmdLeave        CommandType = 9 // Leave: a member leaves, signed with its own key
 )
 
 func (t CommandType) String() string {
@@ -41,6 +44,12 @@ func (t CommandType) String() string {
 		return "admit"
 	case CmdRemoveMember:
 		return "remove-member"
+	case CmdInit:
+		return "init"
+	case CmdOperator:
+		return "operator"
+	case CmdLeave:
+		return "leave"
 	}
 	return fmt.Sprintf("command(%d)", uint8(t))
 }
@@ -56,6 +65,12 @@ type Command struct {
 	PolicyID string        `json:"policy_id,omitempty"`
 	Prefix   string        `json:"prefix,omitempty"`
 	Member   *Member       `json:"member,omitempty"`
+	// Proofs are the signed sighting envelopes (the exact bytes signed)
+	// that justify an automatic block.
+	Proofs   [][]byte              `json:"proofs,omitempty"`
+	Init     *Init                 `json:"init,omitempty"`
+	Operator *intel.OperatorSigned `json:"operator,omitempty"`
+	Leave    *LeaveRequest         `json:"leave,omitempty"`
 }
 
 // Member is one admitted node in the roster.
@@ -106,36 +121,65 @@ func DecodeCommand(b []byte) (Command, error) {
 // validate checks what can be checked without the state, so that a bad
 // command is refused by the proposer before it reaches the log. The FSM
 // checks again (a log entry may come from another node's code).
-func (c *Command) validate() error {
+func (c *Command) validate() *RefusalError {
+	bad := func(format string, args ...any) *RefusalError {
+		return refuse(c.Type, "malformed", ErrInvalidCommand, format, args...)
+	}
 	if c.At.IsZero() {
-		return fmt.Errorf("%w: %s without a timestamp", ErrInvalidCommand, c.Type)
+		return bad("%s without a timestamp", c.Type)
 	}
 	switch c.Type {
 	case CmdPutPolicy:
 		if c.Policy == nil {
-			return fmt.Errorf("%w: put-policy without a policy", ErrInvalidCommand)
+			return bad("put-policy without a policy")
 		}
 		if err := c.Policy.Validate(); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalidCommand, err)
+			return bad("%v", err)
 		}
-	case CmdRevokePolicy:
-		if c.PolicyID == "" {
-			return fmt.Errorf("%w: revoke-policy without a policy id", ErrInvalidCommand)
+		if c.Policy.Action != intel.ActionBlock {
+			return refuse(c.Type, "action", ErrRefused, "an automatic policy may only block, not %s; allows and manual blocks are operator commands", c.Policy.Action)
 		}
-	case CmdProtect, CmdUnprotect:
-		if _, err := parsePrefix(c.Prefix); err != nil {
-			return err
+		if len(c.Proofs) == 0 {
+			return refuse(c.Type, "no_proof", ErrRefused, "an automatic block of %s carries no signed sightings", c.Policy.Indicator)
 		}
-	case CmdAdmit, CmdRemoveMember:
+		if len(c.Proofs) > maxProofs {
+			return refuse(c.Type, "too_many_proofs", ErrInvalidCommand, "%d proofs, limit %d", len(c.Proofs), maxProofs)
+		}
+		for i, p := range c.Proofs {
+			if len(p) > intel.MaxEnvelopeSize {
+				return refuse(c.Type, "proof_malformed", ErrInvalidCommand, "proof %d is %d bytes, limit %d", i, len(p), intel.MaxEnvelopeSize)
+			}
+		}
+	case CmdRevokePolicy, CmdProtect, CmdUnprotect, CmdRemoveMember:
+		return refuse(c.Type, "unsigned", ErrRefused, "a %s needs an operator signature (send it as an operator command)", c.Type)
+	case CmdAdmit:
 		if c.Member == nil || c.Member.ID == "" || len(c.Member.ID) > maxIDLen {
-			return fmt.Errorf("%w: %s needs a member with an id of 1 to %d bytes", ErrInvalidCommand, c.Type, maxIDLen)
+			return bad("%s needs a member with an id of 1 to %d bytes", c.Type, maxIDLen)
 		}
 		if len(c.Member.Addrs) > maxMemberAddrs {
-			return fmt.Errorf("%w: member %s lists %d addresses, limit %d", ErrInvalidCommand, c.Member.ID, len(c.Member.Addrs), maxMemberAddrs)
+			return bad("member %s lists %d addresses, limit %d", c.Member.ID, len(c.Member.Addrs), maxMemberAddrs)
+		}
+		if len(c.Member.Site) > maxSiteLen {
+			return bad("site is %d bytes, limit %d", len(c.Member.Site), maxSiteLen)
+		}
+	case CmdInit:
+		if c.Init == nil {
+			return bad("init without its content")
+		}
+		if err := c.Init.validate(); err != nil {
+			return bad("init: %v", err)
+		}
+	case CmdOperator:
+		if c.Operator == nil {
+			return bad("operator command without a signed command")
+		}
+	case CmdLeave:
+		if c.Leave == nil || c.Leave.Node == "" || len(c.Leave.Node) > maxIDLen || len(c.Leave.Sig) > 128 || c.Leave.Issued.IsZero() {
+			return bad("leave needs a node id, an issue time and a signature")
 		}
 	default:
 		if c.Type&IgnoreUnknownFlag == 0 {
-			return fmt.Errorf("%w: unknown type %s", ErrInvalidCommand, c.Type)
+			return bad("unknown type %s", c.Type)
 		}
 	}
 	return nil
@@ -166,7 +210,7 @@ var (
 
 // final reports whether err is an answer rather than a reason to retry.
 func final(err error) bool {
-	for _, e := range []error{ErrProtected, ErrAllowed, ErrNotMember, ErrBadToken, ErrJoinDisabled, ErrInvalidCommand, ErrClosed, ErrLastVoter} {
+	for _, e := range []error{ErrRefused, ErrProtected, ErrAllowed, ErrNotMember, ErrBadToken, ErrJoinDisabled, ErrInvalidCommand, ErrClosed, ErrLastVoter} {
 		if errors.Is(err, e) {
 			return true
 		}

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/meshward/meshward/intel"
 	"github.com/meshward/meshward/internal/confcheck"
 )
 
@@ -47,6 +49,13 @@ type Config struct {
 	// mesh for good (it must join again with the token to come back). New
 	// does not read it: the node calls Leave before Close.
 	LeaveOnShutdown bool `yaml:"leave_on_shutdown"`
+	// BootstrapOperators are the first operator keys of a mesh this node
+	// founds, in the text form `meshward operator keygen` prints
+	// ("meshward-operator-ed25519 <base64 key> [name]"); each becomes an
+	// admin operator in the mesh's initialisation entry. At least one is
+	// required with Bootstrap; ignored otherwise (and once the mesh is
+	// founded).
+	BootstrapOperators []string `yaml:"bootstrap_operators"`
 
 	// LocalID is this node's libp2p peer ID string. It is also the raft
 	// ServerID and ServerAddress. Required by New; must match the host's
@@ -55,6 +64,10 @@ type Config struct {
 	// Site is the operator's name for where this node runs; it is recorded
 	// in the roster.
 	Site string `yaml:"-"`
+	// BootstrapRules are the rules of automatic blocking a mesh this node
+	// founds starts with (the node fills them from its corroboration
+	// section); nil takes DefaultRules. Operators change them later.
+	BootstrapRules *Rules `yaml:"-"`
 	// MembershipInterval is how often the leader reviews the voter set.
 	// Default 500ms.
 	MembershipInterval time.Duration `yaml:"-"`
@@ -143,6 +156,15 @@ func (c Config) Validate() error {
 	if c.Bootstrap && len(c.Join) > 0 {
 		p.Add("join", c.Join, "a bootstrapping node founds a mesh and joins none; set one of consensus.bootstrap and consensus.join")
 	}
+	if c.Bootstrap && len(c.BootstrapOperators) == 0 {
+		p.Add("bootstrap_operators", "[]", "a node that founds a mesh needs at least one operator public key: "+
+			"make one with `meshward operator keygen` and list the public key it prints (meshward-operator-ed25519 ...)")
+	}
+	for i, s := range c.BootstrapOperators {
+		if _, err := parseBootstrapOperator(s); err != nil {
+			p.Add(fmt.Sprintf("bootstrap_operators[%d]", i), s, err.Error()+" (make a key with `meshward operator keygen`)")
+		}
+	}
 	if len(c.Join) > 0 && c.JoinToken == "" {
 		p.Add("join_token", `""`, "required to join a mesh")
 	}
@@ -161,6 +183,24 @@ func (c Config) Validate() error {
 	return p.Err()
 }
 
+// parseBootstrapOperator reads one bootstrap operator key: its text form
+// and an optional name after it.
+func parseBootstrapOperator(s string) (Operator, error) {
+	key, err := intel.ParseOperatorPublicKey(s)
+	if err != nil {
+		return Operator{}, err
+	}
+	fields := strings.Fields(s)
+	name := "bootstrap"
+	if len(fields) > 2 {
+		name = strings.Join(fields[2:], " ")
+	}
+	if len(name) > maxOperatorName {
+		return Operator{}, fmt.Errorf("operator name is %d bytes, limit %d", len(name), maxOperatorName)
+	}
+	return Operator{KeyID: intel.OperatorKeyID(key), Key: key, Role: intel.OperatorAdmin, Name: name}, nil
+}
+
 // validateRuntime checks the fields the node sets when it starts.
 func (c Config) validateRuntime() error {
 	var errs []error
@@ -176,6 +216,11 @@ func (c Config) validateRuntime() error {
 	}{{"MembershipInterval", c.MembershipInterval}, {"HeartbeatTimeout", c.HeartbeatTimeout}, {"ElectionTimeout", c.ElectionTimeout}, {"LeaderLeaseTimeout", c.LeaderLeaseTimeout}, {"CommitTimeout", c.CommitTimeout}} {
 		if d.v < 0 {
 			bad(d.name, d.v, "must not be negative")
+		}
+	}
+	if r := c.BootstrapRules; r != nil {
+		if err := r.Validate(); err != nil {
+			bad("BootstrapRules", *r, err.Error())
 		}
 	}
 	if c.HeartbeatTimeout > 0 && c.LeaderLeaseTimeout > c.HeartbeatTimeout {

@@ -26,7 +26,13 @@ func TestConfigValidate(t *testing.T) {
 		msg   string
 	}{
 		{"bad join address", func(c *Config) { c.Join, c.JoinToken = []string{validJoin, "/ip4/1.2.3.4/tcp/1"}, "t" }, "join[1]", "want a multiaddr ending in /p2p/<peer id>"},
-		{"bootstrap and join", func(c *Config) { c.Bootstrap, c.Join, c.JoinToken = true, []string{validJoin}, "t" }, "join", "a bootstrapping node founds a mesh and joins none"},
+		{"bootstrap and join", func(c *Config) {
+			c.Bootstrap, c.Join, c.JoinToken, c.BootstrapOperators = true, []string{validJoin}, "t", []string{bootstrapOperatorText(testOperatorKey)}
+		}, "join", "a bootstrapping node founds a mesh and joins none"},
+		{"bootstrap without operators", func(c *Config) { c.Bootstrap = true }, "bootstrap_operators", "a node that founds a mesh needs at least one operator public key: make one with `meshward operator keygen`"},
+		{"bad bootstrap operator", func(c *Config) {
+			c.Bootstrap, c.BootstrapOperators = true, []string{bootstrapOperatorText(testOperatorKey), "ssh-ed25519 AAAA"}
+		}, "bootstrap_operators[1]", "operator command malformed"},
 		{"join without token", func(c *Config) { c.Join = []string{validJoin} }, "join_token", "required to join a mesh"},
 		{"zero voters", func(c *Config) { c.MaxVoters = 0 }, "max_voters", "must be odd and at least 1"},
 		{"negative voters", func(c *Config) { c.MaxVoters = -3 }, "max_voters", "must be odd and at least 1"},
@@ -52,8 +58,8 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 	all := Config{Bootstrap: true, Join: []string{"x"}, MaxVoters: 2}
-	if n := len(confcheck.Fields(all.Validate())); n != 6 {
-		t.Errorf("Validate reported %d problems of 6: %v", n, all.Validate())
+	if n := len(confcheck.Fields(all.Validate())); n != 7 {
+		t.Errorf("Validate reported %d problems of 7: %v", n, all.Validate())
 	}
 }
 

@@ -2,6 +2,8 @@ package consensus
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -85,6 +87,11 @@ func New(ctx context.Context, h host.Host, logs raft.LogStore, stable raft.Stabl
 	if err != nil {
 		return nil, err
 	}
+	for i, s := range cfg.BootstrapOperators {
+		if o, _ := parseBootstrapOperator(s); intel.NodeID(o.Key) == cfg.LocalID {
+			return nil, fmt.Errorf("consensus config: bootstrap_operators[%d]: is this node's own key; node keys cannot be operators (make one with `meshward operator keygen`)", i)
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("start consensus: %w", err)
 	}
@@ -99,6 +106,7 @@ func New(ctx context.Context, h host.Host, logs raft.LogStore, stable raft.Stabl
 	gctx, cancel := context.WithCancel(ctx)
 	c.group, c.cancel = routine.New(gctx), cancel
 	c.fsm = newFSM(c.notify)
+	c.fsm.log = cfg.Logger.With("part", "fsm")
 
 	c.layer = newStreamLayer(c.group.Context(), h, cfg.Logger)
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
@@ -217,21 +225,73 @@ func (c *Consensus) leaderLoop(ctx context.Context) {
 			}
 			c.log.Info("became leader", "id", c.cfg.LocalID)
 			for ctx.Err() == nil && c.raft.State() == raft.Leader {
-				if m, ok := c.fsm.member(c.cfg.LocalID); ok && m.Voter {
-					break
+				if err := c.leaderDuties(ctx); err != nil {
+					c.log.Warn("found the mesh or admit self", "err", err)
+					sleepCtx(ctx, 100*time.Millisecond)
+					continue
 				}
-				actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-				err := c.applyLocal(actx, c.admitCommand(c.cfg.LocalID, c.cfg.Site, true, c.listenAddrs()))
-				cancel()
-				if err == nil {
-					c.log.Info("admitted self to the roster", "id", c.cfg.LocalID, "site", c.cfg.Site)
-					break
-				}
-				c.log.Warn("admit self to the roster", "err", err)
-				sleepCtx(ctx, 100*time.Millisecond)
+				break
 			}
 		}
 	}
+}
+
+// leaderDuties initialises a mesh this node founds (once: the mesh ID,
+// the bootstrap operators and rules) and admits this node to the roster
+// when it is not on it yet.
+func (c *Consensus) leaderDuties(ctx context.Context) error {
+	if c.cfg.Bootstrap && c.MeshID() == "" {
+		data, err := c.initCommand()
+		if err != nil {
+			return err
+		}
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		err = c.applyLocal(actx, data)
+		cancel()
+		if err != nil && RefusalReason(err) != "already_initialised" {
+			return fmt.Errorf("initialise the mesh: %w", err)
+		}
+		c.log.Info("initialised the mesh", "mesh", c.MeshID())
+	}
+	if c.MeshID() == "" {
+		return nil // not founded here: the founder initialises it
+	}
+	m, ok := c.fsm.member(c.cfg.LocalID)
+	if ok && m.Voter {
+		return nil
+	}
+	site, addrs := c.cfg.Site, c.listenAddrs()
+	if ok {
+		site, addrs = m.Site, m.Addrs
+	}
+	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	defer cancel()
+	if err := c.applyLocal(actx, c.admitCommand(c.cfg.LocalID, site, true, addrs)); err != nil {
+		return fmt.Errorf("admit self to the roster: %w", err)
+	}
+	c.log.Info("admitted self to the roster", "id", c.cfg.LocalID, "site", site)
+	return nil
+}
+
+// initCommand is the mesh initialisation entry: a fresh mesh ID, the
+// bootstrap operators (admins) and rules.
+func (c *Consensus) initCommand() ([]byte, error) {
+	id := make([]byte, meshIDBytes)
+	if _, err := rand.Read(id); err != nil {
+		return nil, fmt.Errorf("mesh id: %w", err)
+	}
+	in := &Init{MeshID: hex.EncodeToString(id), Rules: DefaultRules()}
+	if c.cfg.BootstrapRules != nil {
+		in.Rules = *c.cfg.BootstrapRules
+	}
+	for _, s := range c.cfg.BootstrapOperators {
+		o, err := parseBootstrapOperator(s)
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap operator: %w", err)
+		}
+		in.Operators = append(in.Operators, o)
+	}
+	return Command{Type: CmdInit, At: time.Now().UTC(), Init: in}.Encode()
 }
 
 // peerLoop keeps every roster member's addresses in the peerstore and its

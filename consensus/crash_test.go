@@ -43,7 +43,8 @@ func openDurable(tb testing.TB, dir string, k crypto.PrivKey, log *slog.Logger) 
 		tb.Fatal(err)
 	}
 	h := newTestHost(tb, k, nil)
-	cfg := Config{LocalID: h.ID().String(), Site: "crash", Bootstrap: true, JoinToken: testToken, Logger: log}
+	cfg := Config{LocalID: h.ID().String(), Site: "crash", Bootstrap: true, JoinToken: testToken, Logger: log,
+		BootstrapOperators: []string{bootstrapOperatorText(testOperatorKey)}}
 	fastTiming(&cfg)
 	rs := st.RaftStore()
 	c, err := New(context.Background(), h, rs, rs, snaps, cfg)
@@ -82,7 +83,8 @@ func TestHelperProcess(t *testing.T) {
 			for i := 0; ; i++ {
 				ind, _ := intel.NewIndicator(intel.IPv4, fmt.Sprintf("10.%d.%d.%d", g, (i>>8)&255, i&255))
 				p := intel.NewPolicy(intel.ActionBlock, ind, "crash", c.cfg.LocalID, time.Now(), 24*time.Hour)
-				if err := c.Propose(context.Background(), Command{Type: CmdPutPolicy, Policy: &p}); err != nil {
+				s := signOp(t, testOperatorKey, c.MeshID(), time.Now().UTC(), intel.OperatorCommand{Op: intel.OpBlock, Indicator: &ind, TTLSeconds: 86400})
+				if err := c.ProposeOperator(context.Background(), s); err != nil {
 					fmt.Fprintf(os.Stderr, "propose: %v\n", err)
 					return
 				}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net/netip"
 	"slices"
@@ -22,16 +23,32 @@ import (
 // only from raft's apply goroutine; queries take the read lock.
 //
 // Determinism: Apply uses only the entry's bytes and the state. "Now" is the
-// latest Command.At applied so far (a monotone clock that every replica
-// computes identically); maps are walked in sorted key order wherever the
-// walk can affect a result.
+// latest Command.At of the commands accepted so far (a monotone clock that
+// every replica computes identically); maps are walked in sorted key order
+// wherever the walk can affect a result.
+//
+// Trust: the FSM is the last line. What it applies must be provable from
+// the entry alone: an automatic block carries the signed sightings of k
+// distinct roster members within W (proof.go), an operator's command the
+// signature of an operator key the FSM holds (operator.go), a leave the
+// leaving node's own signature. Everything else is refused, counted, and
+// changes nothing, not even the clock.
 type fsm struct {
 	mu        sync.RWMutex
 	policies  map[string]intel.Policy
 	protected map[netip.Prefix]struct{}
 	roster    map[string]Member
-	clock     time.Time // max Command.At applied
+	clock     time.Time // max Command.At of the accepted commands
 	index     uint64    // raft index of the last command entry applied
+
+	// The trust state, set by the initialisation entry and by operator
+	// commands.
+	meshID    string
+	rules     Rules
+	operators map[string]Operator  // by key ID
+	tokens    map[string]JoinToken // by token ID
+	nonces    map[string]time.Time // operator command nonce -> its expiry
+	departed  map[string]time.Time // members who left or were removed -> when
 
 	// memberIPs are the host prefixes (/32, /128) of the members' routable
 	// listen addresses: protected like the explicit ranges, derived from
@@ -40,8 +57,12 @@ type fsm struct {
 
 	// Derived indexes, rebuilt on restore: they keep Apply from scanning
 	// every policy on every entry.
-	allows     int       // number of allow policies held
-	nextExpiry time.Time // earliest ExpiresAt among held policies (zero: none)
+	allows          int       // number of allow policies held
+	nextExpiry      time.Time // earliest ExpiresAt among held policies (zero: none)
+	nextNonceExpiry time.Time // earliest nonce expiry (zero: none)
+
+	refused refusals
+	log     *slog.Logger
 
 	onChange func() // called after every apply and restore, outside the lock
 }
@@ -56,65 +77,133 @@ func newFSM(onChange func()) *fsm {
 		policies:  map[string]intel.Policy{},
 		protected: map[netip.Prefix]struct{}{},
 		roster:    map[string]Member{},
+		operators: map[string]Operator{},
+		tokens:    map[string]JoinToken{},
+		nonces:    map[string]time.Time{},
+		departed:  map[string]time.Time{},
 		memberIPs: map[netip.Prefix]struct{}{},
+		log:       slog.New(slog.DiscardHandler),
 		onChange:  onChange,
 	}
 }
 
-// applyFunc applies one command of a known type and returns the entry's
-// response: nil or an error refusing it.
-type applyFunc func(f *fsm, c *Command, now time.Time) error
+// applyFunc checks one command of a known type against the state at now,
+// without changing anything, and returns either the change to make or the
+// refusal. Apply runs the change under the write lock; the proposing path
+// runs only the check, under the read lock, to refuse early.
+type applyFunc func(f *fsm, c *Command, now time.Time) (func(), *RefusalError)
 
-// handlers is the dispatch table, indexed by command type.
+// handlers is the dispatch table, indexed by command type. The types that
+// used to change state without a proof stay in the table so that their
+// entries are refused and counted rather than stopping the replica.
 var handlers = [256]applyFunc{
 	CmdPutPolicy:    (*fsm).putPolicy,
-	CmdRevokePolicy: (*fsm).revokePolicy,
-	CmdProtect:      (*fsm).protect,
-	CmdUnprotect:    (*fsm).unprotect,
+	CmdRevokePolicy: (*fsm).unsigned,
+	CmdProtect:      (*fsm).unsigned,
+	CmdUnprotect:    (*fsm).unsigned,
 	CmdAdmit:        (*fsm).admit,
-	CmdRemoveMember: (*fsm).removeMember,
+	CmdRemoveMember: (*fsm).unsigned,
+	CmdInit:         (*fsm).init,
+	CmdOperator:     (*fsm).operator,
+	CmdLeave:        (*fsm).leave,
 }
 
 // Apply implements raft.FSM. It panics on a command type it does not know
 // unless the type carries IgnoreUnknownFlag: a replica that cannot apply an
-// entry must stop rather than diverge.
+// entry must stop rather than diverge. A refused command returns its
+// *RefusalError and changes nothing.
 func (f *fsm) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand || len(l.Data) == 0 {
 		return nil
 	}
-	f.mu.Lock()
-	f.index = l.Index
-	f.mu.Unlock()
 	t := CommandType(l.Data[0])
 	h := handlers[t]
 	if h == nil {
+		f.mu.Lock()
+		f.index = l.Index
+		f.mu.Unlock()
 		if t&IgnoreUnknownFlag != 0 {
 			return nil
 		}
 		panic(fmt.Sprintf("consensus: log entry %d has unknown command type %d; upgrade this node", l.Index, uint8(t)))
 	}
-	c, err := DecodeCommand(l.Data)
-	if err == nil {
-		err = c.validate()
-	}
-	if err != nil {
-		return err
-	}
 	f.mu.Lock()
-	if c.At.After(f.clock) {
-		f.clock = c.At
+	f.index = l.Index
+	now, change, rerr := f.check(l.Data)
+	if rerr == nil {
+		if t != CmdAdmit {
+			// Only an accepted command moves the clock. The leader's own
+			// roster entries do not: they carry no signed time.
+			f.clock = now
+		}
+		f.prune(f.clock)
+		change()
 	}
-	now := f.clock
-	f.prune(now)
-	err = h(f, &c, now)
 	f.mu.Unlock()
+	if rerr != nil {
+		f.count(rerr, l.Index)
+		return rerr
+	}
 	f.onChange()
-	return err
+	return nil
 }
 
-// prune drops policies that have expired at now. It scans only when the
-// earliest expiry has passed.
+// check decodes an entry and checks it against the state. Caller holds
+// the lock (read or write).
+func (f *fsm) check(data []byte) (time.Time, func(), *RefusalError) {
+	t := CommandType(data[0])
+	if len(data) > maxCommandSize {
+		return time.Time{}, nil, refuse(t, "oversized", ErrInvalidCommand, "entry is %d bytes, limit %d", len(data), maxCommandSize)
+	}
+	c, err := DecodeCommand(data)
+	if err != nil {
+		return time.Time{}, nil, refuse(t, "malformed", ErrInvalidCommand, "%v", err)
+	}
+	if rerr := c.validate(); rerr != nil {
+		return time.Time{}, nil, rerr
+	}
+	if f.meshID == "" && t != CmdInit {
+		return time.Time{}, nil, refuse(t, "not_initialised", ErrRefused, "the mesh has no initialisation entry yet")
+	}
+	now := f.clock
+	if c.At.After(now) {
+		now = c.At
+	}
+	change, rerr := handlers[t](f, &c, now)
+	return now, change, rerr
+}
+
+// precheck runs Apply's checks on an encoded command against the current
+// state without changing it, so that the proposing path refuses early
+// with the reasons Apply would give. The refusal is counted.
+func (f *fsm) precheck(data []byte) error {
+	if len(data) == 0 {
+		return refuse(0, "malformed", ErrInvalidCommand, "empty entry")
+	}
+	if handlers[CommandType(data[0])] == nil {
+		return nil // an ignorable type: Apply skips it
+	}
+	f.mu.RLock()
+	_, _, rerr := f.check(data)
+	f.mu.RUnlock()
+	if rerr != nil {
+		f.count(rerr, 0)
+		return rerr
+	}
+	return nil
+}
+
+// count records a refusal and logs it at debug level.
+func (f *fsm) count(r *RefusalError, index uint64) {
+	f.refused.add(r.Command.String(), r.Reason)
+	f.log.Debug("command refused", "command", r.Command.String(), "reason", r.Reason, "index", index, "err", r.Err)
+}
+
+// prune drops policies that have expired at now, and the nonces and join
+// tokens past their expiry. It scans policies only when the earliest
+// expiry has passed.
 func (f *fsm) prune(now time.Time) {
+	f.pruneTrust(now)
 	if f.nextExpiry.IsZero() || now.Before(f.nextExpiry) {
 		return
 	}
@@ -155,7 +244,7 @@ func (f *fsm) del(id string) {
 	}
 }
 
-// reindex recomputes the derived indexes from the policies.
+// reindex recomputes the derived indexes from the policies and nonces.
 func (f *fsm) reindex() {
 	f.allows, f.nextExpiry = 0, time.Time{}
 	for _, p := range f.policies {
@@ -166,43 +255,87 @@ func (f *fsm) reindex() {
 			f.nextExpiry = p.ExpiresAt
 		}
 	}
+	f.nextNonceExpiry = time.Time{}
+	for _, exp := range f.nonces {
+		if f.nextNonceExpiry.IsZero() || exp.Before(f.nextNonceExpiry) {
+			f.nextNonceExpiry = exp
+		}
+	}
 }
 
-func (f *fsm) putPolicy(c *Command, now time.Time) error {
+// unsigned refuses the command types that once changed the mesh on a
+// member's word alone: revoke, protect, unprotect and remove-member are
+// operator commands now.
+func (f *fsm) unsigned(c *Command, _ time.Time) (func(), *RefusalError) {
+	return nil, refuse(c.Type, "unsigned", ErrRefused, "a %s needs an operator signature (send it as an operator command)", c.Type)
+}
+
+// putPolicy is an automatic block: a block (only) within the TTL cap,
+// above the floors, proven by its signed sightings, vetoed by protected
+// ranges and allow policies.
+func (f *fsm) putPolicy(c *Command, now time.Time) (func(), *RefusalError) {
 	p := *c.Policy
-	if !p.Active(now) {
-		return nil // already expired: nothing to hold
+	if p.Action != intel.ActionBlock {
+		return nil, refuse(c.Type, "action", ErrRefused, "an automatic policy may only block, not %s", p.Action)
 	}
-	ind := p.Indicator
-	switch p.Action {
-	case intel.ActionBlock:
-		if q, ok := ind.Prefix(); ok {
-			for _, r := range sortedPrefixes(f.protected) {
-				if q.Overlaps(r) {
-					return fmt.Errorf("%w: block of %s overlaps protected %s", ErrProtected, ind, r)
-				}
-			}
-			for _, r := range sortedPrefixes(f.memberIPs) {
-				if q.Overlaps(r) {
-					return fmt.Errorf("%w: block of %s overlaps the mesh member address %s", ErrProtected, ind, r.Addr())
-				}
+	if p.ExpiresAt.IsZero() || p.ExpiresAt.Sub(p.CreatedAt) > f.rules.BlockTTL || p.CreatedAt.After(now.Add(signedSkew)) {
+		return nil, refuse(c.Type, "ttl_cap", ErrRefused, "an automatic block lasts at most %s from now (created %s, expires %s)",
+			f.rules.BlockTTL, p.CreatedAt.Format(time.RFC3339), p.ExpiresAt.Format(time.RFC3339))
+	}
+	if err := f.rules.Floors.CheckBlock(p.Indicator, false); err != nil {
+		return nil, refuse(c.Type, "floor", ErrRefused, "%w", err)
+	}
+	ev, rerr := f.verifyProofs(p.Indicator, c.Proofs, now)
+	if rerr != nil {
+		return nil, rerr
+	}
+	if rerr := f.blockVeto(c.Type, p.Indicator, now); rerr != nil {
+		return nil, rerr
+	}
+	p.Evidence = ev
+	return func() { f.store(p, now) }, nil
+}
+
+// blockVeto refuses a block of ind that covers a protected range, a
+// member's address or an active allow.
+func (f *fsm) blockVeto(t CommandType, ind intel.Indicator, now time.Time) *RefusalError {
+	if q, ok := ind.Prefix(); ok {
+		for _, r := range sortedPrefixes(f.protected) {
+			if q.Overlaps(r) {
+				return refuse(t, "protected", ErrProtected, "block of %s overlaps protected %s", ind, r)
 			}
 		}
-		// Name the conflicting allow with the smallest ID, so that the
-		// response does not depend on map order; no sort on the hot path.
-		var conflict *intel.Policy
-		for _, o := range f.policies {
-			if f.allows == 0 {
-				break // no allow held: skip the scan
-			}
-			if o.Action == intel.ActionAllow && (conflict == nil || o.ID < conflict.ID) && ind.Overlaps(o.Indicator) {
-				conflict = &o
+		for _, r := range sortedPrefixes(f.memberIPs) {
+			if q.Overlaps(r) {
+				return refuse(t, "protected", ErrProtected, "block of %s overlaps the mesh member address %s", ind, r.Addr())
 			}
 		}
-		if conflict != nil {
-			return fmt.Errorf("%w: block of %s overlaps allow %s (policy %s)", ErrAllowed, ind, conflict.Indicator, conflict.ID)
+	}
+	if f.allows == 0 {
+		return nil // no allow held: skip the scan
+	}
+	// Name the conflicting allow with the smallest ID, so that the
+	// response does not depend on map order; no sort on the hot path.
+	var conflict *intel.Policy
+	for _, o := range f.policies {
+		if o.Action == intel.ActionAllow && o.Active(now) && (conflict == nil || o.ID < conflict.ID) && ind.Overlaps(o.Indicator) {
+			conflict = &o
 		}
-	case intel.ActionAllow:
+	}
+	if conflict != nil {
+		return refuse(t, "allowed", ErrAllowed, "block of %s overlaps allow %s (policy %s)", ind, conflict.Indicator, conflict.ID)
+	}
+	return nil
+}
+
+// store adds or merges an accepted policy. An allow drops the blocks it
+// overlaps.
+func (f *fsm) store(p intel.Policy, now time.Time) {
+	if !p.Active(now) {
+		return // already expired: nothing to hold
+	}
+	if p.Action == intel.ActionAllow {
+		ind := p.Indicator
 		f.deleteWhere(func(o intel.Policy) bool {
 			return o.Action == intel.ActionBlock && o.Indicator.Overlaps(ind)
 		})
@@ -219,11 +352,10 @@ func (f *fsm) putPolicy(c *Command, now time.Time) error {
 		}
 		merged.Evidence = mergeEvidence(old.Evidence, p.Evidence)
 		f.set(merged)
-		return nil
+		return
 	}
 	p.Evidence = mergeEvidence(nil, p.Evidence)
 	f.set(p)
-	return nil
 }
 
 // mergeEvidence returns a new slice: the union of a and b without
@@ -243,21 +375,6 @@ func mergeEvidence(a, b []intel.Evidence) []intel.Evidence {
 		out = out[:maxEvidence]
 	}
 	return slices.Clip(out)
-}
-
-func (f *fsm) revokePolicy(c *Command, _ time.Time) error {
-	f.del(c.PolicyID)
-	return nil
-}
-
-func (f *fsm) protect(c *Command, _ time.Time) error {
-	p, err := parsePrefix(c.Prefix)
-	if err != nil {
-		return err
-	}
-	f.protected[p] = struct{}{}
-	f.dropBlocksOverlapping(p)
-	return nil
 }
 
 // dropBlocksOverlapping deletes the block policies that cover any of ps.
@@ -325,37 +442,6 @@ func MemberPrefixes(addrs []string) []netip.Prefix {
 	}
 	slices.SortFunc(out, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
 	return slices.Compact(out)
-}
-
-func (f *fsm) unprotect(c *Command, _ time.Time) error {
-	p, err := parsePrefix(c.Prefix)
-	if err != nil {
-		return err
-	}
-	delete(f.protected, p)
-	return nil
-}
-
-func (f *fsm) admit(c *Command, _ time.Time) error {
-	m := *c.Member
-	m.Addrs = slices.Clone(m.Addrs)
-	if old, ok := f.roster[m.ID]; ok && !old.AdmittedAt.IsZero() {
-		m.AdmittedAt = old.AdmittedAt
-	}
-	if m.AdmittedAt.IsZero() {
-		m.AdmittedAt = c.At
-	}
-	f.roster[m.ID] = m
-	if added := f.rebuildMemberIPs(); len(added) > 0 {
-		f.dropBlocksOverlapping(added...)
-	}
-	return nil
-}
-
-func (f *fsm) removeMember(c *Command, _ time.Time) error {
-	delete(f.roster, c.Member.ID)
-	f.rebuildMemberIPs()
-	return nil
 }
 
 // parsePrefix reads a command's range. Commands carry CIDR notation only:
@@ -460,9 +546,26 @@ type snapshotState struct {
 	Policies  []intel.Policy `json:"policies"`
 	Protected []netip.Prefix `json:"protected"`
 	Roster    []Member       `json:"roster"`
+	// Version 2: the trust state.
+	MeshID     string        `json:"mesh_id,omitempty"`
+	Rules      Rules         `json:"rules"`
+	Operators  []Operator    `json:"operators,omitempty"`
+	JoinTokens []JoinToken   `json:"join_tokens,omitempty"`
+	Nonces     []nonceRecord `json:"nonces,omitempty"`
+	Departed   []departure   `json:"departed,omitempty"`
 }
 
-const snapshotVersion = 1
+type nonceRecord struct {
+	Nonce   string    `json:"nonce"`
+	Expires time.Time `json:"expires"`
+}
+
+type departure struct {
+	ID string    `json:"id"`
+	At time.Time `json:"at"`
+}
+
+const snapshotVersion = 2
 
 // fsmSnapshot holds a copy of the state taken under the lock; Persist
 // encodes it outside the lock, concurrently with Apply. Policy and member
@@ -474,6 +577,12 @@ type fsmSnapshot struct {
 	policies  map[string]intel.Policy
 	protected map[netip.Prefix]struct{}
 	roster    map[string]Member
+	meshID    string
+	rules     Rules
+	operators map[string]Operator
+	tokens    map[string]JoinToken
+	nonces    map[string]time.Time
+	departed  map[string]time.Time
 }
 
 // Snapshot implements raft.FSM: a cheap copy under the lock.
@@ -486,6 +595,12 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		policies:  maps.Clone(f.policies),
 		protected: maps.Clone(f.protected),
 		roster:    maps.Clone(f.roster),
+		meshID:    f.meshID,
+		rules:     f.rules,
+		operators: maps.Clone(f.operators),
+		tokens:    maps.Clone(f.tokens),
+		nonces:    maps.Clone(f.nonces),
+		departed:  maps.Clone(f.departed),
 	}, nil
 }
 
@@ -503,6 +618,19 @@ func (s *fsmSnapshot) state() snapshotState {
 	}
 	for _, id := range slices.Sorted(maps.Keys(s.roster)) {
 		st.Roster = append(st.Roster, s.roster[id])
+	}
+	st.MeshID, st.Rules = s.meshID, s.rules
+	for _, id := range slices.Sorted(maps.Keys(s.operators)) {
+		st.Operators = append(st.Operators, s.operators[id])
+	}
+	for _, id := range slices.Sorted(maps.Keys(s.tokens)) {
+		st.JoinTokens = append(st.JoinTokens, s.tokens[id])
+	}
+	for _, n := range slices.Sorted(maps.Keys(s.nonces)) {
+		st.Nonces = append(st.Nonces, nonceRecord{n, s.nonces[n]})
+	}
+	for _, id := range slices.Sorted(maps.Keys(s.departed)) {
+		st.Departed = append(st.Departed, departure{id, s.departed[id]})
 	}
 	return st
 }
@@ -529,8 +657,8 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err := json.NewDecoder(rc).Decode(&st); err != nil {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
-	if st.Version != snapshotVersion {
-		return fmt.Errorf("restore snapshot: version %d, this node reads %d", st.Version, snapshotVersion)
+	if st.Version < 1 || st.Version > snapshotVersion {
+		return fmt.Errorf("restore snapshot: version %d, this node reads 1 to %d", st.Version, snapshotVersion)
 	}
 	policies := make(map[string]intel.Policy, len(st.Policies))
 	for _, p := range st.Policies {
@@ -544,8 +672,25 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	for _, m := range st.Roster {
 		roster[m.ID] = m
 	}
+	operators := make(map[string]Operator, len(st.Operators))
+	for _, o := range st.Operators {
+		operators[o.KeyID] = o
+	}
+	tokens := make(map[string]JoinToken, len(st.JoinTokens))
+	for _, t := range st.JoinTokens {
+		tokens[t.ID] = t
+	}
+	nonces := make(map[string]time.Time, len(st.Nonces))
+	for _, n := range st.Nonces {
+		nonces[n.Nonce] = n.Expires
+	}
+	departed := make(map[string]time.Time, len(st.Departed))
+	for _, d := range st.Departed {
+		departed[d.ID] = d.At
+	}
 	f.mu.Lock()
 	f.clock, f.policies, f.protected, f.roster = st.Clock, policies, protected, roster
+	f.meshID, f.rules, f.operators, f.tokens, f.nonces, f.departed = st.MeshID, st.Rules, operators, tokens, nonces, departed
 	f.index = st.Index
 	f.rebuildMemberIPs()
 	f.reindex()

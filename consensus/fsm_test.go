@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"errors"
 	"io"
 	"net/netip"
@@ -18,14 +19,36 @@ import (
 var t0 = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 
 // applier feeds commands to an FSM as raft would, with increasing indexes.
+// newApplier founds the mesh first (testMeshID, testOperatorKey as its
+// admin, k = 2 within 10 minutes, blocks of at most a day).
 type applier struct {
-	t     *testing.T
-	f     *fsm
-	index uint64
+	t       *testing.T
+	f       *fsm
+	index   uint64
+	members map[string]ed25519.PrivateKey
+	seq     uint64
+}
+
+func testRules() Rules {
+	return Rules{MinNodes: 2, Window: 10 * time.Minute, BlockTTL: 24 * time.Hour, Floors: intel.DefaultFloors()}
+}
+
+func testInit() *Init {
+	pub := testOperatorKey.Public().(ed25519.PublicKey)
+	return &Init{MeshID: testMeshID, Rules: testRules(), Operators: []Operator{
+		{KeyID: intel.OperatorKeyID(pub), Key: pub, Role: intel.OperatorAdmin, Name: "test-admin"},
+	}}
 }
 
 func newApplier(t *testing.T) *applier {
-	return &applier{t: t, f: newFSM(nil)}
+	a := newBareApplier(t)
+	a.mustApply(Command{Type: CmdInit, At: t0.Add(-time.Hour), Init: testInit()})
+	return a
+}
+
+// newBareApplier is an FSM that has applied nothing.
+func newBareApplier(t *testing.T) *applier {
+	return &applier{t: t, f: newFSM(nil), members: map[string]ed25519.PrivateKey{}}
 }
 
 func (a *applier) apply(c Command) error {
@@ -53,6 +76,41 @@ func (a *applier) mustApply(c Command) {
 	}
 }
 
+// memberID admits the member called name (a seeded key) once and returns
+// its node ID.
+func (a *applier) memberID(name string) string {
+	a.t.Helper()
+	key, ok := a.members[name]
+	if !ok {
+		key = seededKey(name)
+		a.members[name] = key
+		a.mustApply(Command{Type: CmdAdmit, At: t0.Add(-time.Hour), Member: &Member{ID: intel.NodeID(key.Public().(ed25519.PublicKey)), Site: name}})
+	}
+	return intel.NodeID(key.Public().(ed25519.PublicKey))
+}
+
+// op signs cmd with the test admin for this mesh, issued at at.
+func (a *applier) op(cmd intel.OperatorCommand, at time.Time) Command {
+	return opCmd(signOp(a.t, testOperatorKey, testMeshID, at, cmd), at)
+}
+
+// proof is a sighting of ind by member name, sent at sent.
+func (a *applier) proof(name, ind string, sent time.Time) []byte {
+	a.memberID(name)
+	a.seq++
+	return sealSighting(a.t, a.members[name], a.seq, mustIndicator(a.t, ind), sent)
+}
+
+// auto is an automatic block of ind at at, proven by a sighting of each
+// named member sent at at.
+func (a *applier) auto(ind string, at time.Time, ttl time.Duration, names ...string) Command {
+	var proofs [][]byte
+	for _, n := range names {
+		proofs = append(proofs, a.proof(n, ind, at))
+	}
+	return autoBlock(a.t, ind, at, ttl, proofs...)
+}
+
 func mustIndicator(t testing.TB, s string) intel.Indicator {
 	t.Helper()
 	ind, err := intel.ParseIndicator(s)
@@ -62,31 +120,15 @@ func mustIndicator(t testing.TB, s string) intel.Indicator {
 	return ind
 }
 
-func policy(t testing.TB, action intel.Action, ind string, created time.Time, ttl time.Duration) *intel.Policy {
-	p := intel.NewPolicy(action, mustIndicator(t, ind), "test", "operator:test", created, ttl)
-	return &p
-}
-
-func put(p *intel.Policy, at time.Time) Command {
-	return Command{Type: CmdPutPolicy, At: at, Policy: p}
-}
-
-func TestFSMPutPolicyIsIdempotent(t *testing.T) {
+func TestFSMAutomaticBlockMergesEvidence(t *testing.T) {
 	a := newApplier(t)
-	p1 := policy(t, intel.ActionBlock, "203.0.113.7", t0, time.Hour)
-	p1.Evidence = []intel.Evidence{{Origin: "A", Seq: 1, Seen: t0}}
-	a.mustApply(put(p1, t0))
+	a.mustApply(a.auto("203.0.113.7", t0, time.Hour, "A", "B"))
 
-	// Same policy, proposed later by another node with more evidence and a
-	// later expiry: one policy, original CreatedAt, later ExpiresAt, merged
-	// evidence without duplicates.
-	p2 := policy(t, intel.ActionBlock, "203.0.113.7", t0.Add(10*time.Minute), time.Hour)
-	p2.Evidence = []intel.Evidence{{Origin: "A", Seq: 1, Seen: t0}, {Origin: "B", Seq: 7, Seen: t0.Add(time.Minute)}}
-	a.mustApply(put(p2, t0.Add(10*time.Minute)))
-	// And an older copy with an earlier expiry changes nothing.
-	a.mustApply(put(p1, t0.Add(11*time.Minute)))
-
-	got := a.f.activePolicies(t0.Add(11 * time.Minute))
+	// Same block, proven later by more members with a later expiry: one
+	// policy, original CreatedAt, later ExpiresAt, merged evidence.
+	later := t0.Add(5 * time.Minute)
+	a.mustApply(a.auto("203.0.113.7", later, time.Hour, "B", "C"))
+	got := a.f.activePolicies(later)
 	if len(got) != 1 {
 		t.Fatalf("got %d policies, want 1: %+v", len(got), got)
 	}
@@ -94,31 +136,37 @@ func TestFSMPutPolicyIsIdempotent(t *testing.T) {
 	if !g.CreatedAt.Equal(t0) {
 		t.Errorf("CreatedAt = %s, want the original %s", g.CreatedAt, t0)
 	}
-	if want := t0.Add(70 * time.Minute); !g.ExpiresAt.Equal(want) {
+	if want := later.Add(time.Hour); !g.ExpiresAt.Equal(want) {
 		t.Errorf("ExpiresAt = %s, want %s", g.ExpiresAt, want)
 	}
-	if len(g.Evidence) != 2 || g.Evidence[0].Origin != "A" || g.Evidence[1].Origin != "B" {
-		t.Errorf("evidence = %+v, want A then B", g.Evidence)
+	if len(g.Evidence) != 4 {
+		t.Errorf("evidence = %+v, want the four proofs", g.Evidence)
+	}
+	for _, e := range g.Evidence {
+		if e.Origin != a.memberID("A") && e.Origin != a.memberID("B") && e.Origin != a.memberID("C") {
+			t.Errorf("evidence names %s, not a signer", e.Origin)
+		}
 	}
 
 	// Evidence stays bounded.
-	p3 := policy(t, intel.ActionBlock, "203.0.113.7", t0, time.Hour)
-	for i := range 100 {
-		p3.Evidence = append(p3.Evidence, intel.Evidence{Origin: "C", Seq: uint64(i + 1), Seen: t0.Add(time.Duration(i) * time.Second)})
+	var proofs [][]byte
+	for range 40 {
+		proofs = append(proofs, a.proof("C", "203.0.113.7", later))
 	}
-	a.mustApply(put(p3, t0.Add(12*time.Minute)))
-	if n := len(a.f.activePolicies(t0.Add(12 * time.Minute))[0].Evidence); n != maxEvidence {
+	proofs = append(proofs, a.proof("A", "203.0.113.7", later))
+	a.mustApply(autoBlock(t, "203.0.113.7", later, time.Hour, proofs...))
+	if n := len(a.f.activePolicies(later)[0].Evidence); n != maxEvidence {
 		t.Errorf("evidence length %d, want bound %d", n, maxEvidence)
 	}
 }
 
 func TestFSMAllowBeatsBlock(t *testing.T) {
 	a := newApplier(t)
-	a.mustApply(put(policy(t, intel.ActionBlock, "198.51.100.9", t0, time.Hour), t0))
-	a.mustApply(put(policy(t, intel.ActionBlock, "192.0.2.1", t0, time.Hour), t0))
+	a.mustApply(a.op(blockOp(t, "198.51.100.9", time.Hour), t0))
+	a.mustApply(a.auto("192.0.2.1", t0, time.Hour, "A", "B"))
 
 	// An allow for the /24 removes the overlapping block and only it.
-	a.mustApply(put(policy(t, intel.ActionAllow, "198.51.100.0/24", t0, time.Hour), t0.Add(time.Second)))
+	a.mustApply(a.op(allowOp(t, "198.51.100.0/24", time.Hour), t0.Add(time.Second)))
 	got := a.f.activePolicies(t0.Add(time.Second))
 	if len(got) != 2 {
 		t.Fatalf("after allow: %d policies, want 2 (allow + unrelated block): %+v", len(got), got)
@@ -129,69 +177,75 @@ func TestFSMAllowBeatsBlock(t *testing.T) {
 		}
 	}
 
-	// A new block under the allow is refused.
-	err := a.apply(put(policy(t, intel.ActionBlock, "198.51.100.77", t0, time.Hour), t0.Add(2*time.Second)))
-	if !errors.Is(err, ErrAllowed) {
+	// A new block under the allow is refused, automatic or an operator's.
+	if err := a.apply(a.auto("198.51.100.77", t0.Add(2*time.Second), time.Hour, "A", "B")); !errors.Is(err, ErrAllowed) {
 		t.Fatalf("block under allow: err %v, want ErrAllowed", err)
 	}
+	if err := a.apply(a.op(blockOp(t, "198.51.100.77", time.Hour), t0.Add(2*time.Second))); !errors.Is(err, ErrAllowed) {
+		t.Fatalf("operator block under allow: err %v, want ErrAllowed", err)
+	}
 	// Domains: allow example.com beats block of a subdomain.
-	a.mustApply(put(policy(t, intel.ActionAllow, "example.com", t0, time.Hour), t0.Add(3*time.Second)))
-	if err := a.apply(put(policy(t, intel.ActionBlock, "evil.example.com", t0, time.Hour), t0.Add(3*time.Second))); !errors.Is(err, ErrAllowed) {
+	a.mustApply(a.op(allowOp(t, "example.com", time.Hour), t0.Add(3*time.Second)))
+	if err := a.apply(a.op(blockOp(t, "evil.example.com", time.Hour), t0.Add(3*time.Second))); !errors.Is(err, ErrAllowed) {
 		t.Fatalf("block of a subdomain under allow: err %v, want ErrAllowed", err)
 	}
 
 	// Revoking the domain allow lets the subdomain block through.
-	a.mustApply(Command{Type: CmdRevokePolicy, At: t0.Add(4 * time.Second), PolicyID: intel.PolicyID(intel.ActionAllow, mustIndicator(t, "example.com"))})
-	if err := a.apply(put(policy(t, intel.ActionBlock, "evil.example.com", t0, time.Hour), t0.Add(4*time.Second))); err != nil {
+	a.mustApply(a.op(intel.OperatorCommand{Op: intel.OpRevoke, PolicyID: intel.PolicyID(intel.ActionAllow, mustIndicator(t, "example.com"))}, t0.Add(4*time.Second)))
+	if err := a.apply(a.op(blockOp(t, "evil.example.com", time.Hour), t0.Add(4*time.Second))); err != nil {
 		t.Fatalf("block after the allow was revoked: %v", err)
 	}
 
 	// Once the allow expires, the block goes through.
 	later := t0.Add(2 * time.Hour)
-	if err := a.apply(put(policy(t, intel.ActionBlock, "198.51.100.77", later, time.Hour), later)); err != nil {
+	if err := a.apply(a.auto("198.51.100.77", later, time.Hour, "A", "B")); err != nil {
 		t.Fatalf("block after the allow expired: %v", err)
 	}
 }
 
 func TestFSMProtectedRefusal(t *testing.T) {
 	a := newApplier(t)
-	a.mustApply(put(policy(t, intel.ActionBlock, "10.1.2.3", t0, 0), t0))
-	a.mustApply(Command{Type: CmdProtect, At: t0, Prefix: "10.0.0.0/8"})
+	a.mustApply(a.op(blockOp(t, "10.1.2.3", 0), t0))
+	a.mustApply(a.op(intel.OperatorCommand{Op: intel.OpProtect, Prefix: "10.0.0.0/8"}, t0))
 	if got := a.f.activePolicies(t0); len(got) != 0 {
 		t.Fatalf("protecting a range left a block inside it: %+v", got)
 	}
-	for _, ind := range []string{"10.9.9.9", "10.0.0.0/16", "0.0.0.0/0"} {
-		err := a.apply(put(policy(t, intel.ActionBlock, ind, t0, time.Hour), t0))
-		if !errors.Is(err, ErrProtected) {
+	for _, ind := range []string{"10.9.9.9", "10.0.0.0/16"} {
+		if err := a.apply(a.op(blockOp(t, ind, time.Hour), t0)); !errors.Is(err, ErrProtected) {
 			t.Errorf("block %s: err %v, want ErrProtected", ind, err)
 		}
 	}
-	// Allow and observe policies are not blocks and are accepted.
-	a.mustApply(put(policy(t, intel.ActionObserve, "10.9.9.9", t0, time.Hour), t0))
+	if err := a.apply(a.auto("10.9.9.9", t0, time.Hour, "A", "B")); !errors.Is(err, ErrProtected) {
+		t.Errorf("automatic block: err %v, want ErrProtected", err)
+	}
 	// Outside the range, fine.
-	a.mustApply(put(policy(t, intel.ActionBlock, "11.0.0.1", t0, time.Hour), t0))
+	a.mustApply(a.op(blockOp(t, "11.0.0.1", time.Hour), t0))
 	if got, want := a.f.protectedPrefixes(), []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}; !reflect.DeepEqual(got, want) {
 		t.Errorf("protected = %v, want %v", got, want)
 	}
-	a.mustApply(Command{Type: CmdUnprotect, At: t0, Prefix: "10.0.0.0/8"})
-	a.mustApply(put(policy(t, intel.ActionBlock, "10.9.9.9", t0, time.Hour), t0))
-	if err := a.apply(Command{Type: CmdProtect, At: t0, Prefix: "not-a-prefix"}); !errors.Is(err, ErrInvalidCommand) {
-		t.Errorf("bad prefix: err %v, want ErrInvalidCommand", err)
-	}
+	a.mustApply(a.op(intel.OperatorCommand{Op: intel.OpUnprotect, Prefix: "10.0.0.0/8"}, t0))
+	a.mustApply(a.op(blockOp(t, "10.9.9.9", time.Hour), t0))
 }
 
 func TestFSMExpiryIsDeterministic(t *testing.T) {
 	// Two replicas applying the same entries hold the same state, whatever
 	// their clocks; expiry follows Command.At only.
-	cmds := []Command{
-		put(policy(t, intel.ActionBlock, "203.0.113.1", t0, time.Minute), t0),
-		put(policy(t, intel.ActionBlock, "203.0.113.2", t0, time.Hour), t0),
-		put(policy(t, intel.ActionBlock, "203.0.113.3", t0, 0), t0),
-		{Type: CmdRevokePolicy, At: t0.Add(30 * time.Minute), PolicyID: "does-not-exist"},
+	build := func(a *applier) []Command {
+		return []Command{
+			a.op(blockOp(t, "203.0.113.1", time.Minute), t0),
+			a.op(blockOp(t, "203.0.113.2", time.Hour), t0),
+			a.op(blockOp(t, "203.0.113.3", 0), t0),
+			a.op(intel.OperatorCommand{Op: intel.OpRevoke, PolicyID: "0000000000000000"}, t0.Add(30*time.Minute)),
+		}
 	}
+	first := newApplier(t)
+	cmds := build(first)
 	var states [][]byte
-	for range 2 {
-		a := newApplier(t)
+	for i := range 2 {
+		a := first
+		if i == 1 {
+			a = newApplier(t)
+		}
 		for _, c := range cmds {
 			a.mustApply(c)
 		}
@@ -204,11 +258,8 @@ func TestFSMExpiryIsDeterministic(t *testing.T) {
 		t.Fatalf("replicas diverged:\n%s\n%s", states[0], states[1])
 	}
 	// A command with an earlier At does not move the FSM's clock back.
-	a := newApplier(t)
-	for _, c := range cmds {
-		a.mustApply(c)
-	}
-	a.mustApply(Command{Type: CmdRevokePolicy, At: t0, PolicyID: "x"})
+	a := first
+	a.mustApply(a.op(intel.OperatorCommand{Op: intel.OpRevoke, PolicyID: "0000000000000001"}, t0.Add(29*time.Minute)))
 	if n, _, _ := a.f.counts(); n != 2 {
 		t.Fatalf("clock went back: %d policies", n)
 	}
@@ -246,17 +297,23 @@ func (s *memSink) Cancel() error { s.cancelled = true; return nil }
 
 func TestFSMSnapshotRestoreRoundTrip(t *testing.T) {
 	a := newApplier(t)
-	p := policy(t, intel.ActionBlock, "203.0.113.7", t0, time.Hour)
-	p.Evidence = []intel.Evidence{{Origin: "A", Seq: 3, Detector: "ssh", Seen: t0}}
-	a.mustApply(put(p, t0))
-	a.mustApply(put(policy(t, intel.ActionAllow, "example.org", t0, 0), t0))
-	a.mustApply(Command{Type: CmdProtect, At: t0, Prefix: "192.168.0.0/16"})
-	a.mustApply(Command{Type: CmdProtect, At: t0, Prefix: "2001:db8::/32"})
-	a.mustApply(Command{Type: CmdAdmit, At: t0, Member: &Member{ID: "node-b", Site: "b", Voter: true, Addrs: []string{"/ip4/127.0.0.1/tcp/1"}}})
-	a.mustApply(Command{Type: CmdAdmit, At: t0.Add(time.Minute), Member: &Member{ID: "node-a", Site: "a"}})
-	a.mustApply(Command{Type: CmdAdmit, At: t0.Add(time.Hour), Member: &Member{ID: "node-a", Site: "a2"}})
-	a.mustApply(Command{Type: CmdAdmit, At: t0, Member: &Member{ID: "node-c"}})
-	a.mustApply(Command{Type: CmdRemoveMember, At: t0, Member: &Member{ID: "node-c"}})
+	a.mustApply(a.auto("203.0.113.7", t0, time.Hour, "A", "B"))
+	a.mustApply(a.op(allowOp(t, "example.org", 0), t0))
+	a.mustApply(a.op(intel.OperatorCommand{Op: intel.OpProtect, Prefix: "192.168.0.0/16"}, t0))
+	a.mustApply(a.op(intel.OperatorCommand{Op: intel.OpProtect, Prefix: "2001:db8::/32"}, t0))
+	b0 := seededKey("node-b")
+	bID := intel.NodeID(b0.Public().(ed25519.PublicKey))
+	a.mustApply(Command{Type: CmdAdmit, At: t0, Member: &Member{ID: bID, Site: "b", Addrs: []string{"/ip4/127.0.0.1/tcp/1"}}})
+	a.mustApply(Command{Type: CmdAdmit, At: t0.Add(time.Minute), Member: &Member{ID: bID, Site: "b", Voter: true, Addrs: []string{"/ip4/127.0.0.1/tcp/1"}}})
+	a.mustApply(a.op(intel.OperatorCommand{Op: intel.OpRemoveMember, Member: a.memberID("C")}, t0))
+	_, tokPub, err := intel.NewJoinToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.mustApply(a.op(intel.OperatorCommand{Op: intel.OpCreateJoinToken, TokenKey: tokPub, TokenUses: 2, TokenTTLSeconds: 3600}, t0))
+	opPub := seededKey("second operator").Public().(ed25519.PublicKey)
+	a.mustApply(a.op(intel.OperatorCommand{Op: intel.OpAddOperator, OperatorKey: opPub, OperatorRole: intel.OperatorResponder, OperatorName: "soc"}, t0))
+	a.mustApply(a.op(intel.OperatorCommand{Op: intel.OpSetCorroboration, MinNodes: 3, WindowSeconds: 300}, t0))
 
 	snap := snapshotBytes(t, a.f)
 	changed := 0
@@ -278,21 +335,25 @@ func TestFSMSnapshotRestoreRoundTrip(t *testing.T) {
 	if !bytes.Equal(snap, snapshotBytes(t, b)) {
 		t.Errorf("re-snapshot differs")
 	}
-	roster := b.members()
-	if len(roster) != 2 || roster[0].ID != "node-a" || roster[0].Site != "a2" || !roster[0].AdmittedAt.Equal(t0.Add(time.Minute)) {
-		t.Errorf("roster = %+v; want node-a (site a2, admitted at its first admission) and node-b", roster)
+	if b.meshID != testMeshID || b.rules.MinNodes != 3 || b.rules.Window != 5*time.Minute || len(b.operators) != 2 || len(b.tokens) != 1 ||
+		len(b.nonces) != len(a.f.nonces) || len(b.departed) != 1 {
+		t.Errorf("trust state not restored: mesh %q rules %+v operators %d tokens %d nonces %d departed %d",
+			b.meshID, b.rules, len(b.operators), len(b.tokens), len(b.nonces), len(b.departed))
+	}
+	if m, ok := b.roster[bID]; !ok || !m.Voter || !m.AdmittedAt.Equal(t0) {
+		t.Errorf("roster entry of b = %+v; want a voter admitted at its first admission", m)
 	}
 	// The restored FSM keeps its clock: the 1-hour block is pruned by the
 	// next command after it expired, as on the original.
 	ab := &applier{t: t, f: b, index: 100}
-	ab.mustApply(Command{Type: CmdRevokePolicy, At: t0.Add(2 * time.Hour), PolicyID: "x"})
+	ab.mustApply(ab.op(intel.OperatorCommand{Op: intel.OpRevoke, PolicyID: "0000000000000000"}, t0.Add(2*time.Hour)))
 	if n, _, _ := b.counts(); n != 1 {
 		t.Errorf("%d policies after expiry, want 1 (the permanent allow)", n)
 	}
 
 	// Snapshot is a copy: applying after taking it does not change it.
 	s, _ := a.f.Snapshot()
-	a.mustApply(Command{Type: CmdProtect, At: t0, Prefix: "172.16.0.0/12"})
+	a.mustApply(a.op(intel.OperatorCommand{Op: intel.OpProtect, Prefix: "172.16.0.0/12"}, t0))
 	sink := &memSink{}
 	if err := s.Persist(sink); err != nil {
 		t.Fatal(err)
@@ -328,15 +389,18 @@ func TestFSMIgnorableUnknownCommand(t *testing.T) {
 
 func TestFSMRejectsInvalidCommands(t *testing.T) {
 	a := newApplier(t)
-	bad := policy(t, intel.ActionBlock, "203.0.113.7", t0, time.Hour)
-	bad.ID = "forged"
+	bad := a.auto("203.0.113.7", t0, time.Hour, "A", "B")
+	forged := *bad.Policy
+	forged.ID = "forged"
+	bad.Policy = &forged
 	cases := map[string]Command{
-		"no timestamp":   {Type: CmdRevokePolicy, PolicyID: "x"},
-		"no policy":      {Type: CmdPutPolicy, At: t0},
-		"policy bad id":  put(bad, t0),
-		"member no id":   {Type: CmdAdmit, At: t0, Member: &Member{}},
-		"revoke no id":   {Type: CmdRevokePolicy, At: t0},
-		"remove no memb": {Type: CmdRemoveMember, At: t0},
+		"no timestamp":  {Type: CmdAdmit, Member: &Member{ID: "x"}},
+		"no policy":     {Type: CmdPutPolicy, At: t0},
+		"policy bad id": bad,
+		"member no id":  {Type: CmdAdmit, At: t0, Member: &Member{}},
+		"no init":       {Type: CmdInit, At: t0},
+		"no operator":   {Type: CmdOperator, At: t0},
+		"no leave":      {Type: CmdLeave, At: t0},
 	}
 	for name, c := range cases {
 		if err := a.apply(c); !errors.Is(err, ErrInvalidCommand) {
@@ -347,9 +411,8 @@ func TestFSMRejectsInvalidCommands(t *testing.T) {
 
 func TestActivePolicyLookup(t *testing.T) {
 	a := newApplier(t)
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	p := policy(t, intel.ActionBlock, "203.0.113.1", t0, time.Hour)
-	a.mustApply(put(p, t0))
+	p := a.auto("203.0.113.1", t0, time.Hour, "A", "B").Policy
+	a.mustApply(autoBlock(t, "203.0.113.1", t0, time.Hour, a.proof("A", "203.0.113.1", t0), a.proof("B", "203.0.113.1", t0)))
 	if got, ok := a.f.activePolicy(p.ID, t0.Add(time.Minute)); !ok || got.ID != p.ID {
 		t.Fatalf("active policy not found: %v %v", got, ok)
 	}

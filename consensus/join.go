@@ -40,6 +40,10 @@ func (c *Consensus) Join(ctx context.Context, member peer.AddrInfo) error {
 }
 
 // joinOnce admits a joiner if we lead, or forwards the request.
+//
+// LEGACY ADMISSION (issue 11): the leader checks the shared join token and
+// writes the joiner's CmdAdmit on its own word; the join handshake with
+// operator-issued tokens, proven in the entry, replaces this.
 func (c *Consensus) joinOnce(ctx context.Context, req *rpcRequest) error {
 	if c.raft.State() != raft.Leader {
 		leader, err := c.leaderPeer()
@@ -89,6 +93,9 @@ func (c *Consensus) joinOnce(ctx context.Context, req *rpcRequest) error {
 		if string(s.ID) == req.Node {
 			present, voter = true, s.Suffrage == raft.Voter
 		}
+	}
+	if _, ok := c.fsm.member(req.Node); ok && present {
+		return nil // a retried join: admitted already
 	}
 	if !present {
 		timeout := attemptTimeout

@@ -21,7 +21,8 @@ func TestNewWithEndedContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	store := raft.NewInmemStore()
-	c, err := New(ctx, h, store, store, raft.NewInmemSnapshotStore(), Config{LocalID: h.ID().String(), Bootstrap: true})
+	c, err := New(ctx, h, store, store, raft.NewInmemSnapshotStore(), Config{LocalID: h.ID().String(), Bootstrap: true,
+		BootstrapOperators: []string{bootstrapOperatorText(testOperatorKey)}})
 	if err == nil {
 		c.Close()
 		t.Fatal("New started with an ended context")

@@ -170,6 +170,9 @@ func (c *Consensus) reconcileVoters(ctx context.Context) error {
 		return fmt.Errorf("read configuration: %w", err)
 	}
 	servers := cf.Configuration().Servers
+	if acted, err := c.removeDeparted(ctx, servers); acted || err != nil {
+		return err
+	}
 	now := time.Now()
 	stale := c.staleFailure()
 	var voters, dead []raft.Server
@@ -297,91 +300,104 @@ func (c *Consensus) Members() []MemberStatus {
 // have no quorum left.
 var ErrLastVoter = errors.New("the only voter cannot be removed")
 
-// RemoveMember removes a node from the mesh: from the raft configuration
-// and from the roster (after which gossip refuses its envelopes). It may
-// be called on any node; the request goes to the leader, and is retried
-// across leader changes until ctx ends. Removing the leader makes it hand
-// leadership to another voter first. Removing a node that is not a member
-// succeeds. A removed node that is still running stops taking part in
-// raft; to come back it must join again.
-func (c *Consensus) RemoveMember(ctx context.Context, id string) error {
-	if id == "" || len(id) > maxIDLen {
-		return fmt.Errorf("remove member: %w: id of 1 to %d bytes required", ErrInvalidCommand, maxIDLen)
-	}
-	if err := c.retry(ctx, func(ctx context.Context) error { return c.removeOnce(ctx, id, 0) }); err != nil {
-		return fmt.Errorf("remove member %s: %w", shortID(id), err)
-	}
-	return nil
-}
-
-// Leave removes this node from the mesh, for a graceful shutdown: if it
-// leads it hands leadership over first. Call Close afterwards.
+// Leave removes this node from the mesh for good, for a graceful
+// shutdown: it commits a leave signed with its own node key (LeaveMessage,
+// checked by the FSM), and if it leads it hands leadership over; the
+// leader then removes it from the raft configuration. The only voter
+// cannot leave (ErrLastVoter). Call Close afterwards. Removing another
+// member is an operator command (intel.OpRemoveMember).
 func (c *Consensus) Leave(ctx context.Context) error {
-	if !c.inConfig() && !c.IsMember(c.cfg.LocalID) {
+	self := c.cfg.LocalID
+	if !c.inConfig() && !c.IsMember(self) {
 		return nil
 	}
-	if err := c.RemoveMember(ctx, c.cfg.LocalID); err != nil {
-		return fmt.Errorf("leave: %w", err)
+	if c.onlyVoter() {
+		return fmt.Errorf("leave: %w", ErrLastVoter)
+	}
+	if c.IsMember(self) {
+		lv, err := c.signLeave(time.Now().UTC())
+		if err != nil {
+			return fmt.Errorf("leave: %w", err)
+		}
+		if err := c.Propose(ctx, Command{Type: CmdLeave, Leave: lv}); err != nil && RefusalReason(err) != "not_member" {
+			return fmt.Errorf("leave: %w", err)
+		}
+	}
+	if c.raft.State() == raft.Leader {
+		if err := waitFuture(ctx, c.raft.LeadershipTransfer()); err != nil {
+			return fmt.Errorf("leave: hand over leadership: %w", err)
+		}
 	}
 	c.log.Info("left the mesh")
 	return nil
 }
 
-// removeOnce removes id if we lead, or forwards the request to the leader.
-func (c *Consensus) removeOnce(ctx context.Context, id string, hops int) error {
-	if c.raft.State() != raft.Leader {
-		leader, err := c.leaderPeer()
-		if err != nil {
-			return err
-		}
-		if hops >= maxHops {
-			return fmt.Errorf("%w: %d", ErrTooManyHops, hops)
-		}
-		_, err = c.callResp(ctx, leader, &rpcRequest{Kind: rpcRemove, Hops: hops + 1, Node: id})
-		return err
+// signLeave signs this node's leave with its node key.
+func (c *Consensus) signLeave(issued time.Time) (*LeaveRequest, error) {
+	priv := c.h.Peerstore().PrivKey(c.h.ID())
+	if priv == nil {
+		return nil, errors.New("sign leave: the host holds no private key")
 	}
+	sig, err := priv.Sign(LeaveMessage(c.MeshID(), c.cfg.LocalID, issued))
+	if err != nil {
+		return nil, fmt.Errorf("sign leave: %w", err)
+	}
+	return &LeaveRequest{Node: c.cfg.LocalID, Issued: issued, Sig: sig}, nil
+}
+
+// onlyVoter reports whether this node is the configuration's only voter.
+func (c *Consensus) onlyVoter() bool {
 	cf := c.raft.GetConfiguration()
-	if err := cf.Error(); err != nil {
-		return fmt.Errorf("read configuration: %w", err)
+	if cf.Error() != nil {
+		return false
 	}
-	present, voters := false, 0
+	voters, self := 0, false
 	for _, s := range cf.Configuration().Servers {
 		if s.Suffrage == raft.Voter {
 			voters++
+			self = self || string(s.ID) == c.cfg.LocalID
 		}
-		present = present || string(s.ID) == id
 	}
-	if id == c.cfg.LocalID {
-		if voters <= 1 {
-			return ErrLastVoter
+	return self && voters == 1
+}
+
+// removeDeparted removes from the configuration one server that left or
+// was removed by an operator (the FSM's departed set) and reports whether
+// it acted. A departing leader hands leadership over first; the next
+// leader removes it.
+func (c *Consensus) removeDeparted(ctx context.Context, servers []raft.Server) (bool, error) {
+	voters := 0
+	for _, s := range servers {
+		if s.Suffrage == raft.Voter {
+			voters++
 		}
-		// A leader that removes itself steps down mid-change; hand over
-		// first and let the next attempt go to the new leader.
-		if err := waitFuture(ctx, c.raft.LeadershipTransfer()); err != nil {
-			return fmt.Errorf("hand over leadership before leaving: %w", err)
-		}
-		return fmt.Errorf("%w: leadership handed over, retrying through the new leader", ErrNoLeader)
 	}
-	if present {
+	for _, s := range servers {
+		id := string(s.ID)
+		if !c.fsm.isDeparted(id) || c.IsMember(id) {
+			continue
+		}
+		if id == c.cfg.LocalID {
+			if voters <= 1 {
+				continue // the last voter stays: the mesh would have no quorum
+			}
+			if err := waitFuture(ctx, c.raft.LeadershipTransfer()); err != nil {
+				return true, fmt.Errorf("hand over leadership before leaving: %w", err)
+			}
+			return true, nil
+		}
 		timeout := attemptTimeout
 		if dl, ok := ctx.Deadline(); ok {
 			timeout = max(time.Until(dl), time.Millisecond)
 		}
-		if err := waitFuture(ctx, c.raft.RemoveServer(raft.ServerID(id), 0, timeout)); err != nil {
-			return fmt.Errorf("remove %s from the configuration: %w", shortID(id), err)
+		if err := waitFuture(ctx, c.raft.RemoveServer(s.ID, 0, timeout)); err != nil {
+			return true, fmt.Errorf("remove %s from the configuration: %w", shortID(id), err)
 		}
 		c.removals.Add(1)
-		c.log.Info("removed from the configuration", "node", id)
+		c.log.Info("removed a departed member from the configuration", "node", id)
+		return true, nil
 	}
-	if _, ok := c.fsm.member(id); !ok {
-		return nil
-	}
-	cmd := Command{Type: CmdRemoveMember, At: time.Now().UTC(), Member: &Member{ID: id}}
-	b, err := cmd.Encode()
-	if err != nil {
-		return err
-	}
-	return c.applyLocal(ctx, b)
+	return false, nil
 }
 
 // waitFuture waits for f or ctx.

@@ -24,8 +24,9 @@ func (c *Consensus) Propose(ctx context.Context, cmd Command) error {
 	if cmd.At.IsZero() {
 		cmd.At = time.Now().UTC()
 	}
-	if err := cmd.validate(); err != nil {
-		return fmt.Errorf("propose %s: %w", cmd.Type, err)
+	if rerr := cmd.validate(); rerr != nil {
+		c.fsm.count(rerr, 0)
+		return fmt.Errorf("propose %s: %w", cmd.Type, rerr)
 	}
 	data, err := cmd.Encode()
 	if err != nil {
@@ -102,6 +103,25 @@ func (c *Consensus) leaderPeer() (peer.ID, error) {
 	return p, nil
 }
 
+// staticCheck refuses a forwarded command that no state could accept,
+// before it travels further.
+func (c *Consensus) staticCheck(data []byte) error {
+	cmd, err := DecodeCommand(data)
+	if err != nil {
+		rerr := refuse(CommandType(0), "malformed", ErrInvalidCommand, "%v", err)
+		if len(data) > 0 {
+			rerr.Command = CommandType(data[0])
+		}
+		c.fsm.count(rerr, 0)
+		return rerr
+	}
+	if rerr := cmd.validate(); rerr != nil {
+		c.fsm.count(rerr, 0)
+		return rerr
+	}
+	return nil
+}
+
 // applyLocal appends data to the log (we must be leader) and waits for it
 // to be applied, returning the FSM's response error.
 func (c *Consensus) applyLocal(ctx context.Context, data []byte) error {
@@ -110,7 +130,14 @@ func (c *Consensus) applyLocal(ctx context.Context, data []byte) error {
 		return err
 	}
 	if skew := time.Since(cmd.At); skew > maxClockSkew || skew < -maxClockSkew {
-		return fmt.Errorf("%w: %s timestamp %s is %s from the leader's clock", ErrInvalidCommand, cmd.Type, cmd.At.Format(time.RFC3339), skew.Round(time.Second))
+		rerr := refuse(cmd.Type, "clock_skew", ErrInvalidCommand, "timestamp %s is %s from the leader's clock", cmd.At.Format(time.RFC3339), skew.Round(time.Second))
+		c.fsm.count(rerr, 0)
+		return rerr
+	}
+	// Refuse early what Apply would refuse, with the same reason, so that
+	// a refused command costs no log entry.
+	if err := c.fsm.precheck(data); err != nil {
+		return err
 	}
 	enqueue := attemptTimeout
 	if dl, ok := ctx.Deadline(); ok {

@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -18,10 +19,9 @@ import (
 // proposeBlock commits a block of ip from n and returns the policy ID.
 func proposeBlock(t *testing.T, n *testNode, ip string, d time.Duration) (string, error) {
 	t.Helper()
-	p := intel.NewPolicy(intel.ActionBlock, mustIndicator(t, ip), "test", n.id(), time.Now(), time.Hour)
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	return p.ID, n.c.Propose(ctx, Command{Type: CmdPutPolicy, Policy: &p})
+	return intel.PolicyID(intel.ActionBlock, mustIndicator(t, ip)), n.operate(ctx, blockOp(t, ip, time.Hour))
 }
 
 func mustProposeBlock(t *testing.T, n *testNode, ip string) string {
@@ -110,8 +110,7 @@ func TestFiveNodesSurviveLeaderCrashAndRestart(t *testing.T) {
 	f := followerOf(nodes)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	allow := intel.NewPolicy(intel.ActionAllow, mustIndicator(t, "192.0.2.0/24"), "partner", f.id(), time.Now(), 0)
-	if err := f.c.Propose(ctx, Command{Type: CmdPutPolicy, Policy: &allow}); err != nil {
+	if err := f.operate(ctx, allowOp(t, "192.0.2.0/24", 0)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := proposeBlock(t, f, "192.0.2.77", 20*time.Second); !errors.Is(err, ErrAllowed) {
@@ -316,12 +315,13 @@ func TestRemoveMemberAndLeave(t *testing.T) {
 	f := followerOf(without(nodes, nonvoter))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := f.c.RemoveMember(ctx, nonvoter.id()); err != nil {
+	remove := intel.OperatorCommand{Op: intel.OpRemoveMember, Member: nonvoter.id()}
+	if err := f.operate(ctx, remove); err != nil {
 		t.Fatalf("remove member: %v", err)
 	}
 	rest := without(nodes, nonvoter)
 	waitFor(t, 20*time.Second, "the removed node to vanish everywhere", gone(nonvoter.id(), rest))
-	if err := f.c.RemoveMember(ctx, nonvoter.id()); err != nil {
+	if err := f.operate(ctx, remove); err != nil {
 		t.Fatalf("removing an absent member: %v", err)
 	}
 
@@ -345,9 +345,8 @@ func TestRemoveMemberAndLeave(t *testing.T) {
 
 func TestFSMMemberAddressesAreProtected(t *testing.T) {
 	a := newApplier(t)
-	a.mustApply(put(policy(t, intel.ActionBlock, "203.0.113.0/24", t0, time.Hour), t0))
-	a.mustApply(put(policy(t, intel.ActionBlock, "127.0.0.5", t0, time.Hour), t0))
-	m := &Member{ID: "node-a", Addrs: []string{
+	a.mustApply(a.op(blockOp(t, "203.0.113.0/24", time.Hour), t0))
+	m := &Member{ID: intel.NodeID(seededKey("node-a").Public().(ed25519.PublicKey)), Addrs: []string{
 		"/ip4/203.0.113.9/tcp/4001",
 		"/ip4/127.0.0.1/tcp/4001",
 		"/ip4/0.0.0.0/tcp/4001",
@@ -361,12 +360,11 @@ func TestFSMMemberAddressesAreProtected(t *testing.T) {
 	if got := a.f.protectedPrefixes(); !slices.Equal(got, want) {
 		t.Fatalf("protected %v, want %v", got, want)
 	}
-	// The /24 block covering the member is dropped on admission; the
-	// loopback block stays.
-	if got := a.f.activePolicies(t0); len(got) != 1 || got[0].Indicator.Value != "127.0.0.5" {
+	// The /24 block covering the member is dropped on admission.
+	if got := a.f.activePolicies(t0); len(got) != 0 {
 		t.Fatalf("policies after admit: %+v", got)
 	}
-	err := a.apply(put(policy(t, intel.ActionBlock, "203.0.113.9", t0, time.Hour), t0))
+	err := a.apply(a.op(blockOp(t, "203.0.113.9", time.Hour), t0))
 	if !errors.Is(err, ErrProtected) || !strings.Contains(err.Error(), "mesh member address 203.0.113.9") {
 		t.Fatalf("block of a member address: err %v, want ErrProtected naming it", err)
 	}
@@ -376,10 +374,10 @@ func TestFSMMemberAddressesAreProtected(t *testing.T) {
 	if got := b.f.protectedPrefixes(); !slices.Equal(got, want) {
 		t.Fatalf("restored protected %v, want %v", got, want)
 	}
-	// Once the member is removed its address may be blocked again.
-	a.mustApply(Command{Type: CmdRemoveMember, At: t0, Member: &Member{ID: "node-a"}})
+	// Once an operator removes the member its address may be blocked again.
+	a.mustApply(a.op(intel.OperatorCommand{Op: intel.OpRemoveMember, Member: m.ID}, t0))
 	if got := a.f.protectedPrefixes(); len(got) != 0 {
 		t.Fatalf("protected after removal: %v", got)
 	}
-	a.mustApply(put(policy(t, intel.ActionBlock, "203.0.113.9", t0, time.Hour), t0))
+	a.mustApply(a.op(blockOp(t, "203.0.113.9", time.Hour), t0))
 }

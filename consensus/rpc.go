@@ -30,8 +30,6 @@ type rpcKind string
 const (
 	rpcJoin    rpcKind = "join"
 	rpcPropose rpcKind = "propose"
-	// rpcRemove asks the leader to remove Node from the mesh.
-	rpcRemove rpcKind = "remove"
 	// rpcReadIndex asks the leader for a read index (see ReadPolicies).
 	rpcReadIndex rpcKind = "read_index"
 )
@@ -41,7 +39,7 @@ type rpcRequest struct {
 	// Hops counts forwards so far: 0 when sent by the originator.
 	Hops int `json:"hops"`
 
-	// Join, remove.
+	// Join.
 	Token string   `json:"token,omitempty"`
 	Node  string   `json:"node,omitempty"`
 	Site  string   `json:"site,omitempty"`
@@ -54,6 +52,8 @@ type rpcRequest struct {
 type rpcResponse struct {
 	Code  string `json:"code,omitempty"` // empty on success
 	Error string `json:"error,omitempty"`
+	// Reason is a refusal's reason (RefusalReason).
+	Reason string `json:"reason,omitempty"`
 	// Index answers a read_index request.
 	Index uint64 `json:"index,omitempty"`
 }
@@ -65,6 +65,7 @@ var errorCodes = []struct {
 	err  error
 }{
 	{"protected", ErrProtected},
+	{"refused", ErrRefused},
 	{"allowed", ErrAllowed},
 	{"not_member", ErrNotMember},
 	{"bad_token", ErrBadToken},
@@ -79,12 +80,13 @@ func responseFor(err error) rpcResponse {
 	if err == nil {
 		return rpcResponse{}
 	}
+	reason := RefusalReason(err)
 	for _, c := range errorCodes {
 		if errors.Is(err, c.err) {
-			return rpcResponse{Code: c.code, Error: err.Error()}
+			return rpcResponse{Code: c.code, Error: err.Error(), Reason: reason}
 		}
 	}
-	return rpcResponse{Code: "internal", Error: err.Error()}
+	return rpcResponse{Code: "internal", Error: err.Error(), Reason: reason}
 }
 
 func (r rpcResponse) err(from peer.ID) error {
@@ -93,10 +95,10 @@ func (r rpcResponse) err(from peer.ID) error {
 	}
 	for _, c := range errorCodes {
 		if r.Code == c.code {
-			return &remoteError{sentinel: c.err, msg: r.Error, from: from}
+			return &remoteError{sentinel: c.err, msg: r.Error, from: from, reason: r.Reason}
 		}
 	}
-	return &remoteError{msg: r.Error, from: from}
+	return &remoteError{msg: r.Error, from: from, reason: r.Reason}
 }
 
 // remoteError is an error reported by another node. It unwraps to the
@@ -105,6 +107,7 @@ type remoteError struct {
 	sentinel error
 	msg      string
 	from     peer.ID
+	reason   string
 }
 
 func (e *remoteError) Error() string {
@@ -242,17 +245,15 @@ func (c *Consensus) serve(ctx context.Context, from peer.ID, req *rpcRequest) (u
 	}
 	switch req.Kind {
 	case rpcPropose:
+		if err := c.staticCheck(req.Command); err != nil {
+			return 0, err
+		}
 		return 0, c.proposeOnce(ctx, req.Command, req.Hops)
 	case rpcJoin:
 		if req.Hops == 0 && req.Node != from.String() {
 			return 0, fmt.Errorf("%w: join for %s sent by %s", ErrInvalidCommand, req.Node, from)
 		}
 		return 0, c.joinOnce(ctx, req)
-	case rpcRemove:
-		if req.Node == "" || len(req.Node) > maxIDLen {
-			return 0, fmt.Errorf("%w: remove without a node id", ErrInvalidCommand)
-		}
-		return 0, c.removeOnce(ctx, req.Node, req.Hops)
 	case rpcReadIndex:
 		return c.readIndexOnce(ctx, req.Hops)
 	}

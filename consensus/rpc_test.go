@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
-
-	"github.com/meshward/meshward/intel"
 )
 
 // TestRPCGuards sends hand-made raft-rpc requests to the leader, from a
@@ -31,12 +29,12 @@ func TestRPCGuards(t *testing.T) {
 		t.Fatal(err)
 	}
 	block := func(ip string) (string, []byte) {
-		p := intel.NewPolicy(intel.ActionBlock, mustIndicator(t, ip), "test", member.id(), time.Now(), time.Hour)
-		b, err := Command{Type: CmdPutPolicy, At: time.Now().UTC(), Policy: &p}.Encode()
+		cmd := proveBlock(t, ip, leader, member)
+		b, err := cmd.Encode()
 		if err != nil {
 			t.Fatal(err)
 		}
-		return p.ID, b
+		return cmd.Policy.ID, b
 	}
 	served, atLimit := block("198.51.100.1")
 	pastID, pastLimit := block("198.51.100.2")

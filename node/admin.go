@@ -116,9 +116,15 @@ func (a memberAPI) Members(context.Context) ([]admin.Member, error) {
 	return out, nil
 }
 
-// RemoveMember removes a node from the roster through consensus.
-func (a memberAPI) RemoveMember(ctx context.Context, id string) error {
-	return adminError(a.n.deps.Consensus.RemoveMember(ctx, id))
+// RemoveMember refuses: removing a member is a mesh-wide change, which
+// needs an operator's signature (an operator command, SubmitOperator).
+func (a memberAPI) RemoveMember(context.Context, string) error {
+	return fmt.Errorf("%w: %s", admin.ErrRefused, errNeedsOperator("meshward operator sign remove_member"))
+}
+
+// errNeedsOperator is the refusal of an unsigned mesh-wide change.
+func errNeedsOperator(then string) error {
+	return fmt.Errorf("mesh-wide changes need an operator signature: make a key with `meshward operator keygen`, have an admin operator register it (`meshward operator add`), then sign the change (%s)", then)
 }
 
 // Peers lists the connected libp2p peers.

@@ -172,3 +172,21 @@ func TestOpenSnapshotsChecksTheKey(t *testing.T) {
 		t.Fatalf("plaintext snapshot: %v", err)
 	}
 }
+
+// TestStoreEncryptionConfig: the section's fields parse from YAML, and a
+// bad one is named by its path.
+func TestStoreEncryptionConfig(t *testing.T) {
+	cfg, err := ParseConfig([]byte("store:\n  encryption_key_file: /etc/meshward/store.key\n  encryption_key_env: MESHWARD_STORE_KEY\n  encryption_key_rotation: 72h\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := cfg.Store; c.EncryptionKeyFile != "/etc/meshward/store.key" || c.EncryptionKeyEnv != "MESHWARD_STORE_KEY" || c.EncryptionKeyRotation.Hours() != 72 || c.Retention != store.DefaultRetention {
+		t.Fatalf("store section %+v", c)
+	}
+	if _, err := ParseConfig([]byte("store:\n  encryption_key_env: \"MESHWARD STORE KEY\"\n")); err == nil || !strings.Contains(err.Error(), "store.encryption_key_env") {
+		t.Fatalf("bad variable name: %v", err)
+	}
+	if _, err := ParseConfig([]byte("store:\n  encryption_key_file: k\n  encryption_key_rotation: 0s\n")); err == nil || !strings.Contains(err.Error(), "store.encryption_key_rotation") {
+		t.Fatalf("zero rotation: %v", err)
+	}
+}

@@ -1,0 +1,39 @@
+package consensus
+
+import (
+	"context"
+	"crypto/ed25519"
+	"testing"
+	"time"
+
+	"github.com/meshward/meshward/intel"
+)
+
+// A responder operator's key signs what only an admin may.
+func TestByzantineResponderSignsAdminCommand(t *testing.T) {
+	nodes := byzantineCluster(t)
+	responder := seededKey("responder")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := nodes[0].operate(ctx, intel.OperatorCommand{Op: intel.OpAddOperator, OperatorKey: responder.Public().(ed25519.PublicKey),
+		OperatorRole: intel.OperatorResponder, OperatorName: "soc"}); err != nil {
+		t.Fatalf("add the responder: %v", err)
+	}
+	for _, n := range nodes {
+		waitFor(t, 10*time.Second, "two operators everywhere", func() bool { return len(n.c.Operators()) == 2 })
+	}
+	now := time.Now().UTC()
+	mesh := nodes[0].c.MeshID()
+	for _, cmd := range []intel.OperatorCommand{
+		{Op: intel.OpRemoveMember, Member: nodes[2].id()},
+		{Op: intel.OpProtect, Prefix: "198.51.100.0/24"},
+		{Op: intel.OpAddOperator, OperatorKey: seededKey("friend").Public().(ed25519.PublicKey), OperatorRole: intel.OperatorAdmin, OperatorName: "friend"},
+		{Op: intel.OpSetCorroboration, MinNodes: 1, WindowSeconds: 3600},
+		func() intel.OperatorCommand { c := blockOp(t, "10.0.0.0/8", time.Hour); c.Wide = true; return c }(),
+	} {
+		attack(t, nodes, opCmd(signOp(t, responder, mesh, now, cmd), now), "role")
+	}
+	// Within its role, beyond its TTL cap.
+	attack(t, nodes, opCmd(signOp(t, responder, mesh, now, blockOp(t, "203.0.113.75", 0)), now), "ttl_cap")
+	attack(t, nodes, opCmd(signOp(t, responder, mesh, now, blockOp(t, "203.0.113.75", 30*24*time.Hour)), now), "ttl_cap")
+}
