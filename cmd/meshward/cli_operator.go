@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -120,18 +121,25 @@ Register its public key (printed above) before signing with it:
 	addSigner := &signer{deps: deps}
 	var role, name string
 	add := &cobra.Command{
-		Use:   "add PUBLIC-KEY --role ROLE --name NAME",
+		Use:   "add PUBLIC-KEY|FILE --role ROLE --name NAME",
 		Short: "Register an operator key with the mesh (admin operator)",
 		Long: `Register an operator's public key (as meshward operator keygen or pubkey print it)
 with a role: responder (block, allow and revoke, with a bounded TTL) or
 admin (everything).`,
 		Example: `  meshward operator add "meshward-operator-ed25519 AAAA..." --role responder --name bob
-  meshward operator add "$(cat bob.pub)" --role admin --name bob`,
+  meshward operator add bob.pub --role admin --name bob`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: signedCmd(&f, addSigner, func(_ *cobra.Command, args []string) (intel.OperatorCommand, error) {
-			pub, err := intel.ParseOperatorPublicKey(strings.Join(args, " "))
+			text := strings.Join(args, " ")
+			if len(args) == 1 && !strings.HasPrefix(text, "meshward-operator-ed25519") {
+				// A file holding the public key, as keygen's output saved.
+				if b, err := os.ReadFile(text); err == nil {
+					text = string(b)
+				}
+			}
+			pub, err := intel.ParseOperatorPublicKey(text)
 			if err != nil {
-				return intel.OperatorCommand{}, fmt.Errorf("%w (as meshward operator pubkey prints it)", err)
+				return intel.OperatorCommand{}, fmt.Errorf("%w (give it as meshward operator pubkey prints it, or a file holding that line)", err)
 			}
 			r := intel.OperatorRole(strings.ToLower(role))
 			if !r.Valid() {

@@ -128,6 +128,21 @@ func TestCLIOperatorRoles(t *testing.T) {
 	if n := len(env.Node.Commands()); n != 1 {
 		t.Fatalf("%d commands committed, want 1", n)
 	}
+	// A public key from a file, as keygen's output saved; junk is refused
+	// with the form it wants.
+	carol := filepath.Join(t.TempDir(), "carol.pub")
+	os.WriteFile(carol, []byte(intel.FormatOperatorPublicKey(admintest.OperatorKey("carol").Public().(ed25519.PublicKey))+"\n"), 0o644)
+	if _, _, err := runCLIWith(t, env, deps, "operator", "add", carol, "--role", "responder", "--name", "carol"); err != nil {
+		t.Fatalf("operator add from a file: %v", err)
+	}
+	_, _, err = runCLIWith(t, env, deps, "operator", "add", "ssh-ed25519", "AAAA", "--role", "responder", "--name", "x")
+	if err == nil || !strings.Contains(err.Error(), "meshward-operator-ed25519") {
+		t.Fatalf("operator add junk: %v", err)
+	}
+	_, _, err = runCLIWith(t, env, deps, "operator", "add", carol, "--role", "root", "--name", "x")
+	if err == nil || !strings.Contains(err.Error(), "--role") {
+		t.Fatalf("operator add --role root: %v", err)
+	}
 	// Local decisions need no operator key.
 	t.Setenv(envOperatorKey, filepath.Join(t.TempDir(), "none.key"))
 	if _, _, err := runCLIWith(t, env, deps, "policy", "block", "203.0.113.62", "--local", "--token-file", responder); err != nil {
