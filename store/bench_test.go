@@ -11,13 +11,19 @@ import (
 )
 
 // benchOpeners are the stores benchmarks run against: in memory, on disk
-// with an fsync per commit (the production default), and on disk without.
+// with an fsync per commit (the production default), and on disk without;
+// the disk stores also encrypted.
 func benchOpeners() []opener {
 	return []opener{
 		{"memory", func(t testing.TB) *Store { return openStore(t, Options{InMemory: true}) }},
 		{"disk-sync", func(t testing.TB) *Store { return openStore(t, DefaultOptions(t.TempDir())) }},
 		{"disk-nosync", func(t testing.TB) *Store {
 			return openStore(t, Options{Dir: t.TempDir()})
+		}},
+		// The same, encrypted at rest (AES-256): the cost of a key.
+		{"disk-sync-aes", func(t testing.TB) *Store { return openStore(t, encOptions(t.TempDir(), NewKey())) }},
+		{"disk-nosync-aes", func(t testing.TB) *Store {
+			return openStore(t, Options{Dir: t.TempDir(), EncryptionKey: NewKey()})
 		}},
 	}
 }
