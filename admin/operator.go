@@ -97,9 +97,9 @@ func TokenRole(c intel.OperatorCommand) Role {
 	return RoleAdmin
 }
 
-// OperatorTarget is what c acts on, as the audit trail and OperatorResult
+// operatorTarget is what c acts on, as the audit trail and OperatorResult
 // name it.
-func OperatorTarget(c intel.OperatorCommand) string {
+func operatorTarget(c intel.OperatorCommand) string {
 	switch c.Op {
 	case intel.OpBlock, intel.OpAllow:
 		if c.Indicator != nil {
@@ -178,7 +178,7 @@ func postOperatorCommand(s *Server, c *call) (any, error) {
 	}
 	keyID := signed.KeyID()
 	c.action = "operator." + string(cmd.Op)
-	c.target = OperatorTarget(cmd)
+	c.target = operatorTarget(cmd)
 	c.detail = operatorDetail(keyID, cmd)
 	if need := TokenRole(cmd); !c.who.role.Allows(need) {
 		return nil, fmt.Errorf("%w: a %s token may not submit %s: it needs a token of role %s as well as the operator's signature",
