@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/meshward/meshward/intel"
 	"github.com/meshward/meshward/store"
 )
 
@@ -32,10 +34,15 @@ func TestNodeStoreEncryption(t *testing.T) {
 	keys := t.TempDir()
 	right := writeStoreKey(t, keys, "right.key")
 	wrong := writeStoreKey(t, keys, "wrong.key")
+	operator, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := DefaultConfig()
 	cfg.DataDir = dir
 	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
 	cfg.Consensus.Bootstrap = true
+	cfg.Consensus.BootstrapOperators = []string{intel.FormatOperatorPublicKey(operator) + " rekey-test"}
 	cfg.Store.EncryptionKeyFile = right
 	start := func(c Config) (*Node, error) { return Start(context.Background(), c, Options{}) }
 
