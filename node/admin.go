@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"sort"
@@ -26,6 +27,7 @@ type adminAPI struct {
 	policyAPI
 	sightingAPI
 	reportAPI
+	operatorAPI
 }
 
 type (
@@ -34,6 +36,7 @@ type (
 	policyAPI   struct{ n *Node }
 	sightingAPI struct{ n *Node }
 	reportAPI   struct{ n *Node }
+	operatorAPI struct{ n *Node }
 )
 
 var (
@@ -43,10 +46,11 @@ var (
 	_ admin.PolicyService   = policyAPI{}
 	_ admin.SightingService = sightingAPI{}
 	_ admin.ReportService   = reportAPI{}
+	_ admin.OperatorService = operatorAPI{}
 )
 
 func newAdminAPI(n *Node) *adminAPI {
-	return &adminAPI{statusAPI{n}, memberAPI{n}, policyAPI{n}, sightingAPI{n}, reportAPI{n}}
+	return &adminAPI{statusAPI{n}, memberAPI{n}, policyAPI{n}, sightingAPI{n}, reportAPI{n}, operatorAPI{n}}
 }
 
 // ID is the node's ID.
@@ -152,19 +156,69 @@ func (a policyAPI) MeshPolicies(now time.Time) []intel.Policy { return a.n.state
 // LocalDecisions are this node's local decisions in force at now.
 func (a policyAPI) LocalDecisions(now time.Time) []intel.Policy { return a.n.state.LocalDecisions(now) }
 
-// ProposePolicy commits a mesh-wide policy through consensus.
-func (a policyAPI) ProposePolicy(ctx context.Context, p intel.Policy) error {
-	err := a.n.deps.Consensus.Propose(ctx, consensus.Command{Type: consensus.CmdPutPolicy, At: p.CreatedAt, Policy: &p})
-	return adminError(err)
+// ProposePolicy refuses: a mesh-wide policy is an operator command
+// (SubmitOperator) or an automatic block proven by sightings.
+func (a policyAPI) ProposePolicy(_ context.Context, p intel.Policy) error {
+	return fmt.Errorf("%w: %w", admin.ErrRefused, errNeedsOperator("meshward policy "+string(p.Action)+" "+p.Indicator.Value))
 }
 
-// RevokePolicy deletes a mesh-wide policy through consensus.
-func (a policyAPI) RevokePolicy(ctx context.Context, id string) error {
-	cons := a.n.deps.Consensus
-	if _, ok := cons.Policy(id, a.n.now()); !ok {
-		return fmt.Errorf("%w: no active mesh-wide policy %q", admin.ErrNotFound, id)
+// RevokePolicy refuses: revoking a mesh-wide policy is an operator
+// command (SubmitOperator).
+func (a policyAPI) RevokePolicy(_ context.Context, id string) error {
+	return fmt.Errorf("%w: %w", admin.ErrRefused, errNeedsOperator("meshward policy revoke "+id))
+}
+
+// MeshID is the ID of the mesh this node belongs to ("" before the
+// founder's initialisation entry reached it).
+func (a operatorAPI) MeshID() string { return a.n.deps.Consensus.MeshID() }
+
+// SubmitOperator commits an operator-signed command mesh-wide; the FSM
+// checks the signature, the key, its role, the mesh, the time window, the
+// nonce and the command's own rules.
+func (a operatorAPI) SubmitOperator(ctx context.Context, s intel.OperatorSigned) error {
+	return operatorError(a.n.deps.Consensus.ProposeOperator(ctx, s))
+}
+
+// Operators lists the mesh's operator keys.
+func (a operatorAPI) Operators() []admin.OperatorInfo {
+	ops := a.n.deps.Consensus.Operators()
+	out := make([]admin.OperatorInfo, 0, len(ops))
+	for _, o := range ops {
+		out = append(out, admin.OperatorInfo{KeyID: o.KeyID, Name: o.Name, Role: o.Role,
+			PublicKey: intel.FormatOperatorPublicKey(ed25519.PublicKey(o.Key)), AddedAt: o.AddedAt, AddedBy: o.AddedBy})
 	}
-	return adminError(cons.Propose(ctx, consensus.Command{Type: consensus.CmdRevokePolicy, PolicyID: id}))
+	return out
+}
+
+// JoinTokens lists the mesh's join tokens.
+func (a operatorAPI) JoinTokens() []admin.JoinTokenInfo {
+	toks := a.n.deps.Consensus.JoinTokens()
+	out := make([]admin.JoinTokenInfo, 0, len(toks))
+	for _, t := range toks {
+		out = append(out, admin.JoinTokenInfo{ID: t.ID, Uses: t.Uses, Used: t.Used, Expires: t.Expires, CreatedBy: t.CreatedBy})
+	}
+	return out
+}
+
+// operatorError maps the mesh's refusal of an operator command onto the
+// admin API's classes by its reason.
+func operatorError(err error) error {
+	if err == nil {
+		return nil
+	}
+	switch consensus.RefusalReason(err) {
+	case "":
+		return adminError(err)
+	case "bad_signature", "not_operator", "node_key", "role", "replayed_nonce", "wrong_mesh":
+		return fmt.Errorf("%w: %w", admin.ErrForbidden, err)
+	case "expired", "malformed", "clock_skew", "not_initialised":
+		return fmt.Errorf("%w: %w", admin.ErrInvalid, err)
+	case "unknown_operator":
+		return fmt.Errorf("%w: %w", admin.ErrNotFound, err)
+	case "nonce_table_full":
+		return fmt.Errorf("%w: %w", admin.ErrUnavailable, err)
+	}
+	return fmt.Errorf("%w: %w", admin.ErrRefused, err) // protected, allowed, floor, ttl_cap, last_admin, ...
 }
 
 // PutLocalDecision stores a local decision and has the responders
@@ -211,7 +265,8 @@ func adminError(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, consensus.ErrProtected), errors.Is(err, consensus.ErrAllowed), errors.Is(err, consensus.ErrLastVoter):
+	case errors.Is(err, consensus.ErrProtected), errors.Is(err, consensus.ErrAllowed), errors.Is(err, consensus.ErrLastVoter),
+		errors.Is(err, consensus.ErrRefused):
 		return fmt.Errorf("%w: %w", admin.ErrRefused, err)
 	case errors.Is(err, consensus.ErrNoLeader), errors.Is(err, consensus.ErrClosed),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost):

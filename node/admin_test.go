@@ -7,11 +7,11 @@ import (
 	"errors"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/meshward/meshward/admin"
-	"github.com/meshward/meshward/consensus"
 	"github.com/meshward/meshward/intel"
 )
 
@@ -25,9 +25,17 @@ func TestAdminBlockListRevokeOnRealMesh(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
+	waitFor(t, "the mesh ID", func() bool { return api.MeshID() != "" })
+	if ops := api.Operators(); len(ops) != 1 || ops[0].Role != intel.OperatorAdmin || ops[0].AddedBy != "bootstrap" {
+		t.Fatalf("operators %+v: want the bootstrap admin", ops)
+	}
 	ind := intel.IndicatorFromAddr(netip.MustParseAddr("203.0.113.77"))
 	p := intel.NewPolicy(intel.ActionBlock, ind, "admin test", "operator:test", time.Now(), time.Hour)
-	if err := api.ProposePolicy(ctx, p); err != nil {
+	// Unsigned, the mesh-wide change is refused and says what to do.
+	if err := api.ProposePolicy(ctx, p); !errors.Is(err, admin.ErrRefused) || !strings.Contains(err.Error(), "meshward operator keygen") {
+		t.Fatalf("unsigned block: %v, want admin.ErrRefused naming meshward operator keygen", err)
+	}
+	if err := api.SubmitOperator(ctx, signOperator(t, n, intel.OperatorCommand{Op: intel.OpBlock, Indicator: &ind, TTLSeconds: 3600, Reason: "admin test"})); err != nil {
 		t.Fatal(err)
 	}
 	listed := func() bool {
@@ -47,24 +55,32 @@ func TestAdminBlockListRevokeOnRealMesh(t *testing.T) {
 		t.Fatalf("status %+v, %v: want one policy, leader, healthy", st, err)
 	}
 
-	if err := api.RevokePolicy(ctx, p.ID); err != nil {
+	if err := api.RevokePolicy(ctx, p.ID); !errors.Is(err, admin.ErrRefused) {
+		t.Fatalf("unsigned revoke: %v, want admin.ErrRefused", err)
+	}
+	revoke := signOperator(t, n, intel.OperatorCommand{Op: intel.OpRevoke, PolicyID: p.ID})
+	if err := api.SubmitOperator(ctx, revoke); err != nil {
 		t.Fatal(err)
 	}
 	if listed() {
 		t.Fatal("revoked block still listed")
 	}
 	waitFor(t, "the block to be lifted", func() bool { return !n.Enforcing(ind) })
-	if err := api.RevokePolicy(ctx, p.ID); !errors.Is(err, admin.ErrNotFound) {
-		t.Fatalf("revoking it again: %v, want admin.ErrNotFound", err)
+	if err := api.SubmitOperator(ctx, revoke); !errors.Is(err, admin.ErrForbidden) {
+		t.Fatalf("the revocation replayed: %v, want admin.ErrForbidden", err)
 	}
 
 	// A block of a range protected through consensus is refused by the mesh.
-	if err := n.Consensus().Propose(ctx, consensus.Command{Type: consensus.CmdProtect, Prefix: "192.0.2.0/24"}); err != nil {
+	if err := api.SubmitOperator(ctx, signOperator(t, n, intel.OperatorCommand{Op: intel.OpProtect, Prefix: "192.0.2.0/24"})); err != nil {
 		t.Fatal(err)
 	}
-	prot := intel.NewPolicy(intel.ActionBlock, intel.IndicatorFromAddr(netip.MustParseAddr("192.0.2.5")), "x", "operator:test", time.Now(), time.Hour)
-	if err := api.ProposePolicy(ctx, prot); !errors.Is(err, admin.ErrRefused) {
+	prot := intel.IndicatorFromAddr(netip.MustParseAddr("192.0.2.5"))
+	if err := api.SubmitOperator(ctx, signOperator(t, n, intel.OperatorCommand{Op: intel.OpBlock, Indicator: &prot, TTLSeconds: 3600})); !errors.Is(err, admin.ErrRefused) {
 		t.Fatalf("block of a protected address: %v, want admin.ErrRefused", err)
+	}
+	// Removing a member unsigned is refused.
+	if err := api.RemoveMember(ctx, n.ID()); !errors.Is(err, admin.ErrRefused) {
+		t.Fatalf("unsigned removal: %v, want admin.ErrRefused", err)
 	}
 
 	// Local decisions: put, enforced, deleted, lifted.
@@ -88,6 +104,7 @@ func TestEvaluationQueueFullIsCounted(t *testing.T) {
 	cfg.DataDir = dir
 	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
 	cfg.Consensus.Bootstrap = true
+	cfg.Consensus.BootstrapOperators = testBootstrapOperators()
 	cfg.Detectors.Paths = []string{filepath.Join(dir, "auth.log")}
 	d, err := NewDeps(context.Background(), cfg, Options{})
 	if err != nil {

@@ -16,15 +16,18 @@ import (
 
 // What the corroboration rule needs, and nothing more.
 type (
-	// sightingLog reads the stored sightings of one indicator.
+	// sightingLog reads the stored sightings of one indicator, and the
+	// signed envelope of one (the proof an automatic block carries).
 	sightingLog interface {
 		SightingsFor(ind intel.Indicator, since time.Time) ([]store.SightingRecord, error)
+		GetEnvelope(origin string, seq uint64) ([]byte, error)
 	}
-	// meshView answers who is on the roster and which policies are in
-	// force.
+	// meshView answers who is on the roster, which policies are in force
+	// and the mesh's rules of automatic blocking.
 	meshView interface {
 		IsMember(nodeID string) bool
 		Policy(id string, now time.Time) (intel.Policy, bool)
+		Rules() consensus.Rules
 	}
 	// proposer commits a command through consensus.
 	proposer interface {
@@ -45,11 +48,26 @@ const evalQueueSize = 1024
 // proposeTimeout bounds the wait for one proposal's commit.
 const proposeTimeout = time.Minute
 
+// proofMargin keeps sightings sent within this much of the window's far
+// edge out of a proof: the FSM measures the window from the entry's
+// time, which may be a little later than this node's clock.
+const proofMargin = 30 * time.Second
+
+// proposal is an automatic block and the signed sightings that prove it.
+type proposal struct {
+	policy intel.Policy
+	proofs [][]byte
+}
+
 // corroborator applies the corroboration rule: when at least MinNodes
 // distinct roster members sighted an indicator within Window, and no
-// mesh-wide block of it is in force, it proposes one, at most one proposal
-// per indicator at a time. Protected ranges and allow policies are checked
-// by consensus, which refuses such a proposal; the refusal is counted.
+// mesh-wide block of it is in force, it proposes one carrying the signed
+// sightings (the envelopes exactly as stored), at most one proposal per
+// indicator at a time. The rule is the mesh's (consensus.Rules, which the
+// FSM checks the proofs against); this node's configured rule serves
+// until the mesh's is known. Protected ranges, allow policies and the
+// floors are checked by consensus, which refuses such a proposal; the
+// refusal is counted.
 type corroborator struct {
 	self      string
 	rule      CorroborationConfig
@@ -91,7 +109,7 @@ func (c *corroborator) run(ctx context.Context, spawn func(func(context.Context)
 		case ind := <-c.queue:
 			if p, ok := c.evaluate(ind); ok {
 				if !spawn(func(ctx context.Context) { c.propose(ctx, p) }) {
-					c.release(p.Indicator.Key())
+					c.release(p.policy.Indicator.Key())
 				}
 			}
 			c.stats.evals.Add(1)
@@ -101,68 +119,97 @@ func (c *corroborator) run(ctx context.Context, spawn func(func(context.Context)
 
 // evaluate applies the rule to one indicator. It returns the block to
 // propose, and then holds the indicator in flight until release.
-func (c *corroborator) evaluate(ind intel.Indicator) (intel.Policy, bool) {
+func (c *corroborator) evaluate(ind intel.Indicator) (proposal, bool) {
 	now := c.now()
 	p, ok, err := c.decide(ind, now)
 	if err != nil {
 		c.log.Error("read sightings", "indicator", ind.Value, "err", err)
-		return intel.Policy{}, false
+		return proposal{}, false
 	}
 	if !ok {
-		return intel.Policy{}, false
+		return proposal{}, false
 	}
 	key := ind.Key()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.inflight[key] {
-		return intel.Policy{}, false
+		return proposal{}, false
 	}
 	c.inflight[key] = true
 	c.stats.proposals.Add(1)
 	return p, true
 }
 
-// decide is the rule itself: the block to propose at now, if any.
-func (c *corroborator) decide(ind intel.Indicator, now time.Time) (intel.Policy, bool, error) {
-	recs, err := c.sightings.SightingsFor(ind, now.Add(-c.rule.Window))
-	if err != nil {
-		return intel.Policy{}, false, err
+// rules is the mesh's rule once known, else this node's configured one.
+func (c *corroborator) rules() (minNodes int, window, ttl time.Duration) {
+	if r := c.mesh.Rules(); r.MinNodes > 0 {
+		return r.MinNodes, r.Window, r.BlockTTL
 	}
-	origins := make(map[string]bool)
-	var evidence []intel.Evidence
+	return c.rule.MinNodes, c.rule.Window, c.rule.BlockTTL
+}
+
+// decide is the rule itself: the block to propose at now, if any, with
+// one signed sighting of each distinct member (its latest).
+func (c *corroborator) decide(ind intel.Indicator, now time.Time) (proposal, bool, error) {
+	minNodes, window, ttl := c.rules()
+	recs, err := c.sightings.SightingsFor(ind, now.Add(-window))
+	if err != nil {
+		return proposal{}, false, err
+	}
+	latest := make(map[string]store.SightingRecord)
 	for _, r := range recs {
-		if origins[r.Origin] || !c.mesh.IsMember(r.Origin) {
+		if !c.mesh.IsMember(r.Origin) {
 			continue
 		}
-		origins[r.Origin] = true
-		evidence = append(evidence, intel.Evidence{Origin: r.Origin, Seq: r.Seq, Detector: r.Sighting.Detector, Seen: r.Sighting.LastSeen})
+		if !r.Sent.IsZero() && (r.Sent.Before(now.Add(-window+proofMargin)) || r.Sent.After(now.Add(proofMargin))) {
+			continue // the FSM could find it outside the window
+		}
+		if old, ok := latest[r.Origin]; !ok || r.Sighting.LastSeen.After(old.Sighting.LastSeen) {
+			latest[r.Origin] = r
+		}
 	}
-	if len(origins) < c.rule.MinNodes || len(evidence) == 0 {
-		return intel.Policy{}, false, nil
+	if len(latest) < minNodes || len(latest) == 0 {
+		return proposal{}, false, nil
 	}
 	if _, ok := c.mesh.Policy(intel.PolicyID(intel.ActionBlock, ind), now); ok {
-		return intel.Policy{}, false, nil // already blocked mesh-wide
+		return proposal{}, false, nil // already blocked mesh-wide
 	}
-	sort.Slice(evidence, func(i, j int) bool { return evidence[i].Origin < evidence[j].Origin })
-	p := intel.NewPolicy(intel.ActionBlock, ind,
+	origins := make([]string, 0, len(latest))
+	for o := range latest {
+		origins = append(origins, o)
+	}
+	sort.Strings(origins)
+	var out proposal
+	var evidence []intel.Evidence
+	for _, o := range origins {
+		r := latest[o]
+		raw, err := c.sightings.GetEnvelope(r.Origin, r.Seq)
+		if err != nil {
+			return proposal{}, false, fmt.Errorf("read the envelope of %s #%d: %w", r.Origin, r.Seq, err)
+		}
+		out.proofs = append(out.proofs, raw)
+		evidence = append(evidence, intel.Evidence{Origin: r.Origin, Seq: r.Seq, Detector: r.Sighting.Detector, Seen: r.Sighting.LastSeen})
+	}
+	out.policy = intel.NewPolicy(intel.ActionBlock, ind,
 		fmt.Sprintf("corroborated by %d nodes (%s)", len(origins), evidence[0].Detector),
-		c.self, now, c.rule.BlockTTL)
-	p.Evidence = evidence
-	return p, true, nil
+		c.self, now, ttl)
+	out.policy.Evidence = evidence
+	return out, true, nil
 }
 
 // propose commits p and releases its indicator.
-func (c *corroborator) propose(ctx context.Context, p intel.Policy) {
+func (c *corroborator) propose(ctx context.Context, pr proposal) {
+	p := pr.policy
 	defer c.release(p.Indicator.Key())
 	ctx, cancel := context.WithTimeout(ctx, proposeTimeout)
 	defer cancel()
-	err := c.proposer.Propose(ctx, consensus.Command{Type: consensus.CmdPutPolicy, At: p.CreatedAt, Policy: &p})
+	err := c.proposer.Propose(ctx, consensus.Command{Type: consensus.CmdPutPolicy, At: p.CreatedAt, Policy: &p, Proofs: pr.proofs})
 	switch {
 	case err == nil:
 		c.log.Info("mesh-wide block committed", "indicator", p.Indicator.Value, "nodes", len(p.Evidence))
-	case errors.Is(err, consensus.ErrProtected), errors.Is(err, consensus.ErrAllowed):
+	case errors.Is(err, consensus.ErrProtected), errors.Is(err, consensus.ErrAllowed), errors.Is(err, consensus.ErrRefused):
 		c.stats.refused.Add(1)
-		c.log.Warn("mesh-wide block refused", "indicator", p.Indicator.Value, "err", err)
+		c.log.Warn("mesh-wide block refused", "indicator", p.Indicator.Value, "reason", consensus.RefusalReason(err), "err", err)
 	default:
 		c.stats.propErrs.Add(1)
 		if ctx.Err() == nil || !errors.Is(err, context.Canceled) {

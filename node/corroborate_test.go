@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -31,10 +32,23 @@ func (f *fakeSightings) SightingsFor(ind intel.Indicator, since time.Time) ([]st
 	return out, f.err
 }
 
+// GetEnvelope stands in for the stored envelope of one sighting.
+func (f *fakeSightings) GetEnvelope(origin string, seq uint64) ([]byte, error) {
+	for _, r := range f.recs {
+		if r.Origin == origin && r.Seq == seq {
+			return []byte(fmt.Sprintf("envelope %s #%d", origin, seq)), nil
+		}
+	}
+	return nil, store.ErrNotFound
+}
+
 type fakeMesh struct {
 	members  map[string]bool
 	policies map[string]bool
+	rules    consensus.Rules
 }
+
+func (f *fakeMesh) Rules() consensus.Rules { return f.rules }
 
 func (f *fakeMesh) IsMember(id string) bool { return f.members[id] }
 func (f *fakeMesh) Policy(id string, _ time.Time) (intel.Policy, bool) {
@@ -107,7 +121,8 @@ func TestCorroborationRule(t *testing.T) {
 			}
 			c := newCorroborator("self", rule, &fakeSightings{recs: tc.recs}, mesh, &fakeProposer{},
 				func() time.Time { return now }, slog.New(slog.DiscardHandler), &counters{})
-			p, ok, err := c.decide(ind, now)
+			pr, ok, err := c.decide(ind, now)
+			p := pr.policy
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -127,6 +142,9 @@ func TestCorroborationRule(t *testing.T) {
 			for i := range origins {
 				if origins[i] != tc.evidence[i] {
 					t.Fatalf("evidence from %v, want %v", origins, tc.evidence)
+				}
+				if want := fmt.Sprintf("envelope %s #1", origins[i]); string(pr.proofs[i]) != want {
+					t.Fatalf("proof %d = %q, want the stored envelope %q", i, pr.proofs[i], want)
 				}
 			}
 			if p.Action != intel.ActionBlock || p.Indicator != ind || p.Author != "self" || !p.CreatedAt.Equal(now) || !p.ExpiresAt.Equal(now.Add(rule.BlockTTL)) {
@@ -181,6 +199,7 @@ func TestCorroboratorCountsRefusals(t *testing.T) {
 	}{
 		{err: consensus.ErrProtected, refused: 1},
 		{err: consensus.ErrAllowed, refused: 1},
+		{err: &consensus.RefusalError{Command: consensus.CmdPutPolicy, Reason: "too_few_signers", Err: consensus.ErrRefused}, refused: 1},
 		{err: errors.New("no quorum"), errored: 1},
 		{err: nil},
 	} {
@@ -189,7 +208,7 @@ func TestCorroboratorCountsRefusals(t *testing.T) {
 		c := newCorroborator("self", CorroborationConfig{MinNodes: 1, Window: time.Hour, BlockTTL: time.Hour},
 			&fakeSightings{}, &fakeMesh{}, prop, time.Now, slog.New(slog.DiscardHandler), st)
 		c.inflight[ind.Key()] = true
-		c.propose(context.Background(), intel.NewPolicy(intel.ActionBlock, ind, "r", "self", time.Now(), time.Hour))
+		c.propose(context.Background(), proposal{policy: intel.NewPolicy(intel.ActionBlock, ind, "r", "self", time.Now(), time.Hour)})
 		if st.refused.Load() != tc.refused || st.propErrs.Load() != tc.errored || prop.count() != 1 {
 			t.Errorf("err %v: refused %d errors %d proposals %d", tc.err, st.refused.Load(), st.propErrs.Load(), prop.count())
 		}
@@ -210,5 +229,31 @@ func TestCorroboratorQueueFullIsCounted(t *testing.T) {
 	}
 	if got := st.evalDrops.Load(); got != 3 {
 		t.Errorf("dropped %d, want 3", got)
+	}
+}
+
+// The mesh's rule, once known, overrides this node's configured one.
+func TestCorroboratorFollowsTheMeshRule(t *testing.T) {
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	ind := intel.IndicatorFromAddr(netip.MustParseAddr("203.0.113.11"))
+	recs := []store.SightingRecord{{Origin: "a", Seq: 1, Sent: now, Sighting: intel.Sighting{Indicator: ind, Detector: "d", LastSeen: now}}}
+	mesh := &fakeMesh{members: map[string]bool{"a": true}}
+	c := newCorroborator("self", CorroborationConfig{MinNodes: 1, Window: time.Hour, BlockTTL: time.Hour},
+		&fakeSightings{recs: recs}, mesh, &fakeProposer{}, func() time.Time { return now }, slog.New(slog.DiscardHandler), &counters{})
+	if _, ok, _ := c.decide(ind, now); !ok {
+		t.Fatal("the configured rule (k = 1) proposed nothing")
+	}
+	mesh.rules = consensus.Rules{MinNodes: 2, Window: time.Hour, BlockTTL: 2 * time.Hour}
+	if _, ok, _ := c.decide(ind, now); ok {
+		t.Fatal("proposed with one witness when the mesh requires two")
+	}
+	mesh.rules.MinNodes = 1
+	if pr, ok, _ := c.decide(ind, now); !ok || !pr.policy.ExpiresAt.Equal(now.Add(2*time.Hour)) {
+		t.Fatalf("proposal %+v (ok %v): want the mesh's block TTL", pr.policy, ok)
+	}
+	// A sighting sent near the far edge of the window is left out.
+	recs[0].Sent = now.Add(-time.Hour + time.Second)
+	if _, ok, _ := c.decide(ind, now); ok {
+		t.Fatal("a sighting the FSM could find stale was used as proof")
 	}
 }

@@ -196,6 +196,9 @@ func (d *Deps) newConsensus(ctx context.Context) (*consensus.Consensus, error) {
 	ccfg := cfg.Consensus
 	ccfg.LocalID, ccfg.Site = d.ID, cfg.Site
 	ccfg.Logger = d.Logger.With("part", "consensus")
+	// A mesh founded here starts with this node's corroboration rule.
+	ccfg.BootstrapRules = &consensus.Rules{MinNodes: cfg.Corroboration.MinNodes, Window: cfg.Corroboration.Window,
+		BlockTTL: cfg.Corroboration.BlockTTL, Floors: intel.DefaultFloors()}
 	if t := d.Options.ConsensusTimeouts; t != nil {
 		ccfg.HeartbeatTimeout, ccfg.ElectionTimeout = t.Heartbeat, t.Election
 		ccfg.LeaderLeaseTimeout, ccfg.CommitTimeout = t.LeaderLease, t.Commit

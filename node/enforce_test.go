@@ -27,6 +27,7 @@ func TestNodeEnforcesInNftablesAndReportsEvents(t *testing.T) {
 	cfg.Site = "fw"
 	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
 	cfg.Consensus.Bootstrap = true
+	cfg.Consensus.BootstrapOperators = testBootstrapOperators()
 	cfg.Corroboration.MinNodes = 1
 	cfg.Detectors.Paths = []string{filepath.Join(dir, "auth.log")}
 	cfg.Detectors.FromStart = true

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshward/meshward/consensus"
 	"github.com/meshward/meshward/intel"
 )
 
@@ -33,6 +32,7 @@ func startSingleWith(t *testing.T, opts Options, mutate func(*Config)) *Node {
 	cfg.Site = "solo"
 	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
 	cfg.Consensus.Bootstrap = true
+	cfg.Consensus.BootstrapOperators = testBootstrapOperators()
 	cfg.Consensus.JoinToken = "t"
 	cfg.Corroboration.MinNodes = 1
 	cfg.Detectors.Paths = []string{filepath.Join(dir, "auth.log")}
@@ -204,7 +204,8 @@ func TestDetectionOfMeshProtectedRangeSuppressed(t *testing.T) {
 	waitFor(t, "the node to lead", func() bool { return n.Consensus().IsLeader() })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := n.Consensus().Propose(ctx, consensus.Command{Type: consensus.CmdProtect, Prefix: "198.18.0.0/15"}); err != nil {
+	waitFor(t, "the mesh ID", func() bool { return n.Consensus().MeshID() != "" })
+	if err := n.Consensus().ProposeOperator(ctx, signOperator(t, n, intel.OperatorCommand{Op: intel.OpProtect, Prefix: "198.18.0.0/15"})); err != nil {
 		t.Fatal(err)
 	}
 	appendLog(t, n.deps.Config.Detectors.Paths[0], bruteForce("solo", "198.18.0.5", 6)...)
@@ -230,6 +231,7 @@ func TestStartHonoursContext(t *testing.T) {
 		cfg.DataDir = t.TempDir()
 		cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
 		cfg.Consensus.Bootstrap = true
+		cfg.Consensus.BootstrapOperators = testBootstrapOperators()
 		return cfg
 	}
 	if n, err := Start(cancelled, newCfg(), Options{}); !errors.Is(err, context.Canceled) {
