@@ -2,6 +2,7 @@ package testnet
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -43,7 +44,9 @@ type Mesh struct {
 	tempDir bool
 	logs    []string // each node's auth.log
 	gaters  []*gater // each node's connection gater (Partition)
-	mu      sync.Mutex
+	// operator is the mesh's admin operator key (Operator).
+	operator ed25519.PrivateKey
+	mu       sync.Mutex
 }
 
 // Timeouts tuned for a mesh whose every link is loopback.
@@ -80,6 +83,9 @@ func Start(ctx context.Context, opts Options) (_ *Mesh, err error) {
 		}
 	}()
 	token := randomToken()
+	if m.operator, err = newOperatorKey(); err != nil {
+		return nil, err
+	}
 	var addrs []string
 	for i := range opts.Nodes {
 		dir := filepath.Join(m.dir, fmt.Sprintf("node-%02d", i))
@@ -98,6 +104,7 @@ func Start(ctx context.Context, opts Options) (_ *Mesh, err error) {
 		cfg.Consensus.JoinToken = token
 		if i == 0 {
 			cfg.Consensus.Bootstrap = true
+			cfg.Consensus.BootstrapOperators = []string{operatorKeyText(m.operator)}
 		} else {
 			cfg.Consensus.Join = []string{m.Nodes[0].Addrs()[0]}
 		}

@@ -12,7 +12,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/meshward/meshward/consensus"
 	"github.com/meshward/meshward/intel"
 )
 
@@ -182,9 +181,7 @@ func TestPartitionedMinorityCatchesUp(t *testing.T) {
 	block := func(addr string) intel.Indicator {
 		t.Helper()
 		ind := intel.IndicatorFromAddr(netip.MustParseAddr(addr))
-		now := time.Now()
-		p := intel.NewPolicy(intel.ActionBlock, ind, "testnet partition", "operator:test", now, time.Hour)
-		if err := m.Nodes[0].Consensus().Propose(ctx, consensus.Command{Type: consensus.CmdPutPolicy, At: now, Policy: &p}); err != nil {
+		if err := m.Operator().Block(ctx, 0, ind, time.Hour, "testnet partition"); err != nil {
 			t.Fatal(err)
 		}
 		return ind
