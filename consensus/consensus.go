@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peerstore"
 
 	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/internal/refusal"
 	"github.com/meshward/meshward/internal/routine"
 )
 
@@ -45,6 +46,7 @@ type Consensus struct {
 	fsm   *fsm
 	raft  *raft.Raft
 	layer *streamLayer
+	gate  *raftGate // who may open raft streams (gate.go)
 
 	changes chan struct{} // external, coalescing
 	sync    chan struct{} // internal: roster changed, refresh peerstore
@@ -108,7 +110,8 @@ func New(ctx context.Context, h host.Host, logs raft.LogStore, stable raft.Stabl
 	c.fsm = newFSM(c.notify)
 	c.fsm.log = cfg.Logger.With("part", "fsm")
 
-	c.layer = newStreamLayer(c.group.Context(), h, cfg.Logger)
+	c.gate = newRaftGate(refusal.New(cfg.Logger))
+	c.layer = newStreamLayer(c.group.Context(), h, c.gate, cfg.Logger)
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  c.layer,
 		MaxPool: transportMaxPool,
@@ -135,6 +138,7 @@ func New(ctx context.Context, h host.Host, logs raft.LogStore, stable raft.Stabl
 		return fail(fmt.Errorf("start raft: %w", err))
 	}
 	c.raft = r
+	c.refreshGate()
 	if err := ctx.Err(); err != nil {
 		_ = r.Shutdown().Error()
 		return fail(fmt.Errorf("start consensus: %w", err))
@@ -153,6 +157,7 @@ func New(ctx context.Context, h host.Host, logs raft.LogStore, stable raft.Stabl
 	c.group.Go(c.leaderLoop)
 	c.group.Go(c.peerLoop)
 	c.group.Go(c.membershipLoop)
+	c.group.Go(c.gateLoop)
 	return c, nil
 }
 

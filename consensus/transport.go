@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -47,6 +48,8 @@ type streamLayer struct {
 	cancel context.CancelFunc
 	accept chan network.Stream
 	done   chan struct{}
+	// gate decides who may open a raft stream (gate.go); nil admits all.
+	gate *raftGate
 
 	mu        sync.Mutex
 	closed    bool
@@ -59,11 +62,12 @@ type streamLayer struct {
 
 var _ raft.StreamLayer = (*streamLayer)(nil)
 
-// newStreamLayer serves RaftProtocol on h until Close; ctx bounds its dials.
-func newStreamLayer(ctx context.Context, h host.Host, log *slog.Logger) *streamLayer {
+// newStreamLayer serves RaftProtocol on h until Close, to the peers gate
+// admits; ctx bounds its dials.
+func newStreamLayer(ctx context.Context, h host.Host, gate *raftGate, log *slog.Logger) *streamLayer {
 	ctx, cancel := context.WithCancel(ctx)
 	l := &streamLayer{
-		h: h, log: log, ctx: ctx, cancel: cancel,
+		h: h, log: log, ctx: ctx, cancel: cancel, gate: gate,
 		accept:    make(chan network.Stream),
 		done:      make(chan struct{}),
 		conns:     map[*streamConn]struct{}{},
@@ -74,7 +78,17 @@ func newStreamLayer(ctx context.Context, h host.Host, log *slog.Logger) *streamL
 }
 
 // handle hands an inbound stream to Accept, or resets it once closed.
+// A peer the gate refuses has its stream reset before raft reads a byte,
+// and the refusal is counted.
 func (l *streamLayer) handle(s network.Stream) {
+	if l.gate != nil {
+		p := s.Conn().RemotePeer()
+		if reason := l.gate.admit(p); reason != "" {
+			l.gate.refused.Refuse(string(RaftProtocol), reason, p, nil)
+			_ = s.Reset()
+			return
+		}
+	}
 	select {
 	case l.accept <- s:
 	case <-l.done:
@@ -119,6 +133,25 @@ func (l *streamLayer) own(s network.Stream, inbound bool) (*streamConn, bool) {
 		l.accepted.Add(1)
 	}
 	return c, true
+}
+
+// resetInbound resets the accepted connections whose remote peer may no
+// longer keep them, counting each.
+func (l *streamLayer) resetInbound(keep func(peer.ID) bool) {
+	l.mu.Lock()
+	var drop []*streamConn
+	for c := range l.conns {
+		if c.inbound && !keep(c.Conn().RemotePeer()) && c.dropped.CompareAndSwap(false, true) {
+			drop = append(drop, c)
+		}
+	}
+	l.mu.Unlock()
+	for _, c := range drop {
+		_ = c.Reset()
+		if l.gate != nil {
+			l.gate.refused.Refuse(string(RaftProtocol), RefusedLeftConfiguration, c.Conn().RemotePeer(), nil)
+		}
+	}
 }
 
 // release forgets a connection raft closed.
@@ -224,6 +257,7 @@ type streamConn struct {
 
 	layer     *streamLayer // nil when not tracked
 	inbound   bool
+	dropped   atomic.Bool // reset by the gate
 	closeOnce sync.Once
 }
 

@@ -81,6 +81,9 @@ type topicSpec struct {
 	// kinds tells which envelope kinds the topic carries.
 	kinds func(intel.Kind) bool
 	fresh freshness
+	// maxAge, when positive, refuses as stale what is older (anti-entropy:
+	// the store's retention).
+	maxAge time.Duration
 	// keep is the last stage: it refuses a replay (ReasonReplay) or takes
 	// the envelope, returning "" (or ReasonHandlerError and the error).
 	keep func(ctx context.Context, a *admission) (reason string, err error)
@@ -148,6 +151,9 @@ func (g *Gossip) check(ctx context.Context, spec *topicSpec, raw []byte, src, au
 	}
 	if err := spec.fresh.check(env.Time, now, g.opts.MaxClockSkew); err != nil {
 		return ReasonStale, err
+	}
+	if age := now.Sub(env.Time); spec.maxAge > 0 && age > spec.maxAge {
+		return ReasonStale, fmt.Errorf("timestamp %s is %s old, beyond the retention of %s", env.Time.Format(time.RFC3339Nano), age.Round(time.Second), spec.maxAge)
 	}
 	if !spec.kinds(env.Kind) {
 		return ReasonUnexpectedKind, fmt.Errorf("kind %s", env.Kind)

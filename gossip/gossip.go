@@ -16,6 +16,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/internal/refusal"
 	"github.com/meshward/meshward/internal/routine"
 )
 
@@ -101,6 +102,11 @@ type Options struct {
 	SyncMaxSession int
 	// SyncTimeout bounds one session; 0 means DefaultSyncTimeout.
 	SyncTimeout time.Duration
+	// SyncMaxAge, when positive, refuses (as stale) envelopes anti-entropy
+	// brings that are older than it: the node passes its store's
+	// retention, so that a peer cannot refill what the node has pruned.
+	// 0 means no bound.
+	SyncMaxAge time.Duration
 
 	// RateLimit is the messages per second each forwarding peer may have
 	// validated across the gossip topics, with bursts of RateBurst; excess
@@ -164,9 +170,9 @@ func (o *Options) setDefaults() error {
 	if o.SyncTimeout == 0 {
 		o.SyncTimeout = DefaultSyncTimeout
 	}
-	if o.SyncInterval < 0 || o.SyncMaxSession < 0 || o.SyncTimeout < 0 {
-		return fmt.Errorf("gossip: anti-entropy interval %s, session limit %d and timeout %s must not be negative",
-			o.SyncInterval, o.SyncMaxSession, o.SyncTimeout)
+	if o.SyncInterval < 0 || o.SyncMaxSession < 0 || o.SyncTimeout < 0 || o.SyncMaxAge < 0 {
+		return fmt.Errorf("gossip: anti-entropy interval %s, session limit %d, timeout %s and max age %s must not be negative",
+			o.SyncInterval, o.SyncMaxSession, o.SyncTimeout, o.SyncMaxAge)
 	}
 	if o.RateLimit == 0 {
 		o.RateLimit, o.RateBurst = DefaultRateLimit, max(o.RateBurst, DefaultRateBurst)
@@ -207,6 +213,7 @@ type Gossip struct {
 	now     func() time.Time
 	limiter *peerLimiter // nil when the rate is unlimited
 	tracer  *tracer      // counts what GossipSub drops on its own
+	refused *refusal.Counter
 
 	sightings *topicSpec  // admission on the sightings topic
 	syncSpec  *topicSpec  // admission of what anti-entropy receives
@@ -237,10 +244,11 @@ func New(ctx context.Context, h host.Host, opts Options) (*Gossip, error) {
 		return nil, err
 	}
 	g := &Gossip{
-		h:      h,
-		opts:   opts,
-		replay: newReplayCache(opts.ReplayCapacity),
-		now:    time.Now,
+		h:       h,
+		opts:    opts,
+		replay:  newReplayCache(opts.ReplayCapacity),
+		now:     time.Now,
+		refused: refusal.New(opts.Logger),
 	}
 	if opts.RateLimit != rate.Inf {
 		g.limiter = newPeerLimiter(opts.RateLimit, opts.RateBurst, opts.MaxRateBuckets)
@@ -252,6 +260,7 @@ func New(ctx context.Context, h host.Host, opts Options) (*Gossip, error) {
 	if g.syncSpec, err = g.newSpec(string(SyncProtocol), false, g.syncAccepts, freshNotAhead, g.handOn(true)); err != nil {
 		return nil, err
 	}
+	g.syncSpec.maxAge = opts.SyncMaxAge
 	specs := []*topicSpec{g.sightings}
 	if opts.Heartbeats != nil {
 		g.hb = &heartbeats{opts: *opts.Heartbeats, started: time.Now(), latest: make(map[string]NodeHeartbeat)}
@@ -294,6 +303,10 @@ func New(ctx context.Context, h host.Host, opts Options) (*Gossip, error) {
 		// seen by many sites, heartbeats of a large mesh). Overflow is
 		// still bounded, and counted as queue_full.
 		pubsub.WithValidateQueueSize(validateQueueSize),
+		// Only members take part (boundary.go): strangers' subscriptions
+		// are counted, and they get no mesh, gossip or publishes.
+		pubsub.WithPeerFilter(g.peerFilter),
+		pubsub.WithSubscriptionFilter(memberSubscriptions{g}),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("gossip: start gossipsub: %w", err)
@@ -401,13 +414,17 @@ func (g *Gossip) setScores(s map[peer.ID]float64) {
 	g.scoreMu.Unlock()
 }
 
-// appScore is the application-specific part of a peer's score: the rate
-// limiter's penalty.
+// appScore is the application-specific part of a peer's score: the
+// stranger penalty (boundary.go) and the rate limiter's penalty.
 func (g *Gossip) appScore(p peer.ID) float64 {
-	if g.limiter == nil {
-		return 0
+	score := 0.0
+	if !g.member(p) {
+		score = StrangerScore
 	}
-	return g.limiter.score(p)
+	if g.limiter != nil {
+		score += g.limiter.score(p)
+	}
+	return score
 }
 
 // Topic returns the topic name.

@@ -25,6 +25,10 @@ const (
 	// invalidWeight is multiplied by the square of a peer's (decaying) count
 	// of Rejected messages: seven forgeries cross the graylist threshold.
 	invalidWeight = -10
+	// topicScoreCap bounds what a peer can earn on the topics (time in
+	// mesh, first deliveries), so that no bonus lifts a stranger
+	// (StrangerScore) to PublishThreshold.
+	topicScoreCap = 50
 	// ratePenalty is the application score lost per message dropped by the
 	// rate limiter; it decays with penaltyHalfLife.
 	ratePenalty     = 1.0
@@ -42,6 +46,7 @@ func scoreParams(app func(peer.ID) float64, topics ...string) (*pubsub.PeerScore
 	_, loop, _ := net.ParseCIDR("127.0.0.0/8")
 	p := &pubsub.PeerScoreParams{
 		Topics:                      make(map[string]*pubsub.TopicScoreParams, len(topics)),
+		TopicScoreCap:               topicScoreCap,
 		AppSpecificScore:            app,
 		AppSpecificWeight:           1,
 		IPColocationFactorWeight:    -5,

@@ -79,6 +79,30 @@ func normalize(in []span) spans {
 	return merged
 }
 
+// gaps returns the ranges of sequence numbers from 1 to hw that lie in
+// none of have: what a peer holding have lacks of an origin whose
+// highest stored sequence number is hw. There are at most len(have)+1.
+func gaps(have spans, hw uint64) []span {
+	var out []span
+	next := uint64(1) // the lowest number not yet covered
+	for _, sp := range have {
+		if next > hw {
+			return out
+		}
+		if sp.Lo > next {
+			out = append(out, span{next, min(sp.Lo-1, hw)})
+		}
+		if sp.Hi == ^uint64(0) {
+			return out
+		}
+		next = max(next, sp.Hi+1)
+	}
+	if next <= hw {
+		out = append(out, span{next, hw})
+	}
+	return out
+}
+
 // holdings is what this node holds, per origin, as sets of spans: the
 // summary anti-entropy sends. It is built from the Log once and then kept
 // up to date by every envelope the Handler accepts.

@@ -35,6 +35,10 @@ const (
 	syncMaxRounds          = 64      // back-to-back sessions while a peer has more
 	syncMaxConcurrentPulls = 4
 	syncMaxConcurrentServe = 8
+	// syncScanSlack is how many stored envelopes a session may examine
+	// beyond those it sends: one past the end of each range scanned, and
+	// any the store holds malformed.
+	syncScanSlack = 1024
 )
 
 // Log is the part of the envelope store that anti-entropy reads. ScanEnvelopes
@@ -61,7 +65,11 @@ type syncRequest struct {
 	Max  int               `json:"max"`
 }
 
-var errSessionFull = errors.New("session limit reached")
+var (
+	errSessionFull = errors.New("session limit reached")
+	errRangeEnd    = errors.New("end of range")
+	errScanBudget  = errors.New("scan budget spent")
+)
 
 type syncer struct {
 	g       *Gossip
@@ -253,15 +261,23 @@ func (s *syncer) pull(ctx context.Context, p peer.ID) (int, error) {
 	}
 }
 
-// serve answers one pull: it reads the peer's summary and streams back what
-// the peer lacks, at most the session limit, then an empty frame.
+// serve answers one pull from a member: it reads the peer's summary and
+// streams back what the peer lacks, at most the session limit, then an
+// empty frame. A stranger's stream is reset unread.
 func (s *syncer) serve(ctx context.Context, st network.Stream) {
 	p := st.Conn().RemotePeer()
+	if !s.g.member(p) {
+		s.refuse(st, RefusedNotMember, nil)
+		return
+	}
 	s.mu.Lock()
 	if s.closed || s.serving[p] || len(s.serving) >= syncMaxConcurrentServe {
+		reason := RefusedBusy
+		if s.closed {
+			reason = RefusedShuttingDown
+		}
 		s.mu.Unlock()
-		st.Reset()
-		s.servedFailed.Add(1)
+		s.refuse(st, reason, nil)
 		return
 	}
 	s.serving[p] = true
@@ -274,6 +290,10 @@ func (s *syncer) serve(ctx context.Context, st network.Stream) {
 		s.serves.Done()
 	}()
 	if err := s.serveStream(ctx, st); err != nil {
+		if errors.Is(err, errBadSummary) {
+			s.refuse(st, RefusedBadSummary, err)
+			return
+		}
 		st.Reset()
 		s.servedFailed.Add(1)
 		s.g.opts.Logger.Debug("anti-entropy serve failed", "peer", p, "err", err)
@@ -283,6 +303,22 @@ func (s *syncer) serve(ctx context.Context, st network.Stream) {
 	s.served.Add(1)
 }
 
+// refuse resets st and counts the refusal.
+func (s *syncer) refuse(st network.Stream, reason string, err error) {
+	s.g.refused.Refuse(string(SyncProtocol), reason, st.Conn().RemotePeer(), err)
+	st.Reset()
+	s.servedFailed.Add(1)
+}
+
+var errBadSummary = errors.New("bad summary")
+
+// serveStream sends what the summary says the peer lacks. What it may
+// examine is bounded as well as what it may send: per origin it scans only
+// the gaps between the spans the peer holds (at most syncMaxSpans+1
+// ranges, each from its start, stopping one envelope past its end), below
+// the origin's high-water mark, and the whole session examines at most
+// the session limit plus syncScanSlack stored envelopes. A summary with
+// more spans than a puller sends is refused.
 func (s *syncer) serveStream(ctx context.Context, st network.Stream) error {
 	if err := st.SetDeadline(time.Now().Add(s.g.opts.SyncTimeout)); err != nil {
 		return fmt.Errorf("set deadline: %w", err)
@@ -293,7 +329,12 @@ func (s *syncer) serveStream(ctx context.Context, st network.Stream) error {
 	}
 	var req syncRequest
 	if err := json.Unmarshal(b, &req); err != nil {
-		return fmt.Errorf("decode summary: %w", err)
+		return fmt.Errorf("%w: decode: %w", errBadSummary, err)
+	}
+	for _, have := range req.Have {
+		if len(have) > syncMaxSpans {
+			return fmt.Errorf("%w: %d spans for one origin, limit %d", errBadSummary, len(have), syncMaxSpans)
+		}
 	}
 	limit := s.g.opts.SyncMaxSession
 	if req.Max > 0 && req.Max < limit {
@@ -309,19 +350,21 @@ func (s *syncer) serveStream(ctx context.Context, st network.Stream) error {
 	}
 	slices.Sort(origins)
 	w := bufio.NewWriter(st)
-	n := 0
-	for _, origin := range origins {
-		have := normalize(req.Have[origin])
-		var after uint64
-		if len(have) > 0 && have[0].Lo == 1 {
-			after = have[0].Hi // the contiguous prefix the peer holds
-		}
-		err := s.log.ScanEnvelopes(origin, after, func(raw []byte) error {
+	n, examined, budget := 0, 0, limit+syncScanSlack
+	send := func(hi uint64) func(raw []byte) error {
+		return func(raw []byte) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if seq, ok := rawSeq(raw); !ok || have.contains(seq) {
+			if examined++; examined > budget {
+				return errScanBudget
+			}
+			seq, ok := rawSeq(raw)
+			if !ok {
 				return nil
+			}
+			if seq > hi {
+				return errRangeEnd
 			}
 			if n >= limit {
 				return errSessionFull
@@ -332,12 +375,23 @@ func (s *syncer) serveStream(ctx context.Context, st network.Stream) error {
 			n++
 			s.sent.Add(1)
 			return nil
-		})
-		if errors.Is(err, errSessionFull) {
-			break
 		}
-		if err != nil {
-			return fmt.Errorf("send envelopes of %s: %w", origin, err)
+	}
+scan:
+	for _, origin := range origins {
+		for _, gap := range gaps(normalize(req.Have[origin]), hw[origin]) {
+			err := s.log.ScanEnvelopes(origin, gap.Lo-1, send(gap.Hi))
+			switch {
+			case err == nil, errors.Is(err, errRangeEnd):
+			case errors.Is(err, errSessionFull):
+				break scan
+			case errors.Is(err, errScanBudget):
+				s.g.opts.Logger.Debug("anti-entropy session ended: scan budget spent",
+					"peer", st.Conn().RemotePeer(), "examined", examined-1, "sent", n)
+				break scan
+			default:
+				return fmt.Errorf("send envelopes of %s: %w", origin, err)
+			}
 		}
 	}
 	if err := writeFrame(w, nil); err != nil {

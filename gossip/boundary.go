@@ -1,0 +1,85 @@
+package gossip
+
+import (
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/meshward/meshward/internal/refusal"
+)
+
+// The transport boundary (DESIGN rule 3): with a Roster, only members take
+// part. A stranger (a peer whose ID is not on the roster: one that was
+// never admitted, or is still joining) is refused at every door:
+//
+//   - anti-entropy: its /meshward/sync/1 streams are reset unserved;
+//   - GossipSub: its subscriptions are recorded but never served. The
+//     peer filter keeps it out of every mesh and refuses its GRAFT, IHAVE
+//     and IWANT; and its application score, StrangerScore, is below
+//     PublishThreshold even with every bonus the topics can give (capped
+//     at topicScoreCap), so that neither our own (flood) publishes nor
+//     floodsub-style forwarding reach it; yet well above
+//     GraylistThreshold, so that what it sends is still validated and
+//     counted rather than dropped unseen (until it earns a graylisting by
+//     misbehaving, as a member would). Once admitted its score is an
+//     ordinary one again and it joins the mesh at the next heartbeat.
+//
+// Every refusal is counted in meshward_transport_refused_total under the
+// protocol (or topic) and one of the reasons below.
+
+// Reasons the boundary refuses, the reason label of
+// meshward_transport_refused_total for the gossip protocols and topics.
+const (
+	// RefusedNotMember: the peer is not on the roster.
+	RefusedNotMember = "not_member"
+	// RefusedBusy: the peer already has a session, or the node serves
+	// its maximum.
+	RefusedBusy = "busy"
+	// RefusedBadSummary: an anti-entropy summary that does not decode or
+	// lists more spans per origin than a puller sends.
+	RefusedBadSummary = "bad_summary"
+	// RefusedShuttingDown: the node is closing.
+	RefusedShuttingDown = "shutting_down"
+)
+
+// StrangerScore is the application-specific GossipSub score of a peer that
+// is not on the roster (see above and TestStrangerScoreBand).
+const StrangerScore = PublishThreshold - topicScoreCap - 10
+
+// member reports whether p may take part: always without a Roster.
+func (g *Gossip) member(p peer.ID) bool {
+	return g.opts.Roster == nil || p == g.h.ID() || g.opts.Roster.IsMember(p.String())
+}
+
+// peerFilter is GossipSub's peer filter: members only, on every topic.
+func (g *Gossip) peerFilter(p peer.ID, topic string) bool {
+	if g.member(p) {
+		return true
+	}
+	g.refused.Refuse(topic, RefusedNotMember, p, nil)
+	return false
+}
+
+// memberSubscriptions counts the subscriptions strangers announce. It
+// keeps them: a joining node announces its subscriptions once, before it
+// is admitted, and must be served once it is.
+type memberSubscriptions struct{ g *Gossip }
+
+var _ pubsub.SubscriptionFilter = memberSubscriptions{}
+
+func (memberSubscriptions) CanSubscribe(string) bool { return true }
+
+func (f memberSubscriptions) FilterIncomingSubscriptions(p peer.ID, subs []*pb.RPC_SubOpts) ([]*pb.RPC_SubOpts, error) {
+	if !f.g.member(p) {
+		for _, s := range subs {
+			if s.GetSubscribe() {
+				f.g.refused.Refuse(s.GetTopicid(), RefusedNotMember, p, nil)
+			}
+		}
+	}
+	return subs, nil
+}
+
+// TransportRefusals counts what the boundary refused, by protocol (or
+// topic) and reason; the node exports it with the other parts'.
+func (g *Gossip) TransportRefusals() *refusal.Counter { return g.refused }
