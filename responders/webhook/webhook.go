@@ -1,13 +1,36 @@
 // Package webhook delivers security events to a SOAR or any HTTP
-// receiver: each event is POSTed as JSON, signed with HMAC-SHA256 over
-// the exact body, and identified by its event ID so that the receiver can
-// drop duplicates.
+// receiver: each event is POSTed as JSON, signed, and identified by its
+// event ID so that the receiver can drop duplicates.
+//
+// # Signature
+//
+// Every attempt carries two headers:
+//
+//	X-Meshward-Timestamp: <Unix time of the attempt, decimal seconds>
+//	X-Meshward-Signature: v1=<hex HMAC-SHA256(secret, timestamp + "." + body)>
+//
+// The MAC covers the timestamp and the exact body bytes, so a receiver
+// that checks both (Verify does) refuses a captured delivery replayed
+// after its maximum age, and a timestamp moved forward breaks the
+// signature. The "v1=" prefix names the scheme; the header name is the
+// one earlier versions used with "sha256=" over the body alone, which no
+// longer verifies, so a receiver not yet updated refuses every delivery
+// rather than accepting unsigned timestamps. A retry is signed afresh
+// with its own timestamp. The event ID is in the body as well as in
+// X-Meshward-Event-Id; only the body is signed, so a receiver dedupes on
+// the body's ID.
+//
+// # Delivery
 //
 // Events pass through a durable queue first (the Queue interface; the
 // store package implements it on Badger), so nothing is lost while the
 // receiver is down or across a restart. Delivery is in order, one event at
 // a time, retried with exponential backoff; an event the receiver rejects
 // for good (a 4xx other than 408 and 429) is dropped and counted.
+// Redirects are never followed, with the default client or one the
+// caller supplies: a 3xx is a failed attempt, counted (Stats.Redirects)
+// and retried like a 5xx, so that a receiver's redirect cannot send
+// signed events to another host.
 // Delivery is at least once: a crash between the receiver's answer and
 // the acknowledgement in the queue sends that event again, with the same
 // ID.
@@ -26,6 +49,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,8 +60,25 @@ import (
 
 // Header names.
 const (
-	HeaderSignature = "X-Meshward-Signature" // "sha256=" + hex HMAC-SHA256 of the body
+	HeaderSignature = "X-Meshward-Signature" // "v1=" + hex HMAC-SHA256 of timestamp "." body
+	HeaderTimestamp = "X-Meshward-Timestamp" // Unix seconds of the attempt, decimal
 	HeaderEventID   = "X-Meshward-Event-Id"
+)
+
+// DefaultMaxAge is the age beyond which Verify refuses a delivery when
+// the receiver gives none.
+const DefaultMaxAge = 5 * time.Minute
+
+// Errors of Verify.
+var (
+	// ErrSignature: the signature header is missing, not "v1=<hex>", or
+	// not the MAC of the timestamp and the body under the secret.
+	ErrSignature = errors.New("webhook signature invalid")
+	// ErrTimestamp: the timestamp header is not decimal Unix seconds.
+	ErrTimestamp = errors.New("webhook timestamp malformed")
+	// ErrStale: the timestamp lies more than the maximum age before, or
+	// after, the receiver's clock (a replay, or clocks far apart).
+	ErrStale = errors.New("webhook delivery outside its maximum age")
 )
 
 // Queue is the durable queue events wait in. ids[i] and bodies[i] of Peek
@@ -85,7 +126,11 @@ func (c *Config) validate() error {
 	}
 	if c.Client == nil {
 		c.Client = &http.Client{Timeout: c.Timeout}
+	} else {
+		cl := *c.Client // the caller's client, unchanged for its other uses
+		c.Client = &cl
 	}
+	c.Client.CheckRedirect = refuseRedirect
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -96,7 +141,8 @@ func (c *Config) validate() error {
 type Stats struct {
 	Queued    uint64 // events written to the queue
 	Delivered uint64 // events the receiver accepted (2xx)
-	Retries   uint64 // failed attempts that will be retried
+	Retries   uint64 // failed attempts that will be retried (redirects included)
+	Redirects uint64 // attempts answered with a 3xx, never followed
 	Rejected  uint64 // events dropped because the receiver refused them for good
 	Errors    uint64 // queue errors
 }
@@ -113,7 +159,7 @@ type Webhook struct {
 	closed  bool
 	group   *routine.Group // the delivery loop, from Start
 
-	queued, delivered, retries, rejected, qerrs atomic.Uint64
+	queued, delivered, retries, redirects, rejected, qerrs atomic.Uint64
 }
 
 var (
@@ -180,7 +226,7 @@ func (w *Webhook) Enqueue(id string, body []byte) error {
 // Stats returns the counters.
 func (w *Webhook) Stats() Stats {
 	return Stats{Queued: w.queued.Load(), Delivered: w.delivered.Load(), Retries: w.retries.Load(),
-		Rejected: w.rejected.Load(), Errors: w.qerrs.Load()}
+		Redirects: w.redirects.Load(), Rejected: w.rejected.Load(), Errors: w.qerrs.Load()}
 }
 
 // Close stops delivery, waiting for a request in flight (whose outcome is
@@ -196,16 +242,55 @@ func (w *Webhook) Close() error {
 	return nil
 }
 
-// Sign returns the signature header value for body.
-func Sign(secret, body []byte) string {
+// refuseRedirect makes the client hand back a 3xx instead of following it.
+func refuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// Sign returns the signature header value for body sent at timestamp (the
+// X-Meshward-Timestamp header's value): "v1=" and the hex HMAC-SHA256,
+// under secret, of timestamp, ".", body.
+func Sign(secret []byte, timestamp string, body []byte) string {
 	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(timestamp))
+	m.Write([]byte{'.'})
 	m.Write(body)
-	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+	return "v1=" + hex.EncodeToString(m.Sum(nil))
 }
 
-// Verify reports whether sig is the signature of body; for receivers.
-func Verify(secret, body []byte, sig string) bool {
-	return hmac.Equal([]byte(sig), []byte(Sign(secret, body)))
+// Verify checks a delivery for a receiver: timestamp and sig are the
+// X-Meshward-Timestamp and X-Meshward-Signature headers, body the exact
+// request body, now the receiver's clock. It refuses a malformed
+// timestamp (ErrTimestamp), a signature that is not the MAC of timestamp
+// and body (ErrSignature), and a timestamp more than maxAge before or
+// after now (ErrStale); maxAge <= 0 means DefaultMaxAge. The signature is
+// compared in constant time and checked before the age, so a forgery is
+// reported as one whatever its timestamp.
+func Verify(secret []byte, timestamp string, body []byte, sig string, now time.Time, maxAge time.Duration) error {
+	if maxAge <= 0 {
+		maxAge = DefaultMaxAge
+	}
+	if timestamp == "" || len(timestamp) > 19 {
+		return fmt.Errorf("%w: %q", ErrTimestamp, timestamp)
+	}
+	var secs int64
+	for i := 0; i < len(timestamp); i++ {
+		c := timestamp[i]
+		if c < '0' || c > '9' {
+			return fmt.Errorf("%w: %q", ErrTimestamp, timestamp)
+		}
+		secs = secs*10 + int64(c-'0')
+	}
+	if secs < 0 { // 19 digits may overflow
+		return fmt.Errorf("%w: %q", ErrTimestamp, timestamp)
+	}
+	if !hmac.Equal([]byte(sig), []byte(Sign(secret, timestamp, body))) {
+		return ErrSignature
+	}
+	at := time.Unix(secs, 0)
+	if d := now.Sub(at); d > maxAge || d < -maxAge {
+		return fmt.Errorf("%w: sent at %s, %s from the receiver's clock %s (limit %s)",
+			ErrStale, at.UTC().Format(time.RFC3339), d.Round(time.Second), now.UTC().Format(time.RFC3339), maxAge)
+	}
+	return nil
 }
 
 const peekBatch = 64
@@ -290,8 +375,10 @@ func (w *Webhook) deliver(ctx context.Context, id string, body []byte) outcome {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "meshward-webhook")
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
 	req.Header.Set(HeaderEventID, id)
-	req.Header.Set(HeaderSignature, Sign(w.cfg.Secret, body))
+	req.Header.Set(HeaderTimestamp, ts)
+	req.Header.Set(HeaderSignature, Sign(w.cfg.Secret, ts, body))
 	resp, err := w.cfg.Client.Do(req)
 	if err != nil {
 		w.retries.Add(1)
@@ -303,6 +390,12 @@ func (w *Webhook) deliver(ctx context.Context, id string, body []byte) outcome {
 	switch c := resp.StatusCode; {
 	case c >= 200 && c < 300:
 		return outcomeDelivered
+	case c >= 300 && c < 400:
+		w.redirects.Add(1)
+		w.retries.Add(1)
+		w.cfg.Logger.Warn("webhook receiver redirects, not followed; will retry", "id", id, "status", c,
+			"location", resp.Header.Get("Location"))
+		return outcomeRetry
 	case c == http.StatusRequestTimeout || c == http.StatusTooManyRequests || c >= 500:
 		w.retries.Add(1)
 		w.cfg.Logger.Debug("webhook delivery refused, will retry", "id", id, "status", c)

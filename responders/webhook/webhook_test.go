@@ -39,8 +39,8 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	id := req.Header.Get(webhook.HeaderEventID)
-	if !webhook.Verify(secret, body, req.Header.Get(webhook.HeaderSignature)) {
-		r.bad = append(r.bad, id+": bad signature")
+	if err := webhook.Verify(secret, req.Header.Get(webhook.HeaderTimestamp), body, req.Header.Get(webhook.HeaderSignature), time.Now(), time.Minute); err != nil {
+		r.bad = append(r.bad, id+": "+err.Error())
 		http.Error(w, "bad signature", http.StatusUnauthorized)
 		return
 	}
