@@ -56,6 +56,10 @@ type ReconcilerStats struct {
 	Failures uint64 // passes in which at least one backend failed
 	Added    uint64 // entries added, over all backends
 	Removed  uint64 // entries removed, over all backends
+	// BelowFloor counts desired entries dropped because a safety floor
+	// refuses them (intel.Floors.CheckBlock: loopback, link-local,
+	// unspecified, multicast, a public suffix), once per pass.
+	BelowFloor uint64
 }
 
 // Reconciler drives backends towards the desired state.
@@ -73,8 +77,8 @@ type Reconciler struct {
 	closed  bool
 	group   *routine.Group // the loop, from Start
 
-	passes, failures, added, removed atomic.Uint64
-	perBackend                       []backendCounters // parallel to backends
+	passes, failures, added, removed, belowFloor atomic.Uint64
+	perBackend                                   []backendCounters // parallel to backends
 }
 
 // BackendStats counts one backend's work in the reconciler.
@@ -159,6 +163,8 @@ func (r *Reconciler) Stats() ReconcilerStats {
 		Failures: r.failures.Load(),
 		Added:    r.added.Load(),
 		Removed:  r.removed.Load(),
+
+		BelowFloor: r.belowFloor.Load(),
 	}
 }
 
@@ -218,6 +224,7 @@ func (r *Reconciler) pass(ctx context.Context) (time.Time, error) {
 	defer r.passMu.Unlock()
 	now := r.opts.Now()
 	desired := Desired(now, r.src.MeshPolicies(now), r.src.LocalDecisions(now), r.src.Protected())
+	r.dropBelowFloor(desired)
 	var next time.Time
 	for _, p := range desired {
 		if !p.ExpiresAt.IsZero() && (next.IsZero() || p.ExpiresAt.Before(next)) {
@@ -240,6 +247,26 @@ func (r *Reconciler) pass(ctx context.Context) (time.Time, error) {
 		r.failures.Add(1)
 	}
 	return next, errors.Join(errs...)
+}
+
+// floors are the safety floors held again here, whatever the policies
+// say, so that a bug upstream cannot block loopback. Breadth is not
+// checked (wide): the FSM decided it, and an admin may block wide.
+var floors = intel.DefaultFloors()
+
+// dropBelowFloor deletes from desired the blocks a safety floor refuses,
+// counting and logging each.
+func (r *Reconciler) dropBelowFloor(desired map[string]intel.Policy) {
+	for k, p := range desired {
+		if p.Action != intel.ActionBlock {
+			continue
+		}
+		if err := floors.CheckBlock(p.Indicator, true); err != nil {
+			delete(desired, k)
+			r.belowFloor.Add(1)
+			r.log.Debug("desired block dropped by a safety floor", "policy", p.ID, "indicator", p.Indicator.Value, "err", err)
+		}
+	}
 }
 
 // reconcile brings one backend to desired.
