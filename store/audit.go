@@ -32,6 +32,9 @@ type AuditEntry struct {
 	Result string    `json:"result"`           // "ok", "denied" or "error"
 	Error  string    `json:"error,omitempty"`
 	Status int       `json:"status,omitempty"` // the HTTP status returned
+	// Count is how many attempts the entry stands for when several are
+	// recorded as one (failed authentications, rate-limited); 0 means one.
+	Count int `json:"count,omitempty"`
 }
 
 func auditKey(at time.Time, n uint32) []byte {
