@@ -39,11 +39,11 @@
 // (1, 3, 5); and it mirrors suffrage into the roster's Voter flag. Demoted
 // nodes stay members and can be promoted again once healthy. Health is the
 // leader's view only; Members reports HealthUnknown for peers elsewhere.
-// RemoveMember (operator) and Leave (graceful shutdown) remove a server from
-// the configuration, then from the roster; a leader hands leadership over
-// before removing itself; the last voter cannot leave (ErrLastVoter). Any
-// member may ask for a removal, exactly as any member may propose
-// CmdRemoveMember: authorisation belongs to the admin API in front of it.
+// Removing a member is an operator command (remove_member); Leave
+// (graceful shutdown) commits a leave signed with the node's own key. The
+// FSM records both as departures, and the leader removes departed servers
+// from the configuration, handing leadership over first when it is the
+// one departing; the last voter cannot leave (ErrLastVoter).
 //
 // Reads. Policies, Protected and Roster answer from local state at once,
 // which is what enforcement needs (a minority keeps enforcing the last
@@ -51,6 +51,27 @@
 // the read-index protocol: the leader commits a barrier and returns the index
 // of the last command it applied; the caller waits until its own FSM has
 // applied that far.
+//
+// Trust (trust.go, proof.go, operator.go, roster.go). The FSM is the last
+// line: what it applies is provable from the entry alone. The founding
+// node's first command (CmdInit) sets the mesh ID, the first operator
+// keys (Config.BootstrapOperators) and the rules (k, W, the automatic
+// block TTL cap, the floors). An automatic block (CmdPutPolicy) carries
+// the signed sighting envelopes that justify it: every one must verify,
+// name the block's indicator, be signed by a roster member, be sent
+// within W of the entry's time; at least k distinct signers. Operator
+// commands (CmdOperator) carry an operator's signature over a body bound
+// to this mesh, a time window and a nonce never seen before; the key's
+// role bounds what it may sign (responder: block, allow, revoke within
+// 7 days; admin: everything, wide included). Node keys cannot be
+// operators. The old unsigned types (revoke, protect, unprotect, remove
+// member) are refused. Every refusal, in Apply and on the proposing path
+// (which runs Apply's checks first), is a *RefusalError counted in
+// meshward_consensus_refused_total{command,reason} (RefusalCounts). A
+// refused entry changes nothing, not even the FSM's clock. CmdAdmit of a
+// new member is still written on the leader's word after the shared
+// join-token check (legacy, until the join handshake replaces it); of an
+// existing member it may flip the voter flag only.
 //
 // Mesh addresses are protected automatically, in Apply: the IPs found in a
 // member's listen multiaddrs (Member.Addrs) become host prefixes that no
