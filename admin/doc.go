@@ -100,8 +100,16 @@
 // Every request that changes something (any method but GET) is written to
 // the audit trail in the store — who (token ID and name), what, on what,
 // when, and the result — whether it succeeded, failed or was denied for
-// its role. Requests without a valid token are not audited (they are
-// counted), so that anyone who can reach the socket cannot fill the trail.
+// its role. Requests without a valid token (401) are counted by reason in
+// meshward_admin_auth_failures_total{reason} (missing_token,
+// malformed_token, unknown_token, bad_secret, error; 403s as forbidden)
+// and audited as "auth.fail", rate-limited so that anyone who can reach
+// the socket cannot fill the trail: a source's (the socket, or a TCP
+// client's address) first failure at once, the later ones at most once a
+// minute in one entry whose count is how many failures it stands for, so
+// that the counts add up. At most 256 sources are tracked; failures from
+// further ones share one entry, "other sources". Close writes what is
+// pending.
 //
 // # Configuration and lifecycle
 //

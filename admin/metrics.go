@@ -16,7 +16,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"route", "code"}),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "meshward", Subsystem: "admin", Name: "auth_failures_total",
-			Help: "Admin API requests refused: unauthenticated (401) or forbidden (403).",
+			Help: "Admin API requests refused: 401 by reason (missing_token, malformed_token, unknown_token, bad_secret, error) or 403 (forbidden).",
 		}, []string{"reason"}),
 		auditFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "meshward", Subsystem: "admin", Name: "audit_failures_total",

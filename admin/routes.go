@@ -96,10 +96,10 @@ func (s *Server) wrap(rt route) http.Handler {
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		c := &call{r: r}
 		if rt.role != "" {
-			who, err := s.authenticate(bearer(r))
+			tok := bearer(r)
+			who, err := s.authenticate(tok)
 			if err != nil {
-				s.metrics.authFailures.WithLabelValues("unauthenticated").Inc()
-				s.log.Debug("admin API: unauthenticated request", "route", name, "err", err)
+				s.authFailed(r, name, tok, err)
 				w.Header().Set("WWW-Authenticate", `Bearer realm="meshward"`)
 				s.writeError(w, name, http.StatusUnauthorized, "unauthorized", "missing or invalid token")
 				return
@@ -173,8 +173,6 @@ func bearer(r *http.Request) string {
 	return strings.TrimSpace(tok)
 }
 
-var errBadToken = errors.New("invalid token")
-
 // authenticate returns the holder of a bearer token.
 func (s *Server) authenticate(tok string) (caller, error) {
 	id, secret, err := splitToken(tok)
@@ -184,12 +182,12 @@ func (s *Server) authenticate(tok string) (caller, error) {
 	rec, err := s.tokenStore.Token(id)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return caller{}, errBadToken
+			return caller{}, errUnknownToken
 		}
 		return caller{}, err
 	}
 	if !hashMatches(rec.Hash, id, secret) {
-		return caller{}, errBadToken
+		return caller{}, errBadSecret
 	}
 	role := Role(rec.Role)
 	if !role.Valid() {

@@ -123,6 +123,8 @@ type Server struct {
 	listeners []net.Listener
 	srv       *http.Server
 	serving   *routine.Group
+
+	authAudit authAudit // failed authentications, audited rate-limited
 }
 
 // New checks opts and returns a server that serves nothing until Start.
@@ -213,6 +215,7 @@ func (s *Server) start(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	s.serving = routine.New(ctx)
+	s.serving.Go(s.auditAuthFailures)
 	for _, l := range s.listeners {
 		s.serving.Go(func(context.Context) {
 			if err := s.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -304,6 +307,7 @@ func (s *Server) shutdown() error {
 	if s.serving != nil {
 		s.serving.Close()
 	}
+	s.flushAuthFailures(true) // the requests in flight have ended or been cut off
 	if s.sockInfo != nil {
 		// Remove the socket only if it is still ours.
 		if fi, err := os.Lstat(s.opts.SocketPath); err == nil && os.SameFile(fi, s.sockInfo) {
