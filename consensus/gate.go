@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/meshward/meshward/internal/refusal"
 )
@@ -185,3 +186,14 @@ func (c *Consensus) InConfiguration(p peer.ID) bool { return c.gate.inConfigurat
 // TransportRefusals counts what this participant's protocols refused, by
 // protocol and reason; the node exports it with the other parts'.
 func (c *Consensus) TransportRefusals() *refusal.Counter { return c.gate.refused }
+
+// refuseStream counts a refusal on one of this participant's protocols
+// (for the raft-rpc protocol: a stranger's request other than a first-hand
+// join is refused as RefusedNotMember).
+func (c *Consensus) refuseStream(proto protocol.ID, reason string, p peer.ID, err error) {
+	c.gate.refused.Refuse(string(proto), reason, p, err)
+}
+
+// RefusedNotMember: a request on the raft-rpc protocol from a peer that is
+// neither on the roster nor in the configuration.
+const RefusedNotMember = "not_member"

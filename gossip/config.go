@@ -30,7 +30,18 @@ type Config struct {
 	MDNS bool `yaml:"mdns"`
 	// MDNSService is the DNS-SD service name; one per mesh on a LAN.
 	MDNSService string `yaml:"mdns_service"`
+	// StrangerGrace is how long a peer that is not a member may stay
+	// connected to an admitted node (time to join); then its inbound
+	// connections are closed and refused for StrangerBan.
+	StrangerGrace time.Duration `yaml:"stranger_grace"`
+	StrangerBan   time.Duration `yaml:"stranger_ban"`
 }
+
+// Defaults of the connection gater's timing.
+const (
+	DefaultStrangerGrace = 30 * time.Second
+	DefaultStrangerBan   = 10 * time.Minute
+)
 
 // DefaultConfig returns the section's defaults.
 func DefaultConfig() Config {
@@ -41,6 +52,8 @@ func DefaultConfig() Config {
 		RateBurst:         DefaultRateBurst,
 		Indicators:        true,
 		MDNSService:       DefaultMDNSService,
+		StrangerGrace:     DefaultStrangerGrace,
+		StrangerBan:       DefaultStrangerBan,
 	}
 }
 
@@ -61,6 +74,12 @@ func (c Config) Validate() error {
 	}
 	if c.RateBurst < 1 {
 		p.Add("rate_burst", c.RateBurst, "must be at least 1")
+	}
+	if c.StrangerGrace <= 0 {
+		p.Add("stranger_grace", c.StrangerGrace, "must be positive (time a joining node has to be admitted)")
+	}
+	if c.StrangerBan <= 0 {
+		p.Add("stranger_ban", c.StrangerBan, "must be positive")
 	}
 	return p.Err()
 }

@@ -26,7 +26,7 @@ func TestConfigValidateNamesEveryField(t *testing.T) {
 	for _, fe := range confcheck.Fields(c.Validate()) {
 		got = append(got, fe.Field)
 	}
-	want := []string{"sync_interval", "heartbeat_interval", "rate_limit", "rate_burst"}
+	want := []string{"sync_interval", "heartbeat_interval", "rate_limit", "rate_burst", "stranger_grace", "stranger_ban"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("fields %v, want %v", got, want)
 	}
@@ -35,12 +35,12 @@ func TestConfigValidateNamesEveryField(t *testing.T) {
 // TestConfigYAML: the section decodes under its keys, and keys
 // left out keep their defaults.
 func TestConfigYAML(t *testing.T) {
-	src := "sync_interval: 1m\nheartbeat_interval: 5s\nrate_limit: 50\nrate_burst: 10\nindicators: false\nmdns: true\nmdns_service: _lab._udp\n"
+	src := "sync_interval: 1m\nheartbeat_interval: 5s\nrate_limit: 50\nrate_burst: 10\nindicators: false\nmdns: true\nmdns_service: _lab._udp\nstranger_grace: 1m\nstranger_ban: 1h\n"
 	c := DefaultConfig()
 	if err := yaml.Unmarshal([]byte(src), &c); err != nil {
 		t.Fatal(err)
 	}
-	want := Config{SyncInterval: time.Minute, HeartbeatInterval: 5 * time.Second, RateLimit: 50, RateBurst: 10, MDNS: true, MDNSService: "_lab._udp"}
+	want := Config{SyncInterval: time.Minute, HeartbeatInterval: 5 * time.Second, RateLimit: 50, RateBurst: 10, MDNS: true, MDNSService: "_lab._udp", StrangerGrace: time.Minute, StrangerBan: time.Hour}
 	if c != want {
 		t.Fatalf("decoded %+v, want %+v", c, want)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/meshward/meshward/consensus"
 	"github.com/meshward/meshward/gossip"
 	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/internal/refusal"
 	"github.com/meshward/meshward/responders"
 	"github.com/meshward/meshward/responders/siem"
 	"github.com/meshward/meshward/store"
@@ -86,6 +87,8 @@ type Deps struct {
 
 	// inbound is gossip's Handler until a Node binds itself to it.
 	inbound *inbound
+	// gater refuses strangers' connections after a grace (gater.go).
+	gater *meshGater
 	// storeKey encrypts the store and the Raft snapshots (atrest.go).
 	storeKey store.Key
 	// cancel ends the context the subsystems run on.
@@ -146,7 +149,8 @@ func NewDeps(ctx context.Context, cfg Config, opts Options) (_ *Deps, err error)
 		}
 		d.onClose("store", d.Store.Close)
 	}
-	d.Host, err = gossip.NewHost(gossip.HostConfig{Key: libKey, ListenAddrs: cfg.Listen, ConnectionGater: opts.ConnectionGater})
+	d.gater = newMeshGater(opts.ConnectionGater, cfg.Gossip, opts.Clock, refusal.New(d.Logger.With("part", "gater")))
+	d.Host, err = gossip.NewHost(gossip.HostConfig{Key: libKey, ListenAddrs: cfg.Listen, ConnectionGater: d.gater})
 	if err != nil {
 		return nil, fmt.Errorf("start libp2p host: %w", err)
 	}
@@ -155,6 +159,8 @@ func NewDeps(ctx context.Context, cfg Config, opts Options) (_ *Deps, err error)
 		return nil, err
 	}
 	d.onClose("consensus", d.Consensus.Close)
+	d.gater.start(runCtx, d.Host, d.Consensus)
+	d.onClose("gater", d.gater.Close)
 	if d.Gossip, err = d.newGossip(runCtx); err != nil {
 		return nil, err
 	}
@@ -162,6 +168,8 @@ func NewDeps(ctx context.Context, cfg Config, opts Options) (_ *Deps, err error)
 		return nil, err
 	}
 	d.onClose("gossip", d.Gossip.Close)
+	// meshward_transport_refused_total: raft, sync, topics, connections.
+	d.Metrics.MustRegister(refusal.NewCollector(d.Consensus.TransportRefusals(), d.Gossip.TransportRefusals(), d.gater.refused))
 	if d.Detectors, err = newDetectors(cfg.Detectors, cfg.ProtectedPrefixes()); err != nil {
 		return nil, err
 	}
@@ -216,8 +224,9 @@ func (d *Deps) newGossip(ctx context.Context) (*gossip.Gossip, error) {
 	d.inbound = &inbound{version: d.Options.Version, site: cfg.Site}
 	opts := cfg.Gossip.Options()
 	opts.Handler = d.inbound
-	opts.Roster = d.Consensus // only admitted nodes speak
-	opts.Log = d.Store        // anti-entropy serves and fills gaps from the store
+	opts.Roster = d.Consensus             // only admitted nodes speak
+	opts.Log = d.Store                    // anti-entropy serves and fills gaps from the store
+	opts.SyncMaxAge = cfg.Store.Retention // nor refills what the store pruned
 	opts.Heartbeats.Key, opts.Heartbeats.Info = d.Key, d.inbound.heartbeat
 	opts.Registerer = d.Metrics
 	opts.Logger = d.Logger.With("part", "gossip")
