@@ -127,11 +127,10 @@
 // The server reaches the node through the Node interface, declared here
 // and implemented by the node. Node is the union of one small interface
 // per noun of the API — StatusService, MemberService, PolicyService,
-// SightingService, ReportService — and each handler uses only the one it
-// needs. OperatorService (operator commands, operators and join tokens)
-// is used when the node implements it; without it those routes answer
-// 503. Tokens, the audit trail and acknowledgements are kept through
-// Store (TokenStore, AuditStore, AckStore), implemented by *store.Store.
+// SightingService, ReportService, OperatorService — and each handler uses
+// only the one it needs. Tokens, the audit trail and acknowledgements are
+// kept through Store (TokenStore, AuditStore, AckStore), implemented by
+// *store.Store.
 // The handlers live in one file per noun (status, members, policies,
 // iocs, reports, sightings, detections, audit, token, operator). The
 // server must never hold node state of its own, decide policy (the node

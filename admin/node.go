@@ -40,6 +40,7 @@ type Node interface {
 	PolicyService
 	SightingService
 	ReportService
+	OperatorService
 }
 
 // StatusService is who this node is and how it and the mesh are; the

@@ -148,12 +148,7 @@ func operatorDetail(keyID string, c intel.OperatorCommand) string {
 	return d
 }
 
-var errNoOperatorService = fmt.Errorf("%w: this node does not serve operator commands", ErrUnavailable)
-
 func getOperator(s *Server, _ *call) (any, error) {
-	if s.operatorSvc == nil {
-		return nil, errNoOperatorService
-	}
 	ops := slices.Clone(s.operatorSvc.Operators())
 	slices.SortFunc(ops, func(a, b OperatorInfo) int { return strings.Compare(a.KeyID, b.KeyID) })
 	toks := slices.Clone(s.operatorSvc.JoinTokens())
@@ -162,9 +157,6 @@ func getOperator(s *Server, _ *call) (any, error) {
 }
 
 func postOperatorCommand(s *Server, c *call) (any, error) {
-	if s.operatorSvc == nil {
-		return nil, errNoOperatorService
-	}
 	var signed intel.OperatorSigned
 	if err := decode(c, &signed); err != nil {
 		return nil, err

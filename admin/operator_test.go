@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -203,30 +202,4 @@ func TestOperatorCommandRefused(t *testing.T) {
 	if n := len(e.Node.Commands()); n != 1 {
 		t.Fatalf("%d commands committed, want 1", n)
 	}
-}
-
-// A node that does not serve operator commands answers 503 rather than
-// pretending.
-func TestOperatorUnavailable(t *testing.T) {
-	type plainNode struct{ admin.Node } // no OperatorService
-	sock := filepath.Join(t.TempDir(), "admin.sock")
-	srv, err := admin.New(admin.Options{Node: plainNode{admintest.NewNode(nodeID)}, Store: admintest.OpenStore(t), SocketPath: sock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	tok, err := admin.ReadTokenFile(srv.TokenFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := admin.NewClient(sock, tok, admin.ClientOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_, err = c.Operator(context.Background())
-	wantAPIError(t, err, 503, "unavailable")
 }

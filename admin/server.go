@@ -109,7 +109,7 @@ type Server struct {
 	policySvc   PolicyService
 	sightingSvc SightingService
 	reportSvc   ReportService
-	operatorSvc OperatorService // nil when the node serves no operator commands
+	operatorSvc OperatorService
 	tokenStore  TokenStore
 	auditStore  AuditStore
 	ackStore    AckStore
@@ -239,9 +239,8 @@ func newServer(opts Options) *Server {
 	s := &Server{
 		opts: opts, log: log, now: now, metrics: newMetrics(opts.Registerer),
 		statusSvc: opts.Node, memberSvc: opts.Node, policySvc: opts.Node, sightingSvc: opts.Node, reportSvc: opts.Node,
-		tokenStore: opts.Store, auditStore: opts.Store, ackStore: opts.Store,
+		operatorSvc: opts.Node, tokenStore: opts.Store, auditStore: opts.Store, ackStore: opts.Store,
 	}
-	s.operatorSvc, _ = opts.Node.(OperatorService)
 	s.handler = s.routes().mux(s)
 	return s
 }
