@@ -38,6 +38,8 @@ func (n *Node) registerMetrics() {
 		counter("meshward_local_decisions_total", "Local (first-tier) blocks taken.", n.stats.local.Load),
 		counter("meshward_config_reloads_total", "Configuration reloads applied.", n.stats.reloads.Load),
 		counter("meshward_config_reload_failures_total", "Configuration reloads refused (the configuration in force stays).", n.stats.reloadFailures.Load),
+		counter("meshward_responders_below_floor_total", "Desired blocks the responders dropped because a safety floor refuses them (loopback, link-local, multicast, a public suffix).",
+			func() uint64 { return n.reconciler().Stats().BelowFloor }),
 		gauge("meshward_mesh_policies", "Active mesh-wide policies.", func() float64 { return float64(len(cons.Policies(n.now()))) }),
 		gauge("meshward_mesh_members", "Nodes on the roster.", func() float64 { return float64(len(cons.Roster())) }),
 		gauge("meshward_raft_leader", "1 when this node is the Raft leader.", func() float64 {
@@ -60,6 +62,7 @@ var (
 	engEvicted = prometheus.NewDesc("meshward_detector_evicted_total", "Per-source states evicted because the cap was reached, by rule.", []string{"rule"}, nil)
 	engSources = prometheus.NewDesc("meshward_detector_sources", "Sources tracked now, by rule.", []string{"rule"}, nil)
 	engCap     = prometheus.NewDesc("meshward_detector_sources_cap", "Cap on the sources each rule tracks.", nil, nil)
+	engAhead   = prometheus.NewDesc("meshward_detector_lines_ahead_total", "Lines stamped ahead of the node's clock, reported at the clock.", nil, nil)
 )
 
 // engineCollector exposes the counters of the detector engine in force.
@@ -68,7 +71,7 @@ type engineCollector struct{ d *Detectors }
 var _ prometheus.Collector = (*engineCollector)(nil)
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{engLines, engSkipped, engFired, engEvicted, engSources, engCap} {
+	for _, d := range []*prometheus.Desc{engLines, engSkipped, engFired, engEvicted, engSources, engCap, engAhead} {
 		ch <- d
 	}
 }
@@ -78,6 +81,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(engLines, prometheus.CounterValue, float64(st.Lines))
 	ch <- prometheus.MustNewConstMetric(engSkipped, prometheus.CounterValue, float64(st.Skipped))
 	ch <- prometheus.MustNewConstMetric(engCap, prometheus.GaugeValue, float64(st.Cap))
+	ch <- prometheus.MustNewConstMetric(engAhead, prometheus.CounterValue, float64(st.Ahead))
 	for _, r := range st.Rules {
 		ch <- prometheus.MustNewConstMetric(engFired, prometheus.CounterValue, float64(r.Fired), r.Rule)
 		ch <- prometheus.MustNewConstMetric(engEvicted, prometheus.CounterValue, float64(r.Evicted), r.Rule)
