@@ -49,19 +49,38 @@
 //
 // Anti-entropy (Options.Log, protocol /meshward/sync/1) runs when a peer
 // connects and with a random peer every SyncInterval (jittered), one
-// session per peer at a time. The puller sends, per origin, the spans of
-// sequence numbers it holds (high-water marks are not gap-free, so a bare
-// mark would hide holes); the server streams every envelope it holds that
-// lies in none of those spans, at most SyncMaxSession per session, each a
-// length-prefixed frame no larger than intel.MaxEnvelopeSize, under a
-// deadline. The puller repeats while sessions come back full. Received
+// session per peer at a time, served to roster members only. The puller
+// sends, per origin, the spans of sequence numbers it holds (high-water
+// marks are not gap-free, so a bare mark would hide holes); the server
+// streams every envelope it holds that lies in none of those spans, at
+// most SyncMaxSession per session, each a length-prefixed frame no larger
+// than intel.MaxEnvelopeSize, under a deadline. What a session may scan is
+// bounded too: the server reads only the gaps between the puller's spans
+// (at most syncMaxSpans+1 per origin, below its high-water mark; a summary
+// with more spans is refused) and examines at most SyncMaxSession plus
+// syncScanSlack stored envelopes, so that a crafted summary cannot make it
+// walk its store. The puller repeats while sessions come back full. Received
 // envelopes pass the same pipeline, counted under the label
 // /meshward/sync/1, without the GossipSub-only stages and with another
 // freshness mode: old envelopes are the point, though ones from the
-// future are refused. An envelope already held is counted as a
+// future are refused, and so are ones older than SyncMaxAge (the node's
+// store retention: what it pruned is not refilled). An envelope already held is counted as a
 // replay and not handed on, so the Handler sees each at most once per
 // process; it must still treat a known envelope as success. The spans are
 // read from the Log once and then kept from what the Handler accepts.
+//
+// Transport boundary (boundary.go; DESIGN rule 3). With a Roster, a
+// stranger (a peer not on it) is refused at every door, and every refusal
+// is counted in TransportRefusals, exported by the node as
+// meshward_transport_refused_total{protocol,reason}: its anti-entropy
+// streams are reset (not_member); on GossipSub its subscriptions are
+// recorded but counted (not_member) and never served: the peer filter
+// keeps it out of meshes and refuses its GRAFT, IHAVE and IWANT, and its
+// application score, StrangerScore, lies below PublishThreshold whatever
+// it earns (topic scores are capped) and above GraylistThreshold, so that
+// none of our publishes reach it while what it sends is still validated
+// and counted. A member's score is an ordinary one: once admitted, a
+// joining node takes part at the next heartbeat.
 //
 // Configuration: Config is the node's "gossip" YAML section, with
 // DefaultConfig and Validate (field paths relative to the section);
