@@ -75,7 +75,7 @@ func newPolicyChangeCmd(f *clientFlags, deps cliDeps, action intel.Action) *cobr
 				}
 				return run(cmd, f, func(c *admin.Client) (admin.PolicyView, error) { return c.LocalBlock(cmd.Context(), req) }, printPolicy)
 			}
-			return signedCmd(f, s, func(*cobra.Command, []string) (intel.OperatorCommand, error) {
+			err := signedCmd(f, s, func(*cobra.Command, []string) (intel.OperatorCommand, error) {
 				ind, err := parseIndicatorArg(args[0], typ)
 				if err != nil {
 					return intel.OperatorCommand{}, err
@@ -86,6 +86,10 @@ func newPolicyChangeCmd(f *clientFlags, deps cliDeps, action intel.Action) *cobr
 				}
 				return intel.OperatorCommand{Op: intel.OperatorOp(action), Indicator: &ind, TTLSeconds: secs, Reason: reason, Wide: wide}, nil
 			}, nil)(cmd, args)
+			if err != nil && !wide && strings.Contains(err.Error(), "too_broad") {
+				return fmt.Errorf("%w; to pass the floor, add --wide (an admin operator's key is needed)", err)
+			}
+			return err
 		},
 	}
 	if action == intel.ActionBlock {
