@@ -193,7 +193,7 @@ func TestOperatorCommandRefused(t *testing.T) {
 	wantAPIError(t, err, 403, "forbidden")
 
 	// The mesh's rules refuse it: 409 naming the reason.
-	e.Node.SubmitErr = errors.Join(admin.ErrRefused, errors.New("block of 10.0.0.1 overlaps protected 10.0.0.0/8"))
+	e.Node.FailSubmits(errors.Join(admin.ErrRefused, errors.New("block of 10.0.0.1 overlaps protected 10.0.0.0/8")))
 	_, err = e.admin_.SubmitOperator(ctx, e.sign(t, e.alice, block("10.0.0.1")))
 	wantAPIError(t, err, 409, "conflict")
 	if !strings.Contains(err.Error(), "protected 10.0.0.0/8") {

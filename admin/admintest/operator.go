@@ -58,6 +58,14 @@ func (n *Node) AddOperator(pub ed25519.PublicKey, role intel.OperatorRole, name 
 	return oi
 }
 
+// FailSubmits makes SubmitOperator return err (nil: succeed again) once a
+// command is verified, before it changes anything.
+func (n *Node) FailSubmits(err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.SubmitErr = err
+}
+
 // Commands returns the operator commands committed so far, oldest first.
 func (n *Node) Commands() []intel.OperatorCommand {
 	n.mu.Lock()

@@ -145,12 +145,12 @@ func TestCLIOperatorRoles(t *testing.T) {
 		t.Fatalf("operator add --role root: %v", err)
 	}
 	// A block refused by the breadth floor says how to pass it.
-	env.Node.SubmitErr = fmt.Errorf("%w: cidr 198.0.0.0/8: a /8 is wider than the /16 floor (too_broad)", admin.ErrRefused)
+	env.Node.FailSubmits(fmt.Errorf("%w: cidr 198.0.0.0/8: a /8 is wider than the /16 floor (too_broad)", admin.ErrRefused))
 	_, _, err = runCLIWith(t, env, deps, "policy", "block", "198.0.0.0/8")
 	if err == nil || !strings.Contains(err.Error(), "409") || !strings.Contains(err.Error(), "--wide") {
 		t.Fatalf("too broad: %v, want 409 and the --wide hint", err)
 	}
-	env.Node.SubmitErr = nil
+	env.Node.FailSubmits(nil)
 	// Local decisions need no operator key.
 	t.Setenv(envOperatorKey, filepath.Join(t.TempDir(), "none.key"))
 	if _, _, err := runCLIWith(t, env, deps, "policy", "block", "203.0.113.62", "--local", "--token-file", responder); err != nil {
