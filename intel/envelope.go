@@ -129,6 +129,19 @@ func SealJSON(key ed25519.PrivateKey, kind Kind, seq uint64, ts time.Time, v any
 // (ErrMalformed) and a bad signature (ErrBadSignature). The returned
 // envelope's Raw and Payload alias b.
 func Open(b []byte) (*Envelope, error) {
+	e, err := parse(b)
+	if err != nil {
+		return nil, err
+	}
+	if !e.verify() {
+		return nil, ErrBadSignature
+	}
+	return e, nil
+}
+
+// parse makes every check of Open but the signature's, in Open's order,
+// and returns the envelope whose signature is still to be verified.
+func parse(b []byte) (*Envelope, error) {
 	if len(b) > MaxEnvelopeSize {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrOversized, len(b), MaxEnvelopeSize)
 	}
@@ -150,20 +163,22 @@ func Open(b []byte) (*Envelope, error) {
 	if seq == 0 {
 		return nil, fmt.Errorf("%w: sequence number 0", ErrMalformed)
 	}
-	body := b[:headerSize+int(n)]
-	origin := ed25519.PublicKey(b[2:34])
-	if !ed25519.Verify(origin, signedBytes(body), b[headerSize+int(n):]) {
-		return nil, ErrBadSignature
-	}
 	return &Envelope{
 		Version: b[0],
 		Kind:    kind,
-		Origin:  origin,
+		Origin:  ed25519.PublicKey(b[2:34]),
 		Seq:     seq,
 		Time:    time.Unix(0, int64(binary.BigEndian.Uint64(b[42:50]))).UTC(),
 		Payload: b[headerSize : headerSize+int(n)],
 		Raw:     b,
 	}, nil
+}
+
+// verify checks the signature of an envelope from parse over
+// SigningDomain and the bytes before it.
+func (e *Envelope) verify() bool {
+	n := len(e.Raw) - sigSize
+	return ed25519.Verify(e.Origin, signedBytes(e.Raw[:n]), e.Raw[n:])
 }
 
 func signedBytes(body []byte) []byte {
