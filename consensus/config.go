@@ -85,6 +85,13 @@ type Config struct {
 	// Logger receives this package's logs and raft's (raft's at warn and
 	// above unless the logger is enabled for debug). Nil discards.
 	Logger *slog.Logger `yaml:"-"`
+	// VerifyCache remembers the envelopes whose signatures this node has
+	// verified, by the SHA-256 of their exact bytes: the FSM opens the
+	// proofs of automatic blocks through it, so a proof verified on
+	// gossip receipt or by the leader's early check costs a hash in
+	// Apply. The node shares one with its gossip pipeline. Nil: New makes
+	// one of intel.DefaultVerifyCacheSize for this participant alone.
+	VerifyCache *intel.VerifyCache `yaml:"-"`
 }
 
 // Defaults for Config fields left zero.

@@ -109,6 +109,9 @@ func New(ctx context.Context, h host.Host, logs raft.LogStore, stable raft.Stabl
 	c.group, c.cancel = routine.New(gctx), cancel
 	c.fsm = newFSM(c.notify)
 	c.fsm.log = cfg.Logger.With("part", "fsm")
+	if c.fsm.verify = cfg.VerifyCache; c.fsm.verify == nil {
+		c.fsm.verify = intel.NewVerifyCache(intel.DefaultVerifyCacheSize)
+	}
 
 	c.gate = newRaftGate(refusal.New(cfg.Logger))
 	c.layer = newStreamLayer(c.group.Context(), h, c.gate, cfg.Logger)

@@ -63,6 +63,10 @@ type fsm struct {
 
 	refused refusals
 	log     *slog.Logger
+	// verify opens proofs, skipping the signature check for bytes it
+	// has verified before (a pure function of the bytes: Apply's result
+	// is the same either way). Nil verifies every time.
+	verify *intel.VerifyCache
 
 	onChange func() // called after every apply and restore, outside the lock
 }
@@ -159,6 +163,13 @@ func (f *fsm) check(data []byte) (time.Time, func(), *RefusalError) {
 	if err != nil {
 		return time.Time{}, nil, refuse(t, "malformed", ErrInvalidCommand, "%v", err)
 	}
+	return f.checkDecoded(&c)
+}
+
+// checkDecoded is check after the size check and the decoding: c must be
+// DecodeCommand's result for the entry. Caller holds the lock.
+func (f *fsm) checkDecoded(c *Command) (time.Time, func(), *RefusalError) {
+	t := c.Type
 	if rerr := c.validate(); rerr != nil {
 		return time.Time{}, nil, rerr
 	}
@@ -169,22 +180,30 @@ func (f *fsm) check(data []byte) (time.Time, func(), *RefusalError) {
 	if c.At.After(now) {
 		now = c.At
 	}
-	change, rerr := handlers[t](f, &c, now)
+	change, rerr := handlers[t](f, c, now)
 	return now, change, rerr
 }
 
 // precheck runs Apply's checks on an encoded command against the current
 // state without changing it, so that the proposing path refuses early
-// with the reasons Apply would give. The refusal is counted.
-func (f *fsm) precheck(data []byte) error {
+// with the reasons Apply would give. The refusal is counted. c, when not
+// nil, is DecodeCommand(data), already decoded by the caller; the proofs
+// it opens fill the verify cache, so that Apply on this node only hashes
+// them.
+func (f *fsm) precheck(data []byte, c *Command) error {
 	if len(data) == 0 {
 		return refuse(0, "malformed", ErrInvalidCommand, "empty entry")
 	}
 	if handlers[CommandType(data[0])] == nil {
 		return nil // an ignorable type: Apply skips it
 	}
+	var rerr *RefusalError
 	f.mu.RLock()
-	_, _, rerr := f.check(data)
+	if c == nil || len(data) > maxCommandSize {
+		_, _, rerr = f.check(data)
+	} else {
+		_, _, rerr = f.checkDecoded(c)
+	}
 	f.mu.RUnlock()
 	if rerr != nil {
 		f.count(rerr, 0)

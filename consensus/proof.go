@@ -28,7 +28,7 @@ func (f *fsm) verifyProofs(ind intel.Indicator, proofs [][]byte, now time.Time) 
 	signers := make(map[string]bool, len(proofs))
 	evidence := make([]intel.Evidence, 0, len(proofs))
 	for i, raw := range proofs {
-		env, err := intel.Open(raw)
+		env, err := f.verify.Open(raw)
 		if err != nil {
 			if errors.Is(err, intel.ErrBadSignature) {
 				return nil, refuse(t, "bad_signature", ErrRefused, "proof %d: %v", i, err)

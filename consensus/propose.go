@@ -135,8 +135,9 @@ func (c *Consensus) applyLocal(ctx context.Context, data []byte) error {
 		return rerr
 	}
 	// Refuse early what Apply would refuse, with the same reason, so that
-	// a refused command costs no log entry.
-	if err := c.fsm.precheck(data); err != nil {
+	// a refused command costs no log entry. The check shares the decoding
+	// above, and the proofs it verifies are only hashed by Apply here.
+	if err := c.fsm.precheck(data, &cmd); err != nil {
 		return err
 	}
 	enqueue := attemptTimeout

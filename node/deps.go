@@ -84,6 +84,10 @@ type Deps struct {
 	Events     *siem.Output
 	// Metrics is the registry every part registers on.
 	Metrics *prometheus.Registry
+	// Verify remembers the envelopes whose signatures this node has
+	// verified; consensus opens the proofs of automatic blocks through
+	// it, so that one verified before costs a hash.
+	Verify *intel.VerifyCache
 
 	// inbound is gossip's Handler until a Node binds itself to it.
 	inbound *inbound
@@ -155,6 +159,7 @@ func NewDeps(ctx context.Context, cfg Config, opts Options) (_ *Deps, err error)
 		return nil, fmt.Errorf("start libp2p host: %w", err)
 	}
 	d.onClose("host", d.Host.Close)
+	d.Verify = intel.NewVerifyCache(intel.DefaultVerifyCacheSize)
 	if d.Consensus, err = d.newConsensus(runCtx); err != nil {
 		return nil, err
 	}
@@ -204,6 +209,7 @@ func (d *Deps) newConsensus(ctx context.Context) (*consensus.Consensus, error) {
 	ccfg := cfg.Consensus
 	ccfg.LocalID, ccfg.Site = d.ID, cfg.Site
 	ccfg.Logger = d.Logger.With("part", "consensus")
+	ccfg.VerifyCache = d.Verify
 	// A mesh founded here starts with this node's corroboration rule.
 	ccfg.BootstrapRules = &consensus.Rules{MinNodes: cfg.Corroboration.MinNodes, Window: cfg.Corroboration.Window,
 		BlockTTL: cfg.Corroboration.BlockTTL, Floors: intel.DefaultFloors()}
