@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -259,5 +260,30 @@ func TestStrangerScoreBand(t *testing.T) {
 	}
 	if StrangerScore <= th.GraylistThreshold {
 		t.Errorf("StrangerScore %v is not above the graylist threshold %v", float64(StrangerScore), th.GraylistThreshold)
+	}
+}
+
+// TestGaps: the ranges a server scans for a summary are exactly what the
+// puller lacks below the high-water mark, at most one more than its spans.
+func TestGaps(t *testing.T) {
+	const inf = ^uint64(0)
+	for _, c := range []struct {
+		have []span
+		hw   uint64
+		want []span
+	}{
+		{nil, 0, nil},
+		{nil, 5, []span{{1, 5}}},
+		{[]span{{1, 5}}, 5, nil},
+		{[]span{{2, inf}}, 9, []span{{1, 1}}},
+		{[]span{{1, 2}, {4, 4}, {7, 8}}, 10, []span{{3, 3}, {5, 6}, {9, 10}}},
+		{[]span{{3, 4}}, 2, []span{{1, 2}}},
+		{[]span{{1, 1}, {20, 30}}, 10, []span{{2, 10}}},
+		{[]span{{5, 6}, {1, 2}, {2, 3}}, 8, []span{{4, 4}, {7, 8}}}, // unsorted, overlapping
+	} {
+		got := gaps(normalize(c.have), c.hw)
+		if !slices.Equal(got, c.want) {
+			t.Errorf("gaps(%v, %d) = %v, want %v", c.have, c.hw, got, c.want)
+		}
 	}
 }
