@@ -3,6 +3,7 @@ package consensus
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"reflect"
@@ -17,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peerstore"
 
 	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/internal/refusal"
 )
 
 // Attacks on the raft transport by a stranger: a libp2p peer that was
@@ -203,5 +205,63 @@ func TestRaftGateJoining(t *testing.T) {
 		if r := g.admit(p); r != want {
 			t.Errorf("configured: admit(%s) = %q, want %q", shortID(p.String()), r, want)
 		}
+	}
+}
+
+// TestRaftStreamsResetWhenPeerLeavesConfiguration: a peer's open raft
+// stream is reset, and counted, once the peer is no longer a server of the
+// configuration.
+func TestRaftStreamsResetWhenPeerLeavesConfiguration(t *testing.T) {
+	a, b := newTestHost(t, newKey(t), nil), newTestHost(t, newKey(t), nil)
+	server := func(ids ...peer.ID) raft.Configuration {
+		var conf raft.Configuration
+		for _, id := range ids {
+			conf.Servers = append(conf.Servers, raft.Server{ID: raft.ServerID(id.String()), Address: raft.ServerAddress(id.String())})
+		}
+		return conf
+	}
+	g := newRaftGate(refusal.New(nil))
+	g.set(server(a.ID(), b.ID()))
+	l := newStreamLayer(context.Background(), a, g, testLogger(t))
+	defer l.closeAndWait()
+	accepted := make(chan net.Conn, 1)
+	go func() { // as raft's listener: accept until the layer closes
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	b.Peerstore().AddAddrs(a.ID(), a.Addrs(), peerstore.PermanentAddrTTL)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := b.NewStream(ctx, a.ID(), RaftProtocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Reset()
+	if _, err := s.Write([]byte{0}); err != nil {
+		t.Fatal(err)
+	}
+	var conn net.Conn
+	select {
+	case conn = <-accepted:
+	case <-ctx.Done():
+		t.Fatal("a server's raft stream was not accepted")
+	}
+	defer conn.Close()
+
+	set := g.set(server(a.ID()))
+	l.resetInbound(func(p peer.ID) bool { return g.allowed(set, p) })
+	l.resetInbound(func(p peer.ID) bool { return g.allowed(set, p) }) // counted once
+	if n := g.refused.Count(string(RaftProtocol), RefusedLeftConfiguration); n != 1 {
+		t.Fatalf("left_configuration counted %d times, want 1", n)
+	}
+	_ = s.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var ne net.Error
+	if _, err := s.Read(make([]byte, 1)); err == nil || errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("the stream of a peer that left the configuration is still open (read: %v)", err)
 	}
 }
