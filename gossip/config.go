@@ -40,7 +40,7 @@ type Config struct {
 // Defaults of the connection gater's timing.
 const (
 	DefaultStrangerGrace = 30 * time.Second
-	DefaultStrangerBan   = 10 * time.Minute
+	DefaultStrangerBan   = 2 * time.Minute
 )
 
 // DefaultConfig returns the section's defaults.
