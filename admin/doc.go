@@ -10,7 +10,7 @@
 //
 //   - viewer reads everything (status, members, peers, policies,
 //     indicators, indicator reports, sightings, detections, the audit
-//     trail);
+//     trail, the mesh's operator keys and join tokens);
 //   - responder also adds and removes local decisions (node-local,
 //     time-bounded blocks), acknowledges detections, publishes indicator
 //     reports and submits the operator commands a responder operator may
