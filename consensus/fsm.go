@@ -142,10 +142,14 @@ func (f *fsm) Apply(l *raft.Log) any {
 		}
 		f.prune(f.clock)
 		change()
+	} else {
+		// Counted before the index is visible to readers, so that whoever
+		// waits for this index sees the refusal counted.
+		f.refused.add(rerr.Command.String(), rerr.Reason)
 	}
 	f.mu.Unlock()
 	if rerr != nil {
-		f.count(rerr, l.Index)
+		f.log.Debug("command refused", "command", rerr.Command.String(), "reason", rerr.Reason, "index", l.Index, "err", rerr.Err)
 		return rerr
 	}
 	f.onChange()
