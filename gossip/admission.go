@@ -115,6 +115,7 @@ var verdicts = map[string]pubsub.ValidationResult{
 	ReasonUnexpectedKind: pubsub.ValidationReject,
 	ReasonReplay:         pubsub.ValidationIgnore,
 	ReasonHandlerError:   pubsub.ValidationIgnore,
+	ReasonFromFuture:     pubsub.ValidationReject,
 }
 
 // admit runs the pipeline on raw for spec. src is the neighbour that
@@ -138,7 +139,9 @@ func (g *Gossip) check(ctx context.Context, spec *topicSpec, raw []byte, src, au
 	if spec.gossiped && src != g.h.ID() && g.limiter != nil && !g.limiter.allow(src, now) {
 		return ReasonRateLimited, nil
 	}
-	env, err := intel.Open(raw)
+	// Through the node's verify cache: an envelope verified here costs
+	// nothing when the FSM checks it again as a proof.
+	env, err := g.opts.Verify.Open(raw)
 	if err != nil {
 		return openReason(err), err
 	}
@@ -232,7 +235,7 @@ func (g *Gossip) handOn(held bool) func(context.Context, *admission) (string, er
 func checkPayload(env *intel.Envelope) (any, error) {
 	switch env.Kind {
 	case intel.KindSighting:
-		return intel.DecodeSighting(env)
+		return intel.DecodeSightingAt(env, intel.SightingSkew)
 	case intel.KindIndicator:
 		if len(env.Payload) > MaxIndicatorPayload {
 			return nil, fmt.Errorf("%w: indicator report of %d bytes, limit %d", intel.ErrOversized, len(env.Payload), MaxIndicatorPayload)
@@ -277,6 +280,8 @@ func openReason(err error) string {
 		return ReasonUnknownVersion
 	case errors.Is(err, intel.ErrBadSignature):
 		return ReasonBadSignature
+	case errors.Is(err, intel.ErrSightingFromFuture):
+		return ReasonFromFuture
 	default:
 		return ReasonMalformed
 	}

@@ -33,6 +33,10 @@ type admissionTopic struct {
 	// check (malformed); bigPayload one over its bound (oversized), nil
 	// where the kind has no bound of its own.
 	badPayload, bigPayload func(key ed25519.PrivateKey, seq uint64, ts time.Time) []byte
+	// future seals a sighting that claims to have been seen well after
+	// its envelope was signed (from_future); nil where sightings are not
+	// admitted.
+	future func(key ed25519.PrivateKey, seq uint64, ts time.Time) []byte
 }
 
 // admissionRow is one message of TestAdmission and what must become of it.
@@ -98,20 +102,27 @@ func TestAdmission(t *testing.T) {
 	badReport.Confidence = 101
 	bigReport := testReport("c2.example.net")
 	bigReport.Description = strings.Repeat("d", MaxIndicatorPayload)
+	// Seen ten minutes after the envelope carrying it is signed.
+	futureSighting := func(k ed25519.PrivateKey, seq uint64, ts time.Time) []byte {
+		s := testSighting("203.0.113.8")
+		s.FirstSeen, s.LastSeen = ts.Add(9*time.Minute), ts.Add(10*time.Minute)
+		return sealed(intel.KindSighting, s)(k, seq, ts)
+	}
 	sighting := sealed(intel.KindSighting, testSighting("203.0.113.7"))
 	report := sealed(intel.KindIndicator, testReport("c2.example.net"))
 	heartbeat := sealed(intel.KindHeartbeat, Heartbeat{Version: "test", Site: "lab"})
 
 	topics := []admissionTopic{
 		{label: DefaultTopic, gossiped: true, handler: true, valid: sighting, wrongKind: heartbeat,
-			badPayload: sealed(intel.KindSighting, badSighting)},
+			badPayload: sealed(intel.KindSighting, badSighting), future: futureSighting},
 		{label: DefaultIndicatorTopic, gossiped: true, handler: true, valid: report, wrongKind: sighting,
 			badPayload: sealed(intel.KindIndicator, badReport), bigPayload: sealed(intel.KindIndicator, bigReport)},
 		{label: DefaultHeartbeatTopic, gossiped: true, valid: heartbeat, wrongKind: sighting,
 			badPayload: sealed(intel.KindHeartbeat, []byte("not json")),
 			bigPayload: sealed(intel.KindHeartbeat, Heartbeat{Site: strings.Repeat("s", MaxHeartbeatPayload)})},
 		{label: string(SyncProtocol), handler: true, valid: report, wrongKind: heartbeat,
-			badPayload: sealed(intel.KindSighting, badSighting), bigPayload: sealed(intel.KindIndicator, bigReport)},
+			badPayload: sealed(intel.KindSighting, badSighting), bigPayload: sealed(intel.KindIndicator, bigReport),
+			future: futureSighting},
 	}
 	specs := map[string]*topicSpec{
 		DefaultTopic: g.sightings, DefaultIndicatorTopic: g.ind.spec,
@@ -149,6 +160,9 @@ func TestAdmission(t *testing.T) {
 		}
 		if tp.bigPayload != nil {
 			rows = append(rows, admissionRow{name: "payload over its bound", author: self, data: tp.bigPayload(key, next(), now), want: pubsub.ValidationReject, reason: ReasonOversized})
+		}
+		if tp.future != nil {
+			rows = append(rows, admissionRow{name: "sighting seen after its envelope was signed", author: self, data: tp.future(key, next(), now), want: pubsub.ValidationReject, reason: ReasonFromFuture})
 		}
 		if tp.gossiped {
 			spent := peer.ID("spent-" + tp.label)

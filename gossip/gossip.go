@@ -74,6 +74,10 @@ type Options struct {
 	// (Rejected still reports them).
 	Registerer prometheus.Registerer
 	// Logger gets rejections at debug level; nil discards.
+	// Verify opens envelopes, remembering which bytes it has verified;
+	// the node shares one with consensus, whose proofs are the sightings
+	// gossip already verified. Nil verifies every envelope.
+	Verify *intel.VerifyCache
 	Logger *slog.Logger
 	// Topic is the GossipSub topic; "" means DefaultTopic.
 	Topic string

@@ -77,9 +77,13 @@ func testSighting(value string) intel.Sighting {
 	}
 }
 
+// seal signs a sighting sent at ts and seen just before it, as a node
+// would have.
 func seal(t testing.TB, key ed25519.PrivateKey, seq uint64, ts time.Time) []byte {
 	t.Helper()
-	b, err := intel.SealJSON(key, intel.KindSighting, seq, ts, testSighting("203.0.113.7"))
+	s := testSighting("203.0.113.7")
+	s.FirstSeen, s.LastSeen = ts.Add(-10*time.Second).UTC(), ts.UTC()
+	b, err := intel.SealJSON(key, intel.KindSighting, seq, ts, s)
 	if err != nil {
 		t.Fatal(err)
 	}

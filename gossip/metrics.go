@@ -28,6 +28,9 @@ const (
 	ReasonHandlerError   = "handler_error"
 	ReasonShuttingDown   = "shutting_down"
 	ReasonRateLimited    = "rate_limited"
+	// ReasonFromFuture: a sighting claims to have been seen after the
+	// envelope carrying it was signed (beyond intel.SightingSkew).
+	ReasonFromFuture = "from_future"
 	// Decided by GossipSub before or around our validator.
 	ReasonPubsubSignature = "pubsub_signature" // missing or invalid message signature
 	ReasonQueueFull       = "queue_full"       // validation queue full
@@ -42,7 +45,7 @@ var allReasons = []string{
 	ReasonAuthorMismatch, ReasonNotMember, ReasonStale, ReasonUnexpectedKind,
 	ReasonReplay, ReasonHandlerError, ReasonShuttingDown, ReasonRateLimited,
 	ReasonPubsubSignature, ReasonQueueFull, ReasonThrottled, ReasonBlacklisted,
-	ReasonSelfOrigin, ReasonUndeliverable,
+	ReasonSelfOrigin, ReasonUndeliverable, ReasonFromFuture,
 }
 
 type metrics struct {

@@ -236,6 +236,7 @@ func (d *Deps) newGossip(ctx context.Context) (*gossip.Gossip, error) {
 	opts.Heartbeats.Key, opts.Heartbeats.Info = d.Key, d.inbound.heartbeat
 	opts.Registerer = d.Metrics
 	opts.Logger = d.Logger.With("part", "gossip")
+	opts.Verify = d.Verify // envelopes verified on receipt cost nothing as proofs
 	g, err := gossip.New(ctx, d.Host, opts)
 	if err != nil {
 		return nil, fmt.Errorf("start gossip: %w", err)
