@@ -16,9 +16,12 @@ import (
 
 // fsmState is the FSM's state as bytes, without the raft index (a refused
 // entry still advances it); the clock is kept: a refusal must not move it.
-func fsmState(tb testing.TB, c *Consensus) []byte {
+func fsmState(tb testing.TB, c *Consensus) []byte { return fsmBytes(tb, c.fsm) }
+
+// fsmBytes is fsmState of an FSM.
+func fsmBytes(tb testing.TB, f *fsm) []byte {
 	tb.Helper()
-	s, err := c.fsm.Snapshot()
+	s, err := f.Snapshot()
 	if err != nil {
 		tb.Fatal(err)
 	}

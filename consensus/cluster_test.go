@@ -22,8 +22,6 @@ import (
 	"github.com/meshward/meshward/intel"
 )
 
-const testToken = "s3cret-join-token"
-
 // tbWriter sends log lines to t.Log until the test is over.
 type tbWriter struct {
 	tb   testing.TB
@@ -196,12 +194,16 @@ func newCluster(tb testing.TB, n int) []*testNode {
 func newClusterWith(tb testing.TB, n int, opt func(*Config)) []*testNode {
 	tb.Helper()
 	log := testLogger(tb)
-	nodes := []*testNode{newTestNodeWith(tb, log, true, testToken, opt)}
+	nodes := []*testNode{newTestNodeWith(tb, log, true, "", opt)}
 	waitFor(tb, 10*time.Second, "the founder to lead and admit itself", func() bool {
 		return nodes[0].c.IsLeader() && nodes[0].c.IsMember(nodes[0].id())
 	})
+	secret := ""
+	if n > 1 {
+		secret = nodes[0].joinSecret(tb, n-1)
+	}
 	for i := 1; i < n; i++ {
-		nd := newTestNodeWith(tb, log, false, testToken, opt)
+		nd := newTestNodeWith(tb, log, false, secret, opt)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		err := nd.c.Join(ctx, nodes[i-1].info())
 		cancel()
@@ -321,13 +323,17 @@ func TestClusterJoinProposeAndRefuse(t *testing.T) {
 		}
 	}
 
-	// A joiner with the wrong token is refused with ErrBadToken, through a
-	// follower, promptly.
-	intruder := newTestNode(t, testLogger(t), false, "wrong-token")
+	// A joiner with a token the mesh never issued is refused with
+	// ErrBadToken, through a follower, promptly.
+	unknown, _, err := intel.NewJoinToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	intruder := newTestNode(t, testLogger(t), false, unknown)
 	jctx, jcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer jcancel()
 	err = intruder.c.Join(jctx, f.info())
-	if !errors.Is(err, ErrBadToken) {
+	if !errors.Is(err, ErrBadToken) || RefusalReason(err) != "unknown_token" {
 		t.Fatalf("join with a wrong token: err %v, want ErrBadToken", err)
 	}
 	if jctx.Err() != nil {
@@ -406,7 +412,7 @@ func TestLeaderFailover(t *testing.T) {
 func TestProposeHonoursContext(t *testing.T) {
 	// A lone node that never joined has no leader: Propose retries until
 	// the context ends and says so.
-	n := newTestNode(t, testLogger(t), false, testToken)
+	n := newTestNode(t, testLogger(t), false, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	cmd := proveBlock(t, "192.0.2.1", n)
@@ -427,7 +433,7 @@ func TestJoinerCatchesUpFromSnapshot(t *testing.T) {
 	// catch up through InstallSnapshot over the libp2p transport and Restore.
 	log := testLogger(t)
 	small := func(c *Config) { c.SnapshotThreshold, c.TrailingLogs = 4, 1 }
-	founder := newTestNodeWith(t, log, true, testToken, small)
+	founder := newTestNodeWith(t, log, true, "", small)
 	waitFor(t, 10*time.Second, "the founder to lead and admit itself", func() bool {
 		return founder.c.IsLeader() && founder.c.IsMember(founder.id())
 	})
@@ -447,7 +453,7 @@ func TestJoinerCatchesUpFromSnapshot(t *testing.T) {
 	if err := founder.c.raft.Snapshot().Error(); err != nil {
 		t.Fatalf("snapshot: %v", err)
 	}
-	joiner := newTestNodeWith(t, log, false, testToken, small)
+	joiner := newTestNodeWith(t, log, false, founder.joinSecret(t, 1), small)
 	if err := joiner.c.Join(ctx, founder.info()); err != nil {
 		t.Fatalf("join: %v", err)
 	}

@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,7 +24,7 @@ const (
 	CmdRevokePolicy CommandType = 2 // refused: an operator command now
 	CmdProtect      CommandType = 3 // refused: an operator command now
 	CmdUnprotect    CommandType = 4 // refused: an operator command now
-	CmdAdmit        CommandType = 5 // Member: the leader's roster entry (voter flag; legacy admission)
+	CmdAdmit        CommandType = 5 // Member + Join: a joiner's admission, proven by its join token; or a member's voter flag
 	CmdRemoveMember CommandType = 6 // refused: an operator command now
 	CmdInit         CommandType = 7 // Init: found the mesh (the first command, once)
 	CmdOperator     CommandType = 8 // Operator: an operator-signed command
@@ -71,6 +72,17 @@ type Command struct {
 	Init     *Init                 `json:"init,omitempty"`
 	Operator *intel.OperatorSigned `json:"operator,omitempty"`
 	Leave    *LeaveRequest         `json:"leave,omitempty"`
+	// Join is the proof that admits a new member (CmdAdmit).
+	Join *JoinProof `json:"join,omitempty"`
+}
+
+// JoinProof is a joiner's proof that it holds the secret of one of the
+// mesh's join tokens: the token's public key and intel.SignJoin over the
+// mesh's ID and the joiner's node ID. It admits that node into that mesh
+// only.
+type JoinProof struct {
+	TokenKey []byte `json:"token_key"`
+	Sig      []byte `json:"sig"`
 }
 
 // Member is one admitted node in the roster.
@@ -83,6 +95,16 @@ type Member struct {
 	// joined; every node adds them to its peerstore so that any voter can
 	// reach any other after the leader that admitted them is gone.
 	Addrs []string `json:"addrs,omitempty"`
+	// Observed are the host prefixes ("203.0.113.7/32") the node was seen
+	// connecting from when it joined, recorded by the member that served
+	// its join (the founding node's: its own interface addresses). They,
+	// not Addrs, are the member's protected addresses.
+	Observed []string `json:"observed,omitempty"`
+	// Token is the ID of the join token that admitted the node and
+	// AdmittedBy the key ID of the operator who created that token
+	// ("bootstrap" for the founding node). Apply sets both.
+	Token      string `json:"token,omitempty"`
+	AdmittedBy string `json:"admitted_by,omitempty"`
 }
 
 // Limits on what a command may carry.
@@ -90,7 +112,10 @@ const (
 	maxCommandSize = 256 << 10
 	maxEvidence    = 32
 	maxMemberAddrs = 16
-	maxIDLen       = 128
+	// maxObserved bounds the addresses a member is recorded (and
+	// protected) as connecting from.
+	maxObserved = 4
+	maxIDLen    = 128
 )
 
 // Encode returns the log entry for c: its type byte followed by JSON.
@@ -162,6 +187,12 @@ func (c *Command) validate() *RefusalError {
 		if len(c.Member.Site) > maxSiteLen {
 			return bad("site is %d bytes, limit %d", len(c.Member.Site), maxSiteLen)
 		}
+		if len(c.Member.Observed) > maxObserved {
+			return bad("member %s was observed at %d addresses, limit %d", c.Member.ID, len(c.Member.Observed), maxObserved)
+		}
+		if j := c.Join; j != nil && (len(j.TokenKey) != ed25519.PublicKeySize || len(j.Sig) != ed25519.SignatureSize) {
+			return bad("join proof of %s: want an ed25519 token key and signature", c.Member.ID)
+		}
 	case CmdInit:
 		if c.Init == nil {
 			return bad("init without its content")
@@ -194,10 +225,12 @@ var (
 	ErrAllowed = errors.New("indicator is under an active allow policy")
 	// ErrNotMember: the requester is not in the roster or the configuration.
 	ErrNotMember = errors.New("not a member of the mesh")
-	// ErrBadToken: the join token did not match.
+	// ErrBadToken: the join token is unknown, used up or expired, or the
+	// proof made with it does not verify.
 	ErrBadToken = errors.New("join token refused")
-	// ErrJoinDisabled: the leader has no join token configured.
-	ErrJoinDisabled = errors.New("joining is disabled on the leader")
+	// ErrRateLimited: the member refused a join attempt because this peer
+	// tried too often (retried by Join).
+	ErrRateLimited = errors.New("too many join attempts")
 	// ErrInvalidCommand: the command is malformed.
 	ErrInvalidCommand = errors.New("invalid command")
 	// ErrNoLeader: no leader is known right now (retried by Propose and Join).
@@ -210,7 +243,7 @@ var (
 
 // final reports whether err is an answer rather than a reason to retry.
 func final(err error) bool {
-	for _, e := range []error{ErrRefused, ErrProtected, ErrAllowed, ErrNotMember, ErrBadToken, ErrJoinDisabled, ErrInvalidCommand, ErrClosed, ErrLastVoter} {
+	for _, e := range []error{ErrRefused, ErrProtected, ErrAllowed, ErrNotMember, ErrBadToken, ErrInvalidCommand, ErrClosed, ErrLastVoter} {
 		if errors.Is(err, e) {
 			return true
 		}

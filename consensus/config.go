@@ -27,10 +27,12 @@ type Config struct {
 	// admission when the node is not yet in the mesh. New does not read
 	// it: the node calls Join with each until one admits it.
 	Join []string `yaml:"join"`
-	// JoinToken is the shared secret joiners must present (compared in
-	// constant time) and the one this node presents when it joins. Empty
-	// disables admitting joiners through this node when it leads; required
-	// to join.
+	// JoinToken is the secret of an operator-issued join token (`meshward
+	// token create --join`) with which this node proves its right to join:
+	// it signs its node ID and the mesh's ID with a key derived from it,
+	// and the mesh checks the proof against the token's public half.
+	// Required to join; at least intel.MinJoinTokenSecret bytes. Members
+	// need no token to admit others.
 	JoinToken string `yaml:"join_token"`
 	// MaxVoters bounds the voter set; the rest are non-voters. Joiners are
 	// admitted as non-voters; the leader promotes healthy non-voters while
@@ -173,7 +175,11 @@ func (c Config) Validate() error {
 		}
 	}
 	if len(c.Join) > 0 && c.JoinToken == "" {
-		p.Add("join_token", `""`, "required to join a mesh")
+		p.Add("join_token", `""`, "required to join a mesh: make one on a running node with `meshward token create --join`")
+	}
+	if c.JoinToken != "" && len(c.JoinToken) < intel.MinJoinTokenSecret {
+		p.Add("join_token", "(secret)", fmt.Sprintf("is %d bytes, at least %d are required: use the secret printed by `meshward token create --join`",
+			len(c.JoinToken), intel.MinJoinTokenSecret))
 	}
 	// An even count adds a voter without adding fault tolerance (four
 	// voters survive one failure, as three do), so it is refused here

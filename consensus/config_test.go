@@ -25,15 +25,17 @@ func TestConfigValidate(t *testing.T) {
 		field string
 		msg   string
 	}{
-		{"bad join address", func(c *Config) { c.Join, c.JoinToken = []string{validJoin, "/ip4/1.2.3.4/tcp/1"}, "t" }, "join[1]", "want a multiaddr ending in /p2p/<peer id>"},
+		{"bad join address", func(c *Config) { c.Join, c.JoinToken = []string{validJoin, "/ip4/1.2.3.4/tcp/1"}, testJoinSecret }, "join[1]", "want a multiaddr ending in /p2p/<peer id>"},
 		{"bootstrap and join", func(c *Config) {
-			c.Bootstrap, c.Join, c.JoinToken, c.BootstrapOperators = true, []string{validJoin}, "t", []string{bootstrapOperatorText(testOperatorKey)}
+			c.Bootstrap, c.Join, c.JoinToken, c.BootstrapOperators = true, []string{validJoin}, testJoinSecret, []string{bootstrapOperatorText(testOperatorKey)}
 		}, "join", "a bootstrapping node founds a mesh and joins none"},
 		{"bootstrap without operators", func(c *Config) { c.Bootstrap = true }, "bootstrap_operators", "a node that founds a mesh needs at least one operator public key: make one with `meshward operator keygen`"},
 		{"bad bootstrap operator", func(c *Config) {
 			c.Bootstrap, c.BootstrapOperators = true, []string{bootstrapOperatorText(testOperatorKey), "ssh-ed25519 AAAA"}
 		}, "bootstrap_operators[1]", "operator command malformed"},
 		{"join without token", func(c *Config) { c.Join = []string{validJoin} }, "join_token", "required to join a mesh"},
+		{"short join token", func(c *Config) { c.Join, c.JoinToken = []string{validJoin}, "mwjoin_short" }, "join_token",
+			"is 12 bytes, at least 32 are required: use the secret printed by `meshward token create --join`"},
 		{"zero voters", func(c *Config) { c.MaxVoters = 0 }, "max_voters", "must be odd and at least 1"},
 		{"negative voters", func(c *Config) { c.MaxVoters = -3 }, "max_voters", "must be odd and at least 1"},
 		{"even voters", func(c *Config) { c.MaxVoters = 4 }, "max_voters", "must be odd and at least 1"},

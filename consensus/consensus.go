@@ -46,7 +46,8 @@ type Consensus struct {
 	fsm   *fsm
 	raft  *raft.Raft
 	layer *streamLayer
-	gate  *raftGate // who may open raft streams (gate.go)
+	gate  *raftGate   // who may open raft streams (gate.go)
+	joins joinLimiter // join attempts per remote peer (join.go)
 
 	changes chan struct{} // external, coalescing
 	sync    chan struct{} // internal: roster changed, refresh peerstore
@@ -219,9 +220,8 @@ func (c *Consensus) notify() {
 	}
 }
 
-// leaderLoop admits this node to the roster whenever it becomes leader and
-// is not on it yet (the founding node, or a node added by configuration
-// whose admission was never committed).
+// leaderLoop runs the leader's duties whenever this node becomes leader:
+// initialise a mesh this node founds, and record its own vote.
 func (c *Consensus) leaderLoop(ctx context.Context) {
 	for {
 		select {
@@ -234,7 +234,7 @@ func (c *Consensus) leaderLoop(ctx context.Context) {
 			c.log.Info("became leader", "id", c.cfg.LocalID)
 			for ctx.Err() == nil && c.raft.State() == raft.Leader {
 				if err := c.leaderDuties(ctx); err != nil {
-					c.log.Warn("found the mesh or admit self", "err", err)
+					c.log.Warn("found the mesh or record own vote", "err", err)
 					sleepCtx(ctx, 100*time.Millisecond)
 					continue
 				}
@@ -245,8 +245,10 @@ func (c *Consensus) leaderLoop(ctx context.Context) {
 }
 
 // leaderDuties initialises a mesh this node founds (once: the mesh ID,
-// the bootstrap operators and rules) and admits this node to the roster
-// when it is not on it yet.
+// the bootstrap operators and rules, and this node as the first member)
+// and sets its roster entry's Voter flag. A leader never puts itself on
+// the roster otherwise: every member but the founder is admitted with a
+// join token (join.go).
 func (c *Consensus) leaderDuties(ctx context.Context) error {
 	if c.cfg.Bootstrap && c.MeshID() == "" {
 		data, err := c.initCommand()
@@ -261,34 +263,27 @@ func (c *Consensus) leaderDuties(ctx context.Context) error {
 		}
 		c.log.Info("initialised the mesh", "mesh", c.MeshID())
 	}
-	if c.MeshID() == "" {
-		return nil // not founded here: the founder initialises it
-	}
 	m, ok := c.fsm.member(c.cfg.LocalID)
-	if ok && m.Voter {
+	if !ok || m.Voter {
 		return nil
-	}
-	site, addrs := c.cfg.Site, c.listenAddrs()
-	if ok {
-		site, addrs = m.Site, m.Addrs
 	}
 	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
 	defer cancel()
-	if err := c.applyLocal(actx, c.admitCommand(c.cfg.LocalID, site, true, addrs)); err != nil {
-		return fmt.Errorf("admit self to the roster: %w", err)
+	if err := c.applyLocal(actx, voterCommand(m, true)); err != nil {
+		return fmt.Errorf("record own vote in the roster: %w", err)
 	}
-	c.log.Info("admitted self to the roster", "id", c.cfg.LocalID, "site", site)
 	return nil
 }
 
 // initCommand is the mesh initialisation entry: a fresh mesh ID, the
-// bootstrap operators (admins) and rules.
+// bootstrap operators (admins) and rules, and this node as the founder.
 func (c *Consensus) initCommand() ([]byte, error) {
 	id := make([]byte, meshIDBytes)
 	if _, err := rand.Read(id); err != nil {
 		return nil, fmt.Errorf("mesh id: %w", err)
 	}
-	in := &Init{MeshID: hex.EncodeToString(id), Rules: DefaultRules()}
+	in := &Init{MeshID: hex.EncodeToString(id), Rules: DefaultRules(),
+		Founder: &Member{ID: c.cfg.LocalID, Site: c.cfg.Site, Addrs: c.listenAddrs(), Observed: c.ownObserved()}}
 	if c.cfg.BootstrapRules != nil {
 		in.Rules = *c.cfg.BootstrapRules
 	}

@@ -43,7 +43,7 @@ func openDurable(tb testing.TB, dir string, k crypto.PrivKey, log *slog.Logger) 
 		tb.Fatal(err)
 	}
 	h := newTestHost(tb, k, nil)
-	cfg := Config{LocalID: h.ID().String(), Site: "crash", Bootstrap: true, JoinToken: testToken, Logger: log,
+	cfg := Config{LocalID: h.ID().String(), Site: "crash", Bootstrap: true, Logger: log,
 		BootstrapOperators: []string{bootstrapOperatorText(testOperatorKey)}}
 	fastTiming(&cfg)
 	rs := st.RaftStore()

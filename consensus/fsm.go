@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	"github.com/multiformats/go-multiaddr"
 
 	"github.com/meshward/meshward/intel"
 )
@@ -50,9 +49,10 @@ type fsm struct {
 	nonces    map[string]time.Time // operator command nonce -> its expiry
 	departed  map[string]time.Time // members who left or were removed -> when
 
-	// memberIPs are the host prefixes (/32, /128) of the members' routable
-	// listen addresses: protected like the explicit ranges, derived from
-	// the roster on every admit, removal and restore.
+	// memberIPs are the host prefixes (/32, /128) the members were seen
+	// connecting from (Member.Observed), except loopback and link-local:
+	// protected like the explicit ranges, derived from the roster on
+	// every admit, removal and restore.
 	memberIPs map[netip.Prefix]struct{}
 
 	// Derived indexes, rebuilt on restore: they keep Apply from scanning
@@ -416,52 +416,35 @@ func (f *fsm) dropBlocksOverlapping(ps ...netip.Prefix) {
 	})
 }
 
-// rebuildMemberIPs recomputes memberIPs from the roster and returns the
-// prefixes that were not protected before.
-func (f *fsm) rebuildMemberIPs() []netip.Prefix {
+// rebuildMemberIPs recomputes memberIPs from the roster: the observed
+// addresses of every member that name a host from elsewhere.
+func (f *fsm) rebuildMemberIPs() {
 	next := map[netip.Prefix]struct{}{}
-	var added []netip.Prefix
 	for _, m := range f.roster {
-		for _, p := range MemberPrefixes(m.Addrs) {
+		for _, p := range MemberPrefixes(m.Observed) {
 			next[p] = struct{}{}
-			if _, ok := f.memberIPs[p]; !ok {
-				added = append(added, p)
-			}
 		}
 	}
 	f.memberIPs = next
-	return added
 }
 
-// MemberPrefixes returns the host prefixes of the routable IP addresses in
-// a member's listen multiaddrs, sorted and without duplicates. Unspecified,
-// loopback, link-local and multicast addresses are skipped: they name no
-// host of the mesh from anywhere else, and loopback stays blockable so that
-// a test mesh on 127.0.0.1 can still exercise enforcement. Multiaddrs that
-// do not parse, or carry a DNS name instead of an IP, contribute nothing.
-// The result depends only on addrs, so every replica derives the same set.
-func MemberPrefixes(addrs []string) []netip.Prefix {
+// MemberPrefixes returns the protected prefixes among a member's observed
+// addresses (Member.Observed), sorted and without duplicates: the host
+// prefixes that parse and are not unspecified, loopback, link-local or
+// multicast. The result depends only on observed, so every replica
+// derives the same set.
+func MemberPrefixes(observed []string) []netip.Prefix {
 	var out []netip.Prefix
-	for _, s := range addrs {
-		a, err := multiaddr.NewMultiaddr(s)
-		if err != nil {
+	for _, s := range observed {
+		p, err := netip.ParsePrefix(s)
+		if err != nil || p.Bits() != p.Addr().BitLen() {
 			continue
 		}
-		for _, proto := range []int{multiaddr.P_IP4, multiaddr.P_IP6} {
-			v, err := a.ValueForProtocol(proto)
-			if err != nil {
-				continue
-			}
-			ip, err := netip.ParseAddr(v)
-			if err != nil {
-				continue
-			}
-			ip = ip.Unmap()
-			if ip.IsUnspecified() || ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsMulticast() || ip.IsLinkLocalMulticast() || ip.IsInterfaceLocalMulticast() {
-				continue
-			}
-			out = append(out, netip.PrefixFrom(ip, ip.BitLen()))
+		ip := p.Addr().Unmap()
+		if !protectable(ip) {
+			continue
 		}
+		out = append(out, netip.PrefixFrom(ip, ip.BitLen()))
 	}
 	slices.SortFunc(out, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
 	return slices.Compact(out)

@@ -27,6 +27,7 @@ type applier struct {
 	index   uint64
 	members map[string]ed25519.PrivateKey
 	seq     uint64
+	token   bool // the test join token is created
 }
 
 func testRules() Rules {
@@ -84,9 +85,19 @@ func (a *applier) memberID(name string) string {
 	if !ok {
 		key = seededKey(name)
 		a.members[name] = key
-		a.mustApply(Command{Type: CmdAdmit, At: t0.Add(-time.Hour), Member: &Member{ID: intel.NodeID(key.Public().(ed25519.PublicKey)), Site: name}})
+		a.needToken()
+		a.mustApply(joinAdmit(intel.NodeID(key.Public().(ed25519.PublicKey)), t0.Add(-time.Hour)))
 	}
 	return intel.NodeID(key.Public().(ed25519.PublicKey))
+}
+
+// needToken creates the test join token (1000 uses, 30 days) once.
+func (a *applier) needToken() {
+	a.t.Helper()
+	if !a.token {
+		a.mustApply(createTokenCmd(a.t, a.f.clock, 1000))
+		a.token = true
+	}
 }
 
 // op signs cmd with the test admin for this mesh, issued at at.
@@ -303,8 +314,11 @@ func TestFSMSnapshotRestoreRoundTrip(t *testing.T) {
 	a.mustApply(a.op(intel.OperatorCommand{Op: intel.OpProtect, Prefix: "2001:db8::/32"}, t0))
 	b0 := seededKey("node-b")
 	bID := intel.NodeID(b0.Public().(ed25519.PublicKey))
-	a.mustApply(Command{Type: CmdAdmit, At: t0, Member: &Member{ID: bID, Site: "b", Addrs: []string{"/ip4/127.0.0.1/tcp/1"}}})
-	a.mustApply(Command{Type: CmdAdmit, At: t0.Add(time.Minute), Member: &Member{ID: bID, Site: "b", Voter: true, Addrs: []string{"/ip4/127.0.0.1/tcp/1"}}})
+	a.needToken()
+	admitB := joinAdmit(bID, t0, "192.0.2.10/32")
+	admitB.Member.Addrs = []string{"/ip4/127.0.0.1/tcp/1"}
+	a.mustApply(admitB)
+	a.mustApply(voterAdmit(*admitB.Member, t0.Add(time.Minute)))
 	a.mustApply(a.op(intel.OperatorCommand{Op: intel.OpRemoveMember, Member: a.memberID("C")}, t0))
 	_, tokPub, err := intel.NewJoinToken()
 	if err != nil {
@@ -335,7 +349,7 @@ func TestFSMSnapshotRestoreRoundTrip(t *testing.T) {
 	if !bytes.Equal(snap, snapshotBytes(t, b)) {
 		t.Errorf("re-snapshot differs")
 	}
-	if b.meshID != testMeshID || b.rules.MinNodes != 3 || b.rules.Window != 5*time.Minute || len(b.operators) != 2 || len(b.tokens) != 1 ||
+	if b.meshID != testMeshID || b.rules.MinNodes != 3 || b.rules.Window != 5*time.Minute || len(b.operators) != 2 || len(b.tokens) != 2 ||
 		len(b.nonces) != len(a.f.nonces) || len(b.departed) != 1 {
 		t.Errorf("trust state not restored: mesh %q rules %+v operators %d tokens %d nonces %d departed %d",
 			b.meshID, b.rules, len(b.operators), len(b.tokens), len(b.nonces), len(b.departed))
@@ -422,4 +436,10 @@ func TestActivePolicyLookup(t *testing.T) {
 	if _, ok := a.f.activePolicy("nope", t0); ok {
 		t.Fatal("unknown policy returned")
 	}
+}
+
+// voterAdmit is the leader's record that member m became a voter.
+func voterAdmit(m Member, at time.Time) Command {
+	m.Voter = true
+	return Command{Type: CmdAdmit, At: at, Member: &m}
 }

@@ -250,7 +250,7 @@ func (c *Consensus) syncRosterVoter(ctx context.Context, id string, voter bool) 
 	if !ok || m.Voter == voter {
 		return nil
 	}
-	if err := c.applyLocal(ctx, c.admitCommand(id, m.Site, voter, m.Addrs)); err != nil {
+	if err := c.applyLocal(ctx, voterCommand(m, voter)); err != nil {
 		return fmt.Errorf("record suffrage of %s: %w", shortID(id), err)
 	}
 	return nil

@@ -45,11 +45,14 @@ func benchmarkProofVerification(b *testing.B, k int, warm bool) {
 	if res := apply(Command{Type: CmdInit, At: t0, Init: init}); res != nil {
 		b.Fatal(res)
 	}
+	if res := apply(createTokenCmd(b, t0, 1000)); res != nil {
+		b.Fatal(res)
+	}
 	keys := make([]ed25519.PrivateKey, k)
 	for i := range keys {
 		keys[i] = seededKey(fmt.Sprintf("bench-%d", i))
 		id := intel.NodeID(keys[i].Public().(ed25519.PublicKey))
-		if res := apply(Command{Type: CmdAdmit, At: t0, Member: &Member{ID: id}}); res != nil {
+		if res := apply(joinAdmit(id, t0)); res != nil {
 			b.Fatal(res)
 		}
 	}

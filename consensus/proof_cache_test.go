@@ -50,10 +50,10 @@ func TestFSMVerifyCacheRefusesTamperedProof(t *testing.T) {
 	ind := mustIndicator(t, "203.0.113.7")
 	pa, pb := sealSighting(t, ka, 1, ind, t0), sealSighting(t, kb, 1, ind, t0)
 
-	entries := [][]byte{encode(t, Command{Type: CmdInit, At: t0.Add(-time.Hour), Init: testInit()})}
+	entries := [][]byte{encode(t, Command{Type: CmdInit, At: t0.Add(-time.Hour), Init: testInit()}), encode(t, createTokenCmd(t, t0.Add(-time.Hour), 10))}
 	for _, k := range []ed25519.PrivateKey{ka, kb} {
 		id := intel.NodeID(k.Public().(ed25519.PublicKey))
-		entries = append(entries, encode(t, Command{Type: CmdAdmit, At: t0.Add(-time.Hour), Member: &Member{ID: id}}))
+		entries = append(entries, encode(t, joinAdmit(id, t0.Add(-time.Hour))))
 	}
 	good := len(entries)
 	entries = append(entries, encode(t, autoBlock(t, "203.0.113.7", t0, time.Hour, pa, pb)))
@@ -126,8 +126,9 @@ func TestPrecheckFillsVerifyCache(t *testing.T) {
 	r.f.verify = intel.NewVerifyCache(64)
 	ka, kb := seededKey("cache-a"), seededKey("cache-b")
 	r.apply(encode(t, Command{Type: CmdInit, At: t0.Add(-time.Hour), Init: testInit()}))
+	r.apply(encode(t, createTokenCmd(t, t0.Add(-time.Hour), 10)))
 	for _, k := range []ed25519.PrivateKey{ka, kb} {
-		r.apply(encode(t, Command{Type: CmdAdmit, At: t0.Add(-time.Hour), Member: &Member{ID: intel.NodeID(k.Public().(ed25519.PublicKey))}}))
+		r.apply(encode(t, joinAdmit(intel.NodeID(k.Public().(ed25519.PublicKey)), t0.Add(-time.Hour))))
 	}
 	ind := mustIndicator(t, "203.0.113.9")
 	data := encode(t, autoBlock(t, "203.0.113.9", t0, time.Hour, sealSighting(t, ka, 1, ind, t0), sealSighting(t, kb, 1, ind, t0)))

@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -336,7 +337,7 @@ func TestRemoveMemberAndLeave(t *testing.T) {
 	waitSamePolicies(t, rest, []string{id})
 
 	// A lone voter cannot leave.
-	solo := newTestNode(t, testLogger(t), true, testToken)
+	solo := newTestNode(t, testLogger(t), true, "")
 	waitFor(t, 10*time.Second, "the solo node to lead", func() bool { return solo.c.IsLeader() && solo.c.IsMember(solo.id()) })
 	if err := solo.c.Leave(ctx); !errors.Is(err, ErrLastVoter) {
 		t.Fatalf("lone voter leave: err %v, want ErrLastVoter", err)
@@ -345,29 +346,26 @@ func TestRemoveMemberAndLeave(t *testing.T) {
 
 func TestFSMMemberAddressesAreProtected(t *testing.T) {
 	a := newApplier(t)
-	a.mustApply(a.op(blockOp(t, "203.0.113.0/24", time.Hour), t0))
-	m := &Member{ID: intel.NodeID(seededKey("node-a").Public().(ed25519.PublicKey)), Addrs: []string{
-		"/ip4/203.0.113.9/tcp/4001",
-		"/ip4/127.0.0.1/tcp/4001",
-		"/ip4/0.0.0.0/tcp/4001",
-		"/ip6/2001:db8::1/udp/4001/quic-v1",
-		"/ip6/fe80::1/tcp/4001",
-		"/dns4/mesh.example.com/tcp/4001",
-		"not a multiaddr",
-	}}
-	a.mustApply(Command{Type: CmdAdmit, At: t0, Member: m})
+	a.needToken()
+	id := intel.NodeID(seededKey("node-a").Public().(ed25519.PublicKey))
+	// Observed addresses, not the listen addresses the node reports, are
+	// protected; loopback and link-local are recorded but not protected.
+	admit := joinAdmit(id, t0, "203.0.113.9/32", "127.0.0.1/32", "2001:db8::1/128", "fe80::1/128")
+	admit.Member.Addrs = []string{"/ip4/198.51.100.77/tcp/4001", "/dns4/mesh.example.com/tcp/4001"}
+	a.mustApply(admit)
 	want := []netip.Prefix{netip.MustParsePrefix("203.0.113.9/32"), netip.MustParsePrefix("2001:db8::1/128")}
 	if got := a.f.protectedPrefixes(); !slices.Equal(got, want) {
 		t.Fatalf("protected %v, want %v", got, want)
 	}
-	// The /24 block covering the member is dropped on admission.
-	if got := a.f.activePolicies(t0); len(got) != 0 {
-		t.Fatalf("policies after admit: %+v", got)
+	if m, _ := a.f.member(id); m.Token != intel.JoinTokenID(testJoinKey().Public().(ed25519.PublicKey)) ||
+		m.AdmittedBy != intel.OperatorKeyID(testOperatorKey.Public().(ed25519.PublicKey)) || m.Voter {
+		t.Fatalf("roster entry %+v: want the token and its operator recorded, a non-voter", m)
 	}
 	err := a.apply(a.op(blockOp(t, "203.0.113.9", time.Hour), t0))
 	if !errors.Is(err, ErrProtected) || !strings.Contains(err.Error(), "mesh member address 203.0.113.9") {
 		t.Fatalf("block of a member address: err %v, want ErrProtected naming it", err)
 	}
+	a.mustApply(a.op(blockOp(t, "198.51.100.77", time.Hour), t0)) // a self-reported address
 	// Survives snapshot and restore.
 	b := newApplier(t)
 	b.f.mustRestore(t, snapshotBytes(t, a.f))
@@ -375,9 +373,36 @@ func TestFSMMemberAddressesAreProtected(t *testing.T) {
 		t.Fatalf("restored protected %v, want %v", got, want)
 	}
 	// Once an operator removes the member its address may be blocked again.
-	a.mustApply(a.op(intel.OperatorCommand{Op: intel.OpRemoveMember, Member: m.ID}, t0))
+	a.mustApply(a.op(intel.OperatorCommand{Op: intel.OpRemoveMember, Member: id}, t0))
 	if got := a.f.protectedPrefixes(); len(got) != 0 {
 		t.Fatalf("protected after removal: %v", got)
 	}
 	a.mustApply(a.op(blockOp(t, "203.0.113.9", time.Hour), t0))
+
+	// An admission observed under an active block is refused, and lifts
+	// nothing; one observed on loopback is not (loopback is never
+	// protected, so it cannot lift a block).
+	other := intel.NodeID(seededKey("node-b").Public().(ed25519.PublicKey))
+	a.mustApply(a.op(blockOp(t, "192.0.2.0/24", time.Hour), t0))
+	before := fsmBytes(t, a.f)
+	if err := a.apply(joinAdmit(other, t0, "127.0.0.1/32", "192.0.2.44/32")); RefusalReason(err) != "collides_with_block" {
+		t.Fatalf("admission under a block: err %v, want collides_with_block", err)
+	}
+	for name, obs := range map[string][]string{
+		"none": {}, "a range": {"192.0.2.0/24"}, "unspecified": {"0.0.0.0/32"}, "multicast": {"224.0.0.1/32"},
+		"not canonical": {"2001:DB8::1/128"}, "mapped": {"::ffff:192.0.2.1/128"}, "junk": {"not an address"},
+	} {
+		c := joinAdmit(other, t0)
+		c.Member.Observed = obs
+		if err := a.apply(c); RefusalReason(err) != "bad_observed" {
+			t.Errorf("observed %s: err %v, want bad_observed", name, err)
+		}
+	}
+	if after := fsmBytes(t, a.f); !bytes.Equal(before, after) {
+		t.Fatal("refused admissions changed the state")
+	}
+	a.mustApply(joinAdmit(other, t0, "127.0.0.1/32"))
+	if len(a.f.activePolicies(t0)) != 3 {
+		t.Fatalf("policies after a loopback admission: %+v", a.f.activePolicies(t0))
+	}
 }

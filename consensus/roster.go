@@ -3,6 +3,7 @@ package consensus
 import (
 	"bytes"
 	"crypto/ed25519"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -12,7 +13,8 @@ import (
 	"github.com/meshward/meshward/intel"
 )
 
-// init founds the mesh: accepted once, as the first command.
+// init founds the mesh: accepted once, as the first command. Its founder
+// becomes the first member, a voter.
 func (f *fsm) init(c *Command, now time.Time) (func(), *RefusalError) {
 	if f.meshID != "" {
 		return nil, refuse(c.Type, "already_initialised", ErrRefused, "the mesh %s is initialised", f.meshID)
@@ -27,8 +29,29 @@ func (f *fsm) init(c *Command, now time.Time) (func(), *RefusalError) {
 		o.AddedAt, o.AddedBy = now, "bootstrap"
 		ops[o.KeyID] = o
 	}
+	var founder *Member
+	if in.Founder != nil {
+		m := *in.Founder
+		key := nodeKey(m.ID)
+		if key == nil {
+			return nil, refuse(c.Type, "malformed", ErrInvalidCommand, "founder id %q names no ed25519 key", m.ID)
+		}
+		if _, isOp := ops[intel.OperatorKeyID(key)]; isOp {
+			return nil, refuse(c.Type, "node_key", ErrRefused, "founder %s's key is an operator key", shortID(m.ID))
+		}
+		if _, rerr := checkObserved(c.Type, m.Observed); rerr != nil {
+			return nil, rerr
+		}
+		m.Addrs, m.Observed = slices.Clone(m.Addrs), slices.Clone(m.Observed)
+		m.Voter, m.AdmittedAt, m.Token, m.AdmittedBy = true, now, "", "bootstrap"
+		founder = &m
+	}
 	return func() {
 		f.meshID, f.rules, f.operators = in.MeshID, in.Rules, ops
+		if founder != nil {
+			f.roster[founder.ID] = *founder
+			f.rebuildMemberIPs()
+		}
 	}, nil
 }
 
@@ -49,24 +72,37 @@ func nodeKey(id string) ed25519.PublicKey {
 	return raw
 }
 
-// admit records a roster entry written by the leader. For a member already
-// on the roster only the Voter flag may change: the leader mirrors raft's
-// suffrage into the roster, and nothing else of a member changes without a
-// proof.
+// admit is CmdAdmit: a joiner's admission, or the leader's record of a
+// member's suffrage.
 //
-// LEGACY ADMISSION (issue 11, to be replaced by the join handshake with
-// operator-issued tokens): a node not on the roster is admitted on the
-// leader's word after its shared join-token check (join.go). Until the
-// handshake lands, the entry carries no proof a replica could check.
-func (f *fsm) admit(c *Command, _ time.Time) (func(), *RefusalError) {
+// A node not on the roster is admitted only with a join proof that the
+// FSM checks from the entry alone: the token exists, has uses left and
+// has not expired at the entry's time; the proof verifies for this node
+// ID and this mesh; the node key is not an operator key; the observed
+// addresses are host prefixes (at least one, at most maxObserved) of
+// which none that would become protected is covered by an active block
+// (admitting a node never lifts a block). Admission spends one use of the
+// token and records it and the operator who created it; the member's
+// protected addresses are its observed ones that name a host from
+// elsewhere (loopback and link-local are recorded, never protected).
+//
+// A member already on the roster is never admitted again: with a proof
+// the entry is refused (already_member, spending nothing); without one,
+// only its Voter flag may change (the leader mirrors raft's suffrage).
+func (f *fsm) admit(c *Command, now time.Time) (func(), *RefusalError) {
 	m := *c.Member
-	m.Addrs = slices.Clone(m.Addrs)
 	if old, ok := f.roster[m.ID]; ok {
-		if m.Site != old.Site || !slices.Equal(m.Addrs, old.Addrs) {
+		if c.Join != nil {
+			return nil, refuse(c.Type, "already_member", ErrRefused, "%s is a member already", shortID(m.ID))
+		}
+		if m.Site != old.Site || !slices.Equal(m.Addrs, old.Addrs) || !slices.Equal(m.Observed, old.Observed) {
 			return nil, refuse(c.Type, "admit_changes_member", ErrRefused, "an admit of member %s may change its voter flag only", shortID(m.ID))
 		}
 		old.Voter = m.Voter
 		return func() { f.roster[m.ID] = old }, nil
+	}
+	if c.Join == nil {
+		return nil, refuse(c.Type, "no_proof", ErrRefused, "the admission of %s carries no join proof", shortID(m.ID))
 	}
 	key := nodeKey(m.ID)
 	if key == nil {
@@ -75,16 +111,89 @@ func (f *fsm) admit(c *Command, _ time.Time) (func(), *RefusalError) {
 	if _, isOp := f.operators[intel.OperatorKeyID(key)]; isOp {
 		return nil, refuse(c.Type, "node_key", ErrRefused, "member %s's key is an operator key", shortID(m.ID))
 	}
-	if m.AdmittedAt.IsZero() {
-		m.AdmittedAt = c.At
+	tokenID := intel.JoinTokenID(c.Join.TokenKey)
+	tok, rerr := f.checkJoinToken(c.Type, tokenID, now)
+	if rerr != nil {
+		return nil, rerr
 	}
+	if !bytes.Equal(tok.Key, c.Join.TokenKey) {
+		return nil, refuse(c.Type, "unknown_token", ErrBadToken, "no join token with this key (%s)", tokenID)
+	}
+	if err := intel.VerifyJoin(tok.Key, f.meshID, m.ID, c.Join.Sig); err != nil {
+		return nil, refuse(c.Type, "bad_proof", ErrBadToken, "join proof for %s with token %s: %v", shortID(m.ID), tokenID, err)
+	}
+	protect, rerr := checkObserved(c.Type, m.Observed)
+	if rerr != nil {
+		return nil, rerr
+	}
+	if len(m.Observed) == 0 {
+		return nil, refuse(c.Type, "bad_observed", ErrInvalidCommand, "the admission of %s names no address it was seen connecting from", shortID(m.ID))
+	}
+	for _, p := range protect {
+		if b, ok := f.blockCovering(p, now); ok {
+			return nil, refuse(c.Type, "collides_with_block", ErrRefused, "%s connects from %s, under the active block of %s (policy %s)",
+				shortID(m.ID), p.Addr(), b.Indicator, b.ID)
+		}
+	}
+	m.Addrs, m.Observed = slices.Clone(m.Addrs), slices.Clone(m.Observed)
+	m.Voter, m.AdmittedAt, m.Token, m.AdmittedBy = false, now, tokenID, tok.CreatedBy
 	return func() {
+		f.spendJoinToken(tokenID)
 		f.roster[m.ID] = m
 		delete(f.departed, m.ID)
-		if added := f.rebuildMemberIPs(); len(added) > 0 {
-			f.dropBlocksOverlapping(added...)
-		}
+		f.rebuildMemberIPs()
 	}, nil
+}
+
+// checkObserved checks a member's observed addresses: each a host prefix
+// in canonical form (as netip.Prefix prints it), none unspecified or
+// multicast (no connection comes from those). It returns those that
+// become protected: the ones that name a host from elsewhere, not
+// loopback or link-local.
+func checkObserved(t CommandType, observed []string) ([]netip.Prefix, *RefusalError) {
+	var protect []netip.Prefix
+	for _, s := range observed {
+		p, err := netip.ParsePrefix(s)
+		if err != nil || p.String() != s || p.Bits() != p.Addr().BitLen() || p.Addr().Is4In6() {
+			return nil, refuse(t, "bad_observed", ErrInvalidCommand, "observed address %q: want a host prefix such as 203.0.113.7/32", s)
+		}
+		ip := p.Addr()
+		if ip.IsUnspecified() || ip.IsMulticast() {
+			return nil, refuse(t, "bad_observed", ErrInvalidCommand, "observed address %s: no connection comes from it", s)
+		}
+		if protectable(ip) {
+			protect = append(protect, p)
+		}
+	}
+	return protect, nil
+}
+
+// protectable reports whether a member's address becomes a protected
+// range: not loopback or link-local, which name no mesh host from
+// elsewhere (and loopback stays blockable, so that a test mesh on
+// 127.0.0.1 still exercises enforcement; the floors refuse such blocks
+// anyway).
+func protectable(ip netip.Addr) bool {
+	return !(ip.IsUnspecified() || ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsMulticast() ||
+		ip.IsLinkLocalMulticast() || ip.IsInterfaceLocalMulticast())
+}
+
+// blockCovering returns an active block policy covering p, the one with
+// the smallest ID.
+func (f *fsm) blockCovering(p netip.Prefix, now time.Time) (intel.Policy, bool) {
+	var found *intel.Policy
+	for _, o := range f.policies {
+		if o.Action != intel.ActionBlock || !o.Active(now) || (found != nil && o.ID >= found.ID) {
+			continue
+		}
+		if q, ok := o.Indicator.Prefix(); ok && q.Overlaps(p) {
+			found = &o
+		}
+	}
+	if found == nil {
+		return intel.Policy{}, false
+	}
+	return *found, true
 }
 
 // leave removes a member that asked to leave, with its own signature over

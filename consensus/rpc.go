@@ -28,8 +28,11 @@ const (
 type rpcKind string
 
 const (
-	rpcJoin    rpcKind = "join"
-	rpcPropose rpcKind = "propose"
+	rpcJoin rpcKind = "join"
+	// rpcJoinInfo asks a member for the mesh's ID and servers, which a
+	// joiner needs before it can sign its join.
+	rpcJoinInfo rpcKind = "join_info"
+	rpcPropose  rpcKind = "propose"
 	// rpcReadIndex asks the leader for a read index (see ReadPolicies).
 	rpcReadIndex rpcKind = "read_index"
 )
@@ -39,11 +42,17 @@ type rpcRequest struct {
 	// Hops counts forwards so far: 0 when sent by the originator.
 	Hops int `json:"hops"`
 
-	// Join.
-	Token string   `json:"token,omitempty"`
-	Node  string   `json:"node,omitempty"`
-	Site  string   `json:"site,omitempty"`
-	Addrs []string `json:"addrs,omitempty"`
+	// Join: the joiner's node ID, site and listen addresses (for
+	// connectivity only), and its proof: the join token's public key and
+	// intel.SignJoin over the mesh's ID and the node ID. Observed is set
+	// by the member that serves the join first-hand (whatever the joiner
+	// sent is replaced): the addresses it saw the joiner connect from.
+	Node     string   `json:"node,omitempty"`
+	Site     string   `json:"site,omitempty"`
+	Addrs    []string `json:"addrs,omitempty"`
+	TokenKey []byte   `json:"token_key,omitempty"`
+	Proof    []byte   `json:"proof,omitempty"`
+	Observed []string `json:"observed,omitempty"`
 
 	// Propose: an encoded Command.
 	Command []byte `json:"command,omitempty"`
@@ -56,6 +65,11 @@ type rpcResponse struct {
 	Reason string `json:"reason,omitempty"`
 	// Index answers a read_index request.
 	Index uint64 `json:"index,omitempty"`
+	// Mesh and Servers answer join_info and join: the mesh's ID and the
+	// servers (the leader and the voters) a joiner lets open raft
+	// streams to it.
+	Mesh    string   `json:"mesh,omitempty"`
+	Servers []string `json:"servers,omitempty"`
 }
 
 // errorCodes carry sentinel errors across the wire, so that errors.Is works
@@ -69,7 +83,7 @@ var errorCodes = []struct {
 	{"allowed", ErrAllowed},
 	{"not_member", ErrNotMember},
 	{"bad_token", ErrBadToken},
-	{"join_disabled", ErrJoinDisabled},
+	{"rate_limited", ErrRateLimited},
 	{"invalid", ErrInvalidCommand},
 	{"no_leader", ErrNoLeader},
 	{"too_many_hops", ErrTooManyHops},
@@ -211,21 +225,26 @@ func (c *Consensus) handleRPC(s network.Stream) {
 
 func (c *Consensus) serveStream(ctx context.Context, s network.Stream) {
 	_ = s.SetDeadline(time.Now().Add(rpcTimeout + 2*time.Second))
+	from := s.Conn().RemotePeer()
 	var req rpcRequest
 	if err := readMsg(io.LimitReader(s, maxRPCSize+4), &req); err != nil {
-		c.log.Debug("rpc refused", "from", s.Conn().RemotePeer(), "err", err)
+		c.refuseStream(RPCProtocol, RefusedMalformed, from, err)
 		_ = s.Reset()
 		return
 	}
+	if req.Kind == rpcJoin && req.Hops == 0 {
+		req.Observed = c.observedAddrs(s)
+	}
 	ctx, cancel := context.WithTimeout(ctx, rpcTimeout)
 	defer cancel()
-	index, err := c.serve(ctx, s.Conn().RemotePeer(), &req)
+	resp, err := c.serve(ctx, from, &req)
 	if err != nil {
-		c.log.Debug("rpc failed", "kind", req.Kind, "from", s.Conn().RemotePeer(), "hops", req.Hops, "err", err)
-	}
-	resp := responseFor(err)
-	if err == nil {
-		resp.Index = index
+		resp = responseFor(err)
+		if (req.Kind == rpcJoin || req.Kind == rpcJoinInfo) && req.Hops == 0 {
+			c.refuseStream(RPCProtocol, joinFailure(err), from, err)
+		} else if !errors.Is(err, ErrNotMember) {
+			c.log.Debug("rpc failed", "kind", req.Kind, "from", from, "hops", req.Hops, "err", err)
+		}
 	}
 	if err := writeMsg(s, resp); err != nil {
 		_ = s.Reset()
@@ -234,28 +253,72 @@ func (c *Consensus) serveStream(ctx context.Context, s network.Stream) {
 	_ = s.Close()
 }
 
-// serve answers one request: an error, and for read_index the index.
-func (c *Consensus) serve(ctx context.Context, from peer.ID, req *rpcRequest) (uint64, error) {
-	if req.Hops < 0 || req.Hops > maxHops {
-		return 0, fmt.Errorf("%w: %d hops", ErrTooManyHops, req.Hops)
+// Reasons the raft-rpc protocol refuses a request, besides
+// RefusedNotMember: meshward_transport_refused_total{protocol=
+// "/meshward/raft-rpc/1"}.
+const (
+	// RefusedMalformed: the request could not be read.
+	RefusedMalformed = "malformed"
+	// RefusedJoinRateLimited: the peer's join attempts exceed its budget.
+	RefusedJoinRateLimited = "join_rate_limited"
+)
+
+// joinFailure is the reason a first-hand join attempt failed: "join_"
+// and the FSM's refusal reason (join_token_used, join_bad_proof, ...) or
+// the kind of failure. The reasons come from fixed sets, so the series
+// stay few.
+func joinFailure(err error) string {
+	if errors.Is(err, ErrRateLimited) {
+		return RefusedJoinRateLimited
 	}
+	if r := RefusalReason(err); r != "" {
+		return "join_" + r
+	}
+	for _, c := range []struct {
+		err    error
+		reason string
+	}{{ErrNotMember, "join_not_member"}, {ErrNoLeader, "join_no_leader"}, {ErrTooManyHops, "join_too_many_hops"},
+		{ErrInvalidCommand, "join_malformed"}, {ErrBadToken, "join_bad_token"}} {
+		if errors.Is(err, c.err) {
+			return c.reason
+		}
+	}
+	return "join_failed"
+}
+
+// serve answers one request: the response's content, or an error.
+func (c *Consensus) serve(ctx context.Context, from peer.ID, req *rpcRequest) (rpcResponse, error) {
+	if req.Hops < 0 || req.Hops > maxHops {
+		return rpcResponse{}, fmt.Errorf("%w: %d hops", ErrTooManyHops, req.Hops)
+	}
+	joining := req.Kind == rpcJoin || req.Kind == rpcJoinInfo
 	// Only a join may come from outside the mesh, and only first-hand.
-	if (req.Hops > 0 || req.Kind != rpcJoin) && !c.knownPeer(from.String()) {
-		return 0, fmt.Errorf("%w: %s sent a %s (hops %d)", ErrNotMember, from, req.Kind, req.Hops)
+	if (req.Hops > 0 || !joining) && !c.knownPeer(from.String()) {
+		err := fmt.Errorf("%w: %s sent a %s (hops %d)", ErrNotMember, from, req.Kind, req.Hops)
+		c.refuseStream(RPCProtocol, RefusedNotMember, from, err)
+		return rpcResponse{}, err
+	}
+	if joining && req.Hops == 0 {
+		if req.Node != from.String() {
+			return rpcResponse{}, fmt.Errorf("%w: %s for %s sent by %s", ErrInvalidCommand, req.Kind, req.Node, from)
+		}
+		if !c.joins.allow(from, time.Now()) {
+			return rpcResponse{}, fmt.Errorf("%w: %s", ErrRateLimited, from)
+		}
 	}
 	switch req.Kind {
 	case rpcPropose:
 		if err := c.staticCheck(req.Command); err != nil {
-			return 0, err
+			return rpcResponse{}, err
 		}
-		return 0, c.proposeOnce(ctx, req.Command, req.Hops)
+		return rpcResponse{}, c.proposeOnce(ctx, req.Command, req.Hops)
 	case rpcJoin:
-		if req.Hops == 0 && req.Node != from.String() {
-			return 0, fmt.Errorf("%w: join for %s sent by %s", ErrInvalidCommand, req.Node, from)
-		}
-		return 0, c.joinOnce(ctx, req)
+		return c.joinOnce(ctx, req)
+	case rpcJoinInfo:
+		return c.joinInfo()
 	case rpcReadIndex:
-		return c.readIndexOnce(ctx, req.Hops)
+		index, err := c.readIndexOnce(ctx, req.Hops)
+		return rpcResponse{Index: index}, err
 	}
-	return 0, fmt.Errorf("%w: unknown rpc %q", ErrInvalidCommand, req.Kind)
+	return rpcResponse{}, fmt.Errorf("%w: unknown rpc %q", ErrInvalidCommand, req.Kind)
 }

@@ -2,11 +2,14 @@ package consensus
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+
+	"github.com/meshward/meshward/intel"
 )
 
 // TestRPCGuards sends hand-made raft-rpc requests to the leader, from a
@@ -36,6 +39,10 @@ func TestRPCGuards(t *testing.T) {
 		}
 		return cmd.Policy.ID, b
 	}
+	secret := leader.joinSecret(t, 1)
+	join := func(h host.Host, node string, hops int) rpcRequest {
+		return joinRequest(t, secret, leader.c.MeshID(), node, hops)
+	}
 	served, atLimit := block("198.51.100.1")
 	pastID, pastLimit := block("198.51.100.2")
 	negID, negative := block("198.51.100.3")
@@ -51,9 +58,10 @@ func TestRPCGuards(t *testing.T) {
 		{"propose at the hop limit", member.h, rpcRequest{Kind: rpcPropose, Hops: maxHops, Command: atLimit}, nil, served, true},
 		{"propose past the hop limit", member.h, rpcRequest{Kind: rpcPropose, Hops: maxHops + 1, Command: pastLimit}, ErrTooManyHops, pastID, false},
 		{"propose with negative hops", member.h, rpcRequest{Kind: rpcPropose, Hops: -1, Command: negative}, ErrTooManyHops, negID, false},
-		{"outsider's join with negative hops", outsider, rpcRequest{Kind: rpcJoin, Hops: -1, Token: testToken, Node: outsider.ID().String()}, ErrTooManyHops, "", false},
-		{"outsider's join for another node", outsider, rpcRequest{Kind: rpcJoin, Token: testToken, Node: other.ID().String()}, ErrInvalidCommand, "", false},
-		{"member's first-hand join for another node", member.h, rpcRequest{Kind: rpcJoin, Token: testToken, Node: other.ID().String()}, ErrInvalidCommand, "", false},
+		{"outsider's join with negative hops", outsider, join(outsider, outsider.ID().String(), -1), ErrTooManyHops, "", false},
+		{"outsider's forwarded join", outsider, join(outsider, outsider.ID().String(), 1), ErrNotMember, "", false},
+		{"outsider's join for another node", outsider, join(outsider, other.ID().String(), 0), ErrInvalidCommand, "", false},
+		{"member's first-hand join for another node", member.h, join(member.h, other.ID().String(), 0), ErrInvalidCommand, "", false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -78,10 +86,21 @@ func TestRPCGuards(t *testing.T) {
 	}
 
 	// The control: the outsider's own first-hand join is served.
-	if _, err := callPeer(ctx, outsider, leader.h.ID(), &rpcRequest{Kind: rpcJoin, Token: testToken, Node: outsider.ID().String()}); err != nil {
+	own := join(outsider, outsider.ID().String(), 0)
+	if _, err := callPeer(ctx, outsider, leader.h.ID(), &own); err != nil {
 		t.Fatalf("outsider's own join refused: %v", err)
 	}
 	if !leader.c.knownPeer(outsider.ID().String()) {
 		t.Fatal("outsider's own join did not admit it")
 	}
+}
+
+// joinRequest is node's join request, proven with secret for mesh.
+func joinRequest(tb testing.TB, secret, mesh, node string, hops int) rpcRequest {
+	tb.Helper()
+	key, err := intel.JoinTokenKey(secret)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return rpcRequest{Kind: rpcJoin, Hops: hops, Node: node, TokenKey: key.Public().(ed25519.PublicKey), Proof: intel.SignJoin(key, mesh, node)}
 }

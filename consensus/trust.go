@@ -99,16 +99,27 @@ type JoinToken struct {
 func (t JoinToken) Usable(now time.Time) bool { return t.Used < t.Uses && now.Before(t.Expires) }
 
 // Init is the mesh initialisation entry, the founding node's first
-// command: the mesh's ID, its first operators and its rules.
+// command: the mesh's ID, its first operators, its rules and the founding
+// node, its first member (a voter, on its own word: the entry that founds
+// the mesh is trusted by definition, and every later member needs a join
+// token).
 type Init struct {
 	MeshID    string     `json:"mesh_id"`
 	Operators []Operator `json:"operators"`
 	Rules     Rules      `json:"rules"`
+	Founder   *Member    `json:"founder,omitempty"`
+}
+
+func (in *Init) validateMeshID() error {
+	if len(in.MeshID) != 2*meshIDBytes || strings.Trim(in.MeshID, "0123456789abcdef") != "" {
+		return fmt.Errorf("mesh id %q: want %d lowercase hex digits", in.MeshID, 2*meshIDBytes)
+	}
+	return nil
 }
 
 func (in *Init) validate() error {
-	if len(in.MeshID) != 2*meshIDBytes || strings.Trim(in.MeshID, "0123456789abcdef") != "" {
-		return fmt.Errorf("mesh id %q: want %d lowercase hex digits", in.MeshID, 2*meshIDBytes)
+	if err := in.validateMeshID(); err != nil {
+		return err
 	}
 	if len(in.Operators) == 0 || len(in.Operators) > maxOperators {
 		return fmt.Errorf("%d operators: want 1..%d", len(in.Operators), maxOperators)
@@ -130,6 +141,15 @@ func (in *Init) validate() error {
 	}
 	if err := in.Rules.Validate(); err != nil {
 		return fmt.Errorf("rules: %w", err)
+	}
+	if m := in.Founder; m != nil {
+		switch {
+		case m.ID == "" || len(m.ID) > maxIDLen:
+			return fmt.Errorf("founder: want an id of 1 to %d bytes", maxIDLen)
+		case len(m.Site) > maxSiteLen || len(m.Addrs) > maxMemberAddrs || len(m.Observed) > maxObserved:
+			return fmt.Errorf("founder %s: site of %d bytes, %d addresses, %d observed: limits %d, %d, %d",
+				m.ID, len(m.Site), len(m.Addrs), len(m.Observed), maxSiteLen, maxMemberAddrs, maxObserved)
+		}
 	}
 	return nil
 }
@@ -286,9 +306,9 @@ func (c *Consensus) JoinTokens() []JoinToken {
 	return out
 }
 
-// joinToken looks a token up by ID. The admission handler checks it with
-// checkJoinToken and, once it admits, spends one use with spendJoinToken,
-// both inside Apply.
+// joinToken looks a token up by ID. The admission handler (roster.go)
+// checks it with checkJoinToken and, once it admits, spends one use with
+// spendJoinToken, both inside Apply.
 func (f *fsm) joinToken(id string) (JoinToken, bool) {
 	t, ok := f.tokens[id]
 	return t, ok

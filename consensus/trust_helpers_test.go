@@ -145,3 +145,49 @@ func revokeAll(c *Consensus) intel.OperatorCommand {
 	}
 	return intel.OperatorCommand{Op: intel.OpRevoke, PolicyID: id}
 }
+
+// testJoinSecret is the join token secret of the FSM tests' meshes
+// (created in them by createTokenCmd).
+const testJoinSecret = "mwjoin_test-join-token-secret-for-fsm-tests"
+
+func testJoinKey() ed25519.PrivateKey {
+	k, err := intel.JoinTokenKey(testJoinSecret)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
+
+// createTokenCmd is the test admin's command creating the test join
+// token for testMeshID with uses, at at, valid for 30 days.
+func createTokenCmd(tb testing.TB, at time.Time, uses int) Command {
+	return opCmd(signOp(tb, testOperatorKey, testMeshID, at, intel.OperatorCommand{Op: intel.OpCreateJoinToken,
+		TokenKey: testJoinKey().Public().(ed25519.PublicKey), TokenUses: uses, TokenTTLSeconds: int64(intel.MaxJoinTokenTTL / time.Second)}), at)
+}
+
+// joinAdmit is the admission of node id at at, proven with the test join
+// token for testMeshID, observed at observed (127.0.0.1/32 when none is
+// given: recorded, never protected).
+func joinAdmit(id string, at time.Time, observed ...string) Command {
+	if len(observed) == 0 {
+		observed = []string{"127.0.0.1/32"}
+	}
+	return Command{Type: CmdAdmit, At: at, Member: &Member{ID: id, Site: "site-" + id[len(id)-4:], Observed: observed},
+		Join: &JoinProof{TokenKey: testJoinKey().Public().(ed25519.PublicKey), Sig: intel.SignJoin(testJoinKey(), testMeshID, id)}}
+}
+
+// joinSecret has n's operator create a join token for uses joins, valid
+// for an hour, and returns its secret.
+func (n *testNode) joinSecret(tb testing.TB, uses int) string {
+	tb.Helper()
+	secret, pub, err := intel.NewJoinToken()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := n.operate(ctx, intel.OperatorCommand{Op: intel.OpCreateJoinToken, TokenKey: pub, TokenUses: uses, TokenTTLSeconds: 3600}); err != nil {
+		tb.Fatalf("create a join token: %v", err)
+	}
+	return secret
+}

@@ -33,7 +33,6 @@ func startSingleWith(t *testing.T, opts Options, mutate func(*Config)) *Node {
 	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
 	cfg.Consensus.Bootstrap = true
 	cfg.Consensus.BootstrapOperators = testBootstrapOperators()
-	cfg.Consensus.JoinToken = "t"
 	cfg.Corroboration.MinNodes = 1
 	cfg.Detectors.Paths = []string{filepath.Join(dir, "auth.log")}
 	cfg.Detectors.FromStart = true

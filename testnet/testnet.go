@@ -3,8 +3,6 @@ package testnet
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meshward/meshward/intel"
 	"github.com/meshward/meshward/node"
 )
 
@@ -57,9 +56,12 @@ var loopbackTimeouts = &node.ConsensusTimeouts{
 	Commit:      20 * time.Millisecond,
 }
 
-// Start launches the mesh: node 0 founds it, every other node joins
-// through node 0 and gossips with every node started before it. Start
-// returns when every node is on the roster and connected to the topic.
+// Start launches the mesh: node 0 founds it with the mesh's operator key
+// as its bootstrap operator; the operator creates a join token for the
+// others (uses: Nodes-1, valid for an hour) through node 0, and every
+// other node joins through node 0 with it and gossips with every node
+// started before it. Start returns when every node is on the roster and
+// connected to the topic.
 func Start(ctx context.Context, opts Options) (_ *Mesh, err error) {
 	if opts.Nodes == 0 {
 		opts.Nodes = 5
@@ -82,7 +84,7 @@ func Start(ctx context.Context, opts Options) (_ *Mesh, err error) {
 			m.Close()
 		}
 	}()
-	token := randomToken()
+	token := ""
 	if m.operator, err = newOperatorKey(); err != nil {
 		return nil, err
 	}
@@ -130,6 +132,11 @@ func Start(ctx context.Context, opts Options) (_ *Mesh, err error) {
 		m.gaters = append(m.gaters, g)
 		m.logs = append(m.logs, authLog)
 		addrs = append(addrs, n.Addrs()[0])
+		if i == 0 && opts.Nodes > 1 {
+			if token, err = m.createJoinToken(ctx, opts.Nodes-1); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if err := m.WaitReady(ctx); err != nil {
 		return nil, err
@@ -209,8 +216,23 @@ func (m *Mesh) Close() error {
 	return errors.Join(errs...)
 }
 
-func randomToken() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
+// createJoinToken has the operator create a join token for uses nodes,
+// valid for an hour, through node 0 once it has founded the mesh, and
+// returns the secret.
+func (m *Mesh) createJoinToken(ctx context.Context, uses int) (string, error) {
+	c := m.Nodes[0].Consensus()
+	if err := Poll(ctx, 10*time.Millisecond, func() (bool, string) {
+		return c.MeshID() != "", "node 0 has not founded the mesh"
+	}); err != nil {
+		return "", fmt.Errorf("testnet: %w", err)
+	}
+	secret, pub, err := intel.NewJoinToken()
+	if err != nil {
+		return "", fmt.Errorf("testnet: %w", err)
+	}
+	cmd := intel.OperatorCommand{Op: intel.OpCreateJoinToken, TokenKey: pub, TokenUses: uses, TokenTTLSeconds: int64(time.Hour / time.Second)}
+	if err := m.Operator().Submit(ctx, 0, cmd); err != nil {
+		return "", err
+	}
+	return secret, nil
 }
