@@ -75,6 +75,11 @@ func attackRaw(t *testing.T, nodes []*testNode, typ CommandType, data []byte, re
 			break
 		}
 	}
+	// Every node first applies what the leader has (a token just created).
+	applied := leader.c.fsm.appliedIndex()
+	for _, n := range nodes {
+		waitFor(t, 20*time.Second, "node "+shortID(n.id())+" to catch up before the attack", func() bool { return n.c.fsm.appliedIndex() >= applied })
+	}
 	before := make([][]byte, len(nodes))
 	counted := make([]uint64, len(nodes))
 	key := typ.String() + "/" + reason
