@@ -348,9 +348,13 @@ func TestClusterJoinProposeAndRefuse(t *testing.T) {
 	// A node that is not a member cannot propose through a member.
 	data, _ := proveBlock(t, "203.0.113.99", nodes[0], nodes[1]).Encode()
 	intruder.h.Peerstore().AddAddrs(f.h.ID(), f.h.Addrs(), time.Minute)
+	notMember := f.c.TransportRefusals().Count(string(RPCProtocol), RefusedNotMember)
 	err = intruder.c.call(ctx, f.h.ID(), &rpcRequest{Kind: rpcPropose, Command: data})
 	if !errors.Is(err, ErrNotMember) {
 		t.Fatalf("proposal from a non-member: err %v, want ErrNotMember", err)
+	}
+	if got := f.c.TransportRefusals().Count(string(RPCProtocol), RefusedNotMember); got != notMember+1 {
+		t.Errorf("the non-member's proposal counted %d times as %s, want once", got-notMember, RefusedNotMember)
 	}
 }
 

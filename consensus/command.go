@@ -92,8 +92,9 @@ type Member struct {
 	Voter      bool      `json:"voter"`
 	AdmittedAt time.Time `json:"admitted_at"`
 	// Addrs are the node's listen multiaddrs as it reported them when it
-	// joined; every node adds them to its peerstore so that any voter can
-	// reach any other after the leader that admitted them is gone.
+	// joined, for connectivity only (never protected): every node adds
+	// them to its peerstore so that any voter can reach any other after
+	// the leader that admitted them is gone.
 	Addrs []string `json:"addrs,omitempty"`
 	// Observed are the host prefixes ("203.0.113.7/32") the node was seen
 	// connecting from when it joined, recorded by the member that served

@@ -8,9 +8,9 @@
 //   - the raft StreamLayer over libp2p (protocol /meshward/raft/1), so raft
 //     peers are named by their libp2p peer ID alone;
 //   - the FSM and its command encoding (first byte = command type, then JSON);
-//   - bootstrapping the first node, admitting joiners that present the join
-//     token, and keeping the voter set bounded (MaxVoters voters, the rest
-//     non-voters);
+//   - bootstrapping the first node, admitting joiners that prove they hold
+//     an operator-issued join token (join.go), and keeping the voter set
+//     bounded (MaxVoters voters, the rest non-voters);
 //   - forwarding joins, proposals, removals and read-index requests from any
 //     node to the leader (protocol /meshward/raft-rpc/1).
 //
@@ -68,22 +68,43 @@
 // member) are refused. Every refusal, in Apply and on the proposing path
 // (which runs Apply's checks first), is a *RefusalError counted in
 // meshward_consensus_refused_total{command,reason} (RefusalCounts). A
-// refused entry changes nothing, not even the FSM's clock. CmdAdmit of a
-// new member is still written on the leader's word after the shared
-// join-token check (legacy, until the join handshake replaces it); of an
-// existing member it may flip the voter flag only.
+// refused entry changes nothing, not even the FSM's clock.
 //
-// Mesh addresses are protected automatically, in Apply: the IPs found in a
-// member's listen multiaddrs (Member.Addrs) become host prefixes that no
-// block may cover, and admitting a member drops blocks that cover it. They
-// are derived from the roster on every admit, removal and restore rather
-// than written as CmdProtect entries, so they follow the roster exactly (a
-// removed node's address becomes blockable again, a changed address moves
-// its protection) and cannot be unprotected by hand while the member
-// stands. Unspecified, loopback, link-local and multicast addresses are
-// skipped: they name no mesh host from elsewhere, and loopback stays
-// blockable for tests and local testnets. Protected returns the explicit
-// ranges and the member prefixes together.
+// Admission (join.go, roster.go). The founding node is the first member,
+// named in CmdInit. Every other node joins with the secret of a join
+// token an operator created (create_join_token; the FSM keeps the
+// token's public key, uses, expiry and creator): it asks a member for the
+// mesh ID (join_info), signs its node ID and the mesh ID with the key
+// derived from the secret, and sends its join; the member serving it
+// first-hand records the addresses it observed the joiner connecting
+// from (the connection's remote IPs, never the joiner's claims) and
+// forwards it to the leader, which writes a CmdAdmit carrying the proof
+// and the observed addresses, and once it is applied adds the node to the
+// configuration as a non-voter. Apply admits only with a proof that
+// verifies for that node and this mesh, a token known, unexpired at the
+// entry's time and with uses left, and observed host prefixes none of
+// which (once protected) lies under an active block; it spends one use
+// and records the token and its operator on the member. A member is
+// never admitted twice (already_member); a CmdAdmit without a proof may
+// only flip an existing member's voter flag (the leader mirrors raft's
+// suffrage). Join attempts are rate-limited per remote peer on the member
+// serving them; failures are counted in
+// meshward_transport_refused_total{protocol="/meshward/raft-rpc/1",
+// reason="join_<reason>"}.
+//
+// Mesh addresses are protected automatically, in Apply: the addresses a
+// member was observed connecting from when it joined (Member.Observed; for
+// the founder, its own interface addresses) become host prefixes that no
+// block may cover. Its self-reported listen addresses (Member.Addrs) serve
+// connectivity only. They are derived from the roster on every admit,
+// removal and restore rather than written as CmdProtect entries, so they
+// follow the roster exactly (a removed node's address becomes blockable
+// again) and cannot be unprotected by hand while the member stands.
+// Loopback and link-local observed addresses are recorded but never
+// protected: they name no mesh host from elsewhere, loopback stays
+// blockable for tests and local testnets, and so a loopback admission can
+// never lift a block. Protected returns the explicit ranges and the
+// member prefixes together.
 //
 // It must never:
 //
