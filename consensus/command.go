@@ -29,11 +29,14 @@ const (
 	CmdInit         CommandType = 7 // Init: found the mesh (the first command, once)
 	CmdOperator     CommandType = 8 // Operator: an operator-signed command
 	CmdLeave        CommandType = 9 // Leave: a member leaves, signed with its own key
+	// CmdProvenBlock is how a CmdPutPolicy is written: the policy as JSON,
+	// the proofs as raw bytes (proof_command.go).
+	CmdProvenBlock CommandType = 10
 )
 
 func (t CommandType) String() string {
 	switch t {
-	case CmdPutPolicy:
+	case CmdPutPolicy, CmdProvenBlock: // one command, one label
 		return "put-policy"
 	case CmdRevokePolicy:
 		return "revoke-policy"
@@ -119,8 +122,12 @@ const (
 	maxIDLen    = 128
 )
 
-// Encode returns the log entry for c: its type byte followed by JSON.
+// Encode returns the log entry for c: its type byte followed by JSON; a
+// CmdPutPolicy is written as a CmdProvenBlock (proofs as raw bytes).
 func (c Command) Encode() ([]byte, error) {
+	if c.Type == CmdPutPolicy {
+		return c.encodeProvenBlock()
+	}
 	body, err := json.Marshal(c)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", c.Type, err)
@@ -135,6 +142,9 @@ func (c Command) Encode() ([]byte, error) {
 func DecodeCommand(b []byte) (Command, error) {
 	if len(b) == 0 {
 		return Command{}, fmt.Errorf("%w: empty entry", ErrInvalidCommand)
+	}
+	if CommandType(b[0]) == CmdProvenBlock {
+		return decodeProvenBlock(b)
 	}
 	var c Command
 	if err := json.Unmarshal(b[1:], &c); err != nil {

@@ -102,6 +102,7 @@ type applyFunc func(f *fsm, c *Command, now time.Time) (func(), *RefusalError)
 // entries are refused and counted rather than stopping the replica.
 var handlers = [256]applyFunc{
 	CmdPutPolicy:    (*fsm).putPolicy,
+	CmdProvenBlock:  (*fsm).putPolicy,
 	CmdRevokePolicy: (*fsm).unsigned,
 	CmdProtect:      (*fsm).unsigned,
 	CmdUnprotect:    (*fsm).unsigned,

@@ -149,7 +149,7 @@ func TestPrecheckFillsVerifyCache(t *testing.T) {
 		t.Fatalf("after Apply: %+v, want 2 verified, 2 hits", st)
 	}
 	// The early check of a tampered copy is refused as Apply refuses it.
-	bad := bytes.Replace(data, []byte(`"proofs":["`), []byte(`"proofs":["A`), 1)
+	bad := flipBit(data, 8*len(data)-1) // the last proof's signature
 	badCmd, err := DecodeCommand(bad)
 	if err == nil {
 		err = r.f.precheck(bad, &badCmd)

@@ -83,10 +83,22 @@ type Envelope struct {
 	// Raw holds the exact bytes that were signed and sent; relay these,
 	// never a re-encoding.
 	Raw []byte
+
+	// origin and sighting, set by a VerifyCache only, are what OriginID
+	// and DecodeSighting return for these exact bytes, remembered from
+	// when they were first opened: the signer's node ID, and the decoded,
+	// validated sighting (never mutated; callers get copies).
+	origin   string
+	sighting *Sighting
 }
 
 // OriginID is the node ID (libp2p peer ID string) of the signer.
-func (e *Envelope) OriginID() string { return NodeID(e.Origin) }
+func (e *Envelope) OriginID() string {
+	if e.origin != "" {
+		return e.origin
+	}
+	return NodeID(e.Origin)
+}
 
 // Seal encodes and signs an envelope. seq must be at least 1.
 func Seal(key ed25519.PrivateKey, kind Kind, seq uint64, ts time.Time, payload []byte) ([]byte, error) {
@@ -188,8 +200,13 @@ func signedBytes(body []byte) []byte {
 }
 
 // DecodeSighting decodes and validates the sighting an envelope carries.
-// Unknown JSON fields are rejected; every error wraps ErrMalformed.
+// Unknown JSON fields are rejected; every error wraps ErrMalformed. An
+// envelope from a VerifyCache may carry the sighting decoded when its
+// bytes were first opened: a copy of it is returned.
 func DecodeSighting(e *Envelope) (Sighting, error) {
+	if e.sighting != nil {
+		return *e.sighting, nil
+	}
 	var s Sighting
 	if e.Kind != KindSighting {
 		return s, fmt.Errorf("%w: envelope carries a %s, not a sighting", ErrMalformed, e.Kind)

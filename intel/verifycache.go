@@ -7,8 +7,16 @@ import (
 )
 
 // DefaultVerifyCacheSize is the number of verified envelopes a node
-// remembers by default: about 2 MB, minutes of a large mesh's sightings.
+// remembers by default, minutes of a large mesh's sightings: about 7 MB
+// with the decoded sightings of typical envelopes, at most about 12 MB
+// (maxMemoSighting).
 const DefaultVerifyCacheSize = 16384
+
+// maxMemoSighting bounds the text of a sighting the cache keeps decoded
+// (indicator, detector, technique, severity, site): an address, a range,
+// a hash or a usual domain or URL fits; a larger one is decoded again on
+// every open.
+const maxMemoSighting = 256
 
 // verifyCacheShards spreads the cache over independent locks, so that the
 // gossip validators and the FSM rarely wait for each other.
@@ -18,10 +26,14 @@ const verifyCacheShards = 16
 // SHA-256 of their exact bytes, so that an envelope checked once (on
 // gossip receipt, by the leader before it appends an entry) costs a hash
 // rather than an ed25519 verification the next time it is opened (in
-// every replica's FSM). Verification is a pure function of the bytes:
-// skipping it for bytes already verified cannot change any result, and
-// bytes that differ in one bit have another digest and are verified
-// afresh. Only successes are remembered.
+// every replica's FSM). With the digest it keeps what decoding those
+// bytes gave: the signer's node ID and, for a sighting, the decoded and
+// validated sighting, which the envelopes it opens carry (OriginID and
+// DecodeSighting return them without decoding again). Verification and
+// decoding are pure functions of the bytes: skipping them for bytes
+// already verified cannot change any result, and bytes that differ in
+// one bit have another digest and are verified and decoded afresh. Only
+// successes are remembered.
 //
 // It holds a fixed number of digests (clock eviction: an entry opened
 // again since the hand last passed gets a second chance) and is safe for
@@ -40,8 +52,17 @@ type verifyShard struct {
 
 type verifySlot struct {
 	digest [sha256.Size]byte
+	memo   verifyMemo
 	used   bool // holds a digest
 	ref    bool // found since the hand last passed
+}
+
+// verifyMemo is what decoding a verified envelope gave: its signer's node
+// ID and, for a sighting that decoded and validated (and fits
+// maxMemoSighting), the sighting. Never mutated once made.
+type verifyMemo struct {
+	origin   string
+	sighting *Sighting
 }
 
 // NewVerifyCache returns a cache of about size digests (at least one per
@@ -58,7 +79,10 @@ func NewVerifyCache(size int) *VerifyCache {
 
 // Open has the contract of the package's Open, errors included: it
 // decodes b, and verifies its signature unless these exact bytes verified
-// before; a verified envelope is remembered.
+// before; a verified envelope is remembered, with its signer's node ID
+// and, for a sighting, DecodeSighting's result when it is valid. The
+// envelope returned carries them: its OriginID and DecodeSighting cost
+// nothing.
 func (c *VerifyCache) Open(b []byte) (*Envelope, error) {
 	if c == nil {
 		return Open(b)
@@ -69,16 +93,29 @@ func (c *VerifyCache) Open(b []byte) (*Envelope, error) {
 	}
 	d := sha256.Sum256(b)
 	s := &c.shards[d[0]%verifyCacheShards]
-	if s.lookup(d) {
+	if m, ok := s.lookup(d); ok {
 		c.hits.Add(1)
+		e.origin, e.sighting = m.origin, m.sighting
 		return e, nil
 	}
 	if !e.verify() {
 		return nil, ErrBadSignature
 	}
 	c.verified.Add(1)
-	s.insert(d)
+	m := verifyMemo{origin: NodeID(e.Origin)}
+	if e.Kind == KindSighting {
+		if sg, err := DecodeSighting(e); err == nil && sightingText(&sg) <= maxMemoSighting {
+			m.sighting = &sg
+		}
+	}
+	s.insert(d, m)
+	e.origin, e.sighting = m.origin, m.sighting
 	return e, nil
+}
+
+// sightingText is the length of a sighting's strings.
+func sightingText(s *Sighting) int {
+	return len(s.Indicator.Type) + len(s.Indicator.Value) + len(s.Detector) + len(s.Technique) + len(s.Severity) + len(s.Site)
 }
 
 // VerifyCacheStats are a cache's counters.
@@ -106,20 +143,21 @@ func (c *VerifyCache) Stats() VerifyCacheStats {
 	return st
 }
 
-func (s *verifyShard) lookup(d [sha256.Size]byte) bool {
+func (s *verifyShard) lookup(d [sha256.Size]byte) (verifyMemo, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	i, ok := s.index[d]
-	if ok {
-		s.slots[i].ref = true
+	if !ok {
+		return verifyMemo{}, false
 	}
-	return ok
+	s.slots[i].ref = true
+	return s.slots[i].memo, true
 }
 
 // insert adds d, evicting by the clock: the hand clears the reference bit
 // of each entry it passes and takes the first slot that is free or was
 // not found since its last pass.
-func (s *verifyShard) insert(d [sha256.Size]byte) {
+func (s *verifyShard) insert(d [sha256.Size]byte, m verifyMemo) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.index[d]; ok {
@@ -136,7 +174,7 @@ func (s *verifyShard) insert(d [sha256.Size]byte) {
 		if slot.used {
 			delete(s.index, slot.digest)
 		}
-		*slot = verifySlot{digest: d, used: true}
+		*slot = verifySlot{digest: d, memo: m, used: true}
 		s.index[d] = int32(i)
 		return
 	}

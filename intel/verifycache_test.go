@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -83,8 +85,16 @@ func TestVerifyCacheSameEnvelope(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if fmt.Sprint(*got) != fmt.Sprint(*want) {
-			t.Fatalf("cache opened %+v, Open %+v", *got, *want)
+		if g, w := exported(got), exported(want); g != w {
+			t.Fatalf("cache opened %s, Open %s", g, w)
+		}
+		if got.OriginID() != want.OriginID() {
+			t.Fatalf("cache's origin %s, Open's %s", got.OriginID(), want.OriginID())
+		}
+		gs, gerr := DecodeSighting(got)
+		ws, werr := DecodeSighting(want)
+		if fmt.Sprint(gs, gerr) != fmt.Sprint(ws, werr) {
+			t.Fatalf("cache's sighting %+v (%v), Open's %+v (%v)", gs, gerr, ws, werr)
 		}
 	}
 	var nilCache *VerifyCache
@@ -124,14 +134,21 @@ func TestVerifyCacheBounded(t *testing.T) {
 func TestVerifyShardClock(t *testing.T) {
 	s := verifyShard{index: map[[sha256.Size]byte]int32{}, slots: make([]verifySlot, 2)}
 	a, b, d := [32]byte{1}, [32]byte{2}, [32]byte{3}
-	s.insert(a)
-	s.insert(b)
-	if !s.lookup(a) {
+	held := func(x [32]byte) bool {
+		m, ok := s.lookup(x)
+		if ok && m.origin != fmt.Sprint(x[0]) {
+			t.Fatalf("digest %d holds the memo %q", x[0], m.origin)
+		}
+		return ok
+	}
+	s.insert(a, verifyMemo{origin: "1"})
+	s.insert(b, verifyMemo{origin: "2"})
+	if !held(a) {
 		t.Fatal("a not held")
 	}
-	s.insert(d)
-	if !s.lookup(a) || s.lookup(b) || !s.lookup(d) {
-		t.Fatalf("after inserting a third: a %v, b %v, d %v; want a and d held", s.lookup(a), s.lookup(b), s.lookup(d))
+	s.insert(d, verifyMemo{origin: "3"})
+	if !held(a) || held(b) || !held(d) {
+		t.Fatalf("after inserting a third: a %v, b %v, d %v; want a and d held", held(a), held(b), held(d))
 	}
 	if len(s.index) != 2 {
 		t.Fatalf("%d held, capacity 2", len(s.index))
@@ -189,4 +206,140 @@ func BenchmarkVerifyCacheOpen(b *testing.B) {
 			}
 		}
 	})
+}
+
+// exported prints an envelope's exported fields.
+func exported(e *Envelope) string {
+	return fmt.Sprint(e.Version, e.Kind, e.Origin, e.Seq, e.Time, e.Payload, e.Raw)
+}
+
+func sealTestSightingOf(tb testing.TB, key ed25519.PrivateKey, seq uint64, s Sighting) []byte {
+	tb.Helper()
+	b, err := SealJSON(key, KindSighting, seq, time.Unix(1_700_000_000, 0).UTC(), s)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+// What the cache remembers of a decoding is what decoding the same bytes
+// gives, on a miss and on every hit: the sighting, or the same error for
+// an envelope whose signature verifies but whose payload is no valid
+// sighting, or is no sighting at all; a sighting too large to remember is
+// decoded every time. What a caller gets is its own copy.
+func TestVerifyCacheMemo(t *testing.T) {
+	key := cacheTestKey("memo")
+	now := time.Unix(1_700_000_000, 0).UTC()
+	ind, err := NewIndicator(IPv4, "198.51.100.9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	valid := Sighting{Indicator: ind, Detector: "ssh", Confidence: 80, Count: 3, FirstSeen: now, LastSeen: now}
+	long := valid
+	long.Detector = strings.Repeat("d", 128)
+	long.Site = strings.Repeat("s", 128)
+	invalid := valid
+	invalid.Count = 0
+	raws := map[string][]byte{
+		"valid":   sealTestSightingOf(t, key, 1, valid),
+		"long":    sealTestSightingOf(t, key, 2, long),
+		"invalid": sealTestSightingOf(t, key, 3, invalid),
+	}
+	raws["unknown field"], err = Seal(key, KindSighting, 4, now, []byte(`{"indicator":{"type":"ipv4","value":"198.51.100.9"},"x":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raws["heartbeat"], err = Seal(key, KindHeartbeat, 5, now, []byte(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewVerifyCache(64)
+	for name, raw := range raws {
+		want, err := Open(raw)
+		if err != nil {
+			t.Fatal(name, err)
+		}
+		ws, werr := DecodeSighting(want)
+		for i := range 3 {
+			got, err := c.Open(raw)
+			if err != nil {
+				t.Fatal(name, err)
+			}
+			if got.OriginID() != want.OriginID() || got.OriginID() != NodeID(key.Public().(ed25519.PublicKey)) {
+				t.Fatalf("%s, open %d: origin %s, want %s", name, i, got.OriginID(), want.OriginID())
+			}
+			gs, gerr := DecodeSighting(got)
+			if fmt.Sprintf("%#v %v", gs, gerr) != fmt.Sprintf("%#v %v", ws, werr) {
+				t.Fatalf("%s, open %d: %#v (%v), without the cache %#v (%v)", name, i, gs, gerr, ws, werr)
+			}
+			if gerr == nil {
+				// The caller's copy is its own.
+				gs.Detector, gs.Indicator.Value, gs.Count = "changed", "changed", 99
+			}
+		}
+		memo := got(c, raw)
+		switch name {
+		case "valid":
+			if memo.sighting == nil {
+				t.Fatal("a valid sighting is not remembered")
+			}
+		default:
+			if memo.sighting != nil {
+				t.Fatalf("%s: a sighting is remembered", name)
+			}
+		}
+	}
+	if st := c.Stats(); st.Verified != uint64(len(raws)) || st.Hits != 2*uint64(len(raws)) {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// got returns the memo a cache holds for raw.
+func got(c *VerifyCache, raw []byte) verifyMemo {
+	d := sha256.Sum256(raw)
+	m, _ := c.shards[d[0]%verifyCacheShards].lookup(d)
+	return m
+}
+
+// A full cache of remembered sightings stays within the memory its size
+// documents (DefaultVerifyCacheSize: about 7 MB for typical sightings,
+// 12 MB at most).
+func TestVerifyCacheMemory(t *testing.T) {
+	const n = 4096
+	key := cacheTestKey("memory")
+	now := time.Unix(1_700_000_000, 0).UTC()
+	envs := make([][]byte, 0, 2*n)
+	for i := range 2 * n {
+		ind, err := NewIndicator(IPv6, fmt.Sprintf("2001:db8::%x:%x", i>>16, i&0xffff))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The largest text remembered: maxMemoSighting bytes.
+		s := Sighting{Indicator: ind, Detector: "ssh-bruteforce", Technique: "T1110.001", Severity: SeverityHigh,
+			Confidence: 80, Count: 3, FirstSeen: now, LastSeen: now}
+		s.Site = strings.Repeat("s", min(128, maxMemoSighting-sightingText(&s)))
+		s.Detector += strings.Repeat("d", maxMemoSighting-sightingText(&s))
+		envs = append(envs, sealTestSightingOf(t, key, uint64(i+1), s))
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	c := NewVerifyCache(n)
+	for _, e := range envs { // twice the capacity: every slot replaced once
+		if _, err := c.Open(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	per := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n
+	st := c.Stats()
+	if st.Len != n || got(c, envs[len(envs)-1]).sighting == nil {
+		t.Fatalf("stats %+v, or the last sighting not remembered", st)
+	}
+	t.Logf("%d bytes per remembered envelope at the largest text", per)
+	if limit := int64(12<<20) / DefaultVerifyCacheSize; per > limit {
+		t.Fatalf("%d bytes per remembered envelope, the documented bound is %d", per, limit)
+	}
+	runtime.KeepAlive(c)
 }
