@@ -130,7 +130,7 @@ func New(d *Deps) (*Node, error) {
 	n.admin = srv
 	n.registerMetrics()
 	d.Metrics.MustRegister(d.Consensus.Collector()) // meshward_consensus_refused_total{command,reason}
-	if d.inbound != nil { // gossip built by NewDeps hands its envelopes to n from now on
+	if d.inbound != nil {                           // gossip built by NewDeps hands its envelopes to n from now on
 		d.inbound.bind(&gossipHandler{n})
 	}
 	return n, nil
