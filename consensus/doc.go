@@ -52,6 +52,17 @@
 // of the last command it applied; the caller waits until its own FSM has
 // applied that far.
 //
+// The transport boundary (gate.go, transport.go). hashicorp/raft does not
+// ask who sends an RPC, so the stream layer does: an inbound
+// /meshward/raft/1 stream is accepted only from a server in the current
+// Raft configuration (a cached set, refreshed from raft without blocking
+// it); a node still joining accepts only the member it joined through and
+// the servers the join response names. A peer that leaves the
+// configuration has its open streams reset. Refusals are counted in
+// meshward_transport_refused_total{protocol,reason} (TransportRefusals);
+// a non-member's raft-rpc request other than a first-hand join is refused
+// and counted there too.
+//
 // Trust (trust.go, proof.go, operator.go, roster.go). The FSM is the last
 // line: what it applies is provable from the entry alone. The founding
 // node's first command (CmdInit) sets the mesh ID, the first operator
