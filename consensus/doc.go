@@ -7,7 +7,9 @@
 //
 //   - the raft StreamLayer over libp2p (protocol /meshward/raft/1), so raft
 //     peers are named by their libp2p peer ID alone;
-//   - the FSM and its command encoding (first byte = command type, then JSON);
+//   - the FSM and its command encoding (first byte = command type, then JSON;
+//     automatic blocks as proven-block entries: the policy's JSON and the
+//     signed sighting envelopes as raw length-prefixed bytes, proof_command.go);
 //   - bootstrapping the first node, admitting joiners that prove they hold
 //     an operator-issued join token (join.go), and keeping the voter set
 //     bounded (MaxVoters voters, the rest non-voters);
