@@ -20,13 +20,21 @@
 //
 // The node meets other packages' interfaces through small adapters:
 // gossipHandler (gossip.Handler), stateSource (responders.StateSource)
-// and adminAPI (admin.Node, one type per noun of the API).
+// and adminAPI (admin.Node, one type per noun of the API; operatorAPI
+// hands operator-signed commands to consensus).
+//
+// Trust at the node's edge: the mesh's connection gater (gater.go) lets
+// members connect freely and strangers only for a grace to join; one
+// verify cache (intel.VerifyCache) is shared by gossip, which verifies
+// envelopes on receipt, and consensus, which checks the same envelopes as
+// proofs; the store and snapshots may be encrypted at rest (atrest.go).
 //
 // Data flow inside a node:
 //
 //	detector ─► onDetection: local decision; outbox: seal, store, publish
 //	gossip validator ─► gossipHandler: store, then evaluate
-//	corroborator: k distinct roster nodes within W ─► consensus.Propose
+//	corroborator: k distinct roster nodes within W ─► consensus.Propose,
+//	    carrying their signed sighting envelopes as the FSM's proof
 //	consensus change ─► reconciler.Trigger ─► responders
 //
 // It must never hold mesh state of its own: policies live in consensus,
