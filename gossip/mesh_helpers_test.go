@@ -158,7 +158,9 @@ func (n *meshNode) stop() {
 
 func connect(t testing.TB, a, b host.Host) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// A generous bound: on a loaded machine under -race, identify alone
+	// can take several seconds.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := a.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()}); err != nil {
 		t.Fatalf("connect %s to %s: %v", a.ID(), b.ID(), err)
