@@ -67,6 +67,9 @@ type fsm struct {
 	// has verified before (a pure function of the bytes: Apply's result
 	// is the same either way). Nil verifies every time.
 	verify *intel.VerifyCache
+	// decoded holds what the leader's early check decoded, for its Apply
+	// of the same bytes (memo.go). Nil decodes every time.
+	decoded *decodeMemo
 
 	onChange func() // called after every apply and restore, outside the lock
 }
@@ -87,6 +90,7 @@ func newFSM(onChange func()) *fsm {
 		departed:  map[string]time.Time{},
 		memberIPs: map[netip.Prefix]struct{}{},
 		log:       slog.New(slog.DiscardHandler),
+		decoded:   newDecodeMemo(),
 		onChange:  onChange,
 	}
 }
@@ -132,9 +136,19 @@ func (f *fsm) Apply(l *raft.Log) any {
 		}
 		panic(fmt.Sprintf("consensus: log entry %d has unknown command type %d; upgrade this node", l.Index, uint8(t)))
 	}
+	// The leader's early check may have decoded these exact bytes
+	// already; taken outside the lock.
+	memo, decoded := f.decoded.take(l.Data)
 	f.mu.Lock()
 	f.index = l.Index
-	now, change, rerr := f.check(l.Data)
+	var now time.Time
+	var change func()
+	var rerr *RefusalError
+	if decoded {
+		now, change, rerr = f.checkDecoded(&memo)
+	} else {
+		now, change, rerr = f.check(l.Data)
+	}
 	if rerr == nil {
 		if t != CmdAdmit {
 			// Only an accepted command moves the clock. The leader's own
@@ -194,7 +208,9 @@ func (f *fsm) checkDecoded(c *Command) (time.Time, func(), *RefusalError) {
 // with the reasons Apply would give. The refusal is counted. c, when not
 // nil, is DecodeCommand(data), already decoded by the caller; the proofs
 // it opens fill the verify cache, so that Apply on this node only hashes
-// them.
+// them, and when the check passes *c is kept in the decode memo, so that
+// Apply on this node does not decode data again: neither the caller nor
+// anyone else may mutate *c afterwards.
 func (f *fsm) precheck(data []byte, c *Command) error {
 	if len(data) == 0 {
 		return refuse(0, "malformed", ErrInvalidCommand, "empty entry")
@@ -213,6 +229,9 @@ func (f *fsm) precheck(data []byte, c *Command) error {
 	if rerr != nil {
 		f.count(rerr, 0)
 		return rerr
+	}
+	if c != nil && len(data) <= maxCommandSize {
+		f.decoded.put(data, *c)
 	}
 	return nil
 }

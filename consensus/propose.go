@@ -136,7 +136,9 @@ func (c *Consensus) applyLocal(ctx context.Context, data []byte) error {
 	}
 	// Refuse early what Apply would refuse, with the same reason, so that
 	// a refused command costs no log entry. The check shares the decoding
-	// above, and the proofs it verifies are only hashed by Apply here.
+	// above, and the proofs it verifies are only hashed by Apply here; it
+	// keeps cmd for Apply here (the decode memo), so cmd is only read
+	// from now on.
 	if err := c.fsm.precheck(data, &cmd); err != nil {
 		return err
 	}
@@ -149,6 +151,11 @@ func (c *Consensus) applyLocal(ctx context.Context, data []byte) error {
 	go func() { done <- f.Error() }() // raft resolves every future, at the latest on shutdown
 	select {
 	case err := <-done:
+		if err != nil {
+			// Not appended, or lost with the leadership: the memo
+			// keeps no decoding for an Apply that may never come.
+			c.fsm.decoded.drop(data)
+		}
 		if errors.Is(err, raft.ErrRaftShutdown) {
 			return ErrClosed
 		}
@@ -160,6 +167,7 @@ func (c *Consensus) applyLocal(ctx context.Context, data []byte) error {
 		}
 		return nil
 	case <-ctx.Done():
+		c.fsm.decoded.drop(data)
 		return ctx.Err()
 	}
 }
