@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // The Byzantine tests replay attacks as a compromised member would: its
@@ -64,17 +67,10 @@ func attack(t *testing.T, nodes []*testNode, cmd Command, reason string) {
 
 func attackRaw(t *testing.T, nodes []*testNode, typ CommandType, data []byte, reason string) {
 	t.Helper()
-	leader := leaderOf(nodes)
-	if leader == nil {
-		t.Fatal("no leader")
-	}
-	var attacker *testNode
-	for _, n := range nodes {
-		if n != leader {
-			attacker = n
-			break
-		}
-	}
+	// On a loaded machine the leader may step down at any moment: every
+	// step that needs the leader waits for one, and retries when
+	// leadership moves (never when the attack is answered).
+	leader := waitLeader(t, nodes)
 	// Every node first applies what the leader has (a token just created).
 	applied := leader.c.fsm.appliedIndex()
 	for _, n := range nodes {
@@ -89,9 +85,17 @@ func attackRaw(t *testing.T, nodes []*testNode, typ CommandType, data []byte, re
 	}
 
 	// Through the propose RPC, as a member forwards a proposal.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, err := callPeer(ctx, attacker.h, leader.h.ID(), &rpcRequest{Kind: rpcPropose, Command: data})
+	var err error
+	for deadline := time.Now().Add(time.Minute); ; {
+		leader = waitLeader(t, nodes)
+		attacker := followerOf(nodes)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err = callPeer(ctx, attacker.h, leader.h.ID(), &rpcRequest{Kind: rpcPropose, Command: data})
+		cancel()
+		if !leadershipMoved(err) || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err == nil {
 		t.Fatalf("the propose RPC accepted the attack")
 	}
@@ -100,9 +104,17 @@ func attackRaw(t *testing.T, nodes []*testNode, typ CommandType, data []byte, re
 	}
 
 	// Straight into the leader's log.
-	f := leader.c.raft.Apply(data, 10*time.Second)
-	if err := f.Error(); err != nil {
-		t.Fatalf("raft apply: %v", err)
+	var f raft.ApplyFuture
+	for deadline := time.Now().Add(time.Minute); ; {
+		leader = waitLeader(t, nodes)
+		f = leader.c.raft.Apply(data, 10*time.Second)
+		err := f.Error()
+		if err == nil {
+			break
+		}
+		if !leadershipMoved(err) || time.Now().After(deadline) {
+			t.Fatalf("raft apply: %v", err)
+		}
 	}
 	rerr, _ := f.Response().(error)
 	if got := RefusalReason(rerr); got != reason {
@@ -118,4 +130,19 @@ func attackRaw(t *testing.T, nodes []*testNode, typ CommandType, data []byte, re
 			t.Errorf("node %s: refusal %s counted %d times, want more than %d", shortID(n.id()), key, got, counted[i])
 		}
 	}
+}
+
+// waitLeader waits for a leader among nodes.
+func waitLeader(t *testing.T, nodes []*testNode) *testNode {
+	t.Helper()
+	var leader *testNode
+	waitFor(t, 30*time.Second, "a leader", func() bool { leader = leaderOf(nodes); return leader != nil })
+	return leader
+}
+
+// leadershipMoved reports whether err says only that the leader changed
+// under the request, which the attack helpers retry.
+func leadershipMoved(err error) bool {
+	return errors.Is(err, ErrNoLeader) || errors.Is(err, raft.ErrNotLeader) ||
+		errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress)
 }
