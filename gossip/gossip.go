@@ -290,6 +290,9 @@ func New(ctx context.Context, h host.Host, opts Options) (*Gossip, error) {
 		}
 	}()
 	g.tracer = newTracer(specs...)
+	if g.limiter != nil {
+		g.tracer.charge = func(from peer.ID) { g.limiter.allow(from, g.now()) }
+	}
 	labels := make([]string, len(specs))
 	for i, s := range specs {
 		labels[i] = s.label

@@ -132,6 +132,11 @@ func (m *metrics) snapshot() map[string]uint64 {
 // failed/ignored" and are already counted.
 type tracer struct {
 	topics map[string]*metrics // read-only after construction
+	// charge, when set, counts a message GossipSub dropped before our
+	// validator saw it (validation queue full, throttled) against the
+	// rate of the peer that sent it: a flood that overwhelms the queue
+	// must cost its sender as one the rate limiter refuses would.
+	charge func(from peer.ID)
 }
 
 var _ pubsub.RawTracer = (*tracer)(nil)
@@ -165,6 +170,9 @@ func (t *tracer) RejectMessage(msg *pubsub.Message, reason string) {
 	}
 	if r, ok := pubsubReasons[reason]; ok {
 		m.reject(r)
+		if t.charge != nil && (r == ReasonQueueFull || r == ReasonThrottled) {
+			t.charge(msg.ReceivedFrom)
+		}
 	}
 }
 
