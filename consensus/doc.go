@@ -28,7 +28,8 @@
 // Files: consensus.go (lifecycle, loops, local reads), propose.go and
 // join.go (the write paths, forwarded to the leader), rpc.go (the
 // raft-rpc protocol), transport.go (the StreamLayer), membership.go,
-// read.go, fsm.go and command.go.
+// read.go, fsm.go (Apply, dispatch, indexes), fsm_query.go,
+// fsm_snapshot.go and command.go.
 //
 // Voter management (membership.go). Joiners enter the configuration as
 // non-voters. The leader watches its followers through raft's heartbeat
