@@ -324,11 +324,31 @@ func (c *Consensus) Leave(ctx context.Context) error {
 		}
 	}
 	if c.raft.State() == raft.Leader {
-		if err := waitFuture(ctx, c.raft.LeadershipTransfer()); err != nil {
+		err := waitFuture(ctx, c.raft.LeadershipTransfer())
+		if errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+			// The membership loop saw the committed leave first and is
+			// already handing leadership over: wait for it to finish.
+			err = c.waitNotLeader(ctx)
+		}
+		if err != nil {
 			return fmt.Errorf("leave: hand over leadership: %w", err)
 		}
 	}
 	c.log.Info("left the mesh")
+	return nil
+}
+
+// waitNotLeader waits until this node no longer leads, or ctx ends.
+func (c *Consensus) waitNotLeader(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for c.raft.State() == raft.Leader {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 	return nil
 }
 
