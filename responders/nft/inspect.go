@@ -28,19 +28,29 @@ type Entry struct {
 	Nested bool
 }
 
+// lockTable takes the backend's lock and checks that its table is in the
+// kernel (ErrNoTable otherwise). On nil the caller holds the lock.
+func (f *Firewall) lockTable() error {
+	if err := f.lock(); err != nil {
+		return err
+	}
+	ok, err := f.tableExists()
+	if err == nil && !ok {
+		err = fmt.Errorf("inet %s: %w", f.cfg.table, ErrNoTable)
+	}
+	if err != nil {
+		f.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
 // List returns what the table holds, sorted by key. It changes nothing.
 func (f *Firewall) List(ctx context.Context) ([]Entry, error) {
-	if err := f.lock(); err != nil {
+	if err := f.lockTable(); err != nil {
 		return nil, err
 	}
 	defer f.mu.Unlock()
-	ok, err := f.tableExists()
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, fmt.Errorf("inet %s: %w", f.cfg.table, ErrNoTable)
-	}
 	st, err := f.read()
 	if err != nil {
 		return nil, err
@@ -78,17 +88,10 @@ type RuleCounter struct {
 
 // Counters returns the packets and bytes each drop rule has dropped.
 func (f *Firewall) Counters(ctx context.Context) ([]RuleCounter, error) {
-	if err := f.lock(); err != nil {
+	if err := f.lockTable(); err != nil {
 		return nil, err
 	}
 	defer f.mu.Unlock()
-	ok, err := f.tableExists()
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, fmt.Errorf("inet %s: %w", f.cfg.table, ErrNoTable)
-	}
 	var out []RuleCounter
 	for _, h := range hooks {
 		rules, err := f.conn.GetRules(f.table, &nftables.Chain{Name: h.name, Table: f.table})
