@@ -27,6 +27,12 @@ const (
 	OpAddOperator      OperatorOp = "add_operator"
 	OpRemoveOperator   OperatorOp = "remove_operator"
 	OpCreateJoinToken  OperatorOp = "create_join_token"
+	// OpBlockBulk and OpAllowBulk are block and allow over many
+	// indicators in one signed command (one Raft entry), sharing the TTL,
+	// the reason and Wide. The FSM judges every indicator on its own: it
+	// applies those that pass and refuses, and counts, the others.
+	OpBlockBulk OperatorOp = "block_bulk"
+	OpAllowBulk OperatorOp = "allow_bulk"
 )
 
 // Bounds of operator command fields.
@@ -35,6 +41,9 @@ const (
 	MaxJoinTokenUses   = 1000
 	MaxJoinTokenTTL    = 30 * 24 * time.Hour
 	MinJoinTokenSecret = 32
+	// MaxBulkIndicators bounds the indicators of one bulk command, so that
+	// its entry stays well under the Raft entry limit.
+	MaxBulkIndicators = 2000
 )
 
 // OperatorCommand is the body an operator signs: the header that binds it
@@ -51,6 +60,9 @@ type OperatorCommand struct {
 	TTLSeconds int64      `json:"ttl_seconds,omitempty"`
 	Reason     string     `json:"reason,omitempty"`
 	Wide       bool       `json:"wide,omitempty"`
+	// Block bulk, allow bulk: the indicators (1..MaxBulkIndicators, no
+	// two with the same key), with TTLSeconds, Reason and Wide as above.
+	Indicators []Indicator `json:"indicators,omitempty"`
 	// Revoke: the policy.
 	PolicyID string `json:"policy_id,omitempty"`
 	// Protect, unprotect: an address range in CIDR notation.
@@ -90,7 +102,7 @@ func (c OperatorCommand) TokenTTL() time.Duration {
 // RequiredRole is the least role that may sign c.
 func (c OperatorCommand) RequiredRole() OperatorRole {
 	switch c.Op {
-	case OpBlock, OpAllow:
+	case OpBlock, OpAllow, OpBlockBulk, OpAllowBulk:
 		if c.Wide {
 			return OperatorAdmin
 		}
@@ -126,6 +138,23 @@ func (c OperatorCommand) Validate() error {
 		}
 		if err := c.Indicator.Validate(); err != nil {
 			return bad("%v", err)
+		}
+		if c.TTLSeconds < 0 {
+			return bad("ttl_seconds must not be negative")
+		}
+	case OpBlockBulk, OpAllowBulk:
+		if n := len(c.Indicators); n == 0 || n > MaxBulkIndicators {
+			return bad("%d indicators: want 1..%d", n, MaxBulkIndicators)
+		}
+		seen := make(map[string]int, len(c.Indicators))
+		for i, ind := range c.Indicators {
+			if err := ind.Validate(); err != nil {
+				return bad("indicators[%d]: %v", i, err)
+			}
+			if j, dup := seen[ind.Key()]; dup {
+				return bad("indicators[%d]: %s repeats indicators[%d]", i, ind, j)
+			}
+			seen[ind.Key()] = i
 		}
 		if c.TTLSeconds < 0 {
 			return bad("ttl_seconds must not be negative")

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -46,8 +47,13 @@ func TestOperatorCommandRoundTrip(t *testing.T) {
 
 func TestOperatorCommandValidateAndRoles(t *testing.T) {
 	ind, _ := ParseIndicator("203.0.113.7")
+	other, _ := ParseIndicator("198.51.100.0/24")
 	pub, _, _ := ed25519.GenerateKey(rand.Reader)
 	h := testHeader()
+	tooMany := make([]Indicator, MaxBulkIndicators+1)
+	for i := range tooMany {
+		tooMany[i] = IndicatorFromAddr(netip.AddrFrom4([4]byte{203, 0, byte(i >> 8), byte(i)}))
+	}
 	good := map[string]OperatorCommand{
 		"block":      {Op: OpBlock, Indicator: &ind},
 		"allow wide": {Op: OpAllow, Indicator: &ind, Wide: true},
@@ -60,6 +66,8 @@ func TestOperatorCommandValidateAndRoles(t *testing.T) {
 		"add op":     {Op: OpAddOperator, OperatorKey: pub, OperatorRole: OperatorResponder, OperatorName: "bob"},
 		"rm op":      {Op: OpRemoveOperator, OperatorKeyID: OperatorKeyID(pub)},
 		"token":      {Op: OpCreateJoinToken, TokenKey: pub, TokenUses: 1, TokenTTLSeconds: 3600},
+		"block bulk": {Op: OpBlockBulk, Indicators: []Indicator{ind, other}, TTLSeconds: 60},
+		"allow bulk": {Op: OpAllowBulk, Indicators: []Indicator{ind}, Wide: true},
 	}
 	for name, c := range good {
 		c.Header = h
@@ -88,6 +96,11 @@ func TestOperatorCommandValidateAndRoles(t *testing.T) {
 		"token no uses":    {Op: OpCreateJoinToken, TokenKey: pub, TokenTTLSeconds: 1},
 		"token forever":    {Op: OpCreateJoinToken, TokenKey: pub, TokenUses: 1, TokenTTLSeconds: int64(MaxJoinTokenTTL/time.Second) + 1},
 		"long reason":      {Op: OpBlock, Indicator: &ind, Reason: strings.Repeat("r", 1025)},
+		"bulk empty":       {Op: OpBlockBulk},
+		"bulk too many":    {Op: OpBlockBulk, Indicators: tooMany},
+		"bulk bad ind":     {Op: OpBlockBulk, Indicators: []Indicator{ind, {Type: IPv4, Value: "1.2.3"}}},
+		"bulk duplicate":   {Op: OpAllowBulk, Indicators: []Indicator{ind, other, ind}},
+		"bulk negative":    {Op: OpBlockBulk, Indicators: []Indicator{ind}, TTLSeconds: -1},
 	}
 	for name, c := range bad {
 		c.Header = h
@@ -110,6 +123,8 @@ func TestOperatorCommandValidateAndRoles(t *testing.T) {
 		"protect":    {good["protect"], false},
 		"add op":     {good["add op"], false},
 		"token":      {good["token"], false},
+		"block bulk": {good["block bulk"], true},
+		"wide bulk":  {good["allow bulk"], false},
 	} {
 		if got := OperatorResponder.Permits(tc.c); got != tc.responder {
 			t.Errorf("responder permits %s = %v, want %v", name, got, tc.responder)
