@@ -29,8 +29,9 @@ const (
 	OpCreateJoinToken  OperatorOp = "create_join_token"
 	// OpBlockBulk and OpAllowBulk are block and allow over many
 	// indicators in one signed command (one Raft entry), sharing the TTL,
-	// the reason and Wide. The FSM judges every indicator on its own: it
-	// applies those that pass and refuses, and counts, the others.
+	// the reason and Wide. The FSM applies all of them or none: one
+	// indicator that a floor, a protected range or an allow refuses
+	// refuses the command, and the refusal names that indicator.
 	OpBlockBulk OperatorOp = "block_bulk"
 	OpAllowBulk OperatorOp = "allow_bulk"
 )
