@@ -80,3 +80,29 @@ func (f *fsm) counts() (policies, protected, members int) {
 	defer f.mu.RUnlock()
 	return len(f.policies), len(f.protected), len(f.roster)
 }
+
+// policyPage is PolicyPage. A first version: it sorts every policy.
+func (f *fsm) policyPage(after string, limit int, now time.Time) ([]intel.Policy, string) {
+	if limit <= 0 {
+		limit = defaultPolicyPage
+	}
+	limit = min(limit, maxPolicyPage)
+	all := f.activePolicies(now)
+	i, _ := slices.BinarySearchFunc(all, after, func(p intel.Policy, id string) int {
+		if p.ID <= id {
+			return -1
+		}
+		return 1
+	})
+	all = all[i:]
+	if len(all) <= limit {
+		return all, ""
+	}
+	return all[:limit], all[limit-1].ID
+}
+
+// policyChanges is PolicyChanges. A first version without a change log:
+// every caller resynchronises from pages.
+func (f *fsm) policyChanges(since uint64, limit int) ([]PolicyChange, uint64, bool) {
+	return nil, 0, false
+}
