@@ -197,14 +197,70 @@ func (c *Client) Peers(ctx context.Context) ([]Peer, error) {
 	return ps, c.do(ctx, "GET", "/v1/peers", nil, nil, &ps)
 }
 
-// Policies lists policies in force; scope "" means both scopes.
-func (c *Client) Policies(ctx context.Context, scope string) ([]PolicyView, error) {
-	q := url.Values{}
-	if scope != "" {
-		q.Set("scope", scope)
+// PolicyQuery selects one page of policies.
+type PolicyQuery struct {
+	// Scope is mesh, local or "" for both (mesh-wide first).
+	Scope string
+	// Limit is the page size, 1 to 10000; 0 means the server's default
+	// (100).
+	Limit int
+	// Cursor is the NextCursor of the page before; "" for the first page.
+	Cursor string
+}
+
+// PolicyPage returns one page of the policies in force.
+func (c *Client) PolicyPage(ctx context.Context, pq PolicyQuery) (PolicyPage, error) {
+	q := limitQuery(pq.Limit)
+	if pq.Scope != "" {
+		q.Set("scope", pq.Scope)
 	}
+	if pq.Cursor != "" {
+		q.Set("cursor", pq.Cursor)
+	}
+	var p PolicyPage
+	return p, c.do(ctx, "GET", "/v1/policies", q, nil, &p)
+}
+
+// EachPolicy walks the policies in force page by page (pageSize each; 0
+// means the server's default), calling fn for each in turn; it stops at
+// the first error fn returns, or when fn returns ErrStop, with no error.
+func (c *Client) EachPolicy(ctx context.Context, scope string, pageSize int, fn func(PolicyView) error) error {
+	q := PolicyQuery{Scope: scope, Limit: pageSize}
+	for {
+		page, err := c.PolicyPage(ctx, q)
+		if err != nil {
+			return err
+		}
+		for _, p := range page.Items {
+			if err := fn(p); err != nil {
+				if errors.Is(err, ErrStop) {
+					return nil
+				}
+				return err
+			}
+		}
+		if page.NextCursor == "" {
+			return nil
+		}
+		if page.NextCursor == q.Cursor {
+			return fmt.Errorf("node at %s returned the same cursor twice", c.target)
+		}
+		q.Cursor = page.NextCursor
+	}
+}
+
+// ErrStop, returned by the function EachPolicy calls, ends the walk
+// without an error.
+var ErrStop = errors.New("stop")
+
+// Policies lists every policy in force, walking all pages; scope "" means
+// both scopes. It holds them all in memory: EachPolicy does not.
+func (c *Client) Policies(ctx context.Context, scope string) ([]PolicyView, error) {
 	var ps []PolicyView
-	return ps, c.do(ctx, "GET", "/v1/policies", q, nil, &ps)
+	return ps, c.EachPolicy(ctx, scope, maxLimit, func(p PolicyView) error {
+		ps = append(ps, p)
+		return nil
+	})
 }
 
 // Policy returns one policy.
@@ -352,6 +408,43 @@ func (c *Client) Operator(ctx context.Context) (OperatorState, error) {
 func (c *Client) SubmitOperator(ctx context.Context, s intel.OperatorSigned) (OperatorResult, error) {
 	var out OperatorResult
 	return out, c.do(ctx, "POST", "/v1/operator/commands", nil, s, &out)
+}
+
+// Profile fetches the runtime profile name (a name of runtime/pprof,
+// "profile" for CPU or "trace" for an execution trace) and writes it to w;
+// seconds, when positive, is how long a CPU profile or trace runs (or,
+// for the others, the window of a delta profile). It needs an admin
+// token. It returns the bytes written.
+func (c *Client) Profile(ctx context.Context, name string, seconds int, w io.Writer) (int64, error) {
+	u := c.base + "/debug/pprof/" + url.PathEscape(name)
+	if seconds > 0 {
+		u += "?seconds=" + strconv.Itoa(seconds)
+	}
+	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
+	if err != nil {
+		return 0, fmt.Errorf("build request: %w", err)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("cannot reach node at %s: %w", c.target, unwrapURLError(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		var eb errorBody
+		if json.Unmarshal(b, &eb) != nil || eb.Error == "" {
+			eb = errorBody{Error: strings.TrimSpace(string(b)), Code: http.StatusText(resp.StatusCode)}
+		}
+		return 0, &APIError{Status: resp.StatusCode, Code: eb.Code, Message: eb.Error}
+	}
+	n, err := io.Copy(w, resp.Body)
+	if err != nil {
+		return n, fmt.Errorf("read profile from %s: %w", c.target, err)
+	}
+	return n, nil
 }
 
 // OpenAPIDoc fetches the node's OpenAPI document.

@@ -11,18 +11,16 @@ import (
 
 // policyTags lists the policies in force on exactly ind, as
 // "scope:action".
-func policyTags(ps []PolicyView, ind intel.Indicator) []string {
+func policyTags(x *policyIndex, ind intel.Indicator) []string {
 	var out []string
-	for _, p := range ps {
-		if p.Indicator == ind {
-			out = append(out, p.Scope+":"+string(p.Action))
-		}
+	for _, p := range x.on(ind) {
+		out = append(out, p.Scope+":"+string(p.Action))
 	}
 	return out
 }
 
 // summarize folds sightings into one IOC per indicator.
-func summarize(recs []store.SightingRecord, ps []PolicyView) []IOC {
+func summarize(recs []store.SightingRecord, x *policyIndex) []IOC {
 	type acc struct {
 		ioc       IOC
 		origins   map[string]bool
@@ -58,7 +56,7 @@ func summarize(recs []store.SightingRecord, ps []PolicyView) []IOC {
 			a.ioc.Detectors = append(a.ioc.Detectors, d)
 		}
 		sort.Strings(a.ioc.Detectors)
-		a.ioc.Policies = policyTags(ps, a.ioc.Indicator)
+		a.ioc.Policies = policyTags(x, a.ioc.Indicator)
 		out = append(out, a.ioc)
 	}
 	sort.SliceStable(out, func(i, j int) bool {
@@ -87,12 +85,8 @@ func getIOCs(s *Server, c *call) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sightings: %w", err)
 	}
-	ps, err := s.policies("")
-	if err != nil {
-		return nil, err
-	}
 	out := []IOC{}
-	for _, ioc := range summarize(recs, ps) {
+	for _, ioc := range summarize(recs, s.policyIndex()) {
 		if typ != "" && ioc.Indicator.Type != typ {
 			continue
 		}
@@ -116,27 +110,20 @@ func getIOC(s *Server, c *call) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sightings of %s: %w", ind.Value, err)
 	}
-	ps, err := s.policies("")
-	if err != nil {
-		return nil, err
-	}
+	x := s.policyIndex()
 	reports, err := s.reportsOf(c, ind)
 	if err != nil {
 		return nil, err
 	}
 	d := IOCDetail{IOC: IOC{Indicator: ind}, SightingList: []Sighting{}, PolicyList: []PolicyView{}, ReportList: reports}
-	if sum := summarize(recs, ps); len(sum) > 0 {
+	if sum := summarize(recs, x); len(sum) > 0 {
 		d.IOC = sum[0]
 	}
-	d.IOC.Policies = policyTags(ps, ind)
+	d.IOC.Policies = policyTags(x, ind)
 	for i := len(recs) - 1; i >= 0; i-- { // newest first
 		d.SightingList = append(d.SightingList, sightingFrom(recs[i]))
 	}
-	for _, p := range ps {
-		if p.Indicator.Overlaps(ind) {
-			d.PolicyList = append(d.PolicyList, p)
-		}
-	}
+	d.PolicyList = append(d.PolicyList, x.covering(ind)...)
 	if len(d.SightingList) == 0 && len(d.PolicyList) == 0 && len(d.ReportList) == 0 {
 		return nil, fmt.Errorf("indicator %s: %w", ind.Value, ErrNotFound)
 	}

@@ -6,6 +6,7 @@ type metrics struct {
 	requests      *prometheus.CounterVec
 	authFailures  *prometheus.CounterVec
 	auditFailures prometheus.Counter
+	rejections    *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -22,9 +23,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "meshward", Subsystem: "admin", Name: "audit_failures_total",
 			Help: "Audit entries that could not be written.",
 		}),
+		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "meshward", Subsystem: "admin", Name: "requests_rejected_total",
+			Help: "Admin API requests refused for what they asked, by reason (body_too_large, bad_limit, bad_cursor, profile_seconds, unknown_profile).",
+		}, []string{"reason"}),
+	}
+	for _, r := range rejectReasons {
+		m.rejections.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.authFailures, m.auditFailures)
+		reg.MustRegister(m.requests, m.authFailures, m.auditFailures, m.rejections)
 	}
 	return m
 }

@@ -28,6 +28,8 @@ var (
 	// operator key, a role that does not permit the command, a replayed
 	// command (403).
 	ErrForbidden = errors.New("forbidden")
+	// ErrTooLarge: the request body is over the route's limit (413).
+	ErrTooLarge = errors.New("request too large")
 )
 
 // Node is what the admin API needs of a running node: one role interface
@@ -68,8 +70,14 @@ type MemberService interface {
 // policies shown with indicators). Mesh-wide policies change only through
 // operator commands (OperatorService).
 type PolicyService interface {
-	// MeshPolicies are the mesh-wide policies active at now.
-	MeshPolicies(now time.Time) []intel.Policy
+	// MeshPolicy returns the mesh-wide policy with this ID, if it is
+	// active at now.
+	MeshPolicy(id string, now time.Time) (intel.Policy, bool)
+	// MeshPolicyPage returns up to limit mesh-wide policies active at now
+	// with IDs greater than after, in ID order, and the ID to pass as
+	// after for the next page ("" when there is none). It never copies
+	// every policy.
+	MeshPolicyPage(after string, limit int, now time.Time) (page []intel.Policy, next string)
 	// LocalDecisions are this node's local decisions active at now.
 	LocalDecisions(now time.Time) []intel.Policy
 	// PutLocalDecision stores a local decision and has the responders

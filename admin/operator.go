@@ -85,6 +85,9 @@ type OperatorResult struct {
 	// Policy is the policy a block or allow made, when this node already
 	// holds it.
 	Policy *PolicyView `json:"policy,omitempty"`
+	// Count is how many indicators a block_bulk or allow_bulk committed:
+	// all of the command's (a bulk command applies whole or not at all).
+	Count int `json:"count,omitempty"`
 }
 
 // TokenRole is the least API token role that may submit c: a mesh-wide
@@ -105,6 +108,8 @@ func operatorTarget(c intel.OperatorCommand) string {
 		if c.Indicator != nil {
 			return c.Indicator.Key()
 		}
+	case intel.OpBlockBulk, intel.OpAllowBulk:
+		return fmt.Sprintf("%d indicators", len(c.Indicators))
 	case intel.OpRevoke:
 		return c.PolicyID
 	case intel.OpProtect, intel.OpUnprotect:
@@ -131,6 +136,8 @@ func operatorDetail(keyID string, c intel.OperatorCommand) string {
 	switch c.Op {
 	case intel.OpBlock, intel.OpAllow:
 		d += fmt.Sprintf(" ttl=%s wide=%t reason=%q", c.TTL(), c.Wide, c.Reason)
+	case intel.OpBlockBulk, intel.OpAllowBulk:
+		d += fmt.Sprintf(" count=%d ttl=%s wide=%t reason=%q first=%s", len(c.Indicators), c.TTL(), c.Wide, c.Reason, firstKeys(c.Indicators))
 	case intel.OpSetCorroboration:
 		d += fmt.Sprintf(" min_nodes=%d window=%s", c.MinNodes, c.Window())
 	case intel.OpSetFloors:
@@ -142,10 +149,40 @@ func operatorDetail(keyID string, c intel.OperatorCommand) string {
 	case intel.OpCreateJoinToken:
 		d += fmt.Sprintf(" uses=%d ttl=%s", c.TokenUses, c.TokenTTL())
 	}
-	if c.Reason != "" && c.Op != intel.OpBlock && c.Op != intel.OpAllow {
+	if c.Reason != "" && !hasPolicyFields(c.Op) {
 		d += fmt.Sprintf(" reason=%q", c.Reason)
 	}
 	return d
+}
+
+// auditIndicators is how many of a bulk command's indicators the audit
+// trail names; the count says how many there were.
+const auditIndicators = 5
+
+// firstKeys names the first few of inds, and how many more there are.
+func firstKeys(inds []intel.Indicator) string {
+	var b strings.Builder
+	for i, ind := range inds {
+		if i == auditIndicators {
+			fmt.Fprintf(&b, ",+%d more", len(inds)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(ind.Key())
+	}
+	return b.String()
+}
+
+// hasPolicyFields reports whether op carries a TTL, Wide and a reason of
+// the policies it makes.
+func hasPolicyFields(op intel.OperatorOp) bool {
+	switch op {
+	case intel.OpBlock, intel.OpAllow, intel.OpBlockBulk, intel.OpAllowBulk:
+		return true
+	}
+	return false
 }
 
 func getOperator(s *Server, _ *call) (any, error) {
@@ -183,14 +220,15 @@ func postOperatorCommand(s *Server, c *call) (any, error) {
 		return nil, fmt.Errorf("%s signed by %s: %w", cmd.Op, keyID, err)
 	}
 	res := OperatorResult{Op: cmd.Op, KeyID: keyID, Target: c.target, Nonce: cmd.Header.Nonce}
-	if (cmd.Op == intel.OpBlock || cmd.Op == intel.OpAllow) && cmd.Indicator != nil {
-		id := intel.PolicyID(intel.Action(cmd.Op), *cmd.Indicator)
-		for _, p := range s.policySvc.MeshPolicies(s.now()) {
-			if p.ID == id {
+	switch cmd.Op {
+	case intel.OpBlock, intel.OpAllow:
+		if cmd.Indicator != nil {
+			if p, ok := s.policySvc.MeshPolicy(intel.PolicyID(intel.Action(cmd.Op), *cmd.Indicator), s.now()); ok {
 				res.Policy = &PolicyView{Policy: p, Scope: ScopeMesh}
-				break
 			}
 		}
+	case intel.OpBlockBulk, intel.OpAllowBulk:
+		res.Count = len(cmd.Indicators)
 	}
 	return res, nil
 }

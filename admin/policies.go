@@ -1,55 +1,224 @@
 package admin
 
 import (
+	"encoding/base64"
 	"fmt"
+	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/meshward/meshward/intel"
 )
 
-// policies returns the policies in force, mesh-wide first.
-func (s *Server) policies(scope string) ([]PolicyView, error) {
-	now := s.now()
-	var out []PolicyView
+// PolicyPage is one page of GET /v1/policies: mesh-wide policies in ID
+// order, then local decisions in ID order. NextCursor, when not empty,
+// is passed as the cursor parameter to get the next page.
+type PolicyPage struct {
+	Items      []PolicyView `json:"items"`
+	NextCursor string       `json:"next_cursor,omitempty"`
+}
+
+// A cursor names the scope and the last policy ID of the page before,
+// base64url-encoded ("mesh:" or "local:" and the ID) so that clients
+// treat it as opaque.
+func encodeCursor(scope, after string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(scope + ":" + after))
+}
+
+var cursorID = regexp.MustCompile(`^[0-9a-f]{1,64}$`)
+
+// decodeCursor reads a cursor made by encodeCursor.
+func decodeCursor(cur string) (scope, after string, err error) {
+	bad := func(why string) (string, string, error) {
+		return "", "", rejected(reasonBadCursor, fmt.Errorf("%w: cursor %q: %s; pass the next_cursor of the previous page, or no cursor to start", ErrInvalid, cur, why))
+	}
+	if len(cur) > 128 {
+		return bad("too long")
+	}
+	b, err := base64.RawURLEncoding.DecodeString(cur)
+	if err != nil {
+		return bad("not base64url")
+	}
+	scope, after, ok := strings.Cut(string(b), ":")
+	if !ok || (scope != ScopeMesh && scope != ScopeLocal) {
+		return bad("names no scope")
+	}
+	if !cursorID.MatchString(after) {
+		return bad("names no policy ID")
+	}
+	return scope, after, nil
+}
+
+func checkScope(scope string) error {
 	switch scope {
 	case "", ScopeMesh, ScopeLocal:
-	default:
-		return nil, fmt.Errorf("%w: scope %q (want mesh or local)", ErrInvalid, scope)
+		return nil
 	}
-	if scope != ScopeLocal {
-		for _, p := range s.policySvc.MeshPolicies(now) {
-			out = append(out, PolicyView{Policy: p, Scope: ScopeMesh})
+	return fmt.Errorf("%w: scope %q (want mesh or local)", ErrInvalid, scope)
+}
+
+// policyPage returns up to n policies of scope ("" for both, mesh-wide
+// first) after the cursor cur ("" to start). It never copies every
+// mesh-wide policy: the node pages them.
+func (s *Server) policyPage(scope, cur string, n int) (PolicyPage, error) {
+	if err := checkScope(scope); err != nil {
+		return PolicyPage{}, err
+	}
+	from, after := ScopeMesh, ""
+	if scope == ScopeLocal {
+		from = ScopeLocal
+	}
+	if cur != "" {
+		cs, ca, err := decodeCursor(cur)
+		if err != nil {
+			return PolicyPage{}, err
 		}
-	}
-	if scope != ScopeMesh {
-		for _, p := range s.policySvc.LocalDecisions(now) {
-			out = append(out, PolicyView{Policy: p, Scope: ScopeLocal})
+		if scope != "" && cs != scope {
+			return PolicyPage{}, rejected(reasonBadCursor, fmt.Errorf("%w: cursor %q is a page of scope %s, not %s", ErrInvalid, cur, cs, scope))
 		}
+		from, after = cs, ca
 	}
-	return out, nil
+	now := s.now()
+	page := PolicyPage{Items: []PolicyView{}}
+	if from == ScopeMesh {
+		ps, next := s.policySvc.MeshPolicyPage(after, n, now)
+		for _, p := range ps {
+			page.Items = append(page.Items, PolicyView{Policy: p, Scope: ScopeMesh})
+		}
+		if next != "" {
+			page.NextCursor = encodeCursor(ScopeMesh, next)
+			return page, nil
+		}
+		if scope == ScopeMesh {
+			return page, nil
+		}
+		from, after = ScopeLocal, ""
+	}
+	// Local decisions: a node holds few, and its store reads them whole.
+	local := s.policySvc.LocalDecisions(now)
+	byID := func(a, b intel.Policy) int { return strings.Compare(a.ID, b.ID) }
+	if !slices.IsSortedFunc(local, byID) {
+		local = slices.SortedFunc(slices.Values(local), byID)
+	}
+	i, _ := slices.BinarySearchFunc(local, after, func(p intel.Policy, id string) int {
+		if p.ID <= id {
+			return -1
+		}
+		return 1
+	})
+	local = local[i:]
+	room := n - len(page.Items)
+	switch {
+	case len(local) > room && room == 0:
+		page.NextCursor = encodeCursor(ScopeLocal, after)
+	case len(local) > room:
+		local = local[:room]
+		page.NextCursor = encodeCursor(ScopeLocal, local[room-1].ID)
+	}
+	for _, p := range local {
+		page.Items = append(page.Items, PolicyView{Policy: p, Scope: ScopeLocal})
+	}
+	return page, nil
 }
 
 func getPolicies(s *Server, c *call) (any, error) {
-	ps, err := s.policies(c.r.URL.Query().Get("scope"))
+	n, err := limit(c)
 	if err != nil {
 		return nil, err
 	}
-	return nonNil(ps), nil
+	q := c.r.URL.Query()
+	return s.policyPage(q.Get("scope"), q.Get("cursor"), n)
 }
 
 func getPolicy(s *Server, c *call) (any, error) {
 	id := c.r.PathValue("id")
-	ps, err := s.policies(c.r.URL.Query().Get("scope"))
-	if err != nil {
+	scope := c.r.URL.Query().Get("scope")
+	if err := checkScope(scope); err != nil {
 		return nil, err
 	}
-	for _, p := range ps {
-		if p.ID == id {
-			return p, nil
+	now := s.now()
+	if scope != ScopeLocal {
+		if p, ok := s.policySvc.MeshPolicy(id, now); ok {
+			return PolicyView{Policy: p, Scope: ScopeMesh}, nil
+		}
+	}
+	if scope != ScopeMesh {
+		for _, p := range s.policySvc.LocalDecisions(now) {
+			if p.ID == id {
+				return PolicyView{Policy: p, Scope: ScopeLocal}, nil
+			}
 		}
 	}
 	return nil, fmt.Errorf("policy %s: %w", id, ErrNotFound)
+}
+
+// policyActions are the actions a policy may take, for looking up the
+// policies on one indicator by their IDs (intel.PolicyID).
+var policyActions = [...]intel.Action{intel.ActionBlock, intel.ActionAllow, intel.ActionObserve}
+
+// policyIndex finds the policies in force on given indicators without
+// copying every mesh-wide policy: mesh-wide ones are looked up by ID,
+// local decisions (few) are read once.
+type policyIndex struct {
+	s     *Server
+	now   time.Time
+	local map[intel.Indicator][]intel.Policy
+}
+
+func (s *Server) policyIndex() *policyIndex {
+	x := &policyIndex{s: s, now: s.now(), local: map[intel.Indicator][]intel.Policy{}}
+	for _, p := range s.policySvc.LocalDecisions(x.now) {
+		x.local[p.Indicator] = append(x.local[p.Indicator], p)
+	}
+	return x
+}
+
+// on returns the policies in force on exactly ind, mesh-wide first.
+func (x *policyIndex) on(ind intel.Indicator) []PolicyView {
+	var out []PolicyView
+	for _, a := range policyActions {
+		if p, ok := x.s.policySvc.MeshPolicy(intel.PolicyID(a, ind), x.now); ok && p.Indicator == ind {
+			out = append(out, PolicyView{Policy: p, Scope: ScopeMesh})
+		}
+	}
+	for _, p := range x.local[ind] {
+		out = append(out, PolicyView{Policy: p, Scope: ScopeLocal})
+	}
+	return out
+}
+
+// covering returns the policies in force on ind and on what covers it:
+// the ranges that hold an address or range, the parent domains of a
+// domain. Narrower policies (a range inside a range, a subdomain) are not
+// looked for: finding them would mean reading every policy.
+func (x *policyIndex) covering(ind intel.Indicator) []PolicyView {
+	out := x.on(ind)
+	if pfx, ok := ind.Prefix(); ok {
+		bits := pfx.Bits()
+		if ind.Type == intel.CIDR {
+			bits-- // the range itself is ind
+		}
+		for b := bits; b >= 0; b-- {
+			wider, err := pfx.Addr().Prefix(b)
+			if err != nil {
+				continue
+			}
+			out = append(out, x.on(intel.Indicator{Type: intel.CIDR, Value: wider.String()})...)
+		}
+		return out
+	}
+	if ind.Type == intel.Domain {
+		for d := ind.Value; ; {
+			_, parent, ok := strings.Cut(d, ".")
+			if !ok || parent == "" {
+				break
+			}
+			out = append(out, x.on(intel.Indicator{Type: intel.Domain, Value: parent})...)
+			d = parent
+		}
+	}
+	return out
 }
 
 func parseTTL(s string) (time.Duration, error) {

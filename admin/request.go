@@ -23,6 +23,36 @@ const (
 	maxNameLen = 64
 )
 
+// Why a request was refused before its handler could act: the reason
+// label of meshward_admin_requests_rejected_total.
+const (
+	reasonBodyTooLarge   = "body_too_large"  // over the route's body limit (413)
+	reasonBadLimit       = "bad_limit"       // limit outside its bounds (400)
+	reasonBadCursor      = "bad_cursor"      // a cursor no page handed out (400)
+	reasonProfileSeconds = "profile_seconds" // a profile's seconds outside 1..maxProfileSeconds (400)
+	reasonUnknownProfile = "unknown_profile" // no such profile (404)
+)
+
+var rejectReasons = [...]string{reasonBodyTooLarge, reasonBadLimit, reasonBadCursor, reasonProfileSeconds, reasonUnknownProfile}
+
+// rejection is an error the server counts under a reason when it answers
+// with it.
+type rejection struct {
+	reason string
+	err    error
+}
+
+func (r *rejection) Error() string { return r.err.Error() }
+func (r *rejection) Unwrap() error { return r.err }
+
+// rejected marks err to be counted under reason.
+func rejected(reason string, err error) error { return &rejection{reason: reason, err: err} }
+
+// tooLarge is the error of a body over limit bytes.
+func tooLarge(limit int64) error {
+	return rejected(reasonBodyTooLarge, fmt.Errorf("%w: request body over %d bytes", ErrTooLarge, limit))
+}
+
 // decode reads a JSON request body strictly.
 func decode(c *call, v any) error {
 	dec := json.NewDecoder(c.r.Body)
@@ -30,7 +60,7 @@ func decode(c *call, v any) error {
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return fmt.Errorf("%w: request body over %d bytes", ErrInvalid, maxBody)
+			return tooLarge(mbe.Limit)
 		}
 		return fmt.Errorf("%w: decode body: %v", ErrInvalid, err)
 	}
@@ -49,7 +79,7 @@ func decodeOptional(c *call, v any) error {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return fmt.Errorf("%w: request body over %d bytes", ErrInvalid, maxBody)
+			return tooLarge(mbe.Limit)
 		}
 		return fmt.Errorf("%w: read body: %v", ErrInvalid, err)
 	}
@@ -87,7 +117,7 @@ func limitParam(c *call, def, most int) (int, error) {
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 || n > most {
-		return 0, fmt.Errorf("%w: limit %q: want 1 to %d", ErrInvalid, v, most)
+		return 0, rejected(reasonBadLimit, fmt.Errorf("%w: limit %q: want 1 to %d", ErrInvalid, v, most))
 	}
 	return n, nil
 }

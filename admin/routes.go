@@ -85,15 +85,37 @@ func (rt routeTable) mux(s *Server) *http.ServeMux {
 	return mux
 }
 
-// maxBody bounds a request body.
-const maxBody = 64 << 10
+// Bounds of a request body: maxBody for most routes; an operator command
+// may carry up to intel.MaxBulkIndicators indicators, whose signed
+// command (base64 inside JSON) takes up to about 250 KB, under the
+// mesh's 256 KiB entry limit.
+const (
+	maxBody         = 64 << 10
+	maxOperatorBody = 320 << 10
+)
+
+// bodyLimit is the body limit of a route.
+func (rt route) bodyLimit() int64 {
+	if rt.method == "POST" && rt.pattern == "/v1/operator/commands" {
+		return maxOperatorBody
+	}
+	return maxBody
+}
 
 // wrap authenticates, authorizes, runs the handler, writes the response
 // and the audit entry, and counts the outcome.
 func (s *Server) wrap(rt route) http.Handler {
 	name := rt.method + " " + rt.pattern
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		limit := rt.bodyLimit()
+		if r.ContentLength > limit {
+			// Refused before authentication reads anything more.
+			s.metrics.rejections.WithLabelValues(reasonBodyTooLarge).Inc()
+			s.writeError(w, name, http.StatusRequestEntityTooLarge, "too_large",
+				fmt.Sprintf("request body of %d bytes is over the limit of %d bytes for %s", r.ContentLength, limit, name))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		c := &call{r: r}
 		if rt.role != "" {
 			tok := bearer(r)
@@ -121,6 +143,9 @@ func (s *Server) wrap(rt route) http.Handler {
 		if err != nil {
 			var code string
 			status, code = statusOf(err)
+			if rj := (*rejection)(nil); errors.As(err, &rj) {
+				s.metrics.rejections.WithLabelValues(rj.reason).Inc()
+			}
 			if status == http.StatusInternalServerError {
 				s.log.Error("admin API request failed", "route", name, "actor", c.who.actor(), "err", err)
 			}
@@ -219,7 +244,9 @@ func statusOf(err error) (int, string) {
 	switch {
 	case errors.Is(err, ErrForbidden), errors.Is(err, intel.ErrOperatorSignature):
 		return http.StatusForbidden, "forbidden"
-	case errors.Is(err, ErrInvalid), errors.Is(err, intel.ErrOperatorMalformed), errors.As(err, &mbe):
+	case errors.Is(err, ErrTooLarge), errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge, "too_large"
+	case errors.Is(err, ErrInvalid), errors.Is(err, intel.ErrOperatorMalformed):
 		return http.StatusBadRequest, "bad_request"
 	case errors.Is(err, ErrNotFound), errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound, "not_found"

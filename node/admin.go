@@ -59,7 +59,6 @@ func (a statusAPI) ID() string { return a.n.deps.ID }
 // Status reports this node and the mesh as this node sees it.
 func (a statusAPI) Status(context.Context) (admin.Status, error) {
 	n := a.n
-	now := n.now()
 	st := n.Stats()
 	cons := n.deps.Consensus
 	cs := cons.Stats()
@@ -85,7 +84,7 @@ func (a statusAPI) Status(context.Context) (admin.Status, error) {
 			Leader: cons.Leader(), IsLeader: cons.IsLeader(), RaftState: cs["state"],
 			Term: num("term"), CommitIndex: num("commit_index"), AppliedIndex: num("applied_index"),
 			Voters: voters, Members: len(roster), Peers: len(n.deps.Host.Network().Peers()),
-			Policies: len(cons.Policies(now)), Protected: protected,
+			Policies: cons.PolicyCount(), Protected: protected,
 		},
 		Health: admin.Health{OK: true},
 	}
@@ -150,8 +149,17 @@ func (a memberAPI) Peers(context.Context) ([]admin.Peer, error) {
 	return out, nil
 }
 
-// MeshPolicies are the mesh-wide policies in force at now.
-func (a policyAPI) MeshPolicies(now time.Time) []intel.Policy { return a.n.state.MeshPolicies(now) }
+// MeshPolicy returns the mesh-wide policy with this ID if it is in force
+// at now.
+func (a policyAPI) MeshPolicy(id string, now time.Time) (intel.Policy, bool) {
+	return a.n.deps.Consensus.Policy(id, now)
+}
+
+// MeshPolicyPage returns a page of the mesh-wide policies in force at now,
+// in ID order after after, and the ID to continue after ("" at the end).
+func (a policyAPI) MeshPolicyPage(after string, limit int, now time.Time) ([]intel.Policy, string) {
+	return a.n.deps.Consensus.PolicyPage(after, limit, now)
+}
 
 // LocalDecisions are this node's local decisions in force at now.
 func (a policyAPI) LocalDecisions(now time.Time) []intel.Policy { return a.n.state.LocalDecisions(now) }

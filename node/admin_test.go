@@ -39,15 +39,15 @@ func TestAdminBlockListRevokeOnRealMesh(t *testing.T) {
 		t.Fatal(err)
 	}
 	listed := func() bool {
-		for _, q := range api.MeshPolicies(time.Now()) {
-			if q.ID == p.ID {
-				return true
-			}
+		_, ok := api.MeshPolicy(p.ID, time.Now())
+		page, _ := api.MeshPolicyPage("", 0, time.Now())
+		if inPage := len(page) == 1 && page[0].ID == p.ID; inPage != ok {
+			t.Fatalf("policy %s: looked up %t, paged %+v", p.ID, ok, page)
 		}
-		return false
+		return ok
 	}
 	if !listed() {
-		t.Fatalf("committed block not listed: %+v", api.MeshPolicies(time.Now()))
+		t.Fatalf("committed block not listed")
 	}
 	waitFor(t, "the block to be enforced", func() bool { return n.Enforcing(ind) })
 	st, err := api.Status(ctx)

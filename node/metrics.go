@@ -40,7 +40,8 @@ func (n *Node) registerMetrics() {
 		counter("meshward_config_reload_failures_total", "Configuration reloads refused (the configuration in force stays).", n.stats.reloadFailures.Load),
 		counter("meshward_responders_below_floor_total", "Desired blocks the responders dropped because a safety floor refuses them (loopback, link-local, multicast, a public suffix).",
 			func() uint64 { return n.reconciler().Stats().BelowFloor }),
-		gauge("meshward_mesh_policies", "Active mesh-wide policies.", func() float64 { return float64(len(cons.Policies(n.now()))) }),
+		gauge("meshward_mesh_policies", "Mesh-wide policies held (expired ones linger until the mesh's clock passes them).",
+			func() float64 { return float64(cons.PolicyCount()) }),
 		gauge("meshward_mesh_members", "Nodes on the roster.", func() float64 { return float64(len(cons.Roster())) }),
 		gauge("meshward_raft_leader", "1 when this node is the Raft leader.", func() float64 {
 			if cons.IsLeader() {

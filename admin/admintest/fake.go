@@ -50,6 +50,7 @@ type Node struct {
 	SubmitErr error
 	commands  []intel.OperatorCommand
 	nonces    map[string]bool
+	pageCalls int
 }
 
 var (
@@ -115,6 +116,47 @@ func (n *Node) MeshPolicies(now time.Time) []intel.Policy {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return active(n.mesh, now)
+}
+
+// MeshPolicy implements admin.Node.
+func (n *Node) MeshPolicy(id string, now time.Time) (intel.Policy, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	p, ok := n.mesh[id]
+	if !ok || !p.Active(now) {
+		return intel.Policy{}, false
+	}
+	return p, true
+}
+
+// MeshPolicyPage implements admin.Node as the consensus does: up to limit
+// (<= 0: 100; at most 10,000) active policies with IDs after after, in ID
+// order, and the last ID of the page when more follow.
+func (n *Node) MeshPolicyPage(after string, limit int, now time.Time) ([]intel.Policy, string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.pageCalls++
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, 10_000)
+	var out []intel.Policy
+	for _, p := range active(n.mesh, now) {
+		if p.ID > after {
+			out = append(out, p)
+		}
+	}
+	if len(out) <= limit {
+		return out, ""
+	}
+	return out[:limit], out[limit-1].ID
+}
+
+// PageCalls is how many times MeshPolicyPage was called.
+func (n *Node) PageCalls() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.pageCalls
 }
 
 // LocalDecisions implements admin.Node.

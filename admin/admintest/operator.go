@@ -120,6 +120,26 @@ func (n *Node) apply(c intel.OperatorCommand, keyID string, now time.Time) error
 	case intel.OpBlock, intel.OpAllow:
 		p := intel.NewPolicy(intel.Action(c.Op), *c.Indicator, c.Reason, "operator:"+keyID, c.Header.Issued, c.TTL())
 		n.mesh[p.ID] = p
+	case intel.OpBlockBulk, intel.OpAllowBulk:
+		// All or nothing, as the FSM: a block covering a protected range
+		// refuses the command, naming the indicator and its position.
+		action := intel.ActionBlock
+		if c.Op == intel.OpAllowBulk {
+			action = intel.ActionAllow
+		}
+		if action == intel.ActionBlock {
+			for i, ind := range c.Indicators {
+				for _, pr := range n.St.Mesh.Protected {
+					if ind.Overlaps(intel.Indicator{Type: intel.CIDR, Value: pr}) {
+						return fmt.Errorf("%w: indicators[%d] %s: covers protected range %s", admin.ErrRefused, i, ind.Key(), pr)
+					}
+				}
+			}
+		}
+		for _, ind := range c.Indicators {
+			p := intel.NewPolicy(action, ind, c.Reason, "operator:"+keyID, c.Header.Issued, c.TTL())
+			n.mesh[p.ID] = p
+		}
 	case intel.OpRevoke:
 		if _, ok := n.mesh[c.PolicyID]; !ok {
 			return fmt.Errorf("%w: no mesh-wide policy %s", admin.ErrNotFound, c.PolicyID)
