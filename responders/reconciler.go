@@ -16,10 +16,11 @@ import (
 	"github.com/meshward/meshward/internal/routine"
 )
 
-// StateSource supplies the inputs of Desired. Its methods are called once
-// per pass, from the pass's goroutine, and must not block for long.
+// StateSource supplies the inputs of the desired state. Its methods are
+// called from the pass's goroutine and must not block for long.
 type StateSource interface {
-	// MeshPolicies returns the committed mesh-wide policies.
+	// MeshPolicies returns the committed mesh-wide policies. A source
+	// that is also a ChangeFeed is not asked for them.
 	MeshPolicies(now time.Time) []intel.Policy
 	// LocalDecisions returns this node's own, time-bounded decisions.
 	LocalDecisions(now time.Time) []intel.Policy
@@ -27,7 +28,36 @@ type StateSource interface {
 	Protected() []netip.Prefix
 }
 
-// DefaultInterval is the default period of the full resync.
+// MeshChange is one change to the mesh-wide policies: a policy committed
+// (or changed), or removed.
+type MeshChange struct {
+	Seq     uint64
+	Policy  intel.Policy
+	Removed bool
+}
+
+// ChangeFeed is an optional interface of a StateSource whose mesh-wide
+// policies can be followed change by change, so that a pass costs what
+// changed rather than what the mesh holds.
+type ChangeFeed interface {
+	// MeshChanges returns up to limit changes after position since,
+	// oldest first, and the position to pass next. ok is false when the
+	// changes after since are no longer all held: the reader then reads
+	// the policies whole through MeshPage and continues from next.
+	MeshChanges(since uint64, limit int) (changes []MeshChange, next uint64, ok bool)
+	// MeshPage returns up to limit active mesh-wide policies with IDs
+	// greater than after, in ID order, and the cursor of the next page
+	// ("" at the end).
+	MeshPage(after string, limit int, now time.Time) (page []intel.Policy, next string)
+}
+
+// Feed read sizes: changes per MeshChanges call, policies per MeshPage.
+const (
+	changeBatch = 1000
+	pageSize    = 10_000
+)
+
+// DefaultInterval is the default period of the full pass.
 const DefaultInterval = 30 * time.Second
 
 // minRetry is the first delay before retrying a pass that failed; it
@@ -36,8 +66,10 @@ const minRetry = 250 * time.Millisecond
 
 // Options tune a Reconciler. The zero value is usable.
 type Options struct {
-	// Interval is the period of the full resync (default 30s). Passes
-	// also run on Trigger and when the earliest desired policy expires.
+	// Interval is the period of the full pass (default 30s), the safety
+	// net that compares the desired state with what every backend holds
+	// and repairs any difference. Passes between full ones, on Trigger
+	// and when a held policy expires, hand backends only what changed.
 	Interval time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -52,39 +84,57 @@ type Options struct {
 
 // ReconcilerStats counts the reconciler's work.
 type ReconcilerStats struct {
-	Passes   uint64 // passes run
-	Failures uint64 // passes in which at least one backend failed
-	Added    uint64 // entries added, over all backends
-	Removed  uint64 // entries removed, over all backends
+	Passes     uint64 // passes run
+	FullPasses uint64 // of which full passes (compared with every backend's state)
+	Failures   uint64 // passes in which at least one backend failed
+	Added      uint64 // entries added, over all backends
+	Removed    uint64 // entries removed, over all backends
 	// BelowFloor counts desired entries dropped because a safety floor
 	// refuses them (intel.Floors.CheckBlock: loopback, link-local,
-	// unspecified, multicast, a public suffix), once per pass.
+	// unspecified, multicast, a public suffix), each time the entry is
+	// computed: when one of its policies changes, or the veto does.
 	BelowFloor uint64
+	// MeshChanges counts the mesh-wide policy changes taken from a
+	// ChangeFeed; MeshResyncs the times the feed could not continue and
+	// the mesh-wide policies were read whole.
+	MeshChanges uint64
+	MeshResyncs uint64
 }
 
-// Reconciler drives backends towards the desired state.
+// Reconciler drives backends towards the desired state. It keeps the
+// desired state itself, indexed by indicator, and follows the source's
+// changes: a pass between full ones costs what changed since the last
+// one, not what the source holds (given a ChangeFeed; a source without
+// one is read whole on every pass and compared with what is held).
 type Reconciler struct {
 	src      StateSource
+	feed     ChangeFeed // src's, or nil
 	backends []Backend
 	opts     Options
 	log      *slog.Logger
 	trigger  chan struct{}
 
-	passMu sync.Mutex // one pass at a time
+	passMu sync.Mutex // one pass at a time; guards the fields below it
+	state  *desiredState
+	since  uint64 // feed position
+	// stale[i]: backend i may not hold what the desired state says (a
+	// failed call, or no full pass yet); its next pass compares in full.
+	stale []bool
 
 	mu      sync.Mutex
 	started bool
 	closed  bool
 	group   *routine.Group // the loop, from Start
 
-	passes, failures, added, removed, belowFloor atomic.Uint64
-	perBackend                                   []backendCounters // parallel to backends
+	passes, fullPasses, failures, added, removed, belowFloor atomic.Uint64
+	meshChanges, meshResyncs                                 atomic.Uint64
+	perBackend                                               []backendCounters // parallel to backends
 }
 
 // BackendStats counts one backend's work in the reconciler.
 type BackendStats struct {
 	Applies  uint64 // Apply calls that succeeded
-	Failures uint64 // failed Current or Apply calls
+	Failures uint64 // failed Current, Compare, Refresh or Apply calls
 	Added    uint64 // entries added
 	Removed  uint64 // entries removed
 	// Refreshed counts held entries given a later expiry (Refresher).
@@ -107,12 +157,20 @@ func NewReconciler(src StateSource, backends []Backend, opts Options) *Reconcile
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	feed, _ := src.(ChangeFeed)
+	stale := make([]bool, len(backends))
+	for i := range stale {
+		stale[i] = true
+	}
 	return &Reconciler{
 		src:      src,
+		feed:     feed,
 		backends: slices.Clone(backends),
 		opts:     opts,
 		log:      opts.Logger,
 		trigger:  make(chan struct{}, 1),
+		state:    newDesiredState(opts.Logger),
+		stale:    stale,
 
 		perBackend: make([]backendCounters, len(backends)),
 	}
@@ -128,10 +186,10 @@ func (r *Reconciler) Trigger() {
 }
 
 // Start runs the loop in a goroutine until ctx ends or Close is called:
-// a pass at once, then one on every Trigger, every Interval, and at the
-// earliest expiry among the desired policies. After a failed pass the
-// next comes sooner, backing off from 250ms up to Interval. Calling Start
-// again, or after Close, does nothing.
+// a full pass at once, then one every Interval; in between, a pass on
+// every Trigger and at the earliest expiry among the held policies. After
+// a failed pass the next comes sooner, backing off from 250ms up to
+// Interval. Calling Start again, or after Close, does nothing.
 func (r *Reconciler) Start(ctx context.Context) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -159,12 +217,15 @@ func (r *Reconciler) Close() error {
 // Stats returns the reconciler's counters.
 func (r *Reconciler) Stats() ReconcilerStats {
 	return ReconcilerStats{
-		Passes:   r.passes.Load(),
-		Failures: r.failures.Load(),
-		Added:    r.added.Load(),
-		Removed:  r.removed.Load(),
+		Passes:     r.passes.Load(),
+		FullPasses: r.fullPasses.Load(),
+		Failures:   r.failures.Load(),
+		Added:      r.added.Load(),
+		Removed:    r.removed.Load(),
 
-		BelowFloor: r.belowFloor.Load(),
+		BelowFloor:  r.belowFloor.Load(),
+		MeshChanges: r.meshChanges.Load(),
+		MeshResyncs: r.meshResyncs.Load(),
 	}
 }
 
@@ -179,13 +240,20 @@ func (r *Reconciler) BackendStats() map[string]BackendStats {
 }
 
 func (r *Reconciler) loop(ctx context.Context) {
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	full := time.NewTimer(r.opts.Interval)
+	defer full.Stop()
+	soon := time.NewTimer(time.Hour)
+	defer soon.Stop()
 	var backoff time.Duration
+	fullDue := true
 	for {
-		next, err := r.pass(ctx)
+		next, err := r.pass(ctx, fullDue)
 		if ctx.Err() != nil {
 			return
+		}
+		if fullDue {
+			full.Reset(r.opts.Interval)
+			fullDue = false
 		}
 		wait := r.opts.Interval
 		if err != nil {
@@ -200,53 +268,123 @@ func (r *Reconciler) loop(ctx context.Context) {
 				wait = max(d, time.Millisecond)
 			}
 		}
-		timer.Reset(wait)
+		soon.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return
 		case <-r.trigger:
-		case <-timer.C:
+		case <-soon.C:
+		case <-full.C:
+			fullDue = true
 		}
 	}
 }
 
-// ReconcileOnce runs one pass over every backend. A failing backend does
-// not stop the others; their errors are joined.
+// ReconcileOnce runs one full pass over every backend: it takes in the
+// source's changes, then compares the desired state with what each
+// backend holds and applies the difference. A failing backend does not
+// stop the others; their errors are joined.
 func (r *Reconciler) ReconcileOnce(ctx context.Context) error {
-	_, err := r.pass(ctx)
+	_, err := r.pass(ctx, true)
 	return err
 }
 
-// pass reconciles every backend and returns the earliest expiry among the
-// desired policies (zero if none expires).
-func (r *Reconciler) pass(ctx context.Context) (time.Time, error) {
+// pass takes in what changed and reconciles every backend: in full (a
+// comparison with what it holds) when full is set or the backend is
+// stale, otherwise by handing it the change alone. It returns the
+// earliest expiry among the held policies (zero if none expires).
+func (r *Reconciler) pass(ctx context.Context, full bool) (time.Time, error) {
 	r.passMu.Lock()
 	defer r.passMu.Unlock()
 	now := r.opts.Now()
-	desired := Desired(now, r.src.MeshPolicies(now), r.src.LocalDecisions(now), r.src.Protected())
-	r.dropBelowFloor(desired)
-	var next time.Time
-	for _, p := range desired {
-		if !p.ExpiresAt.IsZero() && (next.IsZero() || p.ExpiresAt.Before(next)) {
-			next = p.ExpiresAt
-		}
-	}
+	st := r.state
+	st.expire(now)
+	r.readMesh(now)
+	st.resync(true, r.src.LocalDecisions(now), now)
+	st.setProtected(r.src.Protected())
+	d := st.settle()
+	r.belowFloor.Add(uint64(d.belowFloor))
 	var errs []error
 	for i, b := range r.backends {
 		if err := ctx.Err(); err != nil {
+			for j := i; j < len(r.backends); j++ {
+				r.stale[j] = r.stale[j] || !d.empty()
+			}
 			errs = append(errs, err)
 			break
 		}
-		if err := r.reconcile(ctx, b, &r.perBackend[i], desired); err != nil {
-			r.perBackend[i].failures.Add(1)
+		c := &r.perBackend[i]
+		var err error
+		if full || r.stale[i] {
+			err = r.reconcile(ctx, b, c)
+		} else {
+			err = r.applyDelta(ctx, b, c, d)
+		}
+		r.stale[i] = err != nil
+		if err != nil {
+			c.failures.Add(1)
 			errs = append(errs, fmt.Errorf("backend %s: %w", b.Name(), err))
 		}
 	}
 	r.passes.Add(1)
+	if full {
+		r.fullPasses.Add(1)
+	}
 	if len(errs) > 0 {
 		r.failures.Add(1)
 	}
-	return next, errors.Join(errs...)
+	return st.nextExpiry(), errors.Join(errs...)
+}
+
+// readMesh takes in the mesh-wide policies: the changes since the last
+// pass from a ChangeFeed (reading the policies whole, page by page, when
+// the feed cannot continue), or else the whole list.
+func (r *Reconciler) readMesh(now time.Time) {
+	st := r.state
+	if r.feed == nil {
+		st.resync(false, r.src.MeshPolicies(now), now)
+		return
+	}
+	for {
+		changes, next, ok := r.feed.MeshChanges(r.since, changeBatch)
+		if !ok {
+			// Continue from next once the policies are read: a change
+			// the pages already show is then taken in twice, which
+			// changes nothing.
+			r.since = next
+			r.resyncMesh(now)
+			return
+		}
+		for _, ch := range changes {
+			if ch.Removed {
+				st.remove(ch.Policy.ID, false)
+			} else {
+				st.put(ch.Policy, false, now)
+			}
+		}
+		r.meshChanges.Add(uint64(len(changes)))
+		r.since = next
+		if len(changes) < changeBatch {
+			return
+		}
+	}
+}
+
+// resyncMesh reads the mesh-wide policies whole from the feed's pages.
+func (r *Reconciler) resyncMesh(now time.Time) {
+	var all []intel.Policy
+	after := ""
+	for {
+		page, next := r.feed.MeshPage(after, pageSize, now)
+		all = append(all, page...)
+		if next == "" || len(page) == 0 {
+			break
+		}
+		after = next
+	}
+	r.state.resync(false, all, now)
+	r.meshResyncs.Add(1)
+	r.log.Debug("mesh-wide policies read whole", "policies", len(all))
 }
 
 // floors are the safety floors held again here, whatever the policies
@@ -254,55 +392,85 @@ func (r *Reconciler) pass(ctx context.Context) (time.Time, error) {
 // checked (wide): the FSM decided it, and an admin may block wide.
 var floors = intel.DefaultFloors()
 
-// dropBelowFloor deletes from desired the blocks a safety floor refuses,
-// counting and logging each.
-func (r *Reconciler) dropBelowFloor(desired map[string]intel.Policy) {
-	for k, p := range desired {
-		if p.Action != intel.ActionBlock {
-			continue
-		}
-		if err := floors.CheckBlock(p.Indicator, true); err != nil {
-			delete(desired, k)
-			r.belowFloor.Add(1)
-			r.log.Debug("desired block dropped by a safety floor", "policy", p.ID, "indicator", p.Indicator.Value, "err", err)
-		}
-	}
+// Comparer is an optional interface for a backend that can compare the
+// desired state with what it holds without copying what it holds (as
+// Current must). A full pass then asks it instead of Current.
+type Comparer interface {
+	// Compare returns the desired entries of supported types the
+	// backend does not hold (add), the entries it holds that are not
+	// desired (remove), and, for a Refresher, the desired policies of
+	// held entries whose expiry it would extend (refresh), each in any
+	// order.
+	Compare(ctx context.Context, desired DesiredSet) (add []intel.Policy, remove []intel.Indicator, refresh []intel.Policy, err error)
 }
 
-// reconcile brings one backend to desired.
-func (r *Reconciler) reconcile(ctx context.Context, b Backend, c *backendCounters, desired map[string]intel.Policy) error {
-	cur, err := b.Current(ctx)
-	if err != nil {
-		return fmt.Errorf("read current entries: %w", err)
-	}
-	filter, _ := b.(TypeFilter)
-	var add []intel.Policy
-	for k, p := range desired {
-		if filter != nil && !filter.Supports(p.Indicator.Type) {
-			continue
-		}
-		if _, ok := cur[k]; !ok {
-			add = append(add, p)
-		}
-	}
+// reconcile brings one backend to the desired state by comparing it with
+// what the backend holds.
+func (r *Reconciler) reconcile(ctx context.Context, b Backend, c *backendCounters) error {
+	var add, refresh []intel.Policy
 	var remove []intel.Indicator
-	for k, ind := range cur {
-		if _, ok := desired[k]; !ok {
-			remove = append(remove, ind)
+	desired := r.state.desired
+	if cmpr, ok := b.(Comparer); ok {
+		var err error
+		add, remove, refresh, err = cmpr.Compare(ctx, DesiredSet{desired})
+		if err != nil {
+			return fmt.Errorf("compare with the desired state: %w", err)
 		}
-	}
-	if rf, ok := b.(Refresher); ok {
-		// Entries already held may need a later expiry than the backend
-		// gave them (a policy extended since); only the backend knows.
-		var held []intel.Policy
-		for k, p := range desired {
-			if _, ok := cur[k]; ok {
-				held = append(held, p)
+	} else {
+		cur, err := b.Current(ctx)
+		if err != nil {
+			return fmt.Errorf("read current entries: %w", err)
+		}
+		filter, _ := b.(TypeFilter)
+		_, refresher := b.(Refresher)
+		for k, h := range desired {
+			if filter != nil && !filter.Supports(h.p.Indicator.Type) {
+				continue
+			}
+			if _, ok := cur[k]; !ok {
+				add = append(add, h.p)
+			} else if refresher {
+				// Entries already held may need a later expiry than the
+				// backend gave them (a policy extended since); only the
+				// backend knows.
+				refresh = append(refresh, h.p)
 			}
 		}
-		n, err := rf.Refresh(ctx, held)
+		for k, ind := range cur {
+			if _, ok := desired[k]; !ok {
+				remove = append(remove, ind)
+			}
+		}
+	}
+	sortPolicies(add)
+	slices.SortFunc(remove, func(a, b intel.Indicator) int { return cmp.Compare(a.Key(), b.Key()) })
+	return r.apply(ctx, b, c, add, remove, refresh)
+}
+
+// applyDelta hands one backend the change of a pass, as far as it
+// supports the indicators' types.
+func (r *Reconciler) applyDelta(ctx context.Context, b Backend, c *backendCounters, d delta) error {
+	add, remove, refresh := d.add, d.remove, d.refresh
+	if filter, ok := b.(TypeFilter); ok {
+		keep := func(t intel.IndicatorType) bool { return filter.Supports(t) }
+		add = filterPolicies(add, keep)
+		refresh = filterPolicies(refresh, keep)
+		remove = slices.DeleteFunc(slices.Clone(remove), func(ind intel.Indicator) bool { return !keep(ind.Type) })
+	}
+	return r.apply(ctx, b, c, add, remove, refresh)
+}
+
+func filterPolicies(ps []intel.Policy, keep func(intel.IndicatorType) bool) []intel.Policy {
+	return slices.DeleteFunc(slices.Clone(ps), func(p intel.Policy) bool { return !keep(p.Indicator.Type) })
+}
+
+// apply refreshes the held entries of refresh (for a Refresher), then
+// applies add and remove, counting and reporting the change.
+func (r *Reconciler) apply(ctx context.Context, b Backend, c *backendCounters, add []intel.Policy, remove []intel.Indicator, refresh []intel.Policy) error {
+	if rf, ok := b.(Refresher); ok && len(refresh) > 0 {
+		n, err := rf.Refresh(ctx, refresh)
 		if err != nil {
-			return fmt.Errorf("refresh %d held entries: %w", len(held), err)
+			return fmt.Errorf("refresh %d held entries: %w", len(refresh), err)
 		}
 		if n > 0 {
 			c.refreshed.Add(uint64(n))
@@ -312,8 +480,6 @@ func (r *Reconciler) reconcile(ctx context.Context, b Backend, c *backendCounter
 	if len(add) == 0 && len(remove) == 0 {
 		return nil
 	}
-	slices.SortFunc(add, func(a, b intel.Policy) int { return cmp.Compare(a.Indicator.Key(), b.Indicator.Key()) })
-	slices.SortFunc(remove, func(a, b intel.Indicator) int { return cmp.Compare(a.Key(), b.Key()) })
 	if err := b.Apply(ctx, add, remove); err != nil {
 		return fmt.Errorf("apply %d additions and %d removals: %w", len(add), len(remove), err)
 	}
