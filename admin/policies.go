@@ -26,7 +26,7 @@ func encodeCursor(scope, after string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(scope + ":" + after))
 }
 
-var cursorID = regexp.MustCompile(`^[0-9a-f]{1,64}$`)
+var cursorID = regexp.MustCompile(`^[0-9a-f]{0,64}$`)
 
 // decodeCursor reads a cursor made by encodeCursor.
 func decodeCursor(cur string) (scope, after string, err error) {
@@ -108,13 +108,13 @@ func (s *Server) policyPage(scope, cur string, n int) (PolicyPage, error) {
 		return 1
 	})
 	local = local[i:]
-	room := n - len(page.Items)
-	switch {
-	case len(local) > room && room == 0:
-		page.NextCursor = encodeCursor(ScopeLocal, after)
-	case len(local) > room:
+	if room := n - len(page.Items); len(local) > room {
 		local = local[:room]
-		page.NextCursor = encodeCursor(ScopeLocal, local[room-1].ID)
+		last := after // a page full of mesh-wide policies: local ones follow
+		if room > 0 {
+			last = local[room-1].ID
+		}
+		page.NextCursor = encodeCursor(ScopeLocal, last)
 	}
 	for _, p := range local {
 		page.Items = append(page.Items, PolicyView{Policy: p, Scope: ScopeLocal})

@@ -74,6 +74,9 @@ func (s *Server) routes() routeTable {
 		{"GET", "/v1/operator", RoleViewer, "", getOperator},
 		// The handler checks the token's role against the command's.
 		{"POST", "/v1/operator/commands", RoleResponder, "operator.command", postOperatorCommand},
+		// Runtime profiles (net/http/pprof), for diagnosis in the field.
+		{"GET", "/debug/pprof/{$}", RoleAdmin, "debug.pprof", getPprofIndex},
+		{"GET", "/debug/pprof/{name}", RoleAdmin, "debug.pprof", getPprof},
 	}
 }
 
@@ -163,6 +166,15 @@ func (s *Server) wrap(rt route) http.Handler {
 		if action := c.auditAction(rt); action != "" {
 			s.audit(AuditEntry{Time: s.now().UTC(), Actor: c.who.actor(), Role: string(c.who.role), Action: action,
 				Target: c.target, Detail: c.detail, Result: "ok", Status: status})
+		}
+		if sb, ok := body.(streamBody); ok {
+			sw := &statusWriter{ResponseWriter: w}
+			sb.h.ServeHTTP(sw, r)
+			if sw.status == 0 {
+				sw.status = http.StatusOK
+			}
+			s.metrics.requests.WithLabelValues(name, codeLabel(sw.status)).Inc()
+			return
 		}
 		s.metrics.requests.WithLabelValues(name, codeLabel(status)).Inc()
 		if raw, ok := body.(rawBody); ok {
