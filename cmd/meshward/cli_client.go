@@ -31,7 +31,7 @@ func newAdminCmdsWith(deps cliDeps) []*cobra.Command {
 	return []*cobra.Command{
 		newStatusCmd(), newMembersCmd(deps), newPeersCmd(), newPolicyCmd(deps),
 		newIOCsCmd(), newSightingsCmd(), newDetectionsCmd(), newAuditCmd(),
-		newTokenCmd(deps), newConfigCmd(), newOperatorCmd(deps), newProtectCmd(deps), newMeshCmd(deps),
+		newTokenCmd(deps), newConfigCmd(), newOperatorCmd(deps), newProtectCmd(deps), newMeshCmd(deps), newDebugCmd(),
 	}
 }
 
@@ -46,6 +46,13 @@ type clientFlags struct {
 
 // register adds the shared flags to a noun command and its verbs.
 func (f *clientFlags) register(cmd *cobra.Command) {
+	f.registerConn(cmd)
+	cmd.PersistentFlags().StringVarP(&f.output, "output", "o", "table", "output format: table or json")
+}
+
+// registerConn adds the flags that reach a node (all the shared flags but
+// --output) to a noun command and its verbs.
+func (f *clientFlags) registerConn(cmd *cobra.Command) {
 	pf := cmd.PersistentFlags()
 	node := os.Getenv(envNode)
 	if node == "" {
@@ -54,7 +61,6 @@ func (f *clientFlags) register(cmd *cobra.Command) {
 	pf.StringVar(&f.node, "node", node, "admin API of the node: a Unix socket path or https://host:port (env "+envNode+")")
 	pf.StringVar(&f.tokenFile, "token-file", "", "file holding the API token (default: $"+envToken+", else admin.token beside the socket)")
 	pf.StringVar(&f.caFile, "ca-cert", "", "PEM CA bundle to verify an https node's certificate")
-	pf.StringVarP(&f.output, "output", "o", "table", "output format: table or json")
 	pf.DurationVar(&f.timeout, "timeout", 2*time.Minute, "how long to wait for the node")
 }
 
@@ -124,10 +130,13 @@ func run[T any](cmd *cobra.Command, f *clientFlags, fn func(*admin.Client) (T, e
 		enc.SetIndent("", "  ")
 		return enc.Encode(v)
 	}
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	tw := newTable(out)
 	table(tw, v)
 	return tw.Flush()
 }
+
+// newTable returns the writer that aligns a table's columns.
+func newTable(out io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(out, 0, 4, 2, ' ', 0) }
 
 // timeCell formats a time for a table.
 func timeCell(t time.Time) string {

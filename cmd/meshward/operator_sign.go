@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -42,28 +43,55 @@ type signer struct {
 // header (a random nonce, issued now, expiring in five minutes), signs c
 // and commits it.
 func (s *signer) submit(ctx context.Context, c *admin.Client, cmd intel.OperatorCommand) (admin.OperatorResult, error) {
-	key, _, err := s.key.load()
+	ss, err := s.session(ctx, c)
 	if err != nil {
 		return admin.OperatorResult{}, err
 	}
-	st, err := c.Operator(ctx)
-	if err != nil {
-		return admin.OperatorResult{}, err
-	}
-	if st.Mesh == "" {
-		return admin.OperatorResult{}, fmt.Errorf("the node at %s is not in a mesh yet; try again once it has joined or founded one", c.Target())
-	}
-	nonce := make([]byte, 16)
-	if _, err := io.ReadFull(s.deps.rand, nonce); err != nil {
-		return admin.OperatorResult{}, fmt.Errorf("make a nonce: %w", err)
-	}
-	now := s.deps.now().UTC()
-	cmd.Header = intel.OperatorHeader{Mesh: st.Mesh, Nonce: hex.EncodeToString(nonce), Issued: now, Expires: now.Add(operatorCommandLife)}
-	signed, err := intel.SignOperatorCommand(key, cmd)
+	signed, err := ss.sign(cmd)
 	if err != nil {
 		return admin.OperatorResult{}, err
 	}
 	return c.SubmitOperator(ctx, signed)
+}
+
+// signSession signs commands for one mesh with one key; it is safe for
+// concurrent use.
+type signSession struct {
+	deps cliDeps
+	key  ed25519.PrivateKey
+	mesh string
+	mu   sync.Mutex // guards deps.rand
+}
+
+// session loads the operator key and asks the node for the mesh ID.
+func (s *signer) session(ctx context.Context, c *admin.Client) (*signSession, error) {
+	key, _, err := s.key.load()
+	if err != nil {
+		return nil, err
+	}
+	st, err := c.Operator(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if st.Mesh == "" {
+		return nil, fmt.Errorf("the node at %s is not in a mesh yet; try again once it has joined or founded one", c.Target())
+	}
+	return &signSession{deps: s.deps, key: key, mesh: st.Mesh}, nil
+}
+
+// sign fills cmd's header (a random nonce, issued now, expiring in five
+// minutes) and signs it.
+func (ss *signSession) sign(cmd intel.OperatorCommand) (intel.OperatorSigned, error) {
+	nonce := make([]byte, 16)
+	ss.mu.Lock()
+	_, err := io.ReadFull(ss.deps.rand, nonce)
+	now := ss.deps.now().UTC()
+	ss.mu.Unlock()
+	if err != nil {
+		return intel.OperatorSigned{}, fmt.Errorf("make a nonce: %w", err)
+	}
+	cmd.Header = intel.OperatorHeader{Mesh: ss.mesh, Nonce: hex.EncodeToString(nonce), Issued: now, Expires: now.Add(operatorCommandLife)}
+	return intel.SignOperatorCommand(ss.key, cmd)
 }
 
 // signedCmd returns the RunE of a verb that signs the command build makes
