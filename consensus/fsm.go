@@ -31,12 +31,15 @@ import (
 // leaving node's own signature. Everything else is refused, counted, and
 // changes nothing, not even the clock.
 type fsm struct {
-	mu        sync.RWMutex
-	policies  map[string]intel.Policy
-	protected map[netip.Prefix]struct{}
-	roster    map[string]Member
-	clock     time.Time // max Command.At of the accepted commands
-	index     uint64    // raft index of the last command entry applied
+	mu       sync.RWMutex
+	policies *policyStore // compact, indexed (policystore.go)
+	// protected are the explicit protected ranges; protectedIndex holds
+	// the same prefixes, ordered, for the overlap checks.
+	protected      map[netip.Prefix]struct{}
+	protectedIndex *prefixIndex
+	roster         map[string]Member
+	clock          time.Time // max Command.At of the accepted commands
+	index          uint64    // raft index of the last command entry applied
 
 	// The trust state, set by the initialisation entry and by operator
 	// commands.
@@ -51,13 +54,13 @@ type fsm struct {
 	// connecting from (Member.Observed), except loopback and link-local:
 	// protected like the explicit ranges, derived from the roster on
 	// every admit, removal and restore.
-	memberIPs map[netip.Prefix]struct{}
+	memberIPs     map[netip.Prefix]struct{}
+	memberIndex   *prefixIndex // memberIPs, ordered
+	changeLogSize int          // entries of the policy change log
 
-	// Derived indexes, rebuilt on restore: they keep Apply from scanning
-	// every policy on every entry.
-	allows          int       // number of allow policies held
-	nextExpiry      time.Time // earliest ExpiresAt among held policies (zero: none)
-	nextNonceExpiry time.Time // earliest nonce expiry (zero: none)
+	// nextNonceExpiry is the earliest nonce expiry (zero: none), rebuilt
+	// on restore.
+	nextNonceExpiry time.Time
 
 	refused refusals
 	log     *slog.Logger
@@ -72,25 +75,33 @@ type fsm struct {
 	onChange func() // called after every apply and restore, outside the lock
 }
 
-var _ raft.FSM = (*fsm)(nil)
+var (
+	_ raft.FSM         = (*fsm)(nil)
+	_ raft.BatchingFSM = (*fsm)(nil)
+)
 
 func newFSM(onChange func()) *fsm {
 	if onChange == nil {
 		onChange = func() {}
 	}
-	return &fsm{
-		policies:  map[string]intel.Policy{},
-		protected: map[netip.Prefix]struct{}{},
-		roster:    map[string]Member{},
-		operators: map[string]Operator{},
-		tokens:    map[string]JoinToken{},
-		nonces:    map[string]time.Time{},
-		departed:  map[string]time.Time{},
-		memberIPs: map[netip.Prefix]struct{}{},
-		log:       slog.New(slog.DiscardHandler),
-		decoded:   newDecodeMemo(),
-		onChange:  onChange,
+	f := &fsm{
+		policies:       newPolicyStore(),
+		protected:      map[netip.Prefix]struct{}{},
+		protectedIndex: newPrefixIndex(),
+		roster:         map[string]Member{},
+		operators:      map[string]Operator{},
+		tokens:         map[string]JoinToken{},
+		nonces:         map[string]time.Time{},
+		departed:       map[string]time.Time{},
+		memberIPs:      map[netip.Prefix]struct{}{},
+		memberIndex:    newPrefixIndex(),
+		changeLogSize:  defaultChangeLogSize,
+		log:            slog.New(slog.DiscardHandler),
+		decoded:        newDecodeMemo(),
+		onChange:       onChange,
 	}
+	f.policies.changes = newChangeLog(f.changeLogSize)
+	return f
 }
 
 // applyFunc checks one command of a known type against the state at now,
@@ -120,52 +131,86 @@ var handlers = [256]applyFunc{
 // entry must stop rather than diverge. A refused command returns its
 // *RefusalError and changes nothing.
 func (f *fsm) Apply(l *raft.Log) any {
-	if l.Type != raft.LogCommand || len(l.Data) == 0 {
-		return nil
+	return f.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// ApplyBatch implements raft.BatchingFSM: the entries are applied in
+// order under one hold of the lock, each exactly as Apply would, and
+// onChange is called once after the batch if any entry was accepted.
+func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+	out := make([]any, len(logs))
+	// The leader's early check may have decoded these exact bytes
+	// already; taken outside the lock.
+	memos := make([]*Command, len(logs))
+	for i, l := range logs {
+		if l.Type == raft.LogCommand && len(l.Data) > 0 && handlers[CommandType(l.Data[0])] != nil {
+			if memo, ok := f.decoded.take(l.Data); ok {
+				memos[i] = &memo
+			}
+		}
 	}
-	t := CommandType(l.Data[0])
-	h := handlers[t]
-	if h == nil {
+	changed := false
+	var refusals []*RefusalError
+	var refusedAt []uint64
+	func() {
 		f.mu.Lock()
-		f.index = l.Index
-		f.mu.Unlock()
+		defer f.mu.Unlock()
+		for i, l := range logs {
+			if l.Type != raft.LogCommand || len(l.Data) == 0 {
+				continue
+			}
+			rerr := f.applyLocked(l, memos[i])
+			if rerr != nil {
+				out[i] = rerr
+				refusals, refusedAt = append(refusals, rerr), append(refusedAt, l.Index)
+				continue
+			}
+			if handlers[CommandType(l.Data[0])] != nil {
+				changed = true
+			}
+		}
+	}()
+	for i, rerr := range refusals {
+		f.log.Debug("command refused", "command", rerr.Command.String(), "reason", rerr.Reason, "index", refusedAt[i], "err", rerr.Err)
+	}
+	if changed {
+		f.onChange()
+	}
+	return out
+}
+
+// applyLocked applies one command entry; memo, when not nil, is its
+// decoding by the early check. Caller holds the write lock.
+func (f *fsm) applyLocked(l *raft.Log, memo *Command) *RefusalError {
+	t := CommandType(l.Data[0])
+	f.index = l.Index
+	if handlers[t] == nil {
 		if t&IgnoreUnknownFlag != 0 {
 			return nil
 		}
 		panic(fmt.Sprintf("consensus: log entry %d has unknown command type %d; upgrade this node", l.Index, uint8(t)))
 	}
-	// The leader's early check may have decoded these exact bytes
-	// already; taken outside the lock.
-	memo, decoded := f.decoded.take(l.Data)
-	f.mu.Lock()
-	f.index = l.Index
 	var now time.Time
 	var change func()
 	var rerr *RefusalError
-	if decoded {
-		now, change, rerr = f.checkDecoded(&memo)
+	if memo != nil {
+		now, change, rerr = f.checkDecoded(memo)
 	} else {
 		now, change, rerr = f.check(l.Data)
 	}
-	if rerr == nil {
-		if t != CmdAdmit {
-			// Only an accepted command moves the clock. The leader's own
-			// roster entries do not: they carry no signed time.
-			f.clock = now
-		}
-		f.prune(f.clock)
-		change()
-	} else {
+	if rerr != nil {
 		// Counted before the index is visible to readers, so that whoever
 		// waits for this index sees the refusal counted.
 		f.refused.add(rerr.Command.String(), rerr.Reason)
-	}
-	f.mu.Unlock()
-	if rerr != nil {
-		f.log.Debug("command refused", "command", rerr.Command.String(), "reason", rerr.Reason, "index", l.Index, "err", rerr.Err)
 		return rerr
 	}
-	f.onChange()
+	if t != CmdAdmit {
+		// Only an accepted command moves the clock. The leader's own
+		// roster entries do not: they carry no signed time.
+		f.clock = now
+	}
+	f.prune(f.clock)
+	change()
 	return nil
 }
 
@@ -241,66 +286,26 @@ func (f *fsm) count(r *RefusalError, index uint64) {
 }
 
 // prune drops policies that have expired at now, and the nonces and join
-// tokens past their expiry. It scans policies only when the earliest
-// expiry has passed.
+// tokens past their expiry. It visits only what has expired.
 func (f *fsm) prune(now time.Time) {
 	f.pruneTrust(now)
-	if f.nextExpiry.IsZero() || now.Before(f.nextExpiry) {
-		return
-	}
-	f.deleteWhere(func(p intel.Policy) bool { return !p.Active(now) })
-	f.reindex()
+	f.policies.pruneExpired(now)
 }
 
-// set stores p, keeping the indexes up to date.
-func (f *fsm) set(p intel.Policy) {
-	if old, ok := f.policies[p.ID]; ok && old.Action == intel.ActionAllow {
-		f.allows--
-	}
-	f.policies[p.ID] = p
-	if p.Action == intel.ActionAllow {
-		f.allows++
-	}
-	if !p.ExpiresAt.IsZero() && (f.nextExpiry.IsZero() || p.ExpiresAt.Before(f.nextExpiry)) {
-		f.nextExpiry = p.ExpiresAt
-	}
-}
-
-// deleteWhere deletes the policies matching pred. nextExpiry may be left
-// early, which only costs a scan.
-func (f *fsm) deleteWhere(pred func(intel.Policy) bool) {
-	for id, p := range f.policies {
-		if pred(p) {
-			f.del(id)
-		}
-	}
-}
-
-func (f *fsm) del(id string) {
-	if p, ok := f.policies[id]; ok {
-		if p.Action == intel.ActionAllow {
-			f.allows--
-		}
-		delete(f.policies, id)
-	}
-}
-
-// reindex recomputes the derived indexes from the policies and nonces.
-func (f *fsm) reindex() {
-	f.allows, f.nextExpiry = 0, time.Time{}
-	for _, p := range f.policies {
-		if p.Action == intel.ActionAllow {
-			f.allows++
-		}
-		if !p.ExpiresAt.IsZero() && (f.nextExpiry.IsZero() || p.ExpiresAt.Before(f.nextExpiry)) {
-			f.nextExpiry = p.ExpiresAt
-		}
-	}
+// reindexNonces recomputes the earliest nonce expiry.
+func (f *fsm) reindexNonces() {
 	f.nextNonceExpiry = time.Time{}
 	for _, exp := range f.nonces {
 		if f.nextNonceExpiry.IsZero() || exp.Before(f.nextNonceExpiry) {
 			f.nextNonceExpiry = exp
 		}
+	}
+}
+
+// del drops the policy with this ID, if held.
+func (f *fsm) del(id string) {
+	if n, ok := parseID(id); ok {
+		f.policies.delete(n)
 	}
 }
 
@@ -338,33 +343,25 @@ func (f *fsm) putPolicy(c *Command, now time.Time) (func(), *RefusalError) {
 }
 
 // blockVeto refuses a block of ind that covers a protected range, a
-// member's address or an active allow.
+// member's address or an active allow. It names the first protected range
+// in address order, else the first member address, else the conflicting
+// allow with the smallest ID, so that the answer does not depend on the
+// history of the state.
 func (f *fsm) blockVeto(t CommandType, ind intel.Indicator, now time.Time) *RefusalError {
 	if q, ok := ind.Prefix(); ok {
-		for _, r := range sortedPrefixes(f.protected) {
-			if q.Overlaps(r) {
-				return refuse(t, "protected", ErrProtected, "block of %s overlaps protected %s", ind, r)
-			}
+		k := keyOfPrefix(q)
+		if r, _, ok := f.protectedIndex.first(k); ok {
+			return refuse(t, "protected", ErrProtected, "block of %s overlaps protected %s", ind, r.prefix())
 		}
-		for _, r := range sortedPrefixes(f.memberIPs) {
-			if q.Overlaps(r) {
-				return refuse(t, "protected", ErrProtected, "block of %s overlaps the mesh member address %s", ind, r.Addr())
-			}
+		if r, _, ok := f.memberIndex.first(k); ok {
+			return refuse(t, "protected", ErrProtected, "block of %s overlaps the mesh member address %s", ind, r.prefix().Addr())
 		}
 	}
-	if f.allows == 0 {
-		return nil // no allow held: skip the scan
+	if f.policies.allows.len() == 0 {
+		return nil
 	}
-	// Name the conflicting allow with the smallest ID, so that the
-	// response does not depend on map order; no sort on the hot path.
-	var conflict *intel.Policy
-	for _, o := range f.policies {
-		if o.Action == intel.ActionAllow && o.Active(now) && (conflict == nil || o.ID < conflict.ID) && ind.Overlaps(o.Indicator) {
-			conflict = &o
-		}
-	}
-	if conflict != nil {
-		return refuse(t, "allowed", ErrAllowed, "block of %s overlaps allow %s (policy %s)", ind, conflict.Indicator, conflict.ID)
+	if r, ok := f.policies.firstActive(actAllow, indexKeyOf(ind), now); ok {
+		return refuse(t, "allowed", ErrAllowed, "block of %s overlaps allow %s (policy %s)", ind, r.indicator(), formatID(r.id))
 	}
 	return nil
 }
@@ -376,27 +373,11 @@ func (f *fsm) store(p intel.Policy, now time.Time) {
 		return // already expired: nothing to hold
 	}
 	if p.Action == intel.ActionAllow {
-		ind := p.Indicator
-		f.deleteWhere(func(o intel.Policy) bool {
-			return o.Action == intel.ActionBlock && o.Indicator.Overlaps(ind)
-		})
-	}
-	if old, ok := f.policies[p.ID]; ok {
-		merged := old
-		if old.ExpiresAt.IsZero() || p.ExpiresAt.IsZero() {
-			merged.ExpiresAt = time.Time{}
-		} else if p.ExpiresAt.After(old.ExpiresAt) {
-			merged.ExpiresAt = p.ExpiresAt
+		for _, id := range f.policies.overlappingIDs(actBlock, indexKeyOf(p.Indicator)) {
+			f.policies.delete(id)
 		}
-		if merged.Reason == "" {
-			merged.Reason = p.Reason
-		}
-		merged.Evidence = mergeEvidence(old.Evidence, p.Evidence)
-		f.set(merged)
-		return
 	}
-	p.Evidence = mergeEvidence(nil, p.Evidence)
-	f.set(p)
+	f.policies.put(p)
 }
 
 // mergeEvidence returns a new slice: the union of a and b without
@@ -420,18 +401,37 @@ func mergeEvidence(a, b []intel.Evidence) []intel.Evidence {
 
 // dropBlocksOverlapping deletes the block policies that cover any of ps.
 func (f *fsm) dropBlocksOverlapping(ps ...netip.Prefix) {
-	f.deleteWhere(func(o intel.Policy) bool {
-		q, ok := o.Indicator.Prefix()
-		if o.Action != intel.ActionBlock || !ok {
-			return false
+	for _, p := range ps {
+		for _, id := range f.policies.overlappingIDs(actBlock, prefixIKey(p)) {
+			f.policies.delete(id)
 		}
-		for _, p := range ps {
-			if q.Overlaps(p) {
-				return true
-			}
-		}
-		return false
-	})
+	}
+}
+
+// blockCovering returns an active block policy covering p, the one with
+// the smallest ID.
+func (f *fsm) blockCovering(p netip.Prefix, now time.Time) (intel.Policy, bool) {
+	r, ok := f.policies.firstActive(actBlock, prefixIKey(p), now)
+	if !ok {
+		return intel.Policy{}, false
+	}
+	return r.policy(f.policies.strs.strs), true
+}
+
+// protect adds an explicit protected range.
+func (f *fsm) protect(p netip.Prefix) {
+	if _, ok := f.protected[p]; !ok {
+		f.protected[p] = struct{}{}
+		f.protectedIndex.add(keyOfPrefix(p), 0)
+	}
+}
+
+// unprotect removes an explicit protected range.
+func (f *fsm) unprotect(p netip.Prefix) {
+	if _, ok := f.protected[p]; ok {
+		delete(f.protected, p)
+		f.protectedIndex.remove(keyOfPrefix(p), 0)
+	}
 }
 
 // rebuildMemberIPs recomputes memberIPs from the roster: the observed
@@ -443,7 +443,11 @@ func (f *fsm) rebuildMemberIPs() {
 			next[p] = struct{}{}
 		}
 	}
-	f.memberIPs = next
+	idx := newPrefixIndex()
+	for p := range next {
+		idx.add(keyOfPrefix(p), 0)
+	}
+	f.memberIPs, f.memberIndex = next, idx
 }
 
 // MemberPrefixes returns the protected prefixes among a member's observed

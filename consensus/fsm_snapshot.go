@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/google/btree"
 	"github.com/hashicorp/raft"
 
 	"github.com/meshward/meshward/intel"
@@ -46,13 +48,16 @@ type departure struct {
 const snapshotVersion = 2
 
 // fsmSnapshot holds a copy of the state taken under the lock; Persist
-// encodes it outside the lock, concurrently with Apply. Policy and member
-// values are copied; their slices are never mutated in place by the FSM, so
-// sharing them is safe.
+// encodes it outside the lock, concurrently with Apply. The policies are a
+// copy-on-write clone of the store's tree (O(1) to take; Apply copies the
+// nodes it changes afterwards) and the table of their strings; member
+// values are copied, and their slices are never mutated in place by the
+// FSM, so sharing them is safe.
 type fsmSnapshot struct {
 	clock     time.Time
 	index     uint64
-	policies  map[string]intel.Policy
+	policies  *btree.BTreeG[rec]
+	strs      []string
 	protected map[netip.Prefix]struct{}
 	roster    map[string]Member
 	meshID    string
@@ -63,14 +68,17 @@ type fsmSnapshot struct {
 	departed  map[string]time.Time
 }
 
-// Snapshot implements raft.FSM: a cheap copy under the lock.
+// Snapshot implements raft.FSM: a cheap copy under the lock. raft calls
+// it from the goroutine that applies, so no Apply runs meanwhile; the
+// write lock keeps the readers off the tree while it is cloned.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	return &fsmSnapshot{
 		clock:     f.clock,
 		index:     f.index,
-		policies:  maps.Clone(f.policies),
+		policies:  f.policies.byID.Clone(),
+		strs:      slices.Clone(f.policies.strs.strs),
 		protected: maps.Clone(f.protected),
 		roster:    maps.Clone(f.roster),
 		meshID:    f.meshID,
@@ -82,17 +90,25 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	}, nil
 }
 
+// state is the whole snapshot as one value, policies included.
 func (s *fsmSnapshot) state() snapshotState {
+	st := s.rest()
+	st.Policies = make([]intel.Policy, 0, s.policies.Len())
+	s.policies.Ascend(func(r rec) bool {
+		st.Policies = append(st.Policies, r.policy(s.strs))
+		return true
+	})
+	return st
+}
+
+// rest is the snapshot without its policies.
+func (s *fsmSnapshot) rest() snapshotState {
 	st := snapshotState{
 		Version:   snapshotVersion,
 		Clock:     s.clock,
 		Index:     s.index,
-		Policies:  make([]intel.Policy, 0, len(s.policies)),
 		Protected: sortedPrefixes(s.protected),
 		Roster:    make([]Member, 0, len(s.roster)),
-	}
-	for _, id := range slices.Sorted(maps.Keys(s.policies)) {
-		st.Policies = append(st.Policies, s.policies[id])
 	}
 	for _, id := range slices.Sorted(maps.Keys(s.roster)) {
 		st.Roster = append(st.Roster, s.roster[id])
@@ -113,9 +129,12 @@ func (s *fsmSnapshot) state() snapshotState {
 	return st
 }
 
-// Persist implements raft.FSMSnapshot.
+// Persist implements raft.FSMSnapshot. It streams the policies one at a
+// time, in ID order, into the same JSON object a snapshotState encodes to
+// (the policies first), so that a snapshot of a million policies never
+// exists in memory whole.
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if err := json.NewEncoder(sink).Encode(s.state()); err != nil {
+	if err := s.write(sink); err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("persist snapshot: %w", err)
 	}
@@ -125,26 +144,58 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	return nil
 }
 
+func (s *fsmSnapshot) write(w io.Writer) error {
+	rest, err := json.Marshal(s.rest())
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.WriteString(`{"policies":[`)
+	first := true
+	s.policies.Ascend(func(r rec) bool {
+		var b []byte
+		if b, err = json.Marshal(r.policy(s.strs)); err != nil {
+			return false
+		}
+		if !first {
+			bw.WriteByte(',')
+		}
+		first = false
+		_, err = bw.Write(b)
+		return err == nil
+	})
+	if err != nil {
+		return err
+	}
+	bw.WriteString("],")
+	bw.Write(rest[1:]) // the other fields, after the object's "{"
+	bw.WriteByte('\n')
+	return bw.Flush()
+}
+
 // Release implements raft.FSMSnapshot.
 func (s *fsmSnapshot) Release() {}
 
-// Restore implements raft.FSM: it replaces the whole state.
+// Restore implements raft.FSM: it replaces the whole state. The policies
+// are decoded one at a time into a new store, outside the lock. The
+// policy change log is emptied (PolicyChanges then answers ok=false).
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	var st snapshotState
-	if err := json.NewDecoder(rc).Decode(&st); err != nil {
+	st, policies, err := decodeSnapshot(bufio.NewReaderSize(rc, 64<<10))
+	if err != nil {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
 	if st.Version < 1 || st.Version > snapshotVersion {
 		return fmt.Errorf("restore snapshot: version %d, this node reads 1 to %d", st.Version, snapshotVersion)
 	}
-	policies := make(map[string]intel.Policy, len(st.Policies))
-	for _, p := range st.Policies {
-		policies[p.ID] = p
-	}
 	protected := make(map[netip.Prefix]struct{}, len(st.Protected))
+	protectedIndex := newPrefixIndex()
 	for _, p := range st.Protected {
-		protected[p.Masked()] = struct{}{}
+		p = p.Masked()
+		if _, dup := protected[p]; !dup {
+			protected[p] = struct{}{}
+			protectedIndex.add(keyOfPrefix(p), 0)
+		}
 	}
 	roster := make(map[string]Member, len(st.Roster))
 	for _, m := range st.Roster {
@@ -167,12 +218,86 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		departed[d.ID] = d.At
 	}
 	f.mu.Lock()
-	f.clock, f.policies, f.protected, f.roster = st.Clock, policies, protected, roster
+	policies.changes = f.policies.changes
+	policies.changes.reset()
+	f.clock, f.policies, f.roster = st.Clock, policies, roster
+	f.protected, f.protectedIndex = protected, protectedIndex
 	f.meshID, f.rules, f.operators, f.tokens, f.nonces, f.departed = st.MeshID, st.Rules, operators, tokens, nonces, departed
 	f.index = st.Index
 	f.rebuildMemberIPs()
-	f.reindex()
+	f.reindexNonces()
 	f.mu.Unlock()
 	f.onChange()
+	return nil
+}
+
+// decodeSnapshot reads a snapshot: its policies into a new store, one at
+// a time, and the other fields into st. Fields may come in any order.
+func decodeSnapshot(r io.Reader) (st snapshotState, s *policyStore, err error) {
+	s = newPolicyStore()
+	s.changes = nil // a restore is not a sequence of changes
+	dec := json.NewDecoder(r)
+	if err := expectDelim(dec, '{'); err != nil {
+		return st, nil, err
+	}
+	rest := map[string]json.RawMessage{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return st, nil, err
+		}
+		key, _ := tok.(string)
+		if key != "policies" {
+			var raw json.RawMessage
+			if err := dec.Decode(&raw); err != nil {
+				return st, nil, fmt.Errorf("field %q: %w", key, err)
+			}
+			rest[key] = raw
+			continue
+		}
+		tok, err = dec.Token()
+		if err != nil {
+			return st, nil, fmt.Errorf("policies: %w", err)
+		}
+		if tok == nil {
+			continue // null: none
+		}
+		if d, ok := tok.(json.Delim); !ok || d != '[' {
+			return st, nil, fmt.Errorf("policies: want a list, got %v", tok)
+		}
+		for i := 0; dec.More(); i++ {
+			var p intel.Policy
+			if err := dec.Decode(&p); err != nil {
+				return st, nil, fmt.Errorf("policies[%d]: %w", i, err)
+			}
+			if err := s.load(p); err != nil {
+				return st, nil, fmt.Errorf("policies[%d]: %w", i, err)
+			}
+		}
+		if err := expectDelim(dec, ']'); err != nil {
+			return st, nil, fmt.Errorf("policies: %w", err)
+		}
+	}
+	if err := expectDelim(dec, '}'); err != nil {
+		return st, nil, err
+	}
+	b, err := json.Marshal(rest)
+	if err != nil {
+		return st, nil, err
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, nil, err
+	}
+	return st, s, nil
+}
+
+func expectDelim(dec *json.Decoder, want json.Delim) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if d, ok := tok.(json.Delim); !ok || d != want {
+		return fmt.Errorf("want %q, got %v", want, tok)
+	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/meshward/meshward/intel"
@@ -85,26 +86,31 @@ func (f *fsm) operatorOp(cmd intel.OperatorCommand, op Operator, now time.Time) 
 	author := "operator:" + op.KeyID
 	switch cmd.Op {
 	case intel.OpBlock, intel.OpAllow:
-		ind, ttl := *cmd.Indicator, cmd.TTL()
-		if op.Role != intel.OperatorAdmin && (ttl <= 0 || ttl > responderTTLCap) {
-			return nil, refuse(t, "ttl_cap", ErrRefused, "a responder's %s lasts 1s to %s, not %s", cmd.Op, responderTTLCap, ttl)
+		p, rerr := f.operatorPolicy(cmd, *cmd.Indicator, op, author, now)
+		if rerr != nil {
+			return nil, rerr
 		}
-		wide := cmd.Wide && op.Role == intel.OperatorAdmin
-		action := intel.ActionBlock
-		floor := f.rules.Floors.CheckBlock
-		if cmd.Op == intel.OpAllow {
-			action, floor = intel.ActionAllow, f.rules.Floors.CheckAllow
-		}
-		if err := floor(ind, wide); err != nil {
-			return nil, refuse(t, "floor", ErrRefused, "%w", err)
-		}
-		if action == intel.ActionBlock {
-			if rerr := f.blockVeto(t, ind, now); rerr != nil {
-				return nil, rerr
-			}
-		}
-		p := intel.NewPolicy(action, ind, cmd.Reason, author, now, ttl)
 		return func() { f.store(p, now) }, nil
+	case intel.OpBlockBulk, intel.OpAllowBulk:
+		// All or nothing: every indicator passes the checks of a single
+		// block or allow, or the command is refused with the first that
+		// does not, named with its position.
+		ps := make([]intel.Policy, len(cmd.Indicators))
+		for i, ind := range cmd.Indicators {
+			p, rerr := f.operatorPolicy(cmd, ind, op, author, now)
+			if rerr != nil {
+				if rerr.Reason == "ttl_cap" {
+					return nil, rerr // the command's TTL, not this indicator's
+				}
+				return nil, &RefusalError{Command: t, Reason: rerr.Reason, Err: fmt.Errorf("indicators[%d] %s: %w", i, ind, rerr.Err)}
+			}
+			ps[i] = p
+		}
+		return func() {
+			for _, p := range ps {
+				f.store(p, now)
+			}
+		}, nil
 	case intel.OpRevoke:
 		return func() { f.del(cmd.PolicyID) }, nil
 	case intel.OpProtect:
@@ -113,7 +119,7 @@ func (f *fsm) operatorOp(cmd intel.OperatorCommand, op Operator, now time.Time) 
 			return nil, refuse(t, "malformed", ErrInvalidCommand, "%v", err)
 		}
 		return func() {
-			f.protected[p] = struct{}{}
+			f.protect(p)
 			f.dropBlocksOverlapping(p)
 		}, nil
 	case intel.OpUnprotect:
@@ -121,7 +127,7 @@ func (f *fsm) operatorOp(cmd intel.OperatorCommand, op Operator, now time.Time) 
 		if err != nil {
 			return nil, refuse(t, "malformed", ErrInvalidCommand, "%v", err)
 		}
-		return func() { delete(f.protected, p) }, nil
+		return func() { f.unprotect(p) }, nil
 	case intel.OpRemoveMember:
 		id := cmd.Member
 		return func() {
@@ -189,6 +195,34 @@ func (f *fsm) operatorOp(cmd intel.OperatorCommand, op Operator, now time.Time) 
 		return func() { f.tokens[id] = tok }, nil
 	}
 	return nil, refuse(t, "malformed", ErrInvalidCommand, "unknown op %q", cmd.Op)
+}
+
+// operatorPolicy checks an operator's block or allow of ind (one of a
+// bulk command's indicators, or a single command's) and returns the
+// policy to store: a responder's lasts 1s to responderTTLCap; the floors
+// apply unless an admin signed it wide; a block must not cover a
+// protected range, a member's address or an active allow.
+func (f *fsm) operatorPolicy(cmd intel.OperatorCommand, ind intel.Indicator, op Operator, author string, now time.Time) (intel.Policy, *RefusalError) {
+	const t = CmdOperator
+	ttl := cmd.TTL()
+	if op.Role != intel.OperatorAdmin && (ttl <= 0 || ttl > responderTTLCap) {
+		return intel.Policy{}, refuse(t, "ttl_cap", ErrRefused, "a responder's %s lasts 1s to %s, not %s", cmd.Op, responderTTLCap, ttl)
+	}
+	wide := cmd.Wide && op.Role == intel.OperatorAdmin
+	action := intel.ActionBlock
+	floor := f.rules.Floors.CheckBlock
+	if cmd.Op == intel.OpAllow || cmd.Op == intel.OpAllowBulk {
+		action, floor = intel.ActionAllow, f.rules.Floors.CheckAllow
+	}
+	if err := floor(ind, wide); err != nil {
+		return intel.Policy{}, refuse(t, "floor", ErrRefused, "%w", err)
+	}
+	if action == intel.ActionBlock {
+		if rerr := f.blockVeto(t, ind, now); rerr != nil {
+			return intel.Policy{}, rerr
+		}
+	}
+	return intel.NewPolicy(action, ind, cmd.Reason, author, now, ttl), nil
 }
 
 func (f *fsm) admins() int {

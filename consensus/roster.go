@@ -19,7 +19,7 @@ func (f *fsm) init(c *Command, now time.Time) (func(), *RefusalError) {
 	if f.meshID != "" {
 		return nil, refuse(c.Type, "already_initialised", ErrRefused, "the mesh %s is initialised", f.meshID)
 	}
-	if len(f.roster)+len(f.policies)+len(f.protected) > 0 {
+	if len(f.roster)+f.policies.len()+len(f.protected) > 0 {
 		return nil, refuse(c.Type, "not_first", ErrRefused, "the initialisation entry must come first")
 	}
 	in := *c.Init
@@ -176,24 +176,6 @@ func checkObserved(t CommandType, observed []string) ([]netip.Prefix, *RefusalEr
 func protectable(ip netip.Addr) bool {
 	return !(ip.IsUnspecified() || ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsMulticast() ||
 		ip.IsLinkLocalMulticast() || ip.IsInterfaceLocalMulticast())
-}
-
-// blockCovering returns an active block policy covering p, the one with
-// the smallest ID.
-func (f *fsm) blockCovering(p netip.Prefix, now time.Time) (intel.Policy, bool) {
-	var found *intel.Policy
-	for _, o := range f.policies {
-		if o.Action != intel.ActionBlock || !o.Active(now) || (found != nil && o.ID >= found.ID) {
-			continue
-		}
-		if q, ok := o.Indicator.Prefix(); ok && q.Overlaps(p) {
-			found = &o
-		}
-	}
-	if found == nil {
-		return intel.Policy{}, false
-	}
-	return *found, true
 }
 
 // leave removes a member that asked to leave, with its own signature over
