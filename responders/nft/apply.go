@@ -8,8 +8,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/google/nftables"
-
 	"github.com/meshward/meshward/intel"
 )
 
@@ -55,7 +53,7 @@ func (f *Firewall) Refresh(ctx context.Context, held []intel.Policy) (int, error
 		case intel.CIDR:
 			if e, ok := v.nets[k]; ok && e.alive(now) && later(p, e) {
 				ext = append(ext, p)
-			} else if q, ok := f.nested[k]; ok && later(p, entry{expires: q.ExpiresAt}) {
+			} else if q, ok := f.nested[k]; ok && later(p, mkEntry(netip.Prefix{}, q.ExpiresAt)) {
 				ext = append(ext, p)
 			}
 		}
@@ -71,64 +69,76 @@ func (f *Firewall) Refresh(ctx context.Context, held []intel.Policy) (int, error
 // later reports whether p should replace the element e: p never expires
 // while e does, or p expires more than refreshSlack after e.
 func later(p intel.Policy, e entry) bool {
-	if e.expires.IsZero() {
+	if e.expires == 0 {
 		return false
 	}
-	return p.ExpiresAt.IsZero() || p.ExpiresAt.After(e.expires.Add(refreshSlack))
+	return p.ExpiresAt.IsZero() || p.ExpiresAt.After(e.expiry().Add(refreshSlack))
 }
 
 // apply plans the change against the view and sends it. f.view is valid.
+// It costs what it is given, not what the view holds: elements the view
+// shows expired are treated as absent (and dropped from it when removed),
+// instead of pruning the whole view first.
 func (f *Firewall) apply(ctx context.Context, add []intel.Policy, remove []intel.Indicator) error {
 	v := f.view
 	now := f.cfg.now()
-	v.prune(now)
 	b := batcher{f: f}
 
 	// Single addresses: remove only what is held (deleting an absent
 	// element fails the whole batch); add what is not held, and replace
 	// what is held with an earlier expiry.
+	nets := false
 	for _, ind := range remove {
 		if ind.Type != intel.IPv4 && ind.Type != intel.IPv6 {
+			nets = nets || ind.Type == intel.CIDR
 			continue
 		}
-		if _, ok := v.addrs[ind.Key()]; !ok {
+		k := ind.Key()
+		e, ok := v.addrs[k]
+		if !ok {
 			continue
 		}
-		a, err := netip.ParseAddr(ind.Value)
-		if err != nil {
+		if !e.alive(now) { // the kernel has let it go already
+			delete(v.addrs, k)
 			continue
 		}
-		b.queue(op{kind: opDel, set: f.addrSet(a), key: ind.Key(), els: []nftables.SetElement{{Key: a.AsSlice()}}})
+		b.queue(op{kind: opDel, set: addrSetIndex(e.pfx.Addr()), key: k, ent: e})
 	}
+	if len(v.addrs) == 0 && len(add) > 1024 {
+		v.addrs = make(map[string]entry, len(add))
+	}
+	b.grow(opAdd, iV4, len(add))
 	var cidrAdd []intel.Policy
-	for _, p := range add {
+	for i := range add {
+		p := &add[i]
 		switch p.Indicator.Type {
 		case intel.IPv4, intel.IPv6:
 			a, err := netip.ParseAddr(p.Indicator.Value)
 			if err != nil {
 				return fmt.Errorf("add %s: %w", p.Indicator.Key(), err)
 			}
-			to, ok := f.timeout(p, now)
+			to, ok := f.timeout(*p, now)
 			if !ok {
 				continue
 			}
 			k := p.Indicator.Key()
 			kind := opAdd
-			if e, held := v.addrs[k]; held {
-				if !later(p, e) {
+			if e, held := v.addrs[k]; held && e.alive(now) {
+				if !later(*p, e) {
 					continue
 				}
 				kind = opReplace
 			}
-			b.queue(op{kind: kind, set: f.addrSet(a), key: k,
-				ent: entry{ind: p.Indicator, expires: expiry(now, to)},
-				els: []nftables.SetElement{{Key: a.AsSlice(), Timeout: to}}})
+			b.queue(op{kind: kind, set: addrSetIndex(a), key: k, to: to,
+				ent: mkEntry(netip.PrefixFrom(a, a.BitLen()), expiry(now, to))})
 		case intel.CIDR:
-			cidrAdd = append(cidrAdd, p)
+			cidrAdd = append(cidrAdd, *p)
 		}
 	}
-	if err := f.applyNets(&b, v, cidrAdd, remove, now); err != nil {
-		return err
+	if len(cidrAdd) > 0 || nets {
+		if err := f.applyNets(&b, v, cidrAdd, remove, now); err != nil {
+			return err
+		}
 	}
 	return b.done(ctx)
 }
@@ -148,7 +158,11 @@ func expiry(now time.Time, to time.Duration) time.Time {
 func (f *Firewall) applyNets(b *batcher, v *state, add []intel.Policy, remove []intel.Indicator, now time.Time) error {
 	held := make(map[string]intel.Policy) // every CIDR held, in kernel or nested
 	for k, e := range v.nets {
-		held[k] = intel.Policy{Indicator: e.ind, ExpiresAt: e.expires}
+		if e.alive(now) {
+			held[k] = intel.Policy{Indicator: indOf(k), ExpiresAt: e.expiry()}
+		} else {
+			delete(v.nets, k)
+		}
 	}
 	for k, p := range f.nested {
 		if v.covered(p.Indicator) {
@@ -174,7 +188,7 @@ func (f *Firewall) applyNets(b *batcher, v *state, add []intel.Policy, remove []
 		}
 		k := p.Indicator.Key()
 		if q, ok := held[k]; ok {
-			if !later(p, entry{expires: q.ExpiresAt}) {
+			if !later(p, mkEntry(netip.Prefix{}, q.ExpiresAt)) {
 				continue
 			}
 			if _, inKernel := v.nets[k]; inKernel {
@@ -198,7 +212,7 @@ func (f *Firewall) applyNets(b *batcher, v *state, add []intel.Policy, remove []
 	}
 	for k, e := range v.nets {
 		if !want[k] {
-			b.queue(op{kind: opDel, net: true, set: f.netSet(e.pfx), key: k, els: intervalElems(e.pfx, 0)})
+			b.queue(op{kind: opDel, set: netSetIndex(e.pfx), key: k, ent: e})
 		}
 	}
 	for _, p := range outer {
@@ -215,8 +229,8 @@ func (f *Firewall) applyNets(b *batcher, v *state, add []intel.Policy, remove []
 			continue
 		}
 		pfx, _ := p.Indicator.Prefix()
-		b.queue(op{kind: kind, net: true, set: f.netSet(pfx), key: k,
-			ent: entry{ind: p.Indicator, pfx: pfx, expires: expiry(now, to)}, els: intervalElems(pfx, to)})
+		b.queue(op{kind: kind, set: netSetIndex(pfx), key: k, to: to,
+			ent: mkEntry(pfx, expiry(now, to))})
 	}
 	return nil
 }
@@ -251,18 +265,6 @@ func outermost(held map[string]intel.Policy) (outer, inner []intel.Policy) {
 	return outer, inner
 }
 
-// intervalElems returns the elements of pfx in an interval set: its first
-// address, and the address after its last as the interval end (omitted
-// when the network reaches the top of the address space).
-func intervalElems(pfx netip.Prefix, timeout time.Duration) []nftables.SetElement {
-	first := pfx.Masked().Addr()
-	els := []nftables.SetElement{{Key: first.AsSlice(), Timeout: timeout}}
-	if end := lastAddr(pfx).Next(); end.IsValid() {
-		els = append(els, nftables.SetElement{Key: end.AsSlice(), IntervalEnd: true})
-	}
-	return els
-}
-
 func lastAddr(pfx netip.Prefix) netip.Addr {
 	b := pfx.Masked().Addr().AsSlice()
 	for i := pfx.Bits(); i < len(b)*8; i++ {
@@ -288,16 +290,16 @@ func (f *Firewall) timeout(p intel.Policy, now time.Time) (time.Duration, bool) 
 	return (d + time.Millisecond - 1).Truncate(time.Millisecond), true
 }
 
-func (f *Firewall) addrSet(a netip.Addr) *nftables.Set {
+func addrSetIndex(a netip.Addr) uint8 {
 	if a.Is4() {
-		return f.sets[setV4]
+		return iV4
 	}
-	return f.sets[setV6]
+	return iV6
 }
 
-func (f *Firewall) netSet(p netip.Prefix) *nftables.Set {
+func netSetIndex(p netip.Prefix) uint8 {
 	if p.Addr().Is4() {
-		return f.sets[setV4Net]
+		return iV4Net
 	}
-	return f.sets[setV6Net]
+	return iV6Net
 }

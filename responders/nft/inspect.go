@@ -57,17 +57,17 @@ func (f *Firewall) List(ctx context.Context) ([]Entry, error) {
 	}
 	now := f.cfg.now()
 	left := func(e entry) time.Duration {
-		if e.expires.IsZero() {
+		if e.expires == 0 {
 			return 0
 		}
-		return max(e.expires.Sub(now), time.Millisecond)
+		return max(e.expiry().Sub(now), time.Millisecond)
 	}
 	var out []Entry
-	for _, e := range st.addrs {
-		out = append(out, Entry{Indicator: e.ind, Expires: left(e)})
+	for k, e := range st.addrs {
+		out = append(out, Entry{Indicator: indOf(k), Expires: left(e)})
 	}
-	for _, e := range st.nets {
-		out = append(out, Entry{Indicator: e.ind, Expires: left(e)})
+	for k, e := range st.nets {
+		out = append(out, Entry{Indicator: indOf(k), Expires: left(e)})
 	}
 	for _, p := range f.nested {
 		if st.covered(p.Indicator) {

@@ -17,26 +17,16 @@ import (
 // DefaultTable is the name of the inet table the backend owns.
 const DefaultTable = "meshward"
 
-// DefaultBatchSize is how many set elements one netlink batch (one Flush)
-// carries. A batch must stay under the netlink socket's send buffer.
-const DefaultBatchSize = 2048
-
-// Defaults of WithFullReadEvery: Current reads the sets back in full at
-// least every DefaultFullReadPasses calls or DefaultFullReadInterval.
-const (
-	DefaultFullReadPasses   = 10
-	DefaultFullReadInterval = 10 * time.Minute
-)
+// DefaultBatchSize is how many set elements one netlink batch (one
+// transaction) carries at most. A batch also stays under what one
+// sendmsg on the backend's socket may carry.
+const DefaultBatchSize = 65536
 
 // refreshSlack is how much later than the kernel element's expiry a
 // policy's must be for the element to be replaced. It absorbs the
 // kernel's rounding of the life left (jiffies, milliseconds); an element
 // whose policy is extended by less expires at most this early.
 const refreshSlack = time.Second
-
-// elementsPerMessage bounds the elements of one netlink message: its
-// element list is a nested attribute whose length is 16 bits.
-const elementsPerMessage = 512
 
 // Set and chain names inside the table.
 const (
@@ -85,10 +75,15 @@ type Firewall struct {
 	view  *state
 	gen   uint32
 	dirty bool
-	// sinceFull counts Current calls since the last full read, at lastFull.
+	// sinceFull counts Current and Compare calls since the last full
+	// read, at lastFull (see WithFullReadEvery).
 	sinceFull int
 	lastFull  time.Time
-	genConn   *netlink.Conn // lazily dialled; asks for the ruleset generation
+	// nl is the backend's own netlink socket, lazily dialled: it asks
+	// for the ruleset generation and carries element batches. sendBuf
+	// is its send buffer as granted.
+	nl      *netlink.Conn
+	sendBuf int
 
 	batches, added, removed, repairs, errs, skipped, unstable atomic.Uint64
 	refreshed, fullReads, viewReads, drifts                   atomic.Uint64
@@ -98,6 +93,7 @@ var (
 	_ responders.Backend    = (*Firewall)(nil)
 	_ responders.TypeFilter = (*Firewall)(nil)
 	_ responders.Refresher  = (*Firewall)(nil)
+	_ responders.Comparer   = (*Firewall)(nil)
 )
 
 // New returns a backend for the table named by the options. It opens a
@@ -105,7 +101,7 @@ var (
 func New(opts ...Option) (*Firewall, error) {
 	cfg := config{
 		table: DefaultTable, now: time.Now, batchSize: DefaultBatchSize,
-		fullEvery: DefaultFullReadPasses, fullAfter: DefaultFullReadInterval, seen: map[string]bool{},
+		seen: map[string]bool{},
 	}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
@@ -166,8 +162,9 @@ func (f *Firewall) Close() error {
 	}
 	f.closed = true
 	var gerr error
-	if f.genConn != nil {
-		gerr = f.genConn.Close()
+	if f.nl != nil {
+		gerr = f.nl.Close()
+		f.nl = nil
 	}
 	if err := errors.Join(f.conn.CloseLasting(), gerr); err != nil {
 		return fmt.Errorf("close netlink: %w", err)

@@ -78,19 +78,20 @@ func WithBatchSize(n int) Option {
 		if err := c.once("WithBatchSize"); err != nil {
 			return err
 		}
-		if n < 1 || n > 16384 {
-			return fmt.Errorf("batch size %d out of range 1..16384", n)
+		if n < 1 || n > 1<<20 {
+			return fmt.Errorf("batch size %d out of range 1..1048576", n)
 		}
 		c.batchSize = n
 		return nil
 	}
 }
 
-// WithFullReadEvery makes Current read the sets back from the kernel in
-// full at least every passes calls or every interval, whichever comes
-// first (defaults DefaultFullReadPasses and DefaultFullReadInterval), on
-// top of the reads a changed ruleset generation forces. One pass reads in
-// full on every call, as a backend without a view would.
+// WithFullReadEvery makes Current and Compare read the sets back from the
+// kernel in full at least every passes calls or every interval, whichever
+// comes first, on top of the reads a changed ruleset generation forces.
+// One pass reads in full on every call, as a backend without a view
+// would. By default there is no such bound: the generation check alone
+// decides (see the package documentation).
 func WithFullReadEvery(passes int, interval time.Duration) Option {
 	return func(c *config) error {
 		if err := c.once("WithFullReadEvery"); err != nil {

@@ -3,11 +3,11 @@ package nft
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/nftables"
@@ -15,31 +15,31 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/responders"
 )
 
 // Current implements responders.Backend. It answers from the view,
-// after checking the ruleset generation; when that shows another writer,
-// or a full read is due, it first recreates whatever part of the table's
-// structure is missing and reads the sets back.
+// after checking the ruleset generation; when that shows another writer
+// (or a full read is due, see WithFullReadEvery), it first recreates
+// whatever part of the table's structure is missing and reads the sets
+// back. It copies every element; the reconciler asks Compare instead.
 func (f *Firewall) Current(ctx context.Context) (map[string]intel.Indicator, error) {
 	if err := f.lock(); err != nil {
 		return nil, err
 	}
 	defer f.mu.Unlock()
 	now := f.cfg.now()
-	f.sinceFull++
-	due := f.sinceFull >= f.cfg.fullEvery || now.Sub(f.lastFull) >= f.cfg.fullAfter
-	if err := f.sync(due); err != nil {
+	if err := f.sync(f.fullDue(now)); err != nil {
 		return nil, err
 	}
 	v := f.view
 	v.prune(now)
 	out := make(map[string]intel.Indicator, len(v.addrs)+len(v.nets)+len(f.nested))
-	for k, e := range v.addrs {
-		out[k] = e.ind
+	for k := range v.addrs {
+		out[k] = indOf(k)
 	}
-	for k, e := range v.nets {
-		out[k] = e.ind
+	for k := range v.nets {
+		out[k] = indOf(k)
 	}
 	for k, p := range f.nested {
 		if v.covered(p.Indicator) {
@@ -47,6 +47,95 @@ func (f *Firewall) Current(ctx context.Context) (map[string]intel.Indicator, err
 		}
 	}
 	return out, nil
+}
+
+// fullDue counts a Current or Compare call and reports whether a full
+// read is due under WithFullReadEvery. Without that option it never is:
+// the ruleset generation, which the kernel advances on every committed
+// transaction in the namespace (any table's, any writer's), is checked on
+// every call and before every batch, and the only changes to the sets
+// that do not pass through a transaction are the kernel's own element
+// expiries, which the view mirrors. A full read of a million elements
+// costs seconds; a periodic one would only repeat what the generation
+// already vouches for.
+func (f *Firewall) fullDue(now time.Time) bool {
+	f.sinceFull++
+	if f.cfg.fullEvery == 0 {
+		return false
+	}
+	return f.sinceFull >= f.cfg.fullEvery || now.Sub(f.lastFull) >= f.cfg.fullAfter
+}
+
+// Compare implements responders.Comparer from the view, after the same
+// check as Current, without copying it: it looks each desired address and
+// network up, and walks the view only when it holds entries the desired
+// set does not match (a removal is due, or expired entries wait to be
+// dropped). A pass with nothing to do over a million entries costs a
+// million map look-ups.
+func (f *Firewall) Compare(ctx context.Context, desired responders.DesiredSet) (add []intel.Policy, remove []intel.Indicator, refresh []intel.Policy, err error) {
+	if err := f.lock(); err != nil {
+		return nil, nil, nil, err
+	}
+	defer f.mu.Unlock()
+	now := f.cfg.now()
+	if err := f.sync(f.fullDue(now)); err != nil {
+		return nil, nil, nil, err
+	}
+	v := f.view
+	covered := make(map[string]bool, len(f.nested))
+	for k, p := range f.nested {
+		covered[k] = v.covered(p.Indicator)
+	}
+	matched := 0
+	for k, p := range desired.All() {
+		var e entry
+		var ok bool
+		switch p.Indicator.Type {
+		case intel.IPv4, intel.IPv6:
+			e, ok = v.addrs[k]
+			ok = ok && e.alive(now)
+		case intel.CIDR:
+			if e, ok = v.nets[k]; ok {
+				ok = e.alive(now)
+			} else if q, in := f.nested[k]; in && covered[k] {
+				e, ok = mkEntry(netip.Prefix{}, q.ExpiresAt), true
+			}
+		default:
+			continue
+		}
+		if !ok {
+			add = append(add, *p)
+			continue
+		}
+		matched++
+		if later(*p, e) {
+			refresh = append(refresh, *p)
+		}
+	}
+	nested := 0
+	for _, c := range covered {
+		if c {
+			nested++
+		}
+	}
+	if matched == len(v.addrs)+len(v.nets)+nested {
+		return add, nil, refresh, nil
+	}
+	for _, m := range []map[string]entry{v.addrs, v.nets} {
+		for k, e := range m {
+			if !e.alive(now) {
+				delete(m, k)
+			} else if _, ok := desired.Get(k); !ok {
+				remove = append(remove, indOf(k))
+			}
+		}
+	}
+	for k, p := range f.nested {
+		if _, ok := desired.Get(k); !ok && covered[k] {
+			remove = append(remove, p.Indicator)
+		}
+	}
+	return add, remove, refresh, nil
 }
 
 // sync makes f.view current: it keeps it if the ruleset generation is the
@@ -88,15 +177,11 @@ func (f *Firewall) sync(full bool) error {
 // generation returns the kernel's ruleset generation, which every
 // committed nftables transaction in the namespace advances.
 func (f *Firewall) generation() (uint32, error) {
-	if f.genConn == nil {
-		c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: f.cfg.netns})
-		if err != nil {
-			f.errs.Add(1)
-			return 0, fmt.Errorf("open netlink for the ruleset generation: %w", err)
-		}
-		f.genConn = c
+	c, err := f.nlConn()
+	if err != nil {
+		return 0, fmt.Errorf("ruleset generation: %w", err)
 	}
-	msgs, err := f.genConn.Execute(netlink.Message{
+	msgs, err := c.Execute(netlink.Message{
 		Header: netlink.Header{
 			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN),
 			Flags: netlink.Request,
@@ -105,6 +190,7 @@ func (f *Firewall) generation() (uint32, error) {
 	})
 	if err != nil {
 		f.errs.Add(1)
+		f.dropConn()
 		return 0, fmt.Errorf("read the ruleset generation: %w", err)
 	}
 	for _, m := range msgs {
@@ -125,7 +211,7 @@ func (f *Firewall) generation() (uint32, error) {
 			return 0, fmt.Errorf("decode the ruleset generation: %w", err)
 		}
 	}
-	return 0, errors.New("read the ruleset generation: no generation in the reply")
+	return 0, errNoGeneration
 }
 
 // state is what the kernel's sets hold.
@@ -134,14 +220,37 @@ type state struct {
 	nets  map[string]entry // the interval sets' elements
 }
 
-// entry is one element of a set.
+// entry is one element of a set, as small as it can be: the view holds
+// a million of them. Its indicator is its key's (indOf).
 type entry struct {
-	ind     intel.Indicator
-	pfx     netip.Prefix // of a network
-	expires time.Time    // zero: no timeout
+	pfx     netip.Prefix // the network, or the address as a full-length prefix
+	expires int64        // Unix nanoseconds; zero: no timeout
 }
 
-func (e entry) alive(now time.Time) bool { return e.expires.IsZero() || e.expires.After(now) }
+func mkEntry(pfx netip.Prefix, expires time.Time) entry {
+	e := entry{pfx: pfx}
+	if !expires.IsZero() {
+		e.expires = expires.UnixNano()
+	}
+	return e
+}
+
+// expiry is the element's expiry (zero: none).
+func (e entry) expiry() time.Time {
+	if e.expires == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, e.expires)
+}
+
+func (e entry) alive(now time.Time) bool { return e.expires == 0 || e.expires > now.UnixNano() }
+
+// indOf is the indicator of a view key ("type:value"), sharing its
+// memory.
+func indOf(key string) intel.Indicator {
+	i := strings.IndexByte(key, ':')
+	return intel.Indicator{Type: intel.IndicatorType(key[:i]), Value: key[i+1:]}
+}
 
 // prune drops the elements the kernel has expired by now.
 func (s *state) prune(now time.Time) {
@@ -179,9 +288,9 @@ func (f *Firewall) read() (*state, error) {
 				continue
 			}
 			ind := intel.IndicatorFromAddr(a)
-			ent := entry{ind: ind}
+			ent := entry{pfx: netip.PrefixFrom(a, a.BitLen())}
 			if e.Timeout > 0 {
-				ent.expires = now.Add(e.Expires)
+				ent = mkEntry(ent.pfx, now.Add(e.Expires))
 			}
 			st.addrs[ind.Key()] = ent
 		}
@@ -193,9 +302,9 @@ func (f *Firewall) read() (*state, error) {
 		}
 		for _, r := range ranges(els) {
 			ind := intel.Indicator{Type: intel.CIDR, Value: r.pfx.String()}
-			ent := entry{ind: ind, pfx: r.pfx}
+			ent := entry{pfx: r.pfx}
 			if r.timeout > 0 {
-				ent.expires = now.Add(r.expires)
+				ent = mkEntry(r.pfx, now.Add(r.expires))
 			}
 			st.nets[ind.Key()] = ent
 		}
