@@ -35,6 +35,17 @@ const (
 	// ticks; raft drops (and counts) what does not fit, and a lost
 	// "resumed" is healed by staleFailure.
 	observationBuffer = 256
+	// transportMaxInFlight is how many AppendEntries the leader pipelines
+	// to one follower before it waits for the first answer, so that the
+	// follower's log sync and the round trip of one batch overlap the
+	// sending of the next.
+	transportMaxInFlight = 8
+	// maxAppendEntries bounds the entries of one AppendEntries and of one
+	// log write, and so how many concurrent proposals share a batch: one
+	// store transaction and one sync on each voter. Bulk entries are up
+	// to maxCommandSize, so a full batch of them is split into several
+	// store transactions (store.RaftStore.StoreLogs).
+	maxAppendEntries = 256
 )
 
 // Consensus is one node's raft participant and its view of the replicated
@@ -117,10 +128,11 @@ func New(ctx context.Context, h host.Host, logs raft.LogStore, stable raft.Stabl
 	c.gate = newRaftGate(refusal.New(cfg.Logger))
 	c.layer = newStreamLayer(c.group.Context(), h, c.gate, cfg.Logger)
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  c.layer,
-		MaxPool: transportMaxPool,
-		Timeout: transportTimeout,
-		Logger:  rc.Logger.Named("transport"),
+		Stream:          c.layer,
+		MaxPool:         transportMaxPool,
+		MaxRPCsInFlight: transportMaxInFlight,
+		Timeout:         transportTimeout,
+		Logger:          rc.Logger.Named("transport"),
 	})
 	fail := func(err error) (*Consensus, error) {
 		c.cancel()
@@ -137,7 +149,9 @@ func New(ctx context.Context, h host.Host, logs raft.LogStore, stable raft.Stabl
 	if err := ctx.Err(); err != nil {
 		return fail(fmt.Errorf("start consensus: %w", err))
 	}
-	r, err := raft.NewRaft(rc, c.fsm, logs, stable, snaps, trans)
+	// Raft reads its newest entries back to replicate and apply them: a
+	// cache of them saves a store transaction per entry.
+	r, err := raft.NewRaft(rc, c.fsm, newLogCache(logs, logCacheEntries, logCacheBytes), stable, snaps, trans)
 	if err != nil {
 		return fail(fmt.Errorf("start raft: %w", err))
 	}
@@ -173,6 +187,11 @@ func raftConfig(cfg Config) (*raft.Config, error) {
 	rc.ElectionTimeout = cfg.ElectionTimeout
 	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
 	rc.CommitTimeout = cfg.CommitTimeout
+	// Proposals queue in a buffered channel and the leader takes all that
+	// wait (up to MaxAppendEntries) into one log write and one
+	// AppendEntries per follower.
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = maxAppendEntries
 	if cfg.SnapshotThreshold > 0 {
 		rc.SnapshotThreshold = cfg.SnapshotThreshold
 	}
