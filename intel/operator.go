@@ -27,8 +27,11 @@ const OperatorSigningDomain = "meshward/operator/v1\x00"
 
 // Operator command limits.
 const (
-	// MaxOperatorBody bounds the signed body of an operator command.
-	MaxOperatorBody = 16 << 10
+	// MaxOperatorBody bounds the signed body of an operator command: room
+	// for a bulk command of MaxBulkIndicators addresses, while the
+	// command's log entry (the body in base64, in JSON) stays under the
+	// 256 KiB Raft entry limit.
+	MaxOperatorBody = 160 << 10
 	// MaxOperatorCommandLife bounds how long after it was issued a signed
 	// command may still be committed; with nonces remembered for that
 	// long, a captured command cannot be replayed later.
