@@ -32,7 +32,7 @@ func (c *Consensus) Propose(ctx context.Context, cmd Command) error {
 	if err != nil {
 		return fmt.Errorf("propose: %w", err)
 	}
-	if err := c.retry(ctx, func(ctx context.Context) error { return c.proposeOnce(ctx, data, 0) }); err != nil {
+	if err := c.retry(ctx, func(ctx context.Context) error { return c.proposeOnce(ctx, data, nil, 0) }); err != nil {
 		return fmt.Errorf("propose %s: %w", cmd.Type, err)
 	}
 	return nil
@@ -74,9 +74,11 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 }
 
 // proposeOnce applies data here if we lead, or forwards it to the leader.
-func (c *Consensus) proposeOnce(ctx context.Context, data []byte, hops int) error {
+// cmd, when not nil, is DecodeCommand(data), already decoded by the
+// caller.
+func (c *Consensus) proposeOnce(ctx context.Context, data []byte, cmd *Command, hops int) error {
 	if c.raft.State() == raft.Leader {
-		return c.applyLocal(ctx, data)
+		return c.applyDecoded(ctx, data, cmd)
 	}
 	leader, err := c.leaderPeer()
 	if err != nil {
@@ -104,8 +106,8 @@ func (c *Consensus) leaderPeer() (peer.ID, error) {
 }
 
 // staticCheck refuses a forwarded command that no state could accept,
-// before it travels further.
-func (c *Consensus) staticCheck(data []byte) error {
+// before it travels further, and returns it decoded.
+func (c *Consensus) staticCheck(data []byte) (Command, error) {
 	cmd, err := DecodeCommand(data)
 	if err != nil {
 		rerr := refuse(CommandType(0), "malformed", ErrInvalidCommand, "%v", err)
@@ -113,21 +115,35 @@ func (c *Consensus) staticCheck(data []byte) error {
 			rerr.Command = CommandType(data[0])
 		}
 		c.fsm.count(rerr, 0)
-		return rerr
+		return Command{}, rerr
 	}
 	if rerr := cmd.validate(); rerr != nil {
 		c.fsm.count(rerr, 0)
-		return rerr
+		return Command{}, rerr
 	}
-	return nil
+	return cmd, nil
 }
 
 // applyLocal appends data to the log (we must be leader) and waits for it
 // to be applied, returning the FSM's response error.
 func (c *Consensus) applyLocal(ctx context.Context, data []byte) error {
-	cmd, err := DecodeCommand(data)
-	if err != nil {
-		return err
+	return c.applyDecoded(ctx, data, nil)
+}
+
+// applyDecoded is applyLocal for data the caller may have decoded
+// already: decoded, when not nil, is DecodeCommand(data) (a forwarded
+// command the RPC server has checked), so that the leader decodes each
+// entry once. It is kept for Apply (the decode memo): nobody may change
+// it afterwards.
+func (c *Consensus) applyDecoded(ctx context.Context, data []byte, decoded *Command) error {
+	var cmd Command
+	if decoded != nil {
+		cmd = *decoded
+	} else {
+		var err error
+		if cmd, err = DecodeCommand(data); err != nil {
+			return err
+		}
 	}
 	if skew := time.Since(cmd.At); skew > maxClockSkew || skew < -maxClockSkew {
 		rerr := refuse(cmd.Type, "clock_skew", ErrInvalidCommand, "timestamp %s is %s from the leader's clock", cmd.At.Format(time.RFC3339), skew.Round(time.Second))

@@ -308,10 +308,11 @@ func (c *Consensus) serve(ctx context.Context, from peer.ID, req *rpcRequest) (r
 	}
 	switch req.Kind {
 	case rpcPropose:
-		if err := c.staticCheck(req.Command); err != nil {
+		cmd, err := c.staticCheck(req.Command)
+		if err != nil {
 			return rpcResponse{}, err
 		}
-		return rpcResponse{}, c.proposeOnce(ctx, req.Command, req.Hops)
+		return rpcResponse{}, c.proposeOnce(ctx, req.Command, &cmd, req.Hops)
 	case rpcJoin:
 		return c.joinOnce(ctx, req)
 	case rpcJoinInfo:

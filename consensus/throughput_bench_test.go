@@ -5,10 +5,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
+	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -53,6 +60,76 @@ func BenchmarkCommitThroughput(b *testing.B) {
 	})
 }
 
+// bulkProposers is how many goroutines propose bulk commands at once in
+// BenchmarkCommitBulk.
+const bulkProposers = 4
+
+// BenchmarkCommitBulk commits operator-signed bulk blocks, each of
+// intel.MaxBulkIndicators fresh addresses, on the cluster of
+// BenchmarkCommitThroughput from bulkProposers goroutines, and reports
+// policies/s, the p50 and p99 per command, and the memory the process
+// holds afterwards with b.N*MaxBulkIndicators policies on each of the
+// three nodes: rss-MB (resident set, after a GC that returns freed memory
+// to the system) and heap-MB (live Go heap), the whole cluster's, and
+// rss-MB/node, a third of the RSS. -benchtime 50x commits 100,000
+// policies, 500x a million.
+func BenchmarkCommitBulk(b *testing.B) {
+	nodes := newDurableCluster(b, 3, productionTiming)
+	leader := leaderOf(nodes)
+	if leader == nil {
+		b.Fatal("no leader")
+	}
+	at := time.Now().UTC()
+	cmds := make([]intel.OperatorSigned, b.N)
+	for i := range cmds {
+		c := intel.OperatorCommand{Op: intel.OpBlockBulk, Reason: "bench", TTLSeconds: int64(24 * time.Hour / time.Second)}
+		c.Indicators = make([]intel.Indicator, intel.MaxBulkIndicators)
+		for j := range c.Indicators {
+			n := uint32(i*intel.MaxBulkIndicators + j)
+			c.Indicators[j] = intel.IndicatorFromAddr(netip.AddrFrom4([4]byte{11 + byte(n>>24), byte(n >> 16), byte(n >> 8), byte(n)}))
+		}
+		cmds[i] = signOp(b, testOperatorKey, leader.c.MeshID(), at, c)
+	}
+	var seq atomic.Int64
+	next := func() Command { return Command{Type: CmdOperator, Operator: &cmds[seq.Add(1)-1]} }
+	rate := runProposers(b, nodes, bulkProposers, func(int) *testNode { return leader }, next)
+	b.ReportMetric(rate*intel.MaxBulkIndicators, "policies/s")
+	cmds = nil
+	for _, n := range nodes {
+		if got, want := len(n.c.Policies(time.Now())), b.N*intel.MaxBulkIndicators; got != want {
+			b.Fatalf("node %s holds %d policies, want %d", shortID(n.id()), got, want)
+		}
+	}
+	rss, heap := residentMemory(b)
+	b.ReportMetric(float64(rss)/(1<<20), "rss-MB")
+	b.ReportMetric(float64(rss)/(1<<20)/float64(len(nodes)), "rss-MB/node")
+	b.ReportMetric(float64(heap)/(1<<20), "heap-MB")
+}
+
+// residentMemory collects garbage, returns freed memory to the system and
+// reports the process's resident set and live heap in bytes.
+func residentMemory(tb testing.TB) (rss, heap uint64) {
+	tb.Helper()
+	debug.FreeOSMemory()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		tb.Skipf("no /proc/self/status: %v", err)
+	}
+	for line := range strings.Lines(string(status)) {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				tb.Fatalf("VmRSS %q: %v", rest, err)
+			}
+			return kb << 10, ms.HeapInuse
+		}
+	}
+	tb.Fatal("no VmRSS in /proc/self/status")
+	return 0, 0
+}
+
 // productionTiming gives c raft's timing of a deployed node (Config's
 // defaults), in place of the fast timing of the test clusters.
 func productionTiming(c *Config) {
@@ -89,15 +166,17 @@ func warmBlockPool(tb testing.TB, nodes []*testNode, n int) []Command {
 }
 
 // runProposers commits b.N commands from proposers goroutines, the g-th
-// proposing through from(g), and reports commits/s and the p50 and p99
-// of the per-commit latency.
-func runProposers(b *testing.B, nodes []*testNode, proposers int, from func(g int) *testNode, next func() Command) {
+// proposing through from(g), reports commits/s, the p50 and p99 of the
+// per-commit latency and the process's CPU time per commit, waits until
+// every node has applied them, and returns the commits/s.
+func runProposers(b *testing.B, nodes []*testNode, proposers int, from func(g int) *testNode, next func() Command) float64 {
 	ctx := context.Background()
 	var issued atomic.Int64
 	lats := make([][]time.Duration, proposers)
 	errs := make(chan error, proposers)
 	var wg sync.WaitGroup
 	b.ResetTimer()
+	cpu0 := processCPU(b)
 	start := time.Now()
 	for g := range proposers {
 		n := from(g)
@@ -116,6 +195,7 @@ func runProposers(b *testing.B, nodes []*testNode, proposers int, from func(g in
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := processCPU(b) - cpu0
 	b.StopTimer()
 	close(errs)
 	if err := <-errs; err != nil {
@@ -123,10 +203,22 @@ func runProposers(b *testing.B, nodes []*testNode, proposers int, from func(g in
 	}
 	all := slices.Concat(lats...)
 	slices.Sort(all)
-	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "commits/s")
+	rate := float64(len(all)) / elapsed.Seconds()
+	b.ReportMetric(rate, "commits/s")
 	b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(len(all)), "cpu-us/commit")
 	waitApplied(b, nodes)
+	return rate
+}
+
+// processCPU is the CPU time (user and system) this process has used.
+func processCPU(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // newDurableCluster is newClusterWith on durable nodes: each keeps its
