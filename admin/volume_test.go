@@ -275,7 +275,7 @@ func TestBulkOperatorCommand(t *testing.T) {
 	mixed := []intel.Indicator{{Type: intel.IPv4, Value: "198.51.100.1"}, {Type: intel.IPv4, Value: "192.0.2.9"}, {Type: intel.IPv4, Value: "198.51.100.2"}}
 	_, err = e.responder.SubmitOperator(ctx, e.sign(t, e.bob, intel.OperatorCommand{Op: intel.OpBlockBulk, Indicators: mixed, TTLSeconds: 3600}))
 	wantAPIError(t, err, 409, "conflict")
-	if !strings.Contains(err.Error(), "indicators[1] ipv4:192.0.2.9") {
+	if !strings.Contains(err.Error(), "indicators[1] 192.0.2.9:") {
 		t.Fatalf("refusal %v does not name the indicator", err)
 	}
 	if _, ok := e.Node.MeshPolicy(intel.PolicyID(intel.ActionBlock, mixed[0]), time.Now()); ok {

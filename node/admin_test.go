@@ -157,3 +157,82 @@ func TestEvaluationQueueFullIsCounted(t *testing.T) {
 		t.Errorf("store holds %d sightings (%v), want %d", len(recs), err, evalQueueSize+extra)
 	}
 }
+
+// Through the admin API of a real node: a bulk block of 2,000 addresses
+// is one command; one refused by a protected address commits none of its
+// addresses and names the address; the policies are listed page by page,
+// each once, and counted in the status without being copied; the heap
+// profile is served to the admin token.
+func TestAdminBulkAndPagesOnRealMesh(t *testing.T) {
+	n := startSingle(t, nil)
+	waitFor(t, "the node to lead", func() bool { return n.Consensus().IsLeader() && n.Consensus().MeshID() != "" })
+	tok, err := admin.ReadTokenFile(n.admin.TokenFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := admin.NewClient(n.deps.Config.SocketPath(), tok, admin.ClientOptions{Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	inds := make([]intel.Indicator, intel.MaxBulkIndicators)
+	for i := range inds {
+		inds[i] = intel.IndicatorFromAddr(netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}))
+	}
+	res, err := c.SubmitOperator(ctx, signOperator(t, n, intel.OperatorCommand{Op: intel.OpBlockBulk, Indicators: inds, TTLSeconds: 3600, Reason: "bulk"}))
+	if err != nil {
+		t.Fatalf("bulk block of %d addresses: %v", len(inds), err)
+	}
+	if res.Count != len(inds) || res.Op != intel.OpBlockBulk {
+		t.Fatalf("result %+v", res)
+	}
+
+	if _, err := c.SubmitOperator(ctx, signOperator(t, n, intel.OperatorCommand{Op: intel.OpProtect, Prefix: "192.0.2.0/24"})); err != nil {
+		t.Fatal(err)
+	}
+	free := intel.IndicatorFromAddr(netip.MustParseAddr("198.19.0.1"))
+	prot := intel.IndicatorFromAddr(netip.MustParseAddr("192.0.2.9"))
+	_, err = c.SubmitOperator(ctx, signOperator(t, n, intel.OperatorCommand{Op: intel.OpBlockBulk, Indicators: []intel.Indicator{free, prot}, TTLSeconds: 3600}))
+	var ae *admin.APIError
+	if !errors.As(err, &ae) || ae.Status != 409 || !strings.Contains(ae.Message, "indicators[1] 192.0.2.9") {
+		t.Fatalf("bulk block with a protected address: %v, want 409 naming indicators[1] 192.0.2.9", err)
+	}
+	if _, ok := n.Consensus().Policy(intel.PolicyID(intel.ActionBlock, free), time.Now()); ok {
+		t.Fatal("a refused bulk command committed its first address")
+	}
+
+	seen := map[string]bool{}
+	pages := 0
+	q := admin.PolicyQuery{Scope: admin.ScopeMesh, Limit: 300}
+	for {
+		page, err := c.PolicyPage(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		for _, p := range page.Items {
+			if seen[p.ID] {
+				t.Fatalf("policy %s listed twice", p.ID)
+			}
+			seen[p.ID] = true
+		}
+		if page.NextCursor == "" {
+			break
+		}
+		q.Cursor = page.NextCursor
+	}
+	if len(seen) != len(inds) || pages != 7 {
+		t.Fatalf("walk listed %d policies in %d pages, want %d in 7", len(seen), pages, len(inds))
+	}
+	st, err := c.Status(ctx)
+	if err != nil || st.Mesh.Policies != len(inds) {
+		t.Fatalf("status counts %d policies (%v), want %d", st.Mesh.Policies, err, len(inds))
+	}
+	var heap strings.Builder
+	if _, err := c.Profile(ctx, "heap", 0, &heap); err != nil || !strings.HasPrefix(heap.String(), "\x1f\x8b") {
+		t.Fatalf("heap profile: %v (%d bytes)", err, heap.Len())
+	}
+}

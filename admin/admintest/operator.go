@@ -131,7 +131,7 @@ func (n *Node) apply(c intel.OperatorCommand, keyID string, now time.Time) error
 			for i, ind := range c.Indicators {
 				for _, pr := range n.St.Mesh.Protected {
 					if ind.Overlaps(intel.Indicator{Type: intel.CIDR, Value: pr}) {
-						return fmt.Errorf("%w: indicators[%d] %s: covers protected range %s", admin.ErrRefused, i, ind.Key(), pr)
+						return fmt.Errorf("%w: indicators[%d] %s: covers protected range %s", admin.ErrRefused, i, ind, pr)
 					}
 				}
 			}

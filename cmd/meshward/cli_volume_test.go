@@ -197,7 +197,7 @@ func TestCLIBulkBlock(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "commands refused") {
 		t.Fatalf("bulk block with a protected address: %v\n%s", err, out)
 	}
-	if !strings.Contains(out, "ipv4:192.0.2.77") || !strings.Contains(out, path+":601)") || !strings.Contains(out, "accepted") {
+	if !strings.Contains(out, "indicators[600] 192.0.2.77:") || !strings.Contains(out, path+":601)") || !strings.Contains(out, "accepted") {
 		t.Fatalf("report does not name the refused indicator's line:\n%s", out)
 	}
 }
