@@ -185,10 +185,11 @@ func TestCLIBulkBlock(t *testing.T) {
 		}
 	}
 
-	// A protected address refuses its command, named with its line.
+	// A protected address refuses its command, named with its line; the
+	// other command is committed.
 	env.Node.St.Mesh.Protected = []string{"192.0.2.0/24"}
 	b.Reset()
-	for i := range 600 {
+	for i := range intel.MaxBulkIndicators + 100 { // two commands
 		fmt.Fprintf(&b, "203.0.%d.%d\n", i>>8, i&255)
 	}
 	b.WriteString("192.0.2.77\n")
@@ -197,8 +198,14 @@ func TestCLIBulkBlock(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "commands refused") {
 		t.Fatalf("bulk block with a protected address: %v\n%s", err, out)
 	}
-	if !strings.Contains(out, "indicators[600] 192.0.2.77:") || !strings.Contains(out, path+":601)") || !strings.Contains(out, "accepted") {
+	if !strings.Contains(out, "indicators[100] 192.0.2.77:") || !strings.Contains(out, path+":2101)") || !strings.Contains(out, "accepted") {
 		t.Fatalf("report does not name the refused indicator's line:\n%s", out)
+	}
+	if _, ok := env.Node.MeshPolicy(intel.PolicyID(intel.ActionBlock, intel.Indicator{Type: intel.IPv4, Value: "203.0.0.0"}), fixed.Add(time.Minute)); !ok {
+		t.Fatal("the accepted command's first address is not blocked")
+	}
+	if _, ok := env.Node.MeshPolicy(intel.PolicyID(intel.ActionBlock, intel.Indicator{Type: intel.IPv4, Value: "203.0.7.208"}), fixed.Add(time.Minute)); ok {
+		t.Fatal("the refused command's first address is blocked")
 	}
 }
 
