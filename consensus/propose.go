@@ -32,11 +32,38 @@ func (c *Consensus) Propose(ctx context.Context, cmd Command) error {
 	if err != nil {
 		return fmt.Errorf("propose: %w", err)
 	}
-	if err := c.retry(ctx, func(ctx context.Context) error { return c.proposeOnce(ctx, data, nil, 0) }); err != nil {
+	if err := c.retryCommand(ctx, cmd.Type, data, func(ctx context.Context) error { return c.proposeOnce(ctx, data, nil, 0) }); err != nil {
 		return fmt.Errorf("propose %s: %w", cmd.Type, err)
 	}
 	return nil
 }
+
+// retryCommand is retry for the proposal of one encoded command, whose
+// attempts may end without knowing whether the command was committed (a
+// lost leadership, a reset stream, a timeout). An operator command
+// carries a nonce the mesh accepts once, so a later attempt of the same
+// command after such an attempt may be refused as replayed_nonce: the
+// nonce was used by this very command (a signed command names its
+// nonce), committed by the earlier attempt, and the proposal succeeded.
+func (c *Consensus) retryCommand(ctx context.Context, t CommandType, data []byte, attempt func(context.Context) error) error {
+	uncertain := false
+	return c.retry(ctx, func(ctx context.Context) error {
+		err := attempt(ctx)
+		switch {
+		case err == nil:
+		case uncertain && t == CmdOperator && RefusalReason(err) == reasonReplayedNonce:
+			c.log.Debug("an earlier attempt committed the operator command", "err", err)
+			return nil
+		case !final(err):
+			uncertain = true
+		}
+		return err
+	})
+}
+
+// reasonReplayedNonce is the FSM's refusal reason for an operator command
+// whose nonce was used before.
+const reasonReplayedNonce = "replayed_nonce"
 
 // retry runs attempt until it succeeds, fails finally, or ctx ends.
 func (c *Consensus) retry(ctx context.Context, attempt func(context.Context) error) error {
