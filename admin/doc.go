@@ -15,7 +15,9 @@
 //     time-bounded blocks), acknowledges detections, publishes indicator
 //     reports and submits the operator commands a responder operator may
 //     sign (block, allow, revoke);
-//   - admin also manages tokens and submits every operator command.
+//   - admin also manages tokens, submits every operator command and
+//     reads the runtime profiles under /debug/pprof/ (net/http/pprof's
+//     handlers on the API's own mux; a profile's seconds at most 60).
 //
 // A missing or invalid token gets 401, a valid token whose role is too
 // weak gets 403; every error body is {"error": "<message>", "code":
@@ -93,7 +95,22 @@
 // whose role permits the command, the mesh, the time window and the
 // nonce. The audit trail records the action as operator.<op>, the target
 // (an indicator, policy, prefix, member, key or join token) and, in the
-// detail, the operator key ID and the command's parameters.
+// detail, the operator key ID and the command's parameters; for
+// block_bulk and allow_bulk (up to intel.MaxBulkIndicators indicators in
+// one command, committed whole or not at all) the target is the count and
+// the detail names the first five indicators.
+//
+// # Volume
+//
+// No request copies every policy. GET /v1/policies answers a page at a
+// time ({"items": [...], "next_cursor": "..."}; limit 1 to 10000, default
+// 100) from PolicyService.MeshPolicyPage; a single policy, or the policies
+// on an indicator and on the ranges and parent domains covering it, are
+// looked up by ID (MeshPolicy). A body is bounded per route, 64 KiB, or
+// 320 KiB for operator commands (a 2,000-indicator bulk command); a larger
+// one is answered with 413. Requests refused for what they ask are counted
+// in meshward_admin_requests_rejected_total{reason} (body_too_large,
+// bad_limit, bad_cursor, profile_seconds, unknown_profile).
 //
 // # Audit
 //
@@ -132,7 +149,7 @@
 // kept through Store (TokenStore, AuditStore, AckStore), implemented by
 // *store.Store.
 // The handlers live in one file per noun (status, members, policies,
-// iocs, reports, sightings, detections, audit, token, operator). The
+// iocs, reports, sightings, detections, audit, token, operator, pprof). The
 // server must never hold node state of its own, decide policy (the node
 // and consensus do), or log a token secret.
 package admin
