@@ -80,7 +80,11 @@ type Config struct {
 	LeaderLeaseTimeout time.Duration `yaml:"-"`
 	CommitTimeout      time.Duration `yaml:"-"`
 
-	// SnapshotThreshold and TrailingLogs override raft's defaults when set.
+	// SnapshotThreshold is how many entries the log grows by before raft
+	// snapshots the state (it checks every two to four minutes) and
+	// compacts the log, keeping the last TrailingLogs entries for
+	// followers that lag behind. Zero values take
+	// DefaultSnapshotThreshold and DefaultTrailingLogs.
 	SnapshotThreshold uint64 `yaml:"-"`
 	TrailingLogs      uint64 `yaml:"-"`
 
@@ -106,6 +110,14 @@ const (
 	DefaultElectionTimeout    = 500 * time.Millisecond
 	DefaultLeaderLeaseTimeout = 250 * time.Millisecond
 	DefaultCommitTimeout      = 50 * time.Millisecond
+	// Entries are small (an automatic block with its proofs is about
+	// 1.5 KB): 32,768 trailing entries are some 50 MB on disk, and let a
+	// follower that was away for seconds at the peak rate (minutes at
+	// ordinary rates) catch up from the log rather than from a snapshot
+	// of the whole state. A snapshot costs a pass over every policy, so
+	// it waits for twice raft's default growth.
+	DefaultSnapshotThreshold = 16384
+	DefaultTrailingLogs      = 32768
 )
 
 // DefaultConfig returns the defaults of the YAML section. The fields set
@@ -144,6 +156,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CommitTimeout == 0 {
 		c.CommitTimeout = DefaultCommitTimeout
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = DefaultSnapshotThreshold
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = DefaultTrailingLogs
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -121,3 +121,28 @@ func TestNewChecksConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestRaftConfig: raft batches concurrent proposals and keeps the log of
+// many small entries; the snapshot and retention fields override it.
+func TestRaftConfig(t *testing.T) {
+	rc, err := raftConfig(Config{LocalID: "node"}.withDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rc.BatchApplyCh || rc.MaxAppendEntries != maxAppendEntries {
+		t.Errorf("BatchApplyCh %v, MaxAppendEntries %d; want true, %d", rc.BatchApplyCh, rc.MaxAppendEntries, maxAppendEntries)
+	}
+	if rc.SnapshotThreshold != DefaultSnapshotThreshold || rc.TrailingLogs != DefaultTrailingLogs {
+		t.Errorf("SnapshotThreshold %d, TrailingLogs %d; want %d, %d", rc.SnapshotThreshold, rc.TrailingLogs, DefaultSnapshotThreshold, DefaultTrailingLogs)
+	}
+	if rc.CommitTimeout != DefaultCommitTimeout || rc.HeartbeatTimeout != DefaultHeartbeatTimeout {
+		t.Errorf("CommitTimeout %s, HeartbeatTimeout %s; want the defaults", rc.CommitTimeout, rc.HeartbeatTimeout)
+	}
+	rc, err = raftConfig(Config{LocalID: "node", SnapshotThreshold: 4, TrailingLogs: 1}.withDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc.SnapshotThreshold != 4 || rc.TrailingLogs != 1 {
+		t.Errorf("SnapshotThreshold %d, TrailingLogs %d; want the overrides 4, 1", rc.SnapshotThreshold, rc.TrailingLogs)
+	}
+}

@@ -192,12 +192,8 @@ func raftConfig(cfg Config) (*raft.Config, error) {
 	// AppendEntries per follower.
 	rc.BatchApplyCh = true
 	rc.MaxAppendEntries = maxAppendEntries
-	if cfg.SnapshotThreshold > 0 {
-		rc.SnapshotThreshold = cfg.SnapshotThreshold
-	}
-	if cfg.TrailingLogs > 0 {
-		rc.TrailingLogs = cfg.TrailingLogs
-	}
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.TrailingLogs = cfg.TrailingLogs
 	rc.Logger = newRaftLogger(cfg.Logger)
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("consensus config: %w", err)
