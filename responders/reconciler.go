@@ -1,7 +1,6 @@
 package responders
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -302,13 +301,14 @@ func (r *Reconciler) pass(ctx context.Context, full bool) (time.Time, error) {
 	r.readMesh(now)
 	st.resync(true, r.src.LocalDecisions(now), now)
 	st.setProtected(r.src.Protected())
-	d := st.settle()
+	// The lists of the change are built only for backends that take it.
+	d := st.settle(!full && slices.Contains(r.stale, false))
 	r.belowFloor.Add(uint64(d.belowFloor))
 	var errs []error
 	for i, b := range r.backends {
 		if err := ctx.Err(); err != nil {
 			for j := i; j < len(r.backends); j++ {
-				r.stale[j] = r.stale[j] || !d.empty()
+				r.stale[j] = true // it missed this pass's change
 			}
 			errs = append(errs, err)
 			break
@@ -316,7 +316,7 @@ func (r *Reconciler) pass(ctx context.Context, full bool) (time.Time, error) {
 		c := &r.perBackend[i]
 		var err error
 		if full || r.stale[i] {
-			err = r.reconcile(ctx, b, c)
+			err = r.reconcile(ctx, b, c, r.stale[i])
 		} else {
 			err = r.applyDelta(ctx, b, c, d)
 		}
@@ -372,19 +372,20 @@ func (r *Reconciler) readMesh(now time.Time) {
 
 // resyncMesh reads the mesh-wide policies whole from the feed's pages.
 func (r *Reconciler) resyncMesh(now time.Time) {
-	var all []intel.Policy
-	after := ""
+	rs := r.state.beginResync(false, now, len(r.state.mesh))
+	after, n := "", 0
 	for {
 		page, next := r.feed.MeshPage(after, pageSize, now)
-		all = append(all, page...)
+		rs.take(page)
+		n += len(page)
 		if next == "" || len(page) == 0 {
 			break
 		}
 		after = next
 	}
-	r.state.resync(false, all, now)
+	rs.end()
 	r.meshResyncs.Add(1)
-	r.log.Debug("mesh-wide policies read whole", "policies", len(all))
+	r.log.Debug("mesh-wide policies read whole", "policies", n)
 }
 
 // floors are the safety floors held again here, whatever the policies
@@ -400,19 +401,22 @@ type Comparer interface {
 	// backend does not hold (add), the entries it holds that are not
 	// desired (remove), and, for a Refresher, the desired policies of
 	// held entries whose expiry it would extend (refresh), each in any
-	// order.
+	// order. Unless desired.Thorough(), it may answer from digests:
+	// extensions reach a backend as changes, and a failed change makes
+	// the next comparison thorough.
 	Compare(ctx context.Context, desired DesiredSet) (add []intel.Policy, remove []intel.Indicator, refresh []intel.Policy, err error)
 }
 
 // reconcile brings one backend to the desired state by comparing it with
-// what the backend holds.
-func (r *Reconciler) reconcile(ctx context.Context, b Backend, c *backendCounters) error {
+// what the backend holds. stale: a change handed to it failed since the
+// last comparison.
+func (r *Reconciler) reconcile(ctx context.Context, b Backend, c *backendCounters, stale bool) error {
 	var add, refresh []intel.Policy
 	var remove []intel.Indicator
 	desired := r.state.desired
 	if cmpr, ok := b.(Comparer); ok {
 		var err error
-		add, remove, refresh, err = cmpr.Compare(ctx, DesiredSet{desired})
+		add, remove, refresh, err = cmpr.Compare(ctx, DesiredSet{m: desired, digests: r.state.digests, thorough: stale})
 		if err != nil {
 			return fmt.Errorf("compare with the desired state: %w", err)
 		}
@@ -443,7 +447,7 @@ func (r *Reconciler) reconcile(ctx context.Context, b Backend, c *backendCounter
 		}
 	}
 	sortPolicies(add)
-	slices.SortFunc(remove, func(a, b intel.Indicator) int { return cmp.Compare(a.Key(), b.Key()) })
+	sortIndicators(remove)
 	return r.apply(ctx, b, c, add, remove, refresh)
 }
 

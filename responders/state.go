@@ -70,6 +70,7 @@ type desiredState struct {
 	vetoStale   bool
 	protected   []netip.Prefix
 	desired     map[string]*held // the block enforced for each key
+	digests     typeDigests      // of desired's keys
 	exp         expiries
 
 	dirty    map[string]struct{}
@@ -88,6 +89,7 @@ func newDesiredState(log *slog.Logger) *desiredState {
 		wide:    make(map[string]struct{}),
 		allows:  make(map[string][]*held),
 		desired: make(map[string]*held),
+		digests: make(typeDigests),
 		dirty:   make(map[string]struct{}),
 	}
 }
@@ -197,18 +199,39 @@ func (s *desiredState) nextExpiry() time.Time {
 // from it are dropped, those new or changed are put. Unchanged policies
 // cost a look-up each.
 func (s *desiredState) resync(local bool, list []intel.Policy, now time.Time) {
-	m := s.ids(local)
-	seen := make(map[string]struct{}, len(list))
+	rs := s.beginResync(local, now, len(list))
+	rs.take(list)
+	rs.end()
+}
+
+// resyncer is a resync taking its list in parts (pages).
+type resyncer struct {
+	s     *desiredState
+	local bool
+	now   time.Time
+	seen  map[string]struct{}
+}
+
+func (s *desiredState) beginResync(local bool, now time.Time, sizeHint int) *resyncer {
+	return &resyncer{s: s, local: local, now: now, seen: make(map[string]struct{}, sizeHint)}
+}
+
+func (r *resyncer) take(list []intel.Policy) {
+	m := r.s.ids(r.local)
 	for _, p := range list {
-		seen[p.ID] = struct{}{}
+		r.seen[p.ID] = struct{}{}
 		if h, ok := m[p.ID]; ok && samePolicy(h.p, p) {
 			continue
 		}
-		s.put(p, local, now)
+		r.s.put(p, r.local, r.now)
 	}
-	for id, h := range m {
-		if _, ok := seen[id]; !ok {
-			s.drop(h)
+}
+
+// end drops the policies no part held.
+func (r *resyncer) end() {
+	for id, h := range r.s.ids(r.local) {
+		if _, ok := r.seen[id]; !ok {
+			r.s.drop(h)
 		}
 	}
 }
@@ -241,11 +264,10 @@ type delta struct {
 	belowFloor int
 }
 
-func (d *delta) empty() bool { return len(d.add) == 0 && len(d.remove) == 0 && len(d.refresh) == 0 }
 
-// settle recomputes the dirty keys and returns how the desired state
-// changed, each list sorted by key.
-func (s *desiredState) settle() delta {
+// settle recomputes the dirty keys and, when lists is set, returns how
+// the desired state changed, each list sorted by indicator when short.
+func (s *desiredState) settle(lists bool) delta {
 	if s.vetoStale {
 		s.rebuildVeto()
 	}
@@ -265,6 +287,9 @@ func (s *desiredState) settle() delta {
 	}
 	s.allDirty, s.allowAddrs, s.allowWide = false, nil, nil
 	var d delta
+	if lists && len(s.dirty) > 64 {
+		d.add = make([]intel.Policy, 0, len(s.dirty))
+	}
 	for k := range s.dirty {
 		cur, below := s.choose(k)
 		if below {
@@ -274,14 +299,20 @@ func (s *desiredState) settle() delta {
 		switch {
 		case cur == nil && had:
 			delete(s.desired, k)
-			d.remove = append(d.remove, old.p.Indicator)
+			s.digests.remove(old.p.Indicator, k)
+			if lists {
+				d.remove = append(d.remove, old.p.Indicator)
+			}
 		case cur == nil:
 		case !had:
 			s.desired[k] = cur
-			d.add = append(d.add, cur.p)
+			s.digests.add(cur.p.Indicator, k)
+			if lists {
+				d.add = append(d.add, cur.p)
+			}
 		case cur != old:
 			s.desired[k] = cur
-			if !samePolicy(cur.p, old.p) {
+			if lists && !samePolicy(cur.p, old.p) {
 				d.refresh = append(d.refresh, cur.p)
 			}
 		}
@@ -289,7 +320,7 @@ func (s *desiredState) settle() delta {
 	clear(s.dirty)
 	sortPolicies(d.add)
 	sortPolicies(d.refresh)
-	slices.SortFunc(d.remove, func(a, b intel.Indicator) int { return cmp.Compare(a.Key(), b.Key()) })
+	sortIndicators(d.remove)
 	return d
 }
 
@@ -347,27 +378,74 @@ func (s *desiredState) choose(key string) (best *held, below bool) {
 
 func isAddr(ind intel.Indicator) bool { return ind.Type == intel.IPv4 || ind.Type == intel.IPv6 }
 
+// sortLimit is the longest list sorted before it reaches a backend:
+// sorting makes logs and tests read in order, and would cost seconds on
+// the million entries of a first pass.
+const sortLimit = 10_000
+
+// sortPolicies sorts by indicator (type, then value) a list no longer
+// than sortLimit.
 func sortPolicies(ps []intel.Policy) {
-	slices.SortFunc(ps, func(a, b intel.Policy) int { return cmp.Compare(a.Indicator.Key(), b.Indicator.Key()) })
+	if len(ps) <= sortLimit {
+		slices.SortFunc(ps, func(a, b intel.Policy) int { return compareIndicators(a.Indicator, b.Indicator) })
+	}
+}
+
+func sortIndicators(inds []intel.Indicator) {
+	if len(inds) <= sortLimit {
+		slices.SortFunc(inds, compareIndicators)
+	}
+}
+
+func compareIndicators(a, b intel.Indicator) int {
+	return cmp.Or(cmp.Compare(a.Type, b.Type), cmp.Compare(a.Value, b.Value))
 }
 
 // DesiredSet is the desired state as a Comparer reads it: the policy to
 // enforce for every indicator that must be blocked, keyed by
-// Indicator.Key(). It is read-only, and valid only during the call it is
-// passed to.
-type DesiredSet struct{ m map[string]*held }
+// Indicator.Key(), with the digests of its keys by indicator type. It is
+// read-only, and valid only during the call it is passed to.
+type DesiredSet struct {
+	m        map[string]*held
+	digests  typeDigests
+	thorough bool
+}
 
 // NewDesiredSet returns the desired set of ps, keyed by their indicators'
 // keys (a later policy replaces an earlier one of the same key). It is
-// for tests and tools; the reconciler hands backends its own.
-func NewDesiredSet(ps []intel.Policy) DesiredSet {
+// for tests and tools; the reconciler hands backends its own. thorough
+// is what Thorough reports.
+func NewDesiredSet(ps []intel.Policy, thorough bool) DesiredSet {
 	m := make(map[string]*held, len(ps))
 	for _, p := range ps {
 		k := p.Indicator.Key()
 		m[k] = &held{p: p, key: k, hi: -1}
 	}
-	return DesiredSet{m}
+	d := make(typeDigests)
+	for k, h := range m {
+		d.add(h.p.Indicator, k)
+	}
+	return DesiredSet{m: m, digests: d, thorough: thorough}
 }
+
+// Digest is the digest of the keys of the indicator types supports
+// accepts (nil: every type).
+func (d DesiredSet) Digest(supports func(intel.IndicatorType) bool) Digest {
+	var out Digest
+	for t, dg := range d.digests {
+		if supports == nil || supports(t) {
+			out.Merge(*dg)
+		}
+	}
+	return out
+}
+
+// Thorough reports whether the comparison must look at every entry: the
+// backend may hold entries the desired state does not know of, or
+// entries with an earlier expiry than their policy's (a change handed to
+// it failed). When it is false and the backend's own digest of what it
+// holds equals Digest, a Comparer may report nothing to do at once.
+func (d DesiredSet) Thorough() bool { return d.thorough }
 
 // Len is the number of entries.
 func (d DesiredSet) Len() int { return len(d.m) }

@@ -99,7 +99,7 @@ func (f *Firewall) apply(ctx context.Context, add []intel.Policy, remove []intel
 			continue
 		}
 		if !e.alive(now) { // the kernel has let it go already
-			delete(v.addrs, k)
+			v.del(v.addrs, k)
 			continue
 		}
 		b.queue(op{kind: opDel, set: addrSetIndex(e.pfx.Addr()), key: k, ent: e})
@@ -161,7 +161,7 @@ func (f *Firewall) applyNets(b *batcher, v *state, add []intel.Policy, remove []
 		if e.alive(now) {
 			held[k] = intel.Policy{Indicator: indOf(k), ExpiresAt: e.expiry()}
 		} else {
-			delete(v.nets, k)
+			v.del(v.nets, k)
 		}
 	}
 	for k, p := range f.nested {

@@ -379,13 +379,13 @@ func (b *batcher) record(segs [][]op) {
 			}
 			switch o.kind {
 			case opDel:
-				delete(m, o.key)
+				v.del(m, o.key)
 				removed++
 			case opReplace:
-				m[o.key] = o.ent
+				v.set(m, o.key, o.ent)
 				refreshed++
 			case opAdd:
-				m[o.key] = o.ent
+				v.set(m, o.key, o.ent)
 				added++
 			}
 		}

@@ -52,6 +52,7 @@ type Stats struct {
 	FullReads     uint64 // times the sets were read back from the kernel in full
 	ViewReads     uint64 // checks that found the ruleset unchanged and kept the view
 	Drifts        uint64 // checks that found the ruleset changed by another writer
+	DigestMatches uint64 // Compare calls answered by the digest of the view's keys
 }
 
 // Firewall is the nftables backend. The reconciler calls it from one
@@ -86,7 +87,7 @@ type Firewall struct {
 	sendBuf int
 
 	batches, added, removed, repairs, errs, skipped, unstable atomic.Uint64
-	refreshed, fullReads, viewReads, drifts                   atomic.Uint64
+	refreshed, fullReads, viewReads, drifts, digestMatches    atomic.Uint64
 }
 
 var (
@@ -148,7 +149,7 @@ func (f *Firewall) Stats() Stats {
 		Batches: f.batches.Load(), Added: f.added.Load(), Removed: f.removed.Load(),
 		Repairs: f.repairs.Load(), Errors: f.errs.Load(), SkippedExpiry: f.skipped.Load(),
 		UnstableReads: f.unstable.Load(), Refreshed: f.refreshed.Load(), FullReads: f.fullReads.Load(),
-		ViewReads: f.viewReads.Load(), Drifts: f.drifts.Load(),
+		ViewReads: f.viewReads.Load(), Drifts: f.drifts.Load(), DigestMatches: f.digestMatches.Load(),
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -67,11 +66,14 @@ func (f *Firewall) fullDue(now time.Time) bool {
 }
 
 // Compare implements responders.Comparer from the view, after the same
-// check as Current, without copying it: it looks each desired address and
-// network up, and walks the view only when it holds entries the desired
-// set does not match (a removal is due, or expired entries wait to be
-// dropped). A pass with nothing to do over a million entries costs a
-// million map look-ups.
+// check as Current, without copying it. Unless the comparison must be
+// thorough, it first compares the digest of the view's keys (kept change
+// by change) with the desired set's: when they match there is nothing to
+// do, and a pass over a million entries costs the generation check.
+// Otherwise it looks each desired address and network up (about half a
+// second for a million, memory bound), and walks the view only when it
+// holds entries the desired set does not match (a removal is due, or
+// expired entries wait to be dropped).
 func (f *Firewall) Compare(ctx context.Context, desired responders.DesiredSet) (add []intel.Policy, remove []intel.Indicator, refresh []intel.Policy, err error) {
 	if err := f.lock(); err != nil {
 		return nil, nil, nil, err
@@ -83,8 +85,15 @@ func (f *Firewall) Compare(ctx context.Context, desired responders.DesiredSet) (
 	}
 	v := f.view
 	covered := make(map[string]bool, len(f.nested))
+	have := v.dig
 	for k, p := range f.nested {
-		covered[k] = v.covered(p.Indicator)
+		if covered[k] = v.covered(p.Indicator); covered[k] {
+			have.Add(k)
+		}
+	}
+	if !desired.Thorough() && have == desired.Digest(f.Supports) {
+		f.digestMatches.Add(1)
+		return nil, nil, nil, nil
 	}
 	matched := 0
 	for k, p := range desired.All() {
@@ -124,7 +133,7 @@ func (f *Firewall) Compare(ctx context.Context, desired responders.DesiredSet) (
 	for _, m := range []map[string]entry{v.addrs, v.nets} {
 		for k, e := range m {
 			if !e.alive(now) {
-				delete(m, k)
+				v.del(m, k)
 			} else if _, ok := desired.Get(k); !ok {
 				remove = append(remove, indOf(k))
 			}
@@ -218,6 +227,27 @@ func (f *Firewall) generation() (uint32, error) {
 type state struct {
 	addrs map[string]entry
 	nets  map[string]entry // the interval sets' elements
+	// dig is the digest of the keys of addrs and nets, kept by set and
+	// del, through which every change to them goes.
+	dig responders.Digest
+}
+
+// set records e under k in m, one of s's maps.
+func (s *state) set(m map[string]entry, k string, e entry) {
+	n := len(m)
+	m[k] = e
+	if len(m) > n {
+		s.dig.Add(k)
+	}
+}
+
+// del deletes k from m, one of s's maps.
+func (s *state) del(m map[string]entry, k string) {
+	n := len(m)
+	delete(m, k)
+	if len(m) < n {
+		s.dig.Remove(k)
+	}
 }
 
 // entry is one element of a set, as small as it can be: the view holds
@@ -255,7 +285,11 @@ func indOf(key string) intel.Indicator {
 // prune drops the elements the kernel has expired by now.
 func (s *state) prune(now time.Time) {
 	for _, m := range []map[string]entry{s.addrs, s.nets} {
-		maps.DeleteFunc(m, func(_ string, e entry) bool { return !e.alive(now) })
+		for k, e := range m {
+			if !e.alive(now) {
+				s.del(m, k)
+			}
+		}
 	}
 }
 
@@ -292,7 +326,7 @@ func (f *Firewall) read() (*state, error) {
 			if e.Timeout > 0 {
 				ent = mkEntry(ent.pfx, now.Add(e.Expires))
 			}
-			st.addrs[ind.Key()] = ent
+			st.set(st.addrs, ind.Key(), ent)
 		}
 	}
 	for _, name := range []string{setV4Net, setV6Net} {
@@ -306,7 +340,7 @@ func (f *Firewall) read() (*state, error) {
 			if r.timeout > 0 {
 				ent = mkEntry(r.pfx, now.Add(r.expires))
 			}
-			st.nets[ind.Key()] = ent
+			st.set(st.nets, ind.Key(), ent)
 		}
 	}
 	return st, nil
