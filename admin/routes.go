@@ -163,18 +163,27 @@ func (s *Server) wrap(rt route) http.Handler {
 			s.writeError(w, name, status, code, err.Error())
 			return
 		}
-		if action := c.auditAction(rt); action != "" {
-			s.audit(AuditEntry{Time: s.now().UTC(), Actor: c.who.actor(), Role: string(c.who.role), Action: action,
-				Target: c.target, Detail: c.detail, Result: "ok", Status: status})
-		}
 		if sb, ok := body.(streamBody); ok {
+			// Served first, so that the audit entry has its outcome.
 			sw := &statusWriter{ResponseWriter: w}
 			sb.h.ServeHTTP(sw, r)
 			if sw.status == 0 {
 				sw.status = http.StatusOK
 			}
+			if action := c.auditAction(rt); action != "" {
+				e := AuditEntry{Time: s.now().UTC(), Actor: c.who.actor(), Role: string(c.who.role), Action: action,
+					Target: c.target, Detail: c.detail, Result: "ok", Status: sw.status}
+				if sw.status/100 != 2 {
+					e.Result, e.Error = "error", http.StatusText(sw.status)
+				}
+				s.audit(e)
+			}
 			s.metrics.requests.WithLabelValues(name, codeLabel(sw.status)).Inc()
 			return
+		}
+		if action := c.auditAction(rt); action != "" {
+			s.audit(AuditEntry{Time: s.now().UTC(), Actor: c.who.actor(), Role: string(c.who.role), Action: action,
+				Target: c.target, Detail: c.detail, Result: "ok", Status: status})
 		}
 		s.metrics.requests.WithLabelValues(name, codeLabel(status)).Inc()
 		if raw, ok := body.(rawBody); ok {

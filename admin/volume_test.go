@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -447,5 +449,28 @@ func TestIOCCoveringPolicies(t *testing.T) {
 	}
 	if node.PageCalls() != calls {
 		t.Fatal("the indicator's detail paged through the policies")
+	}
+}
+
+// A profile that fails is audited as an error with its status: a CPU
+// profile asked for while one is running.
+func TestPprofFailureAudited(t *testing.T) {
+	env := admintest.Start(t, admintest.NewNode(nodeID), admin.Options{})
+	if err := pprof.StartCPUProfile(io.Discard); err != nil {
+		t.Skipf("CPU profiling in use: %v", err)
+	}
+	c := env.Client(t, env.AdminToken)
+	_, err := c.Profile(context.Background(), "profile", 1, io.Discard)
+	pprof.StopCPUProfile()
+	var ae *admin.APIError
+	if !errors.As(err, &ae) || ae.Status != http.StatusInternalServerError {
+		t.Fatalf("CPU profile while one runs: %v, want 500", err)
+	}
+	audit, err := c.Audit(context.Background(), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(audit) == 0 || audit[0].Action != "debug.pprof" || audit[0].Result != "error" || audit[0].Status != 500 || audit[0].Target != "profile" {
+		t.Fatalf("audit %+v, want the failed profile as an error", audit[:min(len(audit), 1)])
 	}
 }
