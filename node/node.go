@@ -286,16 +286,16 @@ func (n *Node) pruneLoop(ctx context.Context) {
 func (n *Node) watchConsensus(ctx context.Context) {
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
-	active := map[string]intel.Policy{}
+	var w policyWatch
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-n.deps.Consensus.Changes():
-			active = n.watchPolicies(active)
+			n.watchPolicies(&w)
 			n.reconciler().Trigger()
 		case <-tick.C:
-			active = n.watchPolicies(active)
+			n.watchPolicies(&w)
 		}
 	}
 }

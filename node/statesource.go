@@ -19,11 +19,30 @@ type stateSource struct {
 	lastLocal []intel.Policy // last local decisions read, kept if a read fails
 }
 
-var _ responders.StateSource = (*stateSource)(nil)
+var (
+	_ responders.StateSource = (*stateSource)(nil)
+	_ responders.ChangeFeed  = (*stateSource)(nil)
+)
 
-// MeshPolicies are the mesh-wide policies in force at now.
+// MeshPolicies are the mesh-wide policies in force at now. The
+// reconciler follows MeshChanges instead; this copies every policy.
 func (s *stateSource) MeshPolicies(now time.Time) []intel.Policy {
 	return s.n.deps.Consensus.Policies(now)
+}
+
+// MeshChanges is the consensus change feed of the mesh-wide policies.
+func (s *stateSource) MeshChanges(since uint64, limit int) ([]responders.MeshChange, uint64, bool) {
+	changes, next, ok := s.n.deps.Consensus.PolicyChanges(since, limit)
+	out := make([]responders.MeshChange, len(changes))
+	for i, c := range changes {
+		out[i] = responders.MeshChange{Seq: c.Seq, Policy: c.Policy, Removed: c.Removed}
+	}
+	return out, next, ok
+}
+
+// MeshPage is a page of the active mesh-wide policies, in ID order.
+func (s *stateSource) MeshPage(after string, limit int, now time.Time) ([]intel.Policy, string) {
+	return s.n.deps.Consensus.PolicyPage(after, limit, now)
 }
 
 // LocalDecisions are this node's local decisions in force at now. If the
