@@ -239,7 +239,7 @@ func printBulkReport(w io.Writer, rep BulkReport) {
 	for _, r := range rep.Commands {
 		result := "accepted"
 		if !r.Accepted {
-			result = "refused: " + r.Error
+			result = "not committed: " + r.Error
 		}
 		fmt.Fprintf(w, "%d/%d\t%d\t%d-%d\t%s\n", r.Command, len(rep.Commands), r.Indicators, r.FirstLine, r.LastLine, result)
 	}
@@ -290,7 +290,7 @@ func runBulk(cmd *cobra.Command, f *clientFlags, s *signer, path, typ string, ba
 		}
 	}
 	if refused > 0 {
-		return fmt.Errorf("%d of %d %s commands refused: their %d indicators were not committed (a refused command commits none of its indicators)",
+		return fmt.Errorf("%d of %d %s commands were not committed, with their %d indicators (a command commits all its indicators or none)",
 			refused, len(rep.Commands), base.Op, rep.Indicators-rep.Accepted)
 	}
 	return nil

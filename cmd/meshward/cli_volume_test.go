@@ -195,7 +195,7 @@ func TestCLIBulkBlock(t *testing.T) {
 	b.WriteString("192.0.2.77\n")
 	path = writeFile(t, "allow.txt", b.String())
 	out, _, err = runCLIWith(t, env, deps, "policy", "block", "--file", path, "--parallel", "2")
-	if err == nil || !strings.Contains(err.Error(), "commands refused") {
+	if err == nil || !strings.Contains(err.Error(), "1 of 2 block_bulk commands were not committed, with their 101 indicators") || !strings.Contains(out, "not committed: ") {
 		t.Fatalf("bulk block with a protected address: %v\n%s", err, out)
 	}
 	if !strings.Contains(out, "indicators[100] 192.0.2.77:") || !strings.Contains(out, path+":2101)") || !strings.Contains(out, "accepted") {
