@@ -23,8 +23,9 @@
 // batched walk that deletes what it selects, so that iteration, batching
 // and resumption are written once for every family.
 //
-// Open starts nothing; Start runs the value-log collector until its
-// context ends or Close, which waits for it and for operations in flight.
+// Open starts the envelope committer (group commit, group.go); Start runs
+// the value-log collector until its context ends or Close, which waits
+// for operations in flight and for both.
 // Config is the node's YAML section "store": retention, and encryption at
 // rest (encryption_key_file, encryption_key_env, encryption_key_rotation).
 //

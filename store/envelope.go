@@ -28,71 +28,97 @@ type SightingRecord struct {
 // with that origin and sequence number is already stored, whatever its
 // bytes: the first one stored wins.
 //
+// Concurrent calls share transactions (group commit, group.go): the
+// envelope is written with those of other callers waiting at the same
+// time, in one write and one sync, and PutEnvelope returns only once that
+// transaction is committed (and, with SyncWrites, on disk).
+//
 // env must come from intel.Open (or be equally well formed); a sighting
 // whose payload does not decode is refused.
 func (s *Store) PutEnvelope(env *intel.Envelope, received time.Time) (added bool, err error) {
+	w, err := newEnvelopeWrite(env, received)
+	if err != nil {
+		return false, err
+	}
+	if err := s.acquire(); err != nil {
+		return false, fmt.Errorf("put envelope %s/%d: %w", w.origin, w.seq, err)
+	}
+	defer s.release()
+	r := &putReq{writes: []envelopeWrite{w}}
+	s.group.submit(r)
+	w = r.writes[0]
+	if w.err != nil {
+		return false, wrap(fmt.Sprintf("put envelope %s/%d", w.origin, w.seq), w.err)
+	}
+	return w.added, nil
+}
+
+// PutEnvelopes stores envs as PutEnvelope stores each, in order, in the
+// same group: an envelope with the origin and sequence number of an
+// earlier one (stored before or earlier in envs) is not added. It returns
+// whether each envelope was added. An envelope that is not well formed
+// fails the call before anything is stored; otherwise the error joins
+// those of the envelopes that could not be written, and added tells which
+// ones were.
+func (s *Store) PutEnvelopes(envs []*intel.Envelope, received time.Time) (added []bool, err error) {
+	r := &putReq{writes: make([]envelopeWrite, len(envs))}
+	for i, env := range envs {
+		if r.writes[i], err = newEnvelopeWrite(env, received); err != nil {
+			return nil, fmt.Errorf("envelope %d of %d: %w", i+1, len(envs), err)
+		}
+	}
+	if err := s.acquire(); err != nil {
+		return nil, fmt.Errorf("put %d envelopes: %w", len(envs), err)
+	}
+	defer s.release()
+	if len(envs) > 0 {
+		s.group.submit(r)
+	}
+	added = make([]bool, len(envs))
+	var errs []error
+	for i, w := range r.writes {
+		added[i] = w.added
+		if w.err != nil {
+			errs = append(errs, wrap(fmt.Sprintf("put envelope %s/%d", w.origin, w.seq), w.err))
+		}
+	}
+	return added, errors.Join(errs...)
+}
+
+// newEnvelopeWrite checks env and computes its keys and values.
+func newEnvelopeWrite(env *intel.Envelope, received time.Time) (envelopeWrite, error) {
 	if env == nil || len(env.Raw) == 0 {
-		return false, errors.New("put envelope: empty envelope")
+		return envelopeWrite{}, errors.New("put envelope: empty envelope")
 	}
 	origin := env.OriginID()
 	if err := checkOrigin(origin); err != nil {
-		return false, fmt.Errorf("put envelope: %w", err)
+		return envelopeWrite{}, fmt.Errorf("put envelope: %w", err)
 	}
 	if env.Seq == 0 {
-		return false, errors.New("put envelope: sequence number 0")
+		return envelopeWrite{}, fmt.Errorf("put envelope %s: sequence number 0", origin)
 	}
-	var sightKeys [][]byte
-	var sightVal, indKey []byte
+	w := envelopeWrite{
+		origin: origin,
+		seq:    env.Seq,
+		raw:    env.Raw,
+		key:    envelopeKey(origin, env.Seq),
+		hwKey:  highWaterKey(origin),
+		rcvKey: receivedKey(received, origin, env.Seq),
+	}
 	if env.Kind == intel.KindSighting {
 		sg, err := intel.DecodeSighting(env)
 		if err != nil {
-			return false, fmt.Errorf("put envelope %s/%d: %w", origin, env.Seq, err)
+			return envelopeWrite{}, fmt.Errorf("put envelope %s/%d: %w", origin, env.Seq, err)
 		}
 		rec := SightingRecord{Origin: origin, Seq: env.Seq, Sighting: sg, Received: received.UTC(), Sent: env.Time.UTC()}
-		if sightVal, err = json.Marshal(rec); err != nil {
-			return false, fmt.Errorf("put envelope %s/%d: encode sighting: %w", origin, env.Seq, err)
+		if w.sightVal, err = json.Marshal(rec); err != nil {
+			return envelopeWrite{}, fmt.Errorf("put envelope %s/%d: encode sighting: %w", origin, env.Seq, err)
 		}
-		indKey = sightingIndKey(sg.Indicator.Key(), sg.LastSeen, origin, env.Seq)
-		sightKeys = [][]byte{indKey, sightingTimeKey(received, origin, env.Seq)}
+		w.indKey = sightingIndKey(sg.Indicator.Key(), sg.LastSeen, origin, env.Seq)
+		w.sightKeys = [][]byte{w.indKey, sightingTimeKey(received, origin, env.Seq)}
 	}
-	key := envelopeKey(origin, env.Seq)
-	hwKey := highWaterKey(origin)
-	rcvKey := receivedKey(received, origin, env.Seq)
-	err = s.write(func(txn *badger.Txn) error {
-		added = false
-		switch _, err := txn.Get(key); {
-		case err == nil:
-			return nil
-		case !errors.Is(err, badger.ErrKeyNotFound):
-			return err
-		}
-		if err := txn.Set(key, env.Raw); err != nil {
-			return err
-		}
-		if err := txn.Set(rcvKey, indKey); err != nil {
-			return err
-		}
-		hw, err := getUint64(txn, hwKey)
-		if err != nil {
-			return err
-		}
-		if env.Seq > hw {
-			if err := txn.Set(hwKey, appendUint64(nil, env.Seq)); err != nil {
-				return err
-			}
-		}
-		for _, k := range sightKeys {
-			if err := txn.Set(k, sightVal); err != nil {
-				return err
-			}
-		}
-		added = true
-		return nil
-	})
-	if err != nil {
-		return false, wrap(fmt.Sprintf("put envelope %s/%d", origin, env.Seq), err)
-	}
-	return added, nil
+	w.size = w.estimate()
+	return w, nil
 }
 
 // GetEnvelope returns the stored bytes of one envelope, or ErrNotFound.

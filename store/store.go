@@ -101,6 +101,9 @@ type Store struct {
 	closed bool
 	ops    sync.WaitGroup
 
+	// group is the envelope committer (group.go), from Open to Close.
+	group *committer
+
 	// gcInterval is how often Start's collector runs; 0 never.
 	gcInterval time.Duration
 	bgMu       sync.Mutex
@@ -110,8 +113,9 @@ type Store struct {
 	closeErr  error
 }
 
-// Open opens (creating if needed) the store described by opts. It starts
-// no goroutine of its own: Start runs the value-log collector.
+// Open opens (creating if needed) the store described by opts. Its one
+// goroutine is the envelope committer (group.go), which Close stops;
+// Start runs the value-log collector.
 func Open(opts Options) (*Store, error) {
 	log := opts.Logger
 	if log == nil {
@@ -138,6 +142,8 @@ func Open(opts Options) (*Store, error) {
 	}
 	s := &Store{db: db, log: log}
 	s.raw = &RaftStore{s: s}
+	s.group = newCommitter(s)
+	go s.group.run()
 	s.gcInterval = opts.GCInterval
 	if s.gcInterval == 0 {
 		s.gcInterval = DefaultGCInterval
@@ -221,8 +227,8 @@ func (s *Store) isClosed() bool {
 // returns, as Badger was opened. Callers that acknowledge writes assert it.
 func (s *Store) SyncWrites() bool { return s.db.Opts().SyncWrites }
 
-// Close stops the value-log collector, waits for operations in flight and
-// closes the database. It is idempotent; later calls return the first
+// Close stops the value-log collector, waits for operations in flight,
+// stops the envelope committer and closes the database. It is idempotent; later calls return the first
 // call's result. Methods called after Close return ErrClosed. Shut raft
 // down before closing the store that holds its log.
 func (s *Store) Close() error {
@@ -237,6 +243,7 @@ func (s *Store) Close() error {
 			bg.Close()
 		}
 		s.ops.Wait()
+		s.group.close()
 		if err := s.db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("close store: %w", err)
 		}
