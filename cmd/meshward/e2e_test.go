@@ -82,12 +82,41 @@ func TestTwoAgentProcesses(t *testing.T) {
 		return false
 	})
 
+	// A file of 2,500 addresses is blocked as two bulk commands on node a;
+	// node b lists all of them page by page.
+	var feed strings.Builder
+	feed.WriteString("# e2e feed\n")
+	for i := range 2500 {
+		fmt.Fprintf(&feed, "198.18.%d.%d\n", i>>8, i&255)
+	}
+	feedFile := filepath.Join(dir, "feed.txt")
+	if err := os.WriteFile(feedFile, []byte(feed.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := cli(bin, "policy", "block", "--file", feedFile, "--ttl", "1h", "--reason", "e2e feed", "--node", sock1, "--operator-key", opKey); err != nil ||
+		!strings.Contains(string(out), "2500 of 2500 distinct indicators committed (block_bulk) in 2 commands") {
+		t.Fatalf("policy block --file: %v\n%s", err, out)
+	}
+	poll(t, ctx, "node b to list every block, page by page", func() bool {
+		out, err := cli(bin, "policy", "list", "-o", "json", "--scope", "mesh", "--page-size", "300", "--node", sock2, "--timeout", "5s")
+		var ps []struct{ ID string }
+		if err != nil || json.Unmarshal(out, &ps) != nil {
+			return false
+		}
+		seen := map[string]bool{}
+		for _, p := range ps {
+			seen[p.ID] = true
+		}
+		return len(ps) == 2501 && len(seen) == 2501
+	})
+
 	out, err := cli(bin, "audit", "-o", "json", "--node", sock1)
 	if err != nil {
 		t.Fatalf("audit: %v\n%s", err, out)
 	}
 	if !bytes.Contains(out, []byte("203.0.113.9")) || !bytes.Contains(out, []byte("local-admin")) ||
-		!bytes.Contains(out, []byte("operator.block")) || !bytes.Contains(out, []byte("operator="+opKeyID(t, opPub))) {
+		!bytes.Contains(out, []byte("operator.block")) || !bytes.Contains(out, []byte("operator="+opKeyID(t, opPub))) ||
+		!bytes.Contains(out, []byte("operator.block_bulk")) || !bytes.Contains(out, []byte("count=2000")) {
 		t.Fatalf("audit trail does not record the block by the local admin token and the operator key:\n%s", out)
 	}
 	// Without an operator key, a mesh-wide block is refused with the way
