@@ -39,13 +39,14 @@ const (
 	// to one follower before it waits for the first answer, so that the
 	// follower's log sync and the round trip of one batch overlap the
 	// sending of the next.
-	transportMaxInFlight = 8
+	transportMaxInFlight = 4
 	// maxAppendEntries bounds the entries of one AppendEntries and of one
 	// log write, and so how many concurrent proposals share a batch: one
-	// store transaction and one sync on each voter. Bulk entries are up
-	// to maxCommandSize, so a full batch of them is split into several
-	// store transactions (store.RaftStore.StoreLogs).
-	maxAppendEntries = 256
+	// store transaction and one sync on each voter. A follower catching
+	// up is sent full batches, transportMaxInFlight at once, held until
+	// answered: of bulk commands (about 120 KB with 2,000 addresses, at
+	// most maxCommandSize) that is some 60 MB, which bounds both.
+	maxAppendEntries = 128
 )
 
 // Consensus is one node's raft participant and its view of the replicated
