@@ -106,9 +106,10 @@
 // time ({"items": [...], "next_cursor": "..."}; limit 1 to 10000, default
 // 100) from PolicyService.MeshPolicyPage; a single policy, or the policies
 // on an indicator and on the ranges and parent domains covering it, are
-// looked up by ID (MeshPolicy). A body is bounded per route, 64 KiB, or
-// 320 KiB for operator commands (a 2,000-indicator bulk command); a larger
-// one is answered with 413. Requests refused for what they ask are counted
+// looked up by ID (MeshPolicy). A body is bounded per route: 64 KiB, or
+// for operator commands the base64 of intel.MaxOperatorBody plus 1 KiB
+// (219,480 bytes for a 160 KiB command, room for 2,000 addresses); a
+// larger one is answered with 413. Requests refused for what they ask are counted
 // in meshward_admin_requests_rejected_total{reason} (body_too_large,
 // bad_limit, bad_cursor, profile_seconds, unknown_profile).
 //

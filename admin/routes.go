@@ -89,12 +89,11 @@ func (rt routeTable) mux(s *Server) *http.ServeMux {
 }
 
 // Bounds of a request body: maxBody for most routes; an operator command
-// may carry up to intel.MaxBulkIndicators indicators, whose signed
-// command (base64 inside JSON) takes up to about 250 KB, under the
-// mesh's 256 KiB entry limit.
+// (up to intel.MaxBulkIndicators indicators) carries a signed body of up
+// to intel.MaxOperatorBody bytes, in base64, with its key and signature.
 const (
 	maxBody         = 64 << 10
-	maxOperatorBody = 320 << 10
+	maxOperatorBody = (intel.MaxOperatorBody+2)/3*4 + 1<<10
 )
 
 // bodyLimit is the body limit of a route.
