@@ -1,0 +1,125 @@
+package node
+
+import (
+	"bufio"
+	"encoding/json"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshward/meshward/intel"
+)
+
+// testClock is a node clock the test moves.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// policyEvents counts the policy events in a JSON-lines event file, by
+// kind and policy ID.
+func policyEvents(t *testing.T, path string) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return out
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var e struct {
+			Kind     string `json:"kind"`
+			PolicyID string `json:"policy_id"`
+		}
+		if json.Unmarshal(sc.Bytes(), &e) == nil && e.PolicyID != "" {
+			out[e.Kind+" "+e.PolicyID]++
+		}
+	}
+	return out
+}
+
+// The node reports each mesh-wide policy committed once, and expired once:
+// when it is revoked (a change in the feed) and when its time passes (no
+// change in the feed for it: the watch's own heap).
+func TestPolicyEventsFollowTheChangeFeed(t *testing.T) {
+	events := filepath.Join(t.TempDir(), "events.jsonl")
+	clk := &testClock{t: time.Now()}
+	n := startSingleWith(t, Options{Clock: clk.Now}, func(cfg *Config) {
+		cfg.Events.JSONLines = events
+		cfg.LocalBlock.Enabled = false
+	})
+	waitFor(t, "the node to admit itself", func() bool { return n.Consensus().IsMember(n.ID()) })
+	ctx := t.Context()
+	block := func(addr string, ttl time.Duration) intel.Policy {
+		t.Helper()
+		ind := intel.IndicatorFromAddr(netip.MustParseAddr(addr))
+		cmd := intel.OperatorCommand{Op: intel.OpBlock, Indicator: &ind, TTLSeconds: int64(ttl / time.Second), Reason: "watch test"}
+		if err := n.Consensus().ProposeOperator(ctx, signOperator(t, n, cmd)); err != nil {
+			t.Fatal(err)
+		}
+		return intel.Policy{ID: intel.PolicyID(intel.ActionBlock, ind)}
+	}
+	wait := func(what string, want map[string]int) {
+		t.Helper()
+		var got map[string]int
+		waitFor(t, what, func() bool {
+			got = policyEvents(t, events)
+			for k, v := range want {
+				if got[k] != v {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	a := block("203.0.113.1", time.Hour)
+	b := block("203.0.113.2", time.Hour)
+	wait("both committed", map[string]int{"policy_committed " + a.ID: 1, "policy_committed " + b.ID: 1})
+
+	revoke := intel.OperatorCommand{Op: intel.OpRevoke, PolicyID: b.ID}
+	if err := n.Consensus().ProposeOperator(ctx, signOperator(t, n, revoke)); err != nil {
+		t.Fatal(err)
+	}
+	wait("the revoked one expired", map[string]int{"policy_expired " + b.ID: 1})
+
+	// Two hours on by the node's clock, a new commit wakes the watch: the
+	// first block has expired for it, though the consensus still holds it.
+	clk.Advance(2 * time.Hour)
+	c := block("203.0.113.3", 24*time.Hour)
+	wait("the old one expired and the new one committed", map[string]int{
+		"policy_expired " + a.ID: 1, "policy_committed " + c.ID: 1,
+	})
+	// A policy extended is not committed again; the next commit shows
+	// that the watch has taken the extension in.
+	block("203.0.113.3", 48*time.Hour)
+	d := block("203.0.113.4", 24*time.Hour)
+	wait("the last one committed", map[string]int{"policy_committed " + d.ID: 1})
+	got := policyEvents(t, events)
+	for k, v := range map[string]int{
+		"policy_committed " + a.ID: 1, "policy_committed " + b.ID: 1, "policy_committed " + c.ID: 1,
+		"policy_expired " + a.ID: 1, "policy_expired " + b.ID: 1, "policy_expired " + c.ID: 0,
+	} {
+		if got[k] != v {
+			t.Errorf("%s: %d events, want %d (all: %v)", k, got[k], v, got)
+		}
+	}
+}
