@@ -40,6 +40,9 @@ func (s *stateSource) MeshChanges(since uint64, limit int) ([]responders.MeshCha
 	return out, next, ok
 }
 
+// MeshCount is the number of mesh-wide policies held.
+func (s *stateSource) MeshCount() int { return s.n.deps.Consensus.PolicyCount() }
+
 // MeshPage is a page of the active mesh-wide policies, in ID order.
 func (s *stateSource) MeshPage(after string, limit int, now time.Time) ([]intel.Policy, string) {
 	return s.n.deps.Consensus.PolicyPage(after, limit, now)

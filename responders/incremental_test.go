@@ -87,6 +87,12 @@ func (f *feed) MeshChanges(since uint64, limit int) ([]responders.MeshChange, ui
 	return out, out[len(out)-1].Seq, true
 }
 
+func (f *feed) MeshCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.policies)
+}
+
 func (f *feed) MeshPage(after string, limit int, now time.Time) ([]intel.Policy, string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -48,6 +48,9 @@ type ChangeFeed interface {
 	// greater than after, in ID order, and the cursor of the next page
 	// ("" at the end).
 	MeshPage(after string, limit int, now time.Time) (page []intel.Policy, next string)
+	// MeshCount is about how many mesh-wide policies there are: a hint
+	// that sizes a first read.
+	MeshCount() int
 }
 
 // Feed read sizes: changes per MeshChanges call, policies per MeshPage.
@@ -372,7 +375,7 @@ func (r *Reconciler) readMesh(now time.Time) {
 
 // resyncMesh reads the mesh-wide policies whole from the feed's pages.
 func (r *Reconciler) resyncMesh(now time.Time) {
-	rs := r.state.beginResync(false, now, len(r.state.mesh))
+	rs := r.state.beginResync(false, now, r.feed.MeshCount())
 	after, n := "", 0
 	for {
 		page, next := r.feed.MeshPage(after, pageSize, now)

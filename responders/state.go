@@ -22,6 +22,7 @@ type held struct {
 	block bool   // a valid, canonical block: indexed in byKey
 	allow bool   // an allow: part of the veto
 	hi    int    // index in the expiry heap; -1 when not in it
+	mark  uint64 // the last resync that saw it
 }
 
 // expiries is a min-heap of held policies by expiry (container/heap).
@@ -75,6 +76,7 @@ type desiredState struct {
 
 	dirty    map[string]struct{}
 	allDirty bool
+	resyncs  uint64 // resyncs begun: the mark of the current one
 	// changed allows since the last settle, whose overlapping blocks
 	// must be rechecked.
 	allowAddrs, allowWide []intel.Indicator
@@ -204,33 +206,48 @@ func (s *desiredState) resync(local bool, list []intel.Policy, now time.Time) {
 	rs.end()
 }
 
-// resyncer is a resync taking its list in parts (pages).
+// resyncer is a resync taking its list in parts (pages). Each policy it
+// sees is marked with the resync's number; end drops the unmarked.
 type resyncer struct {
 	s     *desiredState
 	local bool
 	now   time.Time
-	seen  map[string]struct{}
+	mark  uint64
 }
 
+// beginResync starts a resync of one side. sizeHint, the number of
+// policies expected, sizes the maps when the side holds nothing yet (a
+// first read of a million policies would otherwise grow them step by
+// step).
 func (s *desiredState) beginResync(local bool, now time.Time, sizeHint int) *resyncer {
-	return &resyncer{s: s, local: local, now: now, seen: make(map[string]struct{}, sizeHint)}
+	if sizeHint > 1024 && len(s.mesh) == 0 && len(s.local) == 0 {
+		s.mesh = make(map[string]*held, sizeHint)
+		s.byKey = make(map[string][]*held, sizeHint)
+		s.desired = make(map[string]*held, sizeHint)
+		s.dirty = make(map[string]struct{}, sizeHint)
+	}
+	s.resyncs++
+	return &resyncer{s: s, local: local, now: now, mark: s.resyncs}
 }
 
 func (r *resyncer) take(list []intel.Policy) {
 	m := r.s.ids(r.local)
 	for _, p := range list {
-		r.seen[p.ID] = struct{}{}
 		if h, ok := m[p.ID]; ok && samePolicy(h.p, p) {
+			h.mark = r.mark
 			continue
 		}
 		r.s.put(p, r.local, r.now)
+		if h, ok := m[p.ID]; ok {
+			h.mark = r.mark
+		}
 	}
 }
 
 // end drops the policies no part held.
 func (r *resyncer) end() {
-	for id, h := range r.s.ids(r.local) {
-		if _, ok := r.seen[id]; !ok {
+	for _, h := range r.s.ids(r.local) {
+		if h.mark != r.mark {
 			r.s.drop(h)
 		}
 	}
@@ -263,7 +280,6 @@ type delta struct {
 	// belowFloor counts the recomputed keys a safety floor refused.
 	belowFloor int
 }
-
 
 // settle recomputes the dirty keys and, when lists is set, returns how
 // the desired state changed, each list sorted by indicator when short.

@@ -178,6 +178,8 @@ func (s *pagedSource) MeshChanges(since uint64, _ int) ([]responders.MeshChange,
 	return nil, 1, since == 1
 }
 
+func (s *pagedSource) MeshCount() int { return len(s.mesh) }
+
 func (s *pagedSource) MeshPage(after string, limit int, _ time.Time) ([]intel.Policy, string) {
 	i := 0
 	if after != "" {

@@ -95,6 +95,15 @@ func (f *Firewall) Compare(ctx context.Context, desired responders.DesiredSet) (
 		f.digestMatches.Add(1)
 		return nil, nil, nil, nil
 	}
+	if have.N == 0 { // nothing held (a first pass): no look-ups
+		add = make([]intel.Policy, 0, desired.Len())
+		for _, p := range desired.All() {
+			if f.Supports(p.Indicator.Type) {
+				add = append(add, *p)
+			}
+		}
+		return add, nil, nil, nil
+	}
 	matched := 0
 	for k, p := range desired.All() {
 		var e entry
