@@ -35,11 +35,22 @@ const (
 	DefaultScoreInspectPeriod = 10 * time.Second
 )
 
+// ValidatorConcurrency is how many messages of one topic are validated at
+// once (Handler included), each in its own goroutine: signatures are
+// verified on every core, and envelopes waiting for the store's commit
+// share it. Beyond it GossipSub drops the message, counted as throttled
+// and charged to the forwarding peer's rate.
+const ValidatorConcurrency = 1024
+
 // ErrClosed is returned by Publish after Close.
 var ErrClosed = errors.New("gossip closed")
 
 // Handler receives every envelope that passed validation, before it is
-// forwarded to other peers: it is called from inside the GossipSub validator.
+// forwarded to other peers: it is called from inside the GossipSub validator,
+// which GossipSub runs in a goroutine of its own for each message, up to
+// ValidatorConcurrency at once per topic; anti-entropy hands on up to
+// SyncConcurrency envelopes of a session at once. Many calls are thus in
+// flight together, which a store that commits writes in groups needs.
 // It must persist the envelope before returning nil; an error makes the
 // message Ignored, so it is neither delivered nor forwarded. from is the
 // neighbour that delivered the message (the node itself for its own
@@ -357,7 +368,10 @@ func (g *Gossip) newSpec(label string, gossiped bool, kinds func(intel.Kind) boo
 // subscription read until Close: messages were handled by the validator
 // already; the subscription exists so that the node is in the mesh.
 func (g *Gossip) join(spec *topicSpec) (*pubsub.Topic, error) {
-	if err := g.ps.RegisterTopicValidator(spec.label, g.validator(spec), pubsub.WithValidatorTimeout(g.opts.HandlerTimeout)); err != nil {
+	if err := g.ps.RegisterTopicValidator(spec.label, g.validator(spec),
+		pubsub.WithValidatorTimeout(g.opts.HandlerTimeout),
+		pubsub.WithValidatorConcurrency(ValidatorConcurrency),
+		pubsub.WithValidatorInline(false)); err != nil {
 		return nil, fmt.Errorf("gossip: register validator of %s: %w", spec.label, err)
 	}
 	t, err := g.ps.Join(spec.label)

@@ -35,6 +35,10 @@ const (
 	syncMaxRounds          = 64      // back-to-back sessions while a peer has more
 	syncMaxConcurrentPulls = 4
 	syncMaxConcurrentServe = 8
+	// SyncConcurrency is how many envelopes of one pulled session are
+	// admitted at once: verified in parallel, and stored in the same
+	// commits, while the next ones are read.
+	SyncConcurrency = 128
 	// syncScanSlack is how many stored envelopes a session may examine
 	// beyond those it sends: one past the end of each range scanned, and
 	// any the store holds malformed.
@@ -237,6 +241,11 @@ func (s *syncer) pull(ctx context.Context, p peer.ID) (int, error) {
 	// answer is still there to read, so that failure is not the session's.
 	_ = st.CloseWrite()
 	r := bufio.NewReader(st)
+	// Up to SyncConcurrency envelopes are admitted at once; the session
+	// ends (and the stream is closed) only after every one of them.
+	slots := make(chan struct{}, SyncConcurrency)
+	var admitting sync.WaitGroup
+	defer admitting.Wait()
 	n := 0
 	for {
 		raw, err := readFrame(r, intel.MaxEnvelopeSize)
@@ -257,7 +266,11 @@ func (s *syncer) pull(ctx context.Context, p peer.ID) (int, error) {
 			return n, fmt.Errorf("peer sent more than the %d envelopes asked for", s.g.opts.SyncMaxSession)
 		}
 		s.received.Add(1)
-		s.g.admit(ctx, s.g.syncSpec, raw, p, "")
+		slots <- struct{}{} // freed by an admission, which always ends
+		admitting.Go(func() {
+			defer func() { <-slots }()
+			s.g.admit(ctx, s.g.syncSpec, raw, p, "")
+		})
 	}
 }
 
