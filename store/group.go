@@ -93,8 +93,8 @@ type committer struct {
 	hook func(txn *badger.Txn, n int) error
 
 	groups  atomic.Uint64 // groups gathered
-	commits atomic.Uint64 // transactions committed (one sync each)
-	stored  atomic.Uint64 // envelopes in committed transactions
+	commits atomic.Uint64 // transactions committed that wrote (one sync each)
+	stored  atomic.Uint64 // envelopes they added
 }
 
 func newCommitter(s *Store) *committer {
@@ -222,19 +222,21 @@ func (c *committer) write(group []*envelopeWrite) {
 					w.added, w.err = false, err
 				}
 			}
-		} else {
+		} else if n := added(part); n > 0 {
+			// A transaction that only found duplicates wrote nothing
+			// and synced nothing.
 			c.commits.Add(1)
-			c.stored.Add(uint64(live(part)))
+			c.stored.Add(uint64(n))
 		}
 		group = group[n:]
 		conflicts = 0
 	}
 }
 
-func live(group []*envelopeWrite) int {
+func added(group []*envelopeWrite) int {
 	n := 0
 	for _, w := range group {
-		if w.err == nil {
+		if w.err == nil && w.added {
 			n++
 		}
 	}
