@@ -26,6 +26,8 @@ type feed struct {
 	protected []netip.Prefix
 
 	pages, pageItems, wholeReads, changeReads int
+
+	sorted []string // the IDs of policies, sorted; nil when stale
 }
 
 var _ responders.ChangeFeed = (*feed)(nil)
@@ -97,20 +99,25 @@ func (f *feed) MeshPage(after string, limit int, now time.Time) ([]intel.Policy,
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.pages++
-	var ids []string
-	for id, p := range f.policies {
-		if id > after && p.Active(now) {
-			ids = append(ids, id)
+	if f.sorted == nil {
+		for id := range f.policies {
+			f.sorted = append(f.sorted, id)
+		}
+		slices.Sort(f.sorted)
+	}
+	i, _ := slices.BinarySearch(f.sorted, after)
+	for i < len(f.sorted) && f.sorted[i] <= after {
+		i++
+	}
+	var out []intel.Policy
+	next := ""
+	for ; i < len(f.sorted) && len(out) < limit; i++ {
+		if p := f.policies[f.sorted[i]]; p.Active(now) {
+			out = append(out, p)
 		}
 	}
-	slices.Sort(ids)
-	next := ""
-	if len(ids) > limit {
-		ids, next = ids[:limit], ids[limit-1]
-	}
-	out := make([]intel.Policy, len(ids))
-	for i, id := range ids {
-		out[i] = f.policies[id]
+	if i < len(f.sorted) {
+		next = out[len(out)-1].ID
 	}
 	f.pageItems += len(out)
 	return out, next
@@ -125,6 +132,7 @@ func (f *feed) commit(ps ...intel.Policy) {
 		f.head++
 		f.log = append(f.log, responders.MeshChange{Seq: f.head, Policy: p})
 	}
+	f.sorted = nil
 }
 
 // revoke records p as removed.
@@ -132,6 +140,7 @@ func (f *feed) revoke(p intel.Policy) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.policies, p.ID)
+	f.sorted = nil
 	f.head++
 	f.log = append(f.log, responders.MeshChange{Seq: f.head, Policy: p, Removed: true})
 }
@@ -142,6 +151,7 @@ func (f *feed) lose(edit func(map[string]intel.Policy)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	edit(f.policies)
+	f.sorted = nil
 	f.head += 10
 	f.log, f.first = nil, f.head+1
 }

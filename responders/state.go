@@ -333,7 +333,13 @@ func (s *desiredState) settle(lists bool) delta {
 			}
 		}
 	}
-	clear(s.dirty)
+	if len(s.dirty) > 1024 {
+		// Iterating a map costs its capacity, which clear keeps: the
+		// set of a first pass would slow every later one.
+		s.dirty = make(map[string]struct{})
+	} else {
+		clear(s.dirty)
+	}
 	sortPolicies(d.add)
 	sortPolicies(d.refresh)
 	sortIndicators(d.remove)
