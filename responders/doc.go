@@ -1,18 +1,30 @@
 // Package responders turns the desired enforcement state into effect.
 //
-// It owns the reconcile loop and the backends it drives. The loop is level
-// triggered: on every pass it computes what must be blocked (Desired:
-// active mesh policies and local decisions, minus anything an active allow
-// policy or a protected range covers), asks each Backend what it holds,
-// and applies the difference. A missed event, a restart or an entry
-// removed behind Meshward's back is therefore healed by the next pass;
-// nothing depends on seeing every change. The reconciler counts its work
-// overall (Stats) and per backend (BackendStats), and reports each
-// enforcement through Options.OnEnforced.
+// It owns the reconcile loop and the backends it drives. What must be
+// blocked is the active block policies of the mesh and the node's local
+// decisions, minus anything an active allow policy or a protected range
+// covers, or a safety floor refuses (Desired computes it from lists). The
+// Reconciler keeps that desired state itself, indexed by indicator, with
+// the held policies' expiries in a heap, and works on changes: a pass
+// takes in the source's changes since the last one (a ChangeFeed: the
+// consensus change log, read whole in pages only when it cannot
+// continue), recomputes the indicators they touch, and hands each backend
+// just the entries added and removed. Its cost is what changed, not what
+// the mesh holds.
+//
+// The full pass, every Options.Interval, is the safety net: it compares
+// the desired state with what each backend holds and applies the
+// difference, so that an entry removed behind Meshward's back, a restart
+// or a failed change is healed. A backend whose change failed is compared
+// in full at the next pass. A Comparer backend (nft) compares from its own
+// record of what it holds, first by a digest of the keys (Digest), kept
+// change by change on both sides. The reconciler counts its work overall
+// (Stats) and per backend (BackendStats), and reports each enforcement
+// through Options.OnEnforced.
 //
 // Backends are small (Backend has three methods) and grow by optional
-// interfaces (TypeFilter, Refresher). DryRun records what it would block
-// and is the safe default. Each other backend is a subpackage named for
+// interfaces (TypeFilter, Refresher, Comparer). DryRun records what it
+// would block and is the safe default. Each other backend is a subpackage named for
 // what it wraps:
 //
 //   - nft: an nftables table of its own (sets with element timeouts,

@@ -12,18 +12,32 @@
 // table and only it.
 //
 // The backend is the only writer of its table, so it keeps a view of what
-// the sets hold and answers Current from it. Reading a set of 100,000
-// elements back from the kernel takes seconds (the kernel restarts its
-// walk for every dump chunk), so the view is checked cheaply on every
-// call: the kernel's ruleset generation, which every committed change to
-// any table advances, must be the one recorded after the backend's own
-// last change. If another process changed the ruleset (deleted the table,
-// flushed a set, deleted an element by hand, or only touched another
-// table), or a change of the backend's own failed, the next Current
-// repairs the structure (table, sets, chains, rules) and reads the sets
-// back in full, so the reconcile pass restores what is missing. Current
-// also reads in full every WithFullReadEvery passes or interval, whichever
-// comes first, which bounds any drift the generation check could miss.
+// the sets hold and answers Current and Compare from it. Reading a set of
+// 100,000 elements back from the kernel takes seconds (the kernel
+// restarts its walk for every dump chunk), so the view is checked cheaply
+// on every call: the kernel's ruleset generation, which every committed
+// change to any table advances, must be the one recorded after the
+// backend's own last change. If another process changed the ruleset
+// (deleted the table, flushed a set, deleted an element by hand, or only
+// touched another table), or a change of the backend's own failed, the
+// next call repairs the structure (table, sets, chains, rules) and reads
+// the sets back in full, so the reconcile pass restores what is missing.
+// There is no periodic full read: nothing changes the sets without a
+// transaction but the kernel's own element expiries, which the view
+// mirrors. WithFullReadEvery adds one for whoever wants it.
+//
+// The view also keeps a digest of its keys (responders.Digest), change by
+// change, so that the reconciler's full pass over a million entries costs
+// the generation check and two words compared; only a comparison the
+// reconciler marks thorough (after a failed change) or a digest that
+// differs looks every entry up.
+//
+// Element changes are encoded by the backend itself into one buffer per
+// batch (the nftables library builds several allocations per element)
+// and sent on its own netlink socket, whose send buffer it enlarges: a
+// batch is one sendmsg and one transaction, of up to WithBatchSize
+// elements (default 65,536). Batches are pipelined: while the kernel
+// takes one, the next is encoded and the one before recorded in the view.
 //
 // Elements expire in the kernel by themselves; the view drops them at the
 // same time. A policy whose expiry is extended must reach the kernel
