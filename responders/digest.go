@@ -14,15 +14,21 @@ type Digest struct {
 }
 
 // Add counts key in.
-func (d *Digest) Add(key string) {
-	d.N++
-	d.Sum += KeyHash(key)
-}
+func (d *Digest) Add(key string) { d.AddHash(KeyHash(key)) }
 
 // Remove counts key out.
-func (d *Digest) Remove(key string) {
+func (d *Digest) Remove(key string) { d.RemoveHash(KeyHash(key)) }
+
+// AddHash counts in the key of hash h (KeyHash, KeyHashBytes).
+func (d *Digest) AddHash(h uint64) {
+	d.N++
+	d.Sum += h
+}
+
+// RemoveHash counts out the key of hash h.
+func (d *Digest) RemoveHash(h uint64) {
 	d.N--
-	d.Sum -= KeyHash(key)
+	d.Sum -= h
 }
 
 // Merge adds the keys counted by o.
@@ -34,7 +40,12 @@ func (d *Digest) Merge(o Digest) {
 // KeyHash is the 64-bit hash of a key that digests sum: FNV-1a, then
 // mixed (the splitmix64 finaliser) so that the sums of similar keys
 // spread over every bit.
-func KeyHash(key string) uint64 {
+func KeyHash(key string) uint64 { return keyHash(key) }
+
+// KeyHashBytes is KeyHash of a key held in bytes.
+func KeyHashBytes(key []byte) uint64 { return keyHash(key) }
+
+func keyHash[T string | []byte](key T) uint64 {
 	h := uint64(14695981039346656037)
 	for i := 0; i < len(key); i++ {
 		h ^= uint64(key[i])

@@ -472,6 +472,12 @@ func (d DesiredSet) Thorough() bool { return d.thorough }
 // Len is the number of entries.
 func (d DesiredSet) Len() int { return len(d.m) }
 
+// Has reports whether key is desired.
+func (d DesiredSet) Has(key string) bool {
+	_, ok := d.m[key]
+	return ok
+}
+
 // Get returns the policy of key. The policy must not be modified.
 func (d DesiredSet) Get(key string) (*intel.Policy, bool) {
 	h, ok := d.m[key]

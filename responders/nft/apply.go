@@ -44,13 +44,15 @@ func (f *Firewall) Refresh(ctx context.Context, held []intel.Policy) (int, error
 	v := f.view
 	var ext []intel.Policy
 	for _, p := range held {
-		k := p.Indicator.Key()
 		switch p.Indicator.Type {
 		case intel.IPv4, intel.IPv6:
-			if e, ok := v.addrs[k]; ok && e.alive(now) && later(p, e) {
-				ext = append(ext, p)
+			if a, ok := addrOf(p.Indicator); ok {
+				if e, ok := v.addr(a); ok && e.alive(now) && later(p, e) {
+					ext = append(ext, p)
+				}
 			}
 		case intel.CIDR:
+			k := p.Indicator.Key()
 			if e, ok := v.nets[k]; ok && e.alive(now) && later(p, e) {
 				ext = append(ext, p)
 			} else if q, ok := f.nested[k]; ok && later(p, mkEntry(netip.Prefix{}, q.ExpiresAt)) {
@@ -93,19 +95,22 @@ func (f *Firewall) apply(ctx context.Context, add []intel.Policy, remove []intel
 			nets = nets || ind.Type == intel.CIDR
 			continue
 		}
-		k := ind.Key()
-		e, ok := v.addrs[k]
+		a, ok := addrOf(ind)
+		if !ok {
+			continue
+		}
+		e, ok := v.addr(a)
 		if !ok {
 			continue
 		}
 		if !e.alive(now) { // the kernel has let it go already
-			v.del(v.addrs, k)
+			v.delAddr(a)
 			continue
 		}
-		b.queue(op{kind: opDel, set: addrSetIndex(e.pfx.Addr()), key: k, ent: e})
+		b.queue(op{kind: opDel, set: addrSetIndex(a), ent: e})
 	}
 	if len(v.addrs) == 0 && len(add) > 1024 {
-		v.addrs = make(map[string]entry, len(add))
+		v.addrs = make(map[netip.Addr]int64, len(add))
 	}
 	b.grow(opAdd, iV4, len(add))
 	var cidrAdd []intel.Policy
@@ -113,23 +118,22 @@ func (f *Firewall) apply(ctx context.Context, add []intel.Policy, remove []intel
 		p := &add[i]
 		switch p.Indicator.Type {
 		case intel.IPv4, intel.IPv6:
-			a, err := netip.ParseAddr(p.Indicator.Value)
-			if err != nil {
-				return fmt.Errorf("add %s: %w", p.Indicator.Key(), err)
+			a, ok := addrOf(p.Indicator)
+			if !ok {
+				return fmt.Errorf("add %s: not an address", p.Indicator.Key())
 			}
 			to, ok := f.timeout(*p, now)
 			if !ok {
 				continue
 			}
-			k := p.Indicator.Key()
 			kind := opAdd
-			if e, held := v.addrs[k]; held && e.alive(now) {
+			if e, held := v.addr(a); held && e.alive(now) {
 				if !later(*p, e) {
 					continue
 				}
 				kind = opReplace
 			}
-			b.queue(op{kind: kind, set: addrSetIndex(a), key: k, to: to,
+			b.queue(op{kind: kind, set: addrSetIndex(a), to: to,
 				ent: mkEntry(netip.PrefixFrom(a, a.BitLen()), expiry(now, to))})
 		case intel.CIDR:
 			cidrAdd = append(cidrAdd, *p)
@@ -161,7 +165,7 @@ func (f *Firewall) applyNets(b *batcher, v *state, add []intel.Policy, remove []
 		if e.alive(now) {
 			held[k] = intel.Policy{Indicator: indOf(k), ExpiresAt: e.expiry()}
 		} else {
-			v.del(v.nets, k)
+			v.delNet(k)
 		}
 	}
 	for k, p := range f.nested {

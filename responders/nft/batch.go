@@ -62,7 +62,7 @@ const (
 
 // op is one element change. ent.pfx is the address (a full-length
 // prefix) or the network; ent is what the view holds after an add or a
-// replace.
+// replace; key is a network's key (addresses need none).
 type op struct {
 	kind opKind
 	set  uint8
@@ -373,19 +373,23 @@ func (b *batcher) record(segs [][]op) {
 	for _, seg := range segs {
 		for i := range seg {
 			o := &seg[i]
-			m := v.addrs
-			if o.set == iV4Net || o.set == iV6Net {
-				m = v.nets
+			isNet := o.set == iV4Net || o.set == iV6Net
+			switch {
+			case o.kind == opDel && isNet:
+				v.delNet(o.key)
+			case o.kind == opDel:
+				v.delAddr(o.ent.pfx.Addr())
+			case isNet:
+				v.setNet(o.key, o.ent)
+			default:
+				v.setAddr(o.ent.pfx.Addr(), o.ent.expires)
 			}
 			switch o.kind {
 			case opDel:
-				v.del(m, o.key)
 				removed++
 			case opReplace:
-				v.set(m, o.key, o.ent)
 				refreshed++
 			case opAdd:
-				v.set(m, o.key, o.ent)
 				added++
 			}
 		}

@@ -34,8 +34,9 @@ func (f *Firewall) Current(ctx context.Context) (map[string]intel.Indicator, err
 	v := f.view
 	v.prune(now)
 	out := make(map[string]intel.Indicator, len(v.addrs)+len(v.nets)+len(f.nested))
-	for k := range v.addrs {
-		out[k] = indOf(k)
+	for a := range v.addrs {
+		ind := intel.IndicatorFromAddr(a)
+		out[ind.Key()] = ind
 	}
 	for k := range v.nets {
 		out[k] = indOf(k)
@@ -110,8 +111,10 @@ func (f *Firewall) Compare(ctx context.Context, desired responders.DesiredSet) (
 		var ok bool
 		switch p.Indicator.Type {
 		case intel.IPv4, intel.IPv6:
-			e, ok = v.addrs[k]
-			ok = ok && e.alive(now)
+			if a, valid := addrOf(p.Indicator); valid {
+				e, ok = v.addr(a)
+				ok = ok && e.alive(now)
+			}
 		case intel.CIDR:
 			if e, ok = v.nets[k]; ok {
 				ok = e.alive(now)
@@ -139,17 +142,23 @@ func (f *Firewall) Compare(ctx context.Context, desired responders.DesiredSet) (
 	if matched == len(v.addrs)+len(v.nets)+nested {
 		return add, nil, refresh, nil
 	}
-	for _, m := range []map[string]entry{v.addrs, v.nets} {
-		for k, e := range m {
-			if !e.alive(now) {
-				v.del(m, k)
-			} else if _, ok := desired.Get(k); !ok {
-				remove = append(remove, indOf(k))
-			}
+	t := now.UnixNano()
+	for a, exp := range v.addrs {
+		if exp != 0 && exp <= t {
+			v.delAddr(a)
+		} else if ind := intel.IndicatorFromAddr(a); !desired.Has(ind.Key()) {
+			remove = append(remove, ind)
+		}
+	}
+	for k, e := range v.nets {
+		if !e.alive(now) {
+			v.delNet(k)
+		} else if !desired.Has(k) {
+			remove = append(remove, indOf(k))
 		}
 	}
 	for k, p := range f.nested {
-		if _, ok := desired.Get(k); !ok && covered[k] {
+		if !desired.Has(k) && covered[k] {
 			remove = append(remove, p.Indicator)
 		}
 	}
@@ -232,35 +241,85 @@ func (f *Firewall) generation() (uint32, error) {
 	return 0, errNoGeneration
 }
 
-// state is what the kernel's sets hold.
+// state is what the kernel's sets hold. Single addresses, of which
+// there may be millions, are keyed by address (a canonical one: unmapped,
+// no zone) with only their expiry, so that the view costs one small map
+// slot and no string each.
 type state struct {
-	addrs map[string]entry
-	nets  map[string]entry // the interval sets' elements
-	// dig is the digest of the keys of addrs and nets, kept by set and
-	// del, through which every change to them goes.
+	addrs map[netip.Addr]int64 // expiry in Unix nanoseconds; zero: no timeout
+	nets  map[string]entry     // the interval sets' elements, by key
+	// dig is the digest of the keys (Indicator.Key) of addrs and nets,
+	// kept by setAddr, delAddr, setNet and delNet, through which every
+	// change to them goes.
 	dig responders.Digest
 }
 
-// set records e under k in m, one of s's maps.
-func (s *state) set(m map[string]entry, k string, e entry) {
-	n := len(m)
-	m[k] = e
-	if len(m) > n {
+func newState() *state {
+	return &state{addrs: map[netip.Addr]int64{}, nets: map[string]entry{}}
+}
+
+// addrHash is the KeyHash of the indicator key of a, built without
+// allocating.
+func addrHash(a netip.Addr) uint64 {
+	var buf [64]byte
+	b := buf[:0]
+	if a.Is4() {
+		b = append(b, "ipv4:"...)
+	} else {
+		b = append(b, "ipv6:"...)
+	}
+	return responders.KeyHashBytes(a.AppendTo(b))
+}
+
+// addrOf is the canonical address of an address indicator.
+func addrOf(ind intel.Indicator) (netip.Addr, bool) {
+	a, err := netip.ParseAddr(ind.Value)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return a.Unmap().WithZone(""), true
+}
+
+// addr returns the element of a, if held.
+func (s *state) addr(a netip.Addr) (entry, bool) {
+	exp, ok := s.addrs[a]
+	return entry{pfx: netip.PrefixFrom(a, a.BitLen()), expires: exp}, ok
+}
+
+func (s *state) setAddr(a netip.Addr, expires int64) {
+	n := len(s.addrs)
+	s.addrs[a] = expires
+	if len(s.addrs) > n {
+		s.dig.AddHash(addrHash(a))
+	}
+}
+
+func (s *state) delAddr(a netip.Addr) {
+	n := len(s.addrs)
+	delete(s.addrs, a)
+	if len(s.addrs) < n {
+		s.dig.RemoveHash(addrHash(a))
+	}
+}
+
+func (s *state) setNet(k string, e entry) {
+	n := len(s.nets)
+	s.nets[k] = e
+	if len(s.nets) > n {
 		s.dig.Add(k)
 	}
 }
 
-// del deletes k from m, one of s's maps.
-func (s *state) del(m map[string]entry, k string) {
-	n := len(m)
-	delete(m, k)
-	if len(m) < n {
+func (s *state) delNet(k string) {
+	n := len(s.nets)
+	delete(s.nets, k)
+	if len(s.nets) < n {
 		s.dig.Remove(k)
 	}
 }
 
-// entry is one element of a set, as small as it can be: the view holds
-// a million of them. Its indicator is its key's (indOf).
+// entry is one element of a set: an address or a network, and its
+// expiry. A network's indicator is its key's (indOf).
 type entry struct {
 	pfx     netip.Prefix // the network, or the address as a full-length prefix
 	expires int64        // Unix nanoseconds; zero: no timeout
@@ -293,11 +352,15 @@ func indOf(key string) intel.Indicator {
 
 // prune drops the elements the kernel has expired by now.
 func (s *state) prune(now time.Time) {
-	for _, m := range []map[string]entry{s.addrs, s.nets} {
-		for k, e := range m {
-			if !e.alive(now) {
-				s.del(m, k)
-			}
+	t := now.UnixNano()
+	for a, exp := range s.addrs {
+		if exp != 0 && exp <= t {
+			s.delAddr(a)
+		}
+	}
+	for k, e := range s.nets {
+		if !e.alive(now) {
+			s.delNet(k)
 		}
 	}
 }
@@ -318,7 +381,7 @@ func (s *state) covered(ind intel.Indicator) bool {
 
 // read reads the sets back from the kernel.
 func (f *Firewall) read() (*state, error) {
-	st := &state{addrs: map[string]entry{}, nets: map[string]entry{}}
+	st := newState()
 	now := f.cfg.now()
 	for _, name := range []string{setV4, setV6} {
 		els, err := f.stableElements(f.sets[name])
@@ -330,12 +393,11 @@ func (f *Firewall) read() (*state, error) {
 			if !ok {
 				continue
 			}
-			ind := intel.IndicatorFromAddr(a)
-			ent := entry{pfx: netip.PrefixFrom(a, a.BitLen())}
+			var exp int64
 			if e.Timeout > 0 {
-				ent = mkEntry(ent.pfx, now.Add(e.Expires))
+				exp = now.Add(e.Expires).UnixNano()
 			}
-			st.set(st.addrs, ind.Key(), ent)
+			st.setAddr(a.Unmap().WithZone(""), exp)
 		}
 	}
 	for _, name := range []string{setV4Net, setV6Net} {
@@ -349,7 +411,7 @@ func (f *Firewall) read() (*state, error) {
 			if r.timeout > 0 {
 				ent = mkEntry(r.pfx, now.Add(r.expires))
 			}
-			st.set(st.nets, ind.Key(), ent)
+			st.setNet(ind.Key(), ent)
 		}
 	}
 	return st, nil
