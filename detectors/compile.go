@@ -30,12 +30,13 @@ const (
 	opRange
 	opAddr
 	opNum
+	opContains
 )
 
 // compiledRule is a Rule ready to match.
 type compiledRule struct {
 	Rule
-	kinds    uint32 // bit k set: events of Kind k may match
+	kinds    uint64 // bit k set: events of Kind k may match
 	conds    []cond
 	group    []Field // fields besides src that make the group
 	distinct Field
@@ -132,7 +133,7 @@ func compileRule(r Rule) (*compiledRule, error) {
 			return nil, bad(fmt.Sprintf("match[%d].%s", i, err.field), "%s", err.msg)
 		}
 		if cd.field == FieldKind {
-			var mask uint32
+			var mask uint64
 			for _, s := range cd.strs {
 				k, _ := kindByName(s)
 				mask |= 1 << k
@@ -170,11 +171,14 @@ func compileCond(m Condition) (cond, *condError) {
 	if m.Prefix != nil {
 		set++
 	}
+	if m.Contains != nil {
+		set++
+	}
 	if m.Min != nil || m.Max != nil {
 		set++
 	}
 	if set != 1 {
-		return cond{}, &condError{"field", fmt.Sprintf("%q: set exactly one of equals, in, prefix, or min/max", m.Field)}
+		return cond{}, &condError{"field", fmt.Sprintf("%q: set exactly one of equals, in, prefix, contains, or min/max", m.Field)}
 	}
 	vals := m.In
 	key := "in"
@@ -196,6 +200,20 @@ func compileCond(m Condition) (cond, *condError) {
 		if cd.lo > cd.hi {
 			return cond{}, &condError{"min", fmt.Sprintf("%d is above max %d", cd.lo, cd.hi)}
 		}
+	case m.Contains != nil:
+		if f.typ() != typeString || f == FieldKind {
+			return cond{}, &condError{"contains", fmt.Sprintf("field %q is not a string", m.Field)}
+		}
+		if len(m.Contains) == 0 {
+			return cond{}, &condError{"contains", "empty list"}
+		}
+		for _, v := range m.Contains {
+			if v == "" {
+				return cond{}, &condError{"contains", "empty string"}
+			}
+			cd.strs = append(cd.strs, strings.ToLower(v))
+		}
+		cd.op = opContains
 	case m.Prefix != nil:
 		if f.typ() != typeString {
 			return cond{}, &condError{"prefix", fmt.Sprintf("field %q is not a string (use in with address prefixes, or min/max)", m.Field)}
@@ -270,6 +288,14 @@ func (cd *cond) match(ev *Event) bool {
 		}
 	case opNum:
 		ok = slices.Contains(cd.nums, ev.num(cd.field))
+	case opContains:
+		s := ev.str(cd.field)
+		for _, v := range cd.strs {
+			if containsFold(s, v) {
+				ok = true
+				break
+			}
+		}
 	case opIn:
 		s := ev.str(cd.field)
 		for _, v := range cd.strs {
@@ -301,4 +327,27 @@ func fieldList() string {
 
 func kindList() string {
 	return strings.Join(kindNames[1:], ", ")
+}
+
+// containsFold reports whether s contains sub, a lower-case string,
+// ignoring the ASCII case of s.
+func containsFold(s, sub string) bool {
+	n := len(sub)
+	for i := 0; i+n <= len(s); i++ {
+		j := 0
+		for j < n {
+			c := s[i+j]
+			if c >= 'A' && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != sub[j] {
+				break
+			}
+			j++
+		}
+		if j == n {
+			return true
+		}
+	}
+	return false
 }

@@ -53,6 +53,10 @@ type EngineStats struct {
 	// Ahead counts sightings whose lines were stamped after the engine's
 	// clock; they are reported at the clock instead.
 	Ahead uint64
+	// Local counts failures that name no remote party (sudo, su, a PAM
+	// failure without rhost, a host name that is not a remote one such
+	// as localhost): nothing can be reported about them.
+	Local uint64
 	// Cap is MaxSources, the per-rule bound on Sources.
 	Cap   int
 	Rules []RuleStats
@@ -82,7 +86,7 @@ type Engine struct {
 	stats     EngineStats
 	stampBuf  [40]byte // the last stamp parsed, and its time
 	stampLen  int
-	stampWeb  bool
+	stampKind stampKind
 	stampTime int64
 }
 
@@ -212,6 +216,9 @@ func (e *Engine) process(line string, emit func(intel.Sighting)) {
 	case resMalformed:
 		e.stats.Skipped++
 		return
+	case resLocal:
+		e.stats.Local++
+		return
 	}
 	e.stats.Parsed++
 	var t int64
@@ -255,23 +262,17 @@ func (e *Engine) eventTime(ev *Event) int64 {
 		if ev.Stamp == "" {
 			return e.now().UnixNano()
 		}
-	} else if e.stampLen == len(ev.Stamp) && e.stampWeb == ev.web && string(e.stampBuf[:e.stampLen]) == ev.Stamp {
+	} else if e.stampLen == len(ev.Stamp) && e.stampKind == ev.stampKind && string(e.stampBuf[:e.stampLen]) == ev.Stamp {
 		return e.stampTime
 	}
-	var t time.Time
-	var ok bool
-	if ev.web {
-		t, ok = parseWebStamp(ev.Stamp)
-	} else {
-		t, ok = parseStamp(ev.Stamp, e.now())
-	}
+	t, ok := parseStampKind(ev.stampKind, ev.Stamp, e.now())
 	if !ok {
 		return e.now().UnixNano()
 	}
 	ns := t.UnixNano()
 	if len(ev.Stamp) <= len(e.stampBuf) {
 		e.stampLen = copy(e.stampBuf[:], ev.Stamp)
-		e.stampWeb, e.stampTime = ev.web, ns
+		e.stampKind, e.stampTime = ev.stampKind, ns
 	}
 	return ns
 }
@@ -288,9 +289,26 @@ func (e *Engine) hashField(ev *Event, f Field) uint64 {
 	return maphash.String(e.seed, ev.str(f))
 }
 
+// hashHost hashes a host name without regard to case.
+func (e *Engine) hashHost(s string) uint64 {
+	var h maphash.Hash
+	h.SetSeed(e.seed)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		h.WriteByte(c)
+	}
+	return h.Sum64() | 1
+}
+
 // record counts ev at time t (unix ns) for rule r.
 func (e *Engine) record(r *ruleState, ev *Event, t int64) (intel.Sighting, bool) {
 	key := groupKey{addr: ev.Src}
+	if ev.Host != "" {
+		key.h = e.hashHost(ev.Host)
+	}
 	for _, f := range r.group {
 		key.h = key.h*31 + e.hashField(ev, f)
 	}
@@ -386,8 +404,16 @@ func (e *Engine) record(r *ruleState, ev *Event, t int64) (intel.Sighting, bool)
 		e.stats.Ahead++
 		t, first = now, min(first, now)
 	}
+	ind := intel.IndicatorFromAddr(ev.Src)
+	if ev.Host != "" {
+		var err error
+		if ind, err = intel.NewIndicator(intel.Domain, ev.Host); err != nil {
+			e.stats.Skipped++ // the parsers pass only names that are valid domains
+			return intel.Sighting{}, false
+		}
+	}
 	return intel.Sighting{
-		Indicator:  intel.IndicatorFromAddr(ev.Src),
+		Indicator:  ind,
 		Detector:   r.Name,
 		Technique:  r.Technique,
 		Severity:   r.Severity,

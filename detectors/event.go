@@ -34,8 +34,47 @@ const (
 	KindHTTPRequest
 	// KindFirewall: a kernel firewall log line (iptables or nftables LOG).
 	KindFirewall
+	// KindSSHNotAllowed: sshd refused a user by its configuration
+	// ("User <u> from <addr> not allowed because ...", "ROOT LOGIN
+	// REFUSED FROM <addr>", a TCP wrappers "refused connect from").
+	KindSSHNotAllowed
+	// KindSSHKex: a connection that never got to authentication: no or a
+	// bad identification string, no common algorithm, a corrupt or
+	// timed-out key exchange.
+	KindSSHKex
+	// KindPAMFailure: "pam_unix(<service>:auth): authentication failure;
+	// ... rhost=<addr>" or the older "<service>(pam_unix)[pid]:
+	// authentication failure; ..." of a service other than sshd.
+	KindPAMFailure
+	// KindLocalAuthFailure: a failed sudo or su, or a PAM failure with no
+	// remote host. It names no remote party, so no rule can attribute it:
+	// such lines are counted (EngineStats.Local), never reported.
+	KindLocalAuthFailure
+	// KindMailAuthFailure: a failed SMTP or IMAP/POP3 login (Postfix SASL,
+	// Dovecot, Exim authenticators).
+	KindMailAuthFailure
+	// KindFTPAuthFailure: a failed FTP login (vsftpd, ProFTPD, Pure-FTPd).
+	KindFTPAuthFailure
+	// KindHTTPAuthFailure: a failed HTTP basic authentication in a web
+	// server's error log (nginx, Apache).
+	KindHTTPAuthFailure
+	// KindHTTPRateLimited: a request refused by nginx limit_req.
+	KindHTTPRateLimited
+	// KindDBAuthFailure: a failed database login (MySQL, MariaDB,
+	// PostgreSQL).
+	KindDBAuthFailure
+	// KindVPNAuthFailure: a failed OpenVPN handshake or authentication.
+	KindVPNAuthFailure
+	// KindK8sDenied: a Kubernetes API request refused with 401 or 403
+	// (audit log).
+	KindK8sDenied
+	// KindCloudLoginFailure: a failed AWS console login (CloudTrail).
+	KindCloudLoginFailure
 	numKinds
 )
+
+// The rule compiler keeps the kinds a rule may match as bits of a uint64.
+var _ [64 - numKinds]struct{}
 
 var kindNames = [numKinds]string{
 	KindNone:                 "none",
@@ -48,6 +87,18 @@ var kindNames = [numKinds]string{
 	KindSSHBreakIn:           "ssh_breakin",
 	KindHTTPRequest:          "http_request",
 	KindFirewall:             "firewall",
+	KindSSHNotAllowed:        "ssh_not_allowed",
+	KindSSHKex:               "ssh_kex_failure",
+	KindPAMFailure:           "pam_failure",
+	KindLocalAuthFailure:     "local_auth_failure",
+	KindMailAuthFailure:      "mail_auth_failure",
+	KindFTPAuthFailure:       "ftp_auth_failure",
+	KindHTTPAuthFailure:      "http_auth_failure",
+	KindHTTPRateLimited:      "http_rate_limited",
+	KindDBAuthFailure:        "db_auth_failure",
+	KindVPNAuthFailure:       "vpn_auth_failure",
+	KindK8sDenied:            "k8s_denied",
+	KindCloudLoginFailure:    "cloud_login_failure",
 }
 
 func (k Kind) String() string {
@@ -71,15 +122,20 @@ func kindByName(s string) (Kind, bool) {
 // the line is; the engine never keeps them.
 type Event struct {
 	Kind    Kind
-	Program string     // syslog tag without pid, e.g. "sshd", "kernel", "nginx"
+	Program string     // syslog tag without pid, e.g. "sshd", "kernel", "nginx"; or the log's family ("exim", "traefik")
 	Src     netip.Addr // the remote party: ssh client, http client, packet source
+	// Host is the remote party when the log names it by a host name
+	// (sshd with UseDNS, pam_unix's rhost, proftpd): Src is then
+	// invalid, and a sighting reports the name as a domain.
+	Host    string
 	Port    uint16     // source port, 0 when unknown
 	Dst     netip.Addr // firewall lines: packet destination
 	DstPort uint16     // firewall lines: destination port
-	User    string     // ssh user name, http remote user
-	Method  string     // ssh auth method ("password", "publickey", ...) or http method
-	Path    string     // http path without query string
+	User    string     // user name tried (ssh, pam, mail, ftp, database), http remote user
+	Method  string     // ssh auth method ("password", "publickey", ...), mail SASL mechanism, http method or verb
+	Path    string     // http path without query string, Kubernetes request URI
 	Status  int        // http status
+	Agent   string     // http user agent
 	Proto   string     // firewall lines: PROTO= ("TCP", "UDP", ...)
 	Tag     string     // firewall lines: the log prefix, e.g. "[UFW BLOCK]"
 	// Stamp is the raw timestamp of the line, "" when it has none.
@@ -87,8 +143,20 @@ type Event struct {
 	// invalid marks "Failed ... for invalid user": sshd logs it after the
 	// "Invalid user" line of the same connection for its first attempt.
 	invalid bool
-	web     bool // Stamp is a web access log stamp ("10/Oct/2000:13:55:36 -0700")
+	// stampKind says how Stamp is written.
+	stampKind stampKind
 }
+
+// stampKind says how an event's Stamp is written.
+type stampKind uint8
+
+const (
+	stampSyslog stampKind = iota // "Nov 28 12:00:01" or RFC 3339
+	stampWeb                     // "10/Oct/2000:13:55:36 -0700"
+	stampDate                    // "2024-11-28 12:00:01[.fff]" or "2024/11/28 12:00:01", local time
+	stampCtime                   // "Sat Nov 28 12:00:01[.ffffff] 2024", local time
+	stampUnix                    // "1732795201.123", seconds since the epoch
+)
 
 // Field names a field of Event in rules.
 type Field uint8
@@ -108,6 +176,7 @@ const (
 	FieldStatus
 	FieldProto
 	FieldTag
+	FieldAgent
 	numFields
 )
 
@@ -125,6 +194,7 @@ var fieldNames = [numFields]string{
 	FieldStatus:  "status",
 	FieldProto:   "proto",
 	FieldTag:     "tag",
+	FieldAgent:   "agent",
 }
 
 func (f Field) String() string {
@@ -179,6 +249,8 @@ func (ev *Event) str(f Field) string {
 		return ev.Proto
 	case FieldTag:
 		return ev.Tag
+	case FieldAgent:
+		return ev.Agent
 	}
 	return ""
 }

@@ -16,6 +16,9 @@ const (
 	resMatched
 	// resMalformed: a line of a known kind whose fields cannot be read.
 	resMalformed
+	// resLocal: a failure that names no remote party (sudo, su, a local
+	// login): counted, never attributed.
+	resLocal
 )
 
 // splitSyslog strips an optional "<PRI>" and the timestamp from a syslog
@@ -41,21 +44,76 @@ func splitSyslog(line string) (stamp, rest string) {
 
 // parseLine recognises one log line and extracts its event. It never
 // allocates: the event's strings point into line.
+//
+// Syslog lines are dispatched on their program tag, so that a family
+// costs the lines of other programs one comparison. Lines that are not
+// syslog lines are dispatched on their first byte: a JSON object, a web
+// access log (it starts with the client address), a bracketed stamp
+// (Apache's error log), a date (nginx's error log, Exim, MySQL,
+// PostgreSQL) or a weekday (vsftpd's own log).
 func parseLine(line string, ev *Event) parseResult {
 	if n := len(line); n > 0 && line[n-1] == '\r' {
 		line = line[:n-1]
 	}
 	stamp, rest := splitSyslog(line)
-	if stamp == "" && len(rest) > 0 && (isHex(rest[0]) || rest[0] == ':') {
-		// A web access log line starts with the client address.
-		if res := parseWeb(rest, ev); res != resIgnored {
-			return res
+	if stamp == "" && len(rest) > 0 {
+		switch c := rest[0]; {
+		case c == '{':
+			return parseJSON(rest, ev)
+		case c == '[':
+			if res := parseApacheError(rest, ev); res != resIgnored {
+				return res
+			}
+		case isHex(c) || c == ':':
+			// A web access log line starts with the client address.
+			if res := parseWeb(rest, ev); res != resIgnored {
+				return res
+			}
+			if isDigit(c) {
+				if res := parseDated(rest, ev); res != resIgnored {
+					return res
+				}
+			}
+		case c >= 'A' && c <= 'Z':
+			if res := parseVsftpdLog(rest, ev); res != resIgnored {
+				return res
+			}
 		}
 	}
 	prog, msg, ok := syslogMessage(rest, stamp != "")
 	if !ok {
+		if stamp != "" && stamp[0] != '<' && isDigit(stamp[0]) {
+			// An RFC 3339 stamp and no syslog tag: MySQL 8's error log.
+			if res := parseMySQL(rest, ev); res == resMatched {
+				ev.Stamp = stamp
+				return res
+			} else if res != resIgnored {
+				return res
+			}
+		}
 		return resIgnored
 	}
+	var res parseResult
+	switch {
+	case len(msg) > 4 && msg[0] == 'p' && msg[1] == 'a' && msg[2] == 'm' && msg[3] == '_':
+		// A PAM module's message, whatever the program.
+		res = parsePAM(prog, msg, ev)
+	default:
+		res = parseProgram(prog, msg, ev)
+	}
+	if res == resMatched || res == resLocal {
+		if ev.Program == "" {
+			ev.Program = strings.TrimSuffix(prog, "(pam_unix)")
+		}
+		if ev.Stamp == "" {
+			ev.Stamp = stamp
+		}
+	}
+	return res
+}
+
+// parseProgram dispatches a syslog message on its program tag.
+func parseProgram(prog, msg string, ev *Event) parseResult {
 	var res parseResult
 	switch prog {
 	case "sshd", "sshd-session":
@@ -66,16 +124,40 @@ func parseLine(line string, ev *Event) parseResult {
 		// An access log sent to syslog: the access log's own stamp,
 		// which has a zone, is the time.
 		res = parseWeb(msg, ev)
-		if res == resMatched {
-			ev.Program = prog
+		if res == resIgnored && prog == "nginx" {
+			// nginx's error log sent to syslog
+			res = parseNginxErrorMsg(msg, ev)
 		}
-		return res
+	case "sudo":
+		res = parseSudo(msg, ev)
+	case "su":
+		res = parseSu(msg, ev)
+	case "dovecot", "imap-login", "pop3-login", "auth", "auth-worker":
+		res = parseDovecot(msg, ev)
+	case "exim", "exim4":
+		res = parseExim(msg, ev)
+	case "vsftpd":
+		res = parseVsftpd(msg, ev)
+	case "proftpd":
+		res = parseProftpd(msg, ev)
+	case "pure-ftpd":
+		res = parsePureFTPd(msg, ev)
+	case "mysqld", "mariadbd", "mysqld_safe", "mariadb":
+		res = parseMySQL(msg, ev)
+	case "postgres", "postgresql":
+		res = parsePostgres(msg, ev)
+	case "openvpn", "ovpn-server", "ovpn-client":
+		res = parseOpenVPN(msg, ev)
 	default:
-		return resIgnored
-	}
-	if res == resMatched {
-		ev.Program = prog
-		ev.Stamp = stamp
+		switch {
+		case strings.HasPrefix(prog, "postfix"):
+			res = parsePostfix(msg, ev)
+		case strings.HasPrefix(prog, "ovpn-") || strings.HasPrefix(prog, "openvpn"):
+			res = parseOpenVPN(msg, ev)
+		case strings.HasSuffix(prog, "(pam_unix)"):
+			// The tag of older pam_unix: "sshd(pam_unix)[pid]: ..."
+			res = parsePAMOld(prog[:len(prog)-len("(pam_unix)")], msg, ev)
+		}
 	}
 	return res
 }
@@ -111,6 +193,15 @@ func syslogTag(s string) (prog, msg string, ok bool) {
 	}
 	if i == 0 || i == len(s) {
 		return "", "", false
+	}
+	if s[i] == '(' {
+		// "sshd(pam_unix)[pid]: ": the tag of older pam_unix
+		if j := strings.IndexByte(s[i:min(len(s), i+24)], ')'); j > 1 {
+			i += j + 1
+		}
+		if i == len(s) {
+			return "", "", false
+		}
 	}
 	prog, s = s[:i], s[i:]
 	if s[0] == '[' {

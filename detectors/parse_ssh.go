@@ -9,10 +9,15 @@ import "strings"
 // " from <addr> port <n>": the address sshd writes after a user name is
 // found from the end of the message, never from the start.
 func parseSSHMessage(msg string, ev *Event) parseResult {
-	msg = strings.TrimSuffix(msg, " [preauth]")
+	m, preauth := strings.CutSuffix(msg, " [preauth]")
+	if len(m) > 7 && m[5] == ':' && m[6] == ' ' && (strings.HasPrefix(m, "error") || strings.HasPrefix(m, "fatal")) {
+		m = m[len("error: "):]
+	}
+	msg = m
 	switch {
 	case strings.HasPrefix(msg, "Failed "):
 		// "Failed <method> for [invalid user ]<user> from <addr> port <n> ssh2[: <key>]"
+		// (OpenSSH before 3.9 wrote "illegal user")
 		m := msg[len("Failed "):]
 		sp := strings.IndexByte(m, ' ')
 		if sp <= 0 || !strings.HasPrefix(m[sp:], " for ") {
@@ -20,19 +25,19 @@ func parseSSHMessage(msg string, ev *Event) parseResult {
 		}
 		ev.Kind, ev.Method = KindSSHFailed, m[:sp]
 		u := m[sp+len(" for "):]
-		if strings.HasPrefix(u, "invalid user ") {
+		if strings.HasPrefix(u, "invalid user ") || strings.HasPrefix(u, "illegal user ") {
 			ev.invalid = true
 			u = u[len("invalid user "):]
 		}
 		return sshAuthLog(u, ev.Method, ev)
-	case strings.HasPrefix(msg, "Invalid user "):
+	case strings.HasPrefix(msg, "Invalid user "), strings.HasPrefix(msg, "Illegal user "):
 		// "Invalid user <user> from <addr> port <n>"
 		ev.Kind = KindSSHInvalidUser
 		return sshFrom(msg[len("Invalid user "):], ev)
-	case strings.HasPrefix(msg, "error: maximum authentication attempts exceeded for "):
+	case strings.HasPrefix(msg, "maximum authentication attempts exceeded for "):
 		// "... for [invalid user ]<user> from <addr> port <n> ssh2"
 		ev.Kind = KindSSHMaxAuth
-		u := msg[len("error: maximum authentication attempts exceeded for "):]
+		u := msg[len("maximum authentication attempts exceeded for "):]
 		u = strings.TrimPrefix(u, "invalid user ")
 		return sshFromSSH2(u, ev)
 	case strings.HasPrefix(msg, "Disconnecting "):
@@ -43,20 +48,118 @@ func parseSSHMessage(msg string, ev *Event) parseResult {
 		}
 		ev.Kind = KindSSHMaxAuth
 		return sshUserAddrPort(msg[len("Disconnecting "):i], ev)
+	case strings.HasPrefix(msg, "PAM: Authentication failure for "),
+		strings.HasPrefix(msg, "PAM: User not known to the underlying authentication module for "):
+		// "PAM: Authentication failure for [illegal user ]<user> from <host>" (OpenSSH 3.x)
+		ev.Kind, ev.Method = KindSSHFailed, "pam"
+		u := msg[strings.Index(msg, " for ")+len(" for "):]
+		if strings.HasPrefix(u, "illegal user ") || strings.HasPrefix(u, "invalid user ") {
+			u = u[len("illegal user "):]
+		}
+		i := strings.LastIndex(u, " from ")
+		if i < 0 {
+			return resMalformed
+		}
+		ev.User = u[:i]
+		h := u[i+len(" from "):]
+		if j := strings.Index(h, " via "); j >= 0 {
+			h = h[:j]
+		}
+		return readSource(h, ev)
+	case strings.HasPrefix(msg, "User ") && strings.Contains(msg, " not allowed because "):
+		// "User <user> from <host> not allowed because not listed in AllowUsers"
+		// (and listed in DenyUsers, not in any group, a group is listed in
+		// DenyGroups, none of user's groups are listed in AllowGroups)
+		ev.Kind = KindSSHNotAllowed
+		m := msg[len("User "):strings.LastIndex(msg, " not allowed because ")]
+		i := strings.LastIndex(m, " from ")
+		if i < 0 {
+			return resMalformed
+		}
+		ev.User = m[:i]
+		return readSource(m[i+len(" from "):], ev)
+	case strings.HasPrefix(msg, "ROOT LOGIN REFUSED FROM "):
+		// "ROOT LOGIN REFUSED FROM <host>[ port <n>]"
+		ev.Kind, ev.User = KindSSHNotAllowed, "root"
+		return sshHostPort(msg[len("ROOT LOGIN REFUSED FROM "):], ev)
+	case strings.HasPrefix(msg, "refused connect from "):
+		// TCP wrappers: "refused connect from <name> (<addr>)"
+		ev.Kind = KindSSHNotAllowed
+		m := msg[len("refused connect from "):]
+		i := strings.LastIndex(m, " (")
+		if i < 0 || !strings.HasSuffix(m, ")") {
+			return resMalformed
+		}
+		return readSource(m[i+2:len(m)-1], ev)
+	case strings.HasPrefix(msg, "Did not receive identification string from "):
+		ev.Kind = KindSSHKex
+		return sshHostPort(msg[len("Did not receive identification string from "):], ev)
+	case strings.HasPrefix(msg, "Bad protocol version identification "):
+		// "Bad protocol version identification '<client's>' from <addr>[ port <n>]"
+		ev.Kind = KindSSHKex
+		i := strings.LastIndex(msg, "' from ")
+		if i < 0 {
+			return resMalformed
+		}
+		return sshHostPort(msg[i+len("' from "):], ev)
+	case strings.HasPrefix(msg, "Unable to negotiate with "):
+		// "Unable to negotiate with <addr> port <n>: no matching <what> found. Their offer: <client's>"
+		ev.Kind = KindSSHKex
+		m := msg[len("Unable to negotiate with "):]
+		i := strings.Index(m, ": no matching ")
+		if i < 0 {
+			return resMalformed
+		}
+		return sshHostPort(m[:i], ev)
+	case strings.HasPrefix(msg, "banner exchange: Connection from "),
+		strings.HasPrefix(msg, "ssh_dispatch_run_fatal: Connection from "):
+		// "banner exchange: Connection from <addr> port <n>: invalid format"
+		// "ssh_dispatch_run_fatal: Connection from [authenticating user <u> ]<addr> port <n>: message authentication code incorrect"
+		ev.Kind = KindSSHKex
+		m := msg[strings.Index(msg, "Connection from ")+len("Connection from "):]
+		i := strings.LastIndex(m, ": ")
+		if i < 0 {
+			return resMalformed
+		}
+		return sshUserAddrPort(m[:i], ev)
+	case strings.HasPrefix(msg, "Timeout before authentication for "):
+		// "Timeout before authentication for <addr> port <n>"
+		ev.Kind = KindSSHKex
+		return sshHostPort(msg[len("Timeout before authentication for "):], ev)
 	case strings.HasPrefix(msg, "Connection reset by "):
+		if !preauth {
+			return resIgnored // the end of a session
+		}
 		ev.Kind = KindSSHPreauthReset
 		return sshUserAddrPort(msg[len("Connection reset by "):], ev)
 	case strings.HasPrefix(msg, "Connection closed by "):
+		if !preauth {
+			return resIgnored
+		}
 		ev.Kind = KindSSHPreauthDisconnect
 		return sshUserAddrPort(msg[len("Connection closed by "):], ev)
 	case strings.HasPrefix(msg, "Disconnected from "):
+		if !preauth {
+			return resIgnored
+		}
 		ev.Kind = KindSSHPreauthDisconnect
 		return sshUserAddrPort(msg[len("Disconnected from "):], ev)
 	case strings.HasPrefix(msg, "Received disconnect from "):
 		// "Received disconnect from <addr> port <n>:11: <reason chosen by the client>"
+		// "Received disconnect from <addr>: 3: <reason>" (OpenSSH before 7.2)
+		if !preauth {
+			return resIgnored
+		}
 		ev.Kind = KindSSHPreauthDisconnect
 		m := msg[len("Received disconnect from "):]
 		sp := strings.IndexByte(m, ' ')
+		if sp > 0 && !strings.HasPrefix(m[sp:], " port ") && m[sp-1] == ':' {
+			// no port: "<addr>: <code>: <reason>"
+			if !readAddr(m[:sp-1], &ev.Src) {
+				return resMalformed
+			}
+			return resMatched
+		}
 		if sp < 0 || !readAddr(m[:sp], &ev.Src) {
 			return resMalformed
 		}
@@ -69,30 +172,6 @@ func parseSSHMessage(msg string, ev *Event) parseResult {
 			return resMalformed
 		}
 		ev.Port = p
-		return resMatched
-	case strings.HasPrefix(msg, "pam_unix(sshd:auth): authentication failure;"):
-		// "...; logname= uid=0 euid=0 tty=ssh ruser= rhost=<addr>  user=<user>"
-		// Only the user name, last, is the client's: the first rhost= is
-		// pam_unix's, and the user name is all that follows it.
-		ev.Kind = KindSSHPAMFailure
-		i := strings.Index(msg, " rhost=")
-		if i < 0 {
-			return resMalformed
-		}
-		h := msg[i+len(" rhost="):]
-		end := strings.IndexByte(h, ' ')
-		if end < 0 {
-			end = len(h)
-		}
-		if !readAddr(h[:end], &ev.Src) {
-			return resMalformed // a host name (UseDNS) or junk: no address to count
-		}
-		switch h = h[end:]; {
-		case strings.HasPrefix(h, "  user="):
-			ev.User = h[len("  user="):]
-		case h != "" && h != " ":
-			return resMalformed
-		}
 		return resMatched
 	case strings.HasSuffix(msg, "POSSIBLE BREAK-IN ATTEMPT!"):
 		ev.Kind = KindSSHBreakIn
@@ -114,6 +193,19 @@ func parseSSHMessage(msg string, ev *Event) parseResult {
 		return resMatched
 	}
 	return resIgnored
+}
+
+// sshHostPort reads "<addr or host>[ port <n>]", which must end there.
+func sshHostPort(m string, ev *Event) parseResult {
+	h := m
+	if i := strings.Index(m, " port "); i >= 0 {
+		p, ok := parsePort(m[i+len(" port "):])
+		if !ok || strings.IndexByte(m[i+len(" port "):], ' ') >= 0 {
+			return resMalformed
+		}
+		ev.Port, h = p, m[:i]
+	}
+	return readSource(h, ev)
 }
 
 // sshAuthLog reads the rest of sshd's auth_log message,
@@ -299,18 +391,18 @@ func sshFromEnd(u string, ssh2 bool, ev *Event) parseResult {
 }
 
 // sshUserAddrPort reads "[authenticating user |invalid user |user ]<user> <addr> port <n>"
-// or "<addr> port <n>". The user name comes first and may contain
+// or "<addr> port <n>"; OpenSSH before 7.x wrote no port. The user name comes first and may contain
 // anything, so the address is the word before the last " port ".
 func sshUserAddrPort(m string, ev *Event) parseResult {
-	i := strings.LastIndex(m, " port ")
-	if i < 0 {
-		return resMalformed
+	var p uint16
+	head := m
+	if i := strings.LastIndex(m, " port "); i >= 0 {
+		var ok bool
+		if p, ok = parsePort(m[i+len(" port "):]); !ok {
+			return resMalformed
+		}
+		head = m[:i]
 	}
-	p, ok := parsePort(m[i+len(" port "):])
-	if !ok {
-		return resMalformed
-	}
-	head := m[:i]
 	sp := strings.LastIndexByte(head, ' ')
 	if !readAddr(head[sp+1:], &ev.Src) {
 		return resMalformed

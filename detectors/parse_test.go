@@ -181,17 +181,13 @@ func FuzzParseSSH(f *testing.F) {
 		var ev Event
 		res := parseLine(line, &ev)
 		if res == resMatched {
-			if !ev.Src.IsValid() || ev.Src.Zone() != "" || ev.Src.Is4In6() {
+			if !ev.Src.IsValid() && hostName(ev.Host) != hostRemote || ev.Src.Zone() != "" || ev.Src.Is4In6() {
 				t.Fatalf("matched with address %v", ev.Src)
 			}
 			if ev.Kind == KindNone {
 				t.Fatal("matched without a kind")
 			}
-			if ev.web {
-				parseWebStamp(ev.Stamp)
-			} else {
-				parseStamp(ev.Stamp, now)
-			}
+			parseStampKind(ev.stampKind, ev.Stamp, now)
 		}
 	})
 }

@@ -39,7 +39,7 @@ func parseWeb(s string, ev *Event) parseResult {
 	if rb < 0 {
 		return resMalformed
 	}
-	ev.Stamp, ev.web = rest[:rb], true
+	ev.Stamp, ev.stampKind = rest[:rb], stampWeb
 	rest = rest[rb+1:]
 	if !strings.HasPrefix(rest, ` "`) {
 		return resMalformed
@@ -79,7 +79,34 @@ func parseWeb(s string, ev *Event) parseResult {
 	}
 	ev.Status = int(rest[1]-'0')*100 + int(rest[2]-'0')*10 + int(rest[3]-'0')
 	ev.Kind = KindHTTPRequest
+	// combined format: ` <bytes> "<referer>" "<agent>"`; the common format
+	// ends at the bytes.
+	rest = rest[min(len(rest), 5):]
+	if sp := strings.IndexByte(rest, ' '); sp >= 0 {
+		if _, rest = quoted(rest[sp+1:]); rest != "" && rest[0] == ' ' {
+			ev.Agent, _ = quoted(rest[1:])
+		}
+	}
 	return resMatched
+}
+
+// quoted reads a quoted field of an access log at the start of s, whose
+// quotes inside are escaped (nginx writes \x22, Apache \"), and returns
+// its contents and what follows it. s not starting with a quote, or
+// without the closing one, gives "" and "".
+func quoted(s string) (field, rest string) {
+	if s == "" || s[0] != '"' {
+		return "", ""
+	}
+	for i := 1; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case '"':
+			return s[1:i], s[i+1:]
+		}
+	}
+	return "", ""
 }
 
 // parseWebStamp reads the stamp of the combined log format,

@@ -40,13 +40,13 @@ func TestParsersGolden(t *testing.T) {
 				n++
 				var ev Event
 				res := parseLine(string(line), &ev)
-				out := map[string]any{"line": n, "result": [...]string{"ignored", "matched", "malformed"}[res]}
+				out := map[string]any{"line": n, "result": [...]string{"ignored", "matched", "malformed", "local"}[res]}
 				counts[out["result"].(string)]++
 				if !utf8.Valid(line) {
 					out["non_utf8"] = true
 					counts["non_utf8"]++
 				}
-				if res == resMatched {
+				if res == resMatched || res == resLocal {
 					out["event"] = eventJSON(&ev)
 				}
 				if err := enc.Encode(out); err != nil {
@@ -67,7 +67,10 @@ func TestParsersGolden(t *testing.T) {
 
 // eventJSON renders the set fields of an event.
 func eventJSON(ev *Event) map[string]any {
-	m := map[string]any{"kind": ev.Kind.String(), "src": ev.Src.String()}
+	m := map[string]any{"kind": ev.Kind.String()}
+	if ev.Src.IsValid() {
+		m["src"] = ev.Src.String()
+	}
 	set := func(k, v string) {
 		if v != "" {
 			m[k] = v
@@ -85,6 +88,8 @@ func eventJSON(ev *Event) map[string]any {
 	set("proto", ev.Proto)
 	set("tag", ev.Tag)
 	set("stamp", ev.Stamp)
+	set("agent", ev.Agent)
+	set("host", ev.Host)
 	num("port", int(ev.Port))
 	num("dst_port", int(ev.DstPort))
 	num("status", ev.Status)

@@ -57,7 +57,9 @@ type Bucket struct {
 }
 
 // Condition tests one field of an event. Exactly one of Equals, In,
-// Prefix, or Min/Max (numeric fields) is set; Not inverts the result.
+// Prefix, Contains, or Min/Max (numeric fields) is set; Not inverts the
+// result. Contains matches when the field holds any of the strings,
+// whatever their ASCII case (user agents).
 // For the address fields (src, dst) Equals and In take addresses or
 // prefixes ("203.0.113.0/24").
 type Condition struct {
@@ -65,9 +67,11 @@ type Condition struct {
 	Equals *string  `yaml:"equals,omitempty"`
 	In     []string `yaml:"in,omitempty"`
 	Prefix []string `yaml:"prefix,omitempty"`
-	Min    *int64   `yaml:"min,omitempty"`
-	Max    *int64   `yaml:"max,omitempty"`
-	Not    bool     `yaml:"not,omitempty"`
+	// Contains: any of these, ignoring ASCII case.
+	Contains []string `yaml:"contains,omitempty"`
+	Min      *int64   `yaml:"min,omitempty"`
+	Max      *int64   `yaml:"max,omitempty"`
+	Not      bool     `yaml:"not,omitempty"`
 }
 
 //go:embed rules/*.yaml

@@ -37,10 +37,21 @@ func TestRuleFileErrorsNameFileRuleField(t *testing.T) {
 
 func TestBuiltinPack(t *testing.T) {
 	rs := BuiltinRules()
-	want := []string{"ssh-bruteforce", "ssh-user-enum", "web-path-scan", "web-login-bruteforce", "port-scan"}
+	want := []string{"ssh-bruteforce", "ssh-user-enum", "ssh-preauth-abuse", "ssh-kex-probe", "pam-bruteforce",
+		"web-path-scan", "web-login-bruteforce", "port-scan", // builtin.yaml
+		"k8s-api-denied", "aws-console-bruteforce", // cloud.yaml
+		"db-bruteforce",                           // db.yaml
+		"ftp-bruteforce",                          // ftp.yaml
+		"mail-auth-bruteforce", "mail-auth-spray", // mail.yaml
+		"vpn-bruteforce",                                                                                       // vpn.yaml
+		"web-auth-bruteforce", "web-401-bruteforce", "web-rate-limited", "web-bad-bot", "wordpress-bruteforce", // web.yaml
+	}
 	var got []string
 	for _, r := range rs.Rules() {
 		got = append(got, r.Name)
+		if r.Technique == "" || r.Severity == "" || strings.TrimSpace(r.Description) == "" {
+			t.Errorf("rule %s: technique %q, severity %q, description %q: each must be set", r.Name, r.Technique, r.Severity, r.Description)
+		}
 	}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("pack %v, want %v", got, want)
