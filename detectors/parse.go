@@ -98,6 +98,9 @@ func parseLine(line string, ev *Event) parseResult {
 	case len(msg) > 4 && msg[0] == 'p' && msg[1] == 'a' && msg[2] == 'm' && msg[3] == '_':
 		// A PAM module's message, whatever the program.
 		res = parsePAM(prog, msg, ev)
+		if res == resIgnored && prog == "su" {
+			res = parseSu(msg, ev) // "pam_authenticate: Authentication failure"
+		}
 	default:
 		res = parseProgram(prog, msg, ev)
 	}
@@ -125,8 +128,10 @@ func parseProgram(prog, msg string, ev *Event) parseResult {
 		// which has a zone, is the time.
 		res = parseWeb(msg, ev)
 		if res == resIgnored && prog == "nginx" {
-			// nginx's error log sent to syslog
-			res = parseNginxErrorMsg(msg, ev)
+			// nginx's error log sent to syslog, with or without its stamp
+			if res = parseNginxErrorMsg(msg, ev); res == resIgnored {
+				res = parseNginxError(msg, ev)
+			}
 		}
 	case "sudo":
 		res = parseSudo(msg, ev)

@@ -26,8 +26,9 @@ func parseNginxError(line string, ev *Event) parseResult {
 //	[error] <pid>#<tid>: *<conn> limiting requests, excess: <n> by zone "<zone>", client: <addr>, ...
 //
 // The user name comes before the client and the request after it, and
-// both are the client's; so every ", client: <addr>, server: " after the
-// marker is a candidate, and a line with two is malformed.
+// both are the client's; but a basic authentication user name holds no
+// ':' (the user ends at the first one), so the first ", client: " after
+// it is nginx's.
 func parseNginxErrorMsg(msg string, ev *Event) parseResult {
 	if len(msg) < 8 || msg[0] != '[' {
 		return resIgnored
@@ -70,33 +71,21 @@ func parseNginxErrorMsg(msg string, ev *Event) parseResult {
 			}
 		}
 		ev.Kind = KindHTTPAuthFailure
-		u := m[len("user \""):]
-		n := 0
-		var found Event
-		for k := 0; n < 2; {
-			j := strings.Index(u[k:], ", client: ")
-			if j < 0 {
-				break
-			}
-			j += k
-			a := u[j+len(", client: "):]
-			if c := strings.Index(a, ", server: "); c > 0 {
-				var try Event
-				if readAddr(a[:c], &try.Src) {
-					n++
-					found, found.User = try, u[:j]
-				}
-			}
-			k = j + 1
-		}
-		if n != 1 {
+		u := m[len("user \""):end]
+		if strings.IndexByte(u, ':') >= 0 {
+			// A basic authentication user name ends at the first ':'.
 			return resMalformed
 		}
-		ev.Src = found.Src
-		if i := strings.Index(found.User, "\": password mismatch"); i >= 0 {
-			ev.User = found.User[:i]
-		} else if i := strings.Index(found.User, "\" was not found in \""); i >= 0 {
-			ev.User = found.User[:i]
+		ev.User = u
+		a := m[end:]
+		i := strings.Index(a, ", client: ")
+		if i < 0 {
+			return resMalformed
+		}
+		a = a[i+len(", client: "):]
+		c := strings.Index(a, ", server: ")
+		if c < 0 || !readAddr(a[:c], &ev.Src) {
+			return resMalformed
 		}
 		return resMatched
 	}
@@ -123,6 +112,13 @@ func parseApacheError(line string, ev *Event) parseResult {
 	}
 	m := line[rb+i+len("] [client "):]
 	cb := strings.IndexByte(m, ']')
+	if len(m) > 0 && m[0] == '[' { // "[<ipv6>]:<port>]"
+		if j := strings.Index(m, "]:"); j > 0 {
+			if k := strings.IndexByte(m[j+2:], ']'); k >= 0 {
+				cb = j + 2 + k
+			}
+		}
+	}
 	if cb < 0 {
 		return resIgnored
 	}
@@ -147,7 +143,7 @@ func parseApacheError(line string, ev *Event) parseResult {
 	if !readAddr(a, &ev.Src) {
 		// "<addr>:<port>"
 		c := strings.LastIndexByte(a, ':')
-		if c < 0 || !readAddr(a[:c], &ev.Src) {
+		if c < 0 || !readAddr(strings.TrimSuffix(strings.TrimPrefix(a[:c], "["), "]"), &ev.Src) {
 			return resMalformed
 		}
 		p, ok := parsePortEnd(a[c+1:], 0)
