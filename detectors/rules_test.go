@@ -63,3 +63,32 @@ func TestBuiltinPack(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestEveryRuleHasGolden checks that each rule of the built-in pack fires
+// in at least one golden case of testdata/rules (or the replay log), so
+// that a rule cannot be added without its golden test.
+func TestEveryRuleHasGolden(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "rules", "*", "expected"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, filepath.Join("testdata", "replay", "sightings.golden"))
+	fired := map[string]bool{}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for line := range strings.SplitSeq(string(data), "\n") {
+			if i := strings.Index(line, `"detector":"`); i >= 0 {
+				d := line[i+len(`"detector":"`):]
+				fired[d[:strings.IndexByte(d, '"')]] = true
+			}
+		}
+	}
+	for _, r := range BuiltinRules().Rules() {
+		if !fired[r.Name] {
+			t.Errorf("rule %s fires in no golden case of testdata/rules", r.Name)
+		}
+	}
+}
