@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -407,7 +408,8 @@ func (e *Engine) record(r *ruleState, ev *Event, t int64) (intel.Sighting, bool)
 	ind := intel.IndicatorFromAddr(ev.Src)
 	if ev.Host != "" {
 		var err error
-		if ind, err = intel.NewIndicator(intel.Domain, ev.Host); err != nil {
+		// The name points into the line: the sighting keeps a copy.
+		if ind, err = intel.NewIndicator(intel.Domain, strings.Clone(ev.Host)); err != nil {
 			e.stats.Skipped++ // the parsers pass only names that are valid domains
 			return intel.Sighting{}, false
 		}
