@@ -119,7 +119,9 @@ var families = []family{
 			func(c lineCtx) string {
 				return sl(c, pid(c, "login"), "pam_unix(login:auth): authentication failure; logname=LOGIN uid=0 euid=0 tty=tty1 ruser= rhost=  user=root")
 			},
-			func(c lineCtx) string { return sl(c, "systemd[1]", "Started session-1.scope - Session 1 of User deploy.") },
+			func(c lineCtx) string {
+				return sl(c, "systemd[1]", "Started session-1.scope - Session 1 of User deploy.")
+			},
 		},
 		malformed: []func(c lineCtx) string{
 			func(c lineCtx) string {
@@ -314,7 +316,9 @@ var families = []family{
 			},
 		},
 		malformed: []func(c lineCtx) string{
-			func(c lineCtx) string { return sl(c, pid(c, "ovpn-server"), "junk:port TLS Error: TLS handshake failed") },
+			func(c lineCtx) string {
+				return sl(c, pid(c, "ovpn-server"), "junk:port TLS Error: TLS handshake failed")
+			},
 		},
 	},
 	{
@@ -365,7 +369,9 @@ var families = []family{
 			},
 		},
 		malformed: []func(c lineCtx) string{
-			func(c lineCtx) string { return fmt.Sprintf(`{"ClientHost":"%s","DownstreamStatus":401,"RequestPath":"/x"`, c.src) },
+			func(c lineCtx) string {
+				return fmt.Sprintf(`{"ClientHost":"%s","DownstreamStatus":401,"RequestPath":"/x"`, c.src)
+			},
 		},
 	},
 }
