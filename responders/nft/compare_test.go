@@ -175,3 +175,48 @@ func TestManyBatches(t *testing.T) {
 		t.Errorf("stats %+v, want %d refreshed and %d removed", st, len(extend), len(remove))
 	}
 }
+
+// Holds answers for one indicator from the view: addresses, networks and
+// networks nested in a wider one, and not what another writer removed.
+func TestHolds(t *testing.T) {
+	ns := newNS(t)
+	f := newFirewall(t, ns)
+	ctx := t.Context()
+	a, n, inner := block(t, "203.0.113.1", time.Hour), block(t, "198.51.100.0/24", time.Hour), block(t, "198.51.100.128/25", time.Hour)
+	if err := f.Apply(ctx, []intel.Policy{a, n, inner}, nil); err != nil {
+		t.Fatal(err)
+	}
+	holds := func(ind intel.Indicator) bool {
+		t.Helper()
+		ok, err := f.Holds(ctx, ind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	for _, p := range []intel.Policy{a, n, inner} {
+		if !holds(p.Indicator) {
+			t.Errorf("Holds(%s) = false", p.Indicator.Key())
+		}
+	}
+	for _, s := range []string{"203.0.113.2", "198.51.100.7", "198.51.0.0/16", "2001:db8::1", "example"} {
+		if holds(ind(t, s)) {
+			t.Errorf("Holds(%s) = true", s)
+		}
+	}
+	other, err := nftables.New(nftables.WithNetNSFd(ns.fd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := &nftables.Table{Name: nft.DefaultTable, Family: nftables.TableFamilyINet}
+	if err := other.SetDeleteElements(&nftables.Set{Table: tb, Name: "v4", KeyType: nftables.TypeIPAddr},
+		[]nftables.SetElement{{Key: netip.MustParseAddr("203.0.113.1").AsSlice()}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if holds(a.Indicator) {
+		t.Error("Holds sees an element another writer deleted")
+	}
+}

@@ -95,6 +95,7 @@ var (
 	_ responders.TypeFilter = (*Firewall)(nil)
 	_ responders.Refresher  = (*Firewall)(nil)
 	_ responders.Comparer   = (*Firewall)(nil)
+	_ responders.Holder     = (*Firewall)(nil)
 )
 
 // New returns a backend for the table named by the options. It opens a

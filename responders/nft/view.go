@@ -515,3 +515,34 @@ func rangePrefix(first, end netip.Addr) (netip.Prefix, bool) {
 	}
 	return netip.Prefix{}, false
 }
+
+// Holds implements responders.Holder from the view, after the same check
+// as Current.
+func (f *Firewall) Holds(ctx context.Context, ind intel.Indicator) (bool, error) {
+	if err := f.lock(); err != nil {
+		return false, err
+	}
+	defer f.mu.Unlock()
+	now := f.cfg.now()
+	if err := f.sync(false); err != nil {
+		return false, err
+	}
+	v := f.view
+	switch ind.Type {
+	case intel.IPv4, intel.IPv6:
+		a, ok := addrOf(ind)
+		if !ok {
+			return false, nil
+		}
+		e, held := v.addr(a)
+		return held && e.alive(now), nil
+	case intel.CIDR:
+		k := ind.Key()
+		if e, held := v.nets[k]; held {
+			return e.alive(now), nil
+		}
+		_, nested := f.nested[k]
+		return nested && v.covered(ind), nil
+	}
+	return false, nil
+}
