@@ -59,6 +59,7 @@ type Consensus struct {
 	raft  *raft.Raft
 	layer *streamLayer
 	gate  *raftGate   // who may open raft streams (gate.go)
+	fwd   *forwarder  // proposals to the leader, in batches (forward.go)
 	joins joinLimiter // join attempts per remote peer (join.go)
 
 	changes chan struct{} // external, coalescing
@@ -120,6 +121,7 @@ func New(ctx context.Context, h host.Host, logs raft.LogStore, stable raft.Stabl
 	}
 	gctx, cancel := context.WithCancel(ctx)
 	c.group, c.cancel = routine.New(gctx), cancel
+	c.fwd = newForwarder(c.group, c.sendProposals)
 	c.fsm = newFSM(c.notify)
 	c.fsm.log = cfg.Logger.With("part", "fsm")
 	if c.fsm.verify = cfg.VerifyCache; c.fsm.verify == nil {
@@ -404,6 +406,8 @@ func (c *Consensus) Stats() map[string]string {
 	s["demotions"] = strconv.FormatUint(c.demotions.Load(), 10)
 	s["removals"] = strconv.FormatUint(c.removals.Load(), 10)
 	s["observations_dropped"] = strconv.FormatUint(c.observer.GetNumDropped(), 10)
+	s["forwarded_batches"] = strconv.FormatUint(c.fwd.batches.Load(), 10)
+	s["forwarded_commands"] = strconv.FormatUint(c.fwd.commands.Load(), 10)
 	return s
 }
 

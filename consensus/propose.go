@@ -114,7 +114,7 @@ func (c *Consensus) proposeOnce(ctx context.Context, data []byte, cmd *Command, 
 	if hops >= maxHops {
 		return fmt.Errorf("%w: %d", ErrTooManyHops, hops)
 	}
-	return c.call(ctx, leader, &rpcRequest{Kind: rpcPropose, Hops: hops + 1, Command: data})
+	return c.fwd.forward(ctx, leader, hops+1, data)
 }
 
 func (c *Consensus) leaderPeer() (peer.ID, error) {

@@ -33,6 +33,8 @@ const (
 	// joiner needs before it can sign its join.
 	rpcJoinInfo rpcKind = "join_info"
 	rpcPropose  rpcKind = "propose"
+	// rpcProposeBatch forwards several proposals at once (forward.go).
+	rpcProposeBatch rpcKind = "propose_batch"
 	// rpcReadIndex asks the leader for a read index (see ReadPolicies).
 	rpcReadIndex rpcKind = "read_index"
 )
@@ -56,6 +58,8 @@ type rpcRequest struct {
 
 	// Propose: an encoded Command.
 	Command []byte `json:"command,omitempty"`
+	// Propose batch: encoded Commands.
+	Commands [][]byte `json:"commands,omitempty"`
 }
 
 type rpcResponse struct {
@@ -70,6 +74,8 @@ type rpcResponse struct {
 	// streams to it.
 	Mesh    string   `json:"mesh,omitempty"`
 	Servers []string `json:"servers,omitempty"`
+	// Results answer propose_batch: one per command, in order.
+	Results []rpcResponse `json:"results,omitempty"`
 }
 
 // errorCodes carry sentinel errors across the wire, so that errors.Is works
@@ -313,6 +319,8 @@ func (c *Consensus) serve(ctx context.Context, from peer.ID, req *rpcRequest) (r
 			return rpcResponse{}, err
 		}
 		return rpcResponse{}, c.proposeOnce(ctx, req.Command, &cmd, req.Hops)
+	case rpcProposeBatch:
+		return c.proposeBatch(ctx, req)
 	case rpcJoin:
 		return c.joinOnce(ctx, req)
 	case rpcJoinInfo:
@@ -321,5 +329,9 @@ func (c *Consensus) serve(ctx context.Context, from peer.ID, req *rpcRequest) (r
 		index, err := c.readIndexOnce(ctx, req.Hops)
 		return rpcResponse{Index: index}, err
 	}
-	return rpcResponse{}, fmt.Errorf("%w: unknown rpc %q", ErrInvalidCommand, req.Kind)
+	return rpcResponse{}, fmt.Errorf("%w: %s %q", ErrInvalidCommand, unknownRPC, req.Kind)
 }
+
+// unknownRPC names a request kind the server does not serve, in the
+// error it answers with (forward.go falls back on it).
+const unknownRPC = "unknown rpc"
