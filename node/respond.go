@@ -211,6 +211,12 @@ func (n *Node) Enforcing(ind intel.Indicator) bool {
 		if f, ok := b.(responders.TypeFilter); ok && !f.Supports(ind.Type) {
 			continue
 		}
+		if h, ok := b.(responders.Holder); ok {
+			if held, err := h.Holds(ctx, ind); err == nil && held {
+				return true
+			}
+			continue
+		}
 		if held, err := b.Current(ctx); err == nil {
 			if _, ok := held[ind.Key()]; ok {
 				return true
