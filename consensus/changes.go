@@ -20,7 +20,7 @@ type changeLog struct {
 
 type changeEntry struct {
 	seq     uint64
-	r       rec
+	r       prec // with its own value and recExtra: the slots may be reused
 	removed bool
 }
 
@@ -38,7 +38,7 @@ func newChangeLog(size int) *changeLog {
 }
 
 // record appends the change of r. A nil log records nothing.
-func (l *changeLog) record(s *policyStore, r rec, removed bool) {
+func (l *changeLog) record(s *policyStore, r prec, removed bool) {
 	if l == nil {
 		return
 	}

@@ -20,9 +20,10 @@ func (f *fsm) activePolicies(now time.Time) []intel.Policy {
 	defer f.mu.RUnlock()
 	s := f.policies
 	out := make([]intel.Policy, 0, s.len())
-	s.byID.Ascend(func(r rec) bool {
-		if r.active(now) {
-			out = append(out, r.policy(s.strs.strs))
+	t := s.tables()
+	s.byID.Ascend(func(stored rec) bool {
+		if r := t.view(stored); r.active(now) {
+			out = append(out, r.policy(t.strs))
 		}
 		return true
 	})
@@ -61,7 +62,9 @@ func (f *fsm) policyPage(after string, limit int, now time.Time) ([]intel.Policy
 		page []intel.Policy
 		more bool
 	)
-	s.byID.AscendGreaterOrEqual(rec{id: from}, func(r rec) bool {
+	t := s.tables()
+	s.byID.AscendGreaterOrEqual(rec{id: from}, func(stored rec) bool {
+		r := t.view(stored)
 		if !r.active(now) {
 			return true
 		}
@@ -69,7 +72,7 @@ func (f *fsm) policyPage(after string, limit int, now time.Time) ([]intel.Policy
 			more = true
 			return false
 		}
-		page = append(page, r.policy(s.strs.strs))
+		page = append(page, r.policy(t.strs))
 		return true
 	})
 	if !more {

@@ -50,14 +50,17 @@ const snapshotVersion = 2
 // fsmSnapshot holds a copy of the state taken under the lock; Persist
 // encodes it outside the lock, concurrently with Apply. The policies are a
 // copy-on-write clone of the store's tree (O(1) to take; Apply copies the
-// nodes it changes afterwards) and the table of their strings; member
+// nodes it changes afterwards) and copies of the tables their records
+// refer to (reasons and authors, the values not held compactly, the
+// extras: as many entries as distinct strings and policies with such
+// values or evidence, references only); member
 // values are copied, and their slices are never mutated in place by the
 // FSM, so sharing them is safe.
 type fsmSnapshot struct {
 	clock     time.Time
 	index     uint64
 	policies  *btree.BTreeG[rec]
-	strs      []string
+	tables    recTables // copies: the store reuses their slots
 	protected map[netip.Prefix]struct{}
 	roster    map[string]Member
 	meshID    string
@@ -75,10 +78,14 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return &fsmSnapshot{
-		clock:     f.clock,
-		index:     f.index,
-		policies:  f.policies.byID.Clone(),
-		strs:      slices.Clone(f.policies.strs.strs),
+		clock:    f.clock,
+		index:    f.index,
+		policies: f.policies.byID.Clone(),
+		tables: recTables{
+			strs:   slices.Clone(f.policies.strs.strs),
+			vals:   slices.Clone(f.policies.vals.items),
+			extras: slices.Clone(f.policies.extras.items),
+		},
 		protected: maps.Clone(f.protected),
 		roster:    maps.Clone(f.roster),
 		meshID:    f.meshID,
@@ -94,8 +101,9 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 func (s *fsmSnapshot) state() snapshotState {
 	st := s.rest()
 	st.Policies = make([]intel.Policy, 0, s.policies.Len())
-	s.policies.Ascend(func(r rec) bool {
-		st.Policies = append(st.Policies, r.policy(s.strs))
+	s.policies.Ascend(func(stored rec) bool {
+		r := s.tables.view(stored)
+		st.Policies = append(st.Policies, r.policy(s.tables.strs))
 		return true
 	})
 	return st
@@ -152,9 +160,10 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	bw.WriteString(`{"policies":[`)
 	first := true
-	s.policies.Ascend(func(r rec) bool {
+	s.policies.Ascend(func(stored rec) bool {
+		r := s.tables.view(stored)
 		var b []byte
-		if b, err = json.Marshal(r.policy(s.strs)); err != nil {
+		if b, err = json.Marshal(r.policy(s.tables.strs)); err != nil {
 			return false
 		}
 		if !first {

@@ -280,7 +280,7 @@ func TestFSMExpiryIsDeterministic(t *testing.T) {
 	}
 }
 
-func snapshotBytes(t *testing.T, f *fsm) []byte {
+func snapshotBytes(t testing.TB, f *fsm) []byte {
 	t.Helper()
 	s, err := f.Snapshot()
 	if err != nil {

@@ -98,35 +98,38 @@ func (k prefixKey) last() (uint64, uint64) {
 	return hi, lo
 }
 
-// prefixItem is one entry of a prefixIndex: a prefix and the policy it
-// belongs to (0 for a bare set of prefixes).
-type prefixItem struct {
-	hi, lo uint64
-	id     uint64
-	bits   uint8
-	v6     bool
+// v4Item is one IPv4 entry of a prefixIndex: the address in the top 32
+// bits of k and the length in its low byte (so that k orders by address,
+// then length), and the policy it belongs to (0 for a bare set).
+type v4Item struct{ k, id uint64 }
+
+func v4Key(k prefixKey) uint64 { return k.hi>>24 | uint64(k.bits) }
+
+func lessV4Item(a, b v4Item) bool { return a.k < b.k || a.k == b.k && a.id < b.id }
+
+// v6Item is one IPv6 entry of a prefixIndex.
+type v6Item struct {
+	hi, lo, id uint64
+	bits       uint8
 }
 
-func (it prefixItem) key() prefixKey { return prefixKey{it.hi, it.lo, it.bits, it.v6} }
-
-func lessPrefixItem(a, b prefixItem) bool {
-	if a.v6 != b.v6 {
-		return !a.v6
-	}
+func lessV6Item(a, b v6Item) bool {
 	return cmp.Or(cmp.Compare(a.hi, b.hi), cmp.Compare(a.lo, b.lo), cmp.Compare(a.bits, b.bits), cmp.Compare(a.id, b.id)) < 0
 }
 
-// prefixIndex holds (prefix, id) pairs ordered by address, then length,
-// then id: the order of sortedPrefixes.
+// prefixIndex holds (prefix, id) pairs ordered by address family, then
+// address, then length, then id: the order of sortedPrefixes. IPv4
+// entries take 16 bytes.
 type prefixIndex struct {
-	t *btree.BTreeG[prefixItem]
+	v4 *btree.BTreeG[v4Item]
+	v6 *btree.BTreeG[v6Item]
 	// lengths counts the entries of each (family, length), so that the
 	// search for containing prefixes tries only the lengths present.
 	lengths [2][129]int32
 }
 
 func newPrefixIndex() *prefixIndex {
-	return &prefixIndex{t: btree.NewG(btreeDegree, lessPrefixItem)}
+	return &prefixIndex{v4: btree.NewG(btreeDegree, lessV4Item), v6: btree.NewG(btreeDegree, lessV6Item)}
 }
 
 func fam(v6 bool) int {
@@ -137,54 +140,101 @@ func fam(v6 bool) int {
 }
 
 func (x *prefixIndex) add(k prefixKey, id uint64) {
-	if _, had := x.t.ReplaceOrInsert(prefixItem{k.hi, k.lo, id, k.bits, k.v6}); !had {
+	var had bool
+	if k.v6 {
+		_, had = x.v6.ReplaceOrInsert(v6Item{k.hi, k.lo, id, k.bits})
+	} else {
+		_, had = x.v4.ReplaceOrInsert(v4Item{v4Key(k), id})
+	}
+	if !had {
 		x.lengths[fam(k.v6)][k.bits]++
 	}
 }
 
 func (x *prefixIndex) remove(k prefixKey, id uint64) {
-	if _, had := x.t.Delete(prefixItem{k.hi, k.lo, id, k.bits, k.v6}); had {
+	var had bool
+	if k.v6 {
+		_, had = x.v6.Delete(v6Item{k.hi, k.lo, id, k.bits})
+	} else {
+		_, had = x.v4.Delete(v4Item{v4Key(k), id})
+	}
+	if had {
 		x.lengths[fam(k.v6)][k.bits]--
 	}
 }
 
-func (x *prefixIndex) len() int { return x.t.Len() }
+func (x *prefixIndex) len() int { return x.v4.Len() + x.v6.Len() }
 
 // overlapping calls fn for every entry whose prefix overlaps k (contains
 // it or lies within it), in index order, until fn returns false.
+//
+// The prefixes strictly containing k come first: one exact look-up per
+// length present; their addresses are at most k's, increasing with
+// length. Then k and the prefixes within it: a range of addresses from
+// k's first to its last; every entry there of length k.bits or more lies
+// in k (a shorter one that contained k would sort before k).
 func (x *prefixIndex) overlapping(k prefixKey, fn func(prefixKey, uint64) bool) {
-	if x.t.Len() == 0 {
+	if k.v6 {
+		x.overlapping6(k, fn)
 		return
 	}
-	// The prefixes strictly containing k: one exact look-up per length
-	// present. Their addresses are at most k's, increasing with length.
-	lengths := &x.lengths[fam(k.v6)]
-	for b := uint8(0); b < k.bits; b++ {
-		if lengths[b] == 0 {
+	if x.v4.Len() == 0 {
+		return
+	}
+	more := true
+	for b := uint8(0); b < k.bits && more; b++ {
+		if x.lengths[0][b] == 0 {
+			continue
+		}
+		a := v4Key(k.maskTo(b))
+		x.v4.AscendGreaterOrEqual(v4Item{a, 0}, func(it v4Item) bool {
+			if it.k != a {
+				return false
+			}
+			more = fn(prefixKey{hi: it.k >> 8 << 32, bits: uint8(it.k)}, it.id)
+			return more
+		})
+	}
+	if !more {
+		return
+	}
+	lastHi, _ := k.last()
+	last := lastHi >> 24
+	x.v4.AscendGreaterOrEqual(v4Item{v4Key(k), 0}, func(it v4Item) bool {
+		if it.k>>8 > last>>8 {
+			return false
+		}
+		return fn(prefixKey{hi: it.k >> 8 << 32, bits: uint8(it.k)}, it.id)
+	})
+}
+
+func (x *prefixIndex) overlapping6(k prefixKey, fn func(prefixKey, uint64) bool) {
+	if x.v6.Len() == 0 {
+		return
+	}
+	more := true
+	for b := uint8(0); b < k.bits && more; b++ {
+		if x.lengths[1][b] == 0 {
 			continue
 		}
 		a := k.maskTo(b)
-		more := true
-		x.t.AscendGreaterOrEqual(prefixItem{a.hi, a.lo, 0, b, a.v6}, func(it prefixItem) bool {
-			if it.v6 != a.v6 || it.hi != a.hi || it.lo != a.lo || it.bits != b {
+		x.v6.AscendGreaterOrEqual(v6Item{a.hi, a.lo, 0, b}, func(it v6Item) bool {
+			if it.hi != a.hi || it.lo != a.lo || it.bits != b {
 				return false
 			}
-			more = fn(it.key(), it.id)
+			more = fn(prefixKey{it.hi, it.lo, it.bits, true}, it.id)
 			return more
 		})
-		if !more {
-			return
-		}
 	}
-	// k and the prefixes within it: a range of addresses from k's first
-	// to its last; every entry there of length k.bits or more lies in k
-	// (a shorter one that contained k would sort before k).
+	if !more {
+		return
+	}
 	lastHi, lastLo := k.last()
-	x.t.AscendGreaterOrEqual(prefixItem{k.hi, k.lo, 0, k.bits, k.v6}, func(it prefixItem) bool {
-		if it.v6 != k.v6 || it.hi > lastHi || (it.hi == lastHi && it.lo > lastLo) {
+	x.v6.AscendGreaterOrEqual(v6Item{k.hi, k.lo, 0, k.bits}, func(it v6Item) bool {
+		if it.hi > lastHi || (it.hi == lastHi && it.lo > lastLo) {
 			return false
 		}
-		return fn(it.key(), it.id)
+		return fn(prefixKey{it.hi, it.lo, it.bits, true}, it.id)
 	})
 }
 

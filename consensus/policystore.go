@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"cmp"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"math"
@@ -34,27 +35,99 @@ type policyStore struct {
 	blocks   indicatorIndex
 	allows   indicatorIndex
 	strs     interner
-	changes  *changeLog // nil while a restore builds the store
+	vals     slab[string]    // the values a rec does not hold compactly
+	extras   slab[*recExtra] // the recExtra of the recs that have one
+	changes  *changeLog      // nil while a restore builds the store
 }
 
-// rec is one policy. IDs are the 16 hex digits of intel.PolicyID, held as
-// the number they spell (so that numeric order is the IDs' order).
+// rec is one policy as the store holds it: 48 bytes without pointers
+// (the policies are most of the FSM's memory, and a collection need not
+// scan them). IDs are the 16 hex digits of intel.PolicyID, held as the
+// number they spell (so that numeric order is the IDs' order).
 type rec struct {
 	id uint64
-	// hi, lo and bits are the indicator's prefix when it is an address or
-	// a CIDR in canonical form (flagCompact): its value is then rebuilt
-	// from them. Otherwise value holds the indicator's value.
-	hi, lo  uint64
-	value   string
-	created int64 // Unix nanoseconds; see nanos
-	expires int64 // Unix nanoseconds, 0 when the policy never expires
-	x       *recExtra
-	reason  uint32 // in strs
-	author  uint32 // in strs
-	action  uint8
-	itype   uint8
-	bits    uint8
-	flags   uint8
+	// When the indicator is an address or a CIDR in canonical form
+	// (flagCompact), its value is rebuilt from its prefix: hi and bits,
+	// and for IPv6 (flagV6) the low 64 bits as 8 bytes in the value.
+	// Otherwise the value holds the indicator's value.
+	hi uint64
+	// created is CreatedAt in Unix nanoseconds (0: the zero time), and
+	// ttl the whole seconds to ExpiresAt (0: never expires); times that
+	// do not fit are in the recExtra (exactTimes), ttl then 0 or 1.
+	created  int64
+	valueRef uint32 // in vals; 0: none
+	extraRef uint32 // in extras; 0: none
+	reason   uint32 // in strs
+	author   uint32 // in strs
+	ttl      uint32
+	action   uint8
+	itype    uint8
+	bits     uint8
+	flags    uint8
+}
+
+// prec is a rec with its value and recExtra looked up: what the code
+// that reads or builds policies works on.
+type prec struct {
+	rec
+	value string
+	x     *recExtra
+}
+
+// recTables are the tables a rec refers to.
+type recTables struct {
+	strs   []string
+	vals   []string
+	extras []*recExtra
+}
+
+func (t *recTables) view(r rec) prec {
+	p := prec{rec: r}
+	if r.valueRef != 0 {
+		p.value = t.vals[r.valueRef]
+	}
+	if r.extraRef != 0 {
+		p.x = t.extras[r.extraRef]
+	}
+	return p
+}
+
+// slab holds values by a uint32 reference (from 1), reusing freed ones.
+type slab[T any] struct {
+	items []T
+	free  []uint32
+}
+
+func (s *slab[T]) put(v T) uint32 {
+	if len(s.items) == 0 {
+		s.items = make([]T, 1, 16) // reference 0 is "none"
+	}
+	if n := len(s.free); n > 0 {
+		i := s.free[n-1]
+		s.free = s.free[:n-1]
+		s.items[i] = v
+		return i
+	}
+	s.items = append(s.items, v)
+	return uint32(len(s.items) - 1)
+}
+
+func (s *slab[T]) release(i uint32) {
+	if i == 0 {
+		return
+	}
+	var zero T
+	s.items[i] = zero
+	s.free = append(s.free, i)
+}
+
+func (s *policyStore) tables() recTables {
+	return recTables{strs: s.strs.strs, vals: s.vals.items, extras: s.extras.items}
+}
+
+func (s *policyStore) view(r rec) prec {
+	t := s.tables()
+	return t.view(r)
 }
 
 const (
@@ -174,14 +247,32 @@ func fromNanos(n int64) time.Time {
 	return time.Unix(0, n).UTC()
 }
 
-// exactExpiryMark is rec.expires of a record whose exact times are in its
-// recExtra: 0 when it never expires, else 1.
-func exactExpiryMark(exp time.Time) int64 {
-	if exp.IsZero() {
-		return 0
+// setTimes stores created and expires in r, or in x (exactTimes) when r
+// cannot hold them exactly; it reports whether x holds them.
+func (r *prec) setTimes(x *recExtra, created, expires time.Time) bool {
+	x.created, x.expires, x.exactTimes = time.Time{}, time.Time{}, false
+	if c, ok := nanos(created); ok {
+		if expires.IsZero() {
+			r.created, r.ttl = c, 0
+			return false
+		}
+		if e, ok := nanos(expires); ok {
+			if d := e - c; d > 0 && d%int64(time.Second) == 0 && d/int64(time.Second) <= math.MaxUint32 {
+				r.created, r.ttl = c, uint32(d/int64(time.Second))
+				return false
+			}
+		}
 	}
-	return 1
+	x.created, x.expires, x.exactTimes = created, expires, true
+	r.created, r.ttl = 0, 0
+	if !expires.IsZero() {
+		r.ttl = 1
+	}
+	return true
 }
+
+// expires reports whether r has an expiry.
+func (r *prec) expires() bool { return r.ttl != 0 }
 
 // expiryKey orders expiries, clamping those outside the range of Unix
 // nanoseconds to its ends.
@@ -195,34 +286,49 @@ func expiryKey(t time.Time) int64 {
 	return math.MaxInt64
 }
 
-func (r *rec) createdAt() time.Time {
+func (r *prec) createdAt() time.Time {
 	if r.x != nil && r.x.exactTimes {
 		return r.x.created
 	}
 	return fromNanos(r.created)
 }
 
-func (r *rec) expiresAt() time.Time {
+func (r *prec) expiresAt() time.Time {
 	if r.x != nil && r.x.exactTimes {
 		return r.x.expires
 	}
-	return fromNanos(r.expires)
+	if r.ttl == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, r.created+int64(r.ttl)*int64(time.Second)).UTC()
+}
+
+// prefixKey is r's prefix; r must be flagCompact.
+func (r *prec) prefixKey() prefixKey {
+	k := prefixKey{hi: r.hi, bits: r.bits}
+	if r.flags&flagV6 != 0 {
+		k.v6 = true
+		for i := 0; i < 8 && i < len(r.value); i++ {
+			k.lo = k.lo<<8 | uint64(r.value[i])
+		}
+	}
+	return k
 }
 
 // active is intel.Policy.Active.
-func (r *rec) active(now time.Time) bool {
+func (r *prec) active(now time.Time) bool {
 	exp := r.expiresAt()
 	return exp.IsZero() || now.Before(exp)
 }
 
-func (r *rec) actionOf() intel.Action {
+func (r *prec) actionOf() intel.Action {
 	if r.action == 0 && r.x != nil {
 		return r.x.action
 	}
 	return actions[r.action]
 }
 
-func (r *rec) indicator() intel.Indicator {
+func (r *prec) indicator() intel.Indicator {
 	t := itypes[r.itype]
 	if r.itype == 0 && r.x != nil {
 		t = r.x.itype
@@ -230,7 +336,7 @@ func (r *rec) indicator() intel.Indicator {
 	if r.flags&flagCompact == 0 {
 		return intel.Indicator{Type: t, Value: r.value}
 	}
-	p := prefixKey{r.hi, r.lo, r.bits, r.flags&flagV6 != 0}.prefix()
+	p := r.prefixKey().prefix()
 	if t == intel.CIDR {
 		return intel.Indicator{Type: t, Value: p.String()}
 	}
@@ -238,9 +344,9 @@ func (r *rec) indicator() intel.Indicator {
 }
 
 // indexKey is how r's indicator is indexed.
-func (r *rec) indexKey() ikey {
+func (r *prec) indexKey() ikey {
 	if r.flags&flagCompact != 0 {
-		return ikey{kind: kindPrefix, prefix: prefixKey{r.hi, r.lo, r.bits, r.flags&flagV6 != 0}}
+		return ikey{kind: kindPrefix, prefix: r.prefixKey()}
 	}
 	return indexKeyOf(r.indicator())
 }
@@ -258,9 +364,9 @@ func indexKeyOf(ind intel.Indicator) ikey {
 }
 
 // compactIndicator fills r's indicator fields from ind.
-func (r *rec) setIndicator(ind intel.Indicator) {
+func (r *prec) setIndicator(ind intel.Indicator) {
 	r.itype = itypeCode(ind.Type)
-	r.value, r.flags, r.hi, r.lo, r.bits = ind.Value, 0, 0, 0, 0
+	r.value, r.flags, r.hi, r.bits = ind.Value, 0, 0, 0
 	if p, ok := ind.Prefix(); ok {
 		var canonical string
 		if ind.Type == intel.CIDR {
@@ -270,17 +376,19 @@ func (r *rec) setIndicator(ind intel.Indicator) {
 		}
 		if canonical == ind.Value {
 			k := keyOfPrefix(p)
-			r.value, r.hi, r.lo, r.bits, r.flags = "", k.hi, k.lo, k.bits, flagCompact
+			r.value, r.hi, r.bits, r.flags = "", k.hi, k.bits, flagCompact
 			if k.v6 {
-				r.flags |= flagV6
+				var lo [8]byte
+				binary.BigEndian.PutUint64(lo[:], k.lo)
+				r.value, r.flags = string(lo[:]), flagCompact|flagV6
 			}
 		}
 	}
 }
 
 // makeRec builds the record of p; the strings are interned by the caller.
-func makeRec(id uint64, p *intel.Policy) rec {
-	r := rec{id: id, action: actionCode(p.Action)}
+func makeRec(id uint64, p *intel.Policy) prec {
+	r := prec{rec: rec{id: id, action: actionCode(p.Action)}}
 	r.setIndicator(p.Indicator)
 	var x recExtra
 	need := false
@@ -290,14 +398,9 @@ func makeRec(id uint64, p *intel.Policy) rec {
 	if r.itype == 0 {
 		x.itype, x.hasType, need = p.Indicator.Type, true, true
 	}
-	c, okc := nanos(p.CreatedAt)
-	e, oke := nanos(p.ExpiresAt)
-	if okc && oke {
-		// Held as instants: they come back in UTC.
-		r.created, r.expires = c, e
-	} else {
-		x.created, x.expires, x.exactTimes, need = p.CreatedAt, p.ExpiresAt, true, true
-		r.expires = exactExpiryMark(p.ExpiresAt)
+	// Held as instants: they come back in UTC.
+	if r.setTimes(&x, p.CreatedAt, p.ExpiresAt) {
+		need = true
 	}
 	if len(p.Evidence) > 0 {
 		x.evidence, need = p.Evidence, true
@@ -310,7 +413,7 @@ func makeRec(id uint64, p *intel.Policy) rec {
 
 // policy rebuilds the intel.Policy of r; strs is the table r's strings
 // are in. The evidence is a copy.
-func (r *rec) policy(strs []string) intel.Policy {
+func (r *prec) policy(strs []string) intel.Policy {
 	p := intel.Policy{
 		ID:        formatID(r.id),
 		Action:    r.actionOf(),
@@ -326,7 +429,7 @@ func (r *rec) policy(strs []string) intel.Policy {
 	return p
 }
 
-func (r *rec) evidence() []intel.Evidence {
+func (r *prec) evidence() []intel.Evidence {
 	if r.x == nil {
 		return nil
 	}
@@ -334,7 +437,7 @@ func (r *rec) evidence() []intel.Evidence {
 }
 
 // withExtra returns a copy of r's extra (or a new one) for a change.
-func (r *rec) extra() recExtra {
+func (r *prec) extra() recExtra {
 	if r.x == nil {
 		return recExtra{}
 	}
@@ -349,8 +452,12 @@ func (x *recExtra) empty() bool {
 func (s *policyStore) len() int { return s.byID.Len() }
 
 // get returns the record with this ID.
-func (s *policyStore) get(id uint64) (rec, bool) {
-	return s.byID.Get(rec{id: id})
+func (s *policyStore) get(id uint64) (prec, bool) {
+	r, ok := s.byID.Get(rec{id: id})
+	if !ok {
+		return prec{}, false
+	}
+	return s.view(r), true
 }
 
 // index is the indicator index of an action, or nil.
@@ -365,9 +472,16 @@ func (s *policyStore) index(action uint8) *indicatorIndex {
 }
 
 // insert adds r (whose ID is not held), with its strings already interned.
-func (s *policyStore) insert(r rec) {
-	s.byID.ReplaceOrInsert(r)
-	if r.expires != 0 {
+func (s *policyStore) insert(r prec) {
+	r.valueRef, r.extraRef = 0, 0
+	if r.value != "" {
+		r.valueRef = s.vals.put(r.value)
+	}
+	if r.x != nil {
+		r.extraRef = s.extras.put(r.x)
+	}
+	s.byID.ReplaceOrInsert(r.rec)
+	if r.expires() {
 		s.byExpiry.ReplaceOrInsert(expiryItem{expiryKey(r.expiresAt()), r.id})
 	}
 	if x := s.index(r.action); x != nil {
@@ -378,12 +492,17 @@ func (s *policyStore) insert(r rec) {
 
 // replace changes a held record's expiry, reason and evidence (what a
 // merge may change; its indicator and action stay).
-func (s *policyStore) replace(old, r rec) {
-	if old.expires != 0 {
+func (s *policyStore) replace(old, r prec) {
+	if old.expires() {
 		s.byExpiry.Delete(expiryItem{expiryKey(old.expiresAt()), old.id})
 	}
-	s.byID.ReplaceOrInsert(r)
-	if r.expires != 0 {
+	s.extras.release(old.extraRef)
+	r.extraRef = 0
+	if r.x != nil {
+		r.extraRef = s.extras.put(r.x)
+	}
+	s.byID.ReplaceOrInsert(r.rec)
+	if r.expires() {
 		s.byExpiry.ReplaceOrInsert(expiryItem{expiryKey(r.expiresAt()), r.id})
 	}
 	s.strs.release(old.reason)
@@ -392,11 +511,14 @@ func (s *policyStore) replace(old, r rec) {
 
 // delete drops the policy with this ID, if held.
 func (s *policyStore) delete(id uint64) bool {
-	r, ok := s.byID.Delete(rec{id: id})
+	stored, ok := s.byID.Delete(rec{id: id})
 	if !ok {
 		return false
 	}
-	if r.expires != 0 {
+	r := s.view(stored)
+	s.vals.release(r.valueRef)
+	s.extras.release(r.extraRef)
+	if r.expires() {
 		s.byExpiry.Delete(expiryItem{expiryKey(r.expiresAt()), r.id})
 	}
 	if x := s.index(r.action); x != nil {
@@ -445,15 +567,7 @@ func (s *policyStore) put(p intel.Policy) {
 	ev := mergeEvidence(old.evidence(), p.Evidence)
 	x := old.extra()
 	x.evidence = ev
-	if x.exactTimes {
-		x.expires = newExp
-		merged.expires = exactExpiryMark(newExp)
-	} else if n, ok := nanos(newExp); ok {
-		merged.expires = n
-	} else {
-		x.created, x.expires, x.exactTimes = old.createdAt(), newExp, true
-		merged.expires = exactExpiryMark(newExp)
-	}
+	merged.setTimes(&x, old.createdAt(), newExp)
 	merged.x = nil
 	if !x.empty() {
 		merged.x = &x
@@ -499,9 +613,9 @@ func (s *policyStore) overlappingIDs(action uint8, k ikey) []uint64 {
 
 // firstActive returns the active policy of action with the smallest ID
 // among those overlapping k.
-func (s *policyStore) firstActive(action uint8, k ikey, now time.Time) (rec, bool) {
+func (s *policyStore) firstActive(action uint8, k ikey, now time.Time) (prec, bool) {
 	var (
-		best  rec
+		best  prec
 		found bool
 	)
 	s.index(action).overlapping(k, func(id uint64) bool {
