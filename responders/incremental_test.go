@@ -510,3 +510,26 @@ func (b *refreshRecorder) refreshed() []intel.Policy {
 	defer b.rmu.Unlock()
 	return slices.Clone(b.held)
 }
+
+// In the loop, a Trigger runs a change pass: the backend is not asked
+// what it holds; only the first pass, and one every Interval, is full.
+func TestLoopTriggersChangePasses(t *testing.T) {
+	src := newFeed()
+	b := newRecorder()
+	r := responders.NewReconciler(src, []responders.Backend{b}, responders.Options{Interval: time.Hour})
+	defer r.Close()
+	r.Start(t.Context())
+	waitFor(t, "the first pass", func() bool { return r.Stats().Passes >= 1 })
+	for i := range 3 {
+		p := intel.NewPolicy(intel.ActionBlock, intel.IndicatorFromAddr(netip.AddrFrom4([4]byte{203, 0, 113, byte(i)})), "", "operator:test", time.Now(), time.Hour)
+		src.commit(p)
+		r.Trigger()
+		waitFor(t, "the change enforced", func() bool { return b.Has(p.Indicator) })
+	}
+	if cur, _ := b.counts(); cur != 1 {
+		t.Errorf("the backend was asked what it holds %d times, want once (the first pass)", cur)
+	}
+	if st := r.Stats(); st.FullPasses != 1 {
+		t.Errorf("FullPasses = %d, want 1", st.FullPasses)
+	}
+}

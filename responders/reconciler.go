@@ -257,7 +257,9 @@ func (r *Reconciler) loop(ctx context.Context) {
 			full.Reset(r.opts.Interval)
 			fullDue = false
 		}
-		wait := r.opts.Interval
+		// soon is armed for a retry or the next expiry; otherwise the
+		// next pass is a Trigger's or the full one.
+		wait := time.Duration(-1)
 		if err != nil {
 			r.log.Warn("reconcile failed", "err", err)
 			backoff = min(max(2*backoff, minRetry), r.opts.Interval)
@@ -266,11 +268,15 @@ func (r *Reconciler) loop(ctx context.Context) {
 			backoff = 0
 		}
 		if !next.IsZero() {
-			if d := next.Sub(r.opts.Now()); d < wait {
+			if d := next.Sub(r.opts.Now()); wait < 0 || d < wait {
 				wait = max(d, time.Millisecond)
 			}
 		}
-		soon.Reset(wait)
+		if wait >= 0 {
+			soon.Reset(wait)
+		} else {
+			soon.Stop()
+		}
 		select {
 		case <-ctx.Done():
 			return
