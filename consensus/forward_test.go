@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -178,7 +179,7 @@ func TestFollowerProposalsShareBatches(t *testing.T) {
 			op := intel.OperatorCommand{Op: intel.OpBlock, Indicator: &ind, TTLSeconds: 3600, Reason: "test"}
 			mesh := f.c.MeshID()
 			if i%4 == 0 {
-				mesh = "another mesh" // refused by the leader's check
+				mesh = fmt.Sprintf("mesh-%d", i) // refused by the leader's check
 			}
 			errs[i] = f.c.ProposeOperator(ctx, signOp(t, testOperatorKey, mesh, time.Now().UTC(), op))
 		})
@@ -187,8 +188,8 @@ func TestFollowerProposalsShareBatches(t *testing.T) {
 	wg.Wait()
 	for i, err := range errs {
 		if i%4 == 0 {
-			if RefusalReason(err) != "wrong_mesh" || !errors.Is(err, ErrRefused) {
-				t.Errorf("proposal %d for another mesh: %v, want a wrong_mesh refusal", i, err)
+			if RefusalReason(err) != "wrong_mesh" || !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), fmt.Sprintf("%q", fmt.Sprintf("mesh-%d", i))) {
+				t.Errorf("proposal %d for mesh-%d: %v, want its own wrong_mesh refusal", i, i, err)
 			}
 			continue
 		}
