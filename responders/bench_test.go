@@ -71,3 +71,24 @@ func BenchmarkDeltaPass(b *testing.B) {
 		b.Run(fmt.Sprintf("held=%d", n), func(b *testing.B) { benchDelta(b, n) })
 	}
 }
+
+// BenchmarkFirstPass1M is a reconciler's first pass over 1,000,000
+// mesh-wide blocks read in pages (a node's start), with a backend that
+// holds nothing.
+func BenchmarkFirstPass1M(b *testing.B) {
+	now := time.Now()
+	ps := make([]intel.Policy, 1_000_000)
+	for i := range ps {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		ps[i] = intel.NewPolicy(intel.ActionBlock, intel.IndicatorFromAddr(a), "bench", "operator:bench", now, time.Hour)
+	}
+	src := newFeed(ps...)
+	src.MeshPage("", 1, now) // sort the IDs once
+	for b.Loop() {
+		r := responders.NewReconciler(src, []responders.Backend{&discard{}}, responders.Options{})
+		if err := r.ReconcileOnce(b.Context()); err != nil {
+			b.Fatal(err)
+		}
+		r.Close()
+	}
+}

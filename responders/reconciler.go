@@ -436,6 +436,9 @@ func (r *Reconciler) reconcile(ctx context.Context, b Backend, c *backendCounter
 		}
 		filter, _ := b.(TypeFilter)
 		_, refresher := b.(Refresher)
+		if len(cur) == 0 {
+			add = make([]intel.Policy, 0, len(desired))
+		}
 		for k, h := range desired {
 			if filter != nil && !filter.Supports(h.p.Indicator.Type) {
 				continue
