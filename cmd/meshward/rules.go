@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -52,9 +53,10 @@ func newRulesListCmd() *cobra.Command {
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "RULE\tTECHNIQUE\tSEVERITY\tCONFIDENCE\tTRIGGER\tORIGIN")
+			fmt.Fprintln(tw, "RULE\tTECHNIQUE\tSEVERITY\tCONFIDENCE\tTRIGGER\tORIGIN\tDESCRIPTION")
 			for _, r := range rs.Rules() {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", r.Name, r.Technique, r.Severity, r.Confidence, trigger(r), rs.Origin(r.Name))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r.Name, r.Technique, r.Severity, r.Confidence, trigger(r), rs.Origin(r.Name),
+					strings.Join(strings.Fields(r.Description), " "))
 			}
 			return tw.Flush()
 		},
@@ -102,14 +104,24 @@ func newRulesTestCmd() *cobra.Command {
 with no node running, and prints one row per rule and source address: how
 many events the largest sighting counted, how many times the rule fired, and
 the first and last time. Classic syslog stamps carry no year: they are read
-in the year of the file's modification time.
+in the year of the file's modification time; stamps without a zone (nginx
+and Apache error logs, Exim, MariaDB, PostgreSQL, vsftpd) in local time.
 
-Statistics (lines, events, malformed and cut lines, speed) go to standard
-error.`,
+Every format the detectors read is recognised line by line, so a file may mix
+them: syslog lines of OpenSSH, PAM (pam_unix, both tag forms), sudo, su,
+Postfix, Dovecot, Exim, vsftpd, ProFTPD, Pure-FTPd, MySQL/MariaDB, PostgreSQL,
+OpenVPN and kernel firewall logs; web access logs (combined format); nginx and
+Apache error logs; Exim's main log; vsftpd's own log; and JSON lines of
+Traefik and Caddy access logs, Kubernetes API audit events and AWS CloudTrail
+records (one per line: jq -c '.Records[]').
+
+Statistics (lines, events, malformed and cut lines, failures that name no
+remote party such as sudo's, speed) go to standard error.`,
 		Example: `  meshward rules test /var/log/auth.log
   meshward rules test --rule ssh-bruteforce --rule ssh-user-enum /var/log/auth.log
   meshward rules test --rules-dir ./rules.d -o json /var/log/nginx/access.log
-  journalctl -t sshd -o short-iso | meshward rules test -`,
+  journalctl -t sshd -o short-iso | meshward rules test -
+  jq -c '.Records[]' cloudtrail.json | meshward rules test --rule aws-console-bruteforce -`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "table" && output != "json" {
@@ -203,8 +215,8 @@ error.`,
 			}
 			st := eng.Stats()
 			rate := float64(ls.Lines) / max(elapsed.Seconds(), 1e-9)
-			fmt.Fprintf(cmd.ErrOrStderr(), "%d lines (%d cut at %d bytes), %d events, %d matched, %d malformed, %d allowed; %d detections in %d sightings; %s, %.0f lines/s\n",
-				ls.Lines, ls.Truncated, effectiveMaxLine(maxLine), st.Parsed, st.Matched, st.Skipped, st.Allowed, len(order), st.Fired,
+			fmt.Fprintf(cmd.ErrOrStderr(), "%d lines (%d cut at %d bytes), %d events, %d matched, %d malformed, %d allowed, %d local; %d detections in %d sightings; %s, %.0f lines/s\n",
+				ls.Lines, ls.Truncated, effectiveMaxLine(maxLine), st.Parsed, st.Matched, st.Skipped, st.Allowed, st.Local, len(order), st.Fired,
 				elapsed.Round(time.Millisecond), rate)
 			return nil
 		},
