@@ -533,3 +533,31 @@ func TestLoopTriggersChangePasses(t *testing.T) {
 		t.Errorf("FullPasses = %d, want 1", st.FullPasses)
 	}
 }
+
+// Policies that expire in the pass that reads a large set of new ones
+// whole are still removed from the backend.
+func TestLargeResyncAfterExpiry(t *testing.T) {
+	clk := &clock{t: t0}
+	old := addrBlocks(t, 5, t0, time.Minute)
+	src := newFeed(old...)
+	b := newRecorder()
+	r := responders.NewReconciler(src, []responders.Backend{b}, responders.Options{Now: clk.Now})
+	defer r.Close()
+	mustPass(t, r.ReconcileOnce(t.Context()))
+	clk.Advance(time.Minute)
+	fresh := make([]intel.Policy, 2000)
+	for i := range fresh {
+		a := netip.AddrFrom4([4]byte{203, 0, byte(113 + i/250), byte(i % 250)})
+		fresh[i] = intel.NewPolicy(intel.ActionBlock, intel.IndicatorFromAddr(a), "", "operator:test", clk.Now(), time.Hour)
+	}
+	src.lose(func(m map[string]intel.Policy) {
+		clear(m)
+		for _, p := range fresh {
+			m[p.ID] = p
+		}
+	})
+	mustPass(t, r.DeltaPass(t.Context()))
+	if n := len(b.Blocked()); n != 2000 || b.Has(old[0].Indicator) {
+		t.Fatalf("blocked %d, holding an expired one: %v; want the 2000 new ones", n, b.Has(old[0].Indicator))
+	}
+}

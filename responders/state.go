@@ -216,15 +216,23 @@ type resyncer struct {
 }
 
 // beginResync starts a resync of one side. sizeHint, the number of
-// policies expected, sizes the maps when the side holds nothing yet (a
-// first read of a million policies would otherwise grow them step by
-// step).
+// policies expected, sizes the maps that are still empty when the side
+// holds nothing yet (a first read of a million policies would otherwise
+// grow them step by step). The dirty set is not sized: a map costs its
+// capacity to iterate, and settle iterates it on every pass.
 func (s *desiredState) beginResync(local bool, now time.Time, sizeHint int) *resyncer {
-	if sizeHint > 1024 && len(s.mesh) == 0 && len(s.local) == 0 {
-		s.mesh = make(map[string]*held, sizeHint)
-		s.byKey = make(map[string][]*held, sizeHint)
-		s.desired = make(map[string]*held, sizeHint)
-		s.dirty = make(map[string]struct{}, sizeHint)
+	if sizeHint > 1024 && len(s.ids(local)) == 0 {
+		if local {
+			s.local = make(map[string]*held, sizeHint)
+		} else {
+			s.mesh = make(map[string]*held, sizeHint)
+		}
+		if len(s.byKey) == 0 {
+			s.byKey = make(map[string][]*held, sizeHint)
+		}
+		if len(s.desired) == 0 {
+			s.desired = make(map[string]*held, sizeHint)
+		}
 	}
 	s.resyncs++
 	return &resyncer{s: s, local: local, now: now, mark: s.resyncs}
