@@ -22,17 +22,45 @@
 //     log family.
 //   - Parsers turn a line into an Event with a small fixed set of named
 //     fields (kind, program, src, port, dst, dst_port, user, method, path,
-//     status, proto, tag): OpenSSH failures and hostile connections, web
-//     access logs (nginx and Apache combined format, plain or via syslog),
-//     and kernel firewall LOG lines. They scan bytes; no regexp runs on
-//     the hot path, and a line is not copied.
+//     status, proto, tag, agent), one parse_*.go file per log family:
+//     OpenSSH in every mode fail2ban knows (failed and refused logins,
+//     invalid and illegal users, pre-authentication disconnects, key
+//     exchange and identification failures; parse_ssh.go), PAM of any
+//     service in both tag forms, sudo and su (parse_pam.go), Postfix
+//     SASL, Dovecot and Exim (parse_mail.go), vsftpd, ProFTPD and
+//     Pure-FTPd (parse_ftp.go), web access logs in the combined format
+//     (parse_web.go), nginx and Apache error logs and nginx limit_req
+//     (parse_weberror.go), MySQL, MariaDB and PostgreSQL (parse_db.go),
+//     OpenVPN (parse_vpn.go), kernel firewall LOG lines
+//     (parse_firewall.go), and JSON lines of Traefik and Caddy access
+//     logs, Kubernetes API audit events and AWS CloudTrail records
+//     (parse_json.go, a scanner that reads the few paths it needs without
+//     decoding into Go values). parseLine dispatches a syslog line on its
+//     program tag, so a family costs the lines of other programs one
+//     comparison, and any other line on its first byte. They scan bytes;
+//     no regexp runs on the hot path, and a line is not copied.
+//   - A source may be logged by host name (pam_unix's rhost, sshd with
+//     UseDNS, Pure-FTPd, MySQL without skip-name-resolve): the event's Host
+//     is set and its sighting reports the name as a domain indicator. A
+//     name that names no remote party (localhost, a name without a dot, a
+//     local domain) and a failure without a remote party (sudo, su, a
+//     console login, a CloudTrail source that is an AWS service) are
+//     counted (EngineStats.Local) and never reported. EngineOptions.Allow
+//     applies to addresses only.
 //   - Rules are data (YAML, decoded strictly; see Rule): conditions on
 //     event fields, a group (the source address by default), a threshold
 //     of events or of distinct values over a sliding window, or a leaky
-//     bucket, and a cooldown. A pack is embedded (rules/builtin.yaml:
-//     ssh-bruteforce, ssh-user-enum, web-path-scan, web-login-bruteforce,
-//     port-scan); LoadRules adds a directory's rules or replaces built-in
-//     ones by name. Loading (rules.go) is apart from compilation
+//     bucket, and a cooldown. A pack is embedded, one file per log family
+//     loaded in name order (rules/builtin.yaml: ssh-bruteforce,
+//     ssh-user-enum, ssh-preauth-abuse, ssh-kex-probe, pam-bruteforce,
+//     web-path-scan, web-login-bruteforce, port-scan; cloud.yaml:
+//     k8s-api-denied, aws-console-bruteforce; db.yaml: db-bruteforce;
+//     ftp.yaml: ftp-bruteforce; mail.yaml: mail-auth-bruteforce,
+//     mail-auth-spray; vpn.yaml: vpn-bruteforce; web.yaml:
+//     web-auth-bruteforce, web-401-bruteforce, web-rate-limited,
+//     web-bad-bot, wordpress-bruteforce), each with an ATT&CK technique, a
+//     severity and a description; LoadRules adds a directory's rules or
+//     replaces built-in ones by name. Loading (rules.go) is apart from compilation
 //     (compile.go), which turns a Rule into its matcher. The Engine
 //     applies a RuleSet and emits an intel.Sighting when a group crosses
 //     a rule; Run feeds a source's lines to any Processor (an Engine, or
