@@ -12,6 +12,7 @@ require (
 	github.com/libp2p/go-libp2p-pubsub v0.19.0
 	github.com/mdlayher/netlink v1.7.3-0.20250113171957-fbb4dce95f42
 	github.com/multiformats/go-multiaddr v0.16.1
+	github.com/pandatix/go-cvss v0.6.4
 	github.com/prometheus/client_golang v1.25.0
 	github.com/spf13/cobra v1.10.2
 	golang.org/x/net v0.62.0
