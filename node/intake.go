@@ -55,7 +55,11 @@ type gossipHandler struct{ n *Node }
 var _ gossip.Handler = (*gossipHandler)(nil)
 
 // HandleEnvelope is called for every envelope that passed validation,
-// before it is forwarded.
+// before it is forwarded. Gossip calls it for many envelopes at once
+// (gossip.ValidatorConcurrency per topic, gossip.SyncConcurrency per
+// anti-entropy session); PutEnvelope writes the envelopes waiting
+// together in one commit and returns once this one is on disk, so the
+// envelope is durable before it is accepted and forwarded.
 func (h *gossipHandler) HandleEnvelope(_ context.Context, env *intel.Envelope, _ peer.ID) error {
 	n := h.n
 	now := n.now()
