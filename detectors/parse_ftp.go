@@ -71,11 +71,12 @@ func parseProftpd(msg string, ev *Event) parseResult {
 	}
 	cl += op
 	what := msg[cl+len("]) - "):]
+	u, isUser := strings.CutPrefix(what, "USER ")
 	switch {
-	case strings.HasPrefix(what, "USER ") && strings.Contains(what, " (Login failed)"):
-		ev.User = what[len("USER "):strings.LastIndex(what, " (Login failed)")]
-	case strings.HasPrefix(what, "USER ") && strings.Contains(what, ": no such user found from "):
-		ev.User = what[len("USER "):strings.LastIndex(what, ": no such user found from ")]
+	case isUser && strings.Contains(u, " (Login failed)"):
+		ev.User = u[:strings.LastIndex(u, " (Login failed)")]
+	case isUser && strings.Contains(u, ": no such user found from "):
+		ev.User = u[:strings.LastIndex(u, ": no such user found from ")]
 	case strings.HasPrefix(what, "Maximum login attempts ("), strings.HasPrefix(what, "SECURITY VIOLATION: Root login attempted"):
 	default:
 		return resIgnored

@@ -71,7 +71,12 @@ func parseSSHMessage(msg string, ev *Event) parseResult {
 		// (and listed in DenyUsers, not in any group, a group is listed in
 		// DenyGroups, none of user's groups are listed in AllowGroups)
 		ev.Kind = KindSSHNotAllowed
-		m := msg[len("User "):strings.LastIndex(msg, " not allowed because ")]
+		m := msg[len("User "):]
+		j := strings.LastIndex(m, " not allowed because ")
+		if j < 0 {
+			return resMalformed
+		}
+		m = m[:j]
 		i := strings.LastIndex(m, " from ")
 		if i < 0 {
 			return resMalformed

@@ -2,6 +2,9 @@ package detectors
 
 import (
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -177,6 +180,16 @@ func FuzzParseSSH(f *testing.F) {
 	now := time.Date(2024, 11, 28, 12, 0, 0, 0, time.UTC)
 	f.Add("203.0.113.7 - - [10/Oct/2000:13:55:36 -0700] \"GET /a HTTP/1.1\" 404 1 \"-\" \"x\"")
 	f.Add("Nov 28 12:00:01 fw kernel: [1.2] [UFW BLOCK] IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 PROTO=TCP SPT=1 DPT=22")
+	// The other families' golden inputs.
+	for _, dir := range []string{"pam", "sshmodes", "mail", "ftp", "weberror", "db", "vpn", "json"} {
+		data, err := os.ReadFile(filepath.Join("testdata", "parse", dir, "input"))
+		if err != nil {
+			f.Fatal(err)
+		}
+		for l := range strings.SplitSeq(string(data), "\n") {
+			f.Add(l)
+		}
+	}
 	f.Fuzz(func(t *testing.T, line string) {
 		var ev Event
 		res := parseLine(line, &ev)

@@ -64,20 +64,20 @@ func parseNginxErrorMsg(msg string, ev *Event) parseResult {
 		}
 		return resMatched
 	case strings.HasPrefix(m, "user \""):
-		var end int
-		if end = strings.Index(m, "\": password mismatch, client: "); end < 0 {
-			if end = strings.Index(m, "\" was not found in \""); end < 0 {
+		u := m[len("user \""):]
+		end := strings.Index(u, "\": password mismatch, client: ")
+		if end < 0 {
+			if end = strings.Index(u, "\" was not found in \""); end < 0 {
 				return resIgnored
 			}
 		}
 		ev.Kind = KindHTTPAuthFailure
-		u := m[len("user \""):end]
+		u, a := u[:end], u[end:]
 		if strings.IndexByte(u, ':') >= 0 {
 			// A basic authentication user name ends at the first ':'.
 			return resMalformed
 		}
 		ev.User = u
-		a := m[end:]
 		i := strings.Index(a, ", client: ")
 		if i < 0 {
 			return resMalformed
