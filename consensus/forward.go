@@ -54,10 +54,8 @@ type forwardSend func(ctx context.Context, to peer.ID, hops int, cmds [][]byte) 
 // goroutines of group, so that a proposer that stops waiting (its
 // context ended) does not end the batch of the others.
 type forwarder struct {
-	group interface {
-		Go(func(context.Context)) bool
-	}
-	send forwardSend
+	group forwardGroup
+	send  forwardSend
 
 	mu     sync.Mutex
 	queues map[forwardKey]*forwardQueue
@@ -66,9 +64,13 @@ type forwarder struct {
 	commands atomic.Uint64 // commands sent in them
 }
 
-func newForwarder(group interface {
+// forwardGroup runs the forwarder's senders (a *routine.Group).
+type forwardGroup interface {
 	Go(func(context.Context)) bool
-}, send forwardSend) *forwarder {
+	Context() context.Context
+}
+
+func newForwarder(group forwardGroup, send forwardSend) *forwarder {
 	return &forwarder{group: group, send: send, queues: map[forwardKey]*forwardQueue{}}
 }
 
@@ -93,6 +95,7 @@ func (f *forwarder) forward(ctx context.Context, to peer.ID, hops int, data []by
 	if start && !f.group.Go(func(gctx context.Context) { f.drain(gctx, k, q) }) {
 		f.mu.Lock()
 		q.senders--
+		f.forget(k, q, it)
 		f.mu.Unlock()
 		return ErrClosed
 	}
@@ -101,6 +104,26 @@ func (f *forwarder) forward(ctx context.Context, to peer.ID, hops int, data []by
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-f.group.Context().Done():
+		// Closed: the batch this proposal waits for may never leave.
+		f.mu.Lock()
+		f.forget(k, q, it)
+		f.mu.Unlock()
+		return ErrClosed
+	}
+}
+
+// forget removes it from q if it is still pending, and q if it is idle.
+// Caller holds mu.
+func (f *forwarder) forget(k forwardKey, q *forwardQueue, it *forwardItem) {
+	for i, p := range q.pending {
+		if p == it {
+			q.pending = append(q.pending[:i:i], q.pending[i+1:]...)
+			break
+		}
+	}
+	if len(q.pending) == 0 && q.senders == 0 && f.queues[k] == q {
+		delete(f.queues, k)
 	}
 }
 

@@ -211,3 +211,34 @@ func TestFollowerProposalsShareBatches(t *testing.T) {
 		t.Errorf("%d commands forwarded in %d batches; want at least %d commands, in fewer batches", commands, batches, n)
 	}
 }
+
+// TestForwarderClose: closing the group ends the waits of the proposals
+// on their way, and a proposal after Close fails with ErrClosed at once,
+// leaving nothing queued.
+func TestForwarderClose(t *testing.T) {
+	g := routine.New(context.Background())
+	started := make(chan struct{}, 1)
+	f := newForwarder(g, func(ctx context.Context, to peer.ID, hops int, cmds [][]byte) ([]error, error) {
+		select {
+		case started <- struct{}{}:
+		default:
+		}
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	done := make(chan error, 1)
+	go func() { done <- f.forward(context.Background(), "leader", 1, []byte("x")) }()
+	<-started
+	g.Close()
+	if err := <-done; err == nil {
+		t.Fatal("a proposal on its way when the forwarder closed succeeded")
+	}
+	if err := f.forward(context.Background(), "leader", 1, []byte("y")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("a proposal after Close: %v, want ErrClosed", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.queues) != 0 {
+		t.Fatalf("%d queues left after Close", len(f.queues))
+	}
+}
