@@ -110,7 +110,7 @@ func (f *Firewall) apply(ctx context.Context, add []intel.Policy, remove []intel
 		b.queue(op{kind: opDel, set: addrSetIndex(a), ent: e})
 	}
 	if len(v.addrs) == 0 && len(add) > 1024 {
-		v.addrs = make(map[netip.Addr]int64, len(add))
+		v.addrs = make(map[addrKey]int64, len(add))
 	}
 	b.grow(opAdd, iV4, len(add))
 	var cidrAdd []intel.Policy

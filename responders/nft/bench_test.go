@@ -2,8 +2,8 @@ package nft_test
 
 import (
 	"net/netip"
-	"slices"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"

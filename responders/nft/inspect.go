@@ -63,8 +63,8 @@ func (f *Firewall) List(ctx context.Context) ([]Entry, error) {
 		return max(e.expiry().Sub(now), time.Millisecond)
 	}
 	var out []Entry
-	for a, exp := range st.addrs {
-		out = append(out, Entry{Indicator: intel.IndicatorFromAddr(a), Expires: left(entry{expires: exp})})
+	for k, exp := range st.addrs {
+		out = append(out, Entry{Indicator: intel.IndicatorFromAddr(k.addr()), Expires: left(entry{expires: exp})})
 	}
 	for k, e := range st.nets {
 		out = append(out, Entry{Indicator: indOf(k), Expires: left(e)})

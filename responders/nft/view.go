@@ -34,8 +34,8 @@ func (f *Firewall) Current(ctx context.Context) (map[string]intel.Indicator, err
 	v := f.view
 	v.prune(now)
 	out := make(map[string]intel.Indicator, len(v.addrs)+len(v.nets)+len(f.nested))
-	for a := range v.addrs {
-		ind := intel.IndicatorFromAddr(a)
+	for k := range v.addrs {
+		ind := intel.IndicatorFromAddr(k.addr())
 		out[ind.Key()] = ind
 	}
 	for k := range v.nets {
@@ -143,8 +143,8 @@ func (f *Firewall) Compare(ctx context.Context, desired responders.DesiredSet) (
 		return add, nil, refresh, nil
 	}
 	t := now.UnixNano()
-	for a, exp := range v.addrs {
-		if exp != 0 && exp <= t {
+	for k, exp := range v.addrs {
+		if a := k.addr(); exp != 0 && exp <= t {
 			v.delAddr(a)
 		} else if ind := intel.IndicatorFromAddr(a); !desired.Has(ind.Key()) {
 			remove = append(remove, ind)
@@ -246,8 +246,10 @@ func (f *Firewall) generation() (uint32, error) {
 // no zone) with only their expiry, so that the view costs one small map
 // slot and no string each.
 type state struct {
-	addrs map[netip.Addr]int64 // expiry in Unix nanoseconds; zero: no timeout
-	nets  map[string]entry     // the interval sets' elements, by key
+	// addrs holds each address in its 16-byte form (IPv4 mapped), which
+	// has no pointer: the garbage collector never scans the map.
+	addrs map[addrKey]int64 // expiry in Unix nanoseconds; zero: no timeout
+	nets  map[string]entry  // the interval sets' elements, by key
 	// dig is the digest of the keys (Indicator.Key) of addrs and nets,
 	// kept by setAddr, delAddr, setNet and delNet, through which every
 	// change to them goes.
@@ -255,8 +257,16 @@ type state struct {
 }
 
 func newState() *state {
-	return &state{addrs: map[netip.Addr]int64{}, nets: map[string]entry{}}
+	return &state{addrs: map[addrKey]int64{}, nets: map[string]entry{}}
 }
+
+// addrKey is an address in the view: its 16-byte form.
+type addrKey [16]byte
+
+func keyOf(a netip.Addr) addrKey { return a.As16() }
+
+// addr is the canonical address of k (IPv4 unmapped).
+func (k addrKey) addr() netip.Addr { return netip.AddrFrom16(k).Unmap() }
 
 // addrHash is the KeyHash of the indicator key of a, built without
 // allocating.
@@ -282,13 +292,13 @@ func addrOf(ind intel.Indicator) (netip.Addr, bool) {
 
 // addr returns the element of a, if held.
 func (s *state) addr(a netip.Addr) (entry, bool) {
-	exp, ok := s.addrs[a]
+	exp, ok := s.addrs[keyOf(a)]
 	return entry{pfx: netip.PrefixFrom(a, a.BitLen()), expires: exp}, ok
 }
 
 func (s *state) setAddr(a netip.Addr, expires int64) {
 	n := len(s.addrs)
-	s.addrs[a] = expires
+	s.addrs[keyOf(a)] = expires
 	if len(s.addrs) > n {
 		s.dig.AddHash(addrHash(a))
 	}
@@ -296,7 +306,7 @@ func (s *state) setAddr(a netip.Addr, expires int64) {
 
 func (s *state) delAddr(a netip.Addr) {
 	n := len(s.addrs)
-	delete(s.addrs, a)
+	delete(s.addrs, keyOf(a))
 	if len(s.addrs) < n {
 		s.dig.RemoveHash(addrHash(a))
 	}
@@ -353,9 +363,9 @@ func indOf(key string) intel.Indicator {
 // prune drops the elements the kernel has expired by now.
 func (s *state) prune(now time.Time) {
 	t := now.UnixNano()
-	for a, exp := range s.addrs {
+	for k, exp := range s.addrs {
 		if exp != 0 && exp <= t {
-			s.delAddr(a)
+			s.delAddr(k.addr())
 		}
 	}
 	for k, e := range s.nets {
