@@ -27,7 +27,8 @@ import (
 // (ErrTxnTooBig) is written as several, each synced before its callers
 // are answered. An envelope that cannot be written fails alone; a failed
 // commit fails the callers whose envelopes it carried, with the cause,
-// and no other: groups committed before it stay committed.
+// and no other: groups committed before it stay committed. An error
+// reading the store fails the rest of the group.
 
 const (
 	// maxGroupEntries bounds the envelopes of one group.
@@ -184,27 +185,37 @@ func (c *committer) write(group []*envelopeWrite) {
 	for len(group) > 0 {
 		txn := c.s.db.NewTransaction(true)
 		n, full, err := apply(txn, group)
-		if err != nil {
-			// An envelope that alone cannot be written fails, and the
-			// transaction is built again without it.
-			txn.Discard()
-			group[n].added, group[n].err = false, err
-			continue
-		}
 		if full {
 			// The transaction holds part of group[n], which must not be
 			// committed: build it again with the envelopes that fit.
 			txn.Discard()
 			txn = c.s.db.NewTransaction(true)
-			if n, full, err = apply(txn, group[:n]); err != nil || full {
-				// The same writes fitted a moment ago.
-				err = fmt.Errorf("rebuild a transaction of %d envelopes: full %v: %w", n, full, err)
-				txn.Discard()
-				txn = nil
+			n, full, err = apply(txn, group[:n])
+			if full {
+				err = fmt.Errorf("%d envelopes that fitted one transaction no longer fit: %w", n, badger.ErrTxnTooBig)
 			}
 		}
+		var rerr readError
+		switch {
+		case errors.As(err, &rerr):
+			// The store cannot be read: every envelope not yet written
+			// fails with the cause.
+			txn.Discard()
+			fail(group, rerr.err)
+			return
+		case err != nil && !full:
+			// An envelope that alone cannot be written fails, and the
+			// transaction is built again without it.
+			txn.Discard()
+			group[n].added, group[n].err = false, err
+			continue
+		case err != nil:
+			txn.Discard()
+			fail(group, err)
+			return
+		}
 		part := group[:n]
-		if err == nil && c.hook != nil {
+		if c.hook != nil {
 			if err = c.hook(txn, len(part)); err != nil {
 				txn.Discard()
 			}
@@ -217,21 +228,32 @@ func (c *committer) write(group []*envelopeWrite) {
 			continue
 		}
 		if err != nil {
-			for _, w := range part {
-				if w.err == nil {
-					w.added, w.err = false, err
-				}
-			}
-		} else if n := added(part); n > 0 {
+			fail(part, err)
+		} else if k := added(part); k > 0 {
 			// A transaction that only found duplicates wrote nothing
 			// and synced nothing.
 			c.commits.Add(1)
-			c.stored.Add(uint64(n))
+			c.stored.Add(uint64(k))
 		}
 		group = group[n:]
 		conflicts = 0
 	}
 }
+
+// fail sets err on every write of group that has no error yet.
+func fail(group []*envelopeWrite, err error) {
+	for _, w := range group {
+		if w.err == nil {
+			w.added, w.err = false, err
+		}
+	}
+}
+
+// readError is an error reading the store, which no envelope causes.
+type readError struct{ err error }
+
+func (e readError) Error() string { return e.err.Error() }
+func (e readError) Unwrap() error { return e.err }
 
 func added(group []*envelopeWrite) int {
 	n := 0
@@ -279,7 +301,7 @@ func putEnvelope(txn *badger.Txn, w *envelopeWrite) (added bool, err error) {
 	case err == nil:
 		return false, nil
 	case !errors.Is(err, badger.ErrKeyNotFound):
-		return false, err
+		return false, readError{err}
 	}
 	if err := txn.Set(w.key, w.raw); err != nil {
 		return false, err
@@ -289,7 +311,7 @@ func putEnvelope(txn *badger.Txn, w *envelopeWrite) (added bool, err error) {
 	}
 	hw, err := getUint64(txn, w.hwKey)
 	if err != nil {
-		return false, err
+		return false, readError{err}
 	}
 	if w.seq > hw {
 		if err := txn.Set(w.hwKey, appendUint64(nil, w.seq)); err != nil {
