@@ -1,6 +1,7 @@
 package attack
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -221,4 +222,39 @@ func BenchmarkLoad(b *testing.B) {
 	runtime.ReadMemStats(&after)
 	b.ReportMetric(float64(after.HeapAlloc)-float64(before.HeapAlloc), "retained-B")
 	runtime.KeepAlive(keep)
+}
+
+// FuzzParse checks that no bundle makes Parse panic, and that a catalog
+// it returns is consistent.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(miniBundle))
+	f.Add([]byte(`{"type": "bundle", "objects": []}`))
+	f.Add([]byte(`{"objects": [{"type": "attack-pattern", "revoked": true, "external_references": [{"source_name": "mitre-attack", "external_id": "T1000"}]}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse(bytes.NewReader(data), "fuzz.json")
+		if err != nil {
+			if !strings.Contains(err.Error(), "fuzz.json") {
+				t.Fatalf("error %q does not name the file", err)
+			}
+			return
+		}
+		all := c.Techniques()
+		if len(all) != c.Counts.Techniques+c.Counts.Subtechniques {
+			t.Fatalf("%d techniques, counts %+v", len(all), c.Counts)
+		}
+		for _, tc := range all {
+			if _, err := NormalizeID(tc.ID); err != nil {
+				t.Fatalf("loaded %q: %v", tc.ID, err)
+			}
+			if tc.IsSubtechnique() != strings.HasPrefix(tc.ID, tc.Parent+".") {
+				t.Fatalf("%s has parent %q", tc.ID, tc.Parent)
+			}
+			if err := c.Check(tc.ID); err != nil {
+				t.Fatalf("Check(%s) = %v for a loaded technique", tc.ID, err)
+			}
+		}
+		if len(c.Tactics()) != c.Counts.Tactics {
+			t.Fatalf("%d tactics, counts %+v", len(c.Tactics()), c.Counts)
+		}
+	})
 }

@@ -359,6 +359,12 @@ func (s *scanner) scanDotted(t string, line int) {
 		if hit, _ := s.overlaps(a, z); hit {
 			continue
 		}
+		// Markdown emphasis: _evil.com_ (but not __init__.py).
+		if n := len(t[a:z]) - len(strings.TrimLeft(t[a:z], "_")); n > 0 && n < z-a && strings.HasSuffix(t[a:z], t[a:a+n]) {
+			if m := len(t[a:z]) - len(strings.TrimRight(t[a:z], "_")); m == n {
+				a, z = a+n, z-n
+			}
+		}
 		run := t[a:z]
 		if s.dottedIPv4(t, run, a, z, line) {
 			continue

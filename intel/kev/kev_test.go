@@ -1,6 +1,7 @@
 package kev
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -287,4 +288,48 @@ func BenchmarkLoadKEV(b *testing.B) {
 	runtime.ReadMemStats(&after)
 	b.ReportMetric(float64(after.HeapAlloc)-float64(before.HeapAlloc), "retained-B")
 	runtime.KeepAlive(keep)
+}
+
+// FuzzParse checks that no KEV catalog or NVD document makes the parsers
+// panic, and that what they load is consistent.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(strings.Replace(strings.Replace(miniKEV, "%d", "1", 1), "%s", kevEntryJSON("CVE-2024-0001", "Known", "2025-01-01"), 1)))
+	if b, err := os.ReadFile(filepath.Join("testdata", "nvd-cves.json")); err == nil {
+		f.Add(b)
+	}
+	f.Add([]byte(`{"vulnerabilities": [{"cve": {"id": "CVE-2024-0001", "published": "2024-01-01T00:00:00", "metrics": {"cvssMetricV40": [{"cvssData": {"vectorString": "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N"}}]}}}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if c, err := Parse(bytes.NewReader(data), "kev.json"); err == nil {
+			if len(c.Entries()) != c.Len() {
+				t.Fatalf("%d entries, Len %d", len(c.Entries()), c.Len())
+			}
+			for _, e := range c.Entries() {
+				if !cveID.MatchString(e.CVE) {
+					t.Fatalf("loaded %q", e.CVE)
+				}
+			}
+		} else if !strings.Contains(err.Error(), "kev.json") {
+			t.Fatalf("error %q does not name the file", err)
+		}
+		n := NewNVD()
+		if err := n.Parse(bytes.NewReader(data), "nvd.json"); err != nil {
+			if !strings.Contains(err.Error(), "nvd.json") {
+				t.Fatalf("error %q does not name the file", err)
+			}
+			return
+		}
+		for _, c := range n.cves {
+			for _, s := range c.Scores {
+				if s.Base < 0 || s.Base > 10 || s.Severity != Severity(s.Base) {
+					t.Fatalf("%s: score %+v", c.ID, s)
+				}
+			}
+			if p := Rank(c.ID, n, nil); p.Value < 0 || p.Value > MaxPriority {
+				t.Fatalf("%s: priority %+v", c.ID, p)
+			}
+		}
+		if len(n.Problems) > MaxProblems {
+			t.Fatalf("%d problems kept", len(n.Problems))
+		}
+	})
 }
