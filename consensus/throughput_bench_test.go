@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -101,9 +103,29 @@ func BenchmarkCommitBulk(b *testing.B) {
 		}
 	}
 	rss, heap := residentMemory(b)
+	if *bulkHeapProfile != "" {
+		writeHeapProfile(b, *bulkHeapProfile)
+	}
 	b.ReportMetric(float64(rss)/(1<<20), "rss-MB")
 	b.ReportMetric(float64(rss)/(1<<20)/float64(len(nodes)), "rss-MB/node")
 	b.ReportMetric(float64(heap)/(1<<20), "heap-MB")
+}
+
+// bulkHeapProfile names a file BenchmarkCommitBulk writes a heap profile
+// to while the cluster still holds its policies (-memprofile is written
+// after the cluster is closed).
+var bulkHeapProfile = flag.String("bulk.heapprofile", "", "BenchmarkCommitBulk: write a heap profile of the loaded cluster to this file")
+
+func writeHeapProfile(tb testing.TB, path string) {
+	tb.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		tb.Fatalf("write heap profile: %v", err)
+	}
 }
 
 // residentMemory collects garbage, returns freed memory to the system and
