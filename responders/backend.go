@@ -39,9 +39,13 @@ type DryRun struct {
 
 	mu      sync.Mutex
 	blocked map[string]intel.Policy
+	digest  Digest // of blocked's keys
 }
 
-var _ Backend = (*DryRun)(nil)
+var (
+	_ Backend  = (*DryRun)(nil)
+	_ Comparer = (*DryRun)(nil)
+)
 
 // NewDryRun returns an empty dry-run backend. A nil logger discards.
 func NewDryRun(logger *slog.Logger) *DryRun {
@@ -82,15 +86,41 @@ func (d *DryRun) Apply(ctx context.Context, add []intel.Policy, remove []intel.I
 		k := ind.Key()
 		if _, ok := d.blocked[k]; ok {
 			delete(d.blocked, k)
+			d.digest.Remove(k)
 			d.log.Info("would unblock", "indicator", ind.Key())
 		}
 	}
 	for _, p := range add {
-		d.blocked[p.Indicator.Key()] = p
+		k := p.Indicator.Key()
+		if _, ok := d.blocked[k]; !ok {
+			d.digest.Add(k)
+		}
+		d.blocked[k] = p
 		d.log.Info("would block", "indicator", p.Indicator.Key(), "policy", p.ID,
 			"author", p.Author, "expires", p.ExpiresAt, "reason", p.Reason)
 	}
 	return nil
+}
+
+// Compare implements Comparer: from the digest of what it holds unless
+// the comparison must be thorough, and otherwise entry by entry.
+func (d *DryRun) Compare(_ context.Context, desired DesiredSet) (add []intel.Policy, remove []intel.Indicator, refresh []intel.Policy, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !desired.Thorough() && d.digest == desired.Digest(nil) {
+		return nil, nil, nil, nil
+	}
+	for k, p := range desired.All() {
+		if _, ok := d.blocked[k]; !ok {
+			add = append(add, *p)
+		}
+	}
+	for k, p := range d.blocked {
+		if !desired.Has(k) {
+			remove = append(remove, p.Indicator)
+		}
+	}
+	return add, remove, nil, nil
 }
 
 // Blocked returns what the backend would block now, sorted by key.

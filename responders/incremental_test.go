@@ -186,6 +186,14 @@ func (b *recorder) Current(ctx context.Context) (map[string]intel.Indicator, err
 	return b.DryRun.Current(ctx)
 }
 
+// Compare counts as a Current call: both ask the backend what it holds.
+func (b *recorder) Compare(ctx context.Context, desired responders.DesiredSet) ([]intel.Policy, []intel.Indicator, []intel.Policy, error) {
+	b.mu.Lock()
+	b.currents++
+	b.mu.Unlock()
+	return b.DryRun.Compare(ctx, desired)
+}
+
 func (b *recorder) Apply(ctx context.Context, add []intel.Policy, remove []intel.Indicator) error {
 	b.mu.Lock()
 	b.applies++

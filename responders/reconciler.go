@@ -325,7 +325,7 @@ func (r *Reconciler) pass(ctx context.Context, full bool) (time.Time, error) {
 		c := &r.perBackend[i]
 		var err error
 		if full || r.stale[i] {
-			err = r.reconcile(ctx, b, c, r.stale[i])
+			err = r.reconcile(ctx, b, c, r.stale[i], d.refresh)
 		} else {
 			err = r.applyDelta(ctx, b, c, d)
 		}
@@ -418,8 +418,10 @@ type Comparer interface {
 
 // reconcile brings one backend to the desired state by comparing it with
 // what the backend holds. stale: a change handed to it failed since the
-// last comparison.
-func (r *Reconciler) reconcile(ctx context.Context, b Backend, c *backendCounters, stale bool) error {
+// last comparison. changed are the desired policies of this pass whose
+// keys were already desired (extensions): a Comparer answering from
+// digests sees keys, not expiries, so they are handed on as refreshes.
+func (r *Reconciler) reconcile(ctx context.Context, b Backend, c *backendCounters, stale bool, changed []intel.Policy) error {
 	var add, refresh []intel.Policy
 	var remove []intel.Indicator
 	desired := r.state.desired
@@ -428,6 +430,13 @@ func (r *Reconciler) reconcile(ctx context.Context, b Backend, c *backendCounter
 		add, remove, refresh, err = cmpr.Compare(ctx, DesiredSet{m: desired, digests: r.state.digests, thorough: stale})
 		if err != nil {
 			return fmt.Errorf("compare with the desired state: %w", err)
+		}
+		refresh = append(refresh, changed...)
+		if filter, ok := b.(TypeFilter); ok { // the lists are the backend's own: filtered in place
+			drop := func(p intel.Policy) bool { return !filter.Supports(p.Indicator.Type) }
+			add = slices.DeleteFunc(add, drop)
+			refresh = slices.DeleteFunc(refresh, drop)
+			remove = slices.DeleteFunc(remove, func(ind intel.Indicator) bool { return !filter.Supports(ind.Type) })
 		}
 	} else {
 		cur, err := b.Current(ctx)

@@ -289,8 +289,10 @@ type delta struct {
 	belowFloor int
 }
 
-// settle recomputes the dirty keys and, when lists is set, returns how
-// the desired state changed, each list sorted by indicator when short.
+// settle recomputes the dirty keys and returns how the desired state
+// changed, each list sorted by indicator when short: the refreshes
+// always (a full pass hands them on too), the additions and removals
+// when lists is set.
 func (s *desiredState) settle(lists bool) delta {
 	if s.vetoStale {
 		s.rebuildVeto()
@@ -336,7 +338,7 @@ func (s *desiredState) settle(lists bool) delta {
 			}
 		case cur != old:
 			s.desired[k] = cur
-			if lists && !samePolicy(cur.p, old.p) {
+			if !samePolicy(cur.p, old.p) {
 				d.refresh = append(d.refresh, cur.p)
 			}
 		}
