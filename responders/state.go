@@ -113,6 +113,7 @@ func (s *desiredState) put(p intel.Policy, local bool, now time.Time) {
 	if !p.Active(now) {
 		return
 	}
+	p.Evidence = nil // no backend needs it; a million policies would hold it all
 	h := &held{p: p, local: local, key: p.Indicator.Key(), hi: -1}
 	s.ids(local)[p.ID] = h
 	if !p.ExpiresAt.IsZero() {
@@ -262,11 +263,11 @@ func (r *resyncer) end() {
 }
 
 // samePolicy reports whether p and q are the same version of a policy:
-// every field that reaches a backend or an event (evidence aside).
+// every field that reaches a backend or an event. Evidence does neither,
+// and is not held.
 func samePolicy(p, q intel.Policy) bool {
 	return p.ID == q.ID && p.Action == q.Action && p.Indicator == q.Indicator && p.Reason == q.Reason &&
-		p.Author == q.Author && p.CreatedAt.Equal(q.CreatedAt) && p.ExpiresAt.Equal(q.ExpiresAt) &&
-		len(p.Evidence) == len(q.Evidence)
+		p.Author == q.Author && p.CreatedAt.Equal(q.CreatedAt) && p.ExpiresAt.Equal(q.ExpiresAt)
 }
 
 // setProtected records the protected ranges; when they differ from those
