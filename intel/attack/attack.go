@@ -274,15 +274,14 @@ func (c *Catalog) add(o *stixObject) error {
 			c.retire(o, id)
 			return nil
 		}
-		if strings.Contains(id, ".") != o.IsSubtechnique {
-			return fmt.Errorf("technique %s: x_mitre_is_subtechnique is %v", id, o.IsSubtechnique)
-		}
 		if prev, dup := c.modified[id]; dup {
 			c.Counts.Duplicates++
 			if prev >= o.Modified {
 				return nil
 			}
 		}
+		// The ID decides what is a sub-technique (T1110.001), whatever
+		// x_mitre_is_subtechnique says.
 		t := &Technique{ID: id, Name: o.Name, URL: url, STIXID: o.ID, Platforms: o.Platforms, Tactics: []string{}}
 		if i := strings.IndexByte(id, '.'); i >= 0 {
 			t.Parent = id[:i]

@@ -173,7 +173,6 @@ func TestParseErrors(t *testing.T) {
 		{"objects not array", `{"objects": {}}`, "objects: want an array"},
 		{"bad object", `{"objects": [{"type": 5}]}`, "object 1"},
 		{"bad technique ID", `{"objects": [{"type": "attack-pattern", "id": "attack-pattern--9", "external_references": [{"source_name": "mitre-attack", "external_id": "X1"}]}]}`, `object 1 (attack-pattern--9): attack-pattern ID "X1"`},
-		{"sub flag", `{"objects": [{"type": "attack-pattern", "external_references": [{"source_name": "mitre-attack", "external_id": "T1110.001"}]}]}`, "x_mitre_is_subtechnique is false"},
 		{"tactic no short name", `{"objects": [{"type": "x-mitre-tactic", "external_references": [{"source_name": "mitre-attack", "external_id": "TA0001"}]}]}`, "no x_mitre_shortname"},
 		{"truncated", miniBundle[:400], "bad.json: at byte"},
 	} {

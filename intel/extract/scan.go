@@ -73,20 +73,21 @@ func (s *scanner) scanURLs(t string, line int) {
 		if hit, _ := s.overlaps(start, colon+3); hit {
 			continue
 		}
-		m := urlRe.FindStringIndex(t[start:min(len(t), start+maxURLScan)])
-		if m == nil {
-			continue
+		// Match within the text up to the first character a URL never
+		// goes past, so that xurls decides where the URL ends before it.
+		w := t[start:min(len(t), start+maxURLScan)]
+		if k := strings.IndexAny(w, urlStops); k >= 0 {
+			w = w[:k]
 		}
-		u := t[start : start+m[1]]
-		if k := strings.IndexAny(u, urlStops); k >= 0 {
-			u = u[:k]
+		if m := urlRe.FindStringIndex(w); m != nil {
+			s.addURL(w[:m[1]], start, line)
 		}
-		s.addURL(u, start, line)
 	}
 }
 
-// urlStops are the characters a URL never goes past.
-const urlStops = "\"'`<>,\\"
+// urlStops are the characters a URL never goes past: quotes, backticks,
+// angle brackets, commas, backslashes and whitespace.
+const urlStops = "\"'`<>,\\ \t\r\n\v\f"
 
 // addURL reports u, found at start, trimmed of trailing prose punctuation,
 // if it is an http or https URL.
