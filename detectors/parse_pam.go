@@ -172,7 +172,7 @@ func parseSudo(msg string, ev *Event) parseResult {
 	}
 	r := m[i+len(" : "):]
 	switch {
-	case strings.Contains(r[:min(len(r), 40)], "incorrect password attempt"),
+	case len(r) > 0 && isDigit(r[0]) && strings.Contains(r[:min(len(r), 40)], "incorrect password attempt"),
 		strings.HasPrefix(r, "user NOT in sudoers"),
 		strings.HasPrefix(r, "user NOT authorized on host"):
 	default:

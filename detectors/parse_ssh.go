@@ -9,6 +9,11 @@ import "strings"
 // " from <addr> port <n>": the address sshd writes after a user name is
 // found from the end of the message, never from the start.
 func parseSSHMessage(msg string, ev *Event) parseResult {
+	if msg == "" || !sshFirst[msg[0]] || msg[0] == 'A' && msg[1%len(msg)] == 'c' {
+		// Not a message this parser reads ("Accepted ...", "Server
+		// listening ...", "Starting session ..."): one lookup.
+		return resIgnored
+	}
 	m, preauth := strings.CutSuffix(msg, " [preauth]")
 	if len(m) > 7 && m[5] == ':' && m[6] == ' ' && (strings.HasPrefix(m, "error") || strings.HasPrefix(m, "fatal")) {
 		m = m[len("error: "):]
@@ -199,6 +204,15 @@ func parseSSHMessage(msg string, ev *Event) parseResult {
 	}
 	return resIgnored
 }
+
+// sshFirst marks the bytes a message parseSSHMessage reads may start
+// with.
+var sshFirst = func() (t [256]bool) {
+	for _, c := range []byte("FIimDPURrBbsTCAef") {
+		t[c] = true
+	}
+	return t
+}()
 
 // sshHostPort reads "<addr or host>[ port <n>]", which must end there.
 func sshHostPort(m string, ev *Event) parseResult {
