@@ -246,6 +246,9 @@ func TestPolicyPage(t *testing.T) {
 			if next == "" {
 				break
 			}
+			if pages > len(want)+1 {
+				t.Fatalf("limit %d: %d pages for %d policies: the cursor does not advance", limit, pages, len(want))
+			}
 			if next != page[len(page)-1].ID {
 				t.Fatalf("limit %d: next %s is not the last ID of the page", limit, next)
 			}
