@@ -46,7 +46,11 @@
 //     local domain) and a failure without a remote party (sudo, su, a
 //     console login, a CloudTrail source that is an AWS service) are
 //     counted (EngineStats.Local) and never reported. EngineOptions.Allow
-//     applies to addresses only.
+//     applies to addresses only. Resolving the names (EngineOptions.Resolve,
+//     resolve.go) is off by default: it also reports each address a name
+//     resolves to, at half the confidence and never an allowed one, with
+//     lookups bounded in time, cached in a bounded cache and rate-limited,
+//     made outside the engine's lock after the line's other sightings.
 //   - Rules are data (YAML, decoded strictly; see Rule): conditions on
 //     event fields, a group (the source address by default), a threshold
 //     of events or of distinct values over a sliding window, or a leaky

@@ -32,6 +32,9 @@ type EngineOptions struct {
 	// Now is the clock (default time.Now). It supplies the time of lines
 	// without a parsable timestamp and the year of classic syslog stamps.
 	Now func() time.Time
+	// Resolve, when set, also reports the addresses of sources logged by
+	// host name (see ResolveOptions). Off by default.
+	Resolve *ResolveOptions
 }
 
 // EngineStats counts what an engine did with its lines.
@@ -58,6 +61,11 @@ type EngineStats struct {
 	// failure without rhost, a host name that is not a remote one such
 	// as localhost): nothing can be reported about them.
 	Local uint64
+	// Resolved counts the address sightings added by resolving host names
+	// (EngineOptions.Resolve); ResolveFailed the lookups that failed or
+	// timed out; ResolveLimited the names not resolved because of the
+	// lookup rate limit.
+	Resolved, ResolveFailed, ResolveLimited uint64
 	// Cap is MaxSources, the per-rule bound on Sources.
 	Cap   int
 	Rules []RuleStats
@@ -82,6 +90,7 @@ type Engine struct {
 	now    func() time.Time
 	max    int
 	seed   maphash.Seed
+	res    *resolver // nil: host names are not resolved
 
 	mu        sync.Mutex
 	stats     EngineStats
@@ -158,6 +167,13 @@ func NewRulesEngine(rs *RuleSet, opts EngineOptions) (*Engine, error) {
 	if e.max == 0 {
 		e.max = DefaultMaxSources
 	}
+	if opts.Resolve != nil {
+		r, err := newResolver(*opts.Resolve)
+		if err != nil {
+			return nil, err
+		}
+		e.res = r
+	}
 	for _, r := range rs.rules {
 		c, err := compileRule(r)
 		if err != nil {
@@ -190,7 +206,7 @@ func (e *Engine) Rules() []Rule {
 func (e *Engine) Feed(line string) (intel.Sighting, bool) {
 	var first intel.Sighting
 	var ok bool
-	e.process(line, func(s intel.Sighting) {
+	e.processResolving(line, func(s intel.Sighting) {
 		if !ok {
 			first, ok = s, true
 		}
@@ -202,7 +218,27 @@ func (e *Engine) Feed(line string) (intel.Sighting, bool) {
 // returns, for every sighting the line causes. It does not keep line and
 // does not allocate unless a rule fires.
 func (e *Engine) Process(line []byte, emit func(intel.Sighting)) {
-	e.process(unsafe.String(unsafe.SliceData(line), len(line)), emit)
+	e.processResolving(unsafe.String(unsafe.SliceData(line), len(line)), emit)
+}
+
+// processResolving is process, then, when host names are resolved, the
+// address sightings of the line's domain sightings, looked up outside
+// the lock.
+func (e *Engine) processResolving(line string, emit func(intel.Sighting)) {
+	if e.res == nil {
+		e.process(line, emit)
+		return
+	}
+	var domains []intel.Sighting
+	e.process(line, func(s intel.Sighting) {
+		emit(s)
+		if s.Indicator.Type == intel.Domain {
+			domains = append(domains, s)
+		}
+	})
+	for _, s := range domains {
+		e.res.expand(s, e.allowed, emit)
+	}
 }
 
 func (e *Engine) process(line string, emit func(intel.Sighting)) {
@@ -489,6 +525,9 @@ func (e *Engine) Stats() EngineStats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	st := e.stats
+	if e.res != nil {
+		e.res.stats(&st)
+	}
 	st.Rules = make([]RuleStats, len(e.rules))
 	for i, r := range e.rules {
 		st.Rules[i] = RuleStats{Rule: r.Name, Matched: r.matched, Fired: r.fired, Evicted: r.evicted, Expired: r.expired, Sources: len(r.groups)}

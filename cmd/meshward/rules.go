@@ -96,6 +96,8 @@ func newRulesTestCmd() *cobra.Command {
 		names       []string
 		allow       []string
 		maxLine     int
+		resolve     bool
+		resTimeout  time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "test [flags] FILE",
@@ -116,7 +118,12 @@ Traefik and Caddy access logs, Kubernetes API audit events and AWS CloudTrail
 records (one per line: jq -c '.Records[]').
 
 Statistics (lines, events, malformed and cut lines, failures that name no
-remote party such as sudo's, speed) go to standard error.`,
+remote party such as sudo's, speed) go to standard error.
+
+A source logged by host name (pam_unix's rhost, sshd with UseDNS, Pure-FTPd,
+MySQL) is reported as a domain; --resolve also reports the addresses the name
+resolves to, at half the confidence: a reverse-resolved name is chosen by the
+owner of the attacker's reverse zone and may name someone else's host.`,
 		Example: `  meshward rules test /var/log/auth.log
   meshward rules test --rule ssh-bruteforce --rule ssh-user-enum /var/log/auth.log
   meshward rules test --rules-dir ./rules.d -o json /var/log/nginx/access.log
@@ -151,6 +158,9 @@ remote party such as sudo's, speed) go to standard error.`,
 					opts.Now = func() time.Time { return mod }
 				}
 				in = f
+			}
+			if resolve {
+				opts.Resolve = &detectors.ResolveOptions{Timeout: resTimeout}
 			}
 			eng, err := detectors.NewRulesEngine(rs, opts)
 			if err != nil {
@@ -227,6 +237,8 @@ remote party such as sudo's, speed) go to standard error.`,
 	f.StringVarP(&output, "output", "o", "table", "output format: table or json (one object per detection)")
 	f.StringSliceVar(&allow, "allow", nil, "address or prefix never reported (repeatable)")
 	f.IntVar(&maxLine, "max-line-bytes", detectors.DefaultMaxLineBytes, "lines longer than this are cut and counted")
+	f.BoolVar(&resolve, "resolve", false, "also report the addresses of sources logged by host name (DNS lookups, cached and rate-limited)")
+	f.DurationVar(&resTimeout, "resolve-timeout", 2*time.Second, "bound of one DNS lookup with --resolve")
 	return cmd
 }
 
