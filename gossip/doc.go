@@ -21,7 +21,11 @@
 // sender (Reject or Ignore) is one table (verdicts). On the sightings and
 // indicator topics the last stage is the Handler, which persists the
 // envelope; forwarding happens after the Handler returns, so what a node
-// relays it has already stored. Every rejection is counted (Prometheus
+// relays it has already stored. GossipSub runs the validator in a
+// goroutine per message, up to ValidatorConcurrency per topic, and
+// anti-entropy admits up to SyncConcurrency envelopes of a session at
+// once: signatures are verified on every core, and a store that commits
+// in groups writes the envelopes waiting together in one sync. Every rejection is counted (Prometheus
 // meshward_gossip_rejected_total{topic,reason} and Rejected and its
 // siblings) and logged at debug level with its reason, and so are the
 // drops GossipSub decides on its own on our topics (tracer).
