@@ -56,6 +56,13 @@ func parseDovecot(msg string, ev *Event) parseResult {
 			m = m[i+2:]
 		}
 	}
+	// Dovecot's own log file writes the level ("Info: ").
+	for _, lvl := range [...]string{"Info: ", "Error: ", "Warning: "} {
+		if strings.HasPrefix(m, lvl) {
+			m = m[len(lvl):]
+			break
+		}
+	}
 	if strings.HasPrefix(m, "pam_") {
 		return parsePAM("dovecot", m, ev)
 	}
