@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -279,5 +280,71 @@ func TestPolicyPage(t *testing.T) {
 	}
 	if p, ok := a.f.activePolicy(intel.PolicyID(intel.ActionBlock, inds[1]), now); !ok || p.Indicator != inds[1] {
 		t.Errorf("policy of %s: %+v %v", inds[1], p, ok)
+	}
+}
+
+// TestFSMSnapshotWhileApplying persists a snapshot of a few thousand
+// policies while the FSM goes on applying (revokes, new blocks, a bulk
+// allow that drops blocks): the snapshot holds the state when it was
+// taken. Run with -race, it also checks that Persist and Apply share
+// nothing they write.
+func TestFSMSnapshotWhileApplying(t *testing.T) {
+	a := newApplier(t)
+	var inds []string
+	for i := range 3000 {
+		inds = append(inds, fmt.Sprintf("198.%d.%d.%d", 18+i/65536, i/256%256, i%256))
+	}
+	for i := 0; i < len(inds); i += 300 {
+		a.mustApply(a.op(bulkOp(t, intel.OpBlockBulk, time.Hour, inds[i:i+300]...), t0))
+	}
+	a.mustApply(a.op(bulkOp(t, intel.OpBlockBulk, 0, "example.com", "2001:db8::1", "a.example.org"), t0))
+	want := snapshotBytes(t, a.f)
+	// Two snapshots of the same state: one persisted while the FSM
+	// applies, one persisted after it has applied everything.
+	during, err := a.f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := a.f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The changes are signed before Persist starts, so that they race it
+	// only with Apply.
+	var cmds []Command
+	for i := range 50 {
+		cmds = append(cmds, a.op(intel.OperatorCommand{Op: intel.OpRevoke, PolicyID: intel.PolicyID(intel.ActionBlock, mustIndicator(t, inds[i*7]))}, t0))
+		cmds = append(cmds, a.op(blockOp(t, fmt.Sprintf("203.0.113.%d", i), time.Hour), t0))
+	}
+	// A domain revoked and another blocked: its value takes the freed slot.
+	cmds = append(cmds, a.op(intel.OperatorCommand{Op: intel.OpRevoke, PolicyID: intel.PolicyID(intel.ActionBlock, mustIndicator(t, "a.example.org"))}, t0))
+	cmds = append(cmds, a.op(blockOp(t, "b.example.net", 0), t0))
+	cmds = append(cmds, a.op(bulkOp(t, intel.OpAllowBulk, time.Hour, "198.18.4.0/24", "example.com"), t0.Add(2*time.Hour)))
+	sink := &memSink{}
+	done := make(chan error, 1)
+	go func() { done <- during.Persist(sink) }()
+	for _, c := range cmds {
+		a.mustApply(c)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	during.Release()
+	if !bytes.Equal(sink.Bytes(), want) {
+		t.Fatalf("the snapshot persisted during the changes differs (%d bytes, want %d)", sink.Len(), len(want))
+	}
+	sink = &memSink{}
+	if err := after.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	after.Release()
+	if !bytes.Equal(sink.Bytes(), want) {
+		t.Fatalf("the snapshot persisted after the changes differs:\n%s\nwant\n%s", sink.Bytes(), want)
+	}
+	// At t0+2h every one-hour block has expired: the permanent blocks of
+	// 2001:db8::1 and b.example.net and the two allows are left (the
+	// allow of example.com dropped its block).
+	if n, _, _ := a.f.counts(); n != 4 {
+		t.Fatalf("%d policies held after the changes, want 4", n)
 	}
 }
