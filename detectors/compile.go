@@ -146,8 +146,9 @@ func compileRule(r Rule) (*compiledRule, error) {
 		}
 		c.conds = append(c.conds, cd)
 	}
+	c.kinds &^= 1 << KindLocalAuthFailure // such lines never reach the rules
 	if c.kinds == 0 {
-		return nil, bad("match", "no event kind can match")
+		return nil, bad("match", "no event kind can match (local_auth_failure names no remote party: no rule can report it)")
 	}
 	c.coalesce = c.kinds&(1<<KindSSHInvalidUser) != 0 && c.kinds&(1<<KindSSHFailed) != 0 && c.distinct == FieldNone
 	return c, nil

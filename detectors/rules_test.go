@@ -19,6 +19,7 @@ func TestRuleFileErrorsNameFileRuleField(t *testing.T) {
 		"nested bad type":       {"rules:\n  - name: g\n    match:\n      - field: port\n        min: lots\n", `rule "g": field "match[0].min" (line 5): cannot unmarshal`},
 		"second rule":           {"rules:\n  - name: h\n  - name: i\n    bucket: {capacity: x}\n", `rule "i": field "bucket.capacity" (line 4)`},
 		"top-level key":         {"rulez: []\n", `field "rulez"`},
+		"local kind only":       {"rules:\n  - name: j\n    match: [{field: kind, equals: local_auth_failure}]\n    threshold: 5\n    window: 60s\n    severity: low\n", `local_auth_failure names no remote party`},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
