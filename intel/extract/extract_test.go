@@ -104,6 +104,7 @@ func TestCases(t *testing.T) {
 		{"url angle", "<http://evil.com/a>", []string{"url http://evil.com/a"}},
 		{"url unbalanced paren", "(http://evil.com/a)", []string{"url http://evil.com/a"}},
 		{"url balanced paren", "http://evil.com/a_(b)", []string{"url http://evil.com/a_(b)"}},
+		{"url empty fragment", "http://evil.com/a!# and hxxp://evil.com?@#", []string{"url http://evil.com/a", "url http://evil.com"}},
 		{"url upper scheme and host", "HTTP://EVIL.COM/Path", []string{"url http://evil.com/Path"}},
 		{"url ipv6 host", "http://[2001:DB8:0::1]:80/x", []string{"url http://[2001:db8::1]:80/x documentation"}},
 		{"not http", "ftp://files.evil.com/x", []string{"domain files.evil.com"}},

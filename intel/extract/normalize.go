@@ -33,51 +33,44 @@ var bracketTokens = []struct {
 // {.} and [dot] for a dot, [:] and [://] for the scheme's separators, [at]
 // and [@] for the @ of an address.
 func refang(s string) string {
-	if !needsRefang(s) {
-		return s
-	}
-	b := make([]byte, 0, len(s))
+	var b []byte // nil until the first defanged form
 	for i := 0; i < len(s); {
 		c := s[i]
+		out, n := "", 0
 		switch c {
 		case '[', '(', '{':
-			if out, n, spaced := bracketToken(s[i:]); n > 0 {
-				if spaced && len(b) > 0 && b[len(b)-1] == ' ' && i+n < len(s) && s[i+n] == ' ' {
-					b = b[:len(b)-1]
-					n++
+			var spaced bool
+			if out, n, spaced = bracketToken(s[i:]); n > 0 && spaced && i > 0 && s[i-1] == ' ' && i+n < len(s) && s[i+n] == ' ' {
+				if b == nil {
+					b = append(make([]byte, 0, len(s)), s[:i]...)
 				}
-				b = append(b, out...)
-				i += n
-				continue
+				b = b[:len(b)-1] // the space before
+				n++              // and the one after
 			}
 		case 'h', 'H':
 			if i+4 < len(s) && strings.EqualFold(s[i:i+4], "hxxp") {
 				if next := s[i+4]; next == 's' || next == 'S' || next == ':' || next == '[' {
-					b = append(b, "http"...)
-					i += 4
-					continue
+					out, n = "http", 4
 				}
 			}
 		}
-		b = append(b, c)
-		i++
+		if n == 0 {
+			if b != nil {
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		if b == nil {
+			b = append(make([]byte, 0, len(s)), s[:i]...)
+		}
+		b = append(b, out...)
+		i += n
+	}
+	if b == nil {
+		return s
 	}
 	return string(b)
-}
-
-// needsRefang reports whether s may hold a defanged form.
-func needsRefang(s string) bool {
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '[', '(', '{':
-			return true
-		case 'x', 'X':
-			if i > 0 && (s[i-1] == 'h' || s[i-1] == 'H') {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // bracketToken matches a defanged token at the start of s ("[.]", "(dot)",

@@ -132,9 +132,9 @@ func trimURL(u string) string {
 	return u
 }
 
-// canonicalURL checks an http or https URL and returns it with its scheme
-// and host lower-case and an address host in canonical form.
-func canonicalURL(raw string) (v, flag string, ok bool) {
+// canonicalURLOnce checks an http or https URL and returns it with its
+// scheme and host lower-case and an address host in canonical form.
+func canonicalURLOnce(raw string) (v, flag string, ok bool) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Opaque != "" {
 		return "", "", false
@@ -173,6 +173,29 @@ func canonicalURL(raw string) (v, flag string, ok bool) {
 		return "", "", false
 	}
 	return ind.Value, flag, true
+}
+
+// canonicalURL returns the canonical form of an http or https URL that
+// extracting it alone yields again: the canonical form may drop an empty
+// fragment or query and so end in a character a URL does not end with in
+// prose ("http://a/!#" becomes "http://a/!"), so such an end is cut off
+// and the rest made canonical again, a few times at most.
+func canonicalURL(raw string) (v, flag string, ok bool) {
+	for range 4 {
+		if v, flag, ok = canonicalURLOnce(raw); !ok {
+			return "", "", false
+		}
+		m := urlRe.FindStringIndex(v)
+		if m == nil {
+			return "", "", false
+		}
+		if t := trimURL(v[:m[1]]); t != v {
+			raw = t
+			continue
+		}
+		return v, flag, true
+	}
+	return "", "", false
 }
 
 // validHostname reports whether h (lower-case) is a DNS host name: labels
