@@ -36,3 +36,33 @@ func BenchmarkPackLines(b *testing.B) {
 	}
 	b.ReportMetric(float64(n)/time.Since(start).Seconds(), "lines/s")
 }
+
+// BenchmarkFamilies runs the whole built-in pack over the generated mixed
+// log of each family (TestGeneratedFamilyLogs), held in memory.
+func BenchmarkFamilies(b *testing.B) {
+	for fi, f := range families {
+		b.Run(f.name, func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), f.name+".log")
+			writeMixedLog(b, f, fi, path, 50000)
+			data, err := os.ReadFile(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			lines := bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n"))
+			eng, err := NewRulesEngine(BuiltinRules(), EngineOptions{Now: fixedNow})
+			if err != nil {
+				b.Fatal(err)
+			}
+			emit := func(intel.Sighting) {}
+			b.SetBytes(int64(len(data) / len(lines)))
+			b.ReportAllocs()
+			start := time.Now()
+			n := 0
+			for b.Loop() {
+				eng.Process(lines[n%len(lines)], emit)
+				n++
+			}
+			b.ReportMetric(float64(n)/time.Since(start).Seconds(), "lines/s")
+		})
+	}
+}

@@ -20,6 +20,9 @@ type cond struct {
 	prefixes []netip.Prefix
 	lo, hi   int64
 	not      bool
+	// byFirst: contains conditions, the lower-case strings by their first
+	// byte, so that the field is scanned once.
+	byFirst *[256][]string
 }
 
 type condOp uint8
@@ -215,6 +218,10 @@ func compileCond(m Condition) (cond, *condError) {
 			cd.strs = append(cd.strs, strings.ToLower(v))
 		}
 		cd.op = opContains
+		cd.byFirst = new([256][]string)
+		for _, v := range cd.strs {
+			cd.byFirst[v[0]] = append(cd.byFirst[v[0]], v)
+		}
 	case m.Prefix != nil:
 		if f.typ() != typeString {
 			return cond{}, &condError{"prefix", fmt.Sprintf("field %q is not a string (use in with address prefixes, or min/max)", m.Field)}
@@ -290,13 +297,7 @@ func (cd *cond) match(ev *Event) bool {
 	case opNum:
 		ok = slices.Contains(cd.nums, ev.num(cd.field))
 	case opContains:
-		s := ev.str(cd.field)
-		for _, v := range cd.strs {
-			if containsFold(s, v) {
-				ok = true
-				break
-			}
-		}
+		ok = containsAnyFold(ev.str(cd.field), cd.byFirst)
 	case opIn:
 		s := ev.str(cd.field)
 		for _, v := range cd.strs {
@@ -330,25 +331,35 @@ func kindList() string {
 	return strings.Join(kindNames[1:], ", ")
 }
 
-// containsFold reports whether s contains sub, a lower-case string,
-// ignoring the ASCII case of s.
-func containsFold(s, sub string) bool {
-	n := len(sub)
-	for i := 0; i+n <= len(s); i++ {
-		j := 0
-		for j < n {
-			c := s[i+j]
-			if c >= 'A' && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			if c != sub[j] {
-				break
-			}
-			j++
+// containsAnyFold reports whether s contains one of the lower-case
+// strings of byFirst (indexed by their first byte), ignoring the ASCII
+// case of s, in one pass over s.
+func containsAnyFold(s string, byFirst *[256][]string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
 		}
-		if j == n {
-			return true
+		for _, v := range byFirst[c] {
+			if len(v) <= len(s)-i && hasPrefixFold(s[i:], v) {
+				return true
+			}
 		}
 	}
 	return false
+}
+
+// hasPrefixFold reports whether s starts with p, a lower-case string,
+// ignoring the ASCII case of s.
+func hasPrefixFold(s, p string) bool {
+	for j := 0; j < len(p); j++ {
+		c := s[j]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != p[j] {
+			return false
+		}
+	}
+	return true
 }

@@ -110,7 +110,7 @@ type jsonScanner struct {
 	s    string
 	i    int
 	keys [jsonMaxDepth]string
-	f    *jsonFields
+	f    jsonFields
 }
 
 func (sc *jsonScanner) ws() {
@@ -250,9 +250,9 @@ func (sc *jsonScanner) value(n, depth int) bool {
 // well-formed JSON is malformed when what could be read names a family,
 // ignored otherwise.
 func parseJSON(line string, ev *Event) parseResult {
-	var f jsonFields
-	sc := jsonScanner{s: line, f: &f}
+	sc := jsonScanner{s: line}
 	ok := sc.value(0, 0)
+	f := &sc.f
 	if ok {
 		sc.ws()
 		ok = sc.i == len(line)
@@ -260,13 +260,13 @@ func parseJSON(line string, ev *Event) parseResult {
 	res := resIgnored
 	switch {
 	case strings.HasPrefix(f.apiVersion, "audit.k8s.io/") && f.kind == "Event":
-		res = k8sAudit(&f, ev)
+		res = k8sAudit(f, ev)
 	case f.eventSource != "" && f.eventName != "":
-		res = cloudTrail(&f, ev)
+		res = cloudTrail(f, ev)
 	case f.clientHost != "" || f.clientAddr != "" || f.downstreamStatus != "":
-		res = traefikAccess(&f, ev)
+		res = traefikAccess(f, ev)
 	case strings.HasPrefix(f.logger, "http.log.access"):
-		res = caddyAccess(&f, ev)
+		res = caddyAccess(f, ev)
 	}
 	if !ok && (res != resIgnored || f.apiVersion != "" || f.eventSource != "" || f.clientHost != "" || f.logger != "") {
 		return resMalformed
