@@ -3,6 +3,7 @@ package node
 import (
 	"container/heap"
 	"context"
+	"encoding/hex"
 	"log/slog"
 	"time"
 
@@ -47,41 +48,50 @@ func (n *Node) emit(e siem.Event) {
 }
 
 // policyWatch is what watchPolicies knows of the mesh-wide policies: the
-// position in the consensus change feed, and every active policy it has
-// reported committed (evidence dropped), by ID, with those that expire in
-// a heap by expiry.
+// position in the consensus change feed, and the ID and expiry of every
+// active policy it has reported committed, with the expiries in a heap.
+// It holds 8-byte IDs and times, not policies: the policy an event needs
+// is in the change being read, or is looked up in the consensus state
+// when its time passes. A million active policies cost some 60 MB here.
 type policyWatch struct {
 	since  uint64
-	active map[string]*watched
-	exp    watchHeap
+	active map[policyKey]int64 // ID -> expiry in Unix nanoseconds; 0: never
+	exp    expiryHeap
 }
 
-type watched struct {
-	p  intel.Policy
-	hi int // index in exp; -1 when the policy never expires
+// policyKey is a policy ID (16 hex digits) as its 8 bytes.
+type policyKey [8]byte
+
+func keyOf(id string) (policyKey, bool) {
+	var k policyKey
+	if len(id) != 2*len(k) {
+		return k, false
+	}
+	_, err := hex.Decode(k[:], []byte(id))
+	return k, err == nil
 }
 
-// watchHeap is a min-heap of watched policies by expiry (container/heap).
-type watchHeap []*watched
+func (k policyKey) String() string { return hex.EncodeToString(k[:]) }
 
-func (h watchHeap) Len() int           { return len(h) }
-func (h watchHeap) Less(i, j int) bool { return h[i].p.ExpiresAt.Before(h[j].p.ExpiresAt) }
-func (h watchHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].hi, h[j].hi = i, j
+// expiryHeap is a min-heap of (expiry, ID) (container/heap). An entry
+// whose expiry no longer matches the watch's (the policy was extended or
+// is gone) is stale and skipped when it comes to the top.
+type expiryHeap []expiryEntry
+
+type expiryEntry struct {
+	at int64
+	id policyKey
 }
-func (h *watchHeap) Push(x any) {
-	w := x.(*watched)
-	w.hi = len(*h)
-	*h = append(*h, w)
-}
-func (h *watchHeap) Pop() any {
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiryEntry)) }
+func (h *expiryHeap) Pop() any {
 	old := *h
-	w := old[len(old)-1]
-	old[len(old)-1] = nil
+	e := old[len(old)-1]
 	*h = old[:len(old)-1]
-	w.hi = -1
-	return w
+	return e
 }
 
 // Feed read sizes of watchPolicies.
@@ -95,12 +105,11 @@ const (
 // w's position, so that a call costs what changed since the last, and
 // reads the policies whole (in pages) only when the feed cannot continue
 // (at start, after a restored snapshot, or when this loop fell behind).
-// Expiry needs no change: the policies that expire wait in a heap, and
-// every call (on each change and every few seconds) reports those whose
-// time has come.
+// Expiry needs no change: the expiries wait in a heap, and every call (on
+// each change and every few seconds) reports those whose time has come.
 func (n *Node) watchPolicies(w *policyWatch) {
 	if w.active == nil {
-		w.active = make(map[string]*watched)
+		w.active = make(map[policyKey]int64)
 	}
 	now := n.now()
 	c := n.deps.Consensus
@@ -115,7 +124,7 @@ func (n *Node) watchPolicies(w *policyWatch) {
 		}
 		for _, ch := range changes {
 			if ch.Removed {
-				n.watchGone(w, ch.Policy.ID, now)
+				n.watchGone(w, ch.Policy, now)
 			} else {
 				n.watchPut(w, ch.Policy, now)
 			}
@@ -125,19 +134,31 @@ func (n *Node) watchPolicies(w *policyWatch) {
 			break
 		}
 	}
-	for len(w.exp) > 0 && !w.exp[0].p.Active(now) {
-		n.watchGone(w, w.exp[0].p.ID, now)
+	for len(w.exp) > 0 && w.exp[0].at <= now.UnixNano() {
+		e := heap.Pop(&w.exp).(expiryEntry)
+		if at, ok := w.active[e.id]; !ok || at != e.at {
+			continue // stale: extended, or already reported gone
+		}
+		// Still held by the consensus state until its clock passes the
+		// expiry: read it as it was just before. If it is gone, its
+		// removal is in the feed and is reported from there.
+		expires := time.Unix(0, e.at)
+		if p, held := c.Policy(e.id.String(), expires.Add(-time.Nanosecond)); held && p.ExpiresAt.Equal(expires) {
+			n.watchGone(w, p, now)
+		}
 	}
 }
 
 // resyncWatch compares what w holds with the active policies read whole.
 func (n *Node) resyncWatch(w *policyWatch, now time.Time) {
-	seen := make(map[string]struct{}, len(w.active))
+	seen := make(map[policyKey]struct{}, len(w.active))
 	after := ""
 	for {
 		page, next := n.deps.Consensus.PolicyPage(after, watchPageSize, now)
 		for _, p := range page {
-			seen[p.ID] = struct{}{}
+			if k, ok := keyOf(p.ID); ok {
+				seen[k] = struct{}{}
+			}
 			n.watchPut(w, p, now)
 		}
 		if next == "" || len(page) == 0 {
@@ -145,9 +166,11 @@ func (n *Node) resyncWatch(w *policyWatch, now time.Time) {
 		}
 		after = next
 	}
-	for id := range w.active {
-		if _, ok := seen[id]; !ok {
-			n.watchGone(w, id, now)
+	for k := range w.active {
+		if _, ok := seen[k]; !ok {
+			// Gone while the feed was lost: only its ID is known.
+			delete(w.active, k)
+			n.emit(siem.PolicyEvent(siem.KindPolicyExpired, n.deps.ID, intel.Policy{ID: k.String()}, "", now))
 		}
 	}
 }
@@ -156,46 +179,59 @@ func (n *Node) resyncWatch(w *policyWatch, now time.Time) {
 // is new and active.
 func (n *Node) watchPut(w *policyWatch, p intel.Policy, now time.Time) {
 	if !p.Active(now) {
-		n.watchGone(w, p.ID, now)
+		n.watchGone(w, p, now)
 		return
 	}
-	p.Evidence = nil // events do not carry it
-	if old, ok := w.active[p.ID]; ok {
-		old.p = p
-		if old.hi >= 0 {
-			if p.ExpiresAt.IsZero() {
-				heap.Remove(&w.exp, old.hi)
-			} else {
-				heap.Fix(&w.exp, old.hi)
-			}
-		} else if !p.ExpiresAt.IsZero() {
-			heap.Push(&w.exp, old)
-		}
+	k, ok := keyOf(p.ID)
+	if !ok {
+		n.log.Warn("policy with a malformed ID not watched", "id", p.ID)
 		return
 	}
-	e := &watched{p: p, hi: -1}
-	w.active[p.ID] = e
+	var at int64
 	if !p.ExpiresAt.IsZero() {
-		heap.Push(&w.exp, e)
+		at = p.ExpiresAt.UnixNano()
+	}
+	old, known := w.active[k]
+	w.active[k] = at
+	if at != 0 && (!known || old != at) {
+		heap.Push(&w.exp, expiryEntry{at: at, id: k})
+		if len(w.exp) > 2*len(w.active)+1024 {
+			w.compact() // mostly stale entries: extensions
+		}
+	}
+	if known {
+		return
 	}
 	if p.Action == intel.ActionBlock {
 		n.timelines.mark(p.Indicator.Key(), now, committed)
 	}
+	p.Evidence = nil // events do not carry it
 	n.emit(siem.PolicyEvent(siem.KindPolicyCommitted, n.deps.ID, p, "", now))
 }
 
-// watchGone reports the policy of id expired (or revoked), if it was
-// active.
-func (n *Node) watchGone(w *policyWatch, id string, now time.Time) {
-	e, ok := w.active[id]
+// compact rebuilds the heap from the active expiries alone.
+func (w *policyWatch) compact() {
+	w.exp = w.exp[:0]
+	for k, at := range w.active {
+		if at != 0 {
+			w.exp = append(w.exp, expiryEntry{at: at, id: k})
+		}
+	}
+	heap.Init(&w.exp)
+}
+
+// watchGone reports p expired (or revoked), if it was active.
+func (n *Node) watchGone(w *policyWatch, p intel.Policy, now time.Time) {
+	k, ok := keyOf(p.ID)
 	if !ok {
 		return
 	}
-	delete(w.active, id)
-	if e.hi >= 0 {
-		heap.Remove(&w.exp, e.hi)
+	if _, ok := w.active[k]; !ok {
+		return
 	}
-	n.emit(siem.PolicyEvent(siem.KindPolicyExpired, n.deps.ID, e.p, "", now))
+	delete(w.active, k)
+	p.Evidence = nil
+	n.emit(siem.PolicyEvent(siem.KindPolicyExpired, n.deps.ID, p, "", now))
 }
 
 // Enforcing reports whether any of this node's responders holds a block

@@ -113,6 +113,11 @@ func TestPolicyEventsFollowTheChangeFeed(t *testing.T) {
 	block("203.0.113.3", 48*time.Hour)
 	d := block("203.0.113.4", 24*time.Hour)
 	wait("the last one committed", map[string]int{"policy_committed " + d.ID: 1})
+	// A day on, the last one has expired and the extended one has not:
+	// its first expiry, still in the watch's heap, is stale.
+	clk.Advance(25 * time.Hour)
+	e := block("203.0.113.5", 72*time.Hour)
+	wait("the day-long one expired", map[string]int{"policy_expired " + d.ID: 1, "policy_committed " + e.ID: 1})
 	got := policyEvents(t, events)
 	for k, v := range map[string]int{
 		"policy_committed " + a.ID: 1, "policy_committed " + b.ID: 1, "policy_committed " + c.ID: 1,
