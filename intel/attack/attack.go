@@ -32,7 +32,7 @@ var DefaultFiles = []string{"enterprise-attack.json", "enterprise-attack-techniq
 
 // MaxBundleSize bounds the bundle Load and Parse read (the full Enterprise
 // bundle is some 45 MB).
-const MaxBundleSize = 512 << 20
+var MaxBundleSize int64 = 512 << 20
 
 // Technique is an ATT&CK technique or sub-technique.
 type Technique struct {

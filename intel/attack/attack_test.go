@@ -257,3 +257,15 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestParseTooLarge(t *testing.T) {
+	defer func(n int64) { MaxBundleSize = n }(MaxBundleSize)
+	MaxBundleSize = int64(len(miniBundle)) - 10
+	if _, err := Parse(strings.NewReader(miniBundle), "big.json"); err == nil || !strings.Contains(err.Error(), "big.json: larger than") {
+		t.Fatalf("err = %v, want a size error naming the file", err)
+	}
+	MaxBundleSize = int64(len(miniBundle))
+	if _, err := Parse(strings.NewReader(miniBundle), "fits.json"); err != nil {
+		t.Fatalf("a bundle of exactly the limit: %v", err)
+	}
+}

@@ -23,7 +23,7 @@ const KEVFile = "known_exploited_vulnerabilities.json"
 
 // MaxFileSize bounds a KEV catalog or NVD file (the KEV catalog is some
 // 1.3 MB, an NVD API page of 2,000 CVEs some 30 MB, a yearly feed more).
-const MaxFileSize = 1 << 30
+var MaxFileSize int64 = 1 << 30
 
 var cveID = regexp.MustCompile(`^CVE-\d{4}-\d{4,19}$`)
 

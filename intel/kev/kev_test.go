@@ -333,3 +333,24 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestParseTooLarge(t *testing.T) {
+	defer func(n int64) { MaxFileSize = n }(MaxFileSize)
+	nvd, err := os.ReadFile(filepath.Join("testdata", "nvd-cves.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	MaxFileSize = int64(len(nvd)) - 10
+	if err := NewNVD().Parse(bytes.NewReader(nvd), "big.json"); err == nil || !strings.Contains(err.Error(), "big.json: larger than") {
+		t.Errorf("NVD: err = %v, want a size error naming the file", err)
+	}
+	good := strings.Replace(strings.Replace(miniKEV, "%d", "1", 1), "%s", kevEntryJSON("CVE-2024-0001", "Known", "2025-01-01"), 1)
+	MaxFileSize = int64(len(good)) - 10
+	if _, err := Parse(strings.NewReader(good), "big.json"); err == nil || !strings.Contains(err.Error(), "big.json: larger than") {
+		t.Errorf("KEV: err = %v, want a size error naming the file", err)
+	}
+	MaxFileSize = int64(len(nvd))
+	if err := NewNVD().Parse(bytes.NewReader(nvd), "fits.json"); err != nil {
+		t.Errorf("a file of exactly the limit: %v", err)
+	}
+}
