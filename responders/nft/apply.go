@@ -1,11 +1,9 @@
 package nft
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/meshward/meshward/intel"
@@ -154,119 +152,6 @@ func expiry(now time.Time, to time.Duration) time.Time {
 		return time.Time{}
 	}
 	return now.Add(to)
-}
-
-// applyNets plans the CIDR changes. Networks either nest or are disjoint,
-// so the kernel holds the outermost of the wanted networks and the rest
-// wait in f.nested.
-func (f *Firewall) applyNets(b *batcher, v *state, add []intel.Policy, remove []intel.Indicator, now time.Time) error {
-	held := make(map[string]intel.Policy) // every CIDR held, in kernel or nested
-	for k, e := range v.nets {
-		if e.alive(now) {
-			held[k] = intel.Policy{Indicator: indOf(k), ExpiresAt: e.expiry()}
-		} else {
-			v.delNet(k)
-		}
-	}
-	for k, p := range f.nested {
-		if v.covered(p.Indicator) {
-			held[k] = p
-		}
-	}
-	changed := false
-	for _, ind := range remove {
-		if ind.Type == intel.CIDR {
-			if _, ok := held[ind.Key()]; ok {
-				delete(held, ind.Key())
-				changed = true
-			}
-		}
-	}
-	replace := make(map[string]bool)
-	for _, p := range add {
-		if _, ok := f.timeout(p, now); !ok {
-			continue
-		}
-		if _, ok := p.Indicator.Prefix(); !ok {
-			return fmt.Errorf("add %s: not a network", p.Indicator.Key())
-		}
-		k := p.Indicator.Key()
-		if q, ok := held[k]; ok {
-			if !later(p, mkEntry(netip.Prefix{}, q.ExpiresAt)) {
-				continue
-			}
-			if _, inKernel := v.nets[k]; inKernel {
-				replace[k] = true
-			}
-		}
-		held[k] = p
-		changed = true
-	}
-	if !changed {
-		return nil
-	}
-	outer, inner := outermost(held)
-	clear(f.nested)
-	for _, p := range inner {
-		f.nested[p.Indicator.Key()] = p
-	}
-	want := make(map[string]bool, len(outer))
-	for _, p := range outer {
-		want[p.Indicator.Key()] = true
-	}
-	for k, e := range v.nets {
-		if !want[k] {
-			b.queue(op{kind: opDel, set: netSetIndex(e.pfx), key: k, ent: e})
-		}
-	}
-	for _, p := range outer {
-		k := p.Indicator.Key()
-		kind := opAdd
-		if _, ok := v.nets[k]; ok {
-			if !replace[k] {
-				continue
-			}
-			kind = opReplace
-		}
-		to, ok := f.timeout(p, now)
-		if !ok {
-			continue
-		}
-		pfx, _ := p.Indicator.Prefix()
-		b.queue(op{kind: kind, set: netSetIndex(pfx), key: k, to: to,
-			ent: mkEntry(pfx, expiry(now, to))})
-	}
-	return nil
-}
-
-// outermost splits held into the networks no other held network contains,
-// and the rest.
-func outermost(held map[string]intel.Policy) (outer, inner []intel.Policy) {
-	type item struct {
-		p   intel.Policy
-		pfx netip.Prefix
-	}
-	items := make([]item, 0, len(held))
-	for _, p := range held {
-		pfx, _ := p.Indicator.Prefix()
-		items = append(items, item{p, pfx})
-	}
-	slices.SortFunc(items, func(a, b item) int {
-		if c := a.pfx.Addr().Compare(b.pfx.Addr()); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.pfx.Bits(), b.pfx.Bits())
-	})
-	var cur netip.Prefix
-	for _, it := range items {
-		if cur.IsValid() && cur.Addr().BitLen() == it.pfx.Addr().BitLen() && cur.Contains(it.pfx.Addr()) {
-			inner = append(inner, it.p)
-			continue
-		}
-		cur = it.pfx
-		outer = append(outer, it.p)
-	}
-	return outer, inner
 }
 
 func lastAddr(pfx netip.Prefix) netip.Addr {

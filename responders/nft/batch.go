@@ -370,6 +370,15 @@ func (b *batcher) encode(p pending) []netlink.Message {
 func (b *batcher) record(segs [][]op) {
 	f, v := b.f, b.f.view
 	var added, removed, refreshed uint64
+	nets := 0
+	for _, seg := range segs {
+		if len(seg) > 0 && (seg[0].set == iV4Net || seg[0].set == iV6Net) {
+			nets += len(seg)
+		}
+	}
+	if nets > idxBulk {
+		v.netIdxOK = false // rebuilt when next needed
+	}
 	for _, seg := range segs {
 		for i := range seg {
 			o := &seg[i]

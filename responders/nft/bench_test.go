@@ -274,3 +274,40 @@ func BenchmarkCompare1MThorough(b *testing.B) {
 		}
 	}
 }
+
+// netPolicies returns n block policies for distinct /24 networks in
+// 10.0.0.0/8 and 11.0.0.0/8, starting at offset.
+func netPolicies(n, offset int) []intel.Policy {
+	now := time.Now()
+	out := make([]intel.Policy, n)
+	for i := range n {
+		v := offset + i
+		pfx := netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(10 + v>>16), byte(v >> 8), byte(v), 0}), 24)
+		out[i] = intel.NewPolicy(intel.ActionBlock, intel.Indicator{Type: intel.CIDR, Value: pfx.String()}, "bench", "operator:bench", now, time.Hour)
+	}
+	return out
+}
+
+// BenchmarkApplyNetDelta10On100k adds 10 networks to a backend holding
+// 100,000 and removes the 10 added before.
+func BenchmarkApplyNetDelta10On100k(b *testing.B) {
+	ns := newNS(b)
+	f := newFirewall(b, ns)
+	ctx := b.Context()
+	if err := f.Apply(ctx, netPolicies(100_000, 0), nil); err != nil {
+		b.Fatal(err)
+	}
+	var prev []intel.Indicator
+	i := 0
+	for b.Loop() {
+		add := netPolicies(10, 100_000+10*(i%64))
+		i++
+		if err := f.Apply(ctx, add, prev); err != nil {
+			b.Fatal(err)
+		}
+		prev = prev[:0]
+		for _, p := range add {
+			prev = append(prev, p.Indicator)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package nft
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,6 +71,10 @@ type Firewall struct {
 	// kernel: an interval set cannot hold overlapping ranges, so they are
 	// enforced by the wider one and kept here until it goes.
 	nested map[string]intel.Policy
+	// nestedIdx is the nested networks' prefixes sorted, when
+	// nestedIdxOK (nets.go).
+	nestedIdx   []netip.Prefix
+	nestedIdxOK bool
 	// view is what the kernel's sets hold as of ruleset generation gen;
 	// nil when unknown. dirty means a change of ours may not have landed
 	// as planned, or another writer committed in between.
@@ -123,6 +128,8 @@ func New(opts ...Option) (*Firewall, error) {
 		conn:   conn,
 		table:  &nftables.Table{Name: cfg.table, Family: nftables.TableFamilyINet},
 		nested: make(map[string]intel.Policy),
+
+		nestedIdxOK: true,
 	}
 	f.sets = map[string]*nftables.Set{
 		setV4:    {Table: f.table, Name: setV4, KeyType: nftables.TypeIPAddr, HasTimeout: true},

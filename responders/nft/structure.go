@@ -25,7 +25,7 @@ func (f *Firewall) Teardown(ctx context.Context) error {
 	if err := f.flush(); err != nil {
 		return fmt.Errorf("delete table inet %s: %w", f.cfg.table, err)
 	}
-	clear(f.nested)
+	f.clearNested()
 	return nil
 }
 

@@ -250,6 +250,11 @@ type state struct {
 	// has no pointer: the garbage collector never scans the map.
 	addrs map[addrKey]int64 // expiry in Unix nanoseconds; zero: no timeout
 	nets  map[string]entry  // the interval sets' elements, by key
+	// netLens counts nets by family (IPv4, IPv6) and prefix length;
+	// netIdx is their prefixes sorted, when netIdxOK (nets.go).
+	netLens  [2][129]int
+	netIdx   []netip.Prefix
+	netIdxOK bool
 	// dig is the digest of the keys (Indicator.Key) of addrs and nets,
 	// kept by setAddr, delAddr, setNet and delNet, through which every
 	// change to them goes.
@@ -317,14 +322,23 @@ func (s *state) setNet(k string, e entry) {
 	s.nets[k] = e
 	if len(s.nets) > n {
 		s.dig.Add(k)
+		s.netLens[famOf(e.pfx)][e.pfx.Bits()]++
+		if s.netIdxOK {
+			s.netIdx = idxInsert(s.netIdx, e.pfx)
+		}
 	}
 }
 
 func (s *state) delNet(k string) {
-	n := len(s.nets)
+	e, ok := s.nets[k]
+	if !ok {
+		return
+	}
 	delete(s.nets, k)
-	if len(s.nets) < n {
-		s.dig.Remove(k)
+	s.dig.Remove(k)
+	s.netLens[famOf(e.pfx)][e.pfx.Bits()]--
+	if s.netIdxOK {
+		s.netIdx = idxDelete(s.netIdx, e.pfx)
 	}
 }
 
@@ -373,20 +387,6 @@ func (s *state) prune(now time.Time) {
 			s.delNet(k)
 		}
 	}
-}
-
-// covered reports whether a network in the kernel contains ind.
-func (s *state) covered(ind intel.Indicator) bool {
-	p, ok := ind.Prefix()
-	if !ok {
-		return false
-	}
-	for _, e := range s.nets {
-		if q := e.pfx; q.Bits() <= p.Bits() && q.Contains(p.Addr()) {
-			return true
-		}
-	}
-	return false
 }
 
 // read reads the sets back from the kernel.
