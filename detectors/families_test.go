@@ -142,7 +142,10 @@ var families = []family{
 				return sl(c, "dovecot", fmt.Sprintf("imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<%s@example.com>, method=PLAIN, rip=%s, lip=192.0.2.10, TLS, session=<s%d>", c.user, c.src, c.i))
 			}},
 			{"mail-auth-bruteforce", false, func(c lineCtx) string {
-				return sl(c, "dovecot", fmt.Sprintf("auth: passwd-file(%s@example.com,%s,<s%d>): Password mismatch", c.user, c.src, c.i))
+				// auth_verbose: the authentication process's line, then the
+				// login process's
+				return sl(c, "dovecot", fmt.Sprintf("auth: passwd-file(%s@example.com,%s,<s%d>): Password mismatch", c.user, c.src, c.i)) + "\n" +
+					sl(c, "dovecot", fmt.Sprintf("pop3-login: Aborted login (auth failed, 1 attempts in 3 secs): user=<%s@example.com>, method=PLAIN, rip=%s, lip=192.0.2.10, session=<s%d>", c.user, c.src, c.i))
 			}},
 			{"mail-auth-bruteforce", false, func(c lineCtx) string {
 				return fmt.Sprintf("%s dovecot_login authenticator failed for (User) [%s]:%d: 535 Incorrect authentication data (set_id=%s)", isoStamp(c.t), c.src, 30000+c.i%30000, c.user)
@@ -153,7 +156,8 @@ var families = []family{
 				return sl(c, pid(c, "postfix/smtpd"), fmt.Sprintf("warning: unknown[%s]: SASL PLAIN authentication failed: authentication failure", c.src))
 			},
 			func(c lineCtx) string {
-				return sl(c, "dovecot", fmt.Sprintf("imap-login: Disconnected (auth failed, 1 attempts in 4 secs): user=<alice@example.com>, method=PLAIN, rip=%s, lip=192.0.2.10, TLS, session=<b%d>", c.src, c.i))
+				return sl(c, "dovecot", fmt.Sprintf("auth: passwd-file(alice@example.com,%s,<b%d>): Password mismatch", c.src, c.i)) + "\n" +
+					sl(c, "dovecot", fmt.Sprintf("imap-login: Disconnected (auth failed, 1 attempts in 4 secs): user=<alice@example.com>, method=PLAIN, rip=%s, lip=192.0.2.10, TLS, session=<b%d>", c.src, c.i))
 			},
 		},
 		noise: []func(c lineCtx) string{

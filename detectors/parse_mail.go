@@ -46,7 +46,9 @@ func parsePostfix(msg string, ev *Event) parseResult {
 //	auth-worker(<pid>): pam(<user>,<addr>[,<session>]): pam_authenticate() failed: Authentication failure
 //
 // The user name comes before the address and is the client's, so the
-// address is found from the end.
+// address is found from the end. The authentication process's lines
+// (auth_verbose) repeat a login process's failure: their method is
+// "passdb", so that a rule can count each failure once.
 func parseDovecot(msg string, ev *Event) parseResult {
 	m := msg
 	// "imap-login: ", "auth: ", "auth-worker(123): " when the tag is dovecot
@@ -108,7 +110,7 @@ func parseDovecot(msg string, ev *Event) parseResult {
 	if op <= 0 || op > i {
 		return resIgnored
 	}
-	ev.Kind = KindMailAuthFailure
+	ev.Kind, ev.Method = KindMailAuthFailure, "passdb"
 	in := m[op+1 : i]
 	if j := strings.LastIndexByte(in, ','); j >= 0 && strings.HasPrefix(in[j+1:], "<") && strings.HasSuffix(in, ">") {
 		in = in[:j] // the session id
