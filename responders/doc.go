@@ -23,8 +23,8 @@
 // through Options.OnEnforced.
 //
 // Backends are small (Backend has three methods) and grow by optional
-// interfaces (TypeFilter, Refresher, Comparer). DryRun records what it
-// would block and is the safe default. Each other backend is a subpackage named for
+// interfaces (TypeFilter, Refresher, Comparer, Holder). DryRun records
+// what it would block and is the safe default. Each other backend is a subpackage named for
 // what it wraps:
 //
 //   - nft: an nftables table of its own (sets with element timeouts,

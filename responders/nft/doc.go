@@ -38,6 +38,9 @@
 // batch is one sendmsg and one transaction, of up to WithBatchSize
 // elements (default 65,536). Batches are pipelined: while the kernel
 // takes one, the next is encoded and the one before recorded in the view.
+// Networks nest or are disjoint: the kernel holds the outermost, the
+// others wait nested, and a change looks up only the prefix lengths in
+// use and the range of the networks it covers (nets.go).
 //
 // Elements expire in the kernel by themselves; the view drops them at the
 // same time. A policy whose expiry is extended must reach the kernel
