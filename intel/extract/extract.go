@@ -27,7 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
+	"slices"
 
 	"github.com/meshward/meshward/intel"
 )
@@ -184,25 +184,36 @@ type scanner struct {
 	// so far, so that the shorter ones inside it are not reported.
 	claimed []byte
 	hits    []hit
-	seen    map[string]struct{}
+	seen    map[seenKey]struct{}
+}
+
+// seenKey is a finding's type and value, reported once a line.
+type seenKey struct {
+	t Type
+	v string
 }
 
 // run scans one line (or piece of a line) and emits its findings.
 func (s *scanner) run(raw []byte, line int, emit func(Finding) error) error {
 	text := normalize(raw)
-	s.claimed = append(s.claimed[:0], make([]byte, len(text))...)
+	if cap(s.claimed) < len(text) {
+		s.claimed = make([]byte, len(text))
+	} else {
+		s.claimed = s.claimed[:len(text)]
+		clear(s.claimed)
+	}
 	s.hits = s.hits[:0]
 	s.scanLine(text, line)
 	if len(s.hits) == 0 {
 		return nil
 	}
-	sort.SliceStable(s.hits, func(i, j int) bool { return s.hits[i].pos < s.hits[j].pos })
+	slices.SortStableFunc(s.hits, func(a, b hit) int { return a.pos - b.pos })
 	if s.seen == nil {
-		s.seen = make(map[string]struct{})
+		s.seen = make(map[seenKey]struct{})
 	}
 	clear(s.seen)
 	for _, h := range s.hits {
-		k := string(h.f.Type) + "\x00" + h.f.Value
+		k := seenKey{h.f.Type, h.f.Value}
 		if _, dup := s.seen[k]; dup {
 			continue
 		}

@@ -205,13 +205,13 @@ func validHostname(h string) bool {
 	if h == "" || len(h) > 253 {
 		return false
 	}
-	labels := strings.Split(h, ".")
-	for _, l := range labels {
+	last := ""
+	for l := range strings.SplitSeq(h, ".") {
 		if !validLabel(l) {
 			return false
 		}
+		last = l
 	}
-	last := labels[len(labels)-1]
 	return strings.Trim(last, "0123456789") != ""
 }
 
