@@ -41,9 +41,14 @@ const durableProposers = 64
 // proofs every replica's verify cache already holds (gossip verified
 // them). from=leader proposes on the leader; from=all spreads the
 // proposers over the three nodes, so that two thirds of the proposals are
-// forwarded to the leader.
+// forwarded to the leader. logwrite-p50-ms and logwrite-p99-ms time the
+// log stores' writes (each synced; on the leader, before it replicates)
+// and entries/logwrite is how many commits share one, over all three
+// nodes: on a disk shared with other work, commit latency is mostly
+// these.
 func BenchmarkCommitThroughput(b *testing.B) {
-	nodes := newDurableCluster(b, 3, func(c *Config) {
+	times := &storeTimes{}
+	nodes := newDurableCluster(b, 3, times, func(c *Config) {
 		c.VerifyCache = intel.NewVerifyCache(intel.DefaultVerifyCacheSize)
 		productionTiming(c)
 	})
@@ -55,10 +60,14 @@ func BenchmarkCommitThroughput(b *testing.B) {
 		if leader == nil {
 			b.Fatal("no leader")
 		}
+		times.reset()
 		runProposers(b, nodes, durableProposers, func(int) *testNode { return leader }, next)
+		times.report(b)
 	})
 	b.Run("from=all", func(b *testing.B) {
+		times.reset()
 		runProposers(b, nodes, durableProposers, func(g int) *testNode { return nodes[g%len(nodes)] }, next)
+		times.report(b)
 	})
 }
 
@@ -76,7 +85,8 @@ const bulkProposers = 4
 // rss-MB/node, a third of the RSS. -benchtime 50x commits 100,000
 // policies, 500x a million.
 func BenchmarkCommitBulk(b *testing.B) {
-	nodes := newDurableCluster(b, 3, productionTiming)
+	times := &storeTimes{}
+	nodes := newDurableCluster(b, 3, times, productionTiming)
 	leader := leaderOf(nodes)
 	if leader == nil {
 		b.Fatal("no leader")
@@ -94,7 +104,9 @@ func BenchmarkCommitBulk(b *testing.B) {
 	}
 	var seq atomic.Int64
 	next := func() Command { return Command{Type: CmdOperator, Operator: &cmds[seq.Add(1)-1]} }
+	times.reset()
 	rate := runProposers(b, nodes, bulkProposers, func(int) *testNode { return leader }, next)
+	times.report(b)
 	b.ReportMetric(rate*intel.MaxBulkIndicators, "policies/s")
 	cmds = nil
 	for _, n := range nodes {
@@ -246,10 +258,10 @@ func processCPU(tb testing.TB) time.Duration {
 // newDurableCluster is newClusterWith on durable nodes: each keeps its
 // raft log and stable store in a Badger store on disk that syncs every
 // write, and its snapshots in files.
-func newDurableCluster(tb testing.TB, n int, opt func(*Config)) []*testNode {
+func newDurableCluster(tb testing.TB, n int, times *storeTimes, opt func(*Config)) []*testNode {
 	tb.Helper()
 	log := testLogger(tb)
-	nodes := []*testNode{newDurableNode(tb, log, true, "", opt)}
+	nodes := []*testNode{newDurableNode(tb, log, true, "", times, opt)}
 	waitFor(tb, 10*time.Second, "the founder to lead and admit itself", func() bool {
 		return nodes[0].c.IsLeader() && nodes[0].c.IsMember(nodes[0].id())
 	})
@@ -258,7 +270,7 @@ func newDurableCluster(tb testing.TB, n int, opt func(*Config)) []*testNode {
 		secret = nodes[0].joinSecret(tb, n-1)
 	}
 	for i := 1; i < n; i++ {
-		nd := newDurableNode(tb, log, false, secret, opt)
+		nd := newDurableNode(tb, log, false, secret, times, opt)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		err := nd.c.Join(ctx, nodes[i-1].info())
 		cancel()
@@ -279,10 +291,60 @@ func newDurableCluster(tb testing.TB, n int, opt func(*Config)) []*testNode {
 	return nodes
 }
 
+// storeTimes records how long the raft log store took for each batch of
+// entries (its write and sync), over every node of a cluster.
+type storeTimes struct {
+	mu      sync.Mutex
+	times   []time.Duration
+	entries int
+}
+
+func (s *storeTimes) add(d time.Duration, entries int) {
+	s.mu.Lock()
+	s.times = append(s.times, d)
+	s.entries += entries
+	s.mu.Unlock()
+}
+
+func (s *storeTimes) reset() {
+	s.mu.Lock()
+	s.times, s.entries = s.times[:0], 0
+	s.mu.Unlock()
+}
+
+// report reports the p50 and p99 time of a log write and the entries per
+// write since the last reset.
+func (s *storeTimes) report(b *testing.B) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.times) == 0 {
+		return
+	}
+	t := slices.Sorted(slices.Values(s.times))
+	b.ReportMetric(float64(t[len(t)/2].Microseconds())/1000, "logwrite-p50-ms")
+	b.ReportMetric(float64(t[len(t)*99/100].Microseconds())/1000, "logwrite-p99-ms")
+	b.ReportMetric(float64(s.entries)/float64(len(t)), "entries/logwrite")
+}
+
+// timedLogStore times a log store's writes.
+type timedLogStore struct {
+	raft.LogStore
+	times *storeTimes
+}
+
+func (l timedLogStore) StoreLog(log *raft.Log) error { return l.StoreLogs([]*raft.Log{log}) }
+
+func (l timedLogStore) StoreLogs(logs []*raft.Log) error {
+	t0 := time.Now()
+	err := l.LogStore.StoreLogs(logs)
+	l.times.add(time.Since(t0), len(logs))
+	return err
+}
+
 // newDurableNode starts a participant whose raft log and stable store are
 // a Badger store in a fresh directory (synced writes) and whose snapshots
 // are files. Cleanup closes consensus, then the store, then the host.
-func newDurableNode(tb testing.TB, log *slog.Logger, bootstrap bool, token string, opt func(*Config)) *testNode {
+func newDurableNode(tb testing.TB, log *slog.Logger, bootstrap bool, token string, times *storeTimes, opt func(*Config)) *testNode {
 	tb.Helper()
 	dir := tb.TempDir()
 	n := &testNode{key: newKey(tb), snaps: filepath.Join(dir, "raft"), gater: mustGater(tb)}
@@ -317,7 +379,11 @@ func newDurableNode(tb testing.TB, log *slog.Logger, bootstrap bool, token strin
 		tb.Fatal(err)
 	}
 	rs := st.RaftStore()
-	c, err := New(context.Background(), n.h, rs, rs, snaps, n.cfg)
+	var logs raft.LogStore = rs
+	if times != nil {
+		logs = timedLogStore{rs, times}
+	}
+	c, err := New(context.Background(), n.h, logs, rs, snaps, n.cfg)
 	if err != nil {
 		tb.Fatalf("start consensus: %v", err)
 	}
