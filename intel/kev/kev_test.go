@@ -354,3 +354,20 @@ func TestParseTooLarge(t *testing.T) {
 		t.Errorf("a file of exactly the limit: %v", err)
 	}
 }
+
+func TestNVDLoadDir(t *testing.T) {
+	n := NewNVD()
+	if err := n.LoadDir("testdata"); err != nil || n.Len() != 4 {
+		t.Fatalf("LoadDir(testdata): %v, %d CVEs; want 4", err, n.Len())
+	}
+	dir := t.TempDir()
+	if err := NewNVD().LoadDir(dir); err == nil || !strings.Contains(err.Error(), "no .json files") {
+		t.Errorf("empty dir: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "a.json"), []byte(`{"vulnerabilities": [}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := NewNVD().LoadDir(dir); err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "a.json")) {
+		t.Errorf("bad file: %v, want an error naming it", err)
+	}
+}

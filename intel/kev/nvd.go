@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -84,6 +85,25 @@ func (n *NVD) LoadFile(path string) error {
 	}
 	defer f.Close()
 	return n.Parse(f, path)
+}
+
+// LoadDir adds the CVEs of every .json file in dir (NVD API pages saved
+// one a file, or yearly feeds), in name order. It stops at the first file
+// that does not load.
+func (n *NVD) LoadDir(dir string) error {
+	paths, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil {
+		return fmt.Errorf("nvd: %w", err)
+	}
+	if len(paths) == 0 {
+		return fmt.Errorf("nvd: no .json files in %s", dir)
+	}
+	for _, p := range paths {
+		if err := n.LoadFile(p); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // nvdCVE is a CVE record as NVD API 2.0 spells it.
