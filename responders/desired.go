@@ -13,7 +13,10 @@ import (
 // prefix. The result is keyed by Indicator.Key(); when both lists block
 // the same indicator, the policy that lasts longer is kept (a mesh policy
 // on a tie). Blocks whose indicator is not valid and canonical are
-// skipped. Desired does not modify its inputs.
+// skipped. Desired does not modify its inputs. It computes from scratch
+// what the Reconciler keeps up to date change by change (without the
+// safety floors, which the Reconciler applies after it); the tests hold
+// the two equal.
 func Desired(now time.Time, mesh, local []intel.Policy, protected []netip.Prefix) map[string]intel.Policy {
 	var v veto
 	v.protected = protected
