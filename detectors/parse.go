@@ -98,13 +98,13 @@ func parseLine(line string, ev *Event) parseResult {
 	case len(msg) > 4 && msg[0] == 'p' && msg[1] == 'a' && msg[2] == 'm' && msg[3] == '_':
 		// A PAM module's message, whatever the program.
 		res = parsePAM(prog, msg, ev)
+		if res == resIgnored && prog == "su" {
+			res = parseSu(msg, ev) // "pam_authenticate: Authentication failure"
+		}
 	case len(msg) > 11 && msg[0] == '(' && strings.HasPrefix(msg, "(pam_unix) "):
 		// Older pam_unix without the module in the tag:
 		// "pure-ftpd: (pam_unix) authentication failure; ..."
 		res = parsePAMOld(prog, msg[len("(pam_unix) "):], ev)
-		if res == resIgnored && prog == "su" {
-			res = parseSu(msg, ev) // "pam_authenticate: Authentication failure"
-		}
 	default:
 		res = parseProgram(prog, msg, ev)
 	}
