@@ -51,8 +51,8 @@ func (s *scanner) scanLine(t string, line int) {
 }
 
 // scanURLs finds the http and https URLs of t: at each "://" after
-// "http" or "https", the longest URL xurls matches there, cut at the first
-// quote, backtick, angle bracket, backslash or comma.
+// "http" or "https", the longest URL xurls matches there before the first
+// quote, backtick, angle bracket, backslash, comma or whitespace.
 func (s *scanner) scanURLs(t string, line int) {
 	for pos := 0; pos < len(t); {
 		k := strings.Index(t[pos:], "://")
@@ -100,7 +100,8 @@ func (s *scanner) addURL(u string, start, line int) {
 }
 
 // trimURL drops trailing prose punctuation and closing brackets that have
-// no opening one inside the URL.
+// no opening one inside the URL. xurls already leaves them out of a match;
+// this guards the canonical form and any other caller.
 func trimURL(u string) string {
 	var opens, closes [3]int
 	const brackets = "()[]{}"
