@@ -406,7 +406,7 @@ func makeRec(id uint64, p *intel.Policy) prec {
 		x.evidence, need = p.Evidence, true
 	}
 	if need {
-		r.x = &x
+		r.x = x.heap()
 	}
 	return r
 }
@@ -443,6 +443,9 @@ func (r *prec) extra() recExtra {
 	}
 	return *r.x
 }
+
+// heap returns a copy of x on the heap (x itself stays on the stack).
+func (x recExtra) heap() *recExtra { return &x }
 
 func (x *recExtra) empty() bool {
 	return len(x.evidence) == 0 && !x.exactTimes && !x.hasAction && !x.hasType
@@ -544,7 +547,7 @@ func (s *policyStore) put(p intel.Policy) {
 		if len(p.Evidence) > 0 {
 			x := r.extra()
 			x.evidence = mergeEvidence(nil, p.Evidence)
-			r.x = &x
+			r.x = x.heap()
 		}
 		r.reason, r.author = s.strs.intern(p.Reason), s.strs.intern(p.Author)
 		s.insert(r)
@@ -570,7 +573,7 @@ func (s *policyStore) put(p intel.Policy) {
 	merged.setTimes(&x, old.createdAt(), newExp)
 	merged.x = nil
 	if !x.empty() {
-		merged.x = &x
+		merged.x = x.heap()
 	}
 	merged.reason = reason
 	if !newExp.Equal(oldExp) || reason != old.reason || !slices.Equal(ev, old.evidence()) {
