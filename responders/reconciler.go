@@ -424,10 +424,10 @@ type Comparer interface {
 func (r *Reconciler) reconcile(ctx context.Context, b Backend, c *backendCounters, stale bool, changed []intel.Policy) error {
 	var add, refresh []intel.Policy
 	var remove []intel.Indicator
-	desired := r.state.desired
+	desired := DesiredSet{s: r.state, thorough: stale}
 	if cmpr, ok := b.(Comparer); ok {
 		var err error
-		add, remove, refresh, err = cmpr.Compare(ctx, DesiredSet{m: desired, digests: r.state.digests, thorough: stale})
+		add, remove, refresh, err = cmpr.Compare(ctx, desired)
 		if err != nil {
 			return fmt.Errorf("compare with the desired state: %w", err)
 		}
@@ -446,23 +446,23 @@ func (r *Reconciler) reconcile(ctx context.Context, b Backend, c *backendCounter
 		filter, _ := b.(TypeFilter)
 		_, refresher := b.(Refresher)
 		if len(cur) == 0 {
-			add = make([]intel.Policy, 0, len(desired))
+			add = make([]intel.Policy, 0, desired.Len())
 		}
-		for k, h := range desired {
-			if filter != nil && !filter.Supports(h.p.Indicator.Type) {
+		for k, p := range desired.All() {
+			if filter != nil && !filter.Supports(p.Indicator.Type) {
 				continue
 			}
 			if _, ok := cur[k]; !ok {
-				add = append(add, h.p)
+				add = append(add, *p)
 			} else if refresher {
 				// Entries already held may need a later expiry than the
 				// backend gave them (a policy extended since); only the
 				// backend knows.
-				refresh = append(refresh, h.p)
+				refresh = append(refresh, *p)
 			}
 		}
 		for k, ind := range cur {
-			if _, ok := desired[k]; !ok {
+			if !desired.Has(k) {
 				remove = append(remove, ind)
 			}
 		}

@@ -2,10 +2,8 @@ package responders
 
 import (
 	"cmp"
-	"container/heap"
 	"iter"
 	"log/slog"
-	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -13,39 +11,55 @@ import (
 	"github.com/meshward/meshward/intel"
 )
 
-// held is one policy the reconciler holds: a mesh-wide policy or a local
-// decision, active when it was taken in.
-type held struct {
-	p     intel.Policy
-	local bool
-	key   string // p.Indicator.Key()
-	block bool   // a valid, canonical block: indexed in byKey
-	allow bool   // an allow: part of the veto
-	hi    int    // index in the expiry heap; -1 when not in it
-	mark  uint64 // the last resync that saw it
+// none is the absent reference into a slab.
+const none = -1
+
+// pol flags.
+const (
+	fLocal     uint8 = 1 << iota // a local decision, not a mesh-wide policy
+	fBlock                       // a valid, canonical block: in its key's blocks
+	fAllow                       // an allow: in its key's allows, part of the veto
+	fOdd                         // held whole in desiredState.odd
+	fNoExpiry                    // never expires
+	fNoCreated                   // CreatedAt is zero
+	fMark                        // the resync mark (desiredState.marks)
+	fDead                        // dropped, kept while it is its key's desired entry
+)
+
+// pol is one policy the reconciler holds, in a slab without pointers:
+// the garbage collector never scans it. Its strings are interned or
+// rebuilt on the way out: the ID from its 8 bytes, the indicator from
+// its key. A policy whose fields have no compact form (an ID of another
+// form, a time with a location or a monotonic reading, an action that is
+// neither a valid block nor an allow) is held whole besides (fOdd).
+type pol struct {
+	id             uint64 // the ID's 8 bytes (compactID), when it has them
+	created        int64  // CreatedAt in Unix nanoseconds
+	expires        int64  // ExpiresAt in Unix nanoseconds, clamped
+	key            int32  // in keys; none when neither block nor allow
+	next           int32  // the next policy in its key's list
+	hi             int32  // index in the expiry heap; none when not in it
+	reason, author uint32 // interned
+	flags          uint8
 }
 
-// expiries is a min-heap of held policies by expiry (container/heap).
-type expiries []*held
+// keyRec is one indicator key: a single address by its 16 bytes, or any
+// other key by its string (wide); the policies that block and allow it,
+// and the block enforced for it.
+type keyRec struct {
+	addr    addrKey
+	wide    int32 // in desiredState.wideKeys; none for an address
+	blocks  int32 // list of the valid blocks, linked by pol.next
+	allows  int32 // list of the allows
+	desired int32 // the block enforced; none when none is
+	live    bool
+	dirty   bool
+}
 
-func (e expiries) Len() int           { return len(e) }
-func (e expiries) Less(i, j int) bool { return e[i].p.ExpiresAt.Before(e[j].p.ExpiresAt) }
-func (e expiries) Swap(i, j int) {
-	e[i], e[j] = e[j], e[i]
-	e[i].hi, e[j].hi = i, j
-}
-func (e *expiries) Push(x any) {
-	h := x.(*held)
-	h.hi = len(*e)
-	*e = append(*e, h)
-}
-func (e *expiries) Pop() any {
-	old := *e
-	h := old[len(old)-1]
-	old[len(old)-1] = nil
-	*e = old[:len(old)-1]
-	h.hi = -1
-	return h
+// expItem is an entry of the expiry heap.
+type expItem struct {
+	at  int64 // expiry in Unix nanoseconds, clamped
+	ref int32 // in pols
 }
 
 // desiredState is the reconciler's model of what must be blocked, kept up
@@ -56,6 +70,11 @@ func (e *expiries) Pop() any {
 // wait in a heap, so that the policies expiring at a pass cost O(log n)
 // each, not a scan of every policy.
 //
+// Policies and keys live in slabs of small structs without pointers,
+// found through maps keyed by 8-byte IDs and 16-byte addresses: about
+// 170 bytes a policy blocking an address, where policies held whole in
+// string-keyed maps cost nearly three times as much.
+//
 // Allow policies and protected ranges are expected to be few: a change
 // to a network or domain allow, or to the protected ranges, rechecks
 // every held block it could overlap (a scan), where a block change costs
@@ -63,20 +82,30 @@ func (e *expiries) Pop() any {
 type desiredState struct {
 	log *slog.Logger
 
-	mesh, local map[string]*held    // by policy ID
-	byKey       map[string][]*held  // valid blocks by indicator key
-	wide        map[string]struct{} // keys in byKey that are not single addresses
-	allows      map[string][]*held  // allows by indicator key
-	veto        veto                // built from allows and protected
-	vetoStale   bool
-	protected   []netip.Prefix
-	desired     map[string]*held // the block enforced for each key
-	digests     typeDigests      // of desired's keys
-	exp         expiries
+	pols     []pol
+	freePols []int32
+	odd      map[int32]intel.Policy // the fOdd policies, whole (no evidence)
+	ids      [2]map[uint64]int32    // mesh [0] and local [1] policies by compactID
+	oddIDs   [2]map[string]int32    // those whose ID has another form
+	marks    [2]uint8               // each side's current resync mark: 0 or fMark
+	strs     interner               // reasons and authors
 
-	dirty    map[string]struct{}
+	keys     []keyRec
+	freeKeys []int32
+	addrs    map[addrKey]int32 // address keys
+	wides    map[string]int32  // other keys, by Indicator.Key()
+	wideKeys []string          // by keyRec.wide
+	freeWide []int32
+
+	veto      veto // built from allows and protected
+	vetoStale bool
+	protected []netip.Prefix
+	ndesired  int         // keys with a desired block
+	digests   typeDigests // of the desired keys
+	exp       []expItem   // min-heap by at
+
+	dirty    []int32 // keys to recompute, each with keyRec.dirty set
 	allDirty bool
-	resyncs  uint64 // resyncs begun: the mark of the current one
 	// changed allows since the last settle, whose overlapping blocks
 	// must be rechecked.
 	allowAddrs, allowWide []intel.Indicator
@@ -85,90 +114,393 @@ type desiredState struct {
 func newDesiredState(log *slog.Logger) *desiredState {
 	return &desiredState{
 		log:     log,
-		mesh:    make(map[string]*held),
-		local:   make(map[string]*held),
-		byKey:   make(map[string][]*held),
-		wide:    make(map[string]struct{}),
-		allows:  make(map[string][]*held),
-		desired: make(map[string]*held),
+		odd:     make(map[int32]intel.Policy),
+		ids:     [2]map[uint64]int32{make(map[uint64]int32), make(map[uint64]int32)},
+		oddIDs:  [2]map[string]int32{make(map[string]int32), make(map[string]int32)},
+		addrs:   make(map[addrKey]int32),
+		wides:   make(map[string]int32),
 		digests: make(typeDigests),
-		dirty:   make(map[string]struct{}),
 	}
 }
 
-func (s *desiredState) ids(local bool) map[string]*held {
+func side(local bool) int {
 	if local {
-		return s.local
+		return 1
 	}
-	return s.mesh
+	return 0
+}
+
+// lookupID returns the policy of that ID on one side.
+func (s *desiredState) lookupID(id string, local bool) (int32, bool) {
+	if v, ok := compactID(id); ok {
+		ref, ok := s.ids[side(local)][v]
+		return ref, ok
+	}
+	ref, ok := s.oddIDs[side(local)][id]
+	return ref, ok
+}
+
+// size is the number of policies held on one side.
+func (s *desiredState) size(local bool) int {
+	return len(s.ids[side(local)]) + len(s.oddIDs[side(local)])
+}
+
+// store puts p's fields in a new pol of flags (fBlock or fAllow for a
+// compact one) and returns it, not yet indexed.
+func (s *desiredState) store(p intel.Policy, flags uint8) int32 {
+	var ref int32
+	if n := len(s.freePols); n > 0 {
+		ref = s.freePols[n-1]
+		s.freePols = s.freePols[:n-1]
+	} else {
+		ref = int32(len(s.pols))
+		s.pols = append(s.pols, pol{})
+	}
+	pl := pol{key: none, next: none, hi: none, flags: flags}
+	id, idOK := compactID(p.ID)
+	pl.id = id
+	odd := !idOK || flags&(fBlock|fAllow) == 0
+	if p.CreatedAt.IsZero() {
+		pl.flags |= fNoCreated
+	} else if n, ok := compactTime(p.CreatedAt); ok {
+		pl.created = n
+	} else {
+		odd = true
+	}
+	if p.ExpiresAt.IsZero() {
+		pl.flags |= fNoExpiry
+	} else {
+		pl.expires = clampNanos(p.ExpiresAt)
+		if _, ok := compactTime(p.ExpiresAt); !ok {
+			odd = true
+		}
+	}
+	if odd {
+		pl.flags |= fOdd
+		p.Evidence = nil // no backend needs it
+		s.odd[ref] = p
+	} else {
+		pl.reason, pl.author = s.strs.ref(p.Reason), s.strs.ref(p.Author)
+	}
+	s.pols[ref] = pl
+	return ref
+}
+
+// free returns a pol to the slab.
+func (s *desiredState) free(ref int32) {
+	pl := &s.pols[ref]
+	if pl.flags&fOdd != 0 {
+		delete(s.odd, ref)
+	} else {
+		s.strs.unref(pl.reason)
+		s.strs.unref(pl.author)
+	}
+	*pl = pol{}
+	s.freePols = append(s.freePols, ref)
+}
+
+// policy rebuilds the policy of ref.
+func (s *desiredState) policy(ref int32) intel.Policy {
+	pl := &s.pols[ref]
+	if pl.flags&fOdd != 0 {
+		return s.odd[ref]
+	}
+	p := intel.Policy{
+		ID:        hexID(pl.id),
+		Action:    intel.ActionAllow,
+		Indicator: s.indicator(pl.key),
+		Reason:    s.strs.str(pl.reason),
+		Author:    s.strs.str(pl.author),
+	}
+	if pl.flags&fBlock != 0 {
+		p.Action = intel.ActionBlock
+	}
+	if pl.flags&fNoCreated == 0 {
+		p.CreatedAt = fromNanos(pl.created)
+	}
+	if pl.flags&fNoExpiry == 0 {
+		p.ExpiresAt = fromNanos(pl.expires)
+	}
+	return p
+}
+
+// policyID is the ID of ref.
+func (s *desiredState) policyID(ref int32) string {
+	if pl := &s.pols[ref]; pl.flags&fOdd == 0 {
+		return hexID(pl.id)
+	}
+	return s.odd[ref].ID
+}
+
+// sameAs reports whether ref holds the same version of p (samePolicy),
+// without rebuilding it.
+func (s *desiredState) sameAs(ref int32, p intel.Policy) bool {
+	pl := &s.pols[ref]
+	if pl.flags&fOdd != 0 {
+		return samePolicy(s.odd[ref], p)
+	}
+	switch p.Action {
+	case intel.ActionBlock:
+		if pl.flags&fBlock == 0 {
+			return false
+		}
+	case intel.ActionAllow:
+		if pl.flags&fAllow == 0 {
+			return false
+		}
+	default:
+		return false
+	}
+	if id, ok := compactID(p.ID); !ok || id != pl.id {
+		return false
+	}
+	if s.strs.str(pl.reason) != p.Reason || s.strs.str(pl.author) != p.Author {
+		return false
+	}
+	if p.CreatedAt.IsZero() != (pl.flags&fNoCreated != 0) || !p.CreatedAt.IsZero() && !p.CreatedAt.Equal(fromNanos(pl.created)) {
+		return false
+	}
+	if p.ExpiresAt.IsZero() != (pl.flags&fNoExpiry != 0) || !p.ExpiresAt.IsZero() && !p.ExpiresAt.Equal(fromNanos(pl.expires)) {
+		return false
+	}
+	kr := &s.keys[pl.key]
+	if kr.wide == none {
+		a, ok := addrKeyOf(p.Indicator)
+		return ok && a == kr.addr
+	}
+	return s.wideKeys[kr.wide] == p.Indicator.Key()
+}
+
+// same reports whether a and b are the same version of a policy
+// (samePolicy).
+func (s *desiredState) same(a, b int32) bool {
+	pa, pb := &s.pols[a], &s.pols[b]
+	if (pa.flags|pb.flags)&fOdd != 0 {
+		return samePolicy(s.policy(a), s.policy(b))
+	}
+	const fields = fBlock | fAllow | fNoExpiry | fNoCreated
+	return pa.id == pb.id && pa.key == pb.key && pa.flags&fields == pb.flags&fields &&
+		pa.reason == pb.reason && pa.author == pb.author &&
+		(pa.flags&fNoCreated != 0 || pa.created == pb.created) &&
+		(pa.flags&fNoExpiry != 0 || pa.expires == pb.expires)
+}
+
+// findKey returns the key of ind, if held.
+func (s *desiredState) findKey(ind intel.Indicator) (int32, bool) {
+	if a, ok := addrKeyOf(ind); ok {
+		k, ok := s.addrs[a]
+		return k, ok
+	}
+	k, ok := s.wides[ind.Key()]
+	return k, ok
+}
+
+// findKeyString returns the key of a key string (Indicator.Key), if held.
+func (s *desiredState) findKeyString(key string) (int32, bool) {
+	if a, ok := addrKeyOf(parseKey(key)); ok {
+		k, ok := s.addrs[a]
+		return k, ok
+	}
+	k, ok := s.wides[key]
+	return k, ok
+}
+
+// keyFor returns the key of ind, made if not held.
+func (s *desiredState) keyFor(ind intel.Indicator) int32 {
+	if k, ok := s.findKey(ind); ok {
+		return k
+	}
+	kr := keyRec{wide: none, blocks: none, allows: none, desired: none, live: true}
+	a, isAddr := addrKeyOf(ind)
+	if isAddr {
+		kr.addr = a
+	} else {
+		key := ind.Key()
+		if n := len(s.freeWide); n > 0 {
+			kr.wide = s.freeWide[n-1]
+			s.freeWide = s.freeWide[:n-1]
+			s.wideKeys[kr.wide] = key
+		} else {
+			kr.wide = int32(len(s.wideKeys))
+			s.wideKeys = append(s.wideKeys, key)
+		}
+	}
+	var k int32
+	if n := len(s.freeKeys); n > 0 {
+		k = s.freeKeys[n-1]
+		s.freeKeys = s.freeKeys[:n-1]
+		s.keys[k] = kr
+	} else {
+		k = int32(len(s.keys))
+		s.keys = append(s.keys, kr)
+	}
+	if isAddr {
+		s.addrs[a] = k
+	} else {
+		s.wides[s.wideKeys[kr.wide]] = k
+	}
+	return k
+}
+
+// releaseKey frees k once nothing refers to it: no policy, no desired
+// block, not waiting in the dirty list.
+func (s *desiredState) releaseKey(k int32) {
+	kr := &s.keys[k]
+	if kr.blocks != none || kr.allows != none || kr.desired != none || kr.dirty {
+		return
+	}
+	if kr.wide == none {
+		delete(s.addrs, kr.addr)
+	} else {
+		delete(s.wides, s.wideKeys[kr.wide])
+		s.wideKeys[kr.wide] = ""
+		s.freeWide = append(s.freeWide, kr.wide)
+	}
+	*kr = keyRec{}
+	s.freeKeys = append(s.freeKeys, k)
+}
+
+// indicator is the indicator of key k.
+func (s *desiredState) indicator(k int32) intel.Indicator {
+	kr := &s.keys[k]
+	if kr.wide == none {
+		return kr.addr.indicator()
+	}
+	return parseKey(s.wideKeys[kr.wide])
+}
+
+// keyString is Indicator.Key of key k.
+func (s *desiredState) keyString(k int32) string {
+	kr := &s.keys[k]
+	if kr.wide == none {
+		return kr.addr.key()
+	}
+	return s.wideKeys[kr.wide]
+}
+
+func (s *desiredState) keyType(k int32) intel.IndicatorType {
+	kr := &s.keys[k]
+	if kr.wide == none {
+		return kr.addr.typ()
+	}
+	return parseKey(s.wideKeys[kr.wide]).Type
+}
+
+func (s *desiredState) keyHash(k int32) uint64 {
+	kr := &s.keys[k]
+	if kr.wide == none {
+		return kr.addr.hash()
+	}
+	return KeyHash(s.wideKeys[kr.wide])
+}
+
+func (s *desiredState) markDirty(k int32) {
+	if kr := &s.keys[k]; !kr.dirty {
+		kr.dirty = true
+		s.dirty = append(s.dirty, k)
+	}
+}
+
+// unlink removes ref from the list at head.
+func (s *desiredState) unlink(head *int32, ref int32) {
+	for p := head; *p != none; p = &s.pols[*p].next {
+		if *p == ref {
+			*p = s.pols[ref].next
+			s.pols[ref].next = none
+			return
+		}
+	}
 }
 
 // put holds p (replacing the policy of the same ID from the same side),
 // unless it is no longer active at now, in which case the policy of that
 // ID is dropped.
 func (s *desiredState) put(p intel.Policy, local bool, now time.Time) {
-	if old, ok := s.ids(local)[p.ID]; ok {
+	if old, ok := s.lookupID(p.ID, local); ok {
 		s.drop(old)
 	}
 	if !p.Active(now) {
 		return
 	}
-	p.Evidence = nil // no backend needs it; a million policies would hold it all
-	h := &held{p: p, local: local, key: p.Indicator.Key(), hi: -1}
-	s.ids(local)[p.ID] = h
-	if !p.ExpiresAt.IsZero() {
-		heap.Push(&s.exp, h)
+	sd := side(local)
+	flags := s.marks[sd]
+	if local {
+		flags |= fLocal
 	}
 	switch p.Action {
 	case intel.ActionBlock:
 		// A malformed indicator cannot be enforced, and handing it to a
 		// backend could fail the whole batch it travels in.
-		if p.Indicator.Validate() != nil {
-			return
+		if p.Indicator.Validate() == nil {
+			flags |= fBlock
 		}
-		h.block = true
-		s.byKey[h.key] = append(s.byKey[h.key], h)
-		if !isAddr(p.Indicator) {
-			s.wide[h.key] = struct{}{}
-		}
-		s.dirty[h.key] = struct{}{}
 	case intel.ActionAllow:
-		h.allow = true
-		s.allows[h.key] = append(s.allows[h.key], h)
+		flags |= fAllow
+	}
+	ref := s.store(p, flags)
+	if id, ok := compactID(p.ID); ok {
+		s.ids[sd][id] = ref
+	} else {
+		s.oddIDs[sd][p.ID] = ref
+	}
+	if flags&fNoExpiry == 0 && !p.ExpiresAt.IsZero() {
+		s.heapPush(ref)
+	}
+	if flags&(fBlock|fAllow) == 0 {
+		return
+	}
+	k := s.keyFor(p.Indicator)
+	s.pols[ref].key = k
+	kr := &s.keys[k]
+	if flags&fBlock != 0 {
+		s.pols[ref].next, kr.blocks = kr.blocks, ref
+		s.markDirty(k)
+	} else {
+		s.pols[ref].next, kr.allows = kr.allows, ref
 		s.allowChanged(p.Indicator)
 	}
 }
 
 // remove drops the policy of that ID, if held.
 func (s *desiredState) remove(id string, local bool) {
-	if h, ok := s.ids(local)[id]; ok {
-		s.drop(h)
+	if ref, ok := s.lookupID(id, local); ok {
+		s.drop(ref)
 	}
 }
 
-func (s *desiredState) drop(h *held) {
-	delete(s.ids(h.local), h.p.ID)
-	if h.hi >= 0 {
-		heap.Remove(&s.exp, h.hi)
+func (s *desiredState) drop(ref int32) {
+	pl := &s.pols[ref]
+	local := pl.flags&fLocal != 0
+	if pl.flags&fOdd == 0 {
+		delete(s.ids[side(local)], pl.id)
+	} else {
+		id := s.odd[ref].ID
+		if v, ok := compactID(id); ok {
+			delete(s.ids[side(local)], v)
+		} else {
+			delete(s.oddIDs[side(local)], id)
+		}
 	}
+	if pl.hi != none {
+		s.heapRemove(int(pl.hi))
+	}
+	k := pl.key
 	switch {
-	case h.block:
-		list := slices.DeleteFunc(s.byKey[h.key], func(x *held) bool { return x == h })
-		if len(list) == 0 {
-			delete(s.byKey, h.key)
-			delete(s.wide, h.key)
-		} else {
-			s.byKey[h.key] = list
-		}
-		s.dirty[h.key] = struct{}{}
-	case h.allow:
-		list := slices.DeleteFunc(s.allows[h.key], func(x *held) bool { return x == h })
-		if len(list) == 0 {
-			delete(s.allows, h.key)
-		} else {
-			s.allows[h.key] = list
-		}
-		s.allowChanged(h.p.Indicator)
+	case pl.flags&fBlock != 0:
+		s.unlink(&s.keys[k].blocks, ref)
+		s.markDirty(k)
+	case pl.flags&fAllow != 0:
+		s.unlink(&s.keys[k].allows, ref)
+		s.allowChanged(s.indicator(k))
+	}
+	if k != none && s.keys[k].desired == ref {
+		// settle still compares it with its successor.
+		s.pols[ref].flags |= fDead
+	} else {
+		s.free(ref)
+	}
+	if k != none {
+		s.releaseKey(k)
 	}
 }
 
@@ -183,10 +515,24 @@ func (s *desiredState) allowChanged(ind intel.Indicator) {
 	}
 }
 
+// active reports whether ref is active at now (n: now in Unix
+// nanoseconds).
+func (s *desiredState) active(ref int32, now time.Time, n int64) bool {
+	pl := &s.pols[ref]
+	switch {
+	case pl.flags&fOdd != 0:
+		return s.odd[ref].Active(now)
+	case pl.flags&fNoExpiry != 0:
+		return true
+	}
+	return n < pl.expires
+}
+
 // expire drops every policy that is no longer active at now.
 func (s *desiredState) expire(now time.Time) {
-	for len(s.exp) > 0 && !s.exp[0].p.Active(now) {
-		s.drop(s.exp[0])
+	n := clampNanos(now)
+	for len(s.exp) > 0 && !s.active(s.exp[0].ref, now, n) {
+		s.drop(s.exp[0].ref)
 	}
 }
 
@@ -195,7 +541,76 @@ func (s *desiredState) nextExpiry() time.Time {
 	if len(s.exp) == 0 {
 		return time.Time{}
 	}
-	return s.exp[0].p.ExpiresAt
+	ref := s.exp[0].ref
+	if s.pols[ref].flags&fOdd != 0 {
+		return s.odd[ref].ExpiresAt
+	}
+	return fromNanos(s.pols[ref].expires)
+}
+
+// The expiry heap: a min-heap of expItem by at, each pol knowing its
+// index (pol.hi).
+
+func (s *desiredState) heapPush(ref int32) {
+	s.exp = append(s.exp, expItem{at: s.pols[ref].expires, ref: ref})
+	s.pols[ref].hi = int32(len(s.exp) - 1)
+	s.heapUp(len(s.exp) - 1)
+}
+
+func (s *desiredState) heapRemove(i int) {
+	last := len(s.exp) - 1
+	s.pols[s.exp[i].ref].hi = none
+	if i != last {
+		s.exp[i] = s.exp[last]
+		s.pols[s.exp[i].ref].hi = int32(i)
+	}
+	s.exp = s.exp[:last]
+	if i != last {
+		if !s.heapDown(i) {
+			s.heapUp(i)
+		}
+	}
+	if cap(s.exp) > 1024 && len(s.exp) < cap(s.exp)/4 {
+		s.exp = slices.Clip(slices.Clone(s.exp))
+	}
+}
+
+func (s *desiredState) heapSwap(i, j int) {
+	s.exp[i], s.exp[j] = s.exp[j], s.exp[i]
+	s.pols[s.exp[i].ref].hi = int32(i)
+	s.pols[s.exp[j].ref].hi = int32(j)
+}
+
+func (s *desiredState) heapUp(i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if s.exp[p].at <= s.exp[i].at {
+			return
+		}
+		s.heapSwap(i, p)
+		i = p
+	}
+}
+
+// heapDown moves i down; it reports whether it moved.
+func (s *desiredState) heapDown(i0 int) bool {
+	i, n := i0, len(s.exp)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			break
+		}
+		j := l
+		if r := l + 1; r < n && s.exp[r].at < s.exp[l].at {
+			j = r
+		}
+		if s.exp[i].at <= s.exp[j].at {
+			break
+		}
+		s.heapSwap(i, j)
+		i = j
+	}
+	return i > i0
 }
 
 // resync makes the held policies of one side exactly list: those absent
@@ -208,56 +623,55 @@ func (s *desiredState) resync(local bool, list []intel.Policy, now time.Time) {
 }
 
 // resyncer is a resync taking its list in parts (pages). Each policy it
-// sees is marked with the resync's number; end drops the unmarked.
+// sees is given its side's new mark; end drops those with the old one.
 type resyncer struct {
 	s     *desiredState
 	local bool
 	now   time.Time
-	mark  uint64
 }
 
 // beginResync starts a resync of one side. sizeHint, the number of
-// policies expected, sizes the maps that are still empty when the side
-// holds nothing yet (a first read of a million policies would otherwise
-// grow them step by step). The dirty set is not sized: a map costs its
-// capacity to iterate, and settle iterates it on every pass.
+// policies expected, sizes what is still empty when the side holds
+// nothing yet (a first read of a million policies would otherwise grow
+// it step by step). The dirty list is not sized.
 func (s *desiredState) beginResync(local bool, now time.Time, sizeHint int) *resyncer {
-	if sizeHint > 1024 && len(s.ids(local)) == 0 {
-		if local {
-			s.local = make(map[string]*held, sizeHint)
-		} else {
-			s.mesh = make(map[string]*held, sizeHint)
+	sd := side(local)
+	if sizeHint > 1024 && s.size(local) == 0 {
+		s.ids[sd] = make(map[uint64]int32, sizeHint)
+		if len(s.pols) == 0 {
+			s.pols = make([]pol, 0, sizeHint)
 		}
-		if len(s.byKey) == 0 {
-			s.byKey = make(map[string][]*held, sizeHint)
-		}
-		if len(s.desired) == 0 {
-			s.desired = make(map[string]*held, sizeHint)
+		if len(s.keys) == 0 {
+			s.keys = make([]keyRec, 0, sizeHint)
+			s.addrs = make(map[addrKey]int32, sizeHint)
 		}
 	}
-	s.resyncs++
-	return &resyncer{s: s, local: local, now: now, mark: s.resyncs}
+	s.marks[sd] ^= fMark
+	return &resyncer{s: s, local: local, now: now}
 }
 
 func (r *resyncer) take(list []intel.Policy) {
-	m := r.s.ids(r.local)
+	s, sd := r.s, side(r.local)
 	for _, p := range list {
-		if h, ok := m[p.ID]; ok && samePolicy(h.p, p) {
-			h.mark = r.mark
+		if ref, ok := s.lookupID(p.ID, r.local); ok && s.sameAs(ref, p) {
+			s.pols[ref].flags = s.pols[ref].flags&^fMark | s.marks[sd]
 			continue
 		}
-		r.s.put(p, r.local, r.now)
-		if h, ok := m[p.ID]; ok {
-			h.mark = r.mark
-		}
+		s.put(p, r.local, r.now) // marked by put
 	}
 }
 
 // end drops the policies no part held.
 func (r *resyncer) end() {
-	for _, h := range r.s.ids(r.local) {
-		if h.mark != r.mark {
-			r.s.drop(h)
+	s, sd := r.s, side(r.local)
+	for _, ref := range s.ids[sd] {
+		if s.pols[ref].flags&fMark != s.marks[sd] {
+			s.drop(ref)
+		}
+	}
+	for _, ref := range s.oddIDs[sd] {
+		if s.pols[ref].flags&fMark != s.marks[sd] {
+			s.drop(ref)
 		}
 	}
 }
@@ -293,63 +707,71 @@ type delta struct {
 // settle recomputes the dirty keys and returns how the desired state
 // changed, each list sorted by indicator when short: the refreshes
 // always (a full pass hands them on too), the additions and removals
-// when lists is set.
+// when lists is set. The policies of the lists are rebuilt, for the
+// changed keys only.
 func (s *desiredState) settle(lists bool) delta {
 	if s.vetoStale {
 		s.rebuildVeto()
 	}
 	if s.allDirty {
-		for k := range s.byKey {
-			s.dirty[k] = struct{}{}
-		}
-		for k := range s.desired {
-			s.dirty[k] = struct{}{}
+		for k := range s.keys {
+			if kr := &s.keys[k]; kr.live && (kr.blocks != none || kr.desired != none) {
+				s.markDirty(int32(k))
+			}
 		}
 	} else {
 		for _, a := range s.allowAddrs {
-			s.dirty[a.Key()] = struct{}{}
+			if k, ok := s.findKey(a); ok {
+				s.markDirty(k)
+			}
 		}
-		s.markOverlapping(maps.Keys(s.wide), s.allowAddrs)
-		s.markOverlapping(maps.Keys(s.byKey), s.allowWide)
+		s.markOverlapping(true, s.allowAddrs)
+		s.markOverlapping(false, s.allowWide)
 	}
 	s.allDirty, s.allowAddrs, s.allowWide = false, nil, nil
 	var d delta
 	if lists && len(s.dirty) > 64 {
 		d.add = make([]intel.Policy, 0, len(s.dirty))
 	}
-	for k := range s.dirty {
+	for _, k := range s.dirty {
+		s.keys[k].dirty = false
 		cur, below := s.choose(k)
 		if below {
 			d.belowFloor++
 		}
-		old, had := s.desired[k]
+		kr := &s.keys[k]
+		old := kr.desired
 		switch {
-		case cur == nil && had:
-			delete(s.desired, k)
-			s.digests.remove(old.p.Indicator, k)
+		case cur == none && old != none:
+			kr.desired = none
+			s.ndesired--
+			s.digests.removeHash(s.keyType(k), s.keyHash(k))
 			if lists {
-				d.remove = append(d.remove, old.p.Indicator)
+				d.remove = append(d.remove, s.indicator(k))
 			}
-		case cur == nil:
-		case !had:
-			s.desired[k] = cur
-			s.digests.add(cur.p.Indicator, k)
+			s.release(old)
+		case cur == none:
+		case old == none:
+			kr.desired = cur
+			s.ndesired++
+			s.digests.addHash(s.keyType(k), s.keyHash(k))
 			if lists {
-				d.add = append(d.add, cur.p)
+				d.add = append(d.add, s.policy(cur))
 			}
 		case cur != old:
-			s.desired[k] = cur
-			if !samePolicy(cur.p, old.p) {
-				d.refresh = append(d.refresh, cur.p)
+			kr.desired = cur
+			if !s.same(cur, old) {
+				d.refresh = append(d.refresh, s.policy(cur))
 			}
+			s.release(old)
 		}
+		s.releaseKey(k)
 	}
-	if len(s.dirty) > 1024 {
-		// Iterating a map costs its capacity, which clear keeps: the
-		// set of a first pass would slow every later one.
-		s.dirty = make(map[string]struct{})
+	if cap(s.dirty) > 1024 {
+		// A first pass's list would otherwise be held for good.
+		s.dirty = nil
 	} else {
-		clear(s.dirty)
+		s.dirty = s.dirty[:0]
 	}
 	sortPolicies(d.add)
 	sortPolicies(d.refresh)
@@ -357,21 +779,60 @@ func (s *desiredState) settle(lists bool) delta {
 	return d
 }
 
-// markOverlapping marks dirty every key of keys whose held block
-// overlaps one of inds: one scan of keys, and none when inds is empty.
-func (s *desiredState) markOverlapping(keys iter.Seq[string], inds []intel.Indicator) {
+// release frees ref, no longer desired, if it was dropped.
+func (s *desiredState) release(ref int32) {
+	if s.pols[ref].flags&fDead != 0 {
+		s.free(ref)
+	}
+}
+
+// markOverlapping marks dirty every key holding a block that overlaps
+// one of inds: of the wide keys only, or of every key. One scan, and
+// none when inds is empty.
+func (s *desiredState) markOverlapping(wideOnly bool, inds []intel.Indicator) {
 	if len(inds) == 0 {
 		return
 	}
-	for k := range keys {
-		list := s.byKey[k]
-		if len(list) == 0 {
-			continue
-		}
-		ind := list[0].p.Indicator
+	overlaps := func(ind intel.Indicator) bool {
 		for _, a := range inds {
 			if ind.Overlaps(a) {
-				s.dirty[k] = struct{}{}
+				return true
+			}
+		}
+		return false
+	}
+	if wideOnly {
+		for key, k := range s.wides {
+			if s.keys[k].blocks != none && overlaps(parseKey(key)) {
+				s.markDirty(k)
+			}
+		}
+		return
+	}
+	// An address overlaps only the networks (and addresses) that
+	// contain it: no indicator is built for each.
+	var nets []netip.Prefix
+	for _, a := range inds {
+		if q, ok := a.Prefix(); ok {
+			nets = append(nets, q)
+		}
+	}
+	for k := range s.keys {
+		kr := &s.keys[k]
+		if !kr.live || kr.blocks == none {
+			continue
+		}
+		if kr.wide != none {
+			if overlaps(parseKey(s.wideKeys[kr.wide])) {
+				s.markDirty(int32(k))
+			}
+			continue
+		}
+		a := kr.addr.addr()
+		p := netip.PrefixFrom(a, a.BitLen())
+		for _, q := range nets {
+			if p.Overlaps(q) {
+				s.markDirty(int32(k))
 				break
 			}
 		}
@@ -382,31 +843,103 @@ func (s *desiredState) markOverlapping(keys iter.Seq[string], inds []intel.Indic
 // ranges.
 func (s *desiredState) rebuildVeto() {
 	v := veto{protected: s.protected}
-	for _, list := range s.allows {
-		v.add(list[0].p.Indicator)
+	for k := range s.keys {
+		if kr := &s.keys[k]; kr.live && kr.allows != none {
+			v.add(s.indicator(int32(k)))
+		}
 	}
 	s.veto, s.vetoStale = v, false
 }
 
-// choose returns the block to enforce for key, nil when there is none:
-// the held block that lasts longest (a mesh policy, then the lower ID, on
-// a tie), unless an allow or a protected range covers the indicator or a
-// safety floor refuses it (below).
-func (s *desiredState) choose(key string) (best *held, below bool) {
-	for _, h := range s.byKey[key] {
-		if best == nil || outlasts(h.p, best.p) ||
-			(!outlasts(best.p, h.p) && (best.local && !h.local || best.local == h.local && h.p.ID < best.p.ID)) {
-			best = h
+// outlasts reports whether a expires strictly later than b.
+func (s *desiredState) outlasts(a, b int32) bool {
+	pa, pb := &s.pols[a], &s.pols[b]
+	if (pa.flags|pb.flags)&fOdd != 0 {
+		return outlasts(s.policy(a), s.policy(b))
+	}
+	switch {
+	case pb.flags&fNoExpiry != 0:
+		return false
+	case pa.flags&fNoExpiry != 0:
+		return true
+	}
+	return pa.expires > pb.expires
+}
+
+// idLess reports whether a's ID sorts before b's.
+func (s *desiredState) idLess(a, b int32) bool {
+	pa, pb := &s.pols[a], &s.pols[b]
+	if (pa.flags|pb.flags)&fOdd == 0 {
+		return pa.id < pb.id // the order of their hexadecimal forms
+	}
+	return s.policyID(a) < s.policyID(b)
+}
+
+// choose returns the block to enforce for key k, none when there is
+// none: the held block that lasts longest (a mesh policy, then the lower
+// ID, on a tie), unless an allow or a protected range covers the
+// indicator or a safety floor refuses it (below).
+func (s *desiredState) choose(k int32) (best int32, below bool) {
+	best = none
+	for r := s.keys[k].blocks; r != none; r = s.pols[r].next {
+		if best == none || s.outlasts(r, best) {
+			best = r
+			continue
+		}
+		if s.outlasts(best, r) {
+			continue
+		}
+		bl, rl := s.pols[best].flags&fLocal != 0, s.pols[r].flags&fLocal != 0
+		if bl && !rl || bl == rl && s.idLess(r, best) {
+			best = r
 		}
 	}
-	if best == nil || s.veto.covers(best.p.Indicator) {
-		return nil, false
+	if best == none {
+		return none, false
 	}
-	if err := floors.CheckBlock(best.p.Indicator, true); err != nil {
-		s.log.Debug("desired block dropped by a safety floor", "policy", best.p.ID, "indicator", best.p.Indicator.Value, "err", err)
-		return nil, true
+	ind := s.indicator(k)
+	if s.veto.covers(ind) {
+		return none, false
+	}
+	if err := floors.CheckBlock(ind, true); err != nil {
+		s.log.Debug("desired block dropped by a safety floor", "policy", s.policyID(best), "indicator", ind.Value, "err", err)
+		return none, true
 	}
 	return best, false
+}
+
+// setDesired makes p the desired policy of its key directly (a later
+// one replaces an earlier one): the state of NewDesiredSet.
+func (s *desiredState) setDesired(p intel.Policy) {
+	var flags uint8
+	if p.Action == intel.ActionBlock {
+		flags = fBlock
+	}
+	k := s.keyFor(p.Indicator)
+	ref := s.store(p, flags)
+	s.pols[ref].key = k
+	if old := s.keys[k].desired; old != none {
+		s.free(old)
+	} else {
+		s.ndesired++
+		s.digests.addHash(s.keyType(k), s.keyHash(k))
+	}
+	s.keys[k].desired = ref
+}
+
+func (t typeDigests) addHash(typ intel.IndicatorType, h uint64) {
+	d := t[typ]
+	if d == nil {
+		d = &Digest{}
+		t[typ] = d
+	}
+	d.AddHash(h)
+}
+
+func (t typeDigests) removeHash(typ intel.IndicatorType, h uint64) {
+	if d := t[typ]; d != nil {
+		d.RemoveHash(h)
+	}
 }
 
 func isAddr(ind intel.Indicator) bool { return ind.Type == intel.IPv4 || ind.Type == intel.IPv6 }
@@ -437,10 +970,11 @@ func compareIndicators(a, b intel.Indicator) int {
 // DesiredSet is the desired state as a Comparer reads it: the policy to
 // enforce for every indicator that must be blocked, keyed by
 // Indicator.Key(), with the digests of its keys by indicator type. It is
-// read-only, and valid only during the call it is passed to.
+// read-only, and valid only during the call it is passed to. Its
+// policies are rebuilt as they are read: All costs an allocation or
+// three an entry, a digest comparison none.
 type DesiredSet struct {
-	m        map[string]*held
-	digests  typeDigests
+	s        *desiredState
 	thorough bool
 }
 
@@ -449,23 +983,18 @@ type DesiredSet struct {
 // for tests and tools; the reconciler hands backends its own. thorough
 // is what Thorough reports.
 func NewDesiredSet(ps []intel.Policy, thorough bool) DesiredSet {
-	m := make(map[string]*held, len(ps))
+	s := newDesiredState(slog.New(slog.DiscardHandler))
 	for _, p := range ps {
-		k := p.Indicator.Key()
-		m[k] = &held{p: p, key: k, hi: -1}
+		s.setDesired(p)
 	}
-	d := make(typeDigests)
-	for k, h := range m {
-		d.add(h.p.Indicator, k)
-	}
-	return DesiredSet{m: m, digests: d, thorough: thorough}
+	return DesiredSet{s: s, thorough: thorough}
 }
 
 // Digest is the digest of the keys of the indicator types supports
 // accepts (nil: every type).
 func (d DesiredSet) Digest(supports func(intel.IndicatorType) bool) Digest {
 	var out Digest
-	for t, dg := range d.digests {
+	for t, dg := range d.s.digests {
 		if supports == nil || supports(t) {
 			out.Merge(*dg)
 		}
@@ -481,29 +1010,52 @@ func (d DesiredSet) Digest(supports func(intel.IndicatorType) bool) Digest {
 func (d DesiredSet) Thorough() bool { return d.thorough }
 
 // Len is the number of entries.
-func (d DesiredSet) Len() int { return len(d.m) }
+func (d DesiredSet) Len() int { return d.s.ndesired }
 
 // Has reports whether key is desired.
 func (d DesiredSet) Has(key string) bool {
-	_, ok := d.m[key]
-	return ok
+	k, ok := d.s.findKeyString(key)
+	return ok && d.s.keys[k].desired != none
 }
 
-// Get returns the policy of key. The policy must not be modified.
+// hasAddr reports whether the address of a is desired.
+func (d DesiredSet) hasAddr(a addrKey) bool {
+	k, ok := d.s.addrs[a]
+	return ok && d.s.keys[k].desired != none
+}
+
+// Get returns the policy of key.
 func (d DesiredSet) Get(key string) (*intel.Policy, bool) {
-	h, ok := d.m[key]
-	if !ok {
+	k, ok := d.s.findKeyString(key)
+	if !ok || d.s.keys[k].desired == none {
 		return nil, false
 	}
-	return &h.p, true
+	p := d.s.policy(d.s.keys[k].desired)
+	return &p, true
 }
 
-// All yields every entry, in no particular order. The policies must not
-// be modified.
+// All yields every entry, in no particular order. The policy yielded is
+// valid until the next.
 func (d DesiredSet) All() iter.Seq2[string, *intel.Policy] {
 	return func(yield func(string, *intel.Policy) bool) {
-		for k, h := range d.m {
-			if !yield(k, &h.p) {
+		for k := range d.s.keys {
+			kr := &d.s.keys[k]
+			if !kr.live || kr.desired == none {
+				continue
+			}
+			p := d.s.policy(kr.desired)
+			if !yield(d.s.keyString(int32(k)), &p) {
+				return
+			}
+		}
+	}
+}
+
+// keys yields the key of every entry, in no particular order.
+func (d DesiredSet) keys() iter.Seq[int32] {
+	return func(yield func(int32) bool) {
+		for k := range d.s.keys {
+			if kr := &d.s.keys[k]; kr.live && kr.desired != none && !yield(int32(k)) {
 				return
 			}
 		}

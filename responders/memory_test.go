@@ -1,0 +1,78 @@
+package responders_test
+
+import (
+	"fmt"
+	"net/netip"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/responders"
+)
+
+// heapInUse is the live heap after a collection.
+func heapInUse() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// addressBlocks returns n blocks of distinct IPv4 addresses.
+func addressBlocks(n int, now time.Time) []intel.Policy {
+	ps := make([]intel.Policy, n)
+	for i := range ps {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		ps[i] = intel.NewPolicy(intel.ActionBlock, intel.IndicatorFromAddr(a), "bench", "operator:bench", now, time.Hour)
+	}
+	return ps
+}
+
+// BenchmarkDesiredMemory reports the live heap per policy of a
+// reconciler's desired state (a first pass over a million address
+// blocks read in pages, handed to a backend that holds nothing) and of a
+// dry run holding as many entries. The policies themselves are held by
+// the source throughout and not counted.
+//
+//	go test ./responders -run '^$' -bench DesiredMemory -benchtime 1x
+func BenchmarkDesiredMemory(b *testing.B) {
+	const n = 1_000_000
+	now := time.Now()
+	ps := addressBlocks(n, now)
+	b.Run(fmt.Sprintf("reconciler/policies=%d", n), func(b *testing.B) {
+		src := newFeed(ps...)
+		src.MeshPage("", 1, now) // sort the IDs once
+		var perPolicy float64
+		for b.Loop() {
+			before := heapInUse()
+			r := responders.NewReconciler(src, []responders.Backend{&discard{}}, responders.Options{})
+			if err := r.ReconcileOnce(b.Context()); err != nil {
+				b.Fatal(err)
+			}
+			perPolicy = float64(heapInUse()-before) / n
+			if got := r.Stats().Added; got != n {
+				b.Fatalf("added %d, want %d", got, n)
+			}
+			r.Close()
+		}
+		b.ReportMetric(perPolicy, "B/policy")
+	})
+	b.Run(fmt.Sprintf("dry-run/policies=%d", n), func(b *testing.B) {
+		var perPolicy float64
+		for b.Loop() {
+			before := heapInUse()
+			d := responders.NewDryRun(nil)
+			for i := 0; i < n; i += 10_000 {
+				if err := d.Apply(b.Context(), ps[i:i+10_000], nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			perPolicy = float64(heapInUse()-before) / n
+			if !d.Has(ps[n-1].Indicator) {
+				b.Fatal("the dry run lost an entry")
+			}
+		}
+		b.ReportMetric(perPolicy, "B/policy")
+	})
+}
