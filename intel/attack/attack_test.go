@@ -269,3 +269,50 @@ func TestParseTooLarge(t *testing.T) {
 		t.Fatalf("a bundle of exactly the limit: %v", err)
 	}
 }
+
+func TestCoverage(t *testing.T) {
+	c := loadShared(t)
+	cov, problems := c.Coverage([]string{"T1110.001", "t1110.003", "T1110", "T1059.001", "T1190", "T1066", "T1064", "T9999", "T9999", "bogus"})
+	var msgs []string
+	for _, p := range problems {
+		msgs = append(msgs, p.Error())
+	}
+	if len(problems) != 4 || !errors.Is(problems[0], ErrRevoked) || !errors.Is(problems[1], ErrDeprecated) ||
+		!errors.Is(problems[2], ErrUnknown) || !errors.Is(problems[3], ErrBadID) {
+		t.Errorf("problems %q, want revoked T1066, deprecated T1064, unknown T9999 (once), malformed bogus", msgs)
+	}
+	if len(cov) != 14 {
+		t.Fatalf("%d tactics, want 14", len(cov))
+	}
+	got := make(map[string]TacticCoverage)
+	for _, tc := range cov {
+		got[tc.Tactic.ShortName] = tc
+	}
+	ca := got["credential-access"]
+	if !slices.Equal(ca.Covered, []string{"T1110"}) || !slices.Equal(ca.Named, []string{"T1110", "T1110.001", "T1110.003"}) {
+		t.Errorf("credential-access: covered %v named %v", ca.Covered, ca.Named)
+	}
+	if ex := got["execution"]; !slices.Equal(ex.Covered, []string{"T1059"}) || !slices.Equal(ex.Named, []string{"T1059.001"}) {
+		t.Errorf("execution: covered %v named %v, want T1059 through its sub-technique", ex.Covered, ex.Named)
+	}
+	if ia := got["initial-access"]; !slices.Equal(ia.Covered, []string{"T1190"}) {
+		t.Errorf("initial-access: covered %v", ia.Covered)
+	}
+	if d := got["discovery"]; len(d.Covered) != 0 || d.Techniques == 0 {
+		t.Errorf("discovery: %+v, want techniques and none covered", d)
+	}
+	// Techniques per tactic add up to the techniques of the catalog,
+	// counted once per tactic they serve.
+	total, want := 0, 0
+	for _, tc := range cov {
+		total += tc.Techniques
+	}
+	for _, tc := range c.Techniques() {
+		if !tc.IsSubtechnique() {
+			want += len(tc.Tactics)
+		}
+	}
+	if total != want {
+		t.Errorf("techniques per tactic add up to %d, want %d", total, want)
+	}
+}
