@@ -3,7 +3,6 @@ package responders
 import (
 	"context"
 	"log/slog"
-	"maps"
 	"slices"
 	"sync"
 
@@ -33,13 +32,16 @@ type TypeFilter interface {
 }
 
 // DryRun is the backend that blocks nothing: it records what it would
-// block and logs every change. It is safe for concurrent use.
+// block and logs every change. It is safe for concurrent use. It holds
+// the keys alone, single addresses by their 16 bytes: a million entries
+// cost a map without pointers.
 type DryRun struct {
 	log *slog.Logger
 
-	mu      sync.Mutex
-	blocked map[string]intel.Policy
-	digest  Digest // of blocked's keys
+	mu     sync.Mutex
+	addrs  map[addrKey]struct{} // single addresses (addrKeyOf)
+	others map[string]struct{}  // every other key (Indicator.Key)
+	digest Digest               // of the keys
 }
 
 var (
@@ -52,7 +54,7 @@ func NewDryRun(logger *slog.Logger) *DryRun {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &DryRun{log: logger, blocked: make(map[string]intel.Policy)}
+	return &DryRun{log: logger, addrs: make(map[addrKey]struct{}), others: make(map[string]struct{})}
 }
 
 // DryRunName is the dry-run backend's name, and its name in the registry.
@@ -67,15 +69,29 @@ func init() {
 // Name implements Backend.
 func (d *DryRun) Name() string { return DryRunName }
 
-// Current implements Backend.
+// Current implements Backend. It copies every entry: the reconciler
+// compares through Compare instead.
 func (d *DryRun) Current(ctx context.Context) (map[string]intel.Indicator, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := make(map[string]intel.Indicator, len(d.blocked))
-	for k, p := range d.blocked {
-		out[k] = p.Indicator
+	out := make(map[string]intel.Indicator, len(d.addrs)+len(d.others))
+	for a := range d.addrs {
+		out[a.key()] = a.indicator()
+	}
+	for k := range d.others {
+		out[k] = parseKey(k)
 	}
 	return out, nil
+}
+
+// holds reports whether ind is held. d.mu is held.
+func (d *DryRun) holds(ind intel.Indicator) bool {
+	if a, ok := addrKeyOf(ind); ok {
+		_, ok := d.addrs[a]
+		return ok
+	}
+	_, ok := d.others[ind.Key()]
+	return ok
 }
 
 // Apply implements Backend.
@@ -83,41 +99,73 @@ func (d *DryRun) Apply(ctx context.Context, add []intel.Policy, remove []intel.I
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, ind := range remove {
-		k := ind.Key()
-		if _, ok := d.blocked[k]; ok {
-			delete(d.blocked, k)
+		if a, ok := addrKeyOf(ind); ok {
+			if _, ok := d.addrs[a]; !ok {
+				continue
+			}
+			delete(d.addrs, a)
+			d.digest.RemoveHash(a.hash())
+		} else {
+			k := ind.Key()
+			if _, ok := d.others[k]; !ok {
+				continue
+			}
+			delete(d.others, k)
 			d.digest.Remove(k)
-			d.log.Info("would unblock", "indicator", ind.Key())
 		}
+		d.log.Info("would unblock", "indicator", ind.Key())
 	}
 	for _, p := range add {
-		k := p.Indicator.Key()
-		if _, ok := d.blocked[k]; !ok {
+		if a, ok := addrKeyOf(p.Indicator); ok {
+			if _, ok := d.addrs[a]; !ok {
+				d.addrs[a] = struct{}{}
+				d.digest.AddHash(a.hash())
+			}
+		} else if k := p.Indicator.Key(); !d.hasOther(k) {
+			d.others[k] = struct{}{}
 			d.digest.Add(k)
 		}
-		d.blocked[k] = p
 		d.log.Info("would block", "indicator", p.Indicator.Key(), "policy", p.ID,
 			"author", p.Author, "expires", p.ExpiresAt, "reason", p.Reason)
 	}
 	return nil
 }
 
+func (d *DryRun) hasOther(k string) bool {
+	_, ok := d.others[k]
+	return ok
+}
+
 // Compare implements Comparer: from the digest of what it holds unless
-// the comparison must be thorough, and otherwise entry by entry.
+// the comparison must be thorough, and otherwise entry by entry, the
+// policies rebuilt for the additions alone.
 func (d *DryRun) Compare(_ context.Context, desired DesiredSet) (add []intel.Policy, remove []intel.Indicator, refresh []intel.Policy, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !desired.Thorough() && d.digest == desired.Digest(nil) {
 		return nil, nil, nil, nil
 	}
-	for k, p := range desired.All() {
-		if _, ok := d.blocked[k]; !ok {
-			add = append(add, *p)
+	s := desired.s
+	for k := range desired.keys() {
+		kr := &s.keys[k]
+		var held bool
+		if kr.wide == none {
+			_, held = d.addrs[kr.addr]
+		} else {
+			held = d.hasOther(s.wideKeys[kr.wide])
+		}
+		if !held {
+			add = append(add, s.policy(kr.desired))
 		}
 	}
-	for k, p := range d.blocked {
+	for a := range d.addrs {
+		if !desired.hasAddr(a) {
+			remove = append(remove, a.indicator())
+		}
+	}
+	for k := range d.others {
 		if !desired.Has(k) {
-			remove = append(remove, p.Indicator)
+			remove = append(remove, parseKey(k))
 		}
 	}
 	return add, remove, nil, nil
@@ -127,9 +175,17 @@ func (d *DryRun) Compare(_ context.Context, desired DesiredSet) (add []intel.Pol
 func (d *DryRun) Blocked() []intel.Indicator {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := make([]intel.Indicator, 0, len(d.blocked))
-	for _, k := range slices.Sorted(maps.Keys(d.blocked)) {
-		out = append(out, d.blocked[k].Indicator)
+	keys := make([]string, 0, len(d.addrs)+len(d.others))
+	for a := range d.addrs {
+		keys = append(keys, a.key())
+	}
+	for k := range d.others {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	out := make([]intel.Indicator, len(keys))
+	for i, k := range keys {
+		out[i] = parseKey(k)
 	}
 	return out
 }
@@ -138,8 +194,7 @@ func (d *DryRun) Blocked() []intel.Indicator {
 func (d *DryRun) Has(ind intel.Indicator) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	_, ok := d.blocked[ind.Key()]
-	return ok
+	return d.holds(ind)
 }
 
 // Refresher is an optional interface for backends whose entries carry an
