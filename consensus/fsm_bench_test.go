@@ -166,6 +166,41 @@ func BenchmarkFSMApplyOperatorBlock(b *testing.B) {
 	b.Run("held=1M,allows=1k,protected=1k", func(b *testing.B) { run(b, cachedBenchFSM(b, 1_000_000, 1000, 1000)) })
 }
 
+// BenchmarkFSMApplyBulkBlock is the cost of one signed bulk block of
+// benchBulk new addresses, with n policies held; per-indicator is the
+// process CPU per indicator.
+func BenchmarkFSMApplyBulkBlock(b *testing.B) {
+	run := func(b *testing.B, s *benchFSM) {
+		s.clock = s.clock.Add(11 * time.Minute)
+		entries := make([][]byte, b.N)
+		for i := range entries {
+			c := intel.OperatorCommand{Op: intel.OpBlockBulk, Reason: "bench", TTLSeconds: int64(time.Hour / time.Second)}
+			for range benchBulk {
+				c.Indicators = append(c.Indicators, intel.IndicatorFromAddr(benchAddr([4]byte{13, 0, 0, 0}, s.next)))
+				s.next++
+			}
+			data, err := opCmd(signOp(b, testOperatorKey, testMeshID, s.clock, c), s.clock).Encode()
+			if err != nil {
+				b.Fatal(err)
+			}
+			entries[i] = data
+		}
+		b.ResetTimer()
+		cpu0 := fsmProcessCPU()
+		for i := range b.N {
+			s.index++
+			if res := s.f.Apply(&raft.Log{Index: s.index, Term: 1, Type: raft.LogCommand, Data: entries[i]}); res != nil {
+				b.Fatalf("apply: %v", res)
+			}
+		}
+		b.ReportMetric(float64(fsmProcessCPU()-cpu0)/float64(b.N*benchBulk), "cpu-ns/indicator")
+	}
+	for _, size := range []int{0, 3} {
+		sz := benchSizes()[size]
+		b.Run(sz.name, func(b *testing.B) { run(b, cachedBenchFSM(b, sz.n, 0, 0)) })
+	}
+}
+
 // BenchmarkFSMVetoAndStore is the FSM's own share of an operator block,
 // without decoding or the signature check: the veto (protected ranges,
 // member addresses, allows) and the store of a new block, under the lock.
