@@ -17,8 +17,16 @@ import (
 // leaves the backend holding exactly what Desired computes from scratch,
 // minus what the safety floors refuse, after every change pass and every
 // full pass.
-func TestChangesMatchDesiredFromScratch(t *testing.T) {
+func TestChangesMatchDesiredFromScratch(t *testing.T) { changesMatchDesired(t, false) }
+
+// The same with a quarter of the policies in forms the reconciler holds
+// whole rather than compactly (times in another location, IDs of another
+// form), mixed with the usual ones.
+func TestChangesMatchDesiredFromScratchOddForms(t *testing.T) { changesMatchDesired(t, true) }
+
+func changesMatchDesired(t *testing.T, odd bool) {
 	rng := rand.New(rand.NewPCG(12, 34))
+	zone := time.FixedZone("UTC+1", 3600)
 	var universe []intel.Indicator
 	for i := range 24 {
 		universe = append(universe, intel.IndicatorFromAddr(netip.AddrFrom4([4]byte{198, 51, 100, byte(i * 5)})))
@@ -40,6 +48,14 @@ func TestChangesMatchDesiredFromScratch(t *testing.T) {
 	policy := func(action intel.Action) intel.Policy {
 		ind := universe[rng.IntN(len(universe))]
 		p := intel.NewPolicy(action, ind, "prop", "operator:prop", clk.Now(), ttls[rng.IntN(len(ttls))])
+		if odd {
+			switch rng.IntN(8) {
+			case 0:
+				p.CreatedAt, p.ExpiresAt = p.CreatedAt.In(zone), p.ExpiresAt.In(zone)
+			case 1:
+				p.ID = "odd-" + p.ID
+			}
+		}
 		return p
 	}
 	for step := range 600 {

@@ -1,0 +1,249 @@
+package responders
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/meshward/meshward/intel"
+)
+
+var tc0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func compactPolicy(t *testing.T, action intel.Action, s string, ttl time.Duration) intel.Policy {
+	t.Helper()
+	ind, err := intel.ParseIndicator(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return intel.NewPolicy(action, ind, "test "+s, "operator:test", tc0, ttl)
+}
+
+// The policies a settle hands on are the policies taken in, field for
+// field (evidence aside), whether they were held compactly or whole.
+func TestPoliciesRebuiltExactly(t *testing.T) {
+	zone := time.FixedZone("UTC+1", 3600)
+	var ps []intel.Policy
+	add := func(p intel.Policy) { ps = append(ps, p) }
+	add(compactPolicy(t, intel.ActionBlock, "203.0.113.1", time.Hour))
+	add(compactPolicy(t, intel.ActionBlock, "2001:db8::1", time.Hour))
+	add(compactPolicy(t, intel.ActionBlock, "198.51.100.0/24", time.Hour))
+	add(compactPolicy(t, intel.ActionBlock, "evil.example", time.Hour))
+	add(compactPolicy(t, intel.ActionBlock, "203.0.113.2", 0)) // no expiry
+	p := compactPolicy(t, intel.ActionBlock, "203.0.113.3", time.Hour)
+	p.CreatedAt = time.Time{}
+	add(p)
+	p = compactPolicy(t, intel.ActionBlock, "203.0.113.4", time.Hour)
+	p.CreatedAt, p.ExpiresAt = p.CreatedAt.In(zone), p.ExpiresAt.In(zone)
+	add(p)
+	p = compactPolicy(t, intel.ActionBlock, "203.0.113.5", time.Hour)
+	p.ExpiresAt = time.Now().Add(time.Hour) // a monotonic reading
+	add(p)
+	p = compactPolicy(t, intel.ActionBlock, "203.0.113.6", time.Hour)
+	p.ID = "not-hex"
+	add(p)
+	p = compactPolicy(t, intel.ActionBlock, "203.0.113.7", time.Hour)
+	p.ID = "ABCDEF0123456789" // upper case: not the usual form
+	add(p)
+	p = compactPolicy(t, intel.ActionBlock, "203.0.113.8", time.Hour)
+	p.ExpiresAt = time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC) // beyond int64 nanoseconds
+	add(p)
+	p = compactPolicy(t, intel.ActionBlock, "203.0.113.9", time.Hour)
+	p.Evidence = []intel.Evidence{{}}
+	add(p)
+	if ind := (intel.Indicator{Type: intel.IPv6, Value: "::ffff:203.0.113.10"}); ind.Validate() == nil {
+		add(intel.NewPolicy(intel.ActionBlock, ind, "mapped", "operator:test", tc0, time.Hour)) // read back as IPv4 if held by its 16 bytes
+	}
+
+	s := newDesiredState(slog.New(slog.DiscardHandler))
+	for _, p := range ps {
+		s.put(p, false, tc0)
+	}
+	d := s.settle(true)
+	got := map[string]intel.Policy{}
+	for _, p := range d.add {
+		got[p.Indicator.Key()] = p
+	}
+	set := DesiredSet{s: s}
+	for _, want := range ps {
+		want.Evidence = nil
+		k := want.Indicator.Key()
+		if g, ok := got[k]; !ok || !reflect.DeepEqual(g, want) {
+			t.Errorf("added %s:\n got %#v\nwant %#v", k, g, want)
+		}
+		if g, ok := set.Get(k); !ok || !reflect.DeepEqual(*g, want) {
+			t.Errorf("Get(%s) = %#v, %v", k, g, ok)
+		}
+	}
+	n := 0
+	for k, p := range set.All() {
+		n++
+		if k != p.Indicator.Key() {
+			t.Errorf("All yields %s for %s", k, p.Indicator.Key())
+		}
+	}
+	if n != len(ps) || set.Len() != len(ps) {
+		t.Errorf("All yields %d entries, Len is %d, want %d", n, set.Len(), len(ps))
+	}
+	// Taken in again, every policy is the same version: nothing changes.
+	s.resync(false, ps, tc0)
+	if d := s.settle(true); len(d.add)+len(d.remove)+len(d.refresh) != 0 {
+		t.Errorf("a resync of the same policies changed %+v", d)
+	}
+}
+
+// A settle of many keys does not keep its dirty list, and policies that
+// go leave nothing behind: slabs are reused, maps and interned strings
+// emptied.
+func TestStateReleasesWhatGoes(t *testing.T) {
+	const n = 5000
+	s := newDesiredState(slog.New(slog.DiscardHandler))
+	var ps []intel.Policy
+	for i := range n {
+		a := netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
+		p := intel.NewPolicy(intel.ActionBlock, intel.IndicatorFromAddr(a), fmt.Sprintf("reason %d", i), "operator:test", tc0, time.Hour)
+		ps = append(ps, p)
+		s.put(p, false, tc0)
+	}
+	s.put(compactPolicy(t, intel.ActionBlock, "evil.example", time.Hour), true, tc0)
+	if d := s.settle(true); len(d.add) != n+1 {
+		t.Fatalf("added %d, want %d", len(d.add), n+1)
+	}
+	if cap(s.dirty) != 0 {
+		t.Errorf("the dirty list keeps a capacity of %d after a settle of %d keys", cap(s.dirty), n+1)
+	}
+	pols, keys := len(s.pols), len(s.keys)
+	for round := range 2 {
+		s.expire(tc0.Add(time.Hour))
+		s.settle(true)
+		if len(s.ids[0])+len(s.ids[1])+len(s.addrs)+len(s.wides)+len(s.exp)+len(s.strs.idx)+s.ndesired != 0 {
+			t.Fatalf("round %d: after every policy expired: %d+%d IDs, %d+%d keys, %d expiries, %d strings, %d desired",
+				round, len(s.ids[0]), len(s.ids[1]), len(s.addrs), len(s.wides), len(s.exp), len(s.strs.idx), s.ndesired)
+		}
+		if dg := (DesiredSet{s: s}).Digest(nil); dg != (Digest{}) {
+			t.Fatalf("round %d: the digest of nothing is %+v", round, dg)
+		}
+		for _, p := range ps {
+			s.put(p, false, tc0)
+		}
+		s.put(compactPolicy(t, intel.ActionBlock, "evil.example", time.Hour), true, tc0)
+		s.settle(true)
+		if len(s.pols) != pols || len(s.keys) != keys {
+			t.Fatalf("round %d: the slabs grew from %d policies and %d keys to %d and %d", round, pols, keys, len(s.pols), len(s.keys))
+		}
+	}
+}
+
+// A block replaced within one settle by another of the same key is
+// compared with its successor: a refresh when they differ, nothing when
+// they are the same version.
+func TestReplacedBlockComparedAtSettle(t *testing.T) {
+	s := newDesiredState(slog.New(slog.DiscardHandler))
+	p := compactPolicy(t, intel.ActionBlock, "203.0.113.1", time.Hour)
+	s.put(p, false, tc0)
+	s.settle(true)
+	s.remove(p.ID, false)
+	s.put(p, false, tc0)
+	if d := s.settle(true); len(d.add)+len(d.remove)+len(d.refresh) != 0 {
+		t.Fatalf("the same version put back changed %+v", d)
+	}
+	q := p
+	q.ExpiresAt = q.ExpiresAt.Add(time.Hour)
+	s.remove(p.ID, false)
+	s.put(q, true, tc0)
+	d := s.settle(true)
+	if len(d.add)+len(d.remove) != 0 || len(d.refresh) != 1 || !reflect.DeepEqual(d.refresh[0], q) {
+		t.Fatalf("an extension changed %+v, want a refresh of %+v", d, q)
+	}
+	if len(s.freePols) != len(s.pols)-1 {
+		t.Fatalf("%d policies held in the slab, want 1", len(s.pols)-len(s.freePols))
+	}
+}
+
+// An address is held by its 16 bytes only when its key can be rebuilt
+// from them.
+func TestAddrKeyRoundTrip(t *testing.T) {
+	for _, tc := range []struct {
+		ind intel.Indicator
+		ok  bool
+	}{
+		{intel.Indicator{Type: intel.IPv4, Value: "203.0.113.1"}, true},
+		{intel.Indicator{Type: intel.IPv6, Value: "2001:db8::1"}, true},
+		{intel.Indicator{Type: intel.IPv6, Value: "::"}, true},
+		{intel.Indicator{Type: intel.IPv6, Value: "::ffff:203.0.113.1"}, false}, // would read back as IPv4
+		{intel.Indicator{Type: intel.IPv6, Value: "2001:DB8::1"}, false},
+		{intel.Indicator{Type: intel.IPv6, Value: "2001:db8:0::1"}, false},
+		{intel.Indicator{Type: intel.IPv6, Value: "fe80::1%eth0"}, false},
+		{intel.Indicator{Type: intel.IPv4, Value: "2001:db8::1"}, false},
+		{intel.Indicator{Type: intel.IPv6, Value: "203.0.113.1"}, false},
+		{intel.Indicator{Type: intel.CIDR, Value: "203.0.113.0/24"}, false},
+		{intel.Indicator{Type: intel.Domain, Value: "evil.example"}, false},
+	} {
+		a, ok := addrKeyOf(tc.ind)
+		if ok != tc.ok {
+			t.Errorf("addrKeyOf(%v) ok = %v, want %v", tc.ind, ok, tc.ok)
+			continue
+		}
+		if ok && (a.indicator() != tc.ind || a.key() != tc.ind.Key() || a.hash() != KeyHash(tc.ind.Key())) {
+			t.Errorf("%v reads back as %v, key %q, hash %x", tc.ind, a.indicator(), a.key(), a.hash())
+		}
+		if got := parseKey(tc.ind.Key()); got != tc.ind {
+			t.Errorf("parseKey(%q) = %v", tc.ind.Key(), got)
+		}
+	}
+}
+
+// The dry run tells an IPv4 address from its IPv4-mapped IPv6 form, and
+// its digest counts what it holds.
+func TestDryRunCompactKeys(t *testing.T) {
+	v4 := intel.Indicator{Type: intel.IPv4, Value: "203.0.113.1"}
+	mapped := intel.Indicator{Type: intel.IPv6, Value: "::ffff:203.0.113.1"}
+	dom := intel.Indicator{Type: intel.Domain, Value: "evil.example"}
+	d := NewDryRun(nil)
+	ctx := t.Context()
+	policies := func(inds ...intel.Indicator) []intel.Policy {
+		var out []intel.Policy
+		for _, ind := range inds {
+			out = append(out, intel.NewPolicy(intel.ActionBlock, ind, "test", "operator:test", tc0, time.Hour))
+		}
+		return out
+	}
+	if err := d.Apply(ctx, policies(v4, mapped, dom, v4), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.Blocked(); !reflect.DeepEqual(got, []intel.Indicator{dom, v4, mapped}) {
+		t.Fatalf("Blocked = %v", got)
+	}
+	var want Digest
+	for _, ind := range []intel.Indicator{v4, mapped, dom} {
+		want.Add(ind.Key())
+	}
+	if d.digest != want {
+		t.Fatalf("digest %+v, want %+v", d.digest, want)
+	}
+	if err := d.Apply(ctx, nil, []intel.Indicator{v4, v4}); err != nil {
+		t.Fatal(err)
+	}
+	if d.Has(v4) || !d.Has(mapped) || !d.Has(dom) {
+		t.Fatalf("after removing %v: Blocked = %v", v4, d.Blocked())
+	}
+	want.Remove(v4.Key())
+	if d.digest != want {
+		t.Fatalf("digest %+v, want %+v", d.digest, want)
+	}
+	cur, _ := d.Current(ctx)
+	if len(cur) != 2 || cur[mapped.Key()] != mapped || cur[dom.Key()] != dom {
+		t.Fatalf("Current = %v", cur)
+	}
+	// Compared with a desired set of v4 and dom: v4 to add, mapped to
+	// remove, whether or not the comparison is thorough.
+	for _, thorough := range []bool{false, true} {
+		add, remove, _, err := d.Compare(ctx, NewDesiredSet(policies(v4, dom), thorough))
+		if err != nil || len(add) != 1 || add[0].Indicator != v4 || !reflect.DeepEqual(remove, []intel.Indicator{mapped}) {
+			t.Fatalf("Compare (thorough %v) = %v, %v, %v", thorough, add, remove, err)
+		}
+	}
+}
