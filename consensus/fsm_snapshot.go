@@ -16,9 +16,13 @@ import (
 	"github.com/meshward/meshward/intel"
 )
 
-// Snapshots: the whole state as sorted JSON, and its restore.
+// Snapshots: the whole state, every list sorted, and its restore. Version
+// 3 writes the policies as binary records (snapshot_codec.go); versions 1
+// and 2 were this state as one JSON object.
 
-// snapshotState is the JSON form of the whole state, every list sorted.
+// snapshotState is the whole state, every list sorted: as JSON, all of a
+// version 1 or 2 snapshot, and the part of a version 3 one before its
+// policies.
 type snapshotState struct {
 	Version   int            `json:"version"`
 	Clock     time.Time      `json:"clock"`
@@ -45,7 +49,9 @@ type departure struct {
 	At time.Time `json:"at"`
 }
 
-const snapshotVersion = 2
+// snapshotVersion is the version Persist writes (snapshot_codec.go);
+// Restore reads 1 to snapshotVersion.
+const snapshotVersion = 3
 
 // fsmSnapshot holds a copy of the state taken under the lock; Persist
 // encodes it outside the lock, concurrently with Apply. The policies are a
@@ -138,9 +144,8 @@ func (s *fsmSnapshot) rest() snapshotState {
 }
 
 // Persist implements raft.FSMSnapshot. It streams the policies one at a
-// time, in ID order, into the same JSON object a snapshotState encodes to
-// (the policies first), so that a snapshot of a million policies never
-// exists in memory whole.
+// time, in ID order (snapshot_codec.go), so that a snapshot of a million
+// policies never exists in memory whole.
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	if err := s.write(sink); err != nil {
 		_ = sink.Cancel()
@@ -150,36 +155,6 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 		return fmt.Errorf("close snapshot sink: %w", err)
 	}
 	return nil
-}
-
-func (s *fsmSnapshot) write(w io.Writer) error {
-	rest, err := json.Marshal(s.rest())
-	if err != nil {
-		return err
-	}
-	bw := bufio.NewWriterSize(w, 64<<10)
-	bw.WriteString(`{"policies":[`)
-	first := true
-	s.policies.Ascend(func(stored rec) bool {
-		r := s.tables.view(stored)
-		var b []byte
-		if b, err = json.Marshal(r.policy(s.tables.strs)); err != nil {
-			return false
-		}
-		if !first {
-			bw.WriteByte(',')
-		}
-		first = false
-		_, err = bw.Write(b)
-		return err == nil
-	})
-	if err != nil {
-		return err
-	}
-	bw.WriteString("],")
-	bw.Write(rest[1:]) // the other fields, after the object's "{"
-	bw.WriteByte('\n')
-	return bw.Flush()
 }
 
 // Release implements raft.FSMSnapshot.
@@ -240,9 +215,10 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
-// decodeSnapshot reads a snapshot: its policies into a new store, one at
-// a time, and the other fields into st. Fields may come in any order.
-func decodeSnapshot(r io.Reader) (st snapshotState, s *policyStore, err error) {
+// decodeJSONSnapshot reads a snapshot of version 1 or 2, one JSON
+// object: its policies into a new store, one at a time, and the other
+// fields into st. Fields may come in any order.
+func decodeJSONSnapshot(r io.Reader) (st snapshotState, s *policyStore, err error) {
 	s = newPolicyStore()
 	s.changes = nil // a restore is not a sequence of changes
 	dec := json.NewDecoder(r)
