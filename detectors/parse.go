@@ -241,7 +241,7 @@ func isHex(c byte) bool {
 
 // readAddr parses an address, dropping a zone and unmapping IPv4-in-IPv6.
 func readAddr(s string, out *netip.Addr) bool {
-	if len(s) == 0 || len(s) > 64 {
+	if len(s) == 0 || len(s) > 64 || !addrBytes(s) {
 		return false
 	}
 	a, err := netip.ParseAddr(s)
@@ -252,6 +252,61 @@ func readAddr(s string, out *netip.Addr) bool {
 		a = a.WithZone("")
 	}
 	*out = a.Unmap()
+	return true
+}
+
+// addrBytes reports whether s has the shape of an address (up to a zone,
+// "%eth0"): hex digits with three dots (IPv4), or colons and dots with
+// "::" or enough groups (IPv6). The parsers try words that are often not
+// addresses (a date, a time, a user@database), and netip.ParseAddr
+// allocates the error it returns for them.
+func addrBytes(s string) bool {
+	dots, colons, double := 0, 0, false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '.':
+			dots++
+		case c == ':':
+			colons++
+			if i > 0 && s[i-1] == ':' {
+				double = true
+			}
+		case c == '%':
+			i = len(s)
+		case !isHex(c):
+			return false
+		}
+	}
+	switch {
+	case colons == 0:
+		return dots == 3 && ipv4Groups(s)
+	case dots == 0:
+		return double || colons == 7
+	}
+	return dots == 3 && (double || colons == 6)
+}
+
+// ipv4Groups reports whether the dotted groups of s are decimal numbers
+// up to 255.
+func ipv4Groups(s string) bool {
+	n, digits := 0, 0
+	for i := 0; i <= len(s); i++ {
+		if i == len(s) || s[i] == '.' || s[i] == '%' {
+			if digits == 0 || n > 255 {
+				return false
+			}
+			if i < len(s) && s[i] == '%' {
+				return true
+			}
+			n, digits = 0, 0
+			continue
+		}
+		if !isDigit(s[i]) || digits == 3 {
+			return false
+		}
+		n = n*10 + int(s[i]-'0')
+		digits++
+	}
 	return true
 }
 

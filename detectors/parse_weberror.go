@@ -99,6 +99,8 @@ func parseNginxErrorMsg(msg string, ev *Event) parseResult {
 //	[Sat Nov 28 12:00:01.123456 2024] [auth_basic:error] [pid 1234] [client <addr>:<port>] AH01618: user <user> not found: <path>
 //	[Sat Nov 28 12:00:01 2024] [error] [client <addr>] user <user>: authentication failure for "<path>": Password Mismatch
 //
+// Apache 2.4 writes the client's port after its address, an IPv6 one
+// unbracketed; 2.2 writes no port.
 // Everything the client chose follows its address.
 func parseApacheError(line string, ev *Event) parseResult {
 	rb := strings.IndexByte(line[:min(len(line), 40)], ']')
@@ -140,18 +142,23 @@ func parseApacheError(line string, ev *Event) parseResult {
 	}
 	ev.Kind, ev.Program = KindHTTPAuthFailure, "apache"
 	ev.Stamp, ev.stampKind = stamp, stampCtime
-	if !readAddr(a, &ev.Src) {
-		// "<addr>:<port>"
-		c := strings.LastIndexByte(a, ':')
-		if c < 0 || !readAddr(strings.TrimSuffix(strings.TrimPrefix(a[:c], "["), "]"), &ev.Src) {
+	if !strings.Contains(line[rb:rb+i], "] [pid ") {
+		// Apache 2.2 writes no port
+		if !readAddr(a, &ev.Src) {
 			return resMalformed
 		}
-		p, ok := parsePortEnd(a[c+1:], 0)
-		if !ok {
-			return resMalformed
-		}
-		ev.Port = p
+		return resMatched
 	}
+	// Apache 2.4: "<addr>:<port>", an IPv6 address unbracketed
+	c := strings.LastIndexByte(a, ':')
+	if c < 0 || !readAddr(strings.TrimSuffix(strings.TrimPrefix(a[:c], "["), "]"), &ev.Src) {
+		return resMalformed
+	}
+	p, ok := parsePortEnd(a[c+1:], 0)
+	if !ok {
+		return resMalformed
+	}
+	ev.Port = p
 	return resMatched
 }
 

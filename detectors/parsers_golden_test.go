@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -138,5 +139,40 @@ func TestRulesGolden(t *testing.T) {
 			}
 			checkGolden(t, filepath.Join(dir, "expected"), render(t, got, e.Stats()))
 		})
+	}
+}
+
+// TestParsersDoNotAllocate parses every golden input line of every family
+// that is not malformed and fails if parsing allocates.
+func TestParsersDoNotAllocate(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "parse", "*", "input"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no inputs: %v", err)
+	}
+	var lines []string
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, strings.Split(string(data), "\n")...)
+	}
+	// A malformed address may cost netip.ParseAddr's error: those lines
+	// are left out.
+	var ok []string
+	for _, l := range lines {
+		var ev Event
+		if parseLine(l, &ev) != resMalformed {
+			ok = append(ok, l)
+		}
+	}
+	var ev Event
+	if n := testing.AllocsPerRun(10, func() {
+		for _, l := range ok {
+			ev = Event{}
+			parseLine(l, &ev)
+		}
+	}); n != 0 {
+		t.Errorf("parsing %d lines allocates %v times", len(ok), n)
 	}
 }
