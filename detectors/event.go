@@ -132,7 +132,7 @@ type Event struct {
 	Dst     netip.Addr // firewall lines: packet destination
 	DstPort uint16     // firewall lines: destination port
 	User    string     // user name tried (ssh, pam, mail, ftp, database), http remote user
-	Method  string     // ssh auth method ("password", "publickey", ...), mail SASL mechanism, http method or verb
+	Method  string     // ssh auth method ("password", "publickey", ...), mail SASL mechanism ("passdb": a Dovecot authentication-process line), PAM service, http method or verb
 	Path    string     // http path without query string, Kubernetes request URI
 	Status  int        // http status
 	Agent   string     // http user agent
