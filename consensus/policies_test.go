@@ -368,6 +368,11 @@ func TestFSMRestoreReadsEveryVersion(t *testing.T) {
 	if !bytes.HasPrefix(v3, []byte(snapshotMagic)) {
 		t.Fatalf("snapshot starts %q, want the version 3 magic", v3[:min(len(v3), 16)])
 	}
+	// Repeated strings are written once.
+	author := "operator:" + intel.OperatorKeyID(testOperatorKey.Public().(ed25519.PublicKey))
+	if n := bytes.Count(v3, []byte(author)); n != 1 {
+		t.Errorf("the author of five policies written %d times, want once", n)
+	}
 	s, err := a.f.Snapshot()
 	if err != nil {
 		t.Fatal(err)
