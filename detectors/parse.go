@@ -97,7 +97,7 @@ func parseLine(line string, ev *Event) parseResult {
 	switch {
 	case len(msg) > 4 && msg[0] == 'p' && msg[1] == 'a' && msg[2] == 'm' && msg[3] == '_':
 		// A PAM module's message, whatever the program.
-		res = parsePAM(prog, msg, ev)
+		res = parsePAM(msg, ev)
 		if res == resIgnored && prog == "su" {
 			res = parseSu(msg, ev) // "pam_authenticate: Authentication failure"
 		}

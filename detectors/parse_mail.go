@@ -66,7 +66,7 @@ func parseDovecot(msg string, ev *Event) parseResult {
 		}
 	}
 	if strings.HasPrefix(m, "pam_") {
-		return parsePAM("dovecot", m, ev)
+		return parsePAM(m, ev)
 	}
 	if strings.Contains(m[:min(len(m), 96)], "(auth failed, ") {
 		ev.Kind = KindMailAuthFailure

@@ -6,7 +6,7 @@ package detectors
 
 import "strings"
 
-// parsePAM reads a PAM module's failure message of program prog:
+// parsePAM reads a PAM module's failure message, whatever the program:
 //
 //	pam_unix(<service>:auth): authentication failure; logname=<l> uid=<n> euid=<n> tty=<t> ruser=<u> rhost=<host>[  user=<user>]
 //
@@ -14,7 +14,7 @@ import "strings"
 // an empty rhost is a local failure (sudo, su, login on a console).
 // Only the user name, last, is the client's: the first " rhost=" is the
 // module's, and the user name is all that follows it.
-func parsePAM(prog, msg string, ev *Event) parseResult {
+func parsePAM(msg string, ev *Event) parseResult {
 	m := strings.TrimPrefix(msg, "pam_")
 	if len(m) == len(msg) {
 		return resIgnored
@@ -163,7 +163,7 @@ func hostName(s string) hostClass {
 //	pam_unix(sudo:auth): authentication failure; ... rhost=  user=<user>
 func parseSudo(msg string, ev *Event) parseResult {
 	if strings.HasPrefix(msg, "pam_") {
-		return parsePAM("sudo", msg, ev)
+		return parsePAM(msg, ev)
 	}
 	m := strings.TrimLeft(msg, " ")
 	i := strings.Index(m, " : ")
@@ -191,7 +191,7 @@ func parseSudo(msg string, ev *Event) parseResult {
 func parseSu(msg string, ev *Event) parseResult {
 	switch {
 	case strings.HasPrefix(msg, "pam_unix("), strings.HasPrefix(msg, "pam_sss("):
-		return parsePAM("su", msg, ev)
+		return parsePAM(msg, ev)
 	case strings.HasPrefix(msg, "FAILED SU (to "):
 		u := msg[len("FAILED SU (to "):]
 		if j := strings.IndexByte(u, ')'); j >= 0 {
