@@ -247,3 +247,38 @@ func TestDryRunCompactKeys(t *testing.T) {
 		}
 	}
 }
+
+// Of blocks of one key that expire together, a mesh-wide one is
+// enforced, then the lowest ID, whatever the form of the IDs.
+func TestChooseTies(t *testing.T) {
+	base := compactPolicy(t, intel.ActionBlock, "203.0.113.1", time.Hour)
+	with := func(id string) intel.Policy { p := base; p.ID = id; return p }
+	for _, tc := range []struct {
+		name        string
+		mesh, local []string
+		want        string
+	}{
+		{"compact IDs", []string{"00000000000000bb", "00000000000000aa", "00000000000000cc"}, nil, "00000000000000aa"},
+		{"other IDs", []string{"id-2", "id-1", "id-3"}, nil, "id-1"},
+		{"mixed IDs", []string{"id-0", "00000000000000aa"}, nil, "00000000000000aa"},
+		{"mesh before local", []string{"00000000000000bb"}, []string{"00000000000000aa"}, "00000000000000bb"},
+	} {
+		for _, reverse := range []bool{false, true} {
+			s := newDesiredState(slog.New(slog.DiscardHandler))
+			put := func(ids []string, local bool) {
+				for i := range ids {
+					if reverse {
+						i = len(ids) - 1 - i
+					}
+					s.put(with(ids[i]), local, tc0)
+				}
+			}
+			put(tc.local, true)
+			put(tc.mesh, false)
+			d := s.settle(true)
+			if len(d.add) != 1 || d.add[0].ID != tc.want {
+				t.Errorf("%s (reversed %v): added %+v, want the policy %s", tc.name, reverse, d.add, tc.want)
+			}
+		}
+	}
+}

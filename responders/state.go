@@ -1038,12 +1038,13 @@ func (d DesiredSet) Get(key string) (*intel.Policy, bool) {
 // valid until the next.
 func (d DesiredSet) All() iter.Seq2[string, *intel.Policy] {
 	return func(yield func(string, *intel.Policy) bool) {
+		var p intel.Policy // one for all: a million entries would allocate a million
 		for k := range d.s.keys {
 			kr := &d.s.keys[k]
 			if !kr.live || kr.desired == none {
 				continue
 			}
-			p := d.s.policy(kr.desired)
+			p = d.s.policy(kr.desired)
 			if !yield(d.s.keyString(int32(k)), &p) {
 				return
 			}
