@@ -297,6 +297,7 @@ type storeTimes struct {
 	mu      sync.Mutex
 	times   []time.Duration
 	entries int
+	gets    atomic.Int64 // reads that reached the store
 }
 
 func (s *storeTimes) add(d time.Duration, entries int) {
@@ -326,10 +327,15 @@ func (s *storeTimes) report(b *testing.B) {
 	b.ReportMetric(float64(s.entries)/float64(len(t)), "entries/logwrite")
 }
 
-// timedLogStore times a log store's writes.
+// timedLogStore times a log store's writes and counts its reads.
 type timedLogStore struct {
 	raft.LogStore
 	times *storeTimes
+}
+
+func (l timedLogStore) GetLog(index uint64, log *raft.Log) error {
+	l.times.gets.Add(1)
+	return l.LogStore.GetLog(index, log)
 }
 
 func (l timedLogStore) StoreLog(log *raft.Log) error { return l.StoreLogs([]*raft.Log{log}) }
