@@ -119,9 +119,9 @@ func TestStateReleasesWhatGoes(t *testing.T) {
 	for round := range 2 {
 		s.expire(tc0.Add(time.Hour))
 		s.settle(true)
-		if len(s.ids[0])+len(s.ids[1])+len(s.addrs)+len(s.wides)+len(s.exp)+len(s.strs.idx)+s.ndesired != 0 {
+		if s.ids[0].Len()+s.ids[1].Len()+s.addrs.Len()+len(s.wides)+len(s.exp)+len(s.strs.idx)+s.ndesired != 0 {
 			t.Fatalf("round %d: after every policy expired: %d+%d IDs, %d+%d keys, %d expiries, %d strings, %d desired",
-				round, len(s.ids[0]), len(s.ids[1]), len(s.addrs), len(s.wides), len(s.exp), len(s.strs.idx), s.ndesired)
+				round, s.ids[0].Len(), s.ids[1].Len(), s.addrs.Len(), len(s.wides), len(s.exp), len(s.strs.idx), s.ndesired)
 		}
 		if dg := (DesiredSet{s: s}).Digest(nil); dg != (Digest{}) {
 			t.Fatalf("round %d: the digest of nothing is %+v", round, dg)

@@ -2,6 +2,7 @@ package responders
 
 import (
 	"cmp"
+	"hash/maphash"
 	"iter"
 	"log/slog"
 	"net/netip"
@@ -85,16 +86,16 @@ type desiredState struct {
 	pols     []pol
 	freePols []int32
 	odd      map[int32]intel.Policy // the fOdd policies, whole (no evidence)
-	ids      [2]map[uint64]int32    // mesh [0] and local [1] policies by compactID
+	ids      [2]*refTable           // mesh [0] and local [1] policies by compactID
 	oddIDs   [2]map[string]int32    // those whose ID has another form
 	marks    [2]uint8               // each side's current resync mark: 0 or fMark
 	strs     interner               // reasons and authors
 
 	keys     []keyRec
 	freeKeys []int32
-	addrs    map[addrKey]int32 // address keys
-	wides    map[string]int32  // other keys, by Indicator.Key()
-	wideKeys []string          // by keyRec.wide
+	addrs    *refTable        // address keys
+	wides    map[string]int32 // other keys, by Indicator.Key()
+	wideKeys []string         // by keyRec.wide
 	freeWide []int32
 
 	veto      veto // built from allows and protected
@@ -112,15 +113,25 @@ type desiredState struct {
 }
 
 func newDesiredState(log *slog.Logger) *desiredState {
-	return &desiredState{
+	s := &desiredState{
 		log:     log,
 		odd:     make(map[int32]intel.Policy),
-		ids:     [2]map[uint64]int32{make(map[uint64]int32), make(map[uint64]int32)},
 		oddIDs:  [2]map[string]int32{make(map[string]int32), make(map[string]int32)},
-		addrs:   make(map[addrKey]int32),
 		wides:   make(map[string]int32),
 		digests: make(typeDigests),
 	}
+	polHash := func(ref int32) uint64 { return hashID(s.pols[ref].id) }
+	s.ids = [2]*refTable{newRefTable(polHash), newRefTable(polHash)}
+	s.addrs = newRefTable(func(k int32) uint64 { return hashAddr(s.keys[k].addr) })
+	return s
+}
+
+func hashID(id uint64) uint64   { return maphash.Comparable(hashSeed, id) }
+func hashAddr(a addrKey) uint64 { return maphash.Comparable(hashSeed, a) }
+
+// findAddr returns the key of address a, if held.
+func (s *desiredState) findAddr(a addrKey) (int32, bool) {
+	return s.addrs.find(hashAddr(a), func(k int32) bool { return s.keys[k].addr == a })
 }
 
 func side(local bool) int {
@@ -133,8 +144,7 @@ func side(local bool) int {
 // lookupID returns the policy of that ID on one side.
 func (s *desiredState) lookupID(id string, local bool) (int32, bool) {
 	if v, ok := compactID(id); ok {
-		ref, ok := s.ids[side(local)][v]
-		return ref, ok
+		return s.ids[side(local)].find(hashID(v), func(ref int32) bool { return s.pols[ref].id == v })
 	}
 	ref, ok := s.oddIDs[side(local)][id]
 	return ref, ok
@@ -142,7 +152,7 @@ func (s *desiredState) lookupID(id string, local bool) (int32, bool) {
 
 // size is the number of policies held on one side.
 func (s *desiredState) size(local bool) int {
-	return len(s.ids[side(local)]) + len(s.oddIDs[side(local)])
+	return s.ids[side(local)].Len() + len(s.oddIDs[side(local)])
 }
 
 // store puts p's fields in a new pol of flags (fBlock or fAllow for a
@@ -288,8 +298,7 @@ func (s *desiredState) same(a, b int32) bool {
 // findKey returns the key of ind, if held.
 func (s *desiredState) findKey(ind intel.Indicator) (int32, bool) {
 	if a, ok := addrKeyOf(ind); ok {
-		k, ok := s.addrs[a]
-		return k, ok
+		return s.findAddr(a)
 	}
 	k, ok := s.wides[ind.Key()]
 	return k, ok
@@ -298,8 +307,7 @@ func (s *desiredState) findKey(ind intel.Indicator) (int32, bool) {
 // findKeyString returns the key of a key string (Indicator.Key), if held.
 func (s *desiredState) findKeyString(key string) (int32, bool) {
 	if a, ok := addrKeyOf(parseKey(key)); ok {
-		k, ok := s.addrs[a]
-		return k, ok
+		return s.findAddr(a)
 	}
 	k, ok := s.wides[key]
 	return k, ok
@@ -335,7 +343,7 @@ func (s *desiredState) keyFor(ind intel.Indicator) int32 {
 		s.keys = append(s.keys, kr)
 	}
 	if isAddr {
-		s.addrs[a] = k
+		s.addrs.insert(k)
 	} else {
 		s.wides[s.wideKeys[kr.wide]] = k
 	}
@@ -350,7 +358,7 @@ func (s *desiredState) releaseKey(k int32) {
 		return
 	}
 	if kr.wide == none {
-		delete(s.addrs, kr.addr)
+		s.addrs.delete(k)
 	} else {
 		delete(s.wides, s.wideKeys[kr.wide])
 		s.wideKeys[kr.wide] = ""
@@ -438,8 +446,8 @@ func (s *desiredState) put(p intel.Policy, local bool, now time.Time) {
 		flags |= fAllow
 	}
 	ref := s.store(p, flags)
-	if id, ok := compactID(p.ID); ok {
-		s.ids[sd][id] = ref
+	if _, ok := compactID(p.ID); ok {
+		s.ids[sd].insert(ref) // by pol.id
 	} else {
 		s.oddIDs[sd][p.ID] = ref
 	}
@@ -472,11 +480,11 @@ func (s *desiredState) drop(ref int32) {
 	pl := &s.pols[ref]
 	local := pl.flags&fLocal != 0
 	if pl.flags&fOdd == 0 {
-		delete(s.ids[side(local)], pl.id)
+		s.ids[side(local)].delete(ref)
 	} else {
 		id := s.odd[ref].ID
-		if v, ok := compactID(id); ok {
-			delete(s.ids[side(local)], v)
+		if _, ok := compactID(id); ok {
+			s.ids[side(local)].delete(ref)
 		} else {
 			delete(s.oddIDs[side(local)], id)
 		}
@@ -637,13 +645,13 @@ type resyncer struct {
 func (s *desiredState) beginResync(local bool, now time.Time, sizeHint int) *resyncer {
 	sd := side(local)
 	if sizeHint > 1024 && s.size(local) == 0 {
-		s.ids[sd] = make(map[uint64]int32, sizeHint)
+		s.ids[sd].reserve(sizeHint)
 		if len(s.pols) == 0 {
 			s.pols = make([]pol, 0, sizeHint)
 		}
 		if len(s.keys) == 0 {
 			s.keys = make([]keyRec, 0, sizeHint)
-			s.addrs = make(map[addrKey]int32, sizeHint)
+			s.addrs.reserve(sizeHint)
 		}
 	}
 	s.marks[sd] ^= fMark
@@ -664,15 +672,19 @@ func (r *resyncer) take(list []intel.Policy) {
 // end drops the policies no part held.
 func (r *resyncer) end() {
 	s, sd := r.s, side(r.local)
-	for _, ref := range s.ids[sd] {
+	var gone []int32 // the table changes as they are dropped
+	for ref := range s.ids[sd].all {
 		if s.pols[ref].flags&fMark != s.marks[sd] {
-			s.drop(ref)
+			gone = append(gone, ref)
 		}
 	}
 	for _, ref := range s.oddIDs[sd] {
 		if s.pols[ref].flags&fMark != s.marks[sd] {
-			s.drop(ref)
+			gone = append(gone, ref)
 		}
+	}
+	for _, ref := range gone {
+		s.drop(ref)
 	}
 }
 
@@ -1020,7 +1032,7 @@ func (d DesiredSet) Has(key string) bool {
 
 // hasAddr reports whether the address of a is desired.
 func (d DesiredSet) hasAddr(a addrKey) bool {
-	k, ok := d.s.addrs[a]
+	k, ok := d.s.findAddr(a)
 	return ok && d.s.keys[k].desired != none
 }
 
