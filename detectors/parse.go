@@ -241,7 +241,7 @@ func isHex(c byte) bool {
 
 // readAddr parses an address, dropping a zone and unmapping IPv4-in-IPv6.
 func readAddr(s string, out *netip.Addr) bool {
-	if len(s) == 0 || len(s) > 64 || !addrBytes(s) {
+	if len(s) == 0 || len(s) > 64 {
 		return false
 	}
 	a, err := netip.ParseAddr(s)
@@ -253,6 +253,12 @@ func readAddr(s string, out *netip.Addr) bool {
 	}
 	*out = a.Unmap()
 	return true
+}
+
+// tryAddr is readAddr for a word that is often not an address: its shape
+// is checked first, since netip.ParseAddr allocates the error it returns.
+func tryAddr(s string, out *netip.Addr) bool {
+	return addrBytes(s) && readAddr(s, out)
 }
 
 // addrBytes reports whether s has the shape of an address (up to a zone,

@@ -61,7 +61,7 @@ func parsePostgres(msg string, ev *Event) parseResult {
 				w = w[:p]
 			}
 			var try Event
-			if readAddr(w, &try.Src) {
+			if tryAddr(w, &try.Src) {
 				n++
 				ev.Src = try.Src
 			}

@@ -362,7 +362,7 @@ func cloudTrail(f *jsonFields, ev *Event) parseResult {
 	}
 	ev.Kind, ev.Program, ev.Method = KindCloudLoginFailure, "cloudtrail", f.eventName
 	ev.User, ev.Stamp = f.userName, f.eventTime
-	if !readAddr(f.sourceIPAddress, &ev.Src) {
+	if !tryAddr(f.sourceIPAddress, &ev.Src) { // or a service: "AWS Internal"
 		if f.sourceIPAddress == "" {
 			return resMalformed
 		}

@@ -23,8 +23,8 @@ func parsePAM(msg string, ev *Event) parseResult {
 	if op < 1 || op > 16 {
 		return resIgnored
 	}
-	cl := strings.Index(m[op:], "): ")
-	if cl < 0 || cl > 64 {
+	cl := strings.IndexByte(m[op:], ')')
+	if cl < 0 || cl > 64 || op+cl+2 >= len(m) || m[op+cl+1] != ':' || m[op+cl+2] != ' ' {
 		return resIgnored
 	}
 	svc := m[op+1 : op+cl]
@@ -90,7 +90,7 @@ func pamFailure(svc, m string, ev *Event) parseResult {
 // event's Host; one that names no remote party ("localhost", a name
 // without a domain, a local domain) makes the line local.
 func readSource(s string, ev *Event) parseResult {
-	if readAddr(s, &ev.Src) {
+	if tryAddr(s, &ev.Src) {
 		return resMatched
 	}
 	switch hostName(s) {
@@ -166,13 +166,18 @@ func parseSudo(msg string, ev *Event) parseResult {
 		return parsePAM(msg, ev)
 	}
 	m := strings.TrimLeft(msg, " ")
-	i := strings.Index(m, " : ")
-	if i <= 0 {
+	i := strings.IndexByte(m, ':')
+	if i <= 0 || m[i-1] != ' ' || i+2 > len(m) {
 		return resIgnored
 	}
-	r := m[i+len(" : "):]
+	r := m[i+1:]
+	if len(r) < 2 || r[0] != ' ' || !isDigit(r[1]) && r[1] != 'u' {
+		return resIgnored // "<user> : TTY=... ; COMMAND=...", the command that ran
+	}
+	i--
+	r = r[1:]
 	switch {
-	case len(r) > 0 && isDigit(r[0]) && strings.Contains(r[:min(len(r), 40)], "incorrect password attempt"),
+	case isDigit(r[0]) && strings.Contains(r[:min(len(r), 40)], "incorrect password attempt"),
 		strings.HasPrefix(r, "user NOT in sudoers"),
 		strings.HasPrefix(r, "user NOT authorized on host"):
 	default:

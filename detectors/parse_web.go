@@ -17,7 +17,7 @@ import (
 // plain HTTP port, "-") gives an event with empty method and path.
 func parseWeb(s string, ev *Event) parseResult {
 	sp := strings.IndexByte(s, ' ')
-	if sp <= 0 || !readAddr(s[:sp], &ev.Src) {
+	if sp <= 0 || !tryAddr(s[:sp], &ev.Src) {
 		return resIgnored
 	}
 	rest := s[sp+1:]
