@@ -121,6 +121,9 @@ func parseLine(line string, ev *Event) parseResult {
 
 // parseProgram dispatches a syslog message on its program tag.
 func parseProgram(prog, msg string, ev *Event) parseResult {
+	if prog == "sshd" { // most of an auth.log
+		return parseSSHMessage(msg, ev)
+	}
 	var res parseResult
 	switch prog {
 	case "sshd", "sshd-session":
@@ -158,7 +161,9 @@ func parseProgram(prog, msg string, ev *Event) parseResult {
 	case "openvpn", "ovpn-server", "ovpn-client":
 		res = parseOpenVPN(msg, ev)
 	default:
-		switch {
+		switch c := prog[0]; {
+		case c != 'p' && c != 'o' && prog[len(prog)-1] != ')':
+			// another program (systemd, CRON): one look
 		case strings.HasPrefix(prog, "postfix"):
 			res = parsePostfix(msg, ev)
 		case strings.HasPrefix(prog, "ovpn-") || strings.HasPrefix(prog, "openvpn"):
