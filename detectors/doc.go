@@ -56,13 +56,15 @@
 //     of events or of distinct values over a sliding window, or a leaky
 //     bucket, and a cooldown. A pack is embedded, one file per log family
 //     loaded in name order (rules/builtin.yaml: ssh-bruteforce,
-//     ssh-user-enum, ssh-preauth-abuse, ssh-kex-probe, pam-bruteforce,
+//     ssh-user-enum, ssh-slow-bruteforce, ssh-preauth-abuse,
+//     ssh-kex-probe, pam-bruteforce,
 //     web-path-scan, web-login-bruteforce, port-scan; cloud.yaml:
 //     k8s-api-denied, aws-console-bruteforce; db.yaml: db-bruteforce;
 //     ftp.yaml: ftp-bruteforce; mail.yaml: mail-auth-bruteforce,
 //     mail-auth-spray; vpn.yaml: vpn-bruteforce; web.yaml:
 //     web-auth-bruteforce, web-401-bruteforce, web-rate-limited,
-//     web-bad-bot, wordpress-bruteforce), each with an ATT&CK technique, a
+//     web-bad-bot, wordpress-bruteforce, web-sensitive-files), each with
+//     an ATT&CK technique, a
 //     severity and a description; LoadRules adds a directory's rules or
 //     replaces built-in ones by name. Loading (rules.go) is apart from compilation
 //     (compile.go), which turns a Rule into its matcher. The Engine

@@ -81,6 +81,9 @@ var families = []family{
 			{"pam-bruteforce", true, func(c lineCtx) string {
 				return sl(c, pid(c, "sshd"), fmt.Sprintf("pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=%s", c.src))
 			}},
+			{"ssh-slow-bruteforce", false, func(c lineCtx) string {
+				return sl(c, pid(c, "sshd"), fmt.Sprintf("Failed password for invalid user %s from %s port %d ssh2", c.user, c.src, 30000+c.i%30000))
+			}},
 			{"ssh-preauth-abuse", false, func(c lineCtx) string {
 				return sl(c, pid(c, "sshd"), fmt.Sprintf("Connection closed by authenticating user root %s port %d [preauth]", c.src, 30000+c.i%30000))
 			}},
@@ -233,6 +236,9 @@ var families = []family{
 				return access(c, "GET / HTTP/1.1", 200, "Mozilla/5.00 (Nikto/2.5.0) (Evasions:None) (Test:000003)")
 			}},
 			{"wordpress-bruteforce", false, func(c lineCtx) string { return access(c, "POST /wp-login.php HTTP/1.1", 200, browser) }},
+			{"web-sensitive-files", false, func(c lineCtx) string {
+				return access(c, "GET "+[]string{"/.env", "/.git/config", "/backup/wp-config.php.bak", "/.aws/credentials", "/cgi-bin/../../../../etc/passwd"}[c.i%5]+" HTTP/1.1", 404, "Mozilla/5.0")
+			}},
 			{"wordpress-bruteforce", false, func(c lineCtx) string { return access(c, "POST /xmlrpc.php HTTP/1.1", 200, "Mozilla/5.0") }},
 		},
 		benign: []func(c lineCtx) string{

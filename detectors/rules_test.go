@@ -38,14 +38,14 @@ func TestRuleFileErrorsNameFileRuleField(t *testing.T) {
 
 func TestBuiltinPack(t *testing.T) {
 	rs := BuiltinRules()
-	want := []string{"ssh-bruteforce", "ssh-user-enum", "ssh-preauth-abuse", "ssh-kex-probe", "pam-bruteforce",
+	want := []string{"ssh-bruteforce", "ssh-user-enum", "ssh-slow-bruteforce", "ssh-preauth-abuse", "ssh-kex-probe", "pam-bruteforce",
 		"web-path-scan", "web-login-bruteforce", "port-scan", // builtin.yaml
 		"k8s-api-denied", "aws-console-bruteforce", // cloud.yaml
 		"db-bruteforce",                           // db.yaml
 		"ftp-bruteforce",                          // ftp.yaml
 		"mail-auth-bruteforce", "mail-auth-spray", // mail.yaml
 		"vpn-bruteforce",                                                                                       // vpn.yaml
-		"web-auth-bruteforce", "web-401-bruteforce", "web-rate-limited", "web-bad-bot", "wordpress-bruteforce", // web.yaml
+		"web-auth-bruteforce", "web-401-bruteforce", "web-rate-limited", "web-bad-bot", "wordpress-bruteforce", "web-sensitive-files", // web.yaml
 	}
 	var got []string
 	for _, r := range rs.Rules() {
