@@ -44,7 +44,7 @@ func TestBuiltinPack(t *testing.T) {
 		"db-bruteforce",                           // db.yaml
 		"ftp-bruteforce",                          // ftp.yaml
 		"mail-auth-bruteforce", "mail-auth-spray", // mail.yaml
-		"vpn-bruteforce",                                                                                       // vpn.yaml
+		"vpn-bruteforce",                                                                                                              // vpn.yaml
 		"web-auth-bruteforce", "web-401-bruteforce", "web-rate-limited", "web-bad-bot", "wordpress-bruteforce", "web-sensitive-files", // web.yaml
 	}
 	var got []string
