@@ -147,7 +147,7 @@ func (d *DryRun) Compare(_ context.Context, desired DesiredSet) (add []intel.Pol
 	}
 	s := desired.s
 	for k := range desired.keys() {
-		kr := &s.keys[k]
+		kr := s.keys.at(k)
 		var held bool
 		if kr.wide == none {
 			_, held = d.addrs[kr.addr]

@@ -115,7 +115,7 @@ func TestStateReleasesWhatGoes(t *testing.T) {
 	if cap(s.dirty) != 0 {
 		t.Errorf("the dirty list keeps a capacity of %d after a settle of %d keys", cap(s.dirty), n+1)
 	}
-	pols, keys := len(s.pols), len(s.keys)
+	pols, keys := s.pols.len(), s.keys.len()
 	for round := range 2 {
 		s.expire(tc0.Add(time.Hour))
 		s.settle(true)
@@ -131,8 +131,8 @@ func TestStateReleasesWhatGoes(t *testing.T) {
 		}
 		s.put(compactPolicy(t, intel.ActionBlock, "evil.example", time.Hour), true, tc0)
 		s.settle(true)
-		if len(s.pols) != pols || len(s.keys) != keys {
-			t.Fatalf("round %d: the slabs grew from %d policies and %d keys to %d and %d", round, pols, keys, len(s.pols), len(s.keys))
+		if s.pols.len() != pols || s.keys.len() != keys {
+			t.Fatalf("round %d: the slabs grew from %d policies and %d keys to %d and %d", round, pols, keys, s.pols.len(), s.keys.len())
 		}
 	}
 }
@@ -158,8 +158,8 @@ func TestReplacedBlockComparedAtSettle(t *testing.T) {
 	if len(d.add)+len(d.remove) != 0 || len(d.refresh) != 1 || !reflect.DeepEqual(d.refresh[0], q) {
 		t.Fatalf("an extension changed %+v, want a refresh of %+v", d, q)
 	}
-	if len(s.freePols) != len(s.pols)-1 {
-		t.Fatalf("%d policies held in the slab, want 1", len(s.pols)-len(s.freePols))
+	if len(s.freePols) != s.pols.len()-1 {
+		t.Fatalf("%d policies held in the slab, want 1", s.pols.len()-len(s.freePols))
 	}
 }
 

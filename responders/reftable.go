@@ -120,3 +120,33 @@ func (t *refTable) all(yield func(int32) bool) {
 // hashSeed seeds the tables' hashes: a source cannot choose keys that
 // collide.
 var hashSeed = maphash.MakeSeed()
+
+// slab is a growing array in fixed chunks: growing never copies what it
+// holds (a million entries copied at once would briefly hold twice their
+// memory and stall the pass that grows it).
+type slab[T any] struct {
+	chunks [][]T
+	n      int
+}
+
+const (
+	slabBits  = 12
+	slabChunk = 1 << slabBits
+)
+
+// at returns entry i (i < len).
+func (s *slab[T]) at(i int32) *T { return &s.chunks[i>>slabBits][i&(slabChunk-1)] }
+
+// len is the number of entries.
+func (s *slab[T]) len() int { return s.n }
+
+// push appends v and returns its index.
+func (s *slab[T]) push(v T) int32 {
+	if s.n == len(s.chunks)*slabChunk {
+		s.chunks = append(s.chunks, make([]T, slabChunk))
+	}
+	i := int32(s.n)
+	s.n++
+	*s.at(i) = v
+	return i
+}

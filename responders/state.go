@@ -83,7 +83,7 @@ type expItem struct {
 type desiredState struct {
 	log *slog.Logger
 
-	pols     []pol
+	pols     slab[pol]
 	freePols []int32
 	odd      map[int32]intel.Policy // the fOdd policies, whole (no evidence)
 	ids      [2]*refTable           // mesh [0] and local [1] policies by compactID
@@ -91,7 +91,7 @@ type desiredState struct {
 	marks    [2]uint8               // each side's current resync mark: 0 or fMark
 	strs     interner               // reasons and authors
 
-	keys     []keyRec
+	keys     slab[keyRec]
 	freeKeys []int32
 	addrs    *refTable        // address keys
 	wides    map[string]int32 // other keys, by Indicator.Key()
@@ -120,9 +120,9 @@ func newDesiredState(log *slog.Logger) *desiredState {
 		wides:   make(map[string]int32),
 		digests: make(typeDigests),
 	}
-	polHash := func(ref int32) uint64 { return hashID(s.pols[ref].id) }
+	polHash := func(ref int32) uint64 { return hashID(s.pols.at(ref).id) }
 	s.ids = [2]*refTable{newRefTable(polHash), newRefTable(polHash)}
-	s.addrs = newRefTable(func(k int32) uint64 { return hashAddr(s.keys[k].addr) })
+	s.addrs = newRefTable(func(k int32) uint64 { return hashAddr(s.keys.at(k).addr) })
 	return s
 }
 
@@ -131,7 +131,7 @@ func hashAddr(a addrKey) uint64 { return maphash.Comparable(hashSeed, a) }
 
 // findAddr returns the key of address a, if held.
 func (s *desiredState) findAddr(a addrKey) (int32, bool) {
-	return s.addrs.find(hashAddr(a), func(k int32) bool { return s.keys[k].addr == a })
+	return s.addrs.find(hashAddr(a), func(k int32) bool { return s.keys.at(k).addr == a })
 }
 
 func side(local bool) int {
@@ -144,7 +144,7 @@ func side(local bool) int {
 // lookupID returns the policy of that ID on one side.
 func (s *desiredState) lookupID(id string, local bool) (int32, bool) {
 	if v, ok := compactID(id); ok {
-		return s.ids[side(local)].find(hashID(v), func(ref int32) bool { return s.pols[ref].id == v })
+		return s.ids[side(local)].find(hashID(v), func(ref int32) bool { return s.pols.at(ref).id == v })
 	}
 	ref, ok := s.oddIDs[side(local)][id]
 	return ref, ok
@@ -163,8 +163,7 @@ func (s *desiredState) store(p intel.Policy, flags uint8) int32 {
 		ref = s.freePols[n-1]
 		s.freePols = s.freePols[:n-1]
 	} else {
-		ref = int32(len(s.pols))
-		s.pols = append(s.pols, pol{})
+		ref = s.pols.push(pol{})
 	}
 	pl := pol{key: none, next: none, hi: none, flags: flags}
 	id, idOK := compactID(p.ID)
@@ -192,13 +191,13 @@ func (s *desiredState) store(p intel.Policy, flags uint8) int32 {
 	} else {
 		pl.reason, pl.author = s.strs.ref(p.Reason), s.strs.ref(p.Author)
 	}
-	s.pols[ref] = pl
+	*s.pols.at(ref) = pl
 	return ref
 }
 
 // free returns a pol to the slab.
 func (s *desiredState) free(ref int32) {
-	pl := &s.pols[ref]
+	pl := s.pols.at(ref)
 	if pl.flags&fOdd != 0 {
 		delete(s.odd, ref)
 	} else {
@@ -211,7 +210,7 @@ func (s *desiredState) free(ref int32) {
 
 // policy rebuilds the policy of ref.
 func (s *desiredState) policy(ref int32) intel.Policy {
-	pl := &s.pols[ref]
+	pl := s.pols.at(ref)
 	if pl.flags&fOdd != 0 {
 		return s.odd[ref]
 	}
@@ -236,7 +235,7 @@ func (s *desiredState) policy(ref int32) intel.Policy {
 
 // policyID is the ID of ref.
 func (s *desiredState) policyID(ref int32) string {
-	if pl := &s.pols[ref]; pl.flags&fOdd == 0 {
+	if pl := s.pols.at(ref); pl.flags&fOdd == 0 {
 		return hexID(pl.id)
 	}
 	return s.odd[ref].ID
@@ -245,7 +244,7 @@ func (s *desiredState) policyID(ref int32) string {
 // sameAs reports whether ref holds the same version of p (samePolicy),
 // without rebuilding it.
 func (s *desiredState) sameAs(ref int32, p intel.Policy) bool {
-	pl := &s.pols[ref]
+	pl := s.pols.at(ref)
 	if pl.flags&fOdd != 0 {
 		return samePolicy(s.odd[ref], p)
 	}
@@ -273,7 +272,7 @@ func (s *desiredState) sameAs(ref int32, p intel.Policy) bool {
 	if p.ExpiresAt.IsZero() != (pl.flags&fNoExpiry != 0) || !p.ExpiresAt.IsZero() && !p.ExpiresAt.Equal(fromNanos(pl.expires)) {
 		return false
 	}
-	kr := &s.keys[pl.key]
+	kr := s.keys.at(pl.key)
 	if kr.wide == none {
 		a, ok := addrKeyOf(p.Indicator)
 		return ok && a == kr.addr
@@ -284,7 +283,7 @@ func (s *desiredState) sameAs(ref int32, p intel.Policy) bool {
 // same reports whether a and b are the same version of a policy
 // (samePolicy).
 func (s *desiredState) same(a, b int32) bool {
-	pa, pb := &s.pols[a], &s.pols[b]
+	pa, pb := s.pols.at(a), s.pols.at(b)
 	if (pa.flags|pb.flags)&fOdd != 0 {
 		return samePolicy(s.policy(a), s.policy(b))
 	}
@@ -337,10 +336,9 @@ func (s *desiredState) keyFor(ind intel.Indicator) int32 {
 	if n := len(s.freeKeys); n > 0 {
 		k = s.freeKeys[n-1]
 		s.freeKeys = s.freeKeys[:n-1]
-		s.keys[k] = kr
+		*s.keys.at(k) = kr
 	} else {
-		k = int32(len(s.keys))
-		s.keys = append(s.keys, kr)
+		k = s.keys.push(kr)
 	}
 	if isAddr {
 		s.addrs.insert(k)
@@ -353,7 +351,7 @@ func (s *desiredState) keyFor(ind intel.Indicator) int32 {
 // releaseKey frees k once nothing refers to it: no policy, no desired
 // block, not waiting in the dirty list.
 func (s *desiredState) releaseKey(k int32) {
-	kr := &s.keys[k]
+	kr := s.keys.at(k)
 	if kr.blocks != none || kr.allows != none || kr.desired != none || kr.dirty {
 		return
 	}
@@ -370,7 +368,7 @@ func (s *desiredState) releaseKey(k int32) {
 
 // indicator is the indicator of key k.
 func (s *desiredState) indicator(k int32) intel.Indicator {
-	kr := &s.keys[k]
+	kr := s.keys.at(k)
 	if kr.wide == none {
 		return kr.addr.indicator()
 	}
@@ -379,7 +377,7 @@ func (s *desiredState) indicator(k int32) intel.Indicator {
 
 // keyString is Indicator.Key of key k.
 func (s *desiredState) keyString(k int32) string {
-	kr := &s.keys[k]
+	kr := s.keys.at(k)
 	if kr.wide == none {
 		return kr.addr.key()
 	}
@@ -387,7 +385,7 @@ func (s *desiredState) keyString(k int32) string {
 }
 
 func (s *desiredState) keyType(k int32) intel.IndicatorType {
-	kr := &s.keys[k]
+	kr := s.keys.at(k)
 	if kr.wide == none {
 		return kr.addr.typ()
 	}
@@ -395,7 +393,7 @@ func (s *desiredState) keyType(k int32) intel.IndicatorType {
 }
 
 func (s *desiredState) keyHash(k int32) uint64 {
-	kr := &s.keys[k]
+	kr := s.keys.at(k)
 	if kr.wide == none {
 		return kr.addr.hash()
 	}
@@ -403,7 +401,7 @@ func (s *desiredState) keyHash(k int32) uint64 {
 }
 
 func (s *desiredState) markDirty(k int32) {
-	if kr := &s.keys[k]; !kr.dirty {
+	if kr := s.keys.at(k); !kr.dirty {
 		kr.dirty = true
 		s.dirty = append(s.dirty, k)
 	}
@@ -411,10 +409,10 @@ func (s *desiredState) markDirty(k int32) {
 
 // unlink removes ref from the list at head.
 func (s *desiredState) unlink(head *int32, ref int32) {
-	for p := head; *p != none; p = &s.pols[*p].next {
+	for p := head; *p != none; p = &s.pols.at(*p).next {
 		if *p == ref {
-			*p = s.pols[ref].next
-			s.pols[ref].next = none
+			*p = s.pols.at(ref).next
+			s.pols.at(ref).next = none
 			return
 		}
 	}
@@ -458,13 +456,13 @@ func (s *desiredState) put(p intel.Policy, local bool, now time.Time) {
 		return
 	}
 	k := s.keyFor(p.Indicator)
-	s.pols[ref].key = k
-	kr := &s.keys[k]
+	s.pols.at(ref).key = k
+	kr := s.keys.at(k)
 	if flags&fBlock != 0 {
-		s.pols[ref].next, kr.blocks = kr.blocks, ref
+		s.pols.at(ref).next, kr.blocks = kr.blocks, ref
 		s.markDirty(k)
 	} else {
-		s.pols[ref].next, kr.allows = kr.allows, ref
+		s.pols.at(ref).next, kr.allows = kr.allows, ref
 		s.allowChanged(p.Indicator)
 	}
 }
@@ -477,7 +475,7 @@ func (s *desiredState) remove(id string, local bool) {
 }
 
 func (s *desiredState) drop(ref int32) {
-	pl := &s.pols[ref]
+	pl := s.pols.at(ref)
 	local := pl.flags&fLocal != 0
 	if pl.flags&fOdd == 0 {
 		s.ids[side(local)].delete(ref)
@@ -495,15 +493,15 @@ func (s *desiredState) drop(ref int32) {
 	k := pl.key
 	switch {
 	case pl.flags&fBlock != 0:
-		s.unlink(&s.keys[k].blocks, ref)
+		s.unlink(&s.keys.at(k).blocks, ref)
 		s.markDirty(k)
 	case pl.flags&fAllow != 0:
-		s.unlink(&s.keys[k].allows, ref)
+		s.unlink(&s.keys.at(k).allows, ref)
 		s.allowChanged(s.indicator(k))
 	}
-	if k != none && s.keys[k].desired == ref {
+	if k != none && s.keys.at(k).desired == ref {
 		// settle still compares it with its successor.
-		s.pols[ref].flags |= fDead
+		s.pols.at(ref).flags |= fDead
 	} else {
 		s.free(ref)
 	}
@@ -526,7 +524,7 @@ func (s *desiredState) allowChanged(ind intel.Indicator) {
 // active reports whether ref is active at now (n: now in Unix
 // nanoseconds).
 func (s *desiredState) active(ref int32, now time.Time, n int64) bool {
-	pl := &s.pols[ref]
+	pl := s.pols.at(ref)
 	switch {
 	case pl.flags&fOdd != 0:
 		return s.odd[ref].Active(now)
@@ -550,27 +548,27 @@ func (s *desiredState) nextExpiry() time.Time {
 		return time.Time{}
 	}
 	ref := s.exp[0].ref
-	if s.pols[ref].flags&fOdd != 0 {
+	if s.pols.at(ref).flags&fOdd != 0 {
 		return s.odd[ref].ExpiresAt
 	}
-	return fromNanos(s.pols[ref].expires)
+	return fromNanos(s.pols.at(ref).expires)
 }
 
 // The expiry heap: a min-heap of expItem by at, each pol knowing its
 // index (pol.hi).
 
 func (s *desiredState) heapPush(ref int32) {
-	s.exp = append(s.exp, expItem{at: s.pols[ref].expires, ref: ref})
-	s.pols[ref].hi = int32(len(s.exp) - 1)
+	s.exp = append(s.exp, expItem{at: s.pols.at(ref).expires, ref: ref})
+	s.pols.at(ref).hi = int32(len(s.exp) - 1)
 	s.heapUp(len(s.exp) - 1)
 }
 
 func (s *desiredState) heapRemove(i int) {
 	last := len(s.exp) - 1
-	s.pols[s.exp[i].ref].hi = none
+	s.pols.at(s.exp[i].ref).hi = none
 	if i != last {
 		s.exp[i] = s.exp[last]
-		s.pols[s.exp[i].ref].hi = int32(i)
+		s.pols.at(s.exp[i].ref).hi = int32(i)
 	}
 	s.exp = s.exp[:last]
 	if i != last {
@@ -585,8 +583,8 @@ func (s *desiredState) heapRemove(i int) {
 
 func (s *desiredState) heapSwap(i, j int) {
 	s.exp[i], s.exp[j] = s.exp[j], s.exp[i]
-	s.pols[s.exp[i].ref].hi = int32(i)
-	s.pols[s.exp[j].ref].hi = int32(j)
+	s.pols.at(s.exp[i].ref).hi = int32(i)
+	s.pols.at(s.exp[j].ref).hi = int32(j)
 }
 
 func (s *desiredState) heapUp(i int) {
@@ -646,11 +644,7 @@ func (s *desiredState) beginResync(local bool, now time.Time, sizeHint int) *res
 	sd := side(local)
 	if sizeHint > 1024 && s.size(local) == 0 {
 		s.ids[sd].reserve(sizeHint)
-		if len(s.pols) == 0 {
-			s.pols = make([]pol, 0, sizeHint)
-		}
-		if len(s.keys) == 0 {
-			s.keys = make([]keyRec, 0, sizeHint)
+		if s.keys.len() == 0 {
 			s.addrs.reserve(sizeHint)
 		}
 	}
@@ -662,7 +656,7 @@ func (r *resyncer) take(list []intel.Policy) {
 	s, sd := r.s, side(r.local)
 	for _, p := range list {
 		if ref, ok := s.lookupID(p.ID, r.local); ok && s.sameAs(ref, p) {
-			s.pols[ref].flags = s.pols[ref].flags&^fMark | s.marks[sd]
+			s.pols.at(ref).flags = s.pols.at(ref).flags&^fMark | s.marks[sd]
 			continue
 		}
 		s.put(p, r.local, r.now) // marked by put
@@ -674,12 +668,12 @@ func (r *resyncer) end() {
 	s, sd := r.s, side(r.local)
 	var gone []int32 // the table changes as they are dropped
 	for ref := range s.ids[sd].all {
-		if s.pols[ref].flags&fMark != s.marks[sd] {
+		if s.pols.at(ref).flags&fMark != s.marks[sd] {
 			gone = append(gone, ref)
 		}
 	}
 	for _, ref := range s.oddIDs[sd] {
-		if s.pols[ref].flags&fMark != s.marks[sd] {
+		if s.pols.at(ref).flags&fMark != s.marks[sd] {
 			gone = append(gone, ref)
 		}
 	}
@@ -726,9 +720,9 @@ func (s *desiredState) settle(lists bool) delta {
 		s.rebuildVeto()
 	}
 	if s.allDirty {
-		for k := range s.keys {
-			if kr := &s.keys[k]; kr.live && (kr.blocks != none || kr.desired != none) {
-				s.markDirty(int32(k))
+		for k := range int32(s.keys.len()) {
+			if kr := s.keys.at(k); kr.live && (kr.blocks != none || kr.desired != none) {
+				s.markDirty(k)
 			}
 		}
 	} else {
@@ -746,12 +740,12 @@ func (s *desiredState) settle(lists bool) delta {
 		d.add = make([]intel.Policy, 0, len(s.dirty))
 	}
 	for _, k := range s.dirty {
-		s.keys[k].dirty = false
+		s.keys.at(k).dirty = false
 		cur, below := s.choose(k)
 		if below {
 			d.belowFloor++
 		}
-		kr := &s.keys[k]
+		kr := s.keys.at(k)
 		old := kr.desired
 		switch {
 		case cur == none && old != none:
@@ -793,7 +787,7 @@ func (s *desiredState) settle(lists bool) delta {
 
 // release frees ref, no longer desired, if it was dropped.
 func (s *desiredState) release(ref int32) {
-	if s.pols[ref].flags&fDead != 0 {
+	if s.pols.at(ref).flags&fDead != 0 {
 		s.free(ref)
 	}
 }
@@ -815,7 +809,7 @@ func (s *desiredState) markOverlapping(wideOnly bool, inds []intel.Indicator) {
 	}
 	if wideOnly {
 		for key, k := range s.wides {
-			if s.keys[k].blocks != none && overlaps(parseKey(key)) {
+			if s.keys.at(k).blocks != none && overlaps(parseKey(key)) {
 				s.markDirty(k)
 			}
 		}
@@ -829,14 +823,14 @@ func (s *desiredState) markOverlapping(wideOnly bool, inds []intel.Indicator) {
 			nets = append(nets, q)
 		}
 	}
-	for k := range s.keys {
-		kr := &s.keys[k]
+	for k := range int32(s.keys.len()) {
+		kr := s.keys.at(k)
 		if !kr.live || kr.blocks == none {
 			continue
 		}
 		if kr.wide != none {
 			if overlaps(parseKey(s.wideKeys[kr.wide])) {
-				s.markDirty(int32(k))
+				s.markDirty(k)
 			}
 			continue
 		}
@@ -844,7 +838,7 @@ func (s *desiredState) markOverlapping(wideOnly bool, inds []intel.Indicator) {
 		p := netip.PrefixFrom(a, a.BitLen())
 		for _, q := range nets {
 			if p.Overlaps(q) {
-				s.markDirty(int32(k))
+				s.markDirty(k)
 				break
 			}
 		}
@@ -855,9 +849,9 @@ func (s *desiredState) markOverlapping(wideOnly bool, inds []intel.Indicator) {
 // ranges.
 func (s *desiredState) rebuildVeto() {
 	v := veto{protected: s.protected}
-	for k := range s.keys {
-		if kr := &s.keys[k]; kr.live && kr.allows != none {
-			v.add(s.indicator(int32(k)))
+	for k := range int32(s.keys.len()) {
+		if kr := s.keys.at(k); kr.live && kr.allows != none {
+			v.add(s.indicator(k))
 		}
 	}
 	s.veto, s.vetoStale = v, false
@@ -865,7 +859,7 @@ func (s *desiredState) rebuildVeto() {
 
 // outlasts reports whether a expires strictly later than b.
 func (s *desiredState) outlasts(a, b int32) bool {
-	pa, pb := &s.pols[a], &s.pols[b]
+	pa, pb := s.pols.at(a), s.pols.at(b)
 	if (pa.flags|pb.flags)&fOdd != 0 {
 		return outlasts(s.policy(a), s.policy(b))
 	}
@@ -880,7 +874,7 @@ func (s *desiredState) outlasts(a, b int32) bool {
 
 // idLess reports whether a's ID sorts before b's.
 func (s *desiredState) idLess(a, b int32) bool {
-	pa, pb := &s.pols[a], &s.pols[b]
+	pa, pb := s.pols.at(a), s.pols.at(b)
 	if (pa.flags|pb.flags)&fOdd == 0 {
 		return pa.id < pb.id // the order of their hexadecimal forms
 	}
@@ -893,7 +887,7 @@ func (s *desiredState) idLess(a, b int32) bool {
 // indicator or a safety floor refuses it (below).
 func (s *desiredState) choose(k int32) (best int32, below bool) {
 	best = none
-	for r := s.keys[k].blocks; r != none; r = s.pols[r].next {
+	for r := s.keys.at(k).blocks; r != none; r = s.pols.at(r).next {
 		if best == none || s.outlasts(r, best) {
 			best = r
 			continue
@@ -901,7 +895,7 @@ func (s *desiredState) choose(k int32) (best int32, below bool) {
 		if s.outlasts(best, r) {
 			continue
 		}
-		bl, rl := s.pols[best].flags&fLocal != 0, s.pols[r].flags&fLocal != 0
+		bl, rl := s.pols.at(best).flags&fLocal != 0, s.pols.at(r).flags&fLocal != 0
 		if bl && !rl || bl == rl && s.idLess(r, best) {
 			best = r
 		}
@@ -929,14 +923,14 @@ func (s *desiredState) setDesired(p intel.Policy) {
 	}
 	k := s.keyFor(p.Indicator)
 	ref := s.store(p, flags)
-	s.pols[ref].key = k
-	if old := s.keys[k].desired; old != none {
+	s.pols.at(ref).key = k
+	if old := s.keys.at(k).desired; old != none {
 		s.free(old)
 	} else {
 		s.ndesired++
 		s.digests.addHash(s.keyType(k), s.keyHash(k))
 	}
-	s.keys[k].desired = ref
+	s.keys.at(k).desired = ref
 }
 
 func (t typeDigests) addHash(typ intel.IndicatorType, h uint64) {
@@ -1027,22 +1021,22 @@ func (d DesiredSet) Len() int { return d.s.ndesired }
 // Has reports whether key is desired.
 func (d DesiredSet) Has(key string) bool {
 	k, ok := d.s.findKeyString(key)
-	return ok && d.s.keys[k].desired != none
+	return ok && d.s.keys.at(k).desired != none
 }
 
 // hasAddr reports whether the address of a is desired.
 func (d DesiredSet) hasAddr(a addrKey) bool {
 	k, ok := d.s.findAddr(a)
-	return ok && d.s.keys[k].desired != none
+	return ok && d.s.keys.at(k).desired != none
 }
 
 // Get returns the policy of key.
 func (d DesiredSet) Get(key string) (*intel.Policy, bool) {
 	k, ok := d.s.findKeyString(key)
-	if !ok || d.s.keys[k].desired == none {
+	if !ok || d.s.keys.at(k).desired == none {
 		return nil, false
 	}
-	p := d.s.policy(d.s.keys[k].desired)
+	p := d.s.policy(d.s.keys.at(k).desired)
 	return &p, true
 }
 
@@ -1051,13 +1045,13 @@ func (d DesiredSet) Get(key string) (*intel.Policy, bool) {
 func (d DesiredSet) All() iter.Seq2[string, *intel.Policy] {
 	return func(yield func(string, *intel.Policy) bool) {
 		var p intel.Policy // one for all: a million entries would allocate a million
-		for k := range d.s.keys {
-			kr := &d.s.keys[k]
+		for k := range int32(d.s.keys.len()) {
+			kr := d.s.keys.at(k)
 			if !kr.live || kr.desired == none {
 				continue
 			}
 			p = d.s.policy(kr.desired)
-			if !yield(d.s.keyString(int32(k)), &p) {
+			if !yield(d.s.keyString(k), &p) {
 				return
 			}
 		}
@@ -1067,8 +1061,8 @@ func (d DesiredSet) All() iter.Seq2[string, *intel.Policy] {
 // keys yields the key of every entry, in no particular order.
 func (d DesiredSet) keys() iter.Seq[int32] {
 	return func(yield func(int32) bool) {
-		for k := range d.s.keys {
-			if kr := &d.s.keys[k]; kr.live && kr.desired != none && !yield(int32(k)) {
+		for k := range int32(d.s.keys.len()) {
+			if kr := d.s.keys.at(k); kr.live && kr.desired != none && !yield(k) {
 				return
 			}
 		}
