@@ -27,7 +27,7 @@
 //     invalid and illegal users, pre-authentication disconnects, key
 //     exchange and identification failures; parse_ssh.go), PAM of any
 //     service in both tag forms, sudo and su (parse_pam.go), Postfix
-//     SASL, Dovecot and Exim (parse_mail.go), vsftpd, ProFTPD and
+//     SASL and relay refusals, Dovecot and Exim (parse_mail.go), vsftpd, ProFTPD and
 //     Pure-FTPd (parse_ftp.go), web access logs in the combined format
 //     (parse_web.go), nginx and Apache error logs and nginx limit_req
 //     (parse_weberror.go), MySQL, MariaDB and PostgreSQL (parse_db.go),
@@ -61,7 +61,7 @@
 //     web-path-scan, web-login-bruteforce, port-scan; cloud.yaml:
 //     k8s-api-denied, aws-console-bruteforce; db.yaml: db-bruteforce;
 //     ftp.yaml: ftp-bruteforce; mail.yaml: mail-auth-bruteforce,
-//     mail-auth-spray; vpn.yaml: vpn-bruteforce; web.yaml:
+//     mail-auth-spray, mail-relay-probe; vpn.yaml: vpn-bruteforce; web.yaml:
 //     web-auth-bruteforce, web-401-bruteforce, web-rate-limited,
 //     web-bad-bot, wordpress-bruteforce, web-sensitive-files), each with
 //     an ATT&CK technique, a

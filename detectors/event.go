@@ -70,6 +70,9 @@ const (
 	KindK8sDenied
 	// KindCloudLoginFailure: a failed AWS console login (CloudTrail).
 	KindCloudLoginFailure
+	// KindMailRelayDenied: a mail server refused to relay for a client
+	// ("Relay access denied"): it is probing for an open relay.
+	KindMailRelayDenied
 	numKinds
 )
 
@@ -99,6 +102,7 @@ var kindNames = [numKinds]string{
 	KindVPNAuthFailure:       "vpn_auth_failure",
 	KindK8sDenied:            "k8s_denied",
 	KindCloudLoginFailure:    "cloud_login_failure",
+	KindMailRelayDenied:      "mail_relay_denied",
 }
 
 func (k Kind) String() string {

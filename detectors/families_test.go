@@ -150,6 +150,9 @@ var families = []family{
 				return sl(c, "dovecot", fmt.Sprintf("auth: passwd-file(%s@example.com,%s,<s%d>): Password mismatch", c.user, c.src, c.i)) + "\n" +
 					sl(c, "dovecot", fmt.Sprintf("pop3-login: Aborted login (auth failed, 1 attempts in 3 secs): user=<%s@example.com>, method=PLAIN, rip=%s, lip=192.0.2.10, session=<s%d>", c.user, c.src, c.i))
 			}},
+			{"mail-relay-probe", false, func(c lineCtx) string {
+				return sl(c, pid(c, "postfix/smtpd"), fmt.Sprintf("NOQUEUE: reject: RCPT from unknown[%s]: 554 5.7.1 <%s@example.net>: Relay access denied; from=<spam@example.org> to=<%s@example.net> proto=ESMTP helo=<probe>", c.src, c.user, c.user))
+			}},
 			{"mail-auth-bruteforce", false, func(c lineCtx) string {
 				return fmt.Sprintf("%s dovecot_login authenticator failed for (User) [%s]:%d: 535 Incorrect authentication data (set_id=%s)", isoStamp(c.t), c.src, 30000+c.i%30000, c.user)
 			}},
@@ -166,6 +169,9 @@ var families = []family{
 		noise: []func(c lineCtx) string{
 			func(c lineCtx) string {
 				return sl(c, pid(c, "postfix/smtpd"), fmt.Sprintf("connect from mail.example.org[%s]", c.src))
+			},
+			func(c lineCtx) string {
+				return sl(c, pid(c, "postfix/smtpd"), fmt.Sprintf("NOQUEUE: reject: RCPT from mail.example.org[%s]: 450 4.7.1 <alice@example.com>: Recipient address rejected: Greylisted; from=<b@example.org> to=<alice@example.com> proto=ESMTP helo=<mail.example.org>", c.src))
 			},
 			func(c lineCtx) string {
 				return sl(c, "dovecot", fmt.Sprintf("imap-login: Login: user=<alice@example.com>, method=PLAIN, rip=%s, lip=192.0.2.10, mpid=%d, TLS, session=<n%d>", c.src, c.i, c.i))

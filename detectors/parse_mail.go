@@ -14,7 +14,7 @@ import "strings"
 func parsePostfix(msg string, ev *Event) parseResult {
 	m, ok := strings.CutPrefix(msg, "warning: ")
 	if !ok {
-		return resIgnored
+		return parsePostfixReject(msg, ev)
 	}
 	i := strings.Index(m, "]: SASL ")
 	if i < 0 || i > 320 {
@@ -32,6 +32,34 @@ func parsePostfix(msg string, ev *Event) parseResult {
 	}
 	if j := strings.LastIndex(rest, ", sasl_username="); j >= 0 {
 		ev.User = rest[j+len(", sasl_username="):]
+	}
+	return resMatched
+}
+
+// parsePostfixReject reads Postfix smtpd's refusal to relay:
+//
+//	NOQUEUE: reject: RCPT from <name>[<addr>]: 554 5.7.1 <rcpt>: Relay access denied; from=<sender> to=<rcpt> proto=ESMTP helo=<helo>
+//
+// The name is Postfix's reverse lookup, checked as a host name; what
+// follows "]: " is the client's.
+func parsePostfixReject(msg string, ev *Event) parseResult {
+	m, ok := strings.CutPrefix(msg, "NOQUEUE: reject: RCPT from ")
+	if !ok {
+		return resIgnored
+	}
+	i := strings.Index(m, "]: ")
+	if i < 0 {
+		return resMalformed
+	}
+	r := m[i+len("]: "):]
+	j := strings.Index(r, ": Relay access denied")
+	if j < 0 || j > 512 {
+		return resIgnored // another restriction: not a relay probe
+	}
+	ev.Kind = KindMailRelayDenied
+	lb := strings.LastIndexByte(m[:i], '[')
+	if lb < 0 || !readAddr(m[lb+1:i], &ev.Src) {
+		return resMalformed
 	}
 	return resMatched
 }

@@ -41,9 +41,9 @@ func TestBuiltinPack(t *testing.T) {
 	want := []string{"ssh-bruteforce", "ssh-user-enum", "ssh-slow-bruteforce", "ssh-preauth-abuse", "ssh-kex-probe", "pam-bruteforce",
 		"web-path-scan", "web-login-bruteforce", "port-scan", // builtin.yaml
 		"k8s-api-denied", "aws-console-bruteforce", // cloud.yaml
-		"db-bruteforce",                           // db.yaml
-		"ftp-bruteforce",                          // ftp.yaml
-		"mail-auth-bruteforce", "mail-auth-spray", // mail.yaml
+		"db-bruteforce",                                               // db.yaml
+		"ftp-bruteforce",                                              // ftp.yaml
+		"mail-auth-bruteforce", "mail-auth-spray", "mail-relay-probe", // mail.yaml
 		"vpn-bruteforce",                                                                                                              // vpn.yaml
 		"web-auth-bruteforce", "web-401-bruteforce", "web-rate-limited", "web-bad-bot", "wordpress-bruteforce", "web-sensitive-files", // web.yaml
 	}
