@@ -282,3 +282,20 @@ func TestChooseTies(t *testing.T) {
 		}
 	}
 }
+
+// The zero DesiredSet is an empty one.
+func TestZeroDesiredSet(t *testing.T) {
+	var d DesiredSet
+	_, got := d.Get("ipv4:203.0.113.1")
+	n := 0
+	for range d.All() {
+		n++
+	}
+	if d.Len() != 0 || d.Has("ipv4:203.0.113.1") || got || n != 0 || d.Digest(nil) != (Digest{}) {
+		t.Fatal("the zero DesiredSet is not empty")
+	}
+	add, remove, _, err := NewDryRun(nil).Compare(t.Context(), d)
+	if len(add)+len(remove) != 0 || err != nil {
+		t.Fatalf("an empty dry run compared with the zero set: %v, %v, %v", add, remove, err)
+	}
+}

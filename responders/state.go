@@ -450,7 +450,7 @@ func (s *desiredState) put(p intel.Policy, local bool, now time.Time) {
 	} else {
 		s.oddIDs[sd][p.ID] = ref
 	}
-	if flags&fNoExpiry == 0 && !p.ExpiresAt.IsZero() {
+	if !p.ExpiresAt.IsZero() {
 		s.heapPush(ref)
 	}
 	if flags&(fBlock|fAllow) == 0 {
@@ -977,9 +977,9 @@ func compareIndicators(a, b intel.Indicator) int {
 // DesiredSet is the desired state as a Comparer reads it: the policy to
 // enforce for every indicator that must be blocked, keyed by
 // Indicator.Key(), with the digests of its keys by indicator type. It is
-// read-only, and valid only during the call it is passed to. Its
-// policies are rebuilt as they are read: All costs an allocation or
-// three an entry, a digest comparison none.
+// read-only, and valid only during the call it is passed to; the zero
+// DesiredSet is empty. Its policies are rebuilt as they are read: All
+// costs a few small allocations an entry, a digest comparison none.
 type DesiredSet struct {
 	s        *desiredState
 	thorough bool
@@ -1001,6 +1001,9 @@ func NewDesiredSet(ps []intel.Policy, thorough bool) DesiredSet {
 // accepts (nil: every type).
 func (d DesiredSet) Digest(supports func(intel.IndicatorType) bool) Digest {
 	var out Digest
+	if d.s == nil {
+		return out
+	}
 	for t, dg := range d.s.digests {
 		if supports == nil || supports(t) {
 			out.Merge(*dg)
@@ -1017,22 +1020,36 @@ func (d DesiredSet) Digest(supports func(intel.IndicatorType) bool) Digest {
 func (d DesiredSet) Thorough() bool { return d.thorough }
 
 // Len is the number of entries.
-func (d DesiredSet) Len() int { return d.s.ndesired }
+func (d DesiredSet) Len() int {
+	if d.s == nil {
+		return 0
+	}
+	return d.s.ndesired
+}
 
 // Has reports whether key is desired.
 func (d DesiredSet) Has(key string) bool {
+	if d.s == nil {
+		return false
+	}
 	k, ok := d.s.findKeyString(key)
 	return ok && d.s.keys.at(k).desired != none
 }
 
 // hasAddr reports whether the address of a is desired.
 func (d DesiredSet) hasAddr(a addrKey) bool {
+	if d.s == nil {
+		return false
+	}
 	k, ok := d.s.findAddr(a)
 	return ok && d.s.keys.at(k).desired != none
 }
 
 // Get returns the policy of key.
 func (d DesiredSet) Get(key string) (*intel.Policy, bool) {
+	if d.s == nil {
+		return nil, false
+	}
 	k, ok := d.s.findKeyString(key)
 	if !ok || d.s.keys.at(k).desired == none {
 		return nil, false
@@ -1045,6 +1062,9 @@ func (d DesiredSet) Get(key string) (*intel.Policy, bool) {
 // valid until the next.
 func (d DesiredSet) All() iter.Seq2[string, *intel.Policy] {
 	return func(yield func(string, *intel.Policy) bool) {
+		if d.s == nil {
+			return
+		}
 		var p intel.Policy // one for all: a million entries would allocate a million
 		for k := range int32(d.s.keys.len()) {
 			kr := d.s.keys.at(k)
@@ -1062,6 +1082,9 @@ func (d DesiredSet) All() iter.Seq2[string, *intel.Policy] {
 // keys yields the key of every entry, in no particular order.
 func (d DesiredSet) keys() iter.Seq[int32] {
 	return func(yield func(int32) bool) {
+		if d.s == nil {
+			return
+		}
 		for k := range int32(d.s.keys.len()) {
 			if kr := d.s.keys.at(k); kr.live && kr.desired != none && !yield(k) {
 				return
