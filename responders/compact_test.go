@@ -238,6 +238,17 @@ func TestDryRunCompactKeys(t *testing.T) {
 	if len(cur) != 2 || cur[mapped.Key()] != mapped || cur[dom.Key()] != dom {
 		t.Fatalf("Current = %v", cur)
 	}
+	// An address blocked again takes the slot it left.
+	v4b := intel.Indicator{Type: intel.IPv4, Value: "203.0.113.2"}
+	if err := d.Apply(ctx, policies(v4b), nil); err != nil {
+		t.Fatal(err)
+	}
+	if d.addrs.len() != 1 || !d.Has(v4b) || d.Has(v4) {
+		t.Fatalf("after blocking %v: %d address slots, Blocked = %v", v4b, d.addrs.len(), d.Blocked())
+	}
+	if err := d.Apply(ctx, nil, []intel.Indicator{v4b}); err != nil {
+		t.Fatal(err)
+	}
 	// Compared with a desired set of v4 and dom: v4 to add, mapped to
 	// remove, whether or not the comparison is thorough.
 	for _, thorough := range []bool{false, true} {
