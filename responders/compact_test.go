@@ -1,6 +1,7 @@
 package responders
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -310,3 +311,59 @@ func TestZeroDesiredSet(t *testing.T) {
 		t.Fatalf("an empty dry run compared with the zero set: %v, %v, %v", add, remove, err)
 	}
 }
+
+// plainRefresher is a backend that cannot compare but refreshes.
+type plainRefresher struct {
+	d         *DryRun
+	refreshed []intel.Policy
+}
+
+func (b *plainRefresher) Name() string { return "plain" }
+func (b *plainRefresher) Current(ctx context.Context) (map[string]intel.Indicator, error) {
+	return b.d.Current(ctx)
+}
+func (b *plainRefresher) Apply(ctx context.Context, add []intel.Policy, remove []intel.Indicator) error {
+	return b.d.Apply(ctx, add, remove)
+}
+func (b *plainRefresher) Refresh(_ context.Context, held []intel.Policy) (int, error) {
+	b.refreshed = append(b.refreshed, held...)
+	return 0, nil
+}
+
+// A full pass over a backend without Compare adds what it lacks and
+// hands a Refresher the policies of what it holds, rebuilt whole.
+func TestCurrentPathAddsAndRefreshes(t *testing.T) {
+	ps := []intel.Policy{
+		compactPolicy(t, intel.ActionBlock, "203.0.113.1", time.Hour),
+		compactPolicy(t, intel.ActionBlock, "evil.example", time.Hour),
+	}
+	b := &plainRefresher{d: NewDryRun(nil)}
+	r := NewReconciler(&fixedSource{mesh: ps}, []Backend{b}, Options{Now: func() time.Time { return tc0 }})
+	defer r.Close()
+	for range 2 {
+		if err := r.ReconcileOnce(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := b.d.Blocked(); len(got) != 2 {
+		t.Fatalf("Blocked = %v", got)
+	}
+	if r.Stats().Added != 2 {
+		t.Fatalf("added %d, want 2", r.Stats().Added)
+	}
+	got := map[string]intel.Policy{}
+	for _, p := range b.refreshed {
+		got[p.Indicator.Key()] = p
+	}
+	for _, p := range ps {
+		if !reflect.DeepEqual(got[p.Indicator.Key()], p) {
+			t.Errorf("refreshed %+v, want %+v", got[p.Indicator.Key()], p)
+		}
+	}
+}
+
+type fixedSource struct{ mesh []intel.Policy }
+
+func (f *fixedSource) MeshPolicies(time.Time) []intel.Policy   { return f.mesh }
+func (f *fixedSource) LocalDecisions(time.Time) []intel.Policy { return nil }
+func (f *fixedSource) Protected() []netip.Prefix               { return nil }

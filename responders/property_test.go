@@ -1,6 +1,7 @@
 package responders_test
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -17,14 +18,29 @@ import (
 // leaves the backend holding exactly what Desired computes from scratch,
 // minus what the safety floors refuse, after every change pass and every
 // full pass.
-func TestChangesMatchDesiredFromScratch(t *testing.T) { changesMatchDesired(t, false) }
+func TestChangesMatchDesiredFromScratch(t *testing.T) { changesMatchDesired(t, false, false) }
 
 // The same with a quarter of the policies in forms the reconciler holds
 // whole rather than compactly (times in another location, IDs of another
 // form), mixed with the usual ones.
-func TestChangesMatchDesiredFromScratchOddForms(t *testing.T) { changesMatchDesired(t, true) }
+func TestChangesMatchDesiredFromScratchOddForms(t *testing.T) { changesMatchDesired(t, true, false) }
 
-func changesMatchDesired(t *testing.T, odd bool) {
+// The same with a backend that cannot compare: full passes read what it
+// holds (Current).
+func TestChangesMatchDesiredFromScratchCurrent(t *testing.T) { changesMatchDesired(t, true, true) }
+
+// plainBackend hides every optional interface of its backend.
+type plainBackend struct{ b responders.Backend }
+
+func (p plainBackend) Name() string { return p.b.Name() }
+func (p plainBackend) Current(ctx context.Context) (map[string]intel.Indicator, error) {
+	return p.b.Current(ctx)
+}
+func (p plainBackend) Apply(ctx context.Context, add []intel.Policy, remove []intel.Indicator) error {
+	return p.b.Apply(ctx, add, remove)
+}
+
+func changesMatchDesired(t *testing.T, odd, plain bool) {
 	rng := rand.New(rand.NewPCG(12, 34))
 	zone := time.FixedZone("UTC+1", 3600)
 	var universe []intel.Indicator
@@ -41,7 +57,11 @@ func changesMatchDesired(t *testing.T, odd bool) {
 	clk := &clock{t: t0}
 	src := newFeed()
 	b := newRecorder()
-	r := responders.NewReconciler(src, []responders.Backend{b}, responders.Options{Now: clk.Now})
+	var backend responders.Backend = b
+	if plain {
+		backend = plainBackend{b}
+	}
+	r := responders.NewReconciler(src, []responders.Backend{backend}, responders.Options{Now: clk.Now})
 	defer r.Close()
 	mustPass(t, r.ReconcileOnce(t.Context()))
 

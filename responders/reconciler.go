@@ -448,17 +448,24 @@ func (r *Reconciler) reconcile(ctx context.Context, b Backend, c *backendCounter
 		if len(cur) == 0 {
 			add = make([]intel.Policy, 0, desired.Len())
 		}
-		for k, p := range desired.All() {
-			if filter != nil && !filter.Supports(p.Indicator.Type) {
+		st := r.state
+		var buf [64]byte
+		for k := range desired.keys() {
+			if filter != nil && !filter.Supports(st.keyType(k)) {
 				continue
 			}
-			if _, ok := cur[k]; !ok {
-				add = append(add, *p)
-			} else if refresher {
+			// The key is looked up in bytes, and the policy rebuilt only
+			// when it is handed on: a pass over entries already held
+			// allocates nothing.
+			_, held := cur[string(st.appendKey(buf[:0], k))]
+			switch {
+			case !held:
+				add = append(add, st.policy(st.keys.at(k).desired))
+			case refresher:
 				// Entries already held may need a later expiry than the
 				// backend gave them (a policy extended since); only the
 				// backend knows.
-				refresh = append(refresh, *p)
+				refresh = append(refresh, st.policy(st.keys.at(k).desired))
 			}
 		}
 		for k, ind := range cur {

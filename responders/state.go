@@ -385,6 +385,15 @@ func (s *desiredState) keyString(k int32) string {
 	return s.wideKeys[kr.wide]
 }
 
+// appendKey appends Indicator.Key of key k to b.
+func (s *desiredState) appendKey(b []byte, k int32) []byte {
+	kr := s.keys.at(k)
+	if kr.wide == none {
+		return kr.addr.appendKey(b)
+	}
+	return append(b, s.wideKeys[kr.wide]...)
+}
+
 func (s *desiredState) keyType(k int32) intel.IndicatorType {
 	kr := s.keys.at(k)
 	if kr.wide == none {
