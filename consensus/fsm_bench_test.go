@@ -286,6 +286,8 @@ func BenchmarkFSMSnapshot(b *testing.B) {
 	var locked time.Duration
 	var size int64
 	b.ResetTimer()
+	cpu0 := fsmProcessCPU()
+	defer func() { b.ReportMetric(float64(fsmProcessCPU()-cpu0)/float64(b.N), "cpu-ns/op") }()
 	for range b.N {
 		start := time.Now()
 		snap, err := s.f.Snapshot()
@@ -309,6 +311,8 @@ func BenchmarkFSMRestore(b *testing.B) {
 	s := cachedBenchFSM(b, 1_000_000, 0, 0)
 	snap := snapshotBytes(b, s.f)
 	b.ResetTimer()
+	cpu0 := fsmProcessCPU()
+	defer func() { b.ReportMetric(float64(fsmProcessCPU()-cpu0)/float64(b.N), "cpu-ns/op") }()
 	for range b.N {
 		f := newFSM(nil)
 		if err := f.Restore(io.NopCloser(bytes.NewReader(snap))); err != nil {

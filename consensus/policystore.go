@@ -695,7 +695,9 @@ func (s *policyStore) load(p intel.Policy) error {
 	if !ok {
 		return fmt.Errorf("policy id %q: want 16 lower-case hex digits", p.ID)
 	}
-	s.delete(id)
+	if last, ok := s.byID.Max(); ok && last.id >= id {
+		s.delete(id) // out of order: perhaps held already (snapshots come in ID order)
+	}
 	r := makeRec(id, &p)
 	r.reason, r.author = s.strs.intern(p.Reason), s.strs.intern(p.Author)
 	s.insert(r)
