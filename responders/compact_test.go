@@ -89,6 +89,21 @@ func TestPoliciesRebuiltExactly(t *testing.T) {
 	if n != len(ps) || set.Len() != len(ps) {
 		t.Errorf("All yields %d entries, Len is %d, want %d", n, set.Len(), len(ps))
 	}
+	n = 0
+	for e := range set.Entries() {
+		n++
+		p := e.Policy()
+		want, ok := got[p.Indicator.Key()]
+		if !ok || !reflect.DeepEqual(p, want) || e.Key() != p.Indicator.Key() || e.Type() != p.Indicator.Type || e.ExpiresAt() != p.ExpiresAt {
+			t.Errorf("entry %s: type %s, expiry %v, policy %+v", e.Key(), e.Type(), e.ExpiresAt(), p)
+		}
+		if a, ok := e.Addr(); ok != (p.Indicator.Type == intel.IPv4 || p.Indicator.Type == intel.IPv6) || ok && intel.IndicatorFromAddr(a) != p.Indicator {
+			t.Errorf("entry %s: address %v, %v", e.Key(), a, ok)
+		}
+	}
+	if n != len(ps) {
+		t.Errorf("Entries yields %d entries, want %d", n, len(ps))
+	}
 	// Taken in again, every policy is the same version: nothing changes.
 	s.resync(false, ps, tc0)
 	if d := s.settle(true); len(d.add)+len(d.remove)+len(d.refresh) != 0 {

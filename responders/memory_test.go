@@ -76,3 +76,39 @@ func BenchmarkDesiredMemory(b *testing.B) {
 		b.ReportMetric(perPolicy, "B/policy")
 	})
 }
+
+// BenchmarkDesiredSetRead reads a desired set of a million addresses
+// whole, as a thorough Comparer does: through All (each key and policy
+// rebuilt) and through Entries (the address alone).
+//
+//	go test ./responders -run '^$' -bench DesiredSetRead -benchtime 3x -benchmem
+func BenchmarkDesiredSetRead(b *testing.B) {
+	const n = 1_000_000
+	d := responders.NewDesiredSet(addressBlocks(n, time.Now()), false)
+	b.Run("All", func(b *testing.B) {
+		for b.Loop() {
+			seen := 0
+			for _, p := range d.All() {
+				if p.Indicator.Type == intel.IPv4 {
+					seen++
+				}
+			}
+			if seen != n {
+				b.Fatalf("read %d entries", seen)
+			}
+		}
+	})
+	b.Run("Entries", func(b *testing.B) {
+		for b.Loop() {
+			seen := 0
+			for e := range d.Entries() {
+				if a, ok := e.Addr(); ok && a.Is4() {
+					seen++
+				}
+			}
+			if seen != n {
+				b.Fatalf("read %d entries", seen)
+			}
+		}
+	})
+}

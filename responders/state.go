@@ -1088,6 +1088,58 @@ func (d DesiredSet) All() iter.Seq2[string, *intel.Policy] {
 	}
 }
 
+// DesiredEntry is one entry of a DesiredSet, read field by field: a
+// Comparer that looks most entries up and hands few on reads the
+// address or key of each and rebuilds the policy of those it hands on
+// alone. It is valid while its set is.
+type DesiredEntry struct {
+	s *desiredState
+	k int32
+}
+
+// Type is the type of the entry's indicator.
+func (e DesiredEntry) Type() intel.IndicatorType { return e.s.keyType(e.k) }
+
+// Addr is the address of an IPv4 or IPv6 entry in canonical form; ok is
+// false for the other entries (look them up by Key).
+func (e DesiredEntry) Addr() (a netip.Addr, ok bool) {
+	if kr := e.s.keys.at(e.k); kr.wide == none {
+		return kr.addr.addr(), true
+	}
+	return netip.Addr{}, false
+}
+
+// Key is the entry's key (Indicator.Key); it allocates for an address.
+func (e DesiredEntry) Key() string { return e.s.keyString(e.k) }
+
+// ExpiresAt is the expiry of the entry's policy (zero: never).
+func (e DesiredEntry) ExpiresAt() time.Time {
+	ref := e.s.keys.at(e.k).desired
+	switch pl := e.s.pols.at(ref); {
+	case pl.flags&fOdd != 0:
+		return e.s.odd[ref].ExpiresAt
+	case pl.flags&fNoExpiry != 0:
+		return time.Time{}
+	default:
+		return fromNanos(pl.expires)
+	}
+}
+
+// Policy rebuilds the entry's policy.
+func (e DesiredEntry) Policy() intel.Policy { return e.s.policy(e.s.keys.at(e.k).desired) }
+
+// Entries yields every entry, in no particular order, without building
+// its key or policy.
+func (d DesiredSet) Entries() iter.Seq[DesiredEntry] {
+	return func(yield func(DesiredEntry) bool) {
+		for k := range d.keys() {
+			if !yield(DesiredEntry{s: d.s, k: k}) {
+				return
+			}
+		}
+	}
+}
+
 // keys yields the key of every entry, in no particular order.
 func (d DesiredSet) keys() iter.Seq[int32] {
 	return func(yield func(int32) bool) {
