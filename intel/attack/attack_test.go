@@ -3,7 +3,6 @@ package attack
 import (
 	"bytes"
 	"errors"
-	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -13,36 +12,9 @@ import (
 	"github.com/meshward/meshward/internal/testenv"
 )
 
-// sharedData returns ../shared/data/sub beside the repository root (the
-// directory with go.mod), where the project's reference data lives. Where
-// it is missing the test skips, or fails under MESHWARD_REQUIRE_PRIVILEGED=1
-// (CI lays shared/ beside the clone).
-func sharedData(t testing.TB, sub string) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test's directory")
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", "data", sub)
-	if _, err := os.Stat(p); err != nil {
-		testenv.Unavailable(t, "needs the shared reference data at %s: %v", p, err)
-	}
-	return p
-}
-
 func loadShared(t testing.TB) *Catalog {
 	t.Helper()
-	c, err := Load(sharedData(t, "attack"))
+	c, err := Load(testenv.SharedData(t, "attack"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +175,7 @@ func TestNormalizeID(t *testing.T) {
 // BenchmarkLoad measures loading the shared ATT&CK bundle: time, and the
 // heap the loaded catalog keeps (retained-B).
 func BenchmarkLoad(b *testing.B) {
-	dir := sharedData(b, "attack")
+	dir := testenv.SharedData(b, "attack")
 	var keep *Catalog
 	var before, after runtime.MemStats
 	for b.Loop() {

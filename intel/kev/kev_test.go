@@ -13,35 +13,9 @@ import (
 	"github.com/meshward/meshward/internal/testenv"
 )
 
-// sharedData returns ../shared/data/sub beside the repository root (the
-// directory with go.mod). Where it is missing the test skips, or fails
-// under MESHWARD_REQUIRE_PRIVILEGED=1 (CI lays shared/ beside the clone).
-func sharedData(t testing.TB, sub string) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test's directory")
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", "data", sub)
-	if _, err := os.Stat(p); err != nil {
-		testenv.Unavailable(t, "needs the shared reference data at %s: %v", p, err)
-	}
-	return p
-}
-
 func loadKEV(t testing.TB) *Catalog {
 	t.Helper()
-	c, err := Load(sharedData(t, "kev"))
+	c, err := Load(testenv.SharedData(t, "kev"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +248,7 @@ func TestRank(t *testing.T) {
 // BenchmarkLoadKEV measures loading the shared KEV catalog, and the heap
 // the loaded catalog keeps (retained-B).
 func BenchmarkLoadKEV(b *testing.B) {
-	dir := sharedData(b, "kev")
+	dir := testenv.SharedData(b, "kev")
 	for b.Loop() {
 		if _, err := Load(dir); err != nil {
 			b.Fatal(err)

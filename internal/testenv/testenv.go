@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -67,4 +68,32 @@ func NetNS(t testing.TB, name string) int {
 		t.Fatalf("ip -n %s link set lo up: %v: %s", name, err, out)
 	}
 	return fd
+}
+
+// SharedData returns the directory sub of the project's reference data,
+// ../shared/data beside the repository's root (the directory holding
+// go.mod, found upwards from the test's directory). The data is not part
+// of the repository; where it is missing the test skips and says where it
+// looked.
+func SharedData(t testing.TB, sub string) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no go.mod above the test's directory")
+		}
+		dir = parent
+	}
+	p := filepath.Join(dir, "..", "shared", "data", sub)
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("needs the shared reference data at %s: %v", p, err)
+	}
+	return p
 }
