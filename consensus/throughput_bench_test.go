@@ -28,8 +28,9 @@ import (
 )
 
 // durableProposers is how many goroutines propose at once in
-// BenchmarkCommitThroughput.
-const durableProposers = 64
+// BenchmarkCommitThroughput (-throughput.proposers): more proposers share
+// more of each synced log write, and each waits longer for its commit.
+var durableProposers = flag.Int("throughput.proposers", 64, "BenchmarkCommitThroughput: goroutines proposing at once")
 
 // BenchmarkCommitThroughput measures commits per second and per-commit
 // latency (p50, p99) on a 3-voter cluster over loopback libp2p whose raft
@@ -61,12 +62,12 @@ func BenchmarkCommitThroughput(b *testing.B) {
 			b.Fatal("no leader")
 		}
 		times.reset()
-		runProposers(b, nodes, durableProposers, func(int) *testNode { return leader }, next)
+		runProposers(b, nodes, *durableProposers, func(int) *testNode { return leader }, next)
 		times.report(b)
 	})
 	b.Run("from=all", func(b *testing.B) {
 		times.reset()
-		runProposers(b, nodes, durableProposers, func(g int) *testNode { return nodes[g%len(nodes)] }, next)
+		runProposers(b, nodes, *durableProposers, func(g int) *testNode { return nodes[g%len(nodes)] }, next)
 		times.report(b)
 	})
 }
