@@ -14,7 +14,7 @@ import (
 // from pinning much memory.
 const (
 	logCacheEntries = 2 * maxAppendEntries
-	logCacheBytes   = 8 << 20
+	logCacheBytes   = 4 << 20
 )
 
 // logCache keeps the most recently stored raft log entries in memory in

@@ -27,7 +27,7 @@ var (
 // Memory profile. Several nodes run in one process in tests, so the
 // defaults stay small (STACK.md, "Edge profile").
 const (
-	defaultMemTableSize = 16 << 20
+	defaultMemTableSize = 8 << 20
 	minMemTableSize     = 4 << 20
 	numMemtables        = 2
 	blockCacheSize      = 16 << 20
@@ -60,7 +60,7 @@ type Options struct {
 	// level) and the store's own. nil discards them.
 	Logger *slog.Logger
 	// MemTableSize is the size of each of Badger's two memtables. Zero
-	// means 16 MiB; values below 4 MiB are raised to 4 MiB. Smaller
+	// means 8 MiB; values below 4 MiB are raised to 4 MiB. Smaller
 	// tables make many in-process nodes cheaper, at the cost of more
 	// frequent flushes.
 	MemTableSize int64
