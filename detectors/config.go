@@ -35,6 +35,45 @@ type Config struct {
 	Syslog SyslogConfig `yaml:"syslog"`
 	// Journald follows the systemd journal through journalctl.
 	Journald JournaldConfig `yaml:"journald"`
+	// ResolveHosts also reports the addresses of sources logged by host
+	// name (ResolveOptions). Off by default: a reverse name is chosen by
+	// whoever controls the attacker's reverse zone.
+	ResolveHosts ResolveConfig `yaml:"resolve_hosts"`
+}
+
+// ResolveConfig configures the resolution of host-named sources; zero
+// fields take ResolveOptions' defaults.
+type ResolveConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// Timeout bounds one lookup (default 2s).
+	Timeout time.Duration `yaml:"timeout"`
+	// CacheSize bounds the names whose answers are kept (default 4096).
+	CacheSize int `yaml:"cache_size"`
+	// MaxLookups bounds the lookups a minute (default 60).
+	MaxLookups int `yaml:"max_lookups_per_minute"`
+}
+
+// Options returns the engine's resolve options, or nil when resolution
+// is off.
+func (c ResolveConfig) Options() *ResolveOptions {
+	if !c.Enabled {
+		return nil
+	}
+	return &ResolveOptions{Timeout: c.Timeout, CacheSize: c.CacheSize, MaxLookups: c.MaxLookups}
+}
+
+func (c ResolveConfig) validate() error {
+	var p confcheck.Problems
+	if c.Timeout < 0 || c.Timeout > time.Minute {
+		p.Add("timeout", c.Timeout, "want 0 (the default, 2s) up to 1m")
+	}
+	if c.CacheSize < 0 || c.CacheSize > 1<<20 {
+		p.Add("cache_size", c.CacheSize, "want 0 (the default, 4096) up to 1048576")
+	}
+	if c.MaxLookups < 0 || c.MaxLookups > 100_000 {
+		p.Add("max_lookups_per_minute", c.MaxLookups, "want 0 (the default, 60) up to 100000")
+	}
+	return p.Err()
 }
 
 // SyslogConfig configures the syslog listener (SyslogSource).
@@ -96,6 +135,9 @@ func (c Config) Validate() error {
 	}
 	if c.Journald.Enabled {
 		p.Join("journald", c.Journald.validate())
+	}
+	if c.ResolveHosts.Enabled {
+		p.Join("resolve_hosts", c.ResolveHosts.validate())
 	}
 	for i, path := range c.Paths {
 		if _, err := filepath.Match(path, ""); err != nil || path == "" {

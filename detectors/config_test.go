@@ -44,6 +44,11 @@ func TestConfigValidateNamesEveryField(t *testing.T) {
 		{"syslog off is not checked", func(c *Config) { c.Syslog.MaxConns = 0 }, nil},
 		{"journald match", func(c *Config) { c.Journald.Enabled, c.Journald.Matches = true, []string{"+", "--output=cat"} }, []string{"journald.matches[1]"}},
 		{"journald off is not checked", func(c *Config) { c.Journald.Matches = []string{"-f"} }, nil},
+		{"resolve limits", func(c *Config) {
+			c.ResolveHosts = ResolveConfig{Enabled: true, Timeout: -time.Second, CacheSize: -1, MaxLookups: 100_001}
+		}, []string{"resolve_hosts.timeout", "resolve_hosts.cache_size", "resolve_hosts.max_lookups_per_minute"}},
+		{"resolve defaults", func(c *Config) { c.ResolveHosts.Enabled = true }, nil},
+		{"resolve off is not checked", func(c *Config) { c.ResolveHosts.Timeout = time.Hour }, nil},
 		{"all at once", func(c *Config) { c.Paths, c.PollInterval, c.MaxSources = []string{""}, 0, 0 }, []string{"paths[0]", "poll_interval", "max_sources"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -82,5 +87,20 @@ func TestConfigFieldsUnderTheSection(t *testing.T) {
 	var fe *confcheck.FieldError
 	if err := confcheck.Under("detectors", c.Validate()); !errors.As(err, &fe) || fe.Field != "detectors.syslog.max_conns" || fe.Value != 0 {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// Resolution is off unless enabled, and then carries the configured
+// bounds to the engine.
+func TestResolveConfigOptions(t *testing.T) {
+	if o := (ResolveConfig{Timeout: time.Second}).Options(); o != nil {
+		t.Fatalf("disabled resolution gave options %+v", o)
+	}
+	o := ResolveConfig{Enabled: true, Timeout: time.Second, CacheSize: 10, MaxLookups: 5}.Options()
+	if o == nil || o.Timeout != time.Second || o.CacheSize != 10 || o.MaxLookups != 5 {
+		t.Fatalf("options %+v", o)
+	}
+	if DefaultConfig().ResolveHosts.Enabled {
+		t.Fatal("host resolution is on by default")
 	}
 }

@@ -49,7 +49,7 @@ func newEngine(c detectors.Config, allow []netip.Prefix) (*detectors.Engine, err
 	if err != nil {
 		return nil, fmt.Errorf("detectors: %w", err)
 	}
-	eng, err := detectors.NewRulesEngine(rs, detectors.EngineOptions{Allow: allow, MaxSources: c.MaxSources})
+	eng, err := detectors.NewRulesEngine(rs, detectors.EngineOptions{Allow: allow, MaxSources: c.MaxSources, Resolve: c.ResolveHosts.Options()})
 	if err != nil {
 		return nil, fmt.Errorf("detectors: %w", err)
 	}

@@ -64,6 +64,8 @@ var (
 	engSources = prometheus.NewDesc("meshward_detector_sources", "Sources tracked now, by rule.", []string{"rule"}, nil)
 	engCap     = prometheus.NewDesc("meshward_detector_sources_cap", "Cap on the sources each rule tracks.", nil, nil)
 	engAhead   = prometheus.NewDesc("meshward_detector_lines_ahead_total", "Lines stamped ahead of the node's clock, reported at the clock.", nil, nil)
+	engLocal   = prometheus.NewDesc("meshward_detector_lines_local_total", "Failures that name no remote party (sudo, su, local logins): counted, not reported.", nil, nil)
+	engResolve = prometheus.NewDesc("meshward_detector_resolve_total", "Resolution of host-named sources (detectors.resolve_hosts), by result: added (address sightings), failed, limited (past the rate limit).", []string{"result"}, nil)
 )
 
 // engineCollector exposes the counters of the detector engine in force.
@@ -72,7 +74,7 @@ type engineCollector struct{ d *Detectors }
 var _ prometheus.Collector = (*engineCollector)(nil)
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{engLines, engSkipped, engFired, engEvicted, engSources, engCap, engAhead} {
+	for _, d := range []*prometheus.Desc{engLines, engSkipped, engFired, engEvicted, engSources, engCap, engAhead, engLocal, engResolve} {
 		ch <- d
 	}
 }
@@ -83,6 +85,10 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(engSkipped, prometheus.CounterValue, float64(st.Skipped))
 	ch <- prometheus.MustNewConstMetric(engCap, prometheus.GaugeValue, float64(st.Cap))
 	ch <- prometheus.MustNewConstMetric(engAhead, prometheus.CounterValue, float64(st.Ahead))
+	ch <- prometheus.MustNewConstMetric(engLocal, prometheus.CounterValue, float64(st.Local))
+	ch <- prometheus.MustNewConstMetric(engResolve, prometheus.CounterValue, float64(st.Resolved), "added")
+	ch <- prometheus.MustNewConstMetric(engResolve, prometheus.CounterValue, float64(st.ResolveFailed), "failed")
+	ch <- prometheus.MustNewConstMetric(engResolve, prometheus.CounterValue, float64(st.ResolveLimited), "limited")
 	for _, r := range st.Rules {
 		ch <- prometheus.MustNewConstMetric(engFired, prometheus.CounterValue, float64(r.Fired), r.Rule)
 		ch <- prometheus.MustNewConstMetric(engEvicted, prometheus.CounterValue, float64(r.Evicted), r.Rule)

@@ -120,6 +120,9 @@ func TestSingleNodeDetectsBlocksAndReports(t *testing.T) {
 		t.Errorf("no mesh-wide block with this node's evidence: %+v", n.Consensus().Policies(time.Now()))
 	}
 
+	// A local failure (no remote party) is counted, never reported.
+	appendLog(t, n.deps.Config.Detectors.Paths[0], time.Now().Format(time.Stamp)+" solo sudo: pam_unix(sudo:auth): authentication failure; logname=alice uid=1000 euid=0 tty=/dev/pts/0 ruser=alice rhost=  user=alice")
+	waitFor(t, "the local failure to be counted", func() bool { return n.deps.Detectors.engine.Load().Stats().Local == 1 })
 	resp, err := http.Get("http://" + n.MetricsAddr() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -127,6 +130,8 @@ func TestSingleNodeDetectsBlocksAndReports(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{
+		"meshward_detector_lines_local_total 1",
+		`meshward_detector_resolve_total{result="added"} 0`,
 		"meshward_detections_total 1",
 		"meshward_proposals_total 1",
 		`meshward_detector_fired_total{rule="ssh-bruteforce"} 1`,
