@@ -194,7 +194,18 @@ func newCluster(tb testing.TB, n int) []*testNode {
 func newClusterWith(tb testing.TB, n int, opt func(*Config)) []*testNode {
 	tb.Helper()
 	log := testLogger(tb)
-	nodes := []*testNode{newTestNodeWith(tb, log, true, "", opt)}
+	return formCluster(tb, n, func(founder bool, secret string) *testNode {
+		return newTestNodeWith(tb, log, founder, secret, opt)
+	})
+}
+
+// formCluster makes the founder with newNode(true, ""), joins n-1 more
+// made with newNode(false, secret), the k-th through node k-1 (so joins
+// are forwarded to the leader), and waits until every node sees the full
+// roster and the voter set has grown to its target.
+func formCluster(tb testing.TB, n int, newNode func(founder bool, secret string) *testNode) []*testNode {
+	tb.Helper()
+	nodes := []*testNode{newNode(true, "")}
 	waitFor(tb, 10*time.Second, "the founder to lead and admit itself", func() bool {
 		return nodes[0].c.IsLeader() && nodes[0].c.IsMember(nodes[0].id())
 	})
@@ -203,7 +214,7 @@ func newClusterWith(tb testing.TB, n int, opt func(*Config)) []*testNode {
 		secret = nodes[0].joinSecret(tb, n-1)
 	}
 	for i := 1; i < n; i++ {
-		nd := newTestNodeWith(tb, log, false, secret, opt)
+		nd := newNode(false, secret)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		err := nd.c.Join(ctx, nodes[i-1].info())
 		cancel()

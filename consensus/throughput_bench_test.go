@@ -262,34 +262,9 @@ func processCPU(tb testing.TB) time.Duration {
 func newDurableCluster(tb testing.TB, n int, times *storeTimes, opt func(*Config)) []*testNode {
 	tb.Helper()
 	log := testLogger(tb)
-	nodes := []*testNode{newDurableNode(tb, log, true, "", times, opt)}
-	waitFor(tb, 10*time.Second, "the founder to lead and admit itself", func() bool {
-		return nodes[0].c.IsLeader() && nodes[0].c.IsMember(nodes[0].id())
+	return formCluster(tb, n, func(founder bool, secret string) *testNode {
+		return newDurableNode(tb, log, founder, secret, times, opt)
 	})
-	secret := ""
-	if n > 1 {
-		secret = nodes[0].joinSecret(tb, n-1)
-	}
-	for i := 1; i < n; i++ {
-		nd := newDurableNode(tb, log, false, secret, times, opt)
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := nd.c.Join(ctx, nodes[i-1].info())
-		cancel()
-		if err != nil {
-			tb.Fatalf("node %d join: %v", i, err)
-		}
-		nodes = append(nodes, nd)
-	}
-	want := expectedVoters(n, nodes[0].c.cfg.MaxVoters)
-	waitFor(tb, 60*time.Second, fmt.Sprintf("every node to see %d members, %d of them voters", n, want), func() bool {
-		for _, nd := range nodes {
-			if len(nd.c.Roster()) != n || countVoters(nd.c, true) != want {
-				return false
-			}
-		}
-		return true
-	})
-	return nodes
 }
 
 // storeTimes records how long the raft log store took for each batch of
