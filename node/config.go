@@ -53,6 +53,7 @@ type Config struct {
 	Events        events.Config       `yaml:"events"`
 	Store         store.Config        `yaml:"store"`
 	Admin         admin.Config        `yaml:"admin"`
+	Intel         IntelConfig         `yaml:"intel"`
 	// MetricsListen is a host:port serving Prometheus /metrics over plain
 	// HTTP; empty means off. Keep it on loopback or a management network.
 	MetricsListen string `yaml:"metrics_listen"`
@@ -99,6 +100,7 @@ func DefaultConfig() Config {
 		Events:     events.DefaultConfig(),
 		Store:      store.DefaultConfig(),
 		Admin:      admin.DefaultConfig(),
+		Intel:      DefaultIntelConfig(),
 		LogLevel:   "info",
 	}
 }
@@ -194,6 +196,7 @@ func (c Config) Validate() error {
 	sections.Join("responders", c.Responders.Validate())
 	sections.Join("events", c.Events.Validate())
 	sections.Join("admin", c.Admin.Validate())
+	sections.Join("intel", c.Intel.Validate())
 	if c.Store.Retention < c.Corroboration.Window {
 		bad("store.retention", c.Store.Retention, fmt.Sprintf("must cover corroboration.window (%s)", c.Corroboration.Window))
 	}

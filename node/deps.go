@@ -91,6 +91,9 @@ type Deps struct {
 
 	// inbound is gossip's Handler until a Node binds itself to it.
 	inbound *inbound
+	// attack is the ATT&CK catalog (intel.attack_path) and what it said
+	// of the rules' techniques (attack.go).
+	attack *attackState
 	// gater refuses strangers' connections after a grace (gater.go).
 	gater *meshGater
 	// storeKey encrypts the store and the Raft snapshots (atrest.go).
@@ -177,6 +180,14 @@ func NewDeps(ctx context.Context, cfg Config, opts Options) (_ *Deps, err error)
 	d.Metrics.MustRegister(refusal.NewCollector(d.Consensus.TransportRefusals(), d.Gossip.TransportRefusals(), d.gater.refused))
 	if d.Detectors, err = newDetectors(cfg.Detectors, cfg.ProtectedPrefixes()); err != nil {
 		return nil, err
+	}
+	d.attack = &attackState{}
+	if cfg.Intel.AttackPath != "" {
+		cat, err := loadCatalog(cfg.Intel.AttackPath, d.Logger)
+		if err != nil {
+			return nil, err
+		}
+		d.attack.set(cat, checkTechniques(cat, d.Detectors.rules(), d.Logger))
 	}
 	if d.Responders, err = newResponders(cfg.Responders, opts.NftablesNetNS, d.Logger); err != nil {
 		return nil, err

@@ -56,6 +56,14 @@ func newEngine(c detectors.Config, allow []netip.Prefix) (*detectors.Engine, err
 	return eng, nil
 }
 
+// rules are the rules in force; none when d is nil (detection off).
+func (d *Detectors) rules() []detectors.Rule {
+	if d == nil {
+		return nil
+	}
+	return d.engine.Load().Rules()
+}
+
 // swap puts eng in force for every line read from now on.
 func (d *Detectors) swap(eng *detectors.Engine) { d.engine.Store(eng) }
 

@@ -51,6 +51,8 @@ func (n *Node) registerMetrics() {
 		}),
 	)
 	n.deps.Metrics.MustRegister(n.enforceLatency)
+	// meshward_rules_technique_warnings{reason}, meshward_attack_load_failures_total
+	n.deps.Metrics.MustRegister(&attackCollector{a: n.deps.attack})
 	if d := n.deps.Detectors; d != nil {
 		n.deps.Metrics.MustRegister(&engineCollector{d: d})
 	}

@@ -91,6 +91,9 @@ func New(d *Deps) (*Node, error) {
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
+	if d.attack == nil {
+		d.attack = &attackState{}
+	}
 	n := &Node{
 		deps:      d,
 		log:       d.Logger,

@@ -27,8 +27,11 @@ func ParseLogLevel(s string) slog.Level {
 
 // Reload applies what may change while the node runs: the detection rules
 // (detectors.rules_dir, detectors.rules), the protected ranges (also the
-// detectors' allowlist), log_level (through Options.LogLevel) and the
-// responders. load reads and validates the new configuration (LoadConfig
+// detectors' allowlist), log_level (through Options.LogLevel), the
+// responders and the ATT&CK bundle (intel.attack_path, read again; the
+// techniques of the rules in force are checked against it; a bundle that
+// fails to load leaves the catalog in force and is counted in
+// meshward_attack_load_failures_total, without refusing the reload). load reads and validates the new configuration (LoadConfig
 // does both). Everything is built before anything changes: on any error
 // the configuration in force stays, and the failure is returned, logged
 // and counted (Stats.ReloadFailures, meshward_config_reload_failures_total).
@@ -64,8 +67,9 @@ func (n *Node) reload(load func() (Config, error)) error {
 	next.LogLevel = cfg.LogLevel
 	next.Detectors.RulesDir, next.Detectors.Rules = cfg.Detectors.RulesDir, cfg.Detectors.Rules
 	next.Responders = cfg.Responders
+	next.Intel = cfg.Intel
 	if !reflect.DeepEqual(next, cfg) {
-		n.log.Warn("configuration changes other than rules, protected, log_level and responders need a restart; not applied")
+		n.log.Warn("configuration changes other than rules, protected, log_level, responders and intel need a restart; not applied")
 	}
 	protected := next.ProtectedPrefixes()
 
@@ -75,6 +79,17 @@ func (n *Node) reload(load func() (Config, error)) error {
 		if eng, err = newEngine(next.Detectors, protected); err != nil {
 			return fmt.Errorf("reload: %w", err)
 		}
+	}
+	// The ATT&CK bundle is read again; one that fails to load leaves the
+	// catalog in force (and does not refuse the reload).
+	cat := n.deps.attack.get()
+	if next.Intel.AttackPath == "" {
+		cat = nil
+	} else if c, err := loadCatalog(next.Intel.AttackPath, n.log); err != nil {
+		n.deps.attack.loadFailures.Add(1)
+		n.log.Error("ATT&CK catalog not reloaded; the catalog in force stays", "err", err)
+	} else {
+		cat = c
 	}
 	var resp *Responders
 	if !reflect.DeepEqual(next.Responders, old.Responders) {
@@ -97,6 +112,7 @@ func (n *Node) reload(load func() (Config, error)) error {
 	if resp != nil {
 		n.swapResponders(resp, next.Responders)
 	}
+	n.deps.attack.set(cat, checkTechniques(cat, n.deps.Detectors.rules(), n.log))
 	n.reconciler().Trigger()
 	n.log.Info("configuration reloaded", "log_level", next.LogLevel, "protected", next.Protected)
 	return nil
