@@ -93,21 +93,30 @@ func newTestNodeWith(tb testing.TB, log *slog.Logger, bootstrap bool, token stri
 	tb.Helper()
 	n := &testNode{key: newKey(tb), store: raft.NewInmemStore(), snaps: tb.TempDir(), gater: mustGater(tb)}
 	n.h = newTestHost(tb, n.key, n.gater)
-	n.cfg = Config{
-		LocalID:        n.h.ID().String(),
-		Site:           "site-" + shortID(n.h.ID().String())[4:],
+	n.cfg = testConfig(n, log, bootstrap, token, opt)
+	n.start(tb)
+	return n
+}
+
+// testConfig is the configuration of a test participant on n's host:
+// k=2 within 10 minutes, the test operator as the founder's admin, fast
+// timing, then opt.
+func testConfig(n *testNode, log *slog.Logger, bootstrap bool, token string, opt func(*Config)) Config {
+	id := n.h.ID().String()
+	cfg := Config{
+		LocalID:        id,
+		Site:           "site-" + shortID(id)[4:],
 		Bootstrap:      bootstrap,
 		JoinToken:      token,
 		BootstrapRules: &Rules{MinNodes: 2, Window: 10 * time.Minute, BlockTTL: 24 * time.Hour, Floors: intel.DefaultFloors()},
-		Logger:         log.With("node", shortID(n.h.ID().String())),
+		Logger:         log.With("node", shortID(id)),
 	}
 	if bootstrap {
-		n.cfg.BootstrapOperators = []string{bootstrapOperatorText(testOperatorKey)}
+		cfg.BootstrapOperators = []string{bootstrapOperatorText(testOperatorKey)}
 	}
-	fastTiming(&n.cfg)
-	opt(&n.cfg)
-	n.start(tb)
-	return n
+	fastTiming(&cfg)
+	opt(&cfg)
+	return cfg
 }
 
 func mustGater(tb testing.TB) *conngater.BasicConnectionGater {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/netip"
 	"runtime"
-	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -15,6 +14,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/internal/testenv"
 )
 
 // FSM benchmarks, on the state machine alone (no raft), so that the
@@ -151,14 +151,14 @@ func BenchmarkFSMApplyOperatorBlock(b *testing.B) {
 		entries := s.blocks(b, b.N)
 		b.ReportAllocs()
 		b.ResetTimer()
-		cpu0 := fsmProcessCPU()
+		cpu0 := int64(testenv.ProcessCPU(b))
 		for i := range b.N {
 			s.index++
 			if res := s.f.Apply(&raft.Log{Index: s.index, Term: 1, Type: raft.LogCommand, Data: entries[i]}); res != nil {
 				b.Fatalf("apply: %v", res)
 			}
 		}
-		b.ReportMetric(float64(fsmProcessCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+		b.ReportMetric(float64(int64(testenv.ProcessCPU(b))-cpu0)/float64(b.N), "cpu-ns/op")
 	}
 	for _, size := range benchSizes() {
 		b.Run(size.name, func(b *testing.B) { run(b, cachedBenchFSM(b, size.n, 0, 0)) })
@@ -186,14 +186,14 @@ func BenchmarkFSMApplyBulkBlock(b *testing.B) {
 			entries[i] = data
 		}
 		b.ResetTimer()
-		cpu0 := fsmProcessCPU()
+		cpu0 := int64(testenv.ProcessCPU(b))
 		for i := range b.N {
 			s.index++
 			if res := s.f.Apply(&raft.Log{Index: s.index, Term: 1, Type: raft.LogCommand, Data: entries[i]}); res != nil {
 				b.Fatalf("apply: %v", res)
 			}
 		}
-		b.ReportMetric(float64(fsmProcessCPU()-cpu0)/float64(b.N*benchBulk), "cpu-ns/indicator")
+		b.ReportMetric(float64(int64(testenv.ProcessCPU(b))-cpu0)/float64(b.N*benchBulk), "cpu-ns/indicator")
 	}
 	for _, size := range []int{0, 3} {
 		sz := benchSizes()[size]
@@ -218,7 +218,7 @@ func BenchmarkFSMVetoAndStore(b *testing.B) {
 		}
 		b.ReportAllocs()
 		b.ResetTimer()
-		cpu0 := fsmProcessCPU()
+		cpu0 := int64(testenv.ProcessCPU(b))
 		for i := range b.N {
 			s.f.mu.Lock()
 			if rerr := s.f.blockVeto(CmdOperator, ps[i].Indicator, s.clock); rerr != nil {
@@ -227,7 +227,7 @@ func BenchmarkFSMVetoAndStore(b *testing.B) {
 			s.f.store(ps[i], s.clock)
 			s.f.mu.Unlock()
 		}
-		b.ReportMetric(float64(fsmProcessCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+		b.ReportMetric(float64(int64(testenv.ProcessCPU(b))-cpu0)/float64(b.N), "cpu-ns/op")
 	}
 	for _, size := range benchSizes() {
 		b.Run(size.name, func(b *testing.B) { run(b, cachedBenchFSM(b, size.n, 0, 0)) })
@@ -286,8 +286,8 @@ func BenchmarkFSMSnapshot(b *testing.B) {
 	var locked time.Duration
 	var size int64
 	b.ResetTimer()
-	cpu0 := fsmProcessCPU()
-	defer func() { b.ReportMetric(float64(fsmProcessCPU()-cpu0)/float64(b.N), "cpu-ns/op") }()
+	cpu0 := int64(testenv.ProcessCPU(b))
+	defer func() { b.ReportMetric(float64(int64(testenv.ProcessCPU(b))-cpu0)/float64(b.N), "cpu-ns/op") }()
 	for range b.N {
 		start := time.Now()
 		snap, err := s.f.Snapshot()
@@ -311,8 +311,8 @@ func BenchmarkFSMRestore(b *testing.B) {
 	s := cachedBenchFSM(b, 1_000_000, 0, 0)
 	snap := snapshotBytes(b, s.f)
 	b.ResetTimer()
-	cpu0 := fsmProcessCPU()
-	defer func() { b.ReportMetric(float64(fsmProcessCPU()-cpu0)/float64(b.N), "cpu-ns/op") }()
+	cpu0 := int64(testenv.ProcessCPU(b))
+	defer func() { b.ReportMetric(float64(int64(testenv.ProcessCPU(b))-cpu0)/float64(b.N), "cpu-ns/op") }()
 	for range b.N {
 		f := newFSM(nil)
 		if err := f.Restore(io.NopCloser(bytes.NewReader(snap))); err != nil {
@@ -322,17 +322,6 @@ func BenchmarkFSMRestore(b *testing.B) {
 			b.Fatalf("restored %d policies, want %d", f.policies.len(), s.f.policies.len())
 		}
 	}
-}
-
-// fsmProcessCPU is the CPU time the process has used (all threads: the
-// collector's too), in nanoseconds: on a shared machine it varies less
-// than the wall clock.
-func fsmProcessCPU() int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
 type countSink struct{ n int64 }

@@ -17,13 +17,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
 
 	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/internal/testenv"
 	"github.com/meshward/meshward/store"
 )
 
@@ -211,7 +211,7 @@ func runProposers(b *testing.B, nodes []*testNode, proposers int, from func(g in
 	errs := make(chan error, proposers)
 	var wg sync.WaitGroup
 	b.ResetTimer()
-	cpu0 := processCPU(b)
+	cpu0 := testenv.ProcessCPU(b)
 	start := time.Now()
 	for g := range proposers {
 		n := from(g)
@@ -230,7 +230,7 @@ func runProposers(b *testing.B, nodes []*testNode, proposers int, from func(g in
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	cpu := processCPU(b) - cpu0
+	cpu := testenv.ProcessCPU(b) - cpu0
 	b.StopTimer()
 	close(errs)
 	if err := <-errs; err != nil {
@@ -245,15 +245,6 @@ func runProposers(b *testing.B, nodes []*testNode, proposers int, from func(g in
 	b.ReportMetric(float64(cpu.Microseconds())/float64(len(all)), "cpu-us/commit")
 	waitApplied(b, nodes)
 	return rate
-}
-
-// processCPU is the CPU time (user and system) this process has used.
-func processCPU(tb testing.TB) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatalf("getrusage: %v", err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // newDurableCluster is newClusterWith on durable nodes: each keeps its
@@ -331,19 +322,7 @@ func newDurableNode(tb testing.TB, log *slog.Logger, bootstrap bool, token strin
 	dir := tb.TempDir()
 	n := &testNode{key: newKey(tb), snaps: filepath.Join(dir, "raft"), gater: mustGater(tb)}
 	n.h = newTestHost(tb, n.key, n.gater)
-	n.cfg = Config{
-		LocalID:        n.h.ID().String(),
-		Site:           "site-" + shortID(n.h.ID().String())[4:],
-		Bootstrap:      bootstrap,
-		JoinToken:      token,
-		BootstrapRules: &Rules{MinNodes: 2, Window: 10 * time.Minute, BlockTTL: 24 * time.Hour, Floors: intel.DefaultFloors()},
-		Logger:         log.With("node", shortID(n.h.ID().String())),
-	}
-	if bootstrap {
-		n.cfg.BootstrapOperators = []string{bootstrapOperatorText(testOperatorKey)}
-	}
-	fastTiming(&n.cfg)
-	opt(&n.cfg)
+	n.cfg = testConfig(n, log, bootstrap, token, opt)
 	st, err := store.Open(store.DefaultOptions(filepath.Join(dir, "store")))
 	if err != nil {
 		tb.Fatalf("open store: %v", err)

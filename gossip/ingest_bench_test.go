@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/internal/testenv"
 	"github.com/meshward/meshward/store"
 )
 
@@ -100,7 +100,7 @@ func benchIngest(b *testing.B, put func(*intel.Envelope) error) {
 		msgs[i].ReceivedFrom = o.id
 	}
 	validate := g.validator(g.sightings)
-	cpu0 := cpuTime(b)
+	cpu0 := testenv.ProcessCPU(b)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	b.ReportAllocs()
@@ -127,16 +127,7 @@ func benchIngest(b *testing.B, put func(*intel.Envelope) error) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "envelopes/s")
 	// CPU time per envelope does not depend on what else the machine
 	// runs: 2 cores give 2e6 divided by it envelopes per second at most.
-	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/envelope")
-}
-
-// cpuTime is the CPU time (user and system) the process has used.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64((testenv.ProcessCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/envelope")
 }
 
 // BenchmarkSyncIngest measures anti-entropy into a durable store: a node

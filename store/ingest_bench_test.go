@@ -4,11 +4,11 @@ import (
 	"crypto/ed25519"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/internal/testenv"
 )
 
 // BenchmarkPutEnvelopeConcurrent stores distinct sightings from many
@@ -41,7 +41,7 @@ func benchPutConcurrent(b *testing.B, s *Store, goroutines int) {
 		envs[i] = sighting(b, k.k, k.seq, inds[i%len(inds)], t0.Add(time.Duration(i)*time.Millisecond))
 	}
 	commits0, stored0 := s.group.commits.Load(), s.group.stored.Load()
-	cpu0 := cpuTime(b)
+	cpu0 := testenv.ProcessCPU(b)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	b.ReportAllocs()
@@ -65,7 +65,7 @@ func benchPutConcurrent(b *testing.B, s *Store, goroutines int) {
 	wg.Wait()
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "envelopes/s")
-	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/envelope")
+	b.ReportMetric(float64((testenv.ProcessCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/envelope")
 	if commits := s.group.commits.Load() - commits0; commits > 0 {
 		b.ReportMetric(float64(s.group.stored.Load()-stored0)/float64(commits), "envelopes/fsync")
 	}
@@ -75,14 +75,4 @@ func benchPutConcurrent(b *testing.B, s *Store, goroutines int) {
 type intelKey struct {
 	k   ed25519.PrivateKey
 	seq uint64
-}
-
-// cpuTime is the CPU time (user and system) the process has used: per
-// envelope, it does not depend on what else the machine runs.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -5,11 +5,11 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/internal/testenv"
 	"github.com/meshward/meshward/responders"
 	"github.com/meshward/meshward/responders/nft"
 )
@@ -44,26 +44,15 @@ func benchApplyEmpty(b *testing.B, n int, opts ...nft.Option) {
 		}
 		runtime.GC() // the set-up's garbage is not the Apply's
 		b.StartTimer()
-		c0 := cpuTime(b)
+		c0 := testenv.ProcessCPU(b)
 		if err := f.Apply(ctx, add, nil); err != nil {
 			b.Fatal(err)
 		}
-		cpu += cpuTime(b) - c0
+		cpu += testenv.ProcessCPU(b) - c0
 	}
 	b.ReportMetric(float64(len(add)*b.N)/b.Elapsed().Seconds(), "elements/s")
 	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/apply")
 	b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/apply")
-}
-
-// cpuTime is the CPU time the process has used, user and system (the
-// kernel's work on a netlink batch runs in the sender's system time): on
-// a shared machine it varies less than the wall clock.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkApply100kEmpty applies 100,000 addresses to an empty set.
