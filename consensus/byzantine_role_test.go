@@ -36,4 +36,25 @@ func TestByzantineResponderSignsAdminCommand(t *testing.T) {
 	// Within its role, beyond its TTL cap.
 	attack(t, nodes, opCmd(signOp(t, responder, mesh, now, blockOp(t, "203.0.113.75", 0)), now), "ttl_cap")
 	attack(t, nodes, opCmd(signOp(t, responder, mesh, now, blockOp(t, "203.0.113.75", 30*24*time.Hour)), now), "ttl_cap")
+
+	// The same rules hold for a bulk command: a wide one needs an admin,
+	// and a responder's lasts at most its cap; a key that is no operator
+	// signs nothing.
+	inds := func(values ...string) []intel.Indicator {
+		out := make([]intel.Indicator, len(values))
+		for i, v := range values {
+			ind, err := intel.ParseIndicator(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[i] = ind
+		}
+		return out
+	}
+	attack(t, nodes, opCmd(signOp(t, responder, mesh, now, intel.OperatorCommand{Op: intel.OpBlockBulk,
+		Indicators: inds("203.0.113.76", "10.0.0.0/8"), TTLSeconds: 3600, Wide: true}), now), "role")
+	attack(t, nodes, opCmd(signOp(t, responder, mesh, now, intel.OperatorCommand{Op: intel.OpBlockBulk,
+		Indicators: inds("203.0.113.77", "203.0.113.78")}), now), "ttl_cap")
+	attack(t, nodes, opCmd(signOp(t, seededKey("stranger"), mesh, now, intel.OperatorCommand{Op: intel.OpBlockBulk,
+		Indicators: inds("203.0.113.79", "203.0.113.80"), TTLSeconds: 3600}), now), "not_operator")
 }

@@ -46,6 +46,9 @@ func TestRPCGuards(t *testing.T) {
 	served, atLimit := block("198.51.100.1")
 	pastID, pastLimit := block("198.51.100.2")
 	negID, negative := block("198.51.100.3")
+	batchID, batch := block("198.51.100.4")
+	farID, far := block("198.51.100.5")
+	notMember := leader.c.TransportRefusals().Count(string(RPCProtocol), RefusedNotMember)
 
 	cases := []struct {
 		name   string
@@ -58,6 +61,8 @@ func TestRPCGuards(t *testing.T) {
 		{"propose at the hop limit", member.h, rpcRequest{Kind: rpcPropose, Hops: maxHops, Command: atLimit}, nil, served, true},
 		{"propose past the hop limit", member.h, rpcRequest{Kind: rpcPropose, Hops: maxHops + 1, Command: pastLimit}, ErrTooManyHops, pastID, false},
 		{"propose with negative hops", member.h, rpcRequest{Kind: rpcPropose, Hops: -1, Command: negative}, ErrTooManyHops, negID, false},
+		{"outsider's propose_batch", outsider, rpcRequest{Kind: rpcProposeBatch, Hops: 1, Commands: [][]byte{batch}}, ErrNotMember, batchID, false},
+		{"propose_batch past the hop limit", member.h, rpcRequest{Kind: rpcProposeBatch, Hops: maxHops + 1, Commands: [][]byte{far}}, ErrTooManyHops, farID, false},
 		{"outsider's join with negative hops", outsider, join(outsider, outsider.ID().String(), -1), ErrTooManyHops, "", false},
 		{"outsider's forwarded join", outsider, join(outsider, outsider.ID().String(), 1), ErrNotMember, "", false},
 		{"outsider's join for another node", outsider, join(outsider, other.ID().String(), 0), ErrInvalidCommand, "", false},
@@ -78,6 +83,10 @@ func TestRPCGuards(t *testing.T) {
 				t.Errorf("policy committed = %v, want %v", !tc.exists, tc.exists)
 			}
 		})
+	}
+	// The outsider's batch and forwarded join were counted as not_member.
+	if got := leader.c.TransportRefusals().Count(string(RPCProtocol), RefusedNotMember); got != notMember+2 {
+		t.Errorf("not_member refusals %d, want %d", got, notMember+2)
 	}
 	for _, h := range []host.Host{outsider, other} {
 		if leader.c.knownPeer(h.ID().String()) {
