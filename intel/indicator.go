@@ -19,7 +19,12 @@ const (
 	Domain IndicatorType = "domain"
 	URL    IndicatorType = "url"
 	SHA256 IndicatorType = "sha256"
+	MD5    IndicatorType = "md5"
+	SHA1   IndicatorType = "sha1"
 )
+
+// hashLen is the number of hex digits of each hash type.
+var hashLen = map[IndicatorType]int{MD5: 32, SHA1: 40, SHA256: 64}
 
 // ErrInvalidIndicator is wrapped by every indicator validation error.
 var ErrInvalidIndicator = errors.New("invalid indicator")
@@ -80,19 +85,20 @@ func NewIndicator(t IndicatorType, value string) (Indicator, error) {
 			return Indicator{}, fmt.Errorf("%w: url %q: want an absolute http or https URL", ErrInvalidIndicator, value)
 		}
 		return Indicator{Type: URL, Value: u.String()}, nil
-	case SHA256:
+	case MD5, SHA1, SHA256:
 		h := strings.ToLower(value)
-		if len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "" {
-			return Indicator{}, fmt.Errorf("%w: sha256 %q: want 64 hex digits", ErrInvalidIndicator, value)
+		if n := hashLen[t]; len(h) != n || !isHex(h) {
+			return Indicator{}, fmt.Errorf("%w: %s %q: want %d hex digits", ErrInvalidIndicator, t, value, n)
 		}
-		return Indicator{Type: SHA256, Value: h}, nil
+		return Indicator{Type: t, Value: h}, nil
 	default:
-		return Indicator{}, fmt.Errorf("%w: unknown type %q (want ipv4, ipv6, cidr, domain, url or sha256)", ErrInvalidIndicator, t)
+		return Indicator{}, fmt.Errorf("%w: unknown type %q (want ipv4, ipv6, cidr, domain, url, md5, sha1 or sha256)", ErrInvalidIndicator, t)
 	}
 }
 
-// ParseIndicator guesses the type of s: an IP address, a CIDR, a URL, a
-// SHA-256 hash, or else a domain.
+// ParseIndicator guesses the type of s: an IP address, a CIDR, a URL, an
+// MD5, SHA-1 or SHA-256 hash (by its number of hex digits), or else a
+// domain.
 func ParseIndicator(s string) (Indicator, error) {
 	s = strings.TrimSpace(s)
 	switch {
@@ -107,8 +113,12 @@ func ParseIndicator(s string) (Indicator, error) {
 		}
 		return NewIndicator(IPv6, s)
 	}
-	if len(s) == 64 && strings.Trim(strings.ToLower(s), "0123456789abcdef") == "" {
-		return NewIndicator(SHA256, s)
+	if isHex(strings.ToLower(s)) {
+		for t, n := range hashLen {
+			if len(s) == n {
+				return NewIndicator(t, s)
+			}
+		}
 	}
 	return NewIndicator(Domain, s)
 }
@@ -176,6 +186,15 @@ func (i Indicator) Overlaps(o Indicator) bool {
 	}
 	return i == o
 }
+
+// isHex reports whether s is non-empty lower-case hex.
+func isHex(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789abcdef") == ""
+}
+
+// IsHash reports whether t is a file hash type (md5, sha1, sha256): an
+// indicator no firewall can enforce.
+func IsHash(t IndicatorType) bool { _, ok := hashLen[t]; return ok }
 
 func checkDomain(d string) error {
 	if len(d) > 253 {

@@ -27,6 +27,15 @@ func TestNewIndicatorCanonical(t *testing.T) {
 		{URL, "ftp://x", "", true},
 		{SHA256, "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", false},
 		{SHA256, "abc", "", true},
+		{MD5, "D41D8CD98F00B204E9800998ECF8427E", "d41d8cd98f00b204e9800998ecf8427e", false},
+		{MD5, "d41d8cd98f00b204e9800998ecf8427", "", true},   // 31 digits
+		{MD5, "d41d8cd98f00b204e9800998ecf8427e0", "", true}, // 33 digits
+		{MD5, "g41d8cd98f00b204e9800998ecf8427e", "", true},  // not hex
+		{SHA1, "DA39A3EE5E6B4B0D3255BFEF95601890AFD80709", "da39a3ee5e6b4b0d3255bfef95601890afd80709", false},
+		{SHA1, "da39a3ee5e6b4b0d3255bfef95601890afd8070", "", true},
+		{SHA1, "d41d8cd98f00b204e9800998ecf8427e", "", true}, // an md5 is not a sha1
+		{SHA256, "da39a3ee5e6b4b0d3255bfef95601890afd80709", "", true},
+		{SHA1, "da39a3ee5e6b4b0d3255bfef95601890afd8070 ", "", true},
 		{"mac", "00:11", "", true},
 		{IPv4, "", "", true},
 	}
@@ -54,11 +63,38 @@ func TestParseIndicator(t *testing.T) {
 	for in, want := range map[string]IndicatorType{
 		"1.2.3.4": IPv4, "2001:db8::1": IPv6, "10.0.0.0/8": CIDR, "evil.example": Domain,
 		"http://evil.example/x": URL, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855": SHA256,
+		"D41D8CD98F00B204E9800998ECF8427E": MD5, "da39a3ee5e6b4b0d3255bfef95601890afd80709": SHA1,
+		"d41d8cd98f00b204e9800998ecf8427": Domain, // 31 hex digits: no hash
 	} {
 		got, err := ParseIndicator(in)
 		if err != nil || got.Type != want {
 			t.Errorf("ParseIndicator(%q) = %v, %v; want type %s", in, got, err, want)
 		}
+	}
+}
+
+// Hashes are not networks: they never overlap an address and are not
+// firewall-enforceable.
+func TestHashTypes(t *testing.T) {
+	for _, typ := range []IndicatorType{MD5, SHA1, SHA256} {
+		if !IsHash(typ) {
+			t.Errorf("IsHash(%s) = false", typ)
+		}
+	}
+	for _, typ := range []IndicatorType{IPv4, IPv6, CIDR, Domain, URL} {
+		if IsHash(typ) {
+			t.Errorf("IsHash(%s) = true", typ)
+		}
+	}
+	md5, err := ParseIndicator("d41d8cd98f00b204e9800998ecf8427e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := md5.Prefix(); ok {
+		t.Error("an md5 has a prefix")
+	}
+	if md5.Key() != "md5:d41d8cd98f00b204e9800998ecf8427e" {
+		t.Errorf("key %q", md5.Key())
 	}
 }
 
