@@ -25,7 +25,7 @@ per what they are grouped, the threshold and window (or leaky bucket) that
 makes a detection, and the ATT&CK technique it reports. The built-in pack is
 embedded in the binary; a rules directory adds rules or replaces them by name.`,
 	}
-	cmd.AddCommand(newRulesListCmd(), newRulesTestCmd())
+	cmd.AddCommand(newRulesListCmd(), newRulesTestCmd(), newRulesCoverageCmd(), newRulesTechniqueCmd())
 	return cmd
 }
 
