@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -34,6 +35,16 @@ const (
 	// refuses the command, and the refusal names that indicator.
 	OpBlockBulk OperatorOp = "block_bulk"
 	OpAllowBulk OperatorOp = "allow_bulk"
+	// OpSetFeedPolicy adds or replaces the feed policy of that name
+	// (FeedPolicy); OpRemoveFeedPolicy removes one (FeedPolicyName).
+	OpSetFeedPolicy    OperatorOp = "set_feed_policy"
+	OpRemoveFeedPolicy OperatorOp = "remove_feed_policy"
+	// OpWarninglistAdd adds an address, range or domain (Indicator, with
+	// Reason) to the mesh's warninglist, whose entries no feed policy
+	// ever blocks; OpWarninglistRemove removes one the operators added
+	// (the built-in entries stay).
+	OpWarninglistAdd    OperatorOp = "warninglist_add"
+	OpWarninglistRemove OperatorOp = "warninglist_remove"
 )
 
 // Bounds of operator command fields.
@@ -87,6 +98,9 @@ type OperatorCommand struct {
 	TokenKey        []byte `json:"token_key,omitempty"`
 	TokenUses       int    `json:"token_uses,omitempty"`
 	TokenTTLSeconds int64  `json:"token_ttl_seconds,omitempty"`
+	// Set feed policy: the policy; remove feed policy: its name.
+	FeedPolicy     *FeedPolicy `json:"feed_policy,omitempty"`
+	FeedPolicyName string      `json:"feed_policy_name,omitempty"`
 }
 
 // TTL is TTLSeconds as a duration.
@@ -212,6 +226,27 @@ func (c OperatorCommand) Validate() error {
 		}
 		if c.TokenTTLSeconds < 1 || c.TokenTTL() > MaxJoinTokenTTL {
 			return bad("token_ttl_seconds %d: want 1s..%s", c.TokenTTLSeconds, MaxJoinTokenTTL)
+		}
+	case OpSetFeedPolicy:
+		if c.FeedPolicy == nil {
+			return bad("feed_policy is required")
+		}
+		if err := c.FeedPolicy.Validate(); err != nil {
+			return bad("feed_policy: %v", err)
+		}
+	case OpRemoveFeedPolicy:
+		if err := ValidFeedPolicyName(c.FeedPolicyName); err != nil {
+			return bad("feed_policy_name: %v", err)
+		}
+	case OpWarninglistAdd, OpWarninglistRemove:
+		if c.Indicator == nil {
+			return bad("indicator is required")
+		}
+		if err := c.Indicator.Validate(); err != nil {
+			return bad("indicator: %v", err)
+		}
+		if !slices.Contains(FeedPolicyTypes, c.Indicator.Type) {
+			return bad("indicator of type %s: a warninglist holds %v", c.Indicator.Type, FeedPolicyTypes)
 		}
 	default:
 		return fmt.Errorf("%w: unknown op %q", ErrOperatorMalformed, c.Op)
