@@ -21,8 +21,8 @@ func TestBuiltinMatches(t *testing.T) {
 	for _, c := range []struct{ value, entry, list string }{
 		{"8.8.8.8", "8.8.8.8", "public-resolvers"},
 		{"2001:4860:4860::8888", "2001:4860:4860::8888", "public-resolvers"},
-		{"8.8.8.0/24", "8.8.8.8", "public-resolvers"},    // a range containing an entry
-		{"1.0.0.0/8", "1.0.0.1", "public-resolvers"},     // the first entry inside in address order
+		{"8.8.8.0/24", "8.8.8.8", "public-resolvers"},     // a range containing an entry
+		{"1.0.0.0/8", "1.0.0.1", "public-resolvers"},      // the first entry inside in address order
 		{"104.18.3.4", "104.16.0.0/13", "cdn-cloudflare"}, // an address inside an entry range
 		{"104.20.0.0/16", "104.16.0.0/13", "cdn-cloudflare"},
 		{"169.254.169.254", "169.254.169.254", "cloud-metadata"},
