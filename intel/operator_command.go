@@ -35,6 +35,9 @@ const (
 	// refuses the command, and the refusal names that indicator.
 	OpBlockBulk OperatorOp = "block_bulk"
 	OpAllowBulk OperatorOp = "allow_bulk"
+	// OpSetMinRisk sets the least risk score (0..100, 0: off) that an
+	// automatic block's proof must reach (consensus Rules.MinRisk).
+	OpSetMinRisk OperatorOp = "set_min_risk"
 	// OpSetFeedPolicy adds or replaces the feed policy of that name
 	// (FeedPolicy); OpRemoveFeedPolicy removes one (FeedPolicyName).
 	OpSetFeedPolicy    OperatorOp = "set_feed_policy"
@@ -86,6 +89,8 @@ type OperatorCommand struct {
 	WindowSeconds int64 `json:"window_seconds,omitempty"`
 	// Set floors.
 	Floors *Floors `json:"floors,omitempty"`
+	// Set min risk: 0..100, 0 turns the check off.
+	MinRisk int `json:"min_risk,omitempty"`
 	// Add operator: the key, its role and a name; remove operator: the key
 	// ID (OperatorKeyID).
 	OperatorKey   []byte       `json:"operator_key,omitempty"`
@@ -195,6 +200,10 @@ func (c OperatorCommand) Validate() error {
 		}
 		if c.WindowSeconds < 1 || c.Window() > 7*24*time.Hour {
 			return bad("window_seconds %d: want 1s..7d", c.WindowSeconds)
+		}
+	case OpSetMinRisk:
+		if c.MinRisk < 0 || c.MinRisk > 100 {
+			return bad("min_risk %d: want 0..100", c.MinRisk)
 		}
 	case OpSetFloors:
 		if c.Floors == nil {
