@@ -1,9 +1,12 @@
 package intel
 
 import (
+	"crypto/ed25519"
 	"crypto/sha256"
 	"sync"
 	"sync/atomic"
+
+	voi "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
 )
 
 // DefaultVerifyCacheSize is the number of verified envelopes a node
@@ -40,6 +43,7 @@ const verifyCacheShards = 16
 // concurrent use. A nil *VerifyCache remembers nothing: its Open is Open.
 type VerifyCache struct {
 	shards         [verifyCacheShards]verifyShard
+	signers        signerKeys
 	hits, verified atomic.Uint64
 }
 
@@ -74,6 +78,7 @@ func NewVerifyCache(size int) *VerifyCache {
 		c.shards[i].index = make(map[[sha256.Size]byte]int32, per)
 		c.shards[i].slots = make([]verifySlot, per)
 	}
+	c.signers.init(maxSignerKeys)
 	return c
 }
 
@@ -98,7 +103,8 @@ func (c *VerifyCache) Open(b []byte) (*Envelope, error) {
 		e.origin, e.sighting = m.origin, m.sighting
 		return e, nil
 	}
-	if !e.verify() {
+	n := len(b) - sigSize
+	if !c.signers.verify(e.Origin, signedBytes(b[:n]), b[n:]) {
 		return nil, ErrBadSignature
 	}
 	c.verified.Add(1)
@@ -178,4 +184,77 @@ func (s *verifyShard) insert(d [sha256.Size]byte, m verifyMemo) {
 		s.index[d] = int32(i)
 		return
 	}
+}
+
+// maxSignerKeys bounds the signers whose expanded public keys a
+// VerifyCache keeps: each costs about 1.5 KiB, so about 3 MB in all,
+// enough for every member of a large mesh.
+const maxSignerKeys = 2048
+
+// stdlibRules makes curve25519-voi accept and reject exactly the
+// signatures crypto/ed25519 accepts and rejects: small-order and
+// non-canonical public keys are accepted, a non-canonical S or R is
+// rejected, and the cofactorless equation is checked. Every envelope a
+// node opens must get the same answer whichever path opens it (Open, a
+// VerifyCache, another node), or nodes would disagree on what a member
+// signed.
+var stdlibRules = &voi.Options{Verify: voi.VerifyOptionsStdLib}
+
+// signerKeys keeps the expanded form (precomputed multiples) of the
+// public keys of signers whose signatures verified, so that verifying
+// another signature of the same signer costs about half of what
+// crypto/ed25519 spends (which decompresses the key and builds its
+// tables on every call). The answer is the same (stdlibRules, tested
+// against crypto/ed25519 on the ed25519 edge-case vectors). Only a key
+// that has signed something valid is kept, so forged signatures cannot
+// fill it; when a shard is full an arbitrary entry is dropped.
+type signerKeys struct {
+	shards [verifyCacheShards]signerShard
+}
+
+type signerShard struct {
+	mu  sync.Mutex
+	max int
+	m   map[[ed25519.PublicKeySize]byte]*voi.ExpandedPublicKey
+}
+
+func (k *signerKeys) init(size int) {
+	per := max(1, (size+verifyCacheShards-1)/verifyCacheShards)
+	for i := range k.shards {
+		k.shards[i].max = per
+		k.shards[i].m = make(map[[ed25519.PublicKeySize]byte]*voi.ExpandedPublicKey, per)
+	}
+}
+
+// verify reports whether sig is pub's signature of msg, as
+// crypto/ed25519.Verify does. pub is 32 bytes and sig 64 (parse checked
+// the sizes).
+func (k *signerKeys) verify(pub ed25519.PublicKey, msg, sig []byte) bool {
+	var id [ed25519.PublicKeySize]byte
+	copy(id[:], pub)
+	s := &k.shards[id[ed25519.PublicKeySize-1]%verifyCacheShards]
+	s.mu.Lock()
+	ek := s.m[id]
+	s.mu.Unlock()
+	if ek != nil {
+		return voi.VerifyExpandedWithOptions(ek, msg, sig, stdlibRules)
+	}
+	ek, err := voi.NewExpandedPublicKey(voi.PublicKey(pub))
+	if err != nil {
+		// Not a point: crypto/ed25519 refuses it too; let it say so.
+		return ed25519.Verify(pub, msg, sig)
+	}
+	if !voi.VerifyExpandedWithOptions(ek, msg, sig, stdlibRules) {
+		return false
+	}
+	s.mu.Lock()
+	if _, ok := s.m[id]; !ok && len(s.m) >= s.max {
+		for old := range s.m {
+			delete(s.m, old)
+			break
+		}
+	}
+	s.m[id] = ek
+	s.mu.Unlock()
+	return true
 }
