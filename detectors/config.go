@@ -21,6 +21,10 @@ type Config struct {
 	FromStart bool `yaml:"from_start"`
 	// PollInterval is how often the files are checked for new lines.
 	PollInterval time.Duration `yaml:"poll_interval"`
+	// Inotify wakes the file sources as soon as a file changes (default
+	// true); polling at PollInterval stays as the fallback. Off, the
+	// files are only polled.
+	Inotify bool `yaml:"inotify"`
 	// RulesDir adds rules to the built-in pack, or replaces them by name.
 	RulesDir string `yaml:"rules_dir"`
 	// Rules selects rules by name; empty means all of them.
@@ -107,6 +111,7 @@ func DefaultConfig() Config {
 		Enabled:      true,
 		Paths:        []string{"/var/log/auth.log"},
 		PollInterval: DefaultPollInterval,
+		Inotify:      true,
 		MaxSources:   DefaultMaxSources,
 		Syslog: SyslogConfig{
 			UDP:             DefaultSyslogAddr,

@@ -17,7 +17,7 @@ func newFilesSource(c Config) (Source, error) {
 	if len(c.Paths) == 0 {
 		return nil, nil
 	}
-	return &GlobSource{Patterns: c.Paths, FromStart: c.FromStart, PollInterval: c.PollInterval}, nil
+	return &GlobSource{Patterns: c.Paths, FromStart: c.FromStart, PollInterval: c.PollInterval, NoNotify: !c.Inotify}, nil
 }
 
 // GlobSource follows every file that matches its patterns, each with a
@@ -34,6 +34,7 @@ type GlobSource struct {
 	FromStart    bool
 	PollInterval time.Duration // per file (default 250ms)
 	MaxLineBytes int           // per line (default 8 KiB)
+	NoNotify     bool          // poll only, without inotify
 	// Rescan is how often the patterns are matched again (default 5s).
 	Rescan time.Duration
 	// MaxFiles bounds the files followed at once (default 256); further
@@ -103,7 +104,7 @@ func (g *GlobSource) Run(ctx context.Context, out chan<- string) error {
 				g.skipped++
 				continue
 			}
-			fs := &FileSource{Path: path, FromStart: g.FromStart || !first, PollInterval: g.PollInterval, MaxLineBytes: g.MaxLineBytes}
+			fs := &FileSource{Path: path, FromStart: g.FromStart || !first, PollInterval: g.PollInterval, MaxLineBytes: g.MaxLineBytes, NoNotify: g.NoNotify}
 			g.files[path] = fs
 			wg.Add(1)
 			go func() {

@@ -25,7 +25,7 @@ const (
 	DefaultMaxLineBytes = 8 << 10
 )
 
-// FileSource follows a file the way tail -F does, by polling: it reads
+// FileSource follows a file the way tail -F does: it reads
 // what is appended, follows the path when the file is renamed away and a
 // new one created (logrotate's default), and starts over when the file is
 // truncated in place (copytruncate). A line is emitted only once its
@@ -35,6 +35,11 @@ const (
 // After a rename the old file is still read for a grace period (ten poll
 // intervals from its last growth), so that lines a writer appends before
 // it reopens its log are not lost.
+//
+// inotify wakes the follower as soon as the file is written, created,
+// renamed or removed, so a line reaches the rules within milliseconds;
+// polling at PollInterval stays as the fallback for what inotify does not
+// report and for systems (or watch limits) where no watch can be set.
 //
 // Set the fields before Run; do not copy a FileSource after first use.
 type FileSource struct {
@@ -49,8 +54,11 @@ type FileSource struct {
 	// MaxLineBytes bounds a line (default 8 KiB); a longer one is cut to
 	// this length, emitted, and counted in FileSourceStats.Truncated.
 	MaxLineBytes int
+	// NoNotify turns inotify off: the file is only polled.
+	NoNotify bool
 
-	lines, truncated, rotations, truncations, polls atomic.Uint64
+	lines, truncated, rotations, truncations, polls, wakeups atomic.Uint64
+	notifying                                                atomic.Bool
 }
 
 var _ Source = (*FileSource)(nil)
@@ -62,6 +70,10 @@ type FileSourceStats struct {
 	Rotations   uint64 // new files followed at Path
 	Truncations uint64 // times the file shrank and was read again from its start
 	Polls       uint64 // checks of the file completed
+	Wakeups     uint64 // checks started by an inotify event rather than the poll timer
+	// Notifying is whether inotify watches the file's directory; false
+	// means the source only polls.
+	Notifying bool
 }
 
 // Stats returns the source's counters.
@@ -72,6 +84,8 @@ func (f *FileSource) Stats() FileSourceStats {
 		Rotations:   f.rotations.Load(),
 		Truncations: f.truncations.Load(),
 		Polls:       f.polls.Load(),
+		Wakeups:     f.wakeups.Load(),
+		Notifying:   f.notifying.Load(),
 	}
 }
 
@@ -102,6 +116,20 @@ func (f *FileSource) Run(ctx context.Context, out chan<- string) error {
 	r := &follower{src: f, ctx: ctx, out: out, maxLine: maxLine, grace: 10 * poll, buf: make([]byte, 64<<10)}
 	defer r.closeAll()
 
+	var wake <-chan struct{}
+	if !f.NoNotify {
+		// Subscribe before the first look at the file, so that nothing
+		// written after it goes unannounced. Without a watch the source
+		// polls: slower, never wrong.
+		if w, cancel, err := subscribeFile(f.Path); err == nil {
+			wake = w
+			f.notifying.Store(true)
+			defer func() {
+				cancel()
+				f.notifying.Store(false)
+			}()
+		}
+	}
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
 	atEnd := !f.FromStart
@@ -124,6 +152,8 @@ func (f *FileSource) Run(ctx context.Context, out chan<- string) error {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+		case <-wake:
+			f.wakeups.Add(1)
 		}
 	}
 }

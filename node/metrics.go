@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/meshward/meshward/detectors"
 )
 
 // registerMetrics exposes the node's counters, and those of subsystems
@@ -68,6 +70,8 @@ var (
 	engAhead   = prometheus.NewDesc("meshward_detector_lines_ahead_total", "Lines stamped ahead of the node's clock, reported at the clock.", nil, nil)
 	engLocal   = prometheus.NewDesc("meshward_detector_lines_local_total", "Failures that name no remote party (sudo, su, local logins): counted, not reported.", nil, nil)
 	engResolve = prometheus.NewDesc("meshward_detector_resolve_total", "Resolution of host-named sources (detectors.resolve_hosts), by result: added (address sightings), failed, limited (past the rate limit).", []string{"result"}, nil)
+	engWatched = prometheus.NewDesc("meshward_detector_files_watched", "Followed log files that inotify wakes now (the others are only polled).", nil, nil)
+	engNoWatch = prometheus.NewDesc("meshward_detector_file_watch_failures_total", "Followed log files for which no inotify watch could be set (no inotify, watch limit reached): they are polled instead.", nil, nil)
 )
 
 // engineCollector exposes the counters of the detector engine in force.
@@ -76,7 +80,7 @@ type engineCollector struct{ d *Detectors }
 var _ prometheus.Collector = (*engineCollector)(nil)
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{engLines, engSkipped, engFired, engEvicted, engSources, engCap, engAhead, engLocal, engResolve} {
+	for _, d := range []*prometheus.Desc{engLines, engSkipped, engFired, engEvicted, engSources, engCap, engAhead, engLocal, engResolve, engWatched, engNoWatch} {
 		ch <- d
 	}
 }
@@ -91,6 +95,9 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(engResolve, prometheus.CounterValue, float64(st.Resolved), "added")
 	ch <- prometheus.MustNewConstMetric(engResolve, prometheus.CounterValue, float64(st.ResolveFailed), "failed")
 	ch <- prometheus.MustNewConstMetric(engResolve, prometheus.CounterValue, float64(st.ResolveLimited), "limited")
+	watched, failures := detectors.NotifyStats()
+	ch <- prometheus.MustNewConstMetric(engWatched, prometheus.GaugeValue, float64(watched))
+	ch <- prometheus.MustNewConstMetric(engNoWatch, prometheus.CounterValue, float64(failures))
 	for _, r := range st.Rules {
 		ch <- prometheus.MustNewConstMetric(engFired, prometheus.CounterValue, float64(r.Fired), r.Rule)
 		ch <- prometheus.MustNewConstMetric(engEvicted, prometheus.CounterValue, float64(r.Evicted), r.Rule)

@@ -132,6 +132,8 @@ func TestSingleNodeDetectsBlocksAndReports(t *testing.T) {
 	for _, want := range []string{
 		"meshward_detector_lines_local_total 1",
 		`meshward_detector_resolve_total{result="added"} 0`,
+		"\nmeshward_detector_files_watched ",
+		"meshward_detector_file_watch_failures_total 0",
 		"meshward_detections_total 1",
 		"meshward_proposals_total 1",
 		`meshward_detector_fired_total{rule="ssh-bruteforce"} 1`,
