@@ -53,10 +53,10 @@ func ParsePlain(r io.Reader, o Options, fn func(Entry) error) (Stats, error) {
 		if len(b) == 0 || b[0] == '#' || b[0] == ';' {
 			continue
 		}
-		fields := strings.Fields(string(b))
-		v := fields[0]
-		if len(fields) > 1 && hostsSinks[v] && fields[1][0] != '#' && fields[1][0] != ';' {
-			v = fields[1]
+		first, rest := cutSpace(b)
+		v := string(first)
+		if second, _ := cutSpace(rest); len(second) > 0 && second[0] != '#' && second[0] != ';' && hostsSinks[v] {
+			v = string(second)
 			if v == "localhost" || strings.HasPrefix(v, "localhost.") || v == "broadcasthost" {
 				continue
 			}
@@ -300,4 +300,13 @@ func stringField(obj map[string]json.RawMessage, k string) (string, bool) {
 		return "", false
 	}
 	return s, true
+}
+
+// cutSpace splits b at its first run of spaces or tabs.
+func cutSpace(b []byte) (first, rest []byte) {
+	i := bytes.IndexAny(b, " \t")
+	if i < 0 {
+		return b, nil
+	}
+	return b[:i], bytes.TrimLeft(b[i:], " \t")
 }
