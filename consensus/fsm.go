@@ -73,6 +73,8 @@ type fsm struct {
 	decoded *decodeMemo
 
 	onChange func() // called after every apply and restore, outside the lock
+
+	chain certChain // the certified hash chain over the applied entries (certhook.go)
 }
 
 var (
@@ -155,6 +157,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	func() {
 		f.mu.Lock()
 		defer f.mu.Unlock()
+		f.chain.extend(logs)
 		for i, l := range logs {
 			if l.Type != raft.LogCommand || len(l.Data) == 0 {
 				continue

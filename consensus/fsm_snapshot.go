@@ -27,6 +27,7 @@ type snapshotState struct {
 	Version   int            `json:"version"`
 	Clock     time.Time      `json:"clock"`
 	Index     uint64         `json:"index,omitempty"`
+	Chain     *chainState    `json:"chain,omitempty"` // the certified chain's head (certhook.go)
 	Policies  []intel.Policy `json:"policies"`
 	Protected []netip.Prefix `json:"protected"`
 	Roster    []Member       `json:"roster"`
@@ -65,6 +66,7 @@ const snapshotVersion = 3
 type fsmSnapshot struct {
 	clock     time.Time
 	index     uint64
+	chain     *chainState
 	policies  *btree.BTreeG[rec]
 	tables    recTables // copies: the store reuses their slots
 	protected map[netip.Prefix]struct{}
@@ -86,6 +88,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	return &fsmSnapshot{
 		clock:    f.clock,
 		index:    f.index,
+		chain:    f.chain.state(),
 		policies: f.policies.byID.Clone(),
 		tables: recTables{
 			strs:   slices.Clone(f.policies.strs.strs),
@@ -121,6 +124,7 @@ func (s *fsmSnapshot) rest() snapshotState {
 		Version:   snapshotVersion,
 		Clock:     s.clock,
 		Index:     s.index,
+		Chain:     s.chain,
 		Protected: sortedPrefixes(s.protected),
 		Roster:    make([]Member, 0, len(s.roster)),
 	}
@@ -207,6 +211,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.clock, f.policies, f.roster = st.Clock, policies, roster
 	f.protected, f.protectedIndex = protected, protectedIndex
 	f.meshID, f.rules, f.operators, f.tokens, f.nonces, f.departed = st.MeshID, st.Rules, operators, tokens, nonces, departed
+	f.chain.restore(st.Chain)
 	f.index = st.Index
 	f.rebuildMemberIPs()
 	f.reindexNonces()

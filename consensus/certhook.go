@@ -1,0 +1,214 @@
+package consensus
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/meshward/meshward/consensus/certify"
+)
+
+// The certified chain: every entry the FSM applies (commands and
+// configuration changes, which raft hands a BatchingFSM through
+// ApplyBatch, in index order) extends a hash chain (package certify), so
+// that a voter can sign its head and an edge, which is no raft peer,
+// can check that the entries it is given are the ones the voters
+// applied. The chain's head travels in the FSM snapshot; a node restored
+// from a snapshot without it does not know its chain (ChainHead reports
+// that) until it restores one that has it.
+
+// Bounds of the recent entries kept to serve edges that fall behind;
+// beyond them an edge catches up from a certified snapshot.
+const (
+	chainRecentEntries = 4096
+	chainRecentBytes   = 16 << 20
+)
+
+// chainState is the chain head as a snapshot holds it.
+type chainState struct {
+	Index  uint64   `json:"index"`
+	Term   uint64   `json:"term"`
+	Hash   []byte   `json:"hash"`
+	Voters []string `json:"voters,omitempty"`
+}
+
+// certChain is the fsm's chain. The fsm owns it: extend and restore run
+// under its write lock, the readers under its read lock. The zero value
+// is the chain's start.
+type certChain struct {
+	head    certify.Anchor // Hash is zero until the first entry
+	unknown bool           // restored from a snapshot without the chain
+	recent  []certify.Entry
+	bytes   int
+}
+
+// extend links the entries of one ApplyBatch that the FSM applies. The
+// entries' data is kept by reference: raft never changes it.
+func (c *certChain) extend(logs []*raft.Log) {
+	if c.unknown {
+		return
+	}
+	for _, l := range logs {
+		if !certify.Chained(l.Type) {
+			continue
+		}
+		prev := c.head.Hash
+		if c.head.Index == 0 {
+			prev = certify.GenesisHash
+		}
+		e := certify.Entry{Index: l.Index, Term: l.Term, Prev: c.head.Index, Type: l.Type, Data: l.Data}
+		c.head.Hash = certify.Link(prev, &e)
+		c.head.Index, c.head.Term = l.Index, l.Term
+		if l.Type == raft.LogConfiguration {
+			if v, err := certify.ConfigVoters(l.Data); err == nil {
+				c.head.Voters = v
+			}
+		}
+		c.recent = append(c.recent, e)
+		c.bytes += len(e.Data)
+	}
+	if n := len(c.recent); n > chainRecentEntries+chainRecentEntries/4 || c.bytes > chainRecentBytes {
+		drop := max(n-chainRecentEntries, 0)
+		for c.bytes > chainRecentBytes && drop < n-1 {
+			drop++
+		}
+		for _, e := range c.recent[:drop] {
+			c.bytes -= len(e.Data)
+		}
+		c.recent = slices.Delete(c.recent, 0, drop)
+	}
+}
+
+// state is the head for a snapshot; nil when unknown or empty.
+func (c *certChain) state() *chainState {
+	if c.unknown || c.head.Index == 0 {
+		return nil
+	}
+	return &chainState{Index: c.head.Index, Term: c.head.Term, Hash: slices.Clone(c.head.Hash[:]), Voters: slices.Clone(c.head.Voters)}
+}
+
+// restore sets the head from a snapshot's; nil (an older snapshot, or
+// one taken before any entry) leaves the chain unknown unless the
+// snapshot holds nothing at all.
+func (c *certChain) restore(st *chainState) {
+	*c = certChain{}
+	if st == nil {
+		return
+	}
+	if len(st.Hash) != len(certify.Hash{}) {
+		c.unknown = true
+		return
+	}
+	c.head = certify.Anchor{Index: st.Index, Term: st.Term, Voters: certify.NewVoters(st.Voters...)}
+	copy(c.head.Hash[:], st.Hash)
+}
+
+// ErrChainUnknown is returned when this node cannot say its chain: it
+// was restored from a snapshot older than the chain, or applied nothing.
+var ErrChainUnknown = errors.New("the certified chain is not known on this node")
+
+// ChainHead returns the chain's head: the last entry the FSM applied,
+// the chain hash there and the voter set after it.
+func (c *Consensus) ChainHead() (certify.Anchor, error) {
+	c.fsm.mu.RLock()
+	defer c.fsm.mu.RUnlock()
+	ch := &c.fsm.chain
+	if ch.unknown || ch.head.Index == 0 {
+		return certify.Anchor{}, ErrChainUnknown
+	}
+	a := ch.head
+	a.Voters = slices.Clone(a.Voters)
+	return a, nil
+}
+
+// ChainEntries returns up to max chain entries from index from on, from
+// the recent entries this node keeps; ok is false when entries from on
+// are no longer kept (the caller catches up from a certified snapshot).
+// The entries' data must not be changed.
+func (c *Consensus) ChainEntries(from uint64, max int) (entries []certify.Entry, ok bool) {
+	c.fsm.mu.RLock()
+	defer c.fsm.mu.RUnlock()
+	r := c.fsm.chain.recent
+	if c.fsm.chain.unknown || len(r) == 0 {
+		return nil, from > c.fsm.chain.head.Index && !c.fsm.chain.unknown
+	}
+	if from < r[0].Index && r[0].Prev != 0 && from <= r[0].Prev {
+		return nil, false
+	}
+	i, _ := slices.BinarySearchFunc(r, from, func(e certify.Entry, i uint64) int {
+		switch {
+		case e.Index < i:
+			return -1
+		case e.Index > i:
+			return 1
+		}
+		return 0
+	})
+	return slices.Clone(r[i:min(i+max, len(r))]), true
+}
+
+// nodeKey is this node's ed25519 key.
+func (c *Consensus) nodeKey() (ed25519.PrivateKey, error) {
+	priv := c.h.Peerstore().PrivKey(c.h.ID())
+	if priv == nil {
+		return nil, errors.New("the host holds no private key")
+	}
+	raw, err := priv.Raw()
+	if err != nil || len(raw) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("the node key is not ed25519 (%d bytes, %v)", len(raw), err)
+	}
+	return ed25519.PrivateKey(raw), nil
+}
+
+// CertifyHead signs the chain head with the node key. Each call signs:
+// callers sign the latest head every few milliseconds at most (a
+// certificate vouches for every entry before it).
+func (c *Consensus) CertifyHead() (certify.Cert, error) {
+	head, err := c.ChainHead()
+	if err != nil {
+		return certify.Cert{}, fmt.Errorf("certify head: %w", err)
+	}
+	mesh := c.MeshID()
+	if mesh == "" {
+		return certify.Cert{}, errors.New("certify head: the mesh is not initialised")
+	}
+	key, err := c.nodeKey()
+	if err != nil {
+		return certify.Cert{}, fmt.Errorf("certify head: %w", err)
+	}
+	return certify.SignCert(key, mesh, head.Index, head.Term, head.Hash)
+}
+
+// CertifiedSnapshot returns the FSM state at the chain head as snapshot
+// bytes, and their manifest signed by this node. Voters at the same head
+// produce the same bytes, so their signatures add up (Manifest.Sigs).
+func (c *Consensus) CertifiedSnapshot() (certify.Manifest, []byte, error) {
+	s, err := c.fsm.Snapshot()
+	if err != nil {
+		return certify.Manifest{}, nil, fmt.Errorf("certified snapshot: %w", err)
+	}
+	fs := s.(*fsmSnapshot)
+	defer fs.Release()
+	if fs.chain == nil {
+		return certify.Manifest{}, nil, fmt.Errorf("certified snapshot: %w", ErrChainUnknown)
+	}
+	var buf bytes.Buffer
+	if err := fs.write(&buf); err != nil {
+		return certify.Manifest{}, nil, fmt.Errorf("certified snapshot: %w", err)
+	}
+	var h certify.Hash
+	copy(h[:], fs.chain.Hash)
+	m := certify.NewManifest(fs.meshID, fs.chain.Index, fs.chain.Term, h, certify.NewVoters(fs.chain.Voters...), buf.Bytes())
+	key, err := c.nodeKey()
+	if err != nil {
+		return certify.Manifest{}, nil, fmt.Errorf("certified snapshot: %w", err)
+	}
+	if err := m.Sign(key); err != nil {
+		return certify.Manifest{}, nil, fmt.Errorf("certified snapshot: %w", err)
+	}
+	return m, buf.Bytes(), nil
+}
