@@ -54,6 +54,8 @@ func (t CommandType) String() string {
 		return "operator"
 	case CmdLeave:
 		return "leave"
+	case CmdFeedBlock:
+		return "feed-block"
 	}
 	return fmt.Sprintf("command(%d)", uint8(t))
 }
@@ -77,6 +79,8 @@ type Command struct {
 	Leave    *LeaveRequest         `json:"leave,omitempty"`
 	// Join is the proof that admits a new member (CmdAdmit).
 	Join *JoinProof `json:"join,omitempty"`
+	// Feed proves a feed block (CmdFeedBlock, feedpolicy.go).
+	Feed *FeedProof `json:"feed,omitempty"`
 }
 
 // JoinProof is a joiner's proof that it holds the secret of one of the
@@ -219,6 +223,8 @@ func (c *Command) validate() *RefusalError {
 		if c.Leave == nil || c.Leave.Node == "" || len(c.Leave.Node) > maxIDLen || len(c.Leave.Sig) > 128 || c.Leave.Issued.IsZero() {
 			return bad("leave needs a node id, an issue time and a signature")
 		}
+	case CmdFeedBlock:
+		return c.validateFeedBlock()
 	default:
 		if c.Type&IgnoreUnknownFlag == 0 {
 			return bad("unknown type %s", c.Type)

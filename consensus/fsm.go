@@ -57,6 +57,9 @@ type fsm struct {
 	memberIPs     map[netip.Prefix]struct{}
 	memberIndex   *prefixIndex // memberIPs, ordered
 	changeLogSize int          // entries of the policy change log
+	// feeds are the feed policies and the warninglist extensions
+	// (feedpolicy.go).
+	feeds feedState
 
 	// nextNonceExpiry is the earliest nonce expiry (zero: none), rebuilt
 	// on restore.
@@ -126,6 +129,7 @@ var handlers = [256]applyFunc{
 	CmdInit:         (*fsm).init,
 	CmdOperator:     (*fsm).operator,
 	CmdLeave:        (*fsm).leave,
+	CmdFeedBlock:    (*fsm).feedBlock,
 }
 
 // Apply implements raft.FSM. It panics on a command type it does not know

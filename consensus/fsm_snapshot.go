@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/intel/warninglist"
 )
 
 // Snapshots: the whole state, every list sorted, and its restore. Version
@@ -38,6 +39,10 @@ type snapshotState struct {
 	JoinTokens []JoinToken   `json:"join_tokens,omitempty"`
 	Nonces     []nonceRecord `json:"nonces,omitempty"`
 	Departed   []departure   `json:"departed,omitempty"`
+	// The feed policies and the operators' warninglist entries
+	// (feedpolicy.go); absent from older snapshots.
+	FeedPolicies []intel.FeedPolicy  `json:"feed_policies,omitempty"`
+	Warninglist  []warninglist.Entry `json:"warninglist,omitempty"`
 }
 
 type nonceRecord struct {
@@ -77,6 +82,7 @@ type fsmSnapshot struct {
 	tokens    map[string]JoinToken
 	nonces    map[string]time.Time
 	departed  map[string]time.Time
+	feeds     feedState
 }
 
 // Snapshot implements raft.FSM: a cheap copy under the lock. raft calls
@@ -103,6 +109,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		tokens:    maps.Clone(f.tokens),
 		nonces:    maps.Clone(f.nonces),
 		departed:  maps.Clone(f.departed),
+		feeds:     f.feeds.clone(),
 	}, nil
 }
 
@@ -143,6 +150,12 @@ func (s *fsmSnapshot) rest() snapshotState {
 	}
 	for _, id := range slices.Sorted(maps.Keys(s.departed)) {
 		st.Departed = append(st.Departed, departure{id, s.departed[id]})
+	}
+	if len(s.feeds.policies) > 0 {
+		st.FeedPolicies = s.feeds.sortedPolicies()
+	}
+	if len(s.feeds.warn) > 0 {
+		st.Warninglist = s.feeds.sortedWarn()
 	}
 	return st
 }
@@ -205,6 +218,10 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	for _, d := range st.Departed {
 		departed[d.ID] = d.At
 	}
+	feeds, err := restoreFeedState(st.FeedPolicies, st.Warninglist)
+	if err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
 	f.mu.Lock()
 	policies.changes = f.policies.changes
 	policies.changes.reset()
@@ -213,6 +230,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.meshID, f.rules, f.operators, f.tokens, f.nonces, f.departed = st.MeshID, st.Rules, operators, tokens, nonces, departed
 	f.chain.restore(st.Chain)
 	f.index = st.Index
+	f.feeds = feeds
 	f.rebuildMemberIPs()
 	f.reindexNonces()
 	f.mu.Unlock()

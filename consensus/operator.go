@@ -113,6 +113,8 @@ func (f *fsm) operatorOp(cmd intel.OperatorCommand, op Operator, now time.Time) 
 		}, nil
 	case intel.OpRevoke:
 		return func() { f.del(cmd.PolicyID) }, nil
+	case intel.OpSetFeedPolicy, intel.OpRemoveFeedPolicy, intel.OpWarninglistAdd, intel.OpWarninglistRemove:
+		return f.feedOperatorOp(cmd)
 	case intel.OpProtect:
 		p, err := parsePrefix(cmd.Prefix)
 		if err != nil {
