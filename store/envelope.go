@@ -114,8 +114,10 @@ func newEnvelopeWrite(env *intel.Envelope, received time.Time) (envelopeWrite, e
 		if w.sightVal, err = json.Marshal(rec); err != nil {
 			return envelopeWrite{}, fmt.Errorf("put envelope %s/%d: encode sighting: %w", origin, env.Seq, err)
 		}
+		// The arrival index (rcv/, whose value is this key) orders the
+		// sightings by arrival for Sightings: the record is written once.
 		w.indKey = sightingIndKey(sg.Indicator.Key(), sg.LastSeen, origin, env.Seq)
-		w.sightKeys = [][]byte{w.indKey, sightingTimeKey(received, origin, env.Seq)}
+		w.sightKeys = [][]byte{w.indKey}
 	}
 	w.size = w.estimate()
 	return w, nil
@@ -216,9 +218,41 @@ func (s *Store) SightingsFor(ind intel.Indicator, since time.Time) ([]SightingRe
 }
 
 // Sightings returns up to limit stored sightings, most recently received
-// first. limit <= 0 means all of them.
+// first. limit <= 0 means all of them. It walks the arrival index (rcv/),
+// whose value for a sighting is the key of its record (sgi/); stores
+// written before that index was the only one also hold an sgt/ copy of
+// each record, which nothing reads and Prune deletes.
 func (s *Store) Sightings(limit int) ([]SightingRecord, error) {
-	return list(s, "sightings", prefixSightTime, true, limit, decodeSightingRecord)
+	var out []SightingRecord
+	sc := scan{prefix: prefixReceived, reverse: true, prefetch: max(limit, 0)}
+	err := s.view(func(txn *badger.Txn) error {
+		return sc.each(txn, func(item *badger.Item) error {
+			if limit > 0 && len(out) >= limit {
+				return errStop
+			}
+			var rec []byte
+			if err := item.Value(func(v []byte) error { rec = append(rec[:0], v...); return nil }); err != nil {
+				return err
+			}
+			if len(rec) == 0 {
+				return nil // not a sighting
+			}
+			it, err := txn.Get(rec)
+			if err != nil {
+				return fmt.Errorf("sighting record %q of %q: %w", rec, item.Key(), err)
+			}
+			r, err := decodeSightingRecord(it)
+			if err != nil {
+				return err
+			}
+			out = append(out, r)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, wrap("read sightings", err)
+	}
+	return out, nil
 }
 
 func decodeSightingRecord(item *badger.Item) (SightingRecord, error) {
