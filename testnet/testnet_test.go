@@ -59,6 +59,11 @@ func TestFiveNodeBruteForceEnforcedEverywhere(t *testing.T) {
 	if rep.EnforceMs.P50 < 0 || rep.EnforceMs.Max < rep.EnforceMs.P50 {
 		t.Errorf("enforce percentiles inconsistent: %+v", rep.EnforceMs)
 	}
+	// The log lines were written before anything was detected, and each
+	// node enforced after both.
+	if rep.LineDetectMs < 0 || rep.LineEnforceMs.P50 < rep.LineDetectMs || rep.LineEnforceMs.Max < rep.EnforceMs.Max {
+		t.Errorf("line → detected %v ms, line → enforced %+v, detected → enforced %+v: inconsistent", rep.LineDetectMs, rep.LineEnforceMs, rep.EnforceMs)
+	}
 }
 
 // TestSingleWitnessDoesNotBlockMeshWide: one node alone can never block an
