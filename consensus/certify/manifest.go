@@ -138,6 +138,9 @@ func (m *Manifest) UnmarshalBinary(b []byte) error {
 	}
 	for i := 0; i < nv && r.err == nil; i++ {
 		l := int(r.byte("voter ID length"))
+		if r.err == nil && l == 0 {
+			return fmt.Errorf("manifest: voter %d: empty ID at byte %d", i, r.off-1)
+		}
 		d.Voters = append(d.Voters, string(r.bytes("voter ID", l)))
 	}
 	ns := int(r.byte("signature count"))
