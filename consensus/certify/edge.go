@@ -451,8 +451,10 @@ func (e *Edge) discard(from int) {
 
 // link extends pending[:linked] along the prev links. An entry whose prev
 // contradicts the entries held before it (it skips one of them) means one
-// of them is forged: both are dropped, counted, and fetched again.
-func (e *Edge) link() {
+// of them is forged: both are dropped, counted, and fetched again; the
+// refusal is returned.
+func (e *Edge) link() error {
+	var err error
 	for e.linked < len(e.pending) {
 		prevIdx, prevHash := e.applied.Index, e.applied.Hash
 		if e.linked > 0 {
@@ -465,14 +467,15 @@ func (e *Edge) link() {
 			h.hash = Link(prevHash, &h.e)
 			e.linked++
 		case h.e.Prev < prevIdx:
-			e.counts[ReasonBadLink]++
+			err = e.refuse(ReasonBadLink, h.e.Index, "prev %d skips the entry held at %d: both dropped", h.e.Prev, prevIdx)
 			from, _ := e.find(h.e.Prev + 1)
 			e.removeAt(e.linked)
 			e.discard(from)
 		default:
-			return // a gap: entries (prevIdx, h.e.Prev] are missing
+			return err // a gap: entries (prevIdx, h.e.Prev] are missing
 		}
 	}
+	return err
 }
 
 // dropApplied forgets the entries and certificates at or below applied.
@@ -501,10 +504,13 @@ func (e *Edge) dropApplied() {
 // segment by segment: a configuration entry ends a segment, since the
 // entries after it are certified by the set it names.
 func (e *Edge) advance() error {
+	var refused error
 	for {
-		e.link()
+		if err := e.link(); err != nil {
+			refused = err
+		}
 		if e.linked == 0 {
-			return nil
+			return refused
 		}
 		set := e.applied.Voters
 		bound := e.linked - 1
@@ -553,10 +559,10 @@ func (e *Edge) advance() error {
 				}
 			}
 			e.discard(0)
-			return nil
+			return refused
 		}
 		if len(best) < set.Majority() {
-			return nil
+			return refused
 		}
 		slices.Sort(best)
 		pos := min(best[len(best)-set.Majority()], bound)
