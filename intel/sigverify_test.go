@@ -91,7 +91,7 @@ func TestSignerKeysAgreeWithCryptoEd25519(t *testing.T) {
 		}
 		var cold signerKeys
 		cold.init(16)
-		if got := cold.verify(c.pub, c.msg, c.sig); got != want {
+		if _, got := cold.verify(c.pub, c.msg, c.sig); got != want {
 			t.Errorf("%s: new signer: verify says %v, crypto/ed25519 %v", c.name, got, want)
 		}
 		// The same with the key already expanded and held, as it is once
@@ -103,8 +103,8 @@ func TestSignerKeysAgreeWithCryptoEd25519(t *testing.T) {
 		var warm signerKeys
 		warm.init(16)
 		s := &warm.shards[c.pub[ed25519.PublicKeySize-1]%verifyCacheShards]
-		s.m[[ed25519.PublicKeySize]byte(c.pub)] = ek
-		if got := warm.verify(c.pub, c.msg, c.sig); got != want {
+		s.m[[ed25519.PublicKeySize]byte(c.pub)] = signer{key: ek, id: NodeID(c.pub)}
+		if _, got := warm.verify(c.pub, c.msg, c.sig); got != want {
 			t.Errorf("%s: held signer: verify says %v, crypto/ed25519 %v", c.name, got, want)
 		}
 	}
@@ -185,14 +185,31 @@ func FuzzSignerKeys(f *testing.F) {
 		want := ed25519.Verify(pub, msg, sig)
 		var k signerKeys
 		k.init(1)
-		if got := k.verify(pub, msg, sig); got != want {
+		if _, got := k.verify(pub, msg, sig); got != want {
 			t.Fatalf("new signer: %v, crypto/ed25519 %v", got, want)
 		}
 		if ek, err := voi.NewExpandedPublicKey(voi.PublicKey(pub)); err == nil {
-			k.shards[pub[31]%verifyCacheShards].m[[32]byte(pub)] = ek
-			if got := k.verify(pub, msg, sig); got != want {
+			k.shards[pub[31]%verifyCacheShards].m[[32]byte(pub)] = signer{key: ek, id: NodeID(pub)}
+			if _, got := k.verify(pub, msg, sig); got != want {
 				t.Fatalf("held signer: %v, crypto/ed25519 %v", got, want)
 			}
 		}
 	})
+}
+
+// A held signer's envelopes carry its node ID, as a new signer's do.
+func TestVerifyCacheHeldSignerOrigin(t *testing.T) {
+	c := NewVerifyCache(64)
+	for _, name := range []string{"a", "b"} {
+		key := cacheTestKey(name)
+		for seq := uint64(1); seq <= 3; seq++ {
+			env, err := c.Open(sealTestSighting(t, key, seq))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := NodeID(key.Public().(ed25519.PublicKey)); env.OriginID() != want {
+				t.Fatalf("%s seq %d: origin %s, want %s", name, seq, env.OriginID(), want)
+			}
+		}
+	}
 }

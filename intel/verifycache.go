@@ -104,11 +104,14 @@ func (c *VerifyCache) Open(b []byte) (*Envelope, error) {
 		return e, nil
 	}
 	n := len(b) - sigSize
-	if !c.signers.verify(e.Origin, signedBytes(b[:n]), b[n:]) {
+	msg := signedBytesPooled(b[:n])
+	origin, ok := c.signers.verify(e.Origin, *msg, b[n:])
+	signedPool.Put(msg)
+	if !ok {
 		return nil, ErrBadSignature
 	}
 	c.verified.Add(1)
-	m := verifyMemo{origin: NodeID(e.Origin)}
+	m := verifyMemo{origin: origin}
 	if e.Kind == KindSighting {
 		if sg, err := DecodeSighting(e); err == nil && sightingText(&sg) <= maxMemoSighting {
 			m.sighting = &sg
@@ -215,38 +218,45 @@ type signerKeys struct {
 type signerShard struct {
 	mu  sync.Mutex
 	max int
-	m   map[[ed25519.PublicKeySize]byte]*voi.ExpandedPublicKey
+	m   map[[ed25519.PublicKeySize]byte]signer
+}
+
+// signer is a held signer: its expanded key and its node ID.
+type signer struct {
+	key *voi.ExpandedPublicKey
+	id  string // NodeID of the key
 }
 
 func (k *signerKeys) init(size int) {
 	per := max(1, (size+verifyCacheShards-1)/verifyCacheShards)
 	for i := range k.shards {
 		k.shards[i].max = per
-		k.shards[i].m = make(map[[ed25519.PublicKeySize]byte]*voi.ExpandedPublicKey, per)
+		k.shards[i].m = make(map[[ed25519.PublicKeySize]byte]signer, per)
 	}
 }
 
 // verify reports whether sig is pub's signature of msg, as
-// crypto/ed25519.Verify does. pub is 32 bytes and sig 64 (parse checked
-// the sizes).
-func (k *signerKeys) verify(pub ed25519.PublicKey, msg, sig []byte) bool {
+// crypto/ed25519.Verify does, and with a valid signature returns pub's
+// node ID (NodeID). pub is 32 bytes and sig 64 (parse checked the sizes).
+func (k *signerKeys) verify(pub ed25519.PublicKey, msg, sig []byte) (string, bool) {
 	var id [ed25519.PublicKeySize]byte
 	copy(id[:], pub)
 	s := &k.shards[id[ed25519.PublicKeySize-1]%verifyCacheShards]
 	s.mu.Lock()
-	ek := s.m[id]
+	held, ok := s.m[id]
 	s.mu.Unlock()
-	if ek != nil {
-		return voi.VerifyExpandedWithOptions(ek, msg, sig, stdlibRules)
+	if ok {
+		return held.id, voi.VerifyExpandedWithOptions(held.key, msg, sig, stdlibRules)
 	}
 	ek, err := voi.NewExpandedPublicKey(voi.PublicKey(pub))
 	if err != nil {
 		// Not a point: crypto/ed25519 refuses it too; let it say so.
-		return ed25519.Verify(pub, msg, sig)
+		return NodeID(pub), ed25519.Verify(pub, msg, sig)
 	}
 	if !voi.VerifyExpandedWithOptions(ek, msg, sig, stdlibRules) {
-		return false
+		return "", false
 	}
+	held = signer{key: ek, id: NodeID(pub)}
 	s.mu.Lock()
 	if _, ok := s.m[id]; !ok && len(s.m) >= s.max {
 		for old := range s.m {
@@ -254,7 +264,19 @@ func (k *signerKeys) verify(pub ed25519.PublicKey, msg, sig []byte) bool {
 			break
 		}
 	}
-	s.m[id] = ek
+	s.m[id] = held
 	s.mu.Unlock()
-	return true
+	return held.id, true
+}
+
+// signedPool holds the buffers in which the signed bytes (SigningDomain
+// and the envelope before its signature) are assembled for verification.
+var signedPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// signedBytesPooled returns SigningDomain || body in a buffer of
+// signedPool, which the caller puts back once done with it.
+func signedBytesPooled(body []byte) *[]byte {
+	p := signedPool.Get().(*[]byte)
+	*p = append(append((*p)[:0], SigningDomain...), body...)
+	return p
 }
