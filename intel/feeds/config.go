@@ -202,7 +202,6 @@ func ValidateList(list []Config) error {
 	return p.Err()
 }
 
-
 // MarshalJSON writes durations as text.
 func (c Config) MarshalJSON() ([]byte, error) {
 	type plain Config

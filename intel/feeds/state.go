@@ -154,4 +154,3 @@ func saveState(dir, name string, st feedState) error {
 	}
 	return os.Rename(tmp.Name(), stateFile(dir, name))
 }
-
