@@ -70,8 +70,11 @@ func (h *gossipHandler) HandleEnvelope(_ context.Context, env *intel.Envelope, _
 	if env.Kind == intel.KindIndicator {
 		if added {
 			n.stats.reports.Add(1)
+			// Intelligence only, unless a feed policy of the mesh
+			// promotes it (promote.go).
+			n.promote.offer(env)
 		}
-		return nil // intelligence only: no evaluation, no block
+		return nil
 	}
 	if !added || env.Kind != intel.KindSighting {
 		return nil

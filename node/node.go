@@ -39,6 +39,7 @@ type Node struct {
 	timelines *timelines
 	outbox    *outbox
 	corr      *corroborator
+	promote   *promoter // feed policies: reports into feed block proposals (promote.go)
 	state     *stateSource
 	respMu    sync.RWMutex // guards recon and deps.Responders, which Reload may replace
 	recon     *responders.Reconciler
@@ -108,6 +109,7 @@ func New(d *Deps) (*Node, error) {
 	n.outbox = &outbox{key: d.Key, store: d.Store, log: d.Logger}
 	n.corr = newCorroborator(d.ID, d.Config.Corroboration, d.Store, d.Consensus, d.Consensus,
 		n.now, d.Logger, &n.stats)
+	n.promote = newPromoter(d.Consensus, d.Consensus, n.now, d.Logger.With("part", "promote"))
 	n.state = &stateSource{n: n}
 	n.recon = responders.NewReconciler(n.state, d.Responders.List, responders.Options{
 		Interval:   d.Config.Responders.Resync,
@@ -133,7 +135,8 @@ func New(d *Deps) (*Node, error) {
 	n.admin = srv
 	n.registerMetrics()
 	d.Metrics.MustRegister(d.Consensus.Collector()) // meshward_consensus_refused_total{command,reason}
-	if d.inbound != nil {                           // gossip built by NewDeps hands its envelopes to n from now on
+	d.Metrics.MustRegister(n.promote.collectors()...)
+	if d.inbound != nil { // gossip built by NewDeps hands its envelopes to n from now on
 		d.inbound.bind(&gossipHandler{n})
 	}
 	return n, nil
@@ -175,6 +178,7 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	n.recon.Start(run)
 	n.group.Go(func(ctx context.Context) { n.corr.run(ctx, n.group.Go) })
+	n.group.Go(n.promote.run)
 	n.group.Go(n.pruneLoop)
 	n.group.Go(n.watchConsensus)
 	if len(cfg.Consensus.Join) > 0 {
@@ -249,7 +253,24 @@ func (n *Node) PublishReport(ctx context.Context, r intel.IndicatorReport) (uint
 		return 0, err
 	}
 	n.stats.reports.Add(1)
+	n.promoteOwn(seq)
 	return seq, nil
+}
+
+// promoteOwn offers this node's own report, number seq, to the feed
+// policies, as a report received from another node is.
+func (n *Node) promoteOwn(seq uint64) {
+	raw, err := n.deps.Store.GetEnvelope(n.deps.ID, seq)
+	if err != nil {
+		n.log.Error("read own report for promotion", "seq", seq, "err", err)
+		return
+	}
+	env, err := intel.Open(raw)
+	if err != nil {
+		n.log.Error("open own report for promotion", "seq", seq, "err", err)
+		return
+	}
+	n.promote.offer(env)
 }
 
 // Reports returns up to limit indicator reports held here, newest first.

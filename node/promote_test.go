@@ -1,0 +1,219 @@
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/meshward/meshward/consensus"
+	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/intel/warninglist"
+)
+
+func feedPolicy() intel.FeedPolicy {
+	return intel.FeedPolicy{Name: "feodo", Source: "feodo-tracker", MinConfidence: 80,
+		Types: []intel.IndicatorType{intel.IPv4, intel.Domain}, Action: intel.ActionBlock, TTLSeconds: 3600, Enabled: true}
+}
+
+func feedReport(t *testing.T, value string, conf int) intel.IndicatorReport {
+	t.Helper()
+	ind, err := intel.ParseIndicator(value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return intel.IndicatorReport{Indicator: ind, Source: "feodo-tracker", Confidence: conf, ValidFrom: time.Now().UTC().Add(-time.Minute)}
+}
+
+// A real node, the mesh's only voter, publishes a feed's reports: under
+// the operator's feed policy the one meeting it becomes a mesh-wide
+// block; the one below the confidence and the warninglisted ones never
+// do, and each skip is counted by reason.
+func TestNodePromotesFeedReports(t *testing.T) {
+	n := startSingle(t, func(c *Config) { c.Gossip.Indicators = true })
+	waitFor(t, "the node to admit itself", func() bool { return n.Consensus().IsMember(n.ID()) })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := n.Consensus().ProposeOperator(ctx, signOperator(t, n, intel.OperatorCommand{Op: intel.OpSetFeedPolicy, FeedPolicy: new(feedPolicy())})); err != nil {
+		t.Fatalf("set the feed policy: %v", err)
+	}
+	skipped := func(reason string) float64 { return counterValue(t, n.promote.skipped.WithLabelValues(reason)) }
+	for _, r := range []intel.IndicatorReport{feedReport(t, "203.0.113.70", 50), feedReport(t, "8.8.8.8", 100), feedReport(t, "www.google.com", 100)} {
+		if _, err := n.PublishReport(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if skipped("feed_confidence") != 1 || skipped("warninglist") != 2 {
+		t.Fatalf("skipped: confidence %v, warninglist %v; want 1 and 2", skipped("feed_confidence"), skipped("warninglist"))
+	}
+	good := feedReport(t, "203.0.113.71", 90)
+	if _, err := n.PublishReport(ctx, good); err != nil {
+		t.Fatal(err)
+	}
+	id := intel.PolicyID(intel.ActionBlock, good.Indicator)
+	waitFor(t, "the feed block", func() bool { _, ok := n.Consensus().Policy(id, time.Now()); return ok })
+	p, _ := n.Consensus().Policy(id, time.Now())
+	if p.Author != "feed:feodo" || p.ExpiresAt.Sub(p.CreatedAt) > time.Hour {
+		t.Fatalf("feed block %+v", p)
+	}
+	waitFor(t, "the commit counted", func() bool {
+		return counterValue(t, n.promote.results.WithLabelValues("feodo", "committed")) == 1
+	})
+	for _, v := range []string{"203.0.113.70", "8.8.8.8", "www.google.com"} {
+		ind, _ := intel.ParseIndicator(v)
+		if _, ok := n.Consensus().Policy(intel.PolicyID(intel.ActionBlock, ind), time.Now()); ok {
+			t.Errorf("%s is blocked", v)
+		}
+	}
+	// Published again: blocked already, not proposed again.
+	if _, err := n.PublishReport(ctx, good); err != nil {
+		t.Fatal(err)
+	}
+	if skipped("already_blocked") != 1 {
+		t.Fatalf("already_blocked counted %v times, want 1", skipped("already_blocked"))
+	}
+}
+
+// --- the promoter alone ------------------------------------------------------
+
+type fakeFeedMesh struct {
+	policies   []intel.FeedPolicy
+	publishers map[string]bool
+}
+
+func (f *fakeFeedMesh) FeedPolicies() []intel.FeedPolicy { return f.policies }
+func (f *fakeFeedMesh) FeedPublisher(_ intel.FeedPolicy, node string) bool {
+	return f.publishers[node]
+}
+func (f *fakeFeedMesh) Warninglisted(ind intel.Indicator) (warninglist.Entry, bool) {
+	return warninglist.Builtin().Match(ind)
+}
+func (f *fakeFeedMesh) Policy(string, time.Time) (intel.Policy, bool) { return intel.Policy{}, false }
+func (f *fakeFeedMesh) Rules() consensus.Rules                        { return consensus.DefaultRules() }
+
+type fakeFeedProposer struct {
+	mu    sync.Mutex
+	got   []string
+	block chan struct{} // when not nil, each proposal waits for a value
+}
+
+func (f *fakeFeedProposer) ProposeFeedBlock(ctx context.Context, policy string, report []byte, block intel.Policy) error {
+	if f.block != nil {
+		select {
+		case <-f.block:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	f.mu.Lock()
+	f.got = append(f.got, block.Indicator.Value)
+	f.mu.Unlock()
+	return nil
+}
+
+func sealedReport(t *testing.T, key ed25519.PrivateKey, seq uint64, r intel.IndicatorReport) *intel.Envelope {
+	t.Helper()
+	raw, err := intel.SealJSON(key, intel.KindIndicator, seq, time.Now().UTC(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := intel.Open(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+func TestPromoterChecksBeforeProposing(t *testing.T) {
+	pubKey := ed25519.NewKeyFromSeed(make([]byte, 32))
+	rogueKey := ed25519.NewKeyFromSeed(append(make([]byte, 31), 1))
+	mesh := &fakeFeedMesh{policies: []intel.FeedPolicy{feedPolicy()}, publishers: map[string]bool{intel.NodeID(pubKey.Public().(ed25519.PublicKey)): true}}
+	p := newPromoter(mesh, &fakeFeedProposer{}, time.Now, slog.New(slog.DiscardHandler))
+	skipped := func(reason string) float64 { return counterValue(t, p.skipped.WithLabelValues(reason)) }
+	other := feedReport(t, "203.0.113.80", 90)
+	other.Source = "other-feed"
+	p.offer(sealedReport(t, pubKey, 1, other))
+	p.offer(sealedReport(t, rogueKey, 1, feedReport(t, "203.0.113.81", 90)))
+	p.offer(sealedReport(t, pubKey, 2, feedReport(t, "2001:db8::1", 90)))
+	p.offer(sealedReport(t, pubKey, 3, feedReport(t, "127.0.0.1", 90)))
+	p.offer(sealedReport(t, pubKey, 4, feedReport(t, "1.1.1.1", 90)))
+	for reason, want := range map[string]float64{"no_feed_policy": 1, "not_publisher": 1, "feed_type": 1, "floor": 1, "warninglist": 1} {
+		if got := skipped(reason); got != want {
+			t.Errorf("skipped %s: %v, want %v", reason, got, want)
+		}
+	}
+	if _, _, ok := p.take(); ok {
+		t.Fatal("something was queued")
+	}
+	p.offer(sealedReport(t, pubKey, 5, feedReport(t, "203.0.113.82", 90)))
+	p.offer(sealedReport(t, pubKey, 6, feedReport(t, "203.0.113.82", 95)))
+	if skipped("in_flight") != 1 {
+		t.Fatalf("a duplicate in flight: in_flight %v, want 1", skipped("in_flight"))
+	}
+	pr, _, ok := p.take()
+	if !ok || pr.block.Indicator.Value != "203.0.113.82" || pr.feed != "feodo" {
+		t.Fatalf("take: %+v %v", pr, ok)
+	}
+	if env, err := intel.Open(pr.report); err != nil || env.Seq != 5 {
+		t.Fatalf("the proof is not the report's envelope as signed: %v", err)
+	}
+}
+
+// A feed's queue is bounded (drops counted) and its proposals are rate
+// limited; the clock is the test's.
+func TestPromoterQueueAndRate(t *testing.T) {
+	key := ed25519.NewKeyFromSeed(make([]byte, 32))
+	mesh := &fakeFeedMesh{policies: []intel.FeedPolicy{feedPolicy()}, publishers: map[string]bool{intel.NodeID(key.Public().(ed25519.PublicKey)): true}}
+	now := time.Now().UTC()
+	p := newPromoter(mesh, &fakeFeedProposer{}, func() time.Time { return now }, slog.New(slog.DiscardHandler))
+	for i := range promoteQueueSize + 10 {
+		p.offer(sealedReport(t, key, uint64(i+1), feedReport(t, netip.AddrFrom4(addrN(i)).String(), 90)))
+	}
+	if got := counterValue(t, p.results.WithLabelValues("feodo", "dropped")); got != 10 {
+		t.Fatalf("dropped %v, want 10", got)
+	}
+	taken := 0
+	for {
+		_, wait, ok := p.take()
+		if !ok {
+			if wait <= 0 {
+				t.Fatal("nothing taken and no wait, with items queued")
+			}
+			break
+		}
+		taken++
+	}
+	if taken != promoteBurst {
+		t.Fatalf("took %d at once, want the burst %d", taken, promoteBurst)
+	}
+	now = now.Add(time.Second) // the rate refills
+	for {
+		if _, _, ok := p.take(); !ok {
+			break
+		}
+		taken++
+	}
+	if taken != promoteBurst+promoteRate {
+		t.Fatalf("took %d after a second, want %d", taken, promoteBurst+promoteRate)
+	}
+}
+
+func addrN(i int) (a [4]byte) {
+	return [4]byte{198, 18, byte(i >> 8), byte(i)}
+}
+
+// counterValue reads one counter.
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
