@@ -211,8 +211,11 @@ func DecodeSighting(e *Envelope) (Sighting, error) {
 	if e.Kind != KindSighting {
 		return s, fmt.Errorf("%w: envelope carries a %s, not a sighting", ErrMalformed, e.Kind)
 	}
-	if err := decodeStrict(e.Payload, &s); err != nil {
-		return s, fmt.Errorf("%w: sighting payload: %w", ErrMalformed, err)
+	if !decodeSightingFast(e.Payload, &s) {
+		s = Sighting{}
+		if err := decodeStrict(e.Payload, &s); err != nil {
+			return s, fmt.Errorf("%w: sighting payload: %w", ErrMalformed, err)
+		}
 	}
 	if err := s.Validate(); err != nil {
 		return s, fmt.Errorf("%w: %w", ErrMalformed, err)
