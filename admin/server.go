@@ -110,6 +110,7 @@ type Server struct {
 	sightingSvc SightingService
 	reportSvc   ReportService
 	operatorSvc OperatorService
+	stixSrc     STIXSource // the TAXII collections and the STIX export
 	tokenStore  TokenStore
 	auditStore  AuditStore
 	ackStore    AckStore
@@ -239,9 +240,9 @@ func newServer(opts Options) *Server {
 	s := &Server{
 		opts: opts, log: log, now: now, metrics: newMetrics(opts.Registerer),
 		statusSvc: opts.Node, memberSvc: opts.Node, policySvc: opts.Node, sightingSvc: opts.Node, reportSvc: opts.Node,
-		operatorSvc: opts.Node, tokenStore: opts.Store, auditStore: opts.Store, ackStore: opts.Store,
+		operatorSvc: opts.Node, stixSrc: opts.Node, tokenStore: opts.Store, auditStore: opts.Store, ackStore: opts.Store,
 	}
-	s.handler = s.routes().mux(s)
+	s.handler = s.mountTAXII(s.routes().mux(s))
 	return s
 }
 

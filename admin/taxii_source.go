@@ -1,0 +1,160 @@
+package admin
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/intel/stix"
+	"github.com/meshward/meshward/store"
+)
+
+// STIXSource is what the TAXII collections and the STIX export read: the
+// reports, sightings and mesh-wide policies the node already serves on
+// /v1/reports, /v1/sightings and /v1/policies. Node implements it.
+type STIXSource interface {
+	// Reports returns up to limit indicator reports, most recently
+	// received first.
+	Reports(ctx context.Context, limit int) ([]store.ReportRecord, error)
+	// Sightings returns up to limit sightings, most recently received
+	// first.
+	Sightings(ctx context.Context, limit int) ([]store.SightingRecord, error)
+	// MeshPolicyPage pages through the mesh-wide policies in ID order.
+	MeshPolicyPage(after string, limit int, now time.Time) (page []intel.Policy, next string)
+}
+
+var _ STIXSource = Node(nil)
+
+// stixScan is how many of the most recent reports, and of the most recent
+// sightings, the TAXII collections and the STIX export are made of: each
+// one read costs an envelope read and a signature check, and they are
+// held at once. Policies are all served, a page at a time.
+const stixScan = 10000
+
+// policyPage is how many policies are read at a time.
+const policyPage = 1000
+
+// stixRecord is the objects of one record with the time the node added
+// it: a report's or a sighting's arrival, a policy's creation.
+type stixRecord struct {
+	added time.Time
+	key   string // unique within the collection, ordered after added
+	objs  []stix.Object
+}
+
+// Collections of the TAXII API root.
+const (
+	colIndicators = "indicators"
+	colSightings  = "sightings"
+	colPolicies   = "policies"
+)
+
+// stixRecords calls fn with each record of a collection (in no particular
+// order) until fn returns false or an error.
+func (s *Server) stixRecords(ctx context.Context, col string, m *stix.Mapper, fn func(stixRecord) (bool, error)) error {
+	switch col {
+	case colIndicators:
+		recs, err := s.stixSrc.Reports(ctx, stixScan)
+		if err != nil {
+			return fmt.Errorf("reports: %w", err)
+		}
+		for _, r := range recs {
+			objs, err := m.ReportObjects(stix.Report{Origin: r.Origin, Report: r.Report, Sent: r.Sent})
+			if err != nil {
+				s.log.Debug("report left out of STIX", "origin", r.Origin, "seq", r.Seq, "err", err)
+				continue
+			}
+			if ok, err := fn(stixRecord{added: taxiiTime(r.Received), key: fmt.Sprintf("%s/%020d", r.Origin, r.Seq), objs: objs}); !ok || err != nil {
+				return err
+			}
+		}
+	case colSightings:
+		recs, err := s.stixSrc.Sightings(ctx, stixScan)
+		if err != nil {
+			return fmt.Errorf("sightings: %w", err)
+		}
+		for _, r := range recs {
+			objs, err := m.SightingObjects(stix.Sighting{Origin: r.Origin, Sighting: r.Sighting, Sent: r.Sent})
+			if err != nil {
+				s.log.Debug("sighting left out of STIX", "origin", r.Origin, "seq", r.Seq, "err", err)
+				continue
+			}
+			if ok, err := fn(stixRecord{added: taxiiTime(r.Received), key: fmt.Sprintf("%s/%020d", r.Origin, r.Seq), objs: objs}); !ok || err != nil {
+				return err
+			}
+		}
+	case colPolicies:
+		now, after := s.now(), ""
+		for {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			page, next := s.stixSrc.MeshPolicyPage(after, policyPage, now)
+			for _, p := range page {
+				objs, err := m.PolicyObjects(p)
+				if err != nil {
+					s.log.Debug("policy left out of STIX", "id", p.ID, "err", err)
+					continue
+				}
+				if ok, err := fn(stixRecord{added: taxiiTime(p.CreatedAt), key: p.ID, objs: objs}); !ok || err != nil {
+					return err
+				}
+			}
+			if next == "" || len(page) == 0 {
+				return nil
+			}
+			after = next
+		}
+	default:
+		return fmt.Errorf("%w: no collection %q", ErrNotFound, col)
+	}
+	return nil
+}
+
+// taxiiTime is a time as TAXII carries it: UTC, to the microsecond, so
+// that a date_added handed out compares equal when it comes back.
+func taxiiTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// taxiiItem is one object of a collection at its place in the
+// collection's order: by date added, then by record and position.
+type taxiiItem struct {
+	added time.Time
+	key   string
+	obj   stix.Object
+}
+
+func (a taxiiItem) cmp(b taxiiItem) int {
+	if c := a.added.Compare(b.added); c != 0 {
+		return c
+	}
+	return strings.Compare(a.key, b.key)
+}
+
+// smallest keeps the n smallest items it is given, in bounded memory.
+type smallest struct {
+	n     int
+	items []taxiiItem
+}
+
+func (sm *smallest) add(it taxiiItem) {
+	sm.items = append(sm.items, it)
+	if len(sm.items) >= 2*sm.n+16 {
+		sm.trim()
+	}
+}
+
+func (sm *smallest) trim() {
+	slices.SortFunc(sm.items, taxiiItem.cmp)
+	if len(sm.items) > sm.n {
+		sm.items = sm.items[:sm.n]
+	}
+}
+
+// result sorts and returns at most n items.
+func (sm *smallest) result() []taxiiItem {
+	sm.trim()
+	return sm.items
+}
