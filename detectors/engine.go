@@ -35,6 +35,9 @@ type EngineOptions struct {
 	// Resolve, when set, also reports the addresses of sources logged by
 	// host name (see ResolveOptions). Off by default.
 	Resolve *ResolveOptions
+	// Partial, when set, also counts the events that made no sighting,
+	// for TakePartials (partial.go). Off by default.
+	Partial *PartialOptions
 }
 
 // EngineStats counts what an engine did with its lines.
@@ -66,6 +69,8 @@ type EngineStats struct {
 	// timed out; ResolveLimited the names not resolved because of the
 	// lookup rate limit.
 	Resolved, ResolveFailed, ResolveLimited uint64
+	// Partial counts the sub-threshold summaries (PartialOptions).
+	Partial PartialStats
 	// Cap is MaxSources, the per-rule bound on Sources.
 	Cap   int
 	Rules []RuleStats
@@ -91,6 +96,8 @@ type Engine struct {
 	max    int
 	seed   maphash.Seed
 	res    *resolver // nil: host names are not resolved
+	// partial is nil unless sub-threshold summaries are on (partial.go).
+	partial *partialState
 
 	mu        sync.Mutex
 	stats     EngineStats
@@ -110,6 +117,7 @@ type ruleState struct {
 	fired   uint64
 	evicted uint64
 	expired uint64
+	partial bool // its sub-threshold counts are summarised (partial.go)
 }
 
 // groupKey identifies a group: the source address and a hash of the
@@ -132,7 +140,11 @@ type group struct {
 	// followed by its "Failed ... for invalid user" line.
 	invalidPort    uint16
 	invalidPending bool
-	prev, next     *group
+	// pending counts the events not yet summarised nor reported by a
+	// sighting, between pendFirst and pendLast (partial.go).
+	pending             int
+	pendFirst, pendLast int64
+	prev, next          *group
 }
 
 type entry struct {
@@ -187,6 +199,9 @@ func NewRulesEngine(rs *RuleSet, opts EngineOptions) (*Engine, error) {
 				e.byKind[k] = append(e.byKind[k], st)
 			}
 		}
+	}
+	if err := e.setupPartials(opts.Partial); err != nil {
+		return nil, err
 	}
 	e.stats.Cap = e.max
 	return e, nil
@@ -380,6 +395,9 @@ func (e *Engine) record(r *ruleState, ev *Event, t int64) (intel.Sighting, bool)
 		t = g.last
 	}
 	g.last = t
+	if r.partial && t >= g.quietUntil && ev.Host == "" {
+		e.notePartial(g, t)
+	}
 
 	var count int
 	var first int64
@@ -432,6 +450,7 @@ func (e *Engine) record(r *ruleState, ev *Event, t int64) (intel.Sighting, bool)
 		return intel.Sighting{}, false
 	}
 	g.quietUntil = t + r.cooling
+	g.pending = 0 // the sighting reports them
 	e.stats.Fired++
 	r.fired++
 	// A log stamped ahead of the engine's clock (a sender's clock or zone
@@ -468,6 +487,7 @@ func (e *Engine) newGroup(r *ruleState, key groupKey) *group {
 	var g *group
 	if len(r.groups) >= e.max {
 		old := r.lru.prev
+		e.lostPartial(old)
 		r.remove(old)
 		e.stats.Evicted++
 		r.evicted++
@@ -495,6 +515,7 @@ func (e *Engine) expireIdle(r *ruleState, t int64) {
 		if g == &r.lru || g.last >= t-r.window || g.quietUntil > t {
 			return
 		}
+		e.lostPartial(g)
 		r.remove(g)
 		e.stats.Expired++
 		r.expired++
