@@ -142,7 +142,8 @@ type feedRun struct {
 	cfg    Config
 	cancel context.CancelFunc
 	done   chan struct{}
-	pollMu sync.Mutex // one poll of a feed at a time
+	wake   chan struct{} // Wake: check the assignment again
+	pollMu sync.Mutex    // one poll of a feed at a time
 
 	mu     sync.Mutex // guards status and soon
 	status Status
@@ -215,7 +216,7 @@ func (r *Runner) Set(list []Config) {
 		if _, ok := r.feeds[name]; ok {
 			continue
 		}
-		f := &feedRun{cfg: c, done: make(chan struct{}), status: Status{Config: c}}
+		f := &feedRun{cfg: c, done: make(chan struct{}), wake: make(chan struct{}, 1), status: Status{Config: c}}
 		ctx, cancel := context.WithCancel(r.group.Context())
 		f.cancel = cancel
 		r.feeds[name] = f
@@ -272,32 +273,49 @@ func (r *Runner) Close() error {
 }
 
 // loop polls a feed on its interval, sooner after a failure (backoff) or
-// a poll that deferred entries.
+// a poll that deferred entries. While the feed is assigned to another
+// node it only rechecks, on Wake or every minute at most, and polls as
+// soon as it becomes this node's.
 func (r *Runner) loop(ctx context.Context, f *feedRun) {
 	c := f.cfg
 	bo := Backoff{Base: min(r.opts.RetryBase, c.Interval), Max: c.Interval, Rand: r.opts.Rand}
-	var wait time.Duration // the first poll at once
+	recheck := min(c.Interval, time.Minute)
+	due := time.Now() // the first poll at once
 	for {
-		t := time.NewTimer(wait)
+		t := time.NewTimer(max(0, time.Until(due)))
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
 		case <-t.C:
+		case <-f.wake:
+			t.Stop()
+			continue // due or not, the top of the loop decides
 		}
-		wait = c.Interval
 		if !c.IsEnabled() {
+			due = time.Now().Add(c.Interval)
 			continue
 		}
 		if r.opts.Assigned != nil && !r.opts.Assigned(c.Name) {
 			r.m.notAssigned.WithLabelValues(c.Name).Inc()
-			f.setNext(r.opts.Now().Add(wait))
+			f.setNext(time.Time{})
+			// Still due: wait for a change of assignment.
+			t := time.NewTimer(recheck)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			case <-f.wake:
+				t.Stop()
+			}
 			continue
 		}
 		res := r.poll(ctx, f, false)
 		if ctx.Err() != nil {
 			return
 		}
+		wait := c.Interval
 		f.mu.Lock()
 		switch {
 		case res.Result != ResultOK && res.Result != ResultNotModified:
@@ -307,6 +325,21 @@ func (r *Runner) loop(ctx context.Context, f *feedRun) {
 		}
 		f.status.NextPoll = r.opts.Now().Add(wait)
 		f.mu.Unlock()
+		due = time.Now().Add(wait)
+	}
+}
+
+// Wake has every feed check again whether it is this node's to fetch
+// (after a change of the voters); a feed that became this node's and is
+// due polls at once. It never blocks.
+func (r *Runner) Wake() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, f := range r.feeds {
+		select {
+		case f.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -270,15 +271,19 @@ func TestRunnerSchedule(t *testing.T) {
 	defer r.Close()
 	r.Set([]Config{{Name: "f", Path: src}})
 	deadline := time.Now().Add(10 * time.Second)
-	for pub.count() < 2 {
+	var st []Status
+	for {
+		st = r.Status()
+		if len(st) == 1 && st[0].Last.Result != "" {
+			break // the poll has ended
+		}
 		if time.Now().After(deadline) {
-			t.Fatal("the first scheduled poll did not publish")
+			t.Fatalf("the first scheduled poll did not end: %+v", st)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	st := r.Status()
-	if len(st) != 1 || !st[0].Assigned || st[0].Last.Published != 2 || st[0].NextPoll.IsZero() && st[0].LastPoll.IsZero() {
-		t.Fatalf("status %+v", st)
+	if !st[0].Assigned || st[0].Last.Published != 2 || pub.count() != 2 || st[0].LastPoll.IsZero() {
+		t.Fatalf("status %+v, %d published", st, pub.count())
 	}
 	r.Set(nil)
 	if len(r.Status()) != 0 {
@@ -316,5 +321,52 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if err := (Config{Name: "ok", Path: "/x"}).Validate(); err != nil {
 		t.Error(err)
+	}
+}
+
+// A feed that becomes this node's (Wake after a change of voters) is
+// polled at once, not at its next recheck.
+func TestRunnerWakeOnAssignment(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "f.txt")
+	writeFeed(t, src, "203.0.113.1")
+	pub := &fakePublisher{}
+	var mine atomic.Bool
+	reg := prometheus.NewRegistry()
+	r, err := NewRunner(context.Background(), RunnerOptions{Dir: dir, Publish: pub.publish, Registerer: reg,
+		Assigned: func(string) bool { return mine.Load() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	r.Set([]Config{{Name: "f", Path: src, Interval: 24 * time.Hour}})
+	waitUntil(t, "the unassigned poll to be counted", func() bool {
+		mfs, _ := reg.Gather()
+		for _, mf := range mfs {
+			if mf.GetName() == "meshward_feed_not_assigned_total" {
+				return true
+			}
+		}
+		return false
+	})
+	if pub.count() != 0 {
+		t.Fatal("published while not assigned")
+	}
+	mine.Store(true) // the voters changed: the feed is this node's now
+	r.Wake()
+	waitUntil(t, "a poll", func() bool { st := r.Status(); return len(st) == 1 && st[0].Last.Result != "" })
+	if pub.count() != 1 {
+		t.Fatalf("%d published, want 1", pub.count())
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
