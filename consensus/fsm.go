@@ -49,6 +49,9 @@ type fsm struct {
 	tokens    map[string]JoinToken // by token ID
 	nonces    map[string]time.Time // operator command nonce -> its expiry
 	departed  map[string]time.Time // members who left or were removed -> when
+	// trust are the members who lost trust lately (sitetrust.go).
+	trust       map[string]trustRecord
+	trustCounts siteTrustCounts
 
 	// memberIPs are the host prefixes (/32, /128) the members were seen
 	// connecting from (Member.Observed), except loopback and link-local:
@@ -98,6 +101,7 @@ func newFSM(onChange func()) *fsm {
 		tokens:         map[string]JoinToken{},
 		nonces:         map[string]time.Time{},
 		departed:       map[string]time.Time{},
+		trust:          map[string]trustRecord{},
 		memberIPs:      map[netip.Prefix]struct{}{},
 		memberIndex:    newPrefixIndex(),
 		changeLogSize:  defaultChangeLogSize,
@@ -338,8 +342,11 @@ func (f *fsm) putPolicy(c *Command, now time.Time) (func(), *RefusalError) {
 	if err := f.rules.Floors.CheckBlock(p.Indicator, false); err != nil {
 		return nil, refuse(c.Type, "floor", ErrRefused, "%w", err)
 	}
-	ev, rerr := f.verifyProofs(p.Indicator, c.Proofs, now)
+	ev, proven, rerr := f.verifyProofs(p.Indicator, c.Proofs, now)
 	if rerr != nil {
+		return nil, rerr
+	}
+	if rerr := f.checkMinRisk(c.Type, p.Indicator, proven, now); rerr != nil {
 		return nil, rerr
 	}
 	if rerr := f.blockVeto(c.Type, p.Indicator, now); rerr != nil {
@@ -381,6 +388,7 @@ func (f *fsm) store(p intel.Policy, now time.Time) {
 	}
 	if p.Action == intel.ActionAllow {
 		for _, id := range f.policies.overlappingIDs(actBlock, indexKeyOf(p.Indicator)) {
+			f.overturn(id, now)
 			f.policies.delete(id)
 		}
 	}

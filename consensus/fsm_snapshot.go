@@ -39,6 +39,9 @@ type snapshotState struct {
 	JoinTokens []JoinToken   `json:"join_tokens,omitempty"`
 	Nonces     []nonceRecord `json:"nonces,omitempty"`
 	Departed   []departure   `json:"departed,omitempty"`
+	// The members who lost trust lately (sitetrust.go); absent from
+	// older snapshots: everyone fully trusted.
+	SiteTrust []trustSnapshotRecord `json:"site_trust,omitempty"`
 	// The feed policies and the operators' warninglist entries
 	// (feedpolicy.go); absent from older snapshots.
 	FeedPolicies []intel.FeedPolicy  `json:"feed_policies,omitempty"`
@@ -82,6 +85,7 @@ type fsmSnapshot struct {
 	tokens    map[string]JoinToken
 	nonces    map[string]time.Time
 	departed  map[string]time.Time
+	trust     map[string]trustRecord
 	feeds     feedState
 }
 
@@ -109,6 +113,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		tokens:    maps.Clone(f.tokens),
 		nonces:    maps.Clone(f.nonces),
 		departed:  maps.Clone(f.departed),
+		trust:     maps.Clone(f.trust),
 		feeds:     f.feeds.clone(),
 	}, nil
 }
@@ -150,6 +155,9 @@ func (s *fsmSnapshot) rest() snapshotState {
 	}
 	for _, id := range slices.Sorted(maps.Keys(s.departed)) {
 		st.Departed = append(st.Departed, departure{id, s.departed[id]})
+	}
+	if len(s.trust) > 0 {
+		st.SiteTrust = sortedTrust(s.trust)
 	}
 	if len(s.feeds.policies) > 0 {
 		st.FeedPolicies = s.feeds.sortedPolicies()
@@ -218,6 +226,10 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	for _, d := range st.Departed {
 		departed[d.ID] = d.At
 	}
+	trust, err := restoreTrust(st.SiteTrust)
+	if err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
 	feeds, err := restoreFeedState(st.FeedPolicies, st.Warninglist)
 	if err != nil {
 		return fmt.Errorf("restore snapshot: %w", err)
@@ -230,6 +242,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.meshID, f.rules, f.operators, f.tokens, f.nonces, f.departed = st.MeshID, st.Rules, operators, tokens, nonces, departed
 	f.chain.restore(st.Chain)
 	f.index = st.Index
+	f.trust = trust
 	f.feeds = feeds
 	f.rebuildMemberIPs()
 	f.reindexNonces()

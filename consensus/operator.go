@@ -112,7 +112,10 @@ func (f *fsm) operatorOp(cmd intel.OperatorCommand, op Operator, now time.Time) 
 			}
 		}, nil
 	case intel.OpRevoke:
-		return func() { f.del(cmd.PolicyID) }, nil
+		return func() {
+			f.overturnID(cmd.PolicyID, now)
+			f.del(cmd.PolicyID)
+		}, nil
 	case intel.OpSetFeedPolicy, intel.OpRemoveFeedPolicy, intel.OpWarninglistAdd, intel.OpWarninglistRemove:
 		return f.feedOperatorOp(cmd)
 	case intel.OpProtect:
@@ -142,6 +145,13 @@ func (f *fsm) operatorOp(cmd intel.OperatorCommand, op Operator, now time.Time) 
 	case intel.OpSetCorroboration:
 		r := f.rules
 		r.MinNodes, r.Window = cmd.MinNodes, cmd.Window()
+		if err := r.Validate(); err != nil {
+			return nil, refuse(t, "malformed", ErrInvalidCommand, "%v", err)
+		}
+		return func() { f.rules = r }, nil
+	case intel.OpSetMinRisk:
+		r := f.rules
+		r.MinRisk = cmd.MinRisk
 		if err := r.Validate(); err != nil {
 			return nil, refuse(t, "malformed", ErrInvalidCommand, "%v", err)
 		}

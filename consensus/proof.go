@@ -14,55 +14,58 @@ import (
 // and not claim a last sighting after it was sent (plus skew); together
 // they must come from at least MinNodes distinct members (two proofs from
 // one key count once). The first bad proof refuses the whole command, with
-// its reason. Caller holds the lock.
-func (f *fsm) verifyProofs(ind intel.Indicator, proofs [][]byte, now time.Time) ([]intel.Evidence, *RefusalError) {
+// its reason. The sightings opened are returned with their signers, for
+// the MinRisk check. Caller holds the lock.
+func (f *fsm) verifyProofs(ind intel.Indicator, proofs [][]byte, now time.Time) ([]intel.Evidence, []provenSighting, *RefusalError) {
 	const t = CmdPutPolicy
 	if len(proofs) == 0 {
-		return nil, refuse(t, "no_proof", ErrRefused, "an automatic block of %s carries no signed sightings", ind)
+		return nil, nil, refuse(t, "no_proof", ErrRefused, "an automatic block of %s carries no signed sightings", ind)
 	}
 	if len(proofs) > maxProofs {
-		return nil, refuse(t, "too_many_proofs", ErrInvalidCommand, "%d proofs, limit %d", len(proofs), maxProofs)
+		return nil, nil, refuse(t, "too_many_proofs", ErrInvalidCommand, "%d proofs, limit %d", len(proofs), maxProofs)
 	}
 	key := ind.Key()
 	from, to := now.Add(-f.rules.Window), now.Add(signedSkew)
 	signers := make(map[string]bool, len(proofs))
 	evidence := make([]intel.Evidence, 0, len(proofs))
+	proven := make([]provenSighting, 0, len(proofs))
 	for i, raw := range proofs {
 		env, err := f.verify.Open(raw)
 		if err != nil {
 			if errors.Is(err, intel.ErrBadSignature) {
-				return nil, refuse(t, "bad_signature", ErrRefused, "proof %d: %v", i, err)
+				return nil, nil, refuse(t, "bad_signature", ErrRefused, "proof %d: %v", i, err)
 			}
-			return nil, refuse(t, "proof_malformed", ErrRefused, "proof %d: %v", i, err)
+			return nil, nil, refuse(t, "proof_malformed", ErrRefused, "proof %d: %v", i, err)
 		}
 		if env.Kind != intel.KindSighting {
-			return nil, refuse(t, "proof_kind", ErrRefused, "proof %d carries a %s, not a sighting", i, env.Kind)
+			return nil, nil, refuse(t, "proof_kind", ErrRefused, "proof %d carries a %s, not a sighting", i, env.Kind)
 		}
 		s, err := intel.DecodeSighting(env)
 		if err != nil {
-			return nil, refuse(t, "proof_malformed", ErrRefused, "proof %d: %v", i, err)
+			return nil, nil, refuse(t, "proof_malformed", ErrRefused, "proof %d: %v", i, err)
 		}
 		if s.Indicator.Key() != key {
-			return nil, refuse(t, "proof_wrong_indicator", ErrRefused, "proof %d names %s, the block names %s", i, s.Indicator.Key(), key)
+			return nil, nil, refuse(t, "proof_wrong_indicator", ErrRefused, "proof %d names %s, the block names %s", i, s.Indicator.Key(), key)
 		}
 		origin := env.OriginID()
 		if _, ok := f.roster[origin]; !ok {
-			return nil, refuse(t, "proof_not_member", ErrRefused, "proof %d is signed by %s, not a member", i, shortID(origin))
+			return nil, nil, refuse(t, "proof_not_member", ErrRefused, "proof %d is signed by %s, not a member", i, shortID(origin))
 		}
 		if env.Time.Before(from) || env.Time.After(to) {
-			return nil, refuse(t, "proof_stale", ErrRefused, "proof %d was sent at %s, outside the window [%s, %s]",
+			return nil, nil, refuse(t, "proof_stale", ErrRefused, "proof %d was sent at %s, outside the window [%s, %s]",
 				i, env.Time.Format(time.RFC3339), from.Format(time.RFC3339), to.Format(time.RFC3339))
 		}
 		if s.LastSeen.After(env.Time.Add(signedSkew)) {
-			return nil, refuse(t, "proof_time", ErrRefused, "proof %d claims a sighting at %s, after it was sent at %s",
+			return nil, nil, refuse(t, "proof_time", ErrRefused, "proof %d claims a sighting at %s, after it was sent at %s",
 				i, s.LastSeen.Format(time.RFC3339), env.Time.Format(time.RFC3339))
 		}
 		signers[origin] = true
 		evidence = append(evidence, intel.Evidence{Origin: origin, Seq: env.Seq, Detector: s.Detector, Seen: s.LastSeen})
+		proven = append(proven, provenSighting{origin: origin, s: s})
 	}
 	if len(signers) < f.rules.MinNodes {
-		return nil, refuse(t, "too_few_signers", ErrRefused, "%d distinct members sighted %s, the mesh requires %d",
+		return nil, nil, refuse(t, "too_few_signers", ErrRefused, "%d distinct members sighted %s, the mesh requires %d",
 			len(signers), ind, f.rules.MinNodes)
 	}
-	return mergeEvidence(nil, evidence), nil
+	return mergeEvidence(nil, evidence), proven, nil
 }

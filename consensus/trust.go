@@ -25,6 +25,10 @@ type Rules struct {
 	Window   time.Duration `json:"window"`
 	BlockTTL time.Duration `json:"block_ttl"`
 	Floors   intel.Floors  `json:"floors"`
+	// MinRisk, when above 0, is the least risk score (intel/risk, 0..100)
+	// an automatic block's proof must reach, computed from the entry
+	// alone (sitetrust.go: proofRisk). 0 is off.
+	MinRisk int `json:"min_risk,omitempty"`
 }
 
 // DefaultRules are the rules a mesh is founded with unless the founding
@@ -66,6 +70,8 @@ func (r Rules) Validate() error {
 		return fmt.Errorf("window %s: want more than 0, at most %s", r.Window, maxWindow)
 	case r.BlockTTL <= 0 || r.BlockTTL > maxBlockTTL:
 		return fmt.Errorf("block_ttl %s: want more than 0, at most %s", r.BlockTTL, maxBlockTTL)
+	case r.MinRisk < 0 || r.MinRisk > 100:
+		return fmt.Errorf("min_risk %d: want 0..100", r.MinRisk)
 	}
 	return r.Floors.Validate()
 }
