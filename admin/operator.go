@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/intel/warninglist"
 )
 
 // OperatorService commits operator-signed commands and lists the mesh's
@@ -70,6 +71,19 @@ type OperatorState struct {
 	Mesh       string          `json:"mesh"`
 	Operators  []OperatorInfo  `json:"operators"`
 	JoinTokens []JoinTokenInfo `json:"join_tokens"`
+	// FeedPolicies are the mesh's feed policies, by name, and Warninglist
+	// the entries operators added to the warninglist (the built-in ones
+	// are warninglist.Builtin()), when the node's OperatorService is a
+	// FeedPolicySource.
+	FeedPolicies []intel.FeedPolicy  `json:"feed_policies,omitempty"`
+	Warninglist  []warninglist.Entry `json:"warninglist,omitempty"`
+}
+
+// FeedPolicySource is what an OperatorService may also answer: the mesh's
+// feed policies and the operators' warninglist entries.
+type FeedPolicySource interface {
+	FeedPolicies() []intel.FeedPolicy
+	Warninglist() []warninglist.Entry
 }
 
 // OperatorResult is the answer to a committed operator command.
@@ -122,6 +136,16 @@ func operatorTarget(c intel.OperatorCommand) string {
 		}
 	case intel.OpRemoveOperator:
 		return c.OperatorKeyID
+	case intel.OpSetFeedPolicy:
+		if c.FeedPolicy != nil {
+			return c.FeedPolicy.Name
+		}
+	case intel.OpRemoveFeedPolicy:
+		return c.FeedPolicyName
+	case intel.OpWarninglistAdd, intel.OpWarninglistRemove:
+		if c.Indicator != nil {
+			return c.Indicator.Key()
+		}
 	case intel.OpCreateJoinToken:
 		if len(c.TokenKey) == ed25519.PublicKeySize {
 			return intel.JoinTokenID(ed25519.PublicKey(c.TokenKey))
@@ -190,7 +214,11 @@ func getOperator(s *Server, _ *call) (any, error) {
 	slices.SortFunc(ops, func(a, b OperatorInfo) int { return strings.Compare(a.KeyID, b.KeyID) })
 	toks := slices.Clone(s.operatorSvc.JoinTokens())
 	slices.SortFunc(toks, func(a, b JoinTokenInfo) int { return strings.Compare(a.ID, b.ID) })
-	return OperatorState{Mesh: s.operatorSvc.MeshID(), Operators: nonNil(ops), JoinTokens: nonNil(toks)}, nil
+	st := OperatorState{Mesh: s.operatorSvc.MeshID(), Operators: nonNil(ops), JoinTokens: nonNil(toks)}
+	if fs, ok := s.operatorSvc.(FeedPolicySource); ok {
+		st.FeedPolicies, st.Warninglist = fs.FeedPolicies(), fs.Warninglist()
+	}
+	return st, nil
 }
 
 func postOperatorCommand(s *Server, c *call) (any, error) {

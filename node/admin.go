@@ -16,6 +16,7 @@ import (
 	"github.com/meshward/meshward/admin"
 	"github.com/meshward/meshward/consensus"
 	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/intel/warninglist"
 	"github.com/meshward/meshward/store"
 )
 
@@ -198,6 +199,14 @@ func (a operatorAPI) Operators() []admin.OperatorInfo {
 	return out
 }
 
+// FeedPolicies lists the mesh's feed policies.
+func (a operatorAPI) FeedPolicies() []intel.FeedPolicy { return a.n.deps.Consensus.FeedPolicies() }
+
+// Warninglist lists the entries operators added to the warninglist.
+func (a operatorAPI) Warninglist() []warninglist.Entry { return a.n.deps.Consensus.Warninglist() }
+
+var _ admin.FeedPolicySource = operatorAPI{}
+
 // JoinTokens lists the mesh's join tokens.
 func (a operatorAPI) JoinTokens() []admin.JoinTokenInfo {
 	toks := a.n.deps.Consensus.JoinTokens()
@@ -221,7 +230,7 @@ func operatorError(err error) error {
 		return fmt.Errorf("%w: %w", admin.ErrForbidden, err)
 	case "expired", "malformed", "clock_skew", "not_initialised":
 		return fmt.Errorf("%w: %w", admin.ErrInvalid, err)
-	case "unknown_operator":
+	case "unknown_operator", "unknown_feed_policy", "unknown_warninglist_entry":
 		return fmt.Errorf("%w: %w", admin.ErrNotFound, err)
 	case "nonce_table_full":
 		return fmt.Errorf("%w: %w", admin.ErrUnavailable, err)

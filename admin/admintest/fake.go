@@ -13,6 +13,7 @@ import (
 
 	"github.com/meshward/meshward/admin"
 	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/intel/warninglist"
 	"github.com/meshward/meshward/store"
 )
 
@@ -34,6 +35,10 @@ type Node struct {
 	Clock func() time.Time
 	// Mesh is the mesh ID operator commands must name.
 	Mesh string
+	// feedPolicies and warninglist are what the feed policy and
+	// warninglist commands committed (feedpolicy.go).
+	feedPolicies []intel.FeedPolicy
+	warninglist  []warninglist.Entry
 	// OperatorSet and TokenSet are the mesh's operator keys and join
 	// tokens (AddOperator registers a key).
 	OperatorSet []admin.OperatorInfo

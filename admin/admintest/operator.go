@@ -182,6 +182,8 @@ func (n *Node) apply(c intel.OperatorCommand, keyID string, now time.Time) error
 	case intel.OpCreateJoinToken:
 		n.TokenSet = append(n.TokenSet, admin.JoinTokenInfo{ID: intel.JoinTokenID(ed25519.PublicKey(c.TokenKey)),
 			Uses: c.TokenUses, Expires: c.Header.Issued.Add(c.TokenTTL()).UTC(), CreatedBy: keyID})
+	case intel.OpSetFeedPolicy, intel.OpRemoveFeedPolicy, intel.OpWarninglistAdd, intel.OpWarninglistRemove:
+		return n.applyFeed(c)
 	default:
 		return fmt.Errorf("%w: op %s", admin.ErrInvalid, c.Op)
 	}

@@ -20,6 +20,7 @@ func newIntelCmd() *cobra.Command {
 		Short: "Work with threat intelligence: extract indicators from advisories",
 	}
 	cmd.AddCommand(newIntelExtractCmd())
+	cmd.AddCommand(newFeedPolicyCmd(defaultCLIDeps()), newWarninglistCmd(defaultCLIDeps())) // cli_feedpolicy.go
 	return cmd
 }
 
