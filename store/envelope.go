@@ -111,7 +111,7 @@ func newEnvelopeWrite(env *intel.Envelope, received time.Time) (envelopeWrite, e
 			return envelopeWrite{}, fmt.Errorf("put envelope %s/%d: %w", origin, env.Seq, err)
 		}
 		rec := SightingRecord{Origin: origin, Seq: env.Seq, Sighting: sg, Received: received.UTC(), Sent: env.Time.UTC()}
-		if w.sightVal, err = json.Marshal(rec); err != nil {
+		if w.sightVal, err = encodeSightingRecord(&rec); err != nil {
 			return envelopeWrite{}, fmt.Errorf("put envelope %s/%d: encode sighting: %w", origin, env.Seq, err)
 		}
 		// The arrival index (rcv/, whose value is this key) orders the
