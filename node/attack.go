@@ -12,6 +12,7 @@ import (
 
 	"github.com/meshward/meshward/detectors"
 	"github.com/meshward/meshward/intel/attack"
+	"github.com/meshward/meshward/intel/feeds"
 	"github.com/meshward/meshward/internal/confcheck"
 )
 
@@ -29,6 +30,9 @@ type IntelConfig struct {
 	// on a reload the catalog in force stays and the failure is counted
 	// (meshward_attack_load_failures_total).
 	AttackPath string `yaml:"attack_path"`
+	// Feeds are the threat feeds this node fetches (when it is the feed's
+	// fetcher) and publishes as indicator reports (node/feeds.go).
+	Feeds []feeds.Config `yaml:"feeds"`
 }
 
 // DefaultIntelConfig returns the intel section's defaults: no ATT&CK

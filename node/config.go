@@ -19,6 +19,7 @@ import (
 	"github.com/meshward/meshward/detectors"
 	"github.com/meshward/meshward/gossip"
 	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/intel/feeds"
 	"github.com/meshward/meshward/internal/confcheck"
 	"github.com/meshward/meshward/responders"
 	"github.com/meshward/meshward/responders/events"
@@ -197,6 +198,7 @@ func (c Config) Validate() error {
 	sections.Join("events", c.Events.Validate())
 	sections.Join("admin", c.Admin.Validate())
 	sections.Join("intel", c.Intel.Validate())
+	sections.Join("intel.feeds", feeds.ValidateList(c.Intel.Feeds))
 	if c.Store.Retention < c.Corroboration.Window {
 		bad("store.retention", c.Store.Retention, fmt.Sprintf("must cover corroboration.window (%s)", c.Corroboration.Window))
 	}

@@ -44,6 +44,7 @@ type Node struct {
 	respMu    sync.RWMutex // guards recon and deps.Responders, which Reload may replace
 	recon     *responders.Reconciler
 	admin     *admin.Server
+	feeds     *feedsPart // set by Start
 	// enforceLatency observes, per mesh-wide block, the time from its
 	// creation by the proposer to its enforcement here.
 	enforceLatency prometheus.Histogram
@@ -188,6 +189,9 @@ func (n *Node) Start(ctx context.Context) error {
 		if err := n.startDetectors(ctx, d.Detectors); err != nil {
 			return err
 		}
+	}
+	if err := n.startFeeds(run); err != nil {
+		return fmt.Errorf("start feeds: %w", err)
 	}
 	if err := n.admin.Start(run); err != nil {
 		return fmt.Errorf("start admin API: %w", err)
@@ -410,6 +414,7 @@ func (n *Node) Close() error {
 	}
 	closeIf("admin API", n.admin, n.admin != nil)
 	closeIf("metrics listener", n.metricsLn, n.metricsLn != nil)
+	closeIf("feed runner", n.feeds, n.feeds != nil)
 	closeIf("reconciler", n.reconciler(), true)
 	if n.group != nil {
 		n.group.Close()
