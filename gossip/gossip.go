@@ -316,7 +316,7 @@ func New(ctx context.Context, h host.Host, opts Options) (*Gossip, error) {
 		pubsub.WithRawTracer(g.tracer),
 		pubsub.WithPeerScore(params, thresholds),
 		pubsub.WithPeerScoreInspect(pubsub.PeerScoreInspectFn(g.setScores), opts.ScoreInspectPeriod),
-		// Signature checks dominate validation (~35 µs each); the default
+		// Signature checks dominate validation (~30 µs each); the default
 		// queue of 32 overflows on an honest burst (a mesh-wide attack
 		// seen by many sites, heartbeats of a large mesh). Overflow is
 		// still bounded, and counted as queue_full.

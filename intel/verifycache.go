@@ -201,6 +201,13 @@ const maxSignerKeys = 2048
 // node opens must get the same answer whichever path opens it (Open, a
 // VerifyCache, another node), or nodes would disagree on what a member
 // signed.
+//
+// Batch verification is not used although it costs about half as much
+// again per signature: it checks the cofactored equation, which also
+// accepts signatures crypto/ed25519 refuses (one whose R has a small-order
+// component, which the key's holder can make), and telling those apart
+// costs about as much as verifying one by one. A member could otherwise
+// sign an envelope that some nodes accept and others refuse.
 var stdlibRules = &voi.Options{Verify: voi.VerifyOptionsStdLib}
 
 // signerKeys keeps the expanded form (precomputed multiples) of the
