@@ -202,8 +202,8 @@ const maxSignerKeys = 2048
 // VerifyCache, another node), or nodes would disagree on what a member
 // signed.
 //
-// Batch verification is not used although it costs about half as much
-// again per signature: it checks the cofactored equation, which also
+// Batch verification is not used, although it would halve the cost of a
+// signature again: it checks the cofactored equation, which also
 // accepts signatures crypto/ed25519 refuses (one whose R has a small-order
 // component, which the key's holder can make), and telling those apart
 // costs about as much as verifying one by one. A member could otherwise
