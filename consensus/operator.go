@@ -149,6 +149,8 @@ func (f *fsm) operatorOp(cmd intel.OperatorCommand, op Operator, now time.Time) 
 			return nil, refuse(t, "malformed", ErrInvalidCommand, "%v", err)
 		}
 		return func() { f.rules = r }, nil
+	case intel.OpSetDistributed:
+		return f.setDistributed(cmd)
 	case intel.OpSetMinRisk:
 		r := f.rules
 		r.MinRisk = cmd.MinRisk

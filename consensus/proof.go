@@ -29,6 +29,7 @@ func (f *fsm) verifyProofs(ind intel.Indicator, proofs [][]byte, now time.Time) 
 	signers := make(map[string]bool, len(proofs))
 	evidence := make([]intel.Evidence, 0, len(proofs))
 	proven := make([]provenSighting, 0, len(proofs))
+	var dist distributedTally // partial sightings (proof_distributed.go)
 	for i, raw := range proofs {
 		env, err := f.verify.Open(raw)
 		if err != nil {
@@ -59,13 +60,19 @@ func (f *fsm) verifyProofs(ind intel.Indicator, proofs [][]byte, now time.Time) 
 			return nil, nil, refuse(t, "proof_time", ErrRefused, "proof %d claims a sighting at %s, after it was sent at %s",
 				i, s.LastSeen.Format(time.RFC3339), env.Time.Format(time.RFC3339))
 		}
-		signers[origin] = true
+		if rerr := dist.add(f.rules, i, origin, s, from); rerr != nil {
+			return nil, nil, rerr
+		}
+		if !s.Partial { // a partial is never full evidence
+			signers[origin] = true
+		}
 		evidence = append(evidence, intel.Evidence{Origin: origin, Seq: env.Seq, Detector: s.Detector, Seen: s.LastSeen})
 		proven = append(proven, provenSighting{origin: origin, s: s})
 	}
 	if len(signers) < f.rules.MinNodes {
-		return nil, nil, refuse(t, "too_few_signers", ErrRefused, "%d distinct members sighted %s, the mesh requires %d",
-			len(signers), ind, f.rules.MinNodes)
+		if rerr := f.checkDistributed(ind, &dist, len(signers)); rerr != nil {
+			return nil, nil, rerr
+		}
 	}
 	return mergeEvidence(nil, evidence), proven, nil
 }

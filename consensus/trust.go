@@ -29,6 +29,14 @@ type Rules struct {
 	// an automatic block's proof must reach, computed from the entry
 	// alone (sitetrust.go: proofRisk). 0 is off.
 	MinRisk int `json:"min_risk,omitempty"`
+	// The distributed rule (proof_distributed.go): when
+	// DistributedMinSites is above 0, a block may also be proven by
+	// partial sightings of at least DistributedMinSites distinct members
+	// within Window whose counts, each member's capped at
+	// DistributedSiteCap, sum to DistributedThreshold. All 0: off.
+	DistributedMinSites  int `json:"distributed_min_sites,omitempty"`
+	DistributedThreshold int `json:"distributed_threshold,omitempty"`
+	DistributedSiteCap   int `json:"distributed_site_cap,omitempty"`
 }
 
 // DefaultRules are the rules a mesh is founded with unless the founding
@@ -72,6 +80,9 @@ func (r Rules) Validate() error {
 		return fmt.Errorf("block_ttl %s: want more than 0, at most %s", r.BlockTTL, maxBlockTTL)
 	case r.MinRisk < 0 || r.MinRisk > 100:
 		return fmt.Errorf("min_risk %d: want 0..100", r.MinRisk)
+	}
+	if err := r.validateDistributed(); err != nil {
+		return err
 	}
 	return r.Floors.Validate()
 }

@@ -38,6 +38,11 @@ const (
 	// OpSetMinRisk sets the least risk score (0..100, 0: off) that an
 	// automatic block's proof must reach (consensus Rules.MinRisk).
 	OpSetMinRisk OperatorOp = "set_min_risk"
+	// OpSetDistributed sets the distributed rule of automatic blocks
+	// (consensus Rules.Distributed*): partial sightings of at least
+	// DistributedMinSites members whose capped counts reach
+	// DistributedThreshold; all three 0 turn it off.
+	OpSetDistributed OperatorOp = "set_distributed"
 	// OpSetFeedPolicy adds or replaces the feed policy of that name
 	// (FeedPolicy); OpRemoveFeedPolicy removes one (FeedPolicyName).
 	OpSetFeedPolicy    OperatorOp = "set_feed_policy"
@@ -91,6 +96,10 @@ type OperatorCommand struct {
 	Floors *Floors `json:"floors,omitempty"`
 	// Set min risk: 0..100, 0 turns the check off.
 	MinRisk int `json:"min_risk,omitempty"`
+	// Set distributed: sites, threshold and per-site cap (all 0: off).
+	DistributedMinSites  int `json:"distributed_min_sites,omitempty"`
+	DistributedThreshold int `json:"distributed_threshold,omitempty"`
+	DistributedSiteCap   int `json:"distributed_site_cap,omitempty"`
 	// Add operator: the key, its role and a name; remove operator: the key
 	// ID (OperatorKeyID).
 	OperatorKey   []byte       `json:"operator_key,omitempty"`
@@ -204,6 +213,11 @@ func (c OperatorCommand) Validate() error {
 	case OpSetMinRisk:
 		if c.MinRisk < 0 || c.MinRisk > 100 {
 			return bad("min_risk %d: want 0..100", c.MinRisk)
+		}
+	case OpSetDistributed:
+		if c.DistributedMinSites < 0 || c.DistributedThreshold < 0 || c.DistributedSiteCap < 0 {
+			return bad("distributed_min_sites %d, distributed_threshold %d, distributed_site_cap %d: none may be negative",
+				c.DistributedMinSites, c.DistributedThreshold, c.DistributedSiteCap)
 		}
 	case OpSetFloors:
 		if c.Floors == nil {
