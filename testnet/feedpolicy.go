@@ -1,0 +1,202 @@
+package testnet
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/node"
+)
+
+// FeedScenarioOptions configure RunFeedPolicy.
+type FeedScenarioOptions struct {
+	Options
+	// High and Low are how many addresses the feed lists at confidence 90
+	// and 40 (defaults 5 and 3).
+	High, Low int
+}
+
+// FeedReport is what RunFeedPolicy measured.
+type FeedReport struct {
+	Nodes     int `json:"nodes"`
+	Published int `json:"published"`
+	// ReportsEverywhere: every node holds every report published.
+	ReportsEverywhere bool `json:"reports_everywhere"`
+	// HighBlockedOn counts, per high-confidence entry, the nodes holding
+	// its mesh-wide block; the least of them.
+	HighBlockedOnMin int `json:"high_blocked_on_min"`
+	// LowBlocked and WarninglistedBlocked count the blocks of low
+	// confidence and warninglisted entries on any node (want 0).
+	LowBlocked           int `json:"low_blocked"`
+	WarninglistedBlocked int `json:"warninglisted_blocked"`
+	// WarninglistSkips are the warninglisted entries each node declined
+	// to promote, summed over the nodes.
+	WarninglistSkips float64 `json:"warninglist_skips"`
+	// BlockedEverywhereMs is the time from the first report's publication
+	// to every high-confidence entry blocked on every node.
+	BlockedEverywhereMs float64 `json:"blocked_everywhere_ms"`
+}
+
+// OK reports whether the feed policy did what it should.
+func (r *FeedReport) OK() bool {
+	return r.ReportsEverywhere && r.HighBlockedOnMin == r.Nodes && r.LowBlocked == 0 && r.WarninglistedBlocked == 0
+}
+
+// FeedWarninglisted are the warninglisted entries RunFeedPolicy's feed
+// lists at high confidence: a public resolver and a top domain.
+var FeedWarninglisted = []string{"8.8.8.8", "www.google.com"}
+
+// RunFeedPolicy starts a mesh with indicator gossip on, has the operator
+// set a feed policy whose only publisher is node 0 (confidence 80 and
+// more, addresses and domains, blocks of an hour), and has node 0 publish
+// a feed's entries as indicator reports: High addresses at confidence 90,
+// Low at 40, and FeedWarninglisted at 95. It waits until every node holds
+// every report and every high-confidence entry is blocked on every node,
+// then checks that nothing else was blocked.
+func RunFeedPolicy(ctx context.Context, o FeedScenarioOptions) (*FeedReport, error) {
+	if o.High == 0 {
+		o.High = 5
+	}
+	if o.Low == 0 {
+		o.Low = 3
+	}
+	configure := o.Configure
+	o.Configure = func(i int, cfg *node.Config) {
+		cfg.Gossip.Indicators = true
+		if configure != nil {
+			configure(i, cfg)
+		}
+	}
+	m, err := Start(ctx, o.Options)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	publisher := m.Nodes[0]
+	policy := intel.FeedPolicy{Name: "testnet-feed", Source: "testnet-feed", MinConfidence: 80,
+		Types: []intel.IndicatorType{intel.IPv4, intel.Domain}, Action: intel.ActionBlock, TTLSeconds: 3600,
+		Publishers: []string{publisher.ID()}, Enabled: true}
+	if err := m.Operator().Submit(ctx, len(m.Nodes)-1, intel.OperatorCommand{Op: intel.OpSetFeedPolicy, FeedPolicy: &policy}); err != nil {
+		return nil, err
+	}
+	if err := Poll(ctx, 20*time.Millisecond, func() (bool, string) {
+		for i, n := range m.Nodes {
+			if len(n.Consensus().FeedPolicies()) != 1 {
+				return false, fmt.Sprintf("node %d does not hold the feed policy yet", i)
+			}
+		}
+		return true, ""
+	}); err != nil {
+		return nil, err
+	}
+
+	type entry struct {
+		ind  intel.Indicator
+		conf int
+	}
+	var high, other []entry
+	for k := range o.High {
+		high = append(high, entry{intel.IndicatorFromAddr(netip.AddrFrom4([4]byte{203, 0, 113, byte(100 + k)})), 90})
+	}
+	for k := range o.Low {
+		other = append(other, entry{intel.IndicatorFromAddr(netip.AddrFrom4([4]byte{203, 0, 113, byte(200 + k)})), 40})
+	}
+	for _, v := range FeedWarninglisted {
+		ind, err := intel.ParseIndicator(v)
+		if err != nil {
+			return nil, err
+		}
+		other = append(other, entry{ind, 95})
+	}
+	before := make([]uint64, len(m.Nodes))
+	for i, n := range m.Nodes {
+		before[i] = n.Stats().IndicatorReports
+	}
+	start := time.Now()
+	// The entries to be refused first, so that by the time the last block
+	// is everywhere they have been through every node.
+	for _, e := range append(other, high...) {
+		r := intel.IndicatorReport{Indicator: e.ind, Source: policy.Source, Confidence: e.conf, ValidFrom: start.UTC().Add(-time.Minute)}
+		if _, err := publisher.PublishReport(ctx, r); err != nil {
+			return nil, fmt.Errorf("testnet: publish %s: %w", e.ind, err)
+		}
+	}
+	rep := &FeedReport{Nodes: len(m.Nodes), Published: len(high) + len(other)}
+	blockedOn := func(ind intel.Indicator) int {
+		c := 0
+		for _, n := range m.Nodes {
+			if _, ok := n.Consensus().Policy(intel.PolicyID(intel.ActionBlock, ind), time.Now()); ok {
+				c++
+			}
+		}
+		return c
+	}
+	err = Poll(ctx, 20*time.Millisecond, func() (bool, string) {
+		for i, n := range m.Nodes {
+			if got := n.Stats().IndicatorReports - before[i]; got < uint64(rep.Published) {
+				return false, fmt.Sprintf("node %d holds %d of %d reports", i, got, rep.Published)
+			}
+		}
+		for _, e := range high {
+			if c := blockedOn(e.ind); c < len(m.Nodes) {
+				return false, fmt.Sprintf("%s is blocked on %d of %d nodes", e.ind, c, len(m.Nodes))
+			}
+		}
+		return true, ""
+	})
+	rep.BlockedEverywhereMs = ms(time.Since(start))
+	if err != nil {
+		return rep, err
+	}
+	// Every node has taken every report in; what it declined is counted.
+	if err := Poll(ctx, 20*time.Millisecond, func() (bool, string) {
+		rep.WarninglistSkips = 0
+		for _, n := range m.Nodes {
+			rep.WarninglistSkips += counterSum(n, "meshward_feed_promotion_skipped_total", "reason", "warninglist")
+		}
+		want := float64(len(FeedWarninglisted) * len(m.Nodes))
+		return rep.WarninglistSkips >= want, fmt.Sprintf("%v warninglist skips counted, want %v", rep.WarninglistSkips, want)
+	}); err != nil {
+		return rep, err
+	}
+	rep.ReportsEverywhere = true
+	rep.HighBlockedOnMin = len(m.Nodes)
+	for _, e := range high {
+		rep.HighBlockedOnMin = min(rep.HighBlockedOnMin, blockedOn(e.ind))
+	}
+	for _, e := range other {
+		if blockedOn(e.ind) > 0 {
+			if e.conf >= policy.MinConfidence {
+				rep.WarninglistedBlocked++
+			} else {
+				rep.LowBlocked++
+			}
+		}
+	}
+	return rep, nil
+}
+
+// counterSum sums the counter family name's series on node n whose label
+// key has value.
+func counterSum(n *node.Node, name, key, value string) float64 {
+	mfs, err := n.Metrics().Gather()
+	if err != nil {
+		return 0
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == key && l.GetValue() == value {
+					sum += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return sum
+}

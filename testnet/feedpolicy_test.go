@@ -1,0 +1,27 @@
+package testnet
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// A feed published on one node reaches every node; the operator's feed
+// policy turns its high-confidence entries into mesh-wide blocks on every
+// node, and neither the low-confidence entries nor the warninglisted ones
+// (a public resolver, a top domain) are ever blocked.
+func TestFeedPolicyBlocksMeshWide(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node mesh")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := RunFeedPolicy(ctx, FeedScenarioOptions{Options: Options{Nodes: 3, Dir: t.TempDir(), Logger: testLogger(t)}, High: 4, Low: 2})
+	if err != nil {
+		t.Fatalf("scenario: %v (report %+v)", err, rep)
+	}
+	if !rep.OK() || rep.HighBlockedOnMin != 3 || rep.LowBlocked != 0 || rep.WarninglistedBlocked != 0 || rep.Published != 8 {
+		t.Fatalf("report %+v", rep)
+	}
+	t.Logf("8 reports published on one node; 4 blocks on all 3 nodes %.0f ms after the first; %v warninglist skips counted", rep.BlockedEverywhereMs, rep.WarninglistSkips)
+}
