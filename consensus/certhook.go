@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -71,35 +72,43 @@ func (c *certChain) extend(logs []*raft.Log) {
 		c.recent = append(c.recent, e)
 		c.bytes += len(e.Data)
 	}
-	if n := len(c.recent); n > chainRecentEntries+chainRecentEntries/4 || c.bytes > chainRecentBytes {
-		drop := max(n-chainRecentEntries, 0)
-		for c.bytes > chainRecentBytes && drop < n-1 {
-			drop++
-		}
-		for _, e := range c.recent[:drop] {
-			c.bytes -= len(e.Data)
-		}
-		c.recent = slices.Delete(c.recent, 0, drop)
-	}
+	c.trim(chainRecentEntries, chainRecentBytes)
 }
 
-// state is the head for a snapshot; nil when unknown or empty.
+// trim drops the oldest recent entries beyond maxEntries or maxBytes (the
+// newest is always kept); by entries only once a quarter more piled up,
+// so that the copy is amortised.
+func (c *certChain) trim(maxEntries, maxBytes int) {
+	n := len(c.recent)
+	if n <= maxEntries+maxEntries/4 && c.bytes <= maxBytes {
+		return
+	}
+	drop := max(n-maxEntries, 0)
+	for _, e := range c.recent[:drop] {
+		c.bytes -= len(e.Data)
+	}
+	for c.bytes > maxBytes && drop < n-1 {
+		c.bytes -= len(c.recent[drop].Data)
+		drop++
+	}
+	c.recent = slices.Delete(c.recent, 0, drop)
+}
+
+// state is the head for a snapshot; nil when unknown.
 func (c *certChain) state() *chainState {
-	if c.unknown || c.head.Index == 0 {
+	if c.unknown {
 		return nil
 	}
 	return &chainState{Index: c.head.Index, Term: c.head.Term, Hash: slices.Clone(c.head.Hash[:]), Voters: slices.Clone(c.head.Voters)}
 }
 
-// restore sets the head from a snapshot's; nil (an older snapshot, or
-// one taken before any entry) leaves the chain unknown unless the
-// snapshot holds nothing at all.
+// restore sets the head from a snapshot's. Without one (a snapshot from
+// before the chain) the chain is unknown on this node: it cannot be
+// rebuilt from the state, and a chain restarted here would be signed
+// wrong.
 func (c *certChain) restore(st *chainState) {
 	*c = certChain{}
-	if st == nil {
-		return
-	}
-	if len(st.Hash) != len(certify.Hash{}) {
+	if st == nil || len(st.Hash) != len(certify.Hash{}) {
 		c.unknown = true
 		return
 	}
@@ -132,21 +141,23 @@ func (c *Consensus) ChainHead() (certify.Anchor, error) {
 func (c *Consensus) ChainEntries(from uint64, max int) (entries []certify.Entry, ok bool) {
 	c.fsm.mu.RLock()
 	defer c.fsm.mu.RUnlock()
-	r := c.fsm.chain.recent
-	if c.fsm.chain.unknown || len(r) == 0 {
-		return nil, from > c.fsm.chain.head.Index && !c.fsm.chain.unknown
-	}
-	if from < r[0].Index && r[0].Prev != 0 && from <= r[0].Prev {
+	return c.fsm.chain.entries(from, max)
+}
+
+// entries is ChainEntries. Caller holds the fsm's lock.
+func (c *certChain) entries(from uint64, max int) ([]certify.Entry, bool) {
+	if c.unknown {
 		return nil, false
 	}
+	r := c.recent
+	if len(r) == 0 {
+		return nil, from > c.head.Index
+	}
+	if r[0].Prev > 0 && from <= r[0].Prev {
+		return nil, false // trimmed
+	}
 	i, _ := slices.BinarySearchFunc(r, from, func(e certify.Entry, i uint64) int {
-		switch {
-		case e.Index < i:
-			return -1
-		case e.Index > i:
-			return 1
-		}
-		return 0
+		return cmp.Compare(e.Index, i)
 	})
 	return slices.Clone(r[i:min(i+max, len(r))]), true
 }
@@ -193,7 +204,7 @@ func (c *Consensus) CertifiedSnapshot() (certify.Manifest, []byte, error) {
 	}
 	fs := s.(*fsmSnapshot)
 	defer fs.Release()
-	if fs.chain == nil {
+	if fs.chain == nil || fs.chain.Index == 0 {
 		return certify.Manifest{}, nil, fmt.Errorf("certified snapshot: %w", ErrChainUnknown)
 	}
 	var buf bytes.Buffer
