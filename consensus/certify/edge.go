@@ -157,6 +157,22 @@ func (e *Edge) Evidence() []Equivocation {
 	return slices.Clone(e.evid)
 }
 
+// Stats are the edge's gauges.
+type Stats struct {
+	Applied  uint64 // index of the last entry applied
+	Entries  uint64 // entries applied since the edge started
+	Pending  int    // entries waiting
+	Certs    int    // certificates waiting
+	Evidence int    // equivocations held
+}
+
+// Stats returns the edge's gauges.
+func (e *Edge) Stats() Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return Stats{Applied: e.applied.Index, Entries: e.entries, Pending: len(e.pending), Certs: e.ncerts, Evidence: len(e.evid)}
+}
+
 // Pending is how many entries wait.
 func (e *Edge) Pending() int {
 	e.mu.Lock()
@@ -273,9 +289,8 @@ func (e *Edge) AddCert(c Cert) error {
 	if !e.mayBeVoter(id, c.Index) {
 		return e.refuse(ReasonNotVoter, c.Index, "signer %s is not a voter at this index", id)
 	}
-	if !c.Verify() {
-		return e.refuse(ReasonBadSignature, c.Index, "signature of %s does not verify", id)
-	}
+	// A certificate already held is refused before its signature is
+	// checked, so that replays cost no verification.
 	var conflict *Cert
 	for sid, cs := range e.certs {
 		for _, s := range cs {
@@ -283,7 +298,7 @@ func (e *Edge) AddCert(c Cert) error {
 				continue
 			}
 			if s.c.Hash == c.Hash && s.c.Term == c.Term {
-				if sid == id {
+				if sid == id && string(s.c.Sig) == string(c.Sig) {
 					return e.refuse(ReasonDuplicate, c.Index, "certificate of %s already held", id)
 				}
 				continue
@@ -291,6 +306,16 @@ func (e *Edge) AddCert(c Cert) error {
 			if conflict == nil {
 				conflict = &s.c
 			}
+		}
+	}
+	if !c.Verify() {
+		return e.refuse(ReasonBadSignature, c.Index, "signature of %s does not verify", id)
+	}
+	for _, s := range e.certs[id] {
+		if s.c.Index == c.Index && s.c.Hash == c.Hash && s.c.Term == c.Term {
+			// ed25519 signatures are deterministic: another valid
+			// signature over the same statement is the same statement.
+			return e.refuse(ReasonDuplicate, c.Index, "certificate of %s already held", id)
 		}
 	}
 	if e.ncerts >= e.cfg.MaxCerts {
