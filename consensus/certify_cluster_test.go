@@ -154,7 +154,28 @@ func commitSome(tb *testing.T, nodes []*testNode, through *testNode, tag, n int)
 }
 
 func TestCertifiedEdgeFollowsCluster(t *testing.T) {
-	nodes := byzantineCluster(t)
+	edgeFollowsCluster(t, byzantineCluster(t))
+}
+
+// The same on voters that keep their log in Badger on disk.
+func TestCertifiedEdgeFollowsDurableCluster(t *testing.T) {
+	nodes := newDurableCluster(t, 3, nil, func(*Config) {})
+	waitFor(t, 30*time.Second, "every node to hold the mesh ID", func() bool {
+		for _, n := range nodes {
+			if n.c.MeshID() == "" {
+				return false
+			}
+		}
+		return true
+	})
+	edgeFollowsCluster(t, nodes)
+}
+
+// edgeFollowsCluster commits policies through the normal API and checks
+// that an edge fed the cluster's entries and certificates applies them
+// only once a majority certifies, and ends with the voters' state.
+func edgeFollowsCluster(t *testing.T, nodes []*testNode) {
+	t.Helper()
 	commitSome(t, nodes, followerOf(nodes), 1, 8)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
