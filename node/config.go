@@ -70,6 +70,8 @@ type CorroborationConfig struct {
 	Window   time.Duration `yaml:"window"`
 	// BlockTTL is how long a corroborated mesh-wide block lasts.
 	BlockTTL time.Duration `yaml:"block_ttl"`
+	// Distributed is the rule over sub-threshold summaries (distributed.go).
+	Distributed DistributedConfig `yaml:"distributed"`
 }
 
 // LocalBlockConfig is the first tier: block at once on this node's own
@@ -91,9 +93,10 @@ func DefaultConfig() Config {
 		Gossip:    gossip.DefaultConfig(),
 		Consensus: consensus.DefaultConfig(),
 		Corroboration: CorroborationConfig{
-			MinNodes: 2,
-			Window:   10 * time.Minute,
-			BlockTTL: 24 * time.Hour,
+			MinNodes:    2,
+			Window:      10 * time.Minute,
+			BlockTTL:    24 * time.Hour,
+			Distributed: DefaultDistributedConfig(),
 		},
 		LocalBlock: LocalBlockConfig{Enabled: true, TTL: time.Hour},
 		Detectors:  detectors.DefaultConfig(),
@@ -190,6 +193,7 @@ func (c Config) Validate() error {
 	if c.Corroboration.BlockTTL <= 0 {
 		bad("corroboration.block_ttl", c.Corroboration.BlockTTL, "must be positive")
 	}
+	c.Corroboration.Distributed.validate("corroboration.distributed", c.Corroboration.MinNodes, bad)
 	if c.LocalBlock.Enabled && c.LocalBlock.TTL <= 0 {
 		bad("local_block.ttl", c.LocalBlock.TTL, "must be positive when local_block.enabled")
 	}

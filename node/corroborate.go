@@ -77,6 +77,7 @@ type corroborator struct {
 	now       func() time.Time
 	log       *slog.Logger
 	stats     *counters
+	dist      distributedStats // the distributed rule's counters (distributed.go)
 	queue     chan intel.Indicator
 
 	mu       sync.Mutex
@@ -157,6 +158,7 @@ func (c *corroborator) decide(ind intel.Indicator, now time.Time) (proposal, boo
 		return proposal{}, false, err
 	}
 	latest := make(map[string]store.SightingRecord)
+	var partials []store.SightingRecord // never counted under MinNodes
 	for _, r := range recs {
 		if !c.mesh.IsMember(r.Origin) {
 			continue
@@ -164,12 +166,16 @@ func (c *corroborator) decide(ind intel.Indicator, now time.Time) (proposal, boo
 		if !r.Sent.IsZero() && (r.Sent.Before(now.Add(-window+proofMargin)) || r.Sent.After(now.Add(proofMargin))) {
 			continue // the FSM could find it outside the window
 		}
+		if r.Sighting.Partial {
+			partials = append(partials, r)
+			continue
+		}
 		if old, ok := latest[r.Origin]; !ok || r.Sighting.LastSeen.After(old.Sighting.LastSeen) {
 			latest[r.Origin] = r
 		}
 	}
 	if len(latest) < minNodes || len(latest) == 0 {
-		return proposal{}, false, nil
+		return c.decideDistributed(ind, now, latest, partials)
 	}
 	if _, ok := c.mesh.Policy(intel.PolicyID(intel.ActionBlock, ind), now); ok {
 		return proposal{}, false, nil // already blocked mesh-wide

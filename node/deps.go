@@ -178,7 +178,7 @@ func NewDeps(ctx context.Context, cfg Config, opts Options) (_ *Deps, err error)
 	d.onClose("gossip", d.Gossip.Close)
 	// meshward_transport_refused_total: raft, sync, topics, connections.
 	d.Metrics.MustRegister(refusal.NewCollector(d.Consensus.TransportRefusals(), d.Gossip.TransportRefusals(), d.gater.refused))
-	if d.Detectors, err = newDetectors(cfg.Detectors, cfg.ProtectedPrefixes()); err != nil {
+	if d.Detectors, err = newDetectors(cfg.Detectors, cfg.ProtectedPrefixes(), cfg.Corroboration.Distributed.partialOptions()); err != nil {
 		return nil, err
 	}
 	d.attack = &attackState{}
@@ -224,6 +224,7 @@ func (d *Deps) newConsensus(ctx context.Context) (*consensus.Consensus, error) {
 	// A mesh founded here starts with this node's corroboration rule.
 	ccfg.BootstrapRules = &consensus.Rules{MinNodes: cfg.Corroboration.MinNodes, Window: cfg.Corroboration.Window,
 		BlockTTL: cfg.Corroboration.BlockTTL, Floors: intel.DefaultFloors()}
+	cfg.Corroboration.Distributed.withFoundingRule(ccfg.BootstrapRules)
 	if t := d.Options.ConsensusTimeouts; t != nil {
 		ccfg.HeartbeatTimeout, ccfg.ElectionTimeout = t.Heartbeat, t.Election
 		ccfg.LeaderLeaseTimeout, ccfg.CommitTimeout = t.LeaderLease, t.Commit

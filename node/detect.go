@@ -22,11 +22,11 @@ type Detectors struct {
 
 // newDetectors loads the rule pack and makes the configured sources
 // through the detectors registry; nil when detection is off.
-func newDetectors(c detectors.Config, allow []netip.Prefix) (*Detectors, error) {
+func newDetectors(c detectors.Config, allow []netip.Prefix, partial *detectors.PartialOptions) (*Detectors, error) {
 	if !c.Enabled {
 		return nil, nil
 	}
-	eng, err := newEngine(c, allow)
+	eng, err := newEngine(c, allow, partial)
 	if err != nil {
 		return nil, err
 	}
@@ -40,8 +40,9 @@ func newDetectors(c detectors.Config, allow []netip.Prefix) (*Detectors, error) 
 }
 
 // newEngine builds the rule engine: the built-in pack, the rules
-// directory, the selection, and the allowlist (the protected ranges).
-func newEngine(c detectors.Config, allow []netip.Prefix) (*detectors.Engine, error) {
+// directory, the selection, the allowlist (the protected ranges) and the
+// sub-threshold summaries (nil: off).
+func newEngine(c detectors.Config, allow []netip.Prefix, partial *detectors.PartialOptions) (*detectors.Engine, error) {
 	rs, err := detectors.LoadRules(c.RulesDir)
 	if err == nil && len(c.Rules) > 0 {
 		rs, err = rs.Select(c.Rules...)
@@ -49,7 +50,7 @@ func newEngine(c detectors.Config, allow []netip.Prefix) (*detectors.Engine, err
 	if err != nil {
 		return nil, fmt.Errorf("detectors: %w", err)
 	}
-	eng, err := detectors.NewRulesEngine(rs, detectors.EngineOptions{Allow: allow, MaxSources: c.MaxSources, Resolve: c.ResolveHosts.Options()})
+	eng, err := detectors.NewRulesEngine(rs, detectors.EngineOptions{Allow: allow, MaxSources: c.MaxSources, Resolve: c.ResolveHosts.Options(), Partial: partial})
 	if err != nil {
 		return nil, fmt.Errorf("detectors: %w", err)
 	}

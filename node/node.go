@@ -137,6 +137,7 @@ func New(d *Deps) (*Node, error) {
 	n.registerMetrics()
 	d.Metrics.MustRegister(d.Consensus.Collector()) // meshward_consensus_refused_total{command,reason}
 	d.Metrics.MustRegister(n.promote.collectors()...)
+	d.Metrics.MustRegister(n.corr.dist.collectors()...)
 	if d.inbound != nil { // gossip built by NewDeps hands its envelopes to n from now on
 		d.inbound.bind(&gossipHandler{n})
 	}
@@ -188,6 +189,9 @@ func (n *Node) Start(ctx context.Context) error {
 	if d.Detectors != nil {
 		if err := n.startDetectors(ctx, d.Detectors); err != nil {
 			return err
+		}
+		if cfg.Corroboration.Distributed.Summaries {
+			n.group.Go(n.summaryLoop) // distributed.go
 		}
 	}
 	if err := n.startFeeds(run); err != nil {

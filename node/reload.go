@@ -76,7 +76,7 @@ func (n *Node) reload(load func() (Config, error)) error {
 	// Build first.
 	var eng *detectors.Engine
 	if d := n.deps.Detectors; d != nil {
-		if eng, err = newEngine(next.Detectors, protected); err != nil {
+		if eng, err = newEngine(next.Detectors, protected, next.Corroboration.Distributed.partialOptions()); err != nil {
 			return fmt.Errorf("reload: %w", err)
 		}
 	}
