@@ -77,7 +77,8 @@ func TestLinkCommitsToEveryField(t *testing.T) {
 	}
 }
 
-// FuzzDecode: whatever the bytes, decoding returns an error or a value
+// FuzzDecode: whatever the bytes (an entry, a certificate, a manifest, a
+// message), decoding returns an error or a value
 // that encodes back to the same bytes, and never panics; configuration
 // data never panics either.
 func FuzzDecode(f *testing.F) {
@@ -89,7 +90,9 @@ func FuzzDecode(f *testing.F) {
 	m := NewManifest(testMesh, 1, 1, c.hashes[0], votersOf(kA), []byte("s"))
 	_ = m.Sign(kA)
 	mb, _ := m.MarshalBinary()
-	for _, s := range [][]byte{eb, cb, mb, configData(kA, kB), {}, {1}} {
+	msg := Message{Entries: c.entries, Certs: []Cert{ct}}
+	gb, _ := msg.MarshalBinary()
+	for _, s := range [][]byte{eb, cb, mb, gb, configData(kA, kB), {}, {1}} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -110,6 +113,12 @@ func FuzzDecode(f *testing.F) {
 		if m.UnmarshalBinary(b) == nil {
 			if out, err := m.MarshalBinary(); err != nil || !bytes.Equal(out, b) {
 				t.Fatalf("manifest does not round-trip: %v", err)
+			}
+		}
+		var msg Message
+		if msg.UnmarshalBinary(b) == nil {
+			if out, err := msg.MarshalBinary(); err != nil || !bytes.Equal(out, b) {
+				t.Fatalf("message does not round-trip: %v", err)
 			}
 		}
 		_, _ = ConfigVoters(b)
