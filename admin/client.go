@@ -289,6 +289,12 @@ type IOCQuery struct {
 	Text  string // case-insensitive substring of the value
 	Type  string
 	Limit int
+	// Sort is "" or "last_seen" (most recently seen first) or "risk"
+	// (highest risk first).
+	Sort string
+	// At, when set, is the time risk is computed at (the server's clock
+	// otherwise).
+	At time.Time
 }
 
 // IOCs lists indicators.
@@ -300,15 +306,29 @@ func (c *Client) IOCs(ctx context.Context, iq IOCQuery) ([]IOC, error) {
 	if iq.Type != "" {
 		q.Set("type", iq.Type)
 	}
+	if iq.Sort != "" {
+		q.Set("sort", iq.Sort)
+	}
+	if !iq.At.IsZero() {
+		q.Set("at", iq.At.UTC().Format(time.RFC3339Nano))
+	}
 	var out []IOC
 	return out, c.do(ctx, "GET", "/v1/iocs", q, nil, &out)
 }
 
 // IOC returns one indicator in detail; typ "" guesses the type.
 func (c *Client) IOC(ctx context.Context, value, typ string) (IOCDetail, error) {
+	return c.IOCAt(ctx, value, typ, time.Time{})
+}
+
+// IOCAt is IOC with its risk computed at at (zero: the server's clock).
+func (c *Client) IOCAt(ctx context.Context, value, typ string, at time.Time) (IOCDetail, error) {
 	q := url.Values{}
 	if typ != "" {
 		q.Set("type", typ)
+	}
+	if !at.IsZero() {
+		q.Set("at", at.UTC().Format(time.RFC3339Nano))
 	}
 	var d IOCDetail
 	return d, c.do(ctx, "GET", "/v1/iocs/"+url.PathEscape(value), q, nil, &d)

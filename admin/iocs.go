@@ -1,13 +1,51 @@
 package admin
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/intel/risk"
 	"github.com/meshward/meshward/store"
 )
+
+// RiskService scores indicators (intel/risk). It is optional: a Node
+// that does not implement it shows no risk, and sort=risk is refused.
+type RiskService interface {
+	// Risk scores ind at now from its sightings and reports as the
+	// caller read them, with what the node holds besides (site trust,
+	// the ATT&CK catalog, the policies in force).
+	Risk(ind intel.Indicator, sightings []store.SightingRecord, reports []store.ReportRecord, now time.Time) risk.Result
+}
+
+// reasonBadQuery counts a query parameter of the indicator routes that
+// does not parse (sort, at).
+const reasonBadQuery = "bad_query"
+
+// riskService is the node's RiskService, or nil.
+func (s *Server) riskService() RiskService {
+	rs, _ := s.opts.Node.(RiskService)
+	return rs
+}
+
+// riskAt reads the at parameter (RFC 3339), the time risk is computed
+// at: the server's clock when absent. Every node asked with the same at
+// and holding the same data gives the same score.
+func (s *Server) riskAt(c *call) (time.Time, error) {
+	v := c.r.URL.Query().Get("at")
+	if v == "" {
+		return s.now(), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, rejected(reasonBadQuery, fmt.Errorf("%w: at %q: want an RFC 3339 time", ErrInvalid, v))
+	}
+	return t, nil
+}
 
 // policyTags lists the policies in force on exactly ind, as
 // "scope:action".
@@ -21,6 +59,12 @@ func policyTags(x *policyIndex, ind intel.Indicator) []string {
 
 // summarize folds sightings into one IOC per indicator.
 func summarize(recs []store.SightingRecord, x *policyIndex) []IOC {
+	return summarizeGrouped(recs, x, nil)
+}
+
+// summarizeGrouped is summarize; when groups is not nil it also receives
+// each indicator's records, by key.
+func summarizeGrouped(recs []store.SightingRecord, x *policyIndex, groups map[string][]store.SightingRecord) []IOC {
 	type acc struct {
 		ioc       IOC
 		origins   map[string]bool
@@ -37,6 +81,9 @@ func summarize(recs []store.SightingRecord, x *policyIndex) []IOC {
 			order = append(order, k)
 		}
 		a.ioc.Sightings++
+		if groups != nil {
+			groups[k] = append(groups[k], r)
+		}
 		a.origins[r.Origin] = true
 		if d := r.Sighting.Detector; d != "" {
 			a.detectors[d] = true
@@ -81,12 +128,30 @@ func getIOCs(s *Server, c *call) (any, error) {
 			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 	}
+	sortBy := q.Get("sort")
+	switch sortBy {
+	case "", "last_seen", "risk":
+	default:
+		return nil, rejected(reasonBadQuery, fmt.Errorf("%w: sort %q: want last_seen or risk", ErrInvalid, sortBy))
+	}
+	rs := s.riskService()
+	if sortBy == "risk" && rs == nil {
+		return nil, rejected(reasonBadQuery, fmt.Errorf("%w: sort risk: this node does not score indicators", ErrInvalid))
+	}
+	at, err := s.riskAt(c)
+	if err != nil {
+		return nil, err
+	}
 	recs, err := s.sightingSvc.Sightings(c.r.Context(), iocScan)
 	if err != nil {
 		return nil, fmt.Errorf("sightings: %w", err)
 	}
+	var groups map[string][]store.SightingRecord
+	if rs != nil {
+		groups = map[string][]store.SightingRecord{}
+	}
 	out := []IOC{}
-	for _, ioc := range summarize(recs, s.policyIndex()) {
+	for _, ioc := range summarizeGrouped(recs, s.policyIndex(), groups) {
 		if typ != "" && ioc.Indicator.Type != typ {
 			continue
 		}
@@ -94,9 +159,35 @@ func getIOCs(s *Server, c *call) (any, error) {
 			continue
 		}
 		out = append(out, ioc)
-		if len(out) >= n {
+		if sortBy != "risk" && len(out) >= n {
 			break
 		}
+	}
+	if rs == nil {
+		return out, nil
+	}
+	// Scored: the page only, or with sort=risk every candidate, which
+	// are the indicators of the iocScan most recent sightings: the work
+	// is bounded by iocScan, never by what the store holds.
+	reports, err := s.reportSvc.Reports(c.r.Context(), reportScan)
+	if err != nil {
+		return nil, fmt.Errorf("reports: %w", err)
+	}
+	byInd := map[string][]store.ReportRecord{}
+	for _, r := range reports {
+		k := r.Report.Indicator.Key()
+		byInd[k] = append(byInd[k], r)
+	}
+	for i := range out {
+		k := out[i].Indicator.Key()
+		score := rs.Risk(out[i].Indicator, groups[k], byInd[k], at).Score
+		out[i].Risk = &score
+	}
+	if sortBy == "risk" {
+		slices.SortStableFunc(out, func(a, b IOC) int {
+			return cmp.Or(cmp.Compare(*b.Risk, *a.Risk), cmp.Compare(a.Indicator.Key(), b.Indicator.Key()))
+		})
+		out = out[:min(n, len(out))]
 	}
 	return out, nil
 }
@@ -106,12 +197,16 @@ func getIOC(s *Server, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	at, err := s.riskAt(c)
+	if err != nil {
+		return nil, err
+	}
 	recs, err := s.sightingSvc.SightingsFor(c.r.Context(), ind)
 	if err != nil {
 		return nil, fmt.Errorf("sightings of %s: %w", ind.Value, err)
 	}
 	x := s.policyIndex()
-	reports, err := s.reportsOf(c, ind)
+	reports, rrecs, err := s.reportsOfRecords(c, ind)
 	if err != nil {
 		return nil, err
 	}
@@ -127,5 +222,34 @@ func getIOC(s *Server, c *call) (any, error) {
 	if len(d.SightingList) == 0 && len(d.PolicyList) == 0 && len(d.ReportList) == 0 {
 		return nil, fmt.Errorf("indicator %s: %w", ind.Value, ErrNotFound)
 	}
+	if rs := s.riskService(); rs != nil {
+		r := rs.Risk(ind, recs, rrecs, at)
+		d.Risk = &r
+		score := r.Score
+		d.IOC.Risk = &score
+	}
 	return d, nil
+}
+
+// reportsOfRecords is reportsOf that also returns the records, for the
+// risk score.
+func (s *Server) reportsOfRecords(c *call, ind intel.Indicator) ([]Report, []store.ReportRecord, error) {
+	recs, err := s.reportSvc.Reports(c.r.Context(), reportScan)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reports: %w", err)
+	}
+	out := []Report{}
+	var mine []store.ReportRecord
+	var sites map[string]string
+	for _, r := range recs {
+		if r.Report.Indicator != ind {
+			continue
+		}
+		if sites == nil {
+			sites = s.sites(c)
+		}
+		out = append(out, reportFrom(r, sites, s.now()))
+		mine = append(mine, r)
+	}
+	return out, mine, nil
 }

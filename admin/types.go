@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/intel/risk"
 	"github.com/meshward/meshward/store"
 )
 
@@ -58,6 +59,11 @@ type Member struct {
 	Connected  bool      `json:"connected"` // this node has a libp2p connection to it
 	AdmittedAt time.Time `json:"admitted_at,omitzero"`
 	Addrs      []string  `json:"addrs,omitempty"`
+	// Trust is the site's trust in the FSM, 0..1000 (consensus
+	// SiteTrust): it falls when an operator overturns a block the site's
+	// sightings proved, and recovers with log time. Absent when the node
+	// does not say.
+	Trust *int `json:"trust,omitempty"`
 }
 
 // Peer is one libp2p peer this node is connected to.
@@ -116,6 +122,10 @@ type IOC struct {
 	// Policies are the IDs of policies in force on exactly this
 	// indicator, with their scope and action ("mesh:block").
 	Policies []string `json:"policies,omitempty"`
+	// Risk is the indicator's risk score, 0..100 (intel/risk), when the
+	// node scores indicators; in a list, computed from the sightings the
+	// list was made of.
+	Risk *int `json:"risk_score,omitempty"`
 }
 
 // IOCDetail is an IOC with its sightings, policies and reports.
@@ -126,6 +136,10 @@ type IOCDetail struct {
 	// ReportList are the indicator reports of exactly this indicator
 	// among the most recent ones this node holds, newest first.
 	ReportList []Report `json:"report_list"`
+	// Risk is the score with its factors (name, value, weight,
+	// contribution, detail), computed from every sighting of the
+	// indicator this node holds, at the time asked (?at=) or now.
+	Risk *risk.Result `json:"risk,omitempty"`
 }
 
 // ReportRequest publishes an indicator report mesh-wide. Indicator is

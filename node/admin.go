@@ -29,6 +29,7 @@ type adminAPI struct {
 	sightingAPI
 	reportAPI
 	operatorAPI
+	riskAPI
 }
 
 type (
@@ -51,7 +52,7 @@ var (
 )
 
 func newAdminAPI(n *Node) *adminAPI {
-	return &adminAPI{statusAPI{n}, memberAPI{n}, policyAPI{n}, sightingAPI{n}, reportAPI{n}, operatorAPI{n}}
+	return &adminAPI{statusAPI{n}, memberAPI{n}, policyAPI{n}, sightingAPI{n}, reportAPI{n}, operatorAPI{n}, riskAPI{n}}
 }
 
 // ID is the node's ID.
@@ -108,8 +109,9 @@ func (a memberAPI) Members(context.Context) ([]admin.Member, error) {
 	leader := n.deps.Consensus.Leader()
 	var out []admin.Member
 	for _, m := range n.deps.Consensus.Roster() {
+		trust := n.deps.Consensus.SiteTrust(m.ID)
 		am := admin.Member{ID: m.ID, Site: m.Site, Voter: m.Voter, Leader: m.ID == leader,
-			AdmittedAt: m.AdmittedAt, Addrs: m.Addrs}
+			AdmittedAt: m.AdmittedAt, Addrs: m.Addrs, Trust: &trust}
 		if m.ID == n.deps.ID {
 			am.Connected = true
 		} else if pid, err := peer.Decode(m.ID); err == nil {

@@ -26,9 +26,13 @@ func newMembersCmd(deps cliDeps) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return run(cmd, &f, func(c *admin.Client) ([]admin.Member, error) { return c.Members(cmd.Context()) },
 				func(w io.Writer, ms []admin.Member) {
-					fmt.Fprintln(w, "ID\tSITE\tVOTER\tLEADER\tCONNECTED\tADMITTED")
+					fmt.Fprintln(w, "ID\tSITE\tVOTER\tLEADER\tCONNECTED\tTRUST\tADMITTED")
 					for _, m := range ms {
-						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, orDash(m.Site), yesNo(m.Voter), yesNo(m.Leader), yesNo(m.Connected), timeCell(m.AdmittedAt))
+						trust := "-"
+						if m.Trust != nil {
+							trust = fmt.Sprint(*m.Trust)
+						}
+						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, orDash(m.Site), yesNo(m.Voter), yesNo(m.Leader), yesNo(m.Connected), trust, timeCell(m.AdmittedAt))
 					}
 				})
 		},

@@ -285,14 +285,14 @@ func Score(in Inputs) Result {
 		miss = miss * (full - st.conf*st.trust/MaxTrust) / full
 	}
 	vals[FactorCorroboration] = full * sum / (sum + 2*MaxTrust)
-	details[FactorCorroboration] = fmt.Sprintf("%d sites, trust sum %s", len(sites), thousandths(sum))
+	details[FactorCorroboration] = fmt.Sprintf("%s, trust sum %s", plural(len(sites), "site"), thousandths(sum))
 	vals[FactorSeverity] = sevBest
 	details[FactorSeverity] = "highest: " + sevWhat
 	if len(sites) == 0 {
 		miss = full
 	}
 	vals[FactorConfidence] = full - miss
-	details[FactorConfidence] = fmt.Sprintf("%d sites, trust-weighted", len(sites))
+	details[FactorConfidence] = plural(len(sites), "site") + ", trust-weighted"
 	if tacBest < 0 {
 		tacBest, tacWhat = 0, "no sighting"
 	}
@@ -309,7 +309,7 @@ func Score(in Inputs) Result {
 		rmiss = rmiss * (full - bySource[src]) / full
 	}
 	vals[FactorReports] = full - rmiss
-	details[FactorReports] = fmt.Sprintf("%d sources", len(bySource))
+	details[FactorReports] = plural(len(bySource), "source")
 
 	// CVE: the highest priority over 15.
 	var cveBest int64
@@ -345,7 +345,7 @@ func Score(in Inputs) Result {
 	// Recidivism: 1 - 2^-n.
 	n := clamp(int64(in.PriorBlocks), 0, 40)
 	vals[FactorRecidivism] = full - full>>n
-	details[FactorRecidivism] = fmt.Sprintf("%d blocks before", n)
+	details[FactorRecidivism] = plural(int(n), "block") + " before"
 
 	res := Result{At: in.Now, Factors: make([]Factor, 0, len(weights))}
 	var total int64 // in thousandths of a point
@@ -358,6 +358,13 @@ func Score(in Inputs) Result {
 	}
 	res.Score = int(clamp((total+full/2)/full, 0, 100))
 	return res
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func thousandths(v int64) string { return fmt.Sprintf("%d.%03d", v/1000, v%1000) }

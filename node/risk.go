@@ -1,0 +1,89 @@
+package node
+
+import (
+	"regexp"
+	"slices"
+	"time"
+
+	"github.com/meshward/meshward/admin"
+	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/intel/attack"
+	"github.com/meshward/meshward/intel/kev"
+	"github.com/meshward/meshward/intel/risk"
+	"github.com/meshward/meshward/store"
+)
+
+// riskAPI scores indicators for the admin API (admin.RiskService) from
+// what this node holds: the sightings and reports the caller read from
+// the store, each site's trust from the FSM, the ATT&CK catalog in force
+// (intel.attack_path) for the techniques' tactics, and a mesh-wide block
+// in force on the indicator for recidivism. Two nodes holding the same
+// sightings, reports, FSM state and catalog give the same score at the
+// same time.
+type riskAPI struct{ n *Node }
+
+var _ admin.RiskService = riskAPI{}
+
+// Risk scores ind at now.
+func (a riskAPI) Risk(ind intel.Indicator, sightings []store.SightingRecord, reports []store.ReportRecord, now time.Time) risk.Result {
+	cons := a.n.deps.Consensus
+	origins := make([]string, 0, 8)
+	for _, r := range sightings {
+		origins = append(origins, r.Origin)
+	}
+	slices.Sort(origins)
+	trust, _ := cons.SiteTrustAt(slices.Compact(origins))
+	prior := 0
+	if _, ok := cons.Policy(intel.PolicyID(intel.ActionBlock, ind), now); ok {
+		prior = 1
+	}
+	return risk.Score(riskInputs(sightings, reports, now, trust, a.n.deps.attack.get(), nil, nil, prior))
+}
+
+// maxRiskCVEs bounds the CVEs one indicator's reports may link.
+const maxRiskCVEs = 16
+
+var cvePattern = regexp.MustCompile(`CVE-\d{4}-\d{4,19}`)
+
+// riskInputs builds the score's inputs. trust is each origin's trust
+// (missing: full); catalog, nvd and kevs may be nil. Only the reports
+// active at now count; the CVEs are those named in their labels or
+// descriptions (at most maxRiskCVEs, in order), ranked by intel/kev.
+func riskInputs(sightings []store.SightingRecord, reports []store.ReportRecord, now time.Time, trust map[string]int,
+	catalog *attack.Catalog, nvd *kev.NVD, kevs *kev.Catalog, prior int) risk.Inputs {
+	in := risk.Inputs{Now: now, PriorBlocks: prior, Sightings: make([]risk.Sighting, 0, len(sightings))}
+	for _, r := range sightings {
+		t, ok := trust[r.Origin]
+		if !ok {
+			t = risk.MaxTrust
+		}
+		s := risk.Sighting{Site: r.Origin, Trust: t, Severity: r.Sighting.Severity, Confidence: r.Sighting.Confidence,
+			Technique: r.Sighting.Technique, Seen: r.Sighting.LastSeen}
+		if catalog != nil && s.Technique != "" {
+			if tech, ok := catalog.Technique(s.Technique); ok {
+				s.Tactics = tech.Tactics
+			}
+		}
+		in.Sightings = append(in.Sightings, s)
+	}
+	var cves []string
+	for _, r := range reports {
+		if !r.Report.ActiveAt(now) {
+			continue
+		}
+		in.Reports = append(in.Reports, risk.Report{Source: r.Report.Source, Confidence: r.Report.Confidence})
+		texts := append(slices.Clone(r.Report.Labels), r.Report.Description)
+		for _, text := range texts {
+			for _, id := range cvePattern.FindAllString(text, maxRiskCVEs) {
+				if len(cves) < maxRiskCVEs && !slices.Contains(cves, id) {
+					cves = append(cves, id)
+				}
+			}
+		}
+	}
+	for _, id := range cves {
+		p := kev.Rank(id, nvd, kevs)
+		in.CVEs = append(in.CVEs, risk.CVE{ID: id, CVSS: p.CVSS, KEV: p.KEV, Ransomware: p.Ransomware})
+	}
+	return in
+}
