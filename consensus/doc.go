@@ -97,6 +97,20 @@
 // meshward_consensus_refused_total{command,reason} (RefusalCounts). A
 // refused entry changes nothing, not even the FSM's clock.
 //
+// Feed blocks (feedpolicy.go). Feed entries are signed indicator
+// reports and block nothing until an operator-signed feed policy
+// (set_feed_policy, remove_feed_policy; at most intel.MaxFeedPolicies)
+// promotes them. A feed block (CmdFeedBlock) carries the report's
+// envelope as signed and the policy's name; Apply checks that the policy
+// exists and is enabled, that the envelope verifies and its signer is a
+// member and a permitted publisher (named, or a voter), that the report's
+// source, confidence, type and validity meet the policy, that the block
+// is of the report's indicator and lasts no longer than the policy and
+// the report allow, then the floors, the warninglist (intel/warninglist's
+// built-in list and the operators' warninglist_add entries, held here and
+// in snapshots), protected ranges and allows. Refusals are counted under
+// command "feed-block".
+//
 // Admission (join.go, roster.go). The founding node is the first member,
 // named in CmdInit. Every other node joins with the secret of a join
 // token an operator created (create_join_token; the FSM keeps the
