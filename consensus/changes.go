@@ -9,20 +9,28 @@ package consensus
 // whole state, empties the log and consumes one number, so that no
 // caller can mistake the changes after it for the whole story.
 //
-// The entries hold records and keep their reason and author strings in
-// the store's table (counted references).
+// An entry is the record as the store holds it (48 bytes without
+// pointers; its number is its place in the ring, and what the change
+// was is in its flags), so that the 65,536 entries of a full log cost
+// 3 MiB, where a record with its value and extra beside it cost 6. The
+// few values and extras an entry needs (an indicator without a compact
+// form, evidence) are copied into the log's own slabs, as the store's
+// slots may be reused; reason and author strings stay in the store's
+// table (counted references).
 type changeLog struct {
-	entries []changeEntry // a ring, grown up to size
+	entries []rec // a ring, grown up to size
+	vals    slab[string]
+	extras  slab[*recExtra]
 	size    int
 	seq     uint64 // the last number given
 	start   uint64 // the number of entries[0] when the ring was last emptied
 }
 
-type changeEntry struct {
-	seq     uint64
-	r       prec // with its own value and recExtra: the slots may be reused
-	removed bool
-}
+// Flags of an entry's rec (never set on a record of the store).
+const (
+	flagRemoved uint8 = 1 << 6 // the change removed the policy
+	flagAdded   uint8 = 1 << 7 // the change added a policy not held before
+)
 
 // defaultChangeLogSize is how many changes the log keeps.
 const defaultChangeLogSize = 1 << 16
@@ -37,23 +45,48 @@ func newChangeLog(size int) *changeLog {
 	return &changeLog{size: size, start: 1}
 }
 
+// change is what a change did to a policy.
+type change uint8
+
+const (
+	changeMerged  change = 0
+	changeAdded   change = change(flagAdded)
+	changeRemoved change = change(flagRemoved)
+)
+
 // record appends the change of r. A nil log records nothing.
-func (l *changeLog) record(s *policyStore, r prec, removed bool) {
+func (l *changeLog) record(s *policyStore, r prec, what change) {
 	if l == nil {
 		return
 	}
 	l.seq++
 	s.strs.retain(r.reason)
 	s.strs.retain(r.author)
-	e := changeEntry{seq: l.seq, r: r, removed: removed}
-	if len(l.entries) < l.size {
+	e := r.rec
+	e.flags = e.flags&^(flagRemoved|flagAdded) | uint8(what)
+	e.valueRef, e.extraRef = 0, 0
+	if r.value != "" {
+		e.valueRef = l.vals.put(r.value)
+	}
+	if r.x != nil {
+		e.extraRef = l.extras.put(r.x)
+	}
+	if n := len(l.entries); n < l.size {
+		if n == cap(l.entries) {
+			// Grown by hand: append's growth would overshoot size.
+			grown := make([]rec, n, min(l.size, max(64, 2*n)))
+			copy(grown, l.entries)
+			l.entries = grown
+		}
 		l.entries = append(l.entries, e)
 		return
 	}
 	i := int((l.seq - l.start) % uint64(l.size))
 	old := l.entries[i]
-	s.strs.release(old.r.reason)
-	s.strs.release(old.r.author)
+	s.strs.release(old.reason)
+	s.strs.release(old.author)
+	l.vals.release(old.valueRef)
+	l.extras.release(old.extraRef)
 	l.entries[i] = e
 }
 
@@ -65,6 +98,7 @@ func (l *changeLog) reset() {
 	l.start = l.seq + 1
 	clear(l.entries)
 	l.entries = l.entries[:0]
+	l.vals, l.extras = slab[string]{}, slab[*recExtra]{}
 }
 
 // oldest is the number of the oldest change held (seq+1 when none is).
@@ -88,10 +122,14 @@ func (l *changeLog) since(s *policyStore, since uint64, limit int) ([]PolicyChan
 	if n == 0 {
 		return nil, since, true
 	}
+	t := recTables{strs: s.strs.strs, vals: l.vals.items, extras: l.extras.items}
 	out := make([]PolicyChange, 0, n)
 	for k := since + 1; k <= since+n; k++ {
-		e := &l.entries[int((k-l.start)%uint64(l.size))]
-		out = append(out, PolicyChange{Seq: e.seq, Policy: e.r.policy(s.strs.strs), Removed: e.removed})
+		e := l.entries[int((k-l.start)%uint64(l.size))]
+		what := change(e.flags & (flagRemoved | flagAdded))
+		e.flags &^= flagRemoved | flagAdded
+		r := t.view(e)
+		out = append(out, PolicyChange{Seq: k, Policy: r.policy(t.strs), Removed: what == changeRemoved, Added: what == changeAdded})
 	}
 	return out, since + n, true
 }

@@ -253,7 +253,7 @@ func BenchmarkFSMMemory(b *testing.B) {
 				runtime.ReadMemStats(&after)
 				n := float64(s.f.policies.len())
 				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/policy")
-				ring := float64(cap(s.f.policies.changes.entries)) * float64(unsafe.Sizeof(changeEntry{}))
+				ring := float64(cap(s.f.policies.changes.entries)) * float64(unsafe.Sizeof(rec{}))
 				b.ReportMetric(ring/n, "log-B/policy")
 			}
 			runtime.KeepAlive(s)

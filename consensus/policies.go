@@ -60,9 +60,11 @@ func (c *Consensus) PolicyCount() int {
 
 // PolicyChange is one change to the held policies.
 type PolicyChange struct {
-	Seq     uint64
-	Policy  intel.Policy
-	Removed bool
+	Seq    uint64
+	Policy intel.Policy
+	// Removed: the change removed the policy. Added: it added a policy
+	// not held before. Neither: it merged a change into a held policy.
+	Removed, Added bool
 }
 
 // PolicyChanges returns up to limit changes with Seq > since, oldest

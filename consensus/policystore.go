@@ -490,7 +490,7 @@ func (s *policyStore) insert(r prec) {
 	if x := s.index(r.action); x != nil {
 		x.add(r.indexKey(), r.id)
 	}
-	s.changes.record(s, r, false)
+	s.changes.record(s, r, changeAdded)
 }
 
 // replace changes a held record's expiry, reason and evidence (what a
@@ -509,7 +509,7 @@ func (s *policyStore) replace(old, r prec) {
 		s.byExpiry.ReplaceOrInsert(expiryItem{expiryKey(r.expiresAt()), r.id})
 	}
 	s.strs.release(old.reason)
-	s.changes.record(s, r, false)
+	s.changes.record(s, r, changeMerged)
 }
 
 // delete drops the policy with this ID, if held.
@@ -527,7 +527,7 @@ func (s *policyStore) delete(id uint64) bool {
 	if x := s.index(r.action); x != nil {
 		x.remove(r.indexKey(), r.id)
 	}
-	s.changes.record(s, r, true)
+	s.changes.record(s, r, changeRemoved)
 	s.strs.release(r.reason)
 	s.strs.release(r.author)
 	return true
