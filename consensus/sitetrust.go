@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/meshward/meshward/intel"
 	"github.com/meshward/meshward/intel/risk"
 )
@@ -188,4 +190,51 @@ func (f *fsm) checkMinRisk(t CommandType, ind intel.Indicator, proven []provenSi
 		return nil
 	}
 	return refuse(t, "low_risk", ErrRefused, "the proof of %s scores %d, the mesh requires %d", ind, r.Score, f.rules.MinRisk)
+}
+
+var (
+	overturnedDesc = prometheus.NewDesc("meshward_consensus_blocks_overturned_total",
+		"Automatic blocks this node's FSM saw overturned by an operator's allow or revoke (each costs its proof's signers trust).", nil, nil)
+	penaltiesDesc = prometheus.NewDesc("meshward_consensus_site_trust_penalties_total",
+		"Site trust penalties this node's FSM applied: one per distinct signer of an overturned automatic block.", nil, nil)
+	lowTrustDesc = prometheus.NewDesc("meshward_consensus_sites_below_full_trust",
+		"Members whose trust is below full at the FSM's clock.", nil, nil)
+)
+
+// siteTrustCollector exposes the site trust counters.
+type siteTrustCollector struct{ f *fsm }
+
+func (c siteTrustCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- overturnedDesc
+	ch <- penaltiesDesc
+	ch <- lowTrustDesc
+}
+
+func (c siteTrustCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(overturnedDesc, prometheus.CounterValue, float64(c.f.trustCounts.overturned.Load()))
+	ch <- prometheus.MustNewConstMetric(penaltiesDesc, prometheus.CounterValue, float64(c.f.trustCounts.penalized.Load()))
+	c.f.mu.RLock()
+	low := 0
+	for _, r := range c.f.trust {
+		if r.trustAt(c.f.clock) < TrustMax {
+			low++
+		}
+	}
+	c.f.mu.RUnlock()
+	ch <- prometheus.MustNewConstMetric(lowTrustDesc, prometheus.GaugeValue, float64(low))
+}
+
+// collectors joins collectors into one.
+type collectors []prometheus.Collector
+
+func (cs collectors) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range cs {
+		c.Describe(ch)
+	}
+}
+
+func (cs collectors) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range cs {
+		c.Collect(ch)
+	}
 }

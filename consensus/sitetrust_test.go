@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/meshward/meshward/intel"
 )
 
@@ -50,6 +52,21 @@ func stateNoNonces(t *testing.T, f *fsm) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// gathered is every metric of reg without labels, by name.
+func gathered(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		m := mf.GetMetric()[0]
+		out[mf.GetName()] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+	}
+	return out
 }
 
 func wantTrust(t *testing.T, step string, got map[string]int, want map[string]int) {
@@ -96,6 +113,18 @@ func TestSiteTrustFallsOnOverturn(t *testing.T) {
 	wantTrust(t, "revoke of an operator's block", a.trusts("A", "B", "C", "D"), map[string]int{"A": 800, "B": 600, "C": 800, "D": TrustMax})
 	if o, p := a.f.trustCounts.overturned.Load(), a.f.trustCounts.penalized.Load(); o != 2 || p != 4 {
 		t.Fatalf("counted %d overturned, %d penalties; want 2 and 4", o, p)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(siteTrustCollector{a.f})
+	got := gathered(t, reg)
+	for name, want := range map[string]float64{
+		"meshward_consensus_blocks_overturned_total":    2,
+		"meshward_consensus_site_trust_penalties_total": 4,
+		"meshward_consensus_sites_below_full_trust":     3,
+	} {
+		if got[name] != want {
+			t.Errorf("%s = %v, want %v", name, got[name], want)
+		}
 	}
 
 	// The state survives a snapshot and a restore, and a replica that

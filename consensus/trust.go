@@ -276,9 +276,11 @@ func (c *Consensus) RefusalCounts() map[string]uint64 {
 	return out
 }
 
-// Collector exposes meshward_consensus_refused_total{command,reason} for
-// the node's registry.
-func (c *Consensus) Collector() prometheus.Collector { return refusalCollector{&c.fsm.refused} }
+// Collector exposes meshward_consensus_refused_total{command,reason} and
+// the site trust counters (sitetrust.go) for the node's registry.
+func (c *Consensus) Collector() prometheus.Collector {
+	return collectors{refusalCollector{&c.fsm.refused}, siteTrustCollector{c.fsm}}
+}
 
 // --- queries of the trust state ------------------------------------------
 
