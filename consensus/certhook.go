@@ -116,6 +116,9 @@ func (c *certChain) restore(st *chainState) {
 	copy(c.head.Hash[:], st.Hash)
 }
 
+// Consensus is what a certify.Publisher needs of a server.
+var _ certify.Source = (*Consensus)(nil)
+
 // ErrChainUnknown is returned when this node cannot say its chain: it
 // was restored from a snapshot older than the chain, or applied nothing.
 var ErrChainUnknown = errors.New("the certified chain is not known on this node")

@@ -343,3 +343,74 @@ func TestCertifiedEdgeAcrossVoterChange(t *testing.T) {
 func voterNodes(nodes []*testNode, voters certify.Voters) []*testNode {
 	return slices.DeleteFunc(slices.Clone(nodes), func(n *testNode) bool { return !voters.Contains(n.id()) })
 }
+
+// Every voter runs a publisher (the leader's sends the entries too);
+// their messages, through the wire encoding, are all an edge needs to
+// apply what the cluster commits.
+func TestCertifiedPublishersFeedEdge(t *testing.T) {
+	nodes := byzantineCluster(t)
+	msgs := make(chan []byte, 256)
+	done := make(chan struct{})
+	for _, n := range nodes {
+		p, err := certify.StartPublisher(t.Context(), n.c, certify.PublisherConfig{
+			Entries: n.c.IsLeader,
+			Publish: func(m certify.Message) {
+				b, err := m.MarshalBinary()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				select {
+				case msgs <- b:
+				case <-done:
+				}
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Close)
+	}
+	t.Cleanup(func() { close(done) }) // runs before the publishers' Close
+	edge := newCertEdge(t, nodes[0].c.MeshID(), nodes[0].id())
+	for round := range 3 {
+		commitSome(t, nodes, nodes[round], round+1, 3)
+		head := waitSameHead(t, nodes)
+		for edge.e.Applied().Index < head.Index {
+			select {
+			case b := <-msgs:
+				var m certify.Message
+				if err := m.UnmarshalBinary(b); err != nil {
+					t.Fatal(err)
+				}
+				for _, err := range offerAll(edge.e, &m) {
+					if r := certify.ReasonOf(err); r != certify.ReasonOld && r != certify.ReasonDuplicate {
+						t.Fatalf("round %d: %v", round, err)
+					}
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("round %d: no message for 30s; edge at %d, head %d", round, edge.e.Applied().Index, head.Index)
+			}
+		}
+		if a := edge.e.Applied(); a.Index != head.Index || a.Hash != head.Hash {
+			t.Fatalf("round %d: edge at %d (%s), head %d (%s)", round, a.Index, a.Hash, head.Index, head.Hash)
+		}
+		edge.sameStateAsVoters(t, nodes)
+	}
+}
+
+// offerAll offers a message's parts and returns every refusal.
+func offerAll(e *certify.Edge, m *certify.Message) []error {
+	var errs []error
+	for _, en := range m.Entries {
+		if err := e.AddEntry(en); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, c := range m.Certs {
+		if err := e.AddCert(c); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}

@@ -47,6 +47,10 @@ type Config struct {
 	MaxCertsPerSigner int    // certificates held per voter (default 16)
 	MaxCerts          int    // certificates held in all (default 4096)
 	MaxEvidence       int    // equivocation pairs kept (default 16)
+	// MaxParked bounds the certificates of signers that are no voter in
+	// any set known yet, held (the latest per signer) until the entries
+	// that may make them voters arrive (default 2×MaxVoters).
+	MaxParked int
 }
 
 func (c *Config) withDefaults() error {
@@ -75,6 +79,7 @@ func (c *Config) withDefaults() error {
 	def(&c.MaxCertsPerSigner, 16)
 	def(&c.MaxCerts, 4096)
 	def(&c.MaxEvidence, 16)
+	def(&c.MaxParked, 2*MaxVoters)
 	return nil
 }
 
@@ -113,6 +118,7 @@ type Edge struct {
 	bytes   int
 	certs   map[string][]*signed // by signer node ID, by index
 	ncerts  int
+	parked  map[string]Cert   // by signer: certificates of signers not known to be voters yet
 	ids     map[string]string // signer key -> node ID
 	evid    []Equivocation
 	counts  map[string]uint64
@@ -125,7 +131,7 @@ func NewEdge(cfg Config) (*Edge, error) {
 	if err := cfg.withDefaults(); err != nil {
 		return nil, err
 	}
-	return &Edge{cfg: cfg, applied: cfg.Anchor, certs: map[string][]*signed{},
+	return &Edge{cfg: cfg, applied: cfg.Anchor, certs: map[string][]*signed{}, parked: map[string]Cert{},
 		ids: map[string]string{}, counts: map[string]uint64{}}, nil
 }
 
@@ -170,7 +176,7 @@ type Stats struct {
 func (e *Edge) Stats() Stats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return Stats{Applied: e.applied.Index, Entries: e.entries, Pending: len(e.pending), Certs: e.ncerts, Evidence: len(e.evid)}
+	return Stats{Applied: e.applied.Index, Entries: e.entries, Pending: len(e.pending), Certs: e.ncerts + len(e.parked), Evidence: len(e.evid)}
 }
 
 // Pending is how many entries wait.
@@ -286,9 +292,11 @@ func (e *Edge) AddCert(c Cert) error {
 	if id == "" {
 		return e.refuse(ReasonBadSignature, c.Index, "signer key of %d bytes", len(c.Signer))
 	}
-	if !e.mayBeVoter(id, c.Index) {
+	voter, known := e.voterAt(id, c.Index)
+	if !voter && known {
 		return e.refuse(ReasonNotVoter, c.Index, "signer %s is not a voter at this index", id)
 	}
+	park := !voter && !e.mayBeVoter(id, c.Index)
 	// A certificate already held is refused before its signature is
 	// checked, so that replays cost no verification.
 	var conflict *Cert
@@ -311,6 +319,29 @@ func (e *Edge) AddCert(c Cert) error {
 	if !c.Verify() {
 		return e.refuse(ReasonBadSignature, c.Index, "signature of %s does not verify", id)
 	}
+	c.Signer, c.Sig = slices.Clone(c.Signer), slices.Clone(c.Sig)
+	if park {
+		// Entries before its index are missing: whether the signer is
+		// a voter there will be known once they arrive.
+		if p, ok := e.parked[id]; ok && p.Index >= c.Index {
+			return e.refuse(ReasonDuplicate, c.Index, "a certificate of %s at %d waits already", id, p.Index)
+		}
+		if _, ok := e.parked[id]; !ok && len(e.parked) >= e.cfg.MaxParked {
+			return e.refuse(ReasonBufferFull, c.Index, "%d certificates of unknown signers wait", len(e.parked))
+		}
+		e.parked[id] = c
+		return nil
+	}
+	err := e.store(c, id, conflict)
+	if aerr := e.advance(); aerr != nil {
+		return aerr
+	}
+	return err
+}
+
+// store keeps a verified certificate of voter id; conflict is another
+// voter's certificate for the same index with another hash, if any.
+func (e *Edge) store(c Cert, id string, conflict *Cert) error {
 	for _, s := range e.certs[id] {
 		if s.c.Index == c.Index && s.c.Hash == c.Hash && s.c.Term == c.Term {
 			// ed25519 signatures are deterministic: another valid
@@ -321,7 +352,6 @@ func (e *Edge) AddCert(c Cert) error {
 	if e.ncerts >= e.cfg.MaxCerts {
 		return e.refuse(ReasonBufferFull, c.Index, "%d certificates held", e.ncerts)
 	}
-	c.Signer, c.Sig = slices.Clone(c.Signer), slices.Clone(c.Sig)
 	cs := e.certs[id]
 	i := sort.Search(len(cs), func(i int) bool { return cs[i].c.Index > c.Index })
 	cs = slices.Insert(cs, i, &signed{c: c})
@@ -332,17 +362,47 @@ func (e *Edge) AddCert(c Cert) error {
 		e.counts[ReasonCertEvicted]++
 	}
 	e.certs[id] = cs
-	var err error
 	if conflict != nil {
 		if len(e.evid) < e.cfg.MaxEvidence {
 			e.evid = append(e.evid, Equivocation{A: *conflict, B: c})
 		}
-		err = e.refuse(ReasonEquivocation, c.Index, "%s signed hash %s, %s signed %s", conflict.SignerID(), conflict.Hash, id, c.Hash)
+		return e.refuse(ReasonEquivocation, c.Index, "%s signed hash %s, %s signed %s", conflict.SignerID(), conflict.Hash, id, c.Hash)
 	}
-	if aerr := e.advance(); aerr != nil {
-		return aerr
+	return nil
+}
+
+// conflictWith is a held certificate of another hash for c's index.
+func (e *Edge) conflictWith(c *Cert) *Cert {
+	for _, cs := range e.certs {
+		for _, s := range cs {
+			if s.c.Index == c.Index && (s.c.Hash != c.Hash || s.c.Term != c.Term) {
+				return &s.c
+			}
+		}
 	}
-	return err
+	return nil
+}
+
+// unpark moves the waiting certificates whose signer's standing is now
+// known: to the held ones if a voter, else refused and counted.
+func (e *Edge) unpark() {
+	for id, c := range e.parked {
+		if c.Index <= e.applied.Index {
+			delete(e.parked, id)
+			e.counts[ReasonOld]++
+			continue
+		}
+		voter, known := e.voterAt(id, c.Index)
+		if !known && !e.mayBeVoter(id, c.Index) {
+			continue
+		}
+		delete(e.parked, id)
+		if !voter && known {
+			e.counts[ReasonNotVoter]++
+			continue
+		}
+		_ = e.store(c, id, e.conflictWith(&c)) // counted there
+	}
 }
 
 // Install replaces the edge's state with a certified snapshot: m must be
@@ -421,6 +481,23 @@ func (e *Edge) nodeID(pub ed25519.PublicKey) string {
 	}
 	e.ids[string(pub)] = id
 	return id
+}
+
+// voterAt reports whether id is a voter at index by the entries held:
+// the set after the last configuration entry below index. known is false
+// when entries below index may be missing (one of them could change the
+// set).
+func (e *Edge) voterAt(id string, index uint64) (voter, known bool) {
+	set := e.applied.Voters
+	for _, h := range e.pending[:e.linked] {
+		if h.e.Index >= index {
+			return set.Contains(id), true
+		}
+		if h.voters != nil {
+			set = h.voters
+		}
+	}
+	return set.Contains(id), false
 }
 
 // mayBeVoter reports whether id may be a voter at index: exactly, when
@@ -533,6 +610,9 @@ func (e *Edge) advance() error {
 	for {
 		if err := e.link(); err != nil {
 			refused = err
+		}
+		if len(e.parked) > 0 {
+			e.unpark()
 		}
 		if e.linked == 0 {
 			return refused

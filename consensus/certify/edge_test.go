@@ -200,6 +200,7 @@ func TestEdgeRefusals(t *testing.T) {
 			return e.AddCert(ct)
 		}, 0},
 		{"not a voter", ReasonNotVoter, func(t *testing.T, e *Edge) error {
+			feed(e, c.entries)
 			return e.AddCert(c.cert(t, kOut, last))
 		}, 0},
 		{"entry too far ahead", ReasonTooFarAhead, func(t *testing.T, e *Edge) error {
@@ -351,9 +352,13 @@ func TestEdgeVoterSetChange(t *testing.T) {
 	t.Run("new voters alone cannot certify across the boundary", func(t *testing.T) {
 		e, s := newEdge(t, votersOf(kA, kB, kC), nil)
 		feed(e, c.entries)
-		// D is a voter only after cfgIdx; with C it is no majority of
-		// the old set for the entries up to cfgIdx.
-		if err := certs(t, e, c, last, kC, kD); err != nil {
+		// C is a voter up to cfgIdx only, D after it: together they are
+		// no majority of the old set for the entries up to cfgIdx.
+		wantReason(t, e.AddCert(c.cert(t, kC, last)), ReasonNotVoter)
+		if err := certs(t, e, c, cfgIdx, kC); err != nil {
+			t.Fatal(err)
+		}
+		if err := certs(t, e, c, last, kD); err != nil {
 			t.Fatal(err)
 		}
 		wantApplied(t, e, s, c, 0)
@@ -370,7 +375,10 @@ func TestEdgeVoterSetChange(t *testing.T) {
 	t.Run("a removed voter no longer counts", func(t *testing.T) {
 		e, s := newEdge(t, votersOf(kA, kB, kC), nil)
 		feed(e, c.entries)
-		if err := certs(t, e, c, last, kA, kC); err != nil {
+		if err := certs(t, e, c, last, kA); err != nil {
+			t.Fatal(err)
+		}
+		if err := certs(t, e, c, cfgIdx, kC); err != nil {
 			t.Fatal(err)
 		}
 		// A and C are the old majority up to the configuration; after it
@@ -378,6 +386,7 @@ func TestEdgeVoterSetChange(t *testing.T) {
 		wantApplied(t, e, s, c, cfgIdx)
 		// C's certificate for a later index is now refused outright.
 		c.commands(1)
+		feed(e, c.entries[len(c.entries)-1:])
 		err := e.AddCert(c.cert(t, kC, c.last()))
 		wantReason(t, err, ReasonNotVoter)
 		if err := certs(t, e, c, last, kD); err != nil {
@@ -386,6 +395,32 @@ func TestEdgeVoterSetChange(t *testing.T) {
 		wantApplied(t, e, s, c, last)
 		c.entries, c.hashes = c.entries[:len(c.entries)-1], c.hashes[:len(c.hashes)-1]
 		c.next--
+	})
+	t.Run("a future voter's certificate waits for the configuration", func(t *testing.T) {
+		e, s := newEdge(t, votersOf(kA, kB, kC), nil)
+		// D's certificate arrives before the entries: D is no voter yet
+		// as far as the edge knows; it waits, and counts once the
+		// configuration naming D is held.
+		if err := certs(t, e, c, last, kD, kA); err != nil {
+			t.Fatal(err)
+		}
+		if e.Stats().Certs != 2 {
+			t.Fatalf("%d certificates held", e.Stats().Certs)
+		}
+		if err := certs(t, e, c, cfgIdx, kB); err != nil {
+			t.Fatal(err)
+		}
+		feed(e, c.entries)
+		wantApplied(t, e, s, c, last)
+		// An outsider's certificate waits the same way, then is refused.
+		f, _ := newEdge(t, votersOf(kA, kB, kC), nil)
+		if err := f.AddCert(c.cert(t, kOut, last)); err != nil {
+			t.Fatal(err)
+		}
+		feed(f, c.entries)
+		if f.Counts()[ReasonNotVoter] != 1 || f.Stats().Certs != 0 {
+			t.Fatalf("counts %v, stats %+v", f.Counts(), f.Stats())
+		}
 	})
 	t.Run("a forged configuration does not make its voters", func(t *testing.T) {
 		f := newChain()
