@@ -22,7 +22,20 @@
 //     prefix that a majority of the voter set in force certifies. A
 //     configuration entry at index c changes the voter set from c+1: the
 //     entries up to c must be certified by the old set. Every refusal has a
-//     named reason (reasons.go) and is counted.
+//     named reason (reasons.go) and is counted (NewCollector exports the
+//     counts). A certificate whose signer is a voter in no set the edge
+//     knows, while entries before its index are missing, waits (bounded)
+//     until they arrive: the configuration naming its signer may be among
+//     them.
+//
+// Transport (message.go, publisher.go): a Message carries a run of
+// entries and certificates; a Publisher on each server signs the head
+// when it moves (at most once per interval) and publishes its
+// certificate, with the entries when it is the one to send them.
+//
+// What it assumes: fewer than half of the voters of any set in force are
+// compromised, and the edge's anchor (the founder, or the voter set a
+// server gave it when it joined) is right.
 //
 // Snapshots (manifest.go): a Manifest {mesh, index, term, chain hash,
 // voters, SHA-256 and size of the snapshot bytes} signed by a majority of

@@ -316,6 +316,9 @@ func (e *Edge) AddCert(c Cert) error {
 			}
 		}
 	}
+	if p, ok := e.parked[id]; ok && p.Index == c.Index && string(p.Sig) == string(c.Sig) {
+		return e.refuse(ReasonDuplicate, c.Index, "certificate of %s already waits", id)
+	}
 	if !c.Verify() {
 		return e.refuse(ReasonBadSignature, c.Index, "signature of %s does not verify", id)
 	}
@@ -324,7 +327,7 @@ func (e *Edge) AddCert(c Cert) error {
 		// Entries before its index are missing: whether the signer is
 		// a voter there will be known once they arrive.
 		if p, ok := e.parked[id]; ok && p.Index >= c.Index {
-			return e.refuse(ReasonDuplicate, c.Index, "a certificate of %s at %d waits already", id, p.Index)
+			return e.refuse(ReasonOld, c.Index, "a certificate of %s for %d waits already", id, p.Index)
 		}
 		if _, ok := e.parked[id]; !ok && len(e.parked) >= e.cfg.MaxParked {
 			return e.refuse(ReasonBufferFull, c.Index, "%d certificates of unknown signers wait", len(e.parked))

@@ -336,10 +336,6 @@ func TestEdgeCompromisedVoter(t *testing.T) {
 	wantApplied(t, e, s, honest, last)
 }
 
-// Two voters of three sign a forged chain: more than the design
-// tolerates, shown for what it is: the edge follows the majority.
-// (Documented limit, not a defence.)
-
 // The voter set changes at a configuration entry: the entries up to it
 // are certified by the old set, those after by the new one.
 func TestEdgeVoterSetChange(t *testing.T) {
