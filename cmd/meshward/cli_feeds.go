@@ -60,7 +60,9 @@ the node's data directory).`,
 		Short: "Add or replace a runtime feed (admin)",
 		Example: `  meshward intel feeds add abuse-ips --url https://feeds.example/ips.txt --interval 1h --confidence 70 --ttl 48h
   meshward intel feeds add c2-csv --path /srv/feeds/c2.csv --format csv --csv-column-name dst_ip
-  meshward intel feeds add circl --url https://feeds.example/misp/ --format misp --tlp amber`,
+  meshward intel feeds add circl --url https://feeds.example/misp/ --format misp --tlp amber
+  meshward intel feeds add partner --url https://taxii.example/api1/collections/91a7b528-80eb-42ed-a74d-c6fbd5a26116/ \
+      --format taxii --feed-token-file /etc/meshward/partner.token`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c := add
@@ -90,6 +92,8 @@ the node's data directory).`,
 	af.BoolVar(&enabled, "enabled", true, "fetch the feed on schedule")
 	csvFlags(af, &add.CSV)
 	af.StringVar(&add.JSONL.Field, "jsonl-field", "", "jsonl: the field (or dotted path) holding the value")
+	af.StringVar(&add.TokenFile, "feed-token-file", "", "taxii: file on the node holding the collection's token")
+	af.StringVar(&add.Username, "feed-username", "", "taxii: send the token as the Basic password of this user")
 
 	remove := &cobra.Command{
 		Use:   "remove NAME",

@@ -43,7 +43,8 @@ type Config struct {
 	// of them.
 	URL  string `yaml:"url" json:"url,omitempty"`
 	Path string `yaml:"path" json:"path,omitempty"`
-	// Format is plain, csv, jsonl, misp, stix or taxii.
+	// Format is plain, csv, jsonl, misp, stix (a bundle) or taxii (a
+	// TAXII 2.1 collection's URL, polled in full).
 	Format string       `yaml:"format" json:"format"`
 	CSV    CSVOptions   `yaml:"csv" json:"csv,omitzero"`
 	JSONL  JSONLOptions `yaml:"jsonl" json:"jsonl,omitzero"`
@@ -67,6 +68,10 @@ type Config struct {
 	// time (DefaultFetchTimeout).
 	MaxBytes int64         `yaml:"max_bytes" json:"max_bytes,omitempty"`
 	Timeout  time.Duration `yaml:"timeout" json:"-"`
+	// TokenFile holds the token a taxii feed presents: as a bearer token,
+	// or as the Basic password of Username when that is set.
+	TokenFile string `yaml:"token_file" json:"token_file,omitempty"`
+	Username  string `yaml:"username" json:"username,omitempty"`
 	// MaxEntries bounds the entries kept from one fetch
 	// (DefaultMaxEntries); the rest are skipped as "over_limit".
 	MaxEntries int `yaml:"max_entries" json:"max_entries,omitempty"`
@@ -108,9 +113,8 @@ func (c Config) WithDefaults() Config {
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 
-// supported reports whether a format can be read by this build; stix and
-// taxii depend on packages of their own.
-var supported = map[string]bool{FormatPlain: true, FormatCSV: true, FormatJSONL: true, FormatMISP: true, FormatSTIX: true}
+// supported reports whether a format can be read by this build.
+var supported = map[string]bool{FormatPlain: true, FormatCSV: true, FormatJSONL: true, FormatMISP: true, FormatSTIX: true, FormatTAXII: true}
 
 // Validate checks the feed (defaults applied first); every problem names
 // its field.
@@ -139,6 +143,12 @@ func (c Config) Validate() error {
 		p.Add("format", c.Format, "allowed values: plain, csv, jsonl, misp, stix, taxii")
 	case !supported[c.Format]:
 		p.Add("format", c.Format, "not supported yet")
+	}
+	if c.Format == FormatTAXII && c.URL == "" {
+		p.Add("url", c.Path, "a taxii feed is the https:// URL of a collection")
+	}
+	if c.Format != FormatTAXII && (c.TokenFile != "" || c.Username != "") {
+		p.Add("token_file", c.TokenFile, "only a taxii feed takes credentials")
 	}
 	if c.Format == FormatCSV {
 		if err := c.CSV.Validate(); err != nil {

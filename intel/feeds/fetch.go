@@ -30,7 +30,7 @@ const (
 )
 
 // FetchResults lists every result, for metrics.
-var FetchResults = []string{ResultOK, ResultNotModified, ResultHTTPStatus, ResultNetwork, ResultTimeout, ResultTooLarge, ResultLocal}
+var FetchResults = []string{ResultOK, ResultNotModified, ResultHTTPStatus, ResultNetwork, ResultTimeout, ResultTooLarge, ResultLocal, ResultParseError, ResultPublishError}
 
 // FetchError is a failed fetch and its result class.
 type FetchError struct {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"reflect"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,6 +49,8 @@ func Parser(c Config, path string, o Options) (func(fn func(Entry) error) (Stats
 		return withFile(func(f *os.File, fn func(Entry) error) (Stats, error) { return ParseJSONL(f, c.JSONL, o, fn) }), nil
 	case FormatSTIX:
 		return withFile(func(f *os.File, fn func(Entry) error) (Stats, error) { return ParseSTIX(f, o, fn) }), nil
+	case FormatTAXII:
+		return withFile(func(f *os.File, fn func(Entry) error) (Stats, error) { return ParseSpool(f, o, fn) }), nil
 	case FormatMISP:
 		fi, err := os.Stat(path)
 		if err != nil {
@@ -387,9 +390,20 @@ func (r *Runner) poll(ctx context.Context, f *feedRun, force bool) (res PollResu
 	}
 	fetcher := &Fetcher{Client: r.opts.Client, Timeout: c.Timeout, MaxBytes: c.MaxBytes, TempDir: r.opts.TempDir, UserAgent: "meshward-feeds"}
 	var got *Fetched
-	if c.Format == FormatMISP {
+	switch c.Format {
+	case FormatMISP:
 		got, err = fetcher.FetchMISP(ctx, c.Source(), prev)
-	} else {
+	case FormatTAXII:
+		var token string
+		if c.TokenFile != "" {
+			b, rerr := os.ReadFile(c.TokenFile)
+			if rerr != nil {
+				return PollResult{Result: ResultLocal, Error: fmt.Sprintf("token_file: %v", rerr)}
+			}
+			token = strings.TrimSpace(string(b))
+		}
+		got, err = fetcher.FetchTAXII(ctx, c.Source(), token, c.Username)
+	default:
 		got, err = fetcher.Fetch(ctx, c.Source(), prev)
 	}
 	if err != nil {

@@ -15,16 +15,7 @@ import (
 func ParseSTIX(r io.Reader, o Options, fn func(Entry) error) (Stats, error) {
 	var st Stats
 	em := &emitter{o: o, stats: &st, fn: fn}
-	sst, err := stix.ReadBundle(r, func(se stix.Entry) error {
-		e := Entry{
-			Indicator: se.Indicator, Description: se.Description, Labels: se.Labels, Technique: se.Technique,
-			ValidFrom: se.ValidFrom, ValidUntil: se.ValidUntil, FirstSeen: se.Created, LastSeen: se.Modified, TLP: se.TLP,
-		}
-		if se.HasConfidence && se.Confidence > 0 {
-			e.Confidence = se.Confidence
-		}
-		return em.emit(e)
-	})
+	sst, err := stix.ReadBundle(r, func(se stix.Entry) error { return em.emit(entryOfSTIX(se)) })
 	for k, n := range sst.Skipped {
 		if st.Skipped == nil {
 			st.Skipped = make(map[string]int)
