@@ -384,18 +384,19 @@ func decodeTAXIICursor(s string) (taxiiItem, error) {
 
 // page selects a page of a collection's objects: the first q.limit
 // objects after the cursor that pass the filters, in the collection's
-// order, and whether more follow.
+// order, and whether more follow. Without a filter on the objects
+// themselves, only the records that can make the page are turned into
+// objects: every record gives at least one object.
 func (s *Server) page(r *http.Request, col taxiiCollection, q taxiiQuery) ([]taxiiItem, bool, error) {
-	sm := &smallest{n: q.limit + 1}
 	m := &stix.Mapper{}
-	err := s.stixRecords(r.Context(), col.name, m, func(rec stixRecord) (bool, error) {
-		n := 0
-		for i, o := range rec.objs {
+	want := q.limit + 1
+	sm := &smallest[taxiiItem]{n: want, cmp: taxiiItem.cmp}
+	items := func(rec stixRecord) {
+		for i, o := range s.objects(rec) {
 			if o.Shared {
 				continue
 			}
 			it := taxiiItem{added: rec.added, key: fmt.Sprintf("%s#%02d", rec.key, i), obj: o}
-			n++
 			if q.after != nil && it.cmp(*q.after) <= 0 {
 				continue
 			}
@@ -403,17 +404,59 @@ func (s *Server) page(r *http.Request, col taxiiCollection, q taxiiQuery) ([]tax
 				sm.add(it)
 			}
 		}
-		return true, nil
-	})
-	if err != nil {
-		return nil, false, err
 	}
-	items := sm.result()
-	more := len(items) > q.limit
+	if q.types != nil || q.ids != nil || q.versions != nil || !q.specOK {
+		err := s.stixRecords(r.Context(), col.name, m, func(rec stixRecord) (bool, error) {
+			items(rec)
+			return true, nil
+		})
+		if err != nil {
+			return nil, false, err
+		}
+	} else {
+		// The records from the cursor's own (which may be partly served)
+		// on, a batch at a time until the page is full or none is left.
+		var from *stixRecord
+		if q.after != nil {
+			key, _, _ := strings.Cut(q.after.key, "#")
+			from = &stixRecord{added: q.after.added, key: key}
+		}
+		strict := false
+		for {
+			batch := &smallest[stixRecord]{n: want, cmp: cmpRecords}
+			err := s.stixRecords(r.Context(), col.name, m, func(rec stixRecord) (bool, error) {
+				if !q.addedAfter.IsZero() && !rec.added.After(q.addedAfter) {
+					return true, nil
+				}
+				if from != nil {
+					if c := cmpRecords(rec, *from); c < 0 || c == 0 && strict {
+						return true, nil
+					}
+				}
+				batch.add(rec)
+				return true, nil
+			})
+			if err != nil {
+				return nil, false, err
+			}
+			recs := batch.result()
+			for _, rec := range recs {
+				items(rec)
+			}
+			if len(sm.items) >= want || len(recs) < want {
+				break
+			}
+			// Records that gave nothing (refused by the mapper): go on.
+			last := recs[len(recs)-1]
+			from, strict = &last, true
+		}
+	}
+	out := sm.result()
+	more := len(out) > q.limit
 	if more {
-		items = items[:q.limit]
+		out = out[:q.limit]
 	}
-	return items, more, nil
+	return out, more, nil
 }
 
 // pageHeaders sets the X-TAXII-Date-Added-First and -Last headers.

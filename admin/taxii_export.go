@@ -44,7 +44,7 @@ func (s *Server) exportSTIX(ctx context.Context, w io.Writer, m *stix.Mapper) er
 	}
 	for _, col := range []string{colIndicators, colSightings, colPolicies} {
 		err := s.stixRecords(ctx, col, m, func(rec stixRecord) (bool, error) {
-			return true, bw.Write(rec.objs...)
+			return true, bw.Write(s.objects(rec)...)
 		})
 		if err != nil {
 			return fmt.Errorf("export %s: %w", col, err)

@@ -37,12 +37,24 @@ const stixScan = 10000
 // policyPage is how many policies are read at a time.
 const policyPage = 1000
 
-// stixRecord is the objects of one record with the time the node added
-// it: a report's or a sighting's arrival, a policy's creation.
+// stixRecord is one record of a collection with the time the node added
+// it (a report's or a sighting's arrival, a policy's creation); its
+// objects are made only when asked for.
 type stixRecord struct {
 	added time.Time
 	key   string // unique within the collection, ordered after added
-	objs  []stix.Object
+	make  func() ([]stix.Object, error)
+}
+
+// objects are the record's objects, or nil (logged) for a record that
+// cannot be turned into STIX.
+func (s *Server) objects(rec stixRecord) []stix.Object {
+	objs, err := rec.make()
+	if err != nil {
+		s.log.Debug("record left out of STIX", "key", rec.key, "err", err)
+		return nil
+	}
+	return objs
 }
 
 // Collections of the TAXII API root.
@@ -62,12 +74,10 @@ func (s *Server) stixRecords(ctx context.Context, col string, m *stix.Mapper, fn
 			return fmt.Errorf("reports: %w", err)
 		}
 		for _, r := range recs {
-			objs, err := m.ReportObjects(stix.Report{Origin: r.Origin, Report: r.Report, Sent: r.Sent})
-			if err != nil {
-				s.log.Debug("report left out of STIX", "origin", r.Origin, "seq", r.Seq, "err", err)
-				continue
+			mk := func() ([]stix.Object, error) {
+				return m.ReportObjects(stix.Report{Origin: r.Origin, Report: r.Report, Sent: r.Sent})
 			}
-			if ok, err := fn(stixRecord{added: taxiiTime(r.Received), key: fmt.Sprintf("%s/%020d", r.Origin, r.Seq), objs: objs}); !ok || err != nil {
+			if ok, err := fn(stixRecord{added: taxiiTime(r.Received), key: fmt.Sprintf("%s/%020d", r.Origin, r.Seq), make: mk}); !ok || err != nil {
 				return err
 			}
 		}
@@ -77,12 +87,10 @@ func (s *Server) stixRecords(ctx context.Context, col string, m *stix.Mapper, fn
 			return fmt.Errorf("sightings: %w", err)
 		}
 		for _, r := range recs {
-			objs, err := m.SightingObjects(stix.Sighting{Origin: r.Origin, Sighting: r.Sighting, Sent: r.Sent})
-			if err != nil {
-				s.log.Debug("sighting left out of STIX", "origin", r.Origin, "seq", r.Seq, "err", err)
-				continue
+			mk := func() ([]stix.Object, error) {
+				return m.SightingObjects(stix.Sighting{Origin: r.Origin, Sighting: r.Sighting, Sent: r.Sent})
 			}
-			if ok, err := fn(stixRecord{added: taxiiTime(r.Received), key: fmt.Sprintf("%s/%020d", r.Origin, r.Seq), objs: objs}); !ok || err != nil {
+			if ok, err := fn(stixRecord{added: taxiiTime(r.Received), key: fmt.Sprintf("%s/%020d", r.Origin, r.Seq), make: mk}); !ok || err != nil {
 				return err
 			}
 		}
@@ -94,12 +102,8 @@ func (s *Server) stixRecords(ctx context.Context, col string, m *stix.Mapper, fn
 			}
 			page, next := s.stixSrc.MeshPolicyPage(after, policyPage, now)
 			for _, p := range page {
-				objs, err := m.PolicyObjects(p)
-				if err != nil {
-					s.log.Debug("policy left out of STIX", "id", p.ID, "err", err)
-					continue
-				}
-				if ok, err := fn(stixRecord{added: taxiiTime(p.CreatedAt), key: p.ID, objs: objs}); !ok || err != nil {
+				mk := func() ([]stix.Object, error) { return m.PolicyObjects(p) }
+				if ok, err := fn(stixRecord{added: taxiiTime(p.CreatedAt), key: p.ID, make: mk}); !ok || err != nil {
 					return err
 				}
 			}
@@ -133,28 +137,37 @@ func (a taxiiItem) cmp(b taxiiItem) int {
 	return strings.Compare(a.key, b.key)
 }
 
-// smallest keeps the n smallest items it is given, in bounded memory.
-type smallest struct {
+// smallest keeps the n smallest values it is given, in bounded memory.
+type smallest[T any] struct {
 	n     int
-	items []taxiiItem
+	cmp   func(a, b T) int
+	items []T
 }
 
-func (sm *smallest) add(it taxiiItem) {
-	sm.items = append(sm.items, it)
+func (sm *smallest[T]) add(v T) {
+	sm.items = append(sm.items, v)
 	if len(sm.items) >= 2*sm.n+16 {
 		sm.trim()
 	}
 }
 
-func (sm *smallest) trim() {
-	slices.SortFunc(sm.items, taxiiItem.cmp)
+func (sm *smallest[T]) trim() {
+	slices.SortFunc(sm.items, sm.cmp)
 	if len(sm.items) > sm.n {
 		sm.items = sm.items[:sm.n]
 	}
 }
 
-// result sorts and returns at most n items.
-func (sm *smallest) result() []taxiiItem {
+// result sorts and returns at most n values.
+func (sm *smallest[T]) result() []T {
 	sm.trim()
 	return sm.items
+}
+
+// cmpRecords orders records as their objects are ordered.
+func cmpRecords(a, b stixRecord) int {
+	if c := a.added.Compare(b.added); c != 0 {
+		return c
+	}
+	return strings.Compare(a.key, b.key)
 }

@@ -184,3 +184,24 @@ func TestEnvelope(t *testing.T) {
 		t.Fatalf("more as a string: %v", err)
 	}
 }
+
+// FuzzReadBundle: no input panics the reader; every entry it yields is a
+// valid indicator, and an error is ErrMalformed.
+func FuzzReadBundle(f *testing.F) {
+	f.Add(mixed)
+	f.Add(bundle(obj("", "")))
+	f.Add(bundle(obj("pattern", `"[file:hashes.MD5 = 'x'] OR [url:value = 'http://a.example/']"`)))
+	f.Add(`{"type":"bundle","objects":[{"type":"file","id":"file--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f","hashes":{"SHA-1":"` + strings.Repeat("a", 40) + `"}}]}`)
+	f.Add(`{"more":true,"objects":null}`)
+	f.Fuzz(func(t *testing.T, in string) {
+		_, err := (stix.Reader{MaxBytes: 1 << 20, MaxObjects: 1000}).ReadBundle(strings.NewReader(in), func(e stix.Entry) error {
+			if err := e.Indicator.Validate(); err != nil {
+				t.Fatalf("entry %+v: %v", e, err)
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, stix.ErrMalformed) {
+			t.Fatalf("error %v does not wrap ErrMalformed", err)
+		}
+	})
+}
