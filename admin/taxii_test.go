@@ -450,3 +450,25 @@ func BenchmarkTAXIIPage(b *testing.B) {
 		b.SetBytes(n)
 	}
 }
+
+// TestTAXIIPagingPastUnmappable: records that cannot be turned into STIX
+// are left out without cutting a page short or ending the paging early.
+func TestTAXIIPagingPastUnmappable(t *testing.T) {
+	node := admintest.NewNode(nodeID)
+	t0 := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	for i := range 12 {
+		if i%4 == 1 {
+			addReport(node, i, t0)
+			continue
+		}
+		node.AddReport(store.ReportRecord{Origin: nodeID, Seq: uint64(i + 1), Received: t0.Add(time.Duration(i) * time.Second),
+			Report: intel.IndicatorReport{Indicator: intel.Indicator{Type: "x-unknown", Value: "v"}, Source: "s", ValidFrom: t0}})
+	}
+	env := admintest.Start(t, node, admin.Options{})
+	hc := taxiiHTTP(t, env.Socket)
+	auth := basic(env.NewToken(t, admin.RoleViewer, "taxii").Secret)
+	ids, _ := pollAll(t, hc, colPath+admin.TAXIICollectionID("indicators")+"/objects/?limit=1", auth, nil)
+	if len(ids) != 3 {
+		t.Fatalf("%d objects, want the 3 indicators of the mappable reports: %v", len(ids), ids)
+	}
+}
