@@ -14,7 +14,7 @@ import (
 // the two to the same bytes, and fail when SightingRecord, Sighting or
 // Indicator gains, loses or renames a field.
 func encodeSightingRecord(rec *SightingRecord) ([]byte, error) {
-	if b, ok := appendSightingRecord(make([]byte, 0, 384), rec); ok {
+	if b, ok := appendSightingRecord(make([]byte, 0, 512), rec); ok {
 		return b, nil
 	}
 	return json.Marshal(rec)
@@ -35,12 +35,14 @@ func appendSightingRecord(b []byte, rec *SightingRecord) ([]byte, bool) {
 		return append(b, '"')
 	}
 	tm := func(b []byte, t time.Time) []byte {
-		j, err := t.MarshalJSON()
+		// What Time.MarshalJSON writes: its text (RFC 3339, refused
+		// beyond year 9999) in quotes.
+		j, err := t.AppendText(append(b, '"'))
 		if err != nil {
 			ok = false
 			return b
 		}
-		return append(b, j...)
+		return append(j, '"')
 	}
 	b = append(b, `{"Origin":`...)
 	b = str(b, rec.Origin)
