@@ -188,6 +188,7 @@ func (n *Node) sendSummaries(ctx context.Context) {
 			continue
 		}
 		st.sent.Add(1)
+		n.stats.stored.Add(1) // as every sighting written: one evaluation follows
 		if raw, err := n.deps.Store.GetEnvelope(n.deps.ID, seq); err == nil {
 			st.sentBytes.Add(uint64(len(raw)))
 		}
