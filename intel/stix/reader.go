@@ -202,13 +202,15 @@ var errTooBig = errors.New("input too large")
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	if c.n >= c.max {
-		// Let the caller see exactly max bytes, then fail.
+		// The caller has seen exactly max bytes: one more is too many.
 		var one [1]byte
-		if n, _ := c.r.Read(one[:]); n > 0 {
+		n, err := c.r.Read(one[:])
+		if n > 0 {
 			return 0, fmt.Errorf("%w: over %d bytes", errTooBig, c.max)
 		}
+		return 0, err
 	}
-	if rem := c.max - c.n; int64(len(p)) > rem && rem > 0 {
+	if rem := c.max - c.n; int64(len(p)) > rem {
 		p = p[:rem]
 	}
 	n, err := c.r.Read(p)
@@ -376,7 +378,7 @@ func entries(i int, raw json.RawMessage, st *Stats, fn func(Entry) error) error 
 	if !ok || typ == "" {
 		return bad(id, "type", errors.New("missing or not a string"))
 	}
-	if !ok || !idRE.MatchString(id) || !strings.HasPrefix(id, typ+"--") {
+	if !idRE.MatchString(id) || !strings.HasPrefix(id, typ+"--") {
 		return bad(id, "id", fmt.Errorf("want %s--<uuid>", typ))
 	}
 	switch typ {
