@@ -120,7 +120,9 @@ func TestPollRefusals(t *testing.T) {
 		{"wrong media type", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
 			fmt.Fprint(w, `{}`)
-		}, taxii.Options{}, func(err error) bool { return errors.Is(err, taxii.ErrProtocol) && strings.Contains(err.Error(), "application/json") }},
+		}, taxii.Options{}, func(err error) bool {
+			return errors.Is(err, taxii.ErrProtocol) && strings.Contains(err.Error(), "application/json")
+		}},
 		{"TAXII error", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", taxii.MediaType)
 			w.WriteHeader(403)
@@ -131,16 +133,24 @@ func TestPollRefusals(t *testing.T) {
 		}},
 		{"more forever", func(w http.ResponseWriter, r *http.Request) {
 			page(w, "", `{"more":true,"next":"again","objects":[`+indicator(1)+`]}`)
-		}, taxii.Options{MaxPages: 3}, func(err error) bool { return errors.Is(err, taxii.ErrProtocol) && strings.Contains(err.Error(), "more than 3 pages") }},
+		}, taxii.Options{MaxPages: 3}, func(err error) bool {
+			return errors.Is(err, taxii.ErrProtocol) && strings.Contains(err.Error(), "more than 3 pages")
+		}},
 		{"more without a way on", func(w http.ResponseWriter, r *http.Request) {
 			page(w, "", `{"more":true,"objects":[`+indicator(1)+`]}`)
-		}, taxii.Options{}, func(err error) bool { return errors.Is(err, taxii.ErrProtocol) && strings.Contains(err.Error(), "without next") }},
+		}, taxii.Options{}, func(err error) bool {
+			return errors.Is(err, taxii.ErrProtocol) && strings.Contains(err.Error(), "without next")
+		}},
 		{"malformed object", func(w http.ResponseWriter, r *http.Request) {
 			page(w, "", `{"more":false,"objects":[{"type":"indicator","id":"indicator--1"}]}`)
-		}, taxii.Options{}, func(err error) bool { return errors.Is(err, stix.ErrMalformed) && strings.Contains(err.Error(), "object 0") }},
+		}, taxii.Options{}, func(err error) bool {
+			return errors.Is(err, stix.ErrMalformed) && strings.Contains(err.Error(), "object 0")
+		}},
 		{"oversized", func(w http.ResponseWriter, r *http.Request) {
 			page(w, "", `{"more":false,"objects":[`+indicator(1)+`,`+indicator(2)+`]}`)
-		}, taxii.Options{MaxResponseBytes: 300}, func(err error) bool { return errors.Is(err, stix.ErrMalformed) && strings.Contains(err.Error(), "over 300 bytes") }},
+		}, taxii.Options{MaxResponseBytes: 300}, func(err error) bool {
+			return errors.Is(err, stix.ErrMalformed) && strings.Contains(err.Error(), "over 300 bytes")
+		}},
 		{"slow", func(w http.ResponseWriter, r *http.Request) {
 			<-r.Context().Done() // answers only when the client gives up
 		}, taxii.Options{Timeout: 50 * time.Millisecond}, func(err error) bool { return errors.Is(err, context.DeadlineExceeded) }},
