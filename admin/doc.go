@@ -153,4 +153,25 @@
 // iocs, reports, sightings, detections, audit, token, operator, pprof). The
 // server must never hold node state of its own, decide policy (the node
 // and consensus do), or log a token secret.
+//
+// # STIX 2.1 and TAXII 2.1
+//
+// GET /v1/export/stix streams what the node holds as one STIX 2.1 bundle
+// (taxii_export.go). Under /taxii2/, beside the routes and outside
+// openapi.yaml, the same objects are served as TAXII 2.1 (taxii.go):
+// discovery, one API root (/taxii2/api/) and three read-only collections
+// (indicators, sightings, policies) with objects, manifest, an object and
+// its versions, filtered by added_after and match[type|id|version] and
+// paged by limit and next. Any token of role viewer or higher reads them,
+// as a bearer token or as the password of HTTP Basic authentication (any
+// user name); failures are counted and audited as the API's. Responses
+// are application/taxii+json;version=2.1, errors TAXII error messages; an
+// Accept header that does not allow that media type gets 406 and a write
+// 405. The data comes through STIXSource (taxii_source.go): the reports
+// and sightings among the 10000 most recent of each, every policy in
+// force. An object's date_added is its record's arrival (reports,
+// sightings) or creation (policies), to the microsecond; the next cursor
+// is a date_added and a record key, so pages stay stable while objects
+// arrive. Identities and attack-patterns, which stand for names rather
+// than records, appear in the export but not in the collections.
 package admin
