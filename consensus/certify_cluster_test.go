@@ -414,3 +414,86 @@ func offerAll(e *certify.Edge, m *certify.Message) []error {
 	}
 	return errs
 }
+
+// A compromised voter (a cluster node's real key) forges an entry of the
+// real chain and signs the forged chain; its entries reach the edge
+// first. Nothing forged is applied: the honest majority's certificates
+// are held as evidence against it, the forged entries are dropped, and
+// the honest ones, fetched again, are applied.
+func TestCertifiedEdgeRefusesCompromisedVoter(t *testing.T) {
+	nodes := byzantineCluster(t)
+	commitSome(t, nodes, nodes[0], 1, 4)
+	head := waitSameHead(t, nodes)
+	honest, _ := nodes[0].c.ChainEntries(1, 1<<20)
+	evil := nodes[2]
+
+	// The forgery: the last policy command's data replaced by an
+	// operator command of the attacker's choosing (its signature does not
+	// matter: the edge never gets to apply it).
+	forged := slices.Clone(honest)
+	last := len(forged) - 1
+	for forged[last].Type != raft.LogCommand {
+		last--
+	}
+	forged[last].Data = append([]byte{byte(CmdOperator)}, []byte(`{"op":"allow","indicator":"0.0.0.0/0"}`)...)
+	h := certify.GenesisHash
+	for i := range forged {
+		h = certify.Link(h, &forged[i])
+	}
+	ct, err := certify.SignCert(evil.edKey(t), evil.c.MeshID(), head.Index, head.Term, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edge := newCertEdge(t, nodes[0].c.MeshID(), nodes[0].id())
+	for _, en := range forged {
+		if err := edge.e.AddEntry(en); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := edge.e.AddCert(ct); err != nil {
+		t.Fatal(err)
+	}
+	// The founder's certificate contradicts the forged one; the founder
+	// alone is the voter set of the first entries, so the forged entries
+	// are disowned and dropped at once. The second honest certificate
+	// then waits for the entries that make its signer a voter.
+	for i, v := range nodes[:2] {
+		hc, err := v.c.CertifyHead()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hc.Index != ct.Index {
+			t.Fatalf("the head moved from %d to %d", ct.Index, hc.Index)
+		}
+		err = edge.e.AddCert(hc)
+		if r := certify.ReasonOf(err); (i == 0 && r != certify.ReasonEquivocation) || (i == 1 && err != nil) {
+			t.Fatalf("honest certificate of %s beside the forged one: %v", shortID(v.id()), err)
+		}
+	}
+	// The entries before the forged one are the honest chain's, and
+	// may be applied; nothing from the forged one on.
+	if a := edge.e.Applied(); a.Index >= forged[last].Index {
+		t.Fatalf("applied up to %d, the forged entry is at %d", a.Index, forged[last].Index)
+	}
+	cs := edge.e.Counts()
+	if cs[certify.ReasonChainMismatch] == 0 || cs[certify.ReasonDiscarded] == 0 {
+		t.Fatalf("counts %v: want the mismatch and the forged entries discarded", cs)
+	}
+	if ev := edge.e.Evidence(); len(ev) != 1 || ev[0].A.SignerID() != evil.id() || ev[0].B.SignerID() != nodes[0].id() {
+		t.Fatalf("evidence %+v", ev)
+	}
+	g, ok := edge.e.NextGap()
+	if !ok || g.To != head.Index {
+		t.Fatalf("gap %+v %v, want up to %d", g, ok, head.Index)
+	}
+	edge.entries(t, nodes[1], g.From)
+	if a := edge.e.Applied(); a.Index != head.Index || a.Hash != head.Hash {
+		t.Fatalf("edge at %d, head %d; counts %v", a.Index, head.Index, edge.e.Counts())
+	}
+	edge.sameStateAsVoters(t, nodes)
+	// The waiting certificate, once its signer was known a voter, was
+	// held against the forged one too.
+	if ev := edge.e.Evidence(); len(ev) != 2 || ev[1].A.SignerID() != evil.id() || ev[1].B.SignerID() != nodes[1].id() {
+		t.Fatalf("evidence %+v", ev)
+	}
+}
