@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"math"
 	"time"
 
 	"github.com/meshward/meshward/intel"
@@ -95,4 +96,68 @@ type PolicyChange struct {
 // removal, as it was when removed).
 func (c *Consensus) PolicyChanges(since uint64, limit int) (changes []PolicyChange, next uint64, ok bool) {
 	return c.fsm.policyChanges(since, limit)
+}
+
+// ExpiryCursor is a place in the held policies ordered by expiry, then
+// ID: where an ExpiringPolicies walk continues from.
+type ExpiryCursor struct {
+	at int64 // expiryKey
+	id uint64
+}
+
+// ExpiryCursorAfter is the cursor after every policy expiring at or
+// before t.
+func ExpiryCursorAfter(t time.Time) ExpiryCursor {
+	return ExpiryCursor{at: expiryKey(t), id: math.MaxUint64}
+}
+
+// ExpiringPolicies returns up to limit held policies that expire after
+// the cursor and at or before upTo, in the order of their expiries (then
+// IDs), and the cursor after the last one returned (after itself when
+// none is). limit <= 0 means 100; at most 10,000. A policy is held until
+// the FSM's clock passes its expiry, so that a reader whose clock is
+// ahead finds here the policies that expired for it, each once as its
+// cursor moves on, without keeping their expiries itself. It costs
+// O(log n + limit) under the FSM's read lock.
+func (c *Consensus) ExpiringPolicies(after ExpiryCursor, upTo time.Time, limit int) ([]intel.Policy, ExpiryCursor) {
+	return c.fsm.expiringPolicies(after, upTo, limit)
+}
+
+func (f *fsm) expiringPolicies(after ExpiryCursor, upTo time.Time, limit int) ([]intel.Policy, ExpiryCursor) {
+	if limit <= 0 {
+		limit = defaultPolicyPage
+	}
+	limit = min(limit, maxPolicyPage)
+	end := expiryKey(upTo)
+	if after.at > end {
+		return nil, after
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	s := f.policies
+	t := s.tables()
+	var out []intel.Policy
+	next := after
+	s.byExpiry.AscendGreaterOrEqual(expiryItem{at: after.at, id: after.id}, func(it expiryItem) bool {
+		if it.at > end || len(out) == limit {
+			return false
+		}
+		if it.at == after.at && it.id <= after.id {
+			return true // the cursor itself
+		}
+		stored, ok := s.byID.Get(rec{id: it.id})
+		if !ok {
+			return true // cannot happen: the indexes agree
+		}
+		r := t.view(stored)
+		out = append(out, r.policy(t.strs))
+		next = ExpiryCursor{at: it.at, id: it.id}
+		return true
+	})
+	return out, next
+}
+
+// Before reports whether c comes before d.
+func (c ExpiryCursor) Before(d ExpiryCursor) bool {
+	return c.at < d.at || c.at == d.at && c.id < d.id
 }

@@ -1,14 +1,16 @@
 package node
 
 import (
-	"container/heap"
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshward/meshward/consensus"
 	"github.com/meshward/meshward/intel"
 	"github.com/meshward/meshward/responders"
 	_ "github.com/meshward/meshward/responders/all" // every backend kind
@@ -48,50 +50,39 @@ func (n *Node) emit(e siem.Event) {
 }
 
 // policyWatch is what watchPolicies knows of the mesh-wide policies: the
-// position in the consensus change feed, and the ID and expiry of every
-// active policy it has reported committed, with the expiries in a heap.
-// It holds 8-byte IDs and times, not policies: the policy an event needs
-// is in the change being read, or is looked up in the consensus state
-// when its time passes. A million active policies cost some 60 MB here.
+// position in the consensus change feed, the IDs of the active policies
+// it has reported committed (8 bytes each in a set: about 14 bytes a
+// policy), and how far its clock has read the policies' expiries. The
+// expiries stay in the consensus state, which holds a policy until the
+// FSM's clock passes it and finds the policies expiring in a window of
+// time in O(log n) (ExpiringPolicies); the policy an event needs is in
+// the change being read, or comes with its expiry. A million active
+// policies cost some 14 MB here, where a map of expiries and a heap of
+// its own cost 49.
 type policyWatch struct {
-	since  uint64
-	active map[policyKey]int64 // ID -> expiry in Unix nanoseconds; 0: never
-	exp    expiryHeap
+	since   uint64
+	active  map[uint64]struct{} // policy IDs as the number their hex digits spell
+	expiry  consensus.ExpiryCursor
+	started bool
 }
 
-// policyKey is a policy ID (16 hex digits) as its 8 bytes.
-type policyKey [8]byte
-
-func keyOf(id string) (policyKey, bool) {
-	var k policyKey
-	if len(id) != 2*len(k) {
-		return k, false
+// keyOf reads a policy ID: 16 lower-case hex digits.
+func keyOf(id string) (uint64, bool) {
+	if len(id) != 16 {
+		return 0, false
 	}
-	_, err := hex.Decode(k[:], []byte(id))
-	return k, err == nil
+	var b [8]byte
+	if _, err := hex.Decode(b[:], []byte(id)); err != nil || strings.ToLower(id) != id {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(b[:]), true
 }
 
-func (k policyKey) String() string { return hex.EncodeToString(k[:]) }
-
-// expiryHeap is a min-heap of (expiry, ID) (container/heap). An entry
-// whose expiry no longer matches the watch's (the policy was extended or
-// is gone) is stale and skipped when it comes to the top.
-type expiryHeap []expiryEntry
-
-type expiryEntry struct {
-	at int64
-	id policyKey
-}
-
-func (h expiryHeap) Len() int           { return len(h) }
-func (h expiryHeap) Less(i, j int) bool { return h[i].at < h[j].at }
-func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiryEntry)) }
-func (h *expiryHeap) Pop() any {
-	old := *h
-	e := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return e
+// idString is the policy ID k stands for.
+func idString(k uint64) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], k)
+	return hex.EncodeToString(b[:])
 }
 
 // Feed read sizes of watchPolicies.
@@ -105,13 +96,18 @@ const (
 // w's position, so that a call costs what changed since the last, and
 // reads the policies whole (in pages) only when the feed cannot continue
 // (at start, after a restored snapshot, or when this loop fell behind).
-// Expiry needs no change: the expiries wait in a heap, and every call (on
-// each change and every few seconds) reports those whose time has come.
+// Expiry needs no change: every call (on each change and every few
+// seconds) reads the policies whose expiry has passed by the node's
+// clock since the last call, and reports those it had reported
+// committed; the consensus state still holds them, as its own clock is
+// only moved by the next command.
 func (n *Node) watchPolicies(w *policyWatch) {
-	if w.active == nil {
-		w.active = make(map[policyKey]int64)
-	}
 	now := n.now()
+	if !w.started {
+		w.active = make(map[uint64]struct{})
+		w.expiry = consensus.ExpiryCursorAfter(now)
+		w.started = true
+	}
 	c := n.deps.Consensus
 	for {
 		changes, next, ok := c.PolicyChanges(w.since, watchChangeBatch)
@@ -134,24 +130,27 @@ func (n *Node) watchPolicies(w *policyWatch) {
 			break
 		}
 	}
-	for len(w.exp) > 0 && w.exp[0].at <= now.UnixNano() {
-		e := heap.Pop(&w.exp).(expiryEntry)
-		if at, ok := w.active[e.id]; !ok || at != e.at {
-			continue // stale: extended, or already reported gone
-		}
-		// Still held by the consensus state until its clock passes the
-		// expiry: read it as it was just before. If it is gone, its
-		// removal is in the feed and is reported from there.
-		expires := time.Unix(0, e.at)
-		if p, held := c.Policy(e.id.String(), expires.Add(-time.Nanosecond)); held && p.ExpiresAt.Equal(expires) {
+	// The expiries passed since the last call. A policy extended since
+	// is found at its new expiry only; one revoked is no longer held,
+	// and its removal is in the feed.
+	for {
+		page, next := c.ExpiringPolicies(w.expiry, now, watchPageSize)
+		for _, p := range page {
 			n.watchGone(w, p, now)
 		}
+		w.expiry = next
+		if len(page) < watchPageSize {
+			break
+		}
+	}
+	if next := consensus.ExpiryCursorAfter(now); w.expiry.Before(next) {
+		w.expiry = next
 	}
 }
 
 // resyncWatch compares what w holds with the active policies read whole.
 func (n *Node) resyncWatch(w *policyWatch, now time.Time) {
-	seen := make(map[policyKey]struct{}, len(w.active))
+	seen := make(map[uint64]struct{}, len(w.active))
 	after := ""
 	for {
 		page, next := n.deps.Consensus.PolicyPage(after, watchPageSize, now)
@@ -170,7 +169,7 @@ func (n *Node) resyncWatch(w *policyWatch, now time.Time) {
 		if _, ok := seen[k]; !ok {
 			// Gone while the feed was lost: only its ID is known.
 			delete(w.active, k)
-			n.emit(siem.PolicyEvent(siem.KindPolicyExpired, n.deps.ID, intel.Policy{ID: k.String()}, "", now))
+			n.emit(siem.PolicyEvent(siem.KindPolicyExpired, n.deps.ID, intel.Policy{ID: idString(k)}, "", now))
 		}
 	}
 }
@@ -187,37 +186,15 @@ func (n *Node) watchPut(w *policyWatch, p intel.Policy, now time.Time) {
 		n.log.Warn("policy with a malformed ID not watched", "id", p.ID)
 		return
 	}
-	var at int64
-	if !p.ExpiresAt.IsZero() {
-		at = p.ExpiresAt.UnixNano()
-	}
-	old, known := w.active[k]
-	w.active[k] = at
-	if at != 0 && (!known || old != at) {
-		heap.Push(&w.exp, expiryEntry{at: at, id: k})
-		if len(w.exp) > 2*len(w.active)+1024 {
-			w.compact() // mostly stale entries: extensions
-		}
-	}
-	if known {
+	if _, known := w.active[k]; known {
 		return
 	}
+	w.active[k] = struct{}{}
 	if p.Action == intel.ActionBlock {
 		n.timelines.mark(p.Indicator.Key(), now, committed)
 	}
 	p.Evidence = nil // events do not carry it
 	n.emit(siem.PolicyEvent(siem.KindPolicyCommitted, n.deps.ID, p, "", now))
-}
-
-// compact rebuilds the heap from the active expiries alone.
-func (w *policyWatch) compact() {
-	w.exp = w.exp[:0]
-	for k, at := range w.active {
-		if at != 0 {
-			w.exp = append(w.exp, expiryEntry{at: at, id: k})
-		}
-	}
-	heap.Init(&w.exp)
 }
 
 // watchGone reports p expired (or revoked), if it was active.

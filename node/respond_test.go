@@ -58,8 +58,9 @@ func policyEvents(t *testing.T, path string) map[string]int {
 }
 
 // The node reports each mesh-wide policy committed once, and expired once:
-// when it is revoked (a change in the feed) and when its time passes (no
-// change in the feed for it: the watch's own heap).
+// when it is revoked (a change in the feed) and when its time passes by
+// the node's clock (no change in the feed for it: the watch reads the
+// expiries passed from the consensus state, which still holds it).
 func TestPolicyEventsFollowTheChangeFeed(t *testing.T) {
 	events := filepath.Join(t.TempDir(), "events.jsonl")
 	clk := &testClock{t: time.Now()}
@@ -114,7 +115,8 @@ func TestPolicyEventsFollowTheChangeFeed(t *testing.T) {
 	d := block("203.0.113.4", 24*time.Hour)
 	wait("the last one committed", map[string]int{"policy_committed " + d.ID: 1})
 	// A day on, the last one has expired and the extended one has not:
-	// its first expiry, still in the watch's heap, is stale.
+	// its first expiry has passed, and the consensus state holds it at
+	// its new one.
 	clk.Advance(25 * time.Hour)
 	e := block("203.0.113.5", 72*time.Hour)
 	wait("the day-long one expired", map[string]int{"policy_expired " + d.ID: 1, "policy_committed " + e.ID: 1})
