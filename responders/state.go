@@ -57,12 +57,6 @@ type keyRec struct {
 	dirty   bool
 }
 
-// expItem is an entry of the expiry heap.
-type expItem struct {
-	at  int64 // expiry in Unix nanoseconds, clamped
-	ref int32 // in pols
-}
-
 // desiredState is the reconciler's model of what must be blocked, kept up
 // to date by changes: every held policy by ID, the blocks by indicator
 // key, the allows and protected ranges that veto them, and the chosen
@@ -104,7 +98,7 @@ type desiredState struct {
 	protected []netip.Prefix
 	ndesired  int         // keys with a desired block
 	digests   typeDigests // of the desired keys
-	exp       []expItem   // min-heap by at
+	exp       []int32     // min-heap of pols by expiry (pol.expires)
 
 	dirty    []int32 // keys to recompute, each with keyRec.dirty set
 	allDirty bool
@@ -547,8 +541,8 @@ func (s *desiredState) active(ref int32, now time.Time, n int64) bool {
 // expire drops every policy that is no longer active at now.
 func (s *desiredState) expire(now time.Time) {
 	n := clampNanos(now)
-	for len(s.exp) > 0 && !s.active(s.exp[0].ref, now, n) {
-		s.drop(s.exp[0].ref)
+	for len(s.exp) > 0 && !s.active(s.exp[0], now, n) {
+		s.drop(s.exp[0])
 	}
 }
 
@@ -557,28 +551,30 @@ func (s *desiredState) nextExpiry() time.Time {
 	if len(s.exp) == 0 {
 		return time.Time{}
 	}
-	ref := s.exp[0].ref
+	ref := s.exp[0]
 	if s.pols.at(ref).flags&fOdd != 0 {
 		return s.odd[ref].ExpiresAt
 	}
 	return fromNanos(s.pols.at(ref).expires)
 }
 
-// The expiry heap: a min-heap of expItem by at, each pol knowing its
-// index (pol.hi).
+// The expiry heap: a min-heap of pol references by the pols' expiries,
+// each pol knowing its index (pol.hi). It holds 4 bytes a policy: the
+// expiry is read from the pol, which is where it would be looked at
+// anyway when the heap's top is checked.
 
 func (s *desiredState) heapPush(ref int32) {
-	s.exp = append(s.exp, expItem{at: s.pols.at(ref).expires, ref: ref})
+	s.exp = append(s.exp, ref)
 	s.pols.at(ref).hi = int32(len(s.exp) - 1)
 	s.heapUp(len(s.exp) - 1)
 }
 
 func (s *desiredState) heapRemove(i int) {
 	last := len(s.exp) - 1
-	s.pols.at(s.exp[i].ref).hi = none
+	s.pols.at(s.exp[i]).hi = none
 	if i != last {
 		s.exp[i] = s.exp[last]
-		s.pols.at(s.exp[i].ref).hi = int32(i)
+		s.pols.at(s.exp[i]).hi = int32(i)
 	}
 	s.exp = s.exp[:last]
 	if i != last {
@@ -591,16 +587,19 @@ func (s *desiredState) heapRemove(i int) {
 	}
 }
 
+// expAt is the expiry of the heap's entry i.
+func (s *desiredState) expAt(i int) int64 { return s.pols.at(s.exp[i]).expires }
+
 func (s *desiredState) heapSwap(i, j int) {
 	s.exp[i], s.exp[j] = s.exp[j], s.exp[i]
-	s.pols.at(s.exp[i].ref).hi = int32(i)
-	s.pols.at(s.exp[j].ref).hi = int32(j)
+	s.pols.at(s.exp[i]).hi = int32(i)
+	s.pols.at(s.exp[j]).hi = int32(j)
 }
 
 func (s *desiredState) heapUp(i int) {
 	for i > 0 {
 		p := (i - 1) / 2
-		if s.exp[p].at <= s.exp[i].at {
+		if s.expAt(p) <= s.expAt(i) {
 			return
 		}
 		s.heapSwap(i, p)
@@ -617,10 +616,10 @@ func (s *desiredState) heapDown(i0 int) bool {
 			break
 		}
 		j := l
-		if r := l + 1; r < n && s.exp[r].at < s.exp[l].at {
+		if r := l + 1; r < n && s.expAt(r) < s.expAt(l) {
 			j = r
 		}
-		if s.exp[i].at <= s.exp[j].at {
+		if s.expAt(i) <= s.expAt(j) {
 			break
 		}
 		s.heapSwap(i, j)
