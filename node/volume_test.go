@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -87,7 +88,13 @@ func BenchmarkAdminCommit(b *testing.B) {
 				b.Fatal(err)
 			}
 			waitUntil(b, "the responders to hold every policy", func() bool { return n.reconciler().Stats().Added >= uint64(held) })
-			rss := rssMB()
+			rss, anon, file := rssMB()
+			var mem runtime.MemStats
+			runtime.ReadMemStats(&mem)
+			heapMB := float64(mem.HeapInuse) / (1 << 20)
+			if dir := os.Getenv("MESHWARD_VOLUME_PROFILE"); dir != "" {
+				writeHeapProfile(b, filepath.Join(dir, fmt.Sprintf("heap-%d.pprof", held)))
+			}
 			cmds := presignBlocks(b, n, b.N, 1<<22)
 			lat := make([]time.Duration, 0, b.N)
 			b.ResetTimer()
@@ -100,6 +107,9 @@ func BenchmarkAdminCommit(b *testing.B) {
 			}
 			b.StopTimer()
 			b.ReportMetric(rss, "rss-MB")
+			b.ReportMetric(anon, "anon-MB")
+			b.ReportMetric(file, "file-MB")
+			b.ReportMetric(heapMB, "heap-MB")
 			slices.Sort(lat)
 			b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
 			b.ReportMetric(ms(lat[len(lat)*99/100]), "p99-ms")
@@ -255,21 +265,47 @@ func median(d []time.Duration) time.Duration {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// rssMB is the process's resident set after a collection, in MiB.
-func rssMB() float64 {
+// rssMB is the process's resident set after a collection, in MiB, and
+// its parts: anonymous memory (the Go heap, Badger's buffers) and pages
+// of mapped files (the binary, Badger's tables and logs).
+func rssMB() (total, anon, file float64) {
 	runtime.GC()
 	debug.FreeOSMemory()
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
-		return 0
+		return 0, 0, 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return kb / 1024
+		name, rest, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+		switch name {
+		case "VmRSS":
+			total = kb / 1024
+		case "RssAnon":
+			anon = kb / 1024
+		case "RssFile":
+			file = kb / 1024
 		}
 	}
-	return 0
+	return total, anon, file
+}
+
+// writeHeapProfile writes the heap profile (in use after a collection)
+// to path: MESHWARD_VOLUME_PROFILE=dir has the benchmark write one for
+// each number of policies held, once they are held.
+func writeHeapProfile(tb testing.TB, path string) {
+	tb.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // waitUntil is waitFor for tests and benchmarks.
