@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -64,6 +65,7 @@ func (n *Node) startFeeds(ctx context.Context) error {
 	}
 	p.runtime = rt
 	dir := filepath.Join(d.Config.DataDir, "feeds")
+	removeLeftovers(dir, d.Logger)
 	r, err := feeds.NewRunner(ctx, feeds.RunnerOptions{
 		Dir:        dir,
 		TempDir:    dir,
@@ -322,4 +324,17 @@ func saveRuntimeFeeds(path string, list []feeds.Config) error {
 		return fmt.Errorf("save runtime feeds: %w", err)
 	}
 	return nil
+}
+
+// removeLeftovers deletes the temporary copies and state files a node
+// stopped in the middle of a poll left in the feeds directory.
+func removeLeftovers(dir string, log *slog.Logger) {
+	for _, pat := range []string{"meshward-feed-*", "meshward-misp-*", "meshward-taxii-*", ".*.state-*"} {
+		matches, _ := filepath.Glob(filepath.Join(dir, pat))
+		for _, m := range matches {
+			if err := os.RemoveAll(m); err != nil {
+				log.Warn("remove a feed's leftover copy", "path", m, "err", err)
+			}
+		}
+	}
 }
