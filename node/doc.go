@@ -17,6 +17,10 @@
 //   - timelines and counters (process measurement);
 //   - Reload: what may change at run time (rules, protected ranges, log
 //     level, responders), validated and built before anything changes.
+//   - the threat feeds (feeds.go): intel.feeds and runtime feeds run by an
+//     intel/feeds Runner; each feed is fetched on schedule by one voter
+//     (rendezvous hashing of its name over the voters) and published as
+//     indicator reports through the outbox, never as a block.
 //
 // The node meets other packages' interfaces through small adapters:
 // gossipHandler (gossip.Handler), stateSource (responders.StateSource)
