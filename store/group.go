@@ -297,21 +297,27 @@ func apply(txn *badger.Txn, group []*envelopeWrite) (n int, full bool, err error
 // sequence number is stored (or written earlier in txn), and raises the
 // origin's high-water mark.
 func putEnvelope(txn *badger.Txn, w *envelopeWrite) (added bool, err error) {
-	switch _, err := txn.Get(w.key); {
-	case err == nil:
-		return false, nil
-	case !errors.Is(err, badger.ErrKeyNotFound):
+	hw, err := getUint64(txn, w.hwKey)
+	if err != nil {
 		return false, readError{err}
+	}
+	// Every envelope stored has a sequence number at or below its
+	// origin's high-water mark, which is written with it and never
+	// lowered (Prune keeps it): one above the mark is not stored, and
+	// only one at or below it is looked up.
+	if w.seq <= hw {
+		switch _, err := txn.Get(w.key); {
+		case err == nil:
+			return false, nil
+		case !errors.Is(err, badger.ErrKeyNotFound):
+			return false, readError{err}
+		}
 	}
 	if err := txn.Set(w.key, w.raw); err != nil {
 		return false, err
 	}
 	if err := txn.Set(w.rcvKey, w.indKey); err != nil {
 		return false, err
-	}
-	hw, err := getUint64(txn, w.hwKey)
-	if err != nil {
-		return false, readError{err}
 	}
 	if w.seq > hw {
 		if err := txn.Set(w.hwKey, appendUint64(nil, w.seq)); err != nil {
