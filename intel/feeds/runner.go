@@ -413,7 +413,7 @@ func (r *Runner) poll(ctx context.Context, f *feedRun, force bool) (res PollResu
 		return PollResult{Result: ResultNotModified}
 	}
 	defer got.Remove()
-	parse, err := Parser(c, got.Path, Options{File: c.Name, Feed: c.Name, Strict: c.Strict})
+	parse, err := Parser(c, got.Path, Options{File: c.Source(), Feed: c.Name, Strict: c.Strict})
 	if err != nil {
 		return PollResult{Result: ResultParseError, Error: err.Error()}
 	}

@@ -161,7 +161,7 @@ func TestRunnerAllOrNothing(t *testing.T) {
 	pub := &fakePublisher{}
 	r, reg := newTestRunner(t, dir, pub, Config{Name: "strict", Path: src, Strict: true}, 0)
 	res := sync1(t, r, "strict")
-	if res.Result != ResultParseError || !strings.Contains(res.Error, "strict:3:") || pub.count() != 0 {
+	if res.Result != ResultParseError || !strings.Contains(res.Error, "strict.txt:3:") || pub.count() != 0 {
 		t.Fatalf("strict feed with a bad last line: %+v, %d published", res, pub.count())
 	}
 	if got := counter(t, reg, "meshward_feed_fetch_total", "strict", ResultParseError); got != 1 {
