@@ -164,6 +164,8 @@ func operatorDetail(keyID string, c intel.OperatorCommand) string {
 		d += fmt.Sprintf(" count=%d ttl=%s wide=%t reason=%q first=%s", len(c.Indicators), c.TTL(), c.Wide, c.Reason, firstKeys(c.Indicators))
 	case intel.OpSetCorroboration:
 		d += fmt.Sprintf(" min_nodes=%d window=%s", c.MinNodes, c.Window())
+	case intel.OpSetMinRisk:
+		d += fmt.Sprintf(" min_risk=%d", c.MinRisk)
 	case intel.OpSetFloors:
 		if c.Floors != nil {
 			d += fmt.Sprintf(" min_ipv4_bits=%d min_ipv6_bits=%d", c.Floors.MinIPv4Bits, c.Floors.MinIPv6Bits)

@@ -50,6 +50,8 @@ type Node struct {
 		Window   time.Duration
 	}
 	Floors intel.Floors
+	// MinRisk records the last set_min_risk command.
+	MinRisk int
 	// SubmitErr, when set, is returned by SubmitOperator once the command
 	// is verified, before it changes anything.
 	SubmitErr error

@@ -165,6 +165,8 @@ func (n *Node) apply(c intel.OperatorCommand, keyID string, now time.Time) error
 		n.Corroboration.MinNodes, n.Corroboration.Window = c.MinNodes, c.Window()
 	case intel.OpSetFloors:
 		n.Floors = *c.Floors
+	case intel.OpSetMinRisk:
+		n.MinRisk = c.MinRisk
 	case intel.OpAddOperator:
 		pub := ed25519.PublicKey(c.OperatorKey)
 		id := intel.OperatorKeyID(pub)

@@ -73,6 +73,32 @@ them is an operator command, signed with an admin operator key.`,
 	fs.key.register(floorsSet.Flags())
 	floors.AddCommand(floorsSet)
 
-	cmd.AddCommand(rules, floors)
+	risk := nounCmd(&cobra.Command{
+		Use:     "risk",
+		Short:   "The risk threshold: the least risk score an automatic block's proof must reach",
+		Example: "  meshward mesh risk set --min-risk 40",
+	}, nil)
+	var minRisk int
+	ks := &signer{deps: deps}
+	riskSet := &cobra.Command{
+		Use:   "set --min-risk SCORE",
+		Short: "Set the least risk score (0..100, 0 off) an automatic block's proof must reach",
+		Long: `Every node checks the threshold while applying the log, from what the block's
+entry holds alone: its signed sightings (severity, confidence, technique, time),
+each signer's trust at that point of the log, and the entry's time. The ATT&CK
+tactic, reports and CVE/KEV links are not in the entry and do not count here;
+they count in the score the nodes display (meshward iocs show).`,
+		Example: "  meshward mesh risk set --min-risk 40\n  meshward mesh risk set --min-risk 0",
+		Args:    cobra.NoArgs,
+		RunE: signedCmd(&f, ks, func(*cobra.Command, []string) (intel.OperatorCommand, error) {
+			return intel.OperatorCommand{Op: intel.OpSetMinRisk, MinRisk: minRisk}, nil
+		}, nil),
+	}
+	riskSet.Flags().IntVar(&minRisk, "min-risk", 0, "least risk score, 0 to 100; 0 turns the check off (required)")
+	riskSet.MarkFlagRequired("min-risk")
+	ks.key.register(riskSet.Flags())
+	risk.AddCommand(riskSet)
+
+	cmd.AddCommand(rules, floors, risk)
 	return cmd
 }
