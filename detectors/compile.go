@@ -44,6 +44,7 @@ type compiledRule struct {
 	group    []Field // fields besides src that make the group
 	distinct Field
 	bucket   bool
+	anomaly  *compiledAnomaly // nil unless an anomaly rule
 	capacity float64
 	leak     float64 // per nanosecond
 	keep     int     // entries kept per group
@@ -76,7 +77,23 @@ func compileRule(r Rule) (*compiledRule, error) {
 		return nil, bad("severity", "%q (want low, medium, high or critical)", r.Severity)
 	}
 	c := &compiledRule{Rule: r, kinds: 1<<numKinds - 2, cooling: int64(r.Cooldown)}
-	if r.Bucket != nil {
+	if r.Anomaly != nil {
+		switch {
+		case r.Bucket != nil || r.Threshold != 0 || r.Window != 0:
+			return nil, bad("anomaly", "set either anomaly, bucket, or threshold and window")
+		case r.Distinct != "":
+			return nil, bad("distinct", "cannot be used with anomaly")
+		case len(r.GroupBy) > 0:
+			return nil, bad("group_by", "cannot be used with anomaly: anomaly.key says what has a baseline")
+		case r.Cooldown != 0:
+			return nil, bad("cooldown", "cannot be used with anomaly: it fires at most once a bucket")
+		}
+		a, err := compileAnomaly(r.Anomaly, bad)
+		if err != nil {
+			return nil, err
+		}
+		c.anomaly = a
+	} else if r.Bucket != nil {
 		switch {
 		case r.Threshold != 0 || r.Window != 0:
 			return nil, bad("bucket", "set either bucket or threshold and window, not both")

@@ -70,7 +70,7 @@ type EngineStats struct {
 	// lookup rate limit.
 	Resolved, ResolveFailed, ResolveLimited uint64
 	// Partial counts the sub-threshold summaries (PartialOptions).
-	Partial PartialStats
+	Partial PartialStats `json:",omitzero"`
 	// Cap is MaxSources, the per-rule bound on Sources.
 	Cap   int
 	Rules []RuleStats
@@ -118,6 +118,8 @@ type ruleState struct {
 	evicted uint64
 	expired uint64
 	partial bool // its sub-threshold counts are summarised (partial.go)
+	// anom holds an anomaly rule's keys (anomaly.go); nil for the others.
+	anom *anomState
 }
 
 // groupKey identifies a group: the source address and a hash of the
@@ -193,6 +195,9 @@ func NewRulesEngine(rs *RuleSet, opts EngineOptions) (*Engine, error) {
 		}
 		st := &ruleState{compiledRule: c, groups: make(map[groupKey]*group)}
 		st.lru.next, st.lru.prev = &st.lru, &st.lru
+		if c.anomaly != nil {
+			st.anom = newAnomState()
+		}
 		e.rules = append(e.rules, st)
 		for k := Kind(1); k < numKinds; k++ {
 			if c.kinds&(1<<k) != 0 {
@@ -292,6 +297,12 @@ func (e *Engine) process(line string, emit func(intel.Sighting)) {
 			t = e.eventTime(&ev)
 		}
 		r.matched++
+		if r.anom != nil {
+			if ev.Host == "" { // a baseline's sightings name addresses
+				e.recordAnomaly(r, &ev, t, emit)
+			}
+			continue
+		}
 		if s, ok := e.record(r, &ev, t); ok {
 			emit(s)
 		}
@@ -551,8 +562,12 @@ func (e *Engine) Stats() EngineStats {
 	}
 	st.Rules = make([]RuleStats, len(e.rules))
 	for i, r := range e.rules {
-		st.Rules[i] = RuleStats{Rule: r.Name, Matched: r.matched, Fired: r.fired, Evicted: r.evicted, Expired: r.expired, Sources: len(r.groups)}
-		st.Sources += len(r.groups)
+		n := len(r.groups)
+		if r.anom != nil {
+			n = len(r.anom.keys)
+		}
+		st.Rules[i] = RuleStats{Rule: r.Name, Matched: r.matched, Fired: r.fired, Evicted: r.evicted, Expired: r.expired, Sources: n}
+		st.Sources += n
 	}
 	return st
 }

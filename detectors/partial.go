@@ -74,7 +74,7 @@ func (e *Engine) setupPartials(o *PartialOptions) error {
 	e.partial = &partialState{topN: topN}
 	if len(o.Rules) == 0 {
 		for _, r := range e.rules {
-			r.partial = !r.bucket && (r.Technique == "T1110" || strings.HasPrefix(r.Technique, "T1110."))
+			r.partial = !r.bucket && r.anomaly == nil && (r.Technique == "T1110" || strings.HasPrefix(r.Technique, "T1110."))
 		}
 		return nil
 	}
@@ -82,6 +82,9 @@ func (e *Engine) setupPartials(o *PartialOptions) error {
 		j := slices.IndexFunc(e.rules, func(r *ruleState) bool { return r.Name == name })
 		if j < 0 {
 			return fmt.Errorf("engine options: partial rules[%d]: no rule %q", i, name)
+		}
+		if e.rules[j].anomaly != nil {
+			return fmt.Errorf("engine options: partial rules[%d]: %q is an anomaly rule: it has no per-source threshold to stay under", i, name)
 		}
 		e.rules[j].partial = true
 	}

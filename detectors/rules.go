@@ -42,7 +42,10 @@ type Rule struct {
 	Threshold int           `yaml:"threshold,omitempty"` // events (or distinct values) within Window that fire the rule
 	Window    time.Duration `yaml:"window,omitempty"`    // sliding window
 	// Bucket replaces Threshold and Window with a leaky bucket.
-	Bucket     *Bucket        `yaml:"bucket,omitempty"`
+	Bucket *Bucket `yaml:"bucket,omitempty"`
+	// Anomaly replaces Threshold and Window with a learnt per-key
+	// baseline (anomaly.go).
+	Anomaly    *AnomalyRule   `yaml:"anomaly,omitempty"`
 	Cooldown   time.Duration  `yaml:"cooldown"`   // quiet time per group after firing; 0 fires on every event past the threshold
 	Technique  string         `yaml:"technique"`  // MITRE ATT&CK technique, e.g. "T1110.001"
 	Severity   intel.Severity `yaml:"severity"`   // severity carried by sightings

@@ -18,6 +18,7 @@ import (
 type Detectors struct {
 	engine  atomic.Pointer[detectors.Engine]
 	sources []detectors.NamedSource
+	anomaly anomalyCounters // anomaly.go
 }
 
 // newDetectors loads the rule pack and makes the configured sources
@@ -65,8 +66,16 @@ func (d *Detectors) rules() []detectors.Rule {
 	return d.engine.Load().Rules()
 }
 
-// swap puts eng in force for every line read from now on.
-func (d *Detectors) swap(eng *detectors.Engine) { d.engine.Store(eng) }
+// swap puts eng in force for every line read from now on, with the
+// baselines its anomaly rules share with the engine it replaces.
+func (d *Detectors) swap(eng *detectors.Engine) {
+	if st, err := d.engine.Load().AnomalyState(); err == nil && st != nil {
+		restored, skipped, _ := eng.RestoreAnomalies(st)
+		d.anomaly.restored.Add(uint64(restored))
+		d.anomaly.skipped.Add(uint64(skipped))
+	}
+	d.engine.Store(eng)
+}
 
 // Process hands a line to the engine in force (detectors.Processor).
 func (d *Detectors) Process(line []byte, emit func(intel.Sighting)) {
@@ -79,6 +88,7 @@ var _ detectors.Processor = (*Detectors)(nil)
 // (a port in use, journalctl missing) does not stop the others, and waits
 // until those that bind something (the syslog listener) are bound.
 func (n *Node) startDetectors(ctx context.Context, d *Detectors) error {
+	n.keepAnomalies(d) // anomaly.go
 	for _, s := range d.sources {
 		n.group.Go(func(ctx context.Context) {
 			if err := detectors.Run(ctx, s.Source, d, n.onDetection); err != nil && ctx.Err() == nil {

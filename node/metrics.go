@@ -71,6 +71,7 @@ var (
 	engLocal   = prometheus.NewDesc("meshward_detector_lines_local_total", "Failures that name no remote party (sudo, su, local logins): counted, not reported.", nil, nil)
 	engResolve = prometheus.NewDesc("meshward_detector_resolve_total", "Resolution of host-named sources (detectors.resolve_hosts), by result: added (address sightings), failed, limited (past the rate limit).", []string{"result"}, nil)
 	engWatched = prometheus.NewDesc("meshward_detector_files_watched", "Followed log files that inotify wakes now (the others are only polled).", nil, nil)
+	engAnomaly = prometheus.NewDesc("meshward_detector_anomaly_state_total", "Anomaly rules' baselines kept across restarts and reloads (data_dir/anomaly.json), by event: saved, save_failed, keys_restored, keys_skipped (a rule gone or changed), load_failed (the file moved aside; the rules learn again).", []string{"event"}, nil)
 	engNoWatch = prometheus.NewDesc("meshward_detector_file_watch_failures_total", "Followed log files for which no inotify watch could be set (no inotify, watch limit reached): they are polled instead.", nil, nil)
 )
 
@@ -80,7 +81,7 @@ type engineCollector struct{ d *Detectors }
 var _ prometheus.Collector = (*engineCollector)(nil)
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{engLines, engSkipped, engFired, engEvicted, engSources, engCap, engAhead, engLocal, engResolve, engWatched, engNoWatch} {
+	for _, d := range []*prometheus.Desc{engLines, engSkipped, engFired, engEvicted, engSources, engCap, engAhead, engLocal, engResolve, engWatched, engNoWatch, engAnomaly} {
 		ch <- d
 	}
 }
@@ -95,6 +96,14 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(engResolve, prometheus.CounterValue, float64(st.Resolved), "added")
 	ch <- prometheus.MustNewConstMetric(engResolve, prometheus.CounterValue, float64(st.ResolveFailed), "failed")
 	ch <- prometheus.MustNewConstMetric(engResolve, prometheus.CounterValue, float64(st.ResolveLimited), "limited")
+	a := &c.d.anomaly
+	for _, v := range []struct {
+		event string
+		n     uint64
+	}{{"saved", a.saved.Load()}, {"save_failed", a.saveErrors.Load()}, {"keys_restored", a.restored.Load()},
+		{"keys_skipped", a.skipped.Load()}, {"load_failed", a.loadErrors.Load()}} {
+		ch <- prometheus.MustNewConstMetric(engAnomaly, prometheus.CounterValue, float64(v.n), v.event)
+	}
 	watched, failures := detectors.NotifyStats()
 	ch <- prometheus.MustNewConstMetric(engWatched, prometheus.GaugeValue, float64(watched))
 	ch <- prometheus.MustNewConstMetric(engNoWatch, prometheus.CounterValue, float64(failures))

@@ -67,6 +67,9 @@ func newRulesListCmd() *cobra.Command {
 
 // trigger describes when a rule fires.
 func trigger(r detectors.Rule) string {
+	if a := r.Anomaly; a != nil {
+		return fmt.Sprintf("anomaly of %s per %s", a.Key, cmpOr(a.Bucket, time.Minute))
+	}
 	if r.Bucket != nil {
 		return fmt.Sprintf("bucket %d, leaks %g/s", r.Bucket.Capacity, r.Bucket.LeakRate)
 	}
@@ -247,4 +250,12 @@ func effectiveMaxLine(n int) int {
 		return detectors.DefaultMaxLineBytes
 	}
 	return n
+}
+
+// cmpOr is d, or def when d is zero (a rule's default left unset).
+func cmpOr(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
 }
