@@ -39,6 +39,10 @@
 //	gossip validator ─► gossipHandler: store, then evaluate
 //	corroborator: k distinct roster nodes within W ─► consensus.Propose,
 //	    carrying their signed sighting envelopes as the FSM's proof
+//	detectors' sub-threshold counts ─► summaryLoop: partial sightings,
+//	    sent like sightings; never counted under k; the distributed rule
+//	    (k' sites whose capped counts reach a threshold) proposes on them
+//	    (distributed.go)
 //	consensus change ─► reconciler.Trigger ─► responders
 //
 // It must never hold mesh state of its own: policies live in consensus,
