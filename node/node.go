@@ -110,7 +110,7 @@ func New(d *Deps) (*Node, error) {
 	n.outbox = &outbox{key: d.Key, store: d.Store, log: d.Logger}
 	n.corr = newCorroborator(d.ID, d.Config.Corroboration, d.Store, d.Consensus, d.Consensus,
 		n.now, d.Logger, &n.stats)
-	n.promote = newPromoter(d.Consensus, d.Consensus, n.now, d.Logger.With("part", "promote"))
+	n.promote = newPromoter(d.Consensus, d.Consensus, d.Store, n.now, d.Logger.With("part", "promote"))
 	n.state = &stateSource{n: n}
 	n.recon = responders.NewReconciler(n.state, d.Responders.List, responders.Options{
 		Interval:   d.Config.Responders.Resync,
@@ -194,6 +194,9 @@ func (n *Node) Start(ctx context.Context) error {
 			n.group.Go(n.summaryLoop) // distributed.go
 		}
 	}
+	if err := n.startQuery(); err != nil { // query.go
+		return err
+	}
 	if err := n.startFeeds(run); err != nil {
 		return fmt.Errorf("start feeds: %w", err)
 	}
@@ -261,7 +264,9 @@ func (n *Node) PublishReport(ctx context.Context, r intel.IndicatorReport) (uint
 		return 0, err
 	}
 	n.stats.reports.Add(1)
-	n.promoteOwn(seq)
+	if n.promote.wants(r.Source) {
+		n.promoteOwn(seq)
+	}
 	return seq, nil
 }
 

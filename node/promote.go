@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/meshward/meshward/consensus"
 	"github.com/meshward/meshward/intel"
 	"github.com/meshward/meshward/intel/warninglist"
+	"github.com/meshward/meshward/store"
 )
 
 // What promotion needs of the mesh, and nothing more.
@@ -29,11 +31,18 @@ type (
 	feedProposer interface {
 		ProposeFeedBlock(ctx context.Context, policy string, report []byte, block intel.Policy) error
 	}
+	// reportLog reads the stored indicator reports, and the envelope of
+	// one (the proof a feed block carries).
+	reportLog interface {
+		IndicatorReports(limit int) ([]store.ReportRecord, error)
+		GetEnvelope(origin string, seq uint64) ([]byte, error)
+	}
 )
 
 var (
 	_ feedView     = (*consensus.Consensus)(nil)
 	_ feedProposer = (*consensus.Consensus)(nil)
+	_ reportLog    = (*store.Store)(nil)
 )
 
 // Bounds of promotion.
@@ -49,6 +58,11 @@ const (
 	// promoteWorkers propose concurrently; a follower's forwarder sends
 	// the proposals waiting together in one batch to the leader.
 	promoteWorkers = 8
+	// rescanInterval is how often the feed policies are looked at for a
+	// change, and rescanLimit how many of the newest stored reports a
+	// rescan reads (rescan).
+	rescanInterval = time.Second
+	rescanLimit    = 100000
 )
 
 // promoter turns indicator reports into feed block proposals: a report
@@ -59,15 +73,17 @@ const (
 // again. Each feed policy has its own bounded queue and rate; the workers
 // take from the queues in turn.
 type promoter struct {
-	mesh  feedView
-	prop  feedProposer
-	now   func() time.Time
-	log   *slog.Logger
-	rate  float64
-	burst float64
+	mesh    feedView
+	prop    feedProposer
+	reports reportLog
+	now     func() time.Time
+	log     *slog.Logger
+	rate    float64
+	burst   float64
 
 	skipped *prometheus.CounterVec // reason
 	results *prometheus.CounterVec // feed, result
+	rescans prometheus.Counter
 
 	mu       sync.Mutex
 	queues   map[string]*feedQueue // by feed policy name
@@ -75,6 +91,8 @@ type promoter struct {
 	turn     int
 	inflight map[string]bool // block IDs queued or being proposed
 	wake     chan struct{}
+	room     chan struct{} // signalled when a promotion leaves a queue
+	dropped  bool          // a promotion was dropped since the last rescan
 }
 
 type feedQueue struct {
@@ -89,8 +107,8 @@ type promotion struct {
 	block  intel.Policy
 }
 
-func newPromoter(mesh feedView, prop feedProposer, now func() time.Time, log *slog.Logger) *promoter {
-	return &promoter{mesh: mesh, prop: prop, now: now, log: log, rate: promoteRate, burst: promoteBurst,
+func newPromoter(mesh feedView, prop feedProposer, reports reportLog, now func() time.Time, log *slog.Logger) *promoter {
+	return &promoter{mesh: mesh, prop: prop, reports: reports, now: now, log: log, rate: promoteRate, burst: promoteBurst,
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshward_feed_promotion_skipped_total",
 			Help: "Indicator reports not promoted to a feed block proposal on this node, by reason.",
@@ -99,11 +117,15 @@ func newPromoter(mesh feedView, prop feedProposer, now func() time.Time, log *sl
 			Name: "meshward_feed_promotions_total",
 			Help: "Feed block promotions on this node by feed policy and result (queued, committed, refused, error, dropped).",
 		}, []string{"feed", "result"}),
-		queues: map[string]*feedQueue{}, inflight: map[string]bool{}, wake: make(chan struct{}, 1)}
+		rescans: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshward_feed_promotion_rescans_total",
+			Help: "Rescans of the stored indicator reports after a feed policy changed or promotions were dropped.",
+		}),
+		queues: map[string]*feedQueue{}, inflight: map[string]bool{}, wake: make(chan struct{}, 1), room: make(chan struct{}, 1)}
 }
 
 func (p *promoter) collectors() []prometheus.Collector {
-	return []prometheus.Collector{p.skipped, p.results}
+	return []prometheus.Collector{p.skipped, p.results, p.rescans}
 }
 
 func (p *promoter) skip(reason string) { p.skipped.WithLabelValues(reason).Inc() }
@@ -119,6 +141,25 @@ func (p *promoter) offer(env *intel.Envelope) {
 		p.skip("malformed")
 		return
 	}
+	if pr, ok := p.consider(r, env.OriginID()); ok {
+		pr.report = env.Raw
+		p.enqueue(pr)
+	}
+}
+
+// wants reports whether an enabled feed policy takes reports of source.
+func (p *promoter) wants(source string) bool {
+	for _, fp := range p.mesh.FeedPolicies() {
+		if fp.Enabled && fp.Source == source {
+			return true
+		}
+	}
+	return false
+}
+
+// consider applies the feed policies to report r signed by origin, and
+// returns the promotion (without its proof) or counts why there is none.
+func (p *promoter) consider(r intel.IndicatorReport, origin string) (promotion, bool) {
 	now := p.now()
 	var fp intel.FeedPolicy
 	found, reason := false, "no_feed_policy"
@@ -127,7 +168,7 @@ func (p *promoter) offer(env *intel.Envelope) {
 			continue
 		}
 		why, _ := cand.CheckReport(r, now)
-		if why == "" && !p.mesh.FeedPublisher(cand, env.OriginID()) {
+		if why == "" && !p.mesh.FeedPublisher(cand, origin) {
 			why = "not_publisher"
 		}
 		if why == "" {
@@ -138,37 +179,43 @@ func (p *promoter) offer(env *intel.Envelope) {
 	}
 	if !found {
 		p.skip(reason)
-		return
+		return promotion{}, false
 	}
 	ind := r.Indicator
 	if err := p.mesh.Rules().Floors.CheckBlock(ind, false); err != nil {
 		p.skip("floor")
-		return
+		return promotion{}, false
 	}
 	if e, ok := p.mesh.Warninglisted(ind); ok {
 		p.skip("warninglist")
 		p.log.Debug("feed entry warninglisted: never blocked", "indicator", ind.Value, "feed", fp.Name, "entry", e.String())
-		return
+		return promotion{}, false
 	}
 	ttl := fp.FeedBlockTTL(r, now)
 	if ttl < time.Second {
 		p.skip(intel.FeedReasonNotValid)
-		return
+		return promotion{}, false
 	}
 	block := intel.NewPolicy(intel.ActionBlock, ind, "feed "+r.Source, "feed:"+fp.Name, now, ttl)
 	if old, ok := p.mesh.Policy(block.ID, now); ok && (old.ExpiresAt.IsZero() || !old.ExpiresAt.Before(block.ExpiresAt.Add(-ttl/2))) {
 		p.skip("already_blocked") // and for at least half the TTL to come
-		return
+		return promotion{}, false
 	}
-	p.enqueue(promotion{feed: fp.Name, report: env.Raw, block: block})
+	return promotion{feed: fp.Name, block: block}, true
 }
 
 func (p *promoter) enqueue(pr promotion) {
+	p.tryEnqueue(pr, true)
+}
+
+// tryEnqueue queues pr unless its block is in flight; when the feed's
+// queue is full it drops pr (counted) if drop, else reports false.
+func (p *promoter) tryEnqueue(pr promotion, drop bool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.inflight[pr.block.ID] {
 		p.skip("in_flight")
-		return
+		return true
 	}
 	q, ok := p.queues[pr.feed]
 	if !ok {
@@ -177,8 +224,12 @@ func (p *promoter) enqueue(pr promotion) {
 		p.order = append(p.order, pr.feed)
 	}
 	if len(q.items) >= promoteQueueSize {
+		if !drop {
+			return false
+		}
 		p.results.WithLabelValues(pr.feed, "dropped").Inc()
-		return
+		p.dropped = true
+		return true
 	}
 	q.items = append(q.items, pr)
 	p.inflight[pr.block.ID] = true
@@ -187,6 +238,7 @@ func (p *promoter) enqueue(pr promotion) {
 	case p.wake <- struct{}{}:
 	default:
 	}
+	return true
 }
 
 // take returns the next promotion a feed's rate allows, taking the
@@ -218,6 +270,10 @@ func (p *promoter) take() (promotion, time.Duration, bool) {
 		pr := q.items[0]
 		q.items[0] = promotion{}
 		q.items = q.items[1:]
+		select {
+		case p.room <- struct{}{}:
+		default:
+		}
 		if len(q.items) == 0 {
 			// Drop the empty queue so that the map and the turn order stay
 			// as small as the feeds now promoting.
@@ -246,7 +302,85 @@ func (p *promoter) run(ctx context.Context) {
 	for range promoteWorkers {
 		wg.Go(func() { p.work(ctx) })
 	}
+	wg.Go(func() { p.rescanLoop(ctx) })
 	wg.Wait()
+}
+
+// rescanLoop rescans the stored reports when the feed policies change
+// (one is added, enabled or changed), so that a policy applies to a feed
+// received before it, and after promotions were dropped, so that what a
+// full queue dropped is proposed once there is room.
+func (p *promoter) rescanLoop(ctx context.Context) {
+	t := time.NewTicker(rescanInterval)
+	defer t.Stop()
+	seen := map[string]string{} // enabled policy name -> its JSON
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		changed := false
+		next := map[string]string{}
+		for _, fp := range p.mesh.FeedPolicies() {
+			if !fp.Enabled {
+				continue
+			}
+			b, _ := json.Marshal(fp)
+			next[fp.Name] = string(b)
+			changed = changed || seen[fp.Name] != string(b)
+		}
+		seen = next
+		p.mu.Lock()
+		dropped := p.dropped
+		p.dropped = false
+		p.mu.Unlock()
+		if (changed || dropped) && len(next) > 0 {
+			p.rescan(ctx)
+		}
+	}
+}
+
+// rescan offers the newest stored reports (up to rescanLimit) of the
+// sources the feed policies take, waiting for room in a full queue
+// rather than dropping.
+func (p *promoter) rescan(ctx context.Context) {
+	defer p.rescans.Inc()
+	recs, err := p.reports.IndicatorReports(rescanLimit)
+	if err != nil {
+		p.log.Error("read stored reports for promotion", "err", err)
+		return
+	}
+	n := 0
+	for _, rec := range recs {
+		if ctx.Err() != nil {
+			return
+		}
+		if !p.wants(rec.Report.Source) {
+			continue
+		}
+		pr, ok := p.consider(rec.Report, rec.Origin)
+		if !ok {
+			continue
+		}
+		raw, err := p.reports.GetEnvelope(rec.Origin, rec.Seq)
+		if err != nil {
+			p.log.Warn("read a stored report for promotion", "origin", rec.Origin, "seq", rec.Seq, "err", err)
+			continue
+		}
+		pr.report = raw
+		for !p.tryEnqueue(pr, false) {
+			select {
+			case <-ctx.Done():
+				return
+			case <-p.room:
+			}
+		}
+		n++
+	}
+	if n > 0 {
+		p.log.Info("stored reports offered for promotion", "count", n)
+	}
 }
 
 func (p *promoter) work(ctx context.Context) {

@@ -15,6 +15,7 @@ import (
 	"github.com/meshward/meshward/consensus"
 	"github.com/meshward/meshward/intel"
 	"github.com/meshward/meshward/intel/warninglist"
+	"github.com/meshward/meshward/store"
 )
 
 func feedPolicy() intel.FeedPolicy {
@@ -134,7 +135,7 @@ func TestPromoterChecksBeforeProposing(t *testing.T) {
 	pubKey := ed25519.NewKeyFromSeed(make([]byte, 32))
 	rogueKey := ed25519.NewKeyFromSeed(append(make([]byte, 31), 1))
 	mesh := &fakeFeedMesh{policies: []intel.FeedPolicy{feedPolicy()}, publishers: map[string]bool{intel.NodeID(pubKey.Public().(ed25519.PublicKey)): true}}
-	p := newPromoter(mesh, &fakeFeedProposer{}, time.Now, slog.New(slog.DiscardHandler))
+	p := newPromoter(mesh, &fakeFeedProposer{}, nil, time.Now, slog.New(slog.DiscardHandler))
 	skipped := func(reason string) float64 { return counterValue(t, p.skipped.WithLabelValues(reason)) }
 	other := feedReport(t, "203.0.113.80", 90)
 	other.Source = "other-feed"
@@ -171,7 +172,7 @@ func TestPromoterQueueAndRate(t *testing.T) {
 	key := ed25519.NewKeyFromSeed(make([]byte, 32))
 	mesh := &fakeFeedMesh{policies: []intel.FeedPolicy{feedPolicy()}, publishers: map[string]bool{intel.NodeID(key.Public().(ed25519.PublicKey)): true}}
 	now := time.Now().UTC()
-	p := newPromoter(mesh, &fakeFeedProposer{}, func() time.Time { return now }, slog.New(slog.DiscardHandler))
+	p := newPromoter(mesh, &fakeFeedProposer{}, nil, func() time.Time { return now }, slog.New(slog.DiscardHandler))
 	for i := range promoteQueueSize + 10 {
 		p.offer(sealedReport(t, key, uint64(i+1), feedReport(t, netip.AddrFrom4(addrN(i)).String(), 90)))
 	}
@@ -216,4 +217,93 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// A feed received before its policy: once the operator sets the policy,
+// the stored reports are promoted.
+func TestNodePromotesStoredReportsWhenPolicyArrives(t *testing.T) {
+	n := startSingle(t, func(c *Config) { c.Gossip.Indicators = true })
+	waitFor(t, "the node to admit itself", func() bool { return n.Consensus().IsMember(n.ID()) })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	early, low := feedReport(t, "203.0.113.72", 90), feedReport(t, "203.0.113.73", 10)
+	for _, r := range []intel.IndicatorReport{early, low} {
+		if _, err := n.PublishReport(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := n.Consensus().ProposeOperator(ctx, signOperator(t, n, intel.OperatorCommand{Op: intel.OpSetFeedPolicy, FeedPolicy: new(feedPolicy())})); err != nil {
+		t.Fatalf("set the feed policy: %v", err)
+	}
+	id := intel.PolicyID(intel.ActionBlock, early.Indicator)
+	waitFor(t, "the stored report's feed block", func() bool { _, ok := n.Consensus().Policy(id, time.Now()); return ok })
+	waitFor(t, "the low one considered", func() bool { return counterValue(t, n.promote.skipped.WithLabelValues("feed_confidence")) >= 1 })
+	if _, ok := n.Consensus().Policy(intel.PolicyID(intel.ActionBlock, low.Indicator), time.Now()); ok {
+		t.Fatal("the low-confidence report was blocked")
+	}
+}
+
+// fakeReports is a report log holding sealed reports.
+type fakeReports struct {
+	mu   sync.Mutex
+	recs []store.ReportRecord
+	raw  map[uint64][]byte
+}
+
+func (f *fakeReports) IndicatorReports(int) ([]store.ReportRecord, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.recs, nil
+}
+func (f *fakeReports) GetEnvelope(_ string, seq uint64) ([]byte, error) {
+	return f.raw[seq], nil
+}
+
+// What a full queue dropped is proposed later: the promoter rescans the
+// stored reports and waits for room instead of dropping.
+func TestPromoterRescansAfterDrops(t *testing.T) {
+	key := ed25519.NewKeyFromSeed(make([]byte, 32))
+	origin := intel.NodeID(key.Public().(ed25519.PublicKey))
+	mesh := &fakeFeedMesh{policies: []intel.FeedPolicy{feedPolicy()}, publishers: map[string]bool{origin: true}}
+	prop := &fakeFeedProposer{block: make(chan struct{})}
+	reports := &fakeReports{raw: map[uint64][]byte{}}
+	p := newPromoter(mesh, prop, reports, time.Now, slog.New(slog.DiscardHandler))
+	p.rate, p.burst = 1e9, 1e9
+	total := promoteQueueSize + promoteWorkers + 50
+	for i := range total {
+		r := feedReport(t, netip.AddrFrom4(addrN(i)).String(), 90)
+		env := sealedReport(t, key, uint64(i+1), r)
+		reports.recs = append(reports.recs, store.ReportRecord{Origin: origin, Seq: env.Seq, Report: r})
+		reports.raw[env.Seq] = env.Raw
+	}
+	all := reports.recs
+	reports.recs = nil // the policy's first rescan finds nothing
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "the policy's rescan", func() bool { return counterValue(t, p.rescans) >= 1 })
+	reports.mu.Lock()
+	reports.recs = all
+	reports.mu.Unlock()
+	for _, rec := range all {
+		env, err := intel.Open(reports.raw[rec.Seq])
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.offer(env)
+	}
+	if got := counterValue(t, p.results.WithLabelValues("feodo", "dropped")); got == 0 {
+		t.Fatal("nothing dropped: the queue is not bounded")
+	}
+	close(prop.block) // the proposals go through from now on
+	waitFor(t, "every report proposed", func() bool {
+		prop.mu.Lock()
+		defer prop.mu.Unlock()
+		seen := map[string]bool{}
+		for _, v := range prop.got {
+			seen[v] = true
+		}
+		return len(seen) == total
+	})
 }
