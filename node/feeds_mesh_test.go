@@ -19,7 +19,8 @@ import (
 // on every node) fetches it, and every node receives its entries as
 // indicator reports whose source is the feed's name. A re-poll of the
 // unchanged file publishes nothing; a new line is published once and
-// reaches every node.
+// reaches every node. A feed configured on its fetcher alone reaches
+// every node too.
 func TestFeedReachesEveryNode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node mesh")
@@ -107,6 +108,30 @@ func TestFeedReachesEveryNode(t *testing.T) {
 		}
 		if got := len(feedReports(t, n, name)); got != 4 {
 			t.Errorf("node %d holds %d reports of the feed, want 4", i, got)
+		}
+	}
+	// A feed configured on one node only, its fetcher, reaches every node.
+	const solo = "one-node-list"
+	soloSrc := filepath.Join(t.TempDir(), "one.txt")
+	if err := os.WriteFile(soloSrc, []byte("203.0.113.77\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	soloFetcher := m.Nodes[0].FeedFetcher(solo)
+	for _, n := range m.Nodes {
+		if n.ID() == soloFetcher {
+			if err := n.AddFeed(ctx, feeds.Config{Name: solo, Path: soloSrc}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i, n := range m.Nodes {
+		if err := testnet.Poll(ctx, 20*time.Millisecond, func() (bool, string) {
+			return len(feedReports(t, n, solo)) >= 1, "the one-node feed's report"
+		}); err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+		if recs := feedReports(t, n, solo); len(recs) != 1 || recs[0].Origin != soloFetcher || recs[0].Report.Indicator.Value != "203.0.113.77" {
+			t.Errorf("node %d holds %+v", i, recs)
 		}
 	}
 }
