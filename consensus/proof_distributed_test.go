@@ -164,3 +164,42 @@ func TestDistributedProofs(t *testing.T) {
 		waitFor(t, 20*time.Second, "every member to drop the distributed rule", func() bool { return !n.c.Rules().DistributedOn() })
 	}
 }
+
+// The rule on one FSM, at its edges: exactly k sites and exactly the
+// threshold commit, one event or one site less is refused; the rule
+// survives a snapshot.
+func TestDistributedRuleEdges(t *testing.T) {
+	a := newApplier(t)
+	a.mustApply(a.op(intel.OperatorCommand{Op: intel.OpSetDistributed, DistributedMinSites: 5, DistributedThreshold: 20, DistributedSiteCap: 4}, t0))
+	names := []string{"A", "B", "C", "D", "E", "F"}
+	block := func(ind string, counts ...int) Command {
+		var proofs [][]byte
+		for i, c := range counts {
+			a.memberID(names[i])
+			proofs = append(proofs, sealPartial(t, a.members[names[i]], mustIndicator(t, ind), t0, t0.Add(-time.Minute), c))
+		}
+		return autoBlock(t, ind, t0, time.Hour, proofs...)
+	}
+	for _, tc := range []struct {
+		ind    string
+		counts []int
+		reason string // "" committed
+	}{
+		{"203.0.113.201", []int{4, 4, 4, 4, 4}, ""},
+		{"203.0.113.202", []int{4, 4, 4, 4, 3}, "partial_sum_short"},
+		{"203.0.113.203", []int{9, 9, 9, 9}, "partial_too_few_sites"},
+		{"203.0.113.204", []int{1, 1, 1, 1, 1, 15}, "partial_sum_short"},
+		{"203.0.113.205", []int{3, 3, 3, 3, 4, 4}, ""},
+	} {
+		err := a.apply(block(tc.ind, tc.counts...))
+		if got := RefusalReason(err); got != tc.reason {
+			t.Errorf("%s %v: refused %q (%v), want %q", tc.ind, tc.counts, got, err, tc.reason)
+		}
+	}
+	snap := snapshotBytes(t, a.f)
+	b := newFSM(nil)
+	b.mustRestore(t, snap)
+	if r := b.rules; r.DistributedMinSites != 5 || r.DistributedThreshold != 20 || r.DistributedSiteCap != 4 {
+		t.Fatalf("restored rules %+v", r)
+	}
+}
