@@ -96,6 +96,8 @@ type Deps struct {
 	attack *attackState
 	// gater refuses strangers' connections after a grace (gater.go).
 	gater *meshGater
+	// queryRefused counts the mesh-wide questions refused (query.go).
+	queryRefused *refusal.Counter
 	// storeKey encrypts the store and the Raft snapshots (atrest.go).
 	storeKey store.Key
 	// cancel ends the context the subsystems run on.
@@ -177,7 +179,8 @@ func NewDeps(ctx context.Context, cfg Config, opts Options) (_ *Deps, err error)
 	}
 	d.onClose("gossip", d.Gossip.Close)
 	// meshward_transport_refused_total: raft, sync, topics, connections.
-	d.Metrics.MustRegister(refusal.NewCollector(d.Consensus.TransportRefusals(), d.Gossip.TransportRefusals(), d.gater.refused))
+	d.queryRefused = refusal.New(d.Logger.With("part", "query"))
+	d.Metrics.MustRegister(refusal.NewCollector(d.Consensus.TransportRefusals(), d.Gossip.TransportRefusals(), d.gater.refused, d.queryRefused))
 	if d.Detectors, err = newDetectors(cfg.Detectors, cfg.ProtectedPrefixes(), cfg.Corroboration.Distributed.partialOptions()); err != nil {
 		return nil, err
 	}

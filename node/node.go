@@ -194,6 +194,9 @@ func (n *Node) Start(ctx context.Context) error {
 			n.group.Go(n.summaryLoop) // distributed.go
 		}
 	}
+	if err := n.startQuery(); err != nil { // query.go
+		return err
+	}
 	if err := n.startFeeds(run); err != nil {
 		return fmt.Errorf("start feeds: %w", err)
 	}
