@@ -541,3 +541,38 @@ func TestEdgeBounds(t *testing.T) {
 	}
 	wantApplied(t, e, s, c, c.last())
 }
+
+// A snapshot whose voter set differs from the one the edge trusts needs
+// a majority of both: a new set cannot vouch for itself.
+func TestEdgeInstallAcrossVoterChange(t *testing.T) {
+	c := newChain()
+	c.commands(4)
+	c.add(raft.LogConfiguration, configData(kA, kB, kD), 0)
+	state := []byte("state with D a voter")
+	mk := func(keys ...ed25519.PrivateKey) Manifest {
+		m := NewManifest(testMesh, c.last(), 1, c.hashes[len(c.hashes)-1], votersOf(kA, kB, kD), state)
+		for _, k := range keys {
+			if err := m.Sign(k); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return m
+	}
+	var restored []byte
+	e, _ := newEdge(t, votersOf(kA, kB, kC), func(cfg *Config) {
+		cfg.Restore = func(b []byte) error { restored = b; return nil }
+	})
+	// A and D are a majority of the new set, not of the trusted one.
+	wantReason(t, e.Install(mk(kA, kD), state), ReasonMinority)
+	// C and D: one of each.
+	wantReason(t, e.Install(mk(kC, kD), state), ReasonMinority)
+	if restored != nil {
+		t.Fatal("restored on a minority")
+	}
+	if err := e.Install(mk(kA, kB), state); err != nil {
+		t.Fatal(err)
+	}
+	if a := e.Applied(); a.Index != c.last() || !a.Voters.Equal(votersOf(kA, kB, kD)) {
+		t.Fatalf("after install %+v", a)
+	}
+}
