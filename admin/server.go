@@ -111,6 +111,7 @@ type Server struct {
 	reportSvc   ReportService
 	operatorSvc OperatorService
 	stixSrc     STIXSource // the TAXII collections and the STIX export
+	stixReports reportCache
 	tokenStore  TokenStore
 	auditStore  AuditStore
 	ackStore    AckStore

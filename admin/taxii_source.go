@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/meshward/meshward/intel"
@@ -36,6 +37,61 @@ const stixScan = 10000
 
 // policyPage is how many policies are read at a time.
 const policyPage = 1000
+
+// reportCache keeps the last read of the stixScan most recent reports
+// (each read costs an envelope read and a signature check per report), so
+// that the pages of one poll read them once. It is used while the newest
+// report is the same and for at most reportCacheTTL, which bounds how
+// long a pruned report may still be served.
+type reportCache struct {
+	mu   sync.Mutex
+	at   time.Time // monotonic: when recs were read
+	head string    // origin/seq of the newest report then, "" for none
+	recs []store.ReportRecord
+	// reads counts the full reads, for tests.
+	reads int
+}
+
+const reportCacheTTL = 30 * time.Second
+
+func recordKey(recs []store.ReportRecord) string {
+	if len(recs) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s/%d", recs[0].Origin, recs[0].Seq)
+}
+
+// get returns the most recent reports, newest first; the slice is shared
+// and must not be modified.
+func (c *reportCache) get(ctx context.Context, src STIXSource) ([]store.ReportRecord, error) {
+	head, err := src.Reports(ctx, 1)
+	if err != nil {
+		return nil, err
+	}
+	key := recordKey(head)
+	c.mu.Lock()
+	if c.recs != nil && c.head == key && time.Since(c.at) < reportCacheTTL {
+		recs := c.recs
+		c.mu.Unlock()
+		return recs, nil
+	}
+	c.mu.Unlock()
+	at := time.Now()
+	recs, err := src.Reports(ctx, stixScan)
+	if err != nil {
+		return nil, err
+	}
+	if recs == nil {
+		recs = []store.ReportRecord{}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reads++
+	if at.After(c.at) {
+		c.at, c.head, c.recs = at, recordKey(recs), recs
+	}
+	return recs, nil
+}
 
 // stixRecord is one record of a collection with the time the node added
 // it (a report's or a sighting's arrival, a policy's creation); its
@@ -69,7 +125,7 @@ const (
 func (s *Server) stixRecords(ctx context.Context, col string, m *stix.Mapper, fn func(stixRecord) (bool, error)) error {
 	switch col {
 	case colIndicators:
-		recs, err := s.stixSrc.Reports(ctx, stixScan)
+		recs, err := s.stixReports.get(ctx, s.stixSrc)
 		if err != nil {
 			return fmt.Errorf("reports: %w", err)
 		}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -470,5 +471,66 @@ func TestTAXIIPagingPastUnmappable(t *testing.T) {
 	ids, _ := pollAll(t, hc, colPath+admin.TAXIICollectionID("indicators")+"/objects/?limit=1", auth, nil)
 	if len(ids) != 3 {
 		t.Fatalf("%d objects, want the 3 indicators of the mappable reports: %v", len(ids), ids)
+	}
+}
+
+// countingNode counts the full reads of the reports.
+type countingNode struct {
+	*admintest.Node
+	mu    sync.Mutex
+	reads int
+}
+
+func (n *countingNode) Reports(ctx context.Context, limit int) ([]store.ReportRecord, error) {
+	if limit > 1 {
+		n.mu.Lock()
+		n.reads++
+		n.mu.Unlock()
+	}
+	return n.Node.Reports(ctx, limit)
+}
+
+func (n *countingNode) fullReads() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.reads
+}
+
+// TestTAXIIPollReadsReportsOnce: the pages of one poll read the reports
+// once (each costs a signature check a report); a new report makes the
+// next page read them again, and it is served.
+func TestTAXIIPollReadsReportsOnce(t *testing.T) {
+	node := &countingNode{Node: admintest.NewNode(nodeID)}
+	t0 := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	for i := range 20 {
+		addReport(node.Node, i, t0)
+	}
+	st := admintest.OpenStore(t)
+	socket := t.TempDir() + "/admin.sock"
+	srv, err := admin.New(admin.Options{Node: node, Store: st, SocketPath: socket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	tok, err := admin.ReadTokenFile(srv.TokenFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := taxii.New(taxii.Options{HTTPClient: taxiiHTTP(t, socket), Token: tok, PageLimit: 5})
+	u := taxii.CollectionURL("http://meshward/taxii2/api/", admin.TAXIICollectionID("indicators"))
+	res, err := c.Poll(context.Background(), u, time.Time{}, func(stix.Entry) error { return nil })
+	if err != nil || res.Pages != 6 || res.Entries != 20 {
+		t.Fatalf("poll %+v, %v", res, err)
+	}
+	if got := node.fullReads(); got != 1 {
+		t.Fatalf("%d full reads of the reports for %d pages, want 1", got, res.Pages)
+	}
+	addReport(node.Node, 21, t0)
+	res, err = c.Poll(context.Background(), u, res.LastAdded, func(stix.Entry) error { return nil })
+	if err != nil || res.Entries != 1 || node.fullReads() != 2 {
+		t.Fatalf("after a new report: %+v, %v, %d full reads", res, err, node.fullReads())
 	}
 }
