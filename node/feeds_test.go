@@ -60,13 +60,16 @@ intel:
 func TestSingleNodeFeed(t *testing.T) {
 	dir := t.TempDir()
 	src := filepath.Join(dir, "list.txt")
-	if err := os.WriteFile(src, []byte("# test list\n198.51.100.1\n198.51.100.2\nbad.example.\n"), 0o600); err != nil {
+	if err := os.WriteFile(src, []byte("# test list\n198.51.100.1\n198.51.100.2\nbad.example.\nnot-a-value!\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	n := startSingle(t, func(c *Config) {
 		c.Intel.Feeds = []feeds.Config{{Name: "solo-list", Path: src, Confidence: 60, TTL: time.Hour}}
 	})
-	waitFor(t, "the feed's reports", func() bool { return len(reportsFrom(t, n, "solo-list")) == 3 })
+	waitFor(t, "the feed's first poll", func() bool { st := n.FeedStatus(); return len(st) == 1 && st[0].Last.Result != "" })
+	if got := len(reportsFrom(t, n, "solo-list")); got != 3 {
+		t.Fatalf("%d reports of the feed, want 3", got)
+	}
 	for _, r := range reportsFrom(t, n, "solo-list") {
 		if r.Origin != n.ID() || r.Report.Confidence != 60 || r.Report.ValidUntil.Sub(r.Report.ValidFrom) != time.Hour {
 			t.Errorf("report %+v", r)
@@ -79,6 +82,32 @@ func TestSingleNodeFeed(t *testing.T) {
 	}
 	if n.Stats().IndicatorReports != before {
 		t.Fatalf("the re-poll published %d reports", n.Stats().IndicatorReports-before)
+	}
+
+	// The node's /metrics registry counts the polls and the publications.
+	mfs, err := n.Metrics().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			key := mf.GetName()
+			for _, l := range m.GetLabel() {
+				key += "," + l.GetValue()
+			}
+			seen[key] = m.GetCounter().GetValue()
+		}
+	}
+	for key, want := range map[string]float64{
+		"meshward_feed_published_total,solo-list":       3,
+		"meshward_feed_unchanged_total,solo-list":       3,
+		"meshward_feed_fetch_total,solo-list,ok":        2,
+		"meshward_feed_skipped_total,solo-list,invalid": 2, // one a poll
+	} {
+		if seen[key] != want {
+			t.Errorf("%s = %v, want %v", key, seen[key], want)
+		}
 	}
 
 	api := newAdminAPI(n)

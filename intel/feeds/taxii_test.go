@@ -72,3 +72,20 @@ func TestRunnerTAXIIFeed(t *testing.T) {
 		t.Errorf("http_status counted %v", got)
 	}
 }
+
+// A STIX bundle: indicators become entries with their confidence; other
+// objects are skipped and counted by type; a malformed object is an
+// error naming the file.
+func TestParseSTIX(t *testing.T) {
+	bundle := `{"type":"bundle","id":"bundle--00000000-0000-4000-8000-000000000001","objects":[` + taxiiIndicator(5) + `,` +
+		`{"type":"malware","spec_version":"2.1","id":"malware--00000000-0000-4000-8000-000000000009","created":"2026-01-01T00:00:00.000Z","modified":"2026-01-01T00:00:00.000Z","name":"x","is_family":false}]}`
+	var got []Entry
+	st, err := ParseSTIX(strings.NewReader(bundle), Options{File: "b.json", Feed: "stix-feed"}, collect(&got))
+	if err != nil || len(got) != 1 || got[0].Indicator.Value != "198.51.100.5" || got[0].Confidence != 80 || got[0].Feed != "stix-feed" || st.Skipped["type:malware"] != 1 {
+		t.Fatalf("%+v %+v, %v", got, st, err)
+	}
+	_, err = ParseSTIX(strings.NewReader(`{"type":"bundle","id":"bundle--00000000-0000-4000-8000-000000000001","objects":[{"type":"indicator","id":"indicator--1"}]}`), Options{File: "b.json"}, collect(&got))
+	if err == nil || !strings.HasPrefix(err.Error(), "b.json: malformed feed") {
+		t.Fatalf("malformed object: %v", err)
+	}
+}
