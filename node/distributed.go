@@ -129,6 +129,24 @@ func (c DistributedConfig) partialOptions() *detectors.PartialOptions {
 type distributedStats struct {
 	batches, sent, sentBytes, suppressed, sendErrors atomic.Uint64
 	proposals, stalePartials                         atomic.Uint64
+	// dropped and lost follow the engine's PartialStats (sources beyond
+	// top_n, groups evicted or expired with a count), carried over
+	// engine swaps; seen is what the engine in force had counted at the
+	// last batch. Only summaryLoop touches engine and seen.
+	dropped, lost atomic.Uint64
+	engine        *detectors.Engine
+	seen          detectors.PartialStats
+}
+
+// follow adds what eng counted since the last call.
+func (s *distributedStats) follow(eng *detectors.Engine) {
+	st := eng.Stats().Partial
+	if eng != s.engine {
+		s.engine, s.seen = eng, detectors.PartialStats{}
+	}
+	s.dropped.Add(st.Dropped - s.seen.Dropped)
+	s.lost.Add(st.Lost - s.seen.Lost)
+	s.seen = st
 }
 
 func (s *distributedStats) collectors() []prometheus.Collector {
@@ -143,6 +161,8 @@ func (s *distributedStats) collectors() []prometheus.Collector {
 		counter("meshward_partial_send_errors_total", "Summaries that could not be sealed or stored.", s.sendErrors.Load),
 		counter("meshward_distributed_proposals_total", "Blocks proposed by this node on the distributed rule (partial sightings).", s.proposals.Load),
 		counter("meshward_partials_outside_window_total", "Stored partials left out of a proof because they count events from before the window.", s.stalePartials.Load),
+		counter("meshward_partials_dropped_total", "Sources beyond top_n in a batch of summaries, forgotten.", s.dropped.Load),
+		counter("meshward_partials_lost_total", "Per-source states evicted or expired with events not yet summarised.", s.lost.Load),
 	}
 }
 
@@ -167,11 +187,13 @@ func (n *Node) sendSummaries(ctx context.Context) {
 	if d == nil {
 		return
 	}
-	batch := d.engine.Load().TakePartials()
+	eng := d.engine.Load()
+	batch := eng.TakePartials()
+	st := &n.corr.dist
+	st.follow(eng)
 	if len(batch) == 0 {
 		return
 	}
-	st := &n.corr.dist
 	st.batches.Add(1)
 	protected := n.deps.Consensus.Protected()
 	now := n.now()

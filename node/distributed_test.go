@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/meshward/meshward/consensus"
+	"github.com/meshward/meshward/detectors"
 	"github.com/meshward/meshward/intel"
 	"github.com/meshward/meshward/internal/confcheck"
 	"github.com/meshward/meshward/store"
@@ -157,5 +158,42 @@ func TestDistributedConfigValidate(t *testing.T) {
 	}
 	if DefaultDistributedConfig().partialOptions() != nil {
 		t.Error("summaries on by default")
+	}
+}
+
+// The engine's dropped and lost summaries are carried into the node's
+// counters, across an engine swap (a reload) without going back.
+func TestDistributedStatsFollowEngine(t *testing.T) {
+	line := func(addr string) string {
+		return time.Now().Format(time.Stamp) + " web-1 sshd[4242]: Failed password for root from " + addr + " port 52311 ssh2"
+	}
+	newEng := func() *detectors.Engine {
+		e, err := detectors.NewEngine(detectors.DefaultSSHRule(), detectors.EngineOptions{Partial: &detectors.PartialOptions{TopN: 1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	var st distributedStats
+	e1 := newEng()
+	e1.Feed(line("203.0.113.7"))
+	e1.Feed(line("203.0.113.8"))
+	if got := e1.TakePartials(); len(got) != 1 {
+		t.Fatalf("%d partials, want top_n 1", len(got))
+	}
+	st.follow(e1)
+	st.follow(e1)
+	if st.dropped.Load() != 1 {
+		t.Fatalf("dropped %d, want 1", st.dropped.Load())
+	}
+	e2 := newEng()
+	st.follow(e2)
+	e2.Feed(line("203.0.113.7"))
+	e2.Feed(line("203.0.113.8"))
+	e2.Feed(line("203.0.113.9"))
+	e2.TakePartials()
+	st.follow(e2)
+	if st.dropped.Load() != 3 {
+		t.Fatalf("dropped %d after the swap, want 1 + 2", st.dropped.Load())
 	}
 }
