@@ -30,6 +30,14 @@ type IntelConfig struct {
 	// on a reload the catalog in force stays and the failure is counted
 	// (meshward_attack_load_failures_total).
 	AttackPath string `yaml:"attack_path"`
+	// KEVPath is CISA's Known Exploited Vulnerabilities catalog (a file,
+	// or a directory holding known_exploited_vulnerabilities.json), and
+	// NVDPath NVD CVE records (a file, or a directory of .json files):
+	// the risk score ranks the CVEs that indicator reports name by them
+	// (in KEV raises, known ransomware use raises more, CVSS base). Empty
+	// means off; read at start (a reload keeps what was read).
+	KEVPath string `yaml:"kev_path"`
+	NVDPath string `yaml:"nvd_path"`
 	// Feeds are the threat feeds this node fetches (when it is the feed's
 	// fetcher) and publishes as indicator reports (node/feeds.go).
 	Feeds []feeds.Config `yaml:"feeds"`
@@ -51,6 +59,14 @@ func (c IntelConfig) Validate() error {
 				msg += ": " + err.Error()
 			}
 			p.Add("attack_path", c.AttackPath, msg)
+		}
+	}
+	for _, f := range []struct{ name, path string }{{"kev_path", c.KEVPath}, {"nvd_path", c.NVDPath}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			p.Add(f.name, f.path, "must be a file or a directory: "+err.Error())
 		}
 	}
 	return p.Err()

@@ -94,6 +94,9 @@ type Deps struct {
 	// attack is the ATT&CK catalog (intel.attack_path) and what it said
 	// of the rules' techniques (attack.go).
 	attack *attackState
+	// cves are the KEV catalog and NVD records (intel.kev_path,
+	// intel.nvd_path) for the risk score (risk.go); nil when neither is set.
+	cves *cveData
 	// gater refuses strangers' connections after a grace (gater.go).
 	gater *meshGater
 	// queryRefused counts the mesh-wide questions refused (query.go).
@@ -191,6 +194,9 @@ func NewDeps(ctx context.Context, cfg Config, opts Options) (_ *Deps, err error)
 			return nil, err
 		}
 		d.attack.set(cat, checkTechniques(cat, d.Detectors.rules(), d.Logger))
+	}
+	if d.cves, err = loadCVEData(cfg.Intel, d.Logger); err != nil {
+		return nil, err
 	}
 	if d.Responders, err = newResponders(cfg.Responders, opts.NftablesNetNS, d.Logger); err != nil {
 		return nil, err

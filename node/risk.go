@@ -1,6 +1,9 @@
 package node
 
 import (
+	"fmt"
+	"log/slog"
+	"os"
 	"regexp"
 	"slices"
 	"time"
@@ -37,7 +40,49 @@ func (a riskAPI) Risk(ind intel.Indicator, sightings []store.SightingRecord, rep
 	if _, ok := cons.Policy(intel.PolicyID(intel.ActionBlock, ind), now); ok {
 		prior = 1
 	}
-	return risk.Score(riskInputs(sightings, reports, now, trust, a.n.deps.attack.get(), nil, nil, prior))
+	var nvd *kev.NVD
+	var kevs *kev.Catalog
+	if c := a.n.deps.cves; c != nil {
+		nvd, kevs = c.nvd, c.kev
+	}
+	return risk.Score(riskInputs(sightings, reports, now, trust, a.n.deps.attack.get(), nvd, kevs, prior))
+}
+
+// cveData are the KEV catalog and the NVD records the risk score ranks
+// CVEs by; either may be nil.
+type cveData struct {
+	kev *kev.Catalog
+	nvd *kev.NVD
+}
+
+// loadCVEData reads intel.kev_path and intel.nvd_path; nil when neither
+// is set. An error names the field.
+func loadCVEData(c IntelConfig, log *slog.Logger) (*cveData, error) {
+	if c.KEVPath == "" && c.NVDPath == "" {
+		return nil, nil
+	}
+	d := &cveData{}
+	if c.KEVPath != "" {
+		k, err := kev.Load(c.KEVPath)
+		if err != nil {
+			return nil, fmt.Errorf("intel.kev_path: %w", err)
+		}
+		d.kev = k
+		log.Info("KEV catalog loaded", "file", k.Name, "vulnerabilities", k.Len())
+	}
+	if c.NVDPath != "" {
+		n := kev.NewNVD()
+		load := n.LoadFile
+		if fi, err := os.Stat(c.NVDPath); err == nil && fi.IsDir() {
+			load = n.LoadDir
+		}
+		if err := load(c.NVDPath); err != nil {
+			return nil, fmt.Errorf("intel.nvd_path: %w", err)
+		}
+		d.nvd = n
+		log.Info("NVD records loaded", "path", c.NVDPath, "cves", n.Len())
+	}
+	return d, nil
 }
 
 // maxRiskCVEs bounds the CVEs one indicator's reports may link.
