@@ -51,17 +51,17 @@ func (n *Node) emit(e siem.Event) {
 
 // policyWatch is what watchPolicies knows of the mesh-wide policies: the
 // position in the consensus change feed, the IDs of the active policies
-// it has reported committed (8 bytes each in a set: about 14 bytes a
+// it has reported committed (idSet: 8 bytes a slot, about 16 bytes a
 // policy), and how far its clock has read the policies' expiries. The
 // expiries stay in the consensus state, which holds a policy until the
 // FSM's clock passes it and finds the policies expiring in a window of
 // time in O(log n) (ExpiringPolicies); the policy an event needs is in
 // the change being read, or comes with its expiry. A million active
-// policies cost some 14 MB here, where a map of expiries and a heap of
+// policies cost some 16 MB here, where a map of expiries and a heap of
 // its own cost 49.
 type policyWatch struct {
 	since   uint64
-	active  map[uint64]struct{} // policy IDs as the number their hex digits spell
+	active  *idSet // policy IDs as the numbers their hex digits spell
 	expiry  consensus.ExpiryCursor
 	started bool
 }
@@ -104,7 +104,7 @@ const (
 func (n *Node) watchPolicies(w *policyWatch) {
 	now := n.now()
 	if !w.started {
-		w.active = make(map[uint64]struct{})
+		w.active = newIDSet()
 		w.expiry = consensus.ExpiryCursorAfter(now)
 		w.started = true
 	}
@@ -150,13 +150,13 @@ func (n *Node) watchPolicies(w *policyWatch) {
 
 // resyncWatch compares what w holds with the active policies read whole.
 func (n *Node) resyncWatch(w *policyWatch, now time.Time) {
-	seen := make(map[uint64]struct{}, len(w.active))
+	seen := newIDSet()
 	after := ""
 	for {
 		page, next := n.deps.Consensus.PolicyPage(after, watchPageSize, now)
 		for _, p := range page {
 			if k, ok := keyOf(p.ID); ok {
-				seen[k] = struct{}{}
+				seen.Add(k)
 			}
 			n.watchPut(w, p, now)
 		}
@@ -165,12 +165,16 @@ func (n *Node) resyncWatch(w *policyWatch, now time.Time) {
 		}
 		after = next
 	}
-	for k := range w.active {
-		if _, ok := seen[k]; !ok {
-			// Gone while the feed was lost: only its ID is known.
-			delete(w.active, k)
-			n.emit(siem.PolicyEvent(siem.KindPolicyExpired, n.deps.ID, intel.Policy{ID: idString(k)}, "", now))
+	var gone []uint64 // the set must not change while it is walked
+	for k := range w.active.All() {
+		if !seen.Has(k) {
+			gone = append(gone, k)
 		}
+	}
+	for _, k := range gone {
+		// Gone while the feed was lost: only its ID is known.
+		w.active.Remove(k)
+		n.emit(siem.PolicyEvent(siem.KindPolicyExpired, n.deps.ID, intel.Policy{ID: idString(k)}, "", now))
 	}
 }
 
@@ -186,10 +190,9 @@ func (n *Node) watchPut(w *policyWatch, p intel.Policy, now time.Time) {
 		n.log.Warn("policy with a malformed ID not watched", "id", p.ID)
 		return
 	}
-	if _, known := w.active[k]; known {
-		return
+	if !w.active.Add(k) {
+		return // known
 	}
-	w.active[k] = struct{}{}
 	if p.Action == intel.ActionBlock {
 		n.timelines.mark(p.Indicator.Key(), now, committed)
 	}
@@ -203,10 +206,9 @@ func (n *Node) watchGone(w *policyWatch, p intel.Policy, now time.Time) {
 	if !ok {
 		return
 	}
-	if _, ok := w.active[k]; !ok {
+	if !w.active.Remove(k) {
 		return
 	}
-	delete(w.active, k)
 	p.Evidence = nil
 	n.emit(siem.PolicyEvent(siem.KindPolicyExpired, n.deps.ID, p, "", now))
 }
