@@ -97,6 +97,18 @@
 // meshward_consensus_refused_total{command,reason} (RefusalCounts). A
 // refused entry changes nothing, not even the FSM's clock.
 //
+// Site trust and the risk threshold (sitetrust.go). Each member's trust
+// (0..TrustMax) falls by TrustPenalty for every signer of an automatic
+// block (its evidence) that an operator's allow or revoke overturns, and
+// recovers by TrustRecoveryPerDay of FSM clock; it is in snapshots and
+// read by SiteTrust. With Rules.MinRisk above 0 (set_min_risk), an
+// automatic block's proof must score at least MinRisk by intel/risk from
+// the entry alone: the proofs' severities, confidences, techniques and
+// last-seen times, the signers' trust at that index, the entry's time as
+// now. ATT&CK tactics, reports and CVE/KEV are not in the entry: neutral
+// or zero here, they count only in the score nodes display. Refused as
+// low_risk.
+//
 // Feed blocks (feedpolicy.go). Feed entries are signed indicator
 // reports and block nothing until an operator-signed feed policy
 // (set_feed_policy, remove_feed_policy; at most intel.MaxFeedPolicies)
