@@ -79,6 +79,12 @@ func TestFeedReachesEveryNode(t *testing.T) {
 		}
 	}
 	// The other nodes never polled the feed.
+	if err := testnet.Poll(ctx, 20*time.Millisecond, func() (bool, string) {
+		st := fetcherNode.FeedStatus()
+		return len(st) == 1 && st[0].Last.Result != "", "the fetcher's poll to end"
+	}); err != nil {
+		t.Fatal(err)
+	}
 	for i, n := range m.Nodes {
 		st := n.FeedStatus()
 		if len(st) != 1 {
