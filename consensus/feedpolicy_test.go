@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -294,5 +295,50 @@ func BenchmarkFSMApplyFeedBlock(b *testing.B) {
 			b.Fatalf("feed block %d: %v", i, res)
 		}
 		i++
+	}
+}
+
+// A node that joins after the founder compacted its log into a snapshot
+// catches up through InstallSnapshot and Restore with the feed policies
+// and the operators' warninglist entries, and refuses what they refuse.
+func TestJoinerCatchesUpFeedStateFromSnapshot(t *testing.T) {
+	log := testLogger(t)
+	small := func(c *Config) { c.SnapshotThreshold, c.TrailingLogs = 4, 1 }
+	founder := newTestNodeWith(t, log, true, "", small)
+	waitFor(t, 10*time.Second, "the founder to lead and admit itself", func() bool {
+		return founder.c.IsLeader() && founder.c.IsMember(founder.id())
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := founder.operate(ctx, setFeedOp(testFeed(founder.id()))); err != nil {
+		t.Fatal(err)
+	}
+	partner := mustIndicator(t, "198.51.100.0/24")
+	if err := founder.operate(ctx, warnOp(intel.OpWarninglistAdd, partner)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 { // past the snapshot threshold
+		if err := founder.operate(ctx, blockOp(t, fmt.Sprintf("192.0.2.%d", i+1), time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := founder.c.raft.Snapshot().Error(); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	joiner := newTestNodeWith(t, log, false, founder.joinSecret(t, 1), small)
+	if err := joiner.c.Join(ctx, founder.info()); err != nil {
+		t.Fatalf("join: %v", err)
+	}
+	waitFor(t, 20*time.Second, "the joiner to hold the feed state", func() bool {
+		return len(joiner.c.FeedPolicies()) == 1 && len(joiner.c.Warninglist()) == 1
+	})
+	if s := joiner.c.Stats()["last_snapshot_index"]; s == "" || s == "0" {
+		t.Fatalf("joiner's last_snapshot_index = %q: it caught up without installing a snapshot", s)
+	}
+	if e, ok := joiner.c.Warninglisted(mustIndicator(t, "198.51.100.9")); !ok || e.Indicator != partner {
+		t.Fatalf("the joiner does not veto 198.51.100.9 by the operators' entry: %v %v", e, ok)
+	}
+	if got := joiner.c.FeedPolicies()[0]; got.Name != "feodo" || got.Publishers[0] != founder.id() {
+		t.Fatalf("the joiner's feed policy: %+v", got)
 	}
 }
