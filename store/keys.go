@@ -15,7 +15,9 @@ import (
 //	env/  <origin> <seq>                        -> envelope Raw
 //	hw/   <origin>                              -> highest seq stored (8 bytes)
 //	sgi/  <indicator key> <last seen> <origin> <seq> -> SightingRecord (JSON)
-//	sgt/  <received> <origin> <seq>             -> SightingRecord (JSON)
+//	sgt/  <received> <origin> <seq>             -> SightingRecord (JSON); written
+//	                                               by earlier versions only, read by
+//	                                               nothing, deleted by Prune
 //	rcv/  <received> <origin> <seq>             -> its sgi/ key, or empty
 //	meta/seq                                    -> last sequence number handed out
 //	dec/  <policy id>                           -> intel.Policy (JSON)
