@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -20,7 +21,8 @@ import (
 	"github.com/meshward/meshward/internal/atomicfile"
 )
 
-// Threat feeds (intel.feeds, and feeds added at runtime through the admin
+// Threat feeds (intel.feeds, applied again after a Reload, and feeds added
+// at runtime through the admin
 // API) are fetched by one server each and published as signed indicator
 // reports. Which server: rendezvous hashing of the feed's name over the
 // current Raft voters (consensus.Roster), the highest hash of name and
@@ -91,12 +93,19 @@ func (n *Node) startFeeds(ctx context.Context) error {
 const voterCheck = 2 * time.Second
 
 // watchVoters wakes the runner when the voters change, so that a feed
-// whose fetcher changed is fetched by its new one at once.
+// whose fetcher changed is fetched by its new one at once, and hands it
+// the feeds in force when a reload changed intel.feeds.
 func (p *feedsPart) watchVoters(ctx context.Context) {
 	t := time.NewTicker(voterCheck)
 	defer t.Stop()
 	var last string
+	applied := p.configFeeds()
 	for {
+		if cur := p.configFeeds(); !reflect.DeepEqual(cur, applied) {
+			applied = cur
+			p.runner.Set(p.all())
+			p.n.log.Info("feeds of the configuration reloaded", "count", len(cur))
+		}
 		var ids []string
 		for _, m := range p.n.deps.Consensus.Roster() {
 			if m.Voter {
@@ -182,21 +191,26 @@ func rendezvous(key string, ids []string) string {
 	return best
 }
 
+// configFeeds are the feeds of the configuration in force (Reload
+// replaces them).
+func (p *feedsPart) configFeeds() []feeds.Config { return p.n.live.Load().cfg.Intel.Feeds }
+
 // all is the feeds in force: the configuration file's, then the runtime
-// ones.
+// ones not named like one of the file's.
 func (p *feedsPart) all() []feeds.Config {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append(slices.Clone(p.n.deps.Config.Intel.Feeds), p.runtime...)
+	out := slices.Clone(p.configFeeds())
+	for _, c := range p.runtime {
+		if !p.inConfig(c.Name) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func (p *feedsPart) inConfig(name string) bool {
-	for _, c := range p.n.deps.Config.Intel.Feeds {
-		if c.Name == name {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(p.configFeeds(), func(c feeds.Config) bool { return c.Name == name })
 }
 
 func loadRuntimeFeeds(path string) ([]feeds.Config, error) {
@@ -250,7 +264,7 @@ func (a *adminAPI) AddFeed(ctx context.Context, c feeds.Config) (admin.Feed, err
 	p.mu.Lock()
 	next := slices.DeleteFunc(slices.Clone(p.runtime), func(x feeds.Config) bool { return x.Name == c.Name })
 	next = append(next, c)
-	if err := feeds.ValidateList(append(slices.Clone(p.n.deps.Config.Intel.Feeds), next...)); err != nil {
+	if err := feeds.ValidateList(append(slices.Clone(p.configFeeds()), next...)); err != nil {
 		p.mu.Unlock()
 		return admin.Feed{}, fmt.Errorf("%w: %w", admin.ErrInvalid, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -56,7 +57,8 @@ intel:
 // A feed of the configuration file on a one-node mesh: its entries are
 // published as reports whose source is the feed's name; a re-poll of the
 // same content publishes nothing; a runtime feed is added, kept on disk,
-// synced and removed; a feed of the file cannot be removed at runtime.
+// synced and removed; a feed of the file cannot be removed at runtime; a
+// feed added to the file by a reload runs.
 func TestSingleNodeFeed(t *testing.T) {
 	dir := t.TempDir()
 	src := filepath.Join(dir, "list.txt")
@@ -142,6 +144,23 @@ func TestSingleNodeFeed(t *testing.T) {
 	}
 	if err := api.RemoveFeed(ctx, "extra"); !errors.Is(err, admin.ErrNotFound) {
 		t.Fatalf("removing it again: %v, want ErrNotFound", err)
+	}
+
+	// A reload that adds a feed to intel.feeds runs it.
+	src3 := filepath.Join(dir, "reloaded.txt")
+	if err := os.WriteFile(src3, []byte("203.0.113.55\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Reload(func() (Config, error) {
+		c := n.live.Load().cfg
+		c.Intel.Feeds = append(slices.Clone(c.Intel.Feeds), feeds.Config{Name: "reloaded", Path: src3})
+		return c, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the reloaded feed's report", func() bool { return len(reportsFrom(t, n, "reloaded")) == 1 })
+	if list, err := api.Feeds(ctx); err != nil || len(list) != 2 || list[0].Config.Name != "reloaded" || list[0].Origin != "config" {
+		t.Fatalf("feeds after the reload %+v, %v", list, err)
 	}
 }
 
