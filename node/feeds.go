@@ -21,10 +21,9 @@ import (
 	"github.com/meshward/meshward/internal/atomicfile"
 )
 
-// Threat feeds (intel.feeds, applied again after a Reload, and feeds added
-// at runtime through the admin
-// API) are fetched by one server each and published as signed indicator
-// reports. Which server: rendezvous hashing of the feed's name over the
+// Threat feeds (intel.feeds, applied again after a Reload, and feeds
+// added at runtime through the admin API) are fetched by one server each
+// and published as signed indicator reports. Which server: rendezvous hashing of the feed's name over the
 // current Raft voters (consensus.Roster), the highest hash of name and
 // voter ID winning. Every server computes the same answer from the
 // committed roster without talking to the others; a change of leader moves
