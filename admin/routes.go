@@ -70,6 +70,7 @@ func (s *Server) routes() routeTable {
 		{"POST", "/v1/intel/import", RoleAdmin, "intel.import", postImport},
 		{"GET", "/v1/intel/reports", RoleViewer, "", getIntelReports},
 		{"GET", "/v1/sightings", RoleViewer, "", getSightings},
+		{"GET", "/v1/query", RoleViewer, "", getQuery},
 		{"GET", "/v1/export/stix", RoleViewer, "", getExportSTIX},
 		{"GET", "/v1/detections", RoleViewer, "", getDetections},
 		{"POST", "/v1/detections/{id}/ack", RoleResponder, "detection.ack", postAck},

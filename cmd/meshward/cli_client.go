@@ -31,7 +31,7 @@ func newAdminCmdsWith(deps cliDeps) []*cobra.Command {
 	return []*cobra.Command{
 		newStatusCmd(), newMembersCmd(deps), newPeersCmd(), newPolicyCmd(deps),
 		newIOCsCmd(), newSightingsCmd(), newDetectionsCmd(), newAuditCmd(),
-		newTokenCmd(deps), newConfigCmd(), newOperatorCmd(deps), newProtectCmd(deps), newMeshCmd(deps), newDebugCmd(),
+		newTokenCmd(deps), newConfigCmd(), newOperatorCmd(deps), newProtectCmd(deps), newMeshCmd(deps), newDebugCmd(), newQueryCmd(),
 	}
 }
 
