@@ -11,7 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
+	"strconv"
 
 	"github.com/meshward/meshward/intel"
 )
@@ -59,11 +59,24 @@ func (s digestSet) sort() digestSet {
 // digest of a report's content, without its times: two polls that read
 // the same entry give the same digest.
 func digest(r intel.IndicatorReport) uint64 {
-	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00%d\x00%s\x00%s\x00%s", r.Indicator.Key(), r.Source, r.Confidence,
-		strings.Join(r.Labels, "\x01"), r.Technique, r.Description)
-	var b [32]byte
-	return binary.BigEndian.Uint64(h.Sum(b[:0]))
+	buf := make([]byte, 0, 256)
+	buf = append(buf, r.Indicator.Type...)
+	buf = append(buf, ':')
+	buf = append(buf, r.Indicator.Value...)
+	buf = append(buf, 0)
+	buf = append(buf, r.Source...)
+	buf = append(buf, 0)
+	buf = strconv.AppendInt(buf, int64(r.Confidence), 10)
+	for _, l := range r.Labels {
+		buf = append(buf, 1)
+		buf = append(buf, l...)
+	}
+	buf = append(buf, 0)
+	buf = append(buf, r.Technique...)
+	buf = append(buf, 0)
+	buf = append(buf, r.Description...)
+	sum := sha256.Sum256(buf)
+	return binary.BigEndian.Uint64(sum[:8])
 }
 
 // feedState is what a feed keeps on disk between polls and restarts.
