@@ -24,8 +24,14 @@
 // relays it has already stored. GossipSub runs the validator in a
 // goroutine per message, up to ValidatorConcurrency per topic, and
 // anti-entropy admits up to SyncConcurrency envelopes of a session at
-// once: signatures are verified on every core, and a store that commits
-// in groups writes the envelopes waiting together in one sync. Every rejection is counted (Prometheus
+// once: signatures are verified on every core while earlier envelopes
+// wait for their sync, and a store that commits in groups writes the
+// envelopes waiting together in one sync. Through the node's
+// intel.VerifyCache a signature costs about half of what
+// crypto/ed25519 spends (the signer's expanded key is kept), and the
+// rest of admission and the store about as much again; BenchmarkIngest
+// reports the CPU time per envelope, which bounds what two cores can
+// take. Every rejection is counted (Prometheus
 // meshward_gossip_rejected_total{topic,reason} and Rejected and its
 // siblings) and logged at debug level with its reason, and so are the
 // drops GossipSub decides on its own on our topics (tracer).
