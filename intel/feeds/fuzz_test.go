@@ -3,6 +3,7 @@ package feeds
 import (
 	"bytes"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
@@ -56,4 +57,25 @@ func checkParse(t *testing.T, parse func(fn func(Entry) error) (Stats, error)) {
 	if st.Entries != n {
 		t.Fatalf("stats count %d entries, callback saw %d", st.Entries, n)
 	}
+}
+
+// Whatever the bytes, a MISP event file or a JSON line neither panics the
+// parser nor yields an invalid indicator.
+func FuzzParseMISPEventAndJSONL(f *testing.F) {
+	for _, p := range []string{"testdata/misp/5f8e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b.json", "testdata/misp/9b2c7d1e-6f5a-4b3c-9d8e-7f6a5b4c3d2e.json", "testdata/jsonl/feed.jsonl"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"Event":{"uuid":"11111111-2222-4333-8444-555555555555","Attribute":[{"type":"domain|ip","value":"a.example|1.2.3.4","to_ids":"1"}]}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		checkParse(t, func(fn func(Entry) error) (Stats, error) {
+			return ParseMISPEvent(bytes.NewReader(b), Options{File: "fuzz"}, fn)
+		})
+		checkParse(t, func(fn func(Entry) error) (Stats, error) {
+			return ParseJSONL(bytes.NewReader(b), JSONLOptions{Field: "ioc.value"}, Options{File: "fuzz"}, fn)
+		})
+	})
 }
