@@ -20,8 +20,9 @@ import (
 const (
 	// MaxMISPManifest bounds manifest.json.
 	MaxMISPManifest = 64 << 20
-	// MaxMISPEvent bounds one event file: an event is read whole.
-	MaxMISPEvent = 256 << 20
+	// MaxMISPEvent bounds one event file: an event is decoded whole, so
+	// this bounds the memory a poll of a MISP feed takes (a few times it).
+	MaxMISPEvent = 64 << 20
 	// MaxMISPEvents bounds the events a manifest may list.
 	MaxMISPEvents = 1 << 20
 )
