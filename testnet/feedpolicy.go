@@ -34,6 +34,11 @@ type FeedReport struct {
 	// WarninglistSkips are the warninglisted entries each node declined
 	// to promote, summed over the nodes.
 	WarninglistSkips float64 `json:"warninglist_skips"`
+	// ForgedBlocked counts the blocks, on any node, of the entry another
+	// member (not a publisher) published under the feed's name (want 0);
+	// ForgedSkips the nodes' refusals to promote it (not_publisher).
+	ForgedBlocked int     `json:"forged_blocked"`
+	ForgedSkips   float64 `json:"forged_skips"`
 	// BlockedEverywhereMs is the time from the first report's publication
 	// to every high-confidence entry blocked on every node.
 	BlockedEverywhereMs float64 `json:"blocked_everywhere_ms"`
@@ -41,7 +46,7 @@ type FeedReport struct {
 
 // OK reports whether the feed policy did what it should.
 func (r *FeedReport) OK() bool {
-	return r.ReportsEverywhere && r.HighBlockedOnMin == r.Nodes && r.LowBlocked == 0 && r.WarninglistedBlocked == 0
+	return r.ReportsEverywhere && r.HighBlockedOnMin == r.Nodes && r.LowBlocked == 0 && r.WarninglistedBlocked == 0 && r.ForgedBlocked == 0
 }
 
 // FeedWarninglisted are the warninglisted entries RunFeedPolicy's feed
@@ -52,9 +57,10 @@ var FeedWarninglisted = []string{"8.8.8.8", "www.google.com"}
 // set a feed policy whose only publisher is node 0 (confidence 80 and
 // more, addresses and domains, blocks of an hour), and has node 0 publish
 // a feed's entries as indicator reports: High addresses at confidence 90,
-// Low at 40, and FeedWarninglisted at 95. It waits until every node holds
-// every report and every high-confidence entry is blocked on every node,
-// then checks that nothing else was blocked.
+// Low at 40, and FeedWarninglisted at 95; the last node (a member, not a
+// publisher) forges one entry under the feed's name at 100. It waits
+// until every node holds every report and every high-confidence entry is
+// blocked on every node, then checks that nothing else was blocked.
 func RunFeedPolicy(ctx context.Context, o FeedScenarioOptions) (*FeedReport, error) {
 	if o.High == 0 {
 		o.High = 5
@@ -123,7 +129,17 @@ func RunFeedPolicy(ctx context.Context, o FeedScenarioOptions) (*FeedReport, err
 			return nil, fmt.Errorf("testnet: publish %s: %w", e.ind, err)
 		}
 	}
+	forged := intel.IndicatorFromAddr(netip.AddrFrom4([4]byte{203, 0, 113, 250}))
+	if len(m.Nodes) > 1 {
+		r := intel.IndicatorReport{Indicator: forged, Source: policy.Source, Confidence: 100, ValidFrom: start.UTC().Add(-time.Minute)}
+		if _, err := m.Nodes[len(m.Nodes)-1].PublishReport(ctx, r); err != nil {
+			return nil, fmt.Errorf("testnet: publish the forged entry: %w", err)
+		}
+	}
 	rep := &FeedReport{Nodes: len(m.Nodes), Published: len(high) + len(other)}
+	if len(m.Nodes) > 1 {
+		rep.Published++
+	}
 	blockedOn := func(ind intel.Indicator) int {
 		c := 0
 		for _, n := range m.Nodes {
@@ -152,12 +168,19 @@ func RunFeedPolicy(ctx context.Context, o FeedScenarioOptions) (*FeedReport, err
 	}
 	// Every node has taken every report in; what it declined is counted.
 	if err := Poll(ctx, 20*time.Millisecond, func() (bool, string) {
-		rep.WarninglistSkips = 0
+		rep.WarninglistSkips, rep.ForgedSkips = 0, 0
 		for _, n := range m.Nodes {
 			rep.WarninglistSkips += counterSum(n, "meshward_feed_promotion_skipped_total", "reason", "warninglist")
+			rep.ForgedSkips += counterSum(n, "meshward_feed_promotion_skipped_total", "reason", "not_publisher")
 		}
 		want := float64(len(FeedWarninglisted) * len(m.Nodes))
-		return rep.WarninglistSkips >= want, fmt.Sprintf("%v warninglist skips counted, want %v", rep.WarninglistSkips, want)
+		if rep.WarninglistSkips < want {
+			return false, fmt.Sprintf("%v warninglist skips counted, want %v", rep.WarninglistSkips, want)
+		}
+		if len(m.Nodes) > 1 && rep.ForgedSkips < float64(len(m.Nodes)) {
+			return false, fmt.Sprintf("%v not_publisher skips counted, want %d", rep.ForgedSkips, len(m.Nodes))
+		}
+		return true, ""
 	}); err != nil {
 		return rep, err
 	}
@@ -166,6 +189,7 @@ func RunFeedPolicy(ctx context.Context, o FeedScenarioOptions) (*FeedReport, err
 	for _, e := range high {
 		rep.HighBlockedOnMin = min(rep.HighBlockedOnMin, blockedOn(e.ind))
 	}
+	rep.ForgedBlocked = blockedOn(forged)
 	for _, e := range other {
 		if blockedOn(e.ind) > 0 {
 			if e.conf >= policy.MinConfidence {

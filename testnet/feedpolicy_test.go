@@ -9,7 +9,8 @@ import (
 // A feed published on one node reaches every node; the operator's feed
 // policy turns its high-confidence entries into mesh-wide blocks on every
 // node, and neither the low-confidence entries nor the warninglisted ones
-// (a public resolver, a top domain) are ever blocked.
+// (a public resolver, a top domain) are ever blocked, nor the entry
+// another member forges under the feed's name.
 func TestFeedPolicyBlocksMeshWide(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-node mesh")
@@ -20,8 +21,8 @@ func TestFeedPolicyBlocksMeshWide(t *testing.T) {
 	if err != nil {
 		t.Fatalf("scenario: %v (report %+v)", err, rep)
 	}
-	if !rep.OK() || rep.HighBlockedOnMin != 3 || rep.LowBlocked != 0 || rep.WarninglistedBlocked != 0 || rep.Published != 8 {
+	if !rep.OK() || rep.HighBlockedOnMin != 3 || rep.LowBlocked != 0 || rep.WarninglistedBlocked != 0 || rep.ForgedBlocked != 0 || rep.ForgedSkips < 3 || rep.Published != 9 {
 		t.Fatalf("report %+v", rep)
 	}
-	t.Logf("8 reports published on one node; 4 blocks on all 3 nodes %.0f ms after the first; %v warninglist skips counted", rep.BlockedEverywhereMs, rep.WarninglistSkips)
+	t.Logf("9 reports published (8 by the publisher, 1 forged); 4 blocks on all 3 nodes %.0f ms after the first; %v warninglist and %v not_publisher skips counted", rep.BlockedEverywhereMs, rep.WarninglistSkips, rep.ForgedSkips)
 }
