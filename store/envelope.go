@@ -97,26 +97,46 @@ func newEnvelopeWrite(env *intel.Envelope, received time.Time) (envelopeWrite, e
 	if env.Seq == 0 {
 		return envelopeWrite{}, fmt.Errorf("put envelope %s: sequence number 0", origin)
 	}
-	w := envelopeWrite{
-		origin: origin,
-		seq:    env.Seq,
-		raw:    env.Raw,
-		key:    envelopeKey(origin, env.Seq),
-		hwKey:  highWaterKey(origin),
-		rcvKey: receivedKey(received, origin, env.Seq),
-	}
+	var sg intel.Sighting
+	var indKey string
 	if env.Kind == intel.KindSighting {
-		sg, err := intel.DecodeSighting(env)
-		if err != nil {
+		var err error
+		if sg, err = intel.DecodeSighting(env); err != nil {
 			return envelopeWrite{}, fmt.Errorf("put envelope %s/%d: %w", origin, env.Seq, err)
 		}
+		indKey = sg.Indicator.Key()
+	}
+	// The keys (as envelopeKey, highWaterKey, receivedKey and
+	// sightingIndKey build them) are cut from one buffer of their total
+	// size.
+	n := len(prefixEnvelope) + len(prefixHighWater) + len(prefixReceived) + 3*len(origin) + 2 + 3*8
+	if env.Kind == intel.KindSighting {
+		n += len(prefixSightInd) + 2 + len(indKey) + 8 + 1 + len(origin) + 8
+	}
+	kb := make([]byte, 0, n)
+	cut := func(start int) []byte { return kb[start:len(kb):len(kb)] }
+	w := envelopeWrite{origin: origin, seq: env.Seq, raw: env.Raw}
+	start := len(kb)
+	kb = appendUint64(appendOrigin(append(kb, prefixEnvelope...), origin), env.Seq)
+	w.key = cut(start)
+	start = len(kb)
+	kb = append(append(kb, prefixHighWater...), origin...)
+	w.hwKey = cut(start)
+	start = len(kb)
+	kb = appendUint64(appendOrigin(appendTime(append(kb, prefixReceived...), received), origin), env.Seq)
+	w.rcvKey = cut(start)
+	if env.Kind == intel.KindSighting {
 		rec := SightingRecord{Origin: origin, Seq: env.Seq, Sighting: sg, Received: received.UTC(), Sent: env.Time.UTC()}
+		var err error
 		if w.sightVal, err = encodeSightingRecord(&rec); err != nil {
 			return envelopeWrite{}, fmt.Errorf("put envelope %s/%d: encode sighting: %w", origin, env.Seq, err)
 		}
 		// The arrival index (rcv/, whose value is this key) orders the
 		// sightings by arrival for Sightings: the record is written once.
-		w.indKey = sightingIndKey(sg.Indicator.Key(), sg.LastSeen, origin, env.Seq)
+		start = len(kb)
+		kb = binary.BigEndian.AppendUint16(append(kb, prefixSightInd...), uint16(len(indKey)))
+		kb = appendUint64(appendOrigin(appendTime(append(kb, indKey...), sg.LastSeen), origin), env.Seq)
+		w.indKey = cut(start)
 		w.sightKeys = [][]byte{w.indKey}
 	}
 	w.size = w.estimate()
