@@ -79,6 +79,18 @@ func TestNodePromotesFeedReports(t *testing.T) {
 	if skipped("already_blocked") != 1 {
 		t.Fatalf("already_blocked counted %v times, want 1", skipped("already_blocked"))
 	}
+	// The operators extend the warninglist: a later entry under it is
+	// never proposed.
+	partner, _ := intel.ParseIndicator("198.51.100.0/24")
+	if err := n.Consensus().ProposeOperator(ctx, signOperator(t, n, intel.OperatorCommand{Op: intel.OpWarninglistAdd, Indicator: &partner, Reason: "partner"})); err != nil {
+		t.Fatalf("add to the warninglist: %v", err)
+	}
+	if _, err := n.PublishReport(ctx, feedReport(t, "198.51.100.20", 99)); err != nil {
+		t.Fatal(err)
+	}
+	if skipped("warninglist") != 3 {
+		t.Fatalf("warninglist counted %v times, want 3", skipped("warninglist"))
+	}
 }
 
 // --- the promoter alone ------------------------------------------------------
