@@ -15,7 +15,7 @@ type replayCache struct {
 	mu       sync.Mutex
 	capacity int
 	gen      uint64
-	entries  map[string]replayEntry
+	entries  map[replayID]replayEntry
 	ring     []replaySlot // insertion order
 	head, n  int
 }
@@ -26,28 +26,31 @@ type replayEntry struct {
 }
 
 type replaySlot struct {
-	key string
+	key replayID
 	gen uint64
 }
+
+// replayID is an envelope's origin key and sequence number.
+type replayID [40]byte
 
 func newReplayCache(capacity int) *replayCache {
 	return &replayCache{
 		capacity: capacity,
-		entries:  make(map[string]replayEntry, min(capacity, 1024)),
+		entries:  make(map[replayID]replayEntry, min(capacity, 1024)),
 		ring:     make([]replaySlot, capacity),
 	}
 }
 
-func replayKey(origin []byte, seq uint64) string {
-	var b [40]byte
+func replayKey(origin []byte, seq uint64) replayID {
+	var b replayID
 	copy(b[:32], origin)
 	binary.BigEndian.PutUint64(b[32:], seq)
-	return string(b[:])
+	return b
 }
 
 // reserve records key until expires and reports whether it was new. An
 // entry whose expiry has passed counts as new.
-func (c *replayCache) reserve(key string, expires, now time.Time) bool {
+func (c *replayCache) reserve(key replayID, expires, now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.entries[key]; ok && now.Before(e.expires) {
@@ -79,7 +82,7 @@ func (c *replayCache) reserve(key string, expires, now time.Time) bool {
 // release forgets key, so that an envelope whose handling failed can be
 // accepted when it arrives again. Its ring slot is reclaimed when it
 // reaches the front.
-func (c *replayCache) release(key string) {
+func (c *replayCache) release(key replayID) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.entries, key)

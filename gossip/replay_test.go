@@ -8,7 +8,7 @@ import (
 func TestReplayCache(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
 	c := newReplayCache(3)
-	key := func(i int) string { return replayKey(make([]byte, 32), uint64(i)) }
+	key := func(i int) replayID { return replayKey(make([]byte, 32), uint64(i)) }
 
 	if !c.reserve(key(1), t0.Add(time.Minute), t0) {
 		t.Fatal("first reserve refused")
