@@ -166,6 +166,9 @@ func operatorDetail(keyID string, c intel.OperatorCommand) string {
 		d += fmt.Sprintf(" min_nodes=%d window=%s", c.MinNodes, c.Window())
 	case intel.OpSetMinRisk:
 		d += fmt.Sprintf(" min_risk=%d", c.MinRisk)
+	case intel.OpSetDistributed:
+		d += fmt.Sprintf(" distributed_min_sites=%d distributed_threshold=%d distributed_site_cap=%d",
+			c.DistributedMinSites, c.DistributedThreshold, c.DistributedSiteCap)
 	case intel.OpSetFloors:
 		if c.Floors != nil {
 			d += fmt.Sprintf(" min_ipv4_bits=%d min_ipv6_bits=%d", c.Floors.MinIPv4Bits, c.Floors.MinIPv6Bits)

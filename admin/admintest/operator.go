@@ -167,6 +167,8 @@ func (n *Node) apply(c intel.OperatorCommand, keyID string, now time.Time) error
 		n.Floors = *c.Floors
 	case intel.OpSetMinRisk:
 		n.MinRisk = c.MinRisk
+	case intel.OpSetDistributed:
+		// Held by the mesh's rules; the fake keeps only the command.
 	case intel.OpAddOperator:
 		pub := ed25519.PublicKey(c.OperatorKey)
 		id := intel.OperatorKeyID(pub)

@@ -99,6 +99,38 @@ they count in the score the nodes display (meshward iocs show).`,
 	ks.key.register(riskSet.Flags())
 	risk.AddCommand(riskSet)
 
-	cmd.AddCommand(rules, floors, risk)
+	dist := nounCmd(&cobra.Command{
+		Use:     "distributed",
+		Short:   "The distributed rule: blocks proven by sub-threshold summaries from many sites",
+		Example: "  meshward mesh distributed set --min-sites 5 --threshold 20 --site-cap 4",
+	}, nil)
+	var minSites, threshold, siteCap int
+	ds := &signer{deps: deps}
+	distSet := &cobra.Command{
+		Use:   "set --min-sites K --threshold N --site-cap C",
+		Short: "Set the distributed rule (all three 0 turn it off)",
+		Long: `An attacker who stays under every site's threshold is blocked when at least
+--min-sites members sent partial sightings (sub-threshold summaries,
+corroboration.distributed.summaries on the nodes) of it within the window and
+their counts, each member's capped at --site-cap, sum to --threshold. Every
+node checks this while applying the log, from the signed partials in the
+entry alone. Partials never count towards min_nodes.`,
+		Example: "  meshward mesh distributed set --min-sites 5 --threshold 20 --site-cap 4\n  meshward mesh distributed set --min-sites 0 --threshold 0 --site-cap 0",
+		Args:    cobra.NoArgs,
+		RunE: signedCmd(&f, ds, func(*cobra.Command, []string) (intel.OperatorCommand, error) {
+			return intel.OperatorCommand{Op: intel.OpSetDistributed, DistributedMinSites: minSites,
+				DistributedThreshold: threshold, DistributedSiteCap: siteCap}, nil
+		}, nil),
+	}
+	distSet.Flags().IntVar(&minSites, "min-sites", 0, "distinct members whose partial sightings are needed (required)")
+	distSet.Flags().IntVar(&threshold, "threshold", 0, "events their capped counts must sum to (required)")
+	distSet.Flags().IntVar(&siteCap, "site-cap", 0, "most events one member's partials count for (required)")
+	for _, n := range []string{"min-sites", "threshold", "site-cap"} {
+		distSet.MarkFlagRequired(n)
+	}
+	ds.key.register(distSet.Flags())
+	dist.AddCommand(distSet)
+
+	cmd.AddCommand(rules, floors, risk, dist)
 	return cmd
 }
