@@ -44,7 +44,8 @@ func (s *Store) PutEnvelope(env *intel.Envelope, received time.Time) (added bool
 		return false, fmt.Errorf("put envelope %s/%d: %w", w.origin, w.seq, err)
 	}
 	defer s.release()
-	r := &putReq{writes: []envelopeWrite{w}}
+	r := &putReq{one: [1]envelopeWrite{w}}
+	r.writes = r.one[:]
 	s.group.submit(r)
 	w = r.writes[0]
 	if w.err != nil {

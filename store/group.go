@@ -77,6 +77,9 @@ func (w *envelopeWrite) estimate() int64 {
 type putReq struct {
 	writes []envelopeWrite
 	done   chan struct{}
+	// one holds the write of a single envelope (PutEnvelope), so that
+	// request and write are one allocation.
+	one [1]envelopeWrite
 }
 
 // committer is the goroutine that writes groups.
