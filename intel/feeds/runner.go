@@ -360,6 +360,9 @@ func (r *Runner) poll(ctx context.Context, f *feedRun, force bool) (res PollResu
 	now := r.opts.Now()
 	defer func() {
 		r.m.fetch.WithLabelValues(c.Name, res.Result).Inc()
+		if res.Result == ResultOK || res.Result == ResultNotModified {
+			r.m.lastSuccess.WithLabelValues(c.Name).Set(float64(now.Unix()))
+		}
 		f.mu.Lock()
 		f.status.LastPoll = now
 		f.status.Last = res
@@ -572,6 +575,7 @@ type runnerMetrics struct {
 	unchanged   *prometheus.CounterVec
 	deferred    *prometheus.CounterVec
 	notAssigned *prometheus.CounterVec
+	lastSuccess *prometheus.GaugeVec
 }
 
 func newRunnerMetrics() *runnerMetrics {
@@ -586,11 +590,13 @@ func newRunnerMetrics() *runnerMetrics {
 		unchanged:   cv("meshward_feed_unchanged_total", "Feed entries not published again because an identical report is still fresh.", "feed"),
 		deferred:    cv("meshward_feed_deferred_total", "Feed entries deferred to a later poll by the publication limits.", "feed"),
 		notAssigned: cv("meshward_feed_not_assigned_total", "Scheduled polls skipped because another server fetches the feed.", "feed"),
+		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "meshward_feed_last_success_timestamp_seconds",
+			Help: "When a feed was last polled successfully (ok or not modified), in Unix seconds."}, []string{"feed"}),
 	}
 }
 
 func (m *runnerMetrics) register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.fetch, m.entries, m.skipped, m.published, m.unchanged, m.deferred, m.notAssigned} {
+	for _, c := range []prometheus.Collector{m.fetch, m.entries, m.skipped, m.published, m.unchanged, m.deferred, m.notAssigned, m.lastSuccess} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

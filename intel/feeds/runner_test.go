@@ -116,6 +116,9 @@ func TestRunnerPublishesChangesOnly(t *testing.T) {
 	if got := counter(t, reg, "meshward_feed_fetch_total", "list", ResultOK); got != 3 {
 		t.Errorf("meshward_feed_fetch_total{ok} = %v, want 3", got)
 	}
+	if got := counter(t, reg, "meshward_feed_last_success_timestamp_seconds", "list"); got < float64(time.Now().Add(-time.Hour).Unix()) {
+		t.Errorf("meshward_feed_last_success_timestamp_seconds = %v", got)
+	}
 	r.Close()
 
 	// A new runner over the same state directory publishes nothing.
@@ -143,6 +146,9 @@ func counter(t *testing.T, reg *prometheus.Registry, name string, labels ...stri
 				ok = ok && l.GetValue() == labels[i]
 			}
 			if ok {
+				if m.GetGauge() != nil {
+					return m.GetGauge().GetValue()
+				}
 				return m.GetCounter().GetValue()
 			}
 		}
