@@ -206,7 +206,7 @@ func edgeFollowsCluster(t *testing.T, nodes []*testNode) {
 	}
 
 	// More entries: the edge goes on from where it stands.
-	commitSome(t, nodes, leaderOf(nodes), 2, 3)
+	commitSome(t, nodes, nodes[1], 2, 3)
 	waitSameHead(t, nodes)
 	edge.feed(t, nodes[0], head.Index+1, nodes[:2])
 	edge.sameStateAsVoters(t, nodes)
