@@ -61,6 +61,7 @@ func (s *Server) routes() routeTable {
 		{"DELETE", "/v1/local-decisions/{id}", RoleResponder, "local.delete", deleteLocalDecision},
 		{"GET", "/v1/iocs", RoleViewer, "", getIOCs},
 		{"GET", "/v1/iocs/{indicator}", RoleViewer, "", getIOC},
+		{"GET", "/v1/attack/{technique}", RoleViewer, "", getAttack},
 		{"GET", "/v1/reports", RoleViewer, "", getReports},
 		{"POST", "/v1/reports", RoleResponder, "report.publish", postReport},
 		{"GET", "/v1/feeds", RoleViewer, "", getFeeds},

@@ -25,7 +25,10 @@ import (
 // same time.
 type riskAPI struct{ n *Node }
 
-var _ admin.RiskService = riskAPI{}
+var (
+	_ admin.RiskService   = riskAPI{}
+	_ admin.AttackService = riskAPI{}
+)
 
 // Risk scores ind at now.
 func (a riskAPI) Risk(ind intel.Indicator, sightings []store.SightingRecord, reports []store.ReportRecord, now time.Time) risk.Result {
@@ -131,4 +134,28 @@ func riskInputs(sightings []store.SightingRecord, reports []store.ReportRecord, 
 		in.CVEs = append(in.CVEs, risk.CVE{ID: id, CVSS: p.CVSS, KEV: p.KEV, Ransomware: p.Ransomware})
 	}
 	return in
+}
+
+// AttackTechnique looks a technique up in the catalog in force
+// (admin.AttackService), with its tactics' names when the catalog holds
+// them and its sub-techniques.
+func (a riskAPI) AttackTechnique(id string) (admin.AttackTechnique, bool, bool) {
+	cat := a.n.deps.attack.get()
+	if cat == nil {
+		return admin.AttackTechnique{}, false, false
+	}
+	t, ok := cat.Technique(id)
+	if !ok {
+		return admin.AttackTechnique{}, false, true
+	}
+	out := admin.AttackTechnique{ID: t.ID, Name: t.Name, Parent: t.Parent, URL: t.URL, Tactics: []admin.AttackTactic{},
+		Subtechniques: cat.Subtechniques(t.ID)}
+	for _, short := range t.Tactics {
+		at := admin.AttackTactic{ShortName: short}
+		if tac, ok := cat.Tactic(short); ok {
+			at.ID, at.Name = tac.ID, tac.Name
+		}
+		out.Tactics = append(out.Tactics, at)
+	}
+	return out, true, true
 }

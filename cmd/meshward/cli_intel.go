@@ -20,6 +20,7 @@ func newIntelCmd() *cobra.Command {
 		Short: "Work with threat intelligence: extract indicators from advisories; feeds, import and export",
 	}
 	cmd.AddCommand(newIntelExtractCmd())
+	cmd.AddCommand(newIntelAttackCmd())
 	cmd.AddCommand(newIntelFeedCmds()...)                                                   // cli_feeds.go: feeds, import
 	cmd.AddCommand(withFeedExport(newIntelExportCmd()))                                     // export: stix (cli_stix.go); misp, csv, plain (cli_feeds.go)
 	cmd.AddCommand(newFeedPolicyCmd(defaultCLIDeps()), newWarninglistCmd(defaultCLIDeps())) // cli_feedpolicy.go

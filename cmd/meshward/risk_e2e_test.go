@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -224,4 +225,29 @@ func TestRiskSameOnEveryNode(t *testing.T) {
 	if err != nil || !strings.Contains(out, "TRUST") || !strings.Contains(out, fmt.Sprint(lowered)) {
 		t.Errorf("members list: %v\n%s", err, out)
 	}
+
+	// The technique from the catalog, and what the mesh saw under it:
+	// both attackers' sightings carry T1110.001, a sub-technique.
+	v, err := clients[0].Attack(ctx, "t1110", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Technique.ID != "T1110" || v.Technique.Name != "Brute Force" || !slices.ContainsFunc(v.Technique.Tactics, func(a admin.AttackTactic) bool { return a.ShortName == "credential-access" }) ||
+		!slices.Contains(v.Technique.Subtechniques, "T1110.001") {
+		t.Errorf("technique %+v", v.Technique)
+	}
+	if v.ByTechnique["T1110.001"] == 0 || v.Indicators != 2 || v.Origins != 3 || len(v.Sightings) != 3 || v.Matched < len(v.Sightings) {
+		t.Errorf("seen under T1110: matched %d %v, %d indicators, %d origins, %d listed", v.Matched, v.ByTechnique, v.Indicators, v.Origins, len(v.Sightings))
+	}
+	if _, err := clients[0].Attack(ctx, "T99", 0); err == nil || !strings.Contains(err.Error(), "400") {
+		t.Errorf("a malformed technique: %v, want 400", err)
+	}
+	if _, err := clients[0].Attack(ctx, "T1999", 0); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("a technique the catalog lacks: %v, want 404", err)
+	}
+	out, err = runIntel(t, "", "intel", "attack", "T1110", "--node", socks[2])
+	if err != nil || !strings.Contains(out, "T1110 Brute Force") || !strings.Contains(out, "credential-access") || !strings.Contains(out, "T1110.001:") {
+		t.Errorf("intel attack T1110: %v\n%s", err, out)
+	}
+	t.Logf("meshward intel attack T1110:\n%s", out)
 }
