@@ -93,10 +93,21 @@ func TestTacticOrderAndNeutral(t *testing.T) {
 	if !(impact > unknown && unknown > recon) {
 		t.Fatalf("impact %d, unknown %d, reconnaissance %d: want impact > unknown (neutral) > reconnaissance", impact, unknown, recon)
 	}
+	// Impact, exfiltration, C2 and credential access weigh more than an
+	// unknown tactic, which weighs more than reconnaissance.
 	for _, tac := range []string{"exfiltration", "command-and-control", "credential-access"} {
-		if s := base(tac); s <= base("reconnaissance") {
-			t.Errorf("%s scores %d, not above reconnaissance", tac, s)
+		if s := base(tac); s <= unknown {
+			t.Errorf("%s scores %d, not above an unknown tactic (%d)", tac, s, unknown)
 		}
+	}
+	// A distrusted site's tactic counts as neutral.
+	distrusted := func(tactics ...string) Factor {
+		r := Score(Inputs{Now: t0, Sightings: []Sighting{{Site: "a", Trust: 0, Technique: "T1", Tactics: tactics, Seen: t0}}})
+		f, _ := r.Factor(FactorTactic)
+		return f
+	}
+	if d, n := distrusted("impact"), distrusted(); d.Value != n.Value || d.Value != 0.5 {
+		t.Errorf("a site of trust 0: impact weighs %v, unknown %v; want both neutral (0.5)", d.Value, n.Value)
 	}
 }
 
@@ -219,11 +230,18 @@ func TestScoreProperties(t *testing.T) {
 	}
 }
 
+// BenchmarkScore scores an indicator sighted by 16 sites, with 4 reports
+// and 2 CVEs.
 func BenchmarkScore(b *testing.B) {
-	in := randInputs(rand.New(rand.NewPCG(1, 2)))
-	for len(in.Sightings) < 8 {
-		in = randInputs(rand.New(rand.NewPCG(uint64(len(in.Sightings)), 3)))
+	in := Inputs{Now: t0, PriorBlocks: 1}
+	for i := range 16 {
+		in.Sightings = append(in.Sightings, Sighting{Site: fmt.Sprintf("site-%02d", i), Trust: 600 + 25*i, Severity: intel.SeverityHigh,
+			Confidence: 50 + 3*i, Technique: "T1110.001", Tactics: []string{"credential-access"}, Seen: t0.Add(-time.Duration(i) * time.Minute)})
 	}
+	for i := range 4 {
+		in.Reports = append(in.Reports, Report{Source: fmt.Sprintf("feed-%d", i), Confidence: 40 + 10*i})
+	}
+	in.CVEs = []CVE{{ID: "CVE-2024-3400", CVSS: 10, KEV: true, Ransomware: true}, {ID: "CVE-2023-0001", CVSS: 6.5}}
 	b.ReportAllocs()
 	for b.Loop() {
 		Score(in)
