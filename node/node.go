@@ -110,7 +110,7 @@ func New(d *Deps) (*Node, error) {
 	n.outbox = &outbox{key: d.Key, store: d.Store, log: d.Logger}
 	n.corr = newCorroborator(d.ID, d.Config.Corroboration, d.Store, d.Consensus, d.Consensus,
 		n.now, d.Logger, &n.stats)
-	n.promote = newPromoter(d.Consensus, d.Consensus, d.Store, n.now, d.Logger.With("part", "promote"))
+	n.promote = newPromoter(d.ID, d.Consensus, d.Consensus, d.Store, n.now, d.Logger.With("part", "promote"))
 	n.state = &stateSource{n: n}
 	n.recon = responders.NewReconciler(n.state, d.Responders.List, responders.Options{
 		Interval:   d.Config.Responders.Resync,

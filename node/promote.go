@@ -57,12 +57,18 @@ const (
 	promoteBurst = 400
 	// promoteWorkers propose concurrently; a follower's forwarder sends
 	// the proposals waiting together in one batch to the leader.
-	promoteWorkers = 8
+	promoteWorkers = 32
 	// rescanInterval is how often the feed policies are looked at for a
 	// change, and rescanLimit how many of the newest stored reports a
 	// rescan reads (rescan).
 	rescanInterval = time.Second
 	rescanLimit    = 100000
+	// promoteDefer is how long a node waits before it proposes the block
+	// of a report another node published: the publisher proposes at
+	// once, and the others, finding the block committed by then, do not
+	// load the log with duplicates; they propose only when it is not (the
+	// publisher failed).
+	promoteDefer = 5 * time.Second
 )
 
 // promoter turns indicator reports into feed block proposals: a report
@@ -73,6 +79,7 @@ const (
 // again. Each feed policy has its own bounded queue and rate; the workers
 // take from the queues in turn.
 type promoter struct {
+	self    string // this node's ID: its own reports are proposed at once
 	mesh    feedView
 	prop    feedProposer
 	reports reportLog
@@ -96,19 +103,23 @@ type promoter struct {
 }
 
 type feedQueue struct {
-	items  []promotion
+	items  []promotion // to propose now
+	later  []promotion // deferred, in the order they become ready
 	tokens float64
 	last   time.Time
 }
+
+func (q *feedQueue) len() int { return len(q.items) + len(q.later) }
 
 type promotion struct {
 	feed   string
 	report []byte
 	block  intel.Policy
+	ready  time.Time // zero: now
 }
 
-func newPromoter(mesh feedView, prop feedProposer, reports reportLog, now func() time.Time, log *slog.Logger) *promoter {
-	return &promoter{mesh: mesh, prop: prop, reports: reports, now: now, log: log, rate: promoteRate, burst: promoteBurst,
+func newPromoter(self string, mesh feedView, prop feedProposer, reports reportLog, now func() time.Time, log *slog.Logger) *promoter {
+	return &promoter{self: self, mesh: mesh, prop: prop, reports: reports, now: now, log: log, rate: promoteRate, burst: promoteBurst,
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshward_feed_promotion_skipped_total",
 			Help: "Indicator reports not promoted to a feed block proposal on this node, by reason.",
@@ -197,11 +208,23 @@ func (p *promoter) consider(r intel.IndicatorReport, origin string) (promotion, 
 		return promotion{}, false
 	}
 	block := intel.NewPolicy(intel.ActionBlock, ind, "feed "+r.Source, "feed:"+fp.Name, now, ttl)
-	if old, ok := p.mesh.Policy(block.ID, now); ok && (old.ExpiresAt.IsZero() || !old.ExpiresAt.Before(block.ExpiresAt.Add(-ttl/2))) {
-		p.skip("already_blocked") // and for at least half the TTL to come
+	if p.blocked(block, now) {
+		p.skip("already_blocked")
 		return promotion{}, false
 	}
-	return promotion{feed: fp.Name, block: block}, true
+	pr := promotion{feed: fp.Name, block: block}
+	if origin != p.self {
+		pr.ready = now.Add(promoteDefer)
+	}
+	return pr, true
+}
+
+// blocked reports whether the mesh holds block already, for at least
+// half its TTL to come.
+func (p *promoter) blocked(block intel.Policy, now time.Time) bool {
+	old, ok := p.mesh.Policy(block.ID, now)
+	half := block.ExpiresAt.Sub(block.CreatedAt) / 2
+	return ok && (old.ExpiresAt.IsZero() || !old.ExpiresAt.Before(block.ExpiresAt.Add(-half)))
 }
 
 func (p *promoter) enqueue(pr promotion) {
@@ -223,7 +246,7 @@ func (p *promoter) tryEnqueue(pr promotion, drop bool) bool {
 		p.queues[pr.feed] = q
 		p.order = append(p.order, pr.feed)
 	}
-	if len(q.items) >= promoteQueueSize {
+	if q.len() >= promoteQueueSize {
 		if !drop {
 			return false
 		}
@@ -231,7 +254,11 @@ func (p *promoter) tryEnqueue(pr promotion, drop bool) bool {
 		p.dropped = true
 		return true
 	}
-	q.items = append(q.items, pr)
+	if pr.ready.IsZero() {
+		q.items = append(q.items, pr)
+	} else {
+		q.later = append(q.later, pr)
+	}
 	p.inflight[pr.block.ID] = true
 	p.results.WithLabelValues(pr.feed, "queued").Inc()
 	select {
@@ -252,8 +279,30 @@ func (p *promoter) take() (promotion, time.Duration, bool) {
 		k := (p.turn + i) % len(p.order)
 		name := p.order[k]
 		q := p.queues[name]
+		// Deferred promotions whose block was committed meanwhile are
+		// done, without spending the feed's rate.
+		for len(q.items) == 0 && len(q.later) > 0 && !q.later[0].ready.After(now) && p.blocked(q.later[0].block, now) {
+			delete(p.inflight, q.later[0].block.ID)
+			q.later[0] = promotion{}
+			q.later = q.later[1:]
+			p.skip("already_blocked")
+			select {
+			case p.room <- struct{}{}:
+			default:
+			}
+		}
+		from := &q.items
 		if len(q.items) == 0 {
-			continue
+			if len(q.later) == 0 {
+				continue
+			}
+			if w := q.later[0].ready.Sub(now); w > 0 {
+				if wait == 0 || w < wait {
+					wait = w
+				}
+				continue
+			}
+			from = &q.later
 		}
 		if dt := now.Sub(q.last).Seconds(); dt > 0 {
 			q.tokens = min(p.burst, q.tokens+dt*p.rate)
@@ -267,14 +316,14 @@ func (p *promoter) take() (promotion, time.Duration, bool) {
 			continue
 		}
 		q.tokens--
-		pr := q.items[0]
-		q.items[0] = promotion{}
-		q.items = q.items[1:]
+		pr := (*from)[0]
+		(*from)[0] = promotion{}
+		*from = (*from)[1:]
 		select {
 		case p.room <- struct{}{}:
 		default:
 		}
-		if len(q.items) == 0 {
+		if q.len() == 0 {
 			// Drop the empty queue so that the map and the turn order stay
 			// as small as the feeds now promoting.
 			delete(p.queues, name)

@@ -98,6 +98,8 @@ func TestNodePromotesFeedReports(t *testing.T) {
 type fakeFeedMesh struct {
 	policies   []intel.FeedPolicy
 	publishers map[string]bool
+	mu         sync.Mutex
+	blocked    map[string]bool // policy IDs held
 }
 
 func (f *fakeFeedMesh) FeedPolicies() []intel.FeedPolicy { return f.policies }
@@ -107,8 +109,12 @@ func (f *fakeFeedMesh) FeedPublisher(_ intel.FeedPolicy, node string) bool {
 func (f *fakeFeedMesh) Warninglisted(ind intel.Indicator) (warninglist.Entry, bool) {
 	return warninglist.Builtin().Match(ind)
 }
-func (f *fakeFeedMesh) Policy(string, time.Time) (intel.Policy, bool) { return intel.Policy{}, false }
-func (f *fakeFeedMesh) Rules() consensus.Rules                        { return consensus.DefaultRules() }
+func (f *fakeFeedMesh) Policy(id string, _ time.Time) (intel.Policy, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return intel.Policy{ID: id}, f.blocked[id] // no expiry
+}
+func (f *fakeFeedMesh) Rules() consensus.Rules { return consensus.DefaultRules() }
 
 type fakeFeedProposer struct {
 	mu    sync.Mutex
@@ -147,7 +153,7 @@ func TestPromoterChecksBeforeProposing(t *testing.T) {
 	pubKey := ed25519.NewKeyFromSeed(make([]byte, 32))
 	rogueKey := ed25519.NewKeyFromSeed(append(make([]byte, 31), 1))
 	mesh := &fakeFeedMesh{policies: []intel.FeedPolicy{feedPolicy()}, publishers: map[string]bool{intel.NodeID(pubKey.Public().(ed25519.PublicKey)): true}}
-	p := newPromoter(mesh, &fakeFeedProposer{}, nil, time.Now, slog.New(slog.DiscardHandler))
+	p := newPromoter(intel.NodeID(pubKey.Public().(ed25519.PublicKey)), mesh, &fakeFeedProposer{}, nil, time.Now, slog.New(slog.DiscardHandler))
 	skipped := func(reason string) float64 { return counterValue(t, p.skipped.WithLabelValues(reason)) }
 	other := feedReport(t, "203.0.113.80", 90)
 	other.Source = "other-feed"
@@ -184,7 +190,7 @@ func TestPromoterQueueAndRate(t *testing.T) {
 	key := ed25519.NewKeyFromSeed(make([]byte, 32))
 	mesh := &fakeFeedMesh{policies: []intel.FeedPolicy{feedPolicy()}, publishers: map[string]bool{intel.NodeID(key.Public().(ed25519.PublicKey)): true}}
 	now := time.Now().UTC()
-	p := newPromoter(mesh, &fakeFeedProposer{}, nil, func() time.Time { return now }, slog.New(slog.DiscardHandler))
+	p := newPromoter(intel.NodeID(key.Public().(ed25519.PublicKey)), mesh, &fakeFeedProposer{}, nil, func() time.Time { return now }, slog.New(slog.DiscardHandler))
 	for i := range promoteQueueSize + 10 {
 		p.offer(sealedReport(t, key, uint64(i+1), feedReport(t, netip.AddrFrom4(addrN(i)).String(), 90)))
 	}
@@ -279,7 +285,7 @@ func TestPromoterRescansAfterDrops(t *testing.T) {
 	mesh := &fakeFeedMesh{policies: []intel.FeedPolicy{feedPolicy()}, publishers: map[string]bool{origin: true}}
 	prop := &fakeFeedProposer{block: make(chan struct{})}
 	reports := &fakeReports{raw: map[uint64][]byte{}}
-	p := newPromoter(mesh, prop, reports, time.Now, slog.New(slog.DiscardHandler))
+	p := newPromoter(origin, mesh, prop, reports, time.Now, slog.New(slog.DiscardHandler))
 	p.rate, p.burst = 1e9, 1e9
 	total := promoteQueueSize + promoteWorkers + 50
 	for i := range total {
@@ -318,4 +324,42 @@ func TestPromoterRescansAfterDrops(t *testing.T) {
 		}
 		return len(seen) == total
 	})
+}
+
+// Another node's report is proposed only after promoteDefer, and not at
+// all when its block was committed meanwhile (by its publisher); this
+// node's own reports go first.
+func TestPromoterDefersOthersReports(t *testing.T) {
+	pubKey := ed25519.NewKeyFromSeed(make([]byte, 32))
+	selfKey := ed25519.NewKeyFromSeed(append(make([]byte, 31), 2))
+	self := intel.NodeID(selfKey.Public().(ed25519.PublicKey))
+	mesh := &fakeFeedMesh{policies: []intel.FeedPolicy{feedPolicy()}, blocked: map[string]bool{},
+		publishers: map[string]bool{intel.NodeID(pubKey.Public().(ed25519.PublicKey)): true, self: true}}
+	now := time.Now().UTC()
+	p := newPromoter(self, mesh, &fakeFeedProposer{}, nil, func() time.Time { return now }, slog.New(slog.DiscardHandler))
+	other1, other2 := feedReport(t, "203.0.113.90", 90), feedReport(t, "203.0.113.91", 90)
+	p.offer(sealedReport(t, pubKey, 1, other1))
+	p.offer(sealedReport(t, pubKey, 2, other2))
+	if _, wait, ok := p.take(); ok || wait <= 0 || wait > promoteDefer {
+		t.Fatalf("another node's report taken at once (ok %v, wait %s)", ok, wait)
+	}
+	p.offer(sealedReport(t, selfKey, 1, feedReport(t, "203.0.113.92", 90)))
+	if pr, _, ok := p.take(); !ok || pr.block.Indicator.Value != "203.0.113.92" {
+		t.Fatalf("own report not taken first: %+v %v", pr, ok)
+	}
+	// The publisher's block of other1 is committed meanwhile.
+	mesh.mu.Lock()
+	mesh.blocked[intel.PolicyID(intel.ActionBlock, other1.Indicator)] = true
+	mesh.mu.Unlock()
+	now = now.Add(promoteDefer)
+	pr, _, ok := p.take()
+	if !ok || pr.block.Indicator != other2.Indicator {
+		t.Fatalf("after the delay: %+v %v, want the block of %s only", pr, ok, other2.Indicator)
+	}
+	if got := counterValue(t, p.skipped.WithLabelValues("already_blocked")); got != 1 {
+		t.Fatalf("already_blocked counted %v times, want 1", got)
+	}
+	if _, _, ok := p.take(); ok {
+		t.Fatal("more was taken")
+	}
 }

@@ -104,10 +104,10 @@ func RunFeedPolicy(ctx context.Context, o FeedScenarioOptions) (*FeedReport, err
 	}
 	var high, other []entry
 	for k := range o.High {
-		high = append(high, entry{intel.IndicatorFromAddr(netip.AddrFrom4([4]byte{203, 0, 113, byte(100 + k)})), 90})
+		high = append(high, entry{intel.IndicatorFromAddr(netip.AddrFrom4([4]byte{198, 18, byte(k >> 8), byte(k)})), 90})
 	}
 	for k := range o.Low {
-		other = append(other, entry{intel.IndicatorFromAddr(netip.AddrFrom4([4]byte{203, 0, 113, byte(200 + k)})), 40})
+		other = append(other, entry{intel.IndicatorFromAddr(netip.AddrFrom4([4]byte{198, 19, byte(k >> 8), byte(k)})), 40})
 	}
 	for _, v := range FeedWarninglisted {
 		ind, err := intel.ParseIndicator(v)

@@ -26,3 +26,21 @@ func TestFeedPolicyBlocksMeshWide(t *testing.T) {
 	}
 	t.Logf("9 reports published (8 by the publisher, 1 forged); 4 blocks on all 3 nodes %.0f ms after the first; %v warninglist and %v not_publisher skips counted", rep.BlockedEverywhereMs, rep.WarninglistSkips, rep.ForgedSkips)
 }
+
+// BenchmarkFeedPromotion publishes a feed of b.N high-confidence entries
+// on one node of a 3-node mesh and reports the time until every one is
+// blocked on every node (the proposer's rate limit included:
+// promoteRate a second after a burst).
+func BenchmarkFeedPromotion(b *testing.B) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	rep, err := RunFeedPolicy(ctx, FeedScenarioOptions{Options: Options{Nodes: 3, Dir: b.TempDir()}, High: b.N, Low: 1})
+	if err != nil {
+		b.Fatalf("scenario: %v", err)
+	}
+	if !rep.OK() {
+		b.Fatalf("report %+v", rep)
+	}
+	b.ReportMetric(rep.BlockedEverywhereMs, "ms-blocked-everywhere")
+	b.ReportMetric(float64(b.N)/(rep.BlockedEverywhereMs/1000), "blocks/s")
+}
