@@ -21,6 +21,15 @@
 //     intel/feeds Runner; each feed is fetched on schedule by one voter
 //     (rendezvous hashing of its name over the voters) and published as
 //     indicator reports through the outbox, never as a block.
+//   - feed promotion (promoter, promote.go): an indicator report received
+//     or published here that an enabled feed policy of the mesh takes
+//     (source, confidence, type, validity, a permitted publisher, above
+//     the floors, not warninglisted, not blocked already) becomes a feed
+//     block proposal whose proof is the report's envelope as signed; a
+//     bounded queue and a rate per feed policy, others' reports deferred
+//     so that their publisher's proposal comes first, and a rescan of the
+//     stored reports when a policy arrives or after drops. The FSM checks
+//     all of it again.
 //
 // The node meets other packages' interfaces through small adapters:
 // gossipHandler (gossip.Handler), stateSource (responders.StateSource)
@@ -43,6 +52,8 @@
 //	    sent like sightings; never counted under k; the distributed rule
 //	    (k' sites whose capped counts reach a threshold) proposes on them
 //	    (distributed.go)
+//	indicator report (own or received) ─► promoter: feed policy met ─►
+//	    consensus.ProposeFeedBlock, carrying the signed report
 //	consensus change ─► reconciler.Trigger ─► responders
 //
 // It must never hold mesh state of its own: policies live in consensus,
