@@ -42,12 +42,14 @@ indicator reports whose source is the feed's name. Feeds never block
 anything by themselves. Feeds come from intel.feeds in the node's
 configuration file, or are added at runtime with "feeds add" (admin; kept in
 the node's data directory).`,
+		Example: "  meshward intel feeds list\n  meshward intel feeds add abuse-ips --url https://feeds.example/ips.txt\n  meshward intel feeds sync abuse-ips",
 	}, f)
 
 	list := &cobra.Command{
-		Use:   "list",
-		Short: "List the feeds with their last poll (viewer)",
-		Args:  cobra.NoArgs,
+		Use:     "list",
+		Short:   "List the feeds with their last poll (viewer)",
+		Example: "  meshward intel feeds list\n  meshward intel feeds list -o json",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return run(cmd, f, func(c *admin.Client) ([]admin.Feed, error) { return c.Feeds(cmd.Context()) }, printFeeds)
 		},
@@ -96,9 +98,10 @@ the node's data directory).`,
 	af.StringVar(&add.Username, "feed-username", "", "taxii: send the token as the Basic password of this user")
 
 	remove := &cobra.Command{
-		Use:   "remove NAME",
-		Short: "Remove a runtime feed (admin)",
-		Args:  cobra.ExactArgs(1),
+		Use:     "remove NAME",
+		Short:   "Remove a runtime feed (admin)",
+		Example: "  meshward intel feeds remove abuse-ips",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return run(cmd, f, func(c *admin.Client) (string, error) { return args[0], c.RemoveFeed(cmd.Context(), args[0]) },
 				func(w io.Writer, name string) { fmt.Fprintf(w, "removed feed %s\n", name) })
@@ -106,9 +109,10 @@ the node's data directory).`,
 	}
 
 	syncCmd := &cobra.Command{
-		Use:   "sync NAME",
-		Short: "Fetch a feed now on this node and publish what changed (admin)",
-		Args:  cobra.ExactArgs(1),
+		Use:     "sync NAME",
+		Short:   "Fetch a feed now on this node and publish what changed (admin)",
+		Example: "  meshward intel feeds sync abuse-ips",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return run(cmd, f, func(c *admin.Client) (feeds.PollResult, error) { return c.SyncFeed(cmd.Context(), args[0]) }, printPoll)
 		},

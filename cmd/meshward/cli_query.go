@@ -21,7 +21,7 @@ func newQueryCmd() *cobra.Command {
 		Long: `Query puts one question to every member of the mesh through the node, under
 one deadline, and prints each member's answer or what became of it:
 answered, timed_out, unreachable, refused or error.`,
-		Example: "  meshward query ip 203.0.113.7\n  meshward query policy def93028ba188d26\n  meshward query health --timeout 2s",
+		Example: "  meshward query ip 203.0.113.7\n  meshward query policy def93028ba188d26\n  meshward query health --deadline 2s",
 	}, &f)
 	var timeout time.Duration
 	cmd.PersistentFlags().DurationVar(&timeout, "deadline", 5*time.Second, "how long to wait for the members' answers (at most 60s)")
@@ -39,16 +39,18 @@ answered, timed_out, unreachable, refused or error.`,
 			}, printQuery)
 		}
 	}
-	for _, v := range []struct{ use, short, kind string }{
-		{"ip ADDRESS", "Who has seen an address, and does every node block it?", "indicator"},
-		{"indicator VALUE", "Who has seen an indicator (address, range, domain, URL, hash)?", "indicator"},
-		{"domain NAME", "Who has seen a domain, and does every node block it?", "indicator"},
+	for _, v := range []struct{ use, short, kind, example string }{
+		{"ip ADDRESS", "Who has seen an address, and does every node block it?", "indicator", "  meshward query ip 203.0.113.7\n  meshward query ip 2001:db8::7 --deadline 10s -o json"},
+		{"indicator VALUE", "Who has seen an indicator (address, range, domain, URL, hash)?", "indicator", "  meshward query indicator 198.51.100.0/24"},
+		{"domain NAME", "Who has seen a domain, and does every node block it?", "indicator", "  meshward query domain c2.example.net"},
 	} {
-		cmd.AddCommand(&cobra.Command{Use: v.use, Short: v.short, Args: cobra.ExactArgs(1), RunE: ask(v.kind)})
+		cmd.AddCommand(&cobra.Command{Use: v.use, Short: v.short, Example: v.example, Args: cobra.ExactArgs(1), RunE: ask(v.kind)})
 	}
 	cmd.AddCommand(
-		&cobra.Command{Use: "policy ID", Short: "Does every node know and enforce a mesh-wide policy?", Args: cobra.ExactArgs(1), RunE: ask("policy")},
-		&cobra.Command{Use: "health", Short: "How is every node?", Args: cobra.NoArgs, RunE: ask("health")},
+		&cobra.Command{Use: "policy ID", Short: "Does every node know and enforce a mesh-wide policy?",
+			Example: "  meshward query policy def93028ba188d26", Args: cobra.ExactArgs(1), RunE: ask("policy")},
+		&cobra.Command{Use: "health", Short: "How is every node?", Example: "  meshward query health\n  meshward query health -o json",
+			Args: cobra.NoArgs, RunE: ask("health")},
 	)
 	return cmd
 }
