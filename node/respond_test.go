@@ -130,3 +130,57 @@ func TestPolicyEventsFollowTheChangeFeed(t *testing.T) {
 		}
 	}
 }
+
+// When the change feed cannot continue, the watch reads the active
+// policies whole: it takes in those it did not know, reports committed
+// none it knew, and reports expired, by ID, every one it knew that is
+// no longer held.
+func TestPolicyWatchResync(t *testing.T) {
+	events := filepath.Join(t.TempDir(), "events.jsonl")
+	n := startSingleWith(t, Options{}, func(cfg *Config) {
+		cfg.Events.JSONLines = events
+		cfg.LocalBlock.Enabled = false
+	})
+	waitFor(t, "the node to admit itself", func() bool { return n.Consensus().IsMember(n.ID()) })
+	var ids []string
+	for _, addr := range []string{"203.0.113.7", "203.0.113.8"} {
+		ind := intel.IndicatorFromAddr(netip.MustParseAddr(addr))
+		cmd := intel.OperatorCommand{Op: intel.OpBlock, Indicator: &ind, TTLSeconds: 3600, Reason: "resync test"}
+		if err := n.Consensus().ProposeOperator(t.Context(), signOperator(t, n, cmd)); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, intel.PolicyID(intel.ActionBlock, ind))
+	}
+	// A watch of its own (the node's runs beside it) that knew a policy
+	// since gone and one of the two held.
+	const goneID = "00000000000000a7"
+	w := policyWatch{active: newIDSet(), started: true}
+	for _, id := range []string{goneID, ids[0]} {
+		k, ok := keyOf(id)
+		if !ok {
+			t.Fatalf("ID %s", id)
+		}
+		w.active.Add(k)
+	}
+	n.resyncWatch(&w, time.Now())
+	if w.active.Len() != 2 {
+		t.Fatalf("after the resync the watch holds %d policies, want the 2 held", w.active.Len())
+	}
+	for _, id := range ids {
+		if k, _ := keyOf(id); !w.active.Has(k) {
+			t.Fatalf("policy %s held but not watched", id)
+		}
+	}
+	if k, _ := keyOf(goneID); w.active.Has(k) {
+		t.Fatal("the policy gone is still watched")
+	}
+	waitFor(t, "the gone policy's expiry to be reported", func() bool {
+		return policyEvents(t, events)["policy_expired "+goneID] == 1
+	})
+	// The node's own watch reports each held one committed once; the
+	// resync reports the one it did not know again, and not the other.
+	waitFor(t, "one committed event for the known policy, two for the other", func() bool {
+		got := policyEvents(t, events)
+		return got["policy_committed "+ids[0]] == 1 && got["policy_committed "+ids[1]] == 2
+	})
+}
