@@ -2,11 +2,15 @@ package testnet
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/intel/feeds"
 	"github.com/meshward/meshward/node"
 )
 
@@ -53,14 +57,17 @@ func (r *FeedReport) OK() bool {
 // lists at high confidence: a public resolver and a top domain.
 var FeedWarninglisted = []string{"8.8.8.8", "www.google.com"}
 
-// RunFeedPolicy starts a mesh with indicator gossip on, has the operator
-// set a feed policy whose only publisher is node 0 (confidence 80 and
-// more, addresses and domains, blocks of an hour), and has node 0 publish
-// a feed's entries as indicator reports: High addresses at confidence 90,
-// Low at 40, and FeedWarninglisted at 95; the last node (a member, not a
-// publisher) forges one entry under the feed's name at 100. It waits
-// until every node holds every report and every high-confidence entry is
-// blocked on every node, then checks that nothing else was blocked.
+// RunFeedPolicy starts a mesh with indicator gossip on and one threat
+// feed configured alike on every node (intel.feeds: a STIX 2.1 bundle
+// file listing High addresses at confidence 90, Low at 40, and
+// FeedWarninglisted at 95), which the feed's fetcher (one voter, chosen
+// by rendezvous hashing of the feed's name) fetches and publishes as
+// indicator reports. The operator sets a feed policy whose only publisher
+// is that fetcher (confidence 80 and more, addresses and domains, blocks
+// of an hour); another member forges one entry under the feed's name at
+// confidence 100. It waits until every node holds every report and every
+// high-confidence entry is blocked on every node, then checks that
+// nothing else was blocked.
 func RunFeedPolicy(ctx context.Context, o FeedScenarioOptions) (*FeedReport, error) {
 	if o.High == 0 {
 		o.High = 5
@@ -68,36 +75,6 @@ func RunFeedPolicy(ctx context.Context, o FeedScenarioOptions) (*FeedReport, err
 	if o.Low == 0 {
 		o.Low = 3
 	}
-	configure := o.Configure
-	o.Configure = func(i int, cfg *node.Config) {
-		cfg.Gossip.Indicators = true
-		if configure != nil {
-			configure(i, cfg)
-		}
-	}
-	m, err := Start(ctx, o.Options)
-	if err != nil {
-		return nil, err
-	}
-	defer m.Close()
-	publisher := m.Nodes[0]
-	policy := intel.FeedPolicy{Name: "testnet-feed", Source: "testnet-feed", MinConfidence: 80,
-		Types: []intel.IndicatorType{intel.IPv4, intel.Domain}, Action: intel.ActionBlock, TTLSeconds: 3600,
-		Publishers: []string{publisher.ID()}, Enabled: true}
-	if err := m.Operator().Submit(ctx, len(m.Nodes)-1, intel.OperatorCommand{Op: intel.OpSetFeedPolicy, FeedPolicy: &policy}); err != nil {
-		return nil, err
-	}
-	if err := Poll(ctx, 20*time.Millisecond, func() (bool, string) {
-		for i, n := range m.Nodes {
-			if len(n.Consensus().FeedPolicies()) != 1 {
-				return false, fmt.Sprintf("node %d does not hold the feed policy yet", i)
-			}
-		}
-		return true, ""
-	}); err != nil {
-		return nil, err
-	}
-
 	type entry struct {
 		ind  intel.Indicator
 		conf int
@@ -116,25 +93,95 @@ func RunFeedPolicy(ctx context.Context, o FeedScenarioOptions) (*FeedReport, err
 		}
 		other = append(other, entry{ind, 95})
 	}
-	before := make([]uint64, len(m.Nodes))
-	for i, n := range m.Nodes {
-		before[i] = n.Stats().IndicatorReports
+	dir := o.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "meshward-feed-scenario-")
+		if err != nil {
+			return nil, fmt.Errorf("testnet: %w", err)
+		}
+		defer os.RemoveAll(d)
+		dir = d
 	}
 	start := time.Now()
-	// The entries to be refused first, so that by the time the last block
-	// is everywhere they have been through every node.
-	for _, e := range append(other, high...) {
-		r := intel.IndicatorReport{Indicator: e.ind, Source: policy.Source, Confidence: e.conf, ValidFrom: start.UTC().Add(-time.Minute)}
-		if _, err := publisher.PublishReport(ctx, r); err != nil {
-			return nil, fmt.Errorf("testnet: publish %s: %w", e.ind, err)
+	feedPath := filepath.Join(dir, "testnet-feed.json")
+	var objs []map[string]any
+	for i, e := range append(other, high...) {
+		object := "ipv4-addr"
+		if e.ind.Type == intel.Domain {
+			object = "domain-name"
+		}
+		stamp := start.UTC().Add(-time.Minute).Format(time.RFC3339)
+		objs = append(objs, map[string]any{"type": "indicator", "spec_version": "2.1",
+			"id":      fmt.Sprintf("indicator--00000000-0000-4000-8000-%012x", i+1),
+			"created": stamp, "modified": stamp, "valid_from": stamp, "pattern_type": "stix",
+			"pattern":    fmt.Sprintf("[%s:value = '%s']", object, e.ind.Value),
+			"confidence": e.conf})
+	}
+	bundle, err := json.Marshal(map[string]any{"type": "bundle", "id": "bundle--00000000-0000-4000-8000-000000000001", "objects": objs})
+	if err != nil {
+		return nil, fmt.Errorf("testnet: feed bundle: %w", err)
+	}
+	if err := os.WriteFile(feedPath, bundle, 0o600); err != nil {
+		return nil, fmt.Errorf("testnet: feed bundle: %w", err)
+	}
+	feed := feeds.Config{Name: "testnet-feed", Path: feedPath, Format: feeds.FormatSTIX, Interval: time.Hour, Confidence: 50, TTL: time.Hour}
+	configure := o.Configure
+	o.Configure = func(i int, cfg *node.Config) {
+		cfg.Gossip.Indicators = true
+		cfg.Intel.Feeds = append(cfg.Intel.Feeds, feed)
+		if configure != nil {
+			configure(i, cfg)
 		}
 	}
+	m, err := Start(ctx, o.Options)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	var publisher *node.Node
+	if err := Poll(ctx, 20*time.Millisecond, func() (bool, string) {
+		id := m.Nodes[0].FeedFetcher(feed.Name)
+		for _, n := range m.Nodes {
+			if n.ID() == id {
+				publisher = n
+				return true, ""
+			}
+		}
+		return false, "no node fetches the feed yet"
+	}); err != nil {
+		return nil, err
+	}
+	policy := intel.FeedPolicy{Name: "testnet-feed", Source: "testnet-feed", MinConfidence: 80,
+		Types: []intel.IndicatorType{intel.IPv4, intel.Domain}, Action: intel.ActionBlock, TTLSeconds: 3600,
+		Publishers: []string{publisher.ID()}, Enabled: true}
+	if err := m.Operator().Submit(ctx, len(m.Nodes)-1, intel.OperatorCommand{Op: intel.OpSetFeedPolicy, FeedPolicy: &policy}); err != nil {
+		return nil, err
+	}
+	if err := Poll(ctx, 20*time.Millisecond, func() (bool, string) {
+		for i, n := range m.Nodes {
+			if len(n.Consensus().FeedPolicies()) != 1 {
+				return false, fmt.Sprintf("node %d does not hold the feed policy yet", i)
+			}
+		}
+		return true, ""
+	}); err != nil {
+		return nil, err
+	}
+
+	// The feed's reports are counted from the start: the fetcher may have
+	// published them before the policy arrived (the nodes then promote
+	// the stored reports when it does).
+	before := make([]uint64, len(m.Nodes))
 	forged := intel.IndicatorFromAddr(netip.AddrFrom4([4]byte{203, 0, 113, 250}))
-	if len(m.Nodes) > 1 {
+	for _, n := range m.Nodes {
+		if n == publisher {
+			continue
+		}
 		r := intel.IndicatorReport{Indicator: forged, Source: policy.Source, Confidence: 100, ValidFrom: start.UTC().Add(-time.Minute)}
-		if _, err := m.Nodes[len(m.Nodes)-1].PublishReport(ctx, r); err != nil {
+		if _, err := n.PublishReport(ctx, r); err != nil {
 			return nil, fmt.Errorf("testnet: publish the forged entry: %w", err)
 		}
+		break
 	}
 	rep := &FeedReport{Nodes: len(m.Nodes), Published: len(high) + len(other)}
 	if len(m.Nodes) > 1 {
