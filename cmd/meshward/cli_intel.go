@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -29,6 +30,7 @@ func newIntelCmd() *cobra.Command {
 
 func newIntelExtractCmd() *cobra.Command {
 	var output string
+	var pub publishOptions
 	cmd := &cobra.Command{
 		Use:   "extract FILE|-",
 		Short: "Extract indicators from an advisory in plain text, Markdown or HTML",
@@ -45,7 +47,8 @@ ranges are reported with a flag rather than dropped.
 With -o json each indicator is one JSON object a line:
 {"type":"ipv4","value":"198.51.100.7","line":12,"flag":"documentation"}`,
 		Example: `  meshward intel extract advisory.html
-  curl -s https://vendor.example/advisory.md | meshward intel extract - -o json`,
+  curl -s https://vendor.example/advisory.md | meshward intel extract - -o json
+  meshward intel extract advisory.html --publish --confidence 60   # through a node: signed, observe-only reports`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "table" && output != "json" {
@@ -63,10 +66,18 @@ With -o json each indicator is one JSON object a line:
 			} else {
 				name = "standard input"
 			}
+			if pub.publish {
+				return runExtractPublish(cmd, in, name, output, &pub)
+			}
 			return runExtract(cmd.OutOrStdout(), in, name, output)
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().BoolVar(&pub.publish, "publish", false, "publish the indicators through a node as signed, observe-only indicator reports (responder); flagged and warninglisted ones are never published")
+	cmd.Flags().StringVar(&pub.source, "source", "", "the reports' source (default advisory:FILE)")
+	cmd.Flags().IntVar(&pub.confidence, "confidence", 50, "the reports' confidence, 0 to 100")
+	cmd.Flags().DurationVar(&pub.ttl, "ttl", 7*24*time.Hour, "how long the reports stay valid")
+	pub.conn.registerConn(cmd)
 	return cmd
 }
 

@@ -79,10 +79,11 @@ type Finding struct {
 }
 
 // Indicator returns the finding as an intel.Indicator; ok is false for the
-// types the mesh does not block (email, md5, sha1, cve, attack_technique).
+// types that are not indicators of the mesh (email, cve,
+// attack_technique).
 func (f Finding) Indicator() (ind intel.Indicator, ok bool) {
 	switch f.Type {
-	case IPv4, IPv6, CIDR, Domain, URL, SHA256:
+	case IPv4, IPv6, CIDR, Domain, URL, MD5, SHA1, SHA256:
 		ind, err := intel.NewIndicator(intel.IndicatorType(f.Type), f.Value)
 		return ind, err == nil
 	}

@@ -245,7 +245,9 @@ func TestIndicator(t *testing.T) {
 		{Finding{Type: IPv4, Value: "8.8.8.8"}, true},
 		{Finding{Type: Domain, Value: "evil.com"}, true},
 		{Finding{Type: SHA256, Value: strings.Repeat("a", 64)}, true},
-		{Finding{Type: MD5, Value: strings.Repeat("a", 32)}, false},
+		{Finding{Type: MD5, Value: strings.Repeat("a", 32)}, true},
+		{Finding{Type: SHA1, Value: strings.Repeat("b", 40)}, true},
+		{Finding{Type: Email, Value: "a@evil.com"}, false},
 		{Finding{Type: CVE, Value: "CVE-2024-3400"}, false},
 	} {
 		ind, ok := c.f.Indicator()
