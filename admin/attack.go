@@ -78,6 +78,7 @@ func getAttack(s *Server, c *call) (any, error) {
 		return nil, fmt.Errorf("sightings: %w", err)
 	}
 	v := AttackView{Technique: t, Scanned: len(recs), ByTechnique: map[string]int{}, Sightings: []Sighting{}}
+	names := s.attackNamer()
 	inds, origins := map[string]bool{}, map[string]bool{}
 	for _, r := range recs { // most recently received first
 		tech := strings.ToUpper(r.Sighting.Technique)
@@ -90,6 +91,7 @@ func getAttack(s *Server, c *call) (any, error) {
 		origins[r.Origin] = true
 		if len(v.Sightings) < n {
 			v.Sightings = append(v.Sightings, sightingFrom(r))
+			names.name(&v.Sightings[len(v.Sightings)-1])
 		}
 	}
 	v.Indicators, v.Origins = len(inds), len(origins)

@@ -18,10 +18,12 @@ func (s *Server) detections(c *call) ([]Detection, error) {
 		return nil, fmt.Errorf("sightings: %w", err)
 	}
 	self := s.statusSvc.ID()
+	names := s.attackNamer()
 	var out []Detection
 	for _, r := range recs {
 		if r.Origin == self {
 			out = append(out, Detection{ID: DetectionID(r.Origin, r.Seq), Sighting: sightingFrom(r)})
+			names.name(&out[len(out)-1].Sighting)
 		}
 	}
 	return out, nil

@@ -215,8 +215,10 @@ func getIOC(s *Server, c *call) (any, error) {
 		d.IOC = sum[0]
 	}
 	d.IOC.Policies = policyTags(x, ind)
+	names := s.attackNamer()
 	for i := len(recs) - 1; i >= 0; i-- { // newest first
 		d.SightingList = append(d.SightingList, sightingFrom(recs[i]))
+		names.name(&d.SightingList[len(d.SightingList)-1])
 	}
 	d.PolicyList = append(d.PolicyList, x.covering(ind)...)
 	if len(d.SightingList) == 0 && len(d.PolicyList) == 0 && len(d.ReportList) == 0 {

@@ -12,8 +12,10 @@ func getSightings(s *Server, c *call) (any, error) {
 		return nil, fmt.Errorf("sightings: %w", err)
 	}
 	out := make([]Sighting, 0, len(recs))
+	names := s.attackNamer()
 	for _, r := range recs {
 		out = append(out, sightingFrom(r))
+		names.name(&out[len(out)-1])
 	}
 	return out, nil
 }

@@ -105,6 +105,8 @@ type Sighting struct {
 	Received time.Time      `json:"received"`
 	Sent     time.Time      `json:"sent"`
 	Sighting intel.Sighting `json:"sighting"`
+	// Attack names the sighting's technique and tactics (attack_ref.go).
+	Attack *AttackRef `json:"attack,omitempty"`
 }
 
 func sightingFrom(r store.SightingRecord) Sighting {

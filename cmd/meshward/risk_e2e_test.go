@@ -239,6 +239,22 @@ func TestRiskSameOnEveryNode(t *testing.T) {
 	if v.ByTechnique["T1110.001"] == 0 || v.Indicators != 2 || v.Origins != 3 || len(v.Sightings) != 3 || v.Matched < len(v.Sightings) {
 		t.Errorf("seen under T1110: matched %d %v, %d indicators, %d origins, %d listed", v.Matched, v.ByTechnique, v.Indicators, v.Origins, len(v.Sightings))
 	}
+	// Sightings name their technique and its tactics from the catalog.
+	for _, sg := range v.Sightings {
+		if a := sg.Attack; a == nil || a.Name == "" || !slices.Contains(a.Tactics, "TA0006 Credential Access") ||
+			(strings.Contains(sg.Sighting.Technique, ".") && a.Parent != "T1110") {
+			t.Errorf("sighting under %s: attack %+v, want the technique's name and TA0006 Credential Access", sg.Sighting.Technique, a)
+		}
+	}
+	listed, err := clients[1].Sightings(ctx, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sg := range listed {
+		if sg.Sighting.Technique != "" && (sg.Attack == nil || sg.Attack.Name == "") {
+			t.Errorf("listed sighting under %s has no technique name: %+v", sg.Sighting.Technique, sg.Attack)
+		}
+	}
 	if _, err := clients[0].Attack(ctx, "T99", 0); err == nil || !strings.Contains(err.Error(), "400") {
 		t.Errorf("a malformed technique: %v, want 400", err)
 	}
