@@ -3,6 +3,7 @@ package detectors
 import (
 	"fmt"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -10,6 +11,9 @@ import (
 
 	"github.com/meshward/meshward/intel"
 )
+
+// cveID is the form of a CVE ID.
+var cveID = regexp.MustCompile(`^CVE-\d{4}-\d{4,19}$`)
 
 // cond is a compiled Condition.
 type cond struct {
@@ -70,6 +74,13 @@ func compileRule(r Rule) (*compiledRule, error) {
 		return nil, bad("cooldown", "%s, want zero or a positive duration", r.Cooldown)
 	case len(r.Match) == 0:
 		return nil, bad("match", "at least one condition is required")
+	case len(r.CVEs) > 16:
+		return nil, bad("cves", "%d of them, limit 16", len(r.CVEs))
+	}
+	for i, id := range r.CVEs {
+		if !cveID.MatchString(id) {
+			return nil, bad(fmt.Sprintf("cves[%d]", i), "%q is not a CVE ID (CVE-YYYY-NNNN)", id)
+		}
 	}
 	switch r.Severity {
 	case intel.SeverityLow, intel.SeverityMedium, intel.SeverityHigh, intel.SeverityCritical:

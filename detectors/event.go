@@ -138,6 +138,7 @@ type Event struct {
 	User    string     // user name tried (ssh, pam, mail, ftp, database), http remote user
 	Method  string     // ssh auth method ("password", "publickey", ...), mail SASL mechanism ("passdb": a Dovecot authentication-process line), PAM service, http method or verb
 	Path    string     // http path without query string, Kubernetes request URI
+	Query   string     // http query string, without the '?'
 	Status  int        // http status
 	Agent   string     // http user agent
 	Proto   string     // firewall lines: PROTO= ("TCP", "UDP", ...)
@@ -181,6 +182,7 @@ const (
 	FieldProto
 	FieldTag
 	FieldAgent
+	FieldQuery
 	numFields
 )
 
@@ -199,6 +201,7 @@ var fieldNames = [numFields]string{
 	FieldProto:   "proto",
 	FieldTag:     "tag",
 	FieldAgent:   "agent",
+	FieldQuery:   "query",
 }
 
 func (f Field) String() string {
@@ -255,6 +258,8 @@ func (ev *Event) str(f Field) string {
 		return ev.Tag
 	case FieldAgent:
 		return ev.Agent
+	case FieldQuery:
+		return ev.Query
 	}
 	return ""
 }

@@ -282,12 +282,12 @@ func jsonStatus(s string) (int, bool) {
 	return int(s[0]-'0')*100 + int(s[1]-'0')*10 + int(s[2]-'0'), true
 }
 
-// httpTarget strips the query string of a request target.
-func httpTarget(s string) string {
+// httpTarget splits a request target into its path and query string.
+func httpTarget(s string) (path, query string) {
 	if q := strings.IndexByte(s, '?'); q >= 0 {
-		return s[:q]
+		return s[:q], s[q+1:]
 	}
-	return s
+	return s, ""
 }
 
 // traefikAccess reads Traefik's JSON access log: ClientHost (or
@@ -305,7 +305,8 @@ func traefikAccess(f *jsonFields, ev *Event) parseResult {
 	if !ok || !readAddr(h, &ev.Src) {
 		return resMalformed
 	}
-	ev.Status, ev.Method, ev.Path, ev.Agent = st, f.requestMethod, httpTarget(f.requestPath), f.traefikAgent
+	ev.Path, ev.Query = httpTarget(f.requestPath)
+	ev.Status, ev.Method, ev.Agent = st, f.requestMethod, f.traefikAgent
 	ev.Stamp = f.time
 	return resMatched
 }
@@ -323,7 +324,8 @@ func caddyAccess(f *jsonFields, ev *Event) parseResult {
 	if !ok || !readAddr(a, &ev.Src) {
 		return resMalformed
 	}
-	ev.Status, ev.Method, ev.Path, ev.Agent, ev.User = st, f.method, httpTarget(f.uri), f.caddyAgent, f.userID
+	ev.Path, ev.Query = httpTarget(f.uri)
+	ev.Status, ev.Method, ev.Agent, ev.User = st, f.method, f.caddyAgent, f.userID
 	ev.Stamp = f.ts
 	if f.ts != "" && isDigit(f.ts[0]) && !strings.ContainsRune(f.ts, '-') {
 		ev.stampKind = stampUnix
@@ -343,7 +345,8 @@ func k8sAudit(f *jsonFields, ev *Event) parseResult {
 	}
 	ev.Kind, ev.Program = KindK8sDenied, "kube-apiserver"
 	st, _ := jsonStatus(f.code)
-	ev.Status, ev.Method, ev.Path, ev.User, ev.Agent = st, f.verb, httpTarget(f.requestURI), f.username, f.userAgent
+	ev.Path, ev.Query = httpTarget(f.requestURI)
+	ev.Status, ev.Method, ev.User, ev.Agent = st, f.verb, f.username, f.userAgent
 	ev.Stamp = f.received
 	if !readAddr(f.sourceIP, &ev.Src) {
 		return resMalformed

@@ -70,7 +70,7 @@ func parseWeb(s string, ev *Event) parseResult {
 			t = t[:e]
 		}
 		if qm := strings.IndexByte(t, '?'); qm >= 0 {
-			t = t[:qm]
+			t, ev.Query = t[:qm], t[qm+1:]
 		}
 		ev.Path = t
 	}

@@ -45,8 +45,12 @@ type Rule struct {
 	Bucket *Bucket `yaml:"bucket,omitempty"`
 	// Anomaly replaces Threshold and Window with a learnt per-key
 	// baseline (anomaly.go).
-	Anomaly    *AnomalyRule   `yaml:"anomaly,omitempty"`
-	Cooldown   time.Duration  `yaml:"cooldown"`   // quiet time per group after firing; 0 fires on every event past the threshold
+	Anomaly  *AnomalyRule  `yaml:"anomaly,omitempty"`
+	Cooldown time.Duration `yaml:"cooldown"` // quiet time per group after firing; 0 fires on every event past the threshold
+	// CVEs are the vulnerabilities the rule sees exploited (an
+	// exploit-attempt rule), e.g. ["CVE-2021-44228"]; they weigh in the
+	// risk of the indicators it reports (KEV, CVSS).
+	CVEs       []string       `yaml:"cves,omitempty"`
 	Technique  string         `yaml:"technique"`  // MITRE ATT&CK technique, e.g. "T1110.001"
 	Severity   intel.Severity `yaml:"severity"`   // severity carried by sightings
 	Confidence int            `yaml:"confidence"` // 0..100, carried by sightings

@@ -44,8 +44,8 @@ func TestBuiltinPack(t *testing.T) {
 		"db-bruteforce",                                               // db.yaml
 		"ftp-bruteforce",                                              // ftp.yaml
 		"mail-auth-bruteforce", "mail-auth-spray", "mail-relay-probe", // mail.yaml
-		"vpn-bruteforce",                                                                                                              // vpn.yaml
-		"web-auth-bruteforce", "web-401-bruteforce", "web-rate-limited", "web-bad-bot", "wordpress-bruteforce", "web-sensitive-files", // web.yaml
+		"vpn-bruteforce",                                                                                                                                                    // vpn.yaml
+		"web-auth-bruteforce", "web-401-bruteforce", "web-rate-limited", "web-bad-bot", "wordpress-bruteforce", "web-sensitive-files", "web-log4shell", "web-exploit-probe", // web.yaml
 	}
 	var got []string
 	for _, r := range rs.Rules() {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/meshward/meshward/admin"
+	"github.com/meshward/meshward/detectors"
 	"github.com/meshward/meshward/intel"
 	"github.com/meshward/meshward/intel/attack"
 	"github.com/meshward/meshward/intel/kev"
@@ -48,7 +49,9 @@ func (a riskAPI) Risk(ind intel.Indicator, sightings []store.SightingRecord, rep
 	if c := a.n.deps.cves; c != nil {
 		nvd, kevs = c.nvd, c.kev
 	}
-	return risk.Score(riskInputs(sightings, reports, now, trust, a.n.deps.attack.get(), nvd, kevs, prior))
+	in := riskInputs(sightings, reports, now, trust, a.n.deps.attack.get(), nvd, kevs, prior)
+	addRuleCVEs(&in, sightings, a.n.deps.Detectors.rules(), nvd, kevs)
+	return risk.Score(in)
 }
 
 // cveData are the KEV catalog and the NVD records the risk score ranks
@@ -134,6 +137,27 @@ func riskInputs(sightings []store.SightingRecord, reports []store.ReportRecord, 
 		in.CVEs = append(in.CVEs, risk.CVE{ID: id, CVSS: p.CVSS, KEV: p.KEV, Ransomware: p.Ransomware})
 	}
 	return in
+}
+
+// addRuleCVEs adds to in the CVEs of the rules in force that made the
+// sightings (exploit-attempt rules name the vulnerabilities they see
+// exploited), up to maxRiskCVEs in all. A sighting from another node
+// counts by its detector's name: the mesh runs one rule pack.
+func addRuleCVEs(in *risk.Inputs, sightings []store.SightingRecord, rules []detectors.Rule, nvd *kev.NVD, kevs *kev.Catalog) {
+	for _, r := range sightings {
+		for _, rule := range rules {
+			if rule.Name != r.Sighting.Detector {
+				continue
+			}
+			for _, id := range rule.CVEs {
+				if len(in.CVEs) >= maxRiskCVEs || slices.ContainsFunc(in.CVEs, func(c risk.CVE) bool { return c.ID == id }) {
+					continue
+				}
+				p := kev.Rank(id, nvd, kevs)
+				in.CVEs = append(in.CVEs, risk.CVE{ID: id, CVSS: p.CVSS, KEV: p.KEV, Ransomware: p.Ransomware})
+			}
+		}
+	}
 }
 
 // AttackTechnique looks a technique up in the catalog in force

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshward/meshward/detectors"
 	"github.com/meshward/meshward/intel"
 	"github.com/meshward/meshward/intel/attack"
 	"github.com/meshward/meshward/intel/risk"
@@ -94,5 +95,35 @@ func TestLoadCVEDataNamesTheField(t *testing.T) {
 	}
 	if err := (IntelConfig{KEVPath: filepath.Join(t.TempDir(), "missing")}).Validate(); err == nil || !strings.Contains(err.Error(), "kev_path") {
 		t.Errorf("a missing kev_path validated: %v", err)
+	}
+}
+
+// The CVEs of an exploit-attempt rule weigh in the risk of the
+// indicators it reports: a Log4Shell attempt (in KEV) scores above the
+// same sighting from a rule that names no CVE.
+func TestRiskCountsRuleCVEs(t *testing.T) {
+	kevs, err := loadCVEData(IntelConfig{KEVPath: filepath.Join(testenv.SharedData(t, "kev"), "known_exploited_vulnerabilities.json")}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	ind := intel.IndicatorFromAddr(netip.MustParseAddr("203.0.113.90"))
+	rec := func(detector string) []store.SightingRecord {
+		return []store.SightingRecord{{Origin: "a", Sighting: intel.Sighting{Indicator: ind, Detector: detector, Technique: "T1190",
+			Severity: intel.SeverityHigh, Confidence: 85, Count: 1, FirstSeen: now.Add(-time.Minute), LastSeen: now.Add(-time.Minute)}}}
+	}
+	rules := detectors.BuiltinRules().Rules()
+	with := riskInputs(rec("web-log4shell"), nil, now, nil, nil, kevs.nvd, kevs.kev, 0)
+	addRuleCVEs(&with, rec("web-log4shell"), rules, kevs.nvd, kevs.kev)
+	if len(with.CVEs) != 2 || with.CVEs[0].ID != "CVE-2021-44228" || !with.CVEs[0].KEV {
+		t.Fatalf("CVEs %+v, want Log4Shell's two, in KEV", with.CVEs)
+	}
+	without := riskInputs(rec("web-path-scan"), nil, now, nil, nil, kevs.nvd, kevs.kev, 0)
+	addRuleCVEs(&without, rec("web-path-scan"), rules, kevs.nvd, kevs.kev)
+	if len(without.CVEs) != 0 {
+		t.Fatalf("a rule without CVEs linked %+v", without.CVEs)
+	}
+	if w, wo := risk.Score(with).Score, risk.Score(without).Score; w <= wo {
+		t.Errorf("score %d with the rule's KEV CVEs, %d without: want higher", w, wo)
 	}
 }
