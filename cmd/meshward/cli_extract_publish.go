@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -90,9 +92,13 @@ func runExtractPublish(cmd *cobra.Command, in io.Reader, name, output string, o 
 	var results []extractResult
 	var reports []intel.IndicatorReport
 	seen := make(map[string]bool)
+	var cves []string
 	var e extract.Extractor
 	err = e.Scan(bytes.NewReader(data), func(f extract.Finding) error {
 		r := extractResult{Finding: f}
+		if f.Type == extract.CVE && len(cves) < 16 && !slices.Contains(cves, f.Value) {
+			cves = append(cves, f.Value)
+		}
 		ind, ok := f.Indicator()
 		switch {
 		case !ok:
@@ -119,6 +125,13 @@ func runExtractPublish(cmd *cobra.Command, in io.Reader, name, output string, o 
 	})
 	if err != nil {
 		return fmt.Errorf("intel extract %s: %w", name, err)
+	}
+	// The CVEs the advisory names go with every report, so that the
+	// mesh's risk scores weigh them (KEV, CVSS).
+	if len(cves) > 0 {
+		for i := range reports {
+			reports[i].Description += "; the advisory names " + strings.Join(cves, ", ")
+		}
 	}
 	for i, r := range reports {
 		if err := r.Validate(); err != nil {

@@ -84,7 +84,8 @@ func TestIntelExtractPublish(t *testing.T) {
 		if !strings.HasPrefix(rep.Source, "advisory:") {
 			continue // the fake node's own reports
 		}
-		if rep.Source != "advisory:adv-2026-11.md" || rep.Confidence != 60 || rep.ValidUntil.IsZero() || !strings.Contains(rep.Description, "adv-2026-11.md, line") {
+		if rep.Source != "advisory:adv-2026-11.md" || rep.Confidence != 60 || rep.ValidUntil.IsZero() || !strings.Contains(rep.Description, "adv-2026-11.md, line") ||
+			!strings.Contains(rep.Description, "CVE-2024-3400") {
 			t.Errorf("report %+v: want the advisory as source and provenance", rep)
 		}
 		if published[rep.Indicator.Value] {
