@@ -1,5 +1,7 @@
 package admin
 
+import "slices"
+
 // AttackRef names a sighting's technique and its tactics from the node's
 // ATT&CK catalog (intel.attack_path); absent when the node has no
 // catalog or the catalog does not hold the technique.
@@ -42,4 +44,41 @@ func (a *attackNamer) name(sg *Sighting) {
 		a.cache[id] = ref
 	}
 	sg.Attack = ref
+}
+
+// RuleService tells which ATT&CK technique a detection rule reports. It
+// is optional: without it policies name no technique.
+type RuleService interface {
+	// RuleTechnique is the technique of the rule named detector in the
+	// node's pack, "" when it has no such rule.
+	RuleTechnique(detector string) string
+}
+
+// PolicyTechnique is a technique the evidence of a policy was detected
+// under, with its name and tactics when the node's catalog holds it.
+type PolicyTechnique struct {
+	ID string `json:"id"`
+	*AttackRef
+}
+
+// nameTechniques fills in the techniques of the policies' evidence: the
+// rule each evidence names, that rule's technique, the catalog's names.
+func (s *Server) nameTechniques(views []PolicyView) {
+	rs, _ := s.opts.Node.(RuleService)
+	if rs == nil {
+		return
+	}
+	names := s.attackNamer()
+	for i := range views {
+		for _, e := range views[i].Evidence {
+			id := rs.RuleTechnique(e.Detector)
+			if id == "" || slices.ContainsFunc(views[i].Techniques, func(t PolicyTechnique) bool { return t.ID == id }) {
+				continue
+			}
+			sg := Sighting{}
+			sg.Sighting.Technique = id
+			names.name(&sg)
+			views[i].Techniques = append(views[i].Techniques, PolicyTechnique{ID: id, AttackRef: sg.Attack})
+		}
+	}
 }

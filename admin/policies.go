@@ -128,7 +128,12 @@ func getPolicies(s *Server, c *call) (any, error) {
 		return nil, err
 	}
 	q := c.r.URL.Query()
-	return s.policyPage(q.Get("scope"), q.Get("cursor"), n)
+	page, err := s.policyPage(q.Get("scope"), q.Get("cursor"), n)
+	if err != nil {
+		return nil, err
+	}
+	s.nameTechniques(page.Items)
+	return page, nil
 }
 
 func getPolicy(s *Server, c *call) (any, error) {
@@ -140,7 +145,9 @@ func getPolicy(s *Server, c *call) (any, error) {
 	now := s.now()
 	if scope != ScopeLocal {
 		if p, ok := s.policySvc.MeshPolicy(id, now); ok {
-			return PolicyView{Policy: p, Scope: ScopeMesh}, nil
+			v := []PolicyView{{Policy: p, Scope: ScopeMesh}}
+			s.nameTechniques(v)
+			return v[0], nil
 		}
 	}
 	if scope != ScopeMesh {

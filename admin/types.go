@@ -84,6 +84,9 @@ const (
 type PolicyView struct {
 	intel.Policy
 	Scope string `json:"scope"`
+	// Techniques are the ATT&CK techniques its evidence was detected
+	// under (attack_ref.go).
+	Techniques []PolicyTechnique `json:"techniques,omitempty"`
 }
 
 // PolicyRequest asks for a local block (mesh-wide policies are operator

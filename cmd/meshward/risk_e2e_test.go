@@ -239,6 +239,19 @@ func TestRiskSameOnEveryNode(t *testing.T) {
 	if v.ByTechnique["T1110.001"] == 0 || v.Indicators != 2 || v.Origins != 3 || len(v.Sightings) != 3 || v.Matched < len(v.Sightings) {
 		t.Errorf("seen under T1110: matched %d %v, %d indicators, %d origins, %d listed", v.Matched, v.ByTechnique, v.Indicators, v.Origins, len(v.Sightings))
 	}
+	// The block names the technique its evidence was detected under.
+	pv, err := clients[2].Policy(ctx, intel.PolicyID(intel.ActionBlock, ind), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pv.Techniques) == 0 || pv.Techniques[0].AttackRef == nil || !strings.HasPrefix(pv.Techniques[0].ID, "T1110") ||
+		!slices.Contains(pv.Techniques[0].Tactics, "TA0006 Credential Access") {
+		t.Errorf("policy techniques %+v, want the brute force its evidence was detected under, named", pv.Techniques)
+	}
+	page, err := clients[0].PolicyPage(ctx, admin.PolicyQuery{Limit: 10})
+	if err != nil || len(page.Items) == 0 || len(page.Items[0].Techniques) == 0 {
+		t.Errorf("policy list: %+v, %v; want techniques on each", page.Items, err)
+	}
 	// Sightings name their technique and its tactics from the catalog.
 	for _, sg := range v.Sightings {
 		if a := sg.Attack; a == nil || a.Name == "" || !slices.Contains(a.Tactics, "TA0006 Credential Access") ||
