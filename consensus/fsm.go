@@ -63,6 +63,9 @@ type fsm struct {
 	// feeds are the feed policies and the warninglist extensions
 	// (feedpolicy.go).
 	feeds feedState
+	// recidive are the indicators blocked automatically before
+	// (recidive.go).
+	recidive recidive
 
 	// nextNonceExpiry is the earliest nonce expiry (zero: none), rebuilt
 	// on restore.
@@ -102,6 +105,7 @@ func newFSM(onChange func()) *fsm {
 		nonces:         map[string]time.Time{},
 		departed:       map[string]time.Time{},
 		trust:          map[string]trustRecord{},
+		recidive:       newRecidive(),
 		memberIPs:      map[netip.Prefix]struct{}{},
 		memberIndex:    newPrefixIndex(),
 		changeLogSize:  defaultChangeLogSize,
@@ -335,9 +339,10 @@ func (f *fsm) putPolicy(c *Command, now time.Time) (func(), *RefusalError) {
 	if p.Action != intel.ActionBlock {
 		return nil, refuse(c.Type, "action", ErrRefused, "an automatic policy may only block, not %s", p.Action)
 	}
-	if p.ExpiresAt.IsZero() || p.ExpiresAt.Sub(p.CreatedAt) > f.rules.BlockTTL || p.CreatedAt.After(now.Add(signedSkew)) {
-		return nil, refuse(c.Type, "ttl_cap", ErrRefused, "an automatic block lasts at most %s from now (created %s, expires %s)",
-			f.rules.BlockTTL, p.CreatedAt.Format(time.RFC3339), p.ExpiresAt.Format(time.RFC3339))
+	prior, inForce := f.priorBlocks(p.Indicator, p.ID, now)
+	if ttlCap := recidiveTTL(f.rules, prior); p.ExpiresAt.IsZero() || p.ExpiresAt.Sub(p.CreatedAt) > ttlCap || p.CreatedAt.After(now.Add(signedSkew)) {
+		return nil, refuse(c.Type, "ttl_cap", ErrRefused, "an automatic block lasts at most %s from now (%d blocked before; created %s, expires %s)",
+			ttlCap, prior, p.CreatedAt.Format(time.RFC3339), p.ExpiresAt.Format(time.RFC3339))
 	}
 	if err := f.rules.Floors.CheckBlock(p.Indicator, false); err != nil {
 		return nil, refuse(c.Type, "floor", ErrRefused, "%w", err)
@@ -353,7 +358,14 @@ func (f *fsm) putPolicy(c *Command, now time.Time) (func(), *RefusalError) {
 		return nil, rerr
 	}
 	p.Evidence = ev
-	return func() { f.store(p, now) }, nil
+	return func() {
+		// A new episode (no automatic block of it in force) counts
+		// towards recidive; a block merged into one in force does not.
+		if !inForce {
+			f.recidive.record(p.Indicator)
+		}
+		f.store(p, now)
+	}, nil
 }
 
 // blockVeto refuses a block of ind that covers a protected range, a

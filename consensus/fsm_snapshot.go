@@ -46,6 +46,9 @@ type snapshotState struct {
 	// (feedpolicy.go); absent from older snapshots.
 	FeedPolicies []intel.FeedPolicy  `json:"feed_policies,omitempty"`
 	Warninglist  []warninglist.Entry `json:"warninglist,omitempty"`
+	// The indicators blocked automatically before (recidive.go); absent
+	// from older snapshots.
+	Recidive []recidiveRecord `json:"recidive,omitempty"`
 }
 
 type nonceRecord struct {
@@ -87,6 +90,7 @@ type fsmSnapshot struct {
 	departed  map[string]time.Time
 	trust     map[string]trustRecord
 	feeds     feedState
+	recidive  recidive
 }
 
 // Snapshot implements raft.FSM: a cheap copy under the lock. raft calls
@@ -115,6 +119,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		departed:  maps.Clone(f.departed),
 		trust:     maps.Clone(f.trust),
 		feeds:     f.feeds.clone(),
+		recidive:  f.recidive.clone(),
 	}, nil
 }
 
@@ -164,6 +169,9 @@ func (s *fsmSnapshot) rest() snapshotState {
 	}
 	if len(s.feeds.warn) > 0 {
 		st.Warninglist = s.feeds.sortedWarn()
+	}
+	if len(s.recidive.order) > 0 {
+		st.Recidive = s.recidive.snapshot()
 	}
 	return st
 }
@@ -234,6 +242,10 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
+	recid, err := restoreRecidive(st.Recidive)
+	if err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
 	f.mu.Lock()
 	policies.changes = f.policies.changes
 	policies.changes.reset()
@@ -244,6 +256,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.index = st.Index
 	f.trust = trust
 	f.feeds = feeds
+	f.recidive = recid
 	f.rebuildMemberIPs()
 	f.reindexNonces()
 	f.mu.Unlock()

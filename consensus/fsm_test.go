@@ -31,7 +31,7 @@ type applier struct {
 }
 
 func testRules() Rules {
-	return Rules{MinNodes: 2, Window: 10 * time.Minute, BlockTTL: 24 * time.Hour, Floors: intel.DefaultFloors()}
+	return Rules{MinNodes: 2, Window: 10 * time.Minute, BlockTTL: 24 * time.Hour, Floors: intel.DefaultFloors(), RecidiveDoublings: defaultRecidiveDoublings}
 }
 
 func testInit() *Init {

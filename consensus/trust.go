@@ -37,12 +37,17 @@ type Rules struct {
 	DistributedMinSites  int `json:"distributed_min_sites,omitempty"`
 	DistributedThreshold int `json:"distributed_threshold,omitempty"`
 	DistributedSiteCap   int `json:"distributed_site_cap,omitempty"`
+	// RecidiveDoublings is how many times an automatic block's TTL cap
+	// doubles for an indicator the mesh blocked before (recidive.go); 0
+	// is off.
+	RecidiveDoublings int `json:"recidive_doublings,omitempty"`
 }
 
 // DefaultRules are the rules a mesh is founded with unless the founding
 // node says otherwise (Config.BootstrapRules).
 func DefaultRules() Rules {
-	return Rules{MinNodes: 2, Window: 10 * time.Minute, BlockTTL: 24 * time.Hour, Floors: intel.DefaultFloors()}
+	return Rules{MinNodes: 2, Window: 10 * time.Minute, BlockTTL: 24 * time.Hour, Floors: intel.DefaultFloors(),
+		RecidiveDoublings: defaultRecidiveDoublings}
 }
 
 // Bounds of the rules and of what the FSM holds.
@@ -80,6 +85,8 @@ func (r Rules) Validate() error {
 		return fmt.Errorf("block_ttl %s: want more than 0, at most %s", r.BlockTTL, maxBlockTTL)
 	case r.MinRisk < 0 || r.MinRisk > 100:
 		return fmt.Errorf("min_risk %d: want 0..100", r.MinRisk)
+	case r.RecidiveDoublings < 0 || r.RecidiveDoublings > maxRecidiveDoublings:
+		return fmt.Errorf("recidive_doublings %d: want 0..%d", r.RecidiveDoublings, maxRecidiveDoublings)
 	}
 	if err := r.validateDistributed(); err != nil {
 		return err

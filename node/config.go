@@ -70,6 +70,10 @@ type CorroborationConfig struct {
 	Window   time.Duration `yaml:"window"`
 	// BlockTTL is how long a corroborated mesh-wide block lasts.
 	BlockTTL time.Duration `yaml:"block_ttl"`
+	// RecidiveDoublings: a source the mesh blocked automatically before
+	// is blocked for BlockTTL doubled once per earlier block, at most this
+	// many times (0: off). Part of the rules a mesh is founded with.
+	RecidiveDoublings int `yaml:"recidive_doublings"`
 	// Distributed is the rule over sub-threshold summaries (distributed.go).
 	Distributed DistributedConfig `yaml:"distributed"`
 }
@@ -93,10 +97,11 @@ func DefaultConfig() Config {
 		Gossip:    gossip.DefaultConfig(),
 		Consensus: consensus.DefaultConfig(),
 		Corroboration: CorroborationConfig{
-			MinNodes:    2,
-			Window:      10 * time.Minute,
-			BlockTTL:    24 * time.Hour,
-			Distributed: DefaultDistributedConfig(),
+			MinNodes:          2,
+			Window:            10 * time.Minute,
+			BlockTTL:          24 * time.Hour,
+			RecidiveDoublings: 3,
+			Distributed:       DefaultDistributedConfig(),
 		},
 		LocalBlock: LocalBlockConfig{Enabled: true, TTL: time.Hour},
 		Detectors:  detectors.DefaultConfig(),
@@ -192,6 +197,9 @@ func (c Config) Validate() error {
 	}
 	if c.Corroboration.BlockTTL <= 0 {
 		bad("corroboration.block_ttl", c.Corroboration.BlockTTL, "must be positive")
+	}
+	if d := c.Corroboration.RecidiveDoublings; d < 0 || d > 8 {
+		bad("corroboration.recidive_doublings", d, "must be 0 (off) to 8")
 	}
 	c.Corroboration.Distributed.validate("corroboration.distributed", c.Corroboration.MinNodes, bad)
 	if c.LocalBlock.Enabled && c.LocalBlock.TTL <= 0 {

@@ -149,6 +149,20 @@ func (c *corroborator) rules() (minNodes int, window, ttl time.Duration) {
 	return c.rule.MinNodes, c.rule.Window, c.rule.BlockTTL
 }
 
+// blockTTL is how long an automatic block of ind may last: the mesh's
+// TTL, doubled for each automatic block of ind before (consensus
+// recidive), when the mesh view knows; else ttl.
+func (c *corroborator) blockTTL(ind intel.Indicator, now time.Time, ttl time.Duration) time.Duration {
+	if r, ok := c.mesh.(interface {
+		RecidiveTTL(intel.Indicator, time.Time) time.Duration
+	}); ok {
+		if d := r.RecidiveTTL(ind, now); d > 0 {
+			return d
+		}
+	}
+	return ttl
+}
+
 // decide is the rule itself: the block to propose at now, if any, with
 // one signed sighting of each distinct member (its latest).
 func (c *corroborator) decide(ind intel.Indicator, now time.Time) (proposal, bool, error) {
@@ -198,7 +212,7 @@ func (c *corroborator) decide(ind intel.Indicator, now time.Time) (proposal, boo
 	}
 	out.policy = intel.NewPolicy(intel.ActionBlock, ind,
 		fmt.Sprintf("corroborated by %d nodes (%s)", len(origins), evidence[0].Detector),
-		c.self, now, ttl)
+		c.self, now, c.blockTTL(ind, now, ttl))
 	out.policy.Evidence = evidence
 	return out, true, nil
 }

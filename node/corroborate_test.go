@@ -257,3 +257,34 @@ func TestCorroboratorFollowsTheMeshRule(t *testing.T) {
 		t.Fatal("a sighting the FSM could find stale was used as proof")
 	}
 }
+
+// recidiveMesh is a mesh view that knows the recidive cap of the
+// indicators it blocked before.
+type recidiveMesh struct {
+	fakeMesh
+	ttl map[intel.Indicator]time.Duration
+}
+
+func (r *recidiveMesh) RecidiveTTL(ind intel.Indicator, _ time.Time) time.Duration { return r.ttl[ind] }
+
+// A source the mesh blocked before is proposed for the longer TTL the
+// mesh allows it (consensus recidive); another keeps the mesh's TTL.
+func TestCorroboratorProposesRecidiveTTL(t *testing.T) {
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	back := intel.IndicatorFromAddr(netip.MustParseAddr("203.0.113.12"))
+	fresh := intel.IndicatorFromAddr(netip.MustParseAddr("203.0.113.13"))
+	var recs []store.SightingRecord
+	for i, ind := range []intel.Indicator{back, fresh} {
+		recs = append(recs, store.SightingRecord{Origin: "a", Seq: uint64(i + 1), Sent: now, Sighting: intel.Sighting{Indicator: ind, Detector: "d", LastSeen: now}})
+	}
+	mesh := &recidiveMesh{fakeMesh: fakeMesh{members: map[string]bool{"a": true}, rules: consensus.Rules{MinNodes: 1, Window: time.Hour, BlockTTL: time.Hour}},
+		ttl: map[intel.Indicator]time.Duration{back: 4 * time.Hour}}
+	c := newCorroborator("self", CorroborationConfig{MinNodes: 1, Window: time.Hour, BlockTTL: time.Hour},
+		&fakeSightings{recs: recs}, mesh, &fakeProposer{}, func() time.Time { return now }, slog.New(slog.DiscardHandler), &counters{})
+	if pr, ok, _ := c.decide(back, now); !ok || !pr.policy.ExpiresAt.Equal(now.Add(4*time.Hour)) {
+		t.Fatalf("returning source: %+v (ok %v), want the recidive TTL of 4h", pr.policy, ok)
+	}
+	if pr, ok, _ := c.decide(fresh, now); !ok || !pr.policy.ExpiresAt.Equal(now.Add(time.Hour)) {
+		t.Fatalf("first-time source: %+v (ok %v), want the mesh's TTL", pr.policy, ok)
+	}
+}

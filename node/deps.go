@@ -232,7 +232,7 @@ func (d *Deps) newConsensus(ctx context.Context) (*consensus.Consensus, error) {
 	ccfg.VerifyCache = d.Verify
 	// A mesh founded here starts with this node's corroboration rule.
 	ccfg.BootstrapRules = &consensus.Rules{MinNodes: cfg.Corroboration.MinNodes, Window: cfg.Corroboration.Window,
-		BlockTTL: cfg.Corroboration.BlockTTL, Floors: intel.DefaultFloors()}
+		BlockTTL: cfg.Corroboration.BlockTTL, Floors: intel.DefaultFloors(), RecidiveDoublings: cfg.Corroboration.RecidiveDoublings}
 	cfg.Corroboration.Distributed.withFoundingRule(ccfg.BootstrapRules)
 	if t := d.Options.ConsensusTimeouts; t != nil {
 		ccfg.HeartbeatTimeout, ccfg.ElectionTimeout = t.Heartbeat, t.Election

@@ -299,7 +299,7 @@ func (c *corroborator) decideDistributed(ind intel.Indicator, now time.Time, ful
 	}
 	out.policy = intel.NewPolicy(intel.ActionBlock, ind,
 		fmt.Sprintf("distributed: %d sites, %d events under their thresholds (%s)", len(chosen), sum, evidence[0].Detector),
-		c.self, now, r.BlockTTL)
+		c.self, now, c.blockTTL(ind, now, r.BlockTTL))
 	out.policy.Evidence = evidence
 	c.dist.proposals.Add(1)
 	return out, true, nil

@@ -40,8 +40,11 @@ func (a riskAPI) Risk(ind intel.Indicator, sightings []store.SightingRecord, rep
 	}
 	slices.Sort(origins)
 	trust, _ := cons.SiteTrustAt(slices.Compact(origins))
-	prior := 0
-	if _, ok := cons.Policy(intel.PolicyID(intel.ActionBlock, ind), now); ok {
+	// Recidivism: the automatic blocks of it the mesh applied (the FSM's
+	// history), or 1 for a block in force the history does not hold
+	// (an operator's, a feed's).
+	prior := cons.AutomaticBlocks(ind)
+	if _, ok := cons.Policy(intel.PolicyID(intel.ActionBlock, ind), now); ok && prior == 0 {
 		prior = 1
 	}
 	var nvd *kev.NVD
