@@ -16,15 +16,7 @@ import (
 func TestAdminMeshQuery(t *testing.T) {
 	n := startSingle(t, nil)
 	waitFor(t, "the node to lead", func() bool { return n.Consensus().IsLeader() && n.Consensus().IsMember(n.ID()) })
-	tok, err := admin.ReadTokenFile(n.admin.TokenFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := admin.NewClient(n.deps.Config.SocketPath(), tok, admin.ClientOptions{Timeout: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := localAdminClient(t, n.deps.Config.SocketPath())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
@@ -68,4 +60,20 @@ func TestAdminMeshQuery(t *testing.T) {
 			t.Errorf("%+v: err %v, want 400", bad, err)
 		}
 	}
+}
+
+// localAdminClient is a client of the admin API on socket with the
+// node's local admin token (beside the socket), closed with the test.
+func localAdminClient(tb testing.TB, socket string) *admin.Client {
+	tb.Helper()
+	tok, err := admin.ReadTokenFile(admin.DefaultTokenFile(socket))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := admin.NewClient(socket, tok, admin.ClientOptions{Timeout: time.Minute})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(c.Close)
+	return c
 }

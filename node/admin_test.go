@@ -166,15 +166,7 @@ func TestEvaluationQueueFullIsCounted(t *testing.T) {
 func TestAdminBulkAndPagesOnRealMesh(t *testing.T) {
 	n := startSingle(t, nil)
 	waitFor(t, "the node to lead", func() bool { return n.Consensus().IsLeader() && n.Consensus().MeshID() != "" })
-	tok, err := admin.ReadTokenFile(n.admin.TokenFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := admin.NewClient(n.deps.Config.SocketPath(), tok, admin.ClientOptions{Timeout: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := localAdminClient(t, n.deps.Config.SocketPath())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 

@@ -49,15 +49,7 @@ func authFailureMetric(t *testing.T, n *Node, reason string) float64 {
 func TestTAXIIOnRealNode(t *testing.T) {
 	n := startSingle(t, func(c *Config) { c.Gossip.Indicators = true })
 	socket := n.deps.Config.SocketPath()
-	adminTok, err := admin.ReadTokenFile(admin.DefaultTokenFile(socket))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ac, err := admin.NewClient(socket, adminTok, admin.ClientOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ac.Close()
+	ac := localAdminClient(t, socket)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	viewer, err := ac.CreateToken(ctx, admin.TokenRequest{Name: "taxii-reader", Role: admin.RoleViewer})

@@ -69,16 +69,12 @@ active (unknown, revoked, deprecated, malformed) are listed after the table.`,
 			}
 			rep := coverage(cat, rs)
 			if output == "json" {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(rep)
+				return writeJSON(cmd.OutOrStdout(), rep)
 			}
 			return printCoverage(cmd.OutOrStdout(), rep)
 		},
 	}
-	cmd.Flags().StringVar(&attackPath, "attack", "", "the ATT&CK Enterprise bundle: a file, or a directory holding enterprise-attack.json (required)")
-	cmd.Flags().StringVar(&dir, "rules-dir", "", "directory of *.yaml rule files that add to or override the built-in pack")
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	attackFlags(cmd, &attackPath, &dir, &output)
 	return cmd
 }
 
@@ -107,17 +103,27 @@ func newRulesTechniqueCmd() *cobra.Command {
 			}
 			info := techniqueInfo(cat, rs, id)
 			if output == "json" {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(info)
+				return writeJSON(cmd.OutOrStdout(), info)
 			}
 			return printTechnique(cmd.OutOrStdout(), info)
 		},
 	}
-	cmd.Flags().StringVar(&attackPath, "attack", "", "the ATT&CK Enterprise bundle: a file, or a directory holding enterprise-attack.json (required)")
-	cmd.Flags().StringVar(&dir, "rules-dir", "", "directory of *.yaml rule files that add to or override the built-in pack")
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	attackFlags(cmd, &attackPath, &dir, &output)
 	return cmd
+}
+
+// attackFlags are the flags of the commands that read the ATT&CK bundle.
+func attackFlags(cmd *cobra.Command, attackPath, dir, output *string) {
+	cmd.Flags().StringVar(attackPath, "attack", "", "the ATT&CK Enterprise bundle: a file, or a directory holding enterprise-attack.json (required)")
+	cmd.Flags().StringVar(dir, "rules-dir", "", "directory of *.yaml rule files that add to or override the built-in pack")
+	cmd.Flags().StringVarP(output, "output", "o", "table", "output format: table or json")
+}
+
+// writeJSON writes v indented.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 func loadCatalogAndRules(attackPath, dir string) (*attack.Catalog, *detectors.RuleSet, error) {
