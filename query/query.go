@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -293,7 +294,9 @@ func askOne(ctx context.Context, h host.Host, p peer.ID, body []byte) Result {
 		if err != nil {
 			r.Error = err.Error()
 		}
-		if s != Answered && ctx.Err() != nil {
+		// The stream's deadline is the query's: either one ending first
+		// means the member did not answer in time.
+		if s != Answered && (ctx.Err() != nil || isTimeout(err)) {
 			r.Status = TimedOut
 			if r.Error == "" {
 				r.Error = "no answer within the deadline"
@@ -330,6 +333,12 @@ func askOne(ctx context.Context, h host.Host, p peer.ID, body []byte) Result {
 	}
 	r.Answer = resp.Answer
 	return finish(Answered, nil)
+}
+
+// isTimeout reports whether err is a deadline passing.
+func isTimeout(err error) bool {
+	var ne interface{ Timeout() bool }
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 // Summary counts the results by status.
