@@ -16,8 +16,10 @@ type replayCache struct {
 	capacity int
 	gen      uint64
 	entries  map[replayID]replayEntry
-	ring     []replaySlot // insertion order
-	head, n  int
+	// ring is the insertion order; it grows by doubling up to capacity,
+	// so that an idle node does not hold a full ring.
+	ring    []replaySlot
+	head, n int
 }
 
 type replayEntry struct {
@@ -37,9 +39,21 @@ func newReplayCache(capacity int) *replayCache {
 	return &replayCache{
 		capacity: capacity,
 		entries:  make(map[replayID]replayEntry, min(capacity, 1024)),
-		ring:     make([]replaySlot, capacity),
 	}
 }
+
+// grow doubles the ring (at least replayRingMin slots, at most capacity),
+// keeping the insertion order from the front.
+func (c *replayCache) grow() {
+	ring := make([]replaySlot, min(max(2*len(c.ring), replayRingMin), c.capacity))
+	for i := range c.n {
+		ring[i] = c.ring[(c.head+i)%len(c.ring)]
+	}
+	c.ring, c.head = ring, 0
+}
+
+// replayRingMin is the ring's first size.
+const replayRingMin = 1024
 
 func replayKey(origin []byte, seq uint64) replayID {
 	var b replayID
@@ -69,11 +83,14 @@ func (c *replayCache) reserve(key replayID, expires, now time.Time) bool {
 			delete(c.entries, s.key)
 		}
 		c.ring[c.head] = replaySlot{}
-		c.head = (c.head + 1) % c.capacity
+		c.head = (c.head + 1) % len(c.ring)
 		c.n--
 	}
+	if c.n == len(c.ring) {
+		c.grow() // n < capacity here: a full ring of capacity popped its front
+	}
 	c.gen++
-	c.ring[(c.head+c.n)%c.capacity] = replaySlot{key: key, gen: c.gen}
+	c.ring[(c.head+c.n)%len(c.ring)] = replaySlot{key: key, gen: c.gen}
 	c.n++
 	c.entries[key] = replayEntry{expires: expires, gen: c.gen}
 	return true
