@@ -23,10 +23,11 @@ import (
 // that) until it restores one that has it.
 
 // Bounds of the recent entries kept to serve edges that fall behind;
-// beyond them an edge catches up from a certified snapshot.
+// beyond them an edge catches up from a certified snapshot. The bytes
+// match the raft log cache's (logcache.go), whose entries these share.
 const (
 	chainRecentEntries = 4096
-	chainRecentBytes   = 16 << 20
+	chainRecentBytes   = logCacheBytes
 )
 
 // chainState is the chain head as a snapshot holds it.
