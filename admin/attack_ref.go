@@ -24,10 +24,12 @@ func (s *Server) attackNamer() *attackNamer {
 }
 
 // name sets sg.Attack from sg's technique.
-func (a *attackNamer) name(sg *Sighting) {
-	id := sg.Sighting.Technique
+func (a *attackNamer) name(sg *Sighting) { sg.Attack = a.ref(sg.Sighting.Technique) }
+
+// ref is technique id named from the catalog, or nil.
+func (a *attackNamer) ref(id string) *AttackRef {
 	if a.svc == nil || id == "" {
-		return
+		return nil
 	}
 	ref, seen := a.cache[id]
 	if !seen {
@@ -43,7 +45,7 @@ func (a *attackNamer) name(sg *Sighting) {
 		}
 		a.cache[id] = ref
 	}
-	sg.Attack = ref
+	return ref
 }
 
 // RuleService tells which ATT&CK technique a detection rule reports. It
@@ -75,10 +77,7 @@ func (s *Server) nameTechniques(views []PolicyView) {
 			if id == "" || slices.ContainsFunc(views[i].Techniques, func(t PolicyTechnique) bool { return t.ID == id }) {
 				continue
 			}
-			sg := Sighting{}
-			sg.Sighting.Technique = id
-			names.name(&sg)
-			views[i].Techniques = append(views[i].Techniques, PolicyTechnique{ID: id, AttackRef: sg.Attack})
+			views[i].Techniques = append(views[i].Techniques, PolicyTechnique{ID: id, AttackRef: names.ref(id)})
 		}
 	}
 }

@@ -478,18 +478,22 @@ type taxiiEnvelope struct {
 	Objects []stix.Object `json:"objects,omitempty"`
 }
 
-func (s *Server) taxiiObjects(w http.ResponseWriter, r *http.Request) {
+// requestedPage is the page of the collection r names that its query
+// asks for.
+func (s *Server) requestedPage(r *http.Request) ([]taxiiItem, bool, error) {
 	col, err := collectionOf(r)
 	if err != nil {
-		s.taxiiErr(w, r, err)
-		return
+		return nil, false, err
 	}
 	q, err := parseTAXIIQuery(r)
 	if err != nil {
-		s.taxiiErr(w, r, err)
-		return
+		return nil, false, err
 	}
-	items, more, err := s.page(r, col, q)
+	return s.page(r, col, q)
+}
+
+func (s *Server) taxiiObjects(w http.ResponseWriter, r *http.Request) {
+	items, more, err := s.requestedPage(r)
 	if err != nil {
 		s.taxiiErr(w, r, err)
 		return
@@ -513,17 +517,7 @@ type manifestRecord struct {
 }
 
 func (s *Server) taxiiManifest(w http.ResponseWriter, r *http.Request) {
-	col, err := collectionOf(r)
-	if err != nil {
-		s.taxiiErr(w, r, err)
-		return
-	}
-	q, err := parseTAXIIQuery(r)
-	if err != nil {
-		s.taxiiErr(w, r, err)
-		return
-	}
-	items, more, err := s.page(r, col, q)
+	items, more, err := s.requestedPage(r)
 	if err != nil {
 		s.taxiiErr(w, r, err)
 		return

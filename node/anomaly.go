@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"time"
+
+	"github.com/meshward/meshward/internal/atomicfile"
 )
 
 // The baselines of the anomaly rules (detectors/anomaly.go) are learnt
@@ -53,31 +55,13 @@ func (n *Node) restoreAnomalies(d *Detectors) {
 }
 
 // saveAnomalies writes the baselines of the engine in force to
-// data_dir/anomaly.json, whole or not at all (a temporary file renamed
-// into place).
+// data_dir/anomaly.json, whole or not at all.
 func (n *Node) saveAnomalies(d *Detectors) error {
 	data, err := d.engine.Load().AnomalyState()
 	if err != nil || data == nil {
 		return err
 	}
-	path := filepath.Join(n.deps.Config.DataDir, anomalyFile)
-	tmp, err := os.CreateTemp(n.deps.Config.DataDir, anomalyFile+".*")
-	if err != nil {
-		return fmt.Errorf("save anomaly baselines: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save anomaly baselines: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save anomaly baselines: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("save anomaly baselines: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := atomicfile.Write(filepath.Join(n.deps.Config.DataDir, anomalyFile), data, 0o600); err != nil {
 		return fmt.Errorf("save anomaly baselines: %w", err)
 	}
 	d.anomaly.saved.Add(1)

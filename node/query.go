@@ -1,10 +1,12 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -198,19 +200,7 @@ func (n *Node) Query(ctx context.Context, req query.Request, timeout time.Durati
 		out[i] = QueryResult{Result: r, Site: sites[r.Node]}
 	}
 	slices.SortFunc(out, func(a, b QueryResult) int {
-		if a.Site != b.Site {
-			if a.Site < b.Site {
-				return -1
-			}
-			return 1
-		}
-		if a.Node < b.Node {
-			return -1
-		}
-		if a.Node > b.Node {
-			return 1
-		}
-		return 0
+		return cmp.Or(strings.Compare(a.Site, b.Site), strings.Compare(a.Node, b.Node))
 	})
 	return out, nil
 }

@@ -20,7 +20,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -347,12 +346,5 @@ func Summary(rs []Result) map[Status]int {
 	for _, r := range rs {
 		out[r.Status]++
 	}
-	return out
-}
-
-// Sorted returns the results ordered by node.
-func Sorted(rs []Result) []Result {
-	out := slices.Clone(rs)
-	slices.SortFunc(out, func(a, b Result) int { return strings.Compare(a.Node, b.Node) })
 	return out
 }
