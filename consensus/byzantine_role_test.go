@@ -30,6 +30,14 @@ func TestByzantineResponderSignsAdminCommand(t *testing.T) {
 		{Op: intel.OpAddOperator, OperatorKey: seededKey("friend").Public().(ed25519.PublicKey), OperatorRole: intel.OperatorAdmin, OperatorName: "friend"},
 		{Op: intel.OpSetCorroboration, MinNodes: 1, WindowSeconds: 3600},
 		func() intel.OperatorCommand { c := blockOp(t, "10.0.0.0/8", time.Hour); c.Wide = true; return c }(),
+		// The rules of automatic blocking, feed policies and the
+		// warninglist are an admin's too.
+		{Op: intel.OpSetMinRisk, MinRisk: 40},
+		{Op: intel.OpSetDistributed, DistributedMinSites: 5, DistributedThreshold: 20, DistributedSiteCap: 4},
+		setFeedOp(testFeed()),
+		{Op: intel.OpRemoveFeedPolicy, FeedPolicyName: "feodo"},
+		warnOp(intel.OpWarninglistAdd, mustIndicator(t, "198.51.100.0/24")),
+		warnOp(intel.OpWarninglistRemove, mustIndicator(t, "198.51.100.0/24")),
 	} {
 		attack(t, nodes, opCmd(signOp(t, responder, mesh, now, cmd), now), "role")
 	}
