@@ -37,6 +37,15 @@ var cefNames = map[Kind]string{
 	KindPolicyCommitted: "Policy committed",
 	KindPolicyEnforced:  "Policy enforced",
 	KindPolicyExpired:   "Policy expired",
+	KindAlert:           "Alert",
+}
+
+// cefName is the header's name of e.
+func cefName(e Event) string {
+	if e.Kind == KindAlert && e.Alert != nil {
+		return "Alert " + e.Alert.State + ": " + e.Alert.Rule
+	}
+	return cefNames[e.Kind]
 }
 
 // FormatCEF renders e as one CEF:0 record. version is the device version.
@@ -46,11 +55,14 @@ var cefNames = map[Kind]string{
 // dhost (domain indicator), cs1 indicator ("type:value"), cs2 detector,
 // cs3 ATT&CK technique, cs4 policy ID, cs5 backend, cs6 origin node,
 // cn1 confidence, cnt event count, act action, suser author, msg reason,
-// end expiry (milliseconds since the epoch).
+// end expiry (milliseconds since the epoch). Alerts add cat (the rule),
+// outcome (firing or resolved), flexString1 the group, flexString2 the
+// alert's ID, start (firing since, milliseconds since the epoch) and cn2
+// the reminder's number; msg is the alert's detail.
 func FormatCEF(e Event, version string) string {
 	var b strings.Builder
 	b.WriteString("CEF:0|")
-	for _, h := range []string{cefVendor, cefProduct, version, string(e.Kind), cefNames[e.Kind]} {
+	for _, h := range []string{cefVendor, cefProduct, version, string(e.Kind), cefName(e)} {
 		b.WriteString(escapeHeader(h))
 		b.WriteByte('|')
 	}
@@ -117,6 +129,21 @@ func FormatCEF(e Event, version string) string {
 	ext("msg", e.Reason)
 	if !e.ExpiresAt.IsZero() {
 		ext("end", strconv.FormatInt(e.ExpiresAt.UnixMilli(), 10))
+	}
+	if a := e.Alert; a != nil {
+		ext("cat", a.Rule)
+		ext("outcome", a.State)
+		ext("flexString1", a.Group)
+		ext("flexString1Label", "alertGroup")
+		ext("flexString2", a.ID)
+		ext("flexString2Label", "alertId")
+		if !a.Since.IsZero() {
+			ext("start", strconv.FormatInt(a.Since.UnixMilli(), 10))
+		}
+		if a.Repeat != 0 {
+			ext("cn2", strconv.Itoa(a.Repeat))
+			ext("cn2Label", "reminder")
+		}
 	}
 	return b.String()
 }

@@ -3,6 +3,7 @@ package siem
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"strings"
 	"time"
 
 	"github.com/meshward/meshward/intel"
@@ -18,6 +19,7 @@ const (
 	KindPolicyCommitted Kind = "policy_committed"  // a mesh policy was committed
 	KindPolicyEnforced  Kind = "policy_enforced"   // a backend applied a block
 	KindPolicyExpired   Kind = "policy_expired"    // a policy reached its expiry
+	KindAlert           Kind = "alert"             // an alerting rule fired, reminded or resolved
 )
 
 // Event is one security event, the common shape of everything the node
@@ -44,6 +46,46 @@ type Event struct {
 	Reason    string       `json:"reason,omitempty"`
 	ExpiresAt time.Time    `json:"expires_at,omitzero"`
 	Backend   string       `json:"backend,omitempty"` // for policy_enforced
+
+	// Alerts (kind alert): Severity is the alert's, Reason its detail.
+	Alert *AlertInfo `json:"alert,omitempty"`
+
+	// Sinks, when not empty, restricts delivery to the sinks of these
+	// classes (SinkClass); it is not part of the event's encoding.
+	Sinks []string `json:"-"`
+}
+
+// AlertInfo is what an alert event says of its alert.
+type AlertInfo struct {
+	ID    string    `json:"id"`    // stable per rule and group
+	Rule  string    `json:"rule"`  // the rule's name
+	On    string    `json:"on"`    // what the rule watches: an event kind, or "metric"
+	State string    `json:"state"` // firing or resolved
+	Group string    `json:"group"` // the group de-duplicated on ("indicator=ipv4:192.0.2.1")
+	Since time.Time `json:"since"` // firing since
+	// Repeat is 0 for the first notification of a firing, n for the n-th
+	// reminder.
+	Repeat int `json:"repeat,omitempty"`
+	// Events is how many events fed the alert while it fired.
+	Events int `json:"events,omitempty"`
+}
+
+// Sink classes, the names an event's Sinks lists.
+const (
+	SinkClassWebhook   = "webhook"
+	SinkClassSyslog    = "syslog"
+	SinkClassJSONLines = "json_lines"
+)
+
+// SinkClass is the class of the sink named name (Sink.Name).
+func SinkClass(name string) string {
+	switch {
+	case name == "jsonl":
+		return SinkClassJSONLines
+	case strings.HasPrefix(name, "syslog"):
+		return SinkClassSyslog
+	}
+	return name
 }
 
 // NewID returns a random event ID (128 bits, hex).

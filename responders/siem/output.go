@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -135,6 +136,9 @@ func (o *Output) run(ctx, wctx context.Context) {
 	defer stop()
 	for e := range o.queue {
 		for _, s := range o.sinks {
+			if len(e.Sinks) > 0 && !slices.Contains(e.Sinks, SinkClass(s.Name())) {
+				continue
+			}
 			tctx, cancel := context.WithTimeout(wctx, 5*time.Second)
 			err := s.Write(tctx, e)
 			cancel()
