@@ -66,6 +66,8 @@ type fsm struct {
 	// recidive are the indicators blocked automatically before
 	// (recidive.go).
 	recidive recidive
+	// seg are the zones, flows and quarantines (segment.go).
+	seg segState
 
 	// nextNonceExpiry is the earliest nonce expiry (zero: none), rebuilt
 	// on restore.
@@ -106,6 +108,7 @@ func newFSM(onChange func()) *fsm {
 		departed:       map[string]time.Time{},
 		trust:          map[string]trustRecord{},
 		recidive:       newRecidive(),
+		seg:            newSegState(),
 		memberIPs:      map[netip.Prefix]struct{}{},
 		memberIndex:    newPrefixIndex(),
 		changeLogSize:  defaultChangeLogSize,
@@ -304,6 +307,7 @@ func (f *fsm) count(r *RefusalError, index uint64) {
 // tokens past their expiry. It visits only what has expired.
 func (f *fsm) prune(now time.Time) {
 	f.pruneTrust(now)
+	f.seg.prune(now)
 	f.policies.pruneExpired(now)
 }
 

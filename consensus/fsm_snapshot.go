@@ -49,6 +49,9 @@ type snapshotState struct {
 	// The indicators blocked automatically before (recidive.go); absent
 	// from older snapshots.
 	Recidive []recidiveRecord `json:"recidive,omitempty"`
+	// The zones, flows and quarantines (segment.go); absent from older
+	// snapshots.
+	Segmentation *segSnapshot `json:"segmentation,omitempty"`
 }
 
 type nonceRecord struct {
@@ -91,6 +94,7 @@ type fsmSnapshot struct {
 	trust     map[string]trustRecord
 	feeds     feedState
 	recidive  recidive
+	seg       segState
 }
 
 // Snapshot implements raft.FSM: a cheap copy under the lock. raft calls
@@ -120,6 +124,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		trust:     maps.Clone(f.trust),
 		feeds:     f.feeds.clone(),
 		recidive:  f.recidive.clone(),
+		seg:       f.seg.clone(),
 	}, nil
 }
 
@@ -173,6 +178,7 @@ func (s *fsmSnapshot) rest() snapshotState {
 	if len(s.recidive.order) > 0 {
 		st.Recidive = s.recidive.snapshot()
 	}
+	st.Segmentation = s.seg.snapshot()
 	return st
 }
 
@@ -246,6 +252,10 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
+	seg, err := restoreSegState(st.Segmentation)
+	if err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
 	f.mu.Lock()
 	policies.changes = f.policies.changes
 	policies.changes.reset()
@@ -257,6 +267,9 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.trust = trust
 	f.feeds = feeds
 	f.recidive = recid
+	seg.changed = f.seg.changed
+	f.seg = seg
+	f.seg.signal()
 	f.rebuildMemberIPs()
 	f.reindexNonces()
 	f.mu.Unlock()

@@ -118,6 +118,8 @@ func (f *fsm) operatorOp(cmd intel.OperatorCommand, op Operator, now time.Time) 
 		}, nil
 	case intel.OpSetFeedPolicy, intel.OpRemoveFeedPolicy, intel.OpWarninglistAdd, intel.OpWarninglistRemove:
 		return f.feedOperatorOp(cmd)
+	case intel.OpSetZone, intel.OpRemoveZone, intel.OpSetFlow, intel.OpRemoveFlow, intel.OpQuarantine, intel.OpRelease:
+		return f.segOperatorOp(cmd, op, now)
 	case intel.OpProtect:
 		p, err := parsePrefix(cmd.Prefix)
 		if err != nil {

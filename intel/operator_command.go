@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"slices"
 	"time"
 )
@@ -53,6 +54,20 @@ const (
 	// (the built-in entries stay).
 	OpWarninglistAdd    OperatorOp = "warninglist_add"
 	OpWarninglistRemove OperatorOp = "warninglist_remove"
+	// OpSetZone adds or replaces a segmentation zone (Zone);
+	// OpRemoveZone removes one (ZoneName) that no flow names. OpSetFlow
+	// adds or replaces a flow between zones (Flow); OpRemoveFlow removes
+	// one (FlowName). All four need admin.
+	OpSetZone    OperatorOp = "set_zone"
+	OpRemoveZone OperatorOp = "remove_zone"
+	OpSetFlow    OperatorOp = "set_flow"
+	OpRemoveFlow OperatorOp = "remove_flow"
+	// OpQuarantine isolates one host (Host) mesh-wide for TTLSeconds
+	// from the command's entry (0: until released, admin only), with
+	// Reason; OpRelease ends a host's quarantine. Both need the
+	// responder role: quarantine is an incident handler's first move.
+	OpQuarantine OperatorOp = "quarantine"
+	OpRelease    OperatorOp = "release"
 )
 
 // Bounds of operator command fields.
@@ -115,6 +130,15 @@ type OperatorCommand struct {
 	// Set feed policy: the policy; remove feed policy: its name.
 	FeedPolicy     *FeedPolicy `json:"feed_policy,omitempty"`
 	FeedPolicyName string      `json:"feed_policy_name,omitempty"`
+	// Set zone: the zone; remove zone: its name.
+	Zone     *Zone  `json:"zone,omitempty"`
+	ZoneName string `json:"zone_name,omitempty"`
+	// Set flow: the flow; remove flow: its name.
+	Flow     *Flow  `json:"flow,omitempty"`
+	FlowName string `json:"flow_name,omitempty"`
+	// Quarantine, release: the host (with TTLSeconds and Reason for a
+	// quarantine).
+	Host netip.Addr `json:"host,omitzero"`
 }
 
 // TTL is TTLSeconds as a duration.
@@ -136,7 +160,12 @@ func (c OperatorCommand) RequiredRole() OperatorRole {
 			return OperatorAdmin
 		}
 		return OperatorResponder
-	case OpRevoke:
+	case OpRevoke, OpRelease:
+		return OperatorResponder
+	case OpQuarantine:
+		if c.TTLSeconds == 0 {
+			return OperatorAdmin // until released
+		}
 		return OperatorResponder
 	}
 	return OperatorAdmin
@@ -270,6 +299,41 @@ func (c OperatorCommand) Validate() error {
 		}
 		if !slices.Contains(FeedPolicyTypes, c.Indicator.Type) {
 			return bad("indicator of type %s: a warninglist holds %v", c.Indicator.Type, FeedPolicyTypes)
+		}
+	case OpSetZone:
+		if c.Zone == nil {
+			return bad("zone is required")
+		}
+		if err := c.Zone.Validate(); err != nil {
+			return bad("zone: %v", err)
+		}
+	case OpRemoveZone:
+		if err := ValidSegmentName("zone_name", c.ZoneName); err != nil {
+			return bad("%v", err)
+		}
+	case OpSetFlow:
+		if c.Flow == nil {
+			return bad("flow is required")
+		}
+		if err := c.Flow.Validate(); err != nil {
+			return bad("flow: %v", err)
+		}
+	case OpRemoveFlow:
+		if err := ValidSegmentName("flow_name", c.FlowName); err != nil {
+			return bad("%v", err)
+		}
+	case OpQuarantine, OpRelease:
+		if err := (Quarantine{Host: c.Host}).Validate(); err != nil {
+			return bad("host: %v", err)
+		}
+		if c.Op == OpRelease {
+			break
+		}
+		if c.TTLSeconds < 0 || c.TTL() > MaxQuarantineTTL {
+			return bad("ttl_seconds %d: want 0..%d", c.TTLSeconds, int64(MaxQuarantineTTL/time.Second))
+		}
+		if len(c.Reason) > MaxQuarantineText {
+			return bad("reason is %d bytes, limit %d", len(c.Reason), MaxQuarantineText)
 		}
 	default:
 		return fmt.Errorf("%w: unknown op %q", ErrOperatorMalformed, c.Op)

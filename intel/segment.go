@@ -54,6 +54,10 @@ type Zone struct {
 	Sites       []string       `json:"sites,omitempty"`
 	DefaultDeny bool           `json:"default_deny,omitempty"`
 	Management  bool           `json:"management,omitempty"`
+	// AutoQuarantine, when set, lets a detection by one of its rules
+	// quarantine a host of this zone without an operator (see
+	// AutoQuarantine).
+	AutoQuarantine *AutoQuarantine `json:"auto_quarantine,omitempty"`
 }
 
 // Contains reports whether a is in one of z's ranges.
@@ -84,6 +88,11 @@ func (z Zone) Validate() error {
 		}
 		if slices.Contains(z.CIDRs[:i], p) {
 			return fmt.Errorf("%w: zone %s: cidrs[%d] %s repeated", ErrInvalidSegment, z.Name, i, p)
+		}
+	}
+	if a := z.AutoQuarantine; a != nil {
+		if err := a.Validate(); err != nil {
+			return fmt.Errorf("zone %s: %w", z.Name, err)
 		}
 	}
 	if len(z.Sites) > MaxZoneSites {
@@ -205,6 +214,13 @@ type Quarantine struct {
 	By        string     `json:"by"`
 	Since     time.Time  `json:"since"`
 	ExpiresAt time.Time  `json:"expires_at,omitzero"`
+	// Zone is the first zone, by name, that held Host when the
+	// quarantine was set; empty when the host was in no zone (allowed,
+	// and recorded so).
+	Zone string `json:"zone,omitempty"`
+	// Rule is the detection rule of an automatic quarantine; empty when
+	// an operator set it.
+	Rule string `json:"rule,omitempty"`
 }
 
 // Active reports whether q isolates its host at now.
