@@ -80,6 +80,11 @@ func (s *Server) routes() routeTable {
 		{"GET", "/v1/tokens", RoleAdmin, "", getTokens},
 		{"POST", "/v1/tokens", RoleAdmin, "token.create", postToken},
 		{"DELETE", "/v1/tokens/{id}", RoleAdmin, "token.revoke", deleteToken},
+		// Process measurement (process.go).
+		{"GET", "/v1/process", RoleViewer, "", getProcess},
+		{"GET", "/v1/process/breaches", RoleViewer, "", getProcessBreaches},
+		{"GET", "/v1/process/export", RoleViewer, "", getProcessExport},
+		{"POST", "/v1/process-events", RoleResponder, "process.event", postProcessEvent},
 		{"GET", "/v1/operator", RoleViewer, "", getOperator},
 		// The handler checks the token's role against the command's.
 		{"POST", "/v1/operator/commands", RoleResponder, "operator.command", postOperatorCommand},
