@@ -76,6 +76,8 @@ func (s *Server) routes() routeTable {
 		{"GET", "/v1/detections", RoleViewer, "", getDetections},
 		{"POST", "/v1/detections/{id}/ack", RoleResponder, "detection.ack", postAck},
 		{"DELETE", "/v1/detections/{id}/ack", RoleResponder, "detection.unack", deleteAck},
+		{"GET", "/v1/alerts", RoleViewer, "", getAlerts},
+		{"POST", "/v1/alerts/{id}/silence", RoleResponder, "alert.silence", postAlertSilence},
 		{"GET", "/v1/audit", RoleViewer, "", getAudit},
 		{"GET", "/v1/tokens", RoleAdmin, "", getTokens},
 		{"POST", "/v1/tokens", RoleAdmin, "token.create", postToken},
