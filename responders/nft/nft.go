@@ -90,6 +90,8 @@ type Firewall struct {
 	// is its send buffer as granted.
 	nl      *netlink.Conn
 	sendBuf int
+	// seg is the segmentation in force (segment_apply.go).
+	seg segState
 
 	batches, added, removed, repairs, errs, skipped, unstable atomic.Uint64
 	refreshed, fullReads, viewReads, drifts, digestMatches    atomic.Uint64

@@ -22,6 +22,7 @@ func (f *Firewall) Teardown(ctx context.Context) error {
 	}
 	f.conn.DelTable(f.table)
 	f.view = nil
+	f.seg.hash = ""
 	if err := f.flush(); err != nil {
 		return fmt.Errorf("delete table inet %s: %w", f.cfg.table, err)
 	}

@@ -1,0 +1,243 @@
+package nft_test
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+
+	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/responders/nft"
+)
+
+// segNet is three hosts, each on its own link to a router namespace
+// that forwards between them: office (10.61.1.2), server (10.61.2.2) and
+// a management host (10.61.3.2).
+type segNet struct {
+	router, office, server, mgmt *netNS
+}
+
+const (
+	officeIP = "10.61.1.2"
+	serverIP = "10.61.2.2"
+	mgmtIP   = "10.61.3.2"
+)
+
+func newSegNet(t *testing.T) *segNet {
+	t.Helper()
+	n := &segNet{router: newNS(t), office: newNS(t), server: newNS(t), mgmt: newNS(t)}
+	run(t, "ip", "netns", "exec", n.router.name, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward")
+	for i, h := range []*netNS{n.office, n.server, n.mgmt} {
+		id := uniq()
+		vr, vh := "mwr"+id, "mwh"+id
+		net := "10.61." + strconv.Itoa(i+1)
+		run(t, "ip", "link", "add", vr, "netns", n.router.name, "type", "veth", "peer", "name", vh, "netns", h.name)
+		run(t, "ip", "-n", n.router.name, "addr", "add", net+".1/24", "dev", vr)
+		run(t, "ip", "-n", h.name, "addr", "add", net+".2/24", "dev", vh)
+		run(t, "ip", "-n", n.router.name, "link", "set", vr, "up")
+		run(t, "ip", "-n", h.name, "link", "set", vh, "up")
+		run(t, "ip", "-n", h.name, "route", "add", "default", "via", net+".1")
+	}
+	return n
+}
+
+func port(t *testing.T, addr string) uint16 {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uint16(n)
+}
+
+func counter(t *testing.T, f *nft.Firewall, chain, tag string) uint64 {
+	t.Helper()
+	cs, err := f.SegmentCounters(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	found := false
+	for _, c := range cs {
+		if c.Chain == chain && c.Tag == tag {
+			n += c.Packets
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no rule %s in %s: %+v", tag, chain, cs)
+	}
+	return n
+}
+
+func mustNotDial(t *testing.T, from *netNS, addr, why string) {
+	t.Helper()
+	if err := dial(from, addr); err == nil {
+		t.Fatalf("connection from %s to %s succeeded: %s", from.name, addr, why)
+	}
+}
+
+// TestSegmentTraffic enforces a segmentation in the router between three
+// hosts (forward chain) with real TCP: a deny flow stops a port while an
+// allow flow still passes, an observe-mode deny passes and counts, a
+// quarantined host reaches only the management host, and a rule deleted
+// by hand is found by SegmentDrift and restored by a forced apply.
+func TestSegmentTraffic(t *testing.T) {
+	n := newSegNet(t)
+	f := newFirewall(t, n.router, nft.WithTable("mw-seg"))
+	ctx := t.Context()
+	t.Cleanup(func() { f.Teardown(context.Background()) })
+
+	web := listen(t, n.server, serverIP)
+	db := listen(t, n.server, serverIP)
+	ssh := listen(t, n.server, serverIP)
+	atOffice := listen(t, n.office, officeIP)
+	atMgmt := listen(t, n.mgmt, mgmtIP)
+	// Before any segmentation everything passes.
+	for _, c := range []struct {
+		from *netNS
+		to   string
+	}{{n.office, web}, {n.office, db}, {n.office, ssh}, {n.mgmt, atOffice}, {n.office, atMgmt}, {n.server, atOffice}} {
+		waitDial(t, c.from, c.to)
+	}
+
+	pfx := netip.MustParsePrefix
+	one := func(p uint16) []intel.PortRange { return []intel.PortRange{{From: p, To: p}} }
+	s := intel.Segmentation{
+		Zones: []intel.Zone{
+			{Name: "office", CIDRs: []netip.Prefix{pfx("10.61.1.0/24")}},
+			{Name: "servers", CIDRs: []netip.Prefix{pfx("10.61.2.0/24")}},
+			{Name: "mgmt", CIDRs: []netip.Prefix{pfx("10.61.3.0/24")}, Management: true},
+		},
+		Flows: []intel.Flow{
+			{Name: "office-web", From: "office", To: "servers", Proto: intel.ProtoTCP, Ports: one(port(t, web)), Action: intel.FlowAllow, Priority: 10},
+			{Name: "office-db", From: "office", To: "servers", Proto: intel.ProtoTCP, Ports: one(port(t, db)), Action: intel.FlowDeny, Mode: intel.FlowObserve, Priority: 10},
+			{Name: "office-ssh", From: "office", To: "servers", Proto: intel.ProtoTCP, Ports: one(port(t, ssh)), Action: intel.FlowDeny, Priority: 10},
+		},
+	}
+	now := time.Now()
+	target := nft.SegmentTarget{Forward: true, Addrs: []netip.Addr{netip.MustParseAddr("10.61.1.1")}}
+	apply := func(force bool) bool {
+		t.Helper()
+		p, err := nft.CompileSegmentation(s, target, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent, err := f.ApplySegmentation(ctx, p, force)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !sent {
+			return false
+		}
+		drift, err := f.SegmentDrift(ctx, p)
+		if err != nil || len(drift) > 0 {
+			t.Fatalf("after apply: drift %v, %v", drift, err)
+		}
+		return true
+	}
+	if !apply(false) {
+		t.Fatal("first apply sent nothing")
+	}
+	if apply(false) {
+		t.Error("the same program was sent again")
+	}
+
+	// Deny stops, allow passes.
+	mustNotDial(t, n.office, ssh, "flow office-ssh denies it")
+	if err := dial(n.office, web); err != nil {
+		t.Fatalf("office to web (allowed): %v", err)
+	}
+	if c := counter(t, f, "seg-forward", "flow:office-ssh"); c == 0 {
+		t.Error("the deny flow counted nothing")
+	}
+	// Observe passes and counts.
+	before := counter(t, f, "seg-forward", "flow:office-db")
+	if err := dial(n.office, db); err != nil {
+		t.Fatalf("office to db (observe mode): %v", err)
+	}
+	if after := counter(t, f, "seg-forward", "flow:office-db"); after <= before {
+		t.Errorf("observe flow counter %d -> %d: want an increase", before, after)
+	}
+
+	// A rule deleted by hand: found, and put back.
+	p, _ := nft.CompileSegmentation(s, target, now)
+	deleteRule(t, n.router, "mw-seg", "seg-forward", "flow:office-ssh")
+	drift, err := f.SegmentDrift(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(drift) != 1 || !strings.Contains(drift[0], "flow office-ssh") || !strings.Contains(drift[0], "missing") {
+		t.Fatalf("drift %q: want the office-ssh rule missing", drift)
+	}
+	waitDial(t, n.office, ssh) // the hole is real
+	if apply(false) {
+		t.Error("an unchanged program was sent without force")
+	}
+	if !apply(true) {
+		t.Fatal("forced apply sent nothing")
+	}
+	mustNotDial(t, n.office, ssh, "the repaired rule denies it")
+
+	// Quarantine the office host: it reaches only the management host,
+	// and the management host reaches it.
+	s.Quarantines = []intel.Quarantine{{Host: netip.MustParseAddr(officeIP), By: "op", Since: now.Add(-time.Minute), ExpiresAt: now.Add(time.Hour)}}
+	if !apply(false) {
+		t.Fatal("quarantine not applied")
+	}
+	mustNotDial(t, n.office, web, "the office host is quarantined")
+	mustNotDial(t, n.server, atOffice, "the office host is quarantined")
+	if err := dial(n.office, atMgmt); err != nil {
+		t.Errorf("quarantined host to management: %v", err)
+	}
+	if err := dial(n.mgmt, atOffice); err != nil {
+		t.Errorf("management to quarantined host: %v", err)
+	}
+	if c := counter(t, f, "seg-forward", "quarantine:src"); c == 0 {
+		t.Error("quarantine counted nothing")
+	}
+	// Released: the allowed flow passes again.
+	s.Quarantines = nil
+	apply(false)
+	waitDial(t, n.office, web)
+	// The block chains are untouched by segmentation.
+	if _, err := f.Counters(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// deleteRule deletes, as another process would, the first rule of chain
+// whose tag is tag.
+func deleteRule(t *testing.T, ns *netNS, table, chain, tag string) {
+	t.Helper()
+	c, err := nftables.New(nftables.WithNetNSFd(ns.fd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := &nftables.Table{Name: table, Family: nftables.TableFamilyINet}
+	rules, err := c.GetRules(tb, &nftables.Chain{Name: chain, Table: tb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rules {
+		if strings.HasSuffix(string(r.UserData), " "+tag) {
+			if err := c.DelRule(r); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+	t.Fatalf("no rule tagged %s in %s", tag, chain)
+}
