@@ -44,7 +44,8 @@ type Node struct {
 	respMu    sync.RWMutex // guards recon and deps.Responders, which Reload may replace
 	recon     *responders.Reconciler
 	admin     *admin.Server
-	feeds     *feedsPart // set by Start
+	feeds     *feedsPart   // set by Start
+	process   *processPart // process measurement (process.go)
 	// enforceLatency observes, per mesh-wide block, the time from its
 	// creation by the proposer to its enforcement here.
 	enforceLatency prometheus.Histogram
@@ -135,6 +136,7 @@ func New(d *Deps) (*Node, error) {
 	}
 	n.admin = srv
 	n.registerMetrics()
+	n.process = newProcessPart(n)                   // process.go
 	d.Metrics.MustRegister(d.Consensus.Collector()) // meshward_consensus_refused_total{command,reason}
 	d.Metrics.MustRegister(n.promote.collectors()...)
 	d.Metrics.MustRegister(n.corr.dist.collectors()...)
@@ -200,6 +202,7 @@ func (n *Node) Start(ctx context.Context) error {
 	if err := n.startFeeds(run); err != nil {
 		return fmt.Errorf("start feeds: %w", err)
 	}
+	n.group.Go(n.process.run) // process.go
 	if err := n.admin.Start(run); err != nil {
 		return fmt.Errorf("start admin API: %w", err)
 	}
