@@ -6,12 +6,14 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/nftables"
 
 	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/responders"
 	"github.com/meshward/meshward/responders/nft"
 )
 
@@ -240,4 +242,99 @@ func deleteRule(t *testing.T, ns *netNS, table, chain, tag string) {
 		}
 	}
 	t.Fatalf("no rule tagged %s in %s", tag, chain)
+}
+
+// TestComplianceRepairsHandEdits runs continuous compliance over the
+// blocks and the segmentation of one table in the destination host's
+// namespace (input chain): a segmentation rule deleted by hand and a
+// block element deleted by hand are detected, reported, repaired (the
+// traffic is stopped again) and the time out of compliance recorded.
+func TestComplianceRepairsHandEdits(t *testing.T) {
+	p := newPair(t)
+	f := newFirewall(t, p.b, nft.WithTable("mw-comp"))
+	t.Cleanup(func() { f.Teardown(context.Background()) })
+	ctx := t.Context()
+	src := &source{}
+	src.set(block(t, "192.0.2.7", time.Hour), block(t, "192.0.2.8", time.Hour))
+	r := responders.NewReconciler(src, []responders.Backend{f}, responders.Options{})
+	if err := r.ReconcileOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	web := listen(t, p.b, p.b4)
+	waitDial(t, p.a, web)
+
+	pfx := netip.MustParsePrefix
+	s := intel.Segmentation{
+		Zones: []intel.Zone{
+			{Name: "peer", CIDRs: []netip.Prefix{pfx("10.77.0.1/32")}},
+			{Name: "here", CIDRs: []netip.Prefix{pfx("10.77.0.2/32")}, DefaultDeny: true},
+		},
+	}
+	prog, err := nft.CompileSegmentation(s, nft.SegmentTarget{Addrs: []netip.Addr{netip.MustParseAddr(p.b4)}}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seg := nft.NewSegmentEnforcer(f)
+	if _, err := seg.Set(ctx, prog); err != nil {
+		t.Fatal(err)
+	}
+	mustNotDial(t, p.a, web, "the destination's zone denies by default")
+
+	clk := &stepClock{t: time.Unix(1_800_000_000, 0)}
+	var trans []responders.ComplianceTransition
+	c := responders.NewCompliance([]responders.ComplianceCheck{r.BlockCheck(), seg}, responders.ComplianceOptions{
+		Now: clk.Now, OnTransition: func(tr responders.ComplianceTransition) { trans = append(trans, tr) }})
+	defer c.Close()
+	if st, err := c.CheckOnce(ctx); err != nil || !st.Compliant || len(trans) != 0 {
+		t.Fatalf("clean: %+v, %v", st, err)
+	}
+
+	// By hand: the default-deny rule goes, and a block element.
+	deleteRule(t, p.b, "mw-comp", "seg-input", "default-deny:here")
+	other, err := nftables.New(nftables.WithNetNSFd(p.b.fd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := &nftables.Set{Table: &nftables.Table{Name: "mw-comp", Family: nftables.TableFamilyINet}, Name: "v4", KeyType: nftables.TypeIPAddr}
+	if err := other.SetDeleteElements(set, []nftables.SetElement{{Key: netip.MustParseAddr("192.0.2.8").AsSlice()}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	waitDial(t, p.a, web) // the hole is real
+
+	st, err := c.CheckOnce(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Compliant || len(trans) != 2 || trans[0].Compliant || !trans[1].Compliant {
+		t.Fatalf("status %+v, transitions %+v: want out, repaired, back", st, trans)
+	}
+	reasons := strings.Join(trans[0].Reasons, "; ")
+	for _, want := range []string{"segmentation: default-deny here: 1 of its rules missing from seg-input", "blocks: 1 blocks missing from nftables"} {
+		if !strings.Contains(reasons, want) {
+			t.Errorf("reasons %q lack %q", reasons, want)
+		}
+	}
+	if st.LastDrift == nil || st.LastDrift.Out <= 0 || st.LastDrift.Out != trans[1].At.Sub(trans[0].At) {
+		t.Errorf("last drift %+v: want its length recorded", st.LastDrift)
+	}
+	mustNotDial(t, p.a, web, "the repaired default deny drops it")
+	if ok, err := f.Holds(ctx, ind(t, "192.0.2.8")); err != nil || !ok {
+		t.Errorf("block 192.0.2.8 not restored: %v %v", ok, err)
+	}
+}
+
+// stepClock advances by one second on every reading.
+type stepClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *stepClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(time.Second)
+	return c.t
 }
