@@ -81,7 +81,8 @@ const (
 // SegmentTarget is what the compiler knows of the host it compiles for.
 type SegmentTarget struct {
 	// Addrs are the host's own addresses: seg-input carries the flows
-	// into zones that hold one of them.
+	// into zones that hold one of them. Nil: every flow (the host's
+	// addresses are not known).
 	Addrs []netip.Addr
 	// Forward compiles seg-forward too, for a host that routes.
 	Forward bool
@@ -264,7 +265,7 @@ func CompileSegmentation(s intel.Segmentation, t SegmentTarget, now time.Time) (
 		return name, true
 	}
 	hostIn := func(z intel.Zone) bool {
-		return slices.ContainsFunc(t.Addrs, z.Contains)
+		return t.Addrs == nil || slices.ContainsFunc(t.Addrs, z.Contains)
 	}
 
 	// Mesh traffic (seg-input only).

@@ -149,6 +149,10 @@ func TestSegmentCompileMatchesDecide(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		all, err := nft.CompileSegmentation(s, nft.SegmentTarget{}, g.now)
+		if err != nil {
+			t.Fatal(err)
+		}
 		for range 100 {
 			v6 := g.r.IntN(3) == 0
 			src, dst := g.pick(s, v6), g.pick(s, v6)
@@ -175,6 +179,12 @@ func TestSegmentCompileMatchesDecide(t *testing.T) {
 			if !same(want, verdict, tag, obs) {
 				t.Fatalf("input %s -> %s proto %d port %d: compiled %s by %q (observed %v), Decide %+v\nsegmentation %+v\nrules %+v",
 					src, hdst, proto, port, verdict, tag, obs, want, s, p.Input)
+			}
+			// Addresses unknown: every flow in the input chain.
+			want = s.Decide(g.now, src, dst, protoNames[proto], port)
+			verdict, tag, obs = all.Eval("input", nft.Packet{Src: src, Dst: dst, Proto: proto, Port: port})
+			if !same(want, verdict, tag, obs) {
+				t.Fatalf("input (all flows) %s -> %s proto %d port %d: compiled %s by %q, Decide %+v", src, dst, proto, port, verdict, tag, want)
 			}
 			checked += 2
 			if want.Drop {
