@@ -56,6 +56,8 @@ func (t CommandType) String() string {
 		return "leave"
 	case CmdFeedBlock:
 		return "feed-block"
+	case CmdQuarantine:
+		return "quarantine"
 	}
 	return fmt.Sprintf("command(%d)", uint8(t))
 }
@@ -81,6 +83,9 @@ type Command struct {
 	Join *JoinProof `json:"join,omitempty"`
 	// Feed proves a feed block (CmdFeedBlock, feedpolicy.go).
 	Feed *FeedProof `json:"feed,omitempty"`
+	// Quarantine is an automatic quarantine's request (CmdQuarantine,
+	// proof_quarantine.go), proven by Proofs.
+	Quarantine *QuarantineRequest `json:"quarantine,omitempty"`
 }
 
 // JoinProof is a joiner's proof that it holds the secret of one of the
@@ -225,6 +230,8 @@ func (c *Command) validate() *RefusalError {
 		}
 	case CmdFeedBlock:
 		return c.validateFeedBlock()
+	case CmdQuarantine:
+		return c.validateQuarantine()
 	default:
 		if c.Type&IgnoreUnknownFlag == 0 {
 			return bad("unknown type %s", c.Type)

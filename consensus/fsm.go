@@ -141,6 +141,7 @@ var handlers = [256]applyFunc{
 	CmdOperator:     (*fsm).operator,
 	CmdLeave:        (*fsm).leave,
 	CmdFeedBlock:    (*fsm).feedBlock,
+	CmdQuarantine:   (*fsm).quarantineAuto,
 }
 
 // Apply implements raft.FSM. It panics on a command type it does not know

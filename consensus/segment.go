@@ -62,6 +62,11 @@ type segState struct {
 	quarantines map[netip.Addr]intel.Quarantine
 	// nextExpiry is the earliest quarantine expiry (zero: none).
 	nextExpiry time.Time
+	// released is when each host was last released (an automatic
+	// quarantine's proofs must be later), kept for the longest window;
+	// oldestRelease is the earliest of them (zero: none).
+	released      map[netip.Addr]time.Time
+	oldestRelease time.Time
 	// changed is closed after every change and replaced; it survives a
 	// restore.
 	changed chan struct{}
@@ -72,6 +77,7 @@ func newSegState() segState {
 		zones:       map[string]intel.Zone{},
 		flows:       map[string]intel.Flow{},
 		quarantines: map[netip.Addr]intel.Quarantine{},
+		released:    map[netip.Addr]time.Time{},
 		changed:     make(chan struct{}),
 	}
 }
@@ -81,14 +87,21 @@ type segSnapshot struct {
 	Zones       []intel.Zone       `json:"zones,omitempty"`
 	Flows       []intel.Flow       `json:"flows,omitempty"`
 	Quarantines []intel.Quarantine `json:"quarantines,omitempty"`
+	Released    []releaseRecord    `json:"released,omitempty"`
+}
+
+type releaseRecord struct {
+	Host netip.Addr `json:"host"`
+	At   time.Time  `json:"at"`
 }
 
 func (s segState) clone() segState {
-	return segState{zones: maps.Clone(s.zones), flows: maps.Clone(s.flows), quarantines: maps.Clone(s.quarantines), nextExpiry: s.nextExpiry}
+	return segState{zones: maps.Clone(s.zones), flows: maps.Clone(s.flows), quarantines: maps.Clone(s.quarantines),
+		nextExpiry: s.nextExpiry, released: maps.Clone(s.released), oldestRelease: s.oldestRelease}
 }
 
 func (s segState) empty() bool {
-	return len(s.zones) == 0 && len(s.flows) == 0 && len(s.quarantines) == 0
+	return len(s.zones) == 0 && len(s.flows) == 0 && len(s.quarantines) == 0 && len(s.released) == 0
 }
 
 // snapshot returns the state as sorted lists.
@@ -105,6 +118,9 @@ func (s segState) snapshot() *segSnapshot {
 	}
 	for _, h := range slices.SortedFunc(maps.Keys(s.quarantines), netip.Addr.Compare) {
 		out.Quarantines = append(out.Quarantines, s.quarantines[h])
+	}
+	for _, h := range slices.SortedFunc(maps.Keys(s.released), netip.Addr.Compare) {
+		out.Released = append(out.Released, releaseRecord{h, s.released[h]})
 	}
 	return out
 }
@@ -140,12 +156,24 @@ func restoreSegState(snap *segSnapshot) (segState, error) {
 		}
 		s.quarantines[q.Host] = q
 	}
+	for _, r := range snap.Released {
+		if !r.Host.IsValid() || r.At.IsZero() {
+			return s, fmt.Errorf("segmentation: release of %s at %s", r.Host, r.At)
+		}
+		s.released[r.Host] = r.At
+	}
 	s.reindex()
 	return s, nil
 }
 
-// reindex recomputes nextExpiry.
+// reindex recomputes nextExpiry and oldestRelease.
 func (s *segState) reindex() {
+	s.oldestRelease = time.Time{}
+	for _, at := range s.released {
+		if s.oldestRelease.IsZero() || at.Before(s.oldestRelease) {
+			s.oldestRelease = at
+		}
+	}
 	s.nextExpiry = time.Time{}
 	for _, q := range s.quarantines {
 		if !q.ExpiresAt.IsZero() && (s.nextExpiry.IsZero() || q.ExpiresAt.Before(s.nextExpiry)) {
@@ -165,6 +193,14 @@ func (s *segState) signal() {
 // prune drops the quarantines expired at now. Caller holds the write
 // lock.
 func (s *segState) prune(now time.Time) {
+	if !s.oldestRelease.IsZero() && now.Sub(s.oldestRelease) > maxReleaseMemory {
+		for h, at := range s.released {
+			if now.Sub(at) > maxReleaseMemory {
+				delete(s.released, h)
+			}
+		}
+		s.reindex()
+	}
 	if s.nextExpiry.IsZero() || now.Before(s.nextExpiry) {
 		return
 	}
@@ -229,6 +265,11 @@ func (s segState) liveQuarantines(now time.Time, host netip.Addr) int {
 	}
 	return n
 }
+
+// maxReleaseMemory is how long a release is remembered: the longest
+// corroboration window (OpSetCorroboration) and the skew, after which any
+// proof sent before the release is stale anyway.
+const maxReleaseMemory = 7*24*time.Hour + signedSkew
 
 // The ranges no deny and no quarantine may touch: loopback and link-local.
 var localRanges = []netip.Prefix{
@@ -416,6 +457,7 @@ func (f *fsm) segOperatorOp(cmd intel.OperatorCommand, op Operator, now time.Tim
 		}
 		return func() {
 			delete(s.quarantines, host)
+			s.released[host] = now
 			s.reindex()
 			s.signal()
 		}, nil
