@@ -26,7 +26,7 @@ const (
 	authError     = "error"           // the token could not be checked (store error, bad record)
 )
 
-var authReasons = [...]string{authMissing, authMalformed, authUnknown, authBadSecret, authError}
+var authReasons = [...]string{authMissing, authMalformed, authUnknown, authBadSecret, authError, authNoSession, authSessionExpired}
 
 var (
 	errUnknownToken = errors.New("invalid token: unknown ID")
@@ -36,6 +36,12 @@ var (
 // authFailReason classifies an authenticate error for the bearer tok.
 func authFailReason(tok string, err error) string {
 	switch {
+	case errors.Is(err, errNoSession): // a dashboard session (dashboard_session.go)
+		return authNoSession
+	case errors.Is(err, errSessionExpired):
+		return authSessionExpired
+	case tok == "" && errors.Is(err, errUnknownToken):
+		return authUnknown // a session whose token was revoked
 	case tok == "":
 		return authMissing
 	case errors.Is(err, errMalformedToken):

@@ -1,7 +1,9 @@
 package admin
 
 import (
+	"errors"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"time"
 
@@ -26,12 +28,21 @@ type Config struct {
 	TLSKey  string `yaml:"tls_key"`
 	// AuditRetention is how long audit entries are kept.
 	AuditRetention time.Duration `yaml:"audit_retention"`
+	// DashboardHTTP is an optional loopback host:port (127.0.0.1:PORT or
+	// [::1]:PORT) serving the API and the web dashboard over plain HTTP,
+	// for a browser on the same host. Any other address is refused: the
+	// dashboard is served off-host only over HTTPS (Listen).
+	DashboardHTTP string `yaml:"dashboard_http"`
+	// SessionMaxAge is how long a dashboard session lasts at most;
+	// SessionIdle ends one unused for that long.
+	SessionMaxAge time.Duration `yaml:"session_max_age"`
+	SessionIdle   time.Duration `yaml:"session_idle"`
 }
 
 // DefaultConfig returns the admin section's defaults: the socket in the
 // data directory, no HTTPS listener, audit entries kept for 90 days.
 func DefaultConfig() Config {
-	return Config{AuditRetention: 90 * 24 * time.Hour}
+	return Config{AuditRetention: 90 * 24 * time.Hour, SessionMaxAge: DefaultSessionMaxAge, SessionIdle: DefaultSessionIdle}
 }
 
 // Validate checks every field and returns all problems found, joined; each
@@ -49,6 +60,17 @@ func (c Config) Validate() error {
 	if c.AuditRetention <= 0 {
 		p.Add("audit_retention", c.AuditRetention, "must be positive")
 	}
+	if c.DashboardHTTP != "" {
+		if err := checkLoopback(c.DashboardHTTP); err != nil {
+			p.Add("dashboard_http", c.DashboardHTTP, err.Error())
+		}
+	}
+	if c.SessionMaxAge <= 0 {
+		p.Add("session_max_age", c.SessionMaxAge, "must be positive")
+	}
+	if c.SessionIdle <= 0 || c.SessionIdle > c.SessionMaxAge {
+		p.Add("session_idle", c.SessionIdle, "must be positive and at most session_max_age")
+	}
 	return p.Err()
 }
 
@@ -59,4 +81,17 @@ func (c Config) SocketPathIn(dataDir string) string {
 		return c.Socket
 	}
 	return filepath.Join(dataDir, DefaultSocketName)
+}
+
+// checkLoopback accepts a host:port whose host is a loopback IP address.
+func checkLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want host:port")
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || !ip.IsLoopback() {
+		return errors.New("plain HTTP is served on a loopback address only (127.0.0.1:PORT or [::1]:PORT); use admin.listen for HTTPS")
+	}
+	return nil
 }

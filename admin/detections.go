@@ -76,6 +76,9 @@ func getDetections(s *Server, c *call) (any, error) {
 			ds = ds[:n]
 		}
 	}
+	if err := s.withTriage(ds); err != nil {
+		return nil, err
+	}
 	return nonNil(ds), nil
 }
 

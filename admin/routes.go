@@ -76,6 +76,11 @@ func (s *Server) routes() routeTable {
 		{"GET", "/v1/detections", RoleViewer, "", getDetections},
 		{"POST", "/v1/detections/{id}/ack", RoleResponder, "detection.ack", postAck},
 		{"DELETE", "/v1/detections/{id}/ack", RoleResponder, "detection.unack", deleteAck},
+		{"POST", "/v1/detections/{id}/assign", RoleResponder, "detection.assign", postAssign},
+		{"POST", "/v1/detections/{id}/comments", RoleResponder, "detection.comment", postComment},
+		// Server-Sent Events of detections, sightings and policy changes
+		// (dashboard_events.go).
+		{"GET", "/v1/events/stream", RoleViewer, "", getEventStream},
 		{"GET", "/v1/alerts", RoleViewer, "", getAlerts},
 		{"POST", "/v1/alerts/{id}/silence", RoleResponder, "alert.silence", postAlertSilence},
 		{"GET", "/v1/audit", RoleViewer, "", getAudit},
@@ -136,8 +141,13 @@ func (s *Server) wrap(rt route) http.Handler {
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		c := &call{r: r}
 		if rt.role != "" {
-			tok := bearer(r)
-			who, err := s.authenticate(tok)
+			// A bearer token, or a dashboard session (dashboard_session.go).
+			who, tok, err := s.authenticateRequest(r)
+			if ce := (*csrfError)(nil); errors.As(err, &ce) {
+				s.csrfRefused(r, name, who, rt.action, ce)
+				s.writeError(w, name, http.StatusForbidden, "forbidden", ce.Error())
+				return
+			}
 			if err != nil {
 				s.authFailed(r, name, tok, err)
 				w.Header().Set("WWW-Authenticate", `Bearer realm="meshward"`)

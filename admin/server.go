@@ -65,6 +65,13 @@ type Options struct {
 	TCPAddr     string
 	TLSCertFile string
 	TLSKeyFile  string
+	// DashboardHTTP is a loopback host:port to serve the API and the
+	// dashboard on over plain HTTP, for a browser on the same host; ""
+	// for none. Any other address is refused.
+	DashboardHTTP string
+	// Sessions bound the dashboard's sessions; zero fields take the
+	// defaults.
+	Sessions SessionOptions
 	// Version is reported in Status when the node leaves it empty.
 	Version string
 	// Logger receives the server's logs; nil discards them.
@@ -84,8 +91,13 @@ func (o *Options) validate() error {
 	if o.Store == nil {
 		errs = append(errs, errors.New("Store is required"))
 	}
-	if o.SocketPath == "" && o.TCPAddr == "" {
-		errs = append(errs, errors.New("one of SocketPath and TCPAddr is required"))
+	if o.SocketPath == "" && o.TCPAddr == "" && o.DashboardHTTP == "" {
+		errs = append(errs, errors.New("one of SocketPath, TCPAddr and DashboardHTTP is required"))
+	}
+	if o.DashboardHTTP != "" {
+		if err := checkLoopback(o.DashboardHTTP); err != nil {
+			errs = append(errs, fmt.Errorf("DashboardHTTP %q: %w", o.DashboardHTTP, err))
+		}
 	}
 	if o.TCPAddr != "" && (o.TLSCertFile == "" || o.TLSKeyFile == "") {
 		errs = append(errs, errors.New("TCPAddr needs TLSCertFile and TLSKeyFile: the API is served over TCP only with TLS"))
@@ -115,6 +127,13 @@ type Server struct {
 	tokenStore  TokenStore
 	auditStore  AuditStore
 	ackStore    AckStore
+	triageStore TriageStore // nil when Options.Store keeps no triage
+
+	// The dashboard (dashboard*.go).
+	sessions  *sessions
+	dash      *dashboardMetrics
+	hub       *eventHub
+	heartbeat time.Duration // of idle event streams
 
 	mu        sync.Mutex // guards what follows; held through Start and Close
 	started   bool
@@ -122,6 +141,7 @@ type Server struct {
 	closeErr  error
 	sockInfo  os.FileInfo
 	tcp       net.Listener
+	plain     net.Listener // DashboardHTTP
 	listeners []net.Listener
 	srv       *http.Server
 	serving   *routine.Group
@@ -205,6 +225,14 @@ func (s *Server) start(ctx context.Context) error {
 		s.tcp = tls.NewListener(l, tlsConf)
 		s.listeners = append(s.listeners, s.tcp)
 	}
+	if opts.DashboardHTTP != "" {
+		l, err := net.Listen("tcp", opts.DashboardHTTP)
+		if err != nil {
+			return fmt.Errorf("admin API: listen on %s: %w", opts.DashboardHTTP, err)
+		}
+		s.plain = l
+		s.listeners = append(s.listeners, l)
+	}
 	base := context.WithoutCancel(ctx)
 	s.srv = &http.Server{
 		Handler:           s.handler,
@@ -225,7 +253,7 @@ func (s *Server) start(ctx context.Context) error {
 			}
 		})
 	}
-	s.log.Info("admin API listening", "socket", opts.SocketPath, "tcp", s.tcpAddr())
+	s.log.Info("admin API listening", "socket", opts.SocketPath, "tcp", s.tcpAddr(), "dashboard_http", s.dashboardAddr())
 	return nil
 }
 
@@ -243,7 +271,12 @@ func newServer(opts Options) *Server {
 		statusSvc: opts.Node, memberSvc: opts.Node, policySvc: opts.Node, sightingSvc: opts.Node, reportSvc: opts.Node,
 		operatorSvc: opts.Node, stixSrc: opts.Node, tokenStore: opts.Store, auditStore: opts.Store, ackStore: opts.Store,
 	}
-	s.handler = s.mountTAXII(s.routes().mux(s))
+	s.triageStore, _ = opts.Store.(TriageStore)
+	s.sessions = newSessions(opts.Sessions)
+	s.dash = newDashboardMetrics(opts.Registerer, s.sessions)
+	s.hub = newEventHub(opts.Registerer)
+	s.heartbeat = streamHeartbeat
+	s.handler = s.topHandler(s.mountTAXII(s.routes().mux(s)))
 	return s
 }
 
@@ -274,6 +307,21 @@ func (s *Server) tcpAddr() string {
 	return s.tcp.Addr().String()
 }
 
+// DashboardAddr is the address the loopback plain-HTTP listener is
+// bound to, or "".
+func (s *Server) DashboardAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dashboardAddr()
+}
+
+func (s *Server) dashboardAddr() string {
+	if s.plain == nil {
+		return ""
+	}
+	return s.plain.Addr().String()
+}
+
 // Handler is the API's HTTP handler, for embedding it elsewhere.
 func (s *Server) Handler() http.Handler { return s.handler }
 
@@ -293,6 +341,7 @@ func (s *Server) Close() error {
 // shutdown stops whatever start set up, with s.mu held.
 func (s *Server) shutdown() error {
 	var errs []error
+	s.hub.close() // event streams end, so that Shutdown need not wait for them
 	if s.srv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		if err := s.srv.Shutdown(ctx); err != nil {

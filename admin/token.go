@@ -185,5 +185,8 @@ func deleteToken(s *Server, c *call) (any, error) {
 	if err := s.tokenStore.DeleteToken(id); err != nil {
 		return nil, fmt.Errorf("revoke token %s: %w", id, err)
 	}
+	if n := s.sessions.endToken(id); n > 0 {
+		c.detail = fmt.Sprintf("%d dashboard sessions ended", n)
+	}
 	return map[string]string{"revoked": id}, nil
 }

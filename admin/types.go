@@ -217,6 +217,9 @@ type Detection struct {
 	Sighting
 	Acknowledged bool `json:"acknowledged"`
 	Ack          *Ack `json:"ack,omitempty"`
+	// Assigned and Comments are its triage (triage.go).
+	Assigned *Assignment `json:"assigned,omitempty"`
+	Comments []Comment   `json:"comments,omitempty"`
 }
 
 // Ack says that an analyst has acknowledged a detection: who (the token's

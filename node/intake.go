@@ -39,11 +39,13 @@ func (n *Node) onDetection(s intel.Sighting) {
 		}
 	}
 
-	if _, err := n.outbox.send(n.group.Context(), intel.KindSighting, s, s.Indicator, now, n.deps.Gossip.Publish); err != nil {
+	seq, err := n.outbox.send(n.group.Context(), intel.KindSighting, s, s.Indicator, now, n.deps.Gossip.Publish)
+	if err != nil {
 		n.log.Error("send own sighting", "indicator", s.Indicator.Value, "err", err)
 		return
 	}
 	n.stats.stored.Add(1)
+	n.publishDetection(s, seq, now) // stored: the dashboard may act on it
 	n.timelines.mark(key, now, received)
 	n.corr.enqueue(s.Indicator)
 }

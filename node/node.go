@@ -126,10 +126,13 @@ func New(d *Deps) (*Node, error) {
 		TCPAddr:     cfg.Admin.Listen,
 		TLSCertFile: cfg.Admin.TLSCert,
 		TLSKeyFile:  cfg.Admin.TLSKey,
-		Version:     d.Options.Version,
-		Logger:      d.Logger.With("part", "admin"),
-		Registerer:  d.Metrics,
-		Now:         d.Options.Clock,
+		// The dashboard's loopback listener and sessions.
+		DashboardHTTP: cfg.Admin.DashboardHTTP,
+		Sessions:      admin.SessionOptions{MaxAge: cfg.Admin.SessionMaxAge, Idle: cfg.Admin.SessionIdle},
+		Version:       d.Options.Version,
+		Logger:        d.Logger.With("part", "admin"),
+		Registerer:    d.Metrics,
+		Now:           d.Options.Clock,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("admin API: %w", err)

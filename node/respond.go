@@ -47,6 +47,7 @@ func (n *Node) emit(e siem.Event) {
 	if ev := n.deps.Events; ev != nil {
 		ev.Emit(e)
 	}
+	n.publishLive(e) // the dashboard's event stream (admin_events.go)
 }
 
 // policyWatch is what watchPolicies knows of the mesh-wide policies: the

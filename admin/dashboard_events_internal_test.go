@@ -1,0 +1,116 @@
+package admin
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// TestEventHubDropsSlowStreams: a stream that does not read is ended once
+// its buffer is full, counted as slow_client, while a reading stream gets
+// every event; the publisher never waits.
+func TestEventHubDropsSlowStreams(t *testing.T) {
+	h := newEventHub(prometheus.NewRegistry())
+	slow, fast := h.subscribe(), h.subscribe()
+	got := 0
+	for range streamBuffer + 10 {
+		h.publish(LiveEvent{Kind: EventSighting})
+		select {
+		case <-fast.ch:
+			got++
+		default:
+			t.Fatal("the reading stream missed an event")
+		}
+	}
+	select {
+	case <-slow.gone:
+	default:
+		t.Fatal("the stream that never read was not ended")
+	}
+	if n := value(h.dropped.WithLabelValues(streamSlow)); n != 1 {
+		t.Fatalf("slow_client counted %v, want 1", n)
+	}
+	if got != streamBuffer+10 {
+		t.Fatalf("reading stream got %d events", got)
+	}
+	h.unsubscribe(slow) // idempotent after the hub ended it
+	h.close()
+	select {
+	case <-fast.gone:
+	default:
+		t.Fatal("close left a stream open")
+	}
+	if h.subscribe() != nil {
+		t.Fatal("subscribed after close")
+	}
+}
+
+// TestEventHubBoundsStreams: at most maxStreams streams at once.
+func TestEventHubBoundsStreams(t *testing.T) {
+	h := newEventHub(nil)
+	for range maxStreams {
+		if h.subscribe() == nil {
+			t.Fatal("refused a stream under the bound")
+		}
+	}
+	if h.subscribe() != nil {
+		t.Fatal("accepted a stream over the bound")
+	}
+	if n := value(h.dropped.WithLabelValues(streamTooMany)); n != 1 {
+		t.Fatalf("too_many_streams counted %v", n)
+	}
+}
+
+// writes is a ResponseWriter that hands every write to a channel.
+type writes struct {
+	hdr http.Header
+	ch  chan string
+}
+
+func (w *writes) Header() http.Header         { return w.hdr }
+func (w *writes) WriteHeader(int)             {}
+func (w *writes) Flush()                      {}
+func (w *writes) Write(b []byte) (int, error) { w.ch <- string(b); return len(b), nil }
+
+// TestEventStreamHeartbeat: an idle stream gets a comment line every
+// heartbeat, and ends when the server closes.
+func TestEventStreamHeartbeat(t *testing.T) {
+	s := newServer(Options{})
+	s.heartbeat = time.Millisecond
+	st := s.hub.subscribe()
+	w := &writes{hdr: http.Header{}, ch: make(chan string)}
+	var wg sync.WaitGroup
+	wg.Go(func() { s.serveStream(context.Background(), w, st) })
+	beats := 0
+	for beats < 3 {
+		if strings.HasPrefix(<-w.ch, ": heartbeat") {
+			beats++
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-w.ch:
+			case <-done:
+				return
+			}
+		}
+	}()
+	s.hub.close()
+	wg.Wait()
+	close(done)
+}
+
+// value reads a counter.
+func value(c prometheus.Counter) float64 {
+	var m dto.Metric
+	c.Write(&m)
+	return m.GetCounter().GetValue()
+}
