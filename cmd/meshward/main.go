@@ -44,7 +44,7 @@ Raft, and enforces them on each host.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newAgentCmd(), newTestnetCmd(), newVersionCmd(), newRulesCmd(), newFirewallCmd(), newStoreCmd(), newIntelCmd())
+	root.AddCommand(newAgentCmd(), newTestnetCmd(), newVersionCmd(), newRulesCmd(), newFirewallCmd(), newStoreCmd(), newIntelCmd(), newReportCmd())
 	root.AddCommand(newAdminCmds()...)
 	return root
 }
