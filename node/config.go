@@ -57,6 +57,7 @@ type Config struct {
 	Admin         admin.Config        `yaml:"admin"`
 	Intel         IntelConfig         `yaml:"intel"`
 	Alerts        alert.Config        `yaml:"alerts"`
+	Alerts        alert.Config        `yaml:"alerts"`
 	// MetricsListen is a host:port serving Prometheus /metrics over plain
 	// HTTP; empty means off. Keep it on loopback or a management network.
 	MetricsListen string `yaml:"metrics_listen"`
@@ -112,6 +113,7 @@ func DefaultConfig() Config {
 		Store:      store.DefaultConfig(),
 		Admin:      admin.DefaultConfig(),
 		Intel:      DefaultIntelConfig(),
+		Alerts:     alert.DefaultConfig(),
 		Alerts:     alert.DefaultConfig(),
 		LogLevel:   "info",
 	}
@@ -214,6 +216,7 @@ func (c Config) Validate() error {
 	sections.Join("admin", c.Admin.Validate())
 	sections.Join("intel", c.Intel.Validate())
 	sections.Join("intel.feeds", feeds.ValidateList(c.Intel.Feeds))
+	sections.Join("alerts", c.Alerts.Validate(alertSinks(c.Events)))
 	sections.Join("alerts", c.Alerts.Validate(alertSinks(c.Events)))
 	if c.Store.Retention < c.Corroboration.Window {
 		bad("store.retention", c.Store.Retention, fmt.Sprintf("must cover corroboration.window (%s)", c.Corroboration.Window))
