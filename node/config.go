@@ -15,13 +15,13 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/meshward/meshward/admin"
-	"github.com/meshward/meshward/alert"
 	"github.com/meshward/meshward/consensus"
 	"github.com/meshward/meshward/detectors"
 	"github.com/meshward/meshward/gossip"
 	"github.com/meshward/meshward/intel"
 	"github.com/meshward/meshward/intel/feeds"
 	"github.com/meshward/meshward/internal/confcheck"
+	"github.com/meshward/meshward/process"
 	"github.com/meshward/meshward/responders"
 	"github.com/meshward/meshward/responders/events"
 	"github.com/meshward/meshward/store"
@@ -56,8 +56,8 @@ type Config struct {
 	Store         store.Config        `yaml:"store"`
 	Admin         admin.Config        `yaml:"admin"`
 	Intel         IntelConfig         `yaml:"intel"`
-	Alerts        alert.Config        `yaml:"alerts"`
-	Alerts        alert.Config        `yaml:"alerts"`
+	// Process is the process measurement: the playbook's expectations.
+	Process process.Config `yaml:"process"`
 	// MetricsListen is a host:port serving Prometheus /metrics over plain
 	// HTTP; empty means off. Keep it on loopback or a management network.
 	MetricsListen string `yaml:"metrics_listen"`
@@ -113,8 +113,7 @@ func DefaultConfig() Config {
 		Store:      store.DefaultConfig(),
 		Admin:      admin.DefaultConfig(),
 		Intel:      DefaultIntelConfig(),
-		Alerts:     alert.DefaultConfig(),
-		Alerts:     alert.DefaultConfig(),
+		Process:    process.DefaultConfig(),
 		LogLevel:   "info",
 	}
 }
@@ -216,8 +215,7 @@ func (c Config) Validate() error {
 	sections.Join("admin", c.Admin.Validate())
 	sections.Join("intel", c.Intel.Validate())
 	sections.Join("intel.feeds", feeds.ValidateList(c.Intel.Feeds))
-	sections.Join("alerts", c.Alerts.Validate(alertSinks(c.Events)))
-	sections.Join("alerts", c.Alerts.Validate(alertSinks(c.Events)))
+	sections.Join("process", c.Process.Validate())
 	if c.Store.Retention < c.Corroboration.Window {
 		bad("store.retention", c.Store.Retention, fmt.Sprintf("must cover corroboration.window (%s)", c.Corroboration.Window))
 	}
