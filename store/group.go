@@ -89,8 +89,11 @@ type committer struct {
 	stop chan struct{}
 	done chan struct{}
 
-	// maxBytes bounds a group's estimated transaction size: half of what
-	// Badger allows, so that ErrTxnTooBig stays exceptional.
+	// maxBytes bounds a group's estimated transaction size: 7/8 of what
+	// Badger allows. The estimate counts every entry as Badger does (and
+	// a high-water mark even when it is not raised), so ErrTxnTooBig only
+	// comes from the count of entries, which groups of small envelopes
+	// may reach; each commit then carries as many envelopes as a sync can.
 	maxBytes int64
 	// hook, when set (in tests), runs before each commit; an error fails
 	// the commit.
@@ -107,7 +110,7 @@ func newCommitter(s *Store) *committer {
 		q:        make(chan *putReq, putQueueSize),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
-		maxBytes: max(s.db.MaxBatchSize()/2, 1),
+		maxBytes: max(s.db.MaxBatchSize()/8*7, 1),
 	}
 }
 
@@ -138,21 +141,33 @@ func (c *committer) run() {
 	defer close(c.done)
 	var reqs []*putReq
 	var group []*envelopeWrite
+	// held is a request taken from the queue that did not fit the last
+	// group: it opens the next one.
+	var held *putReq
 	for {
-		select {
-		case r := <-c.q:
-			reqs = append(reqs[:0], r)
-		case <-c.stop:
-			return
+		if held != nil {
+			reqs, held = append(reqs[:0], held), nil
+		} else {
+			select {
+			case r := <-c.q:
+				reqs = append(reqs[:0], r)
+			case <-c.stop:
+				return
+			}
 		}
 		n, size := len(reqs[0].writes), reqSize(reqs[0])
 	gather:
 		for n < maxGroupEntries && size < c.maxBytes {
 			select {
 			case r := <-c.q:
+				rs := reqSize(r)
+				if n+len(r.writes) > maxGroupEntries || size+rs > c.maxBytes {
+					held = r
+					break gather
+				}
 				reqs = append(reqs, r)
 				n += len(r.writes)
-				size += reqSize(r)
+				size += rs
 			default:
 				break gather
 			}
