@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -129,7 +128,7 @@ func newEnvelopeWrite(env *intel.Envelope, received time.Time) (envelopeWrite, e
 	if env.Kind == intel.KindSighting {
 		rec := SightingRecord{Origin: origin, Seq: env.Seq, Sighting: sg, Received: received.UTC(), Sent: env.Time.UTC()}
 		var err error
-		if w.sightVal, err = encodeSightingRecord(&rec); err != nil {
+		if w.sightVal, err = encodeRecord(&rec); err != nil {
 			return envelopeWrite{}, fmt.Errorf("put envelope %s/%d: encode sighting: %w", origin, env.Seq, err)
 		}
 		// The arrival index (rcv/, whose value is this key) orders the
@@ -278,7 +277,11 @@ func (s *Store) Sightings(limit int) ([]SightingRecord, error) {
 
 func decodeSightingRecord(item *badger.Item) (SightingRecord, error) {
 	var rec SightingRecord
-	err := item.Value(func(v []byte) error { return json.Unmarshal(v, &rec) })
+	err := item.Value(func(v []byte) error {
+		var err error
+		rec, err = decodeRecord(item.Key(), v)
+		return err
+	})
 	if err != nil {
 		return rec, fmt.Errorf("decode sighting record %q: %w", item.Key(), err)
 	}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -14,7 +15,8 @@ import (
 //
 //	env/  <origin> <seq>                        -> envelope Raw
 //	hw/   <origin>                              -> highest seq stored (8 bytes)
-//	sgi/  <indicator key> <last seen> <origin> <seq> -> SightingRecord (JSON)
+//	sgi/  <indicator key> <last seen> <origin> <seq> -> SightingRecord, compact
+//	                                               or JSON (sighting_record.go)
 //	sgt/  <received> <origin> <seq>             -> SightingRecord (JSON); written
 //	                                               by earlier versions only, read by
 //	                                               nothing, deleted by Prune
@@ -126,6 +128,21 @@ func parseReceivedKey(k []byte) (suffix []byte, origin string, seq uint64, err e
 	origin = string(suffix[9 : 9+int(suffix[8])])
 	seq = binary.BigEndian.Uint64(suffix[len(suffix)-8:])
 	return suffix, origin, seq, nil
+}
+
+// parseSightingIndKey returns the origin and sequence number at the end
+// of an sgi/ key.
+func parseSightingIndKey(k []byte) (origin string, seq uint64, err error) {
+	rest, ok := bytes.CutPrefix(k, prefixSightInd)
+	if !ok || len(rest) < 2 {
+		return "", 0, fmt.Errorf("malformed sighting key %q", k)
+	}
+	// <indicator key> <last seen> <origin> <seq>
+	n := 2 + int(binary.BigEndian.Uint16(rest)) + 8
+	if len(rest) < n+1 || len(rest) != n+1+int(rest[n])+8 {
+		return "", 0, fmt.Errorf("malformed sighting key %q", k)
+	}
+	return string(rest[n+1 : len(rest)-8]), binary.BigEndian.Uint64(rest[len(rest)-8:]), nil
 }
 
 func decisionKey(id string) []byte { return join(prefixDecision, []byte(id)) }
