@@ -80,6 +80,9 @@ type Config struct {
 	NodeDownAfter time.Duration `yaml:"node_down_after"`
 	// LeaderlessAfter: no Raft leader for this long raises leaderless.
 	LeaderlessAfter time.Duration `yaml:"leaderless_after"`
+	// FeedFailures: a feed whose polls failed this many times in a row is
+	// failing.
+	FeedFailures int `yaml:"feed_failures"`
 	// SinkRate bounds the notifications each sink is sent.
 	SinkRate RateLimit `yaml:"sink_rate"`
 }
@@ -146,7 +149,7 @@ type MetricCondition struct {
 // DefaultConfig returns the section's defaults: no rules.
 func DefaultConfig() Config {
 	return Config{EvalInterval: 15 * time.Second, MaxGroups: 10_000, MaxRecent: 500,
-		NodeDownAfter: time.Minute, LeaderlessAfter: 30 * time.Second,
+		NodeDownAfter: time.Minute, LeaderlessAfter: 30 * time.Second, FeedFailures: 3,
 		SinkRate: RateLimit{PerMinute: 60, Burst: 20}}
 }
 
@@ -194,6 +197,9 @@ func (c Config) Validate(configured []string) error {
 	}
 	if c.LeaderlessAfter <= 0 {
 		p.Add("leaderless_after", c.LeaderlessAfter, "must be positive")
+	}
+	if c.FeedFailures < 1 {
+		p.Add("feed_failures", c.FeedFailures, "must be at least 1")
 	}
 	if c.SinkRate.PerMinute < 1 {
 		p.Add("sink_rate.per_minute", c.SinkRate.PerMinute, "must be at least 1")

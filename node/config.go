@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/meshward/meshward/admin"
+	"github.com/meshward/meshward/alert"
 	"github.com/meshward/meshward/consensus"
 	"github.com/meshward/meshward/detectors"
 	"github.com/meshward/meshward/gossip"
@@ -56,6 +57,7 @@ type Config struct {
 	Store         store.Config        `yaml:"store"`
 	Admin         admin.Config        `yaml:"admin"`
 	Intel         IntelConfig         `yaml:"intel"`
+	Alerts        alert.Config        `yaml:"alerts"`
 	// Process is the process measurement: the playbook's expectations.
 	Process process.Config `yaml:"process"`
 	// MetricsListen is a host:port serving Prometheus /metrics over plain
@@ -113,6 +115,7 @@ func DefaultConfig() Config {
 		Store:      store.DefaultConfig(),
 		Admin:      admin.DefaultConfig(),
 		Intel:      DefaultIntelConfig(),
+		Alerts:     alert.DefaultConfig(),
 		Process:    process.DefaultConfig(),
 		LogLevel:   "info",
 	}
@@ -215,6 +218,7 @@ func (c Config) Validate() error {
 	sections.Join("admin", c.Admin.Validate())
 	sections.Join("intel", c.Intel.Validate())
 	sections.Join("intel.feeds", feeds.ValidateList(c.Intel.Feeds))
+	sections.Join("alerts", c.Alerts.Validate(alertSinks(c.Events)))
 	sections.Join("process", c.Process.Validate())
 	if c.Store.Retention < c.Corroboration.Window {
 		bad("store.retention", c.Store.Retention, fmt.Sprintf("must cover corroboration.window (%s)", c.Corroboration.Window))

@@ -46,6 +46,7 @@ type Node struct {
 	admin     *admin.Server
 	feeds     *feedsPart   // set by Start
 	process   *processPart // process measurement (process.go)
+	alerts    *alerting    // alert.go
 	// enforceLatency observes, per mesh-wide block, the time from its
 	// creation by the proposer to its enforcement here.
 	enforceLatency prometheus.Histogram
@@ -139,6 +140,9 @@ func New(d *Deps) (*Node, error) {
 	}
 	n.admin = srv
 	n.registerMetrics()
+	if err := n.newAlerting(); err != nil { // alert.go
+		return nil, err
+	}
 	n.process = newProcessPart(n)                   // process.go
 	d.Metrics.MustRegister(d.Consensus.Collector()) // meshward_consensus_refused_total{command,reason}
 	d.Metrics.MustRegister(n.promote.collectors()...)
@@ -205,6 +209,7 @@ func (n *Node) Start(ctx context.Context) error {
 	if err := n.startFeeds(run); err != nil {
 		return fmt.Errorf("start feeds: %w", err)
 	}
+	n.group.Go(n.alertLoop)   // alert.go
 	n.group.Go(n.process.run) // process.go
 	if err := n.admin.Start(run); err != nil {
 		return fmt.Errorf("start admin API: %w", err)

@@ -42,8 +42,10 @@ func newEvents(ev events.Config, site, version string, st *store.Store, reg prom
 	return out, nil
 }
 
-// emit hands an event to the SIEM and SOAR output, if any.
+// emit hands an event to the alerting rules and to the SIEM and SOAR
+// output, if any.
 func (n *Node) emit(e siem.Event) {
+	n.alertOn(e) // alert.go
 	if ev := n.deps.Events; ev != nil {
 		ev.Emit(e)
 	}
