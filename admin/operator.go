@@ -128,6 +128,16 @@ func operatorTarget(c intel.OperatorCommand) string {
 		return c.PolicyID
 	case intel.OpProtect, intel.OpUnprotect:
 		return c.Prefix
+	case intel.OpSetZone:
+		return "zone:" + c.Zone.Name
+	case intel.OpRemoveZone:
+		return "zone:" + c.ZoneName
+	case intel.OpSetFlow:
+		return "flow:" + c.Flow.Name
+	case intel.OpRemoveFlow:
+		return "flow:" + c.FlowName
+	case intel.OpQuarantine, intel.OpRelease:
+		return "host:" + c.Host.String()
 	case intel.OpRemoveMember:
 		return c.Member
 	case intel.OpAddOperator:

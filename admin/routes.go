@@ -93,6 +93,10 @@ func (s *Server) routes() routeTable {
 		{"GET", "/v1/process/export", RoleViewer, "", getProcessExport},
 		{"POST", "/v1/process-events", RoleResponder, "process.event", postProcessEvent},
 		{"GET", "/v1/operator", RoleViewer, "", getOperator},
+		// Segmentation (segment.go): set through operator commands.
+		{"GET", "/v1/zones", RoleViewer, "", getZones},
+		{"GET", "/v1/flows", RoleViewer, "", getFlows},
+		{"GET", "/v1/quarantines", RoleViewer, "", getQuarantines},
 		// The handler checks the token's role against the command's.
 		{"POST", "/v1/operator/commands", RoleResponder, "operator.command", postOperatorCommand},
 		// Runtime profiles (net/http/pprof), for diagnosis in the field.

@@ -39,6 +39,9 @@ type Node struct {
 	// warninglist commands committed (feedpolicy.go).
 	feedPolicies []intel.FeedPolicy
 	warninglist  []warninglist.Entry
+	// seg is what the zone, flow and quarantine commands committed
+	// (segment.go).
+	seg intel.Segmentation
 	// OperatorSet and TokenSet are the mesh's operator keys and join
 	// tokens (AddOperator registers a key).
 	OperatorSet []admin.OperatorInfo

@@ -188,6 +188,8 @@ func (n *Node) apply(c intel.OperatorCommand, keyID string, now time.Time) error
 			Uses: c.TokenUses, Expires: c.Header.Issued.Add(c.TokenTTL()).UTC(), CreatedBy: keyID})
 	case intel.OpSetFeedPolicy, intel.OpRemoveFeedPolicy, intel.OpWarninglistAdd, intel.OpWarninglistRemove:
 		return n.applyFeed(c)
+	case intel.OpSetZone, intel.OpRemoveZone, intel.OpSetFlow, intel.OpRemoveFlow, intel.OpQuarantine, intel.OpRelease:
+		return n.applySegment(c, keyID)
 	default:
 		return fmt.Errorf("%w: op %s", admin.ErrInvalid, c.Op)
 	}
