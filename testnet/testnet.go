@@ -32,6 +32,15 @@ type Options struct {
 	// Configure, if set, may adjust each node's configuration before it
 	// starts (i is the node's index).
 	Configure func(i int, cfg *node.Config)
+	// Clock, if set, returns node i's clock (nil entries mean time.Now).
+	Clock func(i int) func() time.Time
+	// Profile is the nodes' resource profile: "" or ProfileDefault, or
+	// ProfileSim (smaller footprint for large meshes; see profile.go).
+	// Start chooses ProfileSim for more than SimProfileAbove nodes when
+	// Profile is empty.
+	Profile string
+	// Progress, if set, is called as the mesh forms (see profile.go).
+	Progress func(Progress)
 }
 
 // Mesh is a running local mesh.
@@ -43,6 +52,12 @@ type Mesh struct {
 	tempDir bool
 	logs    []string // each node's auth.log
 	gaters  []*gater // each node's connection gater (Partition)
+	// cfgs are the nodes' configurations, down marks the nodes Kill
+	// stopped (run_faults.go).
+	cfgs []node.Config
+	down []bool
+	// started and lastProgress pace Options.Progress (profile.go).
+	started, lastProgress time.Time
 	// operator is the mesh's admin operator key (Operator).
 	operator ed25519.PrivateKey
 	mu       sync.Mutex
@@ -72,6 +87,14 @@ func Start(ctx context.Context, opts Options) (_ *Mesh, err error) {
 	if opts.MinNodes == 0 {
 		opts.MinNodes = 2
 	}
+	if opts.Profile == "" && opts.Nodes > SimProfileAbove {
+		opts.Profile = ProfileSim
+	}
+	prof, err := profileFor(opts.Profile)
+	if err != nil {
+		return nil, err
+	}
+	opts.Profile = prof.name
 	m := &Mesh{opts: opts, dir: opts.Dir}
 	if m.dir == "" {
 		if m.dir, err = os.MkdirTemp("", "meshward-testnet-"); err != nil {
@@ -102,7 +125,7 @@ func Start(ctx context.Context, opts Options) (_ *Mesh, err error) {
 		cfg.DataDir = dir
 		cfg.Site = fmt.Sprintf("site-%02d", i)
 		cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
-		cfg.Peers = append([]string{}, addrs...)
+		cfg.Peers = prof.dialPeers(addrs)
 		cfg.Consensus.JoinToken = token
 		if i == 0 {
 			cfg.Consensus.Bootstrap = true
@@ -116,46 +139,69 @@ func Start(ctx context.Context, opts Options) (_ *Mesh, err error) {
 		cfg.Detectors.FromStart = true
 		cfg.Detectors.PollInterval = 20 * time.Millisecond
 		cfg.Responders.Resync = 5 * time.Second
+		prof.configure(&cfg)
 		if opts.Configure != nil {
 			opts.Configure(i, &cfg)
 		}
-		logger := opts.Logger
-		if logger == nil {
-			logger = slog.New(slog.DiscardHandler)
-		}
 		g := newGater()
-		n, err := node.Start(ctx, cfg, node.Options{Logger: logger, ConsensusTimeouts: loopbackTimeouts, ConnectionGater: g})
+		n, err := node.Start(ctx, cfg, m.nodeOptions(i, g))
 		if err != nil {
 			return nil, fmt.Errorf("testnet: start node %d: %w", i, err)
 		}
 		m.Nodes = append(m.Nodes, n)
 		m.gaters = append(m.gaters, g)
 		m.logs = append(m.logs, authLog)
+		m.cfgs = append(m.cfgs, cfg)
+		m.down = append(m.down, false)
 		addrs = append(addrs, n.Addrs()[0])
+		m.progress(ctx, false)
 		if i == 0 && opts.Nodes > 1 {
 			if token, err = m.createJoinToken(ctx, opts.Nodes-1); err != nil {
 				return nil, err
 			}
 		}
 	}
-	if err := m.WaitReady(ctx); err != nil {
+	stopProgress := m.startProgress()
+	err = m.WaitReady(ctx)
+	stopProgress()
+	if err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
+// nodeOptions are node i's start options, with its gater g.
+func (m *Mesh) nodeOptions(i int, g *gater) node.Options {
+	logger := m.opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	o := node.Options{Logger: logger, ConsensusTimeouts: loopbackTimeouts, ConnectionGater: g}
+	if p, _ := profileFor(m.opts.Profile); p.timeouts != nil {
+		o.ConsensusTimeouts = p.timeouts
+	}
+	if m.opts.Clock != nil {
+		o.Clock = m.opts.Clock(i)
+	}
+	return o
+}
+
 // WaitReady waits until every node is on every node's roster and every
 // node sees all others in the gossip topic.
 func (m *Mesh) WaitReady(ctx context.Context) error {
+	prof, _ := profileFor(m.opts.Profile)
 	return Poll(ctx, 20*time.Millisecond, func() (bool, string) {
 		for i, n := range m.Nodes {
+			if m.down[i] {
+				continue
+			}
 			for _, o := range m.Nodes {
 				if !n.Consensus().IsMember(o.ID()) {
 					return false, fmt.Sprintf("node %d does not yet have %s on its roster", i, o.Site())
 				}
 			}
-			if got := len(n.Gossip().Peers()); got < len(m.Nodes)-1 {
-				return false, fmt.Sprintf("node %d has %d of %d gossip peers", i, got, len(m.Nodes)-1)
+			if got, want := len(n.Gossip().Peers()), prof.gossipPeersWanted(m.running()); got < want {
+				return false, fmt.Sprintf("node %d has %d of %d gossip peers", i, got, want)
 			}
 		}
 		return true, ""
@@ -204,7 +250,7 @@ func (m *Mesh) InjectSSHBruteForce(i int, attacker netip.Addr, failures int) err
 func (m *Mesh) Close() error {
 	var errs []error
 	for i := len(m.Nodes) - 1; i >= 0; i-- {
-		if err := m.Nodes[i].Close(); err != nil {
+		if err := m.Nodes[i].Close(); err != nil && !m.down[i] {
 			errs = append(errs, fmt.Errorf("close node %d: %w", i, err))
 		}
 	}

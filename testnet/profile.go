@@ -1,0 +1,174 @@
+package testnet
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/meshward/meshward/node"
+)
+
+// Resource profiles of the nodes a mesh starts.
+const (
+	// ProfileDefault runs every node as `meshward agent` would, with
+	// loopback Raft timings, and has every node dial every node started
+	// before it.
+	ProfileDefault = "default"
+	// ProfileSim trades speed of reaction for footprint, for meshes of
+	// hundreds of nodes in one process: longer Raft heartbeats and
+	// election timeouts, gossip heartbeats and anti-entropy rounds
+	// further apart, and each node dials only the founder and the
+	// SimPeers nodes started just before it (GossipSub spreads a message
+	// along any connected graph), so that connections, and file
+	// descriptors, grow with the number of nodes and not its square.
+	ProfileSim = "sim"
+	// SimProfileAbove is the mesh size above which Start chooses
+	// ProfileSim when Options.Profile is empty.
+	SimProfileAbove = 50
+	// SimPeers is how many earlier nodes a node dials under ProfileSim.
+	SimPeers = 4
+)
+
+// profile is what a profile changes.
+type profile struct {
+	name string
+	// timeouts replace loopbackTimeouts when set.
+	timeouts *node.ConsensusTimeouts
+	// peers bounds the earlier nodes a node dials (0: all of them).
+	peers int
+	// configure adjusts a node's configuration.
+	configure func(*node.Config)
+}
+
+var simTimeouts = &node.ConsensusTimeouts{
+	Heartbeat:   1500 * time.Millisecond,
+	Election:    1500 * time.Millisecond,
+	LeaderLease: 750 * time.Millisecond,
+	Commit:      50 * time.Millisecond,
+}
+
+func profileFor(name string) (profile, error) {
+	switch name {
+	case "", ProfileDefault:
+		return profile{name: ProfileDefault, configure: func(*node.Config) {}}, nil
+	case ProfileSim:
+		return profile{name: ProfileSim, timeouts: simTimeouts, peers: SimPeers, configure: func(c *node.Config) {
+			c.Gossip.HeartbeatInterval = time.Minute
+			c.Gossip.SyncInterval = time.Minute
+			c.Detectors.PollInterval = 200 * time.Millisecond
+		}}, nil
+	default:
+		return profile{}, fmt.Errorf("testnet: profile %q: allowed values are %q and %q", name, ProfileDefault, ProfileSim)
+	}
+}
+
+// dialPeers returns the addresses node i dials at start: all of addrs
+// (the nodes started before it), or under a bounded profile the first
+// (the founder) and the last peers-1 of them.
+func (p profile) dialPeers(addrs []string) []string {
+	if p.peers == 0 || len(addrs) <= p.peers {
+		return append([]string{}, addrs...)
+	}
+	return append([]string{addrs[0]}, addrs[len(addrs)-(p.peers-1):]...)
+}
+
+// gossipPeersWanted is how many gossip peers each of running nodes must
+// see before the mesh is ready: all the others, or under a bounded
+// profile at least one (the gossip graph is connected through the
+// founder and each node's dial peers).
+func (p profile) gossipPeersWanted(running int) int {
+	if p.peers == 0 {
+		return running - 1
+	}
+	return min(running-1, 1)
+}
+
+// Progress is how far a mesh has formed: nodes started (node.Start
+// returned), joined (on their own roster, so the mesh admitted them)
+// and ready (joined and connected to the gossip topic), out of Nodes.
+type Progress struct {
+	Nodes, Started, Joined, Ready int
+	Elapsed                       time.Duration
+}
+
+func (p Progress) String() string {
+	return fmt.Sprintf("mesh forming: %d/%d started, %d joined, %d ready (%s)", p.Started, p.Nodes, p.Joined, p.Ready, p.Elapsed.Round(100*time.Millisecond))
+}
+
+// progress reports to Options.Progress at most once a second while Start
+// starts the nodes, and always when force is set.
+func (m *Mesh) progress(_ context.Context, force bool) {
+	if m.opts.Progress == nil {
+		return
+	}
+	if m.started.IsZero() {
+		m.started = time.Now()
+	}
+	if !force && time.Since(m.lastProgress) < time.Second {
+		return
+	}
+	m.lastProgress = time.Now()
+	m.opts.Progress(m.formation())
+}
+
+// formation counts the nodes started, joined and ready.
+func (m *Mesh) formation() Progress {
+	prof, _ := profileFor(m.opts.Profile)
+	p := Progress{Nodes: m.opts.Nodes, Started: len(m.Nodes), Elapsed: time.Since(m.started)}
+	for i, n := range m.Nodes {
+		if m.down[i] || !n.Consensus().IsMember(n.ID()) {
+			continue
+		}
+		p.Joined++
+		if len(n.Gossip().Peers()) >= prof.gossipPeersWanted(m.running()) {
+			p.Ready++
+		}
+	}
+	return p
+}
+
+// startProgress reports once a second until the returned stop is called
+// (which reports a last time); m.Nodes must not change meanwhile.
+func (m *Mesh) startProgress() (stop func()) {
+	if m.opts.Progress == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				m.opts.Progress(m.formation())
+			}
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
+		m.opts.Progress(m.formation())
+	}
+}
+
+// RaiseFileLimit raises the process's soft limit of open files to its
+// hard limit (every node holds sockets, Badger files and a peer book)
+// and returns both limits as they are afterwards.
+func RaiseFileLimit() (soft, hard uint64, err error) {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return 0, 0, fmt.Errorf("get RLIMIT_NOFILE: %w", err)
+	}
+	if l.Cur < l.Max {
+		l.Cur = l.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+			return 0, 0, fmt.Errorf("raise RLIMIT_NOFILE to %d: %w", l.Max, err)
+		}
+	}
+	return l.Cur, l.Max, nil
+}
