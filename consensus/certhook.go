@@ -36,13 +36,22 @@ type chainState struct {
 	Term   uint64   `json:"term"`
 	Hash   []byte   `json:"hash"`
 	Voters []string `json:"voters,omitempty"`
+	// Servers are every server of the last configuration entry, voters
+	// and standbys: what an edge, which is in no raft configuration,
+	// knows of the servers (absent from older snapshots).
+	Servers []string `json:"servers,omitempty"`
 }
 
 // certChain is the fsm's chain. The fsm owns it: extend and restore run
 // under its write lock, the readers under its read lock. The zero value
 // is the chain's start.
 type certChain struct {
+	// maxEntries and maxBytes bound recent (zero: chainRecentEntries,
+	// chainRecentBytes); restore keeps them.
+	maxEntries, maxBytes int
+
 	head    certify.Anchor // Hash is zero until the first entry
+	servers []string       // every server of the last configuration entry, sorted
 	unknown bool           // restored from a snapshot without the chain
 	recent  []certify.Entry
 	bytes   int
@@ -68,12 +77,28 @@ func (c *certChain) extend(logs []*raft.Log) {
 		if l.Type == raft.LogConfiguration {
 			if v, err := certify.ConfigVoters(l.Data); err == nil {
 				c.head.Voters = v
+				c.servers = configServers(l.Data)
 			}
 		}
 		c.recent = append(c.recent, e)
 		c.bytes += len(e.Data)
 	}
-	c.trim(chainRecentEntries, chainRecentBytes)
+	c.trim(cmp.Or(c.maxEntries, chainRecentEntries), cmp.Or(c.maxBytes, chainRecentBytes))
+}
+
+// skip is how many of logs, in index order, the chain holds already
+// (at or below its head). An edge promoted to server applied them
+// through its certify.Edge; raft, which does not know that, may hand
+// them over again, and they must not be applied twice.
+func (c *certChain) skip(logs []*raft.Log) int {
+	if c.unknown || c.head.Index == 0 {
+		return 0
+	}
+	n := 0
+	for n < len(logs) && logs[n].Index <= c.head.Index {
+		n++
+	}
+	return n
 }
 
 // trim drops the oldest recent entries beyond maxEntries or maxBytes (the
@@ -100,7 +125,8 @@ func (c *certChain) state() *chainState {
 	if c.unknown {
 		return nil
 	}
-	return &chainState{Index: c.head.Index, Term: c.head.Term, Hash: slices.Clone(c.head.Hash[:]), Voters: slices.Clone(c.head.Voters)}
+	return &chainState{Index: c.head.Index, Term: c.head.Term, Hash: slices.Clone(c.head.Hash[:]), Voters: slices.Clone(c.head.Voters),
+		Servers: slices.Clone(c.servers)}
 }
 
 // restore sets the head from a snapshot's. Without one (a snapshot from
@@ -108,12 +134,13 @@ func (c *certChain) state() *chainState {
 // rebuilt from the state, and a chain restarted here would be signed
 // wrong.
 func (c *certChain) restore(st *chainState) {
-	*c = certChain{}
+	*c = certChain{maxEntries: c.maxEntries, maxBytes: c.maxBytes}
 	if st == nil || len(st.Hash) != len(certify.Hash{}) {
 		c.unknown = true
 		return
 	}
 	c.head = certify.Anchor{Index: st.Index, Term: st.Term, Voters: certify.NewVoters(st.Voters...)}
+	c.servers = certify.NewVoters(st.Servers...)
 	copy(c.head.Hash[:], st.Hash)
 }
 
@@ -226,4 +253,27 @@ func (c *Consensus) CertifiedSnapshot() (certify.Manifest, []byte, error) {
 		return certify.Manifest{}, nil, fmt.Errorf("certified snapshot: %w", err)
 	}
 	return m, buf.Bytes(), nil
+}
+
+// configServers are the IDs of every server of a configuration entry's
+// data, sorted; nil if it does not decode (raft's decoder panics on bad
+// input).
+func configServers(data []byte) (ids []string) {
+	defer func() {
+		if recover() != nil {
+			ids = nil
+		}
+	}()
+	for _, s := range raft.DecodeConfiguration(data).Servers {
+		ids = append(ids, string(s.ID))
+	}
+	return certify.NewVoters(ids...)
+}
+
+// chainServers returns the voters and every server (voters and
+// standbys) of the last configuration entry the FSM applied.
+func (c *Consensus) chainServers() (voters, servers []string) {
+	c.fsm.mu.RLock()
+	defer c.fsm.mu.RUnlock()
+	return slices.Clone(c.fsm.chain.head.Voters), slices.Clone(c.fsm.chain.servers)
 }

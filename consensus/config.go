@@ -39,6 +39,13 @@ type Config struct {
 	// there are fewer voters than this. Odd, so that every voter adds
 	// fault tolerance. Default 5.
 	MaxVoters int `yaml:"max_voters"`
+	// Standbys is how many non-voters are kept as servers beside the
+	// voters, ready to be promoted. MaxVoters + Standbys members are Raft
+	// servers; a member that joins when they are all there becomes an edge:
+	// on the roster, not in the raft configuration, applying the entries a
+	// majority of the voters certifies (edge.go). Default 2; -1 keeps
+	// none (0 takes the default).
+	Standbys int `yaml:"standbys"`
 	// DeadVoterTimeout is how long a voter may fail the leader's heartbeats
 	// before the leader demotes it to non-voter in favour of a healthy
 	// non-voter. A dead voter with no replacement keeps its vote. Default
@@ -70,6 +77,19 @@ type Config struct {
 	// founds starts with (the node fills them from its corroboration
 	// section); nil takes DefaultRules. Operators change them later.
 	BootstrapRules *Rules `yaml:"-"`
+	// ChainRecentEntries and ChainRecentBytes bound the recent chain
+	// entries kept to serve edges that fall behind (zero: 4096 entries,
+	// the raft log cache's bytes); beyond them an edge catches up from a
+	// certified snapshot.
+	ChainRecentEntries int `yaml:"-"`
+	ChainRecentBytes   int `yaml:"-"`
+	// EdgeSyncInterval is how often an edge looks for gaps to fill and
+	// persists what it applied. Default 200ms.
+	EdgeSyncInterval time.Duration `yaml:"-"`
+	// EdgePollInterval is how often an edge that knows of no gap asks a
+	// voter for what follows its head (an edge that was away hears
+	// nothing of a quiet mesh). Default 10 × EdgeSyncInterval.
+	EdgePollInterval time.Duration `yaml:"-"`
 	// MembershipInterval is how often the leader reviews the voter set.
 	// Default 500ms.
 	MembershipInterval time.Duration `yaml:"-"`
@@ -103,6 +123,8 @@ type Config struct {
 // Defaults for Config fields left zero.
 const (
 	DefaultMaxVoters          = 5
+	DefaultStandbys           = 2
+	DefaultEdgeSyncInterval   = 200 * time.Millisecond
 	DefaultDeadVoterTimeout   = 30 * time.Second
 	DefaultPromoteAfter       = 2 * time.Second
 	DefaultMembershipInterval = 500 * time.Millisecond
@@ -125,6 +147,7 @@ const (
 func DefaultConfig() Config {
 	return Config{
 		MaxVoters:        DefaultMaxVoters,
+		Standbys:         DefaultStandbys,
 		DeadVoterTimeout: DefaultDeadVoterTimeout,
 		PromoteAfter:     DefaultPromoteAfter,
 	}
@@ -135,6 +158,15 @@ func (c Config) withDefaults() Config {
 	d := DefaultConfig()
 	if c.MaxVoters == 0 {
 		c.MaxVoters = d.MaxVoters
+	}
+	if c.Standbys == 0 {
+		c.Standbys = d.Standbys
+	}
+	if c.EdgeSyncInterval == 0 {
+		c.EdgeSyncInterval = DefaultEdgeSyncInterval
+	}
+	if c.EdgePollInterval == 0 {
+		c.EdgePollInterval = 10 * c.EdgeSyncInterval
 	}
 	if c.DeadVoterTimeout == 0 {
 		c.DeadVoterTimeout = d.DeadVoterTimeout
@@ -204,6 +236,9 @@ func (c Config) Validate() error {
 	// rather than silently rounded down when the leader grows the set.
 	if c.MaxVoters < 1 || c.MaxVoters%2 == 0 {
 		p.Add("max_voters", c.MaxVoters, "must be odd and at least 1")
+	}
+	if c.Standbys < -1 || c.Standbys > 64 {
+		p.Add("standbys", c.Standbys, "must be between 1 and 64, or -1 for none (0 takes the default, 2)")
 	}
 	if c.DeadVoterTimeout <= 0 {
 		p.Add("dead_voter_timeout", c.DeadVoterTimeout, "must be positive")

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -16,6 +17,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 
+	"github.com/meshward/meshward/consensus/certify"
+	"github.com/meshward/meshward/consensus/certify/chainsync"
 	"github.com/meshward/meshward/intel"
 	"github.com/meshward/meshward/internal/refusal"
 	"github.com/meshward/meshward/internal/routine"
@@ -76,6 +79,20 @@ type Consensus struct {
 	group  *routine.Group
 	cancel context.CancelFunc
 
+	// Servers and edges (servers.go, edge.go, edge_snapshot.go).
+	snaps            raft.SnapshotStore
+	trans            raft.Transport
+	edge             atomic.Pointer[edgeRunner] // set while (or once) an edge
+	edgeMu           sync.Mutex                 // guards pub, certRefused, edge's start
+	pub              *certify.Publisher
+	certRefused      map[string]uint64
+	chainSrv         *chainsync.Server
+	snapCache        snapshotCache
+	edgeSyncFailures atomic.Uint64
+	edgeSnapshots    atomic.Uint64 // certified snapshots installed
+	edgeFetches      atomic.Uint64 // chainsync answers taken
+	edgePoll         atomic.Int64  // EdgePollInterval; tests change it
+
 	mu     sync.Mutex
 	closed bool
 	peers  map[peer.ID]bool // roster peers we protected and fed to the peerstore
@@ -118,12 +135,16 @@ func New(ctx context.Context, h host.Host, logs raft.LogStore, stable raft.Stabl
 		changes: make(chan struct{}, 1),
 		sync:    make(chan struct{}, 1),
 		peers:   map[peer.ID]bool{},
+		snaps:   snaps,
+
+		certRefused: map[string]uint64{},
 	}
 	gctx, cancel := context.WithCancel(ctx)
 	c.group, c.cancel = routine.New(gctx), cancel
 	c.fwd = newForwarder(c.group, c.sendProposals)
 	c.fsm = newFSM(c.notify)
 	c.fsm.log = cfg.Logger.With("part", "fsm")
+	c.fsm.chain.maxEntries, c.fsm.chain.maxBytes = cfg.ChainRecentEntries, cfg.ChainRecentBytes
 	if c.fsm.verify = cfg.VerifyCache; c.fsm.verify == nil {
 		c.fsm.verify = intel.NewVerifyCache(intel.DefaultVerifyCacheSize)
 	}
@@ -137,6 +158,8 @@ func New(ctx context.Context, h host.Host, logs raft.LogStore, stable raft.Stabl
 		Timeout:         transportTimeout,
 		Logger:          rc.Logger.Named("transport"),
 	})
+	c.trans = trans
+	c.edgePoll.Store(int64(cfg.EdgePollInterval))
 	fail := func(err error) (*Consensus, error) {
 		c.cancel()
 		_ = trans.Close()
@@ -175,6 +198,14 @@ func New(ctx context.Context, h host.Host, logs raft.LogStore, stable raft.Stabl
 	})
 	r.RegisterObserver(c.observer)
 	h.SetStreamHandler(RPCProtocol, c.handleRPC)
+	h.SetStreamHandler(SnapshotProtocol, c.handleSnapshot)
+	cs, err := chainsync.NewServer(c.group.Context(), h, c, func(p peer.ID) bool { return c.IsMember(p.String()) })
+	if err != nil {
+		_ = r.Shutdown().Error()
+		return fail(err)
+	}
+	c.chainSrv = cs
+	c.resumeEdge()
 	c.group.Go(c.leaderLoop)
 	c.group.Go(c.peerLoop)
 	c.group.Go(c.membershipLoop)
@@ -408,6 +439,14 @@ func (c *Consensus) Stats() map[string]string {
 	s["observations_dropped"] = strconv.FormatUint(c.observer.GetNumDropped(), 10)
 	s["forwarded_batches"] = strconv.FormatUint(c.fwd.batches.Load(), 10)
 	s["forwarded_commands"] = strconv.FormatUint(c.fwd.commands.Load(), 10)
+	s["kind"] = string(c.Kind())
+	s["edge_promotions"] = strconv.FormatUint(c.edgePromotions.Load(), 10)
+	s["edge_sync_failures"] = strconv.FormatUint(c.edgeSyncFailures.Load(), 10)
+	s["edge_snapshots"] = strconv.FormatUint(c.edgeSnapshots.Load(), 10)
+	s["edge_fetches"] = strconv.FormatUint(c.edgeFetches.Load(), 10)
+	if e, ok := c.Edge(); ok {
+		s["edge_applied_index"] = strconv.FormatUint(e.Applied, 10)
+	}
 	return s
 }
 
@@ -422,6 +461,13 @@ func (c *Consensus) Close() error {
 		c.mu.Unlock()
 		c.cancel()
 		c.h.RemoveStreamHandler(RPCProtocol)
+		c.h.RemoveStreamHandler(SnapshotProtocol)
+		c.chainSrv.Close()
+		c.edgeMu.Lock()
+		if c.pub != nil {
+			c.pub.Close()
+		}
+		c.edgeMu.Unlock()
 		c.raft.DeregisterObserver(c.observer)
 		if err := c.raft.Shutdown().Error(); err != nil {
 			c.closeErr = fmt.Errorf("shut down raft: %w", err)

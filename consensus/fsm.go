@@ -173,9 +173,10 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	func() {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		f.chain.extend(logs)
+		skip := f.chain.skip(logs)
+		f.chain.extend(logs[skip:])
 		for i, l := range logs {
-			if l.Type != raft.LogCommand || len(l.Data) == 0 {
+			if i < skip || l.Type != raft.LogCommand || len(l.Data) == 0 {
 				continue
 			}
 			rerr := f.applyLocked(l, memos[i])

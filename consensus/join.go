@@ -59,6 +59,7 @@ func (c *Consensus) Join(ctx context.Context, member peer.AddrInfo) error {
 	}
 	c.allowJoinPeer(member.ID)
 	mesh := ""
+	var edge *rpcResponse // set when admitted as an edge
 	attempt := func(ctx context.Context) error {
 		if mesh == "" {
 			resp, err := c.callResp(ctx, member.ID, &rpcRequest{Kind: rpcJoinInfo, Node: c.cfg.LocalID})
@@ -75,10 +76,29 @@ func (c *Consensus) Join(ctx context.Context, member peer.AddrInfo) error {
 			TokenKey: key.Public().(ed25519.PublicKey), Proof: intel.SignJoin(key, mesh, c.cfg.LocalID)}
 		resp, err := c.callResp(ctx, member.ID, req)
 		c.allowServers(resp.Servers)
+		if err == nil && resp.Edge {
+			edge = &resp
+		}
 		return err
 	}
 	if err := c.retry(ctx, attempt); err != nil {
 		return fmt.Errorf("join through %s: %w", shortID(member.ID.String()), err)
+	}
+	if edge != nil && !c.inConfig() {
+		for i, v := range edge.Voters {
+			p, err := peer.Decode(v)
+			if err != nil || p == c.h.ID() || i == maxJoinPeers {
+				continue
+			}
+			if addrs := parseAddrs(edge.VoterAddrs[v]); len(addrs) > 0 {
+				c.h.Peerstore().AddAddrs(p, addrs, peerstore.PermanentAddrTTL)
+			}
+		}
+		if err := c.startEdge(mesh, edge.Voters); err != nil {
+			return fmt.Errorf("join through %s as an edge: %w", shortID(member.ID.String()), err)
+		}
+		c.log.Info("joined the mesh as an edge", "through", member.ID, "mesh", mesh, "voters", len(edge.Voters))
+		return nil
 	}
 	for !c.inConfig() {
 		if !sleepCtx(ctx, 20*time.Millisecond) {
@@ -182,6 +202,18 @@ func (c *Consensus) joinOnce(ctx context.Context, req *rpcRequest) (rpcResponse,
 		c.h.Peerstore().AddAddrs(id, addrs, peerstore.PermanentAddrTTL)
 	}
 	c.h.ConnManager().Protect(id, connProtectTag)
+	if !c.knownInConfig(req.Node) && c.serversFull() {
+		// An edge: on the roster, not a raft peer (edge.go).
+		voters := c.configVoters()
+		addrs := map[string][]string{}
+		for _, v := range voters {
+			if m, ok := c.fsm.member(v); ok && len(m.Addrs) > 0 {
+				addrs[v] = m.Addrs
+			}
+		}
+		c.log.Info("admitted a member as an edge", "node", req.Node)
+		return rpcResponse{Mesh: c.MeshID(), Servers: c.joinServers(), Edge: true, Voters: voters, VoterAddrs: addrs}, nil
+	}
 	if err := c.addNonvoter(ctx, req.Node); err != nil {
 		return rpcResponse{}, err
 	}

@@ -41,8 +41,11 @@ const (
 type MemberStatus struct {
 	Member
 	Suffrage Suffrage `json:"suffrage"`
-	Leader   bool     `json:"leader"`
-	Health   Health   `json:"health"`
+	// Kind is server (a voter), standby (a non-voter) or edge (in no
+	// raft configuration; servers.go).
+	Kind   Kind   `json:"kind"`
+	Leader bool   `json:"leader"`
+	Health Health `json:"health"`
 	// Since is when the current health began, in the leader's view (zero
 	// when unknown).
 	Since time.Time `json:"since,omitzero"`
@@ -233,6 +236,9 @@ func (c *Consensus) reconcileVoters(ctx context.Context) error {
 		c.log.Info("promoted a non-voter", "node", p.ID, "voters", n+1)
 		return c.syncRosterVoter(ctx, string(p.ID), true)
 	}
+	if acted, err := c.promoteEdge(ctx, servers, len(dead) > 0, len(cands) > 0); acted || err != nil {
+		return err
+	}
 	// Self-heal the roster's Voter flags (a change whose roster update was
 	// lost with a previous leader).
 	for _, s := range servers {
@@ -265,7 +271,22 @@ func (c *Consensus) Members() []MemberStatus {
 	for _, m := range c.fsm.members() {
 		byID[m.ID] = &MemberStatus{Member: m, Suffrage: SuffrageNone}
 	}
-	if f := c.raft.GetConfiguration(); f.Error() == nil {
+	if c.IsEdge() {
+		// An edge is in no raft configuration: the last configuration
+		// entry it applied names the servers.
+		voters, servers := c.chainServers()
+		for _, id := range servers {
+			ms := byID[id]
+			if ms == nil {
+				ms = &MemberStatus{Member: Member{ID: id}}
+				byID[id] = ms
+			}
+			ms.Suffrage = SuffrageNonvoter
+			if slices.Contains(voters, id) {
+				ms.Suffrage = SuffrageVoter
+			}
+		}
+	} else if f := c.raft.GetConfiguration(); f.Error() == nil {
 		for _, s := range f.Configuration().Servers {
 			ms := byID[string(s.ID)]
 			if ms == nil {
@@ -282,6 +303,7 @@ func (c *Consensus) Members() []MemberStatus {
 	out := make([]MemberStatus, 0, len(byID))
 	for id, ms := range byID {
 		ms.Leader = id == leader
+		ms.Kind = kindOf(ms.Suffrage)
 		switch {
 		case id == c.cfg.LocalID:
 			ms.Health = HealthHealthy
@@ -438,4 +460,5 @@ func waitFuture(ctx context.Context, f raft.Future) error {
 // membershipCounters are reported by Stats.
 type membershipCounters struct {
 	promotions, demotions, removals atomic.Uint64
+	edgePromotions                  atomic.Uint64 // edges made standbys (servers.go)
 }

@@ -118,6 +118,13 @@ func (c *Consensus) proposeOnce(ctx context.Context, data []byte, cmd *Command, 
 }
 
 func (c *Consensus) leaderPeer() (peer.ID, error) {
+	if r := c.edge.Load(); r != nil && !r.promoted.Load() {
+		// An edge hears no raft leader: a server forwards for it.
+		if s := r.servers(); len(s) > 0 {
+			return s[0], nil
+		}
+		return "", fmt.Errorf("%w: this edge knows no server", ErrNoLeader)
+	}
 	_, id := c.raft.LeaderWithID()
 	if id == "" {
 		return "", ErrNoLeader

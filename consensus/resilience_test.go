@@ -222,6 +222,7 @@ func TestDeadVotersReplacedByNonVoters(t *testing.T) {
 		// membership decisions quick.
 		c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout, c.CommitTimeout = 500*time.Millisecond, 500*time.Millisecond, 250*time.Millisecond, 10*time.Millisecond
 		c.PromoteAfter, c.MembershipInterval, c.DeadVoterTimeout = 300*time.Millisecond, 100*time.Millisecond, 1500*time.Millisecond
+		c.Standbys = 7 // every node a server
 	}
 	nodes := newClusterWith(t, 12, opt)
 	if got := countVoters(nodes[0].c, false); got != 5 {

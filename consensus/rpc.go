@@ -74,6 +74,14 @@ type rpcResponse struct {
 	// streams to it.
 	Mesh    string   `json:"mesh,omitempty"`
 	Servers []string `json:"servers,omitempty"`
+	// Edge answers a join: the joiner was admitted as an edge (the
+	// servers are all there), and Voters is the voter set it anchors its
+	// certify.Edge on (edge.go).
+	Edge   bool     `json:"edge,omitempty"`
+	Voters []string `json:"voters,omitempty"`
+	// VoterAddrs are the voters' listen addresses as the roster holds
+	// them, for an edge that knows no peer but the one it joined through.
+	VoterAddrs map[string][]string `json:"voter_addrs,omitempty"`
 	// Results answer propose_batch: one per command, in order.
 	Results []rpcResponse `json:"results,omitempty"`
 }

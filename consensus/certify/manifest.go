@@ -201,3 +201,26 @@ func (r *reader) uint64(field string) uint64 {
 	}
 	return 0
 }
+
+// SigValid reports whether signature i verifies over the manifest, so
+// that a collector of signatures from several voters can leave out a bad
+// one instead of having Install refuse the whole manifest for it.
+func (m *Manifest) SigValid(i int) bool {
+	if i < 0 || i >= len(m.Sigs) {
+		return false
+	}
+	body, err := m.body()
+	if err != nil {
+		return false
+	}
+	s := m.Sigs[i]
+	return len(s.Signer) == ed25519.PublicKeySize && len(s.Sig) == ed25519.SignatureSize &&
+		ed25519.Verify(s.Signer, append([]byte(ManifestDomain), body...), s.Sig)
+}
+
+// SameBody reports whether o describes the same snapshot as m (every
+// field but the signatures).
+func (m *Manifest) SameBody(o *Manifest) bool {
+	return m.Mesh == o.Mesh && m.Index == o.Index && m.Term == o.Term && m.Chain == o.Chain &&
+		m.State == o.State && m.Size == o.Size && m.Voters.Equal(o.Voters)
+}

@@ -1,0 +1,519 @@
+package consensus
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshward/meshward/consensus/certify"
+	"github.com/meshward/meshward/consensus/certify/chainsync"
+)
+
+// The edge (servers.go says who is one). Its FSM is the servers' FSM
+// code, driven by a certify.Edge instead of raft: entries and voter
+// certificates arrive on the certified GossipSub topic (HandleCertified;
+// every server runs a certify.Publisher, the leader's sends the entries),
+// gaps are filled over chainsync from a voter, and an edge that has
+// nothing yet, or has fallen behind the servers' recent entries, installs
+// a snapshot whose manifest a majority of the voters signed
+// (edge_snapshot.go). Each certified entry goes through fsm.ApplyBatch in
+// chain order, so an edge's state is byte for byte a server's at the same
+// index.
+//
+// What it applied is persisted as a raft snapshot in the node's snapshot
+// store (every few seconds and at Close): a restarted edge's raft restores
+// it into the FSM, and the edge resumes from its chain head. When the
+// leader makes the edge a standby (servers.go), raft takes over: the FSM
+// skips the entries it holds already (certChain.skip), so nothing is
+// applied twice and nothing applied is lost.
+
+// CertifiedTopic is the GossipSub topic certified entries travel on
+// (gossip.Certified).
+type CertifiedTopic interface {
+	PublishCertified(ctx context.Context, data []byte) error
+}
+
+// Edge bounds.
+const (
+	// edgePersistEvery: a running edge persists what it applied at most
+	// once per this many sync intervals.
+	edgePersistEvery = 25
+)
+
+// edgeRunner drives this node's FSM as an edge.
+type edgeRunner struct {
+	c        *Consensus
+	e        *certify.Edge
+	kick     chan struct{}
+	promoted atomic.Bool
+	// needSnapshot: the edge has no state yet, or the entries it needs
+	// are no longer kept: it catches up from a certified snapshot.
+	needSnapshot atomic.Bool
+
+	mu        sync.Mutex // guards the rest
+	voters    certify.Voters
+	persisted uint64
+	next      int // round-robin position among the voters
+}
+
+// startEdge makes this node an edge of mesh, anchored on its own chain
+// head if it holds one (a restart), else on voters (the voter set the
+// server that admitted it named): it then starts from a certified
+// snapshot. Idempotent.
+func (c *Consensus) startEdge(mesh string, voters []string) error {
+	c.edgeMu.Lock()
+	defer c.edgeMu.Unlock()
+	if c.edge.Load() != nil {
+		return nil
+	}
+	if !validMeshID(mesh) {
+		return fmt.Errorf("start edge: mesh ID %q", mesh)
+	}
+	r := &edgeRunner{c: c, kick: make(chan struct{}, 1)}
+	anchor, err := c.ChainHead()
+	if err != nil {
+		if len(voters) == 0 {
+			return errors.New("start edge: the server named no voters")
+		}
+		anchor = certify.Anchor{Hash: certify.GenesisHash, Voters: certify.NewVoters(voters...)}
+		r.needSnapshot.Store(true)
+	}
+	e, err := certify.NewEdge(certify.Config{Mesh: mesh, Anchor: anchor, Apply: r.apply, Restore: r.restore})
+	if err != nil {
+		return fmt.Errorf("start edge: %w", err)
+	}
+	r.e = e
+	r.voters = anchor.Voters
+	r.persisted = anchor.Index
+	c.allowServers(anchor.Voters)
+	c.edge.Store(r)
+	if !c.group.Go(r.run) {
+		return ErrClosed
+	}
+	return nil
+}
+
+// resumeEdge restarts the edge of a member that was one before a
+// restart: on the roster, in no raft configuration, with a chain head
+// restored from its persisted state.
+func (c *Consensus) resumeEdge() {
+	mesh := c.MeshID()
+	if mesh == "" || c.inConfig() || !c.IsMember(c.cfg.LocalID) {
+		return
+	}
+	if _, err := c.ChainHead(); err != nil {
+		return
+	}
+	if err := c.startEdge(mesh, nil); err != nil {
+		c.log.Warn("resume as an edge", "err", err)
+		return
+	}
+	c.log.Info("resumed as an edge", "index", c.edge.Load().e.Applied().Index)
+}
+
+// apply is the edge's Apply: certified entries into the FSM.
+func (r *edgeRunner) apply(es []certify.Entry) error {
+	logs := make([]*raft.Log, len(es))
+	for i, en := range es {
+		logs[i] = &raft.Log{Index: en.Index, Term: en.Term, Type: en.Type, Data: en.Data}
+	}
+	r.c.fsm.ApplyBatch(logs)
+	for _, en := range es {
+		if en.Type == raft.LogConfiguration {
+			if v, err := certify.ConfigVoters(en.Data); err == nil {
+				r.setVoters(v)
+			}
+		}
+	}
+	return nil
+}
+
+// restore is the edge's Restore: a certified snapshot replaces the state.
+func (r *edgeRunner) restore(state []byte) error {
+	if r.promoted.Load() {
+		return errors.New("raft drives this node's state now")
+	}
+	if err := r.c.fsm.Restore(io.NopCloser(bytes.NewReader(state))); err != nil {
+		return err
+	}
+	voters, _ := r.c.chainServers()
+	r.setVoters(voters)
+	return nil
+}
+
+// setVoters records the voter set in force: the servers the edge asks,
+// and the peers that may open raft streams to it should it be promoted.
+func (r *edgeRunner) setVoters(v []string) {
+	r.mu.Lock()
+	changed := !r.voters.Equal(v)
+	r.voters = certify.NewVoters(v...)
+	r.mu.Unlock()
+	if changed {
+		r.c.allowServers(v)
+	}
+}
+
+// servers are the voters to ask, this node left out, starting at the
+// next in turn.
+func (r *edgeRunner) servers() []peer.ID {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []peer.ID
+	for _, v := range r.voters {
+		if p, err := peer.Decode(v); err == nil && p != r.c.h.ID() {
+			out = append(out, p)
+		}
+	}
+	if len(out) > 0 {
+		r.next++
+		k := r.next % len(out)
+		out = append(out[k:], out[:k]...)
+	}
+	return out
+}
+
+func (r *edgeRunner) wake() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run fills gaps and persists, until the node is promoted or closes.
+func (r *edgeRunner) run(ctx context.Context) {
+	c := r.c
+	t := time.NewTicker(c.cfg.EdgeSyncInterval)
+	defer t.Stop()
+	ticks := 0
+	r.wake()
+	var retryAt, polled time.Time // after a failure, wakes wait until retryAt
+	failures := 0
+	for {
+		select {
+		case <-ctx.Done():
+			if err := r.persist(); err != nil {
+				c.log.Warn("persist the edge's state", "err", err)
+			}
+			return
+		case <-t.C:
+			ticks++
+		case <-r.kick:
+		}
+		if c.inConfig() {
+			r.promoted.Store(true)
+			c.log.Info("this edge is a raft server now: raft drives its state", "applied", r.e.Applied().Index)
+			return
+		}
+		if time.Now().Before(retryAt) {
+			continue
+		}
+		poll := time.Since(polled) >= time.Duration(c.edgePoll.Load())
+		if poll {
+			polled = time.Now()
+		}
+		if r.step(ctx, poll) {
+			failures, retryAt = 0, time.Time{}
+		} else {
+			failures++
+			retryAt = time.Now().Add(min(c.cfg.EdgeSyncInterval<<min(failures, 8), 5*time.Second))
+		}
+		if ticks%edgePersistEvery == 0 {
+			if err := r.persist(); err != nil {
+				c.log.Warn("persist the edge's state", "err", err)
+			}
+		}
+	}
+}
+
+// step catches up from a snapshot if needed, then fetches the first gap
+// (or, when poll, what follows the head) from a voter; false when it
+// failed (the caller backs off).
+func (r *edgeRunner) step(ctx context.Context, poll bool) bool {
+	c := r.c
+	if r.needSnapshot.Load() {
+		actx, cancel := context.WithTimeout(ctx, snapshotTimeout)
+		err := r.catchUpFromSnapshot(actx)
+		cancel()
+		if err != nil {
+			c.edgeSyncFailures.Add(1)
+			c.log.Debug("edge: catch up from a certified snapshot", "err", err)
+			return false
+		}
+		c.edgeSnapshots.Add(1)
+		r.needSnapshot.Store(false)
+		poll = true // what was committed since the snapshot
+	}
+	from := r.e.Applied().Index + 1
+	if g, ok := r.e.NextGap(); ok {
+		from = g.From
+	} else if !poll {
+		return true
+	}
+	for _, s := range r.servers() {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		m, err := chainsync.Fetch(actx, c.h, s, from, certify.MaxMessageEntries)
+		cancel()
+		if errors.Is(err, chainsync.ErrTrimmed) {
+			r.needSnapshot.Store(true)
+			r.wake()
+			return true
+		}
+		if err != nil {
+			c.edgeSyncFailures.Add(1)
+			c.log.Debug("edge: fetch entries", "from", from, "server", s, "err", err)
+			continue
+		}
+		c.edgeFetches.Add(1)
+		r.offer(&m)
+		if len(m.Entries) > 0 {
+			r.wake() // there may be more
+		}
+		return true
+	}
+	return false
+}
+
+// offer hands a message to the edge and returns the verdict on it: nil
+// when something in it was taken, else the worst refusal.
+func (r *edgeRunner) offer(m *certify.Message) error {
+	var worst error
+	took := false
+	note := func(err error) {
+		if err == nil {
+			took = true
+			return
+		}
+		reason := certify.ReasonOf(err)
+		if reason == certify.ReasonTooFarAhead {
+			r.needSnapshot.Store(true)
+			r.wake()
+		}
+		if worst == nil || (ignorable(certify.ReasonOf(worst)) && !ignorable(reason)) {
+			worst = err
+		}
+	}
+	for _, en := range m.Entries {
+		note(r.e.AddEntry(en))
+	}
+	for _, ct := range m.Certs {
+		note(r.e.AddCert(ct))
+	}
+	if _, ok := r.e.NextGap(); ok {
+		r.wake()
+	}
+	if worst != nil && (!took || !ignorable(certify.ReasonOf(worst))) {
+		return worst
+	}
+	return nil
+}
+
+// ignorable reports whether a refusal is what honest senders cause
+// (races, repeats, a full buffer) rather than a sign of forgery.
+func ignorable(reason string) bool {
+	switch reason {
+	case certify.ReasonOld, certify.ReasonDuplicate, certify.ReasonTooFarAhead, certify.ReasonBufferFull,
+		certify.ReasonCertEvicted, certify.ReasonHalted:
+		return true
+	}
+	return false
+}
+
+// persist writes the FSM state to the snapshot store when the edge
+// applied more since the last time: a restart's raft restores it.
+func (r *edgeRunner) persist() error {
+	if r.promoted.Load() {
+		return nil
+	}
+	c := r.c
+	s, err := c.fsm.Snapshot()
+	if err != nil {
+		return err
+	}
+	fs := s.(*fsmSnapshot)
+	defer fs.Release()
+	ch := fs.chain
+	r.mu.Lock()
+	done := ch == nil || ch.Index == 0 || ch.Index == r.persisted || len(ch.Voters) == 0
+	r.mu.Unlock()
+	if done {
+		return nil
+	}
+	var conf raft.Configuration
+	for _, id := range certify.NewVoters(append(slices.Clone(ch.Servers), ch.Voters...)...) {
+		sf := raft.Nonvoter
+		if slices.Contains(ch.Voters, id) {
+			sf = raft.Voter
+		}
+		conf.Servers = append(conf.Servers, raft.Server{Suffrage: sf, ID: raft.ServerID(id), Address: raft.ServerAddress(id)})
+	}
+	sink, err := c.snaps.Create(raft.SnapshotVersionMax, ch.Index, ch.Term, conf, ch.Index, c.trans)
+	if err != nil {
+		return fmt.Errorf("create snapshot: %w", err)
+	}
+	if err := fs.Persist(sink); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.persisted = ch.Index
+	r.mu.Unlock()
+	return nil
+}
+
+// certifiedVerdict is HandleCertified's refusal: a reason, and whether
+// GossipSub should ignore the message (an honest race) or reject it.
+type certifiedVerdict struct {
+	reason string
+	ignore bool
+	err    error
+}
+
+func (v *certifiedVerdict) Error() string {
+	return fmt.Sprintf("certified message: %s: %v", v.reason, v.err)
+}
+func (v *certifiedVerdict) Unwrap() error { return v.err }
+
+// Reason is the refusal's reason (a certify reason, or malformed).
+func (v *certifiedVerdict) Reason() string { return v.reason }
+
+// Ignore reports whether the message is to be dropped without blame.
+func (v *certifiedVerdict) Ignore() bool { return v.ignore }
+
+// HandleCertified takes one message of the certified topic, from a
+// roster member: on an edge it goes to the certify.Edge (each refusal
+// counted there by reason); on a server, whose raft delivers the same
+// entries, its certificates are checked so that forgeries are not
+// relayed. The error, when not nil, has Reason() and Ignore().
+func (c *Consensus) HandleCertified(_ context.Context, from peer.ID, data []byte) error {
+	var m certify.Message
+	if err := m.UnmarshalBinary(data); err != nil {
+		c.certifiedRefused(certify.ReasonMalformed)
+		return &certifiedVerdict{reason: certify.ReasonMalformed, err: err}
+	}
+	if r := c.edge.Load(); r != nil && !r.promoted.Load() {
+		if err := r.offer(&m); err != nil {
+			reason := certify.ReasonOf(err)
+			if reason == "" {
+				reason = "apply_failed"
+			}
+			return &certifiedVerdict{reason: reason, ignore: ignorable(reason), err: err}
+		}
+		return nil
+	}
+	mesh := c.MeshID()
+	for i := range m.Certs {
+		ct := &m.Certs[i]
+		reason := ""
+		switch {
+		case ct.Mesh != mesh:
+			reason = certify.ReasonWrongMesh
+		case !ct.Verify():
+			reason = certify.ReasonBadSignature
+		}
+		if reason != "" {
+			c.certifiedRefused(reason)
+			return &certifiedVerdict{reason: reason, err: fmt.Errorf("certificate %d from %s", i, from)}
+		}
+	}
+	return nil
+}
+
+// certifiedRefused counts a server's refusal of a certified message.
+func (c *Consensus) certifiedRefused(reason string) {
+	c.edgeMu.Lock()
+	c.certRefused[reason]++
+	c.edgeMu.Unlock()
+}
+
+// AttachCertified starts publishing this node's certificates (and, while
+// it leads, the entries) on the certified topic, whenever it is a voter.
+// Call it once, after New.
+func (c *Consensus) AttachCertified(t CertifiedTopic) error {
+	c.edgeMu.Lock()
+	defer c.edgeMu.Unlock()
+	if c.pub != nil {
+		return errors.New("attach certified topic: attached already")
+	}
+	ctx := c.group.Context()
+	p, err := certify.StartPublisher(ctx, c, certify.PublisherConfig{
+		Entries: c.IsLeader,
+		Publish: func(m certify.Message) {
+			if !c.isVoter() {
+				return
+			}
+			b, err := m.MarshalBinary()
+			if err != nil {
+				c.log.Warn("encode certified message", "err", err)
+				return
+			}
+			if err := t.PublishCertified(ctx, b); err != nil && ctx.Err() == nil {
+				c.log.Debug("publish certified message", "err", err)
+			}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("attach certified topic: %w", err)
+	}
+	c.pub = p
+	return nil
+}
+
+// isVoter reports whether this node is a voter of the configuration.
+func (c *Consensus) isVoter() bool {
+	return slices.Contains(c.configVoters(), c.cfg.LocalID)
+}
+
+// EdgeStatus is an edge's progress, for the admin surface.
+type EdgeStatus struct {
+	Applied  uint64            `json:"applied"`
+	Pending  int               `json:"pending"`
+	Certs    int               `json:"certs"`
+	Refused  map[string]uint64 `json:"refused,omitempty"`
+	Promoted bool              `json:"promoted,omitempty"`
+}
+
+// Edge returns this node's edge progress; ok is false when it never ran
+// as an edge.
+func (c *Consensus) Edge() (EdgeStatus, bool) {
+	r := c.edge.Load()
+	if r == nil {
+		return EdgeStatus{}, false
+	}
+	s := r.e.Stats()
+	return EdgeStatus{Applied: s.Applied, Pending: s.Pending, Certs: s.Certs, Refused: r.e.Counts(), Promoted: r.promoted.Load()}, true
+}
+
+// EdgeCollector exports the edge's counters (certify.NewCollector) once
+// this node runs as one, and the refusals of certified messages a server
+// counted.
+func (c *Consensus) EdgeCollector() prometheus.Collector { return edgeCollector{c} }
+
+type edgeCollector struct{ c *Consensus }
+
+var serverRefusedDesc = prometheus.NewDesc("meshward_certified_refused_total",
+	"Messages of the certified topic a server refused, by reason.", []string{"reason"}, nil)
+
+func (ec edgeCollector) Describe(ch chan<- *prometheus.Desc) {
+	certify.NewCollector(nil).Describe(ch)
+	ch <- serverRefusedDesc
+}
+
+func (ec edgeCollector) Collect(ch chan<- prometheus.Metric) {
+	if r := ec.c.edge.Load(); r != nil {
+		certify.NewCollector(r.e).Collect(ch)
+	}
+	ec.c.edgeMu.Lock()
+	defer ec.c.edgeMu.Unlock()
+	for reason, n := range ec.c.certRefused {
+		ch <- prometheus.MustNewConstMetric(serverRefusedDesc, prometheus.CounterValue, float64(n), reason)
+	}
+}
