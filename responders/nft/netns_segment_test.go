@@ -270,7 +270,10 @@ func TestComplianceRepairsHandEdits(t *testing.T) {
 			{Name: "here", CIDRs: []netip.Prefix{pfx("10.77.0.2/32")}, DefaultDeny: true},
 		},
 	}
-	prog, err := nft.CompileSegmentation(s, nft.SegmentTarget{Addrs: []netip.Addr{netip.MustParseAddr(p.b4)}}, time.Now())
+	mesh := listen(t, p.b, p.b4) // the node's own listener
+	waitDial(t, p.a, mesh)
+	target := nft.SegmentTarget{Addrs: []netip.Addr{netip.MustParseAddr(p.b4)}, MeshPorts: []uint16{port(t, mesh)}}
+	prog, err := nft.CompileSegmentation(s, target, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,6 +282,9 @@ func TestComplianceRepairsHandEdits(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustNotDial(t, p.a, web, "the destination's zone denies by default")
+	if err := dial(p.a, mesh); err != nil {
+		t.Fatalf("the mesh port must pass the default deny: %v", err)
+	}
 
 	clk := &stepClock{t: time.Unix(1_800_000_000, 0)}
 	var trans []responders.ComplianceTransition

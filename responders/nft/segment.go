@@ -29,7 +29,7 @@ import (
 //  1. seg-input only, "mesh:<port>": the node's own traffic passes —
 //     TCP and UDP to one of its listening ports (libp2p, the admin
 //     port), and the replies of connections it opened to such a port
-//     (ct direction reply, original destination port). Nothing else is
+//     (ct direction reply, source port). Nothing else is
 //     exempt: a mesh peer listening on another port is reached through
 //     a management zone.
 //  2. "quarantine:src", "quarantine:dst": a source (destination) in the
@@ -123,8 +123,9 @@ const (
 // SegmentRule is one rule of the compiled form. Its matches all hold
 // for it to decide: family; protocol (0: any); source in SrcSet (or, with
 // SrcNot, not in it); destination likewise; destination port in
-// [PortFrom, PortTo] (PortTo 0: any); ReplyToPort: a reply of a
-// connection opened to that port.
+// [PortFrom, PortTo] (PortTo 0: any); ReplyToPort: a reply (ct
+// direction reply) from that source port, of a connection the host
+// opened to it.
 type SegmentRule struct {
 	Tag         string `json:"tag"`
 	V6          bool   `json:"v6,omitempty"`
@@ -279,9 +280,10 @@ func CompileSegmentation(s intel.Segmentation, t SegmentTarget, now time.Time) (
 		tag := fmt.Sprintf("mesh:%d", port)
 		for _, v6 := range []bool{false, true} {
 			for _, proto := range []uint8{protoTCP, protoUDP} {
-				p.Input = append(p.Input, SegmentRule{Tag: tag, V6: v6, Proto: proto, PortFrom: port, PortTo: port, Verdict: VerdictAccept})
+				p.Input = append(p.Input,
+					SegmentRule{Tag: tag, V6: v6, Proto: proto, PortFrom: port, PortTo: port, Verdict: VerdictAccept},
+					SegmentRule{Tag: tag, V6: v6, Proto: proto, ReplyToPort: port, Verdict: VerdictAccept})
 			}
-			p.Input = append(p.Input, SegmentRule{Tag: tag, V6: v6, ReplyToPort: port, Verdict: VerdictAccept})
 		}
 	}
 

@@ -254,9 +254,11 @@ func ruleExprs(r SegmentRule, sets map[string]*nftables.Set) ([]expr.Any, error)
 	}
 	if r.ReplyToPort != 0 {
 		ex = append(ex,
+			// A reply's source port is its connection's original
+			// destination port.
 			&expr.Ct{Key: expr.CtKeyDIRECTION, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{1}}, // IP_CT_DIR_REPLY
-			&expr.Ct{Key: expr.CtKeyPROTODST, Register: 1, Direction: 0},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: be16(r.ReplyToPort)})
 	}
 	ex = append(ex, &expr.Counter{})
