@@ -38,10 +38,12 @@ type MeshStatus struct {
 	CommitIndex  uint64   `json:"commit_index"`
 	AppliedIndex uint64   `json:"applied_index"`
 	Voters       []string `json:"voters"`
-	Members      int      `json:"members"`
-	Peers        int      `json:"peers"` // connected libp2p peers
-	Policies     int      `json:"policies"`
-	Protected    []string `json:"protected,omitempty"`
+	// Kind is this node's part in the mesh: server, standby or edge.
+	Kind      string   `json:"kind,omitempty"`
+	Members   int      `json:"members"`
+	Peers     int      `json:"peers"` // connected libp2p peers
+	Policies  int      `json:"policies"`
+	Protected []string `json:"protected,omitempty"`
 }
 
 // Health sums up whether the node is doing its job.
@@ -52,9 +54,13 @@ type Health struct {
 
 // Member is one node admitted to the mesh.
 type Member struct {
-	ID         string    `json:"id"`
-	Site       string    `json:"site,omitempty"`
-	Voter      bool      `json:"voter"`
+	ID    string `json:"id"`
+	Site  string `json:"site,omitempty"`
+	Voter bool   `json:"voter"`
+	// Kind is the member's part in the mesh: server (a raft voter),
+	// standby (a raft non-voter) or edge (in no raft configuration; it
+	// applies the entries a majority of the voters certifies).
+	Kind       string    `json:"kind,omitempty"`
 	Leader     bool      `json:"leader"`
 	Connected  bool      `json:"connected"` // this node has a libp2p connection to it
 	AdmittedAt time.Time `json:"admitted_at,omitzero"`

@@ -86,11 +86,13 @@ func (a statusAPI) Status(context.Context) (admin.Status, error) {
 			Leader: cons.Leader(), IsLeader: cons.IsLeader(), RaftState: cs["state"],
 			Term: num("term"), CommitIndex: num("commit_index"), AppliedIndex: num("applied_index"),
 			Voters: voters, Members: len(roster), Peers: len(n.deps.Host.Network().Peers()),
-			Policies: cons.PolicyCount(), Protected: protected,
+			Policies: cons.PolicyCount(), Protected: protected, Kind: cs["kind"],
 		},
 		Health: admin.Health{OK: true},
 	}
-	if s.Mesh.Leader == "" {
+	if cons.IsEdge() { // no raft peer: it applies what the voters certify
+		s.Mesh.AppliedIndex = num("edge_applied_index")
+	} else if s.Mesh.Leader == "" {
 		s.Health.Problems = append(s.Health.Problems, "no leader known: mesh-wide changes cannot commit")
 	}
 	if !cons.IsMember(n.deps.ID) {
@@ -107,10 +109,14 @@ func (a statusAPI) Status(context.Context) (admin.Status, error) {
 func (a memberAPI) Members(context.Context) ([]admin.Member, error) {
 	n := a.n
 	leader := n.deps.Consensus.Leader()
+	kinds := map[string]string{}
+	for _, ms := range n.deps.Consensus.Members() {
+		kinds[ms.ID] = string(ms.Kind)
+	}
 	var out []admin.Member
 	for _, m := range n.deps.Consensus.Roster() {
 		trust := n.deps.Consensus.SiteTrust(m.ID)
-		am := admin.Member{ID: m.ID, Site: m.Site, Voter: m.Voter, Leader: m.ID == leader,
+		am := admin.Member{ID: m.ID, Site: m.Site, Voter: m.Voter, Leader: m.ID == leader, Kind: kinds[m.ID],
 			AdmittedAt: m.AdmittedAt, Addrs: m.Addrs, Trust: &trust}
 		if m.ID == n.deps.ID {
 			am.Connected = true

@@ -192,6 +192,9 @@ func (n *Node) Start(ctx context.Context) error {
 	n.group.Go(n.promote.run)
 	n.group.Go(n.pruneLoop)
 	n.group.Go(n.watchConsensus)
+	if err := n.startEdges(); err != nil { // edge.go
+		return err
+	}
 	if len(cfg.Consensus.Join) > 0 {
 		n.group.Go(n.join)
 	}
