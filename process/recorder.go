@@ -246,7 +246,9 @@ func (r *Recorder) Compliance(t Transition) error {
 		if err := json.Unmarshal(b, &sp); err != nil {
 			return fmt.Errorf("decode open compliance span: %w", err)
 		}
-		open = &sp
+		if !sp.Out.IsZero() { // a zero one stands for "back in compliance"
+			open = &sp
+		}
 	case !errors.Is(err, store.ErrNotFound):
 		return err
 	}
