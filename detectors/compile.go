@@ -76,6 +76,8 @@ func compileRule(r Rule) (*compiledRule, error) {
 		return nil, bad("match", "at least one condition is required")
 	case len(r.CVEs) > 16:
 		return nil, bad("cves", "%d of them, limit 16", len(r.CVEs))
+	case r.Response != "" && r.Response != ResponseQuarantine:
+		return nil, bad("response", "%q (want quarantine, or none)", r.Response)
 	}
 	for i, id := range r.CVEs {
 		if !cveID.MatchString(id) {

@@ -54,7 +54,18 @@ type Rule struct {
 	Technique  string         `yaml:"technique"`  // MITRE ATT&CK technique, e.g. "T1110.001"
 	Severity   intel.Severity `yaml:"severity"`   // severity carried by sightings
 	Confidence int            `yaml:"confidence"` // 0..100, carried by sightings
+	// Response asks the node for more than a sighting: "quarantine"
+	// proposes the mesh-wide quarantine of the detected host, proven by
+	// the signed sighting. The mesh accepts it only for a host inside a
+	// zone whose auto_quarantine lists the rule (consensus
+	// CmdQuarantine), so on an external address it does nothing more.
+	// Empty: a sighting only.
+	Response string `yaml:"response,omitempty"`
 }
+
+// ResponseQuarantine is the Rule.Response that quarantines the detected
+// host.
+const ResponseQuarantine = "quarantine"
 
 // Bucket is a leaky bucket: every event adds one, LeakRate events leak
 // per second, and the rule fires when the level exceeds Capacity.
