@@ -20,19 +20,19 @@ func newMembersCmd(deps cliDeps) *cobra.Command {
 	list := &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
-		Short:   "List the roster: every admitted node, voter or not",
+		Short:   "List the roster: every admitted node and its kind (server, standby or edge)",
 		Example: "  meshward members list\n  meshward members list -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return run(cmd, &f, func(c *admin.Client) ([]admin.Member, error) { return c.Members(cmd.Context()) },
 				func(w io.Writer, ms []admin.Member) {
-					fmt.Fprintln(w, "ID\tSITE\tVOTER\tLEADER\tCONNECTED\tTRUST\tADMITTED")
+					fmt.Fprintln(w, "ID\tSITE\tKIND\tVOTER\tLEADER\tCONNECTED\tTRUST\tADMITTED")
 					for _, m := range ms {
 						trust := "-"
 						if m.Trust != nil {
 							trust = fmt.Sprint(*m.Trust)
 						}
-						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, orDash(m.Site), yesNo(m.Voter), yesNo(m.Leader), yesNo(m.Connected), trust, timeCell(m.AdmittedAt))
+						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, orDash(m.Site), orDash(m.Kind), yesNo(m.Voter), yesNo(m.Leader), yesNo(m.Connected), trust, timeCell(m.AdmittedAt))
 					}
 				})
 		},

@@ -46,6 +46,7 @@ func printStatus(w io.Writer, s admin.Status) {
 	if s.Mesh.IsLeader {
 		leader += " (this node)"
 	}
+	fmt.Fprintf(w, "Kind:\t%s\n", orDash(s.Mesh.Kind))
 	fmt.Fprintf(w, "Raft state:\t%s\n", orDash(s.Mesh.RaftState))
 	fmt.Fprintf(w, "Leader:\t%s\n", leader)
 	fmt.Fprintf(w, "Term:\t%d\n", s.Mesh.Term)

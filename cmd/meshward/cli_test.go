@@ -48,8 +48,9 @@ func cliEnvWith(t *testing.T, opts admin.Options) *admintest.Env {
 	n.St.Node.Counters = map[string]uint64{"detections": 3, "proposals": 1}
 	n.St.Mesh.Term, n.St.Mesh.CommitIndex, n.St.Mesh.AppliedIndex = 2, 17, 17
 	n.St.Mesh.Peers, n.St.Mesh.Policies = 1, 1
-	n.MemberSet = append(n.MemberSet, admin.Member{ID: cliPeerID, Site: "branch", AdmittedAt: fixed, Connected: true})
-	n.MemberSet[0].AdmittedAt = fixed
+	n.St.Mesh.Kind = "server"
+	n.MemberSet = append(n.MemberSet, admin.Member{ID: cliPeerID, Site: "branch", Kind: "edge", AdmittedAt: fixed, Connected: true})
+	n.MemberSet[0].AdmittedAt, n.MemberSet[0].Kind = fixed, "server"
 	n.PeerSet = []admin.Peer{{ID: cliPeerID, Site: "branch", Member: true, Addrs: []string{"/ip4/127.0.0.1/tcp/7947"}}}
 	ind, _ := intel.ParseIndicator("203.0.113.7")
 	p := intel.NewPolicy(intel.ActionBlock, ind, "corroborated by 2 nodes (ssh-bruteforce)", cliNodeID, fixed, 0)
