@@ -35,18 +35,20 @@ type Node struct {
 	// live is the part of the configuration that Reload may change.
 	live atomic.Pointer[liveConfig]
 
-	stats     counters
-	timelines *timelines
-	outbox    *outbox
-	corr      *corroborator
-	promote   *promoter // feed policies: reports into feed block proposals (promote.go)
-	state     *stateSource
-	respMu    sync.RWMutex // guards recon and deps.Responders, which Reload may replace
-	recon     *responders.Reconciler
-	admin     *admin.Server
-	feeds     *feedsPart   // set by Start
-	process   *processPart // process measurement (process.go)
-	alerts    *alerting    // alert.go
+	stats      counters
+	timelines  *timelines
+	outbox     *outbox
+	corr       *corroborator
+	promote    *promoter // feed policies: reports into feed block proposals (promote.go)
+	state      *stateSource
+	respMu     sync.RWMutex // guards recon and deps.Responders, which Reload may replace
+	recon      *responders.Reconciler
+	admin      *admin.Server
+	feeds      *feedsPart      // set by Start
+	process    *processPart    // process measurement (process.go)
+	segment    *segmentPart    // segmentation (segment.go)
+	compliance *compliancePart // continuous compliance (compliance.go)
+	alerts     *alerting       // alert.go
 	// enforceLatency observes, per mesh-wide block, the time from its
 	// creation by the proposer to its enforcement here.
 	enforceLatency prometheus.Histogram
@@ -144,6 +146,8 @@ func New(d *Deps) (*Node, error) {
 		return nil, err
 	}
 	n.process = newProcessPart(n)                   // process.go
+	n.segment = newSegmentPart(n)                   // segment.go
+	n.compliance = newCompliancePart(n)             // compliance.go
 	d.Metrics.MustRegister(d.Consensus.Collector()) // meshward_consensus_refused_total{command,reason}
 	d.Metrics.MustRegister(n.promote.collectors()...)
 	d.Metrics.MustRegister(n.corr.dist.collectors()...)
@@ -212,8 +216,10 @@ func (n *Node) Start(ctx context.Context) error {
 	if err := n.startFeeds(run); err != nil {
 		return fmt.Errorf("start feeds: %w", err)
 	}
-	n.group.Go(n.alertLoop)   // alert.go
-	n.group.Go(n.process.run) // process.go
+	n.group.Go(n.alertLoop)      // alert.go
+	n.group.Go(n.process.run)    // process.go
+	n.group.Go(n.compliance.run) // compliance.go
+	n.group.Go(n.segment.run)    // segment.go
 	if err := n.admin.Start(run); err != nil {
 		return fmt.Errorf("start admin API: %w", err)
 	}

@@ -1,0 +1,172 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/internal/testenv"
+	"github.com/meshward/meshward/responders"
+	"github.com/meshward/meshward/responders/nft"
+)
+
+// segmentCommands are the operator commands of a small segmentation.
+func segmentCommands() []intel.OperatorCommand {
+	pfx := netip.MustParsePrefix
+	return []intel.OperatorCommand{
+		{Op: intel.OpSetZone, Zone: &intel.Zone{Name: "office", CIDRs: []netip.Prefix{pfx("10.62.1.0/24")}}},
+		{Op: intel.OpSetZone, Zone: &intel.Zone{Name: "servers", CIDRs: []netip.Prefix{pfx("10.62.2.0/24")}}},
+		{Op: intel.OpSetZone, Zone: &intel.Zone{Name: "elsewhere", CIDRs: []netip.Prefix{pfx("10.62.3.0/24")}, Sites: []string{"other-site"}}},
+		{Op: intel.OpSetFlow, Flow: &intel.Flow{Name: "office-ssh", From: "office", To: "servers", Proto: intel.ProtoTCP,
+			Ports: []intel.PortRange{{From: 22, To: 22}}, Action: intel.FlowDeny, Priority: 10}},
+		{Op: intel.OpSetFlow, Flow: &intel.Flow{Name: "office-elsewhere", From: "office", To: "elsewhere", Proto: intel.ProtoAny,
+			Action: intel.FlowDeny, Mode: intel.FlowObserve}},
+	}
+}
+
+func submitAll(t *testing.T, n *Node, cmds []intel.OperatorCommand) {
+	t.Helper()
+	api := newAdminAPI(n)
+	waitFor(t, "the mesh ID", func() bool { return api.MeshID() != "" })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, c := range cmds {
+		if err := api.SubmitOperator(ctx, signOperator(t, n, c)); err != nil {
+			t.Fatalf("%s: %v", c.Op, err)
+		}
+	}
+}
+
+func segTags(t *testing.T, fw *nft.Firewall) map[string]bool {
+	t.Helper()
+	cs, err := fw.SegmentCounters(context.Background())
+	if err != nil {
+		t.Logf("segment counters: %v", err)
+		return nil
+	}
+	out := map[string]bool{}
+	for _, c := range cs {
+		out[c.Tag] = true
+	}
+	return out
+}
+
+// TestNodeEnforcesSegmentationAndRepairsDrift: a node enforcing with
+// nftables turns the FSM's segmentation into its table (zones of other
+// sites left out); a rule deleted by hand is detected, reported (with the
+// reason, to watchers and the metric), repaired, and the time out
+// recorded.
+func TestNodeEnforcesSegmentationAndRepairsDrift(t *testing.T) {
+	fd := testenv.NetNS(t, fmt.Sprintf("mwseg-%d", os.Getpid()))
+	n := startSingleWith(t, Options{NftablesNetNS: fd}, func(c *Config) {
+		c.Site = "hq"
+		c.Responders.DryRun = false
+		c.Responders.Nftables.Enabled = true
+	})
+	waitFor(t, "the node to lead", func() bool { return n.Consensus().IsLeader() })
+	var mu sync.Mutex
+	var seen []responders.ComplianceTransition
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n.ComplianceTransitions(ctx, func(tr responders.ComplianceTransition) {
+			mu.Lock()
+			seen = append(seen, tr)
+			mu.Unlock()
+		})
+	}()
+	defer func() { cancel(); <-done }()
+
+	submitAll(t, n, segmentCommands())
+	fw, err := nft.New(nft.WithNetNS(fd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fw.Close()
+	waitFor(t, "the flow in the kernel", func() bool { return segTags(t, fw)["flow:office-ssh"] })
+	if tags := segTags(t, fw); tags["flow:office-elsewhere"] {
+		t.Errorf("a flow into a zone of another site compiled here: %v", tags)
+	}
+	st := n.Compliance().Segmentation
+	if !st.Enforced || st.Zones != 2 || st.Flows != 1 || st.Hash == "" {
+		t.Errorf("segmentation status %+v: want enforced, 2 zones and 1 flow on this site", st)
+	}
+
+	// By hand: the flow's rule goes.
+	other, err := nftables.New(nftables.WithNetNSFd(fd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := &nftables.Table{Name: nft.DefaultTable, Family: nftables.TableFamilyINet}
+	rules, err := other.GetRules(tb, &nftables.Chain{Name: "seg-input", Table: tb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted := false
+	for _, r := range rules {
+		if strings.HasSuffix(string(r.UserData), " flow:office-ssh") {
+			if err := other.DelRule(r); err != nil {
+				t.Fatal(err)
+			}
+			deleted = true
+		}
+	}
+	if !deleted {
+		t.Fatal("no office-ssh rule in seg-input")
+	}
+	if err := other.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.CheckCompliance(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the drift reported and ended", func() bool {
+		d := n.Compliance().LastDrift
+		return d != nil && strings.Contains(strings.Join(d.Reasons, ";"), "segmentation: flow office-ssh")
+	})
+	if rep := n.Compliance(); !rep.Compliant || rep.Repairs == 0 {
+		t.Errorf("after the repair: %+v", rep)
+	}
+	if !segTags(t, fw)["flow:office-ssh"] {
+		t.Error("the rule was not put back")
+	}
+	waitFor(t, "the watcher to see out and back", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) >= 2 && !seen[0].Compliant && seen[1].Compliant && seen[1].OutSince.Equal(seen[0].At)
+	})
+	var m dto.Metric
+	if err := n.compliance.out.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if m.GetHistogram().GetSampleCount() == 0 {
+		t.Error("meshward_compliance_out_seconds observed nothing")
+	}
+}
+
+// TestNodeSegmentationDryRun: without nftables the segmentation is
+// compiled and reported, not applied, and compliance has nothing of it
+// to check.
+func TestNodeSegmentationDryRun(t *testing.T) {
+	n := startSingle(t, func(c *Config) { c.Site = "hq" })
+	waitFor(t, "the node to lead", func() bool { return n.Consensus().IsLeader() })
+	submitAll(t, n, segmentCommands())
+	waitFor(t, "the segmentation compiled", func() bool { return n.Compliance().Segmentation.Flows == 1 })
+	rep := n.Compliance()
+	if rep.Segmentation.Enforced || !rep.Segmentation.AppliedAt.IsZero() || rep.Segmentation.InputRules == 0 {
+		t.Errorf("dry run status %+v: want compiled rules, nothing applied", rep.Segmentation)
+	}
+	if rep, err := n.CheckCompliance(context.Background()); err != nil || !rep.Compliant {
+		t.Errorf("dry-run compliance %+v, %v", rep, err)
+	}
+}
