@@ -1,0 +1,129 @@
+package node_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshward/meshward/alert"
+	"github.com/meshward/meshward/node"
+	"github.com/meshward/meshward/responders/siem"
+	"github.com/meshward/meshward/responders/webhook"
+	"github.com/meshward/meshward/testnet"
+)
+
+// A member cut off from a real three-node mesh is alerted down once by
+// the node watching it, through its webhook, and resolved when it is
+// heard again after the partition heals.
+func TestNodeDownAlertFiresOnceAndResolves(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node mesh")
+	}
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	var mu sync.Mutex
+	var got []siem.Event
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if err := webhook.Verify(secret, r.Header.Get(webhook.HeaderTimestamp), body, r.Header.Get(webhook.HeaderSignature), time.Now(), 0); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		var e siem.Event
+		if err := json.Unmarshal(body, &e); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if e.Kind == siem.KindAlert {
+			mu.Lock()
+			got = append(got, e)
+			mu.Unlock()
+		}
+	}))
+	defer srv.Close()
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secretFile, secret, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	m, err := testnet.Start(ctx, testnet.Options{Nodes: 3, Configure: func(i int, c *node.Config) {
+		c.Gossip.HeartbeatInterval = 100 * time.Millisecond
+		if i != 0 {
+			return
+		}
+		c.Events.Webhook.URL = srv.URL
+		c.Events.Webhook.SecretFile = secretFile
+		c.Events.Webhook.MinBackoff = 10 * time.Millisecond
+		c.Events.Webhook.MaxBackoff = 100 * time.Millisecond
+		c.Alerts.EvalInterval = 100 * time.Millisecond
+		c.Alerts.NodeDownAfter = 3 * time.Second
+		c.Alerts.Rules = []alert.Rule{{Name: "member-down", On: alert.KindNodeDown}}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	cut := m.Nodes[2].ID()
+	group := "key=" + cut
+	// The alerts of the cut node's group, in order received.
+	states := func() []siem.Event {
+		mu.Lock()
+		defer mu.Unlock()
+		var out []siem.Event
+		for _, e := range got {
+			if e.Alert.Group == group {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+	poll := func(what string, cond func() bool) {
+		t.Helper()
+		if err := testnet.Poll(ctx, 20*time.Millisecond, func() (bool, string) { return cond(), what }); err != nil {
+			t.Fatalf("waiting for %s: %v", what, err)
+		}
+	}
+	poll("node 0 to hear node 2", func() bool {
+		for _, hb := range m.Nodes[0].Gossip().Heartbeats() {
+			if hb.Node == cut {
+				return true
+			}
+		}
+		return false
+	})
+	if err := m.Partition([]int{0, 1}, []int{2}); err != nil {
+		t.Fatal(err)
+	}
+	poll("the member-down alert", func() bool { return len(states()) >= 1 })
+	// Evaluated again and again while node 2 stays silent: any repeat
+	// would come before the resolution.
+	poll("node 2 silent for twice node_down_after", func() bool {
+		for _, hb := range m.Nodes[0].Gossip().Heartbeats() {
+			if hb.Node == cut {
+				return time.Since(hb.Received) > 6*time.Second
+			}
+		}
+		return false
+	})
+	m.Heal()
+	poll("the member-down resolution", func() bool {
+		s := states()
+		return len(s) >= 2
+	})
+	s := states()
+	if len(s) != 2 {
+		t.Fatalf("%d alerts of %s, want firing then resolved", len(s), group)
+	}
+	if s[0].Alert.State != alert.StateFiring || s[1].Alert.State != alert.StateResolved || s[0].Alert.Rule != "member-down" ||
+		s[0].Alert.ID != s[1].Alert.ID || s[0].Node != m.Nodes[0].ID() || s[0].Severity != "high" {
+		t.Fatalf("alerts of %s: %+v then %+v", group, s[0].Alert, s[1].Alert)
+	}
+}
