@@ -138,6 +138,9 @@ func newEnvelopeWrite(env *intel.Envelope, received time.Time) (envelopeWrite, e
 		kb = appendUint64(appendOrigin(appendTime(append(kb, indKey...), sg.LastSeen), origin), env.Seq)
 		w.indKey = cut(start)
 		w.sightKeys = [][]byte{w.indKey}
+		// The arrival index names the record without the origin and
+		// sequence number its own key ends with (sightingKeyOf).
+		w.rcvVal = w.indKey[:len(w.indKey)-1-len(origin)-8]
 	}
 	w.size = w.estimate()
 	return w, nil
@@ -239,7 +242,8 @@ func (s *Store) SightingsFor(ind intel.Indicator, since time.Time) ([]SightingRe
 
 // Sightings returns up to limit stored sightings, most recently received
 // first. limit <= 0 means all of them. It walks the arrival index (rcv/),
-// whose value for a sighting is the key of its record (sgi/); stores
+// whose value for a sighting names the key of its record (sgi/,
+// sightingKeyOf); stores
 // written before that index was the only one also hold an sgt/ copy of
 // each record, which nothing reads and Prune deletes.
 func (s *Store) Sightings(limit int) ([]SightingRecord, error) {
@@ -251,11 +255,19 @@ func (s *Store) Sightings(limit int) ([]SightingRecord, error) {
 				return errStop
 			}
 			var rec []byte
-			if err := item.Value(func(v []byte) error { rec = append(rec[:0], v...); return nil }); err != nil {
+			err := item.Value(func(v []byte) error {
+				if len(v) == 0 {
+					return nil // not a sighting
+				}
+				_, origin, seq, err := parseReceivedKey(item.Key())
+				if err != nil {
+					return err
+				}
+				rec, err = sightingKeyOf(v, origin, seq)
 				return err
-			}
-			if len(rec) == 0 {
-				return nil // not a sighting
+			})
+			if err != nil || rec == nil {
+				return err
 			}
 			it, err := txn.Get(rec)
 			if err != nil {
@@ -333,6 +345,9 @@ func (s *Store) Prune(cutoff time.Time) (int, error) {
 		}
 		keys := [][]byte{rcv, envelopeKey(origin, seq)}
 		if len(ind) > 0 {
+			if ind, err = sightingKeyOf(ind, origin, seq); err != nil {
+				return nil, false, err
+			}
 			keys = append(keys, ind, join(prefixSightTime, suffix))
 		}
 		return keys, false, nil

@@ -54,7 +54,8 @@ type envelopeWrite struct {
 	raw       []byte
 	key       []byte   // the envelope
 	hwKey     []byte   // its origin's high-water mark
-	rcvKey    []byte   // arrival index; its value is indKey
+	rcvKey    []byte   // arrival index
+	rcvVal    []byte   // its value: indKey without origin and seq, or nil
 	indKey    []byte   // nil unless a sighting
 	sightKeys [][]byte // indicator and time indexes of a sighting
 	sightVal  []byte   // their value
@@ -64,7 +65,7 @@ type envelopeWrite struct {
 }
 
 func (w *envelopeWrite) estimate() int64 {
-	n := len(w.key) + len(w.raw) + len(w.rcvKey) + len(w.indKey) + len(w.hwKey) + 8 + 3*entryOverhead
+	n := len(w.key) + len(w.raw) + len(w.rcvKey) + len(w.rcvVal) + len(w.hwKey) + 8 + 3*entryOverhead
 	for _, k := range w.sightKeys {
 		n += len(k) + len(w.sightVal) + entryOverhead
 	}
@@ -334,7 +335,7 @@ func putEnvelope(txn *badger.Txn, w *envelopeWrite) (added bool, err error) {
 	if err := txn.Set(w.key, w.raw); err != nil {
 		return false, err
 	}
-	if err := txn.Set(w.rcvKey, w.indKey); err != nil {
+	if err := txn.Set(w.rcvKey, w.rcvVal); err != nil {
 		return false, err
 	}
 	if w.seq > hw {

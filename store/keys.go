@@ -20,7 +20,8 @@ import (
 //	sgt/  <received> <origin> <seq>             -> SightingRecord (JSON); written
 //	                                               by earlier versions only, read by
 //	                                               nothing, deleted by Prune
-//	rcv/  <received> <origin> <seq>             -> its sgi/ key, or empty
+//	rcv/  <received> <origin> <seq>             -> its sgi/ key without <origin> <seq>
+//	                                               (earlier versions: with them), or empty
 //	meta/seq                                    -> last sequence number handed out
 //	dec/  <policy id>                           -> intel.Policy (JSON)
 //	raft/log/    <index>                        -> encoded raft.Log
@@ -143,6 +144,29 @@ func parseSightingIndKey(k []byte) (origin string, seq uint64, err error) {
 		return "", 0, fmt.Errorf("malformed sighting key %q", k)
 	}
 	return string(rest[n+1 : len(rest)-8]), binary.BigEndian.Uint64(rest[len(rest)-8:]), nil
+}
+
+// sightingKeyOf returns the sgi/ key that v, the value of the rcv/ key
+// of origin's envelope seq, names: v is that key without the origin and
+// sequence number, which the rcv/ key holds, or, as earlier versions wrote
+// it, the whole key.
+func sightingKeyOf(v []byte, origin string, seq uint64) ([]byte, error) {
+	rest, ok := bytes.CutPrefix(v, prefixSightInd)
+	if !ok || len(rest) < 2 {
+		return nil, fmt.Errorf("malformed arrival index value %q", v)
+	}
+	n := len(prefixSightInd) + 2 + int(binary.BigEndian.Uint16(rest)) + 8
+	switch len(v) {
+	case n:
+		k := make([]byte, 0, n+1+len(origin)+8)
+		return appendUint64(appendOrigin(append(k, v...), origin), seq), nil
+	case n + 1 + len(origin) + 8:
+		if o, q, err := parseSightingIndKey(v); err != nil || o != origin || q != seq {
+			return nil, fmt.Errorf("arrival index of %s/%d names the sighting %q", origin, seq, v)
+		}
+		return bytes.Clone(v), nil
+	}
+	return nil, fmt.Errorf("malformed arrival index value %q", v)
 }
 
 func decisionKey(id string) []byte { return join(prefixDecision, []byte(id)) }
