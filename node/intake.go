@@ -48,6 +48,7 @@ func (n *Node) onDetection(s intel.Sighting) {
 	n.publishDetection(s, seq, now) // stored: the dashboard may act on it
 	n.timelines.mark(key, now, received)
 	n.corr.enqueue(s.Indicator)
+	n.quar.consider(n, s, seq, now) // quarantine.go
 }
 
 // gossipHandler is the node as gossip's Handler: every envelope that

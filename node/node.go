@@ -53,6 +53,9 @@ type Node struct {
 	// creation by the proposer to its enforcement here.
 	enforceLatency prometheus.Histogram
 
+	// quar proposes automatic quarantines (quarantine.go).
+	quar quarantiner
+
 	group     *routine.Group // set by Start
 	metricsLn *metricsServer
 	started   time.Time
