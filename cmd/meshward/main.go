@@ -46,6 +46,7 @@ Raft, and enforces them on each host.`,
 	}
 	root.AddCommand(newAgentCmd(), newTestnetCmd(), newVersionCmd(), newRulesCmd(), newFirewallCmd(), newStoreCmd(), newIntelCmd(), newReportCmd())
 	root.AddCommand(newAdminCmds()...)
+	root.AddCommand(newAlertsCmd()) // cli_alerts.go
 	return root
 }
 
