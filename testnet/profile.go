@@ -1,8 +1,8 @@
 package testnet
 
 import (
-	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -97,41 +97,39 @@ func (p Progress) String() string {
 	return fmt.Sprintf("mesh forming: %d/%d started, %d joined, %d ready (%s)", p.Started, p.Nodes, p.Joined, p.Ready, p.Elapsed.Round(100*time.Millisecond))
 }
 
-// progress reports to Options.Progress at most once a second while Start
-// starts the nodes, and always when force is set.
-func (m *Mesh) progress(_ context.Context, force bool) {
-	if m.opts.Progress == nil {
-		return
-	}
-	if m.started.IsZero() {
-		m.started = time.Now()
-	}
-	if !force && time.Since(m.lastProgress) < time.Second {
-		return
-	}
-	m.lastProgress = time.Now()
-	m.opts.Progress(m.formation())
-}
-
-// formation counts the nodes started, joined and ready.
+// formation counts the nodes started, joined and ready. It may run
+// beside Start: it reads the nodes started so far from m.formed.
 func (m *Mesh) formation() Progress {
 	prof, _ := profileFor(m.opts.Profile)
-	p := Progress{Nodes: m.opts.Nodes, Started: len(m.Nodes), Elapsed: time.Since(m.started)}
-	for i, n := range m.Nodes {
-		if m.down[i] || !n.Consensus().IsMember(n.ID()) {
+	m.formedMu.Lock()
+	nodes := slices.Clone(m.formed)
+	m.formedMu.Unlock()
+	p := Progress{Nodes: m.opts.Nodes, Started: len(nodes), Elapsed: time.Since(m.started)}
+	for _, n := range nodes {
+		if !n.Consensus().IsMember(n.ID()) {
 			continue
 		}
 		p.Joined++
-		if len(n.Gossip().Peers()) >= prof.gossipPeersWanted(m.running()) {
+		if len(n.Gossip().Peers()) >= prof.gossipPeersWanted(len(nodes)) {
 			p.Ready++
 		}
 	}
 	return p
 }
 
-// startProgress reports once a second until the returned stop is called
-// (which reports a last time); m.Nodes must not change meanwhile.
+// started records a node Start started, for formation.
+func (m *Mesh) startedNode(n *node.Node) {
+	m.formedMu.Lock()
+	m.formed = append(m.formed, n)
+	m.formedMu.Unlock()
+}
+
+// startProgress reports to Options.Progress once a second, from its own
+// goroutine (counting reads every node's gossip peers, which waits on
+// each node's GossipSub loop), until the returned stop is called, which
+// reports a last time.
 func (m *Mesh) startProgress() (stop func()) {
+	m.started = time.Now()
 	if m.opts.Progress == nil {
 		return func() {}
 	}
@@ -149,11 +147,11 @@ func (m *Mesh) startProgress() (stop func()) {
 			}
 		}
 	})
-	return func() {
+	return sync.OnceFunc(func() {
 		close(done)
 		wg.Wait()
 		m.opts.Progress(m.formation())
-	}
+	})
 }
 
 // RaiseFileLimit raises the process's soft limit of open files to its

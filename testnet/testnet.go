@@ -56,8 +56,11 @@ type Mesh struct {
 	// stopped (run_faults.go).
 	cfgs []node.Config
 	down []bool
-	// started and lastProgress pace Options.Progress (profile.go).
-	started, lastProgress time.Time
+	// started is when Start began; formed are the nodes it started so
+	// far, for the progress display (profile.go).
+	started  time.Time
+	formedMu sync.Mutex
+	formed   []*node.Node
 	// operator is the mesh's admin operator key (Operator).
 	operator ed25519.PrivateKey
 	mu       sync.Mutex
@@ -102,7 +105,9 @@ func Start(ctx context.Context, opts Options) (_ *Mesh, err error) {
 		}
 		m.tempDir = true
 	}
+	stopProgress := m.startProgress()
 	defer func() {
+		stopProgress()
 		if err != nil {
 			m.Close()
 		}
@@ -154,14 +159,13 @@ func Start(ctx context.Context, opts Options) (_ *Mesh, err error) {
 		m.cfgs = append(m.cfgs, cfg)
 		m.down = append(m.down, false)
 		addrs = append(addrs, n.Addrs()[0])
-		m.progress(ctx, false)
+		m.startedNode(n)
 		if i == 0 && opts.Nodes > 1 {
 			if token, err = m.createJoinToken(ctx, opts.Nodes-1); err != nil {
 				return nil, err
 			}
 		}
 	}
-	stopProgress := m.startProgress()
 	err = m.WaitReady(ctx)
 	stopProgress()
 	if err != nil {

@@ -1,0 +1,87 @@
+package testnet
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The progress display ends with every node started, joined and ready,
+// and the counts never go down while the mesh forms.
+func TestStartReportsProgress(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node mesh")
+	}
+	var mu sync.Mutex
+	var got []Progress
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	m, err := Start(ctx, Options{Nodes: 3, Dir: t.TempDir(), Logger: testLogger(t), Progress: func(p Progress) {
+		mu.Lock()
+		got = append(got, p)
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) == 0 {
+		t.Fatal("no progress reported")
+	}
+	if last := got[len(got)-1]; last.Nodes != 3 || last.Started != 3 || last.Joined != 3 || last.Ready != 3 {
+		t.Fatalf("last progress %+v, want 3 started, joined and ready", last)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i].Started < got[i-1].Started {
+			t.Errorf("started went down: %v", got)
+		}
+	}
+	if s := got[len(got)-1].String(); s != fmt.Sprintf("mesh forming: 3/3 started, 3 joined, 3 ready (%s)", got[len(got)-1].Elapsed.Round(100*time.Millisecond)) {
+		t.Errorf("progress line %q", s)
+	}
+}
+
+func TestProfiles(t *testing.T) {
+	if _, err := profileFor("huge"); err == nil {
+		t.Fatal("unknown profile accepted")
+	}
+	def, _ := profileFor("")
+	sim, _ := profileFor(ProfileSim)
+	if def.name != ProfileDefault || sim.name != ProfileSim || sim.timeouts == nil || def.timeouts != nil {
+		t.Fatalf("profiles %+v %+v", def, sim)
+	}
+	addrs := []string{"a0", "a1", "a2", "a3", "a4", "a5", "a6"}
+	if got := def.dialPeers(addrs); !slices.Equal(got, addrs) {
+		t.Errorf("default dials %v", got)
+	}
+	// The founder and the last SimPeers-1 nodes started.
+	if got := sim.dialPeers(addrs); !slices.Equal(got, []string{"a0", "a4", "a5", "a6"}) {
+		t.Errorf("sim dials %v", got)
+	}
+	if got := sim.dialPeers(addrs[:3]); !slices.Equal(got, addrs[:3]) {
+		t.Errorf("sim dials %v of 3", got)
+	}
+	if def.gossipPeersWanted(200) != 199 || sim.gossipPeersWanted(200) != 1 || sim.gossipPeersWanted(1) != 0 {
+		t.Error("gossip peers wanted")
+	}
+}
+
+func TestRaiseFileLimit(t *testing.T) {
+	soft, hard, err := RaiseFileLimit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		t.Fatal(err)
+	}
+	if soft != hard || l.Cur != l.Max || l.Cur != soft {
+		t.Fatalf("soft %d hard %d, limit now %+v", soft, hard, l)
+	}
+}
