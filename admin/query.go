@@ -36,7 +36,7 @@ type QueryResponse struct {
 	Results any `json:"results"`
 }
 
-// getQuery serves GET /v1/query?kind=indicator|policy|health&value=...&timeout=5s.
+// getQuery serves GET /v1/query?kind=indicator|policy|health|compliance&value=...&timeout=5s.
 func getQuery(s *Server, c *call) (any, error) {
 	qs, ok := s.opts.Node.(QueryService)
 	if !ok {
@@ -50,9 +50,9 @@ func getQuery(s *Server, c *call) (any, error) {
 		req.Indicator = value
 	case query.KindPolicy:
 		req.Policy = value
-	case query.KindHealth:
+	case query.KindHealth, query.KindCompliance:
 		if value != "" {
-			return nil, fmt.Errorf("%w: value: a health query takes none", ErrInvalid)
+			return nil, fmt.Errorf("%w: value: a %s query takes none", ErrInvalid, req.Kind)
 		}
 	}
 	if err := req.Validate(); err != nil {

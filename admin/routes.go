@@ -81,6 +81,8 @@ func (s *Server) routes() routeTable {
 		// Server-Sent Events of detections, sightings and policy changes
 		// (dashboard_events.go).
 		{"GET", "/v1/events/stream", RoleViewer, "", getEventStream},
+		// Continuous compliance of the kernel state (compliance.go).
+		{"GET", "/v1/compliance", RoleViewer, "", getCompliance},
 		{"GET", "/v1/alerts", RoleViewer, "", getAlerts},
 		{"POST", "/v1/alerts/{id}/silence", RoleResponder, "alert.silence", postAlertSilence},
 		{"GET", "/v1/audit", RoleViewer, "", getAudit},

@@ -2,10 +2,12 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshward/meshward/admin"
 	"github.com/meshward/meshward/alert"
 	"github.com/meshward/meshward/process"
 	"github.com/meshward/meshward/responders"
@@ -22,12 +24,7 @@ import (
 
 // ComplianceReport is this node's compliance, for the admin API and the
 // mesh-wide query.
-type ComplianceReport struct {
-	Node string `json:"node"`
-	Site string `json:"site"`
-	responders.ComplianceStatus
-	Segmentation SegmentStatus `json:"segmentation"`
-}
+type ComplianceReport = admin.ComplianceReport
 
 // compliancePart runs the node's compliance checks.
 type compliancePart struct {
@@ -182,3 +179,31 @@ func (n *Node) ComplianceTransitions(ctx context.Context, fn func(responders.Com
 }
 
 var _ process.ComplianceSource = (*Node)(nil)
+
+var _ admin.ComplianceService = (*adminAPI)(nil)
+
+// Compliance serves GET /v1/compliance.
+func (a *adminAPI) Compliance(context.Context) (ComplianceReport, error) {
+	return a.statusAPI.n.Compliance(), nil
+}
+
+// maxAnswerReasons bounds the reasons a compliance answer carries over
+// the query protocol (a response is at most query.MaxResponseBytes).
+const maxAnswerReasons = 32
+
+// complianceAnswer is this node's answer to a mesh-wide compliance
+// question: its report, with at most maxAnswerReasons reasons.
+func (n *Node) complianceAnswer() ComplianceReport {
+	r := n.Compliance()
+	trim := func(rs []string) []string {
+		if len(rs) <= maxAnswerReasons {
+			return rs
+		}
+		return append(rs[:maxAnswerReasons:maxAnswerReasons], fmt.Sprintf("… and %d more", len(rs)-maxAnswerReasons))
+	}
+	r.Reasons = trim(r.Reasons)
+	if r.LastDrift != nil {
+		r.LastDrift.Reasons = trim(r.LastDrift.Reasons)
+	}
+	return r
+}

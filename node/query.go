@@ -93,6 +93,8 @@ func (n *Node) answerQuery(ctx context.Context, _ peer.ID, req query.Request) (a
 			a.Enforcing = p.Action == intel.ActionBlock && n.Enforcing(p.Indicator)
 		}
 		return a, nil
+	case query.KindCompliance:
+		return n.complianceAnswer(), nil
 	case query.KindHealth:
 		cons := n.deps.Consensus
 		return HealthAnswer{

@@ -13,6 +13,7 @@ import (
 
 	"github.com/multiformats/go-multiaddr"
 
+	"github.com/meshward/meshward/admin"
 	"github.com/meshward/meshward/intel"
 	"github.com/meshward/meshward/responders/nft"
 )
@@ -43,25 +44,7 @@ type segmentSource interface {
 const segmentResync = time.Minute
 
 // SegmentStatus is what the node enforces of the segmentation.
-type SegmentStatus struct {
-	// Enforced is true when the program is applied to nftables; false
-	// in dry run (computed and reported only).
-	Enforced bool `json:"enforced"`
-	// Hash identifies the compiled program; empty before the first.
-	Hash string `json:"hash,omitempty"`
-	// Zones, Flows and Quarantined count what applies on this site.
-	Zones       int `json:"zones"`
-	Flows       int `json:"flows"`
-	Quarantined int `json:"quarantined"`
-	// InputRules and ForwardRules count the compiled rules.
-	InputRules   int `json:"input_rules"`
-	ForwardRules int `json:"forward_rules"`
-	// CompiledAt and AppliedAt (zero in dry run) are the last times.
-	CompiledAt time.Time `json:"compiled_at,omitzero"`
-	AppliedAt  time.Time `json:"applied_at,omitzero"`
-	// Error is the last compile or apply error.
-	Error string `json:"error,omitempty"`
-}
+type SegmentStatus = admin.SegmentationStatus
 
 // segmentPart compiles and applies the segmentation.
 type segmentPart struct {

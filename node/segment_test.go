@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -168,5 +169,32 @@ func TestNodeSegmentationDryRun(t *testing.T) {
 	}
 	if rep, err := n.CheckCompliance(context.Background()); err != nil || !rep.Compliant {
 		t.Errorf("dry-run compliance %+v, %v", rep, err)
+	}
+
+	// GET /v1/compliance and the mesh-wide question say the same.
+	c := localAdminClient(t, n.deps.Config.SocketPath())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	got, err := c.Compliance(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Node != n.ID() || !got.Compliant || got.Checks == 0 || got.Segmentation.Flows != 1 || got.Segmentation.Hash != rep.Segmentation.Hash {
+		t.Errorf("GET /v1/compliance %+v, want %+v", got, rep)
+	}
+	waitFor(t, "the node a member", func() bool { return n.Consensus().IsMember(n.ID()) })
+	v, err := c.Query(ctx, "compliance", "", 2*time.Second)
+	if err != nil || len(v.Results) != 1 || v.Results[0].Status != "answered" {
+		t.Fatalf("compliance query: %+v, %v", v, err)
+	}
+	var a ComplianceReport
+	if err := json.Unmarshal(v.Results[0].Answer, &a); err != nil {
+		t.Fatal(err)
+	}
+	if a.Node != n.ID() || !a.Compliant || a.Segmentation.Flows != 1 {
+		t.Errorf("compliance answer %+v", a)
+	}
+	if _, err := c.Query(ctx, "compliance", "x", 0); err == nil {
+		t.Error("a compliance query with a value accepted")
 	}
 }

@@ -57,6 +57,9 @@ const (
 	KindPolicy = "policy"
 	// KindHealth: how is this node?
 	KindHealth = "health"
+	// KindCompliance: does this node's kernel enforce what it should
+	// (blocks, segmentation), and since when not?
+	KindCompliance = "compliance"
 )
 
 // Request is one question.
@@ -87,12 +90,12 @@ func (r Request) Validate() error {
 		if r.Indicator != "" {
 			return fmt.Errorf("%w: indicator: not used by a policy query", ErrInvalidRequest)
 		}
-	case KindHealth:
+	case KindHealth, KindCompliance:
 		if r.Indicator != "" || r.Policy != "" {
-			return fmt.Errorf("%w: a health query takes no indicator or policy", ErrInvalidRequest)
+			return fmt.Errorf("%w: a %s query takes no indicator or policy", ErrInvalidRequest, r.Kind)
 		}
 	default:
-		return fmt.Errorf("%w: kind %q (want %s, %s or %s)", ErrInvalidRequest, r.Kind, KindIndicator, KindPolicy, KindHealth)
+		return fmt.Errorf("%w: kind %q (want %s, %s, %s or %s)", ErrInvalidRequest, r.Kind, KindIndicator, KindPolicy, KindHealth, KindCompliance)
 	}
 	return nil
 }

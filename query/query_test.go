@@ -252,3 +252,14 @@ func TestQuerySlowMemberTimesOutAndBusyRefused(t *testing.T) {
 		t.Fatalf("slow member: %+v, want timed_out", first[0])
 	}
 }
+
+func TestComplianceRequestValidates(t *testing.T) {
+	if err := (Request{Kind: KindCompliance}).Validate(); err != nil {
+		t.Fatalf("compliance question refused: %v", err)
+	}
+	for _, bad := range []Request{{Kind: KindCompliance, Indicator: "203.0.113.1"}, {Kind: KindCompliance, Policy: "p"}, {Kind: "compliance2"}} {
+		if err := bad.Validate(); !errors.Is(err, ErrInvalidRequest) {
+			t.Errorf("%+v: %v, want ErrInvalidRequest", bad, err)
+		}
+	}
+}
