@@ -39,6 +39,8 @@ func TestConfigValidate(t *testing.T) {
 		{"zero voters", func(c *Config) { c.MaxVoters = 0 }, "max_voters", "must be odd and at least 1"},
 		{"negative voters", func(c *Config) { c.MaxVoters = -3 }, "max_voters", "must be odd and at least 1"},
 		{"even voters", func(c *Config) { c.MaxVoters = 4 }, "max_voters", "must be odd and at least 1"},
+		{"too many standbys", func(c *Config) { c.Standbys = 65 }, "standbys", "must be between 1 and 64, or -1 for none"},
+		{"negative standbys", func(c *Config) { c.Standbys = -2 }, "standbys", "must be between 1 and 64, or -1 for none"},
 		{"zero dead voter timeout", func(c *Config) { c.DeadVoterTimeout = 0 }, "dead_voter_timeout", "must be positive"},
 		{"negative promote after", func(c *Config) { c.PromoteAfter = -time.Second }, "promote_after", "must be positive"},
 	}
@@ -74,9 +76,12 @@ func TestConfigYAML(t *testing.T) {
 		dec.KnownFields(true)
 		return c, dec.Decode(&c)
 	}
-	c, err := decode("bootstrap: true\njoin_token: t\nmax_voters: 3\ndead_voter_timeout: 1m\npromote_after: 5s\nleave_on_shutdown: true\n")
+	c, err := decode("bootstrap: true\njoin_token: t\nmax_voters: 3\ndead_voter_timeout: 1m\npromote_after: 5s\nleave_on_shutdown: true\nstandbys: 4\n")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if c.Standbys != 4 || DefaultConfig().Standbys != DefaultStandbys || DefaultStandbys != 2 {
+		t.Fatalf("standbys %d, default %d", c.Standbys, DefaultConfig().Standbys)
 	}
 	want := Config{Bootstrap: true, JoinToken: "t", MaxVoters: 3, DeadVoterTimeout: time.Minute, PromoteAfter: 5 * time.Second, LeaveOnShutdown: true}
 	if c.Bootstrap != want.Bootstrap || c.JoinToken != want.JoinToken || c.MaxVoters != want.MaxVoters ||
@@ -86,7 +91,7 @@ func TestConfigYAML(t *testing.T) {
 	if c, err := decode("join: [" + validJoin + "]\n"); err != nil || len(c.Join) != 1 {
 		t.Fatalf("join: %+v, %v", c.Join, err)
 	}
-	for _, key := range []string{"local_id", "site", "logger", "heartbeat_timeout", "membership_interval", "LocalID"} {
+	for _, key := range []string{"local_id", "site", "logger", "heartbeat_timeout", "membership_interval", "edge_sync_interval", "chain_recent_entries", "LocalID"} {
 		if _, err := decode(key + ": x\n"); err == nil {
 			t.Errorf("run-time field %s accepted in YAML", key)
 		}

@@ -61,6 +61,20 @@
 // from the configuration, handing leadership over first when it is the
 // one departing; the last voter cannot leave (ErrLastVoter).
 //
+// Servers and edges (servers.go, edge.go, edge_snapshot.go). MaxVoters
+// voters and Standbys non-voters are the raft servers; a joiner that finds
+// every server place taken is admitted as an edge: on the roster, in no
+// raft configuration, its FSM driven by a certify.Edge. Voters publish
+// certificates of their chain head on the certified GossipSub topic (the
+// leader the entries too; AttachCertified), HandleCertified feeds the
+// edge, chainsync fills its gaps from a voter, and an edge that has
+// nothing yet or fell behind the kept entries installs a snapshot whose
+// manifest a majority of the voters signed (SnapshotProtocol). An edge
+// persists what it applied as a raft snapshot and resumes from it,
+// proposes and reads through a server, and, when servers are lost, is made
+// a standby by the leader: raft then drives its FSM, which skips the
+// entries it holds already (certChain.skip).
+//
 // Reads. Policies, Protected and Roster answer from local state at once,
 // which is what enforcement needs (a minority keeps enforcing the last
 // committed policies). ReadPolicies and WaitConsistent are linearizable by

@@ -465,3 +465,39 @@ func TestEdgePromotedToServerKeepsState(t *testing.T) {
 		t.Fatalf("%d edges made standbys, want 1", promotions)
 	}
 }
+
+// A voter dies and its standby takes its place: with no standby left,
+// the leader makes the edge one, and it follows the log through raft.
+func TestEdgeReplacesLostStandby(t *testing.T) {
+	m := newEdgeMesh(t, 1, false, true, func(c *Config) { c.DeadVoterTimeout = time.Second })
+	edge, servers := m.edges()[0], m.servers()
+	before := waitEdgeState(t, edge, servers)
+	var dead *testNode
+	for _, s := range servers {
+		if before.Voters.Contains(s.id()) && !s.c.IsLeader() {
+			dead = s
+			break
+		}
+	}
+	dead.stop(t)
+	rest := without(servers, dead)
+	all := append(slices.Clone(rest), edge)
+	waitFor(t, 60*time.Second, "three live voters and the edge a server", func() bool {
+		l := leaderOf(rest)
+		if l == nil {
+			return false
+		}
+		live := 0
+		for _, ms := range l.c.Members() {
+			if ms.Suffrage == SuffrageVoter && ms.ID != dead.id() {
+				live++
+			}
+		}
+		return live == 3 && !edge.c.IsEdge() && slices.Contains(raftServers(t, all), edge.id())
+	})
+	commitSome(t, rest, rest[0], 2, 2)
+	waitSameHead(t, all)
+	if want, got := snapshotBytes(t, rest[0].c.fsm), snapshotBytes(t, edge.c.fsm); !bytes.Equal(got, want) {
+		t.Fatalf("the former edge's state (%d bytes) differs from the servers' (%d bytes)", len(got), len(want))
+	}
+}

@@ -179,6 +179,7 @@ func (c *Consensus) reconcileVoters(ctx context.Context) error {
 	now := time.Now()
 	stale := c.staleFailure()
 	var voters, dead []raft.Server
+	lost := 0 // servers failing for DeadVoterTimeout, of either suffrage
 	type candidate struct {
 		s raft.Server
 		m Member
@@ -189,6 +190,9 @@ func (c *Consensus) reconcileVoters(ctx context.Context) error {
 		h, since := HealthHealthy, now
 		if !self {
 			h, since = c.health.view(s.ID, now, stale)
+		}
+		if h == HealthFailing && now.Sub(since) >= c.cfg.DeadVoterTimeout {
+			lost++
 		}
 		switch s.Suffrage {
 		case raft.Voter:
@@ -236,7 +240,7 @@ func (c *Consensus) reconcileVoters(ctx context.Context) error {
 		c.log.Info("promoted a non-voter", "node", p.ID, "voters", n+1)
 		return c.syncRosterVoter(ctx, string(p.ID), true)
 	}
-	if acted, err := c.promoteEdge(ctx, servers, len(dead) > 0, len(cands) > 0); acted || err != nil {
+	if acted, err := c.promoteEdge(ctx, servers, lost); acted || err != nil {
 		return err
 	}
 	// Self-heal the roster's Voter flags (a change whose roster update was

@@ -100,12 +100,13 @@ func (c *Consensus) Kind() Kind {
 }
 
 // promoteEdge, on the leader, makes one edge a standby when servers are
-// missing: fewer servers than MaxVoters + Standbys, or a voter dead with
-// no healthy standby to take its place. It reports whether it acted.
-// Edges are taken longest-serving first, among those this node is
-// connected to (the leader replicates to them from now on).
-func (c *Consensus) promoteEdge(ctx context.Context, servers []raft.Server, deadVoter, healthyStandby bool) (bool, error) {
-	if len(servers) >= c.cfg.MaxVoters+c.standbys() && (!deadVoter || healthyStandby) {
+// missing: fewer live servers than MaxVoters + Standbys, lost counting
+// those that failed the leader's heartbeats for DeadVoterTimeout (a dead
+// voter is then replaced by the new standby, membership.go). It reports
+// whether it acted. Edges are taken longest-serving first, among those
+// this node is connected to (the leader replicates to them from now on).
+func (c *Consensus) promoteEdge(ctx context.Context, servers []raft.Server, lost int) (bool, error) {
+	if len(servers)-lost >= c.cfg.MaxVoters+c.standbys() {
 		return false, nil
 	}
 	in := map[string]bool{}
