@@ -81,8 +81,8 @@ func (s *Server) routes() routeTable {
 		// Server-Sent Events of detections, sightings and policy changes
 		// (dashboard_events.go).
 		{"GET", "/v1/events/stream", RoleViewer, "", getEventStream},
-		// Continuous compliance of the kernel state (compliance.go).
-		{"GET", "/v1/compliance", RoleViewer, "", getCompliance},
+		// The ATT&CK coverage of the rules in force (dashboard_coverage.go).
+		{"GET", "/v1/coverage", RoleViewer, "", getCoverage},
 		{"GET", "/v1/alerts", RoleViewer, "", getAlerts},
 		{"POST", "/v1/alerts/{id}/silence", RoleResponder, "alert.silence", postAlertSilence},
 		{"GET", "/v1/audit", RoleViewer, "", getAudit},
