@@ -83,6 +83,8 @@ func (s *Server) routes() routeTable {
 		{"GET", "/v1/events/stream", RoleViewer, "", getEventStream},
 		// The ATT&CK coverage of the rules in force (dashboard_coverage.go).
 		{"GET", "/v1/coverage", RoleViewer, "", getCoverage},
+		// Continuous compliance of the kernel state (compliance.go).
+		{"GET", "/v1/compliance", RoleViewer, "", getCompliance},
 		{"GET", "/v1/alerts", RoleViewer, "", getAlerts},
 		{"POST", "/v1/alerts/{id}/silence", RoleResponder, "alert.silence", postAlertSilence},
 		{"GET", "/v1/audit", RoleViewer, "", getAudit},
