@@ -33,6 +33,7 @@ func newAdminCmdsWith(deps cliDeps) []*cobra.Command {
 		newIOCsCmd(), newSightingsCmd(), newDetectionsCmd(), newAuditCmd(),
 		newTokenCmd(deps), newConfigCmd(), newOperatorCmd(deps), newProtectCmd(deps), newMeshCmd(deps), newDebugCmd(), newQueryCmd(),
 		newZoneCmd(deps), newFlowCmd(deps), newQuarantineCmd(deps), // cli_segment.go, cli_quarantine.go
+		newComplianceCmd(), // cli_compliance.go
 	}
 }
 
