@@ -244,3 +244,44 @@ alerts:
 		t.Errorf("a good rule: %v", err)
 	}
 }
+
+// A metric rule is evaluated against the node's own registry: once a
+// block is committed, meshward_mesh_policies >= 1 fires, and its alert is
+// written to the JSON lines sink the rule names.
+func TestMetricAlertFromTheNodeRegistry(t *testing.T) {
+	jl := filepath.Join(t.TempDir(), "events.jsonl")
+	n := startSingle(t, func(c *Config) {
+		c.Events.JSONLines = jl
+		c.Alerts.EvalInterval = 100 * time.Millisecond
+		c.Alerts.Rules = []alert.Rule{{Name: "policies-held", On: alert.KindMetric, Sinks: []string{alert.SinkJSONLines},
+			Metric: &alert.MetricCondition{Name: "meshward_mesh_policies", Op: ">=", Value: 1}}}
+	})
+	waitFor(t, "the node to admit itself", func() bool { return n.Consensus().IsMember(n.ID()) })
+	ind := intel.IndicatorFromAddr(netip.MustParseAddr("203.0.113.71"))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := newAdminAPI(n).SubmitOperator(ctx, signOperator(t, n, intel.OperatorCommand{Op: intel.OpBlock, Indicator: &ind,
+		TTLSeconds: 3600, Reason: "metric alert test"})); err != nil {
+		t.Fatal(err)
+	}
+	var line siem.Event
+	waitFor(t, "the metric alert in the JSON lines", func() bool {
+		b, _ := os.ReadFile(jl)
+		for _, l := range strings.Split(string(b), "\n") {
+			var e siem.Event
+			if json.Unmarshal([]byte(l), &e) == nil && e.Kind == siem.KindAlert {
+				line = e
+				return true
+			}
+		}
+		return false
+	})
+	if line.Alert.Rule != "policies-held" || line.Alert.On != alert.KindMetric || line.Alert.State != alert.StateFiring ||
+		line.Alert.Group != "key=meshward_mesh_policies" || !strings.Contains(line.Reason, "meshward_mesh_policies = 1 (>= 1)") {
+		t.Fatalf("alert line %+v (%+v)", line, line.Alert)
+	}
+	active, _ := n.alerts.engine.Alerts()
+	if len(active) != 1 || active[0].ID != line.Alert.ID {
+		t.Fatalf("active alerts %+v", active)
+	}
+}
