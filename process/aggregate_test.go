@@ -116,3 +116,17 @@ func contains(s, sub string) bool {
 	}
 	return false
 }
+
+// Percentiles are empirical: a value that was measured, never one
+// interpolated between two.
+func TestQuantileEmpirical(t *testing.T) {
+	v := []float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+	for p, want := range map[float64]float64{0.5: 5, 0.9: 9, 0.95: 10, 0.99: 10, 0.01: 1} {
+		if got := Quantile(v, p); got != want {
+			t.Errorf("p%v = %v, want %v", p*100, got, want)
+		}
+	}
+	if Quantile(nil, 0.5) != 0 {
+		t.Error("empty")
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"html/template"
+	"image/color"
 	"math"
 	"strings"
 	"time"
@@ -102,6 +103,8 @@ func breachChart(days []process.DayCount) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	bars.Color = color.RGBA{R: 0xc0, G: 0x39, B: 0x2b, A: 0xff}
+	bars.LineStyle.Width = 0
 	p.Add(bars)
 	p.NominalX(names...)
 	p.Y.Min = 0

@@ -39,6 +39,40 @@ func sampleReport() process.Report {
 	return process.BuildReport([]process.Export{a, b}, t0.Add(-24*time.Hour), t0.Add(48*time.Hour))
 }
 
+// plotted reads an SVG's paths: the most line segments one path has (a
+// plotted line) and how many paths are filled shapes other than the
+// white background (bars).
+func plotted(t *testing.T, svg []byte) (maxSegments, filled int) {
+	t.Helper()
+	dec := xml.NewDecoder(bytes.NewReader(svg))
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			t.Fatalf("SVG is not well-formed XML: %v", err)
+		}
+		se, ok := tok.(xml.StartElement)
+		if !ok || se.Name.Local != "path" {
+			continue
+		}
+		var d, style string
+		for _, a := range se.Attr {
+			switch a.Name.Local {
+			case "d":
+				d = a.Value
+			case "style":
+				style = a.Value
+			}
+		}
+		maxSegments = max(maxSegments, strings.Count(d, "L"))
+		if strings.Contains(style, "fill:#") && !strings.Contains(style, "fill:#FFFFFF") {
+			filled++
+		}
+	}
+}
+
 // svgElements parses an SVG document as XML and counts its elements by name.
 func svgElements(t *testing.T, svg []byte) map[string]int {
 	t.Helper()
@@ -96,11 +130,15 @@ func TestRenderHTMLChartsInline(t *testing.T) {
 	if len(svgs) != 7 {
 		t.Fatalf("%d inline SVGs, want 7", len(svgs))
 	}
-	for i, s := range svgs {
+	for i, s := range svgs[:6] {
 		els := svgElements(t, []byte(s))
-		if els["path"] < 2 || els["text"] < 3 {
-			t.Errorf("chart %d: elements %v, want a plotted line (paths) and labelled axes", i, els)
+		if segs, _ := plotted(t, []byte(s)); segs < 2*3 || els["text"] < 3 {
+			t.Errorf("chart %d: longest path of %d segments, elements %v; want a step line through 3 incidents and labelled axes", i, segs, els)
 		}
+	}
+	// The breaches: one bar per day with a breach.
+	if _, bars := plotted(t, []byte(svgs[6])); bars != len(rep.Summary.BreachesByDay) {
+		t.Errorf("breach chart has %d bars, want %d", bars, len(rep.Summary.BreachesByDay))
 	}
 	for _, want := range []string{"time to triage", "breaches per day", "<td>ack-high</td>", "<h2>By site</h2>", "<h3>paris</h3>"} {
 		if !strings.Contains(html, want) {
@@ -125,9 +163,9 @@ func TestRenderMarkdownFilesAndDataURIs(t *testing.T) {
 		if !strings.Contains(string(doc), "]("+name+")") {
 			t.Errorf("document does not reference %s", name)
 		}
-		els := svgElements(t, svg)
-		if name == "weekly-breaches-per-day.svg" && els["path"] < 3 {
-			t.Errorf("breach chart elements %v, want bars", els)
+		svgElements(t, svg)
+		if segs, bars := plotted(t, svg); name == "weekly-breaches-per-day.svg" && bars != 1 || name != "weekly-breaches-per-day.svg" && segs < 6 {
+			t.Errorf("%s: %d segments, %d bars", name, segs, bars)
 		}
 	}
 	if strings.Contains(string(doc), "<script>") || !strings.Contains(string(doc), "&lt;script&gt;x\\|y") {
