@@ -485,3 +485,58 @@ func TestClusterSegmentation(t *testing.T) {
 		})
 	}
 }
+
+// A node that joins after the founder compacted its log into a snapshot
+// catches up through InstallSnapshot and Restore with the zones, flows
+// and quarantines, and refuses what they refuse.
+func TestJoinerCatchesUpSegmentationFromSnapshot(t *testing.T) {
+	log := testLogger(t)
+	small := func(c *Config) { c.SnapshotThreshold, c.TrailingLogs = 4, 1 }
+	founder := newTestNodeWith(t, log, true, "", small)
+	waitFor(t, 10*time.Second, "the founder to lead and admit itself", func() bool {
+		return founder.c.IsLeader() && founder.c.IsMember(founder.id())
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, cmd := range []intel.OperatorCommand{
+		zoneOp(officeZone()),
+		flowOp(denyFlow("no-smb", intel.AnyZone, "office", 20)),
+		quarantineOp("10.1.0.66", time.Hour),
+	} {
+		if err := founder.operate(ctx, cmd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 5 { // past the snapshot threshold
+		if err := founder.operate(ctx, blockOp(t, "192.0.2."+itoa(i+1), time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := founder.c.raft.Snapshot().Error(); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	joiner := newTestNodeWith(t, log, false, founder.joinSecret(t, 1), small)
+	changed := joiner.c.SegmentationChanged()
+	if err := joiner.c.Join(ctx, founder.info()); err != nil {
+		t.Fatalf("join: %v", err)
+	}
+	select {
+	case <-changed:
+	case <-ctx.Done():
+		t.Fatal("the joiner's segmentation never changed")
+	}
+	waitFor(t, 20*time.Second, "the joiner to hold the segmentation", func() bool {
+		s := joiner.c.Segmentation(time.Now())
+		return len(s.Zones) == 1 && len(s.Flows) == 1 && len(s.Quarantines) == 1
+	})
+	if s := joiner.c.Stats()["last_snapshot_index"]; s == "" || s == "0" {
+		t.Fatalf("joiner's last_snapshot_index = %q: it caught up without installing a snapshot", s)
+	}
+	want, got := founder.c.Segmentation(time.Now()), joiner.c.Segmentation(time.Now())
+	if !equalJSON(t, got, want) {
+		t.Fatalf("joiner %+v\nfounder %+v", got, want)
+	}
+	if _, a, ok := joiner.c.AutoQuarantine(netip.MustParseAddr("10.1.0.7"), "ssh-internal-bruteforce"); !ok || a.MaxTTLSeconds != 7200 {
+		t.Fatalf("the joiner's automatic quarantine rule: %+v %v", a, ok)
+	}
+}
