@@ -444,12 +444,9 @@ func (c *Consensus) AttachCertified(t CertifiedTopic) error {
 		return errors.New("attach certified topic: attached already")
 	}
 	ctx := c.group.Context()
-	p, err := certify.StartPublisher(ctx, c, certify.PublisherConfig{
+	p, err := certify.StartPublisher(ctx, voterSource{c}, certify.PublisherConfig{
 		Entries: c.IsLeader,
 		Publish: func(m certify.Message) {
-			if !c.isVoter() {
-				return
-			}
 			b, err := m.MarshalBinary()
 			if err != nil {
 				c.log.Warn("encode certified message", "err", err)
@@ -465,6 +462,20 @@ func (c *Consensus) AttachCertified(t CertifiedTopic) error {
 	}
 	c.pub = p
 	return nil
+}
+
+// voterSource is this node's chain as a publisher sees it: only while
+// this node is a voter, so that standbys and edges sign nothing (an
+// edge would refuse their certificates).
+type voterSource struct{ *Consensus }
+
+var errNotVoter = errors.New("this node is no voter")
+
+func (s voterSource) ChainHead() (certify.Anchor, error) {
+	if !s.isVoter() {
+		return certify.Anchor{}, errNotVoter
+	}
+	return s.Consensus.ChainHead()
 }
 
 // isVoter reports whether this node is a voter of the configuration.

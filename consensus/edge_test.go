@@ -55,7 +55,7 @@ func (m *edgeMesh) edges() []*testNode   { return m.nodes[4:] }
 
 // newEdgeMesh forms a mesh of 4 servers and edges edges, on Badger
 // (durable) or in memory, servers publishing when publish is set.
-func newEdgeMesh(t *testing.T, edges int, durable, publish bool, opt func(*Config)) *edgeMesh {
+func newEdgeMesh(t testing.TB, edges int, durable, publish bool, opt func(*Config)) *edgeMesh {
 	t.Helper()
 	log := testLogger(t)
 	m := &edgeMesh{topics: map[*testNode]*gossip.Certified{}}
@@ -83,7 +83,7 @@ func newEdgeMesh(t *testing.T, edges int, durable, publish bool, opt func(*Confi
 // connect connects every node to every other (as the node's peer
 // discovery would) and waits until every node sees every other in the
 // certified topic.
-func (m *edgeMesh) connect(t *testing.T) {
+func (m *edgeMesh) connect(t testing.TB) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
