@@ -241,11 +241,13 @@ func CompileSegmentation(s intel.Segmentation, t SegmentTarget, now time.Time) (
 		return out
 	}
 	zones := map[string]intel.Zone{}
+	byFamily := map[string][2][]netip.Prefix{} // each zone's v4 and v6 ranges
 	for _, z := range s.Zones {
 		if _, dup := zones[z.Name]; dup {
 			return nil, fmt.Errorf("compile segmentation: zone %s twice", z.Name)
 		}
 		zones[z.Name] = z
+		byFamily[z.Name] = [2][]netip.Prefix{family(z, false), family(z, true)}
 	}
 	// zoneSet returns the set for zone in family v6, "" for "*", and
 	// ok false when the zone is unknown or has no range in the family.
@@ -253,11 +255,14 @@ func CompileSegmentation(s intel.Segmentation, t SegmentTarget, now time.Time) (
 		if zone == intel.AnyZone {
 			return "", true
 		}
-		z, ok := zones[zone]
+		fams, ok := byFamily[zone]
 		if !ok {
 			return "", false
 		}
-		ranges := family(z, v6)
+		ranges := fams[0]
+		if v6 {
+			ranges = fams[1]
+		}
 		if len(ranges) == 0 {
 			return "", false
 		}

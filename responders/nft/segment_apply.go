@@ -84,9 +84,12 @@ func (f *Firewall) SegmentStats() SegmentStats {
 // applySegmentation builds and sends the transaction. f.mu is held.
 func (f *Firewall) applySegmentation(p *SegmentProgram) error {
 	// A connection of its own, with the send buffer a transaction of a
-	// thousand flows needs; one socket per transaction.
+	// thousand flows needs, and the receive buffer for the kernel's
+	// acknowledgement of each of its messages (read after the whole
+	// batch is sent); one socket per transaction.
 	opts := []nftables.ConnOption{nftables.WithSockOptions(func(c *netlink.Conn) error {
 		setSendBuffer(c, defaultSendBuf)
+		setRecvBuffer(c, segRecvBuf)
 		return nil
 	})}
 	if f.cfg.netns > 0 {
@@ -188,6 +191,22 @@ func (f *Firewall) applySegmentation(p *SegmentProgram) error {
 		f.gen = after
 	}
 	return nil
+}
+
+// segRecvBuf is the receive buffer asked for a segmentation transaction:
+// room for some 20,000 acknowledgements.
+const segRecvBuf = 8 << 20
+
+// setRecvBuffer asks for size bytes of receive buffer, past the system
+// maximum where the process may.
+func setRecvBuffer(c *netlink.Conn, size int) {
+	if rc, err := c.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) {
+			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size) != nil {
+				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, size)
+			}
+		})
+	}
 }
 
 // setElements is the interval (or plain) set's elements for s's ranges:
