@@ -46,6 +46,12 @@
 // Start(ctx): the Reconciler, siem.Output and webhook.Webhook each own
 // their goroutine and Close waits for it.
 //
+// Continuous compliance (compliance.go): a Compliance runs
+// ComplianceChecks — the Reconciler's BlockCheck, the nftables
+// segmentation's — every interval and on Trigger; a drift is reported
+// (out since T, with reasons), repaired, checked again, and the time out
+// recorded in the transition that ends it.
+//
 // The conformance suite in responders/backendtest is run against every
 // backend.
 //

@@ -8,6 +8,15 @@
 // "forward", each dropping and counting packets whose source address is in
 // one of the sets.
 //
+// The same table holds the mesh's segmentation (zones, flows,
+// quarantines) compiled for the host: two more base chains, "seg-input"
+// and "seg-forward" at priority filter+10, and the sets they name
+// ("seg-z4-<zone>", "seg-q4", "seg-m4", ...), replaced whole in one
+// transaction when the compiled program's hash changes (segment.go has
+// the layout; SegmentDrift compares the kernel with it). A drop in any
+// base chain is final, so a blocked source stays dropped whatever a flow
+// allows.
+//
 // Nothing outside that table is ever read or written: Teardown deletes the
 // table and only it.
 //

@@ -190,6 +190,17 @@ func TestSegmentTraffic(t *testing.T) {
 	}
 	mustNotDial(t, n.office, ssh, "the repaired rule denies it")
 
+	// A block comes first: the allowed flow does not admit a blocked
+	// source.
+	if err := f.Apply(ctx, []intel.Policy{block(t, officeIP, time.Hour)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	mustNotDial(t, n.office, web, "the office host is blocked, whatever the flows allow")
+	if err := f.Apply(ctx, nil, []intel.Indicator{ind(t, officeIP)}); err != nil {
+		t.Fatal(err)
+	}
+	waitDial(t, n.office, web)
+
 	// Quarantine the office host: it reaches only the management host,
 	// and the management host reaches it.
 	s.Quarantines = []intel.Quarantine{{Host: netip.MustParseAddr(officeIP), By: "op", Since: now.Add(-time.Minute), ExpiresAt: now.Add(time.Hour)}}
