@@ -182,7 +182,7 @@ async function pageOverview() {
   const rows = members.map(x => el("tr", { class: "member" },
     el("td", { class: "mono", title: x.id }, short(x.id)),
     el("td", {}, x.site || ""),
-    el("td", {}, x.voter ? "server (voter)" : "edge / standby"),
+    el("td", {}, x.kind || (x.voter ? "server" : "standby")),
     el("td", {}, x.leader ? el("span", { class: "ok" }, "leader") : ""),
     el("td", {}, x.id === n.id ? el("span", { class: "muted" }, "this node") : yes(x.connected)),
     el("td", {}, x.trust === undefined ? "" : String(x.trust)),
@@ -461,13 +461,15 @@ async function pageTokens() {
 async function pageOperators() {
   const st = await api("GET", "/v1/operator");
   setPage(el("h1", {}, "Operators"),
+    el("p", { class: "muted" }, "Mesh " + (st.mesh || "")),
     el("p", {}, "Mesh-wide changes are operator commands, signed with an operator's key on the operator's own machine. The dashboard never holds an operator key."),
     table(["key", "name", "role", "added", "by"], st.operators.map(o => el("tr", {},
       el("td", { class: "mono", title: o.public_key }, o.key_id), el("td", {}, o.name), el("td", {}, o.role),
       el("td", { class: "mono" }, when(o.added_at)), el("td", {}, o.added_by || ""))), "operators"),
     el("h2", {}, "Join tokens"),
-    table(["id", "uses", "used", "expires"], st.join_tokens.map(j => el("tr", {},
-      el("td", { class: "mono" }, j.id), el("td", {}, j.uses ?? ""), el("td", {}, j.used ?? ""), el("td", { class: "mono" }, when(j.expires_at))))),
+    table(["id", "uses", "used", "expires", "by"], st.join_tokens.map(j => el("tr", {},
+      el("td", { class: "mono" }, j.id), el("td", {}, j.uses ?? ""), el("td", {}, j.used ?? ""), el("td", { class: "mono" }, when(j.expires)),
+      el("td", { class: "mono" }, j.created_by || "")))),
     el("h2", {}, "Signing commands from the CLI"),
     el("pre", {}, [
       "# an operator key, kept off the nodes (mode 0600), and its public key",
