@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/multiformats/go-multiaddr"
@@ -51,6 +52,10 @@ type segmentPart struct {
 	n   *Node
 	src segmentSource
 
+	counts struct {
+		applies, unchanged, compileErrors, applyErrors, scrapeErrors atomic.Uint64
+	}
+
 	mu       sync.Mutex
 	fw       *nft.Firewall // the backend the enforcer works on
 	enforcer *nft.SegmentEnforcer
@@ -62,6 +67,7 @@ func newSegmentPart(n *Node) *segmentPart {
 	if src, ok := any(n.deps.Consensus).(segmentSource); ok {
 		p.src = src
 	}
+	n.deps.Metrics.MustRegister(p.collectors()...)
 	return p
 }
 
@@ -131,6 +137,7 @@ func (p *segmentPart) sync(ctx context.Context) time.Time {
 	if err != nil {
 		st.Error = err.Error()
 		p.mu.Unlock()
+		p.counts.compileErrors.Add(1)
 		p.n.log.Error("compile segmentation", "err", err)
 		return time.Time{}
 	}
@@ -157,6 +164,14 @@ func (p *segmentPart) sync(ctx context.Context) time.Time {
 		p.status.AppliedAt = p.n.now()
 	}
 	p.mu.Unlock()
+	switch {
+	case err != nil:
+		p.counts.applyErrors.Add(1)
+	case sent:
+		p.counts.applies.Add(1)
+	default:
+		p.counts.unchanged.Add(1)
+	}
 	if err != nil {
 		p.n.log.Error("apply segmentation", "err", err)
 	} else if sent {

@@ -146,6 +146,32 @@ func TestNodeEnforcesSegmentationAndRepairsDrift(t *testing.T) {
 		defer mu.Unlock()
 		return len(seen) >= 2 && !seen[0].Compliant && seen[1].Compliant && seen[1].OutSince.Equal(seen[0].At)
 	})
+	// The rules' kernel counters and the part's work are metrics.
+	mfs, err := n.deps.Metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]bool{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			v := m.GetCounter().GetValue()
+			switch mf.GetName() {
+			case "meshward_segmentation_rule_packets_total":
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "tag" {
+						found[l.GetValue()] = true
+					}
+				}
+			case "meshward_segmentation_applies_total", "meshward_compliance_ok":
+				found[mf.GetName()] = v > 0 || m.GetGauge().GetValue() > 0
+			}
+		}
+	}
+	for _, want := range []string{"flow:office-ssh", "meshward_segmentation_applies_total", "meshward_compliance_ok"} {
+		if !found[want] {
+			t.Errorf("metrics lack %s (or it is zero): %v", want, found)
+		}
+	}
 	var m dto.Metric
 	if err := n.compliance.out.Write(&m); err != nil {
 		t.Fatal(err)
