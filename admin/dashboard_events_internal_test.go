@@ -1,7 +1,9 @@
 package admin
 
 import (
+	"bufio"
 	"context"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -113,4 +115,47 @@ func value(c prometheus.Counter) float64 {
 	var m dto.Metric
 	c.Write(&m)
 	return m.GetCounter().GetValue()
+}
+
+// TestEventStreamOutlivesReadTimeout: a stream stays open past the
+// server's read timeout (net/http lifts the read deadline once the request
+// is read; a deadline left on the connection would end the request's
+// context): it keeps receiving heartbeats for five read timeouts.
+func TestEventStreamOutlivesReadTimeout(t *testing.T) {
+	s := newServer(Options{})
+	s.heartbeat = 20 * time.Millisecond
+	const readTimeout = 100 * time.Millisecond
+	srv := &http.Server{ReadTimeout: readTimeout, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st := s.hub.subscribe()
+		defer s.hub.unsubscribe(st)
+		s.serveStream(r.Context(), w, st)
+	})}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { srv.Serve(l) })
+	defer func() {
+		s.hub.close()
+		srv.Close()
+		wg.Wait()
+	}()
+	resp, err := http.Get("http://" + l.Addr().String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	r := bufio.NewReader(resp.Body)
+	start := time.Now()
+	beats := 0
+	for time.Since(start) < 5*readTimeout {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("stream ended after %s and %d heartbeats (read timeout %s): %v", time.Since(start), beats, readTimeout, err)
+		}
+		if strings.HasPrefix(line, ": heartbeat") {
+			beats++
+		}
+	}
 }
