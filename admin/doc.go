@@ -6,13 +6,16 @@
 // # Who may do what
 //
 // Every request but the OpenAPI document carries a bearer token
-// ("Authorization: Bearer mwt_<id>_<secret>"). A token holds one role:
+// ("Authorization: Bearer mwt_<id>_<secret>"), or the cookie of a
+// dashboard session started with one (see The web dashboard). A token
+// holds one role:
 //
 //   - viewer reads everything (status, members, peers, policies,
 //     indicators, indicator reports, sightings, detections, the audit
 //     trail, the mesh's operator keys and join tokens);
 //   - responder also adds and removes local decisions (node-local,
-//     time-bounded blocks), acknowledges detections, publishes indicator
+//     time-bounded blocks), acknowledges, assigns and comments on
+//     detections, publishes indicator
 //     reports and submits the operator commands a responder operator may
 //     sign (block, allow, revoke);
 //   - admin also manages tokens, submits every operator command and
@@ -28,6 +31,31 @@
 // secret, which is shown once, when the token is created. A request's
 // token is looked up by its ID (one key read) and its hash compared in
 // constant time.
+//
+// # The web dashboard
+//
+// The dashboard (web/, embedded; dashboard*.go) is served under /ui/ on
+// every listener, and on Options.DashboardHTTP, a plain-HTTP listener
+// refused unless its address is loopback. POST /ui/login takes an API
+// token (form field token; a failure is counted and audited like any
+// failed authentication) and starts a session: a random 256-bit ID in an
+// HttpOnly, SameSite=Strict cookie (Secure over HTTPS), kept server-side
+// as its SHA-256 in a bounded map (the least recently used is ended when
+// it is full), ending after Sessions.MaxAge or Sessions.Idle unused. The
+// session holds the token's ID only: each request re-reads the token and
+// goes through the route table as the token would, so a revoked token
+// ends its sessions and a viewer's session is refused a change as the
+// viewer's token is. A change made with a session must carry the
+// session's CSRF token (GET /ui/session) in X-CSRF-Token, compared in
+// constant time; a missing or wrong one gets 403, counted by reason
+// (meshward_admin_dashboard_refused_total). POST /ui/logout ends it.
+// Every answer carries a Content-Security-Policy allowing the page's own
+// scripts and styles only, and X-Frame-Options DENY.
+//
+// GET /v1/events/stream (viewer) serves the node's detections, the
+// sightings it receives and its policy changes (PublishEvent) as
+// Server-Sent Events: each stream has a bounded buffer, and one that
+// falls behind is ended and counted, never waited for.
 //
 // # The first token
 //
