@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -47,7 +46,22 @@ func newProcessPart(n *Node) *processPart {
 // run refreshes the records and evaluates the expectations every
 // EvaluateEvery, and prunes what is older than the store's retention
 // daily, until ctx ends.
+//
+// It also records how long the node stays out of compliance: the node's
+// compliance check is its process.ComplianceSource.
 func (p *processPart) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if p.n.compliance != nil {
+		var src process.ComplianceSource = p.n
+		wg.Go(func() {
+			src.WatchCompliance(ctx, func(t process.Transition) {
+				if err := p.rec.Compliance(t); err != nil && ctx.Err() == nil {
+					p.n.log.Error("record compliance transition", "err", err)
+				}
+			})
+		})
+	}
 	t := time.NewTicker(p.cfg.EvaluateEvery)
 	defer t.Stop()
 	var lastPrune time.Time
@@ -200,26 +214,6 @@ func (p *processPart) syncAcks() error {
 			}
 		}
 	}
-	return nil
-}
-
-// MeasureCompliance records the compliance transitions src reports (how
-// long this node stays out of compliance) until the node closes. Call it
-// after Start.
-func (n *Node) MeasureCompliance(src process.ComplianceSource) error {
-	n.lifeMu.Lock()
-	defer n.lifeMu.Unlock()
-	if n.group == nil || n.closed {
-		return errors.New("measure compliance: node not running")
-	}
-	rec := n.process.rec
-	n.group.Go(func(ctx context.Context) {
-		src.WatchCompliance(ctx, func(t process.Transition) {
-			if err := rec.Compliance(t); err != nil && ctx.Err() == nil {
-				n.log.Error("record compliance transition", "err", err)
-			}
-		})
-	})
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/meshward/meshward/intel"
 	"github.com/meshward/meshward/process"
 	"github.com/meshward/meshward/process/report"
+	"github.com/meshward/meshward/responders"
 )
 
 // metricOf reads one sample of the node's registry: a counter's value or
@@ -190,5 +191,51 @@ func TestProcessScriptedIncident(t *testing.T) {
 		if got := metricOf(t, n, "meshward_process_events_rejected_total", "reason", bad.reason); got != 1 {
 			t.Errorf("rejected{%s} = %v, want 1", bad.reason, got)
 		}
+	}
+}
+
+// The node's compliance check feeds the process measurement: a stretch
+// out of compliance is recorded as a span and observed once.
+func TestProcessRecordsComplianceTransitions(t *testing.T) {
+	n := startSingle(t, nil)
+	waitFor(t, "the process measurement to watch compliance", func() bool {
+		p := n.compliance
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.watchers) > 0
+	})
+	out := time.Now().Add(-time.Minute).Truncate(time.Second).UTC()
+	n.compliance.transition(responders.ComplianceTransition{Compliant: false, At: out, OutSince: out})
+	n.compliance.transition(responders.ComplianceTransition{Compliant: true, At: out.Add(20 * time.Second), OutSince: out, Out: 20 * time.Second})
+	var span process.Span
+	waitFor(t, "the span to be recorded", func() bool {
+		spans, err := n.process.rec.ActiveSpans()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range spans {
+			if s.Out.Equal(out) && !s.Back.IsZero() {
+				span = s
+				return true
+			}
+		}
+		return false
+	})
+	if span.Duration(time.Now()) != 20*time.Second {
+		t.Errorf("span %+v, want 20s out", span)
+	}
+	if got := metricOf(t, n, "meshward_process_seconds", "stage", "compliance"); got < 1 {
+		t.Errorf("compliance observed %v times", got)
+	}
+	sum, err := localAdminClient(t, n.deps.Config.SocketPath()).ProcessSummary(t.Context(), "1d", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, s := range sum.Stages {
+		found = found || s.Stage == process.StageCompliance && s.Count >= 1 && s.P99 >= 20
+	}
+	if !found {
+		t.Errorf("summary stages %+v lack the compliance span", sum.Stages)
 	}
 }

@@ -266,7 +266,7 @@ func TestRefreshCountsBreachesOnce(t *testing.T) {
 	r := NewRecorder(st, "A", func() time.Time { return now })
 	exps := []Expectation{{Name: "ack-high", Severity: "high", Stage: StageTriage, Within: 15 * time.Minute}}
 	r.SetExpectations(exps)
-	if err := r.Update(Record{Indicator: "ipv4:203.0.113.1", Severity: "high", Detected: now}); err != nil {
+	if err := r.Update(Record{Indicator: "ipv4:203.0.113.1", Severity: "high", FirstEvent: now.Add(-time.Second), Detected: now}); err != nil {
 		t.Fatal(err)
 	}
 	for range 3 {
@@ -291,8 +291,15 @@ func TestRefreshCountsBreachesOnce(t *testing.T) {
 		t.Errorf("breaches counted %v, want 1", got)
 	}
 	// Pruned with its record.
-	if n, err := r.Prune(now.Add(time.Hour)); err != nil || n != 2 {
-		t.Errorf("pruned %d (%v), want the record and the breach", n, err)
+	if n, err := r.Prune(now.Add(time.Hour)); err != nil || n != 3 {
+		t.Errorf("pruned %d (%v), want the record, the breach and the stages observed", n, err)
+	}
+	var left []string
+	for _, fam := range []string{famRecord, famBreach, famObserved} {
+		st.ScanProcess(fam, func(k string, _ []byte) error { left = append(left, fam+":"+k); return nil })
+	}
+	if len(left) != 0 {
+		t.Errorf("left after pruning: %v", left)
 	}
 	if recs, _ := r.Records(); len(recs) != 0 {
 		t.Errorf("records left: %+v", recs)

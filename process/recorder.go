@@ -35,7 +35,7 @@ const (
 	famEvent    = "event"    // Event.Key() -> Stored
 	famSpan     = "span"     // subject, out time -> Span
 	famBreach   = "breach"   // Breach.ID() -> Breach as first counted
-	famObserved = "observed" // indicator key -> []Stage observed in the histogram
+	famObserved = "observed" // indicator key -> observed
 )
 
 // Recorder keeps what one node knows of the process in its store, and
@@ -320,6 +320,14 @@ func (r *Recorder) ActiveSpans() ([]Span, error) {
 	return slices.DeleteFunc(all, func(s Span) bool { return s.Out.IsZero() }), nil
 }
 
+// observed is which stages of an indicator were observed in the
+// histogram, and when it was detected (for pruning).
+type observed struct {
+	Indicator string    `json:"indicator"`
+	At        time.Time `json:"at"`
+	Stages    []Stage   `json:"stages"`
+}
+
 // Refresh observes the stage durations that became known since the last
 // Refresh in meshward_process_seconds (each stage of each indicator
 // once), evaluates exps and counts the breaches not counted before. It
@@ -336,23 +344,24 @@ func (r *Recorder) Refresh(exps []Expectation) ([]Incident, []Breach, error) {
 		if len(ds) == 0 {
 			continue
 		}
-		var seen []Stage
+		var obs observed
 		if b, err := r.st.GetProcess(famObserved, inc.Indicator); err == nil {
-			if err := json.Unmarshal(b, &seen); err != nil {
+			if err := json.Unmarshal(b, &obs); err != nil {
 				return nil, nil, fmt.Errorf("decode observed stages of %s: %w", inc.Indicator, err)
 			}
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return nil, nil, err
 		}
-		n := len(seen)
+		n := len(obs.Stages)
 		for _, s := range Stages {
-			if d, ok := ds[s]; ok && !slices.Contains(seen, s) {
+			if d, ok := ds[s]; ok && !slices.Contains(obs.Stages, s) {
 				r.seconds.WithLabelValues(string(s)).Observe(d.Seconds())
-				seen = append(seen, s)
+				obs.Stages = append(obs.Stages, s)
 			}
 		}
-		if len(seen) != n {
-			if err := r.putJSON(famObserved, inc.Indicator, seen); err != nil {
+		if len(obs.Stages) != n {
+			obs.Indicator, obs.At = inc.Indicator, inc.Detected()
+			if err := r.putJSON(famObserved, inc.Indicator, obs); err != nil {
 				return nil, nil, err
 			}
 		}
@@ -390,6 +399,7 @@ func (r *Recorder) Prune(cutoff time.Time) (int, error) {
 		{famEvent, func(v []byte) bool { var s Stored; return json.Unmarshal(v, &s) == nil && old(s.Time) }},
 		{famSpan, func(v []byte) bool { var s Span; return json.Unmarshal(v, &s) == nil && old(s.Back) }},
 		{famBreach, func(v []byte) bool { var b Breach; return json.Unmarshal(v, &b) == nil && old(b.Due) }},
+		{famObserved, func(v []byte) bool { var o observed; return json.Unmarshal(v, &o) == nil && old(o.At) }},
 	} {
 		n, err := r.st.PruneProcess(j.family, j.victim)
 		total += n
