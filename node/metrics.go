@@ -53,6 +53,7 @@ func (n *Node) registerMetrics() {
 		}),
 	)
 	n.deps.Metrics.MustRegister(n.enforceLatency)
+	n.deps.Metrics.MustRegister(&quarantineCollector{q: &n.quar}) // meshward_quarantine_auto_total{result} (quarantine.go)
 	// meshward_rules_technique_warnings{reason}, meshward_attack_load_failures_total
 	n.deps.Metrics.MustRegister(&attackCollector{a: n.deps.attack})
 	if d := n.deps.Detectors; d != nil {

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/meshward/meshward/consensus"
 	"github.com/meshward/meshward/detectors"
 	"github.com/meshward/meshward/intel"
@@ -196,4 +198,27 @@ func (q *quarantiner) proofs(st *store.Store, mesh quarantineMesh, self string, 
 		proofs = append(proofs, raw)
 	}
 	return proofs, nil
+}
+
+// quarantineCollector exposes QuarantineStats as
+// meshward_quarantine_auto_total{result}.
+type quarantineCollector struct{ q *quarantiner }
+
+var quarantineAuto = prometheus.NewDesc("meshward_quarantine_auto_total",
+	"Automatic quarantines on this node's detections, by result: proposed, committed, refused (by the mesh's FSM), failed (not committed), not_allowed (no zone lets the rule quarantine the host), current (already quarantined longer), dropped (one in flight for the host, or too many).",
+	[]string{"result"}, nil)
+
+func (c *quarantineCollector) Describe(ch chan<- *prometheus.Desc) { ch <- quarantineAuto }
+
+func (c *quarantineCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.q.stats()
+	for _, r := range []struct {
+		name string
+		v    uint64
+	}{
+		{"proposed", s.Proposed}, {"committed", s.Committed}, {"refused", s.Refused}, {"failed", s.Failed},
+		{"not_allowed", s.NotAllowed}, {"current", s.Current}, {"dropped", s.Dropped},
+	} {
+		ch <- prometheus.MustNewConstMetric(quarantineAuto, prometheus.CounterValue, float64(r.v), r.name)
+	}
 }

@@ -70,7 +70,10 @@ type LateralReport struct {
 	// stray host (want 0); Stats are the detecting node's counts.
 	StrayQuarantinedOn int
 	Stats              node.QuarantineStats
-	Nodes              int
+	// Metrics are the detecting node's meshward_quarantine_auto_total
+	// by result, as its registry gathers them.
+	Metrics map[string]float64
+	Nodes   int
 }
 
 // OK reports whether the scenario ended as it should.
@@ -186,6 +189,23 @@ func (m *Mesh) Lateral(ctx context.Context, o LateralOptions) (LateralReport, er
 	rep.Stats = m.Nodes[o.Site].QuarantineStats()
 	if err != nil {
 		return rep, fmt.Errorf("testnet: the quarantine: %w", err)
+	}
+	mfs, err := m.Nodes[o.Site].Metrics().Gather()
+	if err != nil {
+		return rep, fmt.Errorf("testnet: gather metrics: %w", err)
+	}
+	rep.Metrics = map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "meshward_quarantine_auto_total" {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			for _, l := range mt.GetLabel() {
+				if l.GetName() == "result" {
+					rep.Metrics[l.GetValue()] = mt.GetCounter().GetValue()
+				}
+			}
+		}
 	}
 	return rep, nil
 }

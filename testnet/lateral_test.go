@@ -27,5 +27,12 @@ func TestLateralMovementQuarantined(t *testing.T) {
 		q.ExpiresAt.Sub(q.Since) != time.Hour || rep.Stats.Refused != 0 {
 		t.Fatalf("report %+v", rep)
 	}
+	// The detecting node's counters, as /metrics exposes them.
+	if got := rep.Metrics["committed"]; got != 1 {
+		t.Fatalf("meshward_quarantine_auto_total{result=committed} = %v, want 1 (%v)", got, rep.Metrics)
+	}
+	if got := rep.Metrics["not_allowed"]; got < 1 {
+		t.Fatalf("meshward_quarantine_auto_total{result=not_allowed} = %v, want at least 1", got)
+	}
 	t.Logf("quarantined on all %d nodes %.0f ms after the log lines; detecting node %+v", rep.Nodes, rep.QuarantinedEverywhereMs, rep.Stats)
 }
