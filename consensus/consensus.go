@@ -464,10 +464,11 @@ func (c *Consensus) Close() error {
 		c.h.RemoveStreamHandler(SnapshotProtocol)
 		c.chainSrv.Close()
 		c.edgeMu.Lock()
-		if c.pub != nil {
-			c.pub.Close()
-		}
+		pub := c.pub
 		c.edgeMu.Unlock()
+		if pub != nil {
+			pub.Close() // outside edgeMu: its publish runs the topic's validator, which may count under it
+		}
 		c.raft.DeregisterObserver(c.observer)
 		if err := c.raft.Shutdown().Error(); err != nil {
 			c.closeErr = fmt.Errorf("shut down raft: %w", err)

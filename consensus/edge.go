@@ -510,17 +510,25 @@ func (c *Consensus) EdgeCollector() prometheus.Collector { return edgeCollector{
 
 type edgeCollector struct{ c *Consensus }
 
-var serverRefusedDesc = prometheus.NewDesc("meshward_certified_refused_total",
-	"Messages of the certified topic a server refused, by reason.", []string{"reason"}, nil)
+var (
+	serverRefusedDesc = prometheus.NewDesc("meshward_certified_refused_total",
+		"Messages of the certified topic a server refused, by reason.", []string{"reason"}, nil)
+	chainsyncRefusedDesc = prometheus.NewDesc("meshward_chainsync_refused_total",
+		"Catch-up requests of edges this node refused, by reason.", []string{"reason"}, nil)
+)
 
 func (ec edgeCollector) Describe(ch chan<- *prometheus.Desc) {
 	certify.NewCollector(nil).Describe(ch)
 	ch <- serverRefusedDesc
+	ch <- chainsyncRefusedDesc
 }
 
 func (ec edgeCollector) Collect(ch chan<- prometheus.Metric) {
 	if r := ec.c.edge.Load(); r != nil {
 		certify.NewCollector(r.e).Collect(ch)
+	}
+	for reason, n := range ec.c.chainSrv.Refused() {
+		ch <- prometheus.MustNewConstMetric(chainsyncRefusedDesc, prometheus.CounterValue, float64(n), reason)
 	}
 	ec.c.edgeMu.Lock()
 	defer ec.c.edgeMu.Unlock()

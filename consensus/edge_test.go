@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshward/meshward/consensus/certify"
 	"github.com/meshward/meshward/gossip"
@@ -199,6 +200,21 @@ func TestEdgesApplyCertifiedLog(t *testing.T) {
 			if !ignorable(r) {
 				t.Errorf("edge %s refused honest input: %v", shortID(e.id()), st.Refused)
 			}
+		}
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(e.c.EdgeCollector())
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		applied := -1.0
+		for _, mf := range mfs {
+			if mf.GetName() == "meshward_edge_applied_index" {
+				applied = mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		if applied < float64(st.Applied) || applied == 0 {
+			t.Errorf("edge %s exports applied index %v, its edge %d", shortID(e.id()), applied, st.Applied)
 		}
 	}
 }
