@@ -19,7 +19,9 @@ const (
 	// ProfileSim trades speed of reaction for footprint, for meshes of
 	// hundreds of nodes in one process: longer Raft heartbeats and
 	// election timeouts, gossip heartbeats and anti-entropy rounds
-	// further apart, and each node dials only the founder and the
+	// further apart, stores that do not fsync each commit (Kill closes a
+	// store cleanly), a stranger's grace of 10 minutes (time to be
+	// admitted), and each node dials only the founder and the
 	// SimPeers nodes started just before it (GossipSub spreads a message
 	// along any connected graph), so that connections, and file
 	// descriptors, grow with the number of nodes and not its square.
@@ -40,6 +42,11 @@ type profile struct {
 	peers int
 	// configure adjusts a node's configuration.
 	configure func(*node.Config)
+	// noSync opens the nodes' stores without syncing each commit: the
+	// operating system still holds every write, which is enough for a
+	// mesh whose nodes die only as Kill stops them, and hundreds of
+	// stores fsyncing each commit on one disk stall one another.
+	noSync bool
 }
 
 var simTimeouts = &node.ConsensusTimeouts{
@@ -54,10 +61,14 @@ func profileFor(name string) (profile, error) {
 	case "", ProfileDefault:
 		return profile{name: ProfileDefault, configure: func(*node.Config) {}}, nil
 	case ProfileSim:
-		return profile{name: ProfileSim, timeouts: simTimeouts, peers: SimPeers, configure: func(c *node.Config) {
+		return profile{name: ProfileSim, timeouts: simTimeouts, peers: SimPeers, noSync: true, configure: func(c *node.Config) {
 			c.Gossip.HeartbeatInterval = time.Minute
 			c.Gossip.SyncInterval = time.Minute
 			c.Detectors.PollInterval = 200 * time.Millisecond
+			// Hundreds of joins queue at the founder: a joiner may wait
+			// longer than a stranger's usual grace to be admitted, and
+			// be banned meanwhile.
+			c.Gossip.StrangerGrace = 10 * time.Minute
 		}}, nil
 	default:
 		return profile{}, fmt.Errorf("testnet: profile %q: allowed values are %q and %q", name, ProfileDefault, ProfileSim)

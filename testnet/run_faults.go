@@ -70,7 +70,7 @@ func (m *Mesh) Kill(i int) error {
 		_ = n.Host().Network().ClosePeer(p)
 	}
 	m.down[i] = true
-	if err := n.Close(); err != nil {
+	if err := m.closeNode(i); err != nil {
 		return fmt.Errorf("testnet: kill node %d: %w", i, err)
 	}
 	return nil
@@ -95,11 +95,11 @@ func (m *Mesh) Restart(ctx context.Context, i int) error {
 		cfg.Consensus.Join = []string{cfg.Peers[0]}
 	}
 	g := newGater()
-	n, err := node.Start(ctx, cfg, m.nodeOptions(i, g))
+	n, st, err := m.startNode(ctx, i, cfg, g)
 	if err != nil {
 		return fmt.Errorf("testnet: restart node %d: %w", i, err)
 	}
-	m.Nodes[i], m.gaters[i], m.down[i] = n, g, false
+	m.Nodes[i], m.stores[i], m.gaters[i], m.down[i] = n, st, g, false
 	// The others may have stopped dialling its old addresses: they admit
 	// it again (a partition in force is not undone).
 	return nil

@@ -200,3 +200,28 @@ func TestShippedScenariosParse(t *testing.T) {
 		}
 	}
 }
+
+// The sim profile (stores opened by the mesh without synced writes,
+// fewer dial peers, longer heartbeats) runs a scenario that kills and
+// restarts a node from its data directory.
+func TestLeaderKillSimProfile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 5-node mesh")
+	}
+	t.Parallel()
+	s, err := LoadScenario(filepath.Join("scenarios", "leader-kill.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	rep, err := RunScenario(ctx, s, RunOptions{Size: scenarioTestSize, Profile: ProfileSim, Dir: t.TempDir(), Logger: testLogger(t)})
+	if rep == nil {
+		t.Fatalf("no report: %v", err)
+	}
+	if err != nil || !rep.Passed || rep.Profile != ProfileSim {
+		var text bytes.Buffer
+		_ = rep.WriteText(&text)
+		t.Fatalf("profile %s: %v\n%s", rep.Profile, err, text.String())
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/meshward/meshward/intel"
 	"github.com/meshward/meshward/node"
+	"github.com/meshward/meshward/store"
 )
 
 // Options configure a local mesh.
@@ -56,6 +57,10 @@ type Mesh struct {
 	// stopped (run_faults.go).
 	cfgs []node.Config
 	down []bool
+	// stores are the stores the mesh opened for its nodes (profiles
+	// without synced writes), closed after their nodes; nil entries
+	// were opened by the nodes.
+	stores []*store.Store
 	// started is when Start began; formed are the nodes it started so
 	// far, for the progress display (profile.go).
 	started  time.Time
@@ -149,11 +154,12 @@ func Start(ctx context.Context, opts Options) (_ *Mesh, err error) {
 			opts.Configure(i, &cfg)
 		}
 		g := newGater()
-		n, err := node.Start(ctx, cfg, m.nodeOptions(i, g))
+		n, st, err := m.startNode(ctx, i, cfg, g)
 		if err != nil {
 			return nil, fmt.Errorf("testnet: start node %d: %w", i, err)
 		}
 		m.Nodes = append(m.Nodes, n)
+		m.stores = append(m.stores, st)
 		m.gaters = append(m.gaters, g)
 		m.logs = append(m.logs, authLog)
 		m.cfgs = append(m.cfgs, cfg)
@@ -172,6 +178,41 @@ func Start(ctx context.Context, opts Options) (_ *Mesh, err error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// startNode starts node i with cfg and the connection gater g. Under a
+// profile that does not sync writes the mesh opens the node's store
+// itself, where the node would (data_dir/store), and returns it.
+func (m *Mesh) startNode(ctx context.Context, i int, cfg node.Config, g *gater) (*node.Node, *store.Store, error) {
+	o := m.nodeOptions(i, g)
+	var st *store.Store
+	if p, _ := profileFor(m.opts.Profile); p.noSync {
+		so := store.DefaultOptions(filepath.Join(cfg.DataDir, "store"))
+		so.SyncWrites = false
+		var err error
+		if st, err = store.Open(so); err != nil {
+			return nil, nil, err
+		}
+		o.Store = st
+	}
+	n, err := node.Start(ctx, cfg, o)
+	if err != nil {
+		if st != nil {
+			err = errors.Join(err, st.Close())
+		}
+		return nil, nil, err
+	}
+	return n, st, nil
+}
+
+// closeNode closes node i and the store the mesh opened for it.
+func (m *Mesh) closeNode(i int) error {
+	err := m.Nodes[i].Close()
+	if st := m.stores[i]; st != nil {
+		err = errors.Join(err, st.Close())
+		m.stores[i] = nil
+	}
+	return err
 }
 
 // nodeOptions are node i's start options, with its gater g.
@@ -254,7 +295,7 @@ func (m *Mesh) InjectSSHBruteForce(i int, attacker netip.Addr, failures int) err
 func (m *Mesh) Close() error {
 	var errs []error
 	for i := len(m.Nodes) - 1; i >= 0; i-- {
-		if err := m.Nodes[i].Close(); err != nil && !m.down[i] {
+		if err := m.closeNode(i); err != nil && !m.down[i] {
 			errs = append(errs, fmt.Errorf("close node %d: %w", i, err))
 		}
 	}
