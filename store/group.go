@@ -105,6 +105,21 @@ type committer struct {
 	stored  atomic.Uint64 // envelopes they added
 }
 
+// CommitStats are the envelope committer's counters since Open.
+type CommitStats struct {
+	// Groups are the groups of waiting calls gathered; Commits the
+	// transactions that wrote (one write and, with SyncWrites, one sync
+	// each); Stored the envelopes they added. Stored/Commits is how many
+	// envelopes a sync carries.
+	Groups, Commits, Stored uint64
+}
+
+// CommitStats returns the envelope committer's counters.
+func (s *Store) CommitStats() CommitStats {
+	c := s.group
+	return CommitStats{Groups: c.groups.Load(), Commits: c.commits.Load(), Stored: c.stored.Load()}
+}
+
 func newCommitter(s *Store) *committer {
 	return &committer{
 		s:        s,

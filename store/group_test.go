@@ -171,7 +171,7 @@ func TestPutEnvelopesOneGroup(t *testing.T) {
 			ind := mustIndicator(t, "203.0.113.51")
 			e1, e1b, e2, e5 := sighting(t, k, 1, ind, t0), variant(t, k, 1), heartbeat(t, k, 2), sighting(t, k, 5, ind, t0)
 			put(t, s, e2, t0)
-			before := s.group.commits.Load()
+			before := s.CommitStats()
 			added, err := s.PutEnvelopes([]*intel.Envelope{e5, e1, e1b, e2, e1}, t0)
 			if err != nil {
 				t.Fatal(err)
@@ -179,8 +179,8 @@ func TestPutEnvelopesOneGroup(t *testing.T) {
 			if want := []bool{true, true, false, false, false}; fmt.Sprint(added) != fmt.Sprint(want) {
 				t.Fatalf("added = %v, want %v", added, want)
 			}
-			if n := s.group.commits.Load() - before; n != 1 {
-				t.Fatalf("%d commits for one batch, want 1", n)
+			if cs := s.CommitStats(); cs.Commits-before.Commits != 1 || cs.Stored-before.Stored != 2 || cs.Groups-before.Groups != 1 {
+				t.Fatalf("CommitStats %+v after %+v: want one group, one commit, two envelopes stored", cs, before)
 			}
 			if raw, err := s.GetEnvelope(nodeID(k), 1); err != nil || !bytes.Equal(raw, e1.Raw) {
 				t.Fatalf("envelope 1: %v, or not the first offered", err)
