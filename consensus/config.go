@@ -88,7 +88,9 @@ type Config struct {
 	EdgeSyncInterval time.Duration `yaml:"-"`
 	// EdgePollInterval is how often an edge that knows of no gap asks a
 	// voter for what follows its head (an edge that was away hears
-	// nothing of a quiet mesh). Default 10 × EdgeSyncInterval.
+	// nothing of a quiet mesh). Default 50 × EdgeSyncInterval (10s): the
+	// voters' certificates of every new head make a missed entry a gap
+	// the edge fetches at once.
 	EdgePollInterval time.Duration `yaml:"-"`
 	// MembershipInterval is how often the leader reviews the voter set.
 	// Default 500ms.
@@ -166,7 +168,7 @@ func (c Config) withDefaults() Config {
 		c.EdgeSyncInterval = DefaultEdgeSyncInterval
 	}
 	if c.EdgePollInterval == 0 {
-		c.EdgePollInterval = 10 * c.EdgeSyncInterval
+		c.EdgePollInterval = 50 * c.EdgeSyncInterval
 	}
 	if c.DeadVoterTimeout == 0 {
 		c.DeadVoterTimeout = d.DeadVoterTimeout
