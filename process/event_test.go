@@ -14,7 +14,7 @@ import (
 	"github.com/meshward/meshward/store"
 )
 
-func openStore(t *testing.T) *store.Store {
+func openStore(t testing.TB) *store.Store {
 	t.Helper()
 	st, err := store.Open(store.DefaultOptions(t.TempDir()))
 	if err != nil {

@@ -339,19 +339,20 @@ func (r *Recorder) Refresh(exps []Expectation) ([]Incident, []Breach, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	seen, err := scanJSON[observed](r.st, famObserved)
+	if err != nil {
+		return nil, nil, err
+	}
+	byInd := make(map[string]observed, len(seen))
+	for _, o := range seen {
+		byInd[o.Indicator] = o
+	}
 	for _, inc := range incs {
 		ds := inc.Durations()
 		if len(ds) == 0 {
 			continue
 		}
-		var obs observed
-		if b, err := r.st.GetProcess(famObserved, inc.Indicator); err == nil {
-			if err := json.Unmarshal(b, &obs); err != nil {
-				return nil, nil, fmt.Errorf("decode observed stages of %s: %w", inc.Indicator, err)
-			}
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return nil, nil, err
-		}
+		obs := byInd[inc.Indicator]
 		n := len(obs.Stages)
 		for _, s := range Stages {
 			if d, ok := ds[s]; ok && !slices.Contains(obs.Stages, s) {
