@@ -333,6 +333,9 @@ func (n *Node) pruneLoop(ctx context.Context) {
 		if _, err := st.PruneAcks(now.Add(-cfg.Store.Retention)); err != nil {
 			n.log.Error("prune acknowledgements", "err", err)
 		}
+		if _, err := st.PruneTriage(now.Add(-cfg.Store.Retention)); err != nil { // assignments and comments
+			n.log.Error("prune triage", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return

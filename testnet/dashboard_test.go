@@ -182,7 +182,10 @@ func TestDashboardInBrowser(t *testing.T) {
 
 	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.WindowSize(1400, 900),
-		chromedp.Flag("disable-dev-shm-usage", true))...)
+		chromedp.Flag("disable-dev-shm-usage", true),
+		// Loopback only: no name resolves, so the browser reaches no
+		// other address.
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"))...)
 	defer cancelAlloc()
 	browser, cancelBrowser := chromedp.NewContext(alloc)
 	defer cancelBrowser()
