@@ -273,12 +273,14 @@ func TestComplianceRepairsHandEdits(t *testing.T) {
 	}
 	web := listen(t, p.b, p.b4)
 	waitDial(t, p.a, web)
+	web6 := listen(t, p.b, p.b6)
+	waitDial(t, p.a, web6) // the first IPv6 connection may wait for neighbour discovery
 
 	pfx := netip.MustParsePrefix
 	s := intel.Segmentation{
 		Zones: []intel.Zone{
-			{Name: "peer", CIDRs: []netip.Prefix{pfx("10.77.0.1/32")}},
-			{Name: "here", CIDRs: []netip.Prefix{pfx("10.77.0.2/32")}, DefaultDeny: true},
+			{Name: "peer", CIDRs: []netip.Prefix{pfx("10.77.0.1/32"), pfx("fd00:77::1/128")}},
+			{Name: "here", CIDRs: []netip.Prefix{pfx("10.77.0.2/32"), pfx("fd00:77::2/128")}, DefaultDeny: true},
 		},
 	}
 	mesh := listen(t, p.b, p.b4) // the node's own listener
@@ -293,6 +295,7 @@ func TestComplianceRepairsHandEdits(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustNotDial(t, p.a, web, "the destination's zone denies by default")
+	mustNotDial(t, p.a, web6, "the destination's zone denies by default (IPv6)")
 	if err := dial(p.a, mesh); err != nil {
 		t.Fatalf("the mesh port must pass the default deny: %v", err)
 	}

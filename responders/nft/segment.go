@@ -51,7 +51,9 @@ import (
 // no IPv6 range has no IPv6 rule). seg-input carries the flows whose To
 // zone holds one of the host's addresses (or is "*") and the default
 // deny of such zones; seg-forward, when the node routes (a gateway), all
-// of them. The first matching rule decides, as intel.Segmentation.Decide
+// of them. An IPv6 packet carrying IPv4-mapped addresses is matched as
+// IPv6 (Decide unmaps them; such packets do not cross a wire). The
+// first matching rule decides, as intel.Segmentation.Decide
 // does; SegmentProgram.Eval evaluates the compiled form in Go and the
 // property test holds the two equal.
 
