@@ -75,6 +75,16 @@
 // a standby by the leader: raft then drives its FSM, which skips the
 // entries it holds already (certChain.skip).
 //
+// Segmentation (segment.go, proof_quarantine.go). The FSM also holds the
+// mesh's zones, the flows between them and the quarantined hosts, set by
+// operator-signed commands (set_zone, remove_zone, set_flow, remove_flow:
+// admin; quarantine, release: responder) and by automatic quarantines
+// (CmdQuarantine) proven by signed sightings of a rule the host's zone
+// allows. A deny flow or default-deny zone that would cut the mesh's own
+// traffic, and a quarantine of a member's, protected or local address,
+// are refused, each under its reason. Segmentation(now) reads the state
+// and SegmentationChanged() wakes its readers.
+//
 // Reads. Policies, Protected and Roster answer from local state at once,
 // which is what enforcement needs (a minority keeps enforcing the last
 // committed policies). ReadPolicies and WaitConsistent are linearizable by

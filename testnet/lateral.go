@@ -19,7 +19,8 @@ import (
 // zone's auto_quarantine), the node proposes the host's quarantine with
 // its signed sighting as proof; every node's FSM checks it and holds the
 // quarantine, so every node's segmentation drops the host's traffic but
-// to the management zone. The same rule firing on an internal host in no
+// to the management zone, and every node's compiled firewall program
+// (node.Compliance().Segmentation) holds it. The same rule firing on an internal host in no
 // zone changes nothing mesh-wide (counted on the detecting node).
 
 // LateralRule is the rule the scenario gives every node (the rule of
@@ -61,6 +62,10 @@ type LateralReport struct {
 	// traffic to another office host while letting it reach the
 	// management zone.
 	QuarantinedOn, DroppedOn int
+	// CompiledOn counts the nodes whose compiled firewall program (the
+	// desired state the node enforces, or reports in dry run) holds a
+	// quarantined host.
+	CompiledOn int
 	// Quarantine is node 0's record of it.
 	Quarantine intel.Quarantine
 	// QuarantinedEverywhereMs is the time from the log lines' injection
@@ -78,7 +83,7 @@ type LateralReport struct {
 
 // OK reports whether the scenario ended as it should.
 func (r LateralReport) OK() bool {
-	return r.Nodes > 0 && r.QuarantinedOn == r.Nodes && r.DroppedOn == r.Nodes && r.StrayQuarantinedOn == 0 &&
+	return r.Nodes > 0 && r.QuarantinedOn == r.Nodes && r.DroppedOn == r.Nodes && r.CompiledOn == r.Nodes && r.StrayQuarantinedOn == 0 &&
 		r.Stats.Committed >= 1 && r.Stats.NotAllowed >= 1
 }
 
@@ -157,7 +162,7 @@ func (m *Mesh) Lateral(ctx context.Context, o LateralOptions) (LateralReport, er
 	}
 	neighbour, manager := netip.MustParseAddr("10.1.0.5"), netip.MustParseAddr("10.9.0.1")
 	count := func() {
-		rep.QuarantinedOn, rep.DroppedOn, rep.StrayQuarantinedOn = 0, 0, 0
+		rep.QuarantinedOn, rep.DroppedOn, rep.CompiledOn, rep.StrayQuarantinedOn = 0, 0, 0, 0
 		now := time.Now()
 		for i, n := range m.Nodes {
 			c := n.Consensus()
@@ -170,6 +175,9 @@ func (m *Mesh) Lateral(ctx context.Context, o LateralOptions) (LateralReport, er
 			if _, ok := c.Quarantined(o.Stray, now); ok {
 				rep.StrayQuarantinedOn++
 			}
+			if n.Compliance().Segmentation.Quarantined >= 1 {
+				rep.CompiledOn++
+			}
 			s := c.Segmentation(now)
 			if s.Decide(now, o.Host, neighbour, intel.ProtoTCP, 22).Drop && !s.Decide(now, o.Host, manager, intel.ProtoTCP, 22).Drop {
 				rep.DroppedOn++
@@ -179,8 +187,8 @@ func (m *Mesh) Lateral(ctx context.Context, o LateralOptions) (LateralReport, er
 	err := Poll(ctx, 10*time.Millisecond, func() (bool, string) {
 		count()
 		st := m.Nodes[o.Site].QuarantineStats()
-		if rep.QuarantinedOn < rep.Nodes || st.NotAllowed == 0 {
-			return false, fmt.Sprintf("quarantined on %d of %d nodes; detecting node %+v", rep.QuarantinedOn, rep.Nodes, st)
+		if rep.QuarantinedOn < rep.Nodes || rep.CompiledOn < rep.Nodes || st.NotAllowed == 0 {
+			return false, fmt.Sprintf("quarantined on %d of %d nodes, in the compiled firewall of %d; detecting node %+v", rep.QuarantinedOn, rep.Nodes, rep.CompiledOn, st)
 		}
 		return true, ""
 	})
