@@ -14,6 +14,7 @@ import (
 	"github.com/google/nftables"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/meshward/meshward/alert"
 	"github.com/meshward/meshward/intel"
 	"github.com/meshward/meshward/internal/testenv"
 	"github.com/meshward/meshward/responders"
@@ -68,10 +69,14 @@ func segTags(t *testing.T, fw *nft.Firewall) map[string]bool {
 // recorded.
 func TestNodeEnforcesSegmentationAndRepairsDrift(t *testing.T) {
 	fd := testenv.NetNS(t, fmt.Sprintf("mwseg-%d", os.Getpid()))
+	recv := newAlertReceiver(t)
 	n := startSingleWith(t, Options{NftablesNetNS: fd}, func(c *Config) {
 		c.Site = "hq"
 		c.Responders.DryRun = false
 		c.Responders.Nftables.Enabled = true
+		recv.configure(t, c)
+		c.Alerts.EvalInterval = 100 * time.Millisecond
+		c.Alerts.Rules = []alert.Rule{{Name: "drift", On: alert.KindDrift}}
 	})
 	waitFor(t, "the node to lead", func() bool { return n.Consensus().IsLeader() })
 	var mu sync.Mutex
@@ -146,6 +151,12 @@ func TestNodeEnforcesSegmentationAndRepairsDrift(t *testing.T) {
 		defer mu.Unlock()
 		return len(seen) >= 2 && !seen[0].Compliant && seen[1].Compliant && seen[1].OutSince.Equal(seen[0].At)
 	})
+	// The alerting was told: a drift alert, then its resolution.
+	waitFor(t, "the drift alert and its resolution", func() bool {
+		got := strings.Join(recv.received(), "\n")
+		return strings.Contains(got, "drift firing") && strings.Contains(got, "drift resolved")
+	})
+
 	// The rules' kernel counters and the part's work are metrics.
 	mfs, err := n.deps.Metrics.Gather()
 	if err != nil {
