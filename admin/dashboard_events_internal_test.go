@@ -159,3 +159,30 @@ func TestEventStreamOutlivesReadTimeout(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkEventHubPublish: one event encoded and handed to 64 open
+// streams, each drained by a reader of its own.
+func BenchmarkEventHubPublish(b *testing.B) {
+	h := newEventHub(nil)
+	var wg sync.WaitGroup
+	for range maxStreams {
+		st := h.subscribe()
+		wg.Go(func() {
+			for {
+				select {
+				case <-st.ch:
+				case <-st.gone:
+					return
+				}
+			}
+		})
+	}
+	e := LiveEvent{Kind: EventDetection, Node: "12D3KooWTestNode", DetectionID: "0123456789abcdef", Detector: "ssh-bruteforce", Count: 5}
+	b.ReportAllocs()
+	for b.Loop() {
+		h.publish(e)
+	}
+	b.StopTimer()
+	h.close()
+	wg.Wait()
+}

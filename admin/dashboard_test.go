@@ -256,6 +256,19 @@ func TestDashboardSession(t *testing.T) {
 	if resp, _ := v.do("GET", "/v1/detections", "", false); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("session of a revoked token: %d, want 401", resp.StatusCode)
 	}
+	// Each request reads the token again: one deleted from the store by
+	// other means ends its session too.
+	ot := env.NewToken(t, admin.RoleViewer, "other")
+	o := newBrowser(t, env)
+	if resp, _ := o.login(ot.Secret); resp.StatusCode != http.StatusOK {
+		t.Fatalf("login: %d", resp.StatusCode)
+	}
+	if err := env.Store.DeleteToken(ot.ID); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := o.do("GET", "/v1/status", "", false); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("session of a token deleted from the store: %d, want 401", resp.StatusCode)
+	}
 }
 
 // TestDashboardSessionExpiry: a session ends when unused for the idle
