@@ -229,6 +229,35 @@ func TestDashboardInBrowser(t *testing.T) {
 	if err != nil || ack.By != "ui-responder" || ack.TokenID != tokens[admin.RoleResponder].ID {
 		t.Fatalf("stored acknowledgement %+v, %v: want by ui-responder", ack, err)
 	}
+	// Assigned, commented on and blocked locally, from the same row.
+	r.run("assign", chromedp.SetValue(chromedp.CSS(row+` input.assign-input`), "alice"), chromedp.Click(chromedp.CSS(row+` button.assign`)))
+	r.waitFor("the assignment", `(document.querySelector('`+row+` td.assigned') || {}).textContent === "alice"`)
+	r.run("comment", chromedp.SetValue(chromedp.CSS(row+` input.comment-input`), "owner notified"), chromedp.Click(chromedp.CSS(row+` button.comment`)))
+	r.waitFor("the comment", `(document.querySelector('`+row+` td.comments') || {}).textContent === "ui-responder: owner notified"`)
+	r.run("block locally", chromedp.Click(chromedp.CSS(row+` button.block`)))
+	if err := Poll(ctx, 10*time.Millisecond, func() (bool, string) {
+		ps, err := ac.Policies(ctx, admin.ScopeLocal)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, p := range ps {
+			if p.Indicator.Value == attacker.String() && p.Action == intel.ActionBlock {
+				return true, ""
+			}
+		}
+		return false, "the local block"
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := ac.Detections(ctx, admin.DetectionQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range ds {
+		if d.ID == id && (d.Assigned == nil || d.Assigned.Assignee != "alice" || len(d.Comments) != 1) {
+			t.Fatalf("detection %s: assigned %+v, comments %+v", id, d.Assigned, d.Comments)
+		}
+	}
 	r.shoot(shots, "triage")
 
 	// The search box runs a mesh-wide query: every node answers.

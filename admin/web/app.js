@@ -259,8 +259,8 @@ async function pageTriage() {
     el("td", {}, (d.sighting.technique || "") + (d.attack ? " " + d.attack.name : "")),
     el("td", {}, String(d.sighting.count || "")),
     el("td", { class: "ack-state" }, d.acknowledged ? el("span", { class: "ok" }, "acknowledged by " + d.ack.by) : el("span", { class: "warn" }, "open")),
-    el("td", {}, d.assigned ? d.assigned.assignee : ""),
-    el("td", {}, (d.comments || []).map(c => el("div", {}, el("b", {}, c.by + ": "), c.text))),
+    el("td", { class: "assigned" }, d.assigned ? d.assigned.assignee : ""),
+    el("td", { class: "comments" }, (d.comments || []).map(c => el("div", {}, el("b", {}, c.by + ": "), c.text))),
     triageActions(d)));
   setPage(el("h1", {}, "Triage queue"),
     el("p", { class: "muted" }, can("responder") ? "This node's detections, newest first. Acknowledge, assign, comment or block locally (24 h)." : "This node's detections, newest first. Your role may read them only."),
