@@ -139,6 +139,10 @@ func (c *Consensus) joinInfo() (rpcResponse, error) {
 // joinServers names the voters of the configuration and the leader, at
 // most maxJoinPeers: the peers that may replicate to a joiner.
 func (c *Consensus) joinServers() []string {
+	if c.IsEdge() { // in no configuration: the voters it applied
+		voters, _ := c.chainServers()
+		return voters[:min(len(voters), maxJoinPeers)]
+	}
 	var out []string
 	if _, id := c.raft.LeaderWithID(); id != "" {
 		out = append(out, string(id))
