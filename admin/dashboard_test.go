@@ -3,11 +3,15 @@ package admin_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -424,5 +428,51 @@ func TestEventStream(t *testing.T) {
 		if e.Kind != admin.EventDetection || e.DetectionID != string(rune('a'+i)) || e.Indicator != ind || e.Time.IsZero() {
 			t.Fatalf("event %d: %+v", i, e)
 		}
+	}
+}
+
+// TestDashboardOverHTTPSAndSocket: the dashboard is served on the HTTPS
+// listener, where the session cookie is Secure, and on the Unix socket.
+func TestDashboardOverHTTPSAndSocket(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writeSelfSigned(t, certFile, keyFile)
+	env := admintest.Start(t, admintest.NewNode(nodeID), admin.Options{TCPAddr: "127.0.0.1:0", TLSCertFile: certFile, TLSKeyFile: keyFile})
+	pem, err := os.ReadFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	defer hc.CloseIdleConnections()
+	base := "https://" + env.Server.TCPAddr()
+	resp, err := hc.PostForm(base+"/ui/login", url.Values{"token": {env.AdminToken}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var ck *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == admin.SessionCookie {
+			ck = c
+		}
+	}
+	if resp.StatusCode != http.StatusOK || ck == nil || !ck.Secure || !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode {
+		t.Fatalf("login over HTTPS: %d, cookie %+v: want Secure, HttpOnly, SameSite=Strict", resp.StatusCode, ck)
+	}
+	req, _ := http.NewRequest("GET", base+"/v1/status", nil)
+	req.AddCookie(ck)
+	if resp, err := hc.Do(req); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("status with the session over HTTPS: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	// The page on the socket.
+	if status, body := rawRequest(t, env.Socket, "GET", "/ui/", "", ""); status != http.StatusOK || !strings.Contains(string(body), "app.js") {
+		t.Fatalf("GET /ui/ on the socket: %d", status)
+	}
+	if status, body := rawRequest(t, env.Socket, "GET", "/ui/app.js", "", ""); status != http.StatusOK || !strings.Contains(string(body), "X-CSRF-Token") {
+		t.Fatalf("GET /ui/app.js on the socket: %d", status)
 	}
 }
