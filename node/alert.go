@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/meshward/meshward/alert"
+	"github.com/meshward/meshward/consensus"
 	"github.com/meshward/meshward/responders/events"
 	"github.com/meshward/meshward/responders/siem"
 )
@@ -195,11 +196,12 @@ func (n *Node) watchLiveness(a *alerting) {
 	}
 }
 
-// watchLeader reports the mesh leaderless when this node, a Raft server,
-// has known no leader for alerts.leaderless_after.
+// watchLeader reports the mesh leaderless when this node, a Raft server
+// (voter or standby; an edge follows certified entries and has no
+// leader of its own), has known no leader for alerts.leaderless_after.
 func (n *Node) watchLeader(a *alerting) {
 	c := n.deps.Consensus
-	if !a.engine.Wants(alert.KindLeaderless) || !c.InConfiguration(n.deps.Host.ID()) {
+	if !a.engine.Wants(alert.KindLeaderless) || c.Kind() == consensus.KindEdge {
 		return
 	}
 	now := n.now()

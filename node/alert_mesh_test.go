@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/meshward/meshward/alert"
+	"github.com/meshward/meshward/consensus"
 	"github.com/meshward/meshward/node"
 	"github.com/meshward/meshward/responders/siem"
 	"github.com/meshward/meshward/responders/webhook"
@@ -56,7 +57,7 @@ func TestNodeDownAlertFiresOnceAndResolves(t *testing.T) {
 	defer cancel()
 	m, err := testnet.Start(ctx, testnet.Options{Nodes: 3, Configure: func(i int, c *node.Config) {
 		c.Gossip.HeartbeatInterval = 100 * time.Millisecond
-		if i != 0 {
+		if i > 1 {
 			return
 		}
 		c.Events.Webhook.URL = srv.URL
@@ -65,16 +66,22 @@ func TestNodeDownAlertFiresOnceAndResolves(t *testing.T) {
 		c.Events.Webhook.MaxBackoff = 100 * time.Millisecond
 		c.Alerts.EvalInterval = 100 * time.Millisecond
 		c.Alerts.NodeDownAfter = 3 * time.Second
-		c.Alerts.Rules = []alert.Rule{{Name: "member-down", On: alert.KindNodeDown}}
+		c.Alerts.LeaderlessAfter = time.Second
+		// Node 0 watches its members; node 1 (a Raft server: voter or
+		// standby) its leader.
+		if i == 0 {
+			c.Alerts.Rules = []alert.Rule{{Name: "member-down", On: alert.KindNodeDown}}
+		} else {
+			c.Alerts.Rules = []alert.Rule{{Name: "leaderless", On: alert.KindLeaderless}}
+		}
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
 	cut := m.Nodes[2].ID()
-	group := "key=" + cut
-	// The alerts of the cut node's group, in order received.
-	states := func() []siem.Event {
+	// The alerts of a group, in order received.
+	alertsOf := func(group string) []siem.Event {
 		mu.Lock()
 		defer mu.Unlock()
 		var out []siem.Event
@@ -102,6 +109,8 @@ func TestNodeDownAlertFiresOnceAndResolves(t *testing.T) {
 	if err := m.Partition([]int{0, 1}, []int{2}); err != nil {
 		t.Fatal(err)
 	}
+	group := "key=" + cut
+	states := func() []siem.Event { return alertsOf(group) }
 	poll("the member-down alert", func() bool { return len(states()) >= 1 })
 	// Evaluated again and again while node 2 stays silent: any repeat
 	// would come before the resolution.
@@ -125,5 +134,21 @@ func TestNodeDownAlertFiresOnceAndResolves(t *testing.T) {
 	if s[0].Alert.State != alert.StateFiring || s[1].Alert.State != alert.StateResolved || s[0].Alert.Rule != "member-down" ||
 		s[0].Alert.ID != s[1].Alert.ID || s[0].Node != m.Nodes[0].ID() || s[0].Severity != "high" {
 		t.Fatalf("alerts of %s: %+v then %+v", group, s[0].Alert, s[1].Alert)
+	}
+
+	// Node 1 cut off from both others knows no leader, and says so once;
+	// healed, it learns the leader again.
+	if k := m.Nodes[1].Consensus().Kind(); k == consensus.KindEdge {
+		t.Fatalf("node 1 is an edge: no leader of its own to watch")
+	}
+	if err := m.Partition([]int{0, 2}); err != nil {
+		t.Fatal(err)
+	}
+	poll("the leaderless alert", func() bool { return len(alertsOf("key=raft")) >= 1 })
+	m.Heal()
+	poll("the leaderless resolution", func() bool { return len(alertsOf("key=raft")) >= 2 })
+	if l := alertsOf("key=raft"); len(l) != 2 || l[0].Alert.State != alert.StateFiring || l[1].Alert.State != alert.StateResolved ||
+		l[0].Alert.Rule != "leaderless" || l[0].Node != m.Nodes[1].ID() {
+		t.Fatalf("leaderless alerts: %+v", l)
 	}
 }
