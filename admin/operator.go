@@ -102,6 +102,9 @@ type OperatorResult struct {
 	// Count is how many indicators a block_bulk or allow_bulk committed:
 	// all of the command's (a bulk command applies whole or not at all).
 	Count int `json:"count,omitempty"`
+	// Warnings name what the committed command did that is likely a
+	// mistake: a set_flow whose flow an earlier flow shadows.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // TokenRole is the least API token role that may submit c: a mesh-wide
@@ -272,6 +275,8 @@ func postOperatorCommand(s *Server, c *call) (any, error) {
 		}
 	case intel.OpBlockBulk, intel.OpAllowBulk:
 		res.Count = len(cmd.Indicators)
+	case intel.OpSetFlow:
+		res.Warnings = s.flowWarnings(*cmd.Flow) // segment.go
 	}
 	return res, nil
 }

@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/meshward/meshward/intel"
@@ -41,6 +42,24 @@ func (s *Server) segmentation() (intel.Segmentation, error) {
 		return intel.Segmentation{}, fmt.Errorf("%w: this node does not hold the mesh's segmentation", ErrUnavailable)
 	}
 	return src.Segmentation(s.now()), nil
+}
+
+// flowWarnings names the flow that shadows f once f is committed: the
+// node's flows with f in place of the flow of its name (the node may not
+// have applied f yet). None when the node holds no segmentation.
+func (s *Server) flowWarnings(f intel.Flow) []string {
+	seg, err := s.segmentation()
+	if err != nil {
+		return nil
+	}
+	seg.Flows = append(slices.DeleteFunc(seg.Flows, func(g intel.Flow) bool { return g.Name == f.Name }), f)
+	var out []string
+	for _, w := range seg.FlowWarnings() {
+		if w.Flow == f.Name {
+			out = append(out, fmt.Sprintf("flow %s is shadowed by flow %s, which matches all it matches first: it will never decide anything", w.Flow, w.ShadowedBy))
+		}
+	}
+	return out
 }
 
 func getZones(s *Server, _ *call) (any, error) {

@@ -3,6 +3,7 @@ package admin_test
 import (
 	"context"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/meshward/meshward/intel"
@@ -23,10 +24,17 @@ func TestSegmentationRoutes(t *testing.T) {
 	deny := intel.Flow{Name: "no-smb", From: intel.AnyZone, To: "office", Proto: intel.ProtoTCP, Ports: []intel.PortRange{{From: 445, To: 445}}, Action: intel.FlowDeny, Priority: 20}
 	narrow := deny
 	narrow.Name, narrow.From, narrow.Priority = "no-smb-office", "office", 10
+	var warnings [][]string
 	for _, f := range []intel.Flow{deny, narrow} {
-		if _, err := e.admin_.SubmitOperator(ctx, e.sign(t, e.alice, intel.OperatorCommand{Op: intel.OpSetFlow, Flow: &f})); err != nil {
+		res, err := e.admin_.SubmitOperator(ctx, e.sign(t, e.alice, intel.OperatorCommand{Op: intel.OpSetFlow, Flow: &f}))
+		if err != nil {
 			t.Fatalf("set flow %s: %v", f.Name, err)
 		}
+		warnings = append(warnings, res.Warnings)
+	}
+	// The command result says that the second flow is shadowed.
+	if len(warnings[0]) != 0 || len(warnings[1]) != 1 || !strings.Contains(warnings[1][0], "flow no-smb-office is shadowed by flow no-smb") {
+		t.Fatalf("set_flow warnings %q", warnings)
 	}
 	host := netip.MustParseAddr("10.1.0.66")
 	res, err := e.responder.SubmitOperator(ctx, e.sign(t, e.bob, intel.OperatorCommand{Op: intel.OpQuarantine, Host: host, TTLSeconds: 3600, Reason: "lateral"}))

@@ -133,13 +133,6 @@ func printZones(w io.Writer, zs []intel.Zone) {
 	}
 }
 
-// flowAdded is the answer of meshward flow add: the committed command,
-// and whether an earlier flow shadows the new one.
-type flowAdded struct {
-	admin.OperatorResult
-	ShadowedBy string `json:"shadowed_by,omitempty"`
-}
-
 func newFlowCmd(deps cliDeps) *cobra.Command {
 	var f clientFlags
 	cmd := nounCmd(&cobra.Command{
@@ -186,21 +179,7 @@ anything.`,
 				return err
 			}
 			oc := intel.OperatorCommand{Op: intel.OpSetFlow, Flow: &fl}
-			return run(cmd, &f, func(c *admin.Client) (flowAdded, error) {
-				res, err := addSigner.submit(cmd.Context(), c, oc)
-				if err != nil {
-					return flowAdded{}, err
-				}
-				out := flowAdded{OperatorResult: res}
-				if fs, err := c.Flows(cmd.Context()); err == nil {
-					for _, w := range fs.Warnings {
-						if w.Flow == fl.Name {
-							out.ShadowedBy = w.ShadowedBy
-						}
-					}
-				}
-				return out, nil
-			}, printFlowAdded)
+			return run(cmd, &f, func(c *admin.Client) (admin.OperatorResult, error) { return addSigner.submit(cmd.Context(), c, oc) }, printFlowAdded)
 		},
 	}
 	fs := add.Flags()
@@ -308,10 +287,9 @@ func printFlows(w io.Writer, fl admin.FlowList) {
 	}
 }
 
-func printFlowAdded(w io.Writer, r flowAdded) {
-	printOperatorResult(w, r.OperatorResult)
-	if r.ShadowedBy != "" {
-		fmt.Fprintf(w, "warning: flow %s is shadowed by flow %s, which matches all it matches first: it will never decide anything\n",
-			strings.TrimPrefix(r.Target, "flow:"), r.ShadowedBy)
+func printFlowAdded(w io.Writer, r admin.OperatorResult) {
+	printOperatorResult(w, r)
+	for _, x := range r.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", x)
 	}
 }
