@@ -114,6 +114,8 @@ func (p *processPart) refresh() ([]process.Incident, []process.Breach, error) {
 func (p *processPart) sync() error {
 	tls := p.n.timelines.snapshot()
 	live := make(map[string]bool, len(tls))
+	var recs []process.Record
+	var changed []Timeline
 	for _, t := range tls {
 		live[t.Indicator] = true
 		if prev, ok := p.synced[t.Indicator]; ok && sameTimeline(prev, t) {
@@ -123,9 +125,15 @@ func (p *processPart) sync() error {
 		if err != nil {
 			return err
 		}
-		if err := p.rec.Update(rec); err != nil {
-			return fmt.Errorf("record process of %s: %w", t.Indicator, err)
+		recs = append(recs, rec)
+		changed = append(changed, t)
+	}
+	if len(recs) > 0 {
+		if err := p.rec.UpdateMany(recs); err != nil {
+			return fmt.Errorf("record process: %w", err)
 		}
+	}
+	for _, t := range changed {
 		p.synced[t.Indicator] = t
 	}
 	for k := range p.synced {
@@ -208,8 +216,12 @@ func (p *processPart) syncAcks() error {
 		if err != nil {
 			return fmt.Errorf("read acknowledgements: %w", err)
 		}
+		var recs []process.Record
 		for id, a := range acks {
-			if err := p.rec.Update(process.Record{Indicator: owner[id], Acked: a.At}); err != nil {
+			recs = append(recs, process.Record{Indicator: owner[id], Acked: a.At})
+		}
+		if len(recs) > 0 {
+			if err := p.rec.UpdateMany(recs); err != nil {
 				return err
 			}
 		}

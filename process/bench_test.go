@@ -33,10 +33,12 @@ func BenchmarkSummarize(b *testing.B) {
 func BenchmarkRefresh(b *testing.B) {
 	st := openStore(b)
 	r := NewRecorder(st, "A", func() time.Time { return t0.Add(48 * time.Hour) })
+	var recs []Record
 	for _, inc := range benchIncidents(10000) {
-		if err := r.Update(inc.Nodes[0]); err != nil {
-			b.Fatal(err)
-		}
+		recs = append(recs, inc.Nodes[0])
+	}
+	if err := r.UpdateMany(recs); err != nil {
+		b.Fatal(err)
 	}
 	exps := []Expectation{{Name: "ack", Stage: StageTriage, Within: 15 * time.Minute}}
 	if _, _, err := r.Refresh(exps); err != nil {

@@ -17,6 +17,8 @@ import (
 // values (store.Store implements it, store/process.go).
 type Store interface {
 	PutProcess(family, key string, v []byte) error
+	// PutProcessMany is PutProcess of many keys, in few transactions.
+	PutProcessMany(family string, keys []string, vals [][]byte) error
 	// InsertProcess returns an error wrapping store.ErrExists, and stores
 	// nothing, when the key is already stored.
 	InsertProcess(family, key string, v []byte) error
@@ -106,24 +108,43 @@ func (r *Recorder) Node() string { return r.node }
 
 // Update merges rec (this node's, of one indicator) into the stored
 // record; every time keeps its earliest value.
-func (r *Recorder) Update(rec Record) error {
-	if rec.Indicator == "" || len(rec.Indicator) > store.MaxProcessKeyLen {
-		return fmt.Errorf("process record: indicator key of %d bytes", len(rec.Indicator))
-	}
-	rec.Node = r.node
+func (r *Recorder) Update(rec Record) error { return r.UpdateMany([]Record{rec}) }
+
+// UpdateMany is Update of many records, written together.
+func (r *Recorder) UpdateMany(recs []Record) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	cur, err := r.record(rec.Indicator)
-	if err != nil {
-		return err
+	merged := make(map[string]*Record)
+	var keys []string
+	for _, rec := range recs {
+		if rec.Indicator == "" || len(rec.Indicator) > store.MaxProcessKeyLen {
+			return fmt.Errorf("process record: indicator key of %d bytes", len(rec.Indicator))
+		}
+		rec.Node = r.node
+		cur, ok := merged[rec.Indicator]
+		if !ok {
+			stored, err := r.record(rec.Indicator)
+			if err != nil {
+				return err
+			}
+			if stored.Indicator == "" {
+				stored = Record{Indicator: rec.Indicator, Node: r.node}
+			}
+			cur = &stored
+			merged[rec.Indicator] = cur
+			keys = append(keys, rec.Indicator)
+		}
+		cur.MergeInto(rec)
 	}
-	if cur.Indicator == "" {
-		cur = Record{Indicator: rec.Indicator, Node: r.node}
+	vals := make([][]byte, len(keys))
+	for i, k := range keys {
+		b, err := json.Marshal(merged[k])
+		if err != nil {
+			return fmt.Errorf("encode process record %s: %w", k, err)
+		}
+		vals[i] = b
 	}
-	if !cur.MergeInto(rec) {
-		return nil
-	}
-	return r.putJSON(famRecord, rec.Indicator, cur)
+	return r.st.PutProcessMany(famRecord, keys, vals)
 }
 
 func (r *Recorder) record(ind string) (Record, error) {

@@ -51,6 +51,30 @@ func (s *Store) PutProcess(family, key string, v []byte) error {
 	return wrap("put process record "+family, s.write(func(txn *badger.Txn) error { return txn.Set(k, v) }))
 }
 
+// PutProcessMany stores vals[i] under family and keys[i], replacing what
+// was there, in as few transactions as hold them (one fsync each, not one
+// per key).
+func (s *Store) PutProcessMany(family string, keys []string, vals [][]byte) error {
+	if len(keys) != len(vals) {
+		return fmt.Errorf("put process records: %d keys for %d values", len(keys), len(vals))
+	}
+	ks := make([][]byte, len(keys))
+	for i, key := range keys {
+		k, err := processKey(family, key)
+		if err != nil {
+			return fmt.Errorf("put process records: %w", err)
+		}
+		ks[i] = k
+	}
+	if err := s.acquire(); err != nil {
+		return wrap("put process records "+family, err)
+	}
+	defer s.release()
+	return wrap("put process records "+family, s.writeInOrder(len(ks), func(txn *badger.Txn, i int) error {
+		return txn.Set(ks[i], vals[i])
+	}))
+}
+
 // InsertProcess stores v under family and key, or returns ErrExists and
 // stores nothing if that key is already stored.
 func (s *Store) InsertProcess(family, key string, v []byte) error {

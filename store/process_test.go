@@ -52,6 +52,19 @@ func TestProcessFamilies(t *testing.T) {
 	if _, err := s.GetProcess("rec", "k0"); err != nil {
 		t.Errorf("prune reached another family: %v", err)
 	}
+	if err := s.PutProcessMany("many", []string{"b", "a", "b"}, [][]byte{[]byte("1"), []byte("2"), []byte("3")}); err != nil {
+		t.Fatal(err)
+	}
+	got = nil
+	if err := s.ScanProcess("many", func(k string, v []byte) error { got = append(got, k+"="+string(v)); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, " ") != "a=2 b=3" {
+		t.Errorf("put many: %v, want the last value of each key", got)
+	}
+	if err := s.PutProcessMany("many", []string{"a", ""}, [][]byte{nil, nil}); err == nil {
+		t.Error("an empty key accepted in a batch")
+	}
 	for _, bad := range []struct{ fam, key string }{{"", "k"}, {strings.Repeat("f", 33), "k"}, {"f", ""}, {"f", strings.Repeat("k", MaxProcessKeyLen+1)}} {
 		if err := s.PutProcess(bad.fam, bad.key, nil); err == nil {
 			t.Errorf("put family %d bytes key %d bytes accepted", len(bad.fam), len(bad.key))
