@@ -239,3 +239,23 @@ func TestProcessRecordsComplianceTransitions(t *testing.T) {
 		t.Errorf("summary stages %+v lack the compliance span", sum.Stages)
 	}
 }
+
+func TestProcessConfigSection(t *testing.T) {
+	cfg, err := ParseConfig([]byte(`
+process:
+  evaluate_every: 10s
+  expectations:
+    - {name: ack-high, severity: high, stage: triage, within: 15m}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := process.Expectation{Name: "ack-high", Severity: "high", Stage: process.StageTriage, Within: 15 * time.Minute}
+	if cfg.Process.EvaluateEvery != 10*time.Second || len(cfg.Process.Expectations) != 1 || cfg.Process.Expectations[0] != want {
+		t.Errorf("process section %+v", cfg.Process)
+	}
+	_, err = ParseConfig([]byte("process:\n  expectations:\n    - {name: x, stage: lunch, within: 1m}\n"))
+	if err == nil || !regexp.MustCompile(`process\.expectations\[0\]\.stage`).MatchString(err.Error()) {
+		t.Errorf("bad stage: %v, want an error naming process.expectations[0].stage", err)
+	}
+}
