@@ -261,6 +261,13 @@ func (a *adminAPI) ProcessEvent(_ context.Context, body []byte) (process.Stored,
 	return a.process().rec.AddEvent(body)
 }
 
+// ProcessExport is everything this node recorded of the process, as GET
+// /v1/process/export answers it: what a report merging several nodes
+// takes from each (process.BuildReport).
+func (n *Node) ProcessExport(ctx context.Context) (process.Export, error) {
+	return newAdminAPI(n).ProcessExport(ctx)
+}
+
 // ProcessExport is everything this node recorded of the process.
 func (a *adminAPI) ProcessExport(context.Context) (process.Export, error) {
 	p := a.process()
