@@ -45,8 +45,9 @@ import (
 //
 // A flow that an earlier flow (in evaluation order) covers entirely is
 // accepted: it is not wrong, only useless. intel.Segmentation.FlowWarnings
-// names such flows; the admin API lists them with the flows and the CLI
-// prints them after set_flow commits.
+// names such flows; the admin API lists them with the flows (GET
+// /v1/flows) and in the result of the set_flow that made one, which the
+// CLI prints.
 //
 // A quarantine's Since is its operator command's header time (Issued),
 // and ExpiresAt is Since plus ttl_seconds (zero: until released), so
@@ -338,7 +339,8 @@ func (f *fsm) setQuarantine(t CommandType, q intel.Quarantine, now time.Time) (f
 		return nil, refuse(t, "already_expired", ErrRefused, "a quarantine of %s until %s has ended by %s",
 			q.Host, q.ExpiresAt.Format(time.RFC3339), now.Format(time.RFC3339))
 	}
-	if s.liveQuarantines(now, q.Host) >= intel.MaxQuarantines {
+	// Held ones include the live: counted only near the bound.
+	if len(s.quarantines) >= intel.MaxQuarantines && s.liveQuarantines(now, q.Host) >= intel.MaxQuarantines {
 		return nil, refuse(t, "too_many_quarantines", ErrRefused, "%d hosts are quarantined, limit %d", intel.MaxQuarantines, intel.MaxQuarantines)
 	}
 	if err := q.Validate(); err != nil {
@@ -419,7 +421,7 @@ func (f *fsm) segOperatorOp(cmd intel.OperatorCommand, op Operator, now time.Tim
 		if _, exists := s.flows[fl.Name]; !exists && len(s.flows) >= intel.MaxFlows {
 			return nil, refuse(t, "too_many_flows", ErrRefused, "the mesh holds %d flows, limit %d", len(s.flows), intel.MaxFlows)
 		}
-		if g, ok := s.segmentation().Contradicts(fl); ok {
+		if g, ok := s.contradicts(fl); ok {
 			return nil, refuse(t, "contradicts", ErrRefused, "flow %s contradicts flow %s: the same match at priority %d, %s against %s",
 				fl.Name, g.Name, fl.Priority, fl.Action, g.Action)
 		}
@@ -463,6 +465,20 @@ func (f *fsm) segOperatorOp(cmd intel.OperatorCommand, op Operator, now time.Tim
 		}, nil
 	}
 	return nil, refuse(t, "malformed", ErrInvalidCommand, "unknown op %q", cmd.Op)
+}
+
+// contradicts returns the flow held, the first by name, that fl
+// contradicts (intel.Segmentation.Contradicts), without copying the
+// flows.
+func (s segState) contradicts(fl intel.Flow) (intel.Flow, bool) {
+	var found intel.Flow
+	ok := false
+	for _, g := range s.flows {
+		if g.Name != fl.Name && g.Priority == fl.Priority && g.Action != fl.Action && g.SameMatch(fl) && (!ok || g.Name < found.Name) {
+			found, ok = g, true
+		}
+	}
+	return found, ok
 }
 
 // segmentation is the zones and flows (no quarantines), unordered, for

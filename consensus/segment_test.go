@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/meshward/meshward/intel"
 )
 
@@ -166,6 +168,19 @@ func TestFSMSegmentBounds(t *testing.T) {
 			Ports: []intel.PortRange{{From: uint16(i + 1), To: uint16(i + 1)}}, Action: intel.FlowAllow}), t0))
 	}
 	wantRefused(t, a, a.op(flowOp(intel.Flow{Name: "one-more", From: "z0", To: "z1", Proto: intel.ProtoAny, Action: intel.FlowAllow}), t0), "too_many_flows")
+
+	host := func(i int) string { return netip.AddrFrom4([4]byte{10, 7, byte(i >> 8), byte(i)}).String() }
+	for i := range intel.MaxQuarantines {
+		a.mustApply(a.op(quarantineOp(host(i), time.Hour), t0))
+	}
+	wantRefused(t, a, a.op(quarantineOp("10.8.0.1", time.Hour), t0), "too_many_quarantines")
+	a.mustApply(a.op(quarantineOp(host(0), 2*time.Hour), t0)) // a replacement
+	// Expired ones do not count: past the first hour, room again.
+	later := t0.Add(time.Hour + time.Second)
+	a.mustApply(a.op(quarantineOp("10.8.0.1", time.Hour), later))
+	if n := len(a.seg(later).Quarantines); n != 2 {
+		t.Fatalf("%d quarantines in force after the expiry, want 2", n)
+	}
 }
 
 func equalJSON(t *testing.T, a, b any) bool {
@@ -538,5 +553,69 @@ func TestJoinerCatchesUpSegmentationFromSnapshot(t *testing.T) {
 	}
 	if _, a, ok := joiner.c.AutoQuarantine(netip.MustParseAddr("10.1.0.7"), "ssh-internal-bruteforce"); !ok || a.MaxTTLSeconds != 7200 {
 		t.Fatalf("the joiner's automatic quarantine rule: %+v %v", a, ok)
+	}
+}
+
+// BenchmarkFSMApplySegment is the cost of one segmentation command in
+// Apply with a full-size state held: a set_flow among 1,000 flows (the
+// contradiction and mesh-cut checks), and a quarantine among 4,000 (the
+// bound's count), signature check included.
+func BenchmarkFSMApplySegment(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		cmd  func(i int) intel.OperatorCommand
+	}{
+		{"set_flow", func(i int) intel.OperatorCommand {
+			return flowOp(intel.Flow{Name: "f" + itoa(i%1000), From: "office", To: "lab", Proto: intel.ProtoTCP,
+				Ports: []intel.PortRange{{From: uint16(i%1000 + 1), To: uint16(i%1000 + 1)}}, Action: intel.FlowDeny, Priority: i % 7})
+		}},
+		{"quarantine", func(i int) intel.OperatorCommand {
+			return quarantineOp(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8 & 15), byte(i)}).String(), time.Hour)
+		}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			f := newFSM(nil)
+			index := uint64(0)
+			apply := func(data []byte) any {
+				index++
+				return f.Apply(&raft.Log{Index: index, Term: 1, Type: raft.LogCommand, Data: data})
+			}
+			enc := func(c Command) []byte {
+				data, err := c.Encode()
+				if err != nil {
+					b.Fatal(err)
+				}
+				return data
+			}
+			op := func(cmd intel.OperatorCommand) []byte {
+				return enc(opCmd(signOp(b, testOperatorKey, testMeshID, t0, cmd), t0))
+			}
+			if res := apply(enc(Command{Type: CmdInit, At: t0.Add(-time.Hour), Init: testInit()})); res != nil {
+				b.Fatal(res)
+			}
+			for _, z := range []intel.Zone{officeZone(), {Name: "lab", CIDRs: pfxs("10.6.0.0/16")}} {
+				if res := apply(op(zoneOp(z))); res != nil {
+					b.Fatal(res)
+				}
+			}
+			for i := range 4000 { // the state held
+				if res := apply(op(bc.cmd(i))); res != nil {
+					b.Fatal(res)
+				}
+			}
+			const n = 2048
+			cmds := make([][]byte, n)
+			for i := range n {
+				cmds[i] = op(bc.cmd(i))
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if res := apply(cmds[i%n]); res != nil && i < n {
+					b.Fatalf("%s %d: %v", bc.name, i, res)
+				}
+				i++
+			}
+		})
 	}
 }
