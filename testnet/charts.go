@@ -8,7 +8,6 @@ import (
 	"image/color"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,13 +50,12 @@ type ProcessStats struct {
 	// PeakRSSPerNodeMB that divided by the nodes.
 	PeakRSSMB        float64 `json:"peak_rss_mb"`
 	PeakRSSPerNodeMB float64 `json:"peak_rss_per_node_mb"`
-	Goroutines       int     `json:"goroutines"`
 	Nodes            int     `json:"nodes"`
 }
 
 // ReadProcessStats reads the process's figures for a mesh of nodes.
 func ReadProcessStats(nodes int) ProcessStats {
-	ps := ProcessStats{Goroutines: runtime.NumGoroutine(), Nodes: nodes}
+	ps := ProcessStats{Nodes: nodes}
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
 		return ps

@@ -19,18 +19,26 @@ const (
 	// ProfileSim trades speed of reaction for footprint, for meshes of
 	// hundreds of nodes in one process: longer Raft heartbeats and
 	// election timeouts, gossip heartbeats and anti-entropy rounds
-	// further apart, stores that do not fsync each commit (Kill closes a
+	// further apart, at most SimJoinWindow nodes waiting to be admitted
+	// at once, stores that do not fsync each commit (Kill closes a
 	// store cleanly), a stranger's grace of 10 minutes (time to be
-	// admitted), and each node dials only the founder and the
-	// SimPeers nodes started just before it (GossipSub spreads a message
+	// admitted), and each node dials only the first SimVoters nodes and
+	// the SimPeers-1 started just before it (GossipSub spreads a message
 	// along any connected graph), so that connections, and file
 	// descriptors, grow with the number of nodes and not its square.
 	ProfileSim = "sim"
 	// SimProfileAbove is the mesh size above which Start chooses
 	// ProfileSim when Options.Profile is empty.
 	SimProfileAbove = 50
-	// SimPeers is how many earlier nodes a node dials under ProfileSim.
+	// SimPeers is how many of the nodes started just before it a node
+	// dials under ProfileSim, besides the first SimVoters.
 	SimPeers = 4
+	// SimJoinWindow is how many nodes may wait to be admitted at once
+	// under ProfileSim.
+	SimJoinWindow = 16
+	// SimVoters is how many of the first nodes started every node dials
+	// under ProfileSim (consensus.DefaultMaxVoters).
+	SimVoters = 5
 )
 
 // profile is what a profile changes.
@@ -42,6 +50,11 @@ type profile struct {
 	peers int
 	// configure adjusts a node's configuration.
 	configure func(*node.Config)
+	// joinWindow bounds the nodes started and not yet admitted (0: no
+	// bound): Start waits for node i-joinWindow to be on its own roster
+	// before it starts node i, so that joins do not pile up at the
+	// node they go through.
+	joinWindow int
 	// noSync opens the nodes' stores without syncing each commit: the
 	// operating system still holds every write, which is enough for a
 	// mesh whose nodes die only as Kill stops them, and hundreds of
@@ -61,7 +74,7 @@ func profileFor(name string) (profile, error) {
 	case "", ProfileDefault:
 		return profile{name: ProfileDefault, configure: func(*node.Config) {}}, nil
 	case ProfileSim:
-		return profile{name: ProfileSim, timeouts: simTimeouts, peers: SimPeers, noSync: true, configure: func(c *node.Config) {
+		return profile{name: ProfileSim, timeouts: simTimeouts, peers: SimPeers, joinWindow: SimJoinWindow, noSync: true, configure: func(c *node.Config) {
 			c.Gossip.HeartbeatInterval = time.Minute
 			c.Gossip.SyncInterval = time.Minute
 			c.Detectors.PollInterval = 200 * time.Millisecond
@@ -77,12 +90,15 @@ func profileFor(name string) (profile, error) {
 
 // dialPeers returns the addresses node i dials at start: all of addrs
 // (the nodes started before it), or under a bounded profile the first
-// (the founder) and the last peers-1 of them.
+// SimVoters (the founder and the nodes that joined first, which the
+// leader promotes to voters first: every node's address must be known
+// to whichever of them leads, and theirs to one another for elections)
+// and the last peers-1 of them.
 func (p profile) dialPeers(addrs []string) []string {
-	if p.peers == 0 || len(addrs) <= p.peers {
+	if p.peers == 0 || len(addrs) <= SimVoters+p.peers-1 {
 		return append([]string{}, addrs...)
 	}
-	return append([]string{addrs[0]}, addrs[len(addrs)-(p.peers-1):]...)
+	return append(slices.Clone(addrs[:SimVoters]), addrs[len(addrs)-(p.peers-1):]...)
 }
 
 // gossipPeersWanted is how many gossip peers each of running nodes must

@@ -56,16 +56,19 @@ func TestProfiles(t *testing.T) {
 	if def.name != ProfileDefault || sim.name != ProfileSim || sim.timeouts == nil || def.timeouts != nil {
 		t.Fatalf("profiles %+v %+v", def, sim)
 	}
-	addrs := []string{"a0", "a1", "a2", "a3", "a4", "a5", "a6"}
+	var addrs []string
+	for i := range 12 {
+		addrs = append(addrs, fmt.Sprintf("a%d", i))
+	}
 	if got := def.dialPeers(addrs); !slices.Equal(got, addrs) {
 		t.Errorf("default dials %v", got)
 	}
-	// The founder and the last SimPeers-1 nodes started.
-	if got := sim.dialPeers(addrs); !slices.Equal(got, []string{"a0", "a4", "a5", "a6"}) {
+	// The first SimVoters nodes and the last SimPeers-1 started.
+	if got := sim.dialPeers(addrs); !slices.Equal(got, []string{"a0", "a1", "a2", "a3", "a4", "a9", "a10", "a11"}) {
 		t.Errorf("sim dials %v", got)
 	}
-	if got := sim.dialPeers(addrs[:3]); !slices.Equal(got, addrs[:3]) {
-		t.Errorf("sim dials %v of 3", got)
+	if got := sim.dialPeers(addrs[:8]); !slices.Equal(got, addrs[:8]) {
+		t.Errorf("sim dials %v of 8", got)
 	}
 	if def.gossipPeersWanted(200) != 199 || sim.gossipPeersWanted(200) != 1 || sim.gossipPeersWanted(1) != 0 {
 		t.Error("gossip peers wanted")

@@ -153,6 +153,14 @@ func Start(ctx context.Context, opts Options) (_ *Mesh, err error) {
 		if opts.Configure != nil {
 			opts.Configure(i, &cfg)
 		}
+		if w := prof.joinWindow; w > 0 && i >= w {
+			prev := m.Nodes[i-w]
+			if err := Poll(ctx, 20*time.Millisecond, func() (bool, string) {
+				return prev.Consensus().IsMember(prev.ID()), fmt.Sprintf("node %d is not admitted yet", i-w)
+			}); err != nil {
+				return nil, fmt.Errorf("testnet: %w", err)
+			}
+		}
 		g := newGater()
 		n, st, err := m.startNode(ctx, i, cfg, g)
 		if err != nil {
