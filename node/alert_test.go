@@ -16,6 +16,7 @@ import (
 
 	"github.com/meshward/meshward/alert"
 	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/intel/feeds"
 	"github.com/meshward/meshward/internal/confcheck"
 	"github.com/meshward/meshward/responders/siem"
 	"github.com/meshward/meshward/responders/webhook"
@@ -283,5 +284,51 @@ func TestMetricAlertFromTheNodeRegistry(t *testing.T) {
 	active, _ := n.alerts.engine.Alerts()
 	if len(active) != 1 || active[0].ID != line.Alert.ID {
 		t.Fatalf("active alerts %+v", active)
+	}
+}
+
+// A feed whose polls fail is alerted failing after alerts.feed_failures
+// polls in a row, and resolved at its first good poll.
+func TestFeedFailingAlert(t *testing.T) {
+	jl := filepath.Join(t.TempDir(), "events.jsonl")
+	src := filepath.Join(t.TempDir(), "list.txt") // absent: every poll fails
+	n := startSingle(t, func(c *Config) {
+		c.Events.JSONLines = jl
+		c.Alerts.EvalInterval = 100 * time.Millisecond
+		c.Alerts.FeedFailures = 2
+		c.Alerts.Rules = []alert.Rule{{Name: "feed-failing", On: alert.KindFeedFailing}}
+	})
+	waitFor(t, "the node to admit itself", func() bool { return n.Consensus().IsMember(n.ID()) })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := n.AddFeed(ctx, feeds.Config{Name: "list", Path: src, Confidence: 70, TTL: time.Hour, Interval: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	alerts := func() []string {
+		b, _ := os.ReadFile(jl)
+		var out []string
+		for _, l := range strings.Split(string(b), "\n") {
+			var e siem.Event
+			if json.Unmarshal([]byte(l), &e) == nil && e.Kind == siem.KindAlert {
+				out = append(out, e.Alert.State+" "+e.Alert.Group)
+			}
+		}
+		return out
+	}
+	for range 2 { // two failed polls in a row
+		if _, err := n.SyncFeed(ctx, "list"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the feed-failing alert", func() bool { return len(alerts()) == 1 })
+	if err := os.WriteFile(src, []byte("198.51.100.20\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.SyncFeed(ctx, "list"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the feed-failing resolution", func() bool { return len(alerts()) == 2 })
+	if got := alerts(); got[0] != "firing key=list" || got[1] != "resolved key=list" {
+		t.Fatalf("alerts %q", got)
 	}
 }
