@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -68,6 +69,21 @@ type HealthAnswer struct {
 	Member        bool    `json:"member"`
 	Policies      int     `json:"mesh_policies"`
 	Load          float64 `json:"load_average"`
+	// Version is the node's meshward version (absent from the answers
+	// of nodes older than the field).
+	Version string `json:"version,omitempty"`
+}
+
+// nodeVersion is the version a node reports: the one it was started
+// with, else the module version of its binary, else "devel".
+func nodeVersion(opts string) string {
+	if opts != "" {
+		return opts
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
 }
 
 // QueryResult is one member's part of a mesh-wide query.
@@ -105,6 +121,7 @@ func (n *Node) answerQuery(ctx context.Context, _ peer.ID, req query.Request) (a
 			Member:        cons.IsMember(n.ID()),
 			Policies:      cons.PolicyCount(),
 			Load:          loadAverage(),
+			Version:       nodeVersion(n.deps.Options.Version),
 		}, nil
 	}
 	return nil, fmt.Errorf("%w: kind %q", query.ErrInvalidRequest, req.Kind)
