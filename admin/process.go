@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/meshward/meshward/process"
+	"github.com/meshward/meshward/process/report"
 )
 
 // ProcessService is the node's process measurement (package process):
@@ -31,6 +32,12 @@ type ProcessService interface {
 	// a report merging several nodes.
 	ProcessExport(ctx context.Context) (process.Export, error)
 }
+
+// Why a process query was refused (meshward_admin_requests_rejected_total).
+const (
+	reasonBadSince = "bad_since" // since not a duration or days, or out of bounds (400)
+	reasonBadBy    = "bad_by"    // by not site, rule or day (400)
+)
 
 // Bounds of the since query parameter.
 const (
@@ -81,15 +88,69 @@ func getProcess(s *Server, c *call) (any, error) {
 	q := c.r.URL.Query()
 	since, err := ParseSince(q.Get("since"))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return nil, rejected(reasonBadSince, fmt.Errorf("%w: %w", ErrInvalid, err))
 	}
 	by := q.Get("by")
 	switch by {
 	case "", process.BySite, process.ByRule, process.ByDay:
 	default:
-		return nil, fmt.Errorf("%w: by %q: want site, rule or day", ErrInvalid, by)
+		return nil, rejected(reasonBadBy, fmt.Errorf("%w: by %q: want site, rule or day", ErrInvalid, clipParam(by)))
 	}
 	return svc.ProcessSummary(c.r.Context(), since, by)
+}
+
+// clipParam shortens a hostile query value for an error message.
+func clipParam(v string) string {
+	if len(v) > 32 {
+		return v[:32] + "…"
+	}
+	return v
+}
+
+// getProcessChart draws one chart of the incidents of the last since
+// (default 7d), as SVG: the cumulative distribution of a stage's
+// durations (stage=detect, share, ...), or the breaches per day
+// (chart=breaches).
+func getProcessChart(s *Server, c *call) (any, error) {
+	q := c.r.URL.Query()
+	since, err := ParseSince(q.Get("since"))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	chart, stage := q.Get("chart"), process.Stage(q.Get("stage"))
+	switch chart {
+	case "", "cdf":
+		if !stage.Valid() {
+			return nil, fmt.Errorf("%w: stage %q: want one of %v", ErrInvalid, stage, process.AllStages)
+		}
+	case "breaches":
+		if stage != "" {
+			return nil, fmt.Errorf("%w: stage %q: the breaches chart takes none", ErrInvalid, stage)
+		}
+	default:
+		return nil, fmt.Errorf("%w: chart %q: want cdf or breaches", ErrInvalid, chart)
+	}
+	svc, err := s.processSvc()
+	if err != nil {
+		return nil, err
+	}
+	sum, err := svc.ProcessSummary(c.r.Context(), since, "")
+	if err != nil {
+		return nil, err
+	}
+	var svg []byte
+	if chart == "breaches" {
+		svg, err = report.BreachesChart(sum)
+	} else {
+		svg, err = report.StageChart(sum, stage)
+	}
+	if errors.Is(err, report.ErrNoData) {
+		return nil, fmt.Errorf("%w: %w", ErrNotFound, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("process chart: %w", err)
+	}
+	return rawBody{contentType: "image/svg+xml", b: svg}, nil
 }
 
 // getProcessBreaches lists the playbook's breaches.

@@ -173,6 +173,21 @@ func TestProcessScriptedIncident(t *testing.T) {
 	}
 	check("after the ticket", sum.Stages)
 
+	// Bad queries: refused and counted by reason.
+	for _, q := range []struct{ since, by, reason string }{{"soon", "", "bad_since"}, {"500d", "", "bad_since"}, {"1d", "colour", "bad_by"}} {
+		_, err := c.ProcessSummary(ctx, q.since, q.by)
+		var ae *admin.APIError
+		if !errors.As(err, &ae) || ae.Status != 400 {
+			t.Errorf("since=%q by=%q: %v, want HTTP 400", q.since, q.by, err)
+		}
+	}
+	if got := metricOf(t, n, "meshward_admin_requests_rejected_total", "reason", "bad_since"); got != 2 {
+		t.Errorf("rejected{bad_since} = %v, want 2", got)
+	}
+	if got := metricOf(t, n, "meshward_admin_requests_rejected_total", "reason", "bad_by"); got != 1 {
+		t.Errorf("rejected{bad_by} = %v, want 1", got)
+	}
+
 	// Hostile events: refused with a named reason, counted.
 	for _, bad := range []struct {
 		ev     process.Event
