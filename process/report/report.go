@@ -179,7 +179,8 @@ var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 </head><body>
 <h1>Meshward process report</h1>
 <p>Period {{ts .Summary.Since}} to {{ts .Summary.Until}}; {{.Summary.Incidents}} incidents; nodes merged: {{len .Nodes}} (every node = {{.Expected}}, roster {{.Members}}).</p>
-<h2>Stages</h2>
+{{if .Partial}}<p><strong>{{.Partial}}</strong></p>
+{{end}}<h2>Stages</h2>
 {{template "stages" .Summary.Stages}}
 {{range .Groupings}}{{if .Groups}}<h2>By {{.Name}}</h2>
 {{range .Groups}}<h3>{{.Key}}</h3>{{template "stages" .Stages}}{{end}}{{end}}{{end}}
@@ -195,6 +196,16 @@ var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 {{range .}}<tr><td>{{.Stage}}</td><td>{{.Count}}</td><td>{{secs .P50}}</td><td>{{secs .P90}}</td><td>{{secs .P99}}</td></tr>
 {{end}}</table>{{end}}
 `))
+
+// partial warns when fewer nodes were merged than the roster holds:
+// share and enforce then end at the last node merged, not the mesh's.
+func partial(rep process.Report) string {
+	if len(rep.Nodes) >= rep.Members {
+		return ""
+	}
+	return fmt.Sprintf("Merged %d of the %d members: share and enforce are measured to the nodes merged only (meshward report --merge every node for the mesh's).",
+		len(rep.Nodes), rep.Members)
+}
 
 // grouping is one grouping of a report, named.
 type grouping struct {
@@ -212,7 +223,8 @@ func renderHTML(rep process.Report, charts []Chart) ([]byte, error) {
 		process.Report
 		Charts    []Chart
 		Groupings []grouping
-	}{rep, charts, groupings(rep)})
+		Partial   string
+	}{rep, charts, groupings(rep), partial(rep)})
 	return b.Bytes(), err
 }
 
@@ -235,6 +247,9 @@ func renderMD(rep process.Report, charts []Chart, base string) ([]byte, map[stri
 	s := rep.Summary
 	fmt.Fprintf(&b, "# Meshward process report\n\nPeriod %s to %s; %d incidents; nodes merged: %d (every node = %d, roster %d).\n\n",
 		s.Since.Format(time.RFC3339), s.Until.Format(time.RFC3339), s.Incidents, len(rep.Nodes), rep.Expected, rep.Members)
+	if w := partial(rep); w != "" {
+		fmt.Fprintf(&b, "**%s**\n\n", w)
+	}
 	b.WriteString("## Stages\n\n")
 	mdStages(&b, s.Stages)
 	for _, g := range groupings(rep) {

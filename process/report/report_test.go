@@ -187,6 +187,30 @@ func TestRenderMarkdownFilesAndDataURIs(t *testing.T) {
 	svgElements(t, svg)
 }
 
+// A report of fewer nodes than the roster says so.
+func TestRenderWarnsOfPartialMerge(t *testing.T) {
+	rep := sampleReport()
+	for _, f := range []string{FormatHTML, FormatMD} {
+		doc, _, err := Render(rep, f, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(doc), "Merged ") {
+			t.Errorf("%s: a warning with every member merged", f)
+		}
+	}
+	rep.Members = 5
+	for _, f := range []string{FormatHTML, FormatMD} {
+		doc, _, err := Render(rep, f, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(doc), "Merged 2 of the 5 members") {
+			t.Errorf("%s: no warning of a partial merge", f)
+		}
+	}
+}
+
 func TestRenderJSONMatches(t *testing.T) {
 	rep := sampleReport()
 	doc, _, err := Render(rep, FormatJSON, "")
