@@ -94,6 +94,7 @@ func (s *Server) routes() routeTable {
 		// Process measurement (process.go).
 		{"GET", "/v1/process", RoleViewer, "", getProcess},
 		{"GET", "/v1/process/breaches", RoleViewer, "", getProcessBreaches},
+		{"GET", "/v1/process/chart.svg", RoleViewer, "", getProcessChart},
 		{"GET", "/v1/process/export", RoleViewer, "", getProcessExport},
 		{"POST", "/v1/process-events", RoleResponder, "process.event", postProcessEvent},
 		{"GET", "/v1/operator", RoleViewer, "", getOperator},
