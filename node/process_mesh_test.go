@@ -103,6 +103,34 @@ func TestProcessEveryNodeOnAMesh(t *testing.T) {
 		process.StageShare:   tls[2].Received.Sub(detected),
 		process.StageEnforce: tls[2].MeshEnforced().Sub(detected),
 	})
+
+	// The records are on disk: node 2 restarted (its timelines, in
+	// memory, gone) still exports what it recorded.
+	var before process.Record
+	for _, r := range exports[2].Records {
+		if r.Indicator == ind.Key() {
+			before = r
+		}
+	}
+	if err := m.Kill(2); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Restart(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	ex, err := m.Nodes[2].ProcessExport(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var after process.Record
+	for _, r := range ex.Records {
+		if r.Indicator == ind.Key() {
+			after = r
+		}
+	}
+	if !after.Received.Equal(before.Received) || !after.Enforced.Equal(before.Enforced) || after.Received.IsZero() {
+		t.Errorf("after a restart node 2 records %+v, before %+v", after, before)
+	}
 }
 
 func maxTime(a, b time.Time) time.Time {
