@@ -14,6 +14,7 @@ import (
 
 	"github.com/meshward/meshward/alert"
 	"github.com/meshward/meshward/consensus"
+	"github.com/meshward/meshward/intel"
 	"github.com/meshward/meshward/node"
 	"github.com/meshward/meshward/responders/siem"
 	"github.com/meshward/meshward/responders/webhook"
@@ -22,7 +23,9 @@ import (
 
 // A member cut off from a real three-node mesh is alerted down once by
 // the node watching it, through its webhook, and resolved when it is
-// heard again after the partition heals.
+// heard again after the partition heals; cut off again, it fires anew,
+// and its removal from the roster resolves it. A Raft standby cut off
+// alerts leaderless once and resolves when healed.
 func TestNodeDownAlertFiresOnceAndResolves(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node mesh")
@@ -150,5 +153,20 @@ func TestNodeDownAlertFiresOnceAndResolves(t *testing.T) {
 	if l := alertsOf("key=raft"); len(l) != 2 || l[0].Alert.State != alert.StateFiring || l[1].Alert.State != alert.StateResolved ||
 		l[0].Alert.Rule != "leaderless" || l[0].Node != m.Nodes[1].ID() {
 		t.Fatalf("leaderless alerts: %+v", l)
+	}
+
+	// Node 2 cut off again fires anew (the same alert ID); the operator
+	// removing it from the roster resolves it.
+	if err := m.Partition([]int{0, 1}, []int{2}); err != nil {
+		t.Fatal(err)
+	}
+	poll("the second member-down alert", func() bool { return len(states()) >= 3 })
+	if err := m.Operator().Submit(ctx, 0, intel.OperatorCommand{Op: intel.OpRemoveMember, Member: cut}); err != nil {
+		t.Fatal(err)
+	}
+	poll("the resolution by removal", func() bool { return len(states()) >= 4 })
+	if s := states(); len(s) != 4 || s[2].Alert.State != alert.StateFiring || s[3].Alert.State != alert.StateResolved ||
+		s[2].Alert.ID != s[0].Alert.ID || m.Nodes[0].Consensus().IsMember(cut) {
+		t.Fatalf("alerts of %s after the removal: %d, %+v", group, len(s), s[len(s)-1].Alert)
 	}
 }
