@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -199,6 +200,19 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatalf("the overview shows %d members, want 3", n)
 	}
 	r.waitFor("every member's health", `document.querySelectorAll("#health tr").length === 4`)
+	// Every member reports its version, and the tile shows this node's.
+	versions := eval[[]string](r, `[...document.querySelectorAll("#health tr.health-member td.version")].map(td => td.textContent)`)
+	if len(versions) != 3 {
+		t.Fatalf("the health table shows %d versions, want 3", len(versions))
+	}
+	for i, v := range versions {
+		if v == "" || v == "unknown" {
+			t.Errorf("member %d of the health table: version %q", i, v)
+		}
+	}
+	if tile := eval[string](r, `$("version-tile").textContent`); tile != versions[0] && !slices.Contains(versions, tile) {
+		t.Errorf("the version tile shows %q, want one of the members' %q", tile, versions)
+	}
 	r.shoot(shots, "overview")
 
 	// A detection arrives live, over the event stream.
@@ -265,6 +279,18 @@ func TestDashboardInBrowser(t *testing.T) {
 	r.waitFor("three answers", `document.querySelectorAll('#query-results tr.query-result[data-status="answered"]').length === 3`)
 	r.shoot(shots, "search")
 
+	// The process page charts the stages the detection went through:
+	// SVG images drawn by the node, every one loaded.
+	r.open("#/process", "#process-stages")
+	r.waitFor("the process charts", `(() => {
+		const imgs = [...document.querySelectorAll("#process-charts img.chart")];
+		return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0);
+	})()`)
+	if srcs := eval[[]string](r, `[...document.querySelectorAll("#process-charts img.chart")].map(i => i.getAttribute("src"))`); !slices.Contains(srcs, "/v1/process/chart.svg?stage=detect") {
+		t.Errorf("process charts %q: want the detect stage's", srcs)
+	}
+	r.shoot(shots, "process")
+
 	if shots != "" {
 		ind := intel.IndicatorFromAddr(attacker)
 		if err := Poll(ctx, 10*time.Millisecond, func() (bool, string) { return n0.Enforcing(ind), "the mesh block" }); err != nil {
@@ -279,8 +305,6 @@ func TestDashboardInBrowser(t *testing.T) {
 			r.open("#/attack", "#coverage tr.tactic")
 			r.shoot(shots, "attack")
 		}
-		r.open("#/process", "#process-stages, #page .note")
-		r.shoot(shots, "process")
 		r.open("#/audit", "#audit tbody tr")
 		r.shoot(shots, "audit")
 	}

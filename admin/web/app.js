@@ -199,7 +199,7 @@ async function pageOverview() {
       card("raft", m.raft_state + " · term " + m.term),
       card("commit / applied", m.commit_index + " / " + m.applied_index),
       card("mesh policies", String(m.policies)),
-      card("version", n.version || "")),
+      el("div", { class: "card" }, el("div", { class: "k" }, "version"), el("div", { class: "v", id: "version-tile" }, n.version || "…"))),
     h.problems && h.problems.length ? el("div", { class: "note" }, "Problems: " + h.problems.join("; ")) : "",
     el("h2", {}, "Members (" + members.length + ")"),
     table(["node", "site", "kind", "leader", "connected", "trust", "admitted", "addresses"], rows, "members"),
@@ -212,16 +212,32 @@ async function pageOverview() {
   setPage(...page);
   try {
     const q = await api("GET", "/v1/query?kind=health&timeout=5s");
-    $("health").replaceChildren(table(["node", "site", "status", "uptime", "peers", "leader", "mesh policies", "load", "ms"],
+    $("health").replaceChildren(table(["node", "site", "status", "version", "uptime", "peers", "leader", "mesh policies", "load", "ms"],
       q.results.map(r => {
         const a = r.answer || {};
-        return el("tr", {}, el("td", { class: "mono", title: r.node }, short(r.node)), el("td", {}, r.site || a.site || ""),
+        // A node older than the version field answers none.
+        const v = a.version || (r.status === "answered" ? "unknown" : "");
+        return el("tr", { class: "health-member" }, el("td", { class: "mono", title: r.node }, short(r.node)), el("td", {}, r.site || a.site || ""),
           el("td", { class: r.status === "answered" ? "ok" : "bad" }, r.status + (r.error ? ": " + r.error : "")),
+          el("td", { class: "version mono" }, v),
           el("td", {}, secs(a.uptime_seconds)), el("td", {}, a.peers ?? ""), el("td", { class: "mono" }, short(a.leader)),
           el("td", {}, a.mesh_policies ?? ""), el("td", {}, a.load_average !== undefined ? a.load_average.toFixed(2) : ""),
           el("td", {}, r.ms !== undefined ? r.ms.toFixed(1) : ""));
       })));
-  } catch (e) { $("health").replaceChildren(errorBox(e)); }
+    versionTile(n, q.results);
+  } catch (e) { $("health").replaceChildren(errorBox(e)); versionTile(n, []); }
+}
+
+// versionTile shows this node's version, and how many versions the
+// members run when they differ.
+function versionTile(n, results) {
+  const tile = $("version-tile");
+  if (!tile) return;
+  const mine = results.find(r => r.node === n.id);
+  const own = n.version || (mine && mine.answer && mine.answer.version) || "unknown";
+  const all = new Set(results.map(r => (r.answer || {}).version).filter(Boolean));
+  tile.textContent = all.size > 1 ? own + " (" + all.size + " versions in the mesh)" : own;
+  tile.className = "v" + (all.size > 1 ? " warn" : "");
 }
 
 async function pageLive() {
@@ -411,6 +427,11 @@ async function pageProcess() {
     parts.push(el("div", { class: "cards" }, el("div", { class: "card" }, el("div", { class: "k" }, "incidents"), el("div", { class: "v" }, s.incidents))),
       table(["stage", "count", "p50", "p90", "p99"], (s.stages || []).map(st => el("tr", {}, el("td", {}, st.stage), el("td", {}, st.count),
         el("td", {}, secs(st.p50_seconds)), el("td", {}, secs(st.p90_seconds)), el("td", {}, secs(st.p99_seconds)))), "process-stages"));
+    // Charts drawn by the node (SVG, same origin): each stage's
+    // distribution, then the breaches per day.
+    const charts = (s.stages || []).filter(st => st.count > 0).map(st => processChart("stage=" + encodeURIComponent(st.stage), "time to " + st.stage + " (CDF of " + st.count + ")"));
+    if ((s.breaches_by_day || []).length) charts.push(processChart("chart=breaches", "playbook breaches per day"));
+    if (charts.length) parts.push(el("h2", {}, "Distributions"), el("div", { class: "charts", id: "process-charts" }, charts));
     for (const g of s.groups || []) {
       parts.push(el("h2", {}, "site " + g.key), table(["stage", "count", "p50", "p90", "p99"], g.stages.map(st => el("tr", {},
         el("td", {}, st.stage), el("td", {}, st.count), el("td", {}, secs(st.p50_seconds)), el("td", {}, secs(st.p90_seconds)), el("td", {}, secs(st.p99_seconds))))));
@@ -424,6 +445,12 @@ async function pageProcess() {
     parts.push(el("div", { class: "note" }, "Process measurement is not available on this node (" + e.message + "). The node's per-indicator timelines and the meshward_policy_enforce_seconds histogram are on /metrics."));
   }
   setPage(...parts);
+}
+
+function processChart(query, title) {
+  const img = el("img", { class: "chart", src: "/v1/process/chart.svg?" + query, alt: title, width: 576, height: 336 });
+  img.addEventListener("error", () => img.replaceWith(el("p", { class: "error" }, "chart " + title + ": not available")));
+  return el("figure", {}, img, el("figcaption", { class: "muted" }, title));
 }
 
 async function pageAudit() {
