@@ -20,6 +20,7 @@ import (
 	"github.com/meshward/meshward/intel"
 	"github.com/meshward/meshward/internal/testenv"
 	"github.com/meshward/meshward/node"
+	"github.com/meshward/meshward/process"
 )
 
 // ScreenshotsEnv names a directory to write the dashboard's screenshots
@@ -153,6 +154,9 @@ func TestDashboardInBrowser(t *testing.T) {
 		if i == 0 {
 			cfg.Admin.DashboardHTTP = "127.0.0.1:0"
 			cfg.Intel.AttackPath = attackPath
+			// An expectation no detection meets, for the breaches chart.
+			cfg.Process.Expectations = append(cfg.Process.Expectations,
+				process.Expectation{Name: "detect-at-once", Stage: process.StageDetect, Within: time.Millisecond})
 		}
 	}})
 	if err != nil {
@@ -286,8 +290,9 @@ func TestDashboardInBrowser(t *testing.T) {
 		const imgs = [...document.querySelectorAll("#process-charts img.chart")];
 		return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0);
 	})()`)
-	if srcs := eval[[]string](r, `[...document.querySelectorAll("#process-charts img.chart")].map(i => i.getAttribute("src"))`); !slices.Contains(srcs, "/v1/process/chart.svg?stage=detect") {
-		t.Errorf("process charts %q: want the detect stage's", srcs)
+	if srcs := eval[[]string](r, `[...document.querySelectorAll("#process-charts img.chart")].map(i => i.getAttribute("src"))`); !slices.Contains(srcs, "/v1/process/chart.svg?stage=detect") ||
+		!slices.Contains(srcs, "/v1/process/chart.svg?chart=breaches") {
+		t.Errorf("process charts %q: want the detect stage's and the breaches per day", srcs)
 	}
 	r.shoot(shots, "process")
 
