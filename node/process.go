@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/meshward/meshward/admin"
+	"github.com/meshward/meshward/alert"
 	"github.com/meshward/meshward/intel"
 	"github.com/meshward/meshward/process"
 	"github.com/meshward/meshward/store"
@@ -30,6 +31,9 @@ type processPart struct {
 	// pass reads the store only for what changed. It holds no more
 	// indicators than the timelines do.
 	synced map[string]Timeline
+	// told is each breach handed to the alerting rules, and whether it
+	// was open then.
+	told map[string]bool
 }
 
 // newProcessPart builds the node's process measurement and registers its
@@ -108,7 +112,53 @@ func (p *processPart) refresh() ([]process.Incident, []process.Breach, error) {
 	if err := p.sync(); err != nil {
 		return nil, nil, err
 	}
-	return p.rec.Refresh(p.cfg.Expectations)
+	incs, bs, err := p.rec.Refresh(p.cfg.Expectations)
+	if err == nil {
+		p.alertBreaches(bs)
+	}
+	return incs, bs, err
+}
+
+// alertBreaches hands the breaches to the alerting rules (`on: breach`):
+// a breach fires when first seen and resolves when it closes; one closed
+// before any pass saw it open fires and resolves at once, so a late
+// acknowledgement between two passes is still told. told remembers what
+// was handed on, so that each breach is told once, however many passes
+// see it; breaches no longer listed (pruned) are forgotten.
+func (p *processPart) alertBreaches(bs []process.Breach) {
+	if p.told == nil {
+		p.told = make(map[string]bool)
+	}
+	seen := make(map[string]bool, len(bs))
+	for _, b := range bs {
+		id := b.ID()
+		seen[id] = true
+		open, told := p.told[id]
+		if told && (open == b.Open || !open) {
+			continue
+		}
+		ev := alert.Event{Kind: alert.KindBreach, Key: id, Severity: intel.Severity(b.Severity), Site: b.Site, At: b.Due,
+			Detail: fmt.Sprintf("expectation %s: %s of %s due %s, %s late", b.Expectation, b.Stage, b.Indicator,
+				b.Due.UTC().Format(time.RFC3339), b.Late.Round(time.Second))}
+		if typ, value, ok := strings.Cut(b.Indicator, ":"); ok {
+			if ind, err := intel.NewIndicator(intel.IndicatorType(typ), value); err == nil {
+				ev.Indicator = ind
+			}
+		}
+		if !told {
+			p.n.RaiseAlertEvent(ev)
+		}
+		if !b.Open {
+			ev.Resolved, ev.At = true, b.Done
+			p.n.RaiseAlertEvent(ev)
+		}
+		p.told[id] = b.Open
+	}
+	for id := range p.told {
+		if !seen[id] {
+			delete(p.told, id)
+		}
+	}
 }
 
 func (p *processPart) sync() error {

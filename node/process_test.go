@@ -1,18 +1,24 @@
 package node
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/meshward/meshward/admin"
+	"github.com/meshward/meshward/alert"
 	"github.com/meshward/meshward/intel"
 	"github.com/meshward/meshward/process"
 	"github.com/meshward/meshward/process/report"
 	"github.com/meshward/meshward/responders"
+	"github.com/meshward/meshward/responders/siem"
 )
 
 // metricOf reads one sample of the node's registry: a counter's value or
@@ -48,11 +54,14 @@ func metricOf(t *testing.T, n *Node, name, label, value string) float64 {
 // events; the report of the node's export says the same.
 func TestProcessScriptedIncident(t *testing.T) {
 	clk := &testClock{t: time.Now().Truncate(time.Second)}
+	jl := filepath.Join(t.TempDir(), "events.jsonl")
 	n := startSingleWith(t, Options{Clock: clk.Now}, func(c *Config) {
 		c.Process.Expectations = []process.Expectation{
 			{Name: "ack-fast", Stage: process.StageTriage, Within: time.Minute},
 			{Name: "detect-slow", Stage: process.StageDetect, Within: time.Hour},
 		}
+		c.Events.JSONLines = jl
+		c.Alerts.Rules = []alert.Rule{{Name: "playbook", On: alert.KindBreach, Sinks: []string{alert.SinkJSONLines}}}
 	})
 	waitFor(t, "the node to admit itself", func() bool { return n.Consensus().IsMember(n.ID()) })
 	ctx := t.Context()
@@ -135,6 +144,35 @@ func TestProcessScriptedIncident(t *testing.T) {
 	}
 	if got := metricOf(t, n, "meshward_process_breaches_total", "expectation", "ack-fast"); got != 1 {
 		t.Errorf("breaches counted %v, want 1", got)
+	}
+	// The breach is alerted through the rule on breach: it closed before
+	// any pass saw it open, so it fires and resolves, once, however many
+	// passes see it.
+	if _, err := c.ProcessBreaches(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var states []string
+	waitFor(t, "the breach's firing and resolution in the JSON lines", func() bool {
+		b, _ := os.ReadFile(jl)
+		states = states[:0]
+		for _, l := range strings.Split(string(b), "\n") {
+			var e siem.Event
+			if json.Unmarshal([]byte(l), &e) == nil && e.Kind == siem.KindAlert && e.Alert != nil && e.Alert.Rule == "playbook" {
+				states = append(states, e.Alert.State)
+			}
+		}
+		return len(states) >= 2
+	})
+	if len(states) != 2 || states[0] != alert.StateFiring || states[1] != alert.StateResolved {
+		t.Errorf("breach alerts %v, want one firing then one resolved", states)
+	}
+	if _, err := c.ProcessBreaches(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []string{alert.StateFiring, alert.StateResolved} {
+		if got := metricOf(t, n, "meshward_alerts_notifications_total", "state", st); got != 1 {
+			t.Errorf("alert notifications %s after another pass: %v, want 1", st, got)
+		}
 	}
 	if got := metricOf(t, n, "meshward_process_seconds", "stage", "triage"); got != 1 {
 		t.Errorf("triage observed %v times, want 1", got)
