@@ -490,6 +490,36 @@ func TestClusterSegmentation(t *testing.T) {
 	attack(t, nodes, autoQuarantine("10.2.0.81", at, time.Hour, sealRuleSighting(t, nodes[0].edKey(t), proofSeq.Add(1), "10.2.0.81", rule, at, false)), "no_auto_quarantine")
 	attack(t, nodes, autoQuarantine("10.1.0.81", at, 3*time.Hour, sealRuleSighting(t, nodes[0].edKey(t), proofSeq.Add(1), "10.1.0.81", rule, at, false)), "ttl_cap")
 	attack(t, nodes, autoQuarantine("10.3.0.9", at, time.Hour, sealRuleSighting(t, nodes[0].edKey(t), proofSeq.Add(1), "10.3.0.9", rule, at, false)), "not_in_zone")
+	seal := func(host string, sent time.Time, partial bool) []byte {
+		return sealRuleSighting(t, nodes[0].edKey(t), proofSeq.Add(1), host, rule, sent, partial)
+	}
+	attack(t, nodes, autoQuarantine("10.1.0.82", at, time.Hour, seal("10.1.0.82", at.Add(-time.Hour), false)), "proof_stale")
+	attack(t, nodes, autoQuarantine("10.1.0.82", at, time.Hour, seal("10.1.0.82", at, true)), "proof_partial")
+	attack(t, nodes, autoQuarantine("10.1.0.82", at, time.Hour, seal("10.1.0.83", at, false)), "proof_wrong_indicator")
+	altered := seal("10.1.0.82", at, false)
+	altered[len(altered)-70] ^= 1
+	attack(t, nodes, autoQuarantine("10.1.0.82", at, time.Hour, altered), "bad_signature")
+	attack(t, nodes, autoQuarantine("10.1.0.82", at, time.Hour), "no_proof")
+	// Released: the sightings sent before cannot quarantine it again.
+	early := seal("10.1.0.77", time.Now().UTC(), false)
+	operate(releaseOp("10.1.0.77"))
+	for _, n := range nodes {
+		waitFor(t, 20*time.Second, "the release of 10.1.0.77 on "+shortID(n.id()), func() bool {
+			_, ok := n.c.Quarantined(netip.MustParseAddr("10.1.0.77"), time.Now())
+			return !ok
+		})
+	}
+	attack(t, nodes, autoQuarantine("10.1.0.77", time.Now().UTC(), time.Hour, early), "proof_before_release")
+	// A zone that needs two members' sightings.
+	operate(zoneOp(intel.Zone{Name: "lab", CIDRs: pfxs("10.6.0.0/16"), AutoQuarantine: &intel.AutoQuarantine{Rules: []string{rule}, MinNodes: 2}}))
+	for _, n := range nodes {
+		waitFor(t, 20*time.Second, "the lab zone on "+shortID(n.id()), func() bool { return len(n.c.Segmentation(time.Now()).Zones) == 4 })
+	}
+	at = time.Now().UTC()
+	attack(t, nodes, autoQuarantine("10.6.0.1", at, time.Hour, seal("10.6.0.1", at, false), seal("10.6.0.1", at, false)), "min_nodes")
+	// An operator's quarantine already over when committed.
+	old := time.Now().UTC().Add(-9 * time.Minute)
+	attack(t, nodes, opCmd(signOp(t, testOperatorKey, mesh, old, quarantineOp("10.1.0.84", time.Minute)), time.Now().UTC()), "already_expired")
 
 	// Release, everywhere.
 	operate(releaseOp("10.1.0.66"))
