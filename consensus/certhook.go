@@ -50,9 +50,17 @@ type certChain struct {
 	// chainRecentBytes); restore keeps them.
 	maxEntries, maxBytes int
 
-	head    certify.Anchor // Hash is zero until the first entry
-	servers []string       // every server of the last configuration entry, sorted
-	unknown bool           // restored from a snapshot without the chain
+	head certify.Anchor // Hash is zero until the first entry
+	// inForce is the voter set in force at head.Index: the set after
+	// the entry before it (head.Voters is the set after the head). A
+	// server certifies its head only when it is in it, since an edge
+	// counts a certificate only from a voter at its index. After a
+	// restore it is head.Voters (the snapshot keeps no more): at worst a
+	// server then certifies one head an edge refuses, or waits for the
+	// next entry.
+	inForce certify.Voters
+	servers []string // every server of the last configuration entry, sorted
+	unknown bool     // restored from a snapshot without the chain
 	recent  []certify.Entry
 	bytes   int
 }
@@ -72,6 +80,7 @@ func (c *certChain) extend(logs []*raft.Log) {
 			prev = certify.GenesisHash
 		}
 		e := certify.Entry{Index: l.Index, Term: l.Term, Prev: c.head.Index, Type: l.Type, Data: l.Data}
+		c.inForce = c.head.Voters
 		c.head.Hash = certify.Link(prev, &e)
 		c.head.Index, c.head.Term = l.Index, l.Term
 		if l.Type == raft.LogConfiguration {
@@ -140,6 +149,7 @@ func (c *certChain) restore(st *chainState) {
 		return
 	}
 	c.head = certify.Anchor{Index: st.Index, Term: st.Term, Voters: certify.NewVoters(st.Voters...)}
+	c.inForce = c.head.Voters
 	c.servers = certify.NewVoters(st.Servers...)
 	copy(c.head.Hash[:], st.Hash)
 }
@@ -206,6 +216,13 @@ func (c *Consensus) nodeKey() (ed25519.PrivateKey, error) {
 	return ed25519.PrivateKey(raw), nil
 }
 
+// ErrNotVoterAtHead is returned by CertifyHead on a server that is not a
+// voter in the set in force at its head (a standby, a voter demoted
+// before it, or one promoted by the head itself): an edge would refuse
+// its certificate (not_voter), so it signs the next head it is a voter
+// at instead.
+var ErrNotVoterAtHead = errors.New("this node is not a voter at the chain head")
+
 // CertifyHead signs the chain head with the node key. Each call signs:
 // callers sign the latest head every few milliseconds at most (a
 // certificate vouches for every entry before it).
@@ -213,6 +230,12 @@ func (c *Consensus) CertifyHead() (certify.Cert, error) {
 	head, err := c.ChainHead()
 	if err != nil {
 		return certify.Cert{}, fmt.Errorf("certify head: %w", err)
+	}
+	c.fsm.mu.RLock()
+	voter := c.fsm.chain.head.Index == head.Index && c.fsm.chain.inForce.Contains(c.cfg.LocalID)
+	c.fsm.mu.RUnlock()
+	if !voter {
+		return certify.Cert{}, fmt.Errorf("certify head %d: %w", head.Index, ErrNotVoterAtHead)
 	}
 	mesh := c.MeshID()
 	if mesh == "" {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -38,7 +39,11 @@ func (w *tbWriter) Write(p []byte) (int, error) {
 func testLogger(tb testing.TB) *slog.Logger {
 	w := &tbWriter{tb: tb}
 	tb.Cleanup(func() { w.done.Store(true) }) // registered first: runs last
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	lvl := slog.LevelWarn
+	if os.Getenv("MESHWARD_TEST_DEBUG") != "" {
+		lvl = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl}))
 }
 
 func newKey(tb testing.TB) crypto.PrivKey {
@@ -233,15 +238,33 @@ func formCluster(tb testing.TB, n int, newNode func(founder bool, secret string)
 		nodes = append(nodes, nd)
 	}
 	want := expectedVoters(n, nodes[0].c.cfg.MaxVoters)
-	waitFor(tb, 60*time.Second, fmt.Sprintf("every node to see %d members, %d of them voters", n, want), func() bool {
+	views := func() string {
+		var b strings.Builder
+		for i, nd := range nodes {
+			h, err := nd.c.ChainHead()
+			fmt.Fprintf(&b, "\n  node %d %s: kind %s, roster %d, voters %d (configuration %d), leader %v, chain head %d %v",
+				i, shortID(nd.id()), nd.c.Kind(), len(nd.c.Roster()), countVoters(nd.c, true), countVoters(nd.c, false),
+				nd.c.IsLeader(), h.Index, err)
+		}
+		return b.String()
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ok := true
 		for _, nd := range nodes {
 			if len(nd.c.Roster()) != n || countVoters(nd.c, true) != want {
-				return false
+				ok = false
+				break
 			}
 		}
-		return true
-	})
-	return nodes
+		if ok {
+			return nodes
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after 60s waiting for every node to see %d members, %d of them voters:%s", n, want, views())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // countVoters counts voters in the configuration, or in the roster.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -239,8 +240,16 @@ func (r *edgeRunner) catchUpFromSnapshot(ctx context.Context) error {
 	var base certify.Manifest
 	var signers []peer.ID
 	var errs []error
+	// Each manifest is asked for under its own deadline, so that one
+	// server that does not answer holds the catch-up up no longer than
+	// one attempt.
+	manifest := func(s peer.ID, at uint64) (certify.Manifest, error) {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		defer cancel()
+		return c.fetchManifest(actx, s, at)
+	}
 	for _, s := range servers {
-		m, err := c.fetchManifest(ctx, s, 0)
+		m, err := manifest(s, 0)
 		if err == nil && m.Index <= applied.Index {
 			err = fmt.Errorf("snapshot from %s at %d: applied up to %d already", shortID(s.String()), m.Index, applied.Index)
 		}
@@ -259,15 +268,43 @@ func (r *edgeRunner) catchUpFromSnapshot(ctx context.Context) error {
 	if len(signers) == 0 {
 		return fmt.Errorf("no manifest: %w", errors.Join(errs...))
 	}
-	for _, s := range servers {
+	// Ask the voters the manifest names too: an edge anchored on an
+	// older voter set (it joined while standbys were being promoted)
+	// knows too few of them for a majority of the set in force. Their
+	// signatures count only as voters of that set (collect, Install).
+	ask := slices.Clone(servers)
+	for _, v := range base.Voters {
+		if p, err := peer.Decode(v); err == nil && p != c.h.ID() && !slices.Contains(ask, p) {
+			ask = append(ask, p)
+		}
+	}
+	for _, s := range ask {
 		if s == signers[0] {
 			continue
 		}
-		m, err := c.fetchManifest(ctx, s, base.Index)
+		m, err := manifest(s, base.Index)
 		if err != nil || !base.SameBody(&m) || !r.collect(&base, &m, applied) {
 			continue // moved on, or lying: the others may suffice
 		}
 		signers = append(signers, s)
+	}
+	// Short of a majority (the servers' heads differ while entries are
+	// committed), fetch nothing and try again: Install would refuse it
+	// and count an honest moment as a refusal.
+	newCount, oldCount := 0, 0
+	for _, sg := range base.Sigs {
+		ct := certify.Cert{Signer: sg.Signer}
+		id := ct.SignerID()
+		if base.Voters.Contains(id) {
+			newCount++
+		}
+		if applied.Voters.Contains(id) {
+			oldCount++
+		}
+	}
+	if newCount < base.Voters.Majority() || oldCount < applied.Voters.Majority() {
+		return fmt.Errorf("snapshot at %d: signed by %d of its %d voters and %d of the %d trusted, short of a majority",
+			base.Index, newCount, len(base.Voters), oldCount, len(applied.Voters))
 	}
 	var last error
 	for _, s := range signers {

@@ -3,6 +3,7 @@ package consensus
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -520,5 +521,30 @@ func TestEdgeReplacesLostStandby(t *testing.T) {
 	waitSameHead(t, all)
 	if want, got := snapshotBytes(t, rest[0].c.fsm), snapshotBytes(t, edge.c.fsm); !bytes.Equal(got, want) {
 		t.Fatalf("the former edge's state (%d bytes) differs from the servers' (%d bytes)", len(got), len(want))
+	}
+}
+
+// A server certifies its head only as a voter in force there: a
+// standby's certificate would be refused by every edge (not_voter), so
+// it signs none, while each voter does.
+func TestOnlyVotersAtHeadCertify(t *testing.T) {
+	m := newEdgeMesh(t, 1, false, false, func(*Config) {})
+	servers := m.servers()
+	head := waitSameHead(t, servers)
+	standbys := 0
+	for _, s := range servers {
+		_, err := s.c.CertifyHead()
+		switch voter := head.Voters.Contains(s.id()); {
+		case voter && err != nil:
+			t.Errorf("voter %s: %v", shortID(s.id()), err)
+		case !voter:
+			standbys++
+			if !errors.Is(err, ErrNotVoterAtHead) {
+				t.Errorf("standby %s certified its head: %v, want ErrNotVoterAtHead", shortID(s.id()), err)
+			}
+		}
+	}
+	if standbys != 1 {
+		t.Fatalf("%d standbys among %d servers, want 1", standbys, len(servers))
 	}
 }

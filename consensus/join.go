@@ -85,12 +85,14 @@ func (c *Consensus) Join(ctx context.Context, member peer.AddrInfo) error {
 		return fmt.Errorf("join through %s: %w", shortID(member.ID.String()), err)
 	}
 	if edge != nil && !c.inConfig() {
-		for i, v := range edge.Voters {
+		n := 0
+		for v, as := range edge.VoterAddrs {
 			p, err := peer.Decode(v)
-			if err != nil || p == c.h.ID() || i == maxJoinPeers {
+			if err != nil || p == c.h.ID() || n == maxJoinPeers {
 				continue
 			}
-			if addrs := parseAddrs(edge.VoterAddrs[v]); len(addrs) > 0 {
+			n++
+			if addrs := parseAddrs(as); len(addrs) > 0 {
 				c.h.Peerstore().AddAddrs(p, addrs, peerstore.PermanentAddrTTL)
 			}
 		}
@@ -208,10 +210,12 @@ func (c *Consensus) joinOnce(ctx context.Context, req *rpcRequest) (rpcResponse,
 	c.h.ConnManager().Protect(id, connProtectTag)
 	if !c.knownInConfig(req.Node) && c.serversFull() {
 		// An edge: on the roster, not a raft peer (edge.go).
+		// The addresses of every server, standbys too: a standby
+		// promoted while the edge catches up is a voter it must ask.
 		voters := c.configVoters()
 		addrs := map[string][]string{}
-		for _, v := range voters {
-			if m, ok := c.fsm.member(v); ok && len(m.Addrs) > 0 {
+		for _, v := range c.configServerIDs() {
+			if m, ok := c.fsm.member(v); ok && len(m.Addrs) > 0 && len(addrs) < maxJoinPeers {
 				addrs[v] = m.Addrs
 			}
 		}

@@ -79,8 +79,10 @@ type rpcResponse struct {
 	// certify.Edge on (edge.go).
 	Edge   bool     `json:"edge,omitempty"`
 	Voters []string `json:"voters,omitempty"`
-	// VoterAddrs are the voters' listen addresses as the roster holds
-	// them, for an edge that knows no peer but the one it joined through.
+	// VoterAddrs are the servers' listen addresses (voters and standbys,
+	// at most maxJoinPeers) as the roster holds them, for an edge that
+	// knows no peer but the one it joined through: a standby may be a
+	// voter by the time the edge asks for a certified snapshot.
 	VoterAddrs map[string][]string `json:"voter_addrs,omitempty"`
 	// Results answer propose_batch: one per command, in order.
 	Results []rpcResponse `json:"results,omitempty"`

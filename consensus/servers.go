@@ -73,6 +73,24 @@ func (c *Consensus) configVoters() []string {
 	return out
 }
 
+// configServerIDs lists every server of the raft configuration (voters
+// and standbys), voters first, each group sorted.
+func (c *Consensus) configServerIDs() []string {
+	var voters, others []string
+	if f := c.raft.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			if s.Suffrage == raft.Voter {
+				voters = append(voters, string(s.ID))
+			} else {
+				others = append(others, string(s.ID))
+			}
+		}
+	}
+	slices.Sort(voters)
+	slices.Sort(others)
+	return append(voters, others...)
+}
+
 // IsEdge reports whether this node runs as an edge: on the roster,
 // applying certified entries, in no raft configuration.
 func (c *Consensus) IsEdge() bool {
