@@ -15,6 +15,28 @@ import (
 
 // testnetFlags are the flags `meshward testnet` and `meshward testnet
 // run` share.
+// testnetReport is what the reports of both runs (the brute force and a
+// scenario file) give the output.
+type testnetReport interface {
+	ChartData() testnet.ChartData
+	WriteJSON(io.Writer) error
+	WriteText(io.Writer) error
+}
+
+// write puts rep where the flags say: the report directory (--report),
+// then JSON or text on standard output.
+func (tf *testnetFlags) write(cmd *cobra.Command, rep testnetReport, nodes int) error {
+	if tf.report != "" {
+		if err := testnet.WriteReportDir(tf.report, rep, rep.ChartData(), testnet.ReadProcessStats(nodes)); err != nil {
+			return err
+		}
+	}
+	if tf.output == "json" {
+		return rep.WriteJSON(cmd.OutOrStdout())
+	}
+	return rep.WriteText(cmd.OutOrStdout())
+}
+
 type testnetFlags struct {
 	output, report, profile string
 	verbose, progress       bool
@@ -107,16 +129,7 @@ a scenario file instead.`,
 			if rep == nil {
 				return err
 			}
-			if tf.report != "" {
-				if werr := testnet.WriteReportDir(tf.report, rep, rep.ChartData(), testnet.ReadProcessStats(rep.Nodes)); werr != nil {
-					return werr
-				}
-			}
-			if tf.output == "json" {
-				if werr := rep.WriteJSON(cmd.OutOrStdout()); werr != nil {
-					return werr
-				}
-			} else if werr := rep.WriteText(cmd.OutOrStdout()); werr != nil {
+			if werr := tf.write(cmd, rep, rep.Nodes); werr != nil {
 				return werr
 			}
 			if err != nil || !rep.OK() {
@@ -177,16 +190,7 @@ tree's testnet/scenarios.`,
 			if rep == nil {
 				return err
 			}
-			if tf.report != "" {
-				if werr := testnet.WriteReportDir(tf.report, rep, rep.ChartData(), testnet.ReadProcessStats(rep.Nodes)); werr != nil {
-					return werr
-				}
-			}
-			if tf.output == "json" {
-				if werr := rep.WriteJSON(cmd.OutOrStdout()); werr != nil {
-					return werr
-				}
-			} else if werr := rep.WriteText(cmd.OutOrStdout()); werr != nil {
+			if werr := tf.write(cmd, rep, rep.Nodes); werr != nil {
 				return werr
 			}
 			if err != nil {
