@@ -16,35 +16,18 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/meshward/meshward/admin"
 	"github.com/meshward/meshward/detectors"
 	"github.com/meshward/meshward/intel/attack"
 )
 
-// coverageReport is the JSON form of `rules coverage`.
-type coverageReport struct {
-	Catalog  string           `json:"catalog"`
-	Rules    int              `json:"rules"`
-	Tactics  []tacticCoverage `json:"tactics"`
-	Problems []ruleProblem    `json:"problems"`
-}
-
-type tacticCoverage struct {
-	ID         string   `json:"id"`
-	Name       string   `json:"name"`
-	Techniques int      `json:"techniques"`
-	Covered    []string `json:"covered"`
-	// Rules are the rules reporting a technique (or sub-technique) of
-	// the tactic, in name order.
-	Rules []string `json:"rules"`
-}
-
-// ruleProblem is a rule whose technique is not an active one in the
-// catalog: unknown, revoked, deprecated or malformed.
-type ruleProblem struct {
-	Rule      string `json:"rule"`
-	Technique string `json:"technique"`
-	Problem   string `json:"problem"`
-}
+// The JSON form of `rules coverage` is the admin API's (GET /v1/coverage):
+// one shape for the file-based command and the node's answer.
+type (
+	coverageReport = admin.AttackCoverage
+	tacticCoverage = admin.TacticCoverage
+	ruleProblem    = admin.RuleProblem
+)
 
 func newRulesCoverageCmd() *cobra.Command {
 	var dir, attackPath, output string
