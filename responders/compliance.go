@@ -95,11 +95,9 @@ type Compliance struct {
 
 	checkMu sync.Mutex // one check at a time
 
-	mu      sync.Mutex
-	st      ComplianceStatus
-	started bool
-	closed  bool
-	group   *routine.Group
+	mu sync.Mutex
+	st ComplianceStatus
+	bg routine.Loop
 
 	checksN, drifts, repairs, repairFailures, checkErrors, dropped atomic.Uint64
 }
@@ -142,25 +140,12 @@ func (c *Compliance) Trigger() {
 // once, then every Interval and on each Trigger. Calling it again, or
 // after Close, does nothing.
 func (c *Compliance) Start(ctx context.Context) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.started || c.closed {
-		return
-	}
-	c.started = true
-	c.group = routine.New(ctx)
-	c.group.Go(c.loop)
+	c.bg.Start(ctx, c.loop)
 }
 
 // Close stops the loop and waits for it. Idempotent; returns nil.
 func (c *Compliance) Close() error {
-	c.mu.Lock()
-	c.closed = true
-	g := c.group
-	c.mu.Unlock()
-	if g != nil {
-		g.Close()
-	}
+	c.bg.Close()
 	return nil
 }
 

@@ -123,10 +123,7 @@ type Reconciler struct {
 	// failed call, or no full pass yet); its next pass compares in full.
 	stale []bool
 
-	mu      sync.Mutex
-	started bool
-	closed  bool
-	group   *routine.Group // the loop, from Start
+	bg routine.Loop // the loop, from Start
 
 	passes, fullPasses, failures, added, removed, belowFloor atomic.Uint64
 	meshChanges, meshResyncs                                 atomic.Uint64
@@ -193,26 +190,13 @@ func (r *Reconciler) Trigger() {
 // a failed pass the next comes sooner, backing off from 250ms up to
 // Interval. Calling Start again, or after Close, does nothing.
 func (r *Reconciler) Start(ctx context.Context) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.started || r.closed {
-		return
-	}
-	r.started = true
-	r.group = routine.New(ctx)
-	r.group.Go(r.loop)
+	r.bg.Start(ctx, r.loop)
 }
 
 // Close stops the loop and waits for it, including a pass in progress
 // (whose context it cancels). It is idempotent and always returns nil.
 func (r *Reconciler) Close() error {
-	r.mu.Lock()
-	r.closed = true
-	g := r.group
-	r.mu.Unlock()
-	if g != nil {
-		g.Close()
-	}
+	r.bg.Close()
 	return nil
 }
 

@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -118,10 +117,7 @@ type Webhook struct {
 	queue Queue
 	wake  chan struct{}
 
-	mu      sync.Mutex
-	started bool
-	closed  bool
-	group   *routine.Group // the delivery loop, from Start
+	bg routine.Loop // the delivery loop, from Start
 
 	queued, delivered, retries, redirects, rejected, qerrs atomic.Uint64
 }
@@ -147,14 +143,7 @@ func New(cfg Config, q Queue) (*Webhook, error) {
 // Start delivers what the queue holds, in the background, until ctx ends
 // or Close is called. Calling it again, or after Close, does nothing.
 func (w *Webhook) Start(ctx context.Context) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.started || w.closed {
-		return
-	}
-	w.started = true
-	w.group = routine.New(ctx)
-	w.group.Go(w.run)
+	w.bg.Start(ctx, w.run)
 }
 
 // Name implements siem.Sink.
@@ -196,13 +185,7 @@ func (w *Webhook) Stats() Stats {
 // Close stops delivery, waiting for a request in flight (whose outcome is
 // recorded). Undelivered events stay queued. Idempotent; always nil.
 func (w *Webhook) Close() error {
-	w.mu.Lock()
-	w.closed = true
-	g := w.group
-	w.mu.Unlock()
-	if g != nil {
-		g.Close()
-	}
+	w.bg.Close()
 	return nil
 }
 
