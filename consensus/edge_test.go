@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"testing"
@@ -546,5 +547,40 @@ func TestOnlyVotersAtHeadCertify(t *testing.T) {
 	}
 	if standbys != 1 {
 		t.Fatalf("%d standbys among %d servers, want 1", standbys, len(servers))
+	}
+}
+
+// A peer that is not a member asking for a certified snapshot gets the
+// refused status, nothing of the state, and is counted not_member.
+func TestSnapshotProtocolRefusesStrangers(t *testing.T) {
+	log := testLogger(t)
+	nodes := formCluster(t, 1, func(founder bool, secret string) *testNode {
+		return newTestNodeWith(t, log, founder, secret, func(*Config) {})
+	})
+	server := nodes[0]
+	stranger := newTestHost(t, newKey(t), mustGater(t))
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := stranger.Connect(ctx, server.info()); err != nil {
+		t.Fatal(err)
+	}
+	before := server.c.TransportRefusals().Count(string(SnapshotProtocol), RefusedNotMember)
+	s, err := stranger.NewStream(ctx, server.h.ID(), SnapshotProtocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var req [snapRequestSize]byte
+	req[0], req[1] = snapRequestVersion, snapKindState
+	if _, err := s.Write(req[:]); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.CloseWrite()
+	answer, _ := io.ReadAll(s)
+	if len(answer) == 0 || answer[0] != snapStatusRefused || len(answer) > 9 {
+		t.Fatalf("a stranger's request was answered %v, want the refused status alone", answer)
+	}
+	if got := server.c.TransportRefusals().Count(string(SnapshotProtocol), RefusedNotMember); got != before+1 {
+		t.Fatalf("not_member refusals %d, want %d", got, before+1)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -74,5 +75,26 @@ func TestCertifiedTopicChecksAndCounts(t *testing.T) {
 	defer mu.Unlock()
 	if ct.Accepted() != 1 || len(got) != 1 || string(got[0]) != "entries" {
 		t.Fatalf("accepted %d, handled %q", ct.Accepted(), got)
+	}
+}
+
+// A stranger's message on the certified topic never reaches the Handler:
+// it is refused not_member and counted.
+func TestCertifiedTopicRefusesStrangers(t *testing.T) {
+	stranger := newRogue(t, nil, DefaultCertifiedTopic)
+	n := startMeshNode(t, nil, newMemLog(), Options{Roster: &switchRoster{}})
+	var handled atomic.Int32
+	ct, err := n.g.JoinCertified(CertifiedOptions{Handler: func(context.Context, peer.ID, []byte) error {
+		handled.Add(1)
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger.reach(t, n.h)
+	stranger.publish(t, []byte("entries"))
+	waitFor(t, 10*time.Second, "the stranger's message refused", func() bool { return ct.Refused()[ReasonNotMember] == 1 })
+	if handled.Load() != 0 || ct.Accepted() != 0 {
+		t.Fatalf("a stranger's message was handled (%d) or accepted (%d)", handled.Load(), ct.Accepted())
 	}
 }
