@@ -123,57 +123,26 @@ func Start(ctx context.Context, opts Options) (_ *Mesh, err error) {
 	}
 	var addrs []string
 	for i := range opts.Nodes {
-		dir := filepath.Join(m.dir, fmt.Sprintf("node-%02d", i))
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("testnet: %w", err)
-		}
-		authLog := filepath.Join(dir, "auth.log")
-		if err := os.WriteFile(authLog, nil, 0o600); err != nil {
-			return nil, fmt.Errorf("testnet: %w", err)
-		}
-		cfg := node.DefaultConfig()
-		cfg.DataDir = dir
-		cfg.Site = fmt.Sprintf("site-%02d", i)
-		cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
-		cfg.Peers = prof.dialPeers(addrs)
-		cfg.Consensus.JoinToken = token
+		s := nodeSpec{Index: i, Peers: prof.dialPeers(addrs), Token: token}
 		if i == 0 {
-			cfg.Consensus.Bootstrap = true
-			cfg.Consensus.BootstrapOperators = []string{operatorKeyText(m.operator)}
+			s.Operator = operatorKeyText(m.operator)
 		} else {
-			cfg.Consensus.Join = []string{m.Nodes[0].Addrs()[0]}
+			s.Join = m.Nodes[0].Addrs()[0]
 		}
-		cfg.Corroboration.MinNodes = opts.MinNodes
-		cfg.LocalBlock.Enabled = opts.LocalBlock
-		cfg.Detectors.Paths = []string{authLog}
-		cfg.Detectors.FromStart = true
-		cfg.Detectors.PollInterval = 20 * time.Millisecond
-		cfg.Responders.Resync = 5 * time.Second
-		prof.configure(&cfg)
-		if opts.Configure != nil {
-			opts.Configure(i, &cfg)
+		cfg, authLog, err := m.nodeConfig(prof, s)
+		if err != nil {
+			return nil, err
 		}
 		if w := prof.joinWindow; w > 0 && i >= w {
-			prev := m.Nodes[i-w]
-			if err := Poll(ctx, 20*time.Millisecond, func() (bool, string) {
-				return prev.Consensus().IsMember(prev.ID()), fmt.Sprintf("node %d is not admitted yet", i-w)
-			}); err != nil {
-				return nil, fmt.Errorf("testnet: %w", err)
+			if err := waitAdmitted(ctx, m.Nodes[i-w], i-w); err != nil {
+				return nil, err
 			}
 		}
-		g := newGater()
-		n, st, err := m.startNode(ctx, i, cfg, g)
+		n, err := m.addNode(ctx, i, cfg, authLog)
 		if err != nil {
-			return nil, fmt.Errorf("testnet: start node %d: %w", i, err)
+			return nil, err
 		}
-		m.Nodes = append(m.Nodes, n)
-		m.stores = append(m.stores, st)
-		m.gaters = append(m.gaters, g)
-		m.logs = append(m.logs, authLog)
-		m.cfgs = append(m.cfgs, cfg)
-		m.down = append(m.down, false)
 		addrs = append(addrs, n.Addrs()[0])
-		m.startedNode(n)
 		if i == 0 && opts.Nodes > 1 {
 			if token, err = m.createJoinToken(ctx, opts.Nodes-1); err != nil {
 				return nil, err
@@ -186,6 +155,85 @@ func Start(ctx context.Context, opts Options) (_ *Mesh, err error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// nodeSpec is what sets one node apart from the others of its mesh.
+type nodeSpec struct {
+	// Index is the node's index in the mesh.
+	Index int
+	// Peers are the addresses it dials at start.
+	Peers []string
+	// Join is the address of the node it joins through; empty for the
+	// founder, which registers Operator as its bootstrap operator.
+	Join, Operator string
+	// Token is the join token's secret (none for the founder).
+	Token string
+}
+
+// nodeConfig is the configuration of the node s describes under prof, as
+// Start gives it (Options.Configure applied), with its data directory and
+// empty auth.log made under the mesh's directory; it returns the
+// auth.log's path too.
+func (m *Mesh) nodeConfig(prof profile, s nodeSpec) (node.Config, string, error) {
+	dir := filepath.Join(m.dir, fmt.Sprintf("node-%02d", s.Index))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return node.Config{}, "", fmt.Errorf("testnet: %w", err)
+	}
+	authLog := filepath.Join(dir, "auth.log")
+	if err := os.WriteFile(authLog, nil, 0o600); err != nil {
+		return node.Config{}, "", fmt.Errorf("testnet: %w", err)
+	}
+	cfg := node.DefaultConfig()
+	cfg.DataDir = dir
+	cfg.Site = fmt.Sprintf("site-%02d", s.Index)
+	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
+	cfg.Peers = s.Peers
+	cfg.Consensus.JoinToken = s.Token
+	if s.Join == "" {
+		cfg.Consensus.Bootstrap = true
+		cfg.Consensus.BootstrapOperators = []string{s.Operator}
+	} else {
+		cfg.Consensus.Join = []string{s.Join}
+	}
+	cfg.Corroboration.MinNodes = m.opts.MinNodes
+	cfg.LocalBlock.Enabled = m.opts.LocalBlock
+	cfg.Detectors.Paths = []string{authLog}
+	cfg.Detectors.FromStart = true
+	cfg.Detectors.PollInterval = 20 * time.Millisecond
+	cfg.Responders.Resync = 5 * time.Second
+	prof.configure(&cfg)
+	if m.opts.Configure != nil {
+		m.opts.Configure(s.Index, &cfg)
+	}
+	return cfg, authLog, nil
+}
+
+// waitAdmitted waits until n (node i) is on its own roster.
+func waitAdmitted(ctx context.Context, n *node.Node, i int) error {
+	if err := Poll(ctx, 20*time.Millisecond, func() (bool, string) {
+		return n.Consensus().IsMember(n.ID()), fmt.Sprintf("node %d is not admitted yet", i)
+	}); err != nil {
+		return fmt.Errorf("testnet: %w", err)
+	}
+	return nil
+}
+
+// addNode starts node i (its index in the mesh) with cfg and appends it
+// to m.Nodes.
+func (m *Mesh) addNode(ctx context.Context, i int, cfg node.Config, authLog string) (*node.Node, error) {
+	g := newGater()
+	n, st, err := m.startNode(ctx, i, cfg, g)
+	if err != nil {
+		return nil, fmt.Errorf("testnet: start node %d: %w", i, err)
+	}
+	m.Nodes = append(m.Nodes, n)
+	m.stores = append(m.stores, st)
+	m.gaters = append(m.gaters, g)
+	m.logs = append(m.logs, authLog)
+	m.cfgs = append(m.cfgs, cfg)
+	m.down = append(m.down, false)
+	m.startedNode(n)
+	return n, nil
 }
 
 // startNode starts node i with cfg and the connection gater g. Under a
