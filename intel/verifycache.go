@@ -50,7 +50,8 @@ type VerifyCache struct {
 type verifyShard struct {
 	mu    sync.Mutex
 	index map[[sha256.Size]byte]int32 // digest -> slot
-	slots []verifySlot
+	slots []verifySlot                // grows to max, then recycled by the clock
+	max   int
 	hand  int
 }
 
@@ -74,9 +75,12 @@ type verifyMemo struct {
 func NewVerifyCache(size int) *VerifyCache {
 	per := max(1, (size+verifyCacheShards-1)/verifyCacheShards)
 	c := &VerifyCache{}
+	// The shards grow as digests arrive, up to per each: a node of a
+	// quiet mesh (or one of hundreds in a simulation) pays for what it
+	// remembers, not for the bound.
 	for i := range c.shards {
-		c.shards[i].index = make(map[[sha256.Size]byte]int32, per)
-		c.shards[i].slots = make([]verifySlot, per)
+		c.shards[i].index = make(map[[sha256.Size]byte]int32)
+		c.shards[i].max = per
 	}
 	c.signers.init(maxSignerKeys)
 	return c
@@ -146,7 +150,7 @@ func (c *VerifyCache) Stats() VerifyCacheStats {
 		s := &c.shards[i]
 		s.mu.Lock()
 		st.Len += len(s.index)
-		st.Cap += len(s.slots)
+		st.Cap += s.max
 		s.mu.Unlock()
 	}
 	return st
@@ -171,6 +175,11 @@ func (s *verifyShard) insert(d [sha256.Size]byte, m verifyMemo) {
 	defer s.mu.Unlock()
 	if _, ok := s.index[d]; ok {
 		return // verified concurrently by another caller
+	}
+	if len(s.slots) < s.max {
+		s.index[d] = int32(len(s.slots))
+		s.slots = append(s.slots, verifySlot{digest: d, memo: m, used: true})
+		return
 	}
 	for {
 		slot := &s.slots[s.hand]
@@ -238,7 +247,7 @@ func (k *signerKeys) init(size int) {
 	per := max(1, (size+verifyCacheShards-1)/verifyCacheShards)
 	for i := range k.shards {
 		k.shards[i].max = per
-		k.shards[i].m = make(map[[ed25519.PublicKeySize]byte]signer, per)
+		k.shards[i].m = make(map[[ed25519.PublicKeySize]byte]signer)
 	}
 }
 
