@@ -51,11 +51,17 @@ type ProcessStats struct {
 	PeakRSSMB        float64 `json:"peak_rss_mb"`
 	PeakRSSPerNodeMB float64 `json:"peak_rss_per_node_mb"`
 	Nodes            int     `json:"nodes"`
+	// PID is the process's ID; First its first node's index in the mesh.
+	PID   int `json:"pid,omitempty"`
+	First int `json:"first,omitempty"`
+	// Processes are each process's own figures when the mesh ran in
+	// several (procs.go), the above their sums.
+	Processes []ProcessStats `json:"processes,omitempty"`
 }
 
 // ReadProcessStats reads the process's figures for a mesh of nodes.
 func ReadProcessStats(nodes int) ProcessStats {
-	ps := ProcessStats{Nodes: nodes}
+	ps := ProcessStats{Nodes: nodes, PID: os.Getpid()}
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
 		return ps

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net/netip"
+	"os/exec"
 	"slices"
 	"text/tabwriter"
 	"time"
@@ -26,6 +27,16 @@ type ScenarioOptions struct {
 	Failures int
 	// Timeout bounds the whole scenario (default 2 minutes).
 	Timeout time.Duration
+	// Processes spreads the mesh over that many OS processes (procs.go);
+	// 0 or 1 runs every node in this process.
+	Processes int
+	// WorkerCommand returns the command of one worker process (one that
+	// calls ServeWorker on its standard input and output); nil runs this
+	// executable with WorkerArgs.
+	WorkerCommand func() *exec.Cmd
+	// WorkerStderr, if set, receives the workers' standard error (their
+	// logs); the last lines are kept in any case to explain a failure.
+	WorkerStderr io.Writer
 }
 
 // Percentiles summarise a latency distribution in milliseconds.
@@ -62,11 +73,14 @@ type Report struct {
 	// LineDetectMs is the time from the attack's log lines being written
 	// to the first detection anywhere (the file sources' wakeup and the
 	// rules); LineEnforceMs, from then to the block enforced on each node.
-	LineDetectMs   float64      `json:"line_detect_ms"`
-	LineEnforceMs  Percentiles  `json:"line_enforce_ms"`
-	StartupMs      float64      `json:"startup_ms"`
-	PerNode        []NodeReport `json:"per_node"`
-	Error          string       `json:"error,omitempty"`
+	LineDetectMs  float64     `json:"line_detect_ms"`
+	LineEnforceMs Percentiles `json:"line_enforce_ms"`
+	StartupMs     float64     `json:"startup_ms"`
+	// Memory is the peak resident set of the processes that ran the
+	// mesh, summed, and each process's own.
+	Memory         *ProcessStats `json:"memory,omitempty"`
+	PerNode        []NodeReport  `json:"per_node"`
+	Error          string        `json:"error,omitempty"`
 	firstDetection time.Time
 	linesWritten   time.Time
 }
@@ -90,6 +104,9 @@ func RunBruteForce(ctx context.Context, o ScenarioOptions) (*Report, error) {
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 2 * time.Minute
+	}
+	if o.Processes > 1 {
+		return runBruteForceProcs(ctx, o)
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
@@ -122,7 +139,10 @@ func RunBruteForce(ctx context.Context, o ScenarioOptions) (*Report, error) {
 		}
 		return true, ""
 	})
-	rep.fill(m, ind, o.Attacked)
+	rep.fill(meshTimelines(m, ind), o.Attacked)
+	rep.PolicyCommitted = policyCommitted(m.Nodes[0], rep.PolicyID)
+	ps := ReadProcessStats(len(m.Nodes))
+	rep.Memory = &ps
 	if werr != nil {
 		rep.Error = werr.Error()
 		return rep, fmt.Errorf("testnet: mesh did not converge: %w", werr)
@@ -130,11 +150,38 @@ func RunBruteForce(ctx context.Context, o ScenarioOptions) (*Report, error) {
 	return rep, nil
 }
 
-func (r *Report) fill(m *Mesh, ind intel.Indicator, attacked int) {
-	tls := make([]node.Timeline, len(m.Nodes))
+// NodeTimeline is one node's way of an indicator: its index in the mesh,
+// its site and ID, its timeline and whether it enforces a block now.
+type NodeTimeline struct {
+	Index     int           `json:"index"`
+	Site      string        `json:"site"`
+	ID        string        `json:"id"`
+	Timeline  node.Timeline `json:"timeline"`
+	Enforcing bool          `json:"enforcing"`
+}
+
+// meshTimelines returns the timelines of ind on m's nodes, in order.
+func meshTimelines(m *Mesh, ind intel.Indicator) []NodeTimeline {
+	nts := make([]NodeTimeline, len(m.Nodes))
 	for i, n := range m.Nodes {
-		tls[i], _ = n.Timeline(ind)
-		if d := tls[i].Detected; !d.IsZero() && (r.firstDetection.IsZero() || d.Before(r.firstDetection)) {
+		tl, _ := n.Timeline(ind)
+		nts[i] = NodeTimeline{Index: i, Site: n.Site(), ID: n.ID(), Timeline: tl, Enforcing: n.Enforcing(ind)}
+	}
+	return nts
+}
+
+// policyCommitted reports whether n holds the policy id as active.
+func policyCommitted(n *node.Node, id string) bool {
+	_, ok := n.Consensus().Policy(id, time.Now())
+	return ok
+}
+
+// fill computes the per-node report and the percentiles from nts, every
+// node's timeline in the order of their indexes; the nodes below
+// attacked were attacked.
+func (r *Report) fill(nts []NodeTimeline, attacked int) {
+	for _, nt := range nts {
+		if d := nt.Timeline.Detected; !d.IsZero() && (r.firstDetection.IsZero() || d.Before(r.firstDetection)) {
 			r.firstDetection = d
 		}
 	}
@@ -143,10 +190,10 @@ func (r *Report) fill(m *Mesh, ind intel.Indicator, attacked int) {
 	if !r.firstDetection.IsZero() && !r.linesWritten.IsZero() {
 		r.LineDetectMs = ms(r.firstDetection.Sub(r.linesWritten))
 	}
-	for i, n := range m.Nodes {
-		tl := tls[i]
-		nr := NodeReport{Site: n.Site(), ID: n.ID(), Attacked: i < attacked, Detected: !tl.Detected.IsZero(),
-			PropagationMs: -1, CommitMs: -1, EnforceMs: -1, LineEnforceMs: -1, Enforcing: n.Enforcing(ind)}
+	for _, nt := range nts {
+		tl := nt.Timeline
+		nr := NodeReport{Site: nt.Site, ID: nt.ID, Attacked: nt.Index < attacked, Detected: !tl.Detected.IsZero(),
+			PropagationMs: -1, CommitMs: -1, EnforceMs: -1, LineEnforceMs: -1, Enforcing: nt.Enforcing}
 		if !r.firstDetection.IsZero() {
 			if !tl.Received.IsZero() {
 				nr.PropagationMs = ms(tl.Received.Sub(r.firstDetection))
@@ -167,11 +214,6 @@ func (r *Report) fill(m *Mesh, ind intel.Indicator, attacked int) {
 			}
 		}
 		r.PerNode = append(r.PerNode, nr)
-	}
-	for _, p := range m.Nodes[0].Consensus().Policies(time.Now()) {
-		if p.ID == r.PolicyID {
-			r.PolicyCommitted = true
-		}
 	}
 	r.PropagationMs, r.CommitMs, r.EnforceMs = percentiles(prop), percentiles(commit), percentiles(enf)
 	r.LineEnforceMs = percentiles(lineEnf)

@@ -175,7 +175,7 @@ type nodeSpec struct {
 // empty auth.log made under the mesh's directory; it returns the
 // auth.log's path too.
 func (m *Mesh) nodeConfig(prof profile, s nodeSpec) (node.Config, string, error) {
-	dir := filepath.Join(m.dir, fmt.Sprintf("node-%02d", s.Index))
+	dir := nodeDataDir(m.dir, s.Index)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return node.Config{}, "", fmt.Errorf("testnet: %w", err)
 	}
