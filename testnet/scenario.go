@@ -245,7 +245,18 @@ func (r *Report) WriteJSON(w io.Writer) error {
 // WriteText writes the report as a human-readable timeline.
 func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "Meshward testnet: %d nodes on loopback, SSH brute force from %s replayed into %d of them\n\n", r.Nodes, r.Indicator, r.Attacked)
-	fmt.Fprintf(w, "mesh formed in %.0f ms (Raft roster and GossipSub topic complete)\n\n", r.StartupMs)
+	fmt.Fprintf(w, "mesh formed in %.0f ms (Raft roster and GossipSub topic complete)\n", r.StartupMs)
+	if m := r.Memory; m != nil {
+		fmt.Fprintf(w, "peak memory %.0f MB (%.1f MB a node)", m.PeakRSSMB, m.PeakRSSPerNodeMB)
+		if len(m.Processes) > 1 {
+			fmt.Fprintf(w, " over %d processes:", len(m.Processes))
+			for _, p := range m.Processes {
+				fmt.Fprintf(w, " %.0f MB (pid %d, %d nodes)", p.PeakRSSMB, p.PID, p.Nodes)
+			}
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tATTACKED\tDETECTED\tSIGHTING HELD\tBLOCK COMMITTED\tENFORCED\t")
 	for _, n := range r.PerNode {

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
 	"os"
+	"os/exec"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -27,7 +31,11 @@ type testnetReport interface {
 // then JSON or text on standard output.
 func (tf *testnetFlags) write(cmd *cobra.Command, rep testnetReport, nodes int) error {
 	if tf.report != "" {
-		if err := testnet.WriteReportDir(tf.report, rep, rep.ChartData(), testnet.ReadProcessStats(nodes)); err != nil {
+		ps := testnet.ReadProcessStats(nodes)
+		if r, ok := rep.(*testnet.Report); ok && r.Memory != nil {
+			ps = *r.Memory // every process's, when several ran the mesh
+		}
+		if err := testnet.WriteReportDir(tf.report, rep, rep.ChartData(), ps); err != nil {
 			return err
 		}
 	}
@@ -40,6 +48,7 @@ func (tf *testnetFlags) write(cmd *cobra.Command, rep testnetReport, nodes int) 
 type testnetFlags struct {
 	output, report, profile string
 	verbose, progress       bool
+	processes               int
 }
 
 func (f *testnetFlags) register(cmd *cobra.Command) {
@@ -49,6 +58,7 @@ func (f *testnetFlags) register(cmd *cobra.Command) {
 	fs.StringVar(&f.profile, "profile", "", "node resource profile: default or sim (fewer connections, longer heartbeats); empty: sim above 50 nodes")
 	fs.BoolVar(&f.progress, "progress", true, "show the mesh forming (nodes started, joined, ready) on stderr once a second")
 	fs.BoolVarP(&f.verbose, "verbose", "v", false, "print the nodes' logs to stderr")
+	fs.IntVar(&f.processes, "processes", 0, "spread the nodes over this many processes (each holds its own open files); 0: as many as the open-files limit needs")
 }
 
 func (f *testnetFlags) check() error {
@@ -58,7 +68,41 @@ func (f *testnetFlags) check() error {
 	if f.profile != "" && f.profile != testnet.ProfileDefault && f.profile != testnet.ProfileSim {
 		return fmt.Errorf("--profile %q: allowed values are %s and %s", f.profile, testnet.ProfileDefault, testnet.ProfileSim)
 	}
+	if f.processes < 0 {
+		return fmt.Errorf("--processes %d: must not be negative", f.processes)
+	}
 	return nil
+}
+
+// chooseProcesses resolves --processes for a mesh of nodes given the
+// open-files limit soft (0: unknown), telling w what it chose.
+func (f *testnetFlags) chooseProcesses(w io.Writer, nodes int, soft uint64) (int, error) {
+	if f.processes > nodes {
+		return 0, fmt.Errorf("--processes %d: more than the %d nodes", f.processes, nodes)
+	}
+	if f.processes > 0 {
+		return f.processes, nil
+	}
+	if soft == 0 {
+		return 1, nil
+	}
+	p, fds := testnet.ChooseProcesses(nodes, f.profile, soft)
+	fmt.Fprintf(w, "%d nodes in %d process(es): about %d open files in the busiest, of the %d allowed each\n", nodes, p, fds, soft)
+	return p, nil
+}
+
+// workerCommand runs this executable as a worker, logging to stderr with
+// --verbose.
+func (f *testnetFlags) workerCommand() (func() *exec.Cmd, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("--processes: this executable: %w", err)
+	}
+	args := slices.Clone(testnet.WorkerArgs)
+	if f.verbose {
+		args = append(args, "--verbose")
+	}
+	return func() *exec.Cmd { return exec.Command(exe, args...) }, nil
 }
 
 func (f *testnetFlags) logger() *slog.Logger {
@@ -76,11 +120,14 @@ func (f *testnetFlags) progressTo(w io.Writer) func(testnet.Progress) {
 }
 
 // raiseFileLimit lifts the open-files limit to the hard limit: every
-// node holds sockets and store files.
-func raiseFileLimit(w io.Writer) {
-	if _, _, err := testnet.RaiseFileLimit(); err != nil {
+// node holds sockets and store files. It returns the soft limit then (0
+// when it cannot tell).
+func raiseFileLimit(w io.Writer) uint64 {
+	soft, _, err := testnet.RaiseFileLimit()
+	if err != nil {
 		fmt.Fprintf(w, "warning: %v\n", err)
 	}
+	return soft
 }
 
 func newTestnetCmd() *cobra.Command {
@@ -101,11 +148,14 @@ until every node enforces the mesh-wide block. Prints the timeline; with
 Exits 0 only when every node enforces.
 
 Above 50 nodes the nodes run the sim profile (each dials a few peers, longer
-heartbeats) unless --profile says otherwise. "meshward testnet run FILE" runs
+heartbeats) unless --profile says otherwise. The nodes are spread over
+--processes processes (each holds its own open files), by default as many as
+the open-files limit needs; --processes 1 runs them all in this one. "meshward testnet run FILE" runs
 a scenario file instead.`,
 		Example: `  meshward testnet
   meshward testnet -n 7 --attacked 3 -o json
-  meshward testnet -n 200 --report ./report`,
+  meshward testnet -n 200 --report ./report
+  meshward testnet -n 300 --processes 3 -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := tf.check(); err != nil {
@@ -115,17 +165,31 @@ a scenario file instead.`,
 			if err != nil {
 				return fmt.Errorf("--attacker %q: %w", attacker, err)
 			}
-			raiseFileLimit(cmd.ErrOrStderr())
+			soft := raiseFileLimit(cmd.ErrOrStderr())
+			processes, err := tf.chooseProcesses(cmd.ErrOrStderr(), nodes, soft)
+			if err != nil {
+				return err
+			}
+			worker, err := tf.workerCommand()
+			if err != nil {
+				return err
+			}
 			if tf.output == "table" {
 				fmt.Fprintf(cmd.ErrOrStderr(), "starting %d nodes on 127.0.0.1...\n", nodes)
 			}
-			rep, err := testnet.RunBruteForce(cmd.Context(), testnet.ScenarioOptions{
+			o := testnet.ScenarioOptions{
 				Options: testnet.Options{Nodes: nodes, Logger: tf.logger(), MinNodes: minNodes, LocalBlock: localBlock,
 					Profile: tf.profile, Progress: tf.progressTo(cmd.ErrOrStderr())},
-				Attacked: attacked,
-				Attacker: addr,
-				Timeout:  timeout,
-			})
+				Attacked:      attacked,
+				Attacker:      addr,
+				Timeout:       timeout,
+				Processes:     processes,
+				WorkerCommand: worker,
+			}
+			if tf.verbose {
+				o.WorkerStderr = cmd.ErrOrStderr()
+			}
+			rep, err := testnet.RunBruteForce(cmd.Context(), o)
 			if rep == nil {
 				return err
 			}
@@ -146,7 +210,31 @@ a scenario file instead.`,
 	f.DurationVar(&timeout, "timeout", 2*time.Minute, "give up after this long")
 	f.BoolVar(&localBlock, "local-block", true, "let detecting nodes block at once, before the mesh agrees")
 	tf.register(cmd)
-	cmd.AddCommand(newTestnetRunCmd())
+	cmd.AddCommand(newTestnetRunCmd(), newTestnetWorkerCmd())
+	return cmd
+}
+
+// newTestnetWorkerCmd is the hidden command a worker process of
+// `meshward testnet --processes N` runs: it speaks the control protocol
+// on its standard input and output and runs the nodes it is given.
+func newTestnetWorkerCmd() *cobra.Command {
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:    "worker",
+		Short:  "Run a share of a testnet's nodes for the process that started it",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			raiseFileLimit(cmd.ErrOrStderr())
+			tf := testnetFlags{verbose: verbose}
+			err := testnet.ServeWorker(cmd.Context(), cmd.InOrStdin(), cmd.OutOrStdout(), tf.logger())
+			if errors.Is(err, context.Canceled) {
+				return nil // SIGTERM: the coordinator is gone
+			}
+			return err
+		},
+	}
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "print the nodes' logs to stderr")
 	return cmd
 }
 
@@ -176,6 +264,9 @@ tree's testnet/scenarios.`,
 			}
 			if size < 0 {
 				return fmt.Errorf("--size %d: must not be negative", size)
+			}
+			if tf.processes > 1 {
+				return fmt.Errorf("--processes %d: a scenario file runs in one process (its steps reach into every node); leave --processes out", tf.processes)
 			}
 			s, err := testnet.LoadScenario(args[0])
 			if err != nil {
