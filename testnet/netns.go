@@ -1,0 +1,75 @@
+//go:build linux
+
+package testnet
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Namespace mode (`meshward testnet run --netns`) runs every node as a
+// real `meshward agent` process in its own network namespace (Linux, as
+// root): netns_lab.go makes the namespaces, the hub's bridge and the
+// links; netns_mesh.go starts and stops the agents; netns_run.go drives
+// a scenario's timeline on them.
+
+// NetnsRunOptions adjust a scenario run in namespace mode.
+type NetnsRunOptions struct {
+	RunOptions
+	// Binary is the meshward binary the nodes run (default: this
+	// process's executable).
+	Binary string
+	// Started, if set, is called with the mesh once it formed (the
+	// tests read its lab and processes).
+	Started func(*NetnsMesh)
+}
+
+// Errors of namespace mode; each says what is missing.
+var (
+	// ErrNetnsNotRoot: namespace mode needs root (CAP_NET_ADMIN and
+	// CAP_SYS_ADMIN to create namespaces).
+	ErrNetnsNotRoot = errors.New("namespace mode needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN)")
+	// ErrNetnsNoCommand: a command the lab runs is not installed.
+	ErrNetnsNoCommand = errors.New("namespace mode needs a command that is not installed")
+	// ErrNetnsUnsupported: the kernel refused to make a namespace, a
+	// bridge or a veth pair.
+	ErrNetnsUnsupported = errors.New("this kernel or container cannot create network namespaces, bridges or veth pairs")
+	// ErrNetnsNoNetem: topology.links need the netem qdisc
+	// (CONFIG_NET_SCH_NETEM), which this kernel lacks.
+	ErrNetnsNoNetem = errors.New("topology.links need the kernel's netem qdisc (CONFIG_NET_SCH_NETEM), which this kernel does not have")
+)
+
+// ErrNetnsStep refuses what namespace mode cannot do: skew (an agent
+// reads the host's clock), rogue and stranger (they need a member's key
+// or a libp2p host inside the test process), and resource profiles.
+var ErrNetnsStep = errors.New("not supported in namespace mode")
+
+// NetnsSupports checks, before anything starts, that every step of s can
+// run in namespace mode (profile: the --profile override).
+func NetnsSupports(s *Scenario, profile string) error {
+	if p := firstNonEmpty(profile, s.Topology.Profile); p != "" && p != ProfileDefault {
+		return fmt.Errorf("profile %q: %w (every agent runs its default configuration)", p, ErrNetnsStep)
+	}
+	for i, st := range s.Timeline {
+		why := ""
+		switch {
+		case st.Skew != nil:
+			why = "skew (an agent process reads the host's real-time clock; a time namespace cannot move it)"
+		case st.Rogue != nil:
+			why = "rogue (it signs with a member's key inside the testnet process)"
+		case st.Stranger != nil:
+			why = "stranger (a libp2p host of the testnet process)"
+		}
+		if why != "" {
+			return fmt.Errorf("timeline[%d] (line %d): %s: %w", i, s.stepLine(i), why, ErrNetnsStep)
+		}
+	}
+	return nil
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}

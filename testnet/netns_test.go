@@ -1,0 +1,403 @@
+//go:build linux
+
+package testnet
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/internal/testenv"
+	"github.com/meshward/meshward/responders/nft"
+)
+
+// needNetns stops t (skip, or fail under MESHWARD_REQUIRE_PRIVILEGED=1)
+// unless namespace mode can run here.
+func needNetns(t *testing.T) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	testenv.RequireCommand(t, "ip", "iproute2")
+	if err := NetnsPreflight(false); err != nil {
+		testenv.Unavailable(t, "namespace mode: %v", err)
+	}
+}
+
+// meshwardBinary builds cmd/meshward into a directory of t (or takes
+// MESHWARD_BINARY), for the agents to run.
+func meshwardBinary(t *testing.T) string {
+	t.Helper()
+	if b := os.Getenv("MESHWARD_BINARY"); b != "" {
+		return b
+	}
+	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	out := filepath.Join(t.TempDir(), "meshward")
+	cmd := exec.Command(gobin, "build", "-o", out, "github.com/meshward/meshward/cmd/meshward")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build cmd/meshward: %v\n%s", err, b)
+	}
+	return out
+}
+
+// netemAvailable reports whether this kernel has netem: a lab of one
+// node, links to itself refused or not.
+func netemAvailable(t *testing.T) bool {
+	t.Helper()
+	if _, err := exec.LookPath("tc"); err != nil {
+		return false
+	}
+	ctx := context.Background()
+	l, err := NewLab(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	err = l.probeNetem(ctx)
+	if err != nil && !errors.Is(err, ErrNetnsNoNetem) {
+		t.Fatal(err)
+	}
+	return err == nil
+}
+
+// assertCleanedUp: no namespace with prefix, no agent process left.
+func assertCleanedUp(t *testing.T, prefix string, pids []int) {
+	t.Helper()
+	left, err := LeftoverNamespaces(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) > 0 {
+		t.Errorf("namespaces left after Close: %v", left)
+	}
+	if len(pids) == 0 {
+		t.Error("no agent process recorded")
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("agent process %d still exists after Close (kill -0: %v)", pid, err)
+		}
+	}
+}
+
+// TestNetnsLabPartition: the hub's bridge carries traffic between node
+// namespaces; a partition drops it between groups and not inside one;
+// a heal restores it; Close removes every namespace.
+func TestNetnsLabPartition(t *testing.T) {
+	needNetns(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := NewLab(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if !strings.HasPrefix(l.Namespace(2), l.Prefix()) || !LabPrefix.Contains(l.Addr(2)) {
+		t.Fatalf("node 2: namespace %s, address %s: want prefix %s and %s", l.Namespace(2), l.Addr(2), l.Prefix(), LabPrefix)
+	}
+	var addrs []string
+	for i := range 3 {
+		addrs = append(addrs, labListen(t, l, i))
+	}
+	dial := func(from, to int) error {
+		dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		_, err := l.DialTime(dctx, from, addrs[to])
+		return err
+	}
+	for _, p := range [][2]int{{0, 1}, {1, 2}, {2, 0}} {
+		if err := dial(p[0], p[1]); err != nil {
+			t.Fatalf("before the partition, node %d to node %d: %v", p[0], p[1], err)
+		}
+	}
+	if err := l.Partition([]int{0}, []int{1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := dial(1, 2); err != nil {
+		t.Errorf("inside a group, node 1 to node 2: %v", err)
+	}
+	for _, p := range [][2]int{{0, 1}, {2, 0}} {
+		if err := dial(p[0], p[1]); err == nil {
+			t.Errorf("across the partition, node %d reached node %d", p[0], p[1])
+		}
+	}
+	if err := l.Heal(); err != nil {
+		t.Fatal(err)
+	}
+	if err := dial(0, 2); err != nil {
+		t.Errorf("after the heal, node 0 to node 2: %v", err)
+	}
+	prefix := l.Prefix()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := LeftoverNamespaces(prefix); len(left) > 0 {
+		t.Errorf("namespaces left after Close: %v", left)
+	}
+}
+
+// labListen listens on node i's address in its namespace, accepting
+// and closing until the test ends.
+func labListen(t *testing.T, l *Lab, i int) string {
+	t.Helper()
+	var ln net.Listener
+	if err := l.inNS(l.Namespace(i), func() error {
+		var err error
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(l.Addr(i), 0).String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// netnsScenario is the scenario the namespace-mode test runs: a brute
+// force seen in both groups blocked everywhere; a node SIGKILLed, an
+// attack blocked without it, the node restarted and caught up; an
+// operator block through the admin API; an attacker seen at one site
+// only never blocked.
+const netnsScenario = `
+name: netns
+topology:
+  nodes: 4
+  groups: {east: [0, 1], west: rest}
+%LINKS%
+timeline:
+  - name: brute force in both groups
+    attack: {kind: brute_force, from: 203.0.113.66, nodes: [0, 2]}
+  - name: blocked everywhere
+    expect:
+      committed: 203.0.113.66
+      enforced: {indicator: 203.0.113.66, on: all}
+      within: 30s
+  - kill: 3
+  - attack: {kind: brute_force, from: 203.0.113.67, nodes: [1, 2]}
+  - name: blocked while node 3 is down
+    expect:
+      enforced: {indicator: 203.0.113.67, on: [0, 1, 2]}
+      within: 30s
+  - restart: killed
+  - name: node 3 caught up
+    expect:
+      running: all
+      enforced: {indicator: 203.0.113.67, on: all}
+      within: 30s
+  - operator: {block: 198.51.100.7}
+  - name: operator block
+    expect:
+      enforced: {indicator: 198.51.100.7, on: all}
+      within: 30s
+  - name: seen at one site only
+    attack: {kind: brute_force, from: 203.0.113.69, nodes: [3]}
+  - name: one site is not enough
+    expect:
+      never_blocked: [203.0.113.69]
+      not_enforced: {indicator: 203.0.113.69, on: all}
+      within: 20s
+`
+
+// TestNetns runs namespace mode end to end: a scenario (every node a
+// meshward agent in its own namespace) whose expectations read the admin
+// APIs and the namespaces' kernel sets; then a mesh whose kernel sets the
+// test reads itself, with the link latency measured where the kernel has
+// netem; and that nothing is left afterwards.
+func TestNetns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts agent processes in network namespaces")
+	}
+	needNetns(t)
+	bin := meshwardBinary(t)
+	netem := netemAvailable(t)
+	const latency = 40 * time.Millisecond
+
+	t.Run("scenario", func(t *testing.T) {
+		links := ""
+		if netem {
+			links = "  links: [{between: [east, west], latency: 40ms}]"
+		}
+		s, err := ParseScenario("netns.yaml", []byte(strings.Replace(netnsScenario, "%LINKS%", links, 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		var m *NetnsMesh
+		var narration bytes.Buffer
+		rep, err := RunScenarioNetns(ctx, s, NetnsRunOptions{Binary: bin,
+			RunOptions: RunOptions{Dir: t.TempDir(), Narrate: &narration},
+			Started:    func(x *NetnsMesh) { m = x }})
+		t.Logf("narration:\n%s", narration.String())
+		if rep != nil {
+			var b bytes.Buffer
+			rep.WriteText(&b)
+			t.Logf("report:\n%s", b.String())
+		}
+		if m == nil {
+			t.Fatalf("the mesh did not start: %v", err)
+		}
+		if err != nil {
+			for i := range m.Size() {
+				if b, rerr := os.ReadFile(filepath.Join(m.nodeDir(i), "agent.log")); rerr == nil {
+					t.Logf("node %d agent.log (tail):\n%s", i, tailLines(b, 30))
+				}
+			}
+			t.Fatal(err)
+		}
+		if len(rep.Expectations) != 9 {
+			t.Errorf("%d expectations judged, want 9 (the never_blocked one twice)", len(rep.Expectations))
+		}
+		if got := len(m.PIDs()); got != 5 {
+			t.Errorf("%d agent processes started, want 5 (4 and a restart)", got)
+		}
+		assertCleanedUp(t, m.Lab.Prefix(), m.PIDs())
+	})
+
+	t.Run("kernel", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		o := NetnsOptions{Nodes: 3, Binary: bin, Dir: t.TempDir()}
+		if netem {
+			o.Links = []LabLink{{A: []int{0}, B: []int{1, 2}, Latency: latency}}
+		}
+		m, err := StartNetns(ctx, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		attacker := netip.MustParseAddr("203.0.113.70")
+		for _, i := range []int{0, 1} {
+			if err := appendFile(m.AuthLog(i), SSHBruteForceLog(m.Site(i), attacker, 12, time.Now())); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ind := intel.IndicatorFromAddr(attacker)
+		for i := range m.Size() {
+			err := Poll(ctx, 50*time.Millisecond, func() (bool, string) {
+				set, err := m.Lab.KernelBlocks(i, nft.DefaultTable)
+				if err != nil {
+					return false, err.Error()
+				}
+				return set[ind.Value], "the kernel set does not hold it"
+			})
+			if err != nil {
+				t.Fatalf("node %d (namespace %s): %s: %v", i, m.Lab.Namespace(i), attacker, err)
+			}
+		}
+		// Each namespace has its own kernel state: the host's has no
+		// meshward table from this run, and a namespace's table is its own.
+		if set, err := m.Lab.KernelBlocks(0, "no_such_table"); err != nil || len(set) != 0 {
+			t.Errorf("a missing table reads as %v, %v; want empty", set, err)
+		}
+		// Latency: a TCP handshake from node 0 to node 1 is a round trip
+		// through two netem qdiscs; inside a group there is none.
+		if !netem {
+			t.Log("the kernel has no netem (CONFIG_NET_SCH_NETEM): latency not checked")
+		} else {
+			rtt, err := m.Lab.DialTime(ctx, 0, m.TCPAddr(1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rtt < latency {
+				t.Errorf("round trip from node 0 to node 1 took %s, want at least the link's %s", rtt, latency)
+			}
+			t.Logf("round trip across the link %s (latency %s each way)", rtt, latency)
+		}
+		prefix, dir := m.Lab.Prefix(), m.Dir()
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+		assertCleanedUp(t, prefix, m.PIDs())
+		if _, err := os.Stat(dir); err != nil {
+			t.Errorf("the data directory given in Dir was removed: %v", err)
+		}
+	})
+
+	t.Run("netem", func(t *testing.T) {
+		if !netem {
+			testenv.Unavailable(t, "needs the kernel's netem qdisc (CONFIG_NET_SCH_NETEM) for topology.links")
+		}
+	})
+}
+
+func tailLines(b []byte, n int) string {
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// TestNetnsRefusals: what namespace mode cannot do is refused by name
+// before anything starts.
+func TestNetnsRefusals(t *testing.T) {
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"skew", "name: x\ntopology: {nodes: 2}\ntimeline:\n  - skew: {nodes: [1], by: 1m}\n", "skew"},
+		{"rogue", "name: x\ntopology: {nodes: 2}\ntimeline:\n  - rogue: {node: 1, flood: 10}\n", "rogue"},
+		{"stranger", "name: x\ntopology: {nodes: 2}\ntimeline:\n  - stranger: {node: 1, protocols: [raft]}\n", "stranger"},
+		{"profile", "name: x\ntopology: {nodes: 2, profile: sim}\ntimeline:\n  - expect: {running: all}\n", "profile"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := ParseScenario("x.yaml", []byte(tc.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep, err := RunScenarioNetns(context.Background(), s, NetnsRunOptions{Binary: "/nonexistent"})
+			if !errors.Is(err, ErrNetnsStep) || !strings.Contains(err.Error(), tc.want) || rep != nil {
+				t.Fatalf("got %v, %v; want ErrNetnsStep naming %s", rep, err, tc.want)
+			}
+		})
+	}
+	t.Run("links without netem", func(t *testing.T) {
+		needNetns(t)
+		if netemAvailable(t) {
+			t.Skip("this kernel has netem")
+		}
+		s, err := ParseScenario("x.yaml", []byte("name: x\ntopology:\n  nodes: 2\n  groups: {a: [0], b: [1]}\n  links: [{between: [a, b], latency: 10ms}]\ntimeline:\n  - expect: {running: all}\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := RunScenarioNetns(context.Background(), s, NetnsRunOptions{Binary: os.Args[0]})
+		if !errors.Is(err, ErrNetnsNoNetem) || rep != nil {
+			t.Fatalf("got %v, %v; want ErrNetnsNoNetem", rep, err)
+		}
+	})
+}
+
+// TestSumSeries reads counters from Prometheus text exposition.
+func TestSumSeries(t *testing.T) {
+	text := `# HELP meshward_gossip_rejected_total x
+# TYPE meshward_gossip_rejected_total counter
+meshward_gossip_rejected_total{reason="stale",topic="s"} 3
+meshward_gossip_rejected_total{reason="forged",topic="s"} 2
+meshward_gossip_rejected_total{reason="stale",topic="t"} 1
+meshward_gossip_rejected_totally 100
+`
+	for _, tc := range []struct {
+		reason string
+		want   float64
+	}{{"stale", 4}, {"", 6}, {"replay", 0}} {
+		got, err := sumSeries(strings.NewReader(text), "meshward_gossip_rejected_total", tc.reason)
+		if err != nil || got != tc.want {
+			t.Errorf("reason %q: %v, %v; want %v", tc.reason, got, err, tc.want)
+		}
+	}
+}
