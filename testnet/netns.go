@@ -5,6 +5,10 @@ package testnet
 import (
 	"errors"
 	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
 )
 
 // Namespace mode (`meshward testnet run --netns`) runs every node as a
@@ -72,4 +76,34 @@ func firstNonEmpty(a, b string) string {
 		return a
 	}
 	return b
+}
+
+// BruteForceScenario is `meshward testnet`'s default run as a scenario:
+// an SSH brute force from attacker written into the auth logs of the
+// first attacked nodes, then the block committed and enforced on every
+// node within timeout (the whole run's bound too).
+func BruteForceScenario(nodes, attacked, minNodes int, attacker netip.Addr, localBlock bool, timeout time.Duration) (*Scenario, error) {
+	if attacked < 1 || attacked > nodes {
+		return nil, fmt.Errorf("--attacked %d: from 1 to the %d nodes", attacked, nodes)
+	}
+	if timeout <= 0 {
+		return nil, fmt.Errorf("--timeout %s: must be positive", timeout)
+	}
+	var at []string
+	for i := range attacked {
+		at = append(at, strconv.Itoa(i))
+	}
+	y := fmt.Sprintf(`name: brute-force
+topology: {nodes: %d, min_nodes: %d, local_block: %t}
+timeout: %s
+timeline:
+  - name: brute force
+    attack: {kind: brute_force, from: %s, nodes: [%s]}
+  - name: blocked everywhere
+    expect:
+      committed: %s
+      enforced: {indicator: %s, on: all}
+      within: %s
+`, nodes, minNodes, localBlock, timeout, attacker, strings.Join(at, ", "), attacker, attacker, timeout)
+	return ParseScenario("meshward testnet --netns", []byte(y))
 }

@@ -210,6 +210,7 @@ a scenario file instead.`,
 	f.DurationVar(&timeout, "timeout", 2*time.Minute, "give up after this long")
 	f.BoolVar(&localBlock, "local-block", true, "let detecting nodes block at once, before the mesh agrees")
 	tf.register(cmd)
+	addNetnsMode(cmd, "sudo meshward testnet --netns -n 4", netnsBruteForce)
 	cmd.AddCommand(newTestnetRunCmd(), newTestnetWorkerCmd())
 	return cmd
 }
@@ -292,5 +293,6 @@ tree's testnet/scenarios.`,
 	}
 	cmd.Flags().IntVar(&size, "size", 0, "run on this many nodes instead of the topology's")
 	tf.register(cmd)
+	addNetnsMode(cmd, "sudo meshward testnet run --netns testnet/scenarios/netns/wan-latency.yaml", netnsScenario)
 	return cmd
 }
