@@ -331,11 +331,48 @@ func TestNetns(t *testing.T) {
 		}
 	})
 
-	t.Run("netem", func(t *testing.T) {
+	// The shipped namespace scenarios need links, hence netem.
+	t.Run("shipped", func(t *testing.T) {
 		if !netem {
 			testenv.Unavailable(t, "needs the kernel's netem qdisc (CONFIG_NET_SCH_NETEM) for topology.links")
 		}
+		files, _ := filepath.Glob(filepath.Join("scenarios", "netns", "*.yaml"))
+		for _, f := range files {
+			s, err := LoadScenario(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			var narration bytes.Buffer
+			rep, err := RunScenarioNetns(ctx, s, NetnsRunOptions{Binary: bin, RunOptions: RunOptions{Dir: t.TempDir(), Narrate: &narration}})
+			cancel()
+			t.Logf("%s:\n%s", f, narration.String())
+			if err != nil || rep == nil || !rep.Passed {
+				t.Fatalf("%s: %v", f, err)
+			}
+		}
 	})
+}
+
+// TestNetnsShippedScenariosLoad: the shipped namespace-mode scenarios
+// decode, and namespace mode accepts every step of them.
+func TestNetnsShippedScenariosLoad(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("scenarios", "netns", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no scenario in scenarios/netns: %v", err)
+	}
+	for _, f := range files {
+		s, err := LoadScenario(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := NetnsSupports(s, ""); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+		if _, err := RunScenario(context.Background(), s, RunOptions{}); !errors.Is(err, ErrLinksInProcess) {
+			t.Errorf("%s in process: %v, want ErrLinksInProcess", f, err)
+		}
+	}
 }
 
 func tailLines(b []byte, n int) string {

@@ -115,7 +115,7 @@ func (r *ScenarioReport) WriteText(w io.Writer) error {
 
 // ErrLinksInProcess refuses topology.links: every node of an in-process
 // mesh shares one loopback, with no per-link delay or loss to set.
-var ErrLinksInProcess = errors.New("topology.links: latency and loss between groups need network namespaces; an in-process mesh cannot emulate them")
+var ErrLinksInProcess = errors.New("topology.links: latency and loss between groups need network namespaces; an in-process mesh cannot emulate them (run it in namespace mode: --netns, as root)")
 
 // runner runs one scenario on one mesh.
 type runner struct {
