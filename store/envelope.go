@@ -142,7 +142,6 @@ func newEnvelopeWrite(env *intel.Envelope, received time.Time) (envelopeWrite, e
 		// sequence number its own key ends with (sightingKeyOf).
 		w.rcvVal = w.indKey[:len(w.indKey)-1-len(origin)-8]
 	}
-	w.size = w.estimate()
 	return w, nil
 }
 

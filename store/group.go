@@ -39,6 +39,9 @@ const (
 	// entryOverhead is what Badger adds to each key and value when it
 	// sizes a transaction (metadata and the version suffix).
 	entryOverhead = 12
+	// valuePointerSize is what a value kept in the value log takes in a
+	// transaction instead of its bytes.
+	valuePointerSize = 12
 )
 
 // errCommitterStopped answers a request the committer received after it
@@ -59,15 +62,24 @@ type envelopeWrite struct {
 	indKey    []byte   // nil unless a sighting
 	sightKeys [][]byte // indicator and time indexes of a sighting
 	sightVal  []byte   // their value
-	size      int64    // Badger's estimate of the transaction space it takes
+	size      int64    // Badger's estimate of the transaction space it takes (submit)
 	added     bool     // set by the committer
 	err       error    // set by the committer
 }
 
-func (w *envelopeWrite) estimate() int64 {
-	n := len(w.key) + len(w.raw) + len(w.rcvKey) + len(w.rcvVal) + len(w.hwKey) + 8 + 3*entryOverhead
+// estimate is the transaction space w takes as Badger counts it
+// (Txn.checkSize): each key, each value or, from threshold on, the pointer
+// to it in the value log, and entryOverhead.
+func (w *envelopeWrite) estimate(threshold int64) int64 {
+	val := func(n int) int {
+		if int64(n) >= threshold {
+			return valuePointerSize
+		}
+		return n
+	}
+	n := len(w.key) + val(len(w.raw)) + len(w.rcvKey) + val(len(w.rcvVal)) + len(w.hwKey) + 8 + 3*entryOverhead
 	for _, k := range w.sightKeys {
-		n += len(k) + len(w.sightVal) + entryOverhead
+		n += len(k) + val(len(w.sightVal)) + entryOverhead
 	}
 	return int64(n)
 }
@@ -96,6 +108,10 @@ type committer struct {
 	// comes from the count of entries, which groups of small envelopes
 	// may reach; each commit then carries as many envelopes as a sync can.
 	maxBytes int64
+	// threshold is the store's value threshold (Options.ValueThreshold
+	// as Badger was opened with it), from which a value takes a pointer's
+	// space in a transaction.
+	threshold int64
 	// hook, when set (in tests), runs before each commit; an error fails
 	// the commit.
 	hook func(txn *badger.Txn, n int) error
@@ -120,13 +136,14 @@ func (s *Store) CommitStats() CommitStats {
 	return CommitStats{Groups: c.groups.Load(), Commits: c.commits.Load(), Stored: c.stored.Load()}
 }
 
-func newCommitter(s *Store) *committer {
+func newCommitter(s *Store, threshold int64) *committer {
 	return &committer{
-		s:        s,
-		q:        make(chan *putReq, putQueueSize),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
-		maxBytes: max(s.db.MaxBatchSize()/8*7, 1),
+		s:         s,
+		q:         make(chan *putReq, putQueueSize),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+		maxBytes:  max(s.db.MaxBatchSize()/8*7, 1),
+		threshold: threshold,
 	}
 }
 
@@ -141,6 +158,9 @@ func (c *committer) close() {
 // operation of the store (acquire), so the committer runs until r is
 // answered.
 func (c *committer) submit(r *putReq) {
+	for i := range r.writes {
+		r.writes[i].size = r.writes[i].estimate(c.threshold)
+	}
 	r.done = make(chan struct{})
 	select {
 	case c.q <- r:

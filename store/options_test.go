@@ -29,7 +29,8 @@ func TestOpensTablesWrittenCompressed(t *testing.T) {
 	data := func(i uint64) []byte {
 		return bytes.Repeat([]byte(fmt.Sprintf(`{"ip":"10.0.%d.%d"}`, i/256, i%256)), 400)
 	}
-	old, err := badger.Open(bo.WithCompression(options.Snappy).WithBlockCacheSize(1 << 20))
+	// The options before also kept these values in the tree.
+	old, err := badger.Open(bo.WithCompression(options.Snappy).WithBlockCacheSize(1 << 20).WithValueThreshold(oldValueThreshold))
 	if err != nil {
 		t.Fatal(err)
 	}

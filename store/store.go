@@ -37,6 +37,18 @@ const (
 	valueLogFileSize    = 64 << 20
 	numCompactors       = 2
 
+	// valueThreshold is the size from which a value is kept in the value
+	// log, the LSM tree holding only its key and a 12-byte pointer. An
+	// envelope's header and signature alone are 118 bytes, so every
+	// envelope with a payload of ten bytes or more is written once, to
+	// the value log, and not again by each memtable flush and
+	// compaction; index entries and high-water marks stay in the tree.
+	// Badger marks each stored value with where it is, so records
+	// written under another threshold read as before. What deletions
+	// leave in the value log is reclaimed by the collector (Start). At
+	// most 15% of a memtable.
+	valueThreshold = 128
+
 	// DefaultGCInterval is how often the value log is garbage-collected
 	// when Options.GCInterval is zero.
 	DefaultGCInterval = 5 * time.Minute
@@ -81,6 +93,12 @@ type Options struct {
 	// EncryptionKeyRotation is how often a new data key is made; zero
 	// means DefaultKeyRotation.
 	EncryptionKeyRotation time.Duration
+
+	// valueThreshold and valueLogFileSize, when set (in tests), replace
+	// the profile's: an older store's layout, or value log files small
+	// enough to fill.
+	valueThreshold   int64
+	valueLogFileSize int64
 }
 
 // DefaultOptions returns the options of a durable on-disk store in dir.
@@ -146,7 +164,7 @@ func Open(opts Options) (*Store, error) {
 	}
 	s := &Store{db: db, log: log}
 	s.raw = &RaftStore{s: s}
-	s.group = newCommitter(s)
+	s.group = newCommitter(s, bo.ValueThreshold)
 	go s.group.run()
 	s.gcInterval = opts.GCInterval
 	if s.gcInterval == 0 {
@@ -171,15 +189,27 @@ func badgerOptions(opts Options, log *slog.Logger) (badger.Options, error) {
 	if opts.InMemory {
 		dir = ""
 	}
+	vt, vlf := int64(valueThreshold), int64(valueLogFileSize)
+	if opts.InMemory {
+		// Without a value log Badger refuses a value above the
+		// threshold (v4.9.6 panics formatting that error for one under
+		// 1 KiB): in memory the threshold stays a sixteenth of a
+		// memtable, above an envelope's 64 KiB.
+		vt = mt / 16
+	}
+	if opts.valueThreshold > 0 {
+		vt = opts.valueThreshold
+	}
+	if opts.valueLogFileSize > 0 {
+		vlf = opts.valueLogFileSize
+	}
 	bo := badger.DefaultOptions(dir).
 		WithInMemory(opts.InMemory).
 		WithSyncWrites(opts.SyncWrites).
 		WithLogger(badgerLogger{log.With("part", "badger")}).
 		WithMemTableSize(mt).
 		WithNumMemtables(numMemtables).
-		// ValueThreshold must stay at most 15% of a memtable; 1/16
-		// keeps every envelope (at most 64 KiB) in the LSM tree.
-		WithValueThreshold(mt / 16).
+		WithValueThreshold(vt).
 		// Tables are not compressed, and small. A compaction builds
 		// each new table whole in memory, and Badger sizes tables by
 		// their compressed bytes: the raft log's bulk commands compress
@@ -195,7 +225,7 @@ func badgerOptions(opts Options, log *slog.Logger) (badger.Options, error) {
 		WithBaseTableSize(baseTableSize).
 		WithBlockCacheSize(0).
 		WithIndexCacheSize(indexCacheSize).
-		WithValueLogFileSize(valueLogFileSize).
+		WithValueLogFileSize(vlf).
 		WithNumCompactors(numCompactors).
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(8).
