@@ -444,7 +444,9 @@ func (pm *procMesh) Close() error {
 	errs := make([]error, len(ws)+1)
 	var wg sync.WaitGroup
 	for k, w := range ws {
-		wg.Go(func() { errs[k] = w.close(30*time.Second + time.Duration(w.count)*200*time.Millisecond) })
+		// A worker gives up closing after closeTimeout: give it a
+		// little more before killing it.
+		wg.Go(func() { errs[k] = w.close(closeTimeout(w.count) + 10*time.Second) })
 	}
 	wg.Wait()
 	errs[len(ws)] = pm.m.Close()

@@ -9,8 +9,11 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/meshward/meshward/intel"
@@ -32,8 +35,12 @@ const (
 // and its progress to out (the control protocol of procs_wire.go), runs
 // the nodes the start request gives it, and returns once asked to close,
 // when in ends (the coordinator died) or when ctx ends, in each case
-// after closing its nodes. Its nodes log to logger (nil discards).
+// after closing its nodes. Its nodes log to logger (nil discards). Once
+// its input ended it writes nothing more, and it ignores SIGPIPE (which
+// would end the process at a write to the output of a coordinator gone)
+// so that it closes its nodes in any case.
 func ServeWorker(ctx context.Context, in io.Reader, out io.Writer, logger *slog.Logger) error {
+	signal.Ignore(syscall.SIGPIPE)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	w := &worker{out: json.NewEncoder(out), logger: logger, refused: map[string]uint64{}, startedCh: make(chan struct{})}
@@ -68,12 +75,12 @@ loop:
 			if !errors.Is(rerr, io.EOF) {
 				err = fmt.Errorf("testnet worker: control input: %w", rerr)
 			}
+			w.silent.Store(true)
 			break loop
 		case r := <-reqs:
 			if r.Op == opClose {
 				cancel()
-				ops.Wait()
-				cerr := w.close()
+				cerr := w.shutdown(&ops)
 				rep := workerReply{ID: r.ID}
 				if cerr != nil {
 					rep.Error = cerr.Error()
@@ -85,16 +92,43 @@ loop:
 		}
 	}
 	cancel()
-	ops.Wait()
-	return errors.Join(err, w.close())
+	return errors.Join(err, w.shutdown(&ops))
+}
+
+// closeTimeout bounds closing count nodes.
+func closeTimeout(count int) time.Duration {
+	return 30*time.Second + time.Duration(count)*200*time.Millisecond
+}
+
+// shutdown waits for the requests being served (their context ended),
+// then closes the nodes; it gives up after closeTimeout, so that a
+// worker whose coordinator is gone exits even if a node hangs closing.
+func (w *worker) shutdown(ops *sync.WaitGroup) error {
+	w.mu.Lock()
+	d := closeTimeout(w.count)
+	w.mu.Unlock()
+	done := make(chan error, 1)
+	go func() {
+		ops.Wait()
+		done <- w.close()
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return fmt.Errorf("testnet worker: closing the nodes took over %s: leaving them to the process's exit", d)
+	}
 }
 
 // worker is the state of a worker process.
 type worker struct {
 	logger *slog.Logger
 
-	outMu sync.Mutex
-	out   *json.Encoder
+	outMu  sync.Mutex
+	out    *json.Encoder
+	silent atomic.Bool // the input ended: no one reads the output
 
 	mu        sync.Mutex
 	m         *Mesh // set by start, closed by close
@@ -107,6 +141,9 @@ type worker struct {
 }
 
 func (w *worker) reply(r workerReply) {
+	if w.silent.Load() {
+		return
+	}
 	w.mu.Lock()
 	if len(w.refused) > 0 {
 		r.Refused = maps.Clone(w.refused)
