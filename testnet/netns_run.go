@@ -419,16 +419,19 @@ func (r *netnsRunner) expect(ctx context.Context, step, line int, st *Step) (str
 			if !pending[i] {
 				continue
 			}
-			if c.settled && !quiet {
-				why[i], all = "the mesh did not settle: "+qwhy, false
-				continue
+			w := "the mesh did not settle: " + qwhy
+			if !c.settled || quiet {
+				ok, cw := c.check(wctx)
+				if ok {
+					pending[i], took[i] = false, ms(time.Since(start))
+					continue
+				}
+				w = cw
 			}
-			ok, w := c.check(wctx)
-			if ok {
-				pending[i], took[i] = false, ms(time.Since(start))
-				continue
+			all = false
+			if wctx.Err() == nil || why[i] == "" {
+				why[i] = w // not the deadline cutting the last look short
 			}
-			why[i], all = w, false
 		}
 		return all, ""
 	})
