@@ -355,28 +355,71 @@ func (c *Consensus) peerLoop(ctx context.Context) {
 			return
 		case <-c.sync:
 		}
-		seen := map[peer.ID]bool{}
-		for _, m := range c.fsm.members() {
-			id, err := peer.Decode(m.ID)
+		ids, all := c.fsm.takeRosterChanges()
+		if all {
+			c.refreshAllPeers()
+			continue
+		}
+		// Only the members that changed: a mesh of a thousand nodes
+		// admits a thousand members, and looking at every member after
+		// each admission would cost every node the square of that.
+		for _, s := range ids {
+			id, err := peer.Decode(s)
 			if err != nil || id == c.h.ID() {
 				continue
 			}
-			seen[id] = true
+			m, ok := c.fsm.member(s)
+			c.mu.Lock()
+			if c.peers == nil {
+				c.peers = map[peer.ID]bool{}
+			}
+			if ok {
+				c.peers[id] = true
+			} else {
+				delete(c.peers, id)
+			}
+			c.mu.Unlock()
+			if !ok {
+				c.h.ConnManager().Unprotect(id, connProtectTag)
+				continue
+			}
 			if addrs := parseAddrs(m.Addrs); len(addrs) > 0 {
 				c.h.Peerstore().AddAddrs(id, addrs, peerstore.PermanentAddrTTL)
 			}
 			c.h.ConnManager().Protect(id, connProtectTag)
 		}
-		c.mu.Lock()
-		for id := range c.peers {
-			if !seen[id] {
-				c.h.ConnManager().Unprotect(id, connProtectTag)
-			}
-		}
-		c.peers = seen
-		c.mu.Unlock()
 	}
 }
+
+// refreshAllPeers gives the peerstore every member's addresses, protects
+// their connections, and unprotects those of former members.
+func (c *Consensus) refreshAllPeers() {
+	seen := map[peer.ID]bool{}
+	for _, m := range c.fsm.members() {
+		id, err := peer.Decode(m.ID)
+		if err != nil || id == c.h.ID() {
+			continue
+		}
+		seen[id] = true
+		if addrs := parseAddrs(m.Addrs); len(addrs) > 0 {
+			c.h.Peerstore().AddAddrs(id, addrs, peerstore.PermanentAddrTTL)
+		}
+		c.h.ConnManager().Protect(id, connProtectTag)
+	}
+	c.mu.Lock()
+	for id := range c.peers {
+		if !seen[id] {
+			c.h.ConnManager().Unprotect(id, connProtectTag)
+		}
+	}
+	c.peers = seen
+	c.mu.Unlock()
+}
+
+// RosterVersion counts the roster's changes (admissions, departures,
+// voter flags, restores): a caller that looked at the roster at one
+// version need not look again until it moves.
+func (c *Consensus) RosterVersion() uint64 { return c.fsm.rosterVersion() }
 
 // Policies returns the policies active at now (ExpiresAt after now or
 // zero), sorted by ID. The result is a copy.

@@ -46,8 +46,11 @@ type CertifiedTopic interface {
 // Edge bounds.
 const (
 	// edgePersistEvery: a running edge persists what it applied at most
-	// once per this many sync intervals.
-	edgePersistEvery = 25
+	// once per this many sync intervals (30 s by default), and when it
+	// closes. A persist writes the whole state (a thousand members'
+	// roster is hundreds of kilobytes), and an edge killed between two
+	// only fetches again what it applied since the last.
+	edgePersistEvery = 150
 )
 
 // edgeRunner drives this node's FSM as an edge.

@@ -57,7 +57,15 @@ type fsm struct {
 	// connecting from (Member.Observed), except loopback and link-local:
 	// protected like the explicit ranges, derived from the roster on
 	// every admit, removal and restore.
-	memberIPs     map[netip.Prefix]struct{}
+	memberIPs map[netip.Prefix]struct{}
+	// rosterGen counts the roster's changes (RosterVersion);
+	// rosterTouched are the members added, changed or removed since the
+	// peer loop last took them (takeRosterChanges), rosterAll that it
+	// must look at every member (after a restore, at start, or when more
+	// than maxRosterTouched piled up).
+	rosterGen     uint64
+	rosterTouched map[string]struct{}
+	rosterAll     bool
 	memberIndex   *prefixIndex // memberIPs, ordered
 	changeLogSize int          // entries of the policy change log
 	// feeds are the feed policies and the warninglist extensions
@@ -111,6 +119,7 @@ func newFSM(onChange func()) *fsm {
 		seg:            newSegState(),
 		memberIPs:      map[netip.Prefix]struct{}{},
 		memberIndex:    newPrefixIndex(),
+		rosterAll:      true,
 		changeLogSize:  defaultChangeLogSize,
 		log:            slog.New(slog.DiscardHandler),
 		decoded:        newDecodeMemo(),
@@ -464,6 +473,69 @@ func (f *fsm) unprotect(p netip.Prefix) {
 	if _, ok := f.protected[p]; ok {
 		delete(f.protected, p)
 		f.protectedIndex.remove(keyOfPrefix(p), 0)
+	}
+}
+
+// maxRosterTouched bounds the members the fsm remembers as changed for
+// the peer loop; past it the loop looks at the whole roster once.
+const maxRosterTouched = 4096
+
+// touchRoster records that member id was added, changed or removed.
+// The caller holds the write lock.
+func (f *fsm) touchRoster(id string) {
+	f.rosterGen++
+	if f.rosterAll {
+		return
+	}
+	if len(f.rosterTouched) >= maxRosterTouched {
+		f.rosterAll, f.rosterTouched = true, nil
+		return
+	}
+	if f.rosterTouched == nil {
+		f.rosterTouched = map[string]struct{}{}
+	}
+	f.rosterTouched[id] = struct{}{}
+}
+
+// touchRosterAll records that any member may have changed (a restore).
+// The caller holds the write lock.
+func (f *fsm) touchRosterAll() {
+	f.rosterGen++
+	f.rosterAll, f.rosterTouched = true, nil
+}
+
+// takeRosterChanges returns the members changed since the last call, or
+// all: every member must be looked at; and forgets them.
+func (f *fsm) takeRosterChanges() (ids []string, all bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	all = f.rosterAll
+	if !all {
+		for id := range f.rosterTouched {
+			ids = append(ids, id)
+		}
+	}
+	f.rosterAll, f.rosterTouched = false, nil
+	return ids, all
+}
+
+// rosterVersion counts the roster's changes: equal versions, equal
+// rosters.
+func (f *fsm) rosterVersion() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.rosterGen
+}
+
+// addMemberIPs adds a new member's observed prefixes to memberIPs: an
+// admission needs no rebuild over the whole roster. The caller holds the
+// write lock.
+func (f *fsm) addMemberIPs(m Member) {
+	for _, p := range MemberPrefixes(m.Observed) {
+		if _, ok := f.memberIPs[p]; !ok {
+			f.memberIPs[p] = struct{}{}
+			f.memberIndex.add(keyOfPrefix(p), 0)
+		}
 	}
 }
 

@@ -271,6 +271,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.seg = seg
 	f.seg.signal()
 	f.rebuildMemberIPs()
+	f.touchRosterAll()
 	f.reindexNonces()
 	f.mu.Unlock()
 	f.onChange()

@@ -140,6 +140,7 @@ func (f *fsm) operatorOp(cmd intel.OperatorCommand, op Operator, now time.Time) 
 		return func() {
 			if _, ok := f.roster[id]; ok {
 				delete(f.roster, id)
+				f.touchRoster(id)
 				f.addDeparted(id, now)
 				f.rebuildMemberIPs()
 			}

@@ -50,6 +50,7 @@ func (f *fsm) init(c *Command, now time.Time) (func(), *RefusalError) {
 		f.meshID, f.rules, f.operators = in.MeshID, in.Rules, ops
 		if founder != nil {
 			f.roster[founder.ID] = *founder
+			f.touchRoster(founder.ID)
 			f.rebuildMemberIPs()
 		}
 	}, nil
@@ -99,7 +100,10 @@ func (f *fsm) admit(c *Command, now time.Time) (func(), *RefusalError) {
 			return nil, refuse(c.Type, "admit_changes_member", ErrRefused, "an admit of member %s may change its voter flag only", shortID(m.ID))
 		}
 		old.Voter = m.Voter
-		return func() { f.roster[m.ID] = old }, nil
+		return func() {
+			f.roster[m.ID] = old
+			f.touchRoster(m.ID)
+		}, nil
 	}
 	if c.Join == nil {
 		return nil, refuse(c.Type, "no_proof", ErrRefused, "the admission of %s carries no join proof", shortID(m.ID))
@@ -141,7 +145,8 @@ func (f *fsm) admit(c *Command, now time.Time) (func(), *RefusalError) {
 		f.spendJoinToken(tokenID)
 		f.roster[m.ID] = m
 		delete(f.departed, m.ID)
-		f.rebuildMemberIPs()
+		f.touchRoster(m.ID)
+		f.addMemberIPs(m)
 	}, nil
 }
 
@@ -195,6 +200,7 @@ func (f *fsm) leave(c *Command, now time.Time) (func(), *RefusalError) {
 	}
 	return func() {
 		delete(f.roster, lv.Node)
+		f.touchRoster(lv.Node)
 		f.addDeparted(lv.Node, now)
 		f.rebuildMemberIPs()
 	}, nil

@@ -1,6 +1,8 @@
 package gossip
 
 import (
+	"sync"
+
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -48,7 +50,39 @@ const StrangerScore = PublishThreshold - topicScoreCap - 10
 
 // member reports whether p may take part: always without a Roster.
 func (g *Gossip) member(p peer.ID) bool {
-	return g.opts.Roster == nil || p == g.h.ID() || g.opts.Roster.IsMember(p.String())
+	return g.opts.Roster == nil || p == g.h.ID() || g.opts.Roster.IsMember(peerIDText(p))
+}
+
+// peerIDs remembers the text (base58) of the peer IDs GossipSub asks
+// about: the membership check runs for every message and every peer
+// score, and encoding the ID each time was a large share of a busy
+// node's CPU. Bounded: when full it starts over, so IDs a stranger makes
+// up cost no memory, only the encoding they cost before. Shared by every
+// node of a process (a simulated mesh's nodes ask about the same IDs).
+var peerIDs = struct {
+	sync.RWMutex
+	m map[peer.ID]string
+}{m: map[peer.ID]string{}}
+
+// maxPeerIDs bounds peerIDs.
+const maxPeerIDs = 16384
+
+// peerIDText is p.String(), remembered.
+func peerIDText(p peer.ID) string {
+	peerIDs.RLock()
+	s, ok := peerIDs.m[p]
+	peerIDs.RUnlock()
+	if ok {
+		return s
+	}
+	s = p.String()
+	peerIDs.Lock()
+	if len(peerIDs.m) >= maxPeerIDs {
+		clear(peerIDs.m)
+	}
+	peerIDs.m[p] = s
+	peerIDs.Unlock()
+	return s
 }
 
 // peerFilter is GossipSub's peer filter: members only, on every topic.

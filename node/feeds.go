@@ -97,7 +97,11 @@ const voterCheck = 2 * time.Second
 func (p *feedsPart) watchVoters(ctx context.Context) {
 	t := time.NewTicker(voterCheck)
 	defer t.Stop()
-	var last string
+	var (
+		last    string
+		version uint64
+		looked  bool
+	)
 	applied := p.configFeeds()
 	for {
 		if cur := p.configFeeds(); !reflect.DeepEqual(cur, applied) {
@@ -105,15 +109,20 @@ func (p *feedsPart) watchVoters(ctx context.Context) {
 			p.runner.Set(p.all())
 			p.n.log.Info("feeds of the configuration reloaded", "count", len(cur))
 		}
-		var ids []string
-		for _, m := range p.n.deps.Consensus.Roster() {
-			if m.Voter {
-				ids = append(ids, m.ID)
+		// The roster is copied only when it changed: on a mesh of a
+		// thousand members the copy costs more than the check.
+		if v := p.n.deps.Consensus.RosterVersion(); !looked || v != version {
+			looked, version = true, v
+			var ids []string
+			for _, m := range p.n.deps.Consensus.Roster() {
+				if m.Voter {
+					ids = append(ids, m.ID)
+				}
 			}
-		}
-		if cur := strings.Join(ids, ","); cur != last {
-			last = cur
-			p.runner.Wake()
+			if cur := strings.Join(ids, ","); cur != last {
+				last = cur
+				p.runner.Wake()
+			}
 		}
 		select {
 		case <-ctx.Done():
