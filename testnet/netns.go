@@ -23,6 +23,9 @@ type NetnsRunOptions struct {
 	// Binary is the meshward binary the nodes run (default: this
 	// process's executable).
 	Binary string
+	// LinkMode is how topology.links are set (LinkNetem, LinkQueue; ""
+	// chooses: netem where the kernel has it).
+	LinkMode string
 	// Started, if set, is called with the mesh once it formed (the
 	// tests read its lab and processes).
 	Started func(*NetnsMesh)
@@ -38,9 +41,13 @@ var (
 	// ErrNetnsUnsupported: the kernel refused to make a namespace, a
 	// bridge or a veth pair.
 	ErrNetnsUnsupported = errors.New("this kernel or container cannot create network namespaces, bridges or veth pairs")
-	// ErrNetnsNoNetem: topology.links need the netem qdisc
-	// (CONFIG_NET_SCH_NETEM), which this kernel lacks.
-	ErrNetnsNoNetem = errors.New("topology.links need the kernel's netem qdisc (CONFIG_NET_SCH_NETEM), which this kernel does not have")
+	// ErrNetnsNoNetem: the netem link mode was asked for and the kernel
+	// has no netem qdisc (CONFIG_NET_SCH_NETEM).
+	ErrNetnsNoNetem = errors.New("the kernel has no netem qdisc (CONFIG_NET_SCH_NETEM)")
+	// ErrNetnsNoLinks: topology.links could be set neither by netem nor
+	// by the lab's NFQUEUE delay (CONFIG_NETFILTER_NETLINK_QUEUE and
+	// the xt NFQUEUE target through nft_compat).
+	ErrNetnsNoLinks = errors.New("topology.links need netem or NFQUEUE (nfnetlink_queue and the xt NFQUEUE target), and this kernel has neither")
 )
 
 // ErrNetnsStep refuses what namespace mode cannot do: skew (an agent

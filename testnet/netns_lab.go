@@ -38,8 +38,11 @@ type Lab struct {
 	hub    string
 	nodes  []string     // node namespaces
 	addrs  []netip.Addr // node addresses, in LabPrefix
-	// links are the delays in force, for tests and the report.
-	links []LabLink
+	// links are the delays in force and how (LinkNetem, LinkQueue);
+	// delays are the queues of LinkQueue.
+	links    []LabLink
+	linkMode string
+	delays   []*linkDelay
 
 	mu     sync.Mutex
 	fds    map[string]int // open namespace fds (nsFD)
@@ -186,31 +189,72 @@ func (l *Lab) nsFD(name string) (int, error) {
 	return fd, nil
 }
 
+// Link modes: how SetLinks delays packets.
+const (
+	// LinkNetem is the kernel's netem qdisc, on each node's eth0 (an htb
+	// class per link, chosen by destination address).
+	LinkNetem = "netem"
+	// LinkQueue is the lab's own delay through NFQUEUE (netns_delay.go),
+	// for kernels without netem.
+	LinkQueue = "nfqueue"
+)
+
 // SetLinks puts latency and loss on the traffic between every node of
 // a link's A and every node of its B, in each direction (a round trip
-// takes twice the latency): on each node's eth0, an htb class per link
-// with a netem qdisc, chosen by destination address. The kernel must
-// have netem (ErrNetnsNoNetem otherwise).
-func (l *Lab) SetLinks(ctx context.Context, links []LabLink) error {
+// takes twice the latency). mode is LinkNetem, LinkQueue, or "" for
+// netem where the kernel has it (and tc is installed), else the queue.
+func (l *Lab) SetLinks(ctx context.Context, links []LabLink, mode string) error {
 	if len(links) == 0 {
 		return nil
 	}
+	if mode == "" {
+		mode = LinkQueue
+		if _, err := exec.LookPath("tc"); err == nil && l.probeNetem(ctx) == nil {
+			mode = LinkNetem
+		}
+	}
+	// byNode: node -> (link, destination node) pairs.
+	byNode := make(map[int][][2]int)
+	for k, lk := range links {
+		if lk.Loss < 0 || lk.Loss > 1 || lk.Latency < 0 {
+			return fmt.Errorf("lab: link %d: loss is a fraction in [0, 1] and latency not negative", k)
+		}
+		for _, a := range lk.A {
+			for _, b := range lk.B {
+				if a < 0 || b < 0 || a >= len(l.nodes) || b >= len(l.nodes) {
+					return fmt.Errorf("lab: link %d: node out of range", k)
+				}
+				byNode[a] = append(byNode[a], [2]int{k, b})
+				byNode[b] = append(byNode[b], [2]int{k, a})
+			}
+		}
+	}
+	var err error
+	switch mode {
+	case LinkNetem:
+		err = l.setNetem(ctx, links, byNode)
+	case LinkQueue:
+		err = l.setQueues(links, byNode)
+	default:
+		return fmt.Errorf("lab: link mode %q: allowed values are %s and %s", mode, LinkNetem, LinkQueue)
+	}
+	if err != nil {
+		return err
+	}
+	l.links, l.linkMode = links, mode
+	return nil
+}
+
+// LinkMode is how the links are delayed (LinkNetem or LinkQueue; "" when
+// there are none).
+func (l *Lab) LinkMode() string { return l.linkMode }
+
+func (l *Lab) setNetem(ctx context.Context, links []LabLink, byNode map[int][][2]int) error {
 	if err := NetnsPreflight(true); err != nil {
 		return err
 	}
 	if err := l.probeNetem(ctx); err != nil {
 		return err
-	}
-	// dst[i][j] is the link (index+1) that node i's packets to node j
-	// go through.
-	byNode := make(map[int][][2]int) // node -> (link, dst node)
-	for k, lk := range links {
-		for _, a := range lk.A {
-			for _, b := range lk.B {
-				byNode[a] = append(byNode[a], [2]int{k, b})
-				byNode[b] = append(byNode[b], [2]int{k, a})
-			}
-		}
 	}
 	for i, pairs := range byNode {
 		ns := l.nodes[i]
@@ -245,8 +289,49 @@ func (l *Lab) SetLinks(ctx context.Context, links []LabLink) error {
 			}
 		}
 	}
-	l.links = links
 	return nil
+}
+
+// setQueues binds a delay queue per link in each node's namespace, then
+// adds the rules that feed them.
+func (l *Lab) setQueues(links []LabLink, byNode map[int][][2]int) error {
+	for i, pairs := range byNode {
+		fd, err := l.nsFD(l.nodes[i])
+		if err != nil {
+			return err
+		}
+		dsts := map[uint16][][4]byte{}
+		for _, p := range pairs {
+			k, dst := uint16(p[0]), p[1]
+			if _, ok := dsts[k]; !ok {
+				d, err := startDelay(fd, k, links[k].Latency, links[k].Loss)
+				if err != nil {
+					return fmt.Errorf("%w: %s: %w", ErrNetnsNoLinks, l.nodes[i], err)
+				}
+				l.mu.Lock()
+				l.delays = append(l.delays, d)
+				l.mu.Unlock()
+			}
+			dsts[k] = append(dsts[k], l.addrs[dst].As4())
+		}
+		if err := queueRules(fd, dsts); err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrNetnsNoLinks, l.nodes[i], err)
+		}
+	}
+	return nil
+}
+
+// LinkStats sums the delay queues' counters: packets delayed, dropped
+// for loss, and let through at once for want of room (LinkQueue only).
+func (l *Lab) LinkStats() (delayed, dropped, overflow uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, d := range l.delays {
+		delayed += d.Delayed.Load()
+		dropped += d.Dropped.Load()
+		overflow += d.Overflow.Load()
+	}
+	return
 }
 
 // probeNetem adds and removes a netem qdisc on the hub's bridge.
@@ -485,8 +570,11 @@ func (l *Lab) Close() error {
 		return nil
 	}
 	l.closed = true
-	fds := l.fds
+	fds, delays := l.fds, l.delays
 	l.mu.Unlock()
+	for _, d := range delays {
+		d.close()
+	}
 	var errs []error
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -40,8 +40,11 @@ type NetnsOptions struct {
 	MinNodes int
 	// LocalBlock lets detecting nodes block at once.
 	LocalBlock bool
-	// Links are latency and loss between sets of nodes (netem).
-	Links []LabLink
+	// Links are latency and loss between sets of nodes; LinkMode says
+	// how (Lab.SetLinks: "" for netem where the kernel has it, else the
+	// lab's NFQUEUE delay).
+	Links    []LabLink
+	LinkMode string
 	// Configure may change node i's configuration (a YAML mapping, as
 	// written to its file) before it is written.
 	Configure func(i int, cfg map[string]any)
@@ -95,7 +98,7 @@ func StartNetns(ctx context.Context, o NetnsOptions) (_ *NetnsMesh, err error) {
 			return nil, fmt.Errorf("testnet: the meshward binary: %w", err)
 		}
 	}
-	if err := NetnsPreflight(len(o.Links) > 0); err != nil {
+	if err := NetnsPreflight(len(o.Links) > 0 && o.LinkMode == LinkNetem); err != nil {
 		return nil, err
 	}
 	if _, err := os.Stat(o.Binary); err != nil {
@@ -116,7 +119,7 @@ func StartNetns(ctx context.Context, o NetnsOptions) (_ *NetnsMesh, err error) {
 	if m.Lab, err = NewLab(ctx, o.Nodes); err != nil {
 		return nil, err
 	}
-	if err := m.Lab.SetLinks(ctx, o.Links); err != nil {
+	if err := m.Lab.SetLinks(ctx, o.Links, o.LinkMode); err != nil {
 		return nil, err
 	}
 	if m.operator, err = newOperatorKey(); err != nil {

@@ -28,9 +28,9 @@ const metricsPort = 9464
 // RunScenarioNetns runs a scenario on a namespace-mode mesh
 // (StartNetns): every node a `meshward agent` process in its own network
 // namespace, enforcing in that namespace's nftables; topology.links set
-// latency and loss (netem), partitions are cut in the hub's bridge, a kill
-// is a SIGKILL and a restart starts the process again on its data
-// directory. Attacks are appended to each agent's auth.log; expectations
+// latency and loss (netem, or the lab's NFQUEUE delay), partitions are
+// cut in the hub's bridge, a kill is a SIGKILL and a restart starts the
+// process again on its data directory. Attacks are appended to each agent's auth.log; expectations
 // are read through each agent's admin API, and `enforced` also from the
 // namespace's kernel set. Steps that need an in-process node (skew,
 // rogue, stranger) and a profile other than the default are refused
@@ -60,7 +60,7 @@ func RunScenarioNetns(ctx context.Context, s *Scenario, o NetnsRunOptions) (*Sce
 	t := s.Topology
 	start := time.Now()
 	m, err := StartNetns(ctx, NetnsOptions{Nodes: r.size, Binary: o.Binary, Dir: o.Dir, MinNodes: t.MinNodes,
-		LocalBlock: t.LocalBlock, Links: links, Configure: func(_ int, cfg map[string]any) {
+		LocalBlock: t.LocalBlock, Links: links, LinkMode: o.LinkMode, Configure: func(_ int, cfg map[string]any) {
 			cfg["metrics_listen"] = fmt.Sprintf("127.0.0.1:%d", metricsPort)
 			corr := cfg["corroboration"].(map[string]any)
 			if t.Summaries != nil {
@@ -89,7 +89,11 @@ func RunScenarioNetns(ctx context.Context, s *Scenario, o NetnsRunOptions) (*Sce
 		o.Started(m)
 	}
 	nr := &netnsRunner{runner: r, m: m}
-	r.rep = &ScenarioReport{Scenario: s.Name, File: s.file, Nodes: r.size, Profile: "netns",
+	profile := "netns"
+	if mode := m.Lab.LinkMode(); mode != "" {
+		profile += ", links by " + mode
+	}
+	r.rep = &ScenarioReport{Scenario: s.Name, File: s.file, Nodes: r.size, Profile: profile,
 		StartupMs: ms(time.Since(start)), Steps: []StepResult{}, Expectations: []ExpectResult{}}
 	r.t0 = time.Now()
 	var stepErr error

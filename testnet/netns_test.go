@@ -145,6 +145,96 @@ func TestNetnsLabPartition(t *testing.T) {
 	}
 }
 
+// TestNetnsLabLinks: a link delays each direction by its latency (a
+// TCP handshake across it takes at least twice that), a link with loss
+// 1 lets nothing through while the rest of the lab still talks; in each
+// link mode this kernel has. Close removes the queues with the
+// namespaces.
+func TestNetnsLabLinks(t *testing.T) {
+	needNetns(t)
+	modes := []string{LinkQueue}
+	if netemAvailable(t) {
+		modes = append(modes, LinkNetem)
+	} else {
+		t.Log("the kernel has no netem (CONFIG_NET_SCH_NETEM): the netem mode is not tested here")
+	}
+	const latency = 30 * time.Millisecond
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			l, err := NewLab(ctx, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			if err := l.SetLinks(ctx, []LabLink{{A: []int{0}, B: []int{1, 2}, Latency: latency}}, mode); err != nil {
+				t.Fatal(err)
+			}
+			a1, a2 := labListen(t, l, 1), labListen(t, l, 2)
+			for _, addr := range []string{a1, a2} {
+				rtt, err := l.DialTime(ctx, 0, addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rtt < 2*latency {
+					t.Errorf("handshake from node 0 to %s across the link took %s, want at least %s", addr, rtt, 2*latency)
+				}
+			}
+			rtt, err := l.DialTime(ctx, 1, a2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s: inside a group %s", mode, rtt)
+			if mode == LinkQueue {
+				if d, _, _ := l.LinkStats(); d == 0 {
+					t.Error("the delay queues released no packet")
+				}
+			}
+			prefix := l.Prefix()
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if left, _ := LeftoverNamespaces(prefix); len(left) > 0 {
+				t.Errorf("namespaces left after Close: %v", left)
+			}
+		})
+		t.Run(mode+" loss", func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			l, err := NewLab(ctx, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			if err := l.SetLinks(ctx, []LabLink{{A: []int{0}, B: []int{1}, Loss: 1}}, mode); err != nil {
+				t.Fatal(err)
+			}
+			a1 := labListen(t, l, 1)
+			dctx, dcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			_, err = l.DialTime(dctx, 0, a1)
+			dcancel()
+			if err == nil {
+				t.Error("node 0 reached node 1 across a link that loses every packet")
+			}
+			if _, err := l.DialTime(ctx, 2, a1); err != nil {
+				t.Errorf("node 2, on no link, to node 1: %v", err)
+			}
+		})
+	}
+	t.Run("unknown mode", func(t *testing.T) {
+		ctx := context.Background()
+		l, err := NewLab(ctx, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		if err := l.SetLinks(ctx, []LabLink{{A: []int{0}, B: []int{1}}}, "carrier-pigeon"); err == nil || !strings.Contains(err.Error(), "carrier-pigeon") {
+			t.Errorf("unknown link mode: %v", err)
+		}
+	})
+}
+
 // labListen listens on node i's address in its namespace, accepting
 // and closing until the test ends.
 func labListen(t *testing.T, l *Lab, i int) string {
@@ -180,7 +270,7 @@ name: netns
 topology:
   nodes: 4
   groups: {east: [0, 1], west: rest}
-%LINKS%
+  links: [{between: [east, west], latency: 40ms}]
 timeline:
   - name: brute force in both groups
     attack: {kind: brute_force, from: 203.0.113.66, nodes: [0, 2]}
@@ -226,15 +316,10 @@ func TestNetns(t *testing.T) {
 	}
 	needNetns(t)
 	bin := meshwardBinary(t)
-	netem := netemAvailable(t)
 	const latency = 40 * time.Millisecond
 
 	t.Run("scenario", func(t *testing.T) {
-		links := ""
-		if netem {
-			links = "  links: [{between: [east, west], latency: 40ms}]"
-		}
-		s, err := ParseScenario("netns.yaml", []byte(strings.Replace(netnsScenario, "%LINKS%", links, 1)))
+		s, err := ParseScenario("netns.yaml", []byte(netnsScenario))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -274,10 +359,7 @@ func TestNetns(t *testing.T) {
 	t.Run("kernel", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		o := NetnsOptions{Nodes: 3, Binary: bin, Dir: t.TempDir()}
-		if netem {
-			o.Links = []LabLink{{A: []int{0}, B: []int{1, 2}, Latency: latency}}
-		}
+		o := NetnsOptions{Nodes: 3, Binary: bin, Dir: t.TempDir(), Links: []LabLink{{A: []int{0}, B: []int{1, 2}, Latency: latency}}}
 		m, err := StartNetns(ctx, o)
 		if err != nil {
 			t.Fatal(err)
@@ -308,19 +390,15 @@ func TestNetns(t *testing.T) {
 			t.Errorf("a missing table reads as %v, %v; want empty", set, err)
 		}
 		// Latency: a TCP handshake from node 0 to node 1 is a round trip
-		// through two netem qdiscs; inside a group there is none.
-		if !netem {
-			t.Log("the kernel has no netem (CONFIG_NET_SCH_NETEM): latency not checked")
-		} else {
-			rtt, err := m.Lab.DialTime(ctx, 0, m.TCPAddr(1))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if rtt < latency {
-				t.Errorf("round trip from node 0 to node 1 took %s, want at least the link's %s", rtt, latency)
-			}
-			t.Logf("round trip across the link %s (latency %s each way)", rtt, latency)
+		// across the link, delayed each way.
+		rtt, err := m.Lab.DialTime(ctx, 0, m.TCPAddr(1))
+		if err != nil {
+			t.Fatal(err)
 		}
+		if rtt < 2*latency {
+			t.Errorf("round trip from node 0 to node 1 took %s, want at least twice the link's %s (%s)", rtt, latency, m.Lab.LinkMode())
+		}
+		t.Logf("round trip across the link %s (latency %s each way, by %s)", rtt, latency, m.Lab.LinkMode())
 		prefix, dir := m.Lab.Prefix(), m.Dir()
 		if err := m.Close(); err != nil {
 			t.Fatal(err)
@@ -331,11 +409,7 @@ func TestNetns(t *testing.T) {
 		}
 	})
 
-	// The shipped namespace scenarios need links, hence netem.
 	t.Run("shipped", func(t *testing.T) {
-		if !netem {
-			testenv.Unavailable(t, "needs the kernel's netem qdisc (CONFIG_NET_SCH_NETEM) for topology.links")
-		}
 		files, _ := filepath.Glob(filepath.Join("scenarios", "netns", "*.yaml"))
 		for _, f := range files {
 			s, err := LoadScenario(f)
@@ -344,12 +418,15 @@ func TestNetns(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			var narration bytes.Buffer
-			rep, err := RunScenarioNetns(ctx, s, NetnsRunOptions{Binary: bin, RunOptions: RunOptions{Dir: t.TempDir(), Narrate: &narration}})
+			var m *NetnsMesh
+			rep, err := RunScenarioNetns(ctx, s, NetnsRunOptions{Binary: bin, RunOptions: RunOptions{Dir: t.TempDir(), Narrate: &narration},
+				Started: func(x *NetnsMesh) { m = x }})
 			cancel()
 			t.Logf("%s:\n%s", f, narration.String())
 			if err != nil || rep == nil || !rep.Passed {
 				t.Fatalf("%s: %v", f, err)
 			}
+			assertCleanedUp(t, m.Lab.Prefix(), m.PIDs())
 		}
 	})
 }
@@ -403,20 +480,6 @@ func TestNetnsRefusals(t *testing.T) {
 			}
 		})
 	}
-	t.Run("links without netem", func(t *testing.T) {
-		needNetns(t)
-		if netemAvailable(t) {
-			t.Skip("this kernel has netem")
-		}
-		s, err := ParseScenario("x.yaml", []byte("name: x\ntopology:\n  nodes: 2\n  groups: {a: [0], b: [1]}\n  links: [{between: [a, b], latency: 10ms}]\ntimeline:\n  - expect: {running: all}\n"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		rep, err := RunScenarioNetns(context.Background(), s, NetnsRunOptions{Binary: os.Args[0]})
-		if !errors.Is(err, ErrNetnsNoNetem) || rep != nil {
-			t.Fatalf("got %v, %v; want ErrNetnsNoNetem", rep, err)
-		}
-	})
 }
 
 // TestSumSeries reads counters from Prometheus text exposition.

@@ -13,7 +13,7 @@ import (
 // place of the command's own RunE; example is added to its examples.
 func addNetnsMode(cmd *cobra.Command, example string, run func(*cobra.Command, []string) error) {
 	var on bool
-	cmd.Flags().BoolVar(&on, "netns", false, "namespace mode (Linux, root): every node a `meshward agent` process of this binary in its own network namespace, enforcing with nftables in it; topology.links set by netem")
+	cmd.Flags().BoolVar(&on, "netns", false, "namespace mode (Linux, root): every node a `meshward agent` process of this binary in its own network namespace, enforcing with nftables in it; topology.links by netem, or by an NFQUEUE delay where the kernel has no netem")
 	inner := cmd.RunE
 	cmd.RunE = func(c *cobra.Command, args []string) error {
 		if on {
