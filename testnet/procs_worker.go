@@ -35,10 +35,10 @@ const (
 // and its progress to out (the control protocol of procs_wire.go), runs
 // the nodes the start request gives it, and returns once asked to close,
 // when in ends (the coordinator died) or when ctx ends, in each case
-// after closing its nodes. Its nodes log to logger (nil discards). Once
-// its input ended it writes nothing more, and it ignores SIGPIPE (which
-// would end the process at a write to the output of a coordinator gone)
-// so that it closes its nodes in any case.
+// after closing its nodes. Its nodes log to logger (nil discards). It
+// ignores SIGPIPE (which would end the process at a write to the output
+// of a coordinator gone, before its nodes are closed) and writes nothing
+// more after a failed write.
 func ServeWorker(ctx context.Context, in io.Reader, out io.Writer, logger *slog.Logger) error {
 	signal.Ignore(syscall.SIGPIPE)
 	ctx, cancel := context.WithCancel(ctx)
@@ -75,7 +75,6 @@ loop:
 			if !errors.Is(rerr, io.EOF) {
 				err = fmt.Errorf("testnet worker: control input: %w", rerr)
 			}
-			w.silent.Store(true)
 			break loop
 		case r := <-reqs:
 			if r.Op == opClose {
@@ -128,7 +127,7 @@ type worker struct {
 
 	outMu  sync.Mutex
 	out    *json.Encoder
-	silent atomic.Bool // the input ended: no one reads the output
+	silent atomic.Bool // a write failed: no one reads the output
 
 	mu        sync.Mutex
 	m         *Mesh // set by start, closed by close
@@ -151,7 +150,9 @@ func (w *worker) reply(r workerReply) {
 	w.mu.Unlock()
 	w.outMu.Lock()
 	defer w.outMu.Unlock()
-	_ = w.out.Encode(r) // a coordinator that stopped reading is gone: in ends next
+	if err := w.out.Encode(r); err != nil {
+		w.silent.Store(true) // the coordinator is gone: in ends next
+	}
 }
 
 // refuse counts a refusal for reason and answers r with err.

@@ -221,10 +221,14 @@ a scenario file instead.`,
 func newTestnetWorkerCmd() *cobra.Command {
 	var verbose bool
 	cmd := &cobra.Command{
-		Use:    "worker",
-		Short:  "Run a share of a testnet's nodes for the process that started it",
-		Hidden: true,
-		Args:   cobra.NoArgs,
+		Use:   "worker",
+		Short: "Run a share of a testnet's nodes for the process that started it",
+		Long: `Run the nodes a coordinator (meshward testnet --processes N) gives this process,
+speaking its control protocol (JSON lines) on standard input and output; exit
+when told to close, when standard input ends or when the coordinator dies.`,
+		Example: "  meshward testnet -n 300 --processes 3   # starts two of these",
+		Hidden:  true,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			raiseFileLimit(cmd.ErrOrStderr())
 			tf := testnetFlags{verbose: verbose}
