@@ -62,11 +62,24 @@ type profile struct {
 	noSync bool
 }
 
+// simTimeouts are Raft's timings under ProfileSim: hundreds of nodes
+// keep both cores busy while the mesh forms, and a heartbeat that waits
+// a second for the CPU must not depose a healthy leader (each election
+// stalls every join behind it).
 var simTimeouts = &node.ConsensusTimeouts{
-	Heartbeat:   1500 * time.Millisecond,
-	Election:    1500 * time.Millisecond,
-	LeaderLease: 750 * time.Millisecond,
+	Heartbeat:   3 * time.Second,
+	Election:    3 * time.Second,
+	LeaderLease: 1500 * time.Millisecond,
 	Commit:      50 * time.Millisecond,
+}
+
+// simHeartbeat is the interval of the nodes' health heartbeats under
+// ProfileSim for a mesh of n nodes: every heartbeat is verified by every
+// node, so the mesh's cost of them grows with the square of its size;
+// spreading them keeps it to about four a second mesh-wide, and never
+// more often than once a minute a node.
+func simHeartbeat(n int) time.Duration {
+	return max(time.Minute, time.Duration(n)*250*time.Millisecond)
 }
 
 func profileFor(name string) (profile, error) {

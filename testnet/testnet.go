@@ -202,6 +202,9 @@ func (m *Mesh) nodeConfig(prof profile, s nodeSpec) (node.Config, string, error)
 	cfg.Detectors.PollInterval = 20 * time.Millisecond
 	cfg.Responders.Resync = 5 * time.Second
 	prof.configure(&cfg)
+	if prof.name == ProfileSim {
+		cfg.Gossip.HeartbeatInterval = simHeartbeat(m.opts.Nodes)
+	}
 	if m.opts.Configure != nil {
 		m.opts.Configure(s.Index, &cfg)
 	}
