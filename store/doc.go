@@ -25,7 +25,11 @@
 //
 // Open starts the envelope committer (group commit, group.go); Start runs
 // the value-log collector until its context ends or Close, which waits
-// for operations in flight and for both.
+// for operations in flight and for both. Values of 128 bytes and more
+// (every envelope, Raft log entries with a command) are written to
+// Badger's value log, its LSM tree holding their keys, so that flushes
+// and compactions do not copy them again; the collector reclaims what
+// Prune and DeleteRange leave there once compaction has counted it.
 // Config is the node's YAML section "store": retention, and encryption at
 // rest (encryption_key_file, encryption_key_env, encryption_key_rotation).
 //
