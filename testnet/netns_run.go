@@ -18,6 +18,7 @@ import (
 
 	"github.com/meshward/meshward/admin"
 	"github.com/meshward/meshward/intel"
+	"github.com/meshward/meshward/process"
 	"github.com/meshward/meshward/responders/nft"
 )
 
@@ -88,7 +89,7 @@ func RunScenarioNetns(ctx context.Context, s *Scenario, o NetnsRunOptions) (*Sce
 	if o.Started != nil {
 		o.Started(m)
 	}
-	nr := &netnsRunner{runner: r, m: m}
+	nr := &netnsRunner{runner: r, m: m, attacked: map[int]bool{}}
 	profile := "netns"
 	if mode := m.Lab.LinkMode(); mode != "" {
 		profile += ", links by " + mode
@@ -96,6 +97,9 @@ func RunScenarioNetns(ctx context.Context, s *Scenario, o NetnsRunOptions) (*Sce
 	r.rep = &ScenarioReport{Scenario: s.Name, File: s.file, Nodes: r.size, Profile: profile,
 		StartupMs: ms(time.Since(start)), Steps: []StepResult{}, Expectations: []ExpectResult{}}
 	r.t0 = time.Now()
+	if s.Measure != nil {
+		r.primary = s.Measure.Indicator
+	}
 	var stepErr error
 	for i := range s.Timeline {
 		if stepErr = nr.step(ctx, i); stepErr != nil {
@@ -106,6 +110,7 @@ func RunScenarioNetns(ctx context.Context, s *Scenario, o NetnsRunOptions) (*Sce
 		nr.checkNeverAtEnd(ctx)
 	}
 	r.rep.DurationMs = ms(time.Since(r.t0))
+	nr.fill(ctx)
 	var failed []string
 	if stepErr != nil {
 		failed = append(failed, stepErr.Error())
@@ -128,6 +133,8 @@ func RunScenarioNetns(ctx context.Context, s *Scenario, o NetnsRunOptions) (*Sce
 type netnsRunner struct {
 	*runner
 	m *NetnsMesh
+	// attacked are the nodes the primary indicator's attacks hit.
+	attacked map[int]bool
 }
 
 func (r *netnsRunner) nodes(ctx context.Context, sel NodeSel) ([]int, error) {
@@ -275,7 +282,76 @@ func (r *netnsRunner) attack(ctx context.Context, a *AttackStep) (string, error)
 			return "", err
 		}
 	}
+	ind := intel.IndicatorFromAddr(a.From.Addr)
+	if r.primary.Value == "" || r.primary == ind && r.written.IsZero() {
+		r.primary, r.written = ind, now
+	}
+	if r.primary == ind {
+		for _, n := range nodes {
+			r.attacked[n] = true
+		}
+	}
 	return fmt.Sprintf("%s from %s at nodes %v", a.Kind, a.From.Addr, nodes), nil
+}
+
+// fill measures the primary indicator on the running nodes from their
+// process records (admin API: process export) and their kernel sets.
+func (r *netnsRunner) fill(ctx context.Context) {
+	if r.primary.Value == "" {
+		return
+	}
+	r.rep.Indicator = r.primary.Value
+	key := r.primary.Key()
+	run := r.m.runningNodes()
+	recs := make(map[int]process.Record)
+	var first, firstCommit time.Time
+	for _, i := range run {
+		ex, err := r.m.Client(i).ProcessExport(ctx)
+		if err != nil {
+			continue
+		}
+		for _, rec := range ex.Records {
+			if rec.Indicator != key {
+				continue
+			}
+			recs[i] = rec
+			if d := rec.Detected; !d.IsZero() && (first.IsZero() || d.Before(first)) {
+				first = d
+			}
+			if c := rec.Committed; !c.IsZero() && (firstCommit.IsZero() || c.Before(firstCommit)) {
+				firstCommit = c
+			}
+		}
+	}
+	if first.IsZero() {
+		first = r.written
+	}
+	if first.IsZero() {
+		return
+	}
+	var prop, enf []float64
+	for _, i := range run {
+		rec := recs[i]
+		held, _ := r.m.Lab.Holds(i, nft.DefaultTable, r.primary)
+		nr := NodeReport{Site: r.m.Site(i), ID: r.m.ID(i), Attacked: r.attacked[i], Detected: len(rec.Detections) > 0,
+			PropagationMs: -1, CommitMs: -1, EnforceMs: -1, LineEnforceMs: -1, Enforcing: held}
+		if !rec.Received.IsZero() {
+			nr.PropagationMs = ms(rec.Received.Sub(first))
+			prop = append(prop, nr.PropagationMs)
+		}
+		if !rec.Committed.IsZero() {
+			nr.CommitMs = ms(rec.Committed.Sub(first))
+		}
+		if e := rec.Enforced; !e.IsZero() && held {
+			nr.EnforceMs = ms(e.Sub(first))
+			nr.LineEnforceMs = ms(e.Sub(r.written))
+			if !firstCommit.IsZero() {
+				enf = append(enf, ms(e.Sub(firstCommit)))
+			}
+		}
+		r.rep.PerNode = append(r.rep.PerNode, nr)
+	}
+	r.rep.PropagationMs, r.rep.EnforceMs = percentiles(prop), percentiles(enf)
 }
 
 func appendFile(path string, b []byte) error {

@@ -350,6 +350,18 @@ func TestNetns(t *testing.T) {
 		if len(rep.Expectations) != 9 {
 			t.Errorf("%d expectations judged, want 9 (the never_blocked one twice)", len(rep.Expectations))
 		}
+		// The measurement of the first attacker, from the agents' process
+		// records and the kernel sets.
+		if rep.Indicator != "203.0.113.66" || len(rep.PerNode) != 4 {
+			t.Errorf("measured %q on %d nodes, want 203.0.113.66 on 4", rep.Indicator, len(rep.PerNode))
+		}
+		for i, n := range rep.PerNode {
+			// Node 3 was killed and restarted: what it received before
+			// may not be in its records.
+			if !n.Enforcing || n.EnforceMs < 0 || n.PropagationMs < 0 && i != 3 || n.Attacked != (i == 0 || i == 2) {
+				t.Errorf("node %d measured %+v: want enforcing, received and enforced times, attacked only at nodes 0 and 2", i, n)
+			}
+		}
 		if got := len(m.PIDs()); got != 5 {
 			t.Errorf("%d agent processes started, want 5 (4 and a restart)", got)
 		}
