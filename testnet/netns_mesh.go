@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"syscall"
@@ -67,9 +68,15 @@ type NetnsMesh struct {
 	cfgPaths []string
 	clients  []*admin.Client
 
-	mu    sync.Mutex
-	procs []*agentProc // nil: not running
-	pids  []int        // every agent process started
+	// spawnReq feeds the spawner thread (spawn).
+	spawnOnce sync.Once
+	spawnReq  chan spawnReq
+	spawnDone chan struct{}
+
+	mu          sync.Mutex
+	spawnClosed bool         // Close ended the spawner
+	procs       []*agentProc // nil: not running
+	pids        []int        // every agent process started
 }
 
 // agentProc is one running agent and its reaper.
@@ -248,8 +255,9 @@ func (m *NetnsMesh) writeConfig(i int, token string) error {
 // agent's). Its output goes to agent.log in its data directory.
 func (m *NetnsMesh) start(i int) error {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.procs[i] != nil {
+	running := m.procs[i] != nil
+	m.mu.Unlock()
+	if running {
 		return fmt.Errorf("testnet: node %d is running", i)
 	}
 	logf, err := os.OpenFile(filepath.Join(m.nodeDir(i), "agent.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
@@ -262,7 +270,7 @@ func (m *NetnsMesh) start(i int) error {
 	// Its own process group: a Ctrl-C at the terminal reaches the
 	// testnet, which stops the agents in order; and it dies with us.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err := m.spawn(cmd); err != nil {
 		return fmt.Errorf("testnet: start node %d: %w", i, err)
 	}
 	p := &agentProc{cmd: cmd, done: make(chan struct{})}
@@ -270,8 +278,10 @@ func (m *NetnsMesh) start(i int) error {
 		p.err = cmd.Wait()
 		close(p.done)
 	}()
+	m.mu.Lock()
 	m.procs[i] = p
 	m.pids = append(m.pids, cmd.Process.Pid)
+	m.mu.Unlock()
 	return nil
 }
 
@@ -281,6 +291,41 @@ func (m *NetnsMesh) PIDs() []int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return slices.Clone(m.pids)
+}
+
+// spawn starts cmd from the mesh's spawner thread. The kernel sends
+// Pdeathsig when the thread that forked the child exits, not the
+// process, and Go ends a thread whose goroutine exits while locked to it
+// (as the lab's namespace calls do): forking from a thread locked for
+// the mesh's whole life makes "dies with us" mean the testnet process.
+func (m *NetnsMesh) spawn(cmd *exec.Cmd) error {
+	m.spawnOnce.Do(func() {
+		m.spawnReq = make(chan spawnReq)
+		m.spawnDone = make(chan struct{})
+		go func() {
+			defer close(m.spawnDone)
+			runtime.LockOSThread() // and never unlocked: the thread ends with it
+			for r := range m.spawnReq {
+				r.err <- r.cmd.Start()
+			}
+		}()
+	})
+	req := spawnReq{cmd: cmd, err: make(chan error, 1)}
+	m.mu.Lock()
+	closed := m.spawnClosed
+	if !closed {
+		m.spawnReq <- req // under mu: Close cannot close the channel meanwhile
+	}
+	m.mu.Unlock()
+	if closed {
+		return errors.New("testnet: the mesh is closed")
+	}
+	return <-req.err
+}
+
+type spawnReq struct {
+	cmd *exec.Cmd
+	err chan error
 }
 
 // Running reports whether node i's process runs.
@@ -524,6 +569,16 @@ func (m *NetnsMesh) Close() error {
 		}()
 	}
 	wg.Wait()
+	m.mu.Lock()
+	spawner := m.spawnReq != nil && !m.spawnClosed
+	if spawner {
+		close(m.spawnReq) // every agent is gone: its thread may end
+	}
+	m.spawnClosed = true
+	m.mu.Unlock()
+	if spawner {
+		<-m.spawnDone
+	}
 	for _, c := range m.clients {
 		if c != nil {
 			c.Close()

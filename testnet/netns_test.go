@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -411,6 +412,33 @@ func TestNetns(t *testing.T) {
 			t.Errorf("round trip from node 0 to node 1 took %s, want at least twice the link's %s (%s)", rtt, latency, m.Lab.LinkMode())
 		}
 		t.Logf("round trip across the link %s (latency %s each way, by %s)", rtt, latency, m.Lab.LinkMode())
+		// An agent must not die with the thread that asked for it (the
+		// kernel sends Pdeathsig when the forking thread ends, and Go ends
+		// a thread whose goroutine exits locked, as namespace calls do):
+		// node 2 restarted from a goroutine whose thread then ends.
+		if err := m.Kill(2); err != nil {
+			t.Fatal(err)
+		}
+		tidc, errc := make(chan int, 1), make(chan error, 1)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+			tidc <- syscall.Gettid()
+			errc <- m.Restart(ctx, 2)
+		}()
+		tid := <-tidc
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+		task := fmt.Sprintf("/proc/self/task/%d", tid)
+		if err := Poll(ctx, 10*time.Millisecond, func() (bool, string) {
+			_, err := os.Stat(task)
+			return errors.Is(err, os.ErrNotExist), "the thread has not ended"
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Client(2).Status(ctx); err != nil || !m.Running(2) {
+			t.Errorf("node 2 died with the thread that restarted it: %v (exit: %v)", err, m.exitErr(2))
+		}
 		prefix, dir := m.Lab.Prefix(), m.Dir()
 		if err := m.Close(); err != nil {
 			t.Fatal(err)
