@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"sort"
 	"sync"
@@ -82,12 +83,44 @@ type corroborator struct {
 
 	mu       sync.Mutex
 	inflight map[string]bool // indicator keys with a proposal under way
+	// witnessGrace is how long a node that sighted none of a block's
+	// evidence waits before it proposes the block itself (zero: it does
+	// not wait); deferred are the blocks waiting so, by indicator key,
+	// and wake tells run that one was added.
+	witnessGrace time.Duration
+	deferred     map[string]deferredBlock
+	wake         chan struct{}
+}
+
+// deferredBlock is a block a non-witness waits to propose.
+type deferredBlock struct {
+	ind intel.Indicator
+	due time.Time
+}
+
+// maxDeferred bounds the blocks waiting on witnesses; past it a node
+// proposes at once, as it would without the grace.
+const maxDeferred = 4096
+
+// witnessGrace is how long node self waits on the witnesses of a block
+// (the members whose sightings prove it) to propose it: they propose at
+// once, and in a mesh of a thousand nodes the other 998 proposing the
+// same block at the same moment would queue a thousand proposals at the
+// leader and put up to a thousand duplicate entries in the log. A node
+// proposes after the grace only if no block is in force by then (the
+// witnesses failed). Between 2 and 5 s, spread by node ID so that those
+// nodes do not all propose at once either.
+func witnessGrace(self string) time.Duration {
+	h := fnv.New32a()
+	h.Write([]byte(self))
+	return 2*time.Second + time.Duration(h.Sum32()%3000)*time.Millisecond
 }
 
 func newCorroborator(self string, rule CorroborationConfig, sightings sightingLog, mesh meshView, p proposer,
 	now func() time.Time, log *slog.Logger, stats *counters) *corroborator {
 	return &corroborator{self: self, rule: rule, sightings: sightings, mesh: mesh, proposer: p, now: now, log: log,
-		stats: stats, queue: make(chan intel.Indicator, evalQueueSize), inflight: make(map[string]bool)}
+		stats: stats, queue: make(chan intel.Indicator, evalQueueSize), inflight: make(map[string]bool),
+		witnessGrace: witnessGrace(self), deferred: make(map[string]deferredBlock), wake: make(chan struct{}, 1)}
 }
 
 // enqueue asks for ind to be evaluated; it never blocks.
@@ -103,10 +136,19 @@ func (c *corroborator) enqueue(ind intel.Indicator) {
 // run evaluates queued indicators until ctx ends; each proposal runs on
 // its own through spawn.
 func (c *corroborator) run(ctx context.Context, spawn func(func(context.Context)) bool) {
+	due := time.NewTimer(time.Hour)
+	defer due.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-c.wake:
+			due.Reset(c.nextDue())
+		case <-due.C:
+			for _, ind := range c.dueBlocks() {
+				c.enqueue(ind)
+			}
+			due.Reset(c.nextDue())
 		case ind := <-c.queue:
 			if p, ok := c.evaluate(ind); ok {
 				if !spawn(func(ctx context.Context) { c.propose(ctx, p) }) {
@@ -127,18 +169,73 @@ func (c *corroborator) evaluate(ind intel.Indicator) (proposal, bool) {
 		c.log.Error("read sightings", "indicator", ind.Value, "err", err)
 		return proposal{}, false
 	}
-	if !ok {
-		return proposal{}, false
-	}
 	key := ind.Key()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !ok {
+		delete(c.deferred, key) // blocked by now, or no longer proven
+		return proposal{}, false
+	}
 	if c.inflight[key] {
 		return proposal{}, false
+	}
+	if c.witnessGrace > 0 && !witnessed(p.policy, c.self) {
+		d, waiting := c.deferred[key]
+		switch {
+		case !waiting && len(c.deferred) < maxDeferred:
+			c.deferred[key] = deferredBlock{ind: ind, due: now.Add(c.witnessGrace)}
+			c.stats.deferred.Add(1)
+			select {
+			case c.wake <- struct{}{}:
+			default:
+			}
+			return proposal{}, false
+		case waiting && now.Before(d.due):
+			return proposal{}, false
+		}
+		delete(c.deferred, key) // the witnesses did not: propose
 	}
 	c.inflight[key] = true
 	c.stats.proposals.Add(1)
 	return p, true
+}
+
+// witnessed reports whether self sighted some of p's evidence.
+func witnessed(p intel.Policy, self string) bool {
+	for _, e := range p.Evidence {
+		if e.Origin == self {
+			return true
+		}
+	}
+	return false
+}
+
+// nextDue is how long until the first deferred block is due (an hour
+// when none waits).
+func (c *corroborator) nextDue() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	next := time.Hour
+	now := c.now()
+	for _, d := range c.deferred {
+		next = min(next, max(d.due.Sub(now), time.Millisecond))
+	}
+	return next
+}
+
+// dueBlocks returns the indicators of the deferred blocks that are due.
+// They stay deferred until evaluated (evaluate drops them).
+func (c *corroborator) dueBlocks() []intel.Indicator {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []intel.Indicator
+	now := c.now()
+	for _, d := range c.deferred {
+		if !now.Before(d.due) {
+			out = append(out, d.ind)
+		}
+	}
+	return out
 }
 
 // rules is the mesh's rule once known, else this node's configured one.

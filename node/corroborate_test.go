@@ -168,6 +168,7 @@ func TestCorroboratorInflightDedupe(t *testing.T) {
 	c := newCorroborator("self", CorroborationConfig{MinNodes: 2, Window: time.Hour, BlockTTL: time.Hour},
 		&fakeSightings{recs: recs}, &fakeMesh{members: map[string]bool{"a": true, "b": true}}, prop,
 		time.Now, slog.New(slog.DiscardHandler), st)
+	c.witnessGrace = 0 // "self" sighted nothing; it proposes at once here
 	p, ok := c.evaluate(ind)
 	if !ok {
 		t.Fatal("no proposal")
@@ -286,5 +287,98 @@ func TestCorroboratorProposesRecidiveTTL(t *testing.T) {
 	}
 	if pr, ok, _ := c.decide(fresh, now); !ok || !pr.policy.ExpiresAt.Equal(now.Add(time.Hour)) {
 		t.Fatalf("first-time source: %+v (ok %v), want the mesh's TTL", pr.policy, ok)
+	}
+}
+
+// A node that sighted none of a block's evidence leaves the proposal to
+// the witnesses: it proposes only when the grace ends with no block in
+// force; a witness proposes at once; the deferrals are counted.
+func TestCorroboratorNonWitnessWaitsForWitnesses(t *testing.T) {
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	ind := intel.IndicatorFromAddr(netip.MustParseAddr("203.0.113.12"))
+	by := func(origins ...string) []store.SightingRecord {
+		var out []store.SightingRecord
+		for _, o := range origins {
+			out = append(out, store.SightingRecord{Origin: o, Seq: 1, Sent: now, Sighting: intel.Sighting{Indicator: ind, Detector: "d", LastSeen: now}})
+		}
+		return out
+	}
+	members := map[string]bool{"a": true, "b": true, "self": true}
+	rule := CorroborationConfig{MinNodes: 2, Window: time.Hour, BlockTTL: time.Hour}
+
+	st := &counters{}
+	mesh := &fakeMesh{members: members, policies: map[string]bool{}}
+	c := newCorroborator("self", rule, &fakeSightings{recs: by("a", "b")}, mesh, &fakeProposer{}, clock, slog.New(slog.DiscardHandler), st)
+	if c.witnessGrace < 2*time.Second || c.witnessGrace >= 5*time.Second {
+		t.Fatalf("grace %s, want within [2s, 5s)", c.witnessGrace)
+	}
+	for range 3 {
+		if _, ok := c.evaluate(ind); ok {
+			t.Fatal("a non-witness proposed before its grace ended")
+		}
+	}
+	if st.deferred.Load() != 1 {
+		t.Fatalf("deferrals counted %d, want 1", st.deferred.Load())
+	}
+	now = now.Add(c.witnessGrace)
+	if got := c.dueBlocks(); len(got) != 1 || got[0] != ind {
+		t.Fatalf("due blocks %v, want [%v]", got, ind)
+	}
+	if _, ok := c.evaluate(ind); !ok {
+		t.Fatal("no proposal once the grace ended with no block in force")
+	}
+	c.release(ind.Key())
+
+	// A block committed during the grace: nothing to propose, nothing left waiting.
+	now = now.Add(time.Minute)
+	c2 := newCorroborator("self", rule, &fakeSightings{recs: by("a", "b")}, mesh, &fakeProposer{}, clock, slog.New(slog.DiscardHandler), st)
+	if _, ok := c2.evaluate(ind); ok {
+		t.Fatal("a non-witness proposed at once")
+	}
+	mesh.policies[intel.PolicyID(intel.ActionBlock, ind)] = true
+	now = now.Add(c2.witnessGrace)
+	if _, ok := c2.evaluate(ind); ok {
+		t.Fatal("proposed a block already in force")
+	}
+	if len(c2.deferred) != 0 {
+		t.Fatalf("%d blocks still waiting after the block came into force", len(c2.deferred))
+	}
+
+	// A witness proposes at once.
+	delete(mesh.policies, intel.PolicyID(intel.ActionBlock, ind))
+	c3 := newCorroborator("self", rule, &fakeSightings{recs: by("a", "self")}, mesh, &fakeProposer{}, clock, slog.New(slog.DiscardHandler), st)
+	if _, ok := c3.evaluate(ind); !ok {
+		t.Fatal("a witness did not propose at once")
+	}
+}
+
+// The evaluation loop proposes a deferred block when its grace ends,
+// with no new sighting to wake it.
+func TestCorroboratorLoopProposesDeferredBlock(t *testing.T) {
+	ind := intel.IndicatorFromAddr(netip.MustParseAddr("203.0.113.13"))
+	now := time.Now()
+	recs := []store.SightingRecord{
+		{Origin: "a", Seq: 1, Sent: now, Sighting: intel.Sighting{Indicator: ind, Detector: "d", LastSeen: now}},
+		{Origin: "b", Seq: 1, Sent: now, Sighting: intel.Sighting{Indicator: ind, Detector: "d", LastSeen: now}},
+	}
+	prop := &fakeProposer{}
+	c := newCorroborator("self", CorroborationConfig{MinNodes: 2, Window: time.Hour, BlockTTL: time.Hour},
+		&fakeSightings{recs: recs}, &fakeMesh{members: map[string]bool{"a": true, "b": true}, policies: map[string]bool{}}, prop,
+		time.Now, slog.New(slog.DiscardHandler), &counters{})
+	c.witnessGrace = 50 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		c.run(ctx, func(f func(context.Context)) bool { wg.Go(func() { f(ctx) }); return true })
+	})
+	defer func() { cancel(); wg.Wait() }()
+	c.enqueue(ind)
+	deadline := time.Now().Add(10 * time.Second)
+	for prop.count() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the deferred block was never proposed")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

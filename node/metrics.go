@@ -35,6 +35,7 @@ func (n *Node) registerMetrics() {
 		counter("meshward_evaluations_total", "Corroboration evaluations run.", n.stats.evals.Load),
 		counter("meshward_evaluations_dropped_total", "Evaluations dropped because the queue was full.", n.stats.evalDrops.Load),
 		counter("meshward_proposals_total", "Mesh-wide block proposals made by this node.", n.stats.proposals.Load),
+		counter("meshward_proposals_deferred_total", "Blocks this node waited on their witnesses to propose (it proposes them only if none is in force by the end of its grace).", n.stats.deferred.Load),
 		counter("meshward_proposals_refused_total", "Proposals refused by a protected range or an allow policy.", n.stats.refused.Load),
 		counter("meshward_proposal_errors_total", "Proposals that failed to commit.", n.stats.propErrs.Load),
 		counter("meshward_local_decisions_total", "Local (first-tier) blocks taken.", n.stats.local.Load),

@@ -21,7 +21,7 @@ type Stats struct {
 // counters are the atomics behind Stats; the hot paths only bump them.
 type counters struct {
 	detections, suppressed, stored, evals, evalDrops, proposals, refused, propErrs, local, reports atomic.Uint64
-	reloads, reloadFailures                                                                        atomic.Uint64
+	reloads, reloadFailures, deferred                                                              atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {

@@ -291,22 +291,36 @@ func (m *Mesh) nodeOptions(i int, g *gater) node.Options {
 }
 
 // WaitReady waits until every node is on every node's roster and every
-// node sees all others in the gossip topic.
+// node sees all others in the gossip topic. What it found true stays
+// found (a node's roster only grows while a mesh forms, and its gossip
+// peers once counted are not asked again), so that a look at a mesh of
+// hundreds of nodes costs what changed since the last, not the square
+// of the mesh.
 func (m *Mesh) WaitReady(ctx context.Context) error {
 	prof, _ := profileFor(m.opts.Profile)
-	return Poll(ctx, 20*time.Millisecond, func() (bool, string) {
+	interval := 20 * time.Millisecond
+	if len(m.Nodes) > SimProfileAbove {
+		interval = 100 * time.Millisecond
+	}
+	onRoster := make([]int, len(m.Nodes)) // node i has m.Nodes[:onRoster[i]] on its roster
+	peered := make([]bool, len(m.Nodes))
+	return Poll(ctx, interval, func() (bool, string) {
 		for i, n := range m.Nodes {
 			if m.down[i] {
 				continue
 			}
-			for _, o := range m.Nodes {
-				if !n.Consensus().IsMember(o.ID()) {
+			for ; onRoster[i] < len(m.Nodes); onRoster[i]++ {
+				if o := m.Nodes[onRoster[i]]; !n.Consensus().IsMember(o.ID()) {
 					return false, fmt.Sprintf("node %d does not yet have %s on its roster", i, o.Site())
 				}
+			}
+			if peered[i] {
+				continue
 			}
 			if got, want := len(n.Gossip().Peers()), prof.gossipPeersWanted(m.running()); got < want {
 				return false, fmt.Sprintf("node %d has %d of %d gossip peers", i, got, want)
 			}
+			peered[i] = true
 		}
 		return true, ""
 	})
