@@ -265,7 +265,8 @@ func labListen(t *testing.T, l *Lab, i int) string {
 // force seen in both groups blocked everywhere; a node SIGKILLed, an
 // attack blocked without it, the node restarted and caught up; an
 // operator block through the admin API; an attacker seen at one site
-// only never blocked.
+// only detected there (its /metrics, read inside its namespace) and
+// never blocked.
 const netnsScenario = `
 name: netns
 topology:
@@ -301,6 +302,7 @@ timeline:
     attack: {kind: brute_force, from: 203.0.113.69, nodes: [3]}
   - name: one site is not enough
     expect:
+      refused: {metric: meshward_detections_total, on: [3], min: 1}
       never_blocked: [203.0.113.69]
       not_enforced: {indicator: 203.0.113.69, on: all}
       within: 20s
@@ -348,8 +350,8 @@ func TestNetns(t *testing.T) {
 			}
 			t.Fatal(err)
 		}
-		if len(rep.Expectations) != 9 {
-			t.Errorf("%d expectations judged, want 9 (the never_blocked one twice)", len(rep.Expectations))
+		if len(rep.Expectations) != 10 {
+			t.Errorf("%d expectations judged, want 10 (the never_blocked one twice)", len(rep.Expectations))
 		}
 		// The measurement of the first attacker, from the agents' process
 		// records and the kernel sets.
