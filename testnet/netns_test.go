@@ -293,10 +293,10 @@ timeline:
       running: all
       enforced: {indicator: 203.0.113.67, on: all}
       within: 30s
-  - operator: {block: 198.51.100.7}
+  - operator: {block: 198.51.100.0/24}
   - name: operator block
     expect:
-      enforced: {indicator: 198.51.100.7, on: all}
+      enforced: {indicator: 198.51.100.0/24, on: all}
       within: 30s
   - name: seen at one site only
     attack: {kind: brute_force, from: 203.0.113.69, nodes: [3]}
