@@ -113,10 +113,11 @@ func alive(pid int) bool {
 	return ok && state != "Z"
 }
 
-// A 9-node mesh over three processes runs the brute force end to end:
-// every node of every process enforces the block, the report has every
-// node in order, percentiles over all of them, and each process's peak
-// memory; once the run returns, no worker is left.
+// A 9-node mesh over three processes runs the brute force end to end,
+// the attack written into the logs of nodes in the coordinator and in a
+// worker: every node of every process enforces the block, the report
+// has every node in order, percentiles over all of them, and each
+// process's peak memory; once the run returns, no worker is left.
 func TestProcsBruteForceEveryNodeOfEveryProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a 9-node mesh over three processes")
@@ -129,6 +130,7 @@ func TestProcsBruteForceEveryNodeOfEveryProcess(t *testing.T) {
 			last = p
 			mu.Unlock()
 		}},
+		Attacked:  4, // nodes 0-2 run in the coordinator, 3 in the first worker
 		Processes: 3, WorkerCommand: testWorkerCommand, WorkerStderr: testWriter{t}, Timeout: 3 * time.Minute,
 	})
 	if err != nil {
@@ -142,8 +144,8 @@ func TestProcsBruteForceEveryNodeOfEveryProcess(t *testing.T) {
 		if want := fmt.Sprintf("site-%02d", i); n.Site != want || !n.Enforcing || n.EnforceMs < 0 || n.PropagationMs < 0 || n.CommitMs < 0 {
 			t.Errorf("per-node %d: %+v, want %s enforcing with every time", i, n, want)
 		}
-		if n.Attacked != (i < 2) {
-			t.Errorf("per-node %d: attacked %v", i, n.Attacked)
+		if n.Attacked != (i < 4) || n.Detected != (i < 4) {
+			t.Errorf("per-node %d: attacked %v, detected %v; want both for nodes 0-3 only", i, n.Attacked, n.Detected)
 		}
 		ids[n.ID] = true
 	}
