@@ -61,17 +61,19 @@ type LabLink struct {
 // only ever routed inside the lab's own namespaces.
 var LabPrefix = netip.MustParsePrefix("10.77.0.0/16")
 
-// labTable is the hub's bridge-family table that cuts partitions.
+// labTable is the lab's own nftables table: bridge family in the hub
+// (partitions), ip family in a node's namespace (the delay queues' rules);
+// the agents' table (inet meshward) is another.
 const labTable = "meshward_lab"
 
 // NetnsPreflight checks what namespace mode needs before anything is
-// made: root, the ip command (and tc when links is true).
-func NetnsPreflight(links bool) error {
+// made: root, the ip command (and tc when netem is true).
+func NetnsPreflight(netem bool) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("%w: running as uid %d", ErrNetnsNotRoot, os.Geteuid())
 	}
 	cmds := []string{"ip"}
-	if links {
+	if netem {
 		cmds = append(cmds, "tc")
 	}
 	for _, c := range cmds {
@@ -126,8 +128,8 @@ func NewLab(ctx context.Context, n int) (_ *Lab, err error) {
 			return nil, err
 		}
 		l.nodes = append(l.nodes, ns)
-		host := i + 1 // .0.1 onwards, skipping .x.0 and .x.255
-		a := netip.AddrFrom4([4]byte{base[0], base[1], byte(host / 254), byte(host%254 + 1)})
+		// .0.1 to .0.254, then .1.1...: never .x.0 or .x.255.
+		a := netip.AddrFrom4([4]byte{base[0], base[1], byte(i / 254), byte(i%254 + 1)})
 		l.addrs = append(l.addrs, a)
 		port := fmt.Sprintf("p%d", i)
 		if err := runCmd(ctx, "ip", "-n", l.hub, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns); err != nil {

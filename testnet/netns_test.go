@@ -524,6 +524,23 @@ func TestNetnsRefusals(t *testing.T) {
 	}
 }
 
+// TestNetnsPreflight: what is missing is named before anything is made.
+func TestNetnsPreflight(t *testing.T) {
+	t.Setenv("PATH", t.TempDir()) // no ip, no tc
+	err := NetnsPreflight(true)
+	switch {
+	case os.Geteuid() != 0:
+		if !errors.Is(err, ErrNetnsNotRoot) {
+			t.Fatalf("as uid %d: %v, want ErrNetnsNotRoot", os.Geteuid(), err)
+		}
+	case !errors.Is(err, ErrNetnsNoCommand) || !strings.Contains(err.Error(), ": ip "):
+		t.Fatalf("without ip: %v, want ErrNetnsNoCommand naming ip", err)
+	}
+	if _, err := NewLab(context.Background(), 2); err == nil {
+		t.Fatal("NewLab made a lab without root or ip")
+	}
+}
+
 // TestSumSeries reads counters from Prometheus text exposition.
 func TestSumSeries(t *testing.T) {
 	text := `# HELP meshward_gossip_rejected_total x
