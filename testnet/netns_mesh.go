@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -388,12 +389,22 @@ func (m *NetnsMesh) waitUp(ctx context.Context, i int) error {
 		return true, ""
 	})
 	if !m.Running(i) {
-		return fmt.Errorf("testnet: node %d exited at start (%v); its log: %s", i, m.exitErr(i), filepath.Join(m.nodeDir(i), "agent.log"))
+		return fmt.Errorf("testnet: node %d exited at start (%v); the end of its log:\n%s", i, m.exitErr(i), m.logTail(i, 5))
 	}
 	if err != nil {
-		return fmt.Errorf("testnet: node %d: %w", i, err)
+		return fmt.Errorf("testnet: node %d: %w; the end of its log:\n%s", i, err, m.logTail(i, 5))
 	}
 	return nil
+}
+
+// logTail is the last n lines of node i's agent.log.
+func (m *NetnsMesh) logTail(i, n int) string {
+	b, err := os.ReadFile(filepath.Join(m.nodeDir(i), "agent.log"))
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 func (m *NetnsMesh) exitErr(i int) error {

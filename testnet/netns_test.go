@@ -344,9 +344,7 @@ func TestNetns(t *testing.T) {
 		}
 		if err != nil {
 			for i := range m.Size() {
-				if b, rerr := os.ReadFile(filepath.Join(m.nodeDir(i), "agent.log")); rerr == nil {
-					t.Logf("node %d agent.log (tail):\n%s", i, tailLines(b, 30))
-				}
+				t.Logf("node %d agent.log (end):\n%s", i, m.logTail(i, 30))
 			}
 			t.Fatal(err)
 		}
@@ -494,14 +492,6 @@ func TestNetnsShippedScenariosLoad(t *testing.T) {
 	}
 }
 
-func tailLines(b []byte, n int) string {
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // TestNetnsRefusals: what namespace mode cannot do is refused by name
 // before anything starts.
 func TestNetnsRefusals(t *testing.T) {
@@ -521,6 +511,33 @@ func TestNetnsRefusals(t *testing.T) {
 				t.Fatalf("got %v, %v; want ErrNetnsStep naming %s", rep, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestNetnsAgentFails: an agent that exits at start fails StartNetns
+// with its exit and the end of its log, and nothing is left behind.
+func TestNetnsAgentFails(t *testing.T) {
+	needNetns(t)
+	bad := filepath.Join(t.TempDir(), "meshward")
+	if err := os.WriteFile(bad, []byte("#!/bin/sh\necho \"config: data_dir: refused for the test\" >&2\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	before, err := LeftoverNamespaces("mwn-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	m, err := StartNetns(ctx, NetnsOptions{Nodes: 2, Binary: bad})
+	if m != nil || err == nil || !strings.Contains(err.Error(), "exited at start (exit status 3)") || !strings.Contains(err.Error(), "refused for the test") {
+		t.Fatalf("got %v, %v; want node 0's exit and its log", m, err)
+	}
+	after, err := LeftoverNamespaces("mwn-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) > len(before) {
+		t.Errorf("namespaces left after a failed start: %v (before: %v)", after, before)
 	}
 }
 
