@@ -19,10 +19,11 @@ import (
 )
 
 // A mesh spread over processes. The coordinator (the process calling
-// RunBruteForce with Processes > 1) runs the first share of the nodes:
-// the founder and the nodes that join first, which become the servers.
-// Once those are admitted it starts Processes-1 workers (WorkerCommand),
-// each running a contiguous share of the others, built as Start builds
+// RunBruteForce with Processes > 1) runs the first nodes: the founder
+// and the nodes that join first, which become the servers
+// (coordinatorNodes). Once those are admitted it starts Processes-1
+// workers (WorkerCommand), each running a contiguous share of the
+// others, built as Start builds
 // them (nodeConfig) and joining through the founder with the mesh's join
 // token. Each process bounds its own nodes waiting to be admitted to its
 // part of the profile's join window. The coordinator speaks to each
@@ -35,7 +36,8 @@ import (
 // procMesh is a mesh spread over processes, seen from the coordinator.
 type procMesh struct {
 	m     *Mesh // the coordinator's own nodes, 0 to local-1
-	nodes int   // in the mesh
+	local int
+	nodes int // in the mesh
 	// workers are set while the mesh starts, under mu, and read
 	// without it once started.
 	mu      sync.Mutex
@@ -74,13 +76,29 @@ func (w *workerProc) String() string {
 	return fmt.Sprintf("worker %d (nodes %d-%d, pid %d)", w.k, w.first, w.first+w.count-1, w.cmd.Process.Pid)
 }
 
-// splitNodes shares nodes between processes in contiguous slices, the
-// first ones one larger when they do not divide evenly.
+// coordinatorNodes is how many nodes the coordinator runs itself: the
+// founder and the nodes that join first, which become the voters and
+// the standbys. Nothing else runs beside them, so that the servers,
+// which every join and every commit waits on, are not starved of CPU by
+// the edges (Raft votes timed out and elections churned with a third
+// of a 300-node mesh beside them).
+const coordinatorNodes = SimVoters + consensus.DefaultStandbys
+
+// splitNodes shares nodes between processes in contiguous slices: the
+// coordinator (the first) runs coordinatorNodes of them, leaving at
+// least one to each worker, and the workers share the others evenly,
+// the first ones one more when they do not divide evenly. One process
+// runs them all.
 func splitNodes(nodes, processes int) []int {
+	if processes <= 1 {
+		return []int{nodes}
+	}
 	counts := make([]int, processes)
-	for k := range counts {
-		counts[k] = nodes / processes
-		if k < nodes%processes {
+	counts[0] = max(1, min(coordinatorNodes, nodes-(processes-1)))
+	rest, workers := nodes-counts[0], processes-1
+	for k := 1; k < processes; k++ {
+		counts[k] = rest / workers
+		if k-1 < rest%workers {
 			counts[k]++
 		}
 	}
@@ -127,9 +145,10 @@ func startProcs(ctx, life context.Context, o ScenarioOptions) (_ *procMesh, err 
 		}
 		m.tempDir = true
 	}
-	pm := &procMesh{m: m, nodes: opts.Nodes, sites: make([]string, opts.Nodes), stopProgress: func() {}, stopWatch: func() {}}
+	pm := &procMesh{m: m, local: local, nodes: opts.Nodes, sites: make([]string, opts.Nodes), stopProgress: func() {}, stopWatch: func() {}}
 	defer func() {
 		if err != nil {
+			err = fmt.Errorf("%w (%s)", err, pm.formationSummary())
 			pm.Close()
 		}
 	}()
@@ -138,13 +157,15 @@ func startProcs(ctx, life context.Context, o ScenarioOptions) (_ *procMesh, err 
 	if m.operator, err = newOperatorKey(); err != nil {
 		return nil, err
 	}
+	// The workers' nodes join at the same time: each worker may have
+	// its part of the profile's window waiting.
 	window := prof.joinWindow
 	if window > 0 {
-		window = max(1, window/o.Processes)
+		window = max(1, window/(o.Processes-1))
 	}
-	// The workers start once the coordinator's first nodes, the servers
-	// to be, are admitted.
-	servers := min(local, SimVoters+consensus.DefaultStandbys)
+	// The workers start once the coordinator's nodes, the servers to be,
+	// are admitted.
+	servers := local
 	starts := make(chan error, o.Processes-1)
 	token := ""
 	var addrs []string
@@ -502,6 +523,20 @@ func (pm *procMesh) startProgress(report func(Progress)) (stop func()) {
 		wg.Wait()
 		report(sum())
 	})
+}
+
+// formationSummary says how far each process's nodes formed, as last
+// reported: which process holds the nodes that did not join.
+func (pm *procMesh) formationSummary() string {
+	p := pm.m.formation()
+	s := fmt.Sprintf("coordinator (nodes 0-%d): %d started, %d joined, %d ready", pm.local-1, p.Started, p.Joined, p.Ready)
+	for _, w := range pm.workerList() {
+		w.mu.Lock()
+		wp := w.progress
+		w.mu.Unlock()
+		s += fmt.Sprintf("; %s: %d started, %d joined, %d ready", w, wp.Started, wp.Joined, wp.Ready)
+	}
+	return s
 }
 
 // injectSSHBruteForce appends the attack's lines to node i's auth.log,

@@ -63,7 +63,7 @@ func runTestCoordinator() int {
 	var once sync.Once
 	_, err := RunBruteForce(context.Background(), ScenarioOptions{
 		Options: Options{Nodes: 6, Dir: os.Getenv("MESHWARD_TESTNET_PROCS_DIR"), Progress: func(p Progress) {
-			if pids := childPids(); len(pids) == 2 && p.Started > 2 {
+			if pids := childPids(); len(pids) == 2 && p.Started > splitNodes(6, 3)[0] {
 				once.Do(func() { fmt.Println(strings.Trim(fmt.Sprint(pids), "[]")) })
 			}
 		}},
@@ -130,7 +130,7 @@ func TestProcsBruteForceEveryNodeOfEveryProcess(t *testing.T) {
 			last = p
 			mu.Unlock()
 		}},
-		Attacked:  4, // nodes 0-2 run in the coordinator, 3 in the first worker
+		Attacked:  8, // nodes 0-6 run in the coordinator, 7 in the first worker, 8 in the second
 		Processes: 3, WorkerCommand: testWorkerCommand, WorkerStderr: testWriter{t}, Timeout: 3 * time.Minute,
 	})
 	if err != nil {
@@ -144,8 +144,8 @@ func TestProcsBruteForceEveryNodeOfEveryProcess(t *testing.T) {
 		if want := fmt.Sprintf("site-%02d", i); n.Site != want || !n.Enforcing || n.EnforceMs < 0 || n.PropagationMs < 0 || n.CommitMs < 0 {
 			t.Errorf("per-node %d: %+v, want %s enforcing with every time", i, n, want)
 		}
-		if n.Attacked != (i < 4) || n.Detected != (i < 4) {
-			t.Errorf("per-node %d: attacked %v, detected %v; want both for nodes 0-3 only", i, n.Attacked, n.Detected)
+		if n.Attacked != (i < 8) || n.Detected != (i < 8) {
+			t.Errorf("per-node %d: attacked %v, detected %v; want both for nodes 0-7 only", i, n.Attacked, n.Detected)
 		}
 		ids[n.ID] = true
 	}
@@ -159,11 +159,12 @@ func TestProcsBruteForceEveryNodeOfEveryProcess(t *testing.T) {
 	if mem == nil || len(mem.Processes) != 3 {
 		t.Fatalf("memory %+v, want three processes", mem)
 	}
-	sum, pids := 0.0, map[int]bool{}
+	sum, pids, first := 0.0, map[int]bool{}, 0
 	for k, ps := range mem.Processes {
-		if ps.PeakRSSMB <= 0 || ps.Nodes != 3 || ps.First != 3*k || ps.PID == 0 {
-			t.Errorf("process %d: %+v", k, ps)
+		if want := []int{7, 1, 1}[k]; ps.PeakRSSMB <= 0 || ps.Nodes != want || ps.First != first || ps.PID == 0 {
+			t.Errorf("process %d: %+v, want %d nodes from node %d", k, ps, want, first)
 		}
+		first += ps.Nodes
 		sum += ps.PeakRSSMB
 		pids[ps.PID] = true
 		if k > 0 && alive(ps.PID) {
@@ -197,7 +198,7 @@ func TestProcsContextEndClosesWorkers(t *testing.T) {
 		Options: Options{Nodes: 6, Dir: t.TempDir(), Progress: func(p Progress) {
 			mu.Lock()
 			defer mu.Unlock()
-			if c := childPids(); len(c) == 2 && p.Started > 2 && pids == nil {
+			if c := childPids(); len(c) == 2 && p.Started > splitNodes(6, 3)[0] && pids == nil {
 				pids = c
 				cancel()
 			}
@@ -350,9 +351,9 @@ func TestChooseProcesses(t *testing.T) {
 	}{
 		{5, 1024, 1},
 		{300, 20000, 1},
-		{1000, 20000, 4},
-		{1000, 10000, 24},
-		{100, 1024, 25},
+		{1000, 20000, 3},
+		{1000, 10000, 5},
+		{100, 1024, 97}, // the first voters hold most of so small a limit: 4 nodes in the coordinator, one a worker
 	} {
 		p, fds := ChooseProcesses(c.nodes, "", c.soft)
 		if p != c.want || float64(fds) > float64(c.soft)*fdShare {
@@ -367,8 +368,20 @@ func TestChooseProcesses(t *testing.T) {
 	if c := nodeConns(10, mustProfile(t, ProfileDefault)); c[0] != 9 || c[9] != 9 {
 		t.Errorf("default profile connections %v, want 9 each", c)
 	}
-	if got := splitNodes(10, 3); !slices.Equal(got, []int{4, 3, 3}) {
-		t.Errorf("split 10 over 3: %v", got)
+	for _, c := range []struct {
+		nodes, processes int
+		want             []int
+	}{
+		{10, 1, []int{10}},
+		{10, 3, []int{7, 2, 1}},
+		{9, 3, []int{7, 1, 1}},
+		{6, 3, []int{4, 1, 1}},
+		{3, 3, []int{1, 1, 1}},
+		{1000, 4, []int{7, 331, 331, 331}},
+	} {
+		if got := splitNodes(c.nodes, c.processes); !slices.Equal(got, c.want) {
+			t.Errorf("split %d over %d: %v, want %v", c.nodes, c.processes, got, c.want)
+		}
 	}
 }
 
