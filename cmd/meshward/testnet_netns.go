@@ -50,6 +50,9 @@ func runNetns(cmd *cobra.Command, tf testnetFlags, s *testnet.Scenario, size int
 		o.Narrate = cmd.ErrOrStderr()
 		fmt.Fprintln(cmd.ErrOrStderr(), "starting the agents, each in its own network namespace...")
 	}
+	if left, _ := testnet.LeftoverNamespaces("mwn-"); len(left) > 0 {
+		fmt.Fprintf(cmd.ErrOrStderr(), "note: %d network namespaces of an earlier run that did not end cleanly remain (%s...); remove them with: ip netns del NAME\n", len(left), left[0])
+	}
 	rep, err := testnet.RunScenarioNetns(cmd.Context(), s, o)
 	if rep == nil {
 		return err
