@@ -51,7 +51,7 @@ func runNetns(cmd *cobra.Command, tf testnetFlags, s *testnet.Scenario, size int
 		fmt.Fprintln(cmd.ErrOrStderr(), "starting the agents, each in its own network namespace...")
 	}
 	if left, _ := testnet.LeftoverNamespaces("mwn-"); len(left) > 0 {
-		fmt.Fprintf(cmd.ErrOrStderr(), "note: %d network namespaces of an earlier run that did not end cleanly remain (%s...); remove them with: ip netns del NAME\n", len(left), left[0])
+		fmt.Fprintf(cmd.ErrOrStderr(), "note: %d network namespaces of other runs exist (%s...): runs in progress, or left by one that was killed; remove a killed run's with: ip netns del NAME\n", len(left), left[0])
 	}
 	rep, err := testnet.RunScenarioNetns(cmd.Context(), s, o)
 	if rep == nil {
