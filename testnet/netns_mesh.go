@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -395,6 +396,44 @@ func (m *NetnsMesh) waitUp(ctx context.Context, i int) error {
 		return fmt.Errorf("testnet: node %d: %w; the end of its log:\n%s", i, err, m.logTail(i, 5))
 	}
 	return nil
+}
+
+// Memory reads the running agents' peak resident sets (VmHWM): their
+// sum, and each agent's own (First is its node's index).
+func (m *NetnsMesh) Memory() ProcessStats {
+	var ps ProcessStats
+	for _, i := range m.runningNodes() {
+		pid := m.PID(i)
+		mb, err := peakRSSMB(pid)
+		if err != nil {
+			continue
+		}
+		ps.Processes = append(ps.Processes, ProcessStats{PID: pid, First: i, Nodes: 1, PeakRSSMB: mb, PeakRSSPerNodeMB: mb})
+		ps.PeakRSSMB += mb
+		ps.Nodes++
+	}
+	if ps.Nodes > 0 {
+		ps.PeakRSSPerNodeMB = ps.PeakRSSMB / float64(ps.Nodes)
+	}
+	return ps
+}
+
+// peakRSSMB is process pid's VmHWM in MB.
+func peakRSSMB(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			if err != nil {
+				return 0, fmt.Errorf("/proc/%d/status: VmHWM: %w", pid, err)
+			}
+			return kb / 1024, nil
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status: no VmHWM", pid)
 }
 
 // logTail is the last n lines of node i's agent.log.

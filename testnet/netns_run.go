@@ -111,6 +111,9 @@ func RunScenarioNetns(ctx context.Context, s *Scenario, o NetnsRunOptions) (*Sce
 	}
 	r.rep.DurationMs = ms(time.Since(r.t0))
 	nr.fill(ctx)
+	if mem := m.Memory(); mem.Nodes > 0 {
+		r.rep.Memory = &mem
+	}
 	var failed []string
 	if stepErr != nil {
 		failed = append(failed, stepErr.Error())

@@ -363,6 +363,9 @@ func TestNetns(t *testing.T) {
 				t.Errorf("node %d measured %+v: want enforcing, received and enforced times, attacked only at nodes 0 and 2", i, n)
 			}
 		}
+		if mem := rep.Memory; mem == nil || len(mem.Processes) != 4 || mem.PeakRSSMB <= 0 {
+			t.Errorf("memory %+v: want the 4 agents' peak resident sets", mem)
+		}
 		if got := len(m.PIDs()); got != 5 {
 			t.Errorf("%d agent processes started, want 5 (4 and a restart)", got)
 		}

@@ -74,6 +74,10 @@ type ScenarioReport struct {
 	PropagationMs Percentiles  `json:"propagation_ms"`
 	EnforceMs     Percentiles  `json:"enforce_ms"`
 	PerNode       []NodeReport `json:"per_node,omitempty"`
+	// Memory is the peak resident set of the nodes' processes when they
+	// ran as processes of their own (namespace mode), summed, and each
+	// one's beside; nil for an in-process run.
+	Memory *ProcessStats `json:"memory,omitempty"`
 }
 
 // WriteJSON writes the report as one JSON object.
@@ -100,6 +104,9 @@ func (r *ScenarioReport) WriteText(w io.Writer) error {
 		} else {
 			fmt.Fprintf(w, "  FAIL  line %3d  %s: %s\n", e.Line, e.Name, e.Reason)
 		}
+	}
+	if m := r.Memory; m != nil {
+		fmt.Fprintf(w, "\nmemory: the %d agents' peak resident sets sum to %.0f MB (%.1f MB a node)\n", len(m.Processes), m.PeakRSSMB, m.PeakRSSPerNodeMB)
 	}
 	if r.Indicator != "" {
 		fmt.Fprintf(w, "\n%s: propagation p50 %.1f ms p99 %.1f ms; enforcement (first commit → each node) p50 %.1f ms p99 %.1f ms\n",

@@ -57,6 +57,17 @@ func runNetns(cmd *cobra.Command, tf testnetFlags, s *testnet.Scenario, size int
 	if rep == nil {
 		return err
 	}
+	if tf.report != "" {
+		// The agents' memory, not this process's.
+		ps := testnet.ReadProcessStats(rep.Nodes)
+		if rep.Memory != nil {
+			ps = *rep.Memory
+		}
+		if werr := testnet.WriteReportDir(tf.report, rep, rep.ChartData(), ps); werr != nil {
+			return werr
+		}
+		tf.report = ""
+	}
 	if werr := tf.write(cmd, rep, rep.Nodes); werr != nil {
 		return werr
 	}
