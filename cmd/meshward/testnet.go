@@ -47,6 +47,7 @@ func (tf *testnetFlags) write(cmd *cobra.Command, rep testnetReport, nodes int) 
 
 type testnetFlags struct {
 	output, report, profile string
+	pprof                   string
 	verbose, progress       bool
 	processes               int
 }
@@ -58,6 +59,7 @@ func (f *testnetFlags) register(cmd *cobra.Command) {
 	fs.StringVar(&f.profile, "profile", "", "node resource profile: default or sim (fewer connections, longer heartbeats); empty: sim above 50 nodes")
 	fs.BoolVar(&f.progress, "progress", true, "show the mesh forming (nodes started, joined, ready) on stderr once a second")
 	fs.BoolVarP(&f.verbose, "verbose", "v", false, "print the nodes' logs to stderr")
+	fs.StringVar(&f.pprof, "pprof", "", "serve this process's Go profiles (net/http/pprof) on this loopback address, e.g. 127.0.0.1:6060, to look into a slow run")
 	fs.IntVar(&f.processes, "processes", 0, "spread the nodes over this many processes (each holds its own open files); 0: as many as the open-files limit needs")
 }
 
@@ -160,6 +162,13 @@ a scenario file instead.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := tf.check(); err != nil {
 				return err
+			}
+			if tf.pprof != "" {
+				stop, err := servePprof(cmd.ErrOrStderr(), tf.pprof)
+				if err != nil {
+					return err
+				}
+				defer stop()
 			}
 			addr, err := netip.ParseAddr(attacker)
 			if err != nil {
@@ -266,6 +275,13 @@ tree's testnet/scenarios.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := tf.check(); err != nil {
 				return err
+			}
+			if tf.pprof != "" {
+				stop, err := servePprof(cmd.ErrOrStderr(), tf.pprof)
+				if err != nil {
+					return err
+				}
+				defer stop()
 			}
 			if size < 0 {
 				return fmt.Errorf("--size %d: must not be negative", size)
