@@ -115,15 +115,23 @@ func TestNetnsLabPartition(t *testing.T) {
 		_, err := l.DialTime(dctx, from, addrs[to])
 		return err
 	}
+	// reach waits until from connects to to (links come up, addresses
+	// are resolved); the deadline only bounds a failure.
+	reach := func(from, to int) error {
+		return Poll(ctx, 20*time.Millisecond, func() (bool, string) {
+			err := dial(from, to)
+			return err == nil, fmt.Sprint(err)
+		})
+	}
 	for _, p := range [][2]int{{0, 1}, {1, 2}, {2, 0}} {
-		if err := dial(p[0], p[1]); err != nil {
+		if err := reach(p[0], p[1]); err != nil {
 			t.Fatalf("before the partition, node %d to node %d: %v", p[0], p[1], err)
 		}
 	}
 	if err := l.Partition([]int{0}, []int{1, 2}); err != nil {
 		t.Fatal(err)
 	}
-	if err := dial(1, 2); err != nil {
+	if err := reach(1, 2); err != nil {
 		t.Errorf("inside a group, node 1 to node 2: %v", err)
 	}
 	for _, p := range [][2]int{{0, 1}, {2, 0}} {
@@ -134,7 +142,7 @@ func TestNetnsLabPartition(t *testing.T) {
 	if err := l.Heal(); err != nil {
 		t.Fatal(err)
 	}
-	if err := dial(0, 2); err != nil {
+	if err := reach(0, 2); err != nil {
 		t.Errorf("after the heal, node 0 to node 2: %v", err)
 	}
 	prefix := l.Prefix()
