@@ -358,11 +358,29 @@ func (w *worker) close() error {
 	if m == nil {
 		return nil
 	}
-	if err := m.Close(); err != nil {
+	// Closing a node mostly waits (Raft, the host, the store): close
+	// several at once, or a worker of hundreds takes minutes.
+	errs := make([]error, len(m.Nodes))
+	sem := make(chan struct{}, closeParallel)
+	var wg sync.WaitGroup
+	for k := range m.Nodes {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := m.closeNode(k); err != nil {
+				errs[k] = fmt.Errorf("close node %d: %w", w.first+k, err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("testnet worker: %w", err)
 	}
 	return nil
 }
+
+// closeParallel is how many nodes a worker closes at once.
+const closeParallel = 16
 
 // waitNodesReady waits until each of nodes (the first being node first
 // of the mesh) has every one of ids on its roster and at least one
