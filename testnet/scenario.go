@@ -25,7 +25,7 @@ type ScenarioOptions struct {
 	Attacker netip.Addr
 	// Failures per attacked node (default 12).
 	Failures int
-	// Timeout bounds the whole scenario (default 2 minutes).
+	// Timeout bounds the whole scenario (default DefaultTimeout).
 	Timeout time.Duration
 	// Processes spreads the mesh over that many OS processes (procs.go);
 	// 0 or 1 runs every node in this process.
@@ -37,6 +37,14 @@ type ScenarioOptions struct {
 	// WorkerStderr, if set, receives the workers' standard error (their
 	// logs); the last lines are kept in any case to explain a failure.
 	WorkerStderr io.Writer
+}
+
+// DefaultTimeout bounds a brute-force run of a mesh of nodes, formation
+// included: two minutes, and a second more for each node above
+// SimProfileAbove (a simulated mesh of a thousand forms in minutes on
+// two cores).
+func DefaultTimeout(nodes int) time.Duration {
+	return 2*time.Minute + time.Duration(max(0, nodes-SimProfileAbove))*time.Second
 }
 
 // Percentiles summarise a latency distribution in milliseconds.
@@ -103,7 +111,7 @@ func RunBruteForce(ctx context.Context, o ScenarioOptions) (*Report, error) {
 		o.Failures = 12
 	}
 	if o.Timeout == 0 {
-		o.Timeout = 2 * time.Minute
+		o.Timeout = DefaultTimeout(o.Nodes)
 	}
 	if o.Processes > 1 {
 		return runBruteForceProcs(ctx, o)

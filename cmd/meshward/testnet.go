@@ -216,7 +216,7 @@ a scenario file instead.`,
 	f.IntVar(&attacked, "attacked", 2, "number of nodes the attacker hits")
 	f.IntVar(&minNodes, "min-nodes", 2, "corroboration threshold: distinct nodes that must sight the attacker")
 	f.StringVar(&attacker, "attacker", "203.0.113.66", "attacker source address")
-	f.DurationVar(&timeout, "timeout", 2*time.Minute, "give up after this long")
+	f.DurationVar(&timeout, "timeout", 0, "give up after this long, formation included; 0: two minutes and a second for each node above 50")
 	f.BoolVar(&localBlock, "local-block", true, "let detecting nodes block at once, before the mesh agrees")
 	tf.register(cmd)
 	addNetnsMode(cmd, "sudo meshward testnet --netns -n 4", netnsBruteForce)

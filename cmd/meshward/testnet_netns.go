@@ -89,6 +89,9 @@ func netnsBruteForce(cmd *cobra.Command, _ []string) error {
 	minNodes, _ := fs.GetInt("min-nodes")
 	attacker, _ := fs.GetString("attacker")
 	timeout, _ := fs.GetDuration("timeout")
+	if timeout == 0 {
+		timeout = testnet.DefaultTimeout(nodes)
+	}
 	localBlock, _ := fs.GetBool("local-block")
 	addr, err := netip.ParseAddr(attacker)
 	if err != nil {
