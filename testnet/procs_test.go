@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meshward/meshward/node"
 )
 
 // procsRoleEnv makes the test binary a worker ("worker") or a
@@ -400,4 +402,23 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Logf("%s", strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// What cannot reach a worker is refused before any process starts: a
+// Configure or Clock function, more processes than nodes.
+func TestProcsRefusesWhatCannotCross(t *testing.T) {
+	for _, c := range []struct {
+		o    ScenarioOptions
+		want string
+	}{
+		{ScenarioOptions{Options: Options{Nodes: 4, Configure: func(int, *node.Config) {}}, Processes: 2}, "Options.Configure and Options.Clock cannot reach other processes"},
+		{ScenarioOptions{Options: Options{Nodes: 4, Clock: func(int) func() time.Time { return time.Now }}, Processes: 2}, "cannot reach other processes"},
+		{ScenarioOptions{Options: Options{Nodes: 4}, Processes: 5}, "processes 5: more than the 4 nodes"},
+	} {
+		c.o.WorkerCommand = func() *exec.Cmd { t.Fatal("a worker was started"); return nil }
+		rep, err := RunBruteForce(context.Background(), c.o)
+		if rep != nil || err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("report %v, error %v; want %q", rep, err, c.want)
+		}
+	}
 }
