@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -349,6 +350,7 @@ func (c *Consensus) initCommand() ([]byte, error) {
 // peerLoop keeps every roster member's addresses in the peerstore and its
 // connections protected, so any voter can reach any other.
 func (c *Consensus) peerLoop(ctx context.Context) {
+	var servers []string // the raft servers protection was last given for
 	for {
 		select {
 		case <-ctx.Done():
@@ -356,44 +358,83 @@ func (c *Consensus) peerLoop(ctx context.Context) {
 		case <-c.sync:
 		}
 		ids, all := c.fsm.takeRosterChanges()
-		if all {
-			c.refreshAllPeers()
+		_, now := c.chainServers()
+		if all || (len(servers) == 0) != (len(now) == 0) {
+			// A restore, or the servers became known (or unknown):
+			// protection changes for every member.
+			servers = now
+			c.refreshAllPeers(now)
 			continue
 		}
-		// Only the members that changed: a mesh of a thousand nodes
-		// admits a thousand members, and looking at every member after
-		// each admission would cost every node the square of that.
+		// Only the members that changed, and the servers that came or
+		// went: a mesh of a thousand nodes admits a thousand members,
+		// and looking at every member after each admission would cost
+		// every node the square of that.
+		if !slices.Equal(now, servers) {
+			for _, s := range servers {
+				if !slices.Contains(now, s) {
+					ids = append(ids, s)
+				}
+			}
+			for _, s := range now {
+				if !slices.Contains(servers, s) {
+					ids = append(ids, s)
+				}
+			}
+			servers = now
+		}
 		for _, s := range ids {
-			id, err := peer.Decode(s)
-			if err != nil || id == c.h.ID() {
-				continue
-			}
-			m, ok := c.fsm.member(s)
-			c.mu.Lock()
-			if c.peers == nil {
-				c.peers = map[peer.ID]bool{}
-			}
-			if ok {
-				c.peers[id] = true
-			} else {
-				delete(c.peers, id)
-			}
-			c.mu.Unlock()
-			if !ok {
-				c.h.ConnManager().Unprotect(id, connProtectTag)
-				continue
-			}
-			if addrs := parseAddrs(m.Addrs); len(addrs) > 0 {
-				c.h.Peerstore().AddAddrs(id, addrs, peerstore.PermanentAddrTTL)
-			}
-			c.h.ConnManager().Protect(id, connProtectTag)
+			c.refreshPeer(s, servers)
 		}
 	}
 }
 
+// protects reports whether a member's connections are protected from
+// the connection manager's trimming: the raft servers' (the voters and
+// standbys every replication, election, proposal and chain fetch goes
+// to), or every member's while the servers are not known. An edge's
+// connections are not: a server of a mesh of a thousand sites would
+// otherwise hold a connection to each, past its connection limits.
+func protects(id string, servers []string) bool {
+	return len(servers) == 0 || slices.Contains(servers, id)
+}
+
+// refreshPeer gives the peerstore member s's addresses and protects its
+// connections if it is a server (protects), or forgets it when it is no
+// longer a member.
+func (c *Consensus) refreshPeer(s string, servers []string) {
+	id, err := peer.Decode(s)
+	if err != nil || id == c.h.ID() {
+		return
+	}
+	m, ok := c.fsm.member(s)
+	c.mu.Lock()
+	if c.peers == nil {
+		c.peers = map[peer.ID]bool{}
+	}
+	if ok {
+		c.peers[id] = true
+	} else {
+		delete(c.peers, id)
+	}
+	c.mu.Unlock()
+	if !ok || !protects(s, servers) {
+		c.h.ConnManager().Unprotect(id, connProtectTag)
+	}
+	if !ok {
+		return
+	}
+	if addrs := parseAddrs(m.Addrs); len(addrs) > 0 {
+		c.h.Peerstore().AddAddrs(id, addrs, peerstore.PermanentAddrTTL)
+	}
+	if protects(s, servers) {
+		c.h.ConnManager().Protect(id, connProtectTag)
+	}
+}
+
 // refreshAllPeers gives the peerstore every member's addresses, protects
-// their connections, and unprotects those of former members.
-func (c *Consensus) refreshAllPeers() {
+// the servers' connections (protects), and unprotects the rest.
+func (c *Consensus) refreshAllPeers(servers []string) {
 	seen := map[peer.ID]bool{}
 	for _, m := range c.fsm.members() {
 		id, err := peer.Decode(m.ID)
@@ -404,7 +445,11 @@ func (c *Consensus) refreshAllPeers() {
 		if addrs := parseAddrs(m.Addrs); len(addrs) > 0 {
 			c.h.Peerstore().AddAddrs(id, addrs, peerstore.PermanentAddrTTL)
 		}
-		c.h.ConnManager().Protect(id, connProtectTag)
+		if protects(m.ID, servers) {
+			c.h.ConnManager().Protect(id, connProtectTag)
+		} else {
+			c.h.ConnManager().Unprotect(id, connProtectTag)
+		}
 	}
 	c.mu.Lock()
 	for id := range c.peers {

@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -61,5 +62,40 @@ func TestRosterFeedsPeerstoreIncrementally(t *testing.T) {
 	}
 	if nodes[0].c.RosterVersion() == v {
 		t.Fatal("the roster version did not move with a removal")
+	}
+}
+
+// TestOnlyServersConnectionsProtected: in a mesh with edges every node
+// knows every member's addresses, but protects only the raft servers'
+// connections (an edge's connections may be trimmed, so that a server
+// of a thousand-site mesh does not hold one to each site).
+func TestOnlyServersConnectionsProtected(t *testing.T) {
+	m := newEdgeMesh(t, 2, false, true, func(*Config) {})
+	servers := raftServers(t, m.servers())
+	isServer := func(n *testNode) bool {
+		for _, s := range servers {
+			if s == n.id() {
+				return true
+			}
+		}
+		return false
+	}
+	for _, on := range m.nodes {
+		for _, of := range m.nodes {
+			if on == of {
+				continue
+			}
+			want := isServer(of)
+			_, cs := on.c.chainServers()
+			waitFor(t, 10*time.Second, fmt.Sprintf("%s (%s, chain servers %d) protecting %s: %v", shortID(on.id()), on.c.Kind(), len(cs), shortID(of.id()), want), func() bool {
+				p := of.h.ID()
+				return len(on.h.Peerstore().Addrs(p)) > 0 && on.h.ConnManager().IsProtected(p, connProtectTag) == want
+			})
+		}
+	}
+	for _, e := range m.edges() {
+		if isServer(e) {
+			t.Fatalf("edge %s is in the raft configuration", shortID(e.id()))
+		}
 	}
 }

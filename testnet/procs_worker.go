@@ -257,7 +257,11 @@ func (w *worker) startNodes(ctx context.Context, m *Mesh, prof profile, s *worke
 	var nodes []workerNode
 	for k := range s.Count {
 		i := s.First + k
-		cfg, authLog, err := m.nodeConfig(prof, nodeSpec{Index: i, Peers: prof.dialPeers(addrs), Join: s.Join, Token: s.Token})
+		join := s.Join
+		if len(s.Peers) >= SimServers {
+			join = prof.joinThrough(s.Peers, i) // the servers in turn
+		}
+		cfg, authLog, err := m.nodeConfig(prof, nodeSpec{Index: i, Peers: prof.dialPeers(addrs), Join: join, Token: s.Token})
 		if err != nil {
 			return nil, err
 		}

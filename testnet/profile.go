@@ -2,11 +2,13 @@ package testnet
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/meshward/meshward/consensus"
 	"github.com/meshward/meshward/node"
 )
 
@@ -22,23 +24,33 @@ const (
 	// further apart, at most SimJoinWindow nodes waiting to be admitted
 	// at once, stores that do not fsync each commit (Kill closes a
 	// store cleanly), a stranger's grace of 10 minutes (time to be
-	// admitted), and each node dials only the first SimVoters nodes and
-	// the SimPeers-1 started just before it (GossipSub spreads a message
-	// along any connected graph), so that connections, and file
-	// descriptors, grow with the number of nodes and not its square.
+	// admitted), and each node past the first SimServers dials only the
+	// SimPeers-1 started just before it and SimRandomPeers picked at
+	// random among the others (a small world: GossipSub spreads a
+	// message along any connected graph, and the random links keep its
+	// diameter short), and joins through one of the servers in turn, so
+	// that connections, and file descriptors, grow with the number of
+	// nodes and not its square, and no node holds a connection to each.
 	ProfileSim = "sim"
 	// SimProfileAbove is the mesh size above which Start chooses
 	// ProfileSim when Options.Profile is empty.
 	SimProfileAbove = 50
-	// SimPeers is how many of the nodes started just before it a node
-	// dials under ProfileSim, besides the first SimVoters.
+	// SimPeers-1 is how many of the nodes started just before it a node
+	// dials under ProfileSim.
 	SimPeers = 4
+	// SimRandomPeers is how many of the nodes started before those a
+	// node dials under ProfileSim, picked at random (seeded by its
+	// index: a run's graph is the same every time).
+	SimRandomPeers = 2
+	// SimServers is how many of the first nodes started (the founder and
+	// those that join first: the voters and standbys to be) dial every
+	// node before them under ProfileSim.
+	SimServers = SimVoters + consensus.DefaultStandbys
 	// SimJoinWindow is how many nodes may wait to be admitted at once
 	// under ProfileSim.
 	SimJoinWindow = 16
-	// SimVoters is how many of the first nodes started every node dials
-	// under ProfileSim (consensus.DefaultMaxVoters).
-	SimVoters = 5
+	// SimVoters is how many voters a mesh has (consensus.DefaultMaxVoters).
+	SimVoters = consensus.DefaultMaxVoters
 )
 
 // profile is what a profile changes.
@@ -102,16 +114,33 @@ func profileFor(name string) (profile, error) {
 }
 
 // dialPeers returns the addresses node i dials at start: all of addrs
-// (the nodes started before it), or under a bounded profile the first
-// SimVoters (the founder and the nodes that joined first, which the
-// leader promotes to voters first: every node's address must be known
-// to whichever of them leads, and theirs to one another for elections)
-// and the last peers-1 of them.
+// (the nodes started before it), or under a bounded profile, for the
+// nodes past the first SimServers, the last peers-1 of them and
+// SimRandomPeers others picked at random, seeded by len(addrs).
 func (p profile) dialPeers(addrs []string) []string {
-	if p.peers == 0 || len(addrs) <= SimVoters+p.peers-1 {
+	last := p.peers - 1
+	if p.peers == 0 || len(addrs) <= max(SimServers, last+SimRandomPeers) {
 		return append([]string{}, addrs...)
 	}
-	return append(slices.Clone(addrs[:SimVoters]), addrs[len(addrs)-(p.peers-1):]...)
+	rest := addrs[:len(addrs)-last]
+	out := make([]string, 0, last+SimRandomPeers)
+	rng := rand.New(rand.NewPCG(uint64(len(addrs)), 0x6d657368))
+	for _, k := range rng.Perm(len(rest))[:SimRandomPeers] {
+		out = append(out, rest[k])
+	}
+	return append(out, addrs[len(addrs)-last:]...)
+}
+
+// joinThrough is the address node i joins through, given the addresses
+// of the nodes started before it: the founder's, or under a bounded
+// profile, once the servers are admitted (a join window after them),
+// each server in turn, so that no node takes every join (and its
+// connection).
+func (p profile) joinThrough(addrs []string, i int) string {
+	if p.peers == 0 || i < SimServers+p.joinWindow || len(addrs) < SimServers {
+		return addrs[0]
+	}
+	return addrs[i%SimServers]
 }
 
 // gossipPeersWanted is how many gossip peers each of running nodes must

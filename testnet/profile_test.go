@@ -63,12 +63,34 @@ func TestProfiles(t *testing.T) {
 	if got := def.dialPeers(addrs); !slices.Equal(got, addrs) {
 		t.Errorf("default dials %v", got)
 	}
-	// The first SimVoters nodes and the last SimPeers-1 started.
-	if got := sim.dialPeers(addrs); !slices.Equal(got, []string{"a0", "a1", "a2", "a3", "a4", "a9", "a10", "a11"}) {
+	// Past the servers: SimRandomPeers distinct nodes among the earlier
+	// ones, the same every time, then the last SimPeers-1 started.
+	got := sim.dialPeers(addrs)
+	if len(got) != SimRandomPeers+SimPeers-1 || !slices.Equal(got[SimRandomPeers:], []string{"a9", "a10", "a11"}) ||
+		got[0] == got[1] || !slices.Contains(addrs[:9], got[0]) || !slices.Contains(addrs[:9], got[1]) {
 		t.Errorf("sim dials %v", got)
 	}
-	if got := sim.dialPeers(addrs[:8]); !slices.Equal(got, addrs[:8]) {
-		t.Errorf("sim dials %v of 8", got)
+	if again := sim.dialPeers(addrs); !slices.Equal(again, got) {
+		t.Errorf("sim dials %v, then %v", got, again)
+	}
+	// The servers to be dial every node before them.
+	if got := sim.dialPeers(addrs[:SimServers]); !slices.Equal(got, addrs[:SimServers]) {
+		t.Errorf("sim dials %v of %d", got, SimServers)
+	}
+	// Joins go through the founder until the servers are admitted, then
+	// through each server in turn.
+	if got := sim.joinThrough(addrs, SimServers+SimJoinWindow-1); got != "a0" {
+		t.Errorf("node %d joins through %s", SimServers+SimJoinWindow-1, got)
+	}
+	seen := map[string]bool{}
+	for i := range SimServers {
+		seen[sim.joinThrough(addrs, 100+i)] = true
+	}
+	if len(seen) != SimServers || seen["a7"] {
+		t.Errorf("joins spread over %v, want the first %d", seen, SimServers)
+	}
+	if got := def.joinThrough(addrs, 100); got != "a0" {
+		t.Errorf("default profile joins through %s", got)
 	}
 	if def.gossipPeersWanted(200) != 199 || sim.gossipPeersWanted(200) != 1 || sim.gossipPeersWanted(1) != 0 {
 		t.Error("gossip peers wanted")

@@ -127,7 +127,7 @@ func Start(ctx context.Context, opts Options) (_ *Mesh, err error) {
 		if i == 0 {
 			s.Operator = operatorKeyText(m.operator)
 		} else {
-			s.Join = m.Nodes[0].Addrs()[0]
+			s.Join = prof.joinThrough(addrs, i)
 		}
 		cfg, authLog, err := m.nodeConfig(prof, s)
 		if err != nil {
