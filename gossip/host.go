@@ -9,6 +9,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	cmgr "github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
@@ -28,6 +30,47 @@ const (
 	DefaultConnHigh = 192
 	connGrace       = time.Minute
 )
+
+// Resource manager limits on connections, in place of libp2p's, which
+// scale with the machine's memory (about 250 inbound on 24 GiB). A raft
+// server of a mesh of a thousand sites is dialed by each site that
+// joins, catches up or proposes, faster than the connection manager
+// trims idle connections (they are exempt for connGrace): under
+// libp2p's limits it refused the sites past the 250th. The connection
+// manager still trims above DefaultConnHigh, and the mesh's gater still
+// closes strangers' connections once their grace ends.
+const (
+	// maxConns bounds every connection of the host; maxConnsInbound
+	// those others opened.
+	maxConns        = 4096
+	maxConnsInbound = 2048
+	// maxTransientInbound bounds the inbound connections still being
+	// set up (handshakes under way).
+	maxTransientInbound = 256
+)
+
+// resourceManager is libp2p's resource manager with its default limits
+// scaled to the machine, but maxConns and maxConnsInbound connections.
+func resourceManager() (network.ResourceManager, error) {
+	scaling := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&scaling)
+	limits := rcmgr.PartialLimitConfig{
+		System: rcmgr.ResourceLimits{
+			Conns:         rcmgr.LimitVal(maxConns),
+			ConnsInbound:  rcmgr.LimitVal(maxConnsInbound),
+			ConnsOutbound: rcmgr.LimitVal(maxConns),
+		},
+		Transient: rcmgr.ResourceLimits{
+			Conns:        rcmgr.LimitVal(2 * maxTransientInbound),
+			ConnsInbound: rcmgr.LimitVal(maxTransientInbound),
+		},
+	}.Build(scaling.AutoScale())
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits))
+	if err != nil {
+		return nil, fmt.Errorf("resource manager: %w", err)
+	}
+	return rm, nil
+}
 
 // HostConfig configures NewHost.
 type HostConfig struct {
@@ -71,6 +114,11 @@ func NewHost(cfg HostConfig) (host.Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new host: connection manager: %w", err)
 	}
+	rm, err := resourceManager()
+	if err != nil {
+		cm.Close()
+		return nil, fmt.Errorf("new host: %w", err)
+	}
 	opts := []libp2p.Option{
 		libp2p.Identity(cfg.Key),
 		libp2p.ListenAddrStrings(addrs...),
@@ -81,6 +129,7 @@ func NewHost(cfg HostConfig) (host.Host, error) {
 		libp2p.DisableRelay(),
 		libp2p.DisableMetrics(),
 		libp2p.ConnectionManager(cm),
+		libp2p.ResourceManager(rm),
 		libp2p.UserAgent("meshward"),
 	}
 	if cfg.ConnectionGater != nil {
@@ -89,6 +138,7 @@ func NewHost(cfg HostConfig) (host.Host, error) {
 	h, err := libp2p.New(opts...)
 	if err != nil {
 		cm.Close()
+		rm.Close()
 		return nil, fmt.Errorf("new host: %w", err)
 	}
 	return h, nil
