@@ -475,7 +475,7 @@ type voterSource struct{ *Consensus }
 var errNotVoter = errors.New("this node is no voter")
 
 func (s voterSource) ChainHead() (certify.Anchor, error) {
-	if !s.isVoter() {
+	if s.IsEdge() || !s.isVoter() { // an edge is no voter, and asks raft nothing
 		return certify.Anchor{}, errNotVoter
 	}
 	return s.Consensus.ChainHead()

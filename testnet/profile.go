@@ -102,7 +102,8 @@ func profileFor(name string) (profile, error) {
 		return profile{name: ProfileSim, timeouts: simTimeouts, peers: SimPeers, joinWindow: SimJoinWindow, noSync: true, configure: func(c *node.Config) {
 			c.Gossip.HeartbeatInterval = time.Minute
 			c.Gossip.SyncInterval = time.Minute
-			c.Detectors.PollInterval = 200 * time.Millisecond
+			// inotify wakes the file sources; the poll is the fallback.
+			c.Detectors.PollInterval = 2 * time.Second
 			// Hundreds of joins queue at the founder: a joiner may wait
 			// longer than a stranger's usual grace to be admitted, and
 			// be banned meanwhile.
