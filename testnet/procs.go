@@ -670,6 +670,7 @@ func runBruteForceProcs(ctx context.Context, o ScenarioOptions) (*Report, error)
 	ind := intel.IndicatorFromAddr(o.Attacker)
 	rep := &Report{Nodes: pm.nodes, Attacked: o.Attacked, Indicator: ind.Value,
 		PolicyID: intel.PolicyID(intel.ActionBlock, ind), StartupMs: ms(time.Since(t0))}
+	rep.SettleMs = ms(settleMesh(run, pm.nodes))
 	rep.linesWritten = time.Now().Round(0)
 	for i := range o.Attacked {
 		if err := pm.injectSSHBruteForce(i, o.Attacker, o.Failures); err != nil {

@@ -78,12 +78,18 @@ type Report struct {
 	PropagationMs   Percentiles `json:"propagation_ms"`
 	CommitMs        Percentiles `json:"commit_ms"`
 	EnforceMs       Percentiles `json:"enforce_ms"`
+	// CommitToEnforceMs is, on each node, the time from the block's
+	// first commit anywhere (the leader's) to the block enforced there.
+	CommitToEnforceMs Percentiles `json:"commit_to_enforce_ms"`
 	// LineDetectMs is the time from the attack's log lines being written
 	// to the first detection anywhere (the file sources' wakeup and the
 	// rules); LineEnforceMs, from then to the block enforced on each node.
 	LineDetectMs  float64     `json:"line_detect_ms"`
 	LineEnforceMs Percentiles `json:"line_enforce_ms"`
 	StartupMs     float64     `json:"startup_ms"`
+	// SettleMs is how long the run waited, once the mesh had formed, for
+	// the machine to settle before the attack (settle.go).
+	SettleMs float64 `json:"settle_ms"`
 	// Memory is the peak resident set of the processes that ran the
 	// mesh, summed, and each process's own.
 	Memory         *ProcessStats `json:"memory,omitempty"`
@@ -131,6 +137,7 @@ func RunBruteForce(ctx context.Context, o ScenarioOptions) (*Report, error) {
 	ind := intel.IndicatorFromAddr(o.Attacker)
 	rep := &Report{Nodes: len(m.Nodes), Attacked: o.Attacked, Indicator: ind.Value,
 		PolicyID: intel.PolicyID(intel.ActionBlock, ind), StartupMs: ms(time.Since(t0))}
+	rep.SettleMs = ms(settleMesh(ctx, len(m.Nodes)))
 
 	rep.linesWritten = time.Now()
 	for i := range o.Attacked {
@@ -193,7 +200,13 @@ func (r *Report) fill(nts []NodeTimeline, attacked int) {
 			r.firstDetection = d
 		}
 	}
-	var prop, commit, enf, lineEnf []float64
+	var firstCommit time.Time
+	for _, nt := range nts {
+		if c := nt.Timeline.Committed; !c.IsZero() && (firstCommit.IsZero() || c.Before(firstCommit)) {
+			firstCommit = c
+		}
+	}
+	var prop, commit, enf, lineEnf, commitEnf []float64
 	r.LineDetectMs = -1
 	if !r.firstDetection.IsZero() && !r.linesWritten.IsZero() {
 		r.LineDetectMs = ms(r.firstDetection.Sub(r.linesWritten))
@@ -214,6 +227,9 @@ func (r *Report) fill(nts []NodeTimeline, attacked int) {
 			if e := tl.MeshEnforced(); !e.IsZero() && nr.Enforcing {
 				nr.EnforceMs = ms(e.Sub(r.firstDetection))
 				enf = append(enf, nr.EnforceMs)
+				if !firstCommit.IsZero() {
+					commitEnf = append(commitEnf, ms(e.Sub(firstCommit)))
+				}
 				if !r.linesWritten.IsZero() {
 					nr.LineEnforceMs = ms(e.Sub(r.linesWritten))
 					lineEnf = append(lineEnf, nr.LineEnforceMs)
@@ -225,6 +241,7 @@ func (r *Report) fill(nts []NodeTimeline, attacked int) {
 	}
 	r.PropagationMs, r.CommitMs, r.EnforceMs = percentiles(prop), percentiles(commit), percentiles(enf)
 	r.LineEnforceMs = percentiles(lineEnf)
+	r.CommitToEnforceMs = percentiles(commitEnf)
 }
 
 func ms(d time.Duration) float64 { return math.Round(float64(d.Microseconds())) / 1000 }
@@ -254,6 +271,9 @@ func (r *Report) WriteJSON(w io.Writer) error {
 func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "Meshward testnet: %d nodes on loopback, SSH brute force from %s replayed into %d of them\n\n", r.Nodes, r.Indicator, r.Attacked)
 	fmt.Fprintf(w, "mesh formed in %.0f ms (Raft roster and GossipSub topic complete)\n", r.StartupMs)
+	if r.SettleMs > 0 {
+		fmt.Fprintf(w, "waited %.0f ms for the machine to settle before the attack\n", r.SettleMs)
+	}
 	if m := r.Memory; m != nil {
 		fmt.Fprintf(w, "peak memory %.0f MB (%.1f MB a node)", m.PeakRSSMB, m.PeakRSSPerNodeMB)
 		if len(m.Processes) > 1 {
@@ -275,7 +295,8 @@ func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "\n(times are milliseconds after the first detection anywhere in the mesh)\n\n")
 	fmt.Fprintf(w, "propagation  p50 %7.1f ms  p99 %7.1f ms  max %7.1f ms\n", r.PropagationMs.P50, r.PropagationMs.P99, r.PropagationMs.Max)
 	fmt.Fprintf(w, "commit       p50 %7.1f ms  p99 %7.1f ms  max %7.1f ms\n", r.CommitMs.P50, r.CommitMs.P99, r.CommitMs.Max)
-	fmt.Fprintf(w, "enforcement  p50 %7.1f ms  p99 %7.1f ms  max %7.1f ms\n\n", r.EnforceMs.P50, r.EnforceMs.P99, r.EnforceMs.Max)
+	fmt.Fprintf(w, "enforcement  p50 %7.1f ms  p99 %7.1f ms  max %7.1f ms\n", r.EnforceMs.P50, r.EnforceMs.P99, r.EnforceMs.Max)
+	fmt.Fprintf(w, "first commit → enforced  p50 %7.1f ms  p99 %7.1f ms  max %7.1f ms\n\n", r.CommitToEnforceMs.P50, r.CommitToEnforceMs.P99, r.CommitToEnforceMs.Max)
 	fmt.Fprintf(w, "from the attack's log lines written: detected after %.1f ms; enforced p50 %.1f ms  p99 %.1f ms  max %.1f ms\n\n",
 		r.LineDetectMs, r.LineEnforceMs.P50, r.LineEnforceMs.P99, r.LineEnforceMs.Max)
 	if r.OK() {

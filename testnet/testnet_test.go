@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/netip"
 	"os"
 	"testing"
@@ -58,6 +59,20 @@ func TestFiveNodeBruteForceEnforcedEverywhere(t *testing.T) {
 	}
 	if rep.EnforceMs.P50 < 0 || rep.EnforceMs.Max < rep.EnforceMs.P50 {
 		t.Errorf("enforce percentiles inconsistent: %+v", rep.EnforceMs)
+	}
+	// A block is enforced after its first commit, which comes after the
+	// first detection: commit → enforced is within detection → enforced.
+	firstCommit := rep.CommitMs.Max
+	for _, n := range rep.PerNode {
+		if n.CommitMs >= 0 {
+			firstCommit = min(firstCommit, n.CommitMs)
+		}
+	}
+	if rep.CommitToEnforceMs.P50 < 0 || firstCommit <= 0 || math.Abs(rep.CommitToEnforceMs.Max-(rep.EnforceMs.Max-firstCommit)) > 0.01 {
+		t.Errorf("first commit at %v ms; first commit → enforced %+v, detected → enforced %+v: inconsistent", firstCommit, rep.CommitToEnforceMs, rep.EnforceMs)
+	}
+	if rep.SettleMs != 0 {
+		t.Errorf("a %d-node mesh waited %v ms to settle", rep.Nodes, rep.SettleMs)
 	}
 	// The log lines were written before anything was detected, and each
 	// node enforced after both.
