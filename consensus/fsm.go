@@ -185,6 +185,11 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		skip := f.chain.skip(logs)
 		f.chain.extend(logs[skip:])
 		for i, l := range logs {
+			if i >= skip && l.Type == raft.LogConfiguration {
+				// The servers changed: whose connections are
+				// protected follows them (Consensus.peerLoop).
+				changed = true
+			}
 			if i < skip || l.Type != raft.LogCommand || len(l.Data) == 0 {
 				continue
 			}

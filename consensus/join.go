@@ -207,7 +207,6 @@ func (c *Consensus) joinOnce(ctx context.Context, req *rpcRequest) (rpcResponse,
 	if addrs := parseAddrs(req.Addrs); len(addrs) > 0 {
 		c.h.Peerstore().AddAddrs(id, addrs, peerstore.PermanentAddrTTL)
 	}
-	c.h.ConnManager().Protect(id, connProtectTag)
 	if !c.knownInConfig(req.Node) && c.serversFull() {
 		// An edge: on the roster, not a raft peer (edge.go).
 		// The addresses of every server, standbys too: a standby
@@ -222,6 +221,9 @@ func (c *Consensus) joinOnce(ctx context.Context, req *rpcRequest) (rpcResponse,
 		c.log.Info("admitted a member as an edge", "node", req.Node)
 		return rpcResponse{Mesh: c.MeshID(), Servers: c.joinServers(), Edge: true, Voters: voters, VoterAddrs: addrs}, nil
 	}
+	// A raft server to be: its connection is protected (an edge's is
+	// not, peerLoop).
+	c.h.ConnManager().Protect(id, connProtectTag)
 	if err := c.addNonvoter(ctx, req.Node); err != nil {
 		return rpcResponse{}, err
 	}

@@ -26,7 +26,7 @@ func TestRosterFeedsPeerstoreIncrementally(t *testing.T) {
 			if on == of {
 				continue
 			}
-			waitFor(t, 10*time.Second, "every member in every peerstore, protected", func() bool { return knows(on, of) })
+			waitFor(t, 30*time.Second, "every member in every peerstore, protected", func() bool { return knows(on, of) })
 		}
 	}
 	// After the first pass, each node took only the changes since.
@@ -45,7 +45,7 @@ func TestRosterFeedsPeerstoreIncrementally(t *testing.T) {
 		t.Fatalf("remove member: %v", err)
 	}
 	for _, on := range rest {
-		waitFor(t, 10*time.Second, "the removed member unprotected everywhere", func() bool {
+		waitFor(t, 30*time.Second, "the removed member unprotected everywhere", func() bool {
 			return !on.c.IsMember(gone.id()) && !on.h.ConnManager().IsProtected(gone.h.ID(), connProtectTag)
 		})
 		on.c.mu.Lock()
@@ -87,7 +87,7 @@ func TestOnlyServersConnectionsProtected(t *testing.T) {
 			}
 			want := isServer(of)
 			_, cs := on.c.chainServers()
-			waitFor(t, 10*time.Second, fmt.Sprintf("%s (%s, chain servers %d) protecting %s: %v", shortID(on.id()), on.c.Kind(), len(cs), shortID(of.id()), want), func() bool {
+			waitFor(t, 30*time.Second, fmt.Sprintf("%s (%s, chain servers %d) protecting %s: %v", shortID(on.id()), on.c.Kind(), len(cs), shortID(of.id()), want), func() bool {
 				p := of.h.ID()
 				return len(on.h.Peerstore().Addrs(p)) > 0 && on.h.ConnManager().IsProtected(p, connProtectTag) == want
 			})
