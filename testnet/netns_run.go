@@ -180,35 +180,7 @@ func (r *netnsRunner) leader(ctx context.Context) int {
 }
 
 func (r *netnsRunner) step(ctx context.Context, i int) error {
-	st := &r.s.Timeline[i]
-	line := r.s.stepLine(i)
-	if at := r.t0.Add(st.At.Duration); time.Now().Before(at) {
-		t := time.NewTimer(time.Until(at))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("line %d: %w before the step's time", line, ctx.Err())
-		case <-t.C:
-		}
-	}
-	res := StepResult{Index: i, Line: line, Action: st.action(), Name: st.Name, StartMs: ms(time.Since(r.t0))}
-	detail, err := r.do(ctx, i, line, st)
-	res.DoneMs, res.Detail = ms(time.Since(r.t0)), detail
-	if err != nil {
-		res.Error = err.Error()
-	}
-	r.rep.Steps = append(r.rep.Steps, res)
-	if r.o.Narrate != nil {
-		fmt.Fprintf(r.o.Narrate, "+%7.0f ms  line %3d  %-9s %s", res.StartMs, line, res.Action, detail)
-		if err != nil {
-			fmt.Fprintf(r.o.Narrate, "  ERROR %v", err)
-		}
-		fmt.Fprintln(r.o.Narrate)
-	}
-	if err != nil {
-		return fmt.Errorf("line %d: %s: %w", line, res.Action, err)
-	}
-	return nil
+	return playStep(ctx, r.s, i, r.t0, r.rep, r.o.Narrate, r.do)
 }
 
 func (r *netnsRunner) do(ctx context.Context, i, line int, st *Step) (string, error) {

@@ -311,9 +311,17 @@ func (r *runner) nodes(ctx context.Context, sel NodeSel) ([]int, error) {
 }
 
 func (r *runner) step(ctx context.Context, i int) error {
-	st := &r.s.Timeline[i]
-	line := r.s.stepLine(i)
-	if at := r.t0.Add(st.At.Duration); time.Now().Before(at) {
+	return playStep(ctx, r.s, i, r.t0, r.rep, r.o.Narrate, r.do)
+}
+
+// playStep plays step i of s, whichever runner does it: it waits for the
+// step's time (t0 plus its at), runs do, records the result in rep and
+// tells narrate (when set).
+func playStep(ctx context.Context, s *Scenario, i int, t0 time.Time, rep *ScenarioReport, narrate io.Writer,
+	do func(ctx context.Context, i, line int, st *Step) (string, error)) error {
+	st := &s.Timeline[i]
+	line := s.stepLine(i)
+	if at := t0.Add(st.At.Duration); time.Now().Before(at) {
 		t := time.NewTimer(time.Until(at))
 		select {
 		case <-ctx.Done():
@@ -322,19 +330,19 @@ func (r *runner) step(ctx context.Context, i int) error {
 		case <-t.C:
 		}
 	}
-	res := StepResult{Index: i, Line: line, Action: st.action(), Name: st.Name, StartMs: ms(time.Since(r.t0))}
-	detail, err := r.do(ctx, i, line, st)
-	res.DoneMs, res.Detail = ms(time.Since(r.t0)), detail
+	res := StepResult{Index: i, Line: line, Action: st.action(), Name: st.Name, StartMs: ms(time.Since(t0))}
+	detail, err := do(ctx, i, line, st)
+	res.DoneMs, res.Detail = ms(time.Since(t0)), detail
 	if err != nil {
 		res.Error = err.Error()
 	}
-	r.rep.Steps = append(r.rep.Steps, res)
-	if r.o.Narrate != nil {
-		fmt.Fprintf(r.o.Narrate, "+%7.0f ms  line %3d  %-9s %s", res.StartMs, line, res.Action, detail)
+	rep.Steps = append(rep.Steps, res)
+	if narrate != nil {
+		fmt.Fprintf(narrate, "+%7.0f ms  line %3d  %-9s %s", res.StartMs, line, res.Action, detail)
 		if err != nil {
-			fmt.Fprintf(r.o.Narrate, "  ERROR %v", err)
+			fmt.Fprintf(narrate, "  ERROR %v", err)
 		}
-		fmt.Fprintln(r.o.Narrate)
+		fmt.Fprintln(narrate)
 	}
 	if err != nil {
 		return fmt.Errorf("line %d: %s: %w", line, res.Action, err)
