@@ -192,11 +192,8 @@ func (r *netnsRunner) do(ctx context.Context, i, line int, st *Step) (string, er
 		if err != nil {
 			return "", err
 		}
-		for _, n := range nodes {
-			if err := r.m.Kill(n); err != nil {
-				return "", err
-			}
-			r.killed = append(r.killed, n)
+		if r.killed, err = killNodes(r.m, nodes, r.killed); err != nil {
+			return "", err
 		}
 		return fmt.Sprintf("SIGKILL to %v", nodes), nil
 	case st.Restart != nil:
@@ -204,11 +201,8 @@ func (r *netnsRunner) do(ctx context.Context, i, line int, st *Step) (string, er
 		if err != nil {
 			return "", err
 		}
-		for _, n := range nodes {
-			if err := r.m.Restart(ctx, n); err != nil {
-				return "", err
-			}
-			r.killed = slices.DeleteFunc(r.killed, func(k int) bool { return k == n })
+		if r.killed, err = restartNodes(ctx, r.m, nodes, r.killed); err != nil {
+			return "", err
 		}
 		return fmt.Sprintf("restarted %v", nodes), nil
 	case st.Partition != nil:

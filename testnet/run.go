@@ -359,11 +359,8 @@ func (r *runner) do(ctx context.Context, i, line int, st *Step) (string, error) 
 		if err != nil {
 			return "", err
 		}
-		for _, n := range nodes {
-			if err := r.m.Kill(n); err != nil {
-				return "", err
-			}
-			r.killed = append(r.killed, n)
+		if r.killed, err = killNodes(r.m, nodes, r.killed); err != nil {
+			return "", err
 		}
 		return fmt.Sprintf("killed %v", nodes), nil
 	case st.Restart != nil:
@@ -371,11 +368,8 @@ func (r *runner) do(ctx context.Context, i, line int, st *Step) (string, error) 
 		if err != nil {
 			return "", err
 		}
-		for _, n := range nodes {
-			if err := r.m.Restart(ctx, n); err != nil {
-				return "", err
-			}
-			r.killed = slices.DeleteFunc(r.killed, func(k int) bool { return k == n })
+		if r.killed, err = restartNodes(ctx, r.m, nodes, r.killed); err != nil {
+			return "", err
 		}
 		return fmt.Sprintf("restarted %v", nodes), nil
 	case st.Partition != nil:

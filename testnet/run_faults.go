@@ -3,6 +3,7 @@ package testnet
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -124,4 +125,33 @@ func (c *skewClock) unskew(tl node.Timeline) node.Timeline {
 		}
 	}
 	return tl
+}
+
+// faultable is what kill and restart steps need of a mesh, in-process
+// (Mesh) or in namespaces (NetnsMesh).
+type faultable interface {
+	Kill(i int) error
+	Restart(ctx context.Context, i int) error
+}
+
+// killNodes kills nodes in turn and returns killed with them added.
+func killNodes(m faultable, nodes, killed []int) ([]int, error) {
+	for _, n := range nodes {
+		if err := m.Kill(n); err != nil {
+			return killed, err
+		}
+		killed = append(killed, n)
+	}
+	return killed, nil
+}
+
+// restartNodes restarts nodes in turn and returns killed without them.
+func restartNodes(ctx context.Context, m faultable, nodes, killed []int) ([]int, error) {
+	for _, n := range nodes {
+		if err := m.Restart(ctx, n); err != nil {
+			return killed, err
+		}
+		killed = slices.DeleteFunc(killed, func(k int) bool { return k == n })
+	}
+	return killed, nil
 }
