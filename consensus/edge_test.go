@@ -458,12 +458,19 @@ func TestEdgePromotedToServerKeepsState(t *testing.T) {
 			break
 		}
 	}
+	// While the mesh formed, a joiner may have been admitted as an edge
+	// and made a standby at once (its servers were full an instant):
+	// count only what the leave causes.
+	rest := without(servers, leaver)
+	var earlier uint64
+	for _, s := range rest {
+		earlier += s.c.edgePromotions.Load()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := leaver.c.Leave(ctx); err != nil {
 		t.Fatal(err)
 	}
-	rest := without(servers, leaver)
 	waitFor(t, 60*time.Second, "the edge in the raft configuration", func() bool {
 		return !edge.c.IsEdge() && edge.c.Kind() != KindEdge
 	})
@@ -484,8 +491,8 @@ func TestEdgePromotedToServerKeepsState(t *testing.T) {
 	for _, s := range rest {
 		promotions += s.c.edgePromotions.Load()
 	}
-	if promotions != 1 {
-		t.Fatalf("%d edges made standbys, want 1", promotions)
+	if promotions-earlier != 1 {
+		t.Fatalf("%d edges made standbys after the leave, want 1", promotions-earlier)
 	}
 }
 
