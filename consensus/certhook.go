@@ -62,6 +62,7 @@ type certChain struct {
 	servers []string // every server of the last configuration entry, sorted
 	unknown bool     // restored from a snapshot without the chain
 	recent  []certify.Entry
+	hashes  []certify.Hash // the chain hash at each recent entry
 	bytes   int
 }
 
@@ -90,6 +91,7 @@ func (c *certChain) extend(logs []*raft.Log) {
 			}
 		}
 		c.recent = append(c.recent, e)
+		c.hashes = append(c.hashes, c.head.Hash)
 		c.bytes += len(e.Data)
 	}
 	c.trim(cmp.Or(c.maxEntries, chainRecentEntries), cmp.Or(c.maxBytes, chainRecentBytes))
@@ -127,6 +129,25 @@ func (c *certChain) trim(maxEntries, maxBytes int) {
 		drop++
 	}
 	c.recent = slices.Delete(c.recent, 0, drop)
+	c.hashes = slices.Delete(c.hashes, 0, drop)
+}
+
+// hashAt is the chain hash at index i, when i is the head or a recent
+// entry. Caller holds the fsm's lock.
+func (c *certChain) hashAt(i uint64) (certify.Hash, bool) {
+	if c.unknown || i == 0 {
+		return certify.Hash{}, false
+	}
+	if i == c.head.Index {
+		return c.head.Hash, true
+	}
+	k, ok := slices.BinarySearchFunc(c.recent, i, func(e certify.Entry, i uint64) int {
+		return cmp.Compare(e.Index, i)
+	})
+	if !ok || k >= len(c.hashes) {
+		return certify.Hash{}, false
+	}
+	return c.hashes[k], true
 }
 
 // state is the head for a snapshot; nil when unknown.

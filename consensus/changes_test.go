@@ -124,3 +124,82 @@ func mustParseID(t *testing.T, id string) uint64 {
 	}
 	return v
 }
+
+// The change log keeps an eighth of the policies held, at least
+// minChangeLog changes and at most its size: a store of a few policies
+// changed often keeps minChangeLog changes, and one that grows to 60,000
+// policies after its ring wrapped keeps 7,500 and more, each read back in
+// order as it was made, while a log sized for the worst case would hold
+// all 65,536.
+func TestChangeLogKeepsAnEighthOfThePolicies(t *testing.T) {
+	s := newPolicyStore()
+	s.changes = newChangeLog(defaultChangeLogSize)
+	base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	type want struct {
+		id    string
+		added bool
+	}
+	var model []want
+	block := func(i int, exp time.Time) intel.Policy {
+		ind := intel.Indicator{Type: intel.IPv4, Value: fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)}
+		return intel.Policy{ID: intel.PolicyID(intel.ActionBlock, ind), Action: intel.ActionBlock, Indicator: ind,
+			Reason: "r", Author: "op", CreatedAt: base, ExpiresAt: exp}
+	}
+	// A few policies, extended again and again: the ring wraps at
+	// minChangeLog.
+	for round := range 60 {
+		for i := range 100 {
+			p := block(i, base.Add(time.Duration(round+1)*time.Hour))
+			s.put(p)
+			model = append(model, want{p.ID, round == 0})
+		}
+	}
+	if n := len(s.changes.entries); n != minChangeLog {
+		t.Fatalf("100 policies changed %d times: the log keeps %d changes, want %d", len(model), n, minChangeLog)
+	}
+	// Every change the log holds reads back in order as it was made, and
+	// none before them.
+	readBack := func() {
+		t.Helper()
+		n := len(s.changes.entries)
+		seq := uint64(len(model))
+		since := seq - uint64(n)
+		for since < seq {
+			changes, next, ok := s.changes.since(s, since, maxChangesLimit)
+			if !ok || len(changes) == 0 {
+				t.Fatalf("changes since %d of %d: ok %v, %d changes", since, seq, ok, len(changes))
+			}
+			for j, c := range changes {
+				w := model[since+uint64(j)]
+				if c.Seq != since+uint64(j)+1 || c.Policy.ID != w.id || c.Added != w.added {
+					t.Fatalf("change %d of %d (log of %d): got %s added %v, want %s added %v", c.Seq, seq, n, c.Policy.ID, c.Added, w.id, w.added)
+				}
+			}
+			since = next
+		}
+		if _, _, ok := s.changes.since(s, seq-uint64(n)-1, 0); ok {
+			t.Fatalf("a change that left the log is still offered")
+		}
+	}
+	readBack()
+	// The store grows: the ring grows with it, by a quarter at least,
+	// each time after it wrapped.
+	const held = 60_000
+	grew := 0
+	for i := 100; i < held; i++ {
+		p := block(i, base.Add(time.Hour))
+		ring := s.changes.ring
+		s.put(p)
+		model = append(model, want{p.ID, true})
+		if s.changes.ring != ring {
+			grew++
+			readBack()
+		}
+	}
+	n := len(s.changes.entries)
+	if n < held/changeLogShare || n > held/changeLogShare*5/4+1 || cap(s.changes.entries) != n || grew < 3 {
+		t.Fatalf("%d policies held: the log keeps %d changes in a capacity of %d after growing %d times, want %d to %d",
+			held, n, cap(s.changes.entries), grew, held/changeLogShare, held/changeLogShare*5/4+1)
+	}
+	readBack()
+}

@@ -95,6 +95,11 @@ type Config struct {
 	// MembershipInterval is how often the leader reviews the voter set.
 	// Default 500ms.
 	MembershipInterval time.Duration `yaml:"-"`
+	// GateRefreshInterval is how often the raft gate reads raft's
+	// configuration without being asked: a safety net, since a change of
+	// it (a configuration entry stored, a log range deleted, a snapshot
+	// restored) asks at once (gate.go). Default 5s.
+	GateRefreshInterval time.Duration `yaml:"-"`
 
 	// Raft timing. Zero values take LAN defaults (500ms, 500ms, 250ms, 50ms).
 	HeartbeatTimeout   time.Duration `yaml:"-"`
@@ -169,6 +174,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.EdgePollInterval == 0 {
 		c.EdgePollInterval = 50 * c.EdgeSyncInterval
+	}
+	if c.GateRefreshInterval == 0 {
+		c.GateRefreshInterval = gateRefresh
 	}
 	if c.DeadVoterTimeout == 0 {
 		c.DeadVoterTimeout = d.DeadVoterTimeout

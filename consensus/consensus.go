@@ -87,6 +87,7 @@ type Consensus struct {
 	edgeMu           sync.Mutex                 // guards pub, certRefused, edge's start
 	pub              *certify.Publisher
 	certRefused      map[string]uint64
+	agg              certAgg // the voters' certificates the servers share (certagg.go)
 	chainSrv         *chainsync.Server
 	snapCache        snapshotCache
 	edgeSyncFailures atomic.Uint64
@@ -178,7 +179,9 @@ func New(ctx context.Context, h host.Host, logs raft.LogStore, stable raft.Stabl
 	}
 	// Raft reads its newest entries back to replicate and apply them: a
 	// cache of them saves a store transaction per entry.
-	r, err := raft.NewRaft(rc, c.fsm, newLogCache(logs, logCacheEntries, logCacheBytes), stable, snaps, trans)
+	cache := newLogCache(logs, logCacheEntries, logCacheBytes)
+	cache.onConfig = c.gate.refreshSoon
+	r, err := raft.NewRaft(rc, restoreNotifier{c.fsm, c.gate.refreshSoon}, cache, stable, snaps, trans)
 	if err != nil {
 		return fail(fmt.Errorf("start raft: %w", err))
 	}
@@ -480,6 +483,17 @@ func (c *Consensus) Protected() []netip.Prefix { return c.fsm.protectedPrefixes(
 
 // Roster returns the admitted members, sorted by ID.
 func (c *Consensus) Roster() []Member { return c.fsm.members() }
+
+// RosterVoters returns the IDs of the roster's voters, sorted: what
+// Roster would give with Voter set, without copying the roster (a
+// thousand members on a large mesh).
+func (c *Consensus) RosterVoters() []string { return c.fsm.voterIDs() }
+
+// MemberCount is the number of members on the roster.
+func (c *Consensus) MemberCount() int {
+	_, _, n := c.fsm.counts()
+	return n
+}
 
 // IsMember reports whether nodeID is on the roster.
 func (c *Consensus) IsMember(nodeID string) bool {

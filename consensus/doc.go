@@ -64,9 +64,11 @@
 // Servers and edges (servers.go, edge.go, edge_snapshot.go). MaxVoters
 // voters and Standbys non-voters are the raft servers; a joiner that finds
 // every server place taken is admitted as an edge: on the roster, in no
-// raft configuration, its FSM driven by a certify.Edge. Voters publish
-// certificates of their chain head on the certified GossipSub topic (the
-// leader the entries too; AttachCertified), HandleCertified feeds the
+// raft configuration, its FSM driven by a certify.Edge. Voters hand
+// certificates of their chain head to the other servers on the servers'
+// topic (HandleServerCerts, certagg.go), and the leader publishes the
+// entries with the voters' certificates on the certified GossipSub topic,
+// one message per batch (AttachCertified); HandleCertified feeds the
 // edge, chainsync fills its gaps from a voter, and an edge that has
 // nothing yet or fell behind the kept entries installs a snapshot whose
 // manifest a majority of the voters signed (SnapshotProtocol). An edge

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"slices"
 	"sync"
@@ -66,7 +67,14 @@ type edgeRunner struct {
 	mu        sync.Mutex // guards the rest
 	voters    certify.Voters
 	persisted uint64
-	next      int // round-robin position among the voters
+	// next is the position, among the voters, of the one this edge
+	// asks first. It starts where the node's ID hashes to, so that the
+	// edges spread over the voters, and moves on only when that voter
+	// fails the edge (rotate): an edge that asked each voter in turn
+	// held a connection to every voter, and past the connection
+	// manager's high water a voter of a large mesh trimmed edges'
+	// connections that their next poll dialed again.
+	next int
 }
 
 // startEdge makes this node an edge of mesh, anchored on its own chain
@@ -82,7 +90,7 @@ func (c *Consensus) startEdge(mesh string, voters []string) error {
 	if !validMeshID(mesh) {
 		return fmt.Errorf("start edge: mesh ID %q", mesh)
 	}
-	r := &edgeRunner{c: c, kick: make(chan struct{}, 1)}
+	r := &edgeRunner{c: c, kick: make(chan struct{}, 1), next: stickyStart(c.h.ID())}
 	anchor, err := c.ChainHead()
 	if err != nil {
 		if len(voters) == 0 {
@@ -166,8 +174,8 @@ func (r *edgeRunner) setVoters(v []string) {
 	}
 }
 
-// servers are the voters to ask, this node left out, starting at the
-// next in turn.
+// servers are the voters to ask, this node left out, starting with the
+// one this edge sticks to.
 func (r *edgeRunner) servers() []peer.ID {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -178,11 +186,26 @@ func (r *edgeRunner) servers() []peer.ID {
 		}
 	}
 	if len(out) > 0 {
-		r.next++
 		k := r.next % len(out)
 		out = append(out[k:], out[:k]...)
 	}
 	return out
+}
+
+// rotate makes the edge ask the next voter first from now on: the one it
+// asked failed it (no answer, or an answer that left a gap it asked for
+// unfilled).
+func (r *edgeRunner) rotate() {
+	r.mu.Lock()
+	r.next++
+	r.mu.Unlock()
+}
+
+// stickyStart is where among the voters an edge with ID id starts.
+func stickyStart(id peer.ID) int {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return int(h.Sum32() & 0xffff)
 }
 
 func (r *edgeRunner) wake() {
@@ -200,7 +223,10 @@ func (r *edgeRunner) run(ctx context.Context) {
 	ticks := 0
 	r.wake()
 	var retryAt, polled time.Time // after a failure, wakes wait until retryAt
+	var retry <-chan time.Time    // fires at retryAt
 	failures := 0
+	admitted := false
+	changed := c.configChanged()
 	for {
 		select {
 		case <-ctx.Done():
@@ -211,24 +237,39 @@ func (r *edgeRunner) run(ctx context.Context) {
 		case <-t.C:
 			ticks++
 		case <-r.kick:
+		case <-retry:
+			retry = nil
+		case <-changed:
 		}
-		if c.inConfig() {
+		// The configuration as the raft gate last read it: it follows
+		// raft's within moments of a change and wakes this loop then
+		// (asked for before it is read, so that no change is missed).
+		changed = c.configChanged()
+		if c.knownServer(c.cfg.LocalID) {
 			r.promoted.Store(true)
+			c.gate.bump() // the servers' topic subscription looks again
 			c.log.Info("this edge is a raft server now: raft drives its state", "applied", r.e.Applied().Index)
 			return
 		}
 		if time.Now().Before(retryAt) {
 			continue
 		}
-		poll := time.Since(polled) >= time.Duration(c.edgePoll.Load())
+		// Until it is on its own roster an edge polls at every wake: the
+		// entry that admitted it may be certified after its catch-up, and
+		// published before its GossipSub meshes take it in (a heartbeat
+		// later); nothing else would bring it before the next poll, or
+		// the next commit.
+		admitted = admitted || c.IsMember(c.cfg.LocalID)
+		poll := !admitted || time.Since(polled) >= time.Duration(c.edgePoll.Load())
 		if poll {
 			polled = time.Now()
 		}
 		if r.step(ctx, poll) {
-			failures, retryAt = 0, time.Time{}
+			failures, retryAt, retry = 0, time.Time{}, nil
 		} else {
 			failures++
-			retryAt = time.Now().Add(min(c.cfg.EdgeSyncInterval<<min(failures, 8), 5*time.Second))
+			d := edgeRetryDelay(c.cfg.EdgeSyncInterval, failures)
+			retryAt, retry = time.Now().Add(d), time.After(d)
 		}
 		if ticks%edgePersistEvery == 0 {
 			if err := r.persist(); err != nil {
@@ -236,6 +277,15 @@ func (r *edgeRunner) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// edgeRetryDelay is how long an edge whose sync failed failures times in
+// a row waits before it tries again: from twice its sync interval, at
+// most DefaultEdgeSyncInterval, doubling up to 5 s. A sync interval
+// slower than the default (a testnet's idle edges) paces the ticks, not
+// the retries, which wake the edge on their own.
+func edgeRetryDelay(sync time.Duration, failures int) time.Duration {
+	return min(min(sync, DefaultEdgeSyncInterval)<<min(failures, 8), 5*time.Second)
 }
 
 // step catches up from a snapshot if needed, then fetches the first gap
@@ -274,10 +324,17 @@ func (r *edgeRunner) step(ctx context.Context, poll bool) bool {
 		if err != nil {
 			c.edgeSyncFailures.Add(1)
 			c.log.Debug("edge: fetch entries", "from", from, "server", s, "err", err)
+			r.rotate()
 			continue
 		}
 		c.edgeFetches.Add(1)
+		before := r.e.Applied().Index
 		r.offer(&m)
+		if g, ok := r.e.NextGap(); (ok && g.From <= from) || (r.e.Applied().Index == before && r.e.Pending() > 0) {
+			// The gap asked for is still open, or what waits still
+			// lacks its certificates: ask another voter next time.
+			r.rotate()
+		}
 		if len(m.Entries) > 0 {
 			r.wake() // there may be more
 		}
@@ -412,6 +469,7 @@ func (c *Consensus) HandleCertified(_ context.Context, from peer.ID, data []byte
 		}
 		return nil
 	}
+	c.agg.init()
 	mesh := c.MeshID()
 	for i := range m.Certs {
 		ct := &m.Certs[i]
@@ -419,6 +477,9 @@ func (c *Consensus) HandleCertified(_ context.Context, from peer.ID, data []byte
 		switch {
 		case ct.Mesh != mesh:
 			reason = certify.ReasonWrongMesh
+		case c.agg.held.Has(ct):
+			// Checked on the servers' topic already (the leader hands on
+			// the voters' certificates every server heard there).
 		case !ct.Verify():
 			reason = certify.ReasonBadSignature
 		}
@@ -427,6 +488,7 @@ func (c *Consensus) HandleCertified(_ context.Context, from peer.ID, data []byte
 			return &certifiedVerdict{reason: reason, err: fmt.Errorf("certificate %d from %s", i, from)}
 		}
 	}
+	c.seenOnTopic(m.Certs)
 	return nil
 }
 
@@ -439,51 +501,113 @@ func (c *Consensus) certifiedRefused(reason string) {
 
 // AttachCertified starts publishing this node's certificates (and, while
 // it leads, the entries) on the certified topic, whenever it is a voter.
-// Call it once, after New.
-func (c *Consensus) AttachCertified(t CertifiedTopic) error {
+// With servers (the servers' topic, certagg.go), each voter hands its
+// certificate to the other servers there, and the leader publishes the
+// entries with the voters' certificates: one message per batch. Without
+// it each voter publishes its own. Call it once, after New.
+func (c *Consensus) AttachCertified(t CertifiedTopic, servers ServerTopic) error {
+	c.agg.init()
 	c.edgeMu.Lock()
 	defer c.edgeMu.Unlock()
 	if c.pub != nil {
 		return errors.New("attach certified topic: attached already")
 	}
 	ctx := c.group.Context()
-	p, err := certify.StartPublisher(ctx, voterSource{c}, certify.PublisherConfig{
-		Entries: c.IsLeader,
-		Publish: func(m certify.Message) {
+	publish := func(t CertifiedTopic, what string) func(certify.Message) {
+		return func(m certify.Message) {
 			b, err := m.MarshalBinary()
 			if err != nil {
-				c.log.Warn("encode certified message", "err", err)
+				c.log.Warn("encode "+what, "err", err)
 				return
 			}
 			if err := t.PublishCertified(ctx, b); err != nil && ctx.Err() == nil {
-				c.log.Debug("publish certified message", "err", err)
+				c.log.Debug("publish "+what, "err", err)
 			}
-		},
-	})
+		}
+	}
+	toEdges := publish(t, "certified message")
+	// A node that is no voter becomes one only by a change of the
+	// configuration, which wakes the publisher (below): until then it
+	// looks rarely.
+	cfg := certify.PublisherConfig{Entries: c.IsLeader, Publish: toEdges, NotVoterIdle: notVoterIdle}
+	if servers != nil {
+		toServers := publish(servers, "certificate to the servers")
+		cfg.Publish = func(m certify.Message) {
+			if !c.agg.withhold.Load() || !c.IsLeader() {
+				toEdges(m)
+			}
+		}
+		cfg.Servers = func(ct certify.Cert) {
+			c.agg.held.Add(ct)
+			toServers(certify.Message{Certs: []certify.Cert{ct}})
+		}
+		cfg.Held = c.HeldCerts
+		cfg.Covered = c.agg.seen.Covered
+		// The followers learn of a commit within about two CommitTimeouts
+		// (raft's replication loop), and an edge can apply nothing before
+		// a majority certified it: waiting as long costs it nothing.
+		cfg.Wait = 3*certifyInterval + 2*c.cfg.CommitTimeout
+	}
+	p, err := certify.StartPublisher(ctx, voterSource{c}, cfg)
 	if err != nil {
 		return fmt.Errorf("attach certified topic: %w", err)
 	}
 	c.pub = p
+	c.agg.pub.Store(p)
+	if !c.group.Go(func(ctx context.Context) {
+		for {
+			changed := c.configChanged()
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+				p.Wake()
+			}
+		}
+	}) {
+		return ErrClosed
+	}
+	if servers != nil && !c.group.Go(func(ctx context.Context) { c.followServers(ctx, servers) }) {
+		return ErrClosed
+	}
 	return nil
 }
+
+// notVoterIdle is how often the publisher of a node that is no voter
+// looks whether it is one now, besides the wake a change of the
+// configuration gives it.
+const notVoterIdle = 10 * time.Second
+
+// certifyInterval is how often a publisher looks at its head
+// (certify.PublisherConfig.Interval's default).
+const certifyInterval = 20 * time.Millisecond
 
 // voterSource is this node's chain as a publisher sees it: only while
 // this node is a voter, so that standbys and edges sign nothing (an
 // edge would refuse their certificates).
 type voterSource struct{ *Consensus }
 
-var errNotVoter = errors.New("this node is no voter")
-
 func (s voterSource) ChainHead() (certify.Anchor, error) {
 	if s.IsEdge() || !s.isVoter() { // an edge is no voter, and asks raft nothing
-		return certify.Anchor{}, errNotVoter
+		return certify.Anchor{}, certify.ErrNotVoter
 	}
 	return s.Consensus.ChainHead()
 }
 
-// isVoter reports whether this node is a voter of the configuration.
+// isVoter reports whether this node is a voter of the configuration, as
+// the raft gate last read it (a publisher asks at each of its ticks; the
+// read follows raft's within moments of a change).
 func (c *Consensus) isVoter() bool {
-	return slices.Contains(c.configVoters(), c.cfg.LocalID)
+	conf, ok := c.gate.configuration()
+	if !ok {
+		return false
+	}
+	for _, s := range conf.Servers {
+		if string(s.ID) == c.cfg.LocalID {
+			return s.Suffrage == raft.Voter
+		}
+	}
+	return false
 }
 
 // EdgeStatus is an edge's progress, for the admin surface.
@@ -524,12 +648,14 @@ func (ec edgeCollector) Describe(ch chan<- *prometheus.Desc) {
 	certify.NewCollector(nil).Describe(ch)
 	ch <- serverRefusedDesc
 	ch <- chainsyncRefusedDesc
+	describeAggregation(ch)
 }
 
 func (ec edgeCollector) Collect(ch chan<- prometheus.Metric) {
 	if r := ec.c.edge.Load(); r != nil {
 		certify.NewCollector(r.e).Collect(ch)
 	}
+	ec.c.collectAggregation(ch)
 	for reason, n := range ec.c.chainSrv.Refused() {
 		ch <- prometheus.MustNewConstMetric(chainsyncRefusedDesc, prometheus.CounterValue, float64(n), reason)
 	}

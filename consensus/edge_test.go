@@ -21,8 +21,9 @@ import (
 )
 
 // edgeTopic joins n's host to the certified topic, its messages handed to
-// n's consensus, and (publish) starts n's publisher on it.
-func edgeTopic(tb testing.TB, n *testNode, publish bool) *gossip.Certified {
+// n's consensus, and (publish) to the servers' topic, and starts n's
+// publisher on both; st is nil without publish.
+func edgeTopic(tb testing.TB, n *testNode, publish bool) (ct, st *gossip.Certified) {
 	tb.Helper()
 	c := n.c
 	g, err := gossip.New(context.Background(), n.h, gossip.Options{
@@ -34,48 +35,59 @@ func edgeTopic(tb testing.TB, n *testNode, publish bool) *gossip.Certified {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = g.Close() })
-	ct, err := g.JoinCertified(gossip.CertifiedOptions{Handler: c.HandleCertified})
+	ct, err = g.JoinCertified(gossip.CertifiedOptions{Handler: c.HandleCertified})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	if publish {
-		if err := c.AttachCertified(ct); err != nil {
+		if st, err = g.JoinServerCerts(c.HandleServerCerts); err != nil {
+			tb.Fatal(err)
+		}
+		if err := c.AttachCertified(ct, st); err != nil {
 			tb.Fatal(err)
 		}
 	}
-	return ct
+	return ct, st
 }
 
 // edgeMesh is a mesh of MaxVoters 3 and Standbys 1 (four servers) and
 // the edges beyond, every node on the certified topic.
 type edgeMesh struct {
-	nodes  []*testNode // servers first
-	topics map[*testNode]*gossip.Certified
+	nservers int
+	nodes    []*testNode // servers first
+	topics   map[*testNode]*gossip.Certified
+	stopics  map[*testNode]*gossip.Certified // the servers' topic, of the publishing nodes
 }
 
-func (m *edgeMesh) servers() []*testNode { return m.nodes[:4] }
-func (m *edgeMesh) edges() []*testNode   { return m.nodes[4:] }
+func (m *edgeMesh) servers() []*testNode { return m.nodes[:m.nservers] }
+func (m *edgeMesh) edges() []*testNode   { return m.nodes[m.nservers:] }
 
 // newEdgeMesh forms a mesh of 4 servers and edges edges, on Badger
 // (durable) or in memory, servers publishing when publish is set.
 func newEdgeMesh(t testing.TB, edges int, durable, publish bool, opt func(*Config)) *edgeMesh {
 	t.Helper()
+	return newEdgeMeshOf(t, 3, 1, edges, durable, publish, opt)
+}
+
+// newEdgeMeshOf is newEdgeMesh with voters voters and standbys standbys.
+func newEdgeMeshOf(t testing.TB, voters, standbys, edges int, durable, publish bool, opt func(*Config)) *edgeMesh {
+	t.Helper()
 	log := testLogger(t)
-	m := &edgeMesh{topics: map[*testNode]*gossip.Certified{}}
+	m := &edgeMesh{nservers: voters + standbys, topics: map[*testNode]*gossip.Certified{}, stopics: map[*testNode]*gossip.Certified{}}
 	cfg := func(c *Config) {
-		c.MaxVoters, c.Standbys = 3, 1
+		c.MaxVoters, c.Standbys = voters, standbys
 		c.EdgeSyncInterval = 20 * time.Millisecond
 		opt(c)
 	}
 	i := 0
-	m.nodes = formCluster(t, 4+edges, func(founder bool, secret string) *testNode {
+	m.nodes = formCluster(t, m.nservers+edges, func(founder bool, secret string) *testNode {
 		var n *testNode
 		if durable {
 			n = newDurableNode(t, log, founder, secret, nil, cfg)
 		} else {
 			n = newTestNodeWith(t, log, founder, secret, cfg)
 		}
-		m.topics[n] = edgeTopic(t, n, publish && i < 4)
+		m.topics[n], m.stopics[n] = edgeTopic(t, n, publish && i < m.nservers)
 		i++
 		return n
 	})
@@ -407,7 +419,7 @@ func TestEdgeCatchesUpAfterDowntime(t *testing.T) {
 			t.Fatal("the restarted edge did not resume as an edge")
 		}
 		resumed := edge.c.edge.Load().e.Applied().Index
-		m.topics[edge] = edgeTopic(t, edge, false)
+		m.topics[edge], _ = edgeTopic(t, edge, false)
 		m.connect(t)
 		return resumed
 	}
@@ -589,5 +601,38 @@ func TestSnapshotProtocolRefusesStrangers(t *testing.T) {
 	}
 	if got := server.c.TransportRefusals().Count(string(SnapshotProtocol), RefusedNotMember); got != before+1 {
 		t.Fatalf("not_member refusals %d, want %d", got, before+1)
+	}
+}
+
+// An edge asks the same voter first poll after poll, so that it holds a
+// connection to one voter and not to each; it moves on only when that
+// voter fails it, and edges start at different voters.
+func TestEdgeSticksToOneVoter(t *testing.T) {
+	var voters []string
+	for range 5 {
+		id, err := peer.IDFromPrivateKey(newKey(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		voters = append(voters, id.String())
+	}
+	firsts := map[peer.ID]bool{}
+	for range 20 {
+		h := newTestHost(t, newKey(t), nil)
+		r := &edgeRunner{c: &Consensus{h: h}, next: stickyStart(h.ID()), voters: certify.NewVoters(voters...)}
+		first := r.servers()[0]
+		for range 10 {
+			if got := r.servers(); got[0] != first || len(got) != len(voters) {
+				t.Fatalf("edge %s asks %v first, then %v", shortID(h.ID().String()), first, got[0])
+			}
+		}
+		r.rotate()
+		if got := r.servers()[0]; got == first {
+			t.Fatalf("after a failure the edge still asks %v first", first)
+		}
+		firsts[first] = true
+	}
+	if len(firsts) < 3 {
+		t.Errorf("20 edges start at %d of 5 voters, want them spread", len(firsts))
 	}
 }

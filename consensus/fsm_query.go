@@ -172,6 +172,19 @@ func (f *fsm) members() []Member {
 	return out
 }
 
+func (f *fsm) voterIDs() []string {
+	f.mu.RLock()
+	var out []string
+	for id, m := range f.roster {
+		if m.Voter {
+			out = append(out, id)
+		}
+	}
+	f.mu.RUnlock()
+	slices.Sort(out)
+	return out
+}
+
 func (f *fsm) member(id string) (Member, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()

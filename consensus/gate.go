@@ -2,6 +2,8 @@ package consensus
 
 import (
 	"context"
+	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,11 +23,19 @@ import (
 // named (allowJoinPeer). When the configuration changes, the streams of
 // peers that left it are reset.
 //
-// The gate never asks raft on the stream's path: it reads a set refreshed
-// every gateRefresh from raft.GetConfiguration (the latest configuration,
-// committed or not, which is what raft itself obeys), and a miss asks for
-// an early refresh. A server added a moment ago may see its first stream
-// refused; raft retries with backoff.
+// The gate never asks raft on the stream's path: it reads a set from
+// raft.GetConfiguration (the latest configuration, committed or not,
+// which is what raft itself obeys) whenever that may have changed: a
+// configuration entry stored in the log, a range of the log deleted, a
+// snapshot restored (the log cache and restoreNotifier ask for it). A
+// miss asks too, and every Config.GateRefreshInterval (gateRefresh) it
+// is read anyway, as a safety net. A server added a moment ago may see
+// its first stream refused; raft retries with backoff. The
+// configuration read is also what the parts
+// that follow it (the servers' topic subscription, an edge watching for
+// its promotion) look at, woken by configChanged, instead of each asking
+// raft every fraction of a second: on a mesh of a thousand nodes those
+// polls were a large part of what every idle edge cost.
 
 // Reasons the raft stream layer refuses a stream, the reason label of
 // meshward_transport_refused_total{protocol="/meshward/raft/1"}.
@@ -45,7 +55,7 @@ const (
 )
 
 const (
-	gateRefresh  = 250 * time.Millisecond
+	gateRefresh  = 5 * time.Second
 	maxJoinPeers = 16
 )
 
@@ -55,7 +65,14 @@ type raftGate struct {
 
 	// servers is the configuration last read: nil until raft runs.
 	servers atomic.Pointer[map[peer.ID]bool]
-	kick    chan struct{} // asks the refresh loop for an early read
+	// conf is that configuration as raft gave it.
+	conf atomic.Pointer[raft.Configuration]
+	kick chan struct{} // asks the refresh loop for an early read
+
+	// changedMu guards changed, closed (and replaced) when a read found
+	// a configuration other than the one before.
+	changedMu sync.Mutex
+	changed   chan struct{}
 
 	mu        sync.Mutex
 	joinPeers map[peer.ID]bool
@@ -66,7 +83,7 @@ type raftGate struct {
 }
 
 func newRaftGate(refused *refusal.Counter) *raftGate {
-	return &raftGate{refused: refused, kick: make(chan struct{}, 1), joinPeers: make(map[peer.ID]bool)}
+	return &raftGate{refused: refused, kick: make(chan struct{}, 1), joinPeers: make(map[peer.ID]bool), changed: make(chan struct{})}
 }
 
 // admit returns "" when p may open a raft stream, else the reason.
@@ -127,7 +144,8 @@ func (g *raftGate) allowJoin(p peer.ID) {
 	g.joinPeers[p] = true
 }
 
-// set stores the servers of conf.
+// set stores the servers of conf, and wakes those waiting on
+// changedCh when conf differs from the configuration before.
 func (g *raftGate) set(conf raft.Configuration) map[peer.ID]bool {
 	set := make(map[peer.ID]bool, len(conf.Servers))
 	for _, s := range conf.Servers {
@@ -136,7 +154,37 @@ func (g *raftGate) set(conf raft.Configuration) map[peer.ID]bool {
 		}
 	}
 	g.servers.Store(&set)
+	conf = conf.Clone()
+	if old := g.conf.Swap(&conf); old == nil || !slices.Equal(old.Servers, conf.Servers) {
+		g.bump()
+	}
 	return set
+}
+
+// bump wakes those waiting on changedCh.
+func (g *raftGate) bump() {
+	g.changedMu.Lock()
+	close(g.changed)
+	g.changed = make(chan struct{})
+	g.changedMu.Unlock()
+}
+
+// changedCh is closed when the configuration read next differs from
+// the one read last.
+func (g *raftGate) changedCh() <-chan struct{} {
+	g.changedMu.Lock()
+	defer g.changedMu.Unlock()
+	return g.changed
+}
+
+// configuration is the configuration last read, and false before raft
+// ran.
+func (g *raftGate) configuration() (raft.Configuration, bool) {
+	c := g.conf.Load()
+	if c == nil {
+		return raft.Configuration{}, false
+	}
+	return *c, true
 }
 
 // inConfiguration reports whether p is a server of the configuration last
@@ -157,9 +205,10 @@ func (c *Consensus) refreshGate() {
 	c.layer.resetInbound(func(p peer.ID) bool { return c.gate.allowed(set, p) })
 }
 
-// gateLoop refreshes the gate every gateRefresh and when a miss asks.
+// gateLoop refreshes the gate when asked (a change of the configuration,
+// a miss) and every GateRefreshInterval.
 func (c *Consensus) gateLoop(ctx context.Context) {
-	t := time.NewTicker(gateRefresh)
+	t := time.NewTicker(c.cfg.GateRefreshInterval)
 	defer t.Stop()
 	for {
 		select {
@@ -170,6 +219,38 @@ func (c *Consensus) gateLoop(ctx context.Context) {
 		}
 		c.refreshGate()
 	}
+}
+
+// restoreNotifier is the FSM raft is given: the fsm, with after called
+// once a snapshot was restored (raft's configuration came with it).
+type restoreNotifier struct {
+	*fsm
+	after func()
+}
+
+func (r restoreNotifier) Restore(rc io.ReadCloser) error {
+	defer r.after()
+	return r.fsm.Restore(rc)
+}
+
+// configChanged is closed when raft's configuration, as the gate reads
+// it, changed; the caller then asks for configChanged again.
+func (c *Consensus) configChanged() <-chan struct{} { return c.gate.changedCh() }
+
+// knownServer reports whether id is a server (voter or standby) of raft's
+// configuration as last read by the gate, which follows raft's within
+// moments of a change (gate.go); false before raft ran.
+func (c *Consensus) knownServer(id string) bool {
+	conf, ok := c.gate.configuration()
+	if !ok {
+		return false
+	}
+	for _, s := range conf.Servers {
+		if string(s.ID) == id {
+			return true
+		}
+	}
+	return false
 }
 
 // allowJoinPeer lets p open raft streams to this node while it is in no

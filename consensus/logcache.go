@@ -29,6 +29,11 @@ type logCache struct {
 	max      int
 	maxBytes int
 
+	// onConfig, when set, is called after a configuration entry was
+	// stored or a range deleted: raft's configuration may have changed
+	// (the raft gate reads it again).
+	onConfig func()
+
 	mu     sync.RWMutex
 	ring   []*raft.Log
 	lo, hi uint64 // cached indexes lo..hi; empty when hi < lo
@@ -93,6 +98,14 @@ func (c *logCache) StoreLogs(logs []*raft.Log) error {
 		return nil
 	}
 	err := c.store.StoreLogs(logs)
+	if err == nil && c.onConfig != nil {
+		for _, l := range logs {
+			if l.Type == raft.LogConfiguration {
+				defer c.onConfig()
+				break
+			}
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
@@ -149,6 +162,9 @@ func (c *logCache) DeleteRange(min, max uint64) error {
 		c.reset(c.hi + 1)
 	}
 	c.mu.Unlock()
+	if c.onConfig != nil {
+		defer c.onConfig() // a configuration entry may have gone with it
+	}
 	if err := c.store.DeleteRange(min, max); err != nil {
 		return fmt.Errorf("delete raft log range: %w", err)
 	}

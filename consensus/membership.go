@@ -137,12 +137,20 @@ func (c *Consensus) membershipLoop(ctx context.Context) {
 	tick := time.NewTicker(c.cfg.MembershipInterval)
 	defer tick.Stop()
 	for {
+		// An edge never leads: it waits for its promotion (which
+		// changes the configuration), not for the ticks.
+		changed := c.configChanged()
+		tc := tick.C
+		if c.IsEdge() {
+			tc = nil
+		}
 		select {
 		case <-ctx.Done():
 			return
+		case <-changed:
 		case o := <-c.observations:
 			c.health.observe(o, time.Now())
-		case <-tick.C:
+		case <-tc:
 			if c.raft.State() != raft.Leader {
 				c.health.reset()
 				continue

@@ -296,15 +296,24 @@ func (s *SyslogSource) serveTCP(ctx context.Context, ln net.Listener, out chan<-
 		mu    sync.Mutex
 		conns = make(map[net.Conn]struct{})
 	)
-	defer wg.Wait()
-	stop := context.AfterFunc(ctx, func() {
+	closeAll := func() {
 		mu.Lock()
 		defer mu.Unlock()
 		for c := range conns {
 			c.Close()
 		}
-	})
-	defer stop()
+	}
+	defer wg.Wait()
+	stop := context.AfterFunc(ctx, closeAll)
+	// Whatever ends the accept loop, the connections end with it. The
+	// AfterFunc alone does not do: ctx's Done channel closes before its
+	// after-funcs are started, so the loop can see ctx ended, return and
+	// stop the func before it ran, leaving every reader blocked until it
+	// idled out.
+	defer func() {
+		stop()
+		closeAll()
+	}()
 	var pause time.Duration
 	for {
 		c, err := ln.Accept()

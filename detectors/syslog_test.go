@@ -389,3 +389,41 @@ func BenchmarkSyslogUDP(b *testing.B) {
 		b.Fatal(err)
 	}
 }
+
+// When the accept loop ends for any reason, its open connections end with
+// it: here the listener fails while ctx lives on and one connection is
+// idle, and serveTCP must return (not wait out the 5-minute idle timeout).
+func TestSyslogServeTCPClosesConnectionsOnReturn(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &SyslogSource{}
+	out := make(chan string, 1)
+	cfg := syslogConfig{maxMsg: DefaultSyslogMaxMessageBytes, maxConns: 4, idle: DefaultSyslogIdleTimeout}
+	done := make(chan error, 1)
+	go func() { done <- src.serveTCP(t.Context(), ln, out, cfg) }()
+	c := dialT(t, "tcp", ln.Addr())
+	write(t, c, "<38>held\n")
+	select {
+	case got := <-out:
+		if got != "held" {
+			t.Fatalf("got %q", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no line")
+	}
+	ln.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("serveTCP: %v, want the listener's close", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serveTCP did not return with a connection open")
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("connection still open after serveTCP returned")
+	}
+}

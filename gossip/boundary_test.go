@@ -254,7 +254,7 @@ func TestStrangerReceivesNoSightings(t *testing.T) {
 // without penalties it stays above GraylistThreshold (what it sends is
 // still validated and counted).
 func TestStrangerScoreBand(t *testing.T) {
-	params, th := scoreParams(func(peer.ID) float64 { return 0 }, DefaultTopic, DefaultHeartbeatTopic, DefaultIndicatorTopic)
+	params, th := scoreParams(func(peer.ID) float64 { return 0 }, 0, DefaultTopic, DefaultHeartbeatTopic, DefaultIndicatorTopic)
 	if best := StrangerScore + params.TopicScoreCap; params.TopicScoreCap <= 0 || best >= th.PublishThreshold {
 		t.Errorf("a stranger can reach %v (topic cap %v), not below the publish threshold %v", best, params.TopicScoreCap, th.PublishThreshold)
 	}

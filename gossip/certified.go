@@ -39,6 +39,12 @@ type CertifiedOptions struct {
 	Topic string
 	// MaxSize bounds a message; 0 means DefaultMaxCertifiedSize.
 	MaxSize int
+	// Metric names the refusal counter; "" means
+	// meshward_gossip_certified_refused_total.
+	Metric string
+	// Unsubscribed joins the topic without subscribing (a node may
+	// publish, and receives nothing until SetSubscribed(true)).
+	Unsubscribed bool
 }
 
 // Certified is this node's membership in the certified topic.
@@ -51,6 +57,7 @@ type Certified struct {
 	refused  map[string]uint64
 	accepted uint64
 	metric   *prometheus.CounterVec // nil without a Registerer
+	sub      *pubsub.Subscription   // nil while unsubscribed
 }
 
 // Reasons the certified topic refuses a message before its Handler runs.
@@ -71,10 +78,14 @@ func (g *Gossip) JoinCertified(o CertifiedOptions) (*Certified, error) {
 		o.MaxSize = DefaultMaxCertifiedSize
 	}
 	c := &Certified{g: g, opts: o, refused: map[string]uint64{}}
+	help := "Messages of the topic " + o.Topic + " refused, by reason."
+	if o.Metric == "" {
+		o.Metric, help = "meshward_gossip_certified_refused_total", "Messages of the certified topic refused, by reason."
+	}
 	if g.opts.Registerer != nil {
 		c.metric = prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "meshward_gossip_certified_refused_total",
-			Help: "Messages of the certified topic refused, by reason.",
+			Name: o.Metric,
+			Help: help,
 		}, []string{"reason"})
 		if err := g.opts.Registerer.Register(c.metric); err != nil {
 			return nil, fmt.Errorf("gossip: certified topic metrics: %w", err)
@@ -90,20 +101,53 @@ func (g *Gossip) JoinCertified(o CertifiedOptions) (*Certified, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gossip: join %s: %w", o.Topic, err)
 	}
-	sub, err := t.Subscribe()
-	if err != nil {
-		return nil, fmt.Errorf("gossip: subscribe %s: %w", o.Topic, err)
-	}
 	c.topic = t
-	g.routines.Go(func(ctx context.Context) {
+	if !o.Unsubscribed {
+		if err := c.SetSubscribed(true); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// SetSubscribed subscribes to the topic (on) or cancels the
+// subscription: a node not subscribed is in no mesh of the topic and
+// receives none of its messages, and may still publish. Idempotent.
+func (c *Certified) SetSubscribed(on bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if on == (c.sub != nil) {
+		return nil
+	}
+	if !on {
+		c.sub.Cancel()
+		c.sub = nil
+		return nil
+	}
+	sub, err := c.topic.Subscribe()
+	if err != nil {
+		return fmt.Errorf("gossip: subscribe %s: %w", c.opts.Topic, err)
+	}
+	if !c.g.routines.Go(func(ctx context.Context) {
 		defer sub.Cancel()
 		for {
 			if _, err := sub.Next(ctx); err != nil {
 				return
 			}
 		}
-	})
-	return c, nil
+	}) {
+		sub.Cancel()
+		return ErrClosed
+	}
+	c.sub = sub
+	return nil
+}
+
+// Subscribed reports whether the node is subscribed to the topic.
+func (c *Certified) Subscribed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sub != nil
 }
 
 // validate is the topic's validator.

@@ -35,6 +35,17 @@ type Config struct {
 	// connections are closed and refused for StrangerBan.
 	StrangerGrace time.Duration `yaml:"stranger_grace"`
 	StrangerBan   time.Duration `yaml:"stranger_ban"`
+
+	// RouterHeartbeat and ScoreDecayInterval are Options'; zero means
+	// GossipSub's second. Not configurable: the testnet's sim profile
+	// slows them.
+	RouterHeartbeat    time.Duration `yaml:"-"`
+	ScoreDecayInterval time.Duration `yaml:"-"`
+	// MuxerKeepAlive and MuxerMeasureRTT are HostConfig's; zero means
+	// yamux's 30 s. Not configurable: the testnet's sim profile slows
+	// them.
+	MuxerKeepAlive  time.Duration `yaml:"-"`
+	MuxerMeasureRTT time.Duration `yaml:"-"`
 }
 
 // Defaults of the connection gater's timing.
@@ -85,7 +96,8 @@ func (c Config) Validate() error {
 }
 
 // Options returns the Options this section configures: anti-entropy's
-// interval, the rate limit, the heartbeat interval and the indicator topic.
+// interval, the rate limit, the heartbeat interval, the indicator topic
+// and GossipSub's timing.
 // The caller adds the rest (Handler, Roster, Log, the heartbeat Key and
 // Info, Registerer, Logger). Discovery (MDNS, MDNSService) is not an
 // Option: the caller starts it (NewMDNS).
@@ -95,6 +107,9 @@ func (c Config) Options() Options {
 		RateLimit:    rate.Limit(c.RateLimit),
 		RateBurst:    c.RateBurst,
 		Heartbeats:   &HeartbeatOptions{Interval: c.HeartbeatInterval},
+
+		RouterHeartbeat:    c.RouterHeartbeat,
+		ScoreDecayInterval: c.ScoreDecayInterval,
 	}
 	if c.Indicators {
 		o.Indicators = &IndicatorOptions{}

@@ -57,8 +57,15 @@ func TestConfigOptions(t *testing.T) {
 		o.Heartbeats == nil || o.Heartbeats.Interval != c.HeartbeatInterval || o.Indicators == nil {
 		t.Fatalf("Options() = %+v from %+v", o, c)
 	}
+	if o.RouterHeartbeat != 0 || o.ScoreDecayInterval != 0 {
+		t.Fatalf("default GossipSub timing %s, %s: want GossipSub's (zero)", o.RouterHeartbeat, o.ScoreDecayInterval)
+	}
 	c.Indicators = false
 	if c.Options().Indicators != nil {
 		t.Fatal("indicator topic on although the section turns it off")
+	}
+	c.RouterHeartbeat, c.ScoreDecayInterval = 4*time.Second, 5*time.Second
+	if o := c.Options(); o.RouterHeartbeat != c.RouterHeartbeat || o.ScoreDecayInterval != c.ScoreDecayInterval {
+		t.Fatalf("GossipSub timing %s, %s, want %s, %s", o.RouterHeartbeat, o.ScoreDecayInterval, c.RouterHeartbeat, c.ScoreDecayInterval)
 	}
 }

@@ -136,6 +136,15 @@ type Options struct {
 	// ScoreInspectPeriod is how often PeerScores is refreshed; 0 means
 	// DefaultScoreInspectPeriod.
 	ScoreInspectPeriod time.Duration
+	// RouterHeartbeat is the interval of GossipSub's heartbeat, which
+	// grafts and prunes the meshes, emits gossip (IHAVE) and scores the
+	// peers; 0 means GossipSub's, a second. A slower one costs less at
+	// rest and repairs meshes later (see gossipSubParams).
+	RouterHeartbeat time.Duration
+	// ScoreDecayInterval is how often the peer scores' counters decay;
+	// 0 means a second (GossipSub's least). The decay factors follow,
+	// so that every counter keeps its half-life.
+	ScoreDecayInterval time.Duration
 
 	// Heartbeats, when set, joins the heartbeat topic; nil leaves it off.
 	Heartbeats *HeartbeatOptions
@@ -206,6 +215,15 @@ func (o *Options) setDefaults() error {
 	}
 	if o.ScoreInspectPeriod < 0 {
 		return fmt.Errorf("gossip: Options.ScoreInspectPeriod %s is negative", o.ScoreInspectPeriod)
+	}
+	if o.RouterHeartbeat < 0 {
+		return fmt.Errorf("gossip: Options.RouterHeartbeat %s is negative", o.RouterHeartbeat)
+	}
+	if o.ScoreDecayInterval == 0 {
+		o.ScoreDecayInterval = pubsub.DefaultDecayInterval
+	}
+	if o.ScoreDecayInterval < pubsub.DefaultDecayInterval {
+		return fmt.Errorf("gossip: Options.ScoreDecayInterval %s is under %s", o.ScoreDecayInterval, pubsub.DefaultDecayInterval)
 	}
 	if o.Heartbeats != nil {
 		hb := *o.Heartbeats
@@ -308,9 +326,9 @@ func New(ctx context.Context, h host.Host, opts Options) (*Gossip, error) {
 	for i, s := range specs {
 		labels[i] = s.label
 	}
-	params, thresholds := scoreParams(g.appScore, labels...)
+	params, thresholds := scoreParams(g.appScore, opts.ScoreDecayInterval, labels...)
 	const validateQueueSize = 1024
-	g.ps, err = pubsub.NewGossipSub(g.routines.Context(), h,
+	psOpts := []pubsub.Option{
 		pubsub.WithFloodPublish(true),
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
 		pubsub.WithRawTracer(g.tracer),
@@ -325,7 +343,11 @@ func New(ctx context.Context, h host.Host, opts Options) (*Gossip, error) {
 		// are counted, and they get no mesh, gossip or publishes.
 		pubsub.WithPeerFilter(g.peerFilter),
 		pubsub.WithSubscriptionFilter(memberSubscriptions{g}),
-	)
+	}
+	if opts.RouterHeartbeat > 0 {
+		psOpts = append(psOpts, pubsub.WithGossipSubParams(gossipSubParams(opts.RouterHeartbeat)))
+	}
+	g.ps, err = pubsub.NewGossipSub(g.routines.Context(), h, psOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("gossip: start gossipsub: %w", err)
 	}

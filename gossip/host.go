@@ -11,11 +11,13 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	libp2pyamux "github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	cmgr "github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	"github.com/libp2p/go-yamux/v5"
 )
 
 // DefaultListenAddrs are the addresses a host listens on when HostConfig
@@ -85,6 +87,12 @@ type HostConfig struct {
 	// ConnectionGater, when set, vets every connection (for example a
 	// conngater.BasicConnectionGater that blocks peers); nil admits all.
 	ConnectionGater connmgr.ConnectionGater
+	// MuxerKeepAlive is how often yamux pings an idle connection to find
+	// it dead, and MuxerMeasureRTT how often it measures each
+	// connection's round trip (for its flow control windows); zero means
+	// yamux's 30 s. Each wakes both ends of every connection: a simulated
+	// mesh of hundreds of nodes on one machine, on loopback, slows them.
+	MuxerKeepAlive, MuxerMeasureRTT time.Duration
 }
 
 // NewHost builds the node's libp2p host: TCP and QUIC transports only
@@ -134,6 +142,20 @@ func NewHost(cfg HostConfig) (host.Host, error) {
 	}
 	if cfg.ConnectionGater != nil {
 		opts = append(opts, libp2p.ConnectionGater(cfg.ConnectionGater))
+	}
+	if cfg.MuxerKeepAlive < 0 || cfg.MuxerMeasureRTT < 0 {
+		cm.Close()
+		return nil, fmt.Errorf("new host: muxer intervals keep-alive %s, measure-rtt %s: want 0 (yamux's) or more", cfg.MuxerKeepAlive, cfg.MuxerMeasureRTT)
+	}
+	if cfg.MuxerKeepAlive > 0 || cfg.MuxerMeasureRTT > 0 {
+		yc := yamux.Config(*libp2pyamux.DefaultTransport)
+		if cfg.MuxerKeepAlive > 0 {
+			yc.KeepAliveInterval = cfg.MuxerKeepAlive
+		}
+		if cfg.MuxerMeasureRTT > 0 {
+			yc.MeasureRTTInterval = cfg.MuxerMeasureRTT
+		}
+		opts = append(opts, libp2p.Muxer(libp2pyamux.ID, (*libp2pyamux.Transport)(&yc)))
 	}
 	h, err := libp2p.New(opts...)
 	if err != nil {

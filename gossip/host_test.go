@@ -2,11 +2,13 @@ package gossip
 
 import (
 	"context"
+	"io"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 func TestNewHostTransports(t *testing.T) {
@@ -136,4 +138,58 @@ func TestBootstrapperRetriesUnreachablePeer(t *testing.T) {
 	waitFor(t, 10*time.Second, "connection to the restarted peer", func() bool {
 		return a.Network().Connectedness(bID) == network.Connected
 	})
+}
+
+// TestNewHostMuxerIntervals: hosts with yamux's keep-alive and round-trip
+// intervals set connect and open streams (the muxer replaced is still
+// yamux, the one both ends speak); a negative interval is refused, named.
+func TestNewHostMuxerIntervals(t *testing.T) {
+	sk, _ := newKey(t)
+	if _, err := NewHost(HostConfig{Key: sk, ListenAddrs: loopback, MuxerKeepAlive: -time.Second}); err == nil || !strings.Contains(err.Error(), "keep-alive -1s") {
+		t.Fatalf("negative keep-alive: %v, want an error naming it", err)
+	}
+	var hosts []interface {
+		Close() error
+	}
+	defer func() {
+		for _, h := range hosts {
+			h.Close()
+		}
+	}()
+	a, err := NewHost(HostConfig{Key: sk, ListenAddrs: loopback, MuxerKeepAlive: 2 * time.Minute, MuxerMeasureRTT: 10 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts = append(hosts, a)
+	sk2, _ := newKey(t)
+	b, err := NewHost(HostConfig{Key: sk2, ListenAddrs: loopback})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts = append(hosts, b)
+	const proto = "/meshward/test-echo/1"
+	b.SetStreamHandler(proto, func(s network.Stream) {
+		defer s.Close()
+		buf := make([]byte, 4)
+		if _, err := s.Read(buf); err == nil {
+			_, _ = s.Write(buf)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := a.NewStream(ctx, b.ID(), proto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(s, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("echo %q, %v", buf, err)
+	}
 }

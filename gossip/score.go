@@ -41,8 +41,16 @@ const (
 // (sightings are sparse, so a quiet peer is not a bad one), and app is the
 // application-specific score (the rate limiter's penalty). Addresses in
 // 127.0.0.0/8 are exempt from the IP-colocation penalty so that local
-// testnets, where every node shares one address, score normally.
-func scoreParams(app func(peer.ID) float64, topics ...string) (*pubsub.PeerScoreParams, *pubsub.PeerScoreThresholds) {
+// testnets, where every node shares one address, score normally. The
+// counters decay every decayInterval (0: a second), by factors that give
+// each its half-life whatever the interval.
+func scoreParams(app func(peer.ID) float64, decayInterval time.Duration, topics ...string) (*pubsub.PeerScoreParams, *pubsub.PeerScoreThresholds) {
+	if decayInterval <= 0 {
+		decayInterval = pubsub.DefaultDecayInterval
+	}
+	decay := func(d time.Duration) float64 {
+		return pubsub.ScoreParameterDecayWithBase(d, decayInterval, pubsub.DefaultDecayToZero)
+	}
 	_, loop, _ := net.ParseCIDR("127.0.0.0/8")
 	p := &pubsub.PeerScoreParams{
 		Topics:                      make(map[string]*pubsub.TopicScoreParams, len(topics)),
@@ -54,9 +62,9 @@ func scoreParams(app func(peer.ID) float64, topics ...string) (*pubsub.PeerScore
 		IPColocationFactorWhitelist: []*net.IPNet{loop},
 		BehaviourPenaltyWeight:      -1,
 		BehaviourPenaltyThreshold:   10,
-		BehaviourPenaltyDecay:       pubsub.ScoreParameterDecay(10 * time.Minute),
-		DecayInterval:               time.Second,
-		DecayToZero:                 0.01,
+		BehaviourPenaltyDecay:       decay(10 * time.Minute),
+		DecayInterval:               decayInterval,
+		DecayToZero:                 pubsub.DefaultDecayToZero,
 		RetainScore:                 10 * time.Minute,
 	}
 	for _, t := range topics {
@@ -66,10 +74,10 @@ func scoreParams(app func(peer.ID) float64, topics ...string) (*pubsub.PeerScore
 			TimeInMeshQuantum:              time.Second,
 			TimeInMeshCap:                  300,
 			FirstMessageDeliveriesWeight:   0.5,
-			FirstMessageDeliveriesDecay:    pubsub.ScoreParameterDecay(10 * time.Minute),
+			FirstMessageDeliveriesDecay:    decay(10 * time.Minute),
 			FirstMessageDeliveriesCap:      100,
 			InvalidMessageDeliveriesWeight: invalidWeight,
-			InvalidMessageDeliveriesDecay:  pubsub.ScoreParameterDecay(time.Hour),
+			InvalidMessageDeliveriesDecay:  decay(time.Hour),
 		}
 	}
 	th := &pubsub.PeerScoreThresholds{
@@ -165,4 +173,26 @@ func (b *bucket) decay(now time.Time) {
 		b.penalty *= math.Exp2(-dt.Seconds() / penaltyHalfLife.Seconds())
 		b.decayed = now
 	}
+}
+
+// gossipSubParams are GossipSub's parameters with a heartbeat every
+// interval. What GossipSub counts in heartbeats to stand for a time is
+// rescaled to keep that time: opportunistic grafting (a minute) and
+// reconnecting direct peers (five minutes). The rest stays counted in
+// heartbeats, and so lasts longer: the message cache (5 heartbeats, 3
+// gossiped: a peer still gets by IWANT what it missed, over a longer
+// window), the per-heartbeat allowances of IHAVE, IWANT and IDONTWANT
+// from a peer (tighter per second), and how long an IDONTWANT is kept
+// (3 heartbeats). Backoffs, the graft flood threshold and IWANT
+// follow-ups are times, checked at heartbeats: later by up to one.
+func gossipSubParams(interval time.Duration) pubsub.GossipSubParams {
+	p := pubsub.DefaultGossipSubParams()
+	base := p.HeartbeatInterval
+	p.HeartbeatInterval = interval
+	ticks := func(n uint64) uint64 {
+		return max(1, uint64(math.Round(float64(n)*float64(base)/float64(interval))))
+	}
+	p.OpportunisticGraftTicks = ticks(p.OpportunisticGraftTicks)
+	p.DirectConnectTicks = ticks(p.DirectConnectTicks)
+	return p
 }

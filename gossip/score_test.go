@@ -1,9 +1,12 @@
 package gossip
 
 import (
+	"math"
+	"reflect"
 	"testing"
 	"time"
 
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -67,5 +70,61 @@ func TestPeerLimiterBounded(t *testing.T) {
 	}
 	if n := l.len(); n != 2 {
 		t.Fatalf("limiter tracks %d peers after a hundred, bound 2", n)
+	}
+}
+
+// TestScoreDecayKeepsHalfLives: whatever the decay interval, each
+// counter decays to GossipSub's zero (1%) over the same time: a
+// forgery is remembered for an hour, a behaviour penalty and first
+// deliveries for ten minutes.
+func TestScoreDecayKeepsHalfLives(t *testing.T) {
+	for _, interval := range []time.Duration{0, time.Second, 5 * time.Second} {
+		p, _ := scoreParams(func(peer.ID) float64 { return 0 }, interval, DefaultTopic)
+		want := max(interval, time.Second)
+		if p.DecayInterval != want {
+			t.Fatalf("decay interval %s, want %s", p.DecayInterval, want)
+		}
+		left := func(factor float64, over time.Duration) float64 {
+			return math.Pow(factor, float64(over/p.DecayInterval))
+		}
+		tp := p.Topics[DefaultTopic]
+		for _, c := range []struct {
+			name   string
+			factor float64
+			over   time.Duration
+		}{
+			{"behaviour penalty", p.BehaviourPenaltyDecay, 10 * time.Minute},
+			{"first deliveries", tp.FirstMessageDeliveriesDecay, 10 * time.Minute},
+			{"invalid deliveries", tp.InvalidMessageDeliveriesDecay, time.Hour},
+		} {
+			if got := left(c.factor, c.over); math.Abs(got-p.DecayToZero) > 1e-9 {
+				t.Errorf("decay every %s: %s keeps %.4f after %s, want %.2f", p.DecayInterval, c.name, got, c.over, p.DecayToZero)
+			}
+			if got := left(c.factor, c.over/2); got < 0.05 || got > 0.15 {
+				t.Errorf("decay every %s: %s keeps %.4f after half of %s, want 0.1", p.DecayInterval, c.name, got, c.over)
+			}
+		}
+	}
+}
+
+// TestGossipSubParams: a slower heartbeat keeps opportunistic grafting a
+// minute apart (and direct peers' reconnection five), and leaves the
+// rest of GossipSub's parameters as they are.
+func TestGossipSubParams(t *testing.T) {
+	def := pubsub.DefaultGossipSubParams()
+	if got := gossipSubParams(def.HeartbeatInterval); !reflect.DeepEqual(got, def) {
+		t.Fatalf("at GossipSub's own heartbeat the parameters differ: %+v, want %+v", got, def)
+	}
+	p := gossipSubParams(4 * time.Second)
+	if p.HeartbeatInterval != 4*time.Second || p.OpportunisticGraftTicks != 15 || p.DirectConnectTicks != 75 {
+		t.Fatalf("heartbeat %s, opportunistic graft every %d, direct connect every %d: want 4s, 15, 75",
+			p.HeartbeatInterval, p.OpportunisticGraftTicks, p.DirectConnectTicks)
+	}
+	p.HeartbeatInterval, p.OpportunisticGraftTicks, p.DirectConnectTicks = def.HeartbeatInterval, def.OpportunisticGraftTicks, def.DirectConnectTicks
+	if !reflect.DeepEqual(p, def) {
+		t.Fatalf("other parameters changed: %+v, want %+v", p, def)
+	}
+	if got := gossipSubParams(time.Hour).OpportunisticGraftTicks; got != 1 {
+		t.Fatalf("opportunistic graft every %d heartbeats of an hour, want 1", got)
 	}
 }

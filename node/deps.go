@@ -162,7 +162,8 @@ func NewDeps(ctx context.Context, cfg Config, opts Options) (_ *Deps, err error)
 		d.onClose("store", d.Store.Close)
 	}
 	d.gater = newMeshGater(opts.ConnectionGater, cfg.Gossip, opts.Clock, refusal.New(d.Logger.With("part", "gater")))
-	d.Host, err = gossip.NewHost(gossip.HostConfig{Key: libKey, ListenAddrs: cfg.Listen, ConnectionGater: d.gater})
+	d.Host, err = gossip.NewHost(gossip.HostConfig{Key: libKey, ListenAddrs: cfg.Listen, ConnectionGater: d.gater,
+		MuxerKeepAlive: cfg.Gossip.MuxerKeepAlive, MuxerMeasureRTT: cfg.Gossip.MuxerMeasureRTT})
 	if err != nil {
 		return nil, fmt.Errorf("start libp2p host: %w", err)
 	}

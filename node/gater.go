@@ -68,7 +68,20 @@ type meshGater struct {
 
 	mu        sync.Mutex
 	strangers map[peer.ID]*strangerState
+
+	// The sweeper's own: the roster version it last looked at all peers
+	// under, and when.
+	sweptVersion uint64
+	sweptAt      time.Time
 }
+
+// rosterVersioner is a roster that counts its changes
+// (consensus.Consensus.RosterVersion).
+type rosterVersioner interface{ RosterVersion() uint64 }
+
+// sweepAllEvery is how often the sweeper looks at every connected peer
+// even though no stranger is known and the roster did not change.
+const sweepAllEvery = time.Minute
 
 type strangerState struct {
 	since       time.Time // first inbound connection
@@ -189,8 +202,31 @@ func (g *meshGater) forget(p peer.ID) {
 
 // sweep closes the inbound connections of strangers whose grace ran out
 // (bans them) and forgets strangers long gone.
+//
+// It looks at every connected peer only when there is a reason to: a
+// stranger known, the roster changed (a member removed is a stranger
+// now), or sweepAllEvery passed; a server of a large mesh has hundreds
+// of peers, and looking at each every few seconds was a twentieth of a
+// resting mesh's CPU.
 func (g *meshGater) sweep() {
 	now := g.now()
+	g.mu.Lock()
+	pending := len(g.strangers) > 0
+	g.mu.Unlock()
+	all := pending || now.Sub(g.sweptAt) >= sweepAllEvery
+	if rp := g.roster.Load(); rp != nil {
+		if rv, ok := (*rp).(rosterVersioner); ok {
+			if v := rv.RosterVersion(); v != g.sweptVersion {
+				g.sweptVersion, all = v, true
+			}
+		} else {
+			all = true
+		}
+	}
+	if !all {
+		return
+	}
+	g.sweptAt = now
 	for _, p := range g.h.Network().Peers() {
 		if p == g.self || g.admitted(p) {
 			continue

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -157,5 +158,51 @@ func TestGaterRefusesNobodyWhileJoining(t *testing.T) {
 	dial(member, joiner)
 	if joiner.Network().Connectedness(member.ID()) != network.Connected || len(refused.Snapshot()) != 0 {
 		t.Fatalf("a joining node refused %v", refused.Snapshot())
+	}
+}
+
+// versionedRoster is a fakeRoster that counts its changes, as the
+// consensus roster does.
+type versionedRoster struct {
+	fakeRoster
+	version atomic.Uint64
+}
+
+func (r *versionedRoster) RosterVersion() uint64 { return r.version.Load() }
+
+func (r *versionedRoster) remove(p peer.ID) {
+	r.mu.Lock()
+	delete(r.members, p)
+	r.mu.Unlock()
+	r.version.Add(1)
+}
+
+// TestGaterSweepsRemovedMember: the sweeper, which looks at every peer
+// only when the roster changed or a stranger is known, still finds a
+// member removed from the roster (its roster changed): the peer is a
+// stranger from then on, and its connection is closed once its grace
+// ran out, counted.
+func TestGaterSweepsRemovedMember(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	refused := refusal.New(nil)
+	g := newMeshGater(nil, gossip.Config{StrangerGrace: 30 * time.Second, StrangerBan: 10 * time.Minute}, clock.now, refused)
+	a := gaterHost(t, g)
+	member := gaterHost(t, nil)
+	roster := &versionedRoster{fakeRoster: fakeRoster{members: map[peer.ID]bool{a.ID(): true, member.ID(): true}}}
+	g.attach(a, roster)
+	connected := func() bool { return a.Network().Connectedness(member.ID()) == network.Connected }
+	dial(member, a)
+	waitCond(t, "the member connected", connected)
+	g.sweep() // looks at everyone once: nothing to do
+	clock.advance(time.Second)
+	g.sweep() // nothing changed: looks at no one
+
+	roster.remove(member.ID())
+	g.sweep() // the roster changed: the former member is a stranger from now
+	clock.advance(31 * time.Second)
+	g.sweep() // a stranger is known: its grace ran out
+	waitCond(t, "the removed member disconnected after its grace", func() bool { return !connected() })
+	if n := refused.Count(connectionProtocol, RefusedGraceExpired); n != 1 {
+		t.Fatalf("grace_expired counted %d times, want 1", n)
 	}
 }

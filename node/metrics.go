@@ -45,7 +45,7 @@ func (n *Node) registerMetrics() {
 			func() uint64 { return n.reconciler().Stats().BelowFloor }),
 		gauge("meshward_mesh_policies", "Mesh-wide policies held (expired ones linger until the mesh's clock passes them).",
 			func() float64 { return float64(cons.PolicyCount()) }),
-		gauge("meshward_mesh_members", "Nodes on the roster.", func() float64 { return float64(len(cons.Roster())) }),
+		gauge("meshward_mesh_members", "Nodes on the roster.", func() float64 { return float64(cons.MemberCount()) }),
 		gauge("meshward_raft_leader", "1 when this node is the Raft leader.", func() float64 {
 			if cons.IsLeader() {
 				return 1

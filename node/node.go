@@ -357,6 +357,7 @@ func (n *Node) watchConsensus(ctx context.Context) {
 		case <-n.deps.Consensus.Changes():
 			n.watchPolicies(&w)
 			n.reconciler().Trigger()
+			n.promote.consensusChanged()
 		case <-tick.C:
 			n.watchPolicies(&w)
 		}

@@ -325,7 +325,7 @@ func (a *adminAPI) ProcessExport(context.Context) (process.Export, error) {
 		return process.Export{}, err
 	}
 	n := p.n
-	ex := process.Export{Node: n.deps.ID, Site: n.deps.Config.Site, Members: len(n.deps.Consensus.Roster()),
+	ex := process.Export{Node: n.deps.ID, Site: n.deps.Config.Site, Members: n.deps.Consensus.MemberCount(),
 		Generated: n.now().UTC(), Expectations: p.cfg.Expectations}
 	var err error
 	if ex.Records, err = p.rec.Records(); err != nil {

@@ -59,9 +59,10 @@ const (
 	// the proposals waiting together in one batch to the leader.
 	promoteWorkers = 32
 	// rescanInterval is how often the feed policies are looked at for a
-	// change, and rescanLimit how many of the newest stored reports a
-	// rescan reads (rescan).
-	rescanInterval = time.Second
+	// change besides when the mesh's state changed (consensusChanged)
+	// or a full queue dropped a promotion, and rescanLimit how many of
+	// the newest stored reports a rescan reads (rescan).
+	rescanInterval = 10 * time.Second
 	rescanLimit    = 100000
 	// promoteDefer is how long a node waits before it proposes the block
 	// of a report another node published: the publisher proposes at
@@ -98,6 +99,7 @@ type promoter struct {
 	turn     int
 	inflight map[string]bool // block IDs queued or being proposed
 	wake     chan struct{}
+	poke     chan struct{} // wakes rescanLoop
 	room     chan struct{} // signalled when a promotion leaves a queue
 	dropped  bool          // a promotion was dropped since the last rescan
 }
@@ -132,7 +134,7 @@ func newPromoter(self string, mesh feedView, prop feedProposer, reports reportLo
 			Name: "meshward_feed_promotion_rescans_total",
 			Help: "Rescans of the stored indicator reports after a feed policy changed or promotions were dropped.",
 		}),
-		queues: map[string]*feedQueue{}, inflight: map[string]bool{}, wake: make(chan struct{}, 1), room: make(chan struct{}, 1)}
+		queues: map[string]*feedQueue{}, inflight: map[string]bool{}, wake: make(chan struct{}, 1), room: make(chan struct{}, 1), poke: make(chan struct{}, 1)}
 }
 
 func (p *promoter) collectors() []prometheus.Collector {
@@ -252,6 +254,7 @@ func (p *promoter) tryEnqueue(pr promotion, drop bool) bool {
 		}
 		p.results.WithLabelValues(pr.feed, "dropped").Inc()
 		p.dropped = true
+		p.consensusChanged() // rescan once there is room
 		return true
 	}
 	if pr.ready.IsZero() {
@@ -355,6 +358,16 @@ func (p *promoter) run(ctx context.Context) {
 	wg.Wait()
 }
 
+// consensusChanged tells the promoter that the mesh's state changed (a
+// feed policy may have), or that a promotion was dropped: rescanLoop
+// looks at once.
+func (p *promoter) consensusChanged() {
+	select {
+	case p.poke <- struct{}{}:
+	default:
+	}
+}
+
 // rescanLoop rescans the stored reports when the feed policies change
 // (one is added, enabled or changed), so that a policy applies to a feed
 // received before it, and after promotions were dropped, so that what a
@@ -368,6 +381,7 @@ func (p *promoter) rescanLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-p.poke:
 		}
 		changed := false
 		next := map[string]string{}

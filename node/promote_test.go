@@ -44,6 +44,10 @@ func TestNodePromotesFeedReports(t *testing.T) {
 	if err := n.Consensus().ProposeOperator(ctx, signOperator(t, n, intel.OperatorCommand{Op: intel.OpSetFeedPolicy, FeedPolicy: new(feedPolicy())})); err != nil {
 		t.Fatalf("set the feed policy: %v", err)
 	}
+	// The new policy makes the promoter rescan the stored reports once;
+	// wait for it, so that the reports below are considered once each and
+	// not again by a rescan that runs after them.
+	waitFor(t, "the policy's rescan", func() bool { return counterValue(t, n.promote.rescans) >= 1 })
 	skipped := func(reason string) float64 { return counterValue(t, n.promote.skipped.WithLabelValues(reason)) }
 	for _, r := range []intel.IndicatorReport{feedReport(t, "203.0.113.70", 50), feedReport(t, "8.8.8.8", 100), feedReport(t, "www.google.com", 100)} {
 		if _, err := n.PublishReport(ctx, r); err != nil {

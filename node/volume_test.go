@@ -8,12 +8,15 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -72,6 +75,10 @@ func TestCommitLatencyFlatWithManyPolicies(t *testing.T) {
 	}
 }
 
+// interleaved is how many commits BenchmarkAdminCommit alternates
+// between the loaded node and an empty one (p50-vs-empty).
+const interleaved = 400
+
 // volumeIdle is how long BenchmarkAdminCommit lets a loaded node idle
 // before it measures idle-rss-MB.
 const volumeIdle = 20 * time.Second
@@ -81,7 +88,25 @@ const volumeIdle = 20 * time.Second
 // holds held policies: latency of sequential commits (p50, p99), the
 // throughput of 16 concurrent clients, and the process's RSS once the
 // policies are held (rss-MB, right after loading them; idle-rss-MB,
-// after volumeIdle without writes). Responders run in dry run.
+// after volumeIdle without writes, with its idle-anon-MB and
+// idle-file-MB). Of the sequential commits it also reports the process's
+// CPU time (cpu-ms/op, background work included), minor page faults
+// (minflt/op), bytes allocated (alloc-KB/op), and the collections run
+// during them and their CPU (gc-cycles, gc-cpu-ms/op), which tell a
+// commit's own cost from that of holding a large heap, and the
+// compliance checks run meanwhile (checks: each compares every block
+// enforced with the desired state, every 30 s, at a cost that grows with
+// the policies held). It then alternates interleaved commits between
+// the node and an empty one started beside it, in this process, and
+// reports the ratio of their medians (p50-vs-empty): whatever else loads
+// the machine (the benchmarks run on shared machines) loads both alike,
+// so that the ratio is the cost of what the node holds, where the p50
+// of one size and the next are measured minutes apart.
+// MESHWARD_VOLUME_PROFILE=dir writes, for each number of policies held,
+// a heap profile and the process's smaps once they are held, and a CPU
+// profile and an execution trace of the sequential commits alone (the
+// trace shows what they wait for: go tool trace -pprof=syscall).
+// Responders run in dry run.
 //
 //	go test ./node -run '^$' -bench BenchmarkAdminCommit -benchtime 400x
 func BenchmarkAdminCommit(b *testing.B) {
@@ -98,15 +123,25 @@ func BenchmarkAdminCommit(b *testing.B) {
 			// builders have given back the buffers their pool keeps
 			// (one every 2 s of quiet), as on a node between bursts.
 			time.Sleep(volumeIdle)
-			idle, _, _ := rssMB()
+			idle, idleAnon, idleFile := rssMB()
 			var mem runtime.MemStats
 			runtime.ReadMemStats(&mem)
 			heapMB := float64(mem.HeapInuse) / (1 << 20)
 			if dir := os.Getenv("MESHWARD_VOLUME_PROFILE"); dir != "" {
 				writeHeapProfile(b, filepath.Join(dir, fmt.Sprintf("heap-%d.pprof", held)))
+				copySmaps(b, filepath.Join(dir, fmt.Sprintf("smaps-%d.txt", held)))
 			}
 			cmds := presignBlocks(b, n, b.N, 1<<22)
 			lat := make([]time.Duration, 0, b.N)
+			stopCPU := func() {}
+			if dir := os.Getenv("MESHWARD_VOLUME_PROFILE"); dir != "" {
+				stopCPU = startCPUProfile(b, filepath.Join(dir, fmt.Sprintf("cpu-commit-%d.pprof", held)))
+				stopTrace := startTrace(b, filepath.Join(dir, fmt.Sprintf("trace-commit-%d.out", held)))
+				stop := stopCPU
+				stopCPU = func() { stopTrace(); stop() }
+			}
+			gc0 := gcStats()
+			checks0 := n.compliance.c.Status().Checks
 			b.ResetTimer()
 			for i := range b.N {
 				t0 := time.Now()
@@ -116,14 +151,49 @@ func BenchmarkAdminCommit(b *testing.B) {
 				lat = append(lat, time.Since(t0))
 			}
 			b.StopTimer()
+			stopCPU()
+			gc1 := gcStats()
 			b.ReportMetric(rss, "rss-MB")
 			b.ReportMetric(idle, "idle-rss-MB")
+			b.ReportMetric(idleAnon, "idle-anon-MB")
+			b.ReportMetric(idleFile, "idle-file-MB")
+			b.ReportMetric(float64(gc1.cycles-gc0.cycles), "gc-cycles")
+			b.ReportMetric(float64(n.compliance.c.Status().Checks-checks0), "checks")
+			b.ReportMetric((gc1.cpu-gc0.cpu)*1000/float64(b.N), "gc-cpu-ms/op")
+			b.ReportMetric((gc1.procCPU-gc0.procCPU)*1000/float64(b.N), "cpu-ms/op")
+			b.ReportMetric(float64(gc1.minflt-gc0.minflt)/float64(b.N), "minflt/op")
+			b.ReportMetric(float64(gc1.alloc-gc0.alloc)/1024/float64(b.N), "alloc-KB/op")
 			b.ReportMetric(anon, "anon-MB")
 			b.ReportMetric(file, "file-MB")
 			b.ReportMetric(heapMB, "heap-MB")
 			slices.Sort(lat)
 			b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
 			b.ReportMetric(ms(lat[len(lat)*99/100]), "p99-ms")
+
+			// The same commits, alternated with an empty node's in this
+			// process: what loads the machine meanwhile (other processes,
+			// this process's heap and background work) loads both
+			// samples alike, and the ratio of their medians is the cost
+			// of what this node holds alone. The empty node starts now,
+			// so that the figures above are of the loaded node alone.
+			empty, emptyAPI := startVolumeNode(b)
+			fullCmds := presignBlocks(b, n, interleaved, 1<<21)
+			emptyCmds := presignBlocks(b, empty, interleaved, 1<<21)
+			var onFull, onEmpty []time.Duration
+			for i := range interleaved {
+				for _, s := range []struct {
+					api  *admin.Client
+					cmd  intel.OperatorSigned
+					into *[]time.Duration
+				}{{api, fullCmds[i], &onFull}, {emptyAPI, emptyCmds[i], &onEmpty}} {
+					t0 := time.Now()
+					if _, err := s.api.SubmitOperator(ctx, s.cmd); err != nil {
+						b.Fatal(err)
+					}
+					*s.into = append(*s.into, time.Since(t0))
+				}
+			}
+			b.ReportMetric(float64(median(onFull))/float64(median(onEmpty)), "p50-vs-empty")
 
 			// 16 concurrent clients.
 			par := presignBlocks(b, n, b.N, 1<<23)
@@ -315,6 +385,87 @@ func writeHeapProfile(tb testing.TB, path string) {
 	}
 	defer f.Close()
 	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// gcCounts are the collections completed and the CPU time they took
+// (runtime/metrics), to tell the cost of collecting a large heap apart
+// from a commit's own.
+type gcCounts struct {
+	cycles uint64
+	cpu    float64 // seconds, the collector's
+	alloc  uint64  // bytes allocated
+	// The process's CPU time (user and system, seconds) and minor page
+	// faults (getrusage).
+	procCPU float64
+	minflt  int64
+}
+
+func gcStats() gcCounts {
+	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}, {Name: "/cpu/classes/gc/total:cpu-seconds"}, {Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(s)
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+	return gcCounts{cycles: s[0].Value.Uint64(), cpu: s[1].Value.Float64(), alloc: s[2].Value.Uint64(),
+		procCPU: tv(ru.Utime) + tv(ru.Stime), minflt: ru.Minflt}
+}
+
+// startCPUProfile profiles the CPU into path until the function it
+// returns is called: MESHWARD_VOLUME_PROFILE=dir has the benchmark
+// profile its sequential commits only, not the loading before them.
+func startCPUProfile(tb testing.TB, path string) (stop func()) {
+	tb.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		tb.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			tb.Error(err)
+		}
+	}
+}
+
+// startTrace writes an execution trace into path until the function it
+// returns is called: MESHWARD_VOLUME_PROFILE=dir has the benchmark trace
+// its sequential commits, whose waits (syscalls, scheduling, channels)
+// the CPU profile does not show (go tool trace -pprof=syscall and sched).
+func startTrace(tb testing.TB, path string) (stop func()) {
+	tb.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := trace.Start(f); err != nil {
+		f.Close()
+		tb.Fatal(err)
+	}
+	return func() {
+		trace.Stop()
+		if err := f.Close(); err != nil {
+			tb.Error(err)
+		}
+	}
+}
+
+// copySmaps copies the process's memory mappings and what each holds
+// resident (/proc/self/smaps) to path: which files the file-backed part
+// of the resident set is.
+func copySmaps(tb testing.TB, path string) {
+	tb.Helper()
+	b, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		tb.Log(err)
+		return
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
 		tb.Fatal(err)
 	}
 }

@@ -181,26 +181,42 @@ func (d *DryRun) Compare(_ context.Context, desired DesiredSet) (add []intel.Pol
 		return nil, nil, nil, nil
 	}
 	s := desired.s
+	var heldAddrs, heldOthers int // desired keys held, each once
 	for k := range desired.keys() {
 		kr := s.keys.at(k)
 		var held bool
 		if kr.wide == none {
 			_, held = d.findAddr(kr.addr)
+			if held {
+				heldAddrs++
+			}
 		} else {
 			held = d.hasOther(s.wideKeys[kr.wide])
+			if held {
+				heldOthers++
+			}
 		}
 		if !held {
 			add = append(add, s.policy(kr.desired))
 		}
 	}
-	for a := range d.liveAddrs {
-		if !desired.hasAddr(a) {
-			remove = append(remove, a.indicator())
+	// The desired keys found held are distinct keys held: when they are
+	// as many as the keys held, nothing held is undesired, and the keys
+	// held need no look-up in the desired state (half the cost of a
+	// thorough comparison, a compliance check's, which at a million
+	// blocks took 0.8 s of CPU every 30 s).
+	if heldAddrs != d.addrIdx.Len() {
+		for a := range d.liveAddrs {
+			if !desired.hasAddr(a) {
+				remove = append(remove, a.indicator())
+			}
 		}
 	}
-	for k := range d.others {
-		if !desired.Has(k) {
-			remove = append(remove, parseKey(k))
+	if heldOthers != len(d.others) {
+		for k := range d.others {
+			if !desired.Has(k) {
+				remove = append(remove, parseKey(k))
+			}
 		}
 	}
 	return add, remove, nil, nil

@@ -92,3 +92,25 @@ func BenchmarkFirstPass1M(b *testing.B) {
 		r.Close()
 	}
 }
+
+// BenchmarkDryRunCompareThorough is a thorough comparison (a compliance
+// check's) of a dry run holding what it should, at 1,000,000 blocks.
+func BenchmarkDryRunCompareThorough(b *testing.B) {
+	now := time.Now()
+	ps := make([]intel.Policy, 1_000_000)
+	for i := range ps {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		ps[i] = intel.NewPolicy(intel.ActionBlock, intel.IndicatorFromAddr(a), "bench", "operator:bench", now, time.Hour)
+	}
+	d := responders.NewDryRun(nil)
+	if err := d.Apply(b.Context(), ps, nil); err != nil {
+		b.Fatal(err)
+	}
+	desired := responders.NewDesiredSet(ps, true)
+	for b.Loop() {
+		add, remove, _, err := d.Compare(b.Context(), desired)
+		if err != nil || len(add)+len(remove) != 0 {
+			b.Fatalf("%d to add, %d to remove, %v", len(add), len(remove), err)
+		}
+	}
+}

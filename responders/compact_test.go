@@ -382,3 +382,48 @@ type fixedSource struct{ mesh []intel.Policy }
 func (f *fixedSource) MeshPolicies(time.Time) []intel.Policy   { return f.mesh }
 func (f *fixedSource) LocalDecisions(time.Time) []intel.Policy { return nil }
 func (f *fixedSource) Protected() []netip.Prefix               { return nil }
+
+// A thorough comparison that finds every desired key held skips the keys
+// held only when there are no others: a dry run holding more than is
+// desired, or as many but others, still reports what it holds undesired.
+func TestDryRunCompareHeldNotDesired(t *testing.T) {
+	ctx := t.Context()
+	policies := func(inds ...intel.Indicator) []intel.Policy {
+		var out []intel.Policy
+		for _, ind := range inds {
+			out = append(out, intel.NewPolicy(intel.ActionBlock, ind, "test", "operator:test", tc0, time.Hour))
+		}
+		return out
+	}
+	ip := func(s string) intel.Indicator { return intel.Indicator{Type: intel.IPv4, Value: s} }
+	dom := func(s string) intel.Indicator { return intel.Indicator{Type: intel.Domain, Value: s} }
+	a, b, c := ip("203.0.113.1"), ip("203.0.113.2"), ip("203.0.113.3")
+	x, y := dom("evil.example"), dom("worse.example")
+	for _, tc := range []struct {
+		name          string
+		held, desired []intel.Indicator
+		add, remove   []intel.Indicator
+	}{
+		{"as desired", []intel.Indicator{a, b, x}, []intel.Indicator{a, b, x}, nil, nil},
+		{"an address more", []intel.Indicator{a, b, c, x}, []intel.Indicator{a, b, x}, nil, []intel.Indicator{c}},
+		{"another address", []intel.Indicator{a, c, x}, []intel.Indicator{a, b, x}, []intel.Indicator{b}, []intel.Indicator{c}},
+		{"a domain more", []intel.Indicator{a, x, y}, []intel.Indicator{a, x}, nil, []intel.Indicator{y}},
+		{"another domain", []intel.Indicator{a, y}, []intel.Indicator{a, x}, []intel.Indicator{x}, []intel.Indicator{y}},
+	} {
+		d := NewDryRun(nil)
+		if err := d.Apply(ctx, policies(tc.held...), nil); err != nil {
+			t.Fatal(err)
+		}
+		add, remove, _, err := d.Compare(ctx, NewDesiredSet(policies(tc.desired...), true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var added []intel.Indicator
+		for _, p := range add {
+			added = append(added, p.Indicator)
+		}
+		if !reflect.DeepEqual(added, tc.add) || !reflect.DeepEqual(remove, tc.remove) {
+			t.Errorf("%s: Compare adds %v and removes %v, want %v and %v", tc.name, added, remove, tc.add, tc.remove)
+		}
+	}
+}

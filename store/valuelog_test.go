@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"crypto/rand"
 	"errors"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/hashicorp/raft"
 
 	"github.com/meshward/meshward/intel"
 )
@@ -267,5 +269,67 @@ func TestEnvelopeEstimateIsBadgers(t *testing.T) {
 				t.Fatalf("%d envelopes estimated at %d bytes fit a transaction of %d bytes, and the next (%d) did not", fitted, sum, limit, last)
 			}
 		})
+	}
+}
+
+// The value log is written in files of at most 16 MiB, whatever one
+// writes: Badger syncs the newest file's mapping on every commit, and a
+// commit costs more as that file fills (a single raft entry took twice as
+// long with 40 MB of bulk commands in the file as with none; 15 MB cost
+// nothing measurable). Raft entries of 128 bytes and more live in the
+// value log, so 40 MB of them, a million policies' bulk commands, fill
+// several files, each closed at the size.
+func TestValueLogFilesBounded(t *testing.T) {
+	const maxFile = 16 << 20
+	dir := t.TempDir()
+	opts := DefaultOptions(dir)
+	opts.GCInterval = -1
+	s := openStore(t, opts)
+	// Random bytes: the store keeps them as they are (raft entries that
+	// compress are stored compressed, raftcodec.go).
+	data := make([]byte, 80<<10)
+	if _, err := rand.Read(data); err != nil {
+		t.Fatal(err)
+	}
+	const batch, batches = 4, 125 // 40 MB in commits of four entries
+	for b := range batches {
+		logs := make([]*raft.Log, batch)
+		for i := range logs {
+			logs[i] = &raft.Log{Index: uint64(b*batch + i + 1), Term: 1, Type: raft.LogCommand, Data: data}
+		}
+		if err := s.RaftStore().StoreLogs(logs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sizes []int64 // in file order, the newest last
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".vlog") {
+			fi, err := e.Info()
+			if err != nil {
+				t.Fatal(err)
+			}
+			sizes = append(sizes, fi.Size())
+		}
+	}
+	written := int64(batch * batches * len(data))
+	if atLeast := written / maxFile; int64(len(sizes)) <= atLeast {
+		t.Fatalf("%d bytes of raft entries in %d value log files (sizes %v): want more than %d files of at most %d bytes",
+			written, len(sizes), sizes, atLeast, maxFile)
+	}
+	// Every file but the newest (open for writing, and mapped twice its
+	// size) was closed at the size, give or take the commit that crossed
+	// it.
+	for _, sz := range sizes[:len(sizes)-1] {
+		if over := int64(batch * len(data) * 2); sz > maxFile+over {
+			t.Fatalf("a closed value log file holds %d bytes, more than %d (+%d): files %v", sz, maxFile, over, sizes)
+		}
+	}
+	var got raft.Log
+	if err := s.RaftStore().GetLog(1, &got); err != nil || !bytes.Equal(got.Data, data) {
+		t.Fatalf("first entry back: %v", err)
 	}
 }

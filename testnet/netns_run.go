@@ -303,7 +303,7 @@ func (r *netnsRunner) fill(ctx context.Context) {
 		rec := recs[i]
 		held, _ := r.m.Lab.Holds(i, nft.DefaultTable, r.primary)
 		nr := NodeReport{Site: r.m.Site(i), ID: r.m.ID(i), Attacked: r.attacked[i], Detected: len(rec.Detections) > 0,
-			PropagationMs: -1, CommitMs: -1, EnforceMs: -1, LineEnforceMs: -1, Enforcing: held}
+			PropagationMs: -1, CommitMs: -1, EnforceMs: -1, LineEnforceMs: -1, CommitToEnforceMs: -1, Enforcing: held}
 		if !rec.Received.IsZero() {
 			nr.PropagationMs = ms(rec.Received.Sub(first))
 			prop = append(prop, nr.PropagationMs)

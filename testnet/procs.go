@@ -679,7 +679,7 @@ func runBruteForceProcs(ctx context.Context, o ScenarioOptions) (*Report, error)
 	}
 	werr := pm.awaitEnforced(run, ind)
 	// The figures are gathered even when the run's time is up.
-	gather, cancelGather := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	gather, cancelGather := context.WithTimeout(context.WithoutCancel(ctx), gatherTimeout(pm.nodes))
 	defer cancelGather()
 	nts, terr := pm.timelines(gather, ind)
 	rep.fill(nts, o.Attacked)
@@ -695,4 +695,13 @@ func runBruteForceProcs(ctx context.Context, o ScenarioOptions) (*Report, error)
 		return rep, merr
 	}
 	return rep, nil
+}
+
+// gatherTimeout bounds how long the figures of a run of n nodes are
+// gathered from the workers: half a minute, and a tenth of a second a
+// node beyond 300. A worker of a just-formed 1,000-node mesh, busy with
+// its 500 nodes' gossip, did not answer within 30 s, and the report lost
+// every edge's times.
+func gatherTimeout(n int) time.Duration {
+	return 30*time.Second + time.Duration(max(0, n-300))*100*time.Millisecond
 }

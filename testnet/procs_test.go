@@ -149,10 +149,26 @@ func TestProcsBruteForceEveryNodeOfEveryProcess(t *testing.T) {
 		if n.Attacked != (i < 8) || n.Detected != (i < 8) {
 			t.Errorf("per-node %d: attacked %v, detected %v; want both for nodes 0-7 only", i, n.Attacked, n.Detected)
 		}
+		if n.Kind == "" || n.CommitToEnforceMs < 0 {
+			t.Errorf("per-node %d: kind %q, commit→enforce %v ms; want a kind and a time", i, n.Kind, n.CommitToEnforceMs)
+		}
 		ids[n.ID] = true
 	}
 	if len(ids) != 9 {
 		t.Errorf("%d distinct node IDs, want 9", len(ids))
+	}
+	// Nine nodes: seven raft servers (voters, and standbys the leader
+	// promotes in its own time) and two edges; what the servers in every
+	// process published on the certified topic is summed.
+	kinds := map[string]int{}
+	for _, n := range rep.PerNode {
+		kinds[n.Kind]++
+	}
+	if kinds["server"] < 1 || kinds["server"]+kinds["standby"] != 7 || kinds["edge"] != 2 || rep.CommitToEnforceByKind["edge"].P50 <= 0 {
+		t.Errorf("kinds %v, edges' commit→enforce %+v; want 7 servers and standbys, 2 edges and a time", kinds, rep.CommitToEnforceByKind["edge"])
+	}
+	if c := rep.Certified; c.Messages == 0 || c.Entries < 9 {
+		t.Errorf("certified topic: %+v; want messages carrying at least the nine admissions", c)
 	}
 	if rep.EnforceMs.Max < 0 || rep.EnforceMs.Max < rep.EnforceMs.P50 {
 		t.Errorf("enforcement percentiles %+v", rep.EnforceMs)
@@ -421,6 +437,14 @@ func TestProcsRefusesWhatCannotCross(t *testing.T) {
 		rep, err := RunBruteForce(context.Background(), c.o)
 		if rep != nil || err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("report %v, error %v; want %q", rep, err, c.want)
+		}
+	}
+}
+
+func TestGatherTimeoutGrowsWithTheMesh(t *testing.T) {
+	for n, want := range map[int]time.Duration{9: 30 * time.Second, 300: 30 * time.Second, 1000: 100 * time.Second} {
+		if got := gatherTimeout(n); got != want {
+			t.Errorf("gatherTimeout(%d) = %s, want %s", n, got, want)
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/meshward/meshward/consensus"
 	"github.com/meshward/meshward/node"
+	"github.com/meshward/meshward/store"
 )
 
 // Resource profiles of the nodes a mesh starts.
@@ -72,7 +73,53 @@ type profile struct {
 	// mesh whose nodes die only as Kill stops them, and hundreds of
 	// stores fsyncing each commit on one disk stall one another.
 	noSync bool
+	// compactInterval, with noSync, is the store.Options.CompactInterval
+	// of the stores the mesh opens for the nodes past the first
+	// SimServers (see storeOptions).
+	compactInterval time.Duration
 }
+
+// Idle timings of ProfileSim, production's in parentheses. A node at
+// rest costs what its timers wake it for, and hundreds share two
+// cores: a 150-node mesh at rest spent a sixth of its CPU in Badger's
+// compactors (each store's two wake every 50 ms), an eighth in GossipSub's
+// heartbeat and score decay (each a second) and a twentieth in the
+// edges' sync ticks (200 ms).
+const (
+	// simCompactInterval: the edges' stores compact on their own, level
+	// 0 looked at every 5 s (Badger's compactors). An edge writes
+	// little; the servers, which write the raft log, keep Badger's.
+	simCompactInterval = 5 * time.Second
+	// simRouterHeartbeat is GossipSub's heartbeat (1 s): meshes are
+	// repaired, and gossip (IHAVE) emitted, every 4 s; flood publishing
+	// still sends a node's own messages to all its peers at once.
+	simRouterHeartbeat = 4 * time.Second
+	// simScoreDecay is the score counters' decay interval (1 s), their
+	// half-lives kept (gossip.Options.ScoreDecayInterval).
+	simScoreDecay = 5 * time.Second
+	// simMuxerKeepAlive and simMuxerMeasureRTT are how often yamux pings
+	// each connection to find it dead, and to measure its round trip
+	// (30 s each): both wake both ends of every connection, a quarter of
+	// the wakeups of a resting 150-node mesh (the servers hold a
+	// connection to most edges). On loopback a dead peer's connections
+	// are closed by the kernel, and a partition closes them (gater).
+	simMuxerKeepAlive  = 2 * time.Minute
+	simMuxerMeasureRTT = 10 * time.Minute
+	// simDetectorPoll is how often a file source looks at its file
+	// besides inotify's wakes (250 ms).
+	simDetectorPoll = 10 * time.Second
+	// simEdgeSync is how often an edge looks for gaps (200 ms): a
+	// certified message that shows one wakes it at once, and retries
+	// have their own timer, so the tick only bounds how late it notices
+	// its promotion to server (entries applied twice are skipped by
+	// index), how often a joining edge polls until it is admitted, and
+	// paces its persists.
+	simEdgeSync = time.Second
+	// simEdgePoll is how often an edge that knows of no gap asks a
+	// voter what follows its head (10 s), which opens a stream, and a
+	// connection when the voter, holding one to every edge, trimmed it.
+	simEdgePoll = 30 * time.Second
+)
 
 // simTimeouts are Raft's timings under ProfileSim: hundreds of nodes
 // keep both cores busy while the mesh forms, and a heartbeat that waits
@@ -86,25 +133,48 @@ var simTimeouts = &node.ConsensusTimeouts{
 }
 
 // simHeartbeat is the interval of the nodes' health heartbeats under
-// ProfileSim for a mesh of n nodes: every heartbeat is verified by every
-// node, so the mesh's cost of them grows with the square of its size;
-// spreading them keeps it to about one a second mesh-wide (a 300-node
-// mesh at rest spent a tenth of its CPU verifying four a second), and
-// never more often than once a minute a node.
+// ProfileSim for a mesh of n nodes: every heartbeat is received,
+// verified and forwarded by every node, so the mesh's cost of them grows
+// with the square of its size; spreading them keeps it to about one
+// every four seconds mesh-wide, and never more often than once a minute
+// a node. At one a second mesh-wide they were a quarter of a resting
+// 150-node mesh's CPU (some 350 µs a node a heartbeat).
 func simHeartbeat(n int) time.Duration {
-	return max(time.Minute, time.Duration(n)*time.Second)
+	return max(time.Minute, time.Duration(n)*simHeartbeatSpread)
 }
+
+// simHeartbeatSpread is, under ProfileSim, the interval of a node's
+// health heartbeats for each node of the mesh.
+const simHeartbeatSpread = 4 * time.Second
+
+// simNodeDownAfter is how long a member goes unheard before node-down
+// alerts call it down under ProfileSim: three of its heartbeats.
+func simNodeDownAfter(n int) time.Duration { return 3 * simHeartbeat(n) }
 
 func profileFor(name string) (profile, error) {
 	switch name {
 	case "", ProfileDefault:
 		return profile{name: ProfileDefault, configure: func(*node.Config) {}}, nil
 	case ProfileSim:
-		return profile{name: ProfileSim, timeouts: simTimeouts, peers: SimPeers, joinWindow: SimJoinWindow, noSync: true, configure: func(c *node.Config) {
+		return profile{name: ProfileSim, timeouts: simTimeouts, peers: SimPeers, joinWindow: SimJoinWindow, noSync: true, compactInterval: simCompactInterval, configure: func(c *node.Config) {
 			c.Gossip.HeartbeatInterval = time.Minute
 			c.Gossip.SyncInterval = time.Minute
-			// inotify wakes the file sources; the poll is the fallback.
-			c.Detectors.PollInterval = 2 * time.Second
+			c.Gossip.RouterHeartbeat = simRouterHeartbeat
+			c.Gossip.ScoreDecayInterval = simScoreDecay
+			c.Gossip.MuxerKeepAlive = simMuxerKeepAlive
+			c.Gossip.MuxerMeasureRTT = simMuxerMeasureRTT
+			c.Consensus.EdgeSyncInterval = simEdgeSync
+			c.Consensus.EdgePollInterval = simEdgePoll
+			// TCP only: QUIC runs its acknowledgements, pacing and
+			// timers in the process, for every connection, where TCP
+			// leaves them to the kernel. A 120-node mesh formed on
+			// 32 CPU-s over TCP, 36 over QUIC and 42 listening on both
+			// (which doubles the listeners and lets a pair hold one
+			// connection of each), at 790 MB against 920 and 1,140.
+			c.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+			// inotify wakes the file sources; the poll is the fallback
+			// (each poll wakes every node's source).
+			c.Detectors.PollInterval = simDetectorPoll
 			// Hundreds of joins queue at the founder: a joiner may wait
 			// longer than a stranger's usual grace to be admitted, and
 			// be banned meanwhile.
@@ -113,6 +183,18 @@ func profileFor(name string) (profile, error) {
 	default:
 		return profile{}, fmt.Errorf("testnet: profile %q: allowed values are %q and %q", name, ProfileDefault, ProfileSim)
 	}
+}
+
+// storeOptions are the options of the store the mesh opens for node i
+// in dir under a profile without synced writes: the servers to be (the
+// first SimServers) keep Badger's compactors.
+func (p profile) storeOptions(dir string, i int) store.Options {
+	so := store.DefaultOptions(dir)
+	so.SyncWrites = false
+	if i >= SimServers {
+		so.CompactInterval = p.compactInterval
+	}
+	return so
 }
 
 // dialPeers returns the addresses node i dials at start: all of addrs

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meshward/meshward/node"
 )
 
 // The progress display ends with every node started, joined and ready,
@@ -55,6 +57,13 @@ func TestProfiles(t *testing.T) {
 	sim, _ := profileFor(ProfileSim)
 	if def.name != ProfileDefault || sim.name != ProfileSim || sim.timeouts == nil || def.timeouts != nil {
 		t.Fatalf("profiles %+v %+v", def, sim)
+	}
+	// Sim nodes listen on TCP alone (QUIC costs the process more).
+	var simCfg node.Config
+	simCfg.Listen = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
+	sim.configure(&simCfg)
+	if !slices.Equal(simCfg.Listen, []string{"/ip4/127.0.0.1/tcp/0"}) {
+		t.Errorf("sim nodes listen on %v, want TCP alone", simCfg.Listen)
 	}
 	var addrs []string
 	for i := range 12 {
@@ -108,5 +117,55 @@ func TestRaiseFileLimit(t *testing.T) {
 	}
 	if soft != hard || l.Cur != l.Max || l.Cur != soft {
 		t.Fatalf("soft %d hard %d, limit now %+v", soft, hard, l)
+	}
+}
+
+// TestSimIdleTimings: sim nodes idle at slower timings (GossipSub's
+// heartbeat and score decay, the edges' sync and poll), and the stores
+// the mesh opens for them compact on their own past the servers; the
+// default profile keeps production's.
+func TestSimIdleTimings(t *testing.T) {
+	def, _ := profileFor(ProfileDefault)
+	sim, _ := profileFor(ProfileSim)
+	var defCfg, simCfg node.Config
+	def.configure(&defCfg)
+	sim.configure(&simCfg)
+	if g, c := simCfg.Gossip, simCfg.Consensus; g.RouterHeartbeat != simRouterHeartbeat || g.ScoreDecayInterval != simScoreDecay ||
+		c.EdgeSyncInterval != simEdgeSync || c.EdgePollInterval != simEdgePoll {
+		t.Errorf("sim timings: router heartbeat %s, score decay %s, edge sync %s, edge poll %s",
+			g.RouterHeartbeat, g.ScoreDecayInterval, c.EdgeSyncInterval, c.EdgePollInterval)
+	}
+	if g, c := defCfg.Gossip, defCfg.Consensus; g.RouterHeartbeat != 0 || g.ScoreDecayInterval != 0 || c.EdgeSyncInterval != 0 || c.EdgePollInterval != 0 {
+		t.Errorf("default profile changes production's timings: %+v %+v", g, c)
+	}
+	for i, want := range map[int]time.Duration{0: 0, SimServers - 1: 0, SimServers: simCompactInterval, 500: simCompactInterval} {
+		so := sim.storeOptions("dir", i)
+		if so.CompactInterval != want || so.SyncWrites || so.Dir != "dir" {
+			t.Errorf("node %d's store: compact every %s (want %s), sync writes %v, dir %q", i, so.CompactInterval, want, so.SyncWrites, so.Dir)
+		}
+	}
+}
+
+// Under the sim profile a mesh of n nodes sends about one health
+// heartbeat every four seconds in all (each node one every 4n s, at
+// least a minute apart), and node-down alerts wait three of a node's
+// heartbeats; the default profile keeps the configured ones.
+func TestSimHeartbeatsSpread(t *testing.T) {
+	for _, c := range []struct {
+		n    int
+		want time.Duration
+	}{{51, 204 * time.Second}, {1000, 4000 * time.Second}} {
+		m := &Mesh{opts: Options{Nodes: c.n, Profile: ProfileSim}, dir: t.TempDir()}
+		sim, _ := profileFor(ProfileSim)
+		cfg, _, err := m.nodeConfig(sim, nodeSpec{Index: 1, Join: "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWGzBT4yzjLVg2ZE8Hh9kPHKFvbmx5TPRT7hxhtQ5eHmJs"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Gossip.HeartbeatInterval != c.want || cfg.Alerts.NodeDownAfter != 3*c.want {
+			t.Errorf("%d nodes: heartbeat every %s, down after %s; want %s and %s", c.n, cfg.Gossip.HeartbeatInterval, cfg.Alerts.NodeDownAfter, c.want, 3*c.want)
+		}
+	}
+	if got := simHeartbeat(10); got != time.Minute {
+		t.Errorf("10 nodes: heartbeat every %s, want a minute at least", got)
 	}
 }

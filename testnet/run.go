@@ -517,7 +517,7 @@ func (r *runner) fill() {
 		}
 		tl := tls[i]
 		nr := NodeReport{Site: n.Site(), ID: n.ID(), Detected: !tl.Detected.IsZero(), PropagationMs: -1, CommitMs: -1, EnforceMs: -1, LineEnforceMs: -1,
-			Enforcing: n.Enforcing(r.primary)}
+			CommitToEnforceMs: -1, Enforcing: n.Enforcing(r.primary), Kind: string(n.Consensus().Kind())}
 		if !tl.Received.IsZero() {
 			nr.PropagationMs = ms(tl.Received.Sub(first))
 			prop = append(prop, nr.PropagationMs)
@@ -529,7 +529,8 @@ func (r *runner) fill() {
 			nr.EnforceMs = ms(e.Sub(first))
 			nr.LineEnforceMs = ms(e.Sub(r.written))
 			if !firstCommit.IsZero() {
-				enf = append(enf, ms(e.Sub(firstCommit)))
+				nr.CommitToEnforceMs = ms(e.Sub(firstCommit))
+				enf = append(enf, nr.CommitToEnforceMs)
 			}
 		}
 		r.rep.PerNode = append(r.rep.PerNode, nr)

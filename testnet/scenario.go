@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/netip"
 	"os/exec"
@@ -64,7 +65,13 @@ type NodeReport struct {
 	CommitMs      float64 `json:"commit_ms"`       // first detection → mesh-wide block seen committed here
 	EnforceMs     float64 `json:"enforce_ms"`      // first detection → block enforced here
 	LineEnforceMs float64 `json:"line_enforce_ms"` // attack's log lines written → block enforced here
-	Enforcing     bool    `json:"enforcing"`
+	// CommitToEnforceMs is the time from the block's first commit
+	// anywhere to its enforcement here (-1: not enforced).
+	CommitToEnforceMs float64 `json:"commit_to_enforce_ms"`
+	Enforcing         bool    `json:"enforcing"`
+	// Kind is the node's kind when the timelines were read: server,
+	// standby or edge.
+	Kind string `json:"kind,omitempty"`
 }
 
 // Report is the result of a scenario run.
@@ -81,6 +88,13 @@ type Report struct {
 	// CommitToEnforceMs is, on each node, the time from the block's
 	// first commit anywhere (the leader's) to the block enforced there.
 	CommitToEnforceMs Percentiles `json:"commit_to_enforce_ms"`
+	// CommitToEnforceByKind is CommitToEnforceMs over each kind of node
+	// (server, standby, edge) alone.
+	CommitToEnforceByKind map[string]Percentiles `json:"commit_to_enforce_by_kind_ms,omitempty"`
+	// Certified sums what the servers published on the certified topic
+	// over the whole run (formation included): with aggregation, about
+	// one message per batch of entries.
+	Certified CertifiedCounts `json:"certified"`
 	// LineDetectMs is the time from the attack's log lines being written
 	// to the first detection anywhere (the file sources' wakeup and the
 	// rules); LineEnforceMs, from then to the block enforced on each node.
@@ -173,6 +187,31 @@ type NodeTimeline struct {
 	ID        string        `json:"id"`
 	Timeline  node.Timeline `json:"timeline"`
 	Enforcing bool          `json:"enforcing"`
+	Kind      string        `json:"kind,omitempty"`
+	// Certified is what this node published on the certified topic (a
+	// server's: messages, entries in them, own certificates published
+	// for want of the leader's).
+	Certified CertifiedCounts `json:"certified"`
+}
+
+// CertifiedCounts are the certified topic's messages and entries one node
+// (or the mesh) published, and the fallbacks among them.
+type CertifiedCounts struct {
+	Messages  uint64 `json:"messages"`
+	Entries   uint64 `json:"entries"`
+	Fallbacks uint64 `json:"fallbacks"`
+}
+
+func (c *CertifiedCounts) add(o CertifiedCounts) {
+	c.Messages += o.Messages
+	c.Entries += o.Entries
+	c.Fallbacks += o.Fallbacks
+}
+
+// certifiedCounts reads what n published on the certified topic.
+func certifiedCounts(n *node.Node) CertifiedCounts {
+	a := n.Consensus().Aggregation()
+	return CertifiedCounts{Messages: a.Messages, Entries: a.Entries, Fallbacks: a.Fallbacks}
 }
 
 // meshTimelines returns the timelines of ind on m's nodes, in order.
@@ -180,7 +219,8 @@ func meshTimelines(m *Mesh, ind intel.Indicator) []NodeTimeline {
 	nts := make([]NodeTimeline, len(m.Nodes))
 	for i, n := range m.Nodes {
 		tl, _ := n.Timeline(ind)
-		nts[i] = NodeTimeline{Index: i, Site: n.Site(), ID: n.ID(), Timeline: tl, Enforcing: n.Enforcing(ind)}
+		nts[i] = NodeTimeline{Index: i, Site: n.Site(), ID: n.ID(), Timeline: tl, Enforcing: n.Enforcing(ind), Kind: string(n.Consensus().Kind()),
+			Certified: certifiedCounts(n)}
 	}
 	return nts
 }
@@ -205,8 +245,10 @@ func (r *Report) fill(nts []NodeTimeline, attacked int) {
 		if c := nt.Timeline.Committed; !c.IsZero() && (firstCommit.IsZero() || c.Before(firstCommit)) {
 			firstCommit = c
 		}
+		r.Certified.add(nt.Certified)
 	}
 	var prop, commit, enf, lineEnf, commitEnf []float64
+	byKind := map[string][]float64{}
 	r.LineDetectMs = -1
 	if !r.firstDetection.IsZero() && !r.linesWritten.IsZero() {
 		r.LineDetectMs = ms(r.firstDetection.Sub(r.linesWritten))
@@ -214,7 +256,7 @@ func (r *Report) fill(nts []NodeTimeline, attacked int) {
 	for _, nt := range nts {
 		tl := nt.Timeline
 		nr := NodeReport{Site: nt.Site, ID: nt.ID, Attacked: nt.Index < attacked, Detected: !tl.Detected.IsZero(),
-			PropagationMs: -1, CommitMs: -1, EnforceMs: -1, LineEnforceMs: -1, Enforcing: nt.Enforcing}
+			PropagationMs: -1, CommitMs: -1, EnforceMs: -1, LineEnforceMs: -1, CommitToEnforceMs: -1, Enforcing: nt.Enforcing, Kind: nt.Kind}
 		if !r.firstDetection.IsZero() {
 			if !tl.Received.IsZero() {
 				nr.PropagationMs = ms(tl.Received.Sub(r.firstDetection))
@@ -228,7 +270,11 @@ func (r *Report) fill(nts []NodeTimeline, attacked int) {
 				nr.EnforceMs = ms(e.Sub(r.firstDetection))
 				enf = append(enf, nr.EnforceMs)
 				if !firstCommit.IsZero() {
-					commitEnf = append(commitEnf, ms(e.Sub(firstCommit)))
+					nr.CommitToEnforceMs = ms(e.Sub(firstCommit))
+					commitEnf = append(commitEnf, nr.CommitToEnforceMs)
+					if nt.Kind != "" {
+						byKind[nt.Kind] = append(byKind[nt.Kind], nr.CommitToEnforceMs)
+					}
 				}
 				if !r.linesWritten.IsZero() {
 					nr.LineEnforceMs = ms(e.Sub(r.linesWritten))
@@ -242,6 +288,12 @@ func (r *Report) fill(nts []NodeTimeline, attacked int) {
 	r.PropagationMs, r.CommitMs, r.EnforceMs = percentiles(prop), percentiles(commit), percentiles(enf)
 	r.LineEnforceMs = percentiles(lineEnf)
 	r.CommitToEnforceMs = percentiles(commitEnf)
+	for k, v := range byKind {
+		if r.CommitToEnforceByKind == nil {
+			r.CommitToEnforceByKind = map[string]Percentiles{}
+		}
+		r.CommitToEnforceByKind[k] = percentiles(v)
+	}
 }
 
 func ms(d time.Duration) float64 { return math.Round(float64(d.Microseconds())) / 1000 }
@@ -296,7 +348,15 @@ func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "propagation  p50 %7.1f ms  p99 %7.1f ms  max %7.1f ms\n", r.PropagationMs.P50, r.PropagationMs.P99, r.PropagationMs.Max)
 	fmt.Fprintf(w, "commit       p50 %7.1f ms  p99 %7.1f ms  max %7.1f ms\n", r.CommitMs.P50, r.CommitMs.P99, r.CommitMs.Max)
 	fmt.Fprintf(w, "enforcement  p50 %7.1f ms  p99 %7.1f ms  max %7.1f ms\n", r.EnforceMs.P50, r.EnforceMs.P99, r.EnforceMs.Max)
-	fmt.Fprintf(w, "first commit → enforced  p50 %7.1f ms  p99 %7.1f ms  max %7.1f ms\n\n", r.CommitToEnforceMs.P50, r.CommitToEnforceMs.P99, r.CommitToEnforceMs.Max)
+	fmt.Fprintf(w, "first commit → enforced  p50 %7.1f ms  p99 %7.1f ms  max %7.1f ms\n", r.CommitToEnforceMs.P50, r.CommitToEnforceMs.P99, r.CommitToEnforceMs.Max)
+	if c := r.Certified; c.Messages > 0 {
+		fmt.Fprintf(w, "certified topic: %d messages carrying %d entries (%d fallbacks)\n", c.Messages, c.Entries, c.Fallbacks)
+	}
+	for _, k := range slices.Sorted(maps.Keys(r.CommitToEnforceByKind)) {
+		p := r.CommitToEnforceByKind[k]
+		fmt.Fprintf(w, "  on the %-9s p50 %7.1f ms  p99 %7.1f ms  max %7.1f ms\n", k+"s", p.P50, p.P99, p.Max)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "from the attack's log lines written: detected after %.1f ms; enforced p50 %.1f ms  p99 %.1f ms  max %.1f ms\n\n",
 		r.LineDetectMs, r.LineEnforceMs.P50, r.LineEnforceMs.P99, r.LineEnforceMs.Max)
 	if r.OK() {

@@ -204,6 +204,7 @@ func (m *Mesh) nodeConfig(prof profile, s nodeSpec) (node.Config, string, error)
 	prof.configure(&cfg)
 	if prof.name == ProfileSim {
 		cfg.Gossip.HeartbeatInterval = simHeartbeat(m.opts.Nodes)
+		cfg.Alerts.NodeDownAfter = simNodeDownAfter(m.opts.Nodes)
 	}
 	if m.opts.Configure != nil {
 		m.opts.Configure(s.Index, &cfg)
@@ -246,10 +247,8 @@ func (m *Mesh) startNode(ctx context.Context, i int, cfg node.Config, g *gater) 
 	o := m.nodeOptions(i, g)
 	var st *store.Store
 	if p, _ := profileFor(m.opts.Profile); p.noSync {
-		so := store.DefaultOptions(filepath.Join(cfg.DataDir, "store"))
-		so.SyncWrites = false
 		var err error
-		if st, err = store.Open(so); err != nil {
+		if st, err = store.Open(p.storeOptions(filepath.Join(cfg.DataDir, "store"), i)); err != nil {
 			return nil, nil, err
 		}
 		o.Store = st

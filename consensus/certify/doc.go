@@ -28,10 +28,18 @@
 //     until they arrive: the configuration naming its signer may be among
 //     them.
 //
-// Transport (message.go, publisher.go): a Message carries a run of
-// entries and certificates; a Publisher on each server signs the head
-// when it moves (at most once per interval) and publishes its
-// certificate, with the entries when it is the one to send them.
+// Transport (message.go, publisher.go, pool.go): a Message carries a
+// run of entries and certificates; a Publisher on each voter signs the
+// head when it moves (at most once per interval). With aggregation
+// (PublisherConfig.Servers) each voter hands its certificate to the
+// other servers only, every server keeps the latest of each voter (a
+// Pool), and the leader publishes one message per batch to the edges:
+// the entries and the voters' certificates that cover them, waiting a
+// bounded time for a majority and following up when it arrives. A voter
+// whose certificate no majority covered on the edges' topic in time
+// publishes it there itself. A catch-up answer (chainsync) carries the
+// certificates its server holds. None of this is trusted: an edge checks
+// every certificate as before, and the leader can withhold, never forge.
 //
 // What it assumes: fewer than half of the voters of any set in force are
 // compromised, and the edge's anchor (the founder, or the voter set a

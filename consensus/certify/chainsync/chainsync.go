@@ -134,12 +134,37 @@ func (s *Server) serve(ctx context.Context, st network.Stream) {
 	_ = writeAnswer(st, status, body)
 }
 
+// Holder is a source that holds other voters' certificates too (a
+// server on the servers' topic): its answers carry them, so that one
+// answer can bring an edge a majority's.
+type Holder interface {
+	// HeldCerts returns the voters' certificates held, checked, at or
+	// below index upTo and on this server's chain.
+	HeldCerts(upTo uint64) []certify.Cert
+}
+
 // answer is the message for a request: the entries from from on (at most
-// max, up to the certified head, within the message bound) and the
-// server's certificate of its head.
+// max, up to the head, within the message bound), the server's
+// certificate of its head when it is a voter, and the other voters'
+// certificates it holds (a standby has only those).
 func (s *Server) answer(from uint64, max int) (certify.Message, byte) {
-	c, err := s.src.CertifyHead()
+	head, err := s.src.ChainHead()
 	if err != nil {
+		return certify.Message{}, StatusUnknown
+	}
+	var certs []certify.Cert
+	own, err := s.src.CertifyHead()
+	if err == nil {
+		certs = append(certs, own)
+	}
+	if h, ok := s.src.(Holder); ok {
+		for _, c := range h.HeldCerts(head.Index) {
+			if len(certs) < certify.MaxMessageCerts && (err != nil || c.SignerID() != own.SignerID()) {
+				certs = append(certs, c)
+			}
+		}
+	}
+	if len(certs) == 0 {
 		return certify.Message{}, StatusUnknown
 	}
 	max = min(max, certify.MaxMessageEntries)
@@ -147,17 +172,20 @@ func (s *Server) answer(from uint64, max int) (certify.Message, byte) {
 	if !ok {
 		return certify.Message{}, StatusTrimmed
 	}
-	limit := certify.MaxMessageSize - 16 - certify.CertSize(len(c.Mesh))
+	limit := certify.MaxMessageSize - 16
+	for i := range certs {
+		limit -= 2 + certify.CertSize(len(certs[i].Mesh))
+	}
 	size := 0
 	for i, e := range es {
 		n := 4 + 30 + len(e.Data)
-		if e.Index > c.Index || size+n > limit {
+		if e.Index > head.Index || size+n > limit {
 			es = es[:i]
 			break
 		}
 		size += n
 	}
-	return certify.Message{Entries: es, Certs: []certify.Cert{c}}, StatusOK
+	return certify.Message{Entries: es, Certs: certs}, StatusOK
 }
 
 func writeAnswer(w io.Writer, status byte, body []byte) error {
@@ -178,7 +206,7 @@ var (
 )
 
 // Fetch asks server p for the entries from index from on (at most max)
-// and its certificate of its head.
+// and the certificates of its head it holds.
 func Fetch(ctx context.Context, h host.Host, p peer.ID, from uint64, max int) (certify.Message, error) {
 	st, err := h.NewStream(ctx, p, Protocol)
 	if err != nil {
