@@ -3,11 +3,13 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -62,6 +64,8 @@ func segTags(t *testing.T, fw *nft.Firewall) map[string]bool {
 	return out
 }
 
+var errNoFlowRule = errors.New("no office-ssh rule in seg-input")
+
 // TestNodeEnforcesSegmentationAndRepairsDrift: a node enforcing with
 // nftables turns the FSM's segmentation into its table (zones of other
 // sites left out); a rule deleted by hand is detected, reported (with the
@@ -114,32 +118,58 @@ func TestNodeEnforcesSegmentationAndRepairsDrift(t *testing.T) {
 		t.Fatal(err)
 	}
 	tb := &nftables.Table{Name: nft.DefaultTable, Family: nftables.TableFamilyINet}
-	rules, err := other.GetRules(tb, &nftables.Chain{Name: "seg-input", Table: tb})
-	if err != nil {
-		t.Fatal(err)
-	}
-	deleted := false
-	for _, r := range rules {
-		if strings.HasSuffix(string(r.UserData), " flow:office-ssh") {
-			if err := other.DelRule(r); err != nil {
-				t.Fatal(err)
-			}
-			deleted = true
+	// The node may still be applying the commits above, each of which
+	// replaces the chain's rules: a handle read here can be gone by the
+	// time the delete reaches the kernel (ENOENT), so read and delete
+	// again then.
+	deleteFlow := func() error {
+		rules, err := other.GetRules(tb, &nftables.Chain{Name: "seg-input", Table: tb})
+		if err != nil {
+			return err
 		}
+		deleted := false
+		for _, r := range rules {
+			if strings.HasSuffix(string(r.UserData), " flow:office-ssh") {
+				if err := other.DelRule(r); err != nil {
+					return err
+				}
+				deleted = true
+			}
+		}
+		if !deleted {
+			return errNoFlowRule
+		}
+		return other.Flush()
 	}
-	if !deleted {
-		t.Fatal("no office-ssh rule in seg-input")
-	}
-	if err := other.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n.CheckCompliance(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the drift reported and ended", func() bool {
+	driftSeen := func() bool {
 		d := n.Compliance().LastDrift
 		return d != nil && strings.Contains(strings.Join(d.Reasons, ";"), "segmentation: flow office-ssh")
-	})
+	}
+	// A late apply of the commits above could also put the rule back
+	// before the check sees it gone: then it is deleted again.
+	for round := 1; !driftSeen(); round++ {
+		for attempt := 1; ; attempt++ {
+			err := deleteFlow()
+			if err == nil {
+				break
+			}
+			if attempt < 50 && (errors.Is(err, syscall.ENOENT) || errors.Is(err, errNoFlowRule)) {
+				time.Sleep(20 * time.Millisecond)
+				continue
+			}
+			t.Fatalf("deleting the flow's rule by hand (attempt %d): %v", attempt, err)
+		}
+		if _, err := n.CheckCompliance(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for !driftSeen() && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if !driftSeen() && round == 5 {
+			t.Fatal("the drift of the deleted rule was never reported")
+		}
+	}
 	if rep := n.Compliance(); !rep.Compliant || rep.Repairs == 0 {
 		t.Errorf("after the repair: %+v", rep)
 	}
