@@ -166,7 +166,7 @@ func RunScenario(ctx context.Context, s *Scenario, o RunOptions) (*ScenarioRepor
 	}
 	timeout := s.Timeout.Duration
 	if timeout == 0 {
-		timeout = 3 * time.Minute
+		timeout = DefaultScenarioTimeout(r.size)
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

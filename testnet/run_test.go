@@ -225,3 +225,23 @@ func TestLeaderKillSimProfile(t *testing.T) {
 		t.Fatalf("profile %s: %v\n%s", rep.Profile, err, text.String())
 	}
 }
+
+// TestDefaultScenarioTimeoutGrowsWithTheMesh: a scenario file without a
+// timeout gets three minutes up to SimProfileAbove nodes, and a second
+// more for each node above (a 1,000-node file ran out at three minutes
+// while its mesh formed).
+func TestDefaultScenarioTimeoutGrowsWithTheMesh(t *testing.T) {
+	for _, c := range []struct {
+		nodes int
+		want  time.Duration
+	}{
+		{5, 3 * time.Minute},
+		{SimProfileAbove, 3 * time.Minute},
+		{SimProfileAbove + 1, 3*time.Minute + time.Second},
+		{1000, 3*time.Minute + 950*time.Second},
+	} {
+		if got := DefaultScenarioTimeout(c.nodes); got != c.want {
+			t.Errorf("DefaultScenarioTimeout(%d) = %s, want %s", c.nodes, got, c.want)
+		}
+	}
+}

@@ -48,6 +48,14 @@ func DefaultTimeout(nodes int) time.Duration {
 	return 2*time.Minute + time.Duration(max(0, nodes-SimProfileAbove))*time.Second
 }
 
+// DefaultScenarioTimeout bounds a scenario file's run when it sets no
+// timeout: three minutes, formation included, and a second more for
+// each node above SimProfileAbove (as DefaultTimeout), so that a file
+// scaled up to hundreds of nodes does not run out while the mesh forms.
+func DefaultScenarioTimeout(nodes int) time.Duration {
+	return 3*time.Minute + time.Duration(max(0, nodes-SimProfileAbove))*time.Second
+}
+
 // Percentiles summarise a latency distribution in milliseconds.
 type Percentiles struct {
 	P50 float64 `json:"p50"`

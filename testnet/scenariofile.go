@@ -47,7 +47,8 @@ type Scenario struct {
 	Description string   `yaml:"description"`
 	Topology    Topology `yaml:"topology"`
 	Timeline    []Step   `yaml:"timeline"`
-	// Timeout bounds the whole run (default 3 minutes).
+	// Timeout bounds the whole run (default DefaultScenarioTimeout: 3
+	// minutes, and a second for each node above SimProfileAbove).
 	Timeout Duration `yaml:"timeout"`
 	// Measure is the indicator the report's timings and charts follow
 	// (default: the first attack's source).
