@@ -226,6 +226,10 @@ func (r *edgeRunner) run(ctx context.Context) {
 	var retry <-chan time.Time    // fires at retryAt
 	failures := 0
 	admitted := false
+	// persistDue is set by every edgePersistEvery-th tick and cleared by
+	// the persist it asks for: a wake between ticks (each certified
+	// message kicks the edge) never persists.
+	persistDue := false
 	changed := c.configChanged()
 	for {
 		select {
@@ -236,6 +240,7 @@ func (r *edgeRunner) run(ctx context.Context) {
 			return
 		case <-t.C:
 			ticks++
+			persistDue = persistDue || ticks%edgePersistEvery == 0
 		case <-r.kick:
 		case <-retry:
 			retry = nil
@@ -271,7 +276,8 @@ func (r *edgeRunner) run(ctx context.Context) {
 			d := edgeRetryDelay(c.cfg.EdgeSyncInterval, failures)
 			retryAt, retry = time.Now().Add(d), time.After(d)
 		}
-		if ticks%edgePersistEvery == 0 {
+		if persistDue {
+			persistDue = false
 			if err := r.persist(); err != nil {
 				c.log.Warn("persist the edge's state", "err", err)
 			}

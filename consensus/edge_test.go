@@ -636,3 +636,40 @@ func TestEdgeSticksToOneVoter(t *testing.T) {
 		t.Errorf("20 edges start at %d of 5 voters, want them spread", len(firsts))
 	}
 }
+
+// TestEdgePersistsOnItsTicksOnly: a running edge writes its state (the
+// whole FSM, hundreds of kilobytes for a large roster) on every
+// edgePersistEvery-th tick and when it closes, never on the wakes
+// between (certified messages that show a gap, configuration changes
+// and retries wake it). With no tick due in the test, entries applied
+// and wakes leave nothing persisted past the state the edge started
+// from.
+func TestEdgePersistsOnItsTicksOnly(t *testing.T) {
+	m := newEdgeMesh(t, 1, true, true, func(c *Config) { c.EdgeSyncInterval = time.Hour })
+	e := m.edges()[0]
+	persisted := func() uint64 {
+		metas, err := e.c.snaps.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var idx uint64
+		for _, s := range metas {
+			idx = max(idx, s.Index)
+		}
+		return idx
+	}
+	before := persisted()
+	commitSome(t, m.servers(), m.nodes[1], 1, 5)
+	waitEdgeState(t, e, m.servers())
+	r := e.c.edge.Load()
+	applied := r.e.Applied().Index
+	// Wake the edge as certified messages and gaps do. Once a wake is
+	// taken, the loop has finished the pass of the one before it.
+	for range 3 {
+		r.wake()
+		waitFor(t, 10*time.Second, "the edge to take its wake", func() bool { return len(r.kick) == 0 })
+	}
+	if got := persisted(); got != before || got >= applied {
+		t.Fatalf("the edge persisted its state at index %d (from %d; applied %d) with no tick due", got, before, applied)
+	}
+}
