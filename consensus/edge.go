@@ -227,8 +227,8 @@ func (r *edgeRunner) run(ctx context.Context) {
 	failures := 0
 	admitted := false
 	// persistDue is set by every edgePersistEvery-th tick and cleared by
-	// the persist it asks for: a wake between ticks (each certified
-	// message kicks the edge) never persists.
+	// the persist it asks for: a wake between ticks (a certified message
+	// that shows a gap, a configuration change, a retry) never persists.
 	persistDue := false
 	changed := c.configChanged()
 	for {
