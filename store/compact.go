@@ -31,6 +31,15 @@ func compactors(opts Options) int {
 // compactLoop looks at level 0 every interval, and compacts when it
 // holds compactL0Tables tables, until ctx ends.
 func (s *Store) compactLoop(ctx context.Context, interval time.Duration) {
+	every(ctx, interval, func() {
+		if _, err := s.compactL0(); err != nil {
+			s.log.Warn("compact the store", "err", err)
+		}
+	})
+}
+
+// every calls f every interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, f func()) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -39,9 +48,7 @@ func (s *Store) compactLoop(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		if _, err := s.compactL0(); err != nil {
-			s.log.Warn("compact the store", "err", err)
-		}
+		f()
 	}
 }
 

@@ -363,14 +363,7 @@ func (s *Store) update(fn func(txn *badger.Txn) error) error {
 }
 
 func (s *Store) gcLoop(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, interval, func() {
 		n := 0
 		for ctx.Err() == nil {
 			err := s.db.RunValueLogGC(gcDiscardRatio)
@@ -385,7 +378,7 @@ func (s *Store) gcLoop(ctx context.Context, interval time.Duration) {
 		if n > 0 {
 			s.log.Debug("value log GC rewrote files", "files", n)
 		}
-	}
+	})
 }
 
 // badgerLogger adapts slog to Badger's logger. Badger's info messages are

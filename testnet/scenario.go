@@ -49,11 +49,12 @@ func DefaultTimeout(nodes int) time.Duration {
 }
 
 // DefaultScenarioTimeout bounds a scenario file's run when it sets no
-// timeout: three minutes, formation included, and a second more for
-// each node above SimProfileAbove (as DefaultTimeout), so that a file
-// scaled up to hundreds of nodes does not run out while the mesh forms.
+// timeout: a minute more than DefaultTimeout (three minutes, formation
+// included, and a second more for each node above SimProfileAbove), so
+// that a file scaled up to hundreds of nodes does not run out while the
+// mesh forms.
 func DefaultScenarioTimeout(nodes int) time.Duration {
-	return 3*time.Minute + time.Duration(max(0, nodes-SimProfileAbove))*time.Second
+	return time.Minute + DefaultTimeout(nodes)
 }
 
 // Percentiles summarise a latency distribution in milliseconds.
