@@ -83,9 +83,15 @@ type Config struct {
 	// certified snapshot.
 	ChainRecentEntries int `yaml:"-"`
 	ChainRecentBytes   int `yaml:"-"`
-	// EdgeSyncInterval is how often an edge looks for gaps to fill and
-	// persists what it applied. Default 200ms.
+	// EdgeSyncInterval is how often an edge looks for gaps to fill.
+	// Default 200ms.
 	EdgeSyncInterval time.Duration `yaml:"-"`
+	// EdgePersistInterval is how often a running edge writes what it
+	// applied (the whole state: a thousand members' roster is hundreds
+	// of kilobytes); it also writes it when it closes, and an edge
+	// killed between two only fetches again what it applied since the
+	// last. Default 150 × EdgeSyncInterval (30s).
+	EdgePersistInterval time.Duration `yaml:"-"`
 	// EdgePollInterval is how often an edge that knows of no gap asks a
 	// voter for what follows its head (an edge that was away hears
 	// nothing of a quiet mesh). Default 50 × EdgeSyncInterval (10s): the
@@ -174,6 +180,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.EdgePollInterval == 0 {
 		c.EdgePollInterval = 50 * c.EdgeSyncInterval
+	}
+	if c.EdgePersistInterval == 0 {
+		c.EdgePersistInterval = 150 * c.EdgeSyncInterval
 	}
 	if c.GateRefreshInterval == 0 {
 		c.GateRefreshInterval = gateRefresh

@@ -44,16 +44,6 @@ type CertifiedTopic interface {
 	PublishCertified(ctx context.Context, data []byte) error
 }
 
-// Edge bounds.
-const (
-	// edgePersistEvery: a running edge persists what it applied at most
-	// once per this many sync intervals (30 s by default), and when it
-	// closes. A persist writes the whole state (a thousand members'
-	// roster is hundreds of kilobytes), and an edge killed between two
-	// only fetches again what it applied since the last.
-	edgePersistEvery = 150
-)
-
 // edgeRunner drives this node's FSM as an edge.
 type edgeRunner struct {
 	c        *Consensus
@@ -220,15 +210,16 @@ func (r *edgeRunner) run(ctx context.Context) {
 	c := r.c
 	t := time.NewTicker(c.cfg.EdgeSyncInterval)
 	defer t.Stop()
-	ticks := 0
+	pt := time.NewTicker(c.cfg.EdgePersistInterval)
+	defer pt.Stop()
 	r.wake()
 	var retryAt, polled time.Time // after a failure, wakes wait until retryAt
 	var retry <-chan time.Time    // fires at retryAt
 	failures := 0
 	admitted := false
-	// persistDue is set by every edgePersistEvery-th tick and cleared by
-	// the persist it asks for: a wake between ticks (a certified message
-	// that shows a gap, a configuration change, a retry) never persists.
+	// persistDue is set by the persist ticker and cleared by the persist
+	// it asks for: no other wake (a sync tick, a certified message that
+	// shows a gap, a configuration change, a retry) persists.
 	persistDue := false
 	changed := c.configChanged()
 	for {
@@ -239,8 +230,8 @@ func (r *edgeRunner) run(ctx context.Context) {
 			}
 			return
 		case <-t.C:
-			ticks++
-			persistDue = persistDue || ticks%edgePersistEvery == 0
+		case <-pt.C:
+			persistDue = true
 		case <-r.kick:
 		case <-retry:
 			retry = nil

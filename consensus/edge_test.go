@@ -638,14 +638,14 @@ func TestEdgeSticksToOneVoter(t *testing.T) {
 }
 
 // TestEdgePersistsOnItsTicksOnly: a running edge writes its state (the
-// whole FSM, hundreds of kilobytes for a large roster) on every
-// edgePersistEvery-th tick and when it closes, never on the wakes
-// between (certified messages that show a gap, configuration changes
-// and retries wake it). With no tick due in the test, entries applied
-// and wakes leave nothing persisted past the state the edge started
-// from.
+// whole FSM, hundreds of kilobytes for a large roster) on its persist
+// ticker and when it closes, never on the wakes between (sync ticks,
+// certified messages that show a gap, configuration changes and
+// retries). With no persist tick due in the test (an hour apart), the
+// entries applied and the wakes leave nothing persisted past the state
+// the edge started from.
 func TestEdgePersistsOnItsTicksOnly(t *testing.T) {
-	m := newEdgeMesh(t, 1, true, true, func(c *Config) { c.EdgeSyncInterval = time.Hour })
+	m := newEdgeMesh(t, 1, true, true, func(c *Config) { c.EdgePersistInterval = time.Hour })
 	e := m.edges()[0]
 	persisted := func() uint64 {
 		metas, err := e.c.snaps.List()
@@ -663,8 +663,9 @@ func TestEdgePersistsOnItsTicksOnly(t *testing.T) {
 	waitEdgeState(t, e, m.servers())
 	r := e.c.edge.Load()
 	applied := r.e.Applied().Index
-	// Wake the edge as certified messages and gaps do. Once a wake is
-	// taken, the loop has finished the pass of the one before it.
+	// Wake the edge as certified messages and gaps do (its sync ticks
+	// wake it every 20ms too). Once a wake is taken, the loop has
+	// finished the pass of the one before it.
 	for range 3 {
 		r.wake()
 		waitFor(t, 10*time.Second, "the edge to take its wake", func() bool { return len(r.kick) == 0 })
