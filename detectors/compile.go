@@ -40,6 +40,9 @@ const (
 	opContains
 )
 
+// maxSuppressors bounds a rule's suppressed_by.
+const maxSuppressors = 8
+
 // compiledRule is a Rule ready to match.
 type compiledRule struct {
 	Rule
@@ -78,6 +81,19 @@ func compileRule(r Rule) (*compiledRule, error) {
 		return nil, bad("cves", "%d of them, limit 16", len(r.CVEs))
 	case r.Response != "" && r.Response != ResponseQuarantine:
 		return nil, bad("response", "%q (want quarantine, or none)", r.Response)
+	}
+	if len(r.SuppressedBy) > maxSuppressors {
+		return nil, bad("suppressed_by", "%d rules, limit %d", len(r.SuppressedBy), maxSuppressors)
+	}
+	for i, n := range r.SuppressedBy {
+		switch {
+		case n == "" || len(n) > 128:
+			return nil, bad(fmt.Sprintf("suppressed_by[%d]", i), "must be 1 to 128 bytes, got %d", len(n))
+		case n == r.Name:
+			return nil, bad(fmt.Sprintf("suppressed_by[%d]", i), "a rule cannot suppress itself")
+		case r.Anomaly != nil:
+			return nil, bad("suppressed_by", "cannot be used with anomaly")
+		}
 	}
 	for i, id := range r.CVEs {
 		if !cveID.MatchString(id) {

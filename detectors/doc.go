@@ -54,7 +54,10 @@
 //   - Rules are data (YAML, decoded strictly; see Rule): conditions on
 //     event fields, a group (the source address by default), a threshold
 //     of events or of distinct values over a sliding window, or a leaky
-//     bucket, and a cooldown. A pack is embedded, one file per log family
+//     bucket, and a cooldown; a rule may name rules that suppress it
+//     (suppressed_by: one of them fired for the group and is in its
+//     cooldown, so the attack is reported once, and the firing left out
+//     is counted, EngineStats.Suppressed). A pack is embedded, one file per log family
 //     loaded in name order (rules/builtin.yaml: ssh-bruteforce,
 //     ssh-user-enum, ssh-slow-bruteforce, ssh-preauth-abuse,
 //     ssh-kex-probe, pam-bruteforce,

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -48,9 +49,12 @@ type EngineStats struct {
 	Allowed   uint64 // matched lines from an allowed source, not counted
 	Coalesced uint64 // "Failed ... for invalid user" lines folded into the "Invalid user" line of the same connection
 	Fired     uint64 // sightings emitted
-	Evicted   uint64 // groups dropped because MaxSources was reached
-	Expired   uint64 // idle groups dropped
-	Sources   int    // groups tracked now, all rules
+	// Suppressed counts the firings left out because a rule of the
+	// firing rule's suppressed_by had fired for the group (Rule.SuppressedBy).
+	Suppressed uint64 `json:",omitzero"`
+	Evicted    uint64 // groups dropped because MaxSources was reached
+	Expired    uint64 // idle groups dropped
+	Sources    int    // groups tracked now, all rules
 	// NonUTF8 counts matched lines that are not valid UTF-8 (an attacker's
 	// user name). They are counted by the rules all the same: skipping
 	// them would let an attacker hide by adding one bad byte.
@@ -81,9 +85,11 @@ type RuleStats struct {
 	Rule    string
 	Matched uint64 // events counted
 	Fired   uint64
-	Evicted uint64
-	Expired uint64
-	Sources int // groups tracked now
+	// Suppressed: firings left out for a rule of its suppressed_by.
+	Suppressed uint64 `json:",omitzero"`
+	Evicted    uint64
+	Expired    uint64
+	Sources    int // groups tracked now
 }
 
 // Engine applies a set of rules to a stream of lines. It is safe for
@@ -115,9 +121,12 @@ type ruleState struct {
 	free    *group
 	matched uint64
 	fired   uint64
-	evicted uint64
-	expired uint64
-	partial bool // its sub-threshold counts are summarised (partial.go)
+	// suppressors are the engine's rules of suppressed_by.
+	suppressors []*ruleState
+	suppressed  uint64
+	evicted     uint64
+	expired     uint64
+	partial     bool // its sub-threshold counts are summarised (partial.go)
 	// anom holds an anomaly rule's keys (anomaly.go); nil for the others.
 	anom *anomState
 }
@@ -205,11 +214,45 @@ func NewRulesEngine(rs *RuleSet, opts EngineOptions) (*Engine, error) {
 			}
 		}
 	}
+	if err := e.linkSuppressors(); err != nil {
+		return nil, err
+	}
 	if err := e.setupPartials(opts.Partial); err != nil {
 		return nil, err
 	}
 	e.stats.Cap = e.max
 	return e, nil
+}
+
+// linkSuppressors points every rule at the rules of its suppressed_by
+// that the engine runs. Both must count the same groups: a rule that
+// groups by other fields, or an anomaly rule, cannot suppress.
+func (e *Engine) linkSuppressors() error {
+	for _, r := range e.rules {
+		for _, n := range r.SuppressedBy {
+			i := slices.IndexFunc(e.rules, func(s *ruleState) bool { return s.Name == n })
+			if i < 0 {
+				continue
+			}
+			s := e.rules[i]
+			if s.anom != nil || !slices.Equal(s.group, r.group) {
+				return fmt.Errorf("%w %q: field \"suppressed_by\": rule %q does not group as this one does (both must have the same group_by)", ErrInvalidRule, r.Name, n)
+			}
+			r.suppressors = append(r.suppressors, s)
+		}
+	}
+	return nil
+}
+
+// suppressedAt reports whether a suppressor of r fired for the group
+// key at or before t and is still in its cooldown.
+func suppressedAt(r *ruleState, key groupKey, t int64) bool {
+	for _, s := range r.suppressors {
+		if g := s.groups[key]; g != nil && g.quietUntil > t && g.quietUntil-s.cooling <= t {
+			return true
+		}
+	}
+	return false
 }
 
 // Rules returns the engine's rules.
@@ -462,6 +505,12 @@ func (e *Engine) record(r *ruleState, ev *Event, t int64) (intel.Sighting, bool)
 	}
 	g.quietUntil = t + r.cooling
 	g.pending = 0 // the sighting reports them
+	if len(r.suppressors) > 0 && suppressedAt(r, key, t) {
+		// The suppressor's sighting reports the attack.
+		e.stats.Suppressed++
+		r.suppressed++
+		return intel.Sighting{}, false
+	}
 	e.stats.Fired++
 	r.fired++
 	// A log stamped ahead of the engine's clock (a sender's clock or zone
@@ -566,7 +615,7 @@ func (e *Engine) Stats() EngineStats {
 		if r.anom != nil {
 			n = len(r.anom.keys)
 		}
-		st.Rules[i] = RuleStats{Rule: r.Name, Matched: r.matched, Fired: r.fired, Evicted: r.evicted, Expired: r.expired, Sources: n}
+		st.Rules[i] = RuleStats{Rule: r.Name, Matched: r.matched, Fired: r.fired, Suppressed: r.suppressed, Evicted: r.evicted, Expired: r.expired, Sources: n}
 		st.Sources += n
 	}
 	return st

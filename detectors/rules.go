@@ -54,6 +54,17 @@ type Rule struct {
 	Technique  string         `yaml:"technique"`  // MITRE ATT&CK technique, e.g. "T1110.001"
 	Severity   intel.Severity `yaml:"severity"`   // severity carried by sightings
 	Confidence int            `yaml:"confidence"` // 0..100, carried by sightings
+	// SuppressedBy names rules whose firing makes this one's redundant:
+	// when one of them fired for the same group (the same source, and
+	// the same group_by fields, which both rules must share) and is
+	// still in its cooldown, this rule does not fire; it counts the
+	// firing as suppressed and keeps quiet for its own cooldown. The
+	// slow brute force rule names the fast one: a guess fast enough for
+	// both is one attack, told to the mesh once. A rule of the list
+	// that the engine does not run (a subset of the pack) suppresses
+	// nothing; one of them that comes after this rule in the pack is
+	// seen as it stood before the line both count.
+	SuppressedBy []string `yaml:"suppressed_by,omitempty"`
 	// Response asks the node for more than a sighting: "quarantine"
 	// proposes the mesh-wide quarantine of the detected host, proven by
 	// the signed sighting. The mesh accepts it only for a host inside a
@@ -128,6 +139,9 @@ func BuiltinRules() *RuleSet {
 			panic(fmt.Sprintf("detectors: built-in rules: %v", err))
 		}
 	}
+	if err := rs.checkRefs(); err != nil {
+		panic(fmt.Sprintf("detectors: built-in rules: %v", err))
+	}
 	return rs
 }
 
@@ -159,7 +173,23 @@ func LoadRules(dir string) (*RuleSet, error) {
 			return nil, err
 		}
 	}
+	if err := rs.checkRefs(); err != nil {
+		return nil, err
+	}
 	return rs, nil
+}
+
+// checkRefs checks that every rule's suppressed_by names rules of the
+// set.
+func (rs *RuleSet) checkRefs() error {
+	for i, r := range rs.rules {
+		for k, n := range r.SuppressedBy {
+			if rs.index(n) < 0 {
+				return fmt.Errorf("%s: %w %q: field \"suppressed_by[%d]\": no rule %q in the pack", rs.origin[i], ErrInvalidRule, r.Name, k, n)
+			}
+		}
+	}
+	return nil
 }
 
 // ParseRules decodes one rules file ("rules: [...]") strictly: an unknown

@@ -66,6 +66,7 @@ var (
 	engLines   = prometheus.NewDesc("meshward_detector_lines_total", "Log lines fed to the detectors.", nil, nil)
 	engSkipped = prometheus.NewDesc("meshward_detector_lines_skipped_total", "Lines of a known kind that could not be parsed (malformed), skipped.", nil, nil)
 	engFired   = prometheus.NewDesc("meshward_detector_fired_total", "Sightings emitted, by rule.", []string{"rule"}, nil)
+	engSuppr   = prometheus.NewDesc("meshward_detector_suppressed_total", "Firings left out, by rule, because a rule of its suppressed_by had fired for the same source (one attack reported once).", []string{"rule"}, nil)
 	engEvicted = prometheus.NewDesc("meshward_detector_evicted_total", "Per-source states evicted because the cap was reached, by rule.", []string{"rule"}, nil)
 	engSources = prometheus.NewDesc("meshward_detector_sources", "Sources tracked now, by rule.", []string{"rule"}, nil)
 	engCap     = prometheus.NewDesc("meshward_detector_sources_cap", "Cap on the sources each rule tracks.", nil, nil)
@@ -83,7 +84,7 @@ type engineCollector struct{ d *Detectors }
 var _ prometheus.Collector = (*engineCollector)(nil)
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{engLines, engSkipped, engFired, engEvicted, engSources, engCap, engAhead, engLocal, engResolve, engWatched, engNoWatch, engAnomaly} {
+	for _, d := range []*prometheus.Desc{engLines, engSkipped, engFired, engSuppr, engEvicted, engSources, engCap, engAhead, engLocal, engResolve, engWatched, engNoWatch, engAnomaly} {
 		ch <- d
 	}
 }
@@ -111,6 +112,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(engNoWatch, prometheus.CounterValue, float64(failures))
 	for _, r := range st.Rules {
 		ch <- prometheus.MustNewConstMetric(engFired, prometheus.CounterValue, float64(r.Fired), r.Rule)
+		ch <- prometheus.MustNewConstMetric(engSuppr, prometheus.CounterValue, float64(r.Suppressed), r.Rule)
 		ch <- prometheus.MustNewConstMetric(engEvicted, prometheus.CounterValue, float64(r.Evicted), r.Rule)
 		ch <- prometheus.MustNewConstMetric(engSources, prometheus.GaugeValue, float64(r.Sources), r.Rule)
 	}

@@ -100,7 +100,9 @@ func TestSingleNodeDetectsBlocksAndReports(t *testing.T) {
 	waitFor(t, "the node to admit itself", func() bool { return n.Consensus().IsMember(n.ID()) })
 
 	ind := intel.IndicatorFromAddr(netip.MustParseAddr("203.0.113.50"))
-	appendLog(t, n.deps.Config.Detectors.Paths[0], bruteForce("solo", "203.0.113.50", 6)...)
+	// Twelve failures fill the slow brute force rule's bucket as well:
+	// the attack is reported once, by ssh-bruteforce.
+	appendLog(t, n.deps.Config.Detectors.Paths[0], bruteForce("solo", "203.0.113.50", 12)...)
 	waitFor(t, "the mesh-wide block to be enforced", func() bool {
 		tl, _ := n.Timeline(ind)
 		return n.Enforcing(ind) && !tl.MeshEnforced().IsZero()
@@ -137,6 +139,8 @@ func TestSingleNodeDetectsBlocksAndReports(t *testing.T) {
 		"meshward_detections_total 1",
 		"meshward_proposals_total 1",
 		`meshward_detector_fired_total{rule="ssh-bruteforce"} 1`,
+		`meshward_detector_fired_total{rule="ssh-slow-bruteforce"} 0`,
+		`meshward_detector_suppressed_total{rule="ssh-slow-bruteforce"} 1`,
 		"meshward_gossip_rejected_total",
 		"meshward_policy_enforce_seconds_count",
 		"meshward_mesh_policies 1",
