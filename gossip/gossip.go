@@ -344,9 +344,7 @@ func New(ctx context.Context, h host.Host, opts Options) (*Gossip, error) {
 		pubsub.WithPeerFilter(g.peerFilter),
 		pubsub.WithSubscriptionFilter(memberSubscriptions{g}),
 	}
-	if opts.RouterHeartbeat > 0 {
-		psOpts = append(psOpts, pubsub.WithGossipSubParams(gossipSubParams(opts.RouterHeartbeat)))
-	}
+	psOpts = append(psOpts, pubsub.WithGossipSubParams(routerParams(opts)))
 	g.ps, err = pubsub.NewGossipSub(g.routines.Context(), h, psOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("gossip: start gossipsub: %w", err)

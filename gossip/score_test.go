@@ -128,3 +128,25 @@ func TestGossipSubParams(t *testing.T) {
 		t.Fatalf("opportunistic graft every %d heartbeats of an hour, want 1", got)
 	}
 }
+
+// TestRouterParams: every node's GossipSub sends IDONTWANT only from
+// idontwantThreshold, and keeps the rest of its parameters at its
+// heartbeat's; a node starts with them.
+func TestRouterParams(t *testing.T) {
+	def := pubsub.DefaultGossipSubParams()
+	p := routerParams(Options{})
+	if p.IDontWantMessageThreshold != idontwantThreshold || idontwantThreshold <= def.IDontWantMessageThreshold {
+		t.Fatalf("IDONTWANT from %d bytes, want %d (above GossipSub's %d)", p.IDontWantMessageThreshold, idontwantThreshold, def.IDontWantMessageThreshold)
+	}
+	p.IDontWantMessageThreshold = def.IDontWantMessageThreshold
+	if !reflect.DeepEqual(p, def) {
+		t.Fatalf("other parameters changed: %+v, want %+v", p, def)
+	}
+	p = routerParams(Options{RouterHeartbeat: 4 * time.Second})
+	if p.HeartbeatInterval != 4*time.Second || p.OpportunisticGraftTicks != 15 || p.IDontWantMessageThreshold != idontwantThreshold {
+		t.Fatalf("heartbeat %s, opportunistic graft every %d, IDONTWANT from %d: want 4s, 15, %d", p.HeartbeatInterval, p.OpportunisticGraftTicks, p.IDontWantMessageThreshold, idontwantThreshold)
+	}
+	if n := startMeshNode(t, nil, newMemLog(), Options{RouterHeartbeat: 4 * time.Second}); n.g == nil {
+		t.Fatal("no node")
+	}
+}
