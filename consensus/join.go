@@ -241,7 +241,7 @@ func (c *Consensus) addNonvoter(ctx context.Context, id string) error {
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = max(time.Until(dl), time.Millisecond)
 	}
-	if err := c.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(id), 0, timeout).Error(); err != nil {
+	if err := waitFuture(ctx, c.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(id), 0, timeout)); err != nil {
 		return fmt.Errorf("add %s to the configuration: %w", shortID(id), err)
 	}
 	c.log.Info("added to the configuration as a non-voter", "node", id)
