@@ -319,6 +319,11 @@ func New(ctx context.Context, h host.Host, opts Options) (*Gossip, error) {
 		}
 	}()
 	g.tracer = newTracer(specs...)
+	if g.opts.Registerer != nil {
+		if g.tracer.droppedMetric, err = newDroppedMetric(g.opts.Registerer); err != nil {
+			return nil, fmt.Errorf("gossip: %w", err)
+		}
+	}
 	if g.limiter != nil {
 		g.tracer.charge = func(from peer.ID) { g.limiter.allow(from, g.now()) }
 	}
@@ -434,6 +439,10 @@ func (g *Gossip) publish(ctx context.Context, t *pubsub.Topic, spec *topicSpec, 
 // Rejected returns the count of dropped messages by reason (see the
 // Reason constants); reasons never seen are absent.
 func (g *Gossip) Rejected() map[string]uint64 { return g.sightings.m.snapshot() }
+
+// DroppedRPCs returns how many RPCs GossipSub dropped on their way to a
+// peer whose outbound queue was full (meshward_gossip_rpc_dropped_total).
+func (g *Gossip) DroppedRPCs() uint64 { return g.tracer.dropped.Load() }
 
 // Accepted returns how many envelopes passed validation and were handled.
 func (g *Gossip) Accepted() uint64 { return g.sightings.m.acceptedN.Load() }

@@ -137,6 +137,26 @@ type tracer struct {
 	// rate of the peer that sent it: a flood that overwhelms the queue
 	// must cost its sender as one the rate limiter refuses would.
 	charge func(from peer.ID)
+	// dropped counts the RPCs GossipSub dropped on their way out, a
+	// peer's outbound queue being full (a slow or stalled peer); the
+	// messages they carried reach it later by gossip (IHAVE, IWANT), if
+	// at all. droppedMetric, when set, is its exported counter.
+	dropped       atomic.Uint64
+	droppedMetric prometheus.Counter
+}
+
+// newDroppedMetric is meshward_gossip_rpc_dropped_total, registered with
+// reg (shared by the Gossip instances of a registerer).
+func newDroppedMetric(reg prometheus.Registerer) (prometheus.Counter, error) {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "meshward_gossip_rpc_dropped_total",
+		Help: "GossipSub RPCs to a peer dropped because the peer's outbound queue was full (a slow or stalled peer); their messages reach it by gossip, if at all.",
+	}, nil)
+	c, err := register(reg, c)
+	if err != nil {
+		return nil, err
+	}
+	return c.WithLabelValues(), nil
 }
 
 var _ pubsub.RawTracer = (*tracer)(nil)
@@ -195,4 +215,10 @@ func (*tracer) ThrottlePeer(peer.ID)                                 {}
 func (*tracer) RecvRPC(*pubsub.RPC)                                  {}
 func (*tracer) SendRPC(*pubsub.RPC, peer.ID)                         {}
 func (*tracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}
-func (*tracer) DropRPC(*pubsub.RPC, peer.ID)                         {}
+
+func (t *tracer) DropRPC(*pubsub.RPC, peer.ID) {
+	t.dropped.Add(1)
+	if t.droppedMetric != nil {
+		t.droppedMetric.Inc()
+	}
+}
