@@ -332,7 +332,7 @@ func New(ctx context.Context, h host.Host, opts Options) (*Gossip, error) {
 		labels[i] = s.label
 	}
 	params, thresholds := scoreParams(g.appScore, opts.ScoreDecayInterval, labels...)
-	const validateQueueSize = 1024
+	const validateQueueSize, peerOutboundQueue = 1024, 256
 	psOpts := []pubsub.Option{
 		pubsub.WithFloodPublish(true),
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
@@ -344,6 +344,14 @@ func New(ctx context.Context, h host.Host, opts Options) (*Gossip, error) {
 		// seen by many sites, heartbeats of a large mesh). Overflow is
 		// still bounded, and counted as queue_full.
 		pubsub.WithValidateQueueSize(validateQueueSize),
+		// GossipSub's queue to each peer holds 32 RPCs; past it RPCs are
+		// dropped (counted: DroppedRPCs) and the peer waits for gossip.
+		// A server sends to every edge it holds a connection to, and a
+		// burst of commits outruns 32: 600 simulated nodes dropped 35,000
+		// RPCs while forming, 44 with a queue of 256, and formed in 1 m
+		// 50 s instead of 2 m 1 s. The queue holds pointers to RPCs
+		// shared by the peers.
+		pubsub.WithPeerOutboundQueueSize(peerOutboundQueue),
 		// Only members take part (boundary.go): strangers' subscriptions
 		// are counted, and they get no mesh, gossip or publishes.
 		pubsub.WithPeerFilter(g.peerFilter),
