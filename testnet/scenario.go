@@ -104,6 +104,11 @@ type Report struct {
 	// over the whole run (formation included): with aggregation, about
 	// one message per batch of entries.
 	Certified CertifiedCounts `json:"certified"`
+	// RPCDropped sums the GossipSub RPCs the nodes dropped on their way
+	// to a peer whose outbound queue was full, over the whole run
+	// (formation included): the messages in them reached the peer by
+	// gossip, later, if at all.
+	RPCDropped uint64 `json:"rpc_dropped"`
 	// LineDetectMs is the time from the attack's log lines being written
 	// to the first detection anywhere (the file sources' wakeup and the
 	// rules); LineEnforceMs, from then to the block enforced on each node.
@@ -201,6 +206,9 @@ type NodeTimeline struct {
 	// server's: messages, entries in them, own certificates published
 	// for want of the leader's).
 	Certified CertifiedCounts `json:"certified"`
+	// RPCDropped is the GossipSub RPCs this node dropped, a peer's
+	// outbound queue full (gossip.Gossip.DroppedRPCs).
+	RPCDropped uint64 `json:"rpc_dropped"`
 }
 
 // CertifiedCounts are the certified topic's messages and entries one node
@@ -229,7 +237,7 @@ func meshTimelines(m *Mesh, ind intel.Indicator) []NodeTimeline {
 	for i, n := range m.Nodes {
 		tl, _ := n.Timeline(ind)
 		nts[i] = NodeTimeline{Index: i, Site: n.Site(), ID: n.ID(), Timeline: tl, Enforcing: n.Enforcing(ind), Kind: string(n.Consensus().Kind()),
-			Certified: certifiedCounts(n)}
+			Certified: certifiedCounts(n), RPCDropped: n.Gossip().DroppedRPCs()}
 	}
 	return nts
 }
@@ -255,6 +263,7 @@ func (r *Report) fill(nts []NodeTimeline, attacked int) {
 			firstCommit = c
 		}
 		r.Certified.add(nt.Certified)
+		r.RPCDropped += nt.RPCDropped
 	}
 	var prop, commit, enf, lineEnf, commitEnf []float64
 	byKind := map[string][]float64{}

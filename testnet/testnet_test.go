@@ -251,3 +251,21 @@ func TestPartitionedMinorityCatchesUp(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestReportSumsNodeCounters: the report sums the nodes' certified
+// counts and dropped RPCs, whatever their timelines hold.
+func TestReportSumsNodeCounters(t *testing.T) {
+	nts := []NodeTimeline{
+		{Index: 0, Kind: "server", RPCDropped: 3, Certified: CertifiedCounts{Messages: 2, Entries: 5, Fallbacks: 1}},
+		{Index: 1, Kind: "edge", RPCDropped: 4},
+		{Index: 2, Kind: "edge"},
+	}
+	r := &Report{}
+	r.fill(nts, 1)
+	if r.RPCDropped != 7 || r.Certified != (CertifiedCounts{Messages: 2, Entries: 5, Fallbacks: 1}) {
+		t.Fatalf("dropped %d, certified %+v: want 7 and {2 5 1}", r.RPCDropped, r.Certified)
+	}
+	if len(r.PerNode) != 3 {
+		t.Fatalf("%d per-node rows, want 3", len(r.PerNode))
+	}
+}
