@@ -217,21 +217,24 @@ func (r *edgeRunner) run(ctx context.Context) {
 	var retry <-chan time.Time    // fires at retryAt
 	failures := 0
 	admitted := false
-	// persistDue is set by the persist ticker and cleared by the persist
-	// it asks for: no other wake (a sync tick, a certified message that
-	// shows a gap, a configuration change, a retry) persists.
-	persistDue := false
+	// Only the persist ticker and the close persist: no other wake (a
+	// sync tick, a certified message that shows a gap, a configuration
+	// change, a retry) does.
+	persist := func() {
+		if err := r.persist(); err != nil {
+			c.log.Warn("persist the edge's state", "err", err)
+		}
+	}
 	changed := c.configChanged()
 	for {
 		select {
 		case <-ctx.Done():
-			if err := r.persist(); err != nil {
-				c.log.Warn("persist the edge's state", "err", err)
-			}
+			persist()
 			return
 		case <-t.C:
 		case <-pt.C:
-			persistDue = true
+			persist()
+			continue
 		case <-r.kick:
 		case <-retry:
 			retry = nil
@@ -266,12 +269,6 @@ func (r *edgeRunner) run(ctx context.Context) {
 			failures++
 			d := edgeRetryDelay(c.cfg.EdgeSyncInterval, failures)
 			retryAt, retry = time.Now().Add(d), time.After(d)
-		}
-		if persistDue {
-			persistDue = false
-			if err := r.persist(); err != nil {
-				c.log.Warn("persist the edge's state", "err", err)
-			}
 		}
 	}
 }
