@@ -41,6 +41,9 @@ type Config struct {
 	// slows them.
 	RouterHeartbeat    time.Duration `yaml:"-"`
 	ScoreDecayInterval time.Duration `yaml:"-"`
+	// MeshDegree is Options'; zero means GossipSub's 6. Not
+	// configurable: the testnet's sim profile narrows the meshes.
+	MeshDegree int `yaml:"-"`
 	// MuxerKeepAlive and MuxerMeasureRTT are HostConfig's; zero means
 	// yamux's 30 s. Not configurable: the testnet's sim profile slows
 	// them.
@@ -110,6 +113,7 @@ func (c Config) Options() Options {
 
 		RouterHeartbeat:    c.RouterHeartbeat,
 		ScoreDecayInterval: c.ScoreDecayInterval,
+		MeshDegree:         c.MeshDegree,
 	}
 	if c.Indicators {
 		o.Indicators = &IndicatorOptions{}

@@ -145,6 +145,13 @@ type Options struct {
 	// 0 means a second (GossipSub's least). The decay factors follow,
 	// so that every counter keeps its half-life.
 	ScoreDecayInterval time.Duration
+	// MeshDegree is the number of peers each node keeps in its mesh of
+	// a topic (GossipSub's D), the others following (meshParams); 0
+	// means GossipSub's 6. Every node receives each message from about
+	// that many peers, so the copies a mesh processes grow with it: a
+	// smaller mesh costs less CPU and bandwidth, and a message reaches
+	// every node over more hops.
+	MeshDegree int
 
 	// Heartbeats, when set, joins the heartbeat topic; nil leaves it off.
 	Heartbeats *HeartbeatOptions
@@ -218,6 +225,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.RouterHeartbeat < 0 {
 		return fmt.Errorf("gossip: Options.RouterHeartbeat %s is negative", o.RouterHeartbeat)
+	}
+	if d := o.MeshDegree; d != 0 && (d < MinMeshDegree || d > MaxMeshDegree) {
+		return fmt.Errorf("gossip: Options.MeshDegree %d: want 0 (GossipSub's) or %d to %d", d, MinMeshDegree, MaxMeshDegree)
 	}
 	if o.ScoreDecayInterval == 0 {
 		o.ScoreDecayInterval = pubsub.DefaultDecayInterval

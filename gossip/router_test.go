@@ -1,12 +1,17 @@
 package gossip
 
 import (
+	"context"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/meshward/meshward/intel"
 )
 
 // graftWatch counts the GRAFTs a bare peer receives on DefaultTopic.
@@ -58,5 +63,68 @@ func TestRouterHeartbeat(t *testing.T) {
 	grafted("a third graft by the usual node", usual)
 	if n := w.grafts.Load(); n != 0 {
 		t.Fatalf("the node with an hour's heartbeat grafted %d times within a heartbeat of GossipSub's own", n)
+	}
+}
+
+// TestMeshDegree: a node with Options.MeshDegree 4 grafts three or four
+// of the eight peers in its topic (up to D, 4, whenever its mesh holds
+// fewer than Dlo, 3: a heartbeat may find only three peers there yet),
+// where GossipSub's degree would graft five or six. The peers never
+// graft on their own.
+func TestMeshDegree(t *testing.T) {
+	const heartbeat = 50 * time.Millisecond
+	n := startMeshNode(t, nil, newMemLog(), Options{MeshDegree: 4, RouterHeartbeat: heartbeat})
+	never := gossipSubParams(time.Hour)
+	never.HeartbeatInitialDelay = time.Hour
+	quiet := pubsub.WithGossipSubParams(never)
+	var watches []*graftWatch
+	for range 8 {
+		w := &graftWatch{tracer: newTracer()}
+		r := newRogue(t, nil, DefaultTopic, quiet, pubsub.WithRawTracer(w))
+		connect(t, r.h, n.h)
+		watches = append(watches, w)
+	}
+	waitFor(t, 10*time.Second, "the node to see its eight peers in the topic", func() bool { return len(n.g.Peers()) == 8 })
+	grafts := func() (sum int64) {
+		for _, w := range watches {
+			sum += w.grafts.Load()
+		}
+		return sum
+	}
+	waitFor(t, time.Minute, "three grafts", func() bool { return grafts() >= 3 })
+	// Twenty more heartbeats: a node meshing GossipSub's six peers, or
+	// grafting past its degree, would have sent more.
+	time.Sleep(20 * heartbeat)
+	if g := grafts(); g < 3 || g > 4 {
+		t.Fatalf("a node of mesh degree 4 sent %d GRAFTs to eight peers, want 3 or 4", g)
+	}
+}
+
+// TestMeshParams: the degrees meshParams derives keep GossipSub's rules
+// for every degree Options accepts, and Options refuses the others.
+func TestMeshParams(t *testing.T) {
+	for d := MinMeshDegree; d <= MaxMeshDegree; d++ {
+		p := routerParams(Options{MeshDegree: d})
+		if p.D != d || p.Dlo != d-1 || p.Dhi != d+d/2 || p.Dlazy != d {
+			t.Fatalf("degree %d: D %d, Dlo %d, Dhi %d, Dlazy %d", d, p.D, p.Dlo, p.Dhi, p.Dlazy)
+		}
+		if !(p.Dout < p.Dlo && p.Dout < p.D/2 && p.Dout >= 1 && p.Dscore <= p.Dhi && p.Dscore >= 1) {
+			t.Fatalf("degree %d: Dout %d, Dscore %d break GossipSub's rules", d, p.Dout, p.Dscore)
+		}
+	}
+	def := pubsub.DefaultGossipSubParams()
+	if p := routerParams(Options{}); p.D != def.D || p.Dlo != def.Dlo || p.Dhi != def.Dhi {
+		t.Fatalf("no degree given: D %d/%d/%d, want GossipSub's %d/%d/%d", p.D, p.Dlo, p.Dhi, def.D, def.Dlo, def.Dhi)
+	}
+	for _, d := range []int{-1, 1, MinMeshDegree - 1, MaxMeshDegree + 1} {
+		o := Options{MeshDegree: d, Handler: HandlerFunc(func(context.Context, *intel.Envelope, peer.ID) error { return nil })}
+		err := o.setDefaults()
+		if err == nil || !strings.Contains(err.Error(), "MeshDegree") {
+			t.Fatalf("degree %d: %v, want an error naming MeshDegree", d, err)
+		}
+	}
+	// GossipSub itself takes the largest degree.
+	if n := startMeshNode(t, nil, newMemLog(), Options{MeshDegree: MaxMeshDegree}); n.g == nil {
+		t.Fatal("no node")
 	}
 }

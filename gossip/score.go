@@ -208,14 +208,38 @@ func gossipSubParams(interval time.Duration) pubsub.GossipSubParams {
 // Larger batches and snapshots still get them.
 const idontwantThreshold = 16 << 10
 
+// Bounds of Options.MeshDegree: below 4 no outbound quota fits
+// GossipSub's rule that it stay under half the degree, and above 12 a
+// message is copied to each node a dozen times.
+const (
+	MinMeshDegree = 4
+	MaxMeshDegree = 12
+)
+
+// meshParams sets p's mesh degree to d, with GossipSub's proportions:
+// grafting below d-1, pruning above 1.5 d, half the peers kept by score
+// and half of those outbound, and gossip (IHAVE) to at least d peers
+// outside the mesh. For 6, GossipSub's D, its own values but Dhi (9,
+// not 12) and Dscore (3, not 4).
+func meshParams(p *pubsub.GossipSubParams, d int) {
+	p.D, p.Dlo, p.Dhi = d, d-1, d+d/2
+	p.Dscore = d / 2
+	p.Dout = d/2 - 1
+	p.Dlazy = d
+}
+
 // routerParams are the GossipSub parameters of o: its heartbeat
-// (gossipSubParams), and IDONTWANT from idontwantThreshold.
+// (gossipSubParams), its mesh degree (meshParams), and IDONTWANT from
+// idontwantThreshold.
 func routerParams(o Options) pubsub.GossipSubParams {
 	interval := o.RouterHeartbeat
 	if interval == 0 {
 		interval = pubsub.DefaultGossipSubParams().HeartbeatInterval
 	}
 	p := gossipSubParams(interval)
+	if o.MeshDegree != 0 {
+		meshParams(&p, o.MeshDegree)
+	}
 	p.IDontWantMessageThreshold = idontwantThreshold
 	return p
 }
