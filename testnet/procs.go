@@ -672,12 +672,14 @@ func runBruteForceProcs(ctx context.Context, o ScenarioOptions) (*Report, error)
 		PolicyID: intel.PolicyID(intel.ActionBlock, ind), StartupMs: ms(time.Since(t0))}
 	rep.SettleMs = ms(settleMesh(run, pm.nodes))
 	rep.linesWritten = time.Now().Round(0)
+	cpu := startCPU(append([]int{os.Getpid()}, pm.pids()...))
 	for i := range o.Attacked {
 		if err := pm.injectSSHBruteForce(i, o.Attacker, o.Failures); err != nil {
 			return nil, err
 		}
 	}
 	werr := pm.awaitEnforced(run, ind)
+	rep.AttackCPUMs = cpu.ms()
 	// The figures are gathered even when the run's time is up.
 	gather, cancelGather := context.WithTimeout(context.WithoutCancel(ctx), gatherTimeout(pm.nodes))
 	defer cancelGather()

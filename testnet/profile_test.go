@@ -135,7 +135,10 @@ func TestSimIdleTimings(t *testing.T) {
 		t.Errorf("sim timings: router heartbeat %s, score decay %s, edge sync %s, edge poll %s",
 			g.RouterHeartbeat, g.ScoreDecayInterval, c.EdgeSyncInterval, c.EdgePollInterval)
 	}
-	if g, c := defCfg.Gossip, defCfg.Consensus; g.RouterHeartbeat != 0 || g.ScoreDecayInterval != 0 || c.EdgeSyncInterval != 0 || c.EdgePollInterval != 0 {
+	if simCfg.Gossip.MeshDegree != simMeshDegree || simMeshDegree == 0 {
+		t.Errorf("sim mesh degree %d, want %d", simCfg.Gossip.MeshDegree, simMeshDegree)
+	}
+	if g, c := defCfg.Gossip, defCfg.Consensus; g.RouterHeartbeat != 0 || g.ScoreDecayInterval != 0 || g.MeshDegree != 0 || c.EdgeSyncInterval != 0 || c.EdgePollInterval != 0 {
 		t.Errorf("default profile changes production's timings: %+v %+v", g, c)
 	}
 	for i, want := range map[int]time.Duration{0: 0, SimServers - 1: 0, SimServers: simCompactInterval, 500: simCompactInterval} {

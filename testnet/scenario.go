@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math"
 	"net/netip"
+	"os"
 	"os/exec"
 	"slices"
 	"text/tabwriter"
@@ -118,6 +119,13 @@ type Report struct {
 	// SettleMs is how long the run waited, once the mesh had formed, for
 	// the machine to settle before the attack (settle.go).
 	SettleMs float64 `json:"settle_ms"`
+	// AttackCPUMs is the CPU time the mesh's processes spent from the
+	// attack's log lines written to every node enforcing the block (or
+	// the run's end), in 10 ms steps; -1 where it cannot be read. It
+	// measures what the attack cost the mesh, with the mesh's work at
+	// rest meanwhile, and varies from run to run far less than the
+	// latencies it drives.
+	AttackCPUMs float64 `json:"attack_cpu_ms"`
 	// Memory is the peak resident set of the processes that ran the
 	// mesh, summed, and each process's own.
 	Memory         *ProcessStats `json:"memory,omitempty"`
@@ -168,6 +176,7 @@ func RunBruteForce(ctx context.Context, o ScenarioOptions) (*Report, error) {
 	rep.SettleMs = ms(settleMesh(ctx, len(m.Nodes)))
 
 	rep.linesWritten = time.Now()
+	cpu := startCPU([]int{os.Getpid()})
 	for i := range o.Attacked {
 		if err := m.InjectSSHBruteForce(i, o.Attacker, o.Failures); err != nil {
 			return nil, err
@@ -182,6 +191,7 @@ func RunBruteForce(ctx context.Context, o ScenarioOptions) (*Report, error) {
 		}
 		return true, ""
 	})
+	rep.AttackCPUMs = cpu.ms()
 	rep.fill(meshTimelines(m, ind), o.Attacked)
 	rep.PolicyCommitted = policyCommitted(m.Nodes[0], rep.PolicyID)
 	ps := ReadProcessStats(len(m.Nodes))
@@ -343,6 +353,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "mesh formed in %.0f ms (Raft roster and GossipSub topic complete)\n", r.StartupMs)
 	if r.SettleMs > 0 {
 		fmt.Fprintf(w, "waited %.0f ms for the machine to settle before the attack\n", r.SettleMs)
+	}
+	if r.AttackCPUMs >= 0 {
+		fmt.Fprintf(w, "the attack cost the mesh's processes %.0f ms of CPU until every node enforced\n", r.AttackCPUMs)
 	}
 	if m := r.Memory; m != nil {
 		fmt.Fprintf(w, "peak memory %.0f MB (%.1f MB a node)", m.PeakRSSMB, m.PeakRSSPerNodeMB)

@@ -74,6 +74,9 @@ func TestFiveNodeBruteForceEnforcedEverywhere(t *testing.T) {
 	if rep.SettleMs != 0 {
 		t.Errorf("a %d-node mesh waited %v ms to settle", rep.Nodes, rep.SettleMs)
 	}
+	if _, err := processCPU(os.Getpid()); err == nil && rep.AttackCPUMs < 0 {
+		t.Errorf("the attack's CPU time was not read: %v", rep.AttackCPUMs)
+	}
 	// The log lines were written before anything was detected, and each
 	// node enforced after both.
 	if rep.LineDetectMs < 0 || rep.LineEnforceMs.P50 < rep.LineDetectMs || rep.LineEnforceMs.Max < rep.EnforceMs.Max {
