@@ -2,6 +2,8 @@ package gossip
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -39,4 +41,48 @@ func TestPeerBookRemembersPeers(t *testing.T) {
 	book2.Start(context.Background())
 	t.Cleanup(func() { book2.Close() })
 	waitFor(t, 10*time.Second, "the restarted node to reach the remembered peer", func() bool { return connected(c, b) })
+}
+
+// A save that would write the same book writes nothing; a new peer is
+// written.
+func TestPeerBookSavesOnlyChanges(t *testing.T) {
+	dir := t.TempDir()
+	a, _ := newTestHost(t)
+	b, _ := newTestHost(t)
+	connect(t, a, b)
+	book, err := NewPeerBook(a, dir, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stat := func() os.FileInfo {
+		t.Helper()
+		fi, err := os.Stat(filepath.Join(dir, PeerBookFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi
+	}
+	if err := book.Save(); err != nil {
+		t.Fatal(err)
+	}
+	first := stat()
+	if err := book.Save(); err != nil {
+		t.Fatal(err)
+	}
+	// Every write is a new file renamed over the book.
+	if !os.SameFile(first, stat()) {
+		t.Fatal("an unchanged book was written again")
+	}
+	c, _ := newTestHost(t)
+	connect(t, a, c)
+	if err := book.Save(); err != nil {
+		t.Fatal(err)
+	}
+	if os.SameFile(first, stat()) {
+		t.Fatal("a new peer was not written")
+	}
+	ais, err := book.Load()
+	if err != nil || len(ais) != 2 || ais[0].ID >= ais[1].ID {
+		t.Fatalf("book holds %v, %v; want b and c in the order of their IDs", ais, err)
+	}
 }
