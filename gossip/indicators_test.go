@@ -255,10 +255,20 @@ func TestIndicatorForgeriesOverTheNetwork(t *testing.T) {
 // published catches up on them through /meshward/sync/1; a node with the
 // indicator topic off refuses them there as unexpected_kind.
 func TestIndicatorAntiEntropy(t *testing.T) {
+	// GossipSub gossips (IHAVE) each message for three heartbeats: a
+	// restarted node that met a peer within them could get a report by
+	// IWANT, not anti-entropy. Heartbeats of 50 ms, and a wait past
+	// three of them, leave anti-entropy the only way.
+	const heartbeat = 50 * time.Millisecond
+	opts := func(l *memLog) Options {
+		o := withIndicators(l)
+		o.RouterHeartbeat = heartbeat
+		return o
+	}
 	la, lb, lc := newMemLog(), newMemLog(), newMemLog()
-	a := startMeshNode(t, nil, la, withIndicators(la))
-	b := startMeshNode(t, nil, lb, withIndicators(lb))
-	c := startMeshNode(t, nil, lc, withIndicators(lc))
+	a := startMeshNode(t, nil, la, opts(la))
+	b := startMeshNode(t, nil, lb, opts(lb))
+	c := startMeshNode(t, nil, lc, opts(lc))
 	connect(t, b.h, a.h)
 	connect(t, c.h, a.h)
 	waitFor(t, 10*time.Second, "b in a's indicator topic", func() bool { return len(a.g.IndicatorPeers()) == 2 })
@@ -269,8 +279,9 @@ func TestIndicatorAntiEntropy(t *testing.T) {
 		a.publishReport(t, fmt.Sprintf("r%d.example", i))
 	}
 	waitFor(t, 30*time.Second, "the reports at b", func() bool { return lb.count(a.id()) == reports })
+	time.Sleep(20 * heartbeat)
 
-	c2 := startMeshNode(t, c.sk, lc, withIndicators(lc))
+	c2 := startMeshNode(t, c.sk, lc, opts(lc))
 	connect(t, c2.h, b.h)
 	waitFor(t, 30*time.Second, "the restarted node to catch up", func() bool { return lc.count(a.id()) == reports })
 	if got := c2.g.SyncAccepted(); got != reports {
