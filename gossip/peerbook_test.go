@@ -6,17 +6,27 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
 )
 
-func TestPeerBookRemembersPeers(t *testing.T) {
-	dir := t.TempDir()
-	a, _ := newTestHost(t)
-	b, _ := newTestHost(t)
+// connectedBook returns a host a connected to a host b, and a's book in
+// dir (not started).
+func connectedBook(t *testing.T) (dir string, a, b host.Host, book *PeerBook) {
+	t.Helper()
+	dir = t.TempDir()
+	a, _ = newTestHost(t)
+	b, _ = newTestHost(t)
 	connect(t, a, b)
 	book, err := NewPeerBook(a, dir, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return dir, a, b, book
+}
+
+func TestPeerBookRemembersPeers(t *testing.T) {
+	dir, _, b, book := connectedBook(t)
 	if ais, err := book.Load(); err != nil || len(ais) != 0 {
 		t.Fatalf("empty book: %v, %v", ais, err)
 	}
@@ -46,14 +56,7 @@ func TestPeerBookRemembersPeers(t *testing.T) {
 // A save that would write the same book writes nothing; a new peer is
 // written.
 func TestPeerBookSavesOnlyChanges(t *testing.T) {
-	dir := t.TempDir()
-	a, _ := newTestHost(t)
-	b, _ := newTestHost(t)
-	connect(t, a, b)
-	book, err := NewPeerBook(a, dir, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, a, _, book := connectedBook(t)
 	stat := func() os.FileInfo {
 		t.Helper()
 		fi, err := os.Stat(filepath.Join(dir, PeerBookFile))
