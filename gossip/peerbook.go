@@ -104,7 +104,7 @@ func (b *PeerBook) Save() error {
 	}
 	b.saveMu.Lock()
 	defer b.saveMu.Unlock()
-	if b.saved != nil && bytes.Equal(data, b.saved) {
+	if bytes.Equal(data, b.saved) {
 		return nil
 	}
 	if err := atomicfile.Write(b.path, data, 0o600); err != nil {

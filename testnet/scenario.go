@@ -124,9 +124,10 @@ type Report struct {
 	// the run's end), in 10 ms steps; -1 where it cannot be read (no
 	// /proc, or a process gone). It is what the attack cost the mesh,
 	// with the mesh's work at rest meanwhile: a steadier figure than the
-	// latencies it drives (two runs of one build at 1,000 nodes: 3.44 and
-	// 3.71 CPU-s, propagation p99 1.32 and 1.50 s; earlier builds' p99
-	// ranged from 1.37 to 2.5 s over runs).
+	// latencies it drives (two runs at 1,000 nodes with the same
+	// GossipSub settings: 3.44 and 3.71 CPU-s, propagation p99 1.32 and
+	// 1.50 s; one earlier build's p99 ranged from 1.37 to 2.5 s over
+	// runs).
 	AttackCPUMs float64 `json:"attack_cpu_ms"`
 	// Memory is the peak resident set of the processes that ran the
 	// mesh, summed, and each process's own.
