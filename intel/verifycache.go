@@ -305,16 +305,79 @@ var processKeys = func() *signerKeys {
 	return k
 }()
 
+// processSigs are the signatures VerifySignature found valid, by the
+// SHA-256 of key, signature and message (maxVerifiedSigs of them).
+var processSigs = newSigMemo(maxVerifiedSigs)
+
+// maxVerifiedSigs bounds processSigs: some 4,000 digests of about 100
+// bytes with their slots, far more than the voters' certificates a node
+// holds at once.
+const maxVerifiedSigs = 4096
+
 // VerifySignature reports whether sig is pub's ed25519 signature of msg,
-// with exactly crypto/ed25519.Verify's answer (stdlibRules), at about
-// half its cost for a key that signed validly before: the process keeps
-// the expanded form of up to maxSignerKeys such keys. For signatures
-// checked again and again by many parts of a node, or by many nodes of
-// one process: a voter's chain certificates, which every edge checks.
+// with exactly crypto/ed25519.Verify's answer (stdlibRules). The process
+// remembers the signatures it found valid (processSigs), so that the
+// same key, message and signature checked again cost a hash, and keeps
+// the expanded form of up to maxSignerKeys keys that signed validly, so
+// that another signature of the same key costs about half of
+// crypto/ed25519's. For signatures checked again and again by many parts
+// of a node, or by many nodes of one process: a voter's chain
+// certificates, which every edge checks (a simulated mesh's hundreds of
+// edges in one process check each once between them). Verification is a
+// pure function of the three byte strings, so a remembered answer is the
+// answer: bytes that differ in one bit have another digest. Only valid
+// signatures are remembered, so forged ones cannot fill the memo; each
+// is verified every time.
 func VerifySignature(pub ed25519.PublicKey, msg, sig []byte) bool {
 	if len(pub) != ed25519.PublicKeySize || len(sig) != ed25519.SignatureSize {
 		return false
 	}
-	_, ok := processKeys.verify(pub, msg, sig)
+	d := sigDigest(pub, msg, sig)
+	if processSigs.has(d) {
+		return true
+	}
+	if _, ok := processKeys.verify(pub, msg, sig); !ok {
+		return false
+	}
+	processSigs.add(d)
+	return true
+}
+
+// sigDigest is the SHA-256 of pub, sig and msg: the first two have fixed
+// sizes, so no two triples share the concatenation.
+func sigDigest(pub ed25519.PublicKey, msg, sig []byte) [sha256.Size]byte {
+	h := sha256.New()
+	h.Write(pub)
+	h.Write(sig)
+	h.Write(msg)
+	var d [sha256.Size]byte
+	h.Sum(d[:0])
+	return d
+}
+
+// sigMemo is a bounded set of digests, sharded as a VerifyCache is and
+// evicted by the same clock. Safe for concurrent use.
+type sigMemo struct {
+	shards   [verifyCacheShards]verifyShard
+	verified atomic.Uint64 // digests added
+}
+
+func newSigMemo(size int) *sigMemo {
+	m := &sigMemo{}
+	per := max(1, (size+verifyCacheShards-1)/verifyCacheShards)
+	for i := range m.shards {
+		m.shards[i].index = make(map[[sha256.Size]byte]int32)
+		m.shards[i].max = per
+	}
+	return m
+}
+
+func (m *sigMemo) has(d [sha256.Size]byte) bool {
+	_, ok := m.shards[d[0]%verifyCacheShards].lookup(d)
 	return ok
+}
+
+func (m *sigMemo) add(d [sha256.Size]byte) {
+	m.verified.Add(1)
+	m.shards[d[0]%verifyCacheShards].insert(d, verifyMemo{})
 }

@@ -343,3 +343,67 @@ func TestVerifyCacheMemory(t *testing.T) {
 	}
 	runtime.KeepAlive(c)
 }
+
+// VerifySignature remembers a valid signature (the same key, message and
+// signature again cost no verification) and never an invalid one: a bit
+// flipped in the key, the message or the signature is verified afresh and
+// refused, every time.
+func TestVerifySignatureMemo(t *testing.T) {
+	key := cacheTestKey("signature memo")
+	pub := key.Public().(ed25519.PublicKey)
+	msg := []byte("meshward certificate test message")
+	sig := ed25519.Sign(key, msg)
+	before := processSigs.verified.Load()
+	for i := range 3 {
+		if !VerifySignature(pub, msg, sig) {
+			t.Fatalf("call %d: valid signature refused", i)
+		}
+	}
+	if got := processSigs.verified.Load() - before; got != 1 {
+		t.Fatalf("valid signature verified %d times in 3 calls, want 1 (then remembered)", got)
+	}
+	flip := func(b []byte, i int) []byte {
+		c := append([]byte(nil), b...)
+		c[i] ^= 1
+		return c
+	}
+	for name, args := range map[string][3][]byte{
+		"key":       {flip(pub, 5), msg, sig},
+		"message":   {pub, flip(msg, 3), sig},
+		"signature": {pub, msg, flip(sig, 40)},
+		"short msg": {pub, msg[:len(msg)-1], sig},
+	} {
+		for i := range 2 {
+			if VerifySignature(args[0], args[1], args[2]) {
+				t.Fatalf("%s altered, call %d: accepted", name, i)
+			}
+			if ed25519.Verify(args[0], args[1], args[2]) {
+				t.Fatalf("%s altered: crypto/ed25519 accepts it, the test is wrong", name)
+			}
+		}
+	}
+	if got := processSigs.verified.Load() - before; got != 1 {
+		t.Fatalf("%d signatures remembered, want only the valid one", got)
+	}
+	if !VerifySignature(pub, msg, sig) {
+		t.Fatal("valid signature refused after the forgeries")
+	}
+}
+
+// The memo holds at most its bound.
+func TestSigMemoBounded(t *testing.T) {
+	m := newSigMemo(64)
+	for i := range 1000 {
+		m.add(sha256.Sum256([]byte{byte(i), byte(i >> 8)}))
+	}
+	n := 0
+	for i := range m.shards {
+		n += len(m.shards[i].index)
+	}
+	if n > 64 {
+		t.Fatalf("memo of 64 holds %d digests", n)
+	}
+	if !m.has(sha256.Sum256([]byte{byte(999 % 256), byte(999 >> 8)})) {
+		t.Fatal("the last digest added is not held")
+	}
+}

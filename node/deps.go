@@ -49,6 +49,13 @@ type Options struct {
 	// Store, when set, is used instead of opening one in the data
 	// directory (for example an in-memory store). The caller closes it.
 	Store *store.Store
+	// VerifyCache, when set, is the node's cache of verified envelopes
+	// (Deps.Verify) instead of one of its own: a simulated mesh's nodes
+	// of one process share one, so that each envelope is verified once
+	// in the process rather than once by each of its hundreds of nodes.
+	// Verification is a pure function of the bytes, so what a node
+	// accepts and refuses is the same either way.
+	VerifyCache *intel.VerifyCache
 }
 
 // ConsensusTimeouts are Raft's timing knobs.
@@ -168,7 +175,9 @@ func NewDeps(ctx context.Context, cfg Config, opts Options) (_ *Deps, err error)
 		return nil, fmt.Errorf("start libp2p host: %w", err)
 	}
 	d.onClose("host", d.Host.Close)
-	d.Verify = intel.NewVerifyCache(intel.DefaultVerifyCacheSize)
+	if d.Verify = opts.VerifyCache; d.Verify == nil {
+		d.Verify = intel.NewVerifyCache(intel.DefaultVerifyCacheSize)
+	}
 	if d.Consensus, err = d.newConsensus(runCtx); err != nil {
 		return nil, err
 	}

@@ -32,6 +32,8 @@ const (
 	// diameter short), and joins through one of the servers in turn, so
 	// that connections, and file descriptors, grow with the number of
 	// nodes and not its square, and no node holds a connection to each.
+	// The nodes of one process share one cache of verified envelopes
+	// (profile.shareVerify).
 	ProfileSim = "sim"
 	// SimProfileAbove is the mesh size above which Start chooses
 	// ProfileSim when Options.Profile is empty.
@@ -77,6 +79,11 @@ type profile struct {
 	// of the stores the mesh opens for the nodes past the first
 	// SimServers (see storeOptions).
 	compactInterval time.Duration
+	// shareVerify gives the mesh's nodes one cache of verified envelopes
+	// (node.Options.VerifyCache): hundreds of nodes on two cores
+	// otherwise verify every envelope hundreds of times over, which a
+	// mesh of real sites does each on its own CPU.
+	shareVerify bool
 }
 
 // Idle timings of ProfileSim, production's in parentheses. A node at
@@ -163,7 +170,7 @@ func profileFor(name string) (profile, error) {
 	case "", ProfileDefault:
 		return profile{name: ProfileDefault, configure: func(*node.Config) {}}, nil
 	case ProfileSim:
-		return profile{name: ProfileSim, timeouts: simTimeouts, peers: SimPeers, joinWindow: SimJoinWindow, noSync: true, compactInterval: simCompactInterval, configure: func(c *node.Config) {
+		return profile{name: ProfileSim, timeouts: simTimeouts, peers: SimPeers, joinWindow: SimJoinWindow, noSync: true, compactInterval: simCompactInterval, shareVerify: true, configure: func(c *node.Config) {
 			c.Gossip.HeartbeatInterval = time.Minute
 			c.Gossip.SyncInterval = time.Minute
 			c.Gossip.RouterHeartbeat = simRouterHeartbeat

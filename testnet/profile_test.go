@@ -172,3 +172,18 @@ func TestSimHeartbeatsSpread(t *testing.T) {
 		t.Errorf("10 nodes: heartbeat every %s, want a minute at least", got)
 	}
 }
+
+// Under the sim profile the nodes of a mesh share one cache of verified
+// envelopes; under the default profile each node keeps its own, as
+// `meshward agent` does.
+func TestSimSharesVerifyCache(t *testing.T) {
+	sim := &Mesh{opts: Options{Nodes: 100, Profile: ProfileSim}}
+	a, b := sim.nodeOptions(0, nil), sim.nodeOptions(57, nil)
+	if a.VerifyCache == nil || a.VerifyCache != b.VerifyCache {
+		t.Fatalf("sim profile: nodes 0 and 57 have caches %p and %p, want one shared", a.VerifyCache, b.VerifyCache)
+	}
+	def := &Mesh{opts: Options{Nodes: 5, Profile: ProfileDefault}}
+	if c := def.nodeOptions(1, nil).VerifyCache; c != nil {
+		t.Fatalf("default profile: node 1 gets a shared cache %p, want its own (nil)", c)
+	}
+}

@@ -69,6 +69,10 @@ type Mesh struct {
 	// operator is the mesh's admin operator key (Operator).
 	operator ed25519.PrivateKey
 	mu       sync.Mutex
+	// verify is the nodes' shared cache of verified envelopes under a
+	// profile that shares one (profile.shareVerify), made once.
+	verify     *intel.VerifyCache
+	verifyOnce sync.Once
 }
 
 // Timeouts tuned for a mesh whose every link is loopback.
@@ -280,8 +284,13 @@ func (m *Mesh) nodeOptions(i int, g *gater) node.Options {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	o := node.Options{Logger: logger, ConsensusTimeouts: loopbackTimeouts, ConnectionGater: g}
-	if p, _ := profileFor(m.opts.Profile); p.timeouts != nil {
+	p, _ := profileFor(m.opts.Profile)
+	if p.timeouts != nil {
 		o.ConsensusTimeouts = p.timeouts
+	}
+	if p.shareVerify {
+		m.verifyOnce.Do(func() { m.verify = intel.NewVerifyCache(intel.DefaultVerifyCacheSize) })
+		o.VerifyCache = m.verify
 	}
 	if m.opts.Clock != nil {
 		o.Clock = m.opts.Clock(i)
