@@ -131,14 +131,14 @@ func TestSimIdleTimings(t *testing.T) {
 	def.configure(&defCfg)
 	sim.configure(&simCfg)
 	if g, c := simCfg.Gossip, simCfg.Consensus; g.RouterHeartbeat != simRouterHeartbeat || g.ScoreDecayInterval != simScoreDecay ||
-		c.EdgeSyncInterval != simEdgeSync || c.EdgePollInterval != simEdgePoll {
-		t.Errorf("sim timings: router heartbeat %s, score decay %s, edge sync %s, edge poll %s",
-			g.RouterHeartbeat, g.ScoreDecayInterval, c.EdgeSyncInterval, c.EdgePollInterval)
+		c.EdgeSyncInterval != simEdgeSync || c.EdgePollInterval != simEdgePoll || c.EdgePersistInterval != simEdgePersist {
+		t.Errorf("sim timings: router heartbeat %s, score decay %s, edge sync %s, edge poll %s, edge persist %s",
+			g.RouterHeartbeat, g.ScoreDecayInterval, c.EdgeSyncInterval, c.EdgePollInterval, c.EdgePersistInterval)
 	}
 	if simCfg.Gossip.MeshDegree != simMeshDegree || simMeshDegree == 0 {
 		t.Errorf("sim mesh degree %d, want %d", simCfg.Gossip.MeshDegree, simMeshDegree)
 	}
-	if g, c := defCfg.Gossip, defCfg.Consensus; g.RouterHeartbeat != 0 || g.ScoreDecayInterval != 0 || g.MeshDegree != 0 || c.EdgeSyncInterval != 0 || c.EdgePollInterval != 0 {
+	if g, c := defCfg.Gossip, defCfg.Consensus; g.RouterHeartbeat != 0 || g.ScoreDecayInterval != 0 || g.MeshDegree != 0 || c.EdgeSyncInterval != 0 || c.EdgePollInterval != 0 || c.EdgePersistInterval != 0 {
 		t.Errorf("default profile changes production's timings: %+v %+v", g, c)
 	}
 	for i, want := range map[int]time.Duration{0: 0, SimServers - 1: 0, SimServers: simCompactInterval, 500: simCompactInterval} {

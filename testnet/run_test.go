@@ -202,27 +202,34 @@ func TestShippedScenariosParse(t *testing.T) {
 }
 
 // The sim profile (stores opened by the mesh without synced writes,
-// fewer dial peers, longer heartbeats) runs a scenario that kills and
-// restarts a node from its data directory.
-func TestLeaderKillSimProfile(t *testing.T) {
+// fewer dial peers, longer heartbeats, one cache of verified envelopes
+// for all nodes) runs a scenario that kills and restarts a node from its
+// data directory, and one whose rogue member forges sightings of another
+// member: what one node verified is shared, a forgery is refused by all.
+func TestScenariosSimProfile(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a 5-node mesh")
+		t.Skip("starts 5-node meshes")
 	}
 	t.Parallel()
-	s, err := LoadScenario(filepath.Join("scenarios", "leader-kill.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	rep, err := RunScenario(ctx, s, RunOptions{Size: scenarioTestSize, Profile: ProfileSim, Dir: t.TempDir(), Logger: testLogger(t)})
-	if rep == nil {
-		t.Fatalf("no report: %v", err)
-	}
-	if err != nil || !rep.Passed || rep.Profile != ProfileSim {
-		var text bytes.Buffer
-		_ = rep.WriteText(&text)
-		t.Fatalf("profile %s: %v\n%s", rep.Profile, err, text.String())
+	for _, f := range []string{"leader-kill.yaml", "rogue-member.yaml"} {
+		t.Run(f, func(t *testing.T) {
+			t.Parallel()
+			s, err := LoadScenario(filepath.Join("scenarios", f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			rep, err := RunScenario(ctx, s, RunOptions{Size: scenarioTestSize, Profile: ProfileSim, Dir: t.TempDir(), Logger: testLogger(t)})
+			if rep == nil {
+				t.Fatalf("no report: %v", err)
+			}
+			if err != nil || !rep.Passed || rep.Profile != ProfileSim {
+				var text bytes.Buffer
+				_ = rep.WriteText(&text)
+				t.Fatalf("profile %s: %v\n%s", rep.Profile, err, text.String())
+			}
+		})
 	}
 }
 
