@@ -50,7 +50,65 @@ const StrangerScore = PublishThreshold - topicScoreCap - 10
 
 // member reports whether p may take part: always without a Roster.
 func (g *Gossip) member(p peer.ID) bool {
-	return g.opts.Roster == nil || p == g.h.ID() || g.opts.Roster.IsMember(peerIDText(p))
+	if g.opts.Roster == nil || p == g.h.ID() {
+		return true
+	}
+	rv, ok := g.opts.Roster.(RosterVersioner)
+	if !ok {
+		return g.opts.Roster.IsMember(peerIDText(p))
+	}
+	return g.members.member(p, rv.RosterVersion(), func() bool { return g.opts.Roster.IsMember(peerIDText(p)) })
+}
+
+// RosterVersioner is a Roster that counts its changes: equal versions,
+// equal rosters. Gossip then remembers each peer's membership until the
+// version moves.
+type RosterVersioner interface{ RosterVersion() uint64 }
+
+// maxMemberMemo bounds the peers whose membership a node remembers:
+// more than a mesh's members, so that every member and neighbour fits;
+// IDs a stranger makes up past it are looked up each time, as before.
+const maxMemberMemo = 4096
+
+// memberMemo remembers the roster's answers by peer for one roster
+// version. GossipSub scores each peer many times a heartbeat (mesh
+// upkeep, gossip targets, every RPC's graylist check), each score asks
+// the roster, and at rest these lookups were a tenth of a 500-node
+// process's CPU. An answer is used only while the roster's version is
+// the one it was looked up at or later: a version read before the
+// lookup can only be older than the roster the answer came from, and a
+// newer version empties the memo, so an admission or removal is seen at
+// the next call after it.
+type memberMemo struct {
+	mu      sync.Mutex
+	version uint64
+	m       map[peer.ID]bool
+}
+
+// member returns the memo's answer for p at roster version v, or look's
+// (then remembered).
+func (mm *memberMemo) member(p peer.ID, v uint64, look func() bool) bool {
+	mm.mu.Lock()
+	switch {
+	case mm.m != nil && v < mm.version:
+		// Read before a change another call has seen: look it up.
+		mm.mu.Unlock()
+		return look()
+	case mm.m == nil || v > mm.version:
+		mm.m, mm.version = make(map[peer.ID]bool), v
+	}
+	is, ok := mm.m[p]
+	mm.mu.Unlock()
+	if ok {
+		return is
+	}
+	is = look()
+	mm.mu.Lock()
+	if mm.version == v && len(mm.m) < maxMemberMemo {
+		mm.m[p] = is
+	}
+	mm.mu.Unlock()
+	return is
 }
 
 // peerIDs remembers the text (base58) of the peer IDs GossipSub asks

@@ -287,3 +287,41 @@ func TestGaps(t *testing.T) {
 		}
 	}
 }
+
+// The membership memo asks the roster once per peer and roster version:
+// a change of the roster (a new version) is seen at the next call, a
+// version read before a change another call has seen is looked up
+// afresh and not remembered, and the memo holds at most maxMemberMemo
+// peers.
+func TestMemberMemo(t *testing.T) {
+	var mm memberMemo
+	looks := 0
+	look := func(v bool) func() bool { return func() bool { looks++; return v } }
+	a, b := peer.ID("a"), peer.ID("b")
+	for range 3 {
+		if !mm.member(a, 1, look(true)) {
+			t.Fatal("member at version 1 refused")
+		}
+	}
+	if looks != 1 {
+		t.Fatalf("3 calls at one version asked the roster %d times, want 1", looks)
+	}
+	// Removed: the roster's version moved.
+	if mm.member(a, 2, look(false)) || looks != 2 {
+		t.Fatalf("after a change the memo answered from the old version (looks %d)", looks)
+	}
+	// A caller that read version 1 before the change: asks the roster,
+	// and its answer is not remembered for version 2.
+	if !mm.member(b, 1, look(true)) || looks != 3 {
+		t.Fatalf("a stale version was answered from the memo (looks %d)", looks)
+	}
+	if mm.member(b, 2, look(false)) || looks != 4 {
+		t.Fatalf("a stale caller's answer was kept for the new version (looks %d)", looks)
+	}
+	for i := range maxMemberMemo + 100 {
+		mm.member(peer.ID(fmt.Sprint(i)), 3, look(false))
+	}
+	if n := len(mm.m); n > maxMemberMemo {
+		t.Fatalf("memo holds %d peers, bound %d", n, maxMemberMemo)
+	}
+}

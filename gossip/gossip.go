@@ -266,6 +266,7 @@ type Gossip struct {
 	have      *holdings   // nil when anti-entropy is off
 	scoreMu   sync.Mutex
 	scores    map[peer.ID]float64
+	members   memberMemo // member's answers (boundary.go)
 
 	routines *routine.Group // subscription readers, heartbeats, anti-entropy
 

@@ -305,16 +305,26 @@ func TestIndicatorAntiEntropy(t *testing.T) {
 	}
 }
 
-// switchRoster is a Roster a test can change while validators run.
+// switchRoster is a Roster a test can change while validators run. It
+// counts its changes (RosterVersioner), as consensus's roster does, so
+// that the tests that change it go through Gossip's membership memo.
 type switchRoster struct {
-	mu sync.Mutex
-	m  rosterSet
+	mu      sync.Mutex
+	m       rosterSet
+	version uint64
 }
 
 func (r *switchRoster) set(m rosterSet) {
 	r.mu.Lock()
 	r.m = m
+	r.version++
 	r.mu.Unlock()
+}
+
+func (r *switchRoster) RosterVersion() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.version
 }
 
 func (r *switchRoster) IsMember(id string) bool {
