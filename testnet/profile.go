@@ -136,10 +136,10 @@ const (
 	// simEdgePersist is how often an edge writes what it applied
 	// (150 sync intervals: 30 s, and 150 s with simEdgeSync). An edge
 	// writes its whole state, a thousand members' roster included, and
-	// every edge does once after the mesh forms: at 1,000 nodes some
-	// 12 ms each, 5% of an attack's CPU when it fell within 150 s of
-	// formation. An edge killed between two writes fetches again what
-	// it applied since the last.
+	// every edge does once more after the mesh forms (its last
+	// admissions): at 1,000 nodes some 12 ms an edge, 12 CPU-s spread
+	// over the interval, in which the attack falls. An edge killed
+	// between two writes fetches again what it applied since the last.
 	simEdgePersist = 10 * time.Minute
 )
 
