@@ -44,6 +44,11 @@ type Config struct {
 	// MeshDegree is Options'; zero means GossipSub's 6. Not
 	// configurable: the testnet's sim profile narrows the meshes.
 	MeshDegree int `yaml:"-"`
+	// GossipTargets is Options'; zero means GossipSub's. Not in the
+	// configuration file.
+	GossipTargets int `yaml:"-"`
+	// MeshPublishOnly is Options'. Not in the configuration file.
+	MeshPublishOnly bool `yaml:"-"`
 	// MuxerKeepAlive and MuxerMeasureRTT are HostConfig's; zero means
 	// yamux's 30 s. Not configurable: the testnet's sim profile slows
 	// them.
@@ -114,6 +119,8 @@ func (c Config) Options() Options {
 		RouterHeartbeat:    c.RouterHeartbeat,
 		ScoreDecayInterval: c.ScoreDecayInterval,
 		MeshDegree:         c.MeshDegree,
+		GossipTargets:      c.GossipTargets,
+		MeshPublishOnly:    c.MeshPublishOnly,
 	}
 	if c.Indicators {
 		o.Indicators = &IndicatorOptions{}

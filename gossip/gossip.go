@@ -152,6 +152,23 @@ type Options struct {
 	// smaller mesh costs less CPU and bandwidth, and a message reaches
 	// every node over more hops.
 	MeshDegree int
+	// GossipTargets, when positive, is how many peers outside its mesh
+	// of a topic a node sends gossip (IHAVE: the IDs of the messages it
+	// saw lately) to at each heartbeat. 0 keeps GossipSub's: as many as
+	// the mesh degree or a quarter of those peers, whichever is more, so
+	// that a node holding hundreds of connections (a raft server that
+	// every edge polls) sends a hundred IHAVEs a topic every heartbeat
+	// for as long as the messages of the last three are remembered.
+	GossipTargets int
+	// MeshPublishOnly sends a node's own messages to its mesh peers of
+	// the topic only, as it forwards others'. Unset (GossipSub's flood
+	// publishing), a node sends its own messages to every peer of the
+	// topic it is connected to whose score is above PublishThreshold, so
+	// that what it publishes does not hang on its mesh; a node holding
+	// hundreds of connections (a raft server that every edge polls)
+	// then sends hundreds of copies at once, and each receiver passes
+	// its copy on to a mesh most of whose nodes had one already.
+	MeshPublishOnly bool
 
 	// Heartbeats, when set, joins the heartbeat topic; nil leaves it off.
 	Heartbeats *HeartbeatOptions
@@ -226,6 +243,9 @@ func (o *Options) setDefaults() error {
 	if o.RouterHeartbeat < 0 {
 		return fmt.Errorf("gossip: Options.RouterHeartbeat %s is negative", o.RouterHeartbeat)
 	}
+	if n := o.GossipTargets; n < 0 || n > MaxMeshDegree {
+		return fmt.Errorf("gossip: Options.GossipTargets %d: want 0 (GossipSub's) or 1 to %d", n, MaxMeshDegree)
+	}
 	if d := o.MeshDegree; d != 0 && (d < MinMeshDegree || d > MaxMeshDegree) {
 		return fmt.Errorf("gossip: Options.MeshDegree %d: want 0 (GossipSub's) or %d to %d", d, MinMeshDegree, MaxMeshDegree)
 	}
@@ -275,7 +295,7 @@ type Gossip struct {
 	inflight sync.WaitGroup
 }
 
-// New starts GossipSub on h (flood publishing on, strict signing, peer
+// New starts GossipSub on h (flood publishing on unless MeshPublishOnly, strict signing, peer
 // scoring), registers the envelope validator, joins the topic and
 // subscribes, so the node is in the mesh; with Options.Heartbeats it does
 // the same for the heartbeat topic, with Options.Indicators for the
@@ -345,7 +365,7 @@ func New(ctx context.Context, h host.Host, opts Options) (*Gossip, error) {
 	params, thresholds := scoreParams(g.appScore, opts.ScoreDecayInterval, labels...)
 	const validateQueueSize, peerOutboundQueue = 1024, 256
 	psOpts := []pubsub.Option{
-		pubsub.WithFloodPublish(true),
+		pubsub.WithFloodPublish(!opts.MeshPublishOnly),
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
 		pubsub.WithRawTracer(g.tracer),
 		pubsub.WithPeerScore(params, thresholds),

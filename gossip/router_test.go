@@ -2,7 +2,9 @@ package gossip
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -126,5 +128,111 @@ func TestMeshParams(t *testing.T) {
 	// GossipSub itself takes the largest degree.
 	if n := startMeshNode(t, nil, newMemLog(), Options{MeshDegree: MaxMeshDegree}); n.g == nil {
 		t.Fatal("no node")
+	}
+}
+
+// GossipTargets fixes the peers gossip goes to (Dlazy, and no share of
+// a large neighbourhood); 0 keeps GossipSub's; out of range is refused,
+// naming the option.
+func TestGossipTargets(t *testing.T) {
+	p := routerParams(Options{MeshDegree: 4, GossipTargets: 3})
+	if p.Dlazy != 3 || p.GossipFactor != 0 || p.D != 4 {
+		t.Fatalf("targets 3: Dlazy %d, gossip factor %v, D %d", p.Dlazy, p.GossipFactor, p.D)
+	}
+	def := pubsub.DefaultGossipSubParams()
+	if p := routerParams(Options{MeshDegree: 4}); p.Dlazy != 4 || p.GossipFactor != def.GossipFactor {
+		t.Fatalf("no targets: Dlazy %d, gossip factor %v; want the degree and GossipSub's %v", p.Dlazy, p.GossipFactor, def.GossipFactor)
+	}
+	for _, n := range []int{-1, MaxMeshDegree + 1} {
+		o := Options{GossipTargets: n, Handler: HandlerFunc(func(context.Context, *intel.Envelope, peer.ID) error { return nil })}
+		if err := o.setDefaults(); err == nil || !strings.Contains(err.Error(), "GossipTargets") {
+			t.Fatalf("targets %d: %v, want an error naming GossipTargets", n, err)
+		}
+	}
+	if n := startMeshNode(t, nil, newMemLog(), Options{MeshDegree: 4, GossipTargets: 4}); n.g == nil {
+		t.Fatal("no node")
+	}
+}
+
+// pushWatch records how a peer first got a message of the topic: pushed
+// (in an RPC before any IHAVE of the topic reached it) or fetched after
+// gossip.
+type pushWatch struct {
+	*tracer
+	mu                 sync.Mutex
+	ihave, got, pushed bool
+}
+
+func (w *pushWatch) RecvRPC(rpc *pubsub.RPC) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, ih := range rpc.GetControl().GetIhave() {
+		if ih.GetTopicID() == DefaultTopic && len(ih.GetMessageIDs()) > 0 {
+			w.ihave = true
+		}
+	}
+	for _, m := range rpc.GetPublish() {
+		if m.GetTopic() == DefaultTopic && !w.got {
+			w.got, w.pushed = true, !w.ihave
+		}
+	}
+}
+
+func (w *pushWatch) state() (got, pushed bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.got, w.pushed
+}
+
+// TestMeshPublishOnly: a node sends its own message to every peer of the
+// topic (flood publishing), or with MeshPublishOnly to its mesh alone,
+// the others fetching it after its gossip.
+func TestMeshPublishOnly(t *testing.T) {
+	for _, c := range []struct {
+		meshOnly bool
+		lo, hi   int // peers pushed the message
+	}{{false, 8, 8}, {true, 3, 4}} {
+		t.Run(fmt.Sprintf("mesh only %v", c.meshOnly), func(t *testing.T) {
+			const heartbeat = 50 * time.Millisecond
+			n := startMeshNode(t, nil, newMemLog(), Options{MeshDegree: 4, RouterHeartbeat: heartbeat, MeshPublishOnly: c.meshOnly})
+			never := gossipSubParams(time.Hour)
+			never.HeartbeatInitialDelay = time.Hour
+			quiet := pubsub.WithGossipSubParams(never)
+			var grafts []*graftWatch
+			var pushes []*pushWatch
+			for range 8 {
+				g, p := &graftWatch{tracer: newTracer()}, &pushWatch{tracer: newTracer()}
+				r := newRogue(t, nil, DefaultTopic, quiet, pubsub.WithRawTracer(g), pubsub.WithRawTracer(p))
+				connect(t, r.h, n.h)
+				grafts, pushes = append(grafts, g), append(pushes, p)
+			}
+			waitFor(t, 10*time.Second, "the node to see its eight peers in the topic", func() bool { return len(n.g.Peers()) == 8 })
+			waitFor(t, time.Minute, "three grafts", func() bool {
+				sum := int64(0)
+				for _, g := range grafts {
+					sum += g.grafts.Load()
+				}
+				return sum >= 3
+			})
+			time.Sleep(5 * heartbeat) // the mesh settled at 3 or 4
+			n.publish(t, "198.51.100.80")
+			waitFor(t, 10*time.Second, "every peer to get the message", func() bool {
+				for _, p := range pushes {
+					if got, _ := p.state(); !got {
+						return false
+					}
+				}
+				return true
+			})
+			pushed := 0
+			for _, p := range pushes {
+				if _, ok := p.state(); ok {
+					pushed++
+				}
+			}
+			if pushed < c.lo || pushed > c.hi {
+				t.Fatalf("mesh only %v: the publisher pushed its message to %d of 8 peers, want %d to %d", c.meshOnly, pushed, c.lo, c.hi)
+			}
+		})
 	}
 }

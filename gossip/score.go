@@ -240,6 +240,9 @@ func routerParams(o Options) pubsub.GossipSubParams {
 	if o.MeshDegree != 0 {
 		meshParams(&p, o.MeshDegree)
 	}
+	if o.GossipTargets > 0 {
+		p.Dlazy, p.GossipFactor = o.GossipTargets, 0
+	}
 	p.IDontWantMessageThreshold = idontwantThreshold
 	return p
 }

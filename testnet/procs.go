@@ -654,6 +654,28 @@ func (pm *procMesh) memory(ctx context.Context) (ProcessStats, error) {
 	return sum, errors.Join(errs...)
 }
 
+// gc holds the garbage collector of every process of the mesh off, or
+// releases it (gchold.go): this one's, and each worker's (opGC).
+func (pm *procMesh) gc(ctx context.Context, hold bool) error {
+	if hold {
+		holdGC()
+	} else {
+		releaseGC()
+	}
+	errs := make(chan error, len(pm.workers))
+	for _, w := range pm.workers {
+		go func() {
+			_, err := w.call(ctx, workerRequest{Op: opGC, Hold: hold})
+			errs <- err
+		}()
+	}
+	var all []error
+	for range pm.workers {
+		all = append(all, <-errs)
+	}
+	return errors.Join(all...)
+}
+
 // runBruteForceProcs is RunBruteForce over o.Processes processes.
 func runBruteForceProcs(ctx context.Context, o ScenarioOptions) (*Report, error) {
 	run, cancel := context.WithTimeout(ctx, o.Timeout)
@@ -671,6 +693,22 @@ func runBruteForceProcs(ctx context.Context, o ScenarioOptions) (*Report, error)
 	rep := &Report{Nodes: pm.nodes, Attacked: o.Attacked, Indicator: ind.Value,
 		PolicyID: intel.PolicyID(intel.ActionBlock, ind), StartupMs: ms(time.Since(t0))}
 	rep.SettleMs = ms(settleMesh(run, pm.nodes))
+	if err := pm.gc(run, true); err != nil {
+		if run.Err() != nil {
+			err = run.Err() // the workers were closed for it
+		}
+		return nil, fmt.Errorf("testnet: hold the garbage collectors off: %w", err)
+	}
+	released := false
+	release := func() error {
+		if released {
+			return nil
+		}
+		released = true
+		return pm.gc(context.WithoutCancel(run), false)
+	}
+	defer func() { _ = release() }() // the early returns
+	rep.GCHeld = true
 	rep.linesWritten = time.Now().Round(0)
 	cpu := startCPU(append([]int{os.Getpid()}, pm.pids()...))
 	for i := range o.Attacked {
@@ -680,6 +718,9 @@ func runBruteForceProcs(ctx context.Context, o ScenarioOptions) (*Report, error)
 	}
 	werr := pm.awaitEnforced(run, ind)
 	rep.AttackCPUMs = cpu.ms()
+	if err := release(); err != nil {
+		werr = errors.Join(werr, fmt.Errorf("testnet: release the garbage collectors: %w", err))
+	}
 	// The figures are gathered even when the run's time is up.
 	gather, cancelGather := context.WithTimeout(context.WithoutCancel(ctx), gatherTimeout(pm.nodes))
 	defer cancelGather()

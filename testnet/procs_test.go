@@ -141,6 +141,9 @@ func TestProcsBruteForceEveryNodeOfEveryProcess(t *testing.T) {
 	if !rep.OK() || rep.EnforcedOn != 9 || len(rep.PerNode) != 9 {
 		t.Fatalf("committed %v, enforced on %d of %d, %d nodes reported: %s", rep.PolicyCommitted, rep.EnforcedOn, rep.Nodes, len(rep.PerNode), rep.Error)
 	}
+	if !rep.GCHeld {
+		t.Errorf("garbage collection was not held off during the attack")
+	}
 	ids := map[string]bool{}
 	for i, n := range rep.PerNode {
 		if want := fmt.Sprintf("site-%02d", i); n.Site != want || !n.Enforcing || n.EnforceMs < 0 || n.PropagationMs < 0 || n.CommitMs < 0 {
@@ -342,6 +345,13 @@ func TestWorkerRefusesBadRequests(t *testing.T) {
 		rep := ask(c.r)
 		if !strings.Contains(rep.Error, c.want) {
 			t.Errorf("%s: error %q, want %q", c.r.Op, rep.Error, c.want)
+		}
+	}
+	// Holding the collector off and releasing it needs no nodes, and is
+	// no refusal.
+	for k, hold := range []bool{true, false} {
+		if c := ask(workerRequest{ID: 97 - k, Op: opGC, Hold: hold}); c.ID != 97-k || c.Error != "" {
+			t.Errorf("gc hold %v: %+v", hold, c)
 		}
 	}
 	rep := ask(workerRequest{ID: 99, Op: opMemory})

@@ -30,6 +30,9 @@ const (
 	opTimelines = "timelines"
 	// opMemory is answered with the worker's peak resident set.
 	opMemory = "memory"
+	// opGC holds the worker's garbage collector off (Hold) or lets it
+	// run again (gchold.go), and is answered at once.
+	opGC = "gc"
 	// opClose closes the worker's nodes; the worker answers and exits.
 	opClose = "close"
 )
@@ -65,6 +68,8 @@ type workerRequest struct {
 	Start     *workerStart `json:"start,omitempty"`
 	IDs       []string     `json:"ids,omitempty"`
 	Indicator string       `json:"indicator,omitempty"`
+	// Hold is opGC's: true holds the collector off, false releases it.
+	Hold bool `json:"hold,omitempty"`
 }
 
 // workerNode is one node a worker started.

@@ -176,6 +176,13 @@ func (w *worker) handle(ctx context.Context, r workerRequest) {
 		ps.First = w.first
 		w.mu.Unlock()
 		w.reply(workerReply{ID: r.ID, Memory: &ps})
+	case opGC:
+		if r.Hold {
+			holdGC()
+		} else {
+			releaseGC()
+		}
+		w.reply(workerReply{ID: r.ID})
 	case opReady, opAwait, opTimelines:
 		select {
 		case <-w.startedCh:
@@ -185,7 +192,7 @@ func (w *worker) handle(ctx context.Context, r workerRequest) {
 		}
 		w.nodesOp(ctx, r)
 	default:
-		w.refuse(r, refusedUnknownOp, fmt.Errorf("op %q: allowed are %s, %s, %s, %s, %s and %s", r.Op, opStart, opReady, opAwait, opTimelines, opMemory, opClose))
+		w.refuse(r, refusedUnknownOp, fmt.Errorf("op %q: allowed are %s, %s, %s, %s, %s, %s and %s", r.Op, opStart, opReady, opAwait, opTimelines, opMemory, opGC, opClose))
 	}
 }
 

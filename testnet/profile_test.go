@@ -138,6 +138,12 @@ func TestSimIdleTimings(t *testing.T) {
 	if simCfg.Gossip.MeshDegree != simMeshDegree || simMeshDegree == 0 {
 		t.Errorf("sim mesh degree %d, want %d", simCfg.Gossip.MeshDegree, simMeshDegree)
 	}
+	if !simCfg.Gossip.MeshPublishOnly || defCfg.Gossip.MeshPublishOnly {
+		t.Errorf("mesh publish only: sim %v, default %v; want flood publishing in production only", simCfg.Gossip.MeshPublishOnly, defCfg.Gossip.MeshPublishOnly)
+	}
+	if simCfg.Gossip.GossipTargets != simGossipTargets || simGossipTargets == 0 || defCfg.Gossip.GossipTargets != 0 {
+		t.Errorf("gossip targets: sim %d (want %d), default %d (want GossipSub's, 0)", simCfg.Gossip.GossipTargets, simGossipTargets, defCfg.Gossip.GossipTargets)
+	}
 	if g, c := defCfg.Gossip, defCfg.Consensus; g.RouterHeartbeat != 0 || g.ScoreDecayInterval != 0 || g.MeshDegree != 0 || c.EdgeSyncInterval != 0 || c.EdgePollInterval != 0 || c.EdgePersistInterval != 0 {
 		t.Errorf("default profile changes production's timings: %+v %+v", g, c)
 	}

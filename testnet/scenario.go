@@ -116,6 +116,9 @@ type Report struct {
 	LineDetectMs  float64     `json:"line_detect_ms"`
 	LineEnforceMs Percentiles `json:"line_enforce_ms"`
 	StartupMs     float64     `json:"startup_ms"`
+	// GCHeld: the garbage collector of every process was held off from
+	// the attack's first line until every node enforced (gchold.go).
+	GCHeld bool `json:"gc_held"`
 	// SettleMs is how long the run waited, once the mesh had formed, for
 	// the machine to settle before the attack (settle.go).
 	SettleMs float64 `json:"settle_ms"`
@@ -177,6 +180,9 @@ func RunBruteForce(ctx context.Context, o ScenarioOptions) (*Report, error) {
 	rep := &Report{Nodes: len(m.Nodes), Attacked: o.Attacked, Indicator: ind.Value,
 		PolicyID: intel.PolicyID(intel.ActionBlock, ind), StartupMs: ms(time.Since(t0))}
 	rep.SettleMs = ms(settleMesh(ctx, len(m.Nodes)))
+	holdGC() // gchold.go
+	defer releaseGC()
+	rep.GCHeld = true
 
 	rep.linesWritten = time.Now()
 	cpu := startCPU([]int{os.Getpid()})
@@ -195,6 +201,7 @@ func RunBruteForce(ctx context.Context, o ScenarioOptions) (*Report, error) {
 		return true, ""
 	})
 	rep.AttackCPUMs = cpu.ms()
+	releaseGC()
 	rep.fill(meshTimelines(m, ind), o.Attacked)
 	rep.PolicyCommitted = policyCommitted(m.Nodes[0], rep.PolicyID)
 	ps := ReadProcessStats(len(m.Nodes))
@@ -354,6 +361,9 @@ func (r *Report) WriteJSON(w io.Writer) error {
 func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "Meshward testnet: %d nodes on loopback, SSH brute force from %s replayed into %d of them\n\n", r.Nodes, r.Indicator, r.Attacked)
 	fmt.Fprintf(w, "mesh formed in %.0f ms (Raft roster and GossipSub topic complete)\n", r.StartupMs)
+	if r.GCHeld {
+		fmt.Fprintf(w, "garbage collection held off from the attack's first line until every node enforced\n")
+	}
 	if r.SettleMs > 0 {
 		fmt.Fprintf(w, "waited %.0f ms for the machine to settle before the attack\n", r.SettleMs)
 	}

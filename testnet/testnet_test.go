@@ -74,6 +74,9 @@ func TestFiveNodeBruteForceEnforcedEverywhere(t *testing.T) {
 	if rep.SettleMs != 0 {
 		t.Errorf("a %d-node mesh waited %v ms to settle", rep.Nodes, rep.SettleMs)
 	}
+	if !rep.GCHeld {
+		t.Errorf("garbage collection was not held off during the attack")
+	}
 	if _, err := processCPU(os.Getpid()); err == nil && rep.AttackCPUMs < 0 {
 		t.Errorf("the attack's CPU time was not read: %v", rep.AttackCPUMs)
 	}
