@@ -3,6 +3,7 @@ package testnet
 import (
 	"runtime/debug"
 	"sync"
+	"time"
 )
 
 // From the attack's first log line until every node enforces, the brute
@@ -15,19 +16,27 @@ import (
 // enforced within 1.04 s), where a site's own heap of a few MB collects
 // in milliseconds. A collection already running when the attack starts
 // is waited out by the settling before it (settle.go): its workers keep
-// the cores busy. The window allocates some hundreds of MB at most.
+// the cores busy. The window allocates some hundreds of MB at most; a
+// hold ends by itself after gcHoldMax, so that a mesh that does not
+// converge does not grow its heap until the run times out.
 var gcHold struct {
 	sync.Mutex
 	held    bool
-	percent int // GOGC before the hold
+	percent int         // GOGC before the hold
+	timer   *time.Timer // ends the hold after gcHoldMax
 }
 
-// holdGC stops new garbage collections in this process until releaseGC.
+// gcHoldMax bounds a hold: a thousand nodes enforce in seconds.
+const gcHoldMax = 30 * time.Second
+
+// holdGC stops new garbage collections in this process until releaseGC,
+// or gcHoldMax.
 func holdGC() {
 	gcHold.Lock()
 	defer gcHold.Unlock()
 	if !gcHold.held {
 		gcHold.percent, gcHold.held = debug.SetGCPercent(-1), true
+		gcHold.timer = time.AfterFunc(gcHoldMax, releaseGC)
 	}
 }
 
@@ -37,6 +46,7 @@ func releaseGC() {
 	gcHold.Lock()
 	defer gcHold.Unlock()
 	if gcHold.held {
+		gcHold.timer.Stop()
 		debug.SetGCPercent(gcHold.percent)
 		gcHold.held = false
 	}
