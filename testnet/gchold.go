@@ -15,8 +15,9 @@ import (
 // an edge p99 2.8 s in a 1,000-node run whose other worker's edges all
 // enforced within 1.04 s), where a site's own heap of a few MB collects
 // in milliseconds. A collection already running when the attack starts
-// is waited out by the settling before it (settle.go): its workers keep
-// the cores busy. The window allocates some hundreds of MB at most; a
+// is not stopped; the settling before it (settle.go) most likely waits
+// it out, since its mark workers keep the cores busy (not measured). The
+// window allocates some hundreds of MB at most; a
 // hold ends by itself after gcHoldMax, so that a mesh that does not
 // converge does not grow its heap until the run times out.
 var gcHold struct {
