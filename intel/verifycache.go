@@ -73,15 +73,11 @@ type verifyMemo struct {
 // NewVerifyCache returns a cache of about size digests (at least one per
 // shard).
 func NewVerifyCache(size int) *VerifyCache {
-	per := max(1, (size+verifyCacheShards-1)/verifyCacheShards)
 	c := &VerifyCache{}
-	// The shards grow as digests arrive, up to per each: a node of a
-	// quiet mesh (or one of hundreds in a simulation) pays for what it
-	// remembers, not for the bound.
-	for i := range c.shards {
-		c.shards[i].index = make(map[[sha256.Size]byte]int32)
-		c.shards[i].max = per
-	}
+	// The shards grow as digests arrive, up to their share each: a node
+	// of a quiet mesh (or one of hundreds in a simulation) pays for what
+	// it remembers, not for the bound.
+	initShards(&c.shards, size)
 	c.signers.init(maxSignerKeys)
 	return c
 }
@@ -364,12 +360,18 @@ type sigMemo struct {
 
 func newSigMemo(size int) *sigMemo {
 	m := &sigMemo{}
-	per := max(1, (size+verifyCacheShards-1)/verifyCacheShards)
-	for i := range m.shards {
-		m.shards[i].index = make(map[[sha256.Size]byte]int32)
-		m.shards[i].max = per
-	}
+	initShards(&m.shards, size)
 	return m
+}
+
+// initShards makes shards empty, holding about size digests between them
+// (at least one each).
+func initShards(shards *[verifyCacheShards]verifyShard, size int) {
+	per := max(1, (size+verifyCacheShards-1)/verifyCacheShards)
+	for i := range shards {
+		shards[i].index = make(map[[sha256.Size]byte]int32)
+		shards[i].max = per
+	}
 }
 
 func (m *sigMemo) has(d [sha256.Size]byte) bool {

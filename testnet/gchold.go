@@ -52,10 +52,3 @@ func releaseGC() {
 		gcHold.held = false
 	}
 }
-
-// gcHeld reports whether holdGC holds the collector.
-func gcHeld() bool {
-	gcHold.Lock()
-	defer gcHold.Unlock()
-	return gcHold.held
-}

@@ -21,3 +21,10 @@ func TestHoldGC(t *testing.T) {
 		t.Fatalf("released: GOGC %d, held %v; want the 150 it found and false", p, gcHeld())
 	}
 }
+
+// gcHeld reports whether holdGC holds the collector.
+func gcHeld() bool {
+	gcHold.Lock()
+	defer gcHold.Unlock()
+	return gcHold.held
+}
